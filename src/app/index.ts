@@ -1,0 +1,124 @@
+// The demo routes: each one makes one stage of the journey do real work. Knows nothing about telemetry.
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import compress from '@fastify/compress'
+import type { FastifyPluginAsync } from 'fastify'
+import { Piscina } from 'piscina'
+import { burn } from './burn.ts'
+import { decodeOrder, orderSchema, summarize, type Order } from './orders.ts'
+
+export interface AppOptions {
+  computeMaxMs: number
+  ioMaxMs: number
+  downloadMaxKb: number
+  workerThreads: number
+}
+
+const CHUNK = Buffer.alloc(16 * 1024, 'journey\n')
+
+const echoSchema = {
+  type: 'object',
+  required: ['message'],
+  properties: {
+    message: { type: 'string', maxLength: 1_000_000 },
+    items: { type: 'array', maxItems: 100_000 }
+  }
+} as const
+
+export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
+  // Request bodies may arrive gzip, deflate or br encoded. Decompressed bytes count against bodyLimit,
+  // so a decompression bomb ends in 413 rather than in memory; other encodings get 415.
+  await app.register(compress, {
+    globalCompression: false,
+    globalDecompression: true,
+    requestEncodings: ['br', 'gzip', 'deflate']
+  })
+
+  const pool = new Piscina({
+    filename: new URL('./compute-worker.ts', import.meta.url).href,
+    minThreads: opts.workerThreads,
+    maxThreads: opts.workerThreads
+  })
+  app.addHook('onClose', async () => { await pool.destroy() })
+
+  app.addContentTypeParser('application/x-protobuf', { parseAs: 'buffer' }, (_req, body, done) => {
+    try {
+      done(null, decodeOrder(body as Buffer))
+    } catch (err) {
+      const e = new Error(`invalid protobuf Order: ${(err as Error).message}`) as Error & { statusCode: number }
+      e.statusCode = 400
+      done(e, undefined)
+    }
+  })
+
+  // Say which types are accepted: curl's default for --data is form-urlencoded, a common first surprise.
+  app.setErrorHandler((err: Error & { code?: string, statusCode?: number }, request, reply) => {
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send({
+        statusCode: 415,
+        code: err.code,
+        error: 'Unsupported Media Type',
+        message: `Content-Type ${JSON.stringify(request.headers['content-type'] ?? '')} is not accepted: send application/json` +
+          (request.routeOptions.url === '/orders' ? ' or application/x-protobuf' : '') +
+          " (with curl: -H 'content-type: application/json')"
+      })
+    }
+    return reply.send(err)
+  })
+
+  app.get('/', async () => ({ hello: 'journey' }))
+
+  app.post('/echo', { schema: { body: echoSchema } }, async (request) => request.body)
+
+  app.post('/orders', { schema: { body: orderSchema } }, async (request) => summarize(request.body as Order))
+
+  app.get('/compute', {
+    schema: {
+      querystring: {
+        type: 'object',
+        required: ['ms'],
+        properties: {
+          ms: { type: 'integer', minimum: 0, maximum: opts.computeMaxMs },
+          offload: { type: 'string', enum: ['0', '1', 'false', 'true'], default: '0' }
+        }
+      }
+    }
+  }, async (request) => {
+    const query = request.query as { ms: number, offload: string }
+    const { ms } = query
+    const offload = query.offload === '1' || query.offload === 'true'
+    const iterations = offload ? await pool.run({ ms }) as number : burn(ms)
+    return { ms, offload, iterations }
+  })
+
+  app.get('/io', {
+    schema: {
+      querystring: { type: 'object', required: ['ms'], properties: { ms: { type: 'integer', minimum: 0, maximum: opts.ioMaxMs } } }
+    }
+  }, async (request) => {
+    const { ms } = request.query as { ms: number }
+    await sleep(ms)
+    return { ms }
+  })
+
+  app.get('/download', {
+    schema: {
+      querystring: { type: 'object', required: ['kb'], properties: { kb: { type: 'integer', minimum: 0, maximum: opts.downloadMaxKb } } }
+    }
+  }, async (request, reply) => {
+    const { kb } = request.query as { kb: number }
+    const total = kb * 1024
+    let sent = 0
+    // A pull stream: the next chunk is produced only when the socket wants more, so a slow reader
+    // shows up as backpressure in the write stage instead of as memory.
+    const body = new Readable({
+      read () {
+        if (sent >= total) { this.push(null); return }
+        const n = Math.min(CHUNK.length, total - sent)
+        sent += n
+        this.push(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))
+      }
+    })
+    return reply.type('application/octet-stream').header('content-length', total).send(body)
+  })
+}

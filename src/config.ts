@@ -1,0 +1,112 @@
+// Every environment variable the server reads, validated in one place.
+// A bad value stops start-up with one line naming the variable and what is allowed,
+// because a server that silently falls back to a default is a server nobody can reason about.
+
+export type Precision = 'default' | 'fine'
+
+export interface Config {
+  host: string
+  httpPort: number
+  httpsPort: number
+  metricsHost: string
+  metricsPort: number
+  tlsCert: string | undefined
+  tlsKey: string | undefined
+  headersTimeoutMs: number
+  requestTimeoutMs: number
+  keepAliveTimeoutMs: number
+  maxHeaderSize: number
+  bodyLimitBytes: number
+  shutdownTimeoutMs: number
+  logLevel: string
+  computeMaxMs: number
+  ioMaxMs: number
+  downloadMaxKb: number
+  workerThreads: number
+  precision: Precision
+  slowThresholdMs: number
+  keepErrors: boolean
+  serviceName: string
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type Env = Record<string, string | undefined>
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+function present (env: Env, name: string): string | undefined {
+  const v = env[name]
+  return v === undefined || v.trim() === '' ? undefined : v.trim()
+}
+
+function int (env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = present(env, name)
+  if (raw === undefined) return def
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: expected an integer from ${min} to ${max}`)
+  const n = Number(raw)
+  if (n < min || n > max) throw new ConfigError(`${name}=${raw} is out of range: expected an integer from ${min} to ${max}`)
+  return n
+}
+
+function port (env: Env, name: string, def: number): number {
+  // 0 asks the kernel for an ephemeral port (tests use it).
+  return int(env, name, def, 0, 65535)
+}
+
+function oneOf<T extends string> (env: Env, name: string, def: T, allowed: readonly T[]): T {
+  const raw = present(env, name)
+  if (raw === undefined) return def
+  const v = raw.toLowerCase() as T
+  if (!allowed.includes(v)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: expected one of ${allowed.join(', ')}`)
+  return v
+}
+
+function bool (env: Env, name: string, def: boolean): boolean {
+  const v = oneOf(env, name, def ? 'true' : 'false', ['true', 'false', '1', '0'])
+  return v === 'true' || v === '1'
+}
+
+export function loadConfig (env: Env = process.env): Config {
+  const tlsCert = present(env, 'TLS_CERT')
+  const tlsKey = present(env, 'TLS_KEY')
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new ConfigError('TLS_CERT and TLS_KEY must be set together (paths to a PEM certificate and its key), or neither for a generated development certificate')
+  }
+  const config: Config = {
+    host: present(env, 'HOST') ?? '0.0.0.0',
+    httpPort: port(env, 'HTTP_PORT', 3000),
+    httpsPort: port(env, 'HTTPS_PORT', 3443),
+    metricsHost: present(env, 'METRICS_HOST') ?? '127.0.0.1',
+    metricsPort: port(env, 'METRICS_PORT', 9464),
+    tlsCert,
+    tlsKey,
+    headersTimeoutMs: int(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    maxHeaderSize: int(env, 'MAX_HEADER_SIZE', 16_384, 1024, 1_048_576),
+    bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1, 1_073_741_824),
+    shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    logLevel: oneOf(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
+    computeMaxMs: int(env, 'COMPUTE_MAX_MS', 2_000, 0, 60_000),
+    ioMaxMs: int(env, 'IO_MAX_MS', 10_000, 0, 600_000),
+    downloadMaxKb: int(env, 'DOWNLOAD_MAX_KB', 102_400, 0, 10_485_760),
+    workerThreads: int(env, 'WORKER_THREADS', 2, 1, 64),
+    // 'fine' (JS-driven parsing, decrypt separated) is designed in docs/stages.md but not built yet.
+    precision: oneOf(env, 'JOURNEY_PRECISION', 'default', ['default'] as const),
+    slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
+    keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
+    serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey'
+  }
+  // Node rejects a headers timeout longer than the request timeout; say so here, by name.
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    throw new ConfigError(`HEADERS_TIMEOUT_MS=${config.headersTimeoutMs} must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`)
+  }
+  const ports = [config.httpPort, config.httpsPort, config.metricsPort].filter(p => p !== 0)
+  if (new Set(ports).size !== ports.length) {
+    throw new ConfigError(`HTTP_PORT, HTTPS_PORT and METRICS_PORT must differ (got ${config.httpPort}, ${config.httpsPort}, ${config.metricsPort})`)
+  }
+  return config
+}

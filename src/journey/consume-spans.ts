@@ -1,0 +1,204 @@
+// Spans, built after the fact from finished records with explicit start and end times.
+// Head sampling is decided when the request starts (so the handler's own spans can join the trace);
+// unsampled requests allocate no span at all unless a keep-slow or keep-errors rule keeps them at the end.
+import {
+  propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
+  type Attributes, type Context, type Link, type Span, type Tracer
+} from '@opentelemetry/api'
+import type { Sampler } from '@opentelemetry/sdk-trace'
+import { RandomIdGenerator } from '@opentelemetry/sdk-trace'
+import {
+  ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_URL_SCHEME, ATTR_ERROR_TYPE
+} from '@opentelemetry/semantic-conventions'
+import type { Precision } from '../config.ts'
+import { toEpochMs } from './clock.ts'
+import type { ConnectionRecord, RequestRecord } from './records.ts'
+import { ATTR, SPAN_CONNECTION, stageSpanName, UNMATCHED_ROUTE, type Stage } from './stages.ts'
+import { buildTimeline, type Interval } from './timeline.ts'
+import { decided, type PresetIdGenerator } from './sampling.ts'
+import { channels } from './publish.ts'
+
+export interface SpanConsumerOptions {
+  tracer: Tracer
+  ids: PresetIdGenerator
+  headSampler: Sampler
+  precision: Precision
+  slowThresholdMs: number
+  keepErrors: boolean
+}
+
+export interface SpanConsumer {
+  /** Head sampling at request start; prepares the context the handler runs in. */
+  start: (rec: RequestRecord, headers: Record<string, string | string[] | undefined>) => void
+  close: () => void
+}
+
+const random = new RandomIdGenerator()
+
+export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
+  const { tracer, ids, headSampler, precision } = opts
+
+  function start (rec: RequestRecord, headers: Record<string, string | string[] | undefined>): void {
+    // Extracting is skipped when there is nothing to extract: most requests carry no traceparent.
+    const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, headers)
+    const parentSpan = trace.getSpanContext(parent)
+    const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
+    const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
+    rec.parentContext = parent === ROOT_CONTEXT ? undefined : parent
+    if (result.decision !== 2 /* RECORD_AND_SAMPLED */) return
+    rec.sampled = true
+    rec.traceId = traceId
+    rec.spanId = random.generateSpanId()
+    rec.context = trace.setSpanContext(parent, { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
+  }
+
+  function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {
+    if (rec.sampled) return 'head'
+    if (opts.keepErrors && (rec.aborted || rec.status >= 500 || rec.error !== undefined)) return 'error'
+    if (durationMs >= opts.slowThresholdMs) return 'slow'
+    return undefined
+  }
+
+  function onRequest (message: unknown): void {
+    const rec = message as RequestRecord
+    const tl = buildTimeline(rec)
+    const rule = keepRule(rec, tl.end - tl.start)
+    if (rule === undefined) return
+    rec.keptBy = rule
+    const conn = rec.conn
+    conn.kept = true
+    conn.traceId ??= random.generateTraceId()
+    conn.spanId ??= random.generateSpanId()
+
+    const route = rec.route === UNMATCHED_ROUTE ? undefined : rec.route
+    const attributes: Attributes = {
+      [ATTR_HTTP_REQUEST_METHOD]: rec.method,
+      [ATTR_URL_SCHEME]: rec.scheme,
+      [ATTR_NETWORK_PROTOCOL_VERSION]: '1.1',
+      [ATTR.precision]: precision,
+      [ATTR.samplingRule]: rule,
+      [ATTR.listener]: conn.listener,
+      [ATTR.connectionId]: conn.id,
+      [ATTR.requestIndex]: rec.index,
+      [ATTR.gapIdle]: tl.idleBeforeRequestMs,
+      [ATTR.gapHooks]: Math.max(0, tl.gapMs - tl.idleBeforeRequestMs)
+    }
+    if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route
+    if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
+    if (rec.aborted) attributes[ATTR.aborted] = true
+    const links: Link[] = [{
+      context: { traceId: conn.traceId, spanId: conn.spanId, traceFlags: 1 },
+      attributes: { [ATTR.connectionId]: conn.id }
+    }]
+
+    // Head-sampled requests already own ids (the handler's spans point at them); kept ones get fresh ones.
+    ids.preset(rec.traceId, rec.spanId)
+    const root = tracer.startSpan(route === undefined ? rec.method : `${rec.method} ${route}`,
+      { kind: SpanKind.SERVER, startTime: toEpochMs(tl.start), attributes, links },
+      decided(rec.parentContext ?? ROOT_CONTEXT))
+    ids.preset(undefined, undefined)
+    // Consumers subscribed later (metrics exemplars, views) find the kept trace here.
+    rec.traceId = root.spanContext().traceId
+    rec.spanId = root.spanContext().spanId
+
+    const failed = rec.aborted || rec.status >= 500
+    if (failed) {
+      const type = rec.aborted ? 'aborted' : String(rec.status)
+      root.setAttribute(ATTR_ERROR_TYPE, type)
+      root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? 'connection closed before the response finished' : undefined })
+    }
+    const parent = decided(trace.setSpan(ROOT_CONTEXT, root))
+    for (const stage of tl.stages) stageSpan(stage, rec, parent)
+    root.end(toEpochMs(tl.end))
+  }
+
+  function stageSpan (iv: Interval, rec: RequestRecord, parent: Context): void {
+    const span = tracer.startSpan(stageSpanName(iv.stage), {
+      kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv.stage, rec)
+    }, parent)
+    if (iv.cut) span.setStatus({ code: SpanStatusCode.ERROR, message: 'request ended before this stage did' })
+    span.end(toEpochMs(iv.end))
+  }
+
+  function stageAttributes (stage: Stage, rec: RequestRecord): Attributes | undefined {
+    switch (stage) {
+      case 'accept': return { [ATTR.acceptQueueWait]: false }
+      case 'tls': return tlsAttributes(rec.conn)
+      case 'read': return { [ATTR.readIncludesDecrypt]: rec.scheme === 'https' && precision === 'default' }
+      case 'decode': {
+        const a: Attributes = {}
+        if (rec.contentType !== undefined) a[ATTR.contentType] = rec.contentType
+        if (rec.contentEncoding !== undefined) a[ATTR.contentEncoding] = rec.contentEncoding
+        if (!Number.isNaN(rec.requestBodyBytes)) a['http.request.body.size'] = rec.requestBodyBytes
+        return a
+      }
+      case 'serialize': return { [ATTR.serializeSkipped]: rec.serializeSkipped }
+      case 'write': return { [ATTR.bytesWritten]: rec.bytesWritten, [ATTR.backpressure]: rec.backpressure }
+      default: return undefined
+    }
+  }
+
+  // The connection's own span (accept → close), in its own trace: exported when a kept request links to
+  // it, or when the connection failed (TLS handshake failure, HTTP client error) so failures are never lost.
+  function onConnectionClose (message: unknown): void {
+    const conn = message as ConnectionRecord
+    const failed = conn.tlsFailure !== undefined || conn.errors.length > 0
+    if (!conn.kept && !failed) return
+    ids.preset(conn.traceId, conn.spanId)
+    const span: Span = tracer.startSpan(SPAN_CONNECTION, {
+      kind: SpanKind.SERVER,
+      startTime: toEpochMs(conn.acceptAt),
+      attributes: {
+        [ATTR.listener]: conn.listener,
+        [ATTR.connectionId]: conn.id,
+        [ATTR.connectionRequests]: conn.requests,
+        [ATTR.connectionBytesRead]: conn.bytesRead,
+        [ATTR.connectionBytesWritten]: conn.bytesWritten,
+        [ATTR.precision]: precision,
+        [ATTR.samplingRule]: conn.kept ? 'linked' : 'error',
+        ...(conn.secure ? tlsAttributes(conn) : {})
+      }
+    }, decided(ROOT_CONTEXT))
+    ids.preset(undefined, undefined)
+    if (conn.tlsFailure !== undefined) {
+      // The handshake is this connection's only stage: show it, failed, inside the connection span.
+      const end = Number.isNaN(conn.closeAt) ? conn.acceptAt : conn.closeAt
+      const tls = tracer.startSpan(stageSpanName('tls'), {
+        startTime: toEpochMs(Number.isNaN(conn.acceptedAt) ? conn.acceptAt : conn.acceptedAt),
+        attributes: { [ATTR.tlsFailure]: conn.tlsFailure }
+      }, decided(trace.setSpan(ROOT_CONTEXT, span)))
+      tls.setStatus({ code: SpanStatusCode.ERROR, message: `TLS handshake failed: ${conn.tlsFailure}` })
+      tls.end(toEpochMs(end))
+    }
+    for (const reason of conn.errors) span.addEvent('connection error', { [ATTR_ERROR_TYPE]: reason })
+    if (failed) {
+      span.setAttribute(ATTR_ERROR_TYPE, conn.tlsFailure ?? conn.errors[0] ?? 'error')
+      span.setStatus({ code: SpanStatusCode.ERROR })
+    }
+    span.end(toEpochMs(conn.closeAt))
+  }
+
+  channels.request.subscribe(onRequest)
+  channels.connectionClose.subscribe(onConnectionClose)
+  return {
+    start,
+    close () {
+      channels.request.unsubscribe(onRequest)
+      channels.connectionClose.unsubscribe(onConnectionClose)
+    }
+  }
+}
+
+function tlsAttributes (conn: ConnectionRecord): Attributes {
+  const a: Attributes = { [ATTR.tlsResumed]: conn.tlsResumed }
+  if (conn.tlsProtocol !== undefined) {
+    // Node says 'TLSv1.3'; the semantic conventions want name 'tls' and version '1.3'.
+    a['tls.protocol.name'] = 'tls'
+    a[ATTR.tlsProtocol] = conn.tlsProtocol.replace(/^TLSv/, '')
+  }
+  if (conn.tlsCipher !== undefined) a[ATTR.tlsCipher] = conn.tlsCipher
+  if (conn.tlsAlpn !== undefined) a[ATTR.tlsAlpn] = conn.tlsAlpn
+  if (conn.tlsSni !== undefined) a[ATTR.tlsSni] = conn.tlsSni
+  return a
+}

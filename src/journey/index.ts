@@ -1,0 +1,95 @@
+// Public API of the journey instrumentation: what another Fastify 5 app imports.
+//
+//   const tracing = journeyTracing()                         // sampler + id generator for the SDK
+//   new NodeSDK({ ...tracing.sdkOptions, spanProcessors }).start()
+//   const journey = createJourney({ registry, tracing })
+//   const app = Fastify({ serverFactory: (handler) => journey.observeServer(http.createServer(handler), 'http') })
+//   await app.register(journey.plugin)                       // before the routes
+import type { Server } from 'node:http'
+import { trace, type Tracer } from '@opentelemetry/api'
+import type { Sampler } from '@opentelemetry/sdk-trace'
+import type { FastifyPluginCallback } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Registry } from 'prom-client'
+import type { Precision } from '../config.ts'
+import { createMetricsConsumer } from './consume-metrics.ts'
+import { createSpanConsumer } from './consume-spans.ts'
+import { observeServer } from './observe-connection.ts'
+import { observeFastify } from './observe-fastify.ts'
+import { checkParserInternals } from './observe-parser.ts'
+import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
+
+export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Stage } from './stages.ts'
+export { channels } from './publish.ts'
+export { buildTimeline, type Timeline, type Interval } from './timeline.ts'
+export type { RequestRecord, ConnectionRecord } from './records.ts'
+export { checkParserInternals }
+
+export interface JourneyTracing {
+  /** The head sampler (from OTEL_TRACES_SAMPLER unless given), asked once per request at its start. */
+  headSampler: Sampler
+  idGenerator: PresetIdGenerator
+  /** Pass to NodeSDK (or a TracerProvider): lets the journey keep the spans it decided to keep. */
+  sdkOptions: { sampler: Sampler, idGenerator: PresetIdGenerator }
+}
+
+export function journeyTracing (headSampler: Sampler = samplerFromEnv()): JourneyTracing {
+  const idGenerator = new PresetIdGenerator()
+  return { headSampler, idGenerator, sdkOptions: { sampler: new JourneySampler(headSampler), idGenerator } }
+}
+
+export interface JourneyOptions {
+  registry: Registry<any>
+  /** From journeyTracing(), configured into the SDK; without it the journey emits metrics only. */
+  tracing?: JourneyTracing | undefined
+  tracer?: Tracer
+  precision?: Precision
+  /** Requests at least this slow are traced even when the head sampler said no. */
+  slowThresholdMs?: number
+  /** Failed (5xx, aborted) requests are traced even when the head sampler said no. */
+  keepErrors?: boolean
+}
+
+export interface Journey {
+  /** Attach the connection and parser observers to a server the app owns; returns it. */
+  observeServer: <S extends Server>(server: S, listener: string) => S
+  plugin: FastifyPluginCallback
+  precision: Precision
+  /** Why read/parse are not measured on this Node, if they are not. */
+  limitation: string | undefined
+  close: () => void
+}
+
+export function createJourney (opts: JourneyOptions): Journey {
+  const precision = opts.precision ?? 'default'
+  // Subscription order matters: spans first, so the metrics consumer sees the kept trace id for exemplars.
+  const spans = opts.tracing === undefined
+    ? undefined
+    : createSpanConsumer({
+      tracer: opts.tracer ?? trace.getTracer('request-journey'),
+      ids: opts.tracing.idGenerator,
+      headSampler: opts.tracing.headSampler,
+      precision,
+      slowThresholdMs: opts.slowThresholdMs ?? 500,
+      keepErrors: opts.keepErrors ?? true
+    })
+  const metrics = createMetricsConsumer(opts.registry)
+  const onStart = spans?.start ?? (() => {})
+  const plugin = fp((fastify, _o, done) => {
+    observeFastify(fastify, { onStart })
+    done()
+  }, { fastify: '5.x', name: 'request-journey' })
+  return {
+    observeServer (server, listener) {
+      observeServer(server, listener)
+      return server
+    },
+    plugin,
+    precision,
+    limitation: checkParserInternals(),
+    close () {
+      spans?.close()
+      metrics.close()
+    }
+  }
+}

@@ -1,0 +1,133 @@
+// accept and tls marks, connection life and connection errors, from the net/tls/http servers the app owns.
+// Only timestamps and a few strings are written here; consumers turn them into telemetry.
+import type { Server as HttpServer } from 'node:http'
+import type { Socket } from 'node:net'
+import { Server as TlsServer, type TLSSocket } from 'node:tls'
+import { now } from './clock.ts'
+import { newConnectionRecord, type ConnectionRecord } from './records.ts'
+import { channels, publishConnection, publishRequest } from './publish.ts'
+import { kConnection, observeParser } from './observe-parser.ts'
+
+type Observed = Socket & { [kConnection]?: ConnectionRecord }
+
+export interface ObserveResult {
+  /** False when Node's parser internals are unavailable: read and parse are then not measured. */
+  parserObserved: boolean
+}
+
+function onConnection (this: HttpServer & { [kListener]: string }, socket: Observed): void {
+  const conn = newConnectionRecord(this[kListener], this instanceof TlsServer, now())
+  socket[kConnection] = conn
+  socket.on('close', onClose)
+  publishConnection(channels.connectionOpen, conn)
+}
+
+/** Appended: runs after Node's own listener, so the HTTP parser (plain) or the TLSSocket (TLS) exists. */
+function onConnected (this: HttpServer, socket: Observed): void {
+  const conn = socket[kConnection]
+  if (conn === undefined) return
+  conn.acceptedAt = now()
+  if (!conn.secure) observeParser(socket)
+}
+
+function onSecureConnection (socket: TLSSocket & Observed): void {
+  // _parent is the raw TCP socket the TLSSocket wraps (undocumented; guarded by internals.test.ts).
+  const raw = (socket as unknown as { _parent?: Observed })._parent
+  const conn = raw?.[kConnection]
+  if (conn === undefined) return
+  conn.secureAt = now()
+  socket[kConnection] = conn
+  conn.tlsProtocol = socket.getProtocol() ?? undefined
+  conn.tlsCipher = socket.getCipher()?.name
+  conn.tlsAlpn = socket.alpnProtocol === false ? undefined : socket.alpnProtocol ?? undefined
+  const sni = (socket as unknown as { servername?: string | false }).servername
+  conn.tlsSni = typeof sni === 'string' ? sni : undefined
+  conn.tlsResumed = socket.isSessionReused()
+  publishConnection(channels.connectionTls, conn)
+}
+
+/** Appended: runs after the https server's HTTP connection listener has attached its parser. */
+function onSecureConnected (socket: TLSSocket & Observed): void {
+  if (socket[kConnection] !== undefined) observeParser(socket)
+}
+
+function onTlsClientError (err: NodeJS.ErrnoException, socket: TLSSocket): void {
+  const raw = (socket as unknown as { _parent?: Observed })._parent
+  const conn = raw?.[kConnection]
+  if (conn === undefined || conn.tlsFailure !== undefined) return
+  conn.tlsFailure = tlsFailureReason(err)
+  publishConnection(channels.connectionTls, conn)
+}
+
+/** A bounded set of reasons: error codes are a fixed set in Node; anything else is 'other'. */
+export function tlsFailureReason (err: NodeJS.ErrnoException): string {
+  const code = err.code ?? ''
+  if (code === 'ERR_SSL_HTTP_REQUEST') return 'plain_http'
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout'
+  if (code === 'ECONNRESET' || code === 'EPIPE') return 'client_reset'
+  if (code.startsWith('ERR_SSL_')) return code.slice('ERR_SSL_'.length).toLowerCase().slice(0, 48)
+  return 'other'
+}
+
+function onClientError (this: HttpServer, err: NodeJS.ErrnoException, socket: Observed): void {
+  const conn = socket[kConnection]
+  if (conn !== undefined) conn.errors.push(clientErrorReason(err))
+  // A 'clientError' listener replaces Node's default answer. When ours is the only one, answer as Node
+  // would have, so observing never changes behaviour.
+  if (this.listenerCount('clientError') === 1) defaultClientError(err, socket)
+}
+
+export function clientErrorReason (err: NodeJS.ErrnoException): string {
+  const code = err.code ?? ''
+  if (code === 'HPE_HEADER_OVERFLOW') return 'header_overflow'
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout'
+  if (code === 'ECONNRESET' || code === 'EPIPE') return 'client_reset'
+  if (code.startsWith('HPE_')) return 'bad_request'
+  return 'other'
+}
+
+function defaultClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (socket.writable) {
+    const status = err.code === 'HPE_HEADER_OVERFLOW'
+      ? '431 Request Header Fields Too Large'
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`)
+  }
+  socket.destroy(err)
+}
+
+function onClose (this: Observed): void {
+  const conn = this[kConnection]
+  if (conn === undefined) return
+  const at = now()
+  conn.closeAt = at
+  conn.bytesRead = this.bytesRead
+  conn.bytesWritten = this.bytesWritten
+  // Requests still in flight were cut off: their records end here, so no span is ever lost.
+  for (const rec of conn.inflight) {
+    rec.aborted = true
+    rec.endAt = at
+    publishRequest(rec)
+  }
+  conn.inflight.length = 0
+  publishConnection(channels.connectionClose, conn)
+}
+
+const kListener = Symbol('request-journey.listener')
+
+/**
+ * Attach the journey's observers to a server the app owns (http.Server or https.Server).
+ * `listener` names it in telemetry (bounded: one value per server).
+ */
+export function observeServer (server: HttpServer, listener: string): void {
+  const s = server as HttpServer & { [kListener]: string }
+  s[kListener] = listener
+  s.prependListener('connection', onConnection)
+  s.on('connection', onConnected)
+  s.prependListener('clientError', onClientError)
+  if (server instanceof TlsServer) {
+    s.prependListener('secureConnection', onSecureConnection)
+    s.on('secureConnection', onSecureConnected)
+    s.on('tlsClientError', onTlsClientError)
+  }
+}

@@ -1,0 +1,130 @@
+// decode, handler, serialize and write marks from Fastify's hooks, and the request record's birth.
+// Registered as a plugin that skips encapsulation, before the app's routes, so its hooks run first
+// in every phase and its onRoute hook sees every route.
+import diagnostics from 'node:diagnostics_channel'
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { context } from '@opentelemetry/api'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+import { now } from './clock.ts'
+import { newRequestRecord, type ConnectionRecord, type RequestRecord } from './records.ts'
+import { publishRequest } from './publish.ts'
+import { kConnection } from './observe-parser.ts'
+import { UNMATCHED_ROUTE } from './stages.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The journey record of this request; null when its socket is not observed (inject(), other servers). */
+    journey: RequestRecord | null
+  }
+}
+
+const kRecord = Symbol('request-journey.record')
+type Response = ServerResponse & { [kRecord]?: RequestRecord }
+
+export interface FastifyObserverOptions {
+  /** Called when the record exists: decides head sampling and prepares the handler's context. */
+  onStart: (rec: RequestRecord, headers: FastifyRequest['headers']) => void
+}
+
+function firstHeader (v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v
+}
+
+// 'finish' on the response: every byte was handed to the kernel. The channel fires for every
+// http(s).Server in the process; responses without a record belong to servers nobody observes.
+function onResponseFinish (message: unknown): void {
+  const res = (message as { response: Response }).response
+  const rec = res[kRecord]
+  if (rec === undefined) return
+  rec.finishAt = now()
+  rec.endAt = rec.finishAt
+  rec.status = res.statusCode
+  const socket = res.socket
+  if (socket != null) rec.bytesWritten = socket.bytesWritten - rec.bytesWrittenStart
+  const inflight = rec.conn.inflight
+  const i = inflight.indexOf(rec)
+  if (i !== -1) inflight.splice(i, 1)
+  publishRequest(rec)
+}
+
+function onDrain (this: Response): void {
+  const rec = this[kRecord]
+  if (rec !== undefined) rec.backpressure = true
+}
+
+let subscribers = 0
+
+export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
+  fastify.decorateRequest('journey', null)
+  if (subscribers++ === 0) diagnostics.subscribe('http.server.response.finish', onResponseFinish)
+  fastify.addHook('onClose', (_instance, done) => {
+    if (--subscribers === 0) diagnostics.unsubscribe('http.server.response.finish', onResponseFinish)
+    done()
+  })
+
+  fastify.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+    const socket = request.raw.socket as (Socket & { [kConnection]?: ConnectionRecord }) | null
+    const conn = socket?.[kConnection]
+    if (conn === undefined) return done()
+    const rec = newRequestRecord(conn, request.method, now())
+    rec.route = request.routeOptions.url ?? UNMATCHED_ROUTE
+    const headers = request.headers
+    rec.contentType = firstHeader(headers['content-type'])
+    rec.contentEncoding = firstHeader(headers['content-encoding'])
+    const length = headers['content-length']
+    if (length !== undefined) rec.requestBodyBytes = Number(length)
+    request.journey = rec
+    ;(reply.raw as Response)[kRecord] = rec
+    opts.onStart(rec, headers)
+    done()
+  })
+
+  fastify.addHook('preParsing', (request, _reply, payload, done) => {
+    const rec = request.journey
+    if (rec !== null) rec.decodeStartAt = now()
+    done(null, payload)
+  })
+
+  fastify.addHook('preHandler', (request, _reply, done) => {
+    const rec = request.journey
+    if (rec !== null) rec.decodeEndAt = now()
+    done()
+  })
+
+  fastify.addHook('preSerialization', (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: null, p: unknown) => void) => {
+    const rec = request.journey
+    if (rec !== null) rec.handlerEndAt = now()
+    done(null, payload)
+  })
+
+  fastify.addHook('onSend', (request, reply, payload, done) => {
+    const rec = request.journey
+    if (rec !== null) {
+      const t = now()
+      // Strings, buffers, streams and errors skip preSerialization: the handler ended here, and
+      // Fastify serialized nothing.
+      if (Number.isNaN(rec.handlerEndAt)) {
+        rec.handlerEndAt = t
+        rec.serializeSkipped = true
+      }
+      rec.serializeEndAt = t
+      const res = reply.raw
+      rec.bytesWrittenStart = res.socket?.bytesWritten ?? 0
+      res.on('drain', onDrain)
+    }
+    done(null, payload)
+  })
+
+  // The handler mark and the request's trace context need the handler itself: wrap it once per route.
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    const handler = route.handler
+    route.handler = function journeyHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      const rec = request.journey
+      if (rec === null) return handler.call(this, request, reply)
+      rec.handlerStartAt = now()
+      if (rec.context === undefined) return handler.call(this, request, reply)
+      return context.with(rec.context, handler, this, request, reply)
+    }
+  })
+}

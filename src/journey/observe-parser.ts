@@ -1,0 +1,81 @@
+// read and parse marks from Node's HTTP/1.1 parser.
+//
+// Node parses natively (llhttp consumes the socket's handle), so no JS 'data' listener sees request bytes.
+// The per-connection parser calls back into JS at message begin and at headers complete; wrapping those two
+// callbacks is the cheapest way in (≈0.6 µs/request measured here, see ../shared/field-notes.md).
+// They are undocumented internals (`_http_common`'s HTTPParser and its kOn* slots): checkParserInternals()
+// says whether this Node still has them, and test/journey/internals.test.ts fails loudly when it does not.
+import { createRequire } from 'node:module'
+import type { Socket } from 'node:net'
+import { now } from './clock.ts'
+import type { ConnectionRecord } from './records.ts'
+
+export const kConnection = Symbol('request-journey.connection')
+
+type Parser = Record<number, unknown> & { socket?: Socket | null }
+type HeadersComplete = (this: Parser, ...args: unknown[]) => unknown
+type SocketWithRecord = Socket & { [kConnection]?: ConnectionRecord, parser?: Parser | null }
+
+interface ParserInternals { kOnMessageBegin: number, kOnHeadersComplete: number }
+
+function loadInternals (): ParserInternals | undefined {
+  try {
+    const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser?: Record<string, unknown> }
+    const begin = HTTPParser?.kOnMessageBegin
+    const headers = HTTPParser?.kOnHeadersComplete
+    if (typeof begin !== 'number' || typeof headers !== 'number') return undefined
+    return { kOnMessageBegin: begin, kOnHeadersComplete: headers }
+  } catch {
+    return undefined
+  }
+}
+
+const internals = loadInternals()
+
+/** Why read/parse cannot be measured on this Node, or undefined when they can. */
+export function checkParserInternals (): string | undefined {
+  return internals === undefined
+    ? `_http_common.HTTPParser kOn* slots not found on Node ${process.version}: read and parse are not measured`
+    : undefined
+}
+
+function recordOf (parser: Parser): ConnectionRecord | undefined {
+  return (parser.socket as SocketWithRecord | null | undefined)?.[kConnection]
+}
+
+// Module-level functions, not per-connection closures: parsers are pooled across servers, so a parser
+// that once served an observed connection may later serve an unobserved one; then these do nothing.
+function onMessageBegin (this: Parser): void {
+  const conn = recordOf(this)
+  if (conn !== undefined) conn.beginAt = now()
+}
+
+let originalHeadersComplete: HeadersComplete | undefined
+
+function onHeadersComplete (this: Parser, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown,
+  f: unknown, g: unknown, h: unknown, i: unknown): unknown {
+  const conn = recordOf(this)
+  if (conn !== undefined) conn.headersAt = now()
+  return originalHeadersComplete!.call(this, a, b, c, d, e, f, g, h, i)
+}
+
+/**
+ * Wraps the parser of a socket Node's HTTP server has just set up. Returns false (and changes nothing)
+ * when the parser is missing or not the shape this code knows.
+ */
+export function observeParser (socket: SocketWithRecord): boolean {
+  const parser = socket.parser
+  if (internals === undefined || parser == null) return false
+  const current = parser[internals.kOnHeadersComplete]
+  if (current !== onHeadersComplete) {
+    if (typeof current !== 'function') return false
+    if (originalHeadersComplete === undefined) originalHeadersComplete = current as HeadersComplete
+    else if (current !== originalHeadersComplete) return false
+    parser[internals.kOnHeadersComplete] = onHeadersComplete
+  }
+  // Node's server leaves this slot empty; anything else means someone else uses it: leave it alone.
+  const begin = parser[internals.kOnMessageBegin]
+  if (begin != null && begin !== onMessageBegin) return false
+  parser[internals.kOnMessageBegin] = onMessageBegin
+  return true
+}

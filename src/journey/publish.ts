@@ -1,0 +1,23 @@
+// The bus between observers and consumers: diagnostics_channel, as fastify and undici use it.
+// Publishing checks hasSubscribers first, so a record nobody listens to costs nothing more.
+import diagnostics from 'node:diagnostics_channel'
+import type { ConnectionRecord, RequestRecord } from './records.ts'
+
+export const channels = {
+  /** A request's response finished, or the request was cut off: its record is complete. */
+  request: diagnostics.channel('request-journey:request'),
+  /** A connection reached user space. */
+  connectionOpen: diagnostics.channel('request-journey:connection:open'),
+  /** A TLS handshake finished, successfully or not (tlsFailure says which). */
+  connectionTls: diagnostics.channel('request-journey:connection:tls'),
+  /** A connection closed: its record is complete. */
+  connectionClose: diagnostics.channel('request-journey:connection:close')
+}
+
+export function publishRequest (rec: RequestRecord): void {
+  if (channels.request.hasSubscribers) channels.request.publish(rec)
+}
+
+export function publishConnection (channel: diagnostics.Channel, conn: ConnectionRecord): void {
+  if (channel.hasSubscribers) channel.publish(conn)
+}

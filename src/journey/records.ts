@@ -1,0 +1,155 @@
+// The records observers write into: plain numbers (monotonic marks, NaN = not observed) and a few strings.
+// Observers never build telemetry; consumers read finished records (see publish.ts).
+import type { Context } from '@opentelemetry/api'
+
+export type Listener = string
+
+export interface ConnectionRecord {
+  id: number
+  listener: Listener
+  secure: boolean
+  /** prepended 'connection' listener: the socket reached user space. */
+  acceptAt: number
+  /** appended 'connection' listener: Node's own connection set-up is done. */
+  acceptedAt: number
+  /** 'secureConnection': TLS handshake complete. */
+  secureAt: number
+  tlsProtocol: string | undefined
+  tlsCipher: string | undefined
+  tlsAlpn: string | undefined
+  tlsSni: string | undefined
+  tlsResumed: boolean
+  tlsFailure: string | undefined
+  closeAt: number
+  /** Marks of the HTTP message currently being parsed (overwritten per message). */
+  beginAt: number
+  headersAt: number
+  /** Requests seen on this connection. The first one carries accept and tls. */
+  requests: number
+  /** Requests whose response has not finished yet (HTTP/1.1 answers in order). */
+  inflight: RequestRecord[]
+  errors: string[]
+  bytesRead: number
+  bytesWritten: number
+  /** Span ids for the connection span, created only when a kept request links to it. */
+  traceId: string | undefined
+  spanId: string | undefined
+  kept: boolean
+}
+
+export interface RequestRecord {
+  conn: ConnectionRecord
+  /** 1-based position on its connection. */
+  index: number
+  method: string
+  route: string
+  scheme: 'http' | 'https'
+  status: number
+  // Marks, in the order they happen (docs/stages.md says what each one is).
+  acceptAt: number
+  acceptedAt: number
+  secureAt: number
+  beginAt: number
+  headersAt: number
+  requestAt: number
+  decodeStartAt: number
+  decodeEndAt: number
+  handlerStartAt: number
+  handlerEndAt: number
+  serializeEndAt: number
+  finishAt: number
+  endAt: number
+  serializeSkipped: boolean
+  backpressure: boolean
+  bytesWrittenStart: number
+  bytesWritten: number
+  requestBodyBytes: number
+  contentType: string | undefined
+  contentEncoding: string | undefined
+  aborted: boolean
+  error: string | undefined
+  // Tracing: decided at request start; ids exist only for head-sampled requests until the end.
+  sampled: boolean
+  keptBy: 'head' | 'slow' | 'error' | undefined
+  traceId: string | undefined
+  spanId: string | undefined
+  parentContext: Context | undefined
+  /** Active while the handler runs so the handler's own spans are children of the request span. */
+  context: Context | undefined
+}
+
+let nextConnectionId = 1
+
+export function newConnectionRecord (listener: Listener, secure: boolean, acceptAt: number): ConnectionRecord {
+  return {
+    id: nextConnectionId++,
+    listener,
+    secure,
+    acceptAt,
+    acceptedAt: NaN,
+    secureAt: NaN,
+    tlsProtocol: undefined,
+    tlsCipher: undefined,
+    tlsAlpn: undefined,
+    tlsSni: undefined,
+    tlsResumed: false,
+    tlsFailure: undefined,
+    closeAt: NaN,
+    beginAt: NaN,
+    headersAt: NaN,
+    requests: 0,
+    inflight: [],
+    errors: [],
+    bytesRead: 0,
+    bytesWritten: 0,
+    traceId: undefined,
+    spanId: undefined,
+    kept: false
+  }
+}
+
+export function newRequestRecord (conn: ConnectionRecord, method: string, requestAt: number): RequestRecord {
+  const index = ++conn.requests
+  const first = index === 1
+  const rec: RequestRecord = {
+    conn,
+    index,
+    method,
+    route: '',
+    scheme: conn.secure ? 'https' : 'http',
+    status: 0,
+    acceptAt: first ? conn.acceptAt : NaN,
+    acceptedAt: first ? conn.acceptedAt : NaN,
+    secureAt: first ? conn.secureAt : NaN,
+    beginAt: conn.beginAt,
+    headersAt: conn.headersAt,
+    requestAt,
+    decodeStartAt: NaN,
+    decodeEndAt: NaN,
+    handlerStartAt: NaN,
+    handlerEndAt: NaN,
+    serializeEndAt: NaN,
+    finishAt: NaN,
+    endAt: NaN,
+    serializeSkipped: false,
+    backpressure: false,
+    bytesWrittenStart: 0,
+    bytesWritten: 0,
+    requestBodyBytes: NaN,
+    contentType: undefined,
+    contentEncoding: undefined,
+    aborted: false,
+    error: undefined,
+    sampled: false,
+    keptBy: undefined,
+    traceId: undefined,
+    spanId: undefined,
+    parentContext: undefined,
+    context: undefined
+  }
+  // The parser marks belong to this message now; the next message overwrites them.
+  conn.beginAt = NaN
+  conn.headersAt = NaN
+  conn.inflight.push(rec)
+  return rec
+}

@@ -1,0 +1,68 @@
+// The one list of stages, span names, attribute keys and metric names.
+// Dashboards, docs/stages.md and tests rely on these strings: change them here or nowhere.
+
+export const STAGES = [
+  'accept', 'tls', 'read', 'decrypt', 'parse', 'decode', 'handler', 'serialize', 'write'
+] as const
+export type Stage = typeof STAGES[number]
+
+export const SPAN_CONNECTION = 'journey.connection'
+export const stageSpanName = (stage: Stage): string => `journey.${stage}`
+
+/** Attribute keys the journey adds on top of the stable HTTP semantic conventions. */
+export const ATTR = {
+  precision: 'journey.precision',
+  samplingRule: 'journey.sampling.rule',
+  listener: 'journey.listener',
+  connectionId: 'journey.connection.id',
+  requestIndex: 'journey.connection.request_index',
+  connectionRequests: 'journey.connection.requests',
+  connectionBytesRead: 'journey.connection.bytes_read',
+  connectionBytesWritten: 'journey.connection.bytes_written',
+  readIncludesDecrypt: 'journey.read.includes_decrypt',
+  acceptQueueWait: 'journey.accept.queue_wait_measured',
+  tlsResumed: 'tls.resumed',
+  tlsProtocol: 'tls.protocol.version',
+  tlsCipher: 'tls.cipher',
+  tlsAlpn: 'tls.next_protocol',
+  tlsSni: 'tls.server.name',
+  tlsFailure: 'journey.tls.failure_reason',
+  contentType: 'journey.decode.content_type',
+  contentEncoding: 'journey.decode.content_encoding',
+  serializeSkipped: 'journey.serialize.skipped',
+  backpressure: 'journey.write.backpressure',
+  bytesWritten: 'journey.write.bytes',
+  aborted: 'journey.aborted',
+  gapHooks: 'journey.gap.hooks_ms',
+  gapIdle: 'journey.gap.before_request_ms'
+} as const
+
+/** Metric names, Prometheus style (unit suffix, _total on counters). */
+export const METRIC = {
+  stageDuration: 'journey_stage_duration_seconds',
+  requestDuration: 'http_server_request_duration_seconds',
+  requestBodySize: 'http_server_request_body_size_bytes',
+  responseWritten: 'journey_response_written_bytes',
+  connectionsAccepted: 'journey_connections_accepted_total',
+  connectionsActive: 'journey_connections_active',
+  connectionsClosed: 'journey_connections_closed_total',
+  connectionDuration: 'journey_connection_duration_seconds',
+  connectionRequests: 'journey_connection_requests',
+  connectionErrors: 'journey_connection_errors_total',
+  tlsHandshakeDuration: 'journey_tls_handshake_duration_seconds',
+  tlsHandshakeFailures: 'journey_tls_handshake_failures_total'
+} as const
+
+/** Histogram buckets for stages: most stages take microseconds, a blocked handler seconds. */
+export const STAGE_BUCKETS = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+  0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
+]
+/** The stable HTTP semantic conventions' advised buckets for http.server.request.duration. */
+export const HTTP_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+export const SIZE_BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
+export const CONNECTION_DURATION_BUCKETS = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800]
+export const REQUESTS_PER_CONNECTION_BUCKETS = [1, 2, 5, 10, 50, 100, 500, 1000, 10000]
+
+/** Route label for requests no route matched: one value, so random URLs cannot grow series. */
+export const UNMATCHED_ROUTE = '(unmatched)'

@@ -1,0 +1,54 @@
+// Pure timeline maths: turn a request record's marks into ordered stage intervals.
+// Spans, metrics and the tests all use this one function, so they cannot disagree.
+import type { Stage } from './stages.ts'
+import type { RequestRecord } from './records.ts'
+
+export interface Interval {
+  stage: Stage
+  start: number
+  end: number
+  /** The stage began but the request ended (client abort, error) before its end event. */
+  cut: boolean
+}
+
+export interface Timeline {
+  start: number
+  end: number
+  stages: Interval[]
+  /** Time inside [start, end] covered by no stage: waiting for the client's first byte, other plugins' hooks. */
+  gapMs: number
+  /** Of gapMs: from connection ready (accepted or TLS done) to the first byte of the first request. */
+  idleBeforeRequestMs: number
+}
+
+type Marks = Pick<RequestRecord,
+  'acceptAt' | 'acceptedAt' | 'secureAt' | 'beginAt' | 'headersAt' | 'requestAt' | 'decodeStartAt' |
+  'decodeEndAt' | 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'finishAt' | 'endAt'>
+
+const seen = (t: number): boolean => !Number.isNaN(t)
+
+export function buildTimeline (m: Marks): Timeline {
+  const end = seen(m.finishAt) ? m.finishAt : m.endAt
+  const stages: Interval[] = []
+  const add = (stage: Stage, s: number, e: number): void => {
+    if (!seen(s)) return
+    const cut = !seen(e)
+    stages.push({ stage, start: s, end: cut ? Math.max(s, end) : e, cut })
+  }
+  add('accept', m.acceptAt, m.acceptedAt)
+  if (seen(m.secureAt)) add('tls', m.acceptedAt, m.secureAt)
+  add('read', m.beginAt, m.headersAt)
+  add('parse', m.headersAt, m.requestAt)
+  add('decode', m.decodeStartAt, m.decodeEndAt)
+  add('handler', m.handlerStartAt, m.handlerEndAt)
+  add('serialize', m.handlerEndAt, m.serializeEndAt)
+  add('write', m.serializeEndAt, m.finishAt)
+
+  const first = stages[0]
+  const start = first === undefined ? m.requestAt : first.start
+  let covered = 0
+  for (const s of stages) covered += s.end - s.start
+  const ready = seen(m.secureAt) ? m.secureAt : m.acceptedAt
+  const idle = seen(ready) && seen(m.beginAt) ? Math.max(0, m.beginAt - ready) : 0
+  return { start, end, stages, gapMs: Math.max(0, end - start - covered), idleBeforeRequestMs: idle }
+}

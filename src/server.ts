@@ -1,0 +1,167 @@
+// The HTTP, HTTPS and admin listeners; wires the journey instrumentation and the demo app together.
+import { createServer as createHttpServer, STATUS_CODES, type Server as HttpServer, type ServerOptions } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import type { AddressInfo, Socket } from 'node:net'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from './config.ts'
+import type { Telemetry } from './telemetry.ts'
+import { createJourney, type Journey } from './journey/index.ts'
+import { demoApp } from './app/index.ts'
+import { loadTlsMaterial } from './tls-cert.ts'
+
+export interface RunningServer {
+  app: FastifyInstance
+  admin: FastifyInstance
+  http: HttpServer
+  https: HttpsServer
+  journey: Journey
+  ports: { http: number, https: number, metrics: number }
+  /** Graceful: stop accepting, let in-flight requests finish (up to the deadline), close keep-alive sockets. */
+  close: () => Promise<void>
+}
+
+/** Fastify's default answer to a malformed request, applied to both listeners (Fastify only sees one). */
+function clientErrorHandler (this: { log: Logger }, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+  const body = JSON.stringify({ statusCode: status, error: STATUS_CODES[status], message: err.code ?? 'Client Error' })
+  this.log.debug({ err: err.message, code: err.code }, 'client error')
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+/** One line per request, written when it completes, with the path but not the query (queries may carry secrets). */
+class RequestLogLine extends LogController {
+  override incomingRequest (): void {}
+  override requestCompleted (error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const q = request.url.indexOf('?')
+    const line = {
+      method: request.method,
+      path: q === -1 ? request.url : request.url.slice(0, q),
+      route: request.routeOptions.url,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 1000) / 1000
+    }
+    if (error != null && reply.statusCode >= 500) reply.log.error({ ...line, err: error }, 'request errored')
+    else reply.log.info(line, 'request')
+  }
+}
+
+function listen (server: HttpServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve((server.address() as AddressInfo).port)
+    })
+  })
+}
+
+function closeServer (server: HttpServer): Promise<void> {
+  return new Promise(resolve => {
+    if (!server.listening) { resolve(); return }
+    server.close(() => resolve())
+    // Node ≥19 also closes idle keep-alive sockets here; busy ones get `Connection: close` on their next response.
+    server.closeIdleConnections()
+  })
+}
+
+export async function startServer (config: Config, telemetry: Telemetry, log: Logger): Promise<RunningServer> {
+  const tls = await loadTlsMaterial(config.tlsCert, config.tlsKey)
+  if (tls.generated) log.info({ fingerprint256: tls.fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
+
+  const journey = createJourney({
+    registry: telemetry.registry,
+    tracing: telemetry.tracing,
+    precision: config.precision,
+    slowThresholdMs: config.slowThresholdMs,
+    keepErrors: config.keepErrors
+  })
+  if (journey.limitation !== undefined) log.warn(journey.limitation)
+
+  // Fastify applies its timeout options only to servers it creates; these are ours, so set them here.
+  const limits: ServerOptions = {
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    maxHeaderSize: config.maxHeaderSize,
+    connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs)
+  }
+  let httpsServer: HttpsServer | undefined
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new RequestLogLine(),
+    bodyLimit: config.bodyLimitBytes,
+    clientErrorHandler,
+    serverFactory: (handler) => {
+      const http = journey.observeServer(createHttpServer(limits, handler), 'http')
+      httpsServer = journey.observeServer(createHttpsServer({ ...limits, key: tls.key, cert: tls.cert }, handler), 'https')
+      httpsServer.on('clientError', clientErrorHandler.bind({ log }))
+      return http
+    }
+  })
+  const https = httpsServer!
+
+  await app.register(journey.plugin)
+  // Log lines of a traced request carry its trace, so logs and the waterfall can be joined.
+  app.addHook('onRequest', (request, reply, done) => {
+    const rec = request.journey
+    if (rec?.traceId !== undefined) {
+      request.log = request.log.child({ trace_id: rec.traceId, span_id: rec.spanId })
+      reply.log = request.log
+    }
+    done()
+  })
+  await app.register(demoApp, {
+    computeMaxMs: config.computeMaxMs,
+    ioMaxMs: config.ioMaxMs,
+    downloadMaxKb: config.downloadMaxKb,
+    workerThreads: config.workerThreads
+  })
+  await app.ready()
+
+  let draining = false
+  const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
+  admin.get('/metrics', async (_request, reply) => {
+    reply.type(telemetry.registry.contentType)
+    return telemetry.registry.metrics()
+  })
+  admin.get('/healthz', async () => ({ status: 'ok' }))
+  admin.get('/readyz', async (_request, reply) => {
+    if (draining || !app.server.listening) return reply.code(503).send({ status: 'draining' })
+    return { status: 'ready' }
+  })
+  await admin.ready()
+
+  const ports = {
+    http: await listen(app.server, config.httpPort, config.host),
+    https: await listen(https, config.httpsPort, config.host),
+    metrics: (await admin.listen({ port: config.metricsPort, host: config.metricsHost }), (admin.server.address() as AddressInfo).port)
+  }
+  log.info({ ...ports, host: config.host, metricsHost: config.metricsHost, precision: config.precision }, 'listening')
+
+  return {
+    app, admin, http: app.server, https, journey, ports,
+    async close () {
+      if (draining) return
+      draining = true
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout') })
+      const drained = Promise.all([closeServer(app.server), closeServer(https)]).then(() => 'drained' as const)
+      const outcome = await Promise.race([drained, deadline])
+      clearTimeout(timer)
+      if (outcome === 'timeout') {
+        log.warn({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline reached: closing remaining connections')
+        app.server.closeAllConnections()
+        https.closeAllConnections()
+        await drained
+      }
+      await app.close()
+      await admin.close()
+      journey.close()
+    }
+  }
+}

@@ -1,0 +1,90 @@
+// OpenTelemetry SDK and prom-client registry: set-up and shutdown, configured by the standard OTEL_* variables.
+// Telemetry must never hurt serving: the exporter queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE) and export
+// failures are logged at most once a minute, so `npm start` with no collector running stays quiet.
+import { NodeSDK } from '@opentelemetry/sdk-node'
+import { setGlobalErrorHandler } from '@opentelemetry/core'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
+import { collectDefaultMetrics, Registry } from 'prom-client'
+import type { Logger } from 'pino'
+import { journeyTracing, type JourneyTracing } from './journey/index.ts'
+
+export type OpenMetricsRegistry = Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>
+
+export interface Telemetry {
+  registry: OpenMetricsRegistry
+  /** Undefined when tracing is off (OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none). */
+  tracing: JourneyTracing | undefined
+  /** Flushes pending spans; resolves within timeoutMs even when the exporter hangs. */
+  shutdown: (timeoutMs: number) => Promise<void>
+}
+
+export interface TelemetryOptions {
+  env?: Record<string, string | undefined>
+  /** Replaces the exporters chosen by OTEL_TRACES_EXPORTER (tests pass an in-memory one). */
+  spanProcessors?: SpanProcessor[]
+}
+
+function envInt (env: Record<string, string | undefined>, name: string, def: number): number {
+  const n = Number(env[name])
+  return env[name] !== undefined && Number.isInteger(n) && n > 0 ? n : def
+}
+
+function exportersFromEnv (env: Record<string, string | undefined>): SpanExporter[] {
+  const names = (env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map(s => s.trim().toLowerCase()).filter(Boolean)
+  if (names.includes('none')) return []
+  const exporters: SpanExporter[] = []
+  if (names.includes('otlp')) exporters.push(new OTLPTraceExporter())
+  if (names.includes('console')) exporters.push(new ConsoleSpanExporter())
+  return exporters
+}
+
+export function startTelemetry (serviceName: string, log: Logger, opts: TelemetryOptions = {}): Telemetry {
+  const env = opts.env ?? process.env
+  const registry: OpenMetricsRegistry = new Registry()
+  registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
+  collectDefaultMetrics({ register: registry })
+
+  let lastWarn = -Infinity
+  let suppressed = 0
+  setGlobalErrorHandler((err) => {
+    const t = performance.now()
+    if (t - lastWarn < 60_000) { suppressed++; return }
+    lastWarn = t
+    log.warn({ err: String((err as Error)?.message ?? err), suppressed }, 'telemetry export failed; repeats are suppressed for 60 s')
+    suppressed = 0
+  })
+
+  const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
+  const processors = opts.spanProcessors ?? exportersFromEnv(env).map(exporter => new BatchSpanProcessor({
+    exporter,
+    maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 2048),
+    maxExportBatchSize: envInt(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 512),
+    scheduledDelayMillis: envInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 5000),
+    exportTimeoutMillis: envInt(env, 'OTEL_BSP_EXPORT_TIMEOUT', 30000)
+  }))
+  if (disabled || processors.length === 0) {
+    return { registry, tracing: undefined, shutdown: async () => {} }
+  }
+  const tracing = journeyTracing()
+  const sdk = new NodeSDK({
+    serviceName,
+    ...tracing.sdkOptions,
+    spanProcessors: processors,
+    // Metrics go through prom-client and logs through pino: the SDK's own readers/exporters stay off.
+    metricReaders: [],
+    logRecordProcessors: [],
+    instrumentations: []
+  })
+  sdk.start()
+  return {
+    registry,
+    tracing,
+    async shutdown (timeoutMs) {
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<void>(resolve => { timer = setTimeout(resolve, timeoutMs) })
+      await Promise.race([sdk.shutdown().catch(() => {}), deadline])
+      clearTimeout(timer)
+    }
+  }
+}
