@@ -8,6 +8,7 @@ import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanPr
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { journeyTracing, type JourneyTracing } from './journey/index.ts'
+import { samplerFromEnv } from './journey/sampling.ts'
 
 export type OpenMetricsRegistry = Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>
 
@@ -66,7 +67,7 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
   if (disabled || processors.length === 0) {
     return { registry, tracing: undefined, shutdown: async () => {} }
   }
-  const tracing = journeyTracing()
+  const tracing = journeyTracing(samplerFromEnv(env))
   const sdk = new NodeSDK({
     serviceName,
     ...tracing.sdkOptions,

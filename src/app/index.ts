@@ -41,6 +41,9 @@ export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
   })
   app.addHook('onClose', async () => { await pool.destroy() })
 
+  // Every route takes JSON (and /orders protobuf); Fastify's default text/plain parser would turn a
+  // mislabelled body into a confusing schema error instead of 415.
+  app.removeContentTypeParser('text/plain')
   app.addContentTypeParser('application/x-protobuf', { parseAs: 'buffer' }, (_req, body, done) => {
     try {
       done(null, decodeOrder(body as Buffer))

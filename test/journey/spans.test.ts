@@ -1,0 +1,247 @@
+// One waterfall per request, over real sockets, checked with the real SDK's in-memory exporter.
+import assert from 'node:assert/strict'
+import { after, before, beforeEach, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { request } from 'undici'
+import { connect, responses, statusOf } from '../helpers/raw.ts'
+import { startTestServer, type TestServer } from '../helpers/server.ts'
+import { durationMs, ms, roots, stage, stageNames, waterfall, type Waterfall } from '../helpers/spans.ts'
+
+let t: TestServer
+before(async () => { t = await startTestServer() })
+after(async () => { await t.close() })
+beforeEach(() => { t.exporter.reset() })
+
+const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`
+
+async function oneTrace (route: string, count = 1): Promise<Waterfall[]> {
+  const spans = await t.spansWhere(s => roots(s, route).length >= count)
+  return roots(spans, route).sort((a, b) => ms(a.startTime) - ms(b.startTime)).map(r => waterfall(spans, r))
+}
+
+/** The properties every waterfall must have, whatever the request. */
+function assertWellFormed (w: Waterfall): void {
+  const names = stageNames(w)
+  assert.equal(new Set(names).size, names.length, `each stage once: ${names}`)
+  const order = ['accept', 'tls', 'read', 'decrypt', 'parse', 'decode', 'handler', 'serialize', 'write']
+  assert.deepEqual([...names].sort((a, b) => order.indexOf(a) - order.indexOf(b)), names, 'stages in journey order')
+  const rs = ms(w.root.startTime)
+  const re = ms(w.root.endTime)
+  let covered = 0
+  let prevEnd = -Infinity
+  for (const s of w.stages) {
+    const d = durationMs(s)
+    assert.ok(d >= 0, `${s.name} duration ${d} >= 0`)
+    assert.ok(ms(s.startTime) >= rs - 1e-3 && ms(s.endTime) <= re + 1e-3, `${s.name} inside the root`)
+    assert.ok(ms(s.startTime) >= prevEnd - 1e-3, `${s.name} does not overlap the stage before`)
+    prevEnd = ms(s.endTime)
+    covered += d
+  }
+  const gaps = Number(w.root.attributes['journey.gap.hooks_ms']) + Number(w.root.attributes['journey.gap.before_request_ms'])
+  assert.ok(Math.abs(covered + gaps - durationMs(w.root)) < 0.01, `stages ${covered} + gaps ${gaps} = root ${durationMs(w.root)}`)
+  assert.equal(w.root.attributes['journey.precision'], 'default')
+}
+
+describe('waterfalls', () => {
+  test('first request on a new HTTP connection starts at accept; the next one on it does not', async () => {
+    const c = await connect(t.server.ports.http)
+    await c.write(GET('/'))
+    await c.read(responses(1))
+    await c.write(GET('/'))
+    await c.read(responses(1))
+    const [first, second] = await oneTrace('/', 2)
+    assert.deepEqual(stageNames(first!), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+    assert.deepEqual(stageNames(second!), ['read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+    assert.equal(ms(first!.root.startTime), ms(stage(first!, 'accept')!.startTime), 'root starts at accept')
+    for (const w of [first!, second!]) assertWellFormed(w)
+    assert.equal(first!.root.name, 'GET /')
+    assert.equal(first!.root.attributes['http.response.status_code'], 200)
+    assert.equal(first!.root.attributes['journey.connection.request_index'], 1)
+    assert.equal(second!.root.attributes['journey.connection.request_index'], 2)
+    assert.equal(first!.root.attributes['journey.connection.id'], second!.root.attributes['journey.connection.id'])
+    // Both link to the connection span, which is exported when the connection closes.
+    const link = first!.root.links[0]!.context
+    assert.deepEqual(second!.root.links[0]!.context.spanId, link.spanId)
+    c.close()
+    const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.connection'))
+    const conn = spans.find(x => x.name === 'journey.connection')!
+    assert.equal(conn.spanContext().spanId, link.spanId)
+    assert.equal(conn.spanContext().traceId, link.traceId)
+    assert.equal(conn.attributes['journey.connection.requests'], 2)
+  })
+
+  test('HTTPS: the first request has a tls stage with protocol and cipher; read says it includes decryption', async () => {
+    const r = await request(`${t.https}/`, { dispatcher: t.insecure })
+    await r.body.text()
+    const [w] = await oneTrace('/')
+    assertWellFormed(w!)
+    assert.deepEqual(stageNames(w!).slice(0, 3), ['accept', 'tls', 'read'])
+    const tls = stage(w!, 'tls')!
+    assert.equal(tls.attributes['tls.protocol.version'], '1.3')
+    assert.equal(tls.attributes['tls.resumed'], false)
+    assert.equal(typeof tls.attributes['tls.cipher'], 'string')
+    assert.equal(stage(w!, 'read')!.attributes['journey.read.includes_decrypt'], true)
+    assert.equal(w!.root.attributes['url.scheme'], 'https')
+  })
+
+  test('headers sent in two chunks 50 ms apart: the 50 ms is in read, not in parse or handler', async () => {
+    const c = await connect(t.server.ports.http)
+    await c.write('GET /?split=1 HTTP/1.1\r\nHost: x\r\n')
+    await sleep(50)
+    await c.write('X-Late: yes\r\n\r\n')
+    await c.read(responses(1))
+    c.close()
+    const [w] = await oneTrace('/')
+    assertWellFormed(w!)
+    assert.ok(durationMs(stage(w!, 'read')!) >= 45, `read ${durationMs(stage(w!, 'read')!)}`)
+    assert.ok(durationMs(stage(w!, 'parse')!) < 20, 'parse stays small')
+    assert.ok(durationMs(stage(w!, 'handler')!) < 20, 'handler stays small')
+  })
+
+  test('GET /compute?ms=50: the 50 ms is in handler', async () => {
+    const r = await request(`${t.http}/compute?ms=50`)
+    await r.body.text()
+    const [w] = await oneTrace('/compute')
+    assertWellFormed(w!)
+    const handler = durationMs(stage(w!, 'handler')!)
+    assert.ok(handler >= 49, `handler ${handler}`)
+    assert.ok(durationMs(stage(w!, 'read')!) < 20)
+    assert.ok(durationMs(stage(w!, 'write')!) < 20)
+  })
+
+  test('a slow-reading client: the time is in write, with backpressure', async () => {
+    const c = await connect(t.server.ports.http)
+    c.socket.pause()
+    await c.write(GET('/download?kb=32768'))
+    await sleep(300)
+    c.socket.resume()
+    const total = 32 * 1024 * 1024
+    while (c.received() < total) await sleep(20)
+    c.close()
+    const [w] = await oneTrace('/download')
+    assertWellFormed(w!)
+    const write = stage(w!, 'write')!
+    assert.ok(durationMs(write) >= 250, `write ${durationMs(write)}`)
+    assert.equal(write.attributes['journey.write.backpressure'], true)
+    assert.ok(Number(write.attributes['journey.write.bytes']) > 32 * 1024 * 1024)
+    assert.ok(durationMs(stage(w!, 'handler')!) < 50)
+  })
+
+  test('a W3C traceparent from the client continues its trace', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+    const parent = '00f067aa0ba902b7'
+    const r = await request(`${t.http}/`, { headers: { traceparent: `00-${traceId}-${parent}-01` } })
+    await r.body.text()
+    const [w] = await oneTrace('/')
+    assert.equal(w!.root.spanContext().traceId, traceId)
+    assert.equal(w!.root.parentSpanContext?.spanId, parent)
+    for (const s of w!.stages) assert.equal(s.spanContext().traceId, traceId)
+  })
+
+  test('pipelined requests: two waterfalls, in order, on one connection', async () => {
+    const c = await connect(t.server.ports.http)
+    await c.write(GET('/io?ms=20') + GET('/io?ms=0'))
+    const text = await c.read(responses(2))
+    assert.equal(statusOf(text), 200)
+    c.close()
+    const [a, b] = await oneTrace('/io', 2)
+    for (const w of [a!, b!]) assertWellFormed(w)
+    assert.equal(a!.root.attributes['journey.connection.request_index'], 1)
+    assert.equal(b!.root.attributes['journey.connection.request_index'], 2)
+    assert.ok(ms(b!.root.endTime) >= ms(a!.root.endTime), 'HTTP/1.1 answers in order')
+  })
+
+  test('gzip and protobuf bodies: decode carries content type and encoding', async () => {
+    const { gzipSync } = await import('node:zlib')
+    const r = await request(`${t.http}/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify({ message: 'x'.repeat(200_000) })) })
+    assert.equal(r.statusCode, 200)
+    await r.body.text()
+    const [w] = await oneTrace('/echo')
+    assertWellFormed(w!)
+    const decode = stage(w!, 'decode')!
+    assert.equal(decode.attributes['journey.decode.content_encoding'], 'gzip')
+    assert.equal(decode.attributes['journey.decode.content_type'], 'application/json')
+    assert.ok(Number(decode.attributes['http.request.body.size']) > 0)
+  })
+
+  test('a client that vanishes mid-body: the request span still ends, with an error, the stage it was in cut', async () => {
+    const c = await connect(t.server.ports.http)
+    await c.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"message":"')
+    await sleep(50)
+    c.close()
+    const [w] = await oneTrace('/echo')
+    assertWellFormed(w!)
+    assert.equal(w!.root.status.code, 2)
+    assert.equal(w!.root.attributes['journey.aborted'], true)
+    assert.equal(w!.root.attributes['journey.sampling.rule'], 'head')
+    assert.equal(stage(w!, 'decode')!.status.code, 2, 'decode was cut off')
+    assert.equal(stage(w!, 'handler'), undefined, 'the handler never ran')
+  })
+
+  test('a malformed request is a counted connection error with an error span', async () => {
+    const c = await connect(t.server.ports.http)
+    await c.write('GET / HTTP/1.1\r\nBad Header Name: x\r\n\r\n')
+    assert.equal(statusOf(await c.read()), 400)
+    const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.connection' && x.status.code === 2))
+    const conn = spans.find(x => x.name === 'journey.connection' && x.status.code === 2)!
+    assert.equal(conn.attributes['error.type'], 'bad_request')
+    const metrics = await (await request(`${t.admin}/metrics`)).body.text()
+    assert.match(metrics, /journey_connection_errors_total\{listener="http",reason="bad_request"\} [1-9]/)
+  })
+
+  test('TLS handshake failures are counted by reason and exported as failed tls spans', async () => {
+    const c = await connect(t.server.ports.https)
+    await c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    await c.read()
+    const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.tls' && x.status.code === 2))
+    const tls = spans.find(x => x.name === 'journey.tls' && x.status.code === 2)!
+    assert.equal(tls.attributes['journey.tls.failure_reason'], 'plain_http')
+    const metrics = await (await request(`${t.admin}/metrics`)).body.text()
+    assert.match(metrics, /journey_tls_handshake_failures_total\{listener="https",reason="plain_http"\} [1-9]/)
+  })
+})
+
+describe('metrics', () => {
+  async function stageCounts (route: string): Promise<Record<string, number>> {
+    const text = await (await request(`${t.admin}/metrics`)).body.text()
+    const counts: Record<string, number> = {}
+    const re = new RegExp(`^journey_stage_duration_seconds_count\\{stage="(\\w+)",method="GET",route="${route}"\\} (\\d+)`, 'gm')
+    for (const m of text.matchAll(re)) counts[m[1]!] = Number(m[2])
+    return counts
+  }
+
+  test('/metrics counts exactly the requests sent, per stage; accept once per new connection', async () => {
+    const before = await stageCounts('/download')
+    const c = await connect(t.server.ports.http)
+    for (let i = 0; i < 4; i++) {
+      await c.write(GET('/download?kb=1'))
+      await c.read(responses(1))
+    }
+    c.close()
+    const tls = await connect(t.server.ports.https, true)
+    await tls.write(GET('/download?kb=1'))
+    await tls.read(responses(1))
+    tls.close()
+    await t.spansWhere(s => roots(s, '/download').length >= 5)
+    const now = await stageCounts('/download')
+    const delta = (k: string): number => (now[k] ?? 0) - (before[k] ?? 0)
+    for (const s of ['read', 'parse', 'decode', 'handler', 'serialize', 'write']) assert.equal(delta(s), 5, s)
+    assert.equal(delta('accept'), 2, 'two new connections')
+    assert.equal(delta('tls'), 1, 'one of them TLS')
+  })
+
+  test('histograms carry exemplars with the trace id of traced requests', async () => {
+    const r = await request(`${t.http}/io?ms=1`)
+    await r.body.text()
+    const [w] = await oneTrace('/io')
+    const text = await (await request(`${t.admin}/metrics`)).body.text()
+    assert.ok(text.includes(`traceId="${w!.root.spanContext().traceId}"`), 'exemplar with the trace id')
+  })
+
+  test('unmatched routes share one label value', async () => {
+    for (let i = 0; i < 20; i++) await (await request(`${t.http}/random/${Math.random()}`)).body.text()
+    const text = await (await request(`${t.admin}/metrics`)).body.text()
+    assert.doesNotMatch(text, /route="\/random/)
+    assert.match(text, /route="\(unmatched\)"/)
+  })
+})
