@@ -1,0 +1,125 @@
+// The server as a user runs it: a real process, curl, signals, a real OTLP/HTTP endpoint.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { createServer, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, describe, test } from 'node:test'
+import { promisify } from 'node:util'
+import { gzipSync } from 'node:zlib'
+import { writeFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { request } from 'undici'
+import { killAll, run, start } from './helpers/process.ts'
+
+const exec = promisify(execFile)
+after(killAll)
+
+describe('configuration errors stop start-up with one line naming the variable', () => {
+  for (const [env, pattern] of [
+    [{ HTTP_PORT: 'notaport' }, /HTTP_PORT="notaport" is not valid: expected an integer from 0 to 65535/],
+    [{ HTTPS_PORT: '70000' }, /HTTPS_PORT=70000 is out of range/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud" is not valid: expected one of fatal, error, warn, info/],
+    [{ TLS_CERT: '/tmp/x.pem' }, /TLS_CERT and TLS_KEY must be set together/],
+    [{ HEADERS_TIMEOUT_MS: '60000', REQUEST_TIMEOUT_MS: '30000' }, /HEADERS_TIMEOUT_MS=60000 must not exceed REQUEST_TIMEOUT_MS=30000/],
+    [{ JOURNEY_PRECISION: 'fine' }, /JOURNEY_PRECISION="fine" is not valid/],
+    [{ HTTP_PORT: '4000', HTTPS_PORT: '4000' }, /must differ/]
+  ] as const) {
+    test(Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' '), async () => {
+      const p = run(env)
+      const { code } = await p.exited
+      assert.equal(code, 2)
+      const lines = p.output().trim().split('\n')
+      assert.equal(lines.length, 1, p.output())
+      assert.match(lines[0]!, pattern)
+    })
+  }
+})
+
+describe('npm start', () => {
+  test('curl over HTTPS and a gzip body over HTTP; Ctrl-C lets the in-flight request finish and exits 0', async () => {
+    const s = await start({ LOG_LEVEL: 'info' })
+    assert.match(s.logs(), /"fingerprint256":"([0-9A-F]{2}:){31}[0-9A-F]{2}"/, 'logs the certificate fingerprint')
+    const https = await exec('curl', ['-sk', `https://localhost:${s.ports.https}/`])
+    assert.equal(https.stdout, '{"hello":"journey"}')
+    const dir = mkdtempSync(join(tmpdir(), 'journey-'))
+    writeFileSync(join(dir, 'body.json.gz'), gzipSync(JSON.stringify({ message: 'compressed' })))
+    const echo = await exec('curl', ['-s', `localhost:${s.ports.http}/echo`, '-H', 'content-type: application/json', '-H', 'content-encoding: gzip', '--data-binary', `@${join(dir, 'body.json.gz')}`])
+    assert.deepEqual(JSON.parse(echo.stdout), { message: 'compressed' })
+
+    const inflight = request(`http://127.0.0.1:${s.ports.http}/io?ms=400`).then(async r => ({ status: r.statusCode, body: await r.body.json() }))
+    await new Promise(resolve => setTimeout(resolve, 100))
+    s.child.kill('SIGINT')
+    const done = await inflight
+    assert.equal(done.status, 200, 'the in-flight request completed')
+    assert.deepEqual(done.body, { ms: 400 })
+    const { code } = await s.exited
+    assert.equal(code, 0)
+    assert.match(s.logs(), /"msg":"stopped"/)
+    // One line per request at info.
+    assert.equal(s.logs().split('\n').filter(l => l.includes('"msg":"request"')).length, 3)
+  })
+
+  test('new connections are refused once shutdown starts', async () => {
+    const s = await start({ SHUTDOWN_TIMEOUT_MS: '2000' })
+    const slow = request(`http://127.0.0.1:${s.ports.http}/io?ms=600`).then(r => r.body.text())
+    await new Promise(resolve => setTimeout(resolve, 100))
+    s.child.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 100))
+    await assert.rejects(exec('curl', ['-s', '--max-time', '2', `http://127.0.0.1:${s.ports.http}/`]))
+    await slow
+    assert.equal((await s.exited).code, 0)
+  })
+
+  test('spans leave the process by OTLP/HTTP, and are flushed on shutdown', async () => {
+    const posts: Array<{ url: string, body: any }> = []
+    const receiver = createServer((req: IncomingMessage, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => { body += d.toString() })
+      req.on('end', () => {
+        posts.push({ url: req.url ?? '', body: JSON.parse(body) })
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      })
+    })
+    await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
+    after(() => { receiver.close() })
+    const port = (receiver.address() as AddressInfo).port
+    const s = await start({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_SERVICE_NAME: 'journey-under-test',
+      // Long enough that only the shutdown flush can deliver them.
+      OTEL_BSP_SCHEDULE_DELAY: '60000'
+    })
+    await (await request(`http://127.0.0.1:${s.ports.http}/compute?ms=5`)).body.text()
+    assert.equal(posts.length, 0)
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    receiver.close()
+    assert.ok(posts.length > 0, 'the exporter posted')
+    assert.equal(posts[0]!.url, '/v1/traces')
+    const resourceSpans = posts.flatMap(p => p.body.resourceSpans)
+    const service = resourceSpans[0].resource.attributes.find((a: any) => a.key === 'service.name').value.stringValue
+    assert.equal(service, 'journey-under-test')
+    const names = resourceSpans.flatMap((r: any) => r.scopeSpans.flatMap((ss: any) => ss.spans.map((sp: any) => sp.name)))
+    for (const n of ['GET /compute', 'journey.accept', 'journey.read', 'journey.parse', 'journey.decode', 'journey.handler', 'journey.serialize', 'journey.write']) {
+      assert.ok(names.includes(n), `${n} exported; got ${names}`)
+    }
+  })
+
+  test('with no collector running, serving is unaffected and the log stays quiet', async () => {
+    const s = await start({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '50' })
+    for (let i = 0; i < 50; i++) {
+      const r = await request(`http://127.0.0.1:${s.ports.http}/`)
+      assert.equal(r.statusCode, 200)
+      await r.body.text()
+    }
+    await new Promise(resolve => setTimeout(resolve, 500))
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    assert.equal(s.logs().split('\n').filter(l => l.includes('"level":50')).length, 0, 'no errors logged')
+    const warnings = s.logs().split('\n').filter(l => l.includes('telemetry export failed'))
+    assert.ok(warnings.length <= 1, `at most one export warning a minute, got ${warnings.length}`)
+  })
+})
