@@ -1,6 +1,6 @@
 // Prometheus metrics fed from finished records: every request, every stage, sampled or not.
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { buildTimeline } from './timeline.ts'
@@ -15,12 +15,14 @@ const NO_EXEMPLAR = {}
 
 export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer {
   const registers = [registry]
+  // prom-client renders exemplars only in OpenMetrics; on a classic registry the journey simply has none.
+  const enableExemplars = registry.contentType === Registry.OPENMETRICS_CONTENT_TYPE
   const stageDuration = new Histogram({
     name: METRIC.stageDuration,
     help: 'Time a request spent in each stage of its journey (docs/stages.md says where each stage starts and ends).',
     labelNames: ['stage', 'method', 'route'] as const,
     buckets: STAGE_BUCKETS,
-    enableExemplars: true,
+    enableExemplars,
     registers
   })
   const requestDuration = new Histogram({
@@ -28,7 +30,7 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     help: 'Duration of HTTP server requests: first request byte seen by the parser to the response handed to the kernel.',
     labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'url_scheme'] as const,
     buckets: HTTP_DURATION_BUCKETS,
-    enableExemplars: true,
+    enableExemplars,
     registers
   })
   const requestBodySize = new Histogram({
@@ -77,16 +79,19 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       : { traceId: rec.traceId, spanId: rec.spanId ?? '' }
     const { method, route } = rec
     for (const iv of tl.stages) {
-      stageDuration.observe({ labels: { stage: iv.stage, method, route }, value: (iv.end - iv.start) / 1000, exemplarLabels: exemplar })
+      observe(stageDuration, { stage: iv.stage, method, route }, (iv.end - iv.start) / 1000, exemplar)
     }
     const begin = Number.isNaN(rec.beginAt) ? rec.requestAt : rec.beginAt
-    requestDuration.observe({
-      labels: { http_request_method: method, http_route: route, http_response_status_code: rec.aborted ? 'aborted' : String(rec.status), url_scheme: rec.scheme },
-      value: (tl.end - begin) / 1000,
-      exemplarLabels: exemplar
-    })
+    observe(requestDuration,
+      { http_request_method: method, http_route: route, http_response_status_code: rec.aborted ? 'aborted' : String(rec.status), url_scheme: rec.scheme },
+      (tl.end - begin) / 1000, exemplar)
     if (!Number.isNaN(rec.requestBodyBytes)) requestBodySize.observe({ http_request_method: method, http_route: route }, rec.requestBodyBytes)
     if (!rec.aborted) responseWritten.observe({ http_request_method: method, http_route: route }, rec.bytesWritten)
+  }
+
+  function observe<T extends string> (h: Histogram<T>, labels: Partial<Record<T, string>>, value: number, exemplarLabels: object): void {
+    if (enableExemplars) h.observe({ labels, value, exemplarLabels } as never)
+    else h.observe(labels, value)
   }
 
   function onOpen (message: unknown): void {

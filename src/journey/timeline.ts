@@ -45,7 +45,8 @@ export function buildTimeline (m: Marks): Timeline {
   add('write', m.serializeEndAt, m.finishAt)
 
   const first = stages[0]
-  const start = first === undefined ? m.requestAt : first.start
+  // Without parser marks the request object is the first thing seen; hooks before decode are a gap then.
+  const start = first === undefined ? m.requestAt : Math.min(first.start, seen(m.requestAt) ? m.requestAt : Infinity)
   let covered = 0
   for (const s of stages) covered += s.end - s.start
   const ready = seen(m.secureAt) ? m.secureAt : m.acceptedAt

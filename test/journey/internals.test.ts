@@ -1,0 +1,38 @@
+// The undocumented Node internals the journey relies on. When a Node upgrade removes one, this file
+// fails loudly and names it, instead of read/parse/tls quietly disappearing from every waterfall.
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { createServer } from 'node:https'
+import tls from 'node:tls'
+import { test } from 'node:test'
+import type { AddressInfo } from 'node:net'
+import { checkParserInternals } from '../../src/journey/index.ts'
+import { loadTlsMaterial } from '../../src/tls-cert.ts'
+
+test(`_http_common.HTTPParser kOnMessageBegin/kOnHeadersComplete exist on Node ${process.version}`, () => {
+  assert.equal(checkParserInternals(), undefined)
+  const { HTTPParser } = createRequire(import.meta.url)('_http_common')
+  assert.equal(typeof HTTPParser.kOnMessageBegin, 'number')
+  assert.equal(typeof HTTPParser.kOnHeadersComplete, 'number')
+})
+
+test('an HTTPS server\'s TLSSocket has its raw socket as _parent and its HTTP parser attached at secureConnection', async () => {
+  const material = await loadTlsMaterial(undefined, undefined)
+  const server = createServer({ key: material.key, cert: material.cert }, (_req, res) => res.end('ok'))
+  let raw: unknown
+  server.prependListener('connection', (s) => { raw = s })
+  const seen = new Promise<{ parent: unknown, parser: unknown, headersComplete: unknown }>(resolve => {
+    server.on('secureConnection', (s: tls.TLSSocket & { _parent?: unknown, parser?: Record<number, unknown> }) => {
+      const { HTTPParser } = createRequire(import.meta.url)('_http_common')
+      resolve({ parent: s._parent, parser: s.parser, headersComplete: s.parser?.[HTTPParser.kOnHeadersComplete] })
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const client = tls.connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
+  const got = await seen
+  client.destroy()
+  server.close()
+  assert.equal(got.parent, raw, 'TLSSocket._parent is the accepted TCP socket')
+  assert.ok(got.parser !== undefined && got.parser !== null, 'parser attached by the https connection listener')
+  assert.equal(typeof got.headersComplete, 'function')
+})

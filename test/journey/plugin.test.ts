@@ -1,0 +1,89 @@
+// The journey as another Fastify app would use it (the README's few lines), with its own SDK:
+// handler spans join the request's trace, unsampled requests allocate no spans, slow and failed ones are kept.
+import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import { after, before, beforeEach, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { SamplingDecision, trace } from '@opentelemetry/api'
+import { NodeSDK } from '@opentelemetry/sdk-node'
+import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type Sampler } from '@opentelemetry/sdk-trace'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Registry } from 'prom-client'
+import { request } from 'undici'
+import { createJourney, journeyTracing } from '../../src/journey/index.ts'
+import { roots, stageNames, waterfall } from '../helpers/spans.ts'
+
+// Head-samples POST requests only (parent-based, as OTel's default is), so one app shows both sides.
+const postOnlyRoot: Sampler = {
+  shouldSample: (_ctx, _traceId, name) => ({ decision: name === 'POST' ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD }),
+  toString: () => 'postOnly'
+}
+const postOnly = new ParentBasedSampler({ root: postOnlyRoot })
+
+const exporter = new InMemorySpanExporter()
+let sdk: NodeSDK
+let app: FastifyInstance
+let base: string
+const registry = new Registry()
+const activeInHandler: Record<string, boolean> = {}
+
+before(async () => {
+  const tracing = journeyTracing(postOnly)
+  sdk = new NodeSDK({ ...tracing.sdkOptions, spanProcessors: [new SimpleSpanProcessor({ exporter })], metricReaders: [], logRecordProcessors: [], instrumentations: [] })
+  sdk.start()
+  const journey = createJourney({ registry, tracing, slowThresholdMs: 100 })
+  app = Fastify({ serverFactory: (handler) => journey.observeServer(createServer(handler), 'http') })
+  await app.register(journey.plugin)
+  app.post('/work', async () => trace.getTracer('app').startActiveSpan('db.query', (span) => { span.end(); return { ok: true } }))
+  app.get('/fast', async () => { activeInHandler.fast = trace.getActiveSpan() !== undefined; return 'fast' })
+  app.get('/slow', async () => { await sleep(150); return 'slow' })
+  app.get('/boom', async () => { throw new Error('boom') })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+})
+after(async () => { await app.close(); await sdk.shutdown() })
+beforeEach(() => exporter.reset())
+
+async function get (path: string, method = 'GET'): Promise<number> {
+  const r = await request(base + path, { method: method as 'GET' })
+  await r.body.text()
+  await sleep(20)
+  return r.statusCode
+}
+
+test('spans the handler creates are children of the request span, in its trace', async () => {
+  await get('/work', 'POST')
+  const spans = exporter.getFinishedSpans()
+  const [root] = roots(spans, '/work')
+  assert.ok(root !== undefined)
+  const db = spans.find(s => s.name === 'db.query')!
+  assert.equal(db.spanContext().traceId, root.spanContext().traceId)
+  assert.equal(db.parentSpanContext?.spanId, root.spanContext().spanId, 'the preset id reached the SDK (PresetIdGenerator)')
+  assert.equal(root.attributes['journey.sampling.rule'], 'head')
+})
+
+test('an unsampled, fast, successful request creates no span and no active context', async () => {
+  assert.equal(await get('/fast'), 200)
+  assert.equal(exporter.getFinishedSpans().length, 0)
+  assert.equal(activeInHandler.fast, false)
+  const text = await registry.metrics()
+  assert.match(text, /journey_stage_duration_seconds_count\{stage="handler",method="GET",route="\/fast"\} 1/, 'but it is in the metrics')
+})
+
+test('a slow request is kept although the head sampler said no, and says which rule kept it', async () => {
+  await get('/slow')
+  const spans = exporter.getFinishedSpans()
+  const [root] = roots(spans, '/slow')
+  assert.ok(root !== undefined)
+  assert.equal(root.attributes['journey.sampling.rule'], 'slow')
+  assert.deepEqual(stageNames(waterfall(spans, root)).slice(-4), ['decode', 'handler', 'serialize', 'write'])
+})
+
+test('a failed request is kept with an error status', async () => {
+  assert.equal(await get('/boom'), 500)
+  const [root] = roots(exporter.getFinishedSpans(), '/boom')
+  assert.ok(root !== undefined)
+  assert.equal(root.attributes['journey.sampling.rule'], 'error')
+  assert.equal(root.status.code, 2)
+  assert.equal(root.attributes['error.type'], '500')
+})

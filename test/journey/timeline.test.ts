@@ -1,0 +1,46 @@
+// The timeline maths, on hand-made marks.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { buildTimeline } from '../../src/journey/timeline.ts'
+
+const N = NaN
+const base = {
+  acceptAt: N, acceptedAt: N, secureAt: N, beginAt: 10, headersAt: 12, requestAt: 13, decodeStartAt: 13.5,
+  decodeEndAt: 15, handlerStartAt: 15.5, handlerEndAt: 20, serializeEndAt: 21, finishAt: 25, endAt: 25
+}
+
+test('a keep-alive request: read → write, hooks in the gaps', () => {
+  const tl = buildTimeline(base)
+  assert.deepEqual(tl.stages.map(s => [s.stage, s.end - s.start]), [
+    ['read', 2], ['parse', 1], ['decode', 1.5], ['handler', 4.5], ['serialize', 1], ['write', 4]
+  ])
+  assert.equal(tl.start, 10)
+  assert.equal(tl.end, 25)
+  assert.equal(tl.gapMs, 1, 'other plugins\' onRequest (0.5) and preHandler (0.5) hooks')
+  assert.equal(tl.idleBeforeRequestMs, 0)
+})
+
+test('first request on a TLS connection: accept, tls, idle until the first byte', () => {
+  const tl = buildTimeline({ ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4 })
+  assert.deepEqual(tl.stages.map(s => s.stage), ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+  assert.equal(tl.start, 1)
+  assert.equal(tl.idleBeforeRequestMs, 6)
+  const covered = tl.stages.reduce((a, s) => a + s.end - s.start, 0)
+  assert.ok(Math.abs(covered + tl.gapMs - (tl.end - tl.start)) < 1e-9)
+})
+
+test('a request cut off in decode: decode ends at the cut, later stages are absent', () => {
+  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, finishAt: N, endAt: 40 })
+  assert.deepEqual(tl.stages.map(s => s.stage), ['read', 'parse', 'decode'])
+  const decode = tl.stages.at(-1)!
+  assert.equal(decode.cut, true)
+  assert.equal(decode.end, 40)
+  assert.equal(tl.end, 40)
+})
+
+test('no parser marks (unobservable parser): the timeline starts at the request object', () => {
+  const tl = buildTimeline({ ...base, beginAt: N, headersAt: N })
+  assert.equal(tl.stages[0]!.stage, 'decode')
+  assert.equal(tl.start, 13)
+  assert.equal(tl.gapMs, 1)
+})
