@@ -4,18 +4,22 @@ import { ConfigError, loadConfig, type Config } from './config.ts'
 import { startTelemetry } from './telemetry.ts'
 import { startServer } from './server.ts'
 
-let config: Config
-try {
-  config = loadConfig()
-} catch (err) {
+function configError (err: unknown): never {
   if (!(err instanceof ConfigError)) throw err
   process.stderr.write(`request-journey: configuration error: ${err.message}\n`)
   process.exit(2)
 }
 
+let config: Config
+try {
+  config = loadConfig()
+} catch (err) {
+  configError(err)
+}
+
 const log = pino({ level: config.logLevel, base: { service: config.serviceName } })
 const telemetry = startTelemetry(config.serviceName, log)
-const server = await startServer(config, telemetry, log)
+const server = await startServer(config, telemetry, log).catch(configError)
 
 const TELEMETRY_FLUSH_MS = 3000
 let stopping = false

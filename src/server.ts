@@ -4,7 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import type { Config } from './config.ts'
+import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
 import { createJourney, type Journey } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
@@ -50,11 +50,17 @@ class RequestLogLine extends LogController {
   }
 }
 
-function listen (server: HttpServer, port: number, host: string): Promise<number> {
+/** Listens, turning "address in use" into a configuration error that names the variable. */
+function listen (server: HttpServer, port: number, host: string, variable: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject)
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL'
+        ? new ConfigError(`${variable}=${port} cannot be used on ${host}: ${err.code}`)
+        : err)
+    }
+    server.once('error', onError)
     server.listen(port, host, () => {
-      server.off('error', reject)
+      server.off('error', onError)
       resolve((server.address() as AddressInfo).port)
     })
   })
@@ -137,9 +143,9 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   await admin.ready()
 
   const ports = {
-    http: await listen(app.server, config.httpPort, config.host),
-    https: await listen(https, config.httpsPort, config.host),
-    metrics: (await admin.listen({ port: config.metricsPort, host: config.metricsHost }), (admin.server.address() as AddressInfo).port)
+    http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT'),
+    https: await listen(https, config.httpsPort, config.host, 'HTTPS_PORT'),
+    metrics: await listen(admin.server, config.metricsPort, config.metricsHost, 'METRICS_PORT')
   }
   log.info({ ...ports, host: config.host, metricsHost: config.metricsHost, precision: config.precision }, 'listening')
 
@@ -161,6 +167,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       }
       await app.close()
       await admin.close()
+      await closeServer(admin.server)
       journey.close()
     }
   }

@@ -3,6 +3,7 @@
 import { X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import selfsigned from 'selfsigned'
+import { ConfigError } from './config.ts'
 
 export interface TlsMaterial {
   key: string
@@ -14,8 +15,17 @@ export interface TlsMaterial {
 
 export async function loadTlsMaterial (certPath: string | undefined, keyPath: string | undefined): Promise<TlsMaterial> {
   if (certPath !== undefined && keyPath !== undefined) {
-    const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')])
-    return { key, cert, fingerprint256: new X509Certificate(cert).fingerprint256, generated: false }
+    const read = (name: string, path: string): Promise<string> => readFile(path, 'utf8').catch((err: Error) => {
+      throw new ConfigError(`${name}=${path} cannot be read: ${err.message}`)
+    })
+    const [cert, key] = await Promise.all([read('TLS_CERT', certPath), read('TLS_KEY', keyPath)])
+    let fingerprint256: string
+    try {
+      fingerprint256 = new X509Certificate(cert).fingerprint256
+    } catch (err) {
+      throw new ConfigError(`TLS_CERT=${certPath} is not a PEM certificate: ${(err as Error).message}`)
+    }
+    return { key, cert, fingerprint256, generated: false }
   }
   const notBeforeDate = new Date(Date.now() - 60_000)
   const notAfterDate = new Date(notBeforeDate.getTime() + 30 * 24 * 3600 * 1000)

@@ -23,7 +23,9 @@ describe('configuration errors stop start-up with one line naming the variable',
     [{ TLS_CERT: '/tmp/x.pem' }, /TLS_CERT and TLS_KEY must be set together/],
     [{ HEADERS_TIMEOUT_MS: '60000', REQUEST_TIMEOUT_MS: '30000' }, /HEADERS_TIMEOUT_MS=60000 must not exceed REQUEST_TIMEOUT_MS=30000/],
     [{ JOURNEY_PRECISION: 'fine' }, /JOURNEY_PRECISION="fine" is not valid/],
-    [{ HTTP_PORT: '4000', HTTPS_PORT: '4000' }, /must differ/]
+    [{ HTTP_PORT: '4000', HTTPS_PORT: '4000' }, /must differ/],
+    [{ TLS_CERT: '/nonexistent/cert.pem', TLS_KEY: '/nonexistent/key.pem' }, /TLS_CERT=\/nonexistent\/cert.pem cannot be read: ENOENT/],
+    [{ TLS_CERT: '/etc/hostname', TLS_KEY: '/etc/hostname' }, /TLS_CERT=\/etc\/hostname is not a PEM certificate/]
   ] as const) {
     test(Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' '), async () => {
       const p = run(env)
@@ -34,6 +36,15 @@ describe('configuration errors stop start-up with one line naming the variable',
       assert.match(lines[0]!, pattern)
     })
   }
+})
+
+test('a port in use stops start-up with one line naming the variable', async () => {
+  const first = await start()
+  const p = run({ HTTPS_PORT: String(first.ports.http) })
+  assert.equal((await p.exited).code, 2)
+  assert.match(p.output().trim().split('\n').at(-1)!, new RegExp(`HTTPS_PORT=${first.ports.http} cannot be used on 127.0.0.1: EADDRINUSE`))
+  first.child.kill('SIGTERM')
+  await first.exited
 })
 
 describe('npm start', () => {

@@ -1,0 +1,63 @@
+// Every variable: its default, a valid value, and an invalid one that names it.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ConfigError, loadConfig } from '../src/config.ts'
+
+test('defaults', () => {
+  const c = loadConfig({})
+  assert.equal(c.httpPort, 3000)
+  assert.equal(c.httpsPort, 3443)
+  assert.equal(c.metricsPort, 9464)
+  assert.equal(c.metricsHost, '127.0.0.1')
+  assert.equal(c.host, '0.0.0.0')
+  assert.equal(c.precision, 'default')
+  assert.equal(c.keepErrors, true)
+  assert.equal(c.serviceName, 'request-journey')
+  assert.equal(c.tlsCert, undefined)
+})
+
+const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, string]> = [
+  ['HTTP_PORT', 'httpPort', '8080', '65536'],
+  ['HTTPS_PORT', 'httpsPort', '8443', '-1'],
+  ['METRICS_PORT', 'metricsPort', '9000', '1.5'],
+  ['HEADERS_TIMEOUT_MS', 'headersTimeoutMs', '2000', '99'],
+  ['REQUEST_TIMEOUT_MS', 'requestTimeoutMs', '60000', 'soon'],
+  ['KEEP_ALIVE_TIMEOUT_MS', 'keepAliveTimeoutMs', '1000', '0'],
+  ['MAX_HEADER_SIZE', 'maxHeaderSize', '8192', '100'],
+  ['BODY_LIMIT_BYTES', 'bodyLimitBytes', '1024', '0'],
+  ['SHUTDOWN_TIMEOUT_MS', 'shutdownTimeoutMs', '0', '1e3'],
+  ['COMPUTE_MAX_MS', 'computeMaxMs', '100', '60001'],
+  ['IO_MAX_MS', 'ioMaxMs', '100', 'x'],
+  ['DOWNLOAD_MAX_KB', 'downloadMaxKb', '1', ' 12 kb'],
+  ['WORKER_THREADS', 'workerThreads', '4', '0'],
+  ['JOURNEY_SLOW_MS', 'slowThresholdMs', '0', '-5']
+]
+for (const [name, key, good, bad] of integers) {
+  test(`${name}: accepts ${good}, rejects ${JSON.stringify(bad)} by name`, () => {
+    assert.equal(loadConfig({ [name]: good })[key], Number(good))
+    assert.throws(() => loadConfig({ [name]: bad }), (err: Error) => err instanceof ConfigError && err.message.startsWith(`${name}=`))
+  })
+}
+
+test('enums and booleans', () => {
+  assert.equal(loadConfig({ LOG_LEVEL: 'WARN' }).logLevel, 'warn')
+  assert.throws(() => loadConfig({ LOG_LEVEL: 'verbose' }), /LOG_LEVEL=/)
+  assert.equal(loadConfig({ JOURNEY_KEEP_ERRORS: 'false' }).keepErrors, false)
+  assert.equal(loadConfig({ JOURNEY_KEEP_ERRORS: '0' }).keepErrors, false)
+  assert.equal(loadConfig({ JOURNEY_KEEP_ERRORS: '1' }).keepErrors, true)
+  assert.throws(() => loadConfig({ JOURNEY_KEEP_ERRORS: 'maybe' }), /JOURNEY_KEEP_ERRORS=/)
+  assert.equal(loadConfig({ OTEL_SERVICE_NAME: 'shop' }).serviceName, 'shop')
+  assert.equal(loadConfig({ HOST: '::', METRICS_HOST: '0.0.0.0' }).metricsHost, '0.0.0.0')
+})
+
+test('TLS_CERT and TLS_KEY come together', () => {
+  assert.throws(() => loadConfig({ TLS_KEY: '/k.pem' }), /TLS_CERT and TLS_KEY must be set together/)
+  const c = loadConfig({ TLS_CERT: '/c.pem', TLS_KEY: '/k.pem' })
+  assert.equal(c.tlsCert, '/c.pem')
+})
+
+test('cross-variable rules', () => {
+  assert.throws(() => loadConfig({ HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '4000' }), /must not exceed REQUEST_TIMEOUT_MS/)
+  assert.throws(() => loadConfig({ METRICS_PORT: '3000' }), /must differ/)
+  assert.doesNotThrow(() => loadConfig({ HTTP_PORT: '0', HTTPS_PORT: '0', METRICS_PORT: '0' }), 'ephemeral ports may repeat')
+})
