@@ -94,8 +94,7 @@ export function loadConfig (env: Env = process.env): Config {
     ioMaxMs: int(env, 'IO_MAX_MS', 10_000, 0, 600_000),
     downloadMaxKb: int(env, 'DOWNLOAD_MAX_KB', 102_400, 0, 10_485_760),
     workerThreads: int(env, 'WORKER_THREADS', 2, 1, 64),
-    // 'fine' (JS-driven parsing, decrypt separated) is designed in docs/stages.md but not built yet.
-    precision: oneOf(env, 'JOURNEY_PRECISION', 'default', ['default'] as const),
+    precision: oneOf(env, 'JOURNEY_PRECISION', 'default', ['default', 'fine'] as const),
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey'

@@ -1,7 +1,7 @@
 // The HTTP, HTTPS and admin listeners; wires the journey instrumentation and the demo app together.
 import { createServer as createHttpServer, STATUS_CODES, type Server as HttpServer, type ServerOptions } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
-import type { AddressInfo, Socket } from 'node:net'
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
@@ -51,7 +51,7 @@ class RequestLogLine extends LogController {
 }
 
 /** Listens, turning "address in use" into a configuration error that names the variable. */
-function listen (server: HttpServer, port: number, host: string, variable: string): Promise<number> {
+function listen (server: NetServer, port: number, host: string, variable: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL'
@@ -66,12 +66,13 @@ function listen (server: HttpServer, port: number, host: string, variable: strin
   })
 }
 
-function closeServer (server: HttpServer): Promise<void> {
+/** Stops `listener` accepting and resolves once its connections are gone; `http` is the HTTP server behind it. */
+function closeServer (listener: NetServer, http: HttpServer = listener as HttpServer): Promise<void> {
   return new Promise(resolve => {
-    if (!server.listening) { resolve(); return }
-    server.close(() => resolve())
-    // Node ≥19 also closes idle keep-alive sockets here; busy ones get `Connection: close` on their next response.
-    server.closeIdleConnections()
+    if (!listener.listening) { resolve(); return }
+    listener.close(() => resolve())
+    // Idle keep-alive sockets close now; busy ones get `Connection: close` on their next response.
+    http.closeIdleConnections()
   })
 }
 
@@ -110,6 +111,8 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     }
   })
   const https = httpsServer!
+  // Fine mode on TLS listens through a cipher tap; otherwise this is the https server itself.
+  const httpsListener = journey.listenerFor(https)
 
   await app.register(journey.plugin)
   // Log lines of a traced request carry its trace, so logs and the waterfall can be joined.
@@ -137,14 +140,14 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   })
   admin.get('/healthz', async () => ({ status: 'ok' }))
   admin.get('/readyz', async (_request, reply) => {
-    if (draining || !app.server.listening) return reply.code(503).send({ status: 'draining' })
+    if (draining || !app.server.listening || !httpsListener.listening) return reply.code(503).send({ status: 'draining' })
     return { status: 'ready' }
   })
   await admin.ready()
 
   const ports = {
     http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT'),
-    https: await listen(https, config.httpsPort, config.host, 'HTTPS_PORT'),
+    https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT'),
     metrics: await listen(admin.server, config.metricsPort, config.metricsHost, 'METRICS_PORT')
   }
   log.info({ ...ports, host: config.host, metricsHost: config.metricsHost, precision: config.precision }, 'listening')
@@ -156,7 +159,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       draining = true
       let timer: NodeJS.Timeout | undefined
       const deadline = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout') })
-      const drained = Promise.all([closeServer(app.server), closeServer(https)]).then(() => 'drained' as const)
+      const drained = Promise.all([closeServer(app.server), closeServer(httpsListener, https)]).then(() => 'drained' as const)
       const outcome = await Promise.race([drained, deadline])
       clearTimeout(timer)
       if (outcome === 'timeout') {

@@ -6,6 +6,8 @@
 //   const app = Fastify({ serverFactory: (handler) => journey.observeServer(http.createServer(handler), 'http') })
 //   await app.register(journey.plugin)                       // before the routes
 import type { Server } from 'node:http'
+import type { Server as NetServer } from 'node:net'
+import { Server as TlsServer } from 'node:tls'
 import { trace, type Tracer } from '@opentelemetry/api'
 import type { Sampler } from '@opentelemetry/sdk-trace'
 import type { FastifyPluginCallback } from 'fastify'
@@ -17,6 +19,7 @@ import { createSpanConsumer } from './consume-spans.ts'
 import { observeServer } from './observe-connection.ts'
 import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
+import { cipherTapListener } from './cipher-tap.ts'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Stage } from './stages.ts'
@@ -53,6 +56,11 @@ export interface JourneyOptions {
 export interface Journey {
   /** Attach the connection and parser observers to a server the app owns; returns it. */
   observeServer: <S extends Server>(server: S, listener: string) => S
+  /**
+   * The server to call listen() on for an observed server: the server itself, except for TLS in fine mode,
+   * where a TCP listener feeds it through a CipherTap so decryption can be timed.
+   */
+  listenerFor: (server: Server) => NetServer
   plugin: FastifyPluginCallback
   precision: Precision
   /** Why read/parse are not measured on this Node, if they are not. */
@@ -81,8 +89,11 @@ export function createJourney (opts: JourneyOptions): Journey {
   }, { fastify: '5.x', name: 'request-journey' })
   return {
     observeServer (server, listener) {
-      observeServer(server, listener)
+      observeServer(server, listener, precision === 'fine')
       return server
+    },
+    listenerFor (server) {
+      return precision === 'fine' && server instanceof TlsServer ? cipherTapListener(server) : server
     },
     plugin,
     precision,

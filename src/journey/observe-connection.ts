@@ -6,7 +6,7 @@ import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import { now } from './clock.ts'
 import { newConnectionRecord, type ConnectionRecord } from './records.ts'
 import { channels, publishConnection, publishRequest } from './publish.ts'
-import { kConnection, observeParser } from './observe-parser.ts'
+import { kConnection, observeChunks, observeParser } from './observe-parser.ts'
 
 type Observed = Socket & { [kConnection]?: ConnectionRecord }
 
@@ -23,17 +23,24 @@ function onConnection (this: HttpServer & { [kListener]: string }, socket: Obser
 }
 
 /** Appended: runs after Node's own listener, so the HTTP parser (plain) or the TLSSocket (TLS) exists. */
-function onConnected (this: HttpServer, socket: Observed): void {
+function onConnected (this: HttpServer & { [kFine]?: boolean }, socket: Observed): void {
   const conn = socket[kConnection]
   if (conn === undefined) return
   conn.acceptedAt = now()
-  if (!conn.secure) observeParser(socket)
+  if (!conn.secure && observeParser(socket) && this[kFine] === true) observeChunks(socket)
+}
+
+/**
+ * The socket a TLSSocket was made from: `_parent` for a TCP socket, the JS stream behind the TLS handle
+ * for a CipherTap (fine mode). Both undocumented; test/journey/internals.test.ts guards them.
+ */
+function underlying (socket: TLSSocket): Observed | undefined {
+  const s = socket as unknown as { _parent?: Observed, _handle?: { _parentWrap?: { stream?: Observed } } }
+  return s._parent ?? s._handle?._parentWrap?.stream
 }
 
 function onSecureConnection (socket: TLSSocket & Observed): void {
-  // _parent is the raw TCP socket the TLSSocket wraps (undocumented; guarded by internals.test.ts).
-  const raw = (socket as unknown as { _parent?: Observed })._parent
-  const conn = raw?.[kConnection]
+  const conn = underlying(socket)?.[kConnection]
   if (conn === undefined) return
   conn.secureAt = now()
   socket[kConnection] = conn
@@ -47,13 +54,12 @@ function onSecureConnection (socket: TLSSocket & Observed): void {
 }
 
 /** Appended: runs after the https server's HTTP connection listener has attached its parser. */
-function onSecureConnected (socket: TLSSocket & Observed): void {
-  if (socket[kConnection] !== undefined) observeParser(socket)
+function onSecureConnected (this: HttpServer & { [kFine]?: boolean }, socket: TLSSocket & Observed): void {
+  if (socket[kConnection] !== undefined && observeParser(socket) && this[kFine] === true) observeChunks(socket)
 }
 
 function onTlsClientError (err: NodeJS.ErrnoException, socket: TLSSocket): void {
-  const raw = (socket as unknown as { _parent?: Observed })._parent
-  const conn = raw?.[kConnection]
+  const conn = underlying(socket)?.[kConnection]
   if (conn === undefined || conn.tlsFailure !== undefined) return
   conn.tlsFailure = tlsFailureReason(err)
   publishConnection(channels.connectionTls, conn)
@@ -114,14 +120,16 @@ function onClose (this: Observed): void {
 }
 
 const kListener = Symbol('request-journey.listener')
+const kFine = Symbol('request-journey.fine')
 
 /**
  * Attach the journey's observers to a server the app owns (http.Server or https.Server).
  * `listener` names it in telemetry (bounded: one value per server).
  */
-export function observeServer (server: HttpServer, listener: string): void {
-  const s = server as HttpServer & { [kListener]: string }
+export function observeServer (server: HttpServer, listener: string, fine = false): void {
+  const s = server as HttpServer & { [kListener]: string, [kFine]: boolean }
   s[kListener] = listener
+  s[kFine] = fine
   s.prependListener('connection', onConnection)
   s.on('connection', onConnected)
   s.prependListener('clientError', onClientError)

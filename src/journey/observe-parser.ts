@@ -45,9 +45,13 @@ function recordOf (parser: Parser): ConnectionRecord | undefined {
 
 // Module-level functions, not per-connection closures: parsers are pooled across servers, so a parser
 // that once served an observed connection may later serve an unobserved one; then these do nothing.
+// In fine mode chunkAt holds the arrival of the chunk being parsed (see observeChunks); in default mode
+// it is NaN and the parser callback's own time is the best mark there is.
 function onMessageBegin (this: Parser): void {
   const conn = recordOf(this)
-  if (conn !== undefined) conn.beginAt = now()
+  if (conn === undefined) return
+  if (Number.isNaN(conn.chunkAt)) conn.beginAt = now()
+  else conn.beginAt = Number.isNaN(conn.chunkCipherAt) ? conn.chunkAt : conn.chunkCipherAt
 }
 
 let originalHeadersComplete: HeadersComplete | undefined
@@ -55,7 +59,14 @@ let originalHeadersComplete: HeadersComplete | undefined
 function onHeadersComplete (this: Parser, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown,
   f: unknown, g: unknown, h: unknown, i: unknown): unknown {
   const conn = recordOf(this)
-  if (conn !== undefined) conn.headersAt = now()
+  if (conn !== undefined) {
+    if (Number.isNaN(conn.chunkAt)) {
+      conn.headersAt = now()
+    } else {
+      conn.headersAt = conn.chunkAt
+      conn.headersCipherAt = conn.chunkCipherAt
+    }
+  }
   return originalHeadersComplete!.call(this, a, b, c, d, e, f, g, h, i)
 }
 
@@ -78,4 +89,21 @@ export function observeParser (socket: SocketWithRecord): boolean {
   if (begin != null && begin !== onMessageBegin) return false
   parser[internals.kOnMessageBegin] = onMessageBegin
   return true
+}
+
+function onChunk (this: SocketWithRecord): void {
+  const conn = this[kConnection]
+  if (conn === undefined) return
+  conn.chunkAt = now()
+  conn.chunkCipherAt = conn.cipherAt
+}
+
+/**
+ * Fine mode: timestamp every chunk before Node parses it. Adding a 'data' listener to a socket Node's HTTP
+ * server has set up makes Node stop parsing natively (`unconsume`) and parse each chunk from JS, right
+ * after this listener. Measured here at ≈ +12% CPU per small request; it separates waiting for bytes
+ * (read) from parsing them (parse).
+ */
+export function observeChunks (socket: SocketWithRecord): void {
+  socket.prependListener('data', onChunk)
 }

@@ -24,6 +24,12 @@ export interface ConnectionRecord {
   /** Marks of the HTTP message currently being parsed (overwritten per message). */
   beginAt: number
   headersAt: number
+  /** Fine mode: arrival of the latest plaintext chunk in JS, and of the ciphertext it came from (TLS). */
+  chunkAt: number
+  chunkCipherAt: number
+  cipherAt: number
+  /** Fine mode, TLS: ciphertext arrival of the chunk that completed the header block. */
+  headersCipherAt: number
   /** Requests seen on this connection. The first one carries accept and tls. */
   requests: number
   /** Requests whose response has not finished yet (HTTP/1.1 answers in order). */
@@ -50,6 +56,8 @@ export interface RequestRecord {
   acceptedAt: number
   secureAt: number
   beginAt: number
+  /** Fine mode on TLS: ciphertext of the header block's last chunk arrived; decrypt runs from here to headersAt. */
+  decryptStartAt: number
   headersAt: number
   requestAt: number
   decodeStartAt: number
@@ -97,6 +105,10 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     closeAt: NaN,
     beginAt: NaN,
     headersAt: NaN,
+    chunkAt: NaN,
+    chunkCipherAt: NaN,
+    cipherAt: NaN,
+    headersCipherAt: NaN,
     requests: 0,
     inflight: [],
     errors: [],
@@ -122,6 +134,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     acceptedAt: first ? conn.acceptedAt : NaN,
     secureAt: first ? conn.secureAt : NaN,
     beginAt: conn.beginAt,
+    decryptStartAt: conn.headersCipherAt,
     headersAt: conn.headersAt,
     requestAt,
     decodeStartAt: NaN,
@@ -150,6 +163,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
   // The parser marks belong to this message now; the next message overwrites them.
   conn.beginAt = NaN
   conn.headersAt = NaN
+  conn.headersCipherAt = NaN
   conn.inflight.push(rec)
   return rec
 }

@@ -22,7 +22,7 @@ export interface Timeline {
 }
 
 type Marks = Pick<RequestRecord,
-  'acceptAt' | 'acceptedAt' | 'secureAt' | 'beginAt' | 'headersAt' | 'requestAt' | 'decodeStartAt' |
+  'acceptAt' | 'acceptedAt' | 'secureAt' | 'beginAt' | 'decryptStartAt' | 'headersAt' | 'requestAt' | 'decodeStartAt' |
   'decodeEndAt' | 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'finishAt' | 'endAt'>
 
 const seen = (t: number): boolean => !Number.isNaN(t)
@@ -37,7 +37,17 @@ export function buildTimeline (m: Marks): Timeline {
   }
   add('accept', m.acceptAt, m.acceptedAt)
   if (seen(m.secureAt)) add('tls', m.acceptedAt, m.secureAt)
-  add('read', m.beginAt, m.headersAt)
+  // With TLS 1.3 the first request often rides in the same packet as the handshake's last message, so
+  // its ciphertext (fine mode) arrives before the handshake ends: it cannot be read as a request sooner.
+  const readStart = seen(m.secureAt) && seen(m.beginAt) ? Math.max(m.beginAt, m.secureAt) : m.beginAt
+  if (seen(m.decryptStartAt)) {
+    // Fine mode on TLS: bytes arriving, then the last record's decryption, then parsing.
+    const decryptStart = Math.max(m.decryptStartAt, readStart)
+    add('read', readStart, decryptStart)
+    add('decrypt', decryptStart, m.headersAt)
+  } else {
+    add('read', readStart, m.headersAt)
+  }
   add('parse', m.headersAt, m.requestAt)
   add('decode', m.decodeStartAt, m.decodeEndAt)
   add('handler', m.handlerStartAt, m.handlerEndAt)
@@ -50,6 +60,6 @@ export function buildTimeline (m: Marks): Timeline {
   let covered = 0
   for (const s of stages) covered += s.end - s.start
   const ready = seen(m.secureAt) ? m.secureAt : m.acceptedAt
-  const idle = seen(ready) && seen(m.beginAt) ? Math.max(0, m.beginAt - ready) : 0
+  const idle = seen(ready) && seen(readStart) ? Math.max(0, readStart - ready) : 0
   return { start, end, stages, gapMs: Math.max(0, end - start - covered), idleBeforeRequestMs: idle }
 }

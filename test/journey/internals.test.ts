@@ -36,3 +36,20 @@ test('an HTTPS server\'s TLSSocket has its raw socket as _parent and its HTTP pa
   assert.ok(got.parser !== undefined && got.parser !== null, 'parser attached by the https connection listener')
   assert.equal(typeof got.headersComplete, 'function')
 })
+
+test('fine mode: a TLSSocket over a CipherTap reaches the tap through _handle._parentWrap.stream', async () => {
+  const { cipherTapListener, CipherTap } = await import('../../src/journey/cipher-tap.ts')
+  const material = await loadTlsMaterial(undefined, undefined)
+  const server = createServer({ key: material.key, cert: material.cert }, (_req, res) => res.end('ok'))
+  const seen = new Promise<unknown>(resolve => {
+    server.on('secureConnection', (s: tls.TLSSocket & { _handle?: { _parentWrap?: { stream?: unknown } } }) => resolve(s._handle?._parentWrap?.stream))
+  })
+  const listener = cipherTapListener(server)
+  await new Promise<void>(resolve => listener.listen(0, '127.0.0.1', resolve))
+  const client = tls.connect({ port: (listener.address() as AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
+  client.on('secureConnect', () => client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))
+  const stream = await seen
+  client.destroy()
+  listener.close()
+  assert.ok(stream instanceof CipherTap)
+})

@@ -5,7 +5,7 @@ import { buildTimeline } from '../../src/journey/timeline.ts'
 
 const N = NaN
 const base = {
-  acceptAt: N, acceptedAt: N, secureAt: N, beginAt: 10, headersAt: 12, requestAt: 13, decodeStartAt: 13.5,
+  acceptAt: N, acceptedAt: N, secureAt: N, beginAt: 10, decryptStartAt: N, headersAt: 12, requestAt: 13, decodeStartAt: 13.5,
   decodeEndAt: 15, handlerStartAt: 15.5, handlerEndAt: 20, serializeEndAt: 21, finishAt: 25, endAt: 25
 }
 
@@ -43,4 +43,18 @@ test('no parser marks (unobservable parser): the timeline starts at the request 
   assert.equal(tl.stages[0]!.stage, 'decode')
   assert.equal(tl.start, 13)
   assert.equal(tl.gapMs, 1)
+})
+
+test('fine mode on TLS: read until the last ciphertext arrived, then decrypt, then parse', () => {
+  const tl = buildTimeline({ ...base, decryptStartAt: 11.5 })
+  assert.deepEqual(tl.stages.slice(0, 3).map(s => [s.stage, s.end - s.start]), [['read', 1.5], ['decrypt', 0.5], ['parse', 1]])
+})
+
+test('fine mode on TLS 1.3: a request that arrived with the handshake\'s last packet is read from the handshake\'s end', () => {
+  const tl = buildTimeline({ ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 10.5, decryptStartAt: 10.2 })
+  const [, tls, read, decrypt] = tl.stages
+  assert.equal(tls!.end, 10.5)
+  assert.equal(read!.start, 10.5)
+  assert.equal(decrypt!.start, 10.5)
+  assert.equal(decrypt!.end, 12)
 })
