@@ -131,6 +131,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
         if (rec.contentType !== undefined) a[ATTR.contentType] = rec.contentType
         if (rec.contentEncoding !== undefined) a[ATTR.contentEncoding] = rec.contentEncoding
         if (!Number.isNaN(rec.requestBodyBytes)) a['http.request.body.size'] = rec.requestBodyBytes
+        if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
         return a
       }
       case 'serialize': return { [ATTR.serializeSkipped]: rec.serializeSkipped }

@@ -2,6 +2,7 @@
 // Registered as a plugin that skips encapsulation, before the app's routes, so its hooks run first
 // in every phase and its onRoute hook sees every route.
 import diagnostics from 'node:diagnostics_channel'
+import { pipeline, Transform, type Readable } from 'node:stream'
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { context } from '@opentelemetry/api'
@@ -53,6 +54,23 @@ function onDrain (this: Response): void {
   if (rec !== undefined) rec.backpressure = true
 }
 
+/**
+ * Counts body bytes after whatever preParsing hooks decoded them (e.g. @fastify/compress), for the
+ * decode span. Only for encoded bodies: an identity body's decoded size is its Content-Length.
+ */
+function countDecoded (request: FastifyRequest, _reply: FastifyReply, payload: Readable, done: (err: null, p: Readable) => void): void {
+  const rec = request.journey
+  if (rec === null || rec.contentEncoding === undefined || (payload as unknown) === request.raw) return done(null, payload)
+  rec.decodedBodyBytes = 0
+  const counter = new Transform({
+    transform (chunk: Buffer, _enc, cb) { rec.decodedBodyBytes += chunk.length; cb(null, chunk) }
+  })
+  // Fastify compares this (set by decompressors) with Content-Length; keep it visible through the counter.
+  Object.defineProperty(counter, 'receivedEncodedLength', { get: () => (payload as { receivedEncodedLength?: number }).receivedEncodedLength })
+  pipeline(payload, counter, () => {})
+  done(null, counter)
+}
+
 let subscribers = 0
 
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
@@ -88,7 +106,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
 
   fastify.addHook('preHandler', (request, _reply, done) => {
     const rec = request.journey
-    if (rec !== null) rec.decodeEndAt = now()
+    if (rec !== null) {
+      rec.decodeEndAt = now()
+      if (rec.contentEncoding === undefined) rec.decodedBodyBytes = rec.requestBodyBytes
+    }
     done()
   })
 
@@ -118,6 +139,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
 
   // The handler mark and the request's trace context need the handler itself: wrap it once per route.
   fastify.addHook('onRoute', (route: RouteOptions) => {
+    // Route-level preParsing runs after the global hooks, and decompressors registered later put theirs
+    // in front of it: so this one sees the decoded stream.
+    const pre = route.preParsing
+    route.preParsing = pre === undefined ? [countDecoded] : Array.isArray(pre) ? [...pre, countDecoded] : [pre, countDecoded]
     const handler = route.handler
     route.handler = function journeyHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       const rec = request.journey

@@ -72,6 +72,8 @@ export interface RequestRecord {
   bytesWrittenStart: number
   bytesWritten: number
   requestBodyBytes: number
+  /** Body bytes after decompression (counted only for encoded bodies; otherwise equal to the wire bytes). */
+  decodedBodyBytes: number
   contentType: string | undefined
   contentEncoding: string | undefined
   aborted: boolean
@@ -149,6 +151,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     bytesWrittenStart: 0,
     bytesWritten: 0,
     requestBodyBytes: NaN,
+    decodedBodyBytes: NaN,
     contentType: undefined,
     contentEncoding: undefined,
     aborted: false,

@@ -29,6 +29,7 @@ export const ATTR = {
   tlsFailure: 'journey.tls.failure_reason',
   contentType: 'journey.decode.content_type',
   contentEncoding: 'journey.decode.content_encoding',
+  decodedBytes: 'journey.decode.decoded_bytes',
   serializeSkipped: 'journey.serialize.skipped',
   backpressure: 'journey.write.backpressure',
   bytesWritten: 'journey.write.bytes',

@@ -161,7 +161,9 @@ describe('waterfalls', () => {
     const decode = stage(w!, 'decode')!
     assert.equal(decode.attributes['journey.decode.content_encoding'], 'gzip')
     assert.equal(decode.attributes['journey.decode.content_type'], 'application/json')
-    assert.ok(Number(decode.attributes['http.request.body.size']) > 0)
+    const wire = Number(decode.attributes['http.request.body.size'])
+    assert.ok(wire > 0 && wire < 10_000, `gzip on the wire: ${wire}`)
+    assert.equal(decode.attributes['journey.decode.decoded_bytes'], JSON.stringify({ message: 'x'.repeat(200_000) }).length)
   })
 
   test('a client that vanishes mid-body: the request span still ends, with an error, the stage it was in cut', async () => {
