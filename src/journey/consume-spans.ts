@@ -117,7 +117,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const span = tracer.startSpan(stageSpanName(iv.stage), {
       kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv.stage, rec)
     }, parent)
-    if (iv.cut) span.setStatus({ code: SpanStatusCode.ERROR, message: 'request ended before this stage did' })
+    if (iv.cut) span.setStatus({ code: SpanStatusCode.ERROR, message: 'this stage did not complete (error reply or client gone)' })
     span.end(toEpochMs(iv.end))
   }
 

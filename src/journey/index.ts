@@ -1,11 +1,12 @@
 // Public API of the journey instrumentation: what another Fastify 5 app imports.
 //
 //   const tracing = journeyTracing()                         // sampler + id generator for the SDK
-//   new NodeSDK({ ...tracing.sdkOptions, spanProcessors }).start()
+//   new NodeSDK({ ...tracing.sdkOptions }).start()
 //   const journey = createJourney({ registry, tracing })
-//   const app = Fastify({ serverFactory: (handler) => journey.observeServer(http.createServer(handler), 'http') })
+//   const app = Fastify({ serverFactory: journey.serverFactory() })
 //   await app.register(journey.plugin)                       // before the routes
-import type { Server } from 'node:http'
+import { createServer as createHttpServer, type RequestListener, type Server, type ServerOptions } from 'node:http'
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Server as NetServer } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import { trace, type Tracer } from '@opentelemetry/api'
@@ -57,6 +58,11 @@ export interface Journey {
   /** Attach the connection and parser observers to a server the app owns; returns it. */
   observeServer: <S extends Server>(server: S, listener: string) => S
   /**
+   * A Fastify `serverFactory` building an observed http (or, given `https` options, https) server.
+   * Fastify does not apply its timeout options to servers from a factory: pass them in `options`.
+   */
+  serverFactory: (options?: ServerOptions & { https?: HttpsServerOptions, listener?: string }) => (handler: RequestListener) => Server
+  /**
    * The server to call listen() on for an observed server: the server itself, except for TLS in fine mode,
    * where a TCP listener feeds it through a CipherTap so decryption can be timed.
    */
@@ -91,6 +97,12 @@ export function createJourney (opts: JourneyOptions): Journey {
     observeServer (server, listener) {
       observeServer(server, listener, precision === 'fine')
       return server
+    },
+    serverFactory (options = {}) {
+      const { https, listener, ...http } = options
+      return (handler) => https === undefined
+        ? this.observeServer(createHttpServer(http, handler), listener ?? 'http')
+        : this.observeServer(createHttpsServer({ ...http, ...https }, handler), listener ?? 'https')
     },
     listenerFor (server) {
       return precision === 'fine' && server instanceof TlsServer ? cipherTapListener(server) : server

@@ -29,11 +29,13 @@ const seen = (t: number): boolean => !Number.isNaN(t)
 
 export function buildTimeline (m: Marks): Timeline {
   const end = seen(m.finishAt) ? m.finishAt : m.endAt
+  // A stage whose end event never came (an error reply skipped the rest of its hooks, or the client left)
+  // ends at the next event that did happen, so stages never overlap; it is marked cut.
   const stages: Interval[] = []
-  const add = (stage: Stage, s: number, e: number): void => {
+  const add = (stage: Stage, s: number, e: number, next: number[] = []): void => {
     if (!seen(s)) return
-    const cut = !seen(e)
-    stages.push({ stage, start: s, end: cut ? Math.max(s, end) : e, cut })
+    const stop = seen(e) ? e : Math.max(s, next.find(seen) ?? end)
+    stages.push({ stage, start: s, end: stop, cut: !seen(e) })
   }
   add('accept', m.acceptAt, m.acceptedAt)
   if (seen(m.secureAt)) add('tls', m.acceptedAt, m.secureAt)
@@ -49,7 +51,7 @@ export function buildTimeline (m: Marks): Timeline {
     add('read', readStart, m.headersAt)
   }
   add('parse', m.headersAt, m.requestAt)
-  add('decode', m.decodeStartAt, m.decodeEndAt)
+  add('decode', m.decodeStartAt, m.decodeEndAt, [m.handlerStartAt, m.handlerEndAt])
   add('handler', m.handlerStartAt, m.handlerEndAt)
   add('serialize', m.handlerEndAt, m.serializeEndAt)
   add('write', m.serializeEndAt, m.finishAt)

@@ -1,7 +1,6 @@
 // The journey as another Fastify app would use it (the README's few lines), with its own SDK:
 // handler spans join the request's trace, unsampled requests allocate no spans, slow and failed ones are kept.
 import assert from 'node:assert/strict'
-import { createServer } from 'node:http'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SamplingDecision, trace } from '@opentelemetry/api'
@@ -32,7 +31,7 @@ before(async () => {
   sdk = new NodeSDK({ ...tracing.sdkOptions, spanProcessors: [new SimpleSpanProcessor({ exporter })], metricReaders: [], logRecordProcessors: [], instrumentations: [] })
   sdk.start()
   const journey = createJourney({ registry, tracing, slowThresholdMs: 100 })
-  app = Fastify({ serverFactory: (handler) => journey.observeServer(createServer(handler), 'http') })
+  app = Fastify({ serverFactory: journey.serverFactory({ keepAliveTimeout: 5000 }) })
   await app.register(journey.plugin)
   app.post('/work', async () => trace.getTracer('app').startActiveSpan('db.query', (span) => { span.end(); return { ok: true } }))
   app.get('/fast', async () => { activeInHandler.fast = trace.getActiveSpan() !== undefined; return 'fast' })

@@ -166,6 +166,25 @@ describe('waterfalls', () => {
     assert.equal(decode.attributes['journey.decode.decoded_bytes'], JSON.stringify({ message: 'x'.repeat(200_000) }).length)
   })
 
+  test('protobuf and invalid JSON bodies: decode ends, with the right content type and status', async () => {
+    const { encodeOrder } = await import('../../src/app/orders.ts')
+    const pb = await request(`${t.http}/orders`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: encodeOrder({ id: 'o', customer: 'c', currency: 'EUR', items: [{ sku: 's', quantity: 1, unitPriceCents: 5 }] }) })
+    assert.equal(pb.statusCode, 200)
+    await pb.body.text()
+    const bad = await request(`${t.http}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"message":' })
+    assert.equal(bad.statusCode, 400)
+    await bad.body.text()
+    const [order] = await oneTrace('/orders')
+    assertWellFormed(order!)
+    assert.equal(stage(order!, 'decode')!.attributes['journey.decode.content_type'], 'application/x-protobuf')
+    const [echo] = await oneTrace('/echo')
+    assertWellFormed(echo!)
+    assert.equal(echo!.root.attributes['http.response.status_code'], 400)
+    assert.equal(echo!.root.status.code, 0, 'a 4xx is the client\'s error, not the server span\'s')
+    assert.equal(stage(echo!, 'handler'), undefined, 'the handler never ran')
+    assert.equal(stage(echo!, 'decode')!.status.code, 2, 'decode did not complete')
+  })
+
   test('a client that vanishes mid-body: the request span still ends, with an error, the stage it was in cut', async () => {
     const c = await connect(t.server.ports.http)
     await c.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"message":"')

@@ -58,3 +58,10 @@ test('fine mode on TLS 1.3: a request that arrived with the handshake\'s last pa
   assert.equal(decrypt!.start, 10.5)
   assert.equal(decrypt!.end, 12)
 })
+
+test('an error reply during decode (invalid JSON): decode ends where the error reply starts, no overlap', () => {
+  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: 17, serializeEndAt: 17 })
+  assert.deepEqual(tl.stages.map(s => [s.stage, s.start, s.end, s.cut]), [
+    ['read', 10, 12, false], ['parse', 12, 13, false], ['decode', 13.5, 17, true], ['serialize', 17, 17, false], ['write', 17, 25, false]
+  ])
+})
