@@ -27,6 +27,7 @@ export interface Config {
   slowThresholdMs: number
   keepErrors: boolean
   serviceName: string
+  jaegerUiUrl: string | undefined
 }
 
 export class ConfigError extends Error {
@@ -69,6 +70,13 @@ function bool (env: Env, name: string, def: boolean): boolean {
   return v === 'true' || v === '1'
 }
 
+function url (env: Env, name: string): string | undefined {
+  const raw = present(env, name)
+  if (raw === undefined) return undefined
+  if (!/^https?:\/\/[^\s]+$/.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not valid: expected an http(s) URL`)
+  return raw.replace(/\/+$/, '')
+}
+
 export function loadConfig (env: Env = process.env): Config {
   const tlsCert = present(env, 'TLS_CERT')
   const tlsKey = present(env, 'TLS_KEY')
@@ -97,7 +105,8 @@ export function loadConfig (env: Env = process.env): Config {
     precision: oneOf(env, 'JOURNEY_PRECISION', 'default', ['default', 'fine'] as const),
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
-    serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey'
+    serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey',
+    jaegerUiUrl: url(env, 'JAEGER_UI_URL')
   }
   // Node rejects a headers timeout longer than the request timeout; say so here, by name.
   if (config.headersTimeoutMs > config.requestTimeoutMs) {

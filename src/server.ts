@@ -138,6 +138,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     reply.type(telemetry.registry.contentType)
     return telemetry.registry.metrics()
   })
+  journey.registerPage(admin, { jaegerUrl: config.jaegerUiUrl })
   admin.get('/healthz', async () => ({ status: 'ok' }))
   admin.get('/readyz', async (_request, reply) => {
     if (draining || !app.server.listening || !httpsListener.listening) return reply.code(503).send({ status: 'draining' })
@@ -151,6 +152,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     metrics: await listen(admin.server, config.metricsPort, config.metricsHost, 'METRICS_PORT')
   }
   log.info({ ...ports, host: config.host, metricsHost: config.metricsHost, precision: config.precision }, 'listening')
+  log.info(`the journey page: http://${config.metricsHost === '0.0.0.0' ? '127.0.0.1' : config.metricsHost}:${ports.metrics}/journey`)
 
   return {
     app, admin, http: app.server, https, journey, ports,

@@ -21,6 +21,9 @@ import { observeServer } from './observe-connection.ts'
 import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
 import { cipherTapListener } from './cipher-tap.ts'
+import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
+import { registerJourneyPage } from './page.ts'
+import type { FastifyInstance } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Stage } from './stages.ts'
@@ -69,6 +72,10 @@ export interface Journey {
   listenerFor: (server: Server) => NetServer
   plugin: FastifyPluginCallback
   precision: Precision
+  /** The recent-requests view behind the built-in page. */
+  recent: RecentConsumer
+  /** Serve the built-in page (/journey) on an app, normally the admin listener's. */
+  registerPage: (app: FastifyInstance, opts?: { jaegerUrl?: string | undefined }) => void
   /** Why read/parse are not measured on this Node, if they are not. */
   limitation: string | undefined
   close: () => void
@@ -88,6 +95,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       keepErrors: opts.keepErrors ?? true
     })
   const metrics = createMetricsConsumer(opts.registry)
+  const recent = createRecentConsumer()
   const onStart = spans?.start ?? (() => {})
   const plugin = fp((fastify, _o, done) => {
     observeFastify(fastify, { onStart })
@@ -109,10 +117,15 @@ export function createJourney (opts: JourneyOptions): Journey {
     },
     plugin,
     precision,
+    recent,
+    registerPage (app, pageOpts = {}) {
+      registerJourneyPage(app, { recent, jaegerUrl: pageOpts.jaegerUrl })
+    },
     limitation: checkParserInternals(),
     close () {
       spans?.close()
       metrics.close()
+      recent.close()
     }
   }
 }

@@ -6,6 +6,19 @@ export const STAGES = [
 ] as const
 export type Stage = typeof STAGES[number]
 
+/** One colour per stage, shared by the built-in page and the Grafana dashboards. */
+export const STAGE_COLORS: Record<Stage, string> = {
+  accept: '#8e8e8e',
+  tls: '#b877d9',
+  read: '#5794f2',
+  decrypt: '#8f3bb8',
+  parse: '#73bf69',
+  decode: '#fade2a',
+  handler: '#ff9830',
+  serialize: '#f2495c',
+  write: '#37872d'
+}
+
 export const SPAN_CONNECTION = 'journey.connection'
 export const stageSpanName = (stage: Stage): string => `journey.${stage}`
 

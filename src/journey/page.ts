@@ -1,0 +1,168 @@
+// The built-in journey page: recent requests as waterfalls, stage percentiles over the last minute and
+// connection counts, served from the admin listener. The server renders every fragment (so the page works
+// as a static snapshot with JavaScript off); with JavaScript, one server-sent-events stream pushes the same
+// fragments once a second. No front-end framework: a table, some divs and twenty lines of script.
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { RecentConsumer, RecentRequest, Snapshot, StageStats } from './consume-recent.ts'
+import { STAGE_COLORS, STAGES } from './stages.ts'
+
+export interface PageOptions {
+  recent: RecentConsumer
+  /** Jaeger UI base URL (e.g. http://localhost:16686): each traced request links to its trace there. */
+  jaegerUrl?: string | undefined
+  /** At most this many live pages at once; more get 503 (each costs a timer tick, not a poll). */
+  maxClients?: number
+}
+
+const esc = (s: string): string => s.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`)
+const fmt = (ms: number): string => Number.isNaN(ms) ? '–' : ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3)
+
+function statusClass (r: RecentRequest): string {
+  return r.aborted ? 'aborted' : `${Math.floor(r.status / 100)}xx`
+}
+
+export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
+  const total = Math.max(r.durationMs, 1e-6)
+  const bars = r.stages.map(s =>
+    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms"></span>`).join('')
+  const trace = r.traceId !== undefined && jaegerUrl !== undefined
+    ? ` <a href="${esc(jaegerUrl)}/trace/${r.traceId}" target="_blank" rel="noopener">trace</a>`
+    : ''
+  const time = new Date(r.at).toISOString().slice(11, 23)
+  return `<tr class="req" data-id="${r.id}" data-route="${esc(r.route)}" data-status="${statusClass(r)}">` +
+    `<td class="t">${time}</td><td>${r.scheme}</td><td>${esc(r.method)} ${esc(r.route)}</td>` +
+    `<td class="s ${statusClass(r)}">${r.aborted ? 'aborted' : r.status}</td><td class="n">${fmt(r.durationMs)} ms</td>` +
+    `<td class="w"><div class="bar">${bars}</div></td><td class="c">#${r.connectionId}/${r.requestIndex}${trace}</td></tr>`
+}
+
+function sparkline (values: number[]): string {
+  const max = Math.max(...values, 1e-9)
+  const pts = values.map((v, i) => `${(i * 100 / (values.length - 1)).toFixed(1)},${(20 - 18 * v / max).toFixed(1)}`).join(' ')
+  return `<svg class="spark" viewBox="0 0 100 20" preserveAspectRatio="none"><polyline points="${pts}" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>`
+}
+
+export function renderStages (stages: StageStats[]): string {
+  if (stages.length === 0) return '<tr><td colspan="6">no requests in the last minute</td></tr>'
+  return stages.map(s => `<tr data-stage="${s.stage}"><td><span class="sw" style="background:${STAGE_COLORS[s.stage]}"></span>${s.stage}</td>` +
+    `<td class="n">${s.count}</td><td class="n">${fmt(s.p50)}</td><td class="n">${fmt(s.p95)}</td><td class="n">${fmt(s.p99)}</td>` +
+    `<td style="color:${STAGE_COLORS[s.stage]}">${sparkline(s.spark)}</td></tr>`).join('')
+}
+
+function renderConnections (c: Snapshot['connections']): string {
+  return `<b>${c.active}</b> open · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s · TLS handshakes: <b>${c.tlsFull}</b> full, ` +
+    `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed · accept-queue depth: not measured yet`
+}
+
+export function fragments (snap: Snapshot, jaegerUrl?: string): { rows: string, slowest: string, stages: string, connections: string, lastId: number } {
+  return {
+    rows: snap.recent.map(r => renderRow(r, jaegerUrl)).join(''),
+    slowest: snap.slowest.map(r => renderRow(r, jaegerUrl)).join('') || '<tr><td colspan="7">none yet</td></tr>',
+    stages: renderStages(snap.stages),
+    connections: renderConnections(snap.connections),
+    lastId: snap.recent[0]?.id ?? 0
+  }
+}
+
+const CSS = `
+body{font:14px/1.4 system-ui,sans-serif;margin:1rem 2rem;color:#222;background:#fafafa}
+h1{font-size:1.3rem;margin:.2rem 0}h2{font-size:1rem;margin:1.2rem 0 .4rem}
+table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;border-bottom:1px solid #eee;text-align:left;white-space:nowrap}
+.n{text-align:right;font-variant-numeric:tabular-nums}.t{color:#777;font-variant-numeric:tabular-nums}
+.w{width:45%}.bar{position:relative;height:12px;background:#f0f0f0;border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}
+.sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
+.spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
+.legend span{margin-right:12px}.stats{margin:.4rem 0}form{display:inline}`
+
+const SCRIPT = `
+const es = new EventSource('/journey/events?since=' + document.body.dataset.last);
+const $ = (id) => document.getElementById(id);
+function applyFilter () {
+  const route = $('route').value, status = $('status').value;
+  for (const tr of document.querySelectorAll('#recent tr.req')) {
+    tr.hidden = (route && tr.dataset.route !== route) || (status && tr.dataset.status !== status);
+  }
+}
+$('route').onchange = $('status').onchange = applyFilter;
+es.onmessage = (e) => {
+  const f = JSON.parse(e.data);
+  $('stages').innerHTML = f.stages; $('slowest').innerHTML = f.slowest; $('conns').innerHTML = f.connections;
+  if (f.rows) {
+    $('recent').insertAdjacentHTML('afterbegin', f.rows);
+    const rows = $('recent').querySelectorAll('tr.req');
+    for (let i = ${'${MAX}'}; i < rows.length; i++) rows[i].remove();
+    for (const r of new Set([...document.querySelectorAll('#recent tr.req')].map(tr => tr.dataset.route))) {
+      if (![...$('route').options].some(o => o.value === r)) $('route').add(new Option(r, r));
+    }
+    applyFilter();
+  }
+  $('live').textContent = 'live';
+};
+es.onerror = () => { $('live').textContent = 'reconnecting…'; };`
+
+export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefined, route?: string | undefined, status?: string | undefined, max: number }): string {
+  const routes = [...new Set(snap.recent.map(r => r.route))].sort()
+  const visible = snap.recent.filter(r => (opts.route === undefined || r.route === opts.route) && (opts.status === undefined || statusClass(r) === opts.status))
+  const f = fragments({ ...snap, recent: visible }, opts.jaegerUrl)
+  const option = (v: string, sel?: string): string => `<option value="${esc(v)}"${v === sel ? ' selected' : ''}>${esc(v) || 'all'}</option>`
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>request journey</title><style>${CSS}</style></head><body data-last="${snap.recent[0]?.id ?? 0}">
+<h1>request journey <small id="live">snapshot</small></h1>
+<div class="stats" id="conns">${f.connections}</div>
+<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}</div>
+<h2>Stages, last minute (ms)</h2>
+<table><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
+<h2>Slowest, last minute</h2>
+<table><tbody id="slowest">${f.slowest}</tbody></table>
+<h2>Recent requests, newest first
+<form method="get">route <select id="route" name="route">${option('', opts.route)}${routes.map(r => option(r, opts.route)).join('')}</select>
+status <select id="status" name="status">${['', '2xx', '3xx', '4xx', '5xx', 'aborted'].map(s => option(s, opts.status)).join('')}</select>
+<noscript><button>filter</button></noscript></form></h2>
+<table><tbody id="recent">${f.rows}</tbody></table>
+<script>${SCRIPT.replace('${MAX}', String(opts.max))}</script>
+</body></html>`
+}
+
+/** Registers GET /journey (the page), /journey/events (SSE) and /journey/snapshot.json on `app`. */
+export function registerJourneyPage (app: FastifyInstance, opts: PageOptions): void {
+  const maxClients = opts.maxClients ?? 16
+  const clients = new Map<FastifyReply, { lastId: number }>()
+  let timer: NodeJS.Timeout | undefined
+
+  function tick (): void {
+    for (const [reply, state] of clients) {
+      const f = fragments(opts.recent.snapshot(state.lastId), opts.jaegerUrl)
+      if (f.lastId > state.lastId) state.lastId = f.lastId
+      reply.raw.write(`data: ${JSON.stringify(f)}\n\n`)
+    }
+  }
+
+  app.get('/journey', async (request, reply) => {
+    const q = request.query as { route?: string, status?: string }
+    const snap = opts.recent.snapshot()
+    reply.type('text/html; charset=utf-8')
+    return renderPage(snap, { jaegerUrl: opts.jaegerUrl, route: q.route || undefined, status: q.status || undefined, max: 200 })
+  })
+
+  app.get('/journey/snapshot.json', async () => opts.recent.snapshot())
+
+  app.get('/journey/events', (request, reply) => {
+    if (clients.size >= maxClients) return reply.code(503).send({ error: 'too many live journey pages open' })
+    reply.hijack()
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
+    // Rows the page already rendered are not sent again.
+    const since = Number((request.query as { since?: string }).since)
+    clients.set(reply, { lastId: Number.isInteger(since) && since >= 0 ? since : 0 })
+    reply.raw.write('retry: 2000\n\n')
+    timer ??= setInterval(tick, 1000).unref()
+    request.raw.on('close', () => {
+      clients.delete(reply)
+      if (clients.size === 0 && timer !== undefined) { clearInterval(timer); timer = undefined }
+    })
+  })
+
+  app.addHook('onClose', async () => {
+    if (timer !== undefined) clearInterval(timer)
+    for (const reply of clients.keys()) reply.raw.end()
+    clients.clear()
+  })
+}

@@ -1,0 +1,89 @@
+/// <reference lib="dom" />
+// The built-in journey page, in a real browser (Debian's headless Chromium driven by playwright-core).
+import assert from 'node:assert/strict'
+import { existsSync, mkdirSync } from 'node:fs'
+import { after, before, describe, test } from 'node:test'
+import { request } from 'undici'
+import { startTestServer, type TestServer } from './helpers/server.ts'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+// CI installs Chromium: there a missing browser is a failure. Elsewhere the browser test says why it skips.
+const skip = !existsSync(CHROMIUM) && process.env.CI !== 'true'
+  ? `no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`
+  : false
+if (skip !== false) console.log(`# skipping the browser test: ${skip}`)
+
+let t: TestServer
+before(async () => { t = await startTestServer({ JAEGER_UI_URL: 'http://jaeger.example:16686' }) })
+after(async () => { await t.close() })
+
+async function get (url: string): Promise<void> {
+  const r = await request(url, { dispatcher: t.insecure })
+  await r.body.text()
+}
+
+describe('the journey page', () => {
+  test('works without JavaScript: a server-rendered snapshot, filterable by route', async () => {
+    await get(`${t.http}/io?ms=1`)
+    await get(`${t.https}/`)
+    const html = await (await request(`${t.admin}/journey`)).body.text()
+    assert.match(html, /data-route="\/io"/)
+    assert.match(html, /data-route="\/"/)
+    assert.match(html, /data-stage="handler"/)
+    const io = await (await request(`${t.admin}/journey?route=%2Fio`)).body.text()
+    const recent = io.slice(io.indexOf('<tbody id="recent">'))
+    assert.match(recent, /data-route="\/io"/)
+    assert.doesNotMatch(recent, /data-route="\/"/, 'the recent list is filtered (slowest stays whole)')
+    assert.doesNotMatch(html, /data-route="\/(journey|metrics)/, 'the page\'s own requests are not shown')
+  })
+
+  test('memory stays bounded: the ring keeps the newest 200 requests', async () => {
+    for (let i = 0; i < 230; i++) await get(`${t.http}/`)
+    const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { recent: unknown[] }
+    assert.equal(snap.recent.length, 200)
+  })
+
+  test('in Chromium: waterfalls with every stage, percentiles, live updates without reload', { skip }, async () => {
+    const { chromium } = await import('playwright-core')
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+    try {
+      // Fresh connections over HTTP and HTTPS, so accept and tls are in the waterfalls.
+      const { Agent } = await import('undici')
+      for (const base of [t.http, t.https]) {
+        const fresh = new Agent({ connect: { rejectUnauthorized: false } })
+        const r = await request(`${base}/compute?ms=5`, { dispatcher: fresh })
+        await r.body.text()
+        await fresh.close()
+      }
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+      await page.goto(`${t.admin}/journey`)
+      await page.waitForFunction(() => document.getElementById('live')?.textContent === 'live')
+
+      const stagesOf = (route: string, scheme: string) => page.$$eval(`#recent tr.req[data-route="${route}"]`,
+        (rows, s) => rows.filter(r => r.children[1]?.textContent === s).map(r => [...r.querySelectorAll('.seg')].map(x => (x as HTMLElement).dataset.stage)), scheme)
+      assert.deepEqual((await stagesOf('/compute', 'http'))[0], ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+      assert.deepEqual((await stagesOf('/compute', 'https'))[0], ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+      const title = await page.getAttribute('#recent tr.req[data-route="/compute"] .seg[data-stage="handler"]', 'title')
+      assert.match(title ?? '', /^handler \d+(\.\d+)? ms$/, 'durations on hover')
+
+      const p99 = await page.$$eval('#stages tr', rows => rows.map(r => [r.getAttribute('data-stage'), Number(r.children[4]?.textContent)]))
+      assert.ok(p99.length >= 7 && p99.every(([, v]) => Number.isFinite(v)), `percentile table has numbers: ${JSON.stringify(p99)}`)
+      assert.ok(await page.$('#recent a[href^="http://jaeger.example:16686/trace/"]'), 'traced requests link to Jaeger')
+
+      const top = await page.$eval('#recent tr.req', r => r.getAttribute('data-id'))
+      await get(`${t.http}/io?ms=2&live=1`)
+      await page.waitForFunction((id) => document.querySelector('#recent tr.req')?.getAttribute('data-id') !== id, top, { timeout: 5000 })
+      assert.equal(await page.$eval('#recent tr.req', r => r.getAttribute('data-route')), '/io', 'the new request is on top, without a reload')
+
+      await page.selectOption('#route', '/io')
+      const shown = await page.$$eval('#recent tr.req:not([hidden])', rows => rows.map(r => r.getAttribute('data-route')))
+      assert.ok(shown.length > 0 && shown.every(r => r === '/io'), 'the route filter works')
+      await page.selectOption('#route', '')
+
+      mkdirSync('test-artifacts', { recursive: true })
+      await page.screenshot({ path: 'test-artifacts/journey-page.png', fullPage: true })
+    } finally {
+      await browser.close()
+    }
+  })
+})
