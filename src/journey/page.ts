@@ -128,9 +128,13 @@ export function registerJourneyPage (app: FastifyInstance, opts: PageOptions): v
   const clients = new Map<FastifyReply, { lastId: number }>()
   let timer: NodeJS.Timeout | undefined
 
+  // One snapshot per second for all open pages; each page gets only the rows it has not seen.
   function tick (): void {
+    let oldest = Infinity
+    for (const state of clients.values()) oldest = Math.min(oldest, state.lastId)
+    const snap = opts.recent.snapshot(oldest)
     for (const [reply, state] of clients) {
-      const f = fragments(opts.recent.snapshot(state.lastId), opts.jaegerUrl)
+      const f = fragments({ ...snap, recent: snap.recent.filter(r => r.id > state.lastId) }, opts.jaegerUrl)
       if (f.lastId > state.lastId) state.lastId = f.lastId
       reply.raw.write(`data: ${JSON.stringify(f)}\n\n`)
     }
@@ -154,7 +158,7 @@ export function registerJourneyPage (app: FastifyInstance, opts: PageOptions): v
     clients.set(reply, { lastId: Number.isInteger(since) && since >= 0 ? since : 0 })
     reply.raw.write('retry: 2000\n\n')
     timer ??= setInterval(tick, 1000).unref()
-    request.raw.on('close', () => {
+    reply.raw.on('close', () => {
       clients.delete(reply)
       if (clients.size === 0 && timer !== undefined) { clearInterval(timer); timer = undefined }
     })
