@@ -19,7 +19,8 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 interface Variant { name: string, script: string, env: Record<string, string> }
 const journeyEnv = { LOG_LEVEL: 'warn', METRICS_PORT: '0', HTTPS_PORT: '0' }
 const VARIANTS: Variant[] = [
-  { name: 'bare', script: 'bench/bare-server.ts', env: {} },
+  // The same server and app (logger, hooks, limits) with the journey switched off and no OpenTelemetry SDK.
+  { name: 'bare', script: 'src/main.ts', env: { ...journeyEnv, JOURNEY_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' } },
   { name: 'journey metrics only', script: 'src/main.ts', env: { ...journeyEnv, OTEL_TRACES_EXPORTER: 'none' } },
   { name: 'journey fine, metrics only', script: 'src/main.ts', env: { ...journeyEnv, OTEL_TRACES_EXPORTER: 'none', JOURNEY_PRECISION: 'fine' } },
   { name: 'journey 1% + tail keep', script: 'src/main.ts', env: { ...journeyEnv, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' } },

@@ -23,6 +23,7 @@ export interface Config {
   ioMaxMs: number
   downloadMaxKb: number
   workerThreads: number
+  journeyEnabled: boolean
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
@@ -102,6 +103,7 @@ export function loadConfig (env: Env = process.env): Config {
     ioMaxMs: int(env, 'IO_MAX_MS', 10_000, 0, 600_000),
     downloadMaxKb: int(env, 'DOWNLOAD_MAX_KB', 102_400, 0, 10_485_760),
     workerThreads: int(env, 'WORKER_THREADS', 2, 1, 64),
+    journeyEnabled: bool(env, 'JOURNEY_ENABLED', true),
     precision: oneOf(env, 'JOURNEY_PRECISION', 'default', ['default', 'fine'] as const),
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),

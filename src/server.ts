@@ -104,17 +104,19 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     bodyLimit: config.bodyLimitBytes,
     clientErrorHandler,
     serverFactory: (handler) => {
-      const http = journey.observeServer(createHttpServer(limits, handler), 'http')
-      httpsServer = journey.observeServer(createHttpsServer({ ...limits, key: tls.key, cert: tls.cert }, handler), 'https')
+      // JOURNEY_ENABLED=false serves the same app unobserved: the baseline for what the journey costs.
+      const observe = <S extends HttpServer>(server: S, name: string): S => config.journeyEnabled ? journey.observeServer(server, name) : server
+      const http = observe(createHttpServer(limits, handler), 'http')
+      httpsServer = observe(createHttpsServer({ ...limits, key: tls.key, cert: tls.cert }, handler), 'https')
       httpsServer.on('clientError', clientErrorHandler.bind({ log }))
       return http
     }
   })
   const https = httpsServer!
   // Fine mode on TLS listens through a cipher tap; otherwise this is the https server itself.
-  const httpsListener = journey.listenerFor(https)
+  const httpsListener = config.journeyEnabled ? journey.listenerFor(https) : https
 
-  await app.register(journey.plugin)
+  if (config.journeyEnabled) await app.register(journey.plugin)
   // Log lines of a traced request carry its trace, so logs and the waterfall can be joined.
   app.addHook('onRequest', (request, reply, done) => {
     const rec = request.journey
@@ -138,7 +140,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     reply.type(telemetry.registry.contentType)
     return telemetry.registry.metrics()
   })
-  journey.registerPage(admin, { jaegerUrl: config.jaegerUiUrl })
+  if (config.journeyEnabled) journey.registerPage(admin, { jaegerUrl: config.jaegerUiUrl })
   admin.get('/healthz', async () => ({ status: 'ok' }))
   admin.get('/readyz', async (_request, reply) => {
     if (draining || !app.server.listening || !httpsListener.listening) return reply.code(503).send({ status: 'draining' })

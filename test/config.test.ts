@@ -47,6 +47,11 @@ test('enums and booleans', () => {
   assert.equal(loadConfig({ JOURNEY_KEEP_ERRORS: '1' }).keepErrors, true)
   assert.throws(() => loadConfig({ JOURNEY_KEEP_ERRORS: 'maybe' }), /JOURNEY_KEEP_ERRORS=/)
   assert.equal(loadConfig({ OTEL_SERVICE_NAME: 'shop' }).serviceName, 'shop')
+  assert.equal(loadConfig({}).journeyEnabled, true)
+  assert.equal(loadConfig({ JOURNEY_ENABLED: 'false' }).journeyEnabled, false)
+  assert.throws(() => loadConfig({ JOURNEY_ENABLED: 'off' }), /JOURNEY_ENABLED=/)
+  assert.equal(loadConfig({ JAEGER_UI_URL: 'http://localhost:16686/' }).jaegerUiUrl, 'http://localhost:16686')
+  assert.throws(() => loadConfig({ JAEGER_UI_URL: 'localhost:16686' }), /JAEGER_UI_URL="localhost:16686" is not valid: expected an http\(s\) URL/)
   assert.equal(loadConfig({ HOST: '::', METRICS_HOST: '0.0.0.0' }).metricsHost, '0.0.0.0')
 })
 

@@ -47,6 +47,18 @@ test('a port in use stops start-up with one line naming the variable', async () 
   await first.exited
 })
 
+test('JOURNEY_ENABLED=false serves the same routes with no journey telemetry (the bench baseline)', async () => {
+  const s = await start({ JOURNEY_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' })
+  const r = await request(`http://127.0.0.1:${s.ports.http}/`)
+  assert.equal(r.statusCode, 200)
+  await r.body.text()
+  const metrics = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+  assert.doesNotMatch(metrics, /journey_stage_duration_seconds_count/)
+  assert.match(metrics, /nodejs_eventloop_lag_seconds/)
+  s.child.kill('SIGTERM')
+  assert.equal((await s.exited).code, 0)
+})
+
 describe('npm start', () => {
   test('curl over HTTPS and a gzip body over HTTP; Ctrl-C lets the in-flight request finish and exits 0', async () => {
     const s = await start({ LOG_LEVEL: 'info' })

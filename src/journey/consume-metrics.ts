@@ -1,49 +1,48 @@
 // Prometheus metrics fed from finished records: every request, every stage, sampled or not.
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
-import { buildTimeline } from './timeline.ts'
+import { timelineOf } from './timeline.ts'
+import { FastHistogram, type Series } from './histogram.ts'
 import {
   CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
-  STAGE_BUCKETS
+  STAGE_BUCKETS, STAGES, type Stage
 } from './stages.ts'
 
 export interface MetricsConsumer { close: () => void }
 
-const NO_EXEMPLAR = {}
+const STAGE_INDEX = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>
 
 export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer {
   const registers = [registry]
-  // prom-client renders exemplars only in OpenMetrics; on a classic registry the journey simply has none.
-  const enableExemplars = registry.contentType === Registry.OPENMETRICS_CONTENT_TYPE
-  const stageDuration = new Histogram({
+  // Observed for every request: bound series, no per-observation label hashing (see histogram.ts).
+  // Exemplars are kept either way; the registry writes them only in the OpenMetrics format.
+  const stageDuration = new FastHistogram({
     name: METRIC.stageDuration,
     help: 'Time a request spent in each stage of its journey (docs/stages.md says where each stage starts and ends).',
-    labelNames: ['stage', 'method', 'route'] as const,
+    labelNames: ['stage', 'method', 'route'],
     buckets: STAGE_BUCKETS,
-    enableExemplars,
     registers
   })
-  const requestDuration = new Histogram({
+  const requestDuration = new FastHistogram({
     name: METRIC.requestDuration,
     help: 'Duration of HTTP server requests: first request byte seen by the parser to the response handed to the kernel.',
-    labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'url_scheme'] as const,
+    labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'url_scheme'],
     buckets: HTTP_DURATION_BUCKETS,
-    enableExemplars,
     registers
   })
-  const requestBodySize = new Histogram({
+  const requestBodySize = new FastHistogram({
     name: METRIC.requestBodySize,
     help: 'Size of HTTP request bodies on the wire (Content-Length, before decompression).',
-    labelNames: ['http_request_method', 'http_route'] as const,
+    labelNames: ['http_request_method', 'http_route'],
     buckets: SIZE_BUCKETS,
     registers
   })
-  const responseWritten = new Histogram({
+  const responseWritten = new FastHistogram({
     name: METRIC.responseWritten,
     help: 'Bytes of each response (status line, headers and body, before TLS) handed to the socket.',
-    labelNames: ['http_request_method', 'http_route'] as const,
+    labelNames: ['http_request_method', 'http_route'],
     buckets: SIZE_BUCKETS,
     registers
   })
@@ -71,27 +70,49 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'] as const, registers
   })
 
-  function onRequest (message: unknown): void {
-    const rec = message as RequestRecord
-    const tl = buildTimeline(rec)
-    const exemplar = rec.keptBy === undefined || rec.traceId === undefined
-      ? NO_EXEMPLAR
-      : { traceId: rec.traceId, spanId: rec.spanId ?? '' }
-    const { method, route } = rec
-    for (const iv of tl.stages) {
-      observe(stageDuration, { stage: iv.stage, method, route }, (iv.end - iv.start) / 1000, exemplar)
+  // Series bound per route and method (both bounded: route templates, HTTP methods the parser accepts).
+  interface RouteSeries { stages: Array<Series | undefined>, requestBody: Series, written: Series, durations: Map<string, Series> }
+  const bound = new Map<string, Map<string, RouteSeries>>()
+  function seriesFor (route: string, method: string): RouteSeries {
+    let byMethod = bound.get(route)
+    if (byMethod === undefined) bound.set(route, byMethod = new Map())
+    let rs = byMethod.get(method)
+    if (rs === undefined) {
+      rs = {
+        // Bound on first use, so stages a route never has (tls on plain HTTP) make no empty series.
+        stages: new Array(STAGES.length),
+        requestBody: requestBodySize.series(method, route),
+        written: responseWritten.series(method, route),
+        durations: new Map()
+      }
+      byMethod.set(method, rs)
     }
-    const begin = Number.isNaN(rec.beginAt) ? rec.requestAt : rec.beginAt
-    observe(requestDuration,
-      { http_request_method: method, http_route: route, http_response_status_code: rec.aborted ? 'aborted' : String(rec.status), url_scheme: rec.scheme },
-      (tl.end - begin) / 1000, exemplar)
-    if (!Number.isNaN(rec.requestBodyBytes)) requestBodySize.observe({ http_request_method: method, http_route: route }, rec.requestBodyBytes)
-    if (!rec.aborted) responseWritten.observe({ http_request_method: method, http_route: route }, rec.bytesWritten)
+    return rs
   }
 
-  function observe<T extends string> (h: Histogram<T>, labels: Partial<Record<T, string>>, value: number, exemplarLabels: object): void {
-    if (enableExemplars) h.observe({ labels, value, exemplarLabels } as never)
-    else h.observe(labels, value)
+  function onRequest (message: unknown): void {
+    const rec = message as RequestRecord
+    const tl = timelineOf(rec)
+    const { method, route } = rec
+    const rs = seriesFor(route, method)
+    const traceId = rec.keptBy === undefined ? undefined : rec.traceId
+    for (const iv of tl.stages) {
+      const i = STAGE_INDEX[iv.stage]
+      const series = rs.stages[i] ??= stageDuration.series(iv.stage, method, route)
+      const seconds = (iv.end - iv.start) / 1000
+      if (traceId === undefined) series.observe(seconds)
+      else series.observeWithExemplar(seconds, traceId, rec.spanId ?? '')
+    }
+    const status = rec.aborted ? 'aborted' : String(rec.status)
+    const key = rec.scheme === 'https' ? status + 's' : status
+    let duration = rs.durations.get(key)
+    if (duration === undefined) rs.durations.set(key, duration = requestDuration.series(method, route, status, rec.scheme))
+    const begin = Number.isNaN(rec.beginAt) ? rec.requestAt : rec.beginAt
+    const seconds = (tl.end - begin) / 1000
+    if (traceId === undefined) duration.observe(seconds)
+    else duration.observeWithExemplar(seconds, traceId, rec.spanId ?? '')
+    if (!Number.isNaN(rec.requestBodyBytes)) rs.requestBody.observe(rec.requestBodyBytes)
+    if (!rec.aborted) rs.written.observe(rec.bytesWritten)
   }
 
   function onOpen (message: unknown): void {

@@ -3,7 +3,7 @@
 // the spans and metrics come from, never a second measurement. Memory is bounded whatever the rate.
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
-import { buildTimeline } from './timeline.ts'
+import { timelineOf } from './timeline.ts'
 import { STAGES, type Stage } from './stages.ts'
 import { toEpochMs } from './clock.ts'
 
@@ -91,7 +91,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
-    const tl = buildTimeline(rec)
+    const tl = timelineOf(rec)
     const at = toEpochMs(tl.start)
     const item: RecentRequest = {
       id: nextId++,

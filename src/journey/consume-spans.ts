@@ -15,7 +15,7 @@ import type { Precision } from '../config.ts'
 import { toEpochMs } from './clock.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, stageSpanName, UNMATCHED_ROUTE, type Stage } from './stages.ts'
-import { buildTimeline, type Interval } from './timeline.ts'
+import { timelineOf, type Interval } from './timeline.ts'
 import { decided, type PresetIdGenerator } from './sampling.ts'
 import { channels } from './publish.ts'
 
@@ -62,7 +62,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
-    const tl = buildTimeline(rec)
+    const tl = timelineOf(rec)
     const rule = keepRule(rec, tl.end - tl.start)
     if (rule === undefined) return
     rec.keptBy = rule

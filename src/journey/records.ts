@@ -1,6 +1,7 @@
 // The records observers write into: plain numbers (monotonic marks, NaN = not observed) and a few strings.
 // Observers never build telemetry; consumers read finished records (see publish.ts).
 import type { Context } from '@opentelemetry/api'
+import type { Timeline } from './timeline.ts'
 
 export type Listener = string
 
@@ -86,6 +87,8 @@ export interface RequestRecord {
   parentContext: Context | undefined
   /** Active while the handler runs so the handler's own spans are children of the request span. */
   context: Context | undefined
+  /** Built once when the record is finished (timelineOf), then shared by the consumers. */
+  timeline: Timeline | undefined
 }
 
 let nextConnectionId = 1
@@ -161,7 +164,8 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     traceId: undefined,
     spanId: undefined,
     parentContext: undefined,
-    context: undefined
+    context: undefined,
+    timeline: undefined
   }
   // The parser marks belong to this message now; the next message overwrites them.
   conn.beginAt = NaN

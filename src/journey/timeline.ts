@@ -27,6 +27,11 @@ type Marks = Pick<RequestRecord,
 
 const seen = (t: number): boolean => !Number.isNaN(t)
 
+/** The record's timeline, built once and shared by every consumer of the finished record. */
+export function timelineOf (rec: Marks & { timeline: Timeline | undefined }): Timeline {
+  return rec.timeline ??= buildTimeline(rec)
+}
+
 export function buildTimeline (m: Marks): Timeline {
   const end = seen(m.finishAt) ? m.finishAt : m.endAt
   // A stage whose end event never came (an error reply skipped the rest of its hooks, or the client left)

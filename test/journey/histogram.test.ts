@@ -1,0 +1,32 @@
+// The bound-series histogram renders exactly what Prometheus expects, through a real prom-client registry.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { Registry } from 'prom-client'
+import { FastHistogram } from '../../src/journey/histogram.ts'
+
+test('le buckets are cumulative and inclusive; sum, count and exemplars are rendered', async () => {
+  const registry = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>()
+  registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
+  const h = new FastHistogram({ name: 'x_seconds', help: 'x', labelNames: ['route'], buckets: [0.1, 1], registers: [registry] })
+  const s = h.series('/a')
+  assert.equal(h.series('/a'), s, 'binding is stable')
+  s.observe(0.1) // on the bound: counts in le="0.1"
+  s.observe(0.5)
+  s.observeWithExemplar(5, 'abc', 'def')
+  const text = await registry.metrics()
+  assert.match(text, /^x_seconds_bucket\{route="\/a",le="0.1"\} 1$/m)
+  assert.match(text, /^x_seconds_bucket\{route="\/a",le="1"\} 2$/m)
+  assert.match(text, /^x_seconds_bucket\{route="\/a",le="\+Inf"\} 3 # \{traceId="abc",spanId="def"\} 5 \d+(\.\d+)?$/m)
+  assert.match(text, /^x_seconds_sum\{route="\/a"\} 5.6$/m)
+  assert.match(text, /^x_seconds_count\{route="\/a"\} 3$/m)
+  assert.match(text, /# TYPE x_seconds histogram/)
+})
+
+test('on a classic Prometheus registry the same data renders without exemplars', async () => {
+  const registry = new Registry()
+  const h = new FastHistogram({ name: 'y_seconds', help: 'y', labelNames: [], buckets: [1], registers: [registry] })
+  h.series().observeWithExemplar(0.5, 'abc', 'def')
+  const text = await registry.metrics()
+  assert.match(text, /^y_seconds_bucket\{le="1"\} 1$/m)
+  assert.doesNotMatch(text, /traceId/)
+})
