@@ -78,7 +78,10 @@ export function quantile (sorted: number[], q: number): number {
 export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer {
   const capacity = opts.capacity ?? 200
   const windowMs = opts.windowMs ?? 60_000
-  const ring: RecentRequest[] = []
+  // The finished records themselves, in a circular buffer: nothing is allocated per request here; the
+  // page's view objects are built once a second, at snapshot time.
+  const ring: Array<{ id: number, rec: RequestRecord } | undefined> = new Array(capacity)
+  let head = 0
   const samples = new Map(STAGES.map(s => [s, new SampleRing(opts.samplesPerStage ?? 5000)]))
   // Accepted connections per second over the last 10 s: ten counters, not one entry per connection.
   const acceptCount = new Float64Array(10)
@@ -89,13 +92,25 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   let tlsResumed = 0
   let tlsFailed = 0
 
+  const sampleRings = STAGES.map(s => samples.get(s)!)
+  const stageIndex = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>
+
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     const tl = timelineOf(rec)
-    const at = toEpochMs(tl.start)
-    const item: RecentRequest = {
-      id: nextId++,
-      at,
+    const slot = ring[head]
+    if (slot === undefined) ring[head] = { id: nextId++, rec }
+    else { slot.id = nextId++; slot.rec = rec }
+    head = (head + 1) % capacity
+    const end = toEpochMs(tl.end)
+    for (const s of tl.stages) sampleRings[stageIndex[s.stage]]!.push(end, s.end - s.start)
+  }
+
+  function view (id: number, rec: RequestRecord): RecentRequest {
+    const tl = timelineOf(rec)
+    return {
+      id,
+      at: toEpochMs(tl.start),
       method: rec.method,
       route: rec.route,
       status: rec.status,
@@ -107,10 +122,17 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       traceId: rec.keptBy === undefined ? undefined : rec.traceId,
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
-    ring.push(item)
-    if (ring.length > capacity) ring.shift()
-    const end = toEpochMs(tl.end)
-    for (const s of tl.stages) samples.get(s.stage)!.push(end, s.end - s.start)
+  }
+
+  /** Newest first. */
+  function newest (): RecentRequest[] {
+    const out: RecentRequest[] = []
+    for (let k = 1; k <= capacity; k++) {
+      const slot = ring[(head - k + capacity) % capacity]
+      if (slot === undefined) break
+      out.push(view(slot.id, slot.rec))
+    }
+    return out
   }
 
   function onOpen (): void {
@@ -157,10 +179,11 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
         })
         stages.push({ stage, count: sorted.length, p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), p99: quantile(sorted, 0.99), spark })
       }
-      const lastMinute = ring.filter(r => r.at >= from)
+      const all = newest()
+      const lastMinute = all.filter(r => r.at >= from)
       return {
         now,
-        recent: ring.filter(r => r.id > sinceId).reverse(),
+        recent: all.filter(r => r.id > sinceId),
         slowest: [...lastMinute].sort((a, b) => b.durationMs - a.durationMs).slice(0, 5),
         stages,
         connections: {

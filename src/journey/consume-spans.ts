@@ -135,7 +135,11 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
         return a
       }
       case 'serialize': return { [ATTR.serializeSkipped]: rec.serializeSkipped }
-      case 'write': return { [ATTR.bytesWritten]: rec.bytesWritten, [ATTR.backpressure]: rec.backpressure }
+      case 'write': {
+        const a: Attributes = { [ATTR.bytesWritten]: rec.bytesWritten }
+        if (rec.backpressure !== undefined) a[ATTR.backpressure] = rec.backpressure
+        return a
+      }
       default: return undefined
     }
   }

@@ -132,7 +132,12 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       rec.serializeEndAt = t
       const res = reply.raw
       rec.bytesWrittenStart = res.socket?.bytesWritten ?? 0
-      res.on('drain', onDrain)
+      // Only a streamed body is written piece by piece and can wait for 'drain'; a string or buffer is
+      // handed over in one end() call (its wait for the kernel still shows as a long write stage).
+      if (typeof (payload as { pipe?: unknown } | null)?.pipe === 'function') {
+        rec.backpressure = false
+        res.on('drain', onDrain)
+      }
     }
     done(null, payload)
   })

@@ -69,7 +69,8 @@ export interface RequestRecord {
   finishAt: number
   endAt: number
   serializeSkipped: boolean
-  backpressure: boolean
+  /** Streamed bodies only: whether a write had to wait for 'drain'. Undefined for one-piece bodies. */
+  backpressure: boolean | undefined
   bytesWrittenStart: number
   bytesWritten: number
   requestBodyBytes: number
@@ -150,7 +151,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     finishAt: NaN,
     endAt: NaN,
     serializeSkipped: false,
-    backpressure: false,
+    backpressure: undefined,
     bytesWrittenStart: 0,
     bytesWritten: 0,
     requestBodyBytes: NaN,
