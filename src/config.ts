@@ -15,6 +15,8 @@ export interface Config {
   headersTimeoutMs: number
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
+  tlsHandshakeTimeoutMs: number
+  recordHeaders: string[]
   maxHeaderSize: number
   bodyLimitBytes: number
   shutdownTimeoutMs: number
@@ -71,6 +73,20 @@ function bool (env: Env, name: string, def: boolean): boolean {
   return v === 'true' || v === '1'
 }
 
+/** Header names to copy onto request spans: an explicit allowlist, because headers carry secrets. */
+function headerList (env: Env, name: string): string[] {
+  const raw = present(env, name)
+  if (raw === undefined) return []
+  const names = raw.split(',').map(h => h.trim().toLowerCase()).filter(Boolean)
+  for (const h of names) {
+    if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(h)) throw new ConfigError(`${name} contains ${JSON.stringify(h)}, which is not a header name`)
+    if (h === 'authorization' || h === 'cookie' || h === 'proxy-authorization' || h === 'set-cookie') {
+      throw new ConfigError(`${name} may not record ${h}: it carries credentials`)
+    }
+  }
+  return names
+}
+
 function url (env: Env, name: string): string | undefined {
   const raw = present(env, name)
   if (raw === undefined) return undefined
@@ -95,6 +111,8 @@ export function loadConfig (env: Env = process.env): Config {
     headersTimeoutMs: int(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    tlsHandshakeTimeoutMs: int(env, 'TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
+    recordHeaders: headerList(env, 'JOURNEY_RECORD_HEADERS'),
     maxHeaderSize: int(env, 'MAX_HEADER_SIZE', 16_384, 1024, 1_048_576),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1, 1_073_741_824),
     shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

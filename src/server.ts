@@ -85,7 +85,8 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     tracing: telemetry.tracing,
     precision: config.precision,
     slowThresholdMs: config.slowThresholdMs,
-    keepErrors: config.keepErrors
+    keepErrors: config.keepErrors,
+    recordHeaders: config.recordHeaders
   })
   if (journey.limitation !== undefined) log.warn(journey.limitation)
 
@@ -107,7 +108,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       // JOURNEY_ENABLED=false serves the same app unobserved: the baseline for what the journey costs.
       const observe = <S extends HttpServer>(server: S, name: string): S => config.journeyEnabled ? journey.observeServer(server, name) : server
       const http = observe(createHttpServer(limits, handler), 'http')
-      httpsServer = observe(createHttpsServer({ ...limits, key: tls.key, cert: tls.cert }, handler), 'https')
+      httpsServer = observe(createHttpsServer({ ...limits, key: tls.key, cert: tls.cert, handshakeTimeout: config.tlsHandshakeTimeoutMs }, handler), 'https')
       httpsServer.on('clientError', clientErrorHandler.bind({ log }))
       return http
     }

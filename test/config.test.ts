@@ -23,6 +23,7 @@ const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, stri
   ['HEADERS_TIMEOUT_MS', 'headersTimeoutMs', '2000', '99'],
   ['REQUEST_TIMEOUT_MS', 'requestTimeoutMs', '60000', 'soon'],
   ['KEEP_ALIVE_TIMEOUT_MS', 'keepAliveTimeoutMs', '1000', '0'],
+  ['TLS_HANDSHAKE_TIMEOUT_MS', 'tlsHandshakeTimeoutMs', '2000', '50'],
   ['MAX_HEADER_SIZE', 'maxHeaderSize', '8192', '100'],
   ['BODY_LIMIT_BYTES', 'bodyLimitBytes', '1024', '0'],
   ['SHUTDOWN_TIMEOUT_MS', 'shutdownTimeoutMs', '0', '1e3'],
@@ -53,6 +54,14 @@ test('enums and booleans', () => {
   assert.equal(loadConfig({ JAEGER_UI_URL: 'http://localhost:16686/' }).jaegerUiUrl, 'http://localhost:16686')
   assert.throws(() => loadConfig({ JAEGER_UI_URL: 'localhost:16686' }), /JAEGER_UI_URL="localhost:16686" is not valid: expected an http\(s\) URL/)
   assert.equal(loadConfig({ HOST: '::', METRICS_HOST: '0.0.0.0' }).metricsHost, '0.0.0.0')
+})
+
+test('JOURNEY_RECORD_HEADERS is an allowlist of header names that never includes credentials', () => {
+  assert.deepEqual(loadConfig({}).recordHeaders, [])
+  assert.deepEqual(loadConfig({ JOURNEY_RECORD_HEADERS: 'User-Agent, x-request-id' }).recordHeaders, ['user-agent', 'x-request-id'])
+  assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'user-agent,authorization' }), /may not record authorization/)
+  assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'Cookie' }), /may not record cookie/)
+  assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'bad header' }), /not a header name/)
 })
 
 test('TLS_CERT and TLS_KEY come together', () => {

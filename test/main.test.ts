@@ -83,6 +83,21 @@ describe('npm start', () => {
     assert.equal(s.logs().split('\n').filter(l => l.includes('"msg":"request"')).length, 3)
   })
 
+  test('a second signal exits at once, without waiting for in-flight requests', async () => {
+    const s = await start({ SHUTDOWN_TIMEOUT_MS: '30000' })
+    const slow = request(`http://127.0.0.1:${s.ports.http}/io?ms=5000`).then(r => r.body.text()).catch(() => 'cut')
+    await new Promise(resolve => setTimeout(resolve, 100))
+    const started = performance.now()
+    s.child.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    s.child.kill('SIGTERM')
+    const { code } = await s.exited
+    assert.equal(code, 1)
+    assert.ok(performance.now() - started < 3000, 'did not wait for the 5 s request')
+    assert.match(s.logs(), /second signal: exiting now/)
+    await slow
+  })
+
   test('new connections are refused once shutdown starts', async () => {
     const s = await start({ SHUTDOWN_TIMEOUT_MS: '2000' })
     const slow = request(`http://127.0.0.1:${s.ports.http}/io?ms=600`).then(r => r.body.text())

@@ -26,6 +26,7 @@ export interface SpanConsumerOptions {
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
+  recordHeaders: string[]
 }
 
 export interface SpanConsumer {
@@ -37,7 +38,7 @@ export interface SpanConsumer {
 const random = new RandomIdGenerator()
 
 export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
-  const { tracer, ids, headSampler, precision } = opts
+  const { tracer, ids, headSampler, precision, recordHeaders } = opts
 
   function start (rec: RequestRecord, headers: Record<string, string | string[] | undefined>): void {
     // Extracting is skipped when there is nothing to extract: most requests carry no traceparent.
@@ -46,6 +47,11 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
     const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
     rec.parentContext = parent === ROOT_CONTEXT ? undefined : parent
+    // Only allowlisted headers, copied now (the request object is gone when spans are built).
+    for (const h of recordHeaders) {
+      const v = headers[h]
+      if (v !== undefined) (rec.headers ??= {})[`http.request.header.${h}`] = Array.isArray(v) ? v : [v]
+    }
     if (result.decision !== 2 /* RECORD_AND_SAMPLED */) return
     rec.sampled = true
     rec.traceId = traceId
@@ -87,6 +93,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route
     if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
     if (rec.aborted) attributes[ATTR.aborted] = true
+    if (rec.headers !== undefined) Object.assign(attributes, rec.headers)
     const links: Link[] = [{
       context: { traceId: conn.traceId, spanId: conn.spanId, traceFlags: 1 },
       attributes: { [ATTR.connectionId]: conn.id }

@@ -55,6 +55,8 @@ export interface JourneyOptions {
   slowThresholdMs?: number
   /** Failed (5xx, aborted) requests are traced even when the head sampler said no. */
   keepErrors?: boolean
+  /** Request headers to record on request spans (lower case). Nothing else from the request is recorded. */
+  recordHeaders?: string[]
 }
 
 export interface Journey {
@@ -92,7 +94,8 @@ export function createJourney (opts: JourneyOptions): Journey {
       headSampler: opts.tracing.headSampler,
       precision,
       slowThresholdMs: opts.slowThresholdMs ?? 500,
-      keepErrors: opts.keepErrors ?? true
+      keepErrors: opts.keepErrors ?? true,
+      recordHeaders: opts.recordHeaders ?? []
     })
   const metrics = createMetricsConsumer(opts.registry)
   const recent = createRecentConsumer()

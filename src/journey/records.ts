@@ -78,6 +78,8 @@ export interface RequestRecord {
   decodedBodyBytes: number
   contentType: string | undefined
   contentEncoding: string | undefined
+  /** Allowlisted request headers as span attributes (JOURNEY_RECORD_HEADERS); nothing else is kept. */
+  headers: Record<string, string[]> | undefined
   aborted: boolean
   error: string | undefined
   // Tracing: decided at request start; ids exist only for head-sampled requests until the end.
@@ -158,6 +160,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     decodedBodyBytes: NaN,
     contentType: undefined,
     contentEncoding: undefined,
+    headers: undefined,
     aborted: false,
     error: undefined,
     sampled: false,

@@ -1,0 +1,70 @@
+// Malformed and hostile HTTP: the right status or a counted connection error, and the server keeps serving.
+import assert from 'node:assert/strict'
+import { after, before, beforeEach, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { request } from 'undici'
+import { connect, statusOf } from '../helpers/raw.ts'
+import { startTestServer, type TestServer } from '../helpers/server.ts'
+import { roots, stage, waterfall } from '../helpers/spans.ts'
+
+let t: TestServer
+before(async () => { t = await startTestServer({ REQUEST_TIMEOUT_MS: '1000', HEADERS_TIMEOUT_MS: '1000' }) })
+after(async () => { await t.close() })
+beforeEach(() => { t.exporter.reset() })
+
+async function badRequests (): Promise<number> {
+  const text = await (await request(`${t.admin}/metrics`)).body.text()
+  return Number(/journey_connection_errors_total\{listener="http",reason="bad_request"\} (\d+)/.exec(text)?.[1] ?? 0)
+}
+
+async function stillServing (): Promise<void> {
+  const r = await request(`${t.http}/`)
+  assert.equal(r.statusCode, 200)
+  await r.body.text()
+}
+
+const smuggling: Array<[string, string]> = [
+  ['Content-Length and Transfer-Encoding together', 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+  ['two different Content-Length headers', 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{"a":1}'],
+  ['an invalid character in a header value', 'GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n'],
+  ['a malformed request line', 'GET  / HTTP/9.9 extra\r\nHost: x\r\n\r\n'],
+  ['an invalid chunk size', 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'],
+  ['a Transfer-Encoding that is not chunked last', 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n']
+]
+
+for (const [name, bytes] of smuggling) {
+  test(`${name}: 400, counted as a connection error, and the server keeps serving`, async () => {
+    const before = await badRequests()
+    const c = await connect(t.server.ports.http)
+    await c.write(bytes)
+    const text = await c.read(undefined, 3000)
+    assert.equal(statusOf(text), 400, text)
+    await sleep(20)
+    assert.equal(await badRequests(), before + 1)
+    await stillServing()
+  })
+}
+
+test('a client that closes mid-response: its span ends, aborted, with write cut', async () => {
+  const c = await connect(t.server.ports.http)
+  c.socket.pause()
+  await c.write('GET /download?kb=65536 HTTP/1.1\r\nHost: x\r\n\r\n')
+  await sleep(100)
+  c.close()
+  const spans = await t.spansWhere(s => roots(s, '/download').length === 1)
+  const w = waterfall(spans, roots(spans, '/download')[0]!)
+  assert.equal(w.root.attributes['journey.aborted'], true)
+  assert.equal(w.root.status.code, 2)
+  assert.equal(stage(w, 'write')!.status.code, 2)
+  await stillServing()
+})
+
+test('a body dribbled past REQUEST_TIMEOUT_MS gets 408', async () => {
+  const c = await connect(t.server.ports.http)
+  await c.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{')
+  const timer = setInterval(() => { if (!c.socket.destroyed) c.socket.write(' ') }, 100)
+  const text = await c.read(undefined, 5000)
+  clearInterval(timer)
+  assert.equal(statusOf(text), 408, text)
+  await stillServing()
+})
