@@ -4,11 +4,12 @@
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { setGlobalErrorHandler } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
+import { ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { samplerFromEnv } from './journey/sampling.ts'
+import { countedBatchProcessor } from './span-pipeline.ts'
 
 export type OpenMetricsRegistry = Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>
 
@@ -57,8 +58,9 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
   })
 
   const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
-  const processors = opts.spanProcessors ?? exportersFromEnv(env).map(exporter => new BatchSpanProcessor({
+  const processors = opts.spanProcessors ?? exportersFromEnv(env).map(exporter => countedBatchProcessor({
     exporter,
+    registry,
     maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 2048),
     maxExportBatchSize: envInt(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 512),
     scheduledDelayMillis: envInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 5000),

@@ -1,0 +1,60 @@
+// A collector that is black-holed, failing or rate-limiting: serving is unaffected, memory is bounded by
+// the export queue, lost spans are counted, and the log warns at most once a minute.
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, describe, test } from 'node:test'
+import { Pool, request } from 'undici'
+import { killAll, start } from '../helpers/process.ts'
+
+after(killAll)
+
+async function collector (behaviour: 'blackhole' | 500 | 429): Promise<{ url: string, server: Server }> {
+  const server = createServer((req, res) => {
+    req.resume()
+    if (behaviour === 'blackhole') return // accepts, never answers
+    req.on('end', () => res.writeHead(behaviour, { 'retry-after': '1' }).end())
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
+function metric (text: string, line: RegExp): number {
+  return Number(line.exec(text)?.[1] ?? NaN)
+}
+
+describe('a misbehaving collector', () => {
+  for (const behaviour of ['blackhole', 500, 429] as const) {
+    test(`${behaviour}: every request succeeds, spans beyond the queue are counted as dropped`, async () => {
+      const c = await collector(behaviour)
+      const s = await start({
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
+        OTEL_EXPORTER_OTLP_TIMEOUT: '500',
+        OTEL_BSP_MAX_QUEUE_SIZE: '200',
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+        OTEL_BSP_EXPORT_TIMEOUT: '500'
+      })
+      const pool = new Pool(`http://127.0.0.1:${s.ports.http}`, { connections: 4 })
+      let ok = 0
+      for (let i = 0; i < 400; i++) {
+        const r = await pool.request({ method: 'GET', path: '/' })
+        await r.body.dump()
+        if (r.statusCode === 200) ok++
+      }
+      await pool.close()
+      assert.equal(ok, 400, 'no request failed')
+      const text = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+      const dropped = metric(text, /^journey_spans_dropped_total (\d+)/m)
+      const pending = metric(text, /^journey_spans_pending (\d+)/m)
+      assert.ok(dropped > 0, `dropped ${dropped}: 400 requests × 7 spans cannot fit a 200-span queue`)
+      assert.ok(pending <= 200, `pending ${pending} stays within the queue`)
+      s.child.kill('SIGTERM')
+      assert.equal((await s.exited).code, 0, 'exits cleanly even with the collector stuck')
+      c.server.closeAllConnections()
+      c.server.close()
+      const warnings = s.logs().split('\n').filter(l => l.includes('telemetry export failed'))
+      assert.equal(warnings.length, 1, `one warning for the first failure, the rest suppressed for a minute; got ${warnings.length}`)
+    })
+  }
+})
