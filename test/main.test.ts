@@ -146,6 +146,36 @@ describe('npm start', () => {
     }
   })
 
+  test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
+    const traces = new Set<string>()
+    const receiver = createServer((req: IncomingMessage, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => { body += d.toString() })
+      req.on('end', () => {
+        for (const rs of JSON.parse(body).resourceSpans) {
+          for (const ss of rs.scopeSpans) for (const sp of ss.spans) if (sp.name === 'GET /io') traces.add(sp.traceId)
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      })
+    })
+    await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
+    after(() => { receiver.close() })
+    const s = await start({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '60000'
+    })
+    const inflight = Array.from({ length: 50 }, (_, i) =>
+      request(`http://127.0.0.1:${s.ports.http}/io?ms=${300 + i}`).then(async r => { await r.body.text(); return r.statusCode }))
+    await new Promise(resolve => setTimeout(resolve, 100))
+    s.child.kill('SIGTERM')
+    const statuses = await Promise.all(inflight)
+    assert.deepEqual(statuses, Array(50).fill(200))
+    assert.equal((await s.exited).code, 0)
+    assert.equal(traces.size, 50, 'one exported request span per completed request')
+  })
+
   test('with no collector running, serving is unaffected and the log stays quiet', async () => {
     const s = await start({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '50' })
     for (let i = 0; i < 50; i++) {
