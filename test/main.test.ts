@@ -9,7 +9,7 @@ import { gzipSync } from 'node:zlib'
 import { writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { request } from 'undici'
+import { Pool, request } from 'undici'
 import { killAll, run, start } from './helpers/process.ts'
 
 const exec = promisify(execFile)
@@ -166,14 +166,19 @@ describe('npm start', () => {
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_BSP_SCHEDULE_DELAY: '60000'
     })
+    // Connections first, so that at SIGTERM every request is in flight on one, not still connecting
+    // (a connection with no request yet is idle, and shutdown rightly closes idle connections).
+    const pool = new Pool(`http://127.0.0.1:${s.ports.http}`, { connections: 50 })
+    await Promise.all(Array.from({ length: 50 }, async () => (await pool.request({ method: 'GET', path: '/io?ms=50' })).body.dump()))
     const inflight = Array.from({ length: 50 }, (_, i) =>
-      request(`http://127.0.0.1:${s.ports.http}/io?ms=${300 + i}`).then(async r => { await r.body.text(); return r.statusCode }))
-    await new Promise(resolve => setTimeout(resolve, 100))
+      pool.request({ method: 'GET', path: `/io?ms=${800 + i}` }).then(async r => { await r.body.text(); return r.statusCode }))
+    await new Promise(resolve => setTimeout(resolve, 300))
     s.child.kill('SIGTERM')
     const statuses = await Promise.all(inflight)
+    await pool.close()
     assert.deepEqual(statuses, Array(50).fill(200))
     assert.equal((await s.exited).code, 0)
-    assert.equal(traces.size, 50, 'one exported request span per completed request')
+    assert.equal(traces.size, 100, 'one exported request span per completed request (50 warm-up + 50 in flight)')
   })
 
   test('with no collector running, serving is unaffected and the log stays quiet', async () => {
