@@ -16,12 +16,15 @@ export interface AppOptions {
 
 const CHUNK = Buffer.alloc(16 * 1024, 'journey\n')
 
+// A defined shape, not "any JSON": arbitrarily deep input would parse, then overflow the stack when
+// serialized back (seen at 5,000 levels). Unknown properties are dropped by Fastify's Ajv (removeAdditional).
 const echoSchema = {
   type: 'object',
   required: ['message'],
+  additionalProperties: false,
   properties: {
     message: { type: 'string', maxLength: 1_000_000 },
-    items: { type: 'array', maxItems: 100_000 }
+    items: { type: 'array', maxItems: 100_000, items: { type: ['string', 'number', 'boolean', 'null'] } }
   }
 } as const
 
