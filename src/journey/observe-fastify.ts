@@ -38,14 +38,17 @@ function onResponseFinish (message: unknown): void {
   const res = (message as { response: Response }).response
   const rec = res[kRecord]
   if (rec === undefined) return
+  // A record leaves `inflight` exactly once, here or at the connection's close: it is published once,
+  // so a response that somehow finishes after its connection closed is never counted twice.
+  const inflight = rec.conn.inflight
+  const i = inflight.indexOf(rec)
+  if (i === -1) return
+  inflight.splice(i, 1)
   rec.finishAt = now()
   rec.endAt = rec.finishAt
   rec.status = res.statusCode
   const socket = res.socket
   if (socket != null) rec.bytesWritten = socket.bytesWritten - rec.bytesWrittenStart
-  const inflight = rec.conn.inflight
-  const i = inflight.indexOf(rec)
-  if (i !== -1) inflight.splice(i, 1)
   publishRequest(rec)
 }
 

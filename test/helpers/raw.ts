@@ -73,3 +73,13 @@ export function countResponses (text: string): number {
 export function statusOf (text: string): number {
   return Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)
 }
+
+/** One GET whose header block arrives in two writes `gapMs` apart, on a new connection; resolves after the response. */
+export async function splitHeaders (port: number, gapMs: number): Promise<void> {
+  const c = await connect(port)
+  await c.write('GET / HTTP/1.1\r\nHost: x\r\n')
+  await new Promise(resolve => setTimeout(resolve, gapMs))
+  await c.write('X-Late: yes\r\n\r\n')
+  await c.read(responses(1))
+  c.close()
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
-import { connect, responses } from '../helpers/raw.ts'
+import { connect, splitHeaders } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall } from '../helpers/spans.ts'
 
@@ -18,12 +18,7 @@ async function only (route: string) {
 }
 
 test('HTTP: headers in two chunks 50 ms apart — read holds the wait, parse starts at the last chunk', async () => {
-  const c = await connect(t.server.ports.http)
-  await c.write('GET / HTTP/1.1\r\nHost: x\r\n')
-  await sleep(50)
-  await c.write('X-Late: yes\r\n\r\n')
-  await c.read(responses(1))
-  c.close()
+  await splitHeaders(t.server.ports.http, 50)
   const w = await only('/')
   assert.deepEqual(stageNames(w), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
   assert.equal(w.root.attributes['journey.precision'], 'fine')

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
-import { connect, responses, statusOf } from '../helpers/raw.ts'
+import { connect, responses, splitHeaders, statusOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall, type Waterfall } from '../helpers/spans.ts'
 
@@ -85,12 +85,7 @@ describe('waterfalls', () => {
   })
 
   test('headers sent in two chunks 50 ms apart: the 50 ms is in read, not in parse or handler', async () => {
-    const c = await connect(t.server.ports.http)
-    await c.write('GET /?split=1 HTTP/1.1\r\nHost: x\r\n')
-    await sleep(50)
-    await c.write('X-Late: yes\r\n\r\n')
-    await c.read(responses(1))
-    c.close()
+    await splitHeaders(t.server.ports.http, 50)
     const [w] = await oneTrace('/')
     assertWellFormed(w!)
     assert.ok(durationMs(stage(w!, 'read')!) >= 45, `read ${durationMs(stage(w!, 'read')!)}`)
