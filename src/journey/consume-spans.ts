@@ -61,7 +61,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
 
   function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {
     if (rec.sampled) return 'head'
-    if (opts.keepErrors && (rec.aborted || rec.status >= 500 || rec.error !== undefined)) return 'error'
+    if (opts.keepErrors && (rec.aborted || rec.status >= 500)) return 'error'
     if (durationMs >= opts.slowThresholdMs) return 'slow'
     return undefined
   }

@@ -81,7 +81,6 @@ export interface RequestRecord {
   /** Allowlisted request headers as span attributes (JOURNEY_RECORD_HEADERS); nothing else is kept. */
   headers: Record<string, string[]> | undefined
   aborted: boolean
-  error: string | undefined
   // Tracing: decided at request start; ids exist only for head-sampled requests until the end.
   sampled: boolean
   keptBy: 'head' | 'slow' | 'error' | undefined
@@ -162,7 +161,6 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     contentEncoding: undefined,
     headers: undefined,
     aborted: false,
-    error: undefined,
     sampled: false,
     keptBy: undefined,
     traceId: undefined,
