@@ -14,9 +14,9 @@ test('le buckets are cumulative and inclusive; sum, count and exemplars are rend
   s.observe(0.5)
   s.observeWithExemplar(5, 'abc', 'def')
   const text = await registry.metrics()
-  assert.match(text, /^x_seconds_bucket\{route="\/a",le="0.1"\} 1$/m)
-  assert.match(text, /^x_seconds_bucket\{route="\/a",le="1"\} 2$/m)
-  assert.match(text, /^x_seconds_bucket\{route="\/a",le="\+Inf"\} 3 # \{traceId="abc",spanId="def"\} 5 \d+(\.\d+)?$/m)
+  assert.match(text, /^x_seconds_bucket\{le="0.1",route="\/a"\} 1$/m)
+  assert.match(text, /^x_seconds_bucket\{le="1",route="\/a"\} 2$/m)
+  assert.match(text, /^x_seconds_bucket\{le="\+Inf",route="\/a"\} 3 # \{traceId="abc",spanId="def"\} 5 \d+(\.\d+)?$/m)
   assert.match(text, /^x_seconds_sum\{route="\/a"\} 5.6$/m)
   assert.match(text, /^x_seconds_count\{route="\/a"\} 3$/m)
   assert.match(text, /# TYPE x_seconds histogram/)
@@ -29,4 +29,15 @@ test('on a classic Prometheus registry the same data renders without exemplars',
   const text = await registry.metrics()
   assert.match(text, /^y_seconds_bucket\{le="1"\} 1$/m)
   assert.doesNotMatch(text, /traceId/)
+})
+
+test('label values are escaped once per series and stay escaped on every line', async () => {
+  const registry = new Registry()
+  const h = new FastHistogram({ name: 'z_seconds', help: 'z', labelNames: ['route'], buckets: [1], registers: [registry] })
+  h.series('/a"b\\c').observe(2)
+  for (let i = 0; i < 2; i++) { // the second scrape reads the cached label text
+    const text = await registry.metrics()
+    assert.match(text, /^z_seconds_bucket\{le="\+Inf",route="\/a\\"b\\\\c"\} 1$/m)
+    assert.match(text, /^z_seconds_count\{route="\/a\\"b\\\\c"\} 1$/m)
+  }
 })
