@@ -4,10 +4,9 @@
 //   DEMO_SECONDS=120 npm run demo
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { gzipSync } from 'node:zlib'
 import { fileURLToPath } from 'node:url'
-import { Agent, request } from 'undici'
-import { encodeOrder } from '../src/app/orders.ts'
+import { request } from 'undici'
+import { runWorkload } from './lib/workload.ts'
 
 const seconds = Number(process.env.DEMO_SECONDS ?? 300)
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url))
@@ -28,49 +27,24 @@ for (let i = 0; ; i++) {
 console.log(`\n  The journey of live requests: http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${adminPort}/journey\n` +
   `  (a mixed workload runs for ${seconds} s; Ctrl-C stops it and the server)\n`)
 
-const keepAlive = new Agent({ connect: { rejectUnauthorized: false } })
-// A fresh connection per request: accept (and the TLS handshake) show up in every waterfall.
-const fresh = (): Agent => new Agent({ connect: { rejectUnauthorized: false }, pipelining: 0 })
-const order = Buffer.from(encodeOrder({ id: 'demo', customer: 'ada', currency: 'EUR', items: [{ sku: 'book', quantity: 2, unitPriceCents: 1999 }] }))
-const jobs: Array<[string, string, Record<string, string>?, (string | Buffer)?]> = [
-  ['GET', '/'],
-  ['POST', '/echo', { 'content-type': 'application/json' }, JSON.stringify({ message: 'hello', items: [1, 2, 3] })],
-  ['POST', '/echo', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync(JSON.stringify({ message: 'x'.repeat(20_000) }))],
-  ['POST', '/orders', { 'content-type': 'application/x-protobuf' }, order],
-  ['GET', '/compute?ms=15'],
-  ['GET', '/compute?ms=15&offload=1'],
-  ['GET', '/io?ms=40'],
-  ['GET', '/download?kb=512'],
-  ['GET', '/no-such-route']
-]
-
+const abort = new AbortController()
 let stopping = false
 const stop = (): void => {
   if (stopping) return
   stopping = true
+  abort.abort()
   server.kill('SIGTERM')
 }
 process.on('SIGINT', stop)
 process.on('SIGTERM', stop)
-server.on('exit', (code) => { void keepAlive.close(); process.exit(code ?? 0) })
+server.on('exit', (code) => process.exit(code ?? 0))
 
-const end = Date.now() + seconds * 1000
-let n = 0
-while (!stopping && Date.now() < end) {
-  const [method, path, headers, body] = jobs[n % jobs.length]!
-  const secure = n % 3 === 0
-  const newConnection = n % 4 === 0
-  const dispatcher = newConnection ? fresh() : keepAlive
-  const base = secure ? `https://127.0.0.1:${httpsPort}` : `http://127.0.0.1:${httpPort}`
-  try {
-    const r = await request(base + path, { method: method as 'GET', headers, body, dispatcher })
-    await r.body.arrayBuffer() // read it all: a client that stops early shows up as an aborted request
-  } catch (err) {
-    if (!stopping) console.error(`${method} ${path}: ${(err as Error).message}`)
-  }
-  if (newConnection) void dispatcher.close()
-  n++
-  await sleep(50)
-}
-console.log(`sent ${n} requests; stopping the server`)
+const { sent } = await runWorkload({
+  httpUrl: `http://127.0.0.1:${httpPort}`,
+  httpsUrl: `https://127.0.0.1:${httpsPort}`,
+  seconds,
+  signal: abort.signal,
+  onError: (what, err) => { if (!stopping) console.error(`${what}: ${err.message}`) }
+})
+console.log(`sent ${sent} requests; stopping the server`)
 stop()
