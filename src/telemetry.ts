@@ -1,11 +1,14 @@
 // OpenTelemetry SDK and prom-client registry: set-up and shutdown, configured by the standard OTEL_* variables.
 // Telemetry must never hurt serving: the exporter queue is bounded (OTEL_BSP_MAX_QUEUE_SIZE) and export
 // failures are logged at most once a minute, so `npm start` with no collector running stays quiet.
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
 import { NodeSDK } from '@opentelemetry/sdk-node'
+import { envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources'
 import { setGlobalErrorHandler } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
-import { collectDefaultMetrics, Registry } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { samplerFromEnv } from './journey/sampling.ts'
@@ -32,6 +35,17 @@ function envInt (env: Record<string, string | undefined>, name: string, def: num
   return env[name] !== undefined && Number.isInteger(n) && n > 0 ? n : def
 }
 
+/** A value set in OTEL_RESOURCE_ATTRIBUTES (key=value,… with percent-encoded values), which wins over detected ones. */
+function resourceAttribute (env: Record<string, string | undefined>, key: string): string | undefined {
+  for (const pair of (env.OTEL_RESOURCE_ATTRIBUTES ?? '').split(',')) {
+    const eq = pair.indexOf('=')
+    if (eq > 0 && pair.slice(0, eq).trim() === key) {
+      try { return decodeURIComponent(pair.slice(eq + 1).trim()) } catch { return undefined }
+    }
+  }
+  return undefined
+}
+
 function exportersFromEnv (env: Record<string, string | undefined>): SpanExporter[] {
   const names = (env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map(s => s.trim().toLowerCase()).filter(Boolean)
   if (names.includes('none')) return []
@@ -46,6 +60,16 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
   const registry: OpenMetricsRegistry = new Registry()
   registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
   collectDefaultMetrics({ register: registry })
+  // One id for this process, on its spans (service.instance.id) and on its metrics (target_info, the
+  // OpenTelemetry convention for resource attributes in Prometheus), so a trace and a scrape target can be
+  // joined when several replicas run. Prometheus's own `instance` label is the scrape address.
+  const instanceId = resourceAttribute(env, 'service.instance.id') ?? randomUUID()
+  new Gauge({
+    name: 'target_info',
+    help: 'Resource attributes of this process, as its spans carry them.',
+    labelNames: ['service_name', 'service_instance_id', 'host_name'] as const,
+    registers: [registry]
+  }).set({ service_name: serviceName, service_instance_id: instanceId, host_name: hostname() }, 1)
 
   let lastWarn = -Infinity
   let suppressed = 0
@@ -72,6 +96,9 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
   const tracing = journeyTracing(samplerFromEnv(env))
   const sdk = new NodeSDK({
     serviceName,
+    resource: resourceFromAttributes({ 'service.instance.id': instanceId }),
+    // The SDK's defaults minus its random instance id detector (ours is above); OTEL_RESOURCE_ATTRIBUTES still applies.
+    resourceDetectors: [hostDetector, osDetector, processDetector, envDetector],
     ...tracing.sdkOptions,
     spanProcessors: processors,
     // Metrics go through prom-client and logs through pino: the SDK's own readers/exporters stay off.

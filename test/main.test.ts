@@ -131,6 +131,9 @@ describe('npm start', () => {
       OTEL_BSP_SCHEDULE_DELAY: '60000'
     })
     await (await request(`http://127.0.0.1:${s.ports.http}/compute?ms=5`)).body.text()
+    const metrics = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+    const instance = /^target_info\{service_name="journey-under-test",service_instance_id="([^"]+)",host_name="[^"]+"\} 1$/m.exec(metrics)?.[1]
+    assert.ok(instance, 'target_info names this process')
     assert.equal(posts.length, 0)
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
@@ -140,6 +143,9 @@ describe('npm start', () => {
     const resourceSpans = posts.flatMap(p => p.body.resourceSpans)
     const service = resourceSpans[0].resource.attributes.find((a: any) => a.key === 'service.name').value.stringValue
     assert.equal(service, 'journey-under-test')
+    const attr = (k: string): unknown => resourceSpans[0].resource.attributes.find((a: any) => a.key === k)?.value.stringValue
+    assert.equal(attr('service.instance.id'), instance, 'spans and target_info carry the same instance id')
+    assert.ok(attr('host.name'))
     const names = resourceSpans.flatMap((r: any) => r.scopeSpans.flatMap((ss: any) => ss.spans.map((sp: any) => sp.name)))
     for (const n of ['GET /compute', 'journey.accept', 'journey.read', 'journey.parse', 'journey.decode', 'journey.handler', 'journey.serialize', 'journey.write']) {
       assert.ok(names.includes(n), `${n} exported; got ${names}`)
