@@ -89,6 +89,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     recordHeaders: config.recordHeaders
   })
   if (journey.limitation !== undefined) log.warn(journey.limitation)
+  if (journey.kernelLimitation !== undefined) log.info(journey.kernelLimitation)
 
   // Fastify applies its timeout options only to servers it creates; these are ours, so set them here.
   const limits: ServerOptions = {

@@ -21,6 +21,7 @@ import { observeServer } from './observe-connection.ts'
 import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
 import { cipherTapListener } from './cipher-tap.ts'
+import { createKernelMetrics } from './kernel.ts'
 import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance } from 'fastify'
@@ -80,6 +81,8 @@ export interface Journey {
   registerPage: (app: FastifyInstance, opts?: { jaegerUrl?: string | undefined }) => void
   /** Why read/parse are not measured on this Node, if they are not. */
   limitation: string | undefined
+  /** Why the kernel's accept-queue metrics are absent on this system, if they are. */
+  kernelLimitation: string | undefined
   close: () => void
 }
 
@@ -99,6 +102,8 @@ export function createJourney (opts: JourneyOptions): Journey {
     })
   const metrics = createMetricsConsumer(opts.registry)
   const recent = createRecentConsumer()
+  const kernel = createKernelMetrics(opts.registry)
+  const listenerNames = new WeakMap<Server, string>()
   const onStart = spans?.start ?? (() => {})
   const plugin = fp((fastify, _o, done) => {
     observeFastify(fastify, { onStart })
@@ -107,6 +112,8 @@ export function createJourney (opts: JourneyOptions): Journey {
   return {
     observeServer (server, listener) {
       observeServer(server, listener, precision === 'fine')
+      kernel.watch(server, listener)
+      listenerNames.set(server, listener)
       return server
     },
     serverFactory (options = {}) {
@@ -116,7 +123,12 @@ export function createJourney (opts: JourneyOptions): Journey {
         : this.observeServer(createHttpsServer({ ...http, ...https }, handler), listener ?? 'https')
     },
     listenerFor (server) {
-      return precision === 'fine' && server instanceof TlsServer ? cipherTapListener(server) : server
+      if (!(precision === 'fine' && server instanceof TlsServer)) return server
+      // The TCP listener in front of the TLS server owns the accept queue now.
+      const tap = cipherTapListener(server)
+      const listener = listenerNames.get(server)
+      if (listener !== undefined) kernel.watch(tap, listener)
+      return tap
     },
     plugin,
     precision,
@@ -125,6 +137,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       registerJourneyPage(app, { recent, jaegerUrl: pageOpts.jaegerUrl })
     },
     limitation: checkParserInternals(),
+    kernelLimitation: kernel.unavailable,
     close () {
       spans?.close()
       metrics.close()

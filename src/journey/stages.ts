@@ -6,6 +6,19 @@ export const STAGES = [
 ] as const
 export type Stage = typeof STAGES[number]
 
+/** One line per stage, for dashboards and tooltips; docs/stages.md has the full definitions and blind spots. */
+export const STAGE_MEANING: Record<Stage, string> = {
+  accept: 'user-space connection set-up after accept() (first request of a connection; the kernel accept-queue wait is not in it).',
+  tls: 'TLS handshake, from the accepted connection to the secure connection, including waiting for the ClientHello (first request of a TLS connection).',
+  read: 'from the first request byte the parser saw to the complete header block (on HTTPS it includes decryption unless JOURNEY_PRECISION=fine).',
+  decrypt: 'JOURNEY_PRECISION=fine on HTTPS only: decrypting the chunk that completed the header block.',
+  parse: 'Node building the request and response objects, Fastify routing and creating its Request/Reply.',
+  decode: 'receiving the rest of the body, decompressing, parsing (JSON, protobuf) and schema validation.',
+  handler: 'the route handler\'s own work.',
+  serialize: 'Fastify\'s response serializer and preSerialization hooks (zero when the payload needs none).',
+  write: 'handing the response bytes to the kernel, onSend hooks and backpressure included (not acknowledged by the client).'
+}
+
 /** One colour per stage, shared by the built-in page and the Grafana dashboards. */
 export const STAGE_COLORS: Record<Stage, string> = {
   accept: '#8e8e8e',
@@ -64,7 +77,11 @@ export const METRIC = {
   connectionRequests: 'journey_connection_requests',
   connectionErrors: 'journey_connection_errors_total',
   tlsHandshakeDuration: 'journey_tls_handshake_duration_seconds',
-  tlsHandshakeFailures: 'journey_tls_handshake_failures_total'
+  tlsHandshakeFailures: 'journey_tls_handshake_failures_total',
+  acceptQueueLength: 'journey_accept_queue_length',
+  acceptQueueCapacity: 'journey_accept_queue_capacity',
+  listenOverflows: 'journey_listen_overflows_total',
+  listenDrops: 'journey_listen_drops_total'
 } as const
 
 /** Histogram buckets for stages: most stages take microseconds, a blocked handler seconds. */

@@ -53,3 +53,15 @@ test('fine mode: a TLSSocket over a CipherTap reaches the tap through _handle._p
   listener.close()
   assert.ok(stream instanceof CipherTap)
 })
+
+test('a listening net.Server exposes its socket as _handle.fd (the kernel metrics find its /proc row by it)', { skip: process.platform !== 'linux' && 'needs Linux /proc' }, async () => {
+  const { createServer: createNetServer } = await import('node:net')
+  const { readlinkSync } = await import('node:fs')
+  const server = createNetServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd
+  const link = typeof fd === 'number' ? readlinkSync(`/proc/self/fd/${fd}`) : ''
+  server.close()
+  assert.ok(typeof fd === 'number' && fd >= 0, `_handle.fd is ${fd}`)
+  assert.match(link, /^socket:\[\d+\]$/)
+})

@@ -1,0 +1,331 @@
+// The Grafana dashboards, as data. `npm run dashboards` writes them to grafana/dashboards/*.json (committed,
+// provisioned by grafana/provisioning/dashboards/) and test/stack checks the files match this source and
+// evaluates every query against a real Prometheus.
+//
+// Generated rather than hand-edited so that stage names, colours and metric names come from the one list in
+// src/journey/stages.ts, and so that every panel gets a unit and a description by construction.
+import { METRIC, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
+
+export const PROMETHEUS = { type: 'prometheus', uid: 'prometheus' } as const
+export const JAEGER = { type: 'jaeger', uid: 'jaeger' } as const
+
+export interface Target { refId: string, expr: string, legendFormat?: string, instant?: boolean, format?: 'table' | 'heatmap' | 'time_series', exemplar?: boolean }
+interface GridPos { h: number, w: number, x: number, y: number }
+export interface Panel {
+  id: number
+  type: string
+  title: string
+  description: string
+  gridPos: GridPos
+  datasource?: typeof PROMETHEUS
+  targets?: Target[]
+  fieldConfig?: unknown
+  options?: unknown
+  repeat?: string
+  collapsed?: boolean
+  panels?: Panel[]
+  transformations?: unknown[]
+}
+export interface Dashboard { uid: string, title: string, panels: Panel[], [k: string]: unknown }
+
+// Selectors every query carries, so the instance and route variables filter every panel.
+const SEL = 'instance=~"$instance"'
+const ROUTE = 'route=~"$route"'
+const HTTP_ROUTE = 'http_route=~"$route"'
+const RATE = '$__rate_interval'
+
+/** Lays panels out left to right, wrapping at Grafana's 24 columns. */
+class Layout {
+  private x = 0
+  private y = 0
+  private rowHeight = 0
+  private id = 1
+  nextId (): number { return this.id++ }
+  place (w: number, h: number): GridPos {
+    if (this.x + w > 24) { this.x = 0; this.y += this.rowHeight; this.rowHeight = 0 }
+    const pos = { h, w, x: this.x, y: this.y }
+    this.x += w
+    this.rowHeight = Math.max(this.rowHeight, h)
+    return pos
+  }
+  row (): GridPos {
+    if (this.x > 0) { this.x = 0; this.y += this.rowHeight; this.rowHeight = 0 }
+    const pos = { h: 1, w: 24, x: 0, y: this.y }
+    this.y += 1
+    return pos
+  }
+}
+
+const refIds = 'ABCDEFGHIJ'
+function targets (list: Array<Omit<Target, 'refId'>>): Target[] {
+  return list.map((t, i) => ({ refId: refIds[i]!, ...t }))
+}
+
+function timeseries (l: Layout, w: number, title: string, description: string, unit: string, list: Array<Omit<Target, 'refId'>>, opts: { stack?: 'normal' | 'percent', overrides?: unknown[], min?: number } = {}): Panel {
+  return {
+    id: l.nextId(),
+    type: 'timeseries',
+    title,
+    description,
+    gridPos: l.place(w, 8),
+    datasource: PROMETHEUS,
+    targets: targets(list),
+    fieldConfig: {
+      defaults: {
+        unit,
+        ...(opts.min === undefined ? {} : { min: opts.min }),
+        custom: {
+          drawStyle: 'line',
+          lineWidth: 1,
+          fillOpacity: opts.stack === undefined ? 10 : 60,
+          showPoints: 'never',
+          stacking: { mode: opts.stack ?? 'none', group: 'A' }
+        }
+      },
+      overrides: opts.overrides ?? []
+    },
+    options: { legend: { displayMode: 'list', placement: 'bottom', showLegend: true }, tooltip: { mode: 'multi', sort: 'desc' } }
+  }
+}
+
+/** Colour each stage's series as the built-in page does, so the two views read alike. */
+function stageColourOverrides (): unknown[] {
+  return STAGES.map(stage => ({
+    matcher: { id: 'byName', options: stage },
+    properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: STAGE_COLORS[stage] } }]
+  }))
+}
+
+function row (l: Layout, title: string, repeat?: string): Panel {
+  return { id: l.nextId(), type: 'row', title, description: '', gridPos: l.row(), collapsed: false, panels: [], ...(repeat === undefined ? {} : { repeat }) }
+}
+
+function quantiles (metric: string, filters: string, by = ''): Array<Omit<Target, 'refId'>> {
+  const group = by === '' ? 'le' : `${by}, le`
+  return [0.5, 0.95, 0.99].map(q => ({
+    expr: `histogram_quantile(${q}, sum by (${group}) (rate(${metric}_bucket{${filters}}[${RATE}])))`,
+    legendFormat: `p${q * 100}${by === '' ? '' : ` {{${by}}}`}`,
+    exemplar: true
+  }))
+}
+
+function variable (name: string, label: string, query: string, description: string): unknown {
+  return {
+    name,
+    label,
+    description,
+    type: 'query',
+    datasource: PROMETHEUS,
+    query: { query, refId: `${name}-values` },
+    definition: query,
+    refresh: 2,
+    includeAll: true,
+    multi: true,
+    allValue: '.*',
+    current: { text: ['All'], value: ['$__all'] },
+    sort: 1
+  }
+}
+
+function dashboard (uid: string, title: string, description: string, panels: Panel[], variables: unknown[]): Dashboard {
+  return {
+    uid,
+    title,
+    description,
+    tags: ['request-journey'],
+    timezone: 'browser',
+    schemaVersion: 41,
+    version: 1,
+    editable: true,
+    graphTooltip: 1, // shared crosshair: a moment on one panel lines up with the same moment on the others
+    refresh: '10s',
+    time: { from: 'now-15m', to: 'now' },
+    templating: { list: variables },
+    annotations: {
+      list: [{
+        builtIn: 1,
+        datasource: { type: 'grafana', uid: '-- Grafana --' },
+        enable: true,
+        hide: true,
+        iconColor: 'rgba(0, 211, 255, 1)',
+        name: 'Annotations & Alerts',
+        type: 'dashboard'
+      }, {
+        datasource: { type: 'grafana', uid: '-- Grafana --' },
+        enable: true,
+        iconColor: 'orange',
+        name: 'Experiments',
+        target: { type: 'tags', tags: ['experiment'], limit: 100, matchAny: true }
+      }]
+    },
+    links: [{ title: 'Other journey dashboards', type: 'dashboards', tags: ['request-journey'], asDropdown: false }],
+    panels
+  }
+}
+
+const instanceVar = variable('instance', 'Instance', `label_values(${METRIC.stageDuration}_count, instance)`, 'Scrape target (one per app replica).')
+
+export function requestJourneyDashboard (): Dashboard {
+  const l = new Layout()
+  const stageSel = `${SEL}, ${ROUTE}`
+  const panels: Panel[] = [
+    row(l, 'The whole request'),
+    timeseries(l, 8, 'Requests per second by status class',
+      'Completed requests per second, split by status class (2xx, 4xx, 5xx); `aborted` counts requests whose client went away before the response was written.',
+      'reqps', [{
+        expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "http_response_status_code", "aborted"))`,
+        legendFormat: '{{status_class}}'
+      }], { stack: 'normal', min: 0 }),
+    timeseries(l, 8, 'Errors per second by status class',
+      'Requests answered 4xx or 5xx, or aborted by the client. Connection-level errors that never became a request (malformed request line, header timeout) are on the Connections & kernel dashboard.',
+      'reqps', [{
+        expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}, http_response_status_code=~"[45]..|aborted"}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "http_response_status_code", "aborted"))`,
+        legendFormat: '{{status_class}}'
+      }], { stack: 'normal', min: 0 }),
+    timeseries(l, 8, 'Request duration p50 / p95 / p99',
+      'From the first request byte the HTTP parser saw to the last response byte handed to the kernel (http.server.request.duration). Excludes accept and the TLS handshake, which belong to the connection. Dots are exemplars: click one to open that request\'s waterfall in Jaeger.',
+      's', quantiles(METRIC.requestDuration, `${SEL}, ${HTTP_ROUTE}`), { min: 0 }),
+    timeseries(l, 12, 'Where the time goes: share of stage time',
+      'Each stage\'s share of all time spent in stages over the window (sum of stage durations / sum over all stages). A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection.',
+      'percentunit', [{
+        expr: `sum by (stage) (rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) / ignoring (stage) group_left sum(rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}]))`,
+        legendFormat: '{{stage}}'
+      }], { stack: 'normal', overrides: stageColourOverrides(), min: 0 }),
+    timeseries(l, 12, 'p99 of every stage',
+      'The 99th percentile of each stage, side by side (log scale would hide nothing here: stages range from microseconds to seconds). Dots are exemplars linking to Jaeger.',
+      's', [{
+        expr: `histogram_quantile(0.99, sum by (stage, le) (rate(${METRIC.stageDuration}_bucket{${stageSel}}[${RATE}])))`,
+        legendFormat: '{{stage}}',
+        exemplar: true
+      }], { overrides: stageColourOverrides(), min: 0 }),
+    {
+      id: l.nextId(),
+      type: 'table',
+      title: 'Slowest routes (p99 over the last 5 minutes)',
+      description: 'Route templates (never raw URLs) ranked by p99 request duration, with their request rate. `(unmatched)` collects every request that matched no route.',
+      gridPos: l.place(24, 8),
+      datasource: PROMETHEUS,
+      targets: targets([
+        { expr: `topk(10, histogram_quantile(0.99, sum by (http_route, le) (rate(${METRIC.requestDuration}_bucket{${SEL}, ${HTTP_ROUTE}}[5m]))))`, instant: true, format: 'table' },
+        { expr: `sum by (http_route) (rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}}[5m]))`, instant: true, format: 'table' }
+      ]),
+      fieldConfig: {
+        defaults: { unit: 's' },
+        overrides: [
+          { matcher: { id: 'byName', options: 'Value #A' }, properties: [{ id: 'displayName', value: 'p99' }, { id: 'unit', value: 's' }] },
+          { matcher: { id: 'byName', options: 'Value #B' }, properties: [{ id: 'displayName', value: 'requests/s' }, { id: 'unit', value: 'reqps' }] }
+        ]
+      },
+      transformations: [
+        { id: 'merge', options: {} },
+        { id: 'organize', options: { excludeByName: { Time: true } } },
+        { id: 'sortBy', options: { sort: [{ field: 'p99', desc: true }] } }
+      ],
+      options: { showHeader: true }
+    },
+    row(l, 'Stage: $stage', 'stage'),
+    timeseries(l, 16, '$stage p50 / p95 / p99',
+      STAGES.map(s => `**${s}**: ${STAGE_MEANING[s]}`).join('\n\n') + '\n\nDots are exemplars: click one to open that request in Jaeger.',
+      's', quantiles(METRIC.stageDuration, `${stageSel}, stage=~"$stage"`), { min: 0 }),
+    {
+      id: l.nextId(),
+      type: 'heatmap',
+      title: '$stage distribution',
+      description: 'How many requests fell in each latency bucket over time: a second band appearing means a second population (for example requests that waited behind a blocked event loop).',
+      gridPos: l.place(8, 8),
+      datasource: PROMETHEUS,
+      targets: targets([{ expr: `sum by (le) (rate(${METRIC.stageDuration}_bucket{${stageSel}, stage=~"$stage"}[${RATE}]))`, legendFormat: '{{le}}', format: 'heatmap' }]),
+      fieldConfig: { defaults: { unit: 's' }, overrides: [] },
+      options: {
+        calculate: false,
+        yAxis: { unit: 's', axisPlacement: 'left' },
+        color: { mode: 'scheme', scheme: 'Oranges', exponent: 0.5, fill: 'dark-orange', scale: 'exponential', steps: 64 },
+        cellGap: 1,
+        tooltip: { mode: 'single', yHistogram: true },
+        legend: { show: true }
+      }
+    }
+  ]
+  return dashboard('request-journey', 'Request journey',
+    'Where the time of a request goes: accept → TLS → read → parse → decode → handler → serialize → write. docs/stages.md defines each stage.',
+    panels, [
+      instanceVar,
+      variable('route', 'Route', `label_values(${METRIC.stageDuration}_count{${SEL}}, route)`, 'Route template; (unmatched) is every URL no route matched.'),
+      variable('stage', 'Stage', `label_values(${METRIC.stageDuration}_count{${SEL}}, stage)`, 'Stages measured (decrypt appears only with JOURNEY_PRECISION=fine).')
+    ])
+}
+
+export function connectionsDashboard (): Dashboard {
+  const l = new Layout()
+  const panels: Panel[] = [
+    row(l, 'Connections'),
+    timeseries(l, 8, 'Accepted connections per second',
+      'Connections that reached user space (the server\'s \'connection\' event), per listener. A connection storm shows here; a refusal by the kernel does not — see Listen overflows.',
+      'cps', [{ expr: `sum by (listener) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: '{{listener}}' }], { min: 0 }),
+    timeseries(l, 8, 'Open connections',
+      'Connections currently open per listener, idle keep-alive ones included.',
+      'short', [{ expr: `sum by (listener) (${METRIC.connectionsActive}{${SEL}})`, legendFormat: '{{listener}}' }], { min: 0 }),
+    timeseries(l, 8, 'Connection errors by reason',
+      'HTTP errors on a connection before a request existed: malformed request (HPE_*), header overflow, header or request timeout. Each one closed its connection.',
+      'cps', [{ expr: `sum by (reason) (rate(${METRIC.connectionErrors}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),
+    timeseries(l, 12, 'Connection duration p50 / p99',
+      'Life of a connection from accept to close: short for one request per connection, long for keep-alive.',
+      's', quantiles(METRIC.connectionDuration, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
+    timeseries(l, 12, 'Requests per connection p50 / p99',
+      'How many requests each connection carried before it closed. 1 means no keep-alive: every request pays accept (and TLS) again.',
+      'short', quantiles(METRIC.connectionRequests, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
+    row(l, 'TLS'),
+    timeseries(l, 8, 'TLS handshakes per second by protocol and resumption',
+      'Completed handshakes: resumed=true reused a session (no certificate exchange, no key agreement signature).',
+      'ops', [{ expr: `sum by (protocol, resumed) (rate(${METRIC.tlsHandshakeDuration}_count{${SEL}}[${RATE}]))`, legendFormat: '{{protocol}} resumed={{resumed}}' }], { min: 0 }),
+    timeseries(l, 8, 'TLS handshake p50 / p99',
+      'Accepted TCP connection to secure connection established, including waiting for the client\'s ClientHello.',
+      's', quantiles(METRIC.tlsHandshakeDuration, SEL).filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
+    timeseries(l, 8, 'TLS handshake failures by reason',
+      'Handshakes that failed: plain HTTP on the HTTPS port, unsupported protocol versions, garbage, clients that never finished (handshake timeout).',
+      'ops', [{ expr: `sum by (reason) (rate(${METRIC.tlsHandshakeFailures}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),
+    row(l, 'Runtime'),
+    timeseries(l, 8, 'Event-loop delay',
+      'How late timers fire (perf_hooks monitorEventLoopDelay). While the loop is blocked nothing is read or written: requests wait in the kernel and their read stage grows.',
+      's', [
+        { expr: `max by (instance) (nodejs_eventloop_lag_p99_seconds{${SEL}})`, legendFormat: 'p99 {{instance}}' },
+        { expr: `max by (instance) (nodejs_eventloop_lag_p50_seconds{${SEL}})`, legendFormat: 'p50 {{instance}}' }
+      ], { min: 0 }),
+    timeseries(l, 8, 'Time in garbage collection',
+      'Seconds per second spent in GC pauses, by kind: 0.05 means 5 % of wall time.',
+      'percentunit', [{ expr: `sum by (kind) (rate(nodejs_gc_duration_seconds_sum{${SEL}}[${RATE}]))`, legendFormat: '{{kind}}' }], { stack: 'normal', min: 0 }),
+    timeseries(l, 8, 'Memory',
+      'V8 heap used and process resident memory per instance.',
+      'bytes', [
+        { expr: `sum by (instance) (nodejs_heap_size_used_bytes{${SEL}})`, legendFormat: 'heap used {{instance}}' },
+        { expr: `sum by (instance) (process_resident_memory_bytes{${SEL}})`, legendFormat: 'RSS {{instance}}' }
+      ], { min: 0 }),
+    timeseries(l, 12, 'Spans exported per second',
+      'Spans handed to the OTLP exporter, by result. Failures mean the collector is down or slow; serving is not affected.',
+      'ops', [{ expr: `sum by (result) (rate(journey_spans_exported_total{${SEL}}[${RATE}]))`, legendFormat: '{{result}}' }], { min: 0 }),
+    timeseries(l, 12, 'Spans dropped and pending',
+      'Spans dropped because the bounded export queue was full, and spans waiting in it. Drops cost no requests; they are the price of a slow collector.',
+      'short', [
+        { expr: `sum (rate(journey_spans_dropped_total{${SEL}}[${RATE}]))`, legendFormat: 'dropped/s' },
+        { expr: `sum (journey_spans_pending{${SEL}})`, legendFormat: 'pending' }
+      ], { min: 0 })
+  ]
+  return dashboard('connections-kernel', 'Connections & kernel',
+    'Connections, TLS handshakes, the kernel\'s accept queue and the Node.js runtime that serves them.',
+    panels, [instanceVar])
+}
+
+export const DASHBOARDS = { 'request-journey.json': requestJourneyDashboard, 'connections-kernel.json': connectionsDashboard }
+
+/** Every PromQL expression in a dashboard (targets of nested panels too), with the panel it belongs to. */
+export function queriesOf (d: Dashboard): Array<{ panel: string, expr: string, instant: boolean }> {
+  const out: Array<{ panel: string, expr: string, instant: boolean }> = []
+  const walk = (panels: Panel[]): void => {
+    for (const p of panels) {
+      for (const t of p.targets ?? []) out.push({ panel: p.title, expr: t.expr, instant: t.instant === true })
+      walk(p.panels ?? [])
+    }
+  }
+  walk(d.panels)
+  return out
+}

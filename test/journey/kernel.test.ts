@@ -1,0 +1,99 @@
+// The kernel's view of our listening sockets, against the real kernel: connections queue in the accept queue
+// while the event loop is blocked, a full queue counts ListenOverflows, and /metrics reports both.
+import assert from 'node:assert/strict'
+import { readFileSync, readlinkSync } from 'node:fs'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { after, test } from 'node:test'
+import { Worker } from 'node:worker_threads'
+import { request } from 'undici'
+import { acceptQueueLength, tcpExt } from '../../src/journey/kernel.ts'
+import { startTestServer } from '../helpers/server.ts'
+
+const linux = process.platform === 'linux'
+
+/**
+ * Opens `count` connections from a worker thread while this thread's event loop is blocked, so none of them
+ * can be accepted: the kernel completes the handshakes and queues them. Runs `whileBlocked` before unblocking.
+ */
+function connectWhileBlocked<T> (port: number, count: number, settleMs: number, whileBlocked: () => T): { result: T, worker: Worker } {
+  const flag = new Int32Array(new SharedArrayBuffer(4))
+  const worker = new Worker(`
+    const { connect } = require('node:net')
+    const { workerData: { port, count, flag, settleMs } } = require('node:worker_threads')
+    const sockets = []
+    let opened = 0
+    for (let i = 0; i < count; i++) {
+      const s = connect(port, '127.0.0.1', () => { if (++opened === count) setTimeout(done, settleMs) })
+      s.on('error', () => {})
+      sockets.push(s)
+    }
+    // Connections beyond a full queue may never complete their connect on the client side either.
+    const timer = setTimeout(done, 1000)
+    function done () { clearTimeout(timer); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0) }
+    require('node:worker_threads').parentPort.on('message', () => { for (const s of sockets) s.destroy(); process.exit(0) })
+  `, { eval: true, workerData: { port, count, flag, settleMs } })
+  assert.equal(Atomics.wait(flag, 0, 0, 10_000), 'ok', 'the worker connected')
+  return { result: whileBlocked(), worker }
+}
+
+function inodeOf (server: Server): string {
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
+  return /socket:\[(\d+)\]/.exec(readlinkSync(`/proc/self/fd/${fd}`))![1]!
+}
+
+test('connections that arrive while the loop is blocked wait in the accept queue; the LISTEN row shows them', { skip: !linux && 'needs Linux /proc' }, async () => {
+  const accepted: unknown[] = []
+  const server = createServer(s => { accepted.push(s); s.destroy() })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const inode = inodeOf(server)
+  assert.equal(acceptQueueLength(readFileSync('/proc/net/tcp', 'utf8'), inode), 0, 'nothing waiting before')
+  const { result: queued, worker } = connectWhileBlocked((server.address() as AddressInfo).port, 5, 50,
+    () => acceptQueueLength(readFileSync('/proc/net/tcp', 'utf8'), inode))
+  assert.equal(queued, 5, 'five handshaken connections waiting for accept()')
+  await new Promise(resolve => setTimeout(resolve, 100))
+  assert.equal(accepted.length, 5, 'accepted as soon as the loop was free')
+  assert.equal(acceptQueueLength(readFileSync('/proc/net/tcp', 'utf8'), inode), 0)
+  worker.postMessage('stop')
+  server.close()
+})
+
+test('a full accept queue counts TcpExt ListenOverflows', { skip: !linux && 'needs Linux /proc' }, async () => {
+  const server = createServer(s => s.destroy())
+  await new Promise<void>(resolve => server.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, resolve))
+  const overflows = (): number => tcpExt(readFileSync('/proc/net/netstat', 'utf8')).get('ListenOverflows')!
+  const before = overflows()
+  assert.ok(Number.isInteger(before))
+  // backlog 1 holds two connections (the kernel's check is "more than the backlog"); the others overflow.
+  const { result, worker } = connectWhileBlocked((server.address() as AddressInfo).port, 8, 300, () => ({
+    after: overflows(),
+    queued: acceptQueueLength(readFileSync('/proc/net/tcp', 'utf8'), inodeOf(server))
+  }))
+  assert.equal(result.queued, 2)
+  assert.ok(result.after > before, `ListenOverflows ${before} → ${result.after}`)
+  worker.postMessage('stop')
+  server.close()
+})
+
+test('an inode that appears in another column is not mistaken for a LISTEN row', () => {
+  const text = [
+    '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+    '   0: 0100007F:0BB8 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0',
+    '   1: 0100007F:0BB9 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  4242        0 777 1 0000000000000000 20 4 30 10 -1'
+  ].join('\n')
+  assert.equal(acceptQueueLength(text, '4242'), 3)
+  assert.equal(acceptQueueLength(text, '777'), undefined, 'ESTABLISHED rows are not listeners')
+  assert.equal(acceptQueueLength(text, '1'), undefined)
+})
+
+test('/metrics reports each listener\'s accept queue and capacity, and the namespace\'s listen overflows', { skip: !linux && 'needs Linux /proc' }, async () => {
+  const s = await startTestServer()
+  after(() => s.close())
+  const text = await (await request(`${s.admin}/metrics`)).body.text()
+  const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'))
+  for (const listener of ['http', 'https']) {
+    assert.match(text, new RegExp(`^journey_accept_queue_length\\{listener="${listener}"\\} 0$`, 'm'))
+    assert.match(text, new RegExp(`^journey_accept_queue_capacity\\{listener="${listener}"\\} ${Math.min(511, somaxconn)}$`, 'm'))
+  }
+  assert.match(text, /^journey_listen_overflows_total \d+$/m)
+  assert.match(text, /^journey_listen_drops_total \d+$/m)
+})
