@@ -274,6 +274,19 @@ export function connectionsDashboard (): Dashboard {
     timeseries(l, 12, 'Requests per connection p50 / p99',
       'How many requests each connection carried before it closed. 1 means no keep-alive: every request pays accept (and TLS) again.',
       'short', quantiles(METRIC.connectionRequests, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
+    row(l, 'The kernel'),
+    timeseries(l, 12, 'Accept queue: waiting connections and capacity',
+      'Connections the kernel has handshaken and queued for accept() on each listener (LISTEN socket rx_queue in /proc/net/tcp, Linux only), against the queue size min(backlog, net.core.somaxconn). Sampled at scrape time by the event loop, so it shows sustained accept pressure; a queue built during a short event-loop block is usually drained before the scrape runs.',
+      'short', [
+        { expr: `sum by (listener) (${METRIC.acceptQueueLength}{${SEL}})`, legendFormat: 'waiting {{listener}}' },
+        { expr: `max by (listener) (${METRIC.acceptQueueCapacity}{${SEL}})`, legendFormat: 'capacity {{listener}}' }
+      ], { min: 0 }),
+    timeseries(l, 12, 'Listen overflows and drops',
+      'TcpExt ListenOverflows (a completed handshake found the accept queue full) and ListenDrops, per second. Packet counts for the whole network namespace (each container has its own; processes sharing a host network report the same number), retransmissions counted again.',
+      'pps', [
+        { expr: `sum by (instance) (rate(${METRIC.listenOverflows}{${SEL}}[${RATE}]))`, legendFormat: 'overflows {{instance}}' },
+        { expr: `sum by (instance) (rate(${METRIC.listenDrops}{${SEL}}[${RATE}]))`, legendFormat: 'drops {{instance}}' }
+      ], { min: 0 }),
     row(l, 'TLS'),
     timeseries(l, 8, 'TLS handshakes per second by protocol and resumption',
       'Completed handshakes: resumed=true reused a session (no certificate exchange, no key agreement signature).',
