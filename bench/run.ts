@@ -1,67 +1,83 @@
-// A quick comparative benchmark: what the journey costs against the same routes with no telemetry.
-// Not a test: it prints figures. Variants are interleaved (A B C … A B C …) so drift hits all alike;
-// the server is pinned to CPU 0 and wrk to CPU 1, and the server's own CPU time is read from /proc, so
-// "requests per server CPU-second" stays meaningful on a noisy machine.
+// npm run bench: what per-stage telemetry costs, next to the usual OpenTelemetry and Prometheus set-ups, in
+// one run. Not a test: it prints figures, writes bench/results/latest.json and regenerates the README table.
 //
-//   npm run bench                 # 3 rounds × 5 s per variant and route
-//   ROUNDS=1 DURATION=3 npm run bench
+// Every variant is bench/server.ts: the same Fastify app and routes, instrumented one way. Variants are
+// interleaved (A B C … A B C …) so drift on a shared machine hits all alike. The server runs on CPU 0; wrk
+// and the local OTLP/HTTP receiver on CPU 1. The figure that matters is requests per *server CPU-second*
+// (utime + stime from /proc/PID/stat): it does not move when other load steals the core, and windows in
+// which the server got less than 90% of its core are dropped (and counted) rather than averaged in.
+//
+//   npm run bench                      # 3 rounds × 3 s per variant and route (≈ 7 min)
+//   ROUNDS=1 DURATION=2 npm run bench  # a quick look
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { VARIANTS, type VariantName } from './server.ts'
+import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
-const DURATION = Number(process.env.DURATION ?? 5)
+const DURATION = Number(process.env.DURATION ?? 3)
 const CLK_TCK = 100
+const HTTP_PORT = 3100
+const HTTPS_PORT = 3543
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-interface Variant { name: string, script: string, env: Record<string, string> }
-const journeyEnv = { LOG_LEVEL: 'warn', METRICS_PORT: '0', HTTPS_PORT: '0' }
-const VARIANTS: Variant[] = [
-  // The same server and app (logger, hooks, limits) with the journey switched off and no OpenTelemetry SDK.
-  { name: 'bare', script: 'src/main.ts', env: { ...journeyEnv, JOURNEY_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' } },
-  { name: 'journey metrics only', script: 'src/main.ts', env: { ...journeyEnv, OTEL_TRACES_EXPORTER: 'none' } },
-  { name: 'journey fine, metrics only', script: 'src/main.ts', env: { ...journeyEnv, OTEL_TRACES_EXPORTER: 'none', JOURNEY_PRECISION: 'fine' } },
-  { name: 'journey 1% + tail keep', script: 'src/main.ts', env: { ...journeyEnv, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' } },
-  { name: 'journey 100%', script: 'src/main.ts', env: { ...journeyEnv } }
-]
+const LABEL: Record<VariantName, string> = {
+  bare: 'bare Fastify (same routes, no telemetry)',
+  'journey-metrics': 'journey, metrics only',
+  'journey-fine': 'journey, fine precision, metrics only',
+  'journey-1pct': 'journey, 1% head + tail keep',
+  'journey-100pct': 'journey, 100% sampled',
+  'usual-100pct': 'usual: sdk-node + http + @fastify/otel, 100%',
+  'usual-10pct': 'usual: the same at 10%',
+  'fastify-metrics': 'fastify-metrics',
+  'prom-client-histogram': 'one prom-client histogram in onResponse'
+}
+const only = process.env.VARIANTS?.split(',') as VariantName[] | undefined
+const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || v === 'bare')
 const ROUTES = [
-  { name: 'GET /', path: '/', lua: undefined as string | undefined },
-  { name: 'POST /echo 1 KiB', path: '/echo', lua: 'post' }
+  { name: 'GET /', url: `http://127.0.0.1:${HTTP_PORT}/`, lua: undefined as string | undefined },
+  { name: 'POST /echo 1 KiB', url: `http://127.0.0.1:${HTTP_PORT}/echo`, lua: 'post' },
+  { name: 'GET / over HTTPS', url: `https://127.0.0.1:${HTTPS_PORT}/`, lua: undefined }
 ]
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
 const body = JSON.stringify({ message: 'x'.repeat(1000) })
 writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["Content-Type"] = "application/json"\n`)
 
-// A local OTLP/HTTP receiver on the load generator's core, answering 200 to everything.
+// A local OTLP/HTTP receiver on the load generator's core, answering 200 to everything; it counts spans
+// roughly (by bytes) so the report can say how much each sampled variant exported.
 const receiver = spawn('taskset', ['-c', '1', process.execPath, '-e',
-  "require('http').createServer((q,r)=>{q.resume();q.on('end',()=>r.end('{}'))}).listen(4318,'127.0.0.1')"], { stdio: 'ignore' })
+  "let n=0;require('http').createServer((q,r)=>{q.on('data',d=>n+=d.length);q.on('end',()=>r.end('{}'))}).listen(4318,'127.0.0.1');" +
+  "process.on('message',()=>process.send(n))"], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+const receivedBytes = (): Promise<number> => new Promise(resolve => { receiver.once('message', n => resolve(n as number)); receiver.send('?') })
 
 function cpuTicks (pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return Number(fields[11]) + Number(fields[12]) // utime + stime (fields 14, 15)
+  return Number(fields[11]) + Number(fields[12]) // utime + stime (fields 14 and 15 of stat)
 }
-function rssMb (pid: number): number {
+function peakRssMb (pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m === null ? NaN : Number(m[1]) / 1024
 }
 
-const PORT = 3100
-async function startVariant (v: Variant): Promise<{ child: ChildProcess, port: number }> {
-  const child = spawn('taskset', ['-c', '0', process.execPath, join(root, v.script)], {
-    env: { PATH: process.env.PATH, HTTP_PORT: String(PORT), HOST: '127.0.0.1', ...v.env }, stdio: ['ignore', 'ignore', 'inherit']
+async function startVariant (v: VariantName): Promise<ChildProcess> {
+  const child = spawn('taskset', ['-c', '0', process.execPath, join(root, 'bench', 'server.ts')], {
+    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(HTTP_PORT), HTTPS_PORT: String(HTTPS_PORT) },
+    stdio: ['ignore', 'ignore', 'inherit']
   })
   for (let i = 0; i < 300; i++) {
     await new Promise(resolve => setTimeout(resolve, 50))
     if (child.exitCode !== null) break
     try {
-      execFileSync('curl', ['-sf', '-o', '/dev/null', `http://127.0.0.1:${PORT}/`])
-      return { child, port: PORT }
+      execFileSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${HTTPS_PORT}/`])
+      return child
     } catch { /* not listening yet */ }
   }
-  throw new Error(`${v.name} did not start`)
+  throw new Error(`${v} did not start`)
 }
 
 function wrk (url: string, seconds: number, lua?: string): { rps: number, p50: number, p99: number } {
@@ -72,27 +88,37 @@ function wrk (url: string, seconds: number, lua?: string): { rps: number, p50: n
   return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50: lat('50'), p99: lat('99') }
 }
 
-interface Sample { variant: string, route: string, rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, peakRssMb: number }
+interface Sample { variant: VariantName, route: string, rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, peakRssMb: number, otlpBytesPerRequest: number }
 const samples: Sample[] = []
+const started = Date.now()
 await new Promise(resolve => setTimeout(resolve, 300))
 for (let round = 1; round <= ROUNDS; round++) {
-  for (const v of VARIANTS) {
-    const { child, port } = await startVariant(v)
+  for (const v of variants) {
+    const child = await startVariant(v)
     for (const r of ROUTES) {
-      const url = `http://127.0.0.1:${port}${r.path}`
-      wrk(url, 1, r.lua) // warm-up: JIT, pools
+      wrk(r.url, 1, r.lua) // warm-up: JIT, pools, TLS sessions
+      await new Promise(resolve => setTimeout(resolve, 300)) // let the warm-up's spans leave before counting
+      const bytes0 = await receivedBytes()
       const t0 = cpuTicks(child.pid!)
       const w0 = performance.now()
-      const res = wrk(url, DURATION, r.lua)
+      const res = wrk(r.url, DURATION, r.lua)
       const cpuSeconds = (cpuTicks(child.pid!) - t0) / CLK_TCK
       const wall = (performance.now() - w0) / 1000
       const s: Sample = {
-        variant: v.name, route: r.name, rps: res.rps, rpsPerCpuSecond: (res.rps * wall) / cpuSeconds,
-        cpuShare: cpuSeconds / wall, p50Ms: res.p50, p99Ms: res.p99, peakRssMb: rssMb(child.pid!)
+        variant: v,
+        route: r.name,
+        rps: res.rps,
+        rpsPerCpuSecond: (res.rps * wall) / cpuSeconds,
+        cpuShare: cpuSeconds / wall,
+        p50Ms: res.p50,
+        p99Ms: res.p99,
+        peakRssMb: peakRssMb(child.pid!),
+        otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / (res.rps * wall)
       }
       samples.push(s)
-      process.stdout.write(`round ${round}/${ROUNDS}  ${v.name.padEnd(28)} ${r.name.padEnd(18)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
-        `${s.rpsPerCpuSecond.toFixed(0).padStart(7)} req/CPU-s  server CPU ${(s.cpuShare * 100).toFixed(0)}%\n`)
+      process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
+        `${s.rpsPerCpuSecond.toFixed(0).padStart(7)} req/CPU-s  server CPU ${(s.cpuShare * 100).toFixed(0).padStart(3)}%  ` +
+        `${((Date.now() - started) / 1000).toFixed(0)} s\n`)
     }
     child.kill('SIGTERM')
     await new Promise(resolve => child.once('exit', resolve))
@@ -100,25 +126,51 @@ for (let round = 1; round <= ROUNDS; round++) {
 }
 receiver.kill()
 
-const median = (xs: number[]): number => { const a = [...xs].sort((x, y) => x - y); return a[Math.floor(a.length / 2)]! }
-const rows = []
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN
+  const a = [...xs].sort((x, y) => x - y)
+  return a.length % 2 === 1 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2
+}
+const round2 = (x: number): number => Math.round(x * 100) / 100
+const rows: BenchRow[] = []
 for (const r of ROUTES) {
   // Windows where the server did not get 90% of its core say more about the machine than the variant.
-  const kept = (v: string): Sample[] => samples.filter(s => s.variant === v && s.route === r.name && s.cpuShare >= 0.9)
+  const kept = (v: VariantName): Sample[] => samples.filter(s => s.variant === v && s.route === r.name && s.cpuShare >= 0.9)
   const bare = median(kept('bare').map(s => s.rpsPerCpuSecond))
-  for (const v of VARIANTS) {
-    const k = kept(v.name)
-    const all = samples.filter(s => s.variant === v.name && s.route === r.name)
+  for (const v of variants) {
+    const k = kept(v)
+    const all = samples.filter(s => s.variant === v && s.route === r.name)
     rows.push({
-      variant: v.name, route: r.name, windows: `${k.length}/${all.length}`,
+      variant: LABEL[v],
+      route: r.name,
       rps: Math.round(median(k.map(s => s.rps))),
       rpsPerCpuSecond: Math.round(median(k.map(s => s.rpsPerCpuSecond))),
-      ratio: Number((median(k.map(s => s.rpsPerCpuSecond)) / bare).toFixed(2)),
-      p50Ms: median(k.map(s => s.p50Ms)), p99Ms: median(k.map(s => s.p99Ms)),
-      peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb)))
+      ratio: round2(median(k.map(s => s.rpsPerCpuSecond)) / bare),
+      p50Ms: round2(median(k.map(s => s.p50Ms))),
+      p99Ms: round2(median(k.map(s => s.p99Ms))),
+      peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb))),
+      windowsKept: `${k.length}/${all.length}`,
+      otlpBytesPerRequest: Math.round(median(all.map(s => s.otlpBytesPerRequest)))
     })
   }
 }
-console.log(`\nNode ${process.version}, ${ROUNDS} rounds × ${DURATION} s, wrk -t1 -c50; ratio = requests per server CPU-second vs bare (median of windows where the server had ≥ 90% of its core)`)
+const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
+const meta: BenchMeta = {
+  date: new Date().toISOString().slice(0, 10),
+  machine: `${cpus().length} × ${cpu}, Node ${process.version}`,
+  method: `${ROUNDS} interleaved rounds × ${DURATION} s per variant and route, wrk -t1 -c50 keep-alive on CPU 1, server on CPU 0; ` +
+    'ratio = requests per server CPU-second / bare\'s, medians of windows where the server had ≥ 90% of its core'
+}
 console.table(rows)
-writeFileSync(join(root, 'bench', 'results', 'latest.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, rounds: ROUNDS, durationS: DURATION, rows }, null, 2) + '\n')
+writeFileSync(join(root, 'bench', 'results', 'latest.json'), JSON.stringify(rows, null, 2) + '\n')
+writeFileSync(join(root, 'bench', 'results', 'latest.meta.json'), JSON.stringify(meta, null, 2) + '\n')
+
+// The README's performance table is generated from these files (test/bench-table.test.ts checks it).
+const readme = join(root, 'README.md')
+const text = readFileSync(readme, 'utf8')
+const begin = '<!-- bench:begin -->'
+const end = '<!-- bench:end -->'
+if (text.includes(begin) && text.includes(end)) {
+  writeFileSync(readme, text.slice(0, text.indexOf(begin) + begin.length) + '\n' + renderTable(rows, meta) + text.slice(text.indexOf(end)))
+  console.log('README.md performance table updated')
+}

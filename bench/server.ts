@@ -1,0 +1,92 @@
+// One benchmark variant: Fastify with the demo routes and one way of instrumenting them, on HTTP and HTTPS.
+// Every variant is the same app built the same way, so ratios isolate the instrumentation's cost.
+//
+//   BENCH_VARIANT=journey-metrics HTTP_PORT=3100 HTTPS_PORT=3543 node bench/server.ts
+import { createServer as createHttpServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { FastifyInstance, FastifyServerFactory } from 'fastify'
+import { loadTlsMaterial } from '../src/tls-cert.ts'
+
+export const VARIANTS = [
+  'bare', 'journey-metrics', 'journey-fine', 'journey-1pct', 'journey-100pct',
+  'usual-100pct', 'usual-10pct', 'fastify-metrics', 'prom-client-histogram'
+] as const
+export type VariantName = typeof VARIANTS[number]
+
+const variant = (process.env.BENCH_VARIANT ?? 'bare') as VariantName
+if (!VARIANTS.includes(variant)) throw new Error(`BENCH_VARIANT must be one of ${VARIANTS.join(', ')}`)
+const httpPort = Number(process.env.HTTP_PORT ?? 3100)
+const httpsPort = Number(process.env.HTTPS_PORT ?? 3543)
+const tls = await loadTlsMaterial(undefined, undefined)
+
+// The usual setup must start before Fastify is loaded: its http instrumentation patches `http` when
+// Fastify (CommonJS) requires it, and @fastify/otel hooks Fastify's initialization.
+if (variant === 'usual-100pct' || variant === 'usual-10pct') {
+  const { NodeSDK } = await import('@opentelemetry/sdk-node')
+  const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http')
+  const { FastifyOtelInstrumentation } = await import('@fastify/otel')
+  const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, AlwaysOnSampler } = await import('@opentelemetry/sdk-trace')
+  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http')
+  new NodeSDK({
+    serviceName: 'bench',
+    sampler: new ParentBasedSampler({ root: variant === 'usual-10pct' ? new TraceIdRatioBasedSampler(0.1) : new AlwaysOnSampler() }),
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })],
+    instrumentations: [new HttpInstrumentation(), new FastifyOtelInstrumentation({ registerOnInitialization: true }) as never],
+    metricReaders: [],
+    logRecordProcessors: []
+  }).start()
+}
+
+const { default: Fastify } = await import('fastify')
+const { default: pino } = await import('pino')
+const { demoApp } = await import('../src/app/index.ts')
+const { Registry, Histogram, collectDefaultMetrics } = await import('prom-client')
+
+let https: ReturnType<typeof createHttpsServer> | undefined
+let factory: FastifyServerFactory = (handler) => {
+  https = createHttpsServer({ key: tls.key, cert: tls.cert }, handler)
+  return createHttpServer(handler)
+}
+let plugin: ((app: FastifyInstance) => Promise<void>) | undefined
+let listenHttps = (): ReturnType<typeof createHttpsServer> => https!
+
+if (variant.startsWith('journey')) {
+  const { createJourney } = await import('../src/journey/index.ts')
+  const { startTelemetry } = await import('../src/telemetry.ts')
+  const sampled = variant === 'journey-1pct' || variant === 'journey-100pct'
+  const telemetry = startTelemetry('bench', pino({ level: 'warn' }), {
+    env: {
+      ...process.env,
+      OTEL_TRACES_EXPORTER: sampled ? 'otlp' : 'none',
+      OTEL_TRACES_SAMPLER: variant === 'journey-1pct' ? 'parentbased_traceidratio' : 'parentbased_always_on',
+      OTEL_TRACES_SAMPLER_ARG: variant === 'journey-1pct' ? '0.01' : '1'
+    }
+  })
+  const journey = createJourney({ registry: telemetry.registry, tracing: telemetry.tracing, precision: variant === 'journey-fine' ? 'fine' : 'default' })
+  factory = (handler) => {
+    https = journey.observeServer(createHttpsServer({ key: tls.key, cert: tls.cert }, handler), 'https')
+    return journey.observeServer(createHttpServer(handler), 'http')
+  }
+  listenHttps = () => journey.listenerFor(https!) as ReturnType<typeof createHttpsServer>
+  plugin = async (app) => { await app.register(journey.plugin) }
+} else if (variant === 'fastify-metrics') {
+  const { default: fastifyMetrics } = await import('fastify-metrics')
+  plugin = async (app) => { await app.register(fastifyMetrics as never, { endpoint: '/metrics' }) }
+} else if (variant === 'prom-client-histogram') {
+  // What many teams write by hand: one histogram observed in onResponse, plus the default metrics.
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const h = new Histogram({ name: 'http_request_duration_seconds', help: 'x', labelNames: ['method', 'route', 'status'] as const, registers: [registry] })
+  plugin = async (app) => {
+    app.addHook('onResponse', async (request, reply) => {
+      h.observe({ method: request.method, route: request.routeOptions.url ?? '', status: reply.statusCode }, reply.elapsedTime / 1000)
+    })
+  }
+}
+
+const app = Fastify({ logger: false, serverFactory: factory, ajv: { customOptions: { allowUnionTypes: true } } })
+if (plugin !== undefined) await plugin(app)
+await app.register(demoApp, { computeMaxMs: 1000, ioMaxMs: 1000, downloadMaxKb: 1024, workerThreads: 1 })
+await app.listen({ port: httpPort, host: '127.0.0.1' })
+await new Promise<void>(resolve => listenHttps().listen(httpsPort, '127.0.0.1', resolve))
+process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })

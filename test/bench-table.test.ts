@@ -1,0 +1,16 @@
+// The README's performance table is generated from bench/results/latest.json: it must not drift from it.
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { renderTable, type BenchMeta, type BenchRow } from '../bench/table.ts'
+
+test('the README performance table is the rendering of bench/results/latest.json (npm run bench rewrites both)', () => {
+  const read = (p: string): string => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8')
+  const rows = JSON.parse(read('bench/results/latest.json')) as BenchRow[]
+  const meta = JSON.parse(read('bench/results/latest.meta.json')) as BenchMeta
+  assert.ok(Array.isArray(rows) && rows.length > 0)
+  for (const r of rows) for (const k of ['variant', 'route', 'rps', 'rpsPerCpuSecond', 'ratio', 'p50Ms', 'p99Ms', 'peakRssMb']) assert.ok(k in r, `${k} in every row`)
+  const readme = read('README.md')
+  const between = readme.slice(readme.indexOf('<!-- bench:begin -->') + '<!-- bench:begin -->'.length, readme.indexOf('<!-- bench:end -->'))
+  assert.equal(between, '\n' + renderTable(rows, meta))
+})
