@@ -7,7 +7,7 @@
 // (utime + stime from /proc/PID/stat): it does not move when other load steals the core, and windows in
 // which the server got less than 90% of its core are dropped (and counted) rather than averaged in.
 //
-//   npm run bench                      # 3 rounds × 3 s per variant and route (≈ 7 min)
+//   npm run bench                      # 3 rounds × 2 s windows (≈ 8 min)
 //   ROUNDS=1 DURATION=2 npm run bench  # a quick look
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { cpus } from 'node:os'
@@ -15,14 +15,14 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { VARIANTS, type VariantName } from './server.ts'
+import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
-const DURATION = Number(process.env.DURATION ?? 3)
+const DURATION = Number(process.env.DURATION ?? 2)
 const CLK_TCK = 100
-const HTTP_PORT = 3100
-const HTTPS_PORT = 3543
+// Bare runs for the whole benchmark in slot 0; each other variant runs in slot 1 while it is measured.
+const PORTS = [{ http: 3100, https: 3543 }, { http: 3101, https: 3544 }] as const
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const LABEL: Record<VariantName, string> = {
@@ -39,9 +39,9 @@ const LABEL: Record<VariantName, string> = {
 const only = process.env.VARIANTS?.split(',') as VariantName[] | undefined
 const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || v === 'bare')
 const ROUTES = [
-  { name: 'GET /', url: `http://127.0.0.1:${HTTP_PORT}/`, lua: undefined as string | undefined },
-  { name: 'POST /echo 1 KiB', url: `http://127.0.0.1:${HTTP_PORT}/echo`, lua: 'post' },
-  { name: 'GET / over HTTPS', url: `https://127.0.0.1:${HTTPS_PORT}/`, lua: undefined }
+  { name: 'GET /', url: (slot: number) => `http://127.0.0.1:${PORTS[slot]!.http}/`, lua: undefined as string | undefined },
+  { name: 'POST /echo 1 KiB', url: (slot: number) => `http://127.0.0.1:${PORTS[slot]!.http}/echo`, lua: 'post' },
+  { name: 'GET / over HTTPS', url: (slot: number) => `https://127.0.0.1:${PORTS[slot]!.https}/`, lua: undefined }
 ]
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
@@ -64,16 +64,17 @@ function peakRssMb (pid: number): number {
   return m === null ? NaN : Number(m[1]) / 1024
 }
 
-async function startVariant (v: VariantName): Promise<ChildProcess> {
+async function startVariant (v: VariantName, slot: number): Promise<ChildProcess> {
+  const { http, https } = PORTS[slot]!
   const child = spawn('taskset', ['-c', '0', process.execPath, join(root, 'bench', 'server.ts')], {
-    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(HTTP_PORT), HTTPS_PORT: String(HTTPS_PORT) },
+    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https) },
     stdio: ['ignore', 'ignore', 'inherit']
   })
   for (let i = 0; i < 300; i++) {
     await new Promise(resolve => setTimeout(resolve, 50))
     if (child.exitCode !== null) break
     try {
-      execFileSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${HTTPS_PORT}/`])
+      execFileSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`])
       return child
     } catch { /* not listening yet */ }
   }
@@ -88,42 +89,62 @@ function wrk (url: string, seconds: number, lua?: string): { rps: number, p50: n
   return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50: lat('50'), p99: lat('99') }
 }
 
-interface Sample { variant: VariantName, route: string, rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, peakRssMb: number, otlpBytesPerRequest: number }
+interface Sample {
+  variant: VariantName, route: string, round: number, rps: number, rpsPerCpuSecond: number, cpuShare: number,
+  p50Ms: number, p99Ms: number, peakRssMb: number, otlpBytesPerRequest: number,
+  /** This window's req/CPU-s over the mean of the bare windows just before and after it. */
+  pairedRatio: number
+}
 const samples: Sample[] = []
 const started = Date.now()
+
+async function measure (child: ChildProcess, v: VariantName, r: typeof ROUTES[number], slot: number, round: number): Promise<Omit<Sample, 'pairedRatio'>> {
+  await new Promise(resolve => setTimeout(resolve, 200)) // let earlier spans leave before counting
+  const bytes0 = await receivedBytes()
+  const t0 = cpuTicks(child.pid!)
+  const w0 = performance.now()
+  const res = wrk(r.url(slot), DURATION, r.lua)
+  const cpuSeconds = (cpuTicks(child.pid!) - t0) / CLK_TCK
+  const wall = (performance.now() - w0) / 1000
+  return {
+    variant: v,
+    route: r.name,
+    round,
+    rps: res.rps,
+    rpsPerCpuSecond: (res.rps * wall) / cpuSeconds,
+    cpuShare: cpuSeconds / wall,
+    p50Ms: res.p50,
+    p99Ms: res.p99,
+    peakRssMb: peakRssMb(child.pid!),
+    otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / (res.rps * wall)
+  }
+}
+
+// Machine speed here drifts by tens of percent within minutes, so every variant window is paired with bare
+// windows measured right before and after it, and the ratio is taken per pair.
 await new Promise(resolve => setTimeout(resolve, 300))
+const bare = await startVariant('bare', 0)
+for (const r of ROUTES) wrk(r.url(0), 1, r.lua) // warm-up
 for (let round = 1; round <= ROUNDS; round++) {
-  for (const v of variants) {
-    const child = await startVariant(v)
+  for (const v of variants.filter(x => x !== 'bare')) {
+    const child = await startVariant(v, 1)
     for (const r of ROUTES) {
-      wrk(r.url, 1, r.lua) // warm-up: JIT, pools, TLS sessions
-      await new Promise(resolve => setTimeout(resolve, 300)) // let the warm-up's spans leave before counting
-      const bytes0 = await receivedBytes()
-      const t0 = cpuTicks(child.pid!)
-      const w0 = performance.now()
-      const res = wrk(r.url, DURATION, r.lua)
-      const cpuSeconds = (cpuTicks(child.pid!) - t0) / CLK_TCK
-      const wall = (performance.now() - w0) / 1000
-      const s: Sample = {
-        variant: v,
-        route: r.name,
-        rps: res.rps,
-        rpsPerCpuSecond: (res.rps * wall) / cpuSeconds,
-        cpuShare: cpuSeconds / wall,
-        p50Ms: res.p50,
-        p99Ms: res.p99,
-        peakRssMb: peakRssMb(child.pid!),
-        otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / (res.rps * wall)
-      }
-      samples.push(s)
+      wrk(r.url(1), 1, r.lua) // warm-up: JIT, pools, TLS sessions
+      const before = await measure(bare, 'bare', r, 0, round)
+      const s = await measure(child, v, r, 1, round)
+      const after = await measure(bare, 'bare', r, 0, round)
+      const bareMean = (before.rpsPerCpuSecond + after.rpsPerCpuSecond) / 2
+      const bareOk = before.cpuShare >= 0.9 && after.cpuShare >= 0.9
+      samples.push({ ...before, pairedRatio: 1 }, { ...s, pairedRatio: bareOk ? s.rpsPerCpuSecond / bareMean : NaN }, { ...after, pairedRatio: 1 })
       process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
-        `${s.rpsPerCpuSecond.toFixed(0).padStart(7)} req/CPU-s  server CPU ${(s.cpuShare * 100).toFixed(0).padStart(3)}%  ` +
-        `${((Date.now() - started) / 1000).toFixed(0)} s\n`)
+        `${s.rpsPerCpuSecond.toFixed(0).padStart(7)} req/CPU-s  (bare ${bareMean.toFixed(0)})  ratio ${(s.rpsPerCpuSecond / bareMean).toFixed(2)}  ` +
+        `server CPU ${(s.cpuShare * 100).toFixed(0).padStart(3)}%  ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
     }
-    child.kill('SIGTERM')
+    child.kill('SIGKILL')
     await new Promise(resolve => child.once('exit', resolve))
   }
 }
+bare.kill('SIGKILL')
 receiver.kill()
 
 const median = (xs: number[]): number => {
@@ -134,18 +155,16 @@ const median = (xs: number[]): number => {
 const round2 = (x: number): number => Math.round(x * 100) / 100
 const rows: BenchRow[] = []
 for (const r of ROUTES) {
-  // Windows where the server did not get 90% of its core say more about the machine than the variant.
-  const kept = (v: VariantName): Sample[] => samples.filter(s => s.variant === v && s.route === r.name && s.cpuShare >= 0.9)
-  const bare = median(kept('bare').map(s => s.rpsPerCpuSecond))
   for (const v of variants) {
-    const k = kept(v)
+    // Windows where the server did not get 90% of its core say more about the machine than the variant.
     const all = samples.filter(s => s.variant === v && s.route === r.name)
+    const k = all.filter(s => s.cpuShare >= 0.9 && !Number.isNaN(s.pairedRatio))
     rows.push({
       variant: LABEL[v],
       route: r.name,
       rps: Math.round(median(k.map(s => s.rps))),
       rpsPerCpuSecond: Math.round(median(k.map(s => s.rpsPerCpuSecond))),
-      ratio: round2(median(k.map(s => s.rpsPerCpuSecond)) / bare),
+      ratio: round2(median(k.map(s => s.pairedRatio))),
       p50Ms: round2(median(k.map(s => s.p50Ms))),
       p99Ms: round2(median(k.map(s => s.p99Ms))),
       peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb))),
@@ -158,8 +177,9 @@ const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const meta: BenchMeta = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${cpus().length} × ${cpu}, Node ${process.version}`,
-  method: `${ROUNDS} interleaved rounds × ${DURATION} s per variant and route, wrk -t1 -c50 keep-alive on CPU 1, server on CPU 0; ` +
-    'ratio = requests per server CPU-second / bare\'s, medians of windows where the server had ≥ 90% of its core'
+  method: `${ROUNDS} rounds; each ${DURATION} s window of a variant sits between two ${DURATION} s windows of bare; wrk -t1 -c50 keep-alive on CPU 1, server on CPU 0; ` +
+    'ratio = requests per server CPU-second / the mean of the two bare windows around it, median over rounds, windows where a server had < 90% of its core dropped; ' +
+    'peak RSS = VmHWM of the variant\'s process'
 }
 console.table(rows)
 writeFileSync(join(root, 'bench', 'results', 'latest.json'), JSON.stringify(rows, null, 2) + '\n')

@@ -7,11 +7,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { FastifyInstance, FastifyServerFactory } from 'fastify'
 import { loadTlsMaterial } from '../src/tls-cert.ts'
 
-export const VARIANTS = [
-  'bare', 'journey-metrics', 'journey-fine', 'journey-1pct', 'journey-100pct',
-  'usual-100pct', 'usual-10pct', 'fastify-metrics', 'prom-client-histogram'
-] as const
-export type VariantName = typeof VARIANTS[number]
+import { VARIANTS, type VariantName } from './variants.ts'
 
 const variant = (process.env.BENCH_VARIANT ?? 'bare') as VariantName
 if (!VARIANTS.includes(variant)) throw new Error(`BENCH_VARIANT must be one of ${VARIANTS.join(', ')}`)

@@ -75,8 +75,8 @@ export interface Journey {
   listenerFor: (server: Server) => NetServer
   plugin: FastifyPluginCallback
   precision: Precision
-  /** The recent-requests view behind the built-in page. */
-  recent: RecentConsumer
+  /** The recent-requests view behind the built-in page; it starts collecting on first use (or registerPage). */
+  readonly recent: RecentConsumer
   /** Serve the built-in page (/journey) on an app, normally the admin listener's. */
   registerPage: (app: FastifyInstance, opts?: { jaegerUrl?: string | undefined }) => void
   /** Why read/parse are not measured on this Node, if they are not. */
@@ -101,7 +101,9 @@ export function createJourney (opts: JourneyOptions): Journey {
       recordHeaders: opts.recordHeaders ?? []
     })
   const metrics = createMetricsConsumer(opts.registry)
-  const recent = createRecentConsumer()
+  // The page's view is built only if a page is served: an app that never shows it pays nothing for it.
+  let recent: RecentConsumer | undefined
+  const recentView = (): RecentConsumer => (recent ??= createRecentConsumer())
   const kernel = createKernelMetrics(opts.registry)
   const listenerNames = new WeakMap<Server, string>()
   const onStart = spans?.start ?? (() => {})
@@ -132,16 +134,16 @@ export function createJourney (opts: JourneyOptions): Journey {
     },
     plugin,
     precision,
-    recent,
+    get recent () { return recentView() },
     registerPage (app, pageOpts = {}) {
-      registerJourneyPage(app, { recent, jaegerUrl: pageOpts.jaegerUrl })
+      registerJourneyPage(app, { recent: recentView(), jaegerUrl: pageOpts.jaegerUrl })
     },
     limitation: checkParserInternals(),
     kernelLimitation: kernel.unavailable,
     close () {
       spans?.close()
       metrics.close()
-      recent.close()
+      recent?.close()
     }
   }
 }

@@ -32,34 +32,43 @@ export function timelineOf (rec: Marks & { timeline: Timeline | undefined }): Ti
   return rec.timeline ??= buildTimeline(rec)
 }
 
+/**
+ * Pushes one stage. A stage whose end event never came (an error reply skipped the rest of its hooks, or
+ * the client left) ends at the first later event that did happen (`next1`, `next2`, else the request's
+ * end), so stages never overlap; it is marked cut. A plain function rather than a closure: this runs for
+ * every request, and a per-call closure and `next` array were a measurable share of its cost.
+ */
+function push (stages: Interval[], stage: Stage, s: number, e: number, end: number, next1 = NaN, next2 = NaN): void {
+  if (s !== s) return // NaN: the stage never started
+  if (e === e) {
+    stages.push({ stage, start: s, end: e, cut: false })
+    return
+  }
+  const next = next1 === next1 ? next1 : next2 === next2 ? next2 : end
+  stages.push({ stage, start: s, end: next > s ? next : s, cut: true })
+}
+
 export function buildTimeline (m: Marks): Timeline {
   const end = seen(m.finishAt) ? m.finishAt : m.endAt
-  // A stage whose end event never came (an error reply skipped the rest of its hooks, or the client left)
-  // ends at the next event that did happen, so stages never overlap; it is marked cut.
   const stages: Interval[] = []
-  const add = (stage: Stage, s: number, e: number, next: number[] = []): void => {
-    if (!seen(s)) return
-    const stop = seen(e) ? e : Math.max(s, next.find(seen) ?? end)
-    stages.push({ stage, start: s, end: stop, cut: !seen(e) })
-  }
-  add('accept', m.acceptAt, m.acceptedAt)
-  if (seen(m.secureAt)) add('tls', m.acceptedAt, m.secureAt)
+  push(stages, 'accept', m.acceptAt, m.acceptedAt, end)
+  if (seen(m.secureAt)) push(stages, 'tls', m.acceptedAt, m.secureAt, end)
   // With TLS 1.3 the first request often rides in the same packet as the handshake's last message, so
   // its ciphertext (fine mode) arrives before the handshake ends: it cannot be read as a request sooner.
   const readStart = seen(m.secureAt) && seen(m.beginAt) ? Math.max(m.beginAt, m.secureAt) : m.beginAt
   if (seen(m.decryptStartAt)) {
     // Fine mode on TLS: bytes arriving, then the last record's decryption, then parsing.
     const decryptStart = Math.max(m.decryptStartAt, readStart)
-    add('read', readStart, decryptStart)
-    add('decrypt', decryptStart, m.headersAt)
+    push(stages, 'read', readStart, decryptStart, end)
+    push(stages, 'decrypt', decryptStart, m.headersAt, end)
   } else {
-    add('read', readStart, m.headersAt)
+    push(stages, 'read', readStart, m.headersAt, end)
   }
-  add('parse', m.headersAt, m.requestAt)
-  add('decode', m.decodeStartAt, m.decodeEndAt, [m.handlerStartAt, m.handlerEndAt])
-  add('handler', m.handlerStartAt, m.handlerEndAt)
-  add('serialize', m.handlerEndAt, m.serializeEndAt)
-  add('write', m.serializeEndAt, m.finishAt)
+  push(stages, 'parse', m.headersAt, m.requestAt, end)
+  push(stages, 'decode', m.decodeStartAt, m.decodeEndAt, end, m.handlerStartAt, m.handlerEndAt)
+  push(stages, 'handler', m.handlerStartAt, m.handlerEndAt, end)
+  push(stages, 'serialize', m.handlerEndAt, m.serializeEndAt, end)
+  push(stages, 'write', m.serializeEndAt, m.finishAt, end)
 
   const first = stages[0]
   // Without parser marks the request object is the first thing seen; hooks before decode are a gap then.
