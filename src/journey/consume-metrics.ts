@@ -6,7 +6,7 @@ import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
 import {
-  CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
+  CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, KERNEL_WAIT_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
   STAGE_BUCKETS, STAGES, type Stage
 } from './stages.ts'
 
@@ -66,6 +66,11 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     help: 'TLS handshake: connection accepted to secure connection established (includes waiting for the ClientHello).',
     labelNames: ['listener', 'protocol', 'resumed'] as const, buckets: STAGE_BUCKETS, registers
   })
+  const kernelWait = new Histogram({
+    name: METRIC.acceptKernelWait,
+    help: 'Linux TCP_INFO at accept: how long the connection had waited in the kernel before the server took it (since the client\'s last ACK; 1000/HZ s resolution). Absent without the TCP_INFO addon.',
+    labelNames: ['listener'] as const, buckets: KERNEL_WAIT_BUCKETS, registers
+  })
   const tlsFailures = new Counter({
     name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'] as const, registers
   })
@@ -116,8 +121,9 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
   }
 
   function onOpen (message: unknown): void {
-    const { listener } = message as ConnectionRecord
+    const { listener, kernel } = message as ConnectionRecord
     accepted.inc({ listener })
+    if (kernel !== undefined) kernelWait.observe({ listener }, kernel.lastAckRecvMs / 1000)
     active.inc({ listener })
   }
 

@@ -6,6 +6,7 @@ import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
 import { STAGES, type Stage } from './stages.ts'
 import { toEpochMs } from './clock.ts'
+import { tcpInfoUnavailable } from './tcp-info.ts'
 
 export interface RecentRequest {
   id: number
@@ -31,7 +32,11 @@ export interface Snapshot {
   recent: RecentRequest[]
   slowest: RecentRequest[]
   stages: StageStats[]
-  connections: { active: number, acceptedPerSecond: number, tlsFull: number, tlsResumed: number, tlsFailed: number }
+  connections: {
+    active: number, acceptedPerSecond: number, tlsFull: number, tlsResumed: number, tlsFailed: number
+    /** TCP_INFO at accept over the last minute (ms); undefined when not measured (no addon, not Linux). */
+    kernelWait: { p50: number, p99: number, count: number } | undefined
+  }
 }
 
 export interface RecentOptions {
@@ -86,6 +91,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   // Accepted connections per second over the last 10 s: ten counters, not one entry per connection.
   const acceptCount = new Float64Array(10)
   const acceptSecond = new Float64Array(10).fill(-1)
+  const kernelWaits = new SampleRing(opts.samplesPerStage ?? 5000)
   let nextId = 1
   let active = 0
   let tlsFull = 0
@@ -135,7 +141,9 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     return out
   }
 
-  function onOpen (): void {
+  function onOpen (message: unknown): void {
+    const k = (message as ConnectionRecord).kernel
+    if (k !== undefined) kernelWaits.push(Date.now(), k.lastAckRecvMs)
     active++
     const sec = Math.floor(Date.now() / 1000)
     const i = sec % 10
@@ -155,6 +163,12 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     // The ten whole seconds before this one.
     for (let i = 0; i < 10; i++) if (acceptSecond[i]! >= sec - 10 && acceptSecond[i]! < sec) n += acceptCount[i]!
     return n / 10
+  }
+
+  function kernelWaitStats (from: number): Snapshot['connections']['kernelWait'] {
+    if (tcpInfoUnavailable !== undefined) return undefined
+    const sorted = kernelWaits.since(from).map(w => w[1]).sort((a, b) => a - b)
+    return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), count: sorted.length }
   }
 
   channels.request.subscribe(onRequest)
@@ -191,7 +205,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
           acceptedPerSecond: acceptedPerSecond(Math.floor(now / 1000)),
           tlsFull,
           tlsResumed,
-          tlsFailed
+          tlsFailed,
+          kernelWait: kernelWaitStats(from)
         }
       }
     },

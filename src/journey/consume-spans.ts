@@ -128,9 +128,22 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     span.end(toEpochMs(iv.end))
   }
 
+  function acceptAttributes (conn: ConnectionRecord): Attributes {
+    const k = conn.kernel
+    if (k === undefined) return { [ATTR.acceptQueueWait]: false }
+    const a: Attributes = {
+      [ATTR.acceptQueueWait]: true,
+      [ATTR.acceptKernelWaitMs]: k.lastAckRecvMs,
+      [ATTR.acceptBytesWaiting]: k.bytesReceived,
+      [ATTR.tcpRttUs]: k.rttUs
+    }
+    if (k.bytesReceived > 0) a[ATTR.acceptDataWaitMs] = k.lastDataRecvMs
+    return a
+  }
+
   function stageAttributes (stage: Stage, rec: RequestRecord): Attributes | undefined {
     switch (stage) {
-      case 'accept': return { [ATTR.acceptQueueWait]: false }
+      case 'accept': return acceptAttributes(rec.conn)
       case 'tls': return tlsAttributes(rec.conn)
       case 'read': return { [ATTR.readIncludesDecrypt]: rec.scheme === 'https' && precision === 'default' }
       case 'decode': {

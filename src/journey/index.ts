@@ -22,6 +22,7 @@ import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
 import { cipherTapListener } from './cipher-tap.ts'
 import { createKernelMetrics } from './kernel.ts'
+import { tcpInfoUnavailable } from './tcp-info.ts'
 import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance } from 'fastify'
@@ -139,7 +140,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       registerJourneyPage(app, { recent: recentView(), jaegerUrl: pageOpts.jaegerUrl })
     },
     limitation: checkParserInternals(),
-    kernelLimitation: kernel.unavailable,
+    kernelLimitation: [kernel.unavailable, tcpInfoUnavailable].filter(x => x !== undefined).join('; ') || undefined,
     close () {
       spans?.close()
       metrics.close()

@@ -4,6 +4,7 @@ import type { Server as HttpServer } from 'node:http'
 import type { Socket } from 'node:net'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import { now } from './clock.ts'
+import { readTcpInfo } from './tcp-info.ts'
 import { newConnectionRecord, type ConnectionRecord } from './records.ts'
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser } from './observe-parser.ts'
@@ -17,6 +18,8 @@ export interface ObserveResult {
 
 function onConnection (this: HttpServer & { [kListener]: string }, socket: Observed): void {
   const conn = newConnectionRecord(this[kListener], this instanceof TlsServer, now())
+  // First thing after accept: how long the kernel had held this connection (and its bytes) before us.
+  conn.kernel = readTcpInfo(socket)
   socket[kConnection] = conn
   socket.on('close', onClose)
   publishConnection(channels.connectionOpen, conn)

@@ -50,7 +50,12 @@ export function renderStages (stages: StageStats[]): string {
 
 function renderConnections (c: Snapshot['connections']): string {
   return `<b>${c.active}</b> open · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s · TLS handshakes: <b>${c.tlsFull}</b> full, ` +
-    `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed · accept-queue depth: not measured yet`
+    `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed · ` +
+    (c.kernelWait === undefined
+      ? 'kernel wait before accept: not measured (no TCP_INFO addon)'
+      : c.kernelWait.count === 0
+        ? 'kernel wait before accept: no new connections'
+        : `kernel wait before accept: p50 <b>${c.kernelWait.p50} ms</b>, p99 <b>${c.kernelWait.p99} ms</b> (TCP_INFO, in whole jiffies)`)
 }
 
 export function fragments (snap: Snapshot, jaegerUrl?: string): { rows: string, slowest: string, stages: string, connections: string, lastId: number } {

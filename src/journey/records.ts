@@ -1,5 +1,6 @@
 // The records observers write into: plain numbers (monotonic marks, NaN = not observed) and a few strings.
 // Observers never build telemetry; consumers read finished records (see publish.ts).
+import type { KernelView } from './tcp-info.ts'
 import type { Context } from '@opentelemetry/api'
 import type { Timeline } from './timeline.ts'
 
@@ -15,6 +16,8 @@ export interface ConnectionRecord {
   acceptedAt: number
   /** 'secureConnection': TLS handshake complete. */
   secureAt: number
+  /** TCP_INFO at accept (undefined without the addon): the kernel-side wait before acceptAt. */
+  kernel: KernelView | undefined
   tlsProtocol: string | undefined
   tlsCipher: string | undefined
   tlsAlpn: string | undefined
@@ -103,6 +106,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     acceptAt,
     acceptedAt: NaN,
     secureAt: NaN,
+    kernel: undefined,
     tlsProtocol: undefined,
     tlsCipher: undefined,
     tlsAlpn: undefined,

@@ -47,6 +47,12 @@ export const ATTR = {
   connectionBytesWritten: 'journey.connection.bytes_written',
   readIncludesDecrypt: 'journey.read.includes_decrypt',
   acceptQueueWait: 'journey.accept.queue_wait_measured',
+  /** TCP_INFO at accept: ms since the client's last ACK (the handshake's, if it has sent nothing), 1000/HZ ms resolution. */
+  acceptKernelWaitMs: 'journey.accept.kernel_wait_ms',
+  /** TCP_INFO at accept: ms since the last data packet, when request bytes were already waiting. */
+  acceptDataWaitMs: 'journey.accept.data_wait_ms',
+  acceptBytesWaiting: 'journey.accept.bytes_waiting',
+  tcpRttUs: 'journey.tcp.rtt_us',
   tlsResumed: 'tls.resumed',
   tlsProtocol: 'tls.protocol.version',
   tlsCipher: 'tls.cipher',
@@ -81,7 +87,8 @@ export const METRIC = {
   acceptQueueLength: 'journey_accept_queue_length',
   acceptQueueCapacity: 'journey_accept_queue_capacity',
   listenOverflows: 'journey_listen_overflows_total',
-  listenDrops: 'journey_listen_drops_total'
+  listenDrops: 'journey_listen_drops_total',
+  acceptKernelWait: 'journey_accept_kernel_wait_seconds'
 } as const
 
 /** Histogram buckets for stages: most stages take microseconds, a blocked handler seconds. */
@@ -92,6 +99,8 @@ export const STAGE_BUCKETS = [
 /** The stable HTTP semantic conventions' advised buckets for http.server.request.duration. */
 export const HTTP_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 export const SIZE_BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
+/** TCP_INFO ages come in jiffies (4 ms at HZ=250): finer buckets would only count rounding. */
+export const KERNEL_WAIT_BUCKETS = [0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2, 5]
 export const CONNECTION_DURATION_BUCKETS = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800]
 export const REQUESTS_PER_CONNECTION_BUCKETS = [1, 2, 5, 10, 50, 100, 500, 1000, 10000]
 

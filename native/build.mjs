@@ -1,0 +1,43 @@
+// Builds the TCP_INFO addon (tcp_info.c) at install time, offline, with the node-gyp that ships with npm.
+// Never fails the install: without a compiler, headers or Linux, the kernel-wait measurements are simply
+// "not measured" (the server logs why). Plain .mjs so it runs before anything is type-checked or installed.
+import { existsSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const say = (msg) => console.log(`request-journey: ${msg}`)
+
+function headersDir () {
+  const prefix = dirname(dirname(process.execPath))
+  const candidates = [
+    process.env.JOURNEY_NODEDIR,
+    prefix, // official tarballs, Docker's node images: <prefix>/include/node
+    join(prefix, 'node_modules', `node-${process.platform}-${process.arch}`) // the npm `node` package
+  ]
+  return candidates.find(d => d !== undefined && existsSync(join(d, 'include', 'node', 'node_api.h')))
+}
+
+function nodeGyp () {
+  const fromNpm = process.env.npm_config_node_gyp // set by npm for lifecycle scripts
+  if (fromNpm !== undefined && existsSync(fromNpm)) return fromNpm
+  try {
+    return createRequire(join(dirname(process.env.npm_execpath ?? ''), 'x.js')).resolve('node-gyp/bin/node-gyp.js')
+  } catch { return undefined }
+}
+
+if (process.platform !== 'linux') {
+  say(`TCP_INFO addon skipped: Linux only (this is ${process.platform}); kernel wait times will not be measured`)
+  process.exit(0)
+}
+const nodedir = headersDir()
+const gyp = nodeGyp()
+if (nodedir === undefined || gyp === undefined) {
+  say(`TCP_INFO addon not built: ${nodedir === undefined ? 'no Node headers found (set JOURNEY_NODEDIR to a directory with include/node)' : 'node-gyp not found'}; kernel wait times will not be measured`)
+  process.exit(0)
+}
+const r = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, '--loglevel=warn'], { cwd: here, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
+if (r.status === 0) say('TCP_INFO addon built')
+else say(`TCP_INFO addon not built (node-gyp exited ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}; kernel wait times will not be measured`)

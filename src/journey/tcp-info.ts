@@ -1,0 +1,44 @@
+// The kernel's record of one TCP connection (getsockopt TCP_INFO), through the small addon in native/.
+// Read once per accepted connection: how long the connection had waited in the kernel before the
+// application took it, and whether request bytes were already waiting. Linux reports those ages in
+// jiffies converted to ms, so their resolution is 1000/HZ ms (4 ms here with HZ=250): coarse, but the
+// only view of the accept queue from inside the process. Without the addon nothing is invented: the
+// fields stay undefined and spans say `journey.accept.queue_wait_measured=false`.
+import { createRequire } from 'node:module'
+import type { Socket } from 'node:net'
+
+interface Addon { tcpInfo: (fd: number, out: Float64Array) => boolean }
+
+let addon: Addon | undefined
+let unavailable: string | undefined
+try {
+  addon = createRequire(import.meta.url)('../../native/build/Release/tcp_info.node') as Addon
+} catch (err) {
+  unavailable = process.platform === 'linux'
+    ? `the TCP_INFO addon is not built (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; npm ci builds it with node-gyp): accept-queue wait is not measured`
+    : `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
+}
+
+/** Why TCP_INFO measurements are absent, if they are. */
+export const tcpInfoUnavailable: string | undefined = unavailable
+
+export interface KernelView {
+  /** ms since the last ACK-bearing packet from the client: for a connection that has sent nothing yet, since the handshake completed. */
+  lastAckRecvMs: number
+  /** ms since the last data packet arrived; meaningful when bytesReceived > 0. */
+  lastDataRecvMs: number
+  /** Smoothed round-trip time, µs. */
+  rttUs: number
+  /** Payload bytes the kernel has received on this connection (-1: kernel too old to say). */
+  bytesReceived: number
+}
+
+const out = new Float64Array(8)
+
+/** The socket's TCP_INFO, or undefined (no addon, no fd, not TCP). Costs one syscall (≈1.5 µs). */
+export function readTcpInfo (socket: Socket): KernelView | undefined {
+  if (addon === undefined) return undefined
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
+  if (fd === undefined || fd < 0 || !addon.tcpInfo(fd, out)) return undefined
+  return { lastDataRecvMs: out[1]!, lastAckRecvMs: out[2]!, rttUs: out[3]!, bytesReceived: out[4]! }
+}

@@ -1,0 +1,70 @@
+// The accept queue seen from inside the process, through TCP_INFO: a connection (with its request) that
+// arrives while the event loop is blocked waits in the kernel, and its accept span and histogram say how
+// long — compared here with the wait the test itself imposed. Needs the addon npm ci builds (Linux).
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { Worker } from 'node:worker_threads'
+import { request } from 'undici'
+import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
+import { startTestServer, type TestServer } from '../helpers/server.ts'
+
+const skip = tcpInfoUnavailable !== undefined && process.env.CI !== 'true' ? tcpInfoUnavailable : false
+let t: TestServer
+before(async () => { if (skip === false) t = await startTestServer() })
+after(async () => { await t?.close() })
+
+/** A client in a worker thread connects and sends a request while this thread blocks for `blockMs`. */
+function requestWhileBlocked (port: number, blockMs: number): { worker: Worker, sentAt: number } {
+  const flag = new Int32Array(new SharedArrayBuffer(4))
+  const worker = new Worker(`
+    const { connect } = require('node:net')
+    const { workerData: { port, flag }, parentPort } = require('node:worker_threads')
+    const s = connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n', () => {
+      Atomics.store(flag, 0, 1); Atomics.notify(flag, 0)
+    }))
+    s.on('data', () => {}); s.on('error', () => {})
+    parentPort.on('message', () => { s.destroy(); process.exit(0) })
+  `, { eval: true, workerData: { port, flag } })
+  assert.equal(Atomics.wait(flag, 0, 0, 10_000), 'ok', 'the worker connected and sent its request')
+  const sentAt = performance.timeOrigin + performance.now()
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, blockMs) // the event loop is blocked meanwhile
+  return { worker, sentAt }
+}
+
+test('the addon is built by npm ci on Linux (CI fails rather than skip)', { skip: process.platform !== 'linux' && 'Linux only' }, () => {
+  assert.equal(tcpInfoUnavailable, undefined)
+})
+
+test('a connection accepted after 80 ms in the kernel says so on its accept span and in the histogram', { skip }, async (ctx) => {
+  const port = Number(new URL(t.http).port)
+  const { worker, sentAt } = requestWhileBlocked(port, 80)
+  const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.accept'))
+  worker.postMessage('stop')
+  const accept = spans.find(x => x.name === 'journey.accept')!
+  assert.equal(accept.attributes['journey.accept.queue_wait_measured'], true)
+  const wait = accept.attributes['journey.accept.kernel_wait_ms'] as number
+  const dataWait = accept.attributes['journey.accept.data_wait_ms'] as number
+  // What the test saw: from the request being written (a bit after it reached the kernel) to accept.
+  const acceptedAt = accept.startTime[0] * 1000 + accept.startTime[1] / 1e6
+  const observed = acceptedAt - sentAt
+  ctx.diagnostic(`80 ms block: accepted ${observed.toFixed(1)} ms after the request was sent; TCP_INFO kernel_wait_ms ${wait}, data_wait_ms ${dataWait}, bytes_waiting ${String(accept.attributes['journey.accept.bytes_waiting'])}`)
+  // Jiffies make the kernel's figure a multiple of 4 ms (HZ=250); it may also start a little before sentAt.
+  assert.ok(observed >= 79, `accepted ${observed} ms after sending`)
+  assert.ok(Math.abs(wait - observed) <= 10, `kernel wait ${wait} ms vs ${observed.toFixed(1)} ms observed`)
+  assert.ok(Math.abs(dataWait - observed) <= 10, `request bytes waited ${dataWait} ms vs ${observed.toFixed(1)} ms observed`)
+  assert.ok((accept.attributes['journey.accept.bytes_waiting'] as number) > 0, 'the request was already in the kernel')
+  const metrics = await (await request(`${t.admin}/metrics`)).body.text()
+  const count = /^journey_accept_kernel_wait_seconds_count\{listener="http"\} (\d+)$/m.exec(metrics)
+  assert.ok(count !== null && Number(count[1]) >= 1)
+  const over64ms = /^journey_accept_kernel_wait_seconds_bucket\{(?:listener="http",le="0.064"|le="0.064",listener="http")\} (\d+)$/m.exec(metrics)
+  assert.ok(over64ms !== null && Number(over64ms[1]) < Number(count[1]), 'the blocked connection is in a bucket above 64 ms')
+})
+
+test('a connection accepted at once reports a wait under one jiffy or two', { skip }, async () => {
+  t.exporter.reset()
+  const r = await request(`${t.http}/`, { reset: true } as never)
+  await r.body.text()
+  const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.accept'))
+  const wait = spans.find(x => x.name === 'journey.accept')!.attributes['journey.accept.kernel_wait_ms'] as number
+  assert.ok(wait <= 8, `kernel wait ${wait} ms with an idle event loop`)
+})
