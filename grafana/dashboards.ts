@@ -281,9 +281,12 @@ export function connectionsDashboard (): Dashboard {
         { expr: `sum by (listener) (${METRIC.acceptQueueLength}{${SEL}})`, legendFormat: 'waiting {{listener}}' },
         { expr: `max by (listener) (${METRIC.acceptQueueCapacity}{${SEL}})`, legendFormat: 'capacity {{listener}}' }
       ], { min: 0 }),
-    timeseries(l, 12, 'Wait in the kernel before accept, p50 / p99',
-      'Linux TCP_INFO read at accept (the TCP_INFO addon): how long each new connection had been waiting in the kernel — handshake done, or request bytes already there — before the server took it. This is where time goes when the event loop is blocked or accept cannot keep up. Resolution one jiffy (4 ms at HZ=250).',
-      's', quantiles(METRIC.acceptKernelWait, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
+    timeseries(l, 12, 'Wait in the kernel before accept and before read, p99',
+      'Linux TCP_INFO (the TCP_INFO addon). Accept: how long each new connection had been waiting in the kernel — handshake done, or request bytes already there — before the server took it. Read: how long a request\'s bytes sat in the receive queue before the server read them (sampled requests only; every request with JOURNEY_PRECISION=fine). This is where time goes when the event loop is blocked. Resolution one jiffy (4 ms at HZ=250).',
+      's', [
+        { expr: `histogram_quantile(0.99, sum by (listener, le) (rate(${METRIC.acceptKernelWait}_bucket{${SEL}}[${RATE}])))`, legendFormat: 'before accept p99 {{listener}}' },
+        { expr: `histogram_quantile(0.99, sum by (listener, le) (rate(${METRIC.readKernelWait}_bucket{${SEL}}[${RATE}])))`, legendFormat: 'before read p99 {{listener}}' }
+      ], { min: 0 }),
     timeseries(l, 12, 'Listen overflows and drops',
       'TcpExt ListenOverflows (a completed handshake found the accept queue full) and ListenDrops, per second. Packet counts for the whole network namespace (each container has its own; processes sharing a host network report the same number), retransmissions counted again.',
       'pps', [

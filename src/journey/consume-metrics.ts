@@ -71,6 +71,11 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     help: 'Linux TCP_INFO at accept: how long the connection had waited in the kernel before the server took it (since the client\'s last ACK; 1000/HZ s resolution). Absent without the TCP_INFO addon.',
     labelNames: ['listener'] as const, buckets: KERNEL_WAIT_BUCKETS, registers
   })
+  const readKernelWait = new Histogram({
+    name: METRIC.readKernelWait,
+    help: 'Linux TCP_INFO, sampled requests only (every request with JOURNEY_PRECISION=fine): how long a request\'s bytes sat in the kernel receive queue before the server read them (1000/HZ s resolution).',
+    labelNames: ['listener'] as const, buckets: KERNEL_WAIT_BUCKETS, registers
+  })
   const tlsFailures = new Counter({
     name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'] as const, registers
   })
@@ -117,6 +122,7 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     if (traceId === undefined) duration.observe(seconds)
     else duration.observeWithExemplar(seconds, traceId, rec.spanId ?? '')
     if (!Number.isNaN(rec.requestBodyBytes)) rs.requestBody.observe(rec.requestBodyBytes)
+    if (!Number.isNaN(rec.kernelReadWaitMs)) readKernelWait.observe({ listener: rec.conn.listener }, rec.kernelReadWaitMs / 1000)
     if (!rec.aborted) rs.written.observe(rec.bytesWritten)
   }
 

@@ -145,7 +145,11 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     switch (stage) {
       case 'accept': return acceptAttributes(rec.conn)
       case 'tls': return tlsAttributes(rec.conn)
-      case 'read': return { [ATTR.readIncludesDecrypt]: rec.scheme === 'https' && precision === 'default' }
+      case 'read': {
+        const a: Attributes = { [ATTR.readIncludesDecrypt]: rec.scheme === 'https' && precision === 'default' }
+        if (!Number.isNaN(rec.kernelReadWaitMs)) a[ATTR.readKernelWaitMs] = rec.kernelReadWaitMs
+        return a
+      }
       case 'decode': {
         const a: Attributes = {}
         if (rec.contentType !== undefined) a[ATTR.contentType] = rec.contentType

@@ -109,7 +109,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   const listenerNames = new WeakMap<Server, string>()
   const onStart = spans?.start ?? (() => {})
   const plugin = fp((fastify, _o, done) => {
-    observeFastify(fastify, { onStart })
+    observeFastify(fastify, { onStart, fine: precision === 'fine' })
     done()
   }, { fastify: '5.x', name: 'request-journey' })
   return {

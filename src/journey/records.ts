@@ -60,6 +60,11 @@ export interface RequestRecord {
   acceptedAt: number
   secureAt: number
   beginAt: number
+  /**
+   * Sampled requests (and fine mode) with the TCP_INFO addon: how long this request's last bytes had been
+   * in the kernel before the parser saw its first byte, in ms (whole jiffies). NaN when not measured.
+   */
+  kernelReadWaitMs: number
   /** Fine mode on TLS: ciphertext of the header block's last chunk arrived; decrypt runs from here to headersAt. */
   decryptStartAt: number
   headersAt: number
@@ -145,6 +150,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     acceptedAt: first ? conn.acceptedAt : NaN,
     secureAt: first ? conn.secureAt : NaN,
     beginAt: conn.beginAt,
+    kernelReadWaitMs: NaN,
     decryptStartAt: conn.headersCipherAt,
     headersAt: conn.headersAt,
     requestAt,

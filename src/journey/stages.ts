@@ -53,6 +53,8 @@ export const ATTR = {
   acceptDataWaitMs: 'journey.accept.data_wait_ms',
   acceptBytesWaiting: 'journey.accept.bytes_waiting',
   tcpRttUs: 'journey.tcp.rtt_us',
+  /** Sampled requests or fine mode, TCP_INFO: ms the request's bytes sat in the kernel before the parser reached them. */
+  readKernelWaitMs: 'journey.read.kernel_wait_ms',
   tlsResumed: 'tls.resumed',
   tlsProtocol: 'tls.protocol.version',
   tlsCipher: 'tls.cipher',
@@ -88,7 +90,8 @@ export const METRIC = {
   acceptQueueCapacity: 'journey_accept_queue_capacity',
   listenOverflows: 'journey_listen_overflows_total',
   listenDrops: 'journey_listen_drops_total',
-  acceptKernelWait: 'journey_accept_kernel_wait_seconds'
+  acceptKernelWait: 'journey_accept_kernel_wait_seconds',
+  readKernelWait: 'journey_read_kernel_wait_seconds'
 } as const
 
 /** Histogram buckets for stages: most stages take microseconds, a blocked handler seconds. */

@@ -68,3 +68,46 @@ test('a connection accepted at once reports a wait under one jiffy or two', { sk
   const wait = spans.find(x => x.name === 'journey.accept')!.attributes['journey.accept.kernel_wait_ms'] as number
   assert.ok(wait <= 8, `kernel wait ${wait} ms with an idle event loop`)
 })
+
+test('a request that arrives on a keep-alive connection while the loop is blocked: its read span says how long its bytes waited', { skip }, async (ctx) => {
+  t.exporter.reset()
+  const port = Number(new URL(t.http).port)
+  // flags: [0] first response received, [1] main is about to block, [2] second request written
+  const flag = new Int32Array(new SharedArrayBuffer(12))
+  const worker = new Worker(`
+    const { connect } = require('node:net')
+    const { workerData: { port, flag }, parentPort } = require('node:worker_threads')
+    const req = 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'
+    let got = ''
+    const s = connect(port, '127.0.0.1', () => s.write(req))
+    s.on('data', (d) => {
+      got += d
+      if (Atomics.load(flag, 0) === 0 && got.includes('journey')) {
+        Atomics.store(flag, 0, 1); Atomics.notify(flag, 0)
+        Atomics.wait(flag, 1, 0, 10000)
+        s.write(req, () => { Atomics.store(flag, 2, 1); Atomics.notify(flag, 2) })
+      }
+    })
+    s.on('error', () => {})
+    parentPort.on('message', () => { s.destroy(); process.exit(0) })
+  `, { eval: true, workerData: { port, flag } })
+  await Atomics.waitAsync(flag, 0, 0, 10_000).value
+  Atomics.store(flag, 1, 1)
+  Atomics.notify(flag, 1)
+  assert.equal(Atomics.wait(flag, 2, 0, 10_000), 'ok', 'the second request was written')
+  const sentAt = performance.timeOrigin + performance.now()
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 80) // blocked: the request waits in the kernel
+  const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.read' && x.attributes['journey.read.kernel_wait_ms'] !== undefined &&
+    s.some(r => r.name === 'GET /' && r.attributes['journey.connection.request_index'] === 2)))
+  worker.postMessage('stop')
+  const second = spans.find(r => r.name === 'GET /' && r.attributes['journey.connection.request_index'] === 2)!
+  const read = spans.find(x => x.name === 'journey.read' && x.parentSpanContext?.spanId === second.spanContext().spanId)!
+  const wait = read.attributes['journey.read.kernel_wait_ms'] as number
+  const readStart = read.startTime[0] * 1000 + read.startTime[1] / 1e6
+  const observed = readStart - sentAt
+  ctx.diagnostic(`80 ms block: parser reached the request ${observed.toFixed(1)} ms after it was sent; TCP_INFO read kernel_wait_ms ${wait}`)
+  assert.ok(observed >= 79)
+  assert.ok(Math.abs(wait - observed) <= 10, `kernel read wait ${wait} ms vs ${observed.toFixed(1)} ms observed`)
+  const metrics = await (await request(`${t.admin}/metrics`)).body.text()
+  assert.match(metrics, /^journey_read_kernel_wait_seconds_count\{listener="http"\} [1-9]\d*$/m)
+})
