@@ -276,9 +276,10 @@ export function connectionsDashboard (): Dashboard {
       'short', quantiles(METRIC.connectionRequests, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
     row(l, 'The kernel'),
     timeseries(l, 12, 'Accept queue: waiting connections and capacity',
-      'Connections the kernel has handshaken and queued for accept() on each listener (LISTEN socket rx_queue in /proc/net/tcp, Linux only), against the queue size min(backlog, net.core.somaxconn). Sampled at scrape time by the event loop, so it shows sustained accept pressure; a queue built during a short event-loop block is usually drained before the scrape runs.',
+      'Connections the kernel has handshaken and queued for accept() on each listener (LISTEN socket rx_queue in /proc/net/tcp, Linux only), against the queue size min(backlog, net.core.somaxconn). "At scrape" is read when Prometheus scrapes, by the event loop, so it shows sustained pressure only; "deepest since previous scrape" comes from a worker thread sampling every JOURNEY_KERNEL_SAMPLE_MS (on in the compose stack), so it also catches queues that build while the event loop is blocked.',
       'short', [
-        { expr: `sum by (listener) (${METRIC.acceptQueueLength}{${SEL}})`, legendFormat: 'waiting {{listener}}' },
+        { expr: `sum by (listener) (${METRIC.acceptQueueLength}{${SEL}})`, legendFormat: 'waiting at scrape {{listener}}' },
+        { expr: `max by (listener) (${METRIC.acceptQueuePeak}{${SEL}})`, legendFormat: 'deepest since previous scrape {{listener}}' },
         { expr: `max by (listener) (${METRIC.acceptQueueCapacity}{${SEL}})`, legendFormat: 'capacity {{listener}}' }
       ], { min: 0 }),
     timeseries(l, 12, 'Wait in the kernel before accept and before read, p99',

@@ -29,6 +29,7 @@ export interface Config {
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
+  kernelSampleMs: number
   serviceName: string
   jaegerUiUrl: string | undefined
 }
@@ -125,6 +126,7 @@ export function loadConfig (env: Env = process.env): Config {
     precision: oneOf(env, 'JOURNEY_PRECISION', 'default', ['default', 'fine'] as const),
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
+    kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
     serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey',
     jaegerUiUrl: url(env, 'JAEGER_UI_URL')
   }

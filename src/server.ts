@@ -86,7 +86,8 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     precision: config.precision,
     slowThresholdMs: config.slowThresholdMs,
     keepErrors: config.keepErrors,
-    recordHeaders: config.recordHeaders
+    recordHeaders: config.recordHeaders,
+    kernelSampleMs: config.kernelSampleMs
   })
   if (journey.limitation !== undefined) log.warn(journey.limitation)
   if (journey.kernelLimitation !== undefined) log.info(journey.kernelLimitation)

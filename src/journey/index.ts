@@ -59,6 +59,8 @@ export interface JourneyOptions {
   keepErrors?: boolean
   /** Request headers to record on request spans (lower case). Nothing else from the request is recorded. */
   recordHeaders?: string[]
+  /** > 0: sample accept queues every this many ms off the event loop (journey_accept_queue_peak); for experiments. */
+  kernelSampleMs?: number
 }
 
 export interface Journey {
@@ -105,7 +107,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   // The page's view is built only if a page is served: an app that never shows it pays nothing for it.
   let recent: RecentConsumer | undefined
   const recentView = (): RecentConsumer => (recent ??= createRecentConsumer())
-  const kernel = createKernelMetrics(opts.registry)
+  const kernel = createKernelMetrics(opts.registry, { sampleMs: opts.kernelSampleMs ?? 0 })
   const listenerNames = new WeakMap<Server, string>()
   const onStart = spans?.start ?? (() => {})
   const plugin = fp((fastify, _o, done) => {
@@ -145,6 +147,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       spans?.close()
       metrics.close()
       recent?.close()
+      kernel.close()
     }
   }
 }

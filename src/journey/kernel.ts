@@ -11,43 +11,15 @@ import { readFile, readlink } from 'node:fs/promises'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Server as NetServer } from 'node:net'
 import { METRIC } from './stages.ts'
+import { acceptQueueLength, tcpExt } from './proc-net.ts'
+import { MAX_LISTENERS, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
+
+export { acceptQueueLength, tcpExt }
 
 /** Node's default listen() backlog, used when the app does not pass one. */
 export const NODE_DEFAULT_BACKLOG = 511
-const TCP_LISTEN = '0A'
 
-/**
- * The accept-queue length of the LISTEN socket with this inode in /proc/net/tcp{,6} text, or undefined.
- * Row: sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode …
- */
-export function acceptQueueLength (procNetTcp: string, inode: string): number | undefined {
-  const needle = ` ${inode} `
-  for (let at = procNetTcp.indexOf(needle); at !== -1; at = procNetTcp.indexOf(needle, at + 1)) {
-    const start = procNetTcp.lastIndexOf('\n', at) + 1
-    const end = procNetTcp.indexOf('\n', at)
-    const f = procNetTcp.slice(start, end === -1 ? undefined : end).trim().split(/\s+/)
-    if (f[9] !== inode || f[3] !== TCP_LISTEN) continue // the number matched another column
-    const rx = f[4]?.split(':')[1]
-    return rx === undefined ? undefined : parseInt(rx, 16)
-  }
-  return undefined
-}
-
-/** TcpExt counters from /proc/net/netstat text (pairs of header and value lines). */
-export function tcpExt (procNetNetstat: string): Map<string, number> {
-  const lines = procNetNetstat.split('\n')
-  const out = new Map<string, number>()
-  for (let i = 0; i + 1 < lines.length; i++) {
-    if (!lines[i]!.startsWith('TcpExt:') || !lines[i + 1]!.startsWith('TcpExt:')) continue
-    const names = lines[i]!.split(/\s+/).slice(1)
-    const values = lines[i + 1]!.split(/\s+/).slice(1)
-    names.forEach((n, j) => out.set(n, Number(values[j])))
-    break
-  }
-  return out
-}
-
-interface Watched { listener: string, server: NetServer, backlog: number }
+interface Watched { listener: string, server: NetServer, backlog: number, slot: number }
 interface Reading { queues: Map<string, { length: number, capacity: number }>, overflows: number, drops: number }
 
 export interface KernelMetrics {
@@ -55,6 +27,7 @@ export interface KernelMetrics {
   watch: (server: NetServer, listener: string, backlog?: number) => void
   /** Why the kernel metrics are absent on this system, if they are. */
   unavailable: string | undefined
+  close: () => void
 }
 
 /** The socket's inode from its fd (`_handle.fd`, undocumented; test/journey/internals.test.ts guards it). */
@@ -70,12 +43,20 @@ async function somaxconn (): Promise<number> {
   return Number.isInteger(n) && n > 0 ? n : Infinity
 }
 
-export function createKernelMetrics (registry: Registry<any>, platform: NodeJS.Platform = process.platform): KernelMetrics {
+export interface KernelMetricsOptions {
+  /** > 0: also sample the accept queues every this many ms from a worker thread (journey_accept_queue_peak). */
+  sampleMs?: number
+  platform?: NodeJS.Platform
+}
+
+export function createKernelMetrics (registry: Registry<any>, opts: KernelMetricsOptions = {}): KernelMetrics {
+  const platform = opts.platform ?? process.platform
   const unavailable = platform === 'linux'
     ? undefined
     : `accept-queue and listen-overflow metrics need Linux's /proc (this is ${platform}): they are not exported`
   const watched: Watched[] = []
-  if (unavailable !== undefined) return { watch () {}, unavailable }
+  if (unavailable !== undefined) return { watch () {}, unavailable, close () {} }
+  const sampler: KernelSampler | undefined = (opts.sampleMs ?? 0) > 0 ? startKernelSampler(opts.sampleMs!) : undefined
 
   let cached: { at: number, reading: Promise<Reading> } | undefined
   async function read (): Promise<Reading> {
@@ -141,12 +122,34 @@ export function createKernelMetrics (registry: Registry<any>, platform: NodeJS.P
       }
     })
   }
+  if (sampler !== undefined) {
+    new Gauge({
+      name: METRIC.acceptQueuePeak,
+      help: 'Deepest accept queue seen since the previous scrape, sampled every JOURNEY_KERNEL_SAMPLE_MS from a worker thread (so it sees queues that build while the event loop is blocked).',
+      labelNames: ['listener'] as const,
+      registers,
+      collect () {
+        this.reset()
+        for (const w of watched) if (w.server.listening) this.set({ listener: w.listener }, sampler.takePeak(w.slot))
+      }
+    })
+  }
+  let slots = 0
   return {
     watch (server, listener, backlog = NODE_DEFAULT_BACKLOG) {
       const i = watched.findIndex(w => w.listener === listener)
+      const slot = i === -1 ? slots++ : watched[i]!.slot
       if (i !== -1) watched.splice(i, 1)
-      watched.push({ listener, server, backlog })
+      watched.push({ listener, server, backlog, slot })
+      if (sampler === undefined || slot >= MAX_LISTENERS) return
+      const start = (): void => {
+        const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd
+        if (fd !== undefined && fd >= 0) sampler.watch(slot, fd)
+      }
+      if (server.listening) start()
+      else server.once('listening', start)
     },
-    unavailable
+    unavailable,
+    close () { sampler?.close() }
   }
 }

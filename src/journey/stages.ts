@@ -88,6 +88,7 @@ export const METRIC = {
   tlsHandshakeFailures: 'journey_tls_handshake_failures_total',
   acceptQueueLength: 'journey_accept_queue_length',
   acceptQueueCapacity: 'journey_accept_queue_capacity',
+  acceptQueuePeak: 'journey_accept_queue_peak',
   listenOverflows: 'journey_listen_overflows_total',
   listenDrops: 'journey_listen_drops_total',
   acceptKernelWait: 'journey_accept_kernel_wait_seconds',

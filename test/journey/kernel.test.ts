@@ -97,3 +97,23 @@ test('/metrics reports each listener\'s accept queue and capacity, and the names
   assert.match(text, /^journey_listen_overflows_total \d+$/m)
   assert.match(text, /^journey_listen_drops_total \d+$/m)
 })
+
+test('with JOURNEY_KERNEL_SAMPLE_MS, a queue built while the loop is blocked shows in journey_accept_queue_peak, then falls back', { skip: !linux && 'needs Linux /proc' }, async (ctx) => {
+  const s = await startTestServer({ JOURNEY_KERNEL_SAMPLE_MS: '5' })
+  after(() => s.close())
+  const peak = async (): Promise<number> => {
+    const text = await (await request(`${s.admin}/metrics`)).body.text()
+    return Number(/^journey_accept_queue_peak\{listener="http"\} (\d+)$/m.exec(text)?.[1])
+  }
+  await new Promise(resolve => setTimeout(resolve, 50)) // the sampler has the listener's fd by now
+  assert.equal(await peak(), 0, 'nothing queued yet')
+  const { worker } = connectWhileBlocked(Number(new URL(s.http).port), 6, 100, () => undefined)
+  const during = await peak()
+  ctx.diagnostic(`peak since the previous scrape: ${during}`)
+  assert.equal(during, 6, 'the six connections that waited while the loop was blocked')
+  const text = await (await request(`${s.admin}/metrics`)).body.text()
+  assert.match(text, /^journey_accept_queue_length\{listener="http"\} 0$/m, 'drained by the time the scrape ran')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.equal(await peak(), 0, 'and the peak falls back')
+  worker.postMessage('stop')
+})

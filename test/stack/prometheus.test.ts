@@ -57,6 +57,7 @@ before(async () => {
     OTEL_TRACES_EXPORTER: 'otlp',
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
     OTEL_BSP_SCHEDULE_DELAY: '500',
+    JOURNEY_KERNEL_SAMPLE_MS: '100', // as in docker-compose.yml
     LOG_LEVEL: 'info'
   })
 
