@@ -49,7 +49,8 @@ interface MetricValue {
   value: number
   exemplar?: Exemplar
 }
-const NO_LABELS = Object.freeze({})
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({})
+interface MetricData { name: string, help: string, type: string, aggregator: string, values: MetricValue[] }
 
 export class FastHistogram {
   readonly type = 'histogram'
@@ -89,23 +90,34 @@ export class FastHistogram {
     return s
   }
 
-  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: MetricValue[] }> {
+  /**
+   * The registry's text path (Registry.metrics() prefers this method). The series' labels go in as
+   * sharedLabels: the registry formats a sharedLabels object once and caches the text by identity, so a
+   * scrape formats only `le` per line (≈3× faster with hundreds of routes than spreading the labels).
+   */
+  async getForPromString (): Promise<MetricData> {
+    return this.collect((s, le) => ({ labels: le, sharedLabels: s.labels }))
+  }
+
+  /** Plain label sets, for getMetricsAsJSON() and prom-client's cluster aggregation, which ignore sharedLabels. */
+  async get (): Promise<MetricData> {
+    return this.collect((s, le) => ({ labels: le === NO_LABELS ? s.labels : { ...s.labels, ...le }, sharedLabels: NO_LABELS }))
+  }
+
+  private collect (labelsOf: (s: Series, le: Readonly<Record<string, string | number>>) => Pick<MetricValue, 'labels' | 'sharedLabels'>): MetricData {
     const values: MetricValue[] = []
     const le = this.leLabels
     for (const s of this.all.values()) {
       let cumulative = 0
       for (let i = 0; i < le.length; i++) {
         cumulative += s.counts[i]!
-        // The series' labels go in as sharedLabels: the registry formats and escapes a sharedLabels object
-        // once and caches the text by identity, so a scrape formats only `le` per line (≈3× faster with
-        // hundreds of routes than spreading the labels into each bucket).
-        const v: MetricValue = { metricName: this.bucketName, labels: le[i]!, sharedLabels: s.labels, value: cumulative }
+        const v: MetricValue = { metricName: this.bucketName, ...labelsOf(s, le[i]!), value: cumulative }
         const ex = s.exemplars[i]
         if (ex !== undefined) v.exemplar = ex
         values.push(v)
       }
-      values.push({ metricName: this.sumName, labels: NO_LABELS, sharedLabels: s.labels, value: s.sum })
-      values.push({ metricName: this.countName, labels: NO_LABELS, sharedLabels: s.labels, value: s.count })
+      values.push({ metricName: this.sumName, ...labelsOf(s, NO_LABELS), value: s.sum })
+      values.push({ metricName: this.countName, ...labelsOf(s, NO_LABELS), value: s.count })
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
   }

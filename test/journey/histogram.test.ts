@@ -41,3 +41,16 @@ test('label values are escaped once per series and stay escaped on every line', 
     assert.match(text, /^z_seconds_count\{route="\/a\\"b\\\\c"\} 1$/m)
   }
 })
+
+test('as JSON (getMetricsAsJSON, cluster aggregation) every value carries its full label set', async () => {
+  const registry = new Registry()
+  const h = new FastHistogram({ name: 'j_seconds', help: 'j', labelNames: ['route'], buckets: [1], registers: [registry] })
+  h.series('/a').observe(0.5)
+  h.series('/b').observe(2)
+  const [metric] = await registry.getMetricsAsJSON()
+  const values = metric!.values as Array<{ metricName: string, labels: Record<string, string | number>, value: number }>
+  assert.deepEqual(values.filter(v => v.metricName === 'j_seconds_bucket').map(v => v.labels), [
+    { route: '/a', le: 1 }, { route: '/a', le: '+Inf' }, { route: '/b', le: 1 }, { route: '/b', le: '+Inf' }
+  ])
+  assert.deepEqual(values.filter(v => v.metricName === 'j_seconds_count').map(v => [v.labels, v.value]), [[{ route: '/a' }, 1], [{ route: '/b' }, 1]])
+})
