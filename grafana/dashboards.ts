@@ -262,6 +262,9 @@ export function connectionsDashboard (): Dashboard {
     timeseries(l, 8, 'Accepted connections per second',
       'Connections that reached user space (the server\'s \'connection\' event), per listener. A connection storm shows here; a refusal by the kernel does not — see Listen overflows.',
       'cps', [{ expr: `sum by (listener) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: '{{listener}}' }], { min: 0 }),
+    timeseries(l, 8, 'Accepted connections per second per worker',
+      'With a multi-process ACCEPT_STRATEGY (cluster-rr, cluster-shared, reuseport) each worker counts the connections it accepted: how evenly the strategy spreads them. One line without workers.',
+      'cps', [{ expr: `sum by (worker) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: 'worker {{worker}}' }], { min: 0 }),
     timeseries(l, 8, 'Open connections',
       'Connections currently open per listener, idle keep-alive ones included.',
       'short', [{ expr: `sum by (listener) (${METRIC.connectionsActive}{${SEL}})`, legendFormat: '{{listener}}' }], { min: 0 }),
@@ -278,8 +281,9 @@ export function connectionsDashboard (): Dashboard {
     timeseries(l, 12, 'Accept queue: waiting connections and capacity',
       'Connections the kernel has handshaken and queued for accept() on each listener (LISTEN socket rx_queue in /proc/net/tcp, Linux only), against the queue size min(backlog, net.core.somaxconn). "At scrape" is read when Prometheus scrapes, by the event loop, so it shows sustained pressure only; "deepest since previous scrape" comes from a worker thread sampling every JOURNEY_KERNEL_SAMPLE_MS (on in the compose stack), so it also catches queues that build while the event loop is blocked.',
       'short', [
-        { expr: `sum by (listener) (${METRIC.acceptQueueLength}{${SEL}})`, legendFormat: 'waiting at scrape {{listener}}' },
-        { expr: `max by (listener) (${METRIC.acceptQueuePeak}{${SEL}})`, legendFormat: 'deepest since previous scrape {{listener}}' },
+        // By worker too: reuseport workers have a queue each; cluster-shared workers report the same shared one.
+        { expr: `max by (listener, worker) (${METRIC.acceptQueueLength}{${SEL}})`, legendFormat: 'waiting at scrape {{listener}} {{worker}}' },
+        { expr: `max by (listener, worker) (${METRIC.acceptQueuePeak}{${SEL}})`, legendFormat: 'deepest since previous scrape {{listener}} {{worker}}' },
         { expr: `max by (listener) (${METRIC.acceptQueueCapacity}{${SEL}})`, legendFormat: 'capacity {{listener}}' }
       ], { min: 0 }),
     timeseries(l, 12, 'Wait in the kernel before accept and before read, p99',

@@ -3,6 +3,8 @@
 // because a server that silently falls back to a default is a server nobody can reason about.
 
 export type Precision = 'default' | 'fine'
+export const ACCEPT_STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
+export type AcceptStrategy = typeof ACCEPT_STRATEGIES[number]
 
 export interface Config {
   host: string
@@ -30,6 +32,9 @@ export interface Config {
   slowThresholdMs: number
   keepErrors: boolean
   kernelSampleMs: number
+  acceptStrategy: AcceptStrategy
+  /** Worker processes for the cluster and reuseport strategies. */
+  workers: number
   serviceName: string
   jaegerUiUrl: string | undefined
 }
@@ -127,12 +132,18 @@ export function loadConfig (env: Env = process.env): Config {
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
+    acceptStrategy: oneOf(env, 'ACCEPT_STRATEGY', 'single', ACCEPT_STRATEGIES),
+    workers: int(env, 'WORKERS', 2, 1, 64),
     serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey',
     jaegerUiUrl: url(env, 'JAEGER_UI_URL')
   }
   // Node rejects a headers timeout longer than the request timeout; say so here, by name.
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`HEADERS_TIMEOUT_MS=${config.headersTimeoutMs} must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`)
+  }
+  // Each reuseport worker binds its own socket: port 0 would give each worker a different port.
+  if (config.acceptStrategy === 'reuseport' && (config.httpPort === 0 || config.httpsPort === 0)) {
+    throw new ConfigError('ACCEPT_STRATEGY=reuseport needs fixed HTTP_PORT and HTTPS_PORT (0 would give every worker its own port)')
   }
   const ports = [config.httpPort, config.httpsPort, config.metricsPort].filter(p => p !== 0)
   if (new Set(ports).size !== ports.length) {

@@ -1,8 +1,11 @@
-// Entry point: config → telemetry → server → signals.
+// Entry point: config → telemetry → server → signals. With a multi-process ACCEPT_STRATEGY this file runs
+// as the cluster's primary (forks workers, serves admin) and again in each worker (serves requests).
+import cluster from 'node:cluster'
 import pino from 'pino'
 import { ConfigError, loadConfig, type Config } from './config.ts'
 import { startTelemetry } from './telemetry.ts'
-import { startServer } from './server.ts'
+import { startServer, type ServerRole } from './server.ts'
+import { runPrimary, serveWorkerMetrics, type ListeningMessage } from './cluster.ts'
 
 function configError (err: unknown): never {
   if (!(err instanceof ConfigError)) throw err
@@ -17,24 +20,39 @@ try {
   configError(err)
 }
 
-const log = pino({ level: config.logLevel, base: { service: config.serviceName } })
-const telemetry = startTelemetry(config.serviceName, log)
-const server = await startServer(config, telemetry, log).catch(configError)
-
 const TELEMETRY_FLUSH_MS = 3000
-let stopping = false
-async function stop (signal: NodeJS.Signals): Promise<void> {
-  if (stopping) {
-    log.warn({ signal }, 'second signal: exiting now')
-    process.exit(1)
+
+async function serve (workerId: number | undefined): Promise<void> {
+  const role: ServerRole = workerId === undefined ? { kind: 'single' } : { kind: 'worker', id: workerId }
+  const log = pino({ level: config.logLevel, base: { service: config.serviceName, ...(workerId === undefined ? {} : { worker: workerId }) } })
+  const telemetry = startTelemetry(config.serviceName, log)
+  if (workerId !== undefined) serveWorkerMetrics(telemetry.registry, workerId)
+  const server = await startServer(config, telemetry, log, role).catch(configError)
+  if (workerId !== undefined) process.send!({ type: 'journey:listening', worker: workerId, ...server.ports } satisfies ListeningMessage)
+
+  let stopping = false
+  async function stop (signal: NodeJS.Signals): Promise<void> {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal, deadlineMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests')
+    await server.close()
+    // Bounded: an unreachable collector (the exporter retries with backoff) must not hold the exit.
+    await telemetry.shutdown(TELEMETRY_FLUSH_MS)
+    log.info('stopped')
+    process.exit(0)
   }
-  stopping = true
-  log.info({ signal, deadlineMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests')
-  await server.close()
-  // Bounded: an unreachable collector (the exporter retries with backoff) must not hold the exit.
-  await telemetry.shutdown(TELEMETRY_FLUSH_MS)
-  log.info('stopped')
-  process.exit(0)
+  process.on('SIGTERM', (s) => { void stop(s) })
+  // A worker leaves Ctrl-C to the primary, which drains workers with SIGTERM (a second signal would force them).
+  process.on('SIGINT', (s) => { if (workerId === undefined) void stop(s) })
 }
-process.on('SIGTERM', (s) => { void stop(s) })
-process.on('SIGINT', (s) => { void stop(s) })
+
+if (config.acceptStrategy === 'single') {
+  await serve(undefined)
+} else if (cluster.isPrimary) {
+  await runPrimary(config, pino({ level: config.logLevel, base: { service: config.serviceName, role: 'primary' } })).catch(configError)
+} else {
+  await serve(Number(process.env.JOURNEY_WORKER_ID))
+}

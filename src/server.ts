@@ -12,7 +12,8 @@ import { loadTlsMaterial } from './tls-cert.ts'
 
 export interface RunningServer {
   app: FastifyInstance
-  admin: FastifyInstance
+  /** The admin listener (/metrics, /healthz, /readyz, /journey); a cluster's primary serves it instead of workers. */
+  admin: FastifyInstance | undefined
   http: HttpServer
   https: HttpsServer
   journey: Journey
@@ -51,7 +52,7 @@ class RequestLogLine extends LogController {
 }
 
 /** Listens, turning "address in use" into a configuration error that names the variable. */
-function listen (server: NetServer, port: number, host: string, variable: string): Promise<number> {
+function listen (server: NetServer, port: number, host: string, variable: string, reusePort = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL'
@@ -59,7 +60,9 @@ function listen (server: NetServer, port: number, host: string, variable: string
         : err)
     }
     server.once('error', onError)
-    server.listen(port, host, () => {
+    // reusePort: this process binds its own socket (SO_REUSEPORT) with its own accept queue; `exclusive`
+    // keeps a cluster worker from asking the primary for a shared handle instead.
+    server.listen({ port, host, ...(reusePort ? { reusePort: true, exclusive: true } : {}) }, () => {
       server.off('error', onError)
       resolve((server.address() as AddressInfo).port)
     })
@@ -76,7 +79,10 @@ function closeServer (listener: NetServer, http: HttpServer = listener as HttpSe
   })
 }
 
-export async function startServer (config: Config, telemetry: Telemetry, log: Logger): Promise<RunningServer> {
+/** A single process serves everything; a cluster worker serves HTTP(S) while the primary serves admin. */
+export type ServerRole = { kind: 'single' } | { kind: 'worker', id: number }
+
+export async function startServer (config: Config, telemetry: Telemetry, log: Logger, role: ServerRole = { kind: 'single' }): Promise<RunningServer> {
   const tls = await loadTlsMaterial(config.tlsCert, config.tlsKey)
   if (tls.generated) log.info({ fingerprint256: tls.fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
 
@@ -140,6 +146,17 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   await app.ready()
 
   let draining = false
+  const reusePort = config.acceptStrategy === 'reuseport'
+  if (role.kind === 'worker') {
+    const ports = {
+      http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort),
+      https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort),
+      metrics: 0
+    }
+    log.info({ ...ports, strategy: config.acceptStrategy }, 'worker listening')
+    return running(undefined, ports)
+  }
+
   const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
   admin.get('/metrics', async (_request, reply) => {
     reply.type(telemetry.registry.contentType)
@@ -154,33 +171,38 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   await admin.ready()
 
   const ports = {
-    http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT'),
-    https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT'),
+    http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort),
+    https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort),
     metrics: await listen(admin.server, config.metricsPort, config.metricsHost, 'METRICS_PORT')
   }
   log.info({ ...ports, host: config.host, metricsHost: config.metricsHost, precision: config.precision }, 'listening')
   log.info(`the journey page: http://${config.metricsHost === '0.0.0.0' ? '127.0.0.1' : config.metricsHost}:${ports.metrics}/journey`)
+  return running(admin, ports)
 
-  return {
-    app, admin, http: app.server, https, journey, ports,
-    async close () {
-      if (draining) return
-      draining = true
-      let timer: NodeJS.Timeout | undefined
-      const deadline = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout') })
-      const drained = Promise.all([closeServer(app.server), closeServer(httpsListener, https)]).then(() => 'drained' as const)
-      const outcome = await Promise.race([drained, deadline])
-      clearTimeout(timer)
-      if (outcome === 'timeout') {
-        log.warn({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline reached: closing remaining connections')
-        app.server.closeAllConnections()
-        https.closeAllConnections()
-        await drained
+  function running (admin: FastifyInstance | undefined, ports: RunningServer['ports']): RunningServer {
+    return {
+      app, admin, http: app.server, https, journey, ports,
+      async close () {
+        if (draining) return
+        draining = true
+        let timer: NodeJS.Timeout | undefined
+        const deadline = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout') })
+        const drained = Promise.all([closeServer(app.server), closeServer(httpsListener, https)]).then(() => 'drained' as const)
+        const outcome = await Promise.race([drained, deadline])
+        clearTimeout(timer)
+        if (outcome === 'timeout') {
+          log.warn({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline reached: closing remaining connections')
+          app.server.closeAllConnections()
+          https.closeAllConnections()
+          await drained
+        }
+        await app.close()
+        if (admin !== undefined) {
+          await admin.close()
+          await closeServer(admin.server)
+        }
+        journey.close()
       }
-      await app.close()
-      await admin.close()
-      await closeServer(admin.server)
-      journey.close()
     }
   }
 }

@@ -171,7 +171,7 @@ describe('admin listener', () => {
   })
 
   test('listens on 127.0.0.1 by default', () => {
-    const addr = t.server.admin.server.address()
+    const addr = t.server.admin!.server.address()
     assert.ok(addr !== null && typeof addr === 'object')
     assert.equal(addr.address, '127.0.0.1')
   })

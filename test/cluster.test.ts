@@ -1,0 +1,78 @@
+// The accept strategies that run several processes: each starts, serves HTTP and HTTPS, and its merged
+// /metrics count connections per worker that add up to the connections the test made. Spans carry
+// the worker that served them; SIGTERM drains every worker and the primary exits 0.
+import assert from 'node:assert/strict'
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
+import { createServer, type AddressInfo } from 'node:net'
+import { after, test } from 'node:test'
+import { Agent, request } from 'undici'
+import { killAll, start } from './helpers/process.ts'
+
+after(killAll)
+
+async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as AddressInfo
+  await new Promise(resolve => s.close(resolve))
+  return port
+}
+
+function perWorker (metrics: string, listener: string): Map<string, number> {
+  const out = new Map<string, number>()
+  const re = new RegExp(`^journey_connections_accepted_total\\{(?=[^}]*listener="${listener}")(?=[^}]*worker="(\\d+)")[^}]*\\} (\\d+)$`, 'gm')
+  for (const m of metrics.matchAll(re)) out.set(m[1]!, Number(m[2]))
+  return out
+}
+
+for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
+  test(`ACCEPT_STRATEGY=${strategy}: two workers serve HTTP and HTTPS; per-worker accept counts add up`, async (ctx) => {
+    const spans: any[] = []
+    const receiver = createHttpServer((req: IncomingMessage, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => { body += d.toString() })
+      req.on('end', () => { spans.push(...JSON.parse(body).resourceSpans); res.end('{}') })
+    })
+    await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
+    const s = await start({
+      ACCEPT_STRATEGY: strategy,
+      WORKERS: '2',
+      // reuseport binds each worker's own socket: the ports must be fixed.
+      ...(strategy === 'reuseport' ? { HTTP_PORT: String(await freePort()), HTTPS_PORT: String(await freePort()) } : {}),
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      LOG_LEVEL: 'info'
+    })
+    const made = { http: 16, https: 6 }
+    for (const [listener, n] of Object.entries(made)) {
+      const base = listener === 'http' ? `http://127.0.0.1:${s.ports.http}` : `https://127.0.0.1:${s.ports.https}`
+      for (let i = 0; i < n; i++) {
+        const fresh = new Agent({ connect: { rejectUnauthorized: false }, pipelining: 0 }) // one connection each
+        const r = await request(`${base}/`, { dispatcher: fresh })
+        assert.equal(r.statusCode, 200)
+        await r.body.text()
+        await fresh.close()
+      }
+    }
+    const metrics = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+    for (const [listener, n] of Object.entries(made)) {
+      const counts = perWorker(metrics, listener)
+      ctx.diagnostic(`${listener}: ${[...counts].map(([w, c]) => `worker ${w} accepted ${c}`).join(', ')}`)
+      assert.equal([...counts.values()].reduce((a, b) => a + b, 0), n, `${listener} connections add up across workers`)
+      for (const w of counts.keys()) assert.ok(['1', '2'].includes(w))
+      if (strategy === 'cluster-rr') assert.equal(counts.size, 2, 'round robin gives both workers connections')
+    }
+    assert.deepEqual(await (await request(`http://127.0.0.1:${s.ports.metrics}/readyz`)).body.json(), { status: 'ready', workers: 2 })
+
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0, 'the primary drains its workers and exits 0')
+    receiver.close()
+    const workers = new Set(spans.map(rs => rs.resource.attributes.find((a: any) => a.key === 'journey.worker')?.value.stringValue))
+    assert.ok(workers.size >= 1 && [...workers].every(w => w === '1' || w === '2'), `spans carry their worker: ${[...workers]}`)
+    if (strategy === 'cluster-rr') assert.equal(workers.size, 2)
+    assert.match(s.logs(), /"role":"primary".*"msg":"stopped"/)
+    assert.equal((s.logs().match(/"worker":\d,"msg":"stopped"/g) ?? []).length, 2, 'both workers stopped gracefully')
+  })
+}
