@@ -18,7 +18,9 @@ export async function loadTlsMaterial (certPath: string | undefined, keyPath: st
     const read = (name: string, path: string): Promise<string> => readFile(path, 'utf8').catch((err: Error) => {
       throw new ConfigError(`${name}=${path} cannot be read: ${err.message}`)
     })
-    const [cert, key] = await Promise.all([read('TLS_CERT', certPath), read('TLS_KEY', keyPath)])
+    // One after the other, so when both are wrong the error always names TLS_CERT first.
+    const cert = await read('TLS_CERT', certPath)
+    const key = await read('TLS_KEY', keyPath)
     let fingerprint256: string
     try {
       fingerprint256 = new X509Certificate(cert).fingerprint256

@@ -20,12 +20,16 @@ export interface KernelSampler {
 }
 
 export function startKernelSampler (intervalMs: number): KernelSampler {
-  const peaks = new Int32Array(new SharedArrayBuffer(4 * MAX_LISTENERS))
+  // [0, MAX): deepest queue per slot since the last take; [MAX, 2·MAX): how many takes so far per slot.
+  const peaks = new Int32Array(new SharedArrayBuffer(4 * 2 * MAX_LISTENERS))
   const worker = new Worker(new URL(import.meta.url), { workerData: { peaks, intervalMs } })
   worker.unref()
   return {
     watch (slot, fd) { worker.postMessage({ slot, fd }) },
-    takePeak (slot) { return Atomics.exchange(peaks, slot, 0) },
+    takePeak (slot) {
+      Atomics.add(peaks, MAX_LISTENERS + slot, 1)
+      return Atomics.exchange(peaks, slot, 0)
+    },
     close () { void worker.terminate() }
   }
 }
@@ -42,12 +46,21 @@ if (!isMainThread && parentPort !== null) {
   })
   setInterval(() => {
     if (inodes.size === 0) return
+    // A sample read before a take must not land after it (it would report a drained queue as still deep).
+    const takes = [...inodes.keys()].map(slot => Atomics.load(peaks, MAX_LISTENERS + slot))
     const tcp = readFileSync('/proc/net/tcp', 'utf8')
     let tcp6: string | undefined
+    let i = 0
     for (const [slot, inode] of inodes) {
+      const taken = takes[i++]!
       let n = acceptQueueLength(tcp, inode)
       if (n === undefined) n = acceptQueueLength(tcp6 ??= readFileSync('/proc/net/tcp6', 'utf8'), inode)
-      if (n !== undefined && n > Atomics.load(peaks, slot)) Atomics.store(peaks, slot, n)
+      if (n === undefined) continue
+      for (;;) {
+        const old = Atomics.load(peaks, slot)
+        if (n <= old || Atomics.load(peaks, MAX_LISTENERS + slot) !== taken) break
+        if (Atomics.compareExchange(peaks, slot, old, n) === old) break
+      }
     }
   }, intervalMs)
 }

@@ -32,6 +32,7 @@ function connectWhileBlocked<T> (port: number, count: number, settleMs: number, 
     function done () { clearTimeout(timer); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0) }
     require('node:worker_threads').parentPort.on('message', () => { for (const s of sockets) s.destroy(); process.exit(0) })
   `, { eval: true, workerData: { port, count, flag, settleMs } })
+  worker.unref() // a failed assertion must not leave the test process waiting for it
   assert.equal(Atomics.wait(flag, 0, 0, 10_000), 'ok', 'the worker connected')
   return { result: whileBlocked(), worker }
 }
@@ -108,6 +109,7 @@ test('with JOURNEY_KERNEL_SAMPLE_MS, a queue built while the loop is blocked sho
   await new Promise(resolve => setTimeout(resolve, 50)) // the sampler has the listener's fd by now
   assert.equal(await peak(), 0, 'nothing queued yet')
   const { worker } = connectWhileBlocked(Number(new URL(s.http).port), 6, 100, () => undefined)
+  ctx.after(() => worker.terminate())
   const during = await peak()
   ctx.diagnostic(`peak since the previous scrape: ${during}`)
   assert.equal(during, 6, 'the six connections that waited while the loop was blocked')
@@ -115,5 +117,4 @@ test('with JOURNEY_KERNEL_SAMPLE_MS, a queue built while the loop is blocked sho
   assert.match(text, /^journey_accept_queue_length\{listener="http"\} 0$/m, 'drained by the time the scrape ran')
   await new Promise(resolve => setTimeout(resolve, 50))
   assert.equal(await peak(), 0, 'and the peak falls back')
-  worker.postMessage('stop')
 })

@@ -25,6 +25,7 @@ function requestWhileBlocked (port: number, blockMs: number): { worker: Worker, 
     s.on('data', () => {}); s.on('error', () => {})
     parentPort.on('message', () => { s.destroy(); process.exit(0) })
   `, { eval: true, workerData: { port, flag } })
+  worker.unref() // a failed assertion must not leave the test process waiting for it
   assert.equal(Atomics.wait(flag, 0, 0, 10_000), 'ok', 'the worker connected and sent its request')
   const sentAt = performance.timeOrigin + performance.now()
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, blockMs) // the event loop is blocked meanwhile
@@ -91,6 +92,7 @@ test('a request that arrives on a keep-alive connection while the loop is blocke
     s.on('error', () => {})
     parentPort.on('message', () => { s.destroy(); process.exit(0) })
   `, { eval: true, workerData: { port, flag } })
+  worker.unref() // a failed assertion must not leave the test process waiting for it
   await Atomics.waitAsync(flag, 0, 0, 10_000).value
   Atomics.store(flag, 1, 1)
   Atomics.notify(flag, 1)

@@ -1,0 +1,52 @@
+// A client that times the phases of one request the way the server times its stages — the mirror view,
+// like curl's -w timers: TCP connect, TLS handshake, request written, first response byte, last byte.
+// Built on node:net/node:tls because connection phases are the question here (autocannon and undici reuse
+// connections and do not expose them). One request per connection, `Connection: close`.
+import { connect as netConnect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
+
+export interface Phases {
+  /** ms on this process's performance clock. */
+  start: number
+  connected: number
+  /** TLS only. */
+  secure: number
+  written: number
+  firstByte: number
+  end: number
+  status: number
+  error: string | undefined
+}
+
+export interface TimedRequest { host: string, port: number, tls?: boolean, path?: string, timeoutMs?: number }
+
+export function timedRequest (opts: TimedRequest): Promise<Phases> {
+  const p: Phases = { start: performance.now(), connected: NaN, secure: NaN, written: NaN, firstByte: NaN, end: NaN, status: 0, error: undefined }
+  const req = `GET ${opts.path ?? '/'} HTTP/1.1\r\nHost: ${opts.host}\r\nConnection: close\r\n\r\n`
+  return new Promise(resolve => {
+    let head = ''
+    const socket: Socket = opts.tls === true
+      ? tlsConnect({ host: opts.host, port: opts.port, rejectUnauthorized: false, servername: 'localhost' }, () => { p.secure = performance.now(); send() })
+      : netConnect({ host: opts.host, port: opts.port }, () => send())
+    socket.once('connect', () => { p.connected = performance.now() })
+    function send (): void {
+      socket.write(req, () => { p.written = performance.now() })
+    }
+    socket.setTimeout(opts.timeoutMs ?? 10_000, () => socket.destroy(new Error('timeout')))
+    socket.on('data', (d: Buffer) => {
+      if (Number.isNaN(p.firstByte)) p.firstByte = performance.now()
+      if (p.status === 0) {
+        head += d.toString('latin1', 0, Math.min(d.length, 64))
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(head)
+        if (m !== null) p.status = Number(m[1])
+      }
+    })
+    socket.on('error', (err) => { p.error = err.message })
+    socket.on('close', () => { p.end = performance.now(); resolve(p) })
+  })
+}
+
+export function quantile (values: number[], q: number): number {
+  const v = values.filter(x => Number.isFinite(x)).sort((a, b) => a - b)
+  return v.length === 0 ? NaN : v[Math.min(v.length - 1, Math.floor(q * v.length))]!
+}
