@@ -115,6 +115,12 @@ test('with JOURNEY_KERNEL_SAMPLE_MS, a queue built while the loop is blocked sho
   assert.equal(during, 6, 'the six connections that waited while the loop was blocked')
   const text = await (await request(`${s.admin}/metrics`)).body.text()
   assert.match(text, /^journey_accept_queue_length\{listener="http"\} 0$/m, 'drained by the time the scrape ran')
-  await new Promise(resolve => setTimeout(resolve, 50))
-  assert.equal(await peak(), 0, 'and the peak falls back')
+  // Each scrape resets the peak: with nothing arriving it falls back to 0 (on a loaded machine a straggler
+  // of the burst may still be seen by the next sample or two).
+  let fallen = NaN
+  for (let i = 0; i < 20 && fallen !== 0; i++) {
+    await new Promise(resolve => setTimeout(resolve, 50))
+    fallen = await peak()
+  }
+  assert.equal(fallen, 0, 'and the peak falls back')
 })

@@ -1,0 +1,84 @@
+// Experiment `accept`: a connection storm against each accept strategy.
+//
+// Hypothesis: with one request per new connection, accepting is the work. One process accepts on one
+// core; cluster round-robin adds a hop (the primary accepts, then passes the socket to a worker over IPC),
+// so its connect-to-response latency is the highest; a shared socket lets workers contend (uneven split);
+// reuseport gives each worker its own queue and the kernel spreads connections by hash (even split).
+// The accept-queue peak and the kernel wait before accept show where connections waited.
+import { experiment } from './lib/experiment.ts'
+import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
+import { byLabel, startServer, sum } from './lib/server.ts'
+import { annotate } from './lib/report.ts'
+
+const STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
+
+export const accept = experiment({
+  name: 'accept',
+  hypothesis: 'Cluster round-robin pays an IPC hop per connection; a shared socket splits connections unevenly; reuseport splits them evenly with a queue per worker.',
+  options: { connections: 3000, concurrency: 64, workers: 2 },
+  chart: { title: 'Connection storm: client-side latency per accept strategy', unit: 'ms', series: [{ label: 'connect p50', key: 'connect p50 ms' }, { label: 'connect p99', key: 'connect p99 ms' }, { label: 'response p99', key: 'response p99 ms' }] },
+  async run (opts, progress) {
+    const rows = []
+    for (const strategy of STRATEGIES) {
+      const server = await startServer({ ACCEPT_STRATEGY: strategy, WORKERS: String(opts.workers), JOURNEY_KERNEL_SAMPLE_MS: '5' })
+      try {
+        // Warm-up, then the storm: `concurrency` loops each opening one connection per request.
+        await storm(server.http, 200, 16, () => {})
+        const before = await server.scrape()
+        let peak = 0
+        const sampling = setInterval(() => {
+          void server.scrape().then(m => { peak = Math.max(peak, sum(m, 'journey_accept_queue_peak')) }, () => {})
+        }, 250)
+        const started = Date.now()
+        const phases = await storm(server.http, opts.connections, opts.concurrency, (done) => progress(`${strategy}: ${done}/${opts.connections} connections`))
+        const seconds = (Date.now() - started) / 1000
+        clearInterval(sampling)
+        await annotate(`accept: ${strategy}`, started, Date.now())
+        const after = await server.scrape()
+        peak = Math.max(peak, sum(after, 'journey_accept_queue_peak'))
+        const perWorker = byLabel(after, 'journey_connections_accepted_total', 'worker', { listener: 'http' })
+        const beforeWorker = byLabel(before, 'journey_connections_accepted_total', 'worker', { listener: 'http' })
+        const split = [...perWorker].map(([w, n]) => n - (beforeWorker.get(w) ?? 0)).sort((a, b) => b - a)
+        const waitCount = sum(after, 'journey_accept_kernel_wait_seconds_count') - sum(before, 'journey_accept_kernel_wait_seconds_count')
+        const waitSum = sum(after, 'journey_accept_kernel_wait_seconds_sum') - sum(before, 'journey_accept_kernel_wait_seconds_sum')
+        const ok = phases.filter(p => p.status === 200)
+        rows.push({
+          variant: strategy,
+          'conn/s': Math.round(phases.length / seconds),
+          'connect p50 ms': quantile(ok.map(p => p.connected - p.start), 0.5),
+          'connect p99 ms': quantile(ok.map(p => p.connected - p.start), 0.99),
+          'response p99 ms': quantile(ok.map(p => p.end - p.start), 0.99),
+          failed: phases.length - ok.length,
+          'accepted per worker': split.length === 0 ? String(sum(after, 'journey_connections_accepted_total', { listener: 'http' }) - sum(before, 'journey_connections_accepted_total', { listener: 'http' })) : split.join(' / '),
+          'queue peak': peak,
+          'kernel wait mean ms': waitCount > 0 ? (waitSum / waitCount) * 1000 : NaN,
+          'listen overflows': sum(after, 'journey_listen_overflows_total') - sum(before, 'journey_listen_overflows_total')
+        })
+      } finally {
+        await server.stop()
+      }
+    }
+    return {
+      rows,
+      notes: [
+        'Client and server share this machine\'s two cores; connect latency includes the client\'s own scheduling.',
+        'Accepted per worker: connections each worker took (single: one number). Kernel wait: TCP_INFO at accept, jiffy resolution.',
+        'With cluster-rr the primary accepts: the workers\' accept queue is the primary\'s, so no per-worker queue is reported.'
+      ]
+    }
+  }
+})
+
+async function storm (port: number, total: number, concurrency: number, onProgress: (done: number) => void): Promise<Phases[]> {
+  const out: Phases[] = []
+  let next = 0
+  async function loop (): Promise<void> {
+    while (next < total) {
+      next++
+      out.push(await timedRequest({ host: '127.0.0.1', port }))
+      if (out.length % 500 === 0) onProgress(out.length)
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+  return out
+}

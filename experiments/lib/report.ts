@@ -1,0 +1,81 @@
+// What every experiment ends with: a table in the terminal, results/<name>-<timestamp>.json, and an SVG
+// bar chart a browser can open. Grafana annotations mark each variant when GRAFANA_URL is set.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+
+export type Row = Record<string, string | number>
+export interface Chart { title: string, unit: string, series: Array<{ label: string, key: string }> }
+export interface Result { name: string, hypothesis: string, machine: string, date: string, rows: Row[], notes: string[] }
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const COLORS = ['#5794f2', '#ff9830', '#73bf69', '#f2495c', '#b877d9', '#fade2a']
+
+const fmt = (v: string | number): string => typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1)) : v
+
+export function printTable (rows: Row[]): void {
+  const cols = [...new Set(rows.flatMap(r => Object.keys(r)))]
+  const widths = cols.map(c => Math.max(c.length, ...rows.map(r => fmt(r[c] ?? '').length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ')
+  console.log(line(cols))
+  console.log(widths.map(w => '-'.repeat(w)).join('  '))
+  for (const r of rows) console.log(line(cols.map(c => fmt(r[c] ?? ''))))
+}
+
+/** Grouped bars: one group per row (variant), one bar per series. Plain SVG, no library. */
+export function barChart (rows: Row[], chart: Chart): string {
+  const W = 760
+  const H = 360
+  const left = 60
+  const bottom = 70
+  const top = 40
+  const max = Math.max(1e-9, ...rows.flatMap(r => chart.series.map(s => Number(r[s.key]) || 0)))
+  const groupW = (W - left - 20) / rows.length
+  const barW = Math.min(40, (groupW - 16) / chart.series.length)
+  const y = (v: number): number => top + (H - top - bottom) * (1 - v / max)
+  const parts: string[] = []
+  for (let t = 0; t <= 4; t++) {
+    const v = (max * t) / 4
+    parts.push(`<line x1="${left}" x2="${W - 10}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${fmt(v)}</text>`)
+  }
+  rows.forEach((r, i) => {
+    const x0 = left + i * groupW + (groupW - barW * chart.series.length) / 2
+    chart.series.forEach((s, j) => {
+      const v = Number(r[s.key]) || 0
+      parts.push(`<rect x="${x0 + j * barW}" y="${y(v)}" width="${barW - 2}" height="${y(0) - y(v)}" fill="${COLORS[j % COLORS.length]}"><title>${String(r.variant)} ${s.label}: ${fmt(v)} ${chart.unit}</title></rect>`)
+    })
+    parts.push(`<text x="${left + i * groupW + groupW / 2}" y="${H - bottom + 16}" text-anchor="middle" font-size="11">${String(r.variant)}</text>`)
+  })
+  chart.series.forEach((s, j) => {
+    parts.push(`<rect x="${left + j * 150}" y="${H - 24}" width="10" height="10" fill="${COLORS[j % COLORS.length]}"/><text x="${left + j * 150 + 14}" y="${H - 15}" font-size="11">${s.label}</text>`)
+  })
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="system-ui, sans-serif">` +
+    `<text x="${left}" y="22" font-size="14" font-weight="600">${chart.title} (${chart.unit})</text>${parts.join('')}</svg>\n`
+}
+
+export function writeResult (result: Result, chart: Chart): { json: string, svg: string } {
+  const dir = join(ROOT, 'results')
+  mkdirSync(dir, { recursive: true })
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)
+  const json = join(dir, `${result.name}-${stamp}.json`)
+  const svg = join(dir, `${result.name}-${stamp}.svg`)
+  writeFileSync(json, JSON.stringify(result, null, 2) + '\n')
+  writeFileSync(svg, barChart(result.rows, chart))
+  return { json, svg }
+}
+
+/** Marks a variant's span on the dashboards when GRAFANA_URL (with GRAFANA_TOKEN or basic auth in the URL) is set. */
+export async function annotate (text: string, startMs: number, endMs: number): Promise<void> {
+  const base = process.env.GRAFANA_URL
+  if (base === undefined) return
+  const url = new URL('/api/annotations', base)
+  const headers: Record<string, string> = { 'content-type': 'application/json' }
+  if (process.env.GRAFANA_TOKEN !== undefined) headers.authorization = `Bearer ${process.env.GRAFANA_TOKEN}`
+  if (url.username !== '') {
+    headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`
+    url.username = ''
+    url.password = ''
+  }
+  await fetch(url, { method: 'POST', headers, body: JSON.stringify({ time: startMs, timeEnd: endMs, tags: ['experiment'], text }) })
+    .then(r => { if (!r.ok) console.error(`grafana annotation: HTTP ${r.status}`) }, (err: Error) => console.error(`grafana annotation: ${err.message}`))
+}

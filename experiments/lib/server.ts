@@ -1,0 +1,91 @@
+// Starts the real server (src/main.ts) for an experiment with the configuration it needs, waits until it is
+// ready, scrapes its metrics, and stops it — the experiment never leaves a process behind.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer, type AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
+
+export interface ExperimentServer {
+  http: number
+  https: number
+  metrics: number
+  child: ChildProcess
+  /** The server's /metrics, parsed into `name{labels}` → value. */
+  scrape: () => Promise<Map<string, number>>
+  stop: () => Promise<void>
+}
+
+export async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const { port } = s.address() as AddressInfo
+  await new Promise(resolve => s.close(resolve))
+  return port
+}
+
+export async function startServer (env: Record<string, string>, cpus?: string): Promise<ExperimentServer> {
+  const [http, https, metrics] = [await freePort(), await freePort(), await freePort()]
+  const args = cpus === undefined ? [MAIN] : ['-c', cpus, process.execPath, MAIN]
+  const child = spawn(cpus === undefined ? process.execPath : 'taskset', args, {
+    env: {
+      PATH: process.env.PATH, HOST: '127.0.0.1', HTTP_PORT: String(http), HTTPS_PORT: String(https), METRICS_PORT: String(metrics),
+      LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', ...env
+    },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error('the server exited during start-up')
+    const ok = await fetch(`http://127.0.0.1:${metrics}/readyz`).then(r => r.ok, () => false)
+    if (ok) break
+    if (i > 300) { child.kill('SIGKILL'); throw new Error('the server did not become ready') }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  return {
+    http,
+    https,
+    metrics,
+    child,
+    async scrape () {
+      const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text()
+      const out = new Map<string, number>()
+      for (const line of text.split('\n')) {
+        if (line.startsWith('#') || line === '') continue
+        const m = /^(\S+?(?:\{[^}]*\})?) (\S+)/.exec(line)
+        if (m !== null) out.set(m[1]!, Number(m[2]))
+      }
+      return out
+    },
+    async stop () {
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+      await exited
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** Sum of every series of `name` whose labels include all of `match`, e.g. sum(m, 'x_total', { listener: 'http' }). */
+export function sum (m: Map<string, number>, name: string, match: Record<string, string> = {}): number {
+  let total = 0
+  for (const [k, v] of m) {
+    const brace = k.indexOf('{')
+    const metric = brace === -1 ? k : k.slice(0, brace)
+    if (metric !== name) continue
+    if (Object.entries(match).every(([l, val]) => k.includes(`${l}="${val}"`))) total += v
+  }
+  return total
+}
+
+/** The values of label `label` on series of `name`, with their sums. */
+export function byLabel (m: Map<string, number>, name: string, label: string, match: Record<string, string> = {}): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const [k, v] of m) {
+    if (!k.startsWith(`${name}{`)) continue
+    if (!Object.entries(match).every(([l, val]) => k.includes(`${l}="${val}"`))) continue
+    const value = new RegExp(`${label}="([^"]*)"`).exec(k)?.[1]
+    if (value !== undefined) out.set(value, (out.get(value) ?? 0) + v)
+  }
+  return out
+}
