@@ -3,20 +3,13 @@
 // the worker that served them; SIGTERM drains every worker and the primary exits 0.
 import assert from 'node:assert/strict'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
-import { createServer, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
 import { Agent, request } from 'undici'
+import { freePort } from '../experiments/lib/server.ts'
 import { killAll, start } from './helpers/process.ts'
 
 after(killAll)
-
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as AddressInfo
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
 
 function perWorker (metrics: string, listener: string): Map<string, number> {
   const out = new Map<string, number>()

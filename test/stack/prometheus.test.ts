@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test'
 import { parse, stringify } from 'yaml'
 import { DASHBOARDS, queriesOf } from '../../grafana/dashboards.ts'
 import { runWorkload } from '../../experiments/lib/workload.ts'
+import { freePort } from '../../experiments/lib/server.ts'
 import { killAll, start, type Started } from '../helpers/process.ts'
 import { connect } from '../helpers/raw.ts'
 
@@ -27,14 +28,6 @@ let prometheus: ChildProcess | undefined
 let promUrl = ''
 let collector: Server
 const dir = mkdtempSync(join(tmpdir(), 'journey-prometheus-'))
-
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as AddressInfo
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
 
 async function promApi (path: string, params: Record<string, string>): Promise<any> {
   const res = await fetch(`${promUrl}${path}?${new URLSearchParams(params)}`)
