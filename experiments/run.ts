@@ -4,11 +4,13 @@
 import { cpus } from 'node:os'
 import { accept } from './accept.ts'
 import { eventLoop } from './event-loop.ts'
+import { tls } from './tls.ts'
+import { decode } from './decode.ts'
 import type { Experiment } from './lib/experiment.ts'
 import { printTable, writeResult } from './lib/report.ts'
 
 // Each experiment checks its own option names; the runner only passes numbers by name.
-const EXPERIMENTS: Array<Experiment<any>> = [accept, eventLoop]
+const EXPERIMENTS: Array<Experiment<any>> = [accept, tls, decode, eventLoop]
 const [name, ...rest] = process.argv.slice(2)
 
 if (name === undefined || name === '--list') {

@@ -3,7 +3,7 @@
 // Built on node:net/node:tls because connection phases are the question here (autocannon and undici reuse
 // connections and do not expose them). One request per connection, `Connection: close`.
 import { connect as netConnect, type Socket } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 
 export interface Phases {
   /** ms on this process's performance clock. */
@@ -16,17 +16,24 @@ export interface Phases {
   end: number
   status: number
   error: string | undefined
+  /** TLS: whether the server resumed `session`, and the ticket to resume with next time. */
+  resumed: boolean
+  session: Buffer | undefined
 }
 
-export interface TimedRequest { host: string, port: number, tls?: boolean, path?: string, timeoutMs?: number }
+export interface TimedRequest { host: string, port: number, tls?: boolean, path?: string, timeoutMs?: number, session?: Buffer }
 
 export function timedRequest (opts: TimedRequest): Promise<Phases> {
-  const p: Phases = { start: performance.now(), connected: NaN, secure: NaN, written: NaN, firstByte: NaN, end: NaN, status: 0, error: undefined }
+  const p: Phases = { start: performance.now(), connected: NaN, secure: NaN, written: NaN, firstByte: NaN, end: NaN, status: 0, error: undefined, resumed: false, session: undefined }
   const req = `GET ${opts.path ?? '/'} HTTP/1.1\r\nHost: ${opts.host}\r\nConnection: close\r\n\r\n`
   return new Promise(resolve => {
     let head = ''
     const socket: Socket = opts.tls === true
-      ? tlsConnect({ host: opts.host, port: opts.port, rejectUnauthorized: false, servername: 'localhost' }, () => { p.secure = performance.now(); send() })
+      ? tlsConnect({ host: opts.host, port: opts.port, rejectUnauthorized: false, servername: 'localhost', session: opts.session }, function (this: TLSSocket) {
+        p.secure = performance.now()
+        p.resumed = this.isSessionReused()
+        send()
+      }).on('session', (ticket: Buffer) => { p.session = ticket }) // TLS 1.3 tickets arrive after the handshake
       : netConnect({ host: opts.host, port: opts.port }, () => send())
     socket.once('connect', () => { p.connected = performance.now() })
     function send (): void {

@@ -1,0 +1,91 @@
+// Experiment `decode`: what turning body bytes into a value costs — JSON vs protobuf, plain vs compressed,
+// small vs large — measured by the decode stage (receiving the rest of the body, decompressing, parsing,
+// validating) against the whole request.
+//
+// Hypothesis: decode grows with the decoded size, not the wire size: a gzip or brotli body crosses the
+// wire in a fraction of the bytes but costs decompression on top of the same parse; protobuf decodes
+// the same order faster than JSON.parse + schema validation of its JSON form.
+import { brotliCompressSync, gzipSync } from 'node:zlib'
+import { Agent, request } from 'undici'
+import { encodeOrder, type Order } from '../src/app/orders.ts'
+import { experiment } from './lib/experiment.ts'
+import { startServer, sum } from './lib/server.ts'
+import { annotate } from './lib/report.ts'
+
+interface Case { variant: string, path: string, headers: Record<string, string>, body: Buffer, decodedBytes: number }
+
+function cases (): Case[] {
+  const json = (chars: number): Buffer => Buffer.from(JSON.stringify({ message: 'journey '.repeat(Math.ceil(chars / 8)).slice(0, chars) }))
+  const order: Order = {
+    id: 'exp', customer: 'ada', currency: 'EUR',
+    items: Array.from({ length: 2000 }, (_, i) => ({ sku: `sku-${i}`, quantity: 1 + (i % 5), unitPriceCents: 100 + i }))
+  }
+  const big = json(512 * 1024)
+  const orderJson = Buffer.from(JSON.stringify(order))
+  const jsonType = { 'content-type': 'application/json' }
+  return [
+    { variant: 'JSON 1 KiB', path: '/echo', headers: jsonType, body: json(1024), decodedBytes: json(1024).length },
+    { variant: 'JSON 64 KiB', path: '/echo', headers: jsonType, body: json(64 * 1024), decodedBytes: json(64 * 1024).length },
+    { variant: 'JSON 512 KiB', path: '/echo', headers: jsonType, body: big, decodedBytes: big.length },
+    { variant: 'gzip JSON 512 KiB', path: '/echo', headers: { ...jsonType, 'content-encoding': 'gzip' }, body: gzipSync(big), decodedBytes: big.length },
+    { variant: 'br JSON 512 KiB', path: '/echo', headers: { ...jsonType, 'content-encoding': 'br' }, body: brotliCompressSync(big), decodedBytes: big.length },
+    { variant: 'order as JSON', path: '/orders', headers: jsonType, body: orderJson, decodedBytes: orderJson.length },
+    { variant: 'order as protobuf', path: '/orders', headers: { 'content-type': 'application/x-protobuf' }, body: Buffer.from(encodeOrder(order)), decodedBytes: orderJson.length }
+  ]
+}
+
+export const decode = experiment({
+  name: 'decode',
+  hypothesis: 'Decode cost follows decoded size, not wire size: compression saves wire bytes and adds work; protobuf decodes an order faster than JSON + schema validation.',
+  options: { requests: 300, concurrency: 4 },
+  chart: { title: 'Decode stage per body kind (mean)', unit: 'ms', series: [{ label: 'decode mean', key: 'decode mean ms' }, { label: 'whole request mean', key: 'request mean ms' }] },
+  async run (opts, progress) {
+    const server = await startServer({ BODY_LIMIT_BYTES: String(4 * 1024 * 1024) })
+    const agent = new Agent({ connections: opts.concurrency })
+    const rows = []
+    try {
+      for (const c of cases()) {
+        const before = await server.scrape()
+        const started = Date.now()
+        let sent = 0
+        let failed = 0
+        const loop = async (): Promise<void> => {
+          while (sent < opts.requests) {
+            sent++
+            const r = await request(`http://127.0.0.1:${server.http}${c.path}`, { method: 'POST', headers: c.headers, body: c.body, dispatcher: agent })
+            if (r.statusCode !== 200) failed++
+            await r.body.dump()
+          }
+          progress(`${c.variant}: ${sent}/${opts.requests}`)
+        }
+        await Promise.all(Array.from({ length: opts.concurrency }, loop))
+        await annotate(`decode: ${c.variant}`, started, Date.now())
+        const after = await server.scrape()
+        const d = (name: string, match: Record<string, string>): number => sum(after, name, match) - sum(before, name, match)
+        const route = { route: c.path, method: 'POST' }
+        const decodeSum = d('journey_stage_duration_seconds_sum', { ...route, stage: 'decode' })
+        const n = d('journey_stage_duration_seconds_count', { ...route, stage: 'decode' })
+        const requestSum = d('http_server_request_duration_seconds_sum', { http_route: c.path })
+        rows.push({
+          variant: c.variant,
+          'wire KiB': c.body.length / 1024,
+          'decoded KiB': c.decodedBytes / 1024,
+          failed,
+          'decode mean ms': (decodeSum / n) * 1000,
+          'request mean ms': (requestSum / n) * 1000,
+          'decode share %': (decodeSum / requestSum) * 100
+        })
+      }
+    } finally {
+      await agent.close()
+      await server.stop()
+    }
+    return {
+      rows,
+      notes: [
+        'Decode: Fastify preParsing → preHandler — the rest of the body arriving, decompression, parsing, schema validation (docs/stages.md).',
+        'Request mean: first request byte → response handed to the kernel; /echo also serializes the message back.'
+      ]
+    }
+  }
+})

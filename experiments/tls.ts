@@ -1,0 +1,113 @@
+// Experiment `tls`: what a TLS handshake costs, and what resumption and keep-alive save.
+//
+// Hypothesis: a full handshake costs the server a key exchange plus a signature with its certificate key —
+// far more with RSA-2048 than ECDSA P-256; resuming a session skips the certificate and signature;
+// keep-alive pays no handshake at all after the first. Both sides see it: the client's connect → secure
+// time and the server's tls stage.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import selfsigned from 'selfsigned'
+import { Agent, request } from 'undici'
+import { experiment } from './lib/experiment.ts'
+import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
+import { startServer, sum, type ExperimentServer } from './lib/server.ts'
+import { annotate } from './lib/report.ts'
+
+export const tls = experiment({
+  name: 'tls',
+  hypothesis: 'Full handshakes cost the server most (RSA far more than ECDSA); resumption skips the certificate work; keep-alive skips the handshake.',
+  options: { connections: 600, concurrency: 8 },
+  chart: { title: 'TLS: handshake latency and server CPU per request', unit: 'ms', series: [{ label: 'client handshake p50', key: 'client handshake p50 ms' }, { label: 'server tls stage mean', key: 'server tls mean ms' }, { label: 'server CPU per request', key: 'server CPU/request ms' }] },
+  async run (opts, progress) {
+    const dir = mkdtempSync(join(tmpdir(), 'journey-tls-'))
+    const rows = []
+    for (const keyType of ['ecdsa', 'rsa'] as const) {
+      const pems = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], keyType === 'ecdsa'
+        ? { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' }
+        : { keyType: 'rsa', keySize: 2048, algorithm: 'sha256' })
+      writeFileSync(join(dir, `${keyType}.crt`), pems.cert)
+      writeFileSync(join(dir, `${keyType}.key`), pems.private)
+      const server = await startServer({ TLS_CERT: join(dir, `${keyType}.crt`), TLS_KEY: join(dir, `${keyType}.key`) })
+      try {
+        for (const mode of ['full', 'resumed', 'keep-alive'] as const) {
+          if (mode === 'keep-alive' && keyType === 'rsa') continue // no handshake to compare
+          const before = await server.scrape()
+          const cpu0 = cpuMs(server)
+          const started = Date.now()
+          const phases = mode === 'keep-alive'
+            ? await keepAlive(server, opts.connections, opts.concurrency)
+            : await handshakes(server, opts.connections, opts.concurrency, mode === 'resumed', (n) => progress(`${keyType} ${mode}: ${n}/${opts.connections}`))
+          const seconds = (Date.now() - started) / 1000
+          await annotate(`tls: ${keyType} ${mode}`, started, Date.now())
+          const cpu = cpuMs(server) - cpu0
+          const after = await server.scrape()
+          const d = (name: string, match: Record<string, string> = {}): number => sum(after, name, match) - sum(before, name, match)
+          const handshakeCount = d('journey_tls_handshake_duration_seconds_count')
+          rows.push({
+            variant: `${keyType} ${mode}`,
+            'requests/s': Math.round(phases.length / seconds),
+            'full handshakes': d('journey_tls_handshake_duration_seconds_count', { resumed: 'false' }),
+            'resumed handshakes': d('journey_tls_handshake_duration_seconds_count', { resumed: 'true' }),
+            'client handshake p50 ms': quantile(phases.map(p => p.secure - p.connected), 0.5),
+            'client handshake p99 ms': quantile(phases.map(p => p.secure - p.connected), 0.99),
+            'server tls mean ms': handshakeCount > 0 ? (d('journey_tls_handshake_duration_seconds_sum') / handshakeCount) * 1000 : 0,
+            'server CPU/request ms': cpu / phases.length
+          })
+        }
+      } finally {
+        await server.stop()
+      }
+    }
+    return {
+      rows,
+      notes: [
+        'Client handshake: TCP connected → secure on the client. Server tls stage: accepted → secureConnection (includes waiting for the ClientHello).',
+        'Server CPU per request: utime + stime of the server process over the variant, from /proc, divided by requests (10 ms ticks).',
+        'Certificates generated for the run: ECDSA P-256 and RSA-2048, both self-signed.'
+      ]
+    }
+  }
+})
+
+function cpuMs (server: ExperimentServer): number {
+  const f = readFileSync(`/proc/${server.child.pid!}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(f[11]) + Number(f[12])) * 10
+}
+
+async function handshakes (server: ExperimentServer, total: number, concurrency: number, resume: boolean, onProgress: (n: number) => void): Promise<Phases[]> {
+  const out: Phases[] = []
+  let next = 0
+  async function loop (): Promise<void> {
+    let session: Buffer | undefined
+    while (next < total) {
+      next++
+      const p = await timedRequest({ host: '127.0.0.1', port: server.https, tls: true, session: resume ? session : undefined })
+      if (resume) session = p.session ?? session
+      out.push(p)
+      if (out.length % 100 === 0) onProgress(out.length)
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+  // A resumed loop's first connection has no ticket yet: it is a full handshake, counted as such.
+  return out
+}
+
+async function keepAlive (server: ExperimentServer, total: number, concurrency: number): Promise<Phases[]> {
+  const agent = new Agent({ connect: { rejectUnauthorized: false }, connections: concurrency })
+  const out: Phases[] = []
+  let next = 0
+  async function loop (): Promise<void> {
+    while (next < total) {
+      next++
+      const start = performance.now()
+      const r = await request(`https://127.0.0.1:${server.https}/`, { dispatcher: agent })
+      await r.body.text()
+      // No handshake on a reused connection: connected and secure are the same moment.
+      out.push({ start, connected: start, secure: start, written: start, firstByte: NaN, end: performance.now(), status: r.statusCode, error: undefined, resumed: true, session: undefined })
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+  await agent.close()
+  return out
+}
