@@ -6,11 +6,13 @@ import { accept } from './accept.ts'
 import { eventLoop } from './event-loop.ts'
 import { tls } from './tls.ts'
 import { decode } from './decode.ts'
+import { slowClient } from './slow-client.ts'
+import { write } from './write.ts'
 import type { Experiment } from './lib/experiment.ts'
 import { printTable, writeResult } from './lib/report.ts'
 
 // Each experiment checks its own option names; the runner only passes numbers by name.
-const EXPERIMENTS: Array<Experiment<any>> = [accept, tls, decode, eventLoop]
+const EXPERIMENTS: Array<Experiment<any>> = [accept, tls, slowClient, decode, eventLoop, write]
 const [name, ...rest] = process.argv.slice(2)
 
 if (name === undefined || name === '--list') {

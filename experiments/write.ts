@@ -1,0 +1,70 @@
+// Experiment `write`: a large response to clients that read at different speeds.
+//
+// Hypothesis: the write stage ends when the last byte is handed to the kernel, so for a body larger than
+// the socket buffers it lasts as long as the client takes to read: the server waits on backpressure
+// ('drain'), and the write stage — not the handler — shows a slow reader. The handler stays the same.
+import { connect } from 'node:net'
+import { experiment } from './lib/experiment.ts'
+import { startServer, sum } from './lib/server.ts'
+import { annotate } from './lib/report.ts'
+
+export const write = experiment({
+  name: 'write',
+  hypothesis: 'For a large response the write stage lasts as long as the client takes to read it; a slow reader shows up in write, not in the handler.',
+  options: { kb: 8192, requests: 6 },
+  chart: { title: 'An 8 MiB download read at different speeds (means)', unit: 'ms', series: [{ label: 'client: download time', key: 'client time ms' }, { label: 'server: write stage', key: 'write mean ms' }, { label: 'server: handler stage', key: 'handler mean ms' }] },
+  async run (opts, progress) {
+    const server = await startServer({})
+    const rows = []
+    try {
+      for (const [variant, bytesPerSecond] of [['fast reader', Infinity], ['reads 32 MiB/s', 32 * 1024 * 1024], ['reads 8 MiB/s', 8 * 1024 * 1024]] as const) {
+        const before = await server.scrape()
+        const started = Date.now()
+        const times: number[] = []
+        for (let i = 0; i < opts.requests; i++) {
+          times.push(await download(server.http, opts.kb, bytesPerSecond))
+          progress(`${variant}: ${i + 1}/${opts.requests}`)
+        }
+        await annotate(`write: ${variant}`, started, Date.now())
+        const after = await server.scrape()
+        const mean = (stage: string): number => {
+          const m = { stage, route: '/download' }
+          const n = sum(after, 'journey_stage_duration_seconds_count', m) - sum(before, 'journey_stage_duration_seconds_count', m)
+          return ((sum(after, 'journey_stage_duration_seconds_sum', m) - sum(before, 'journey_stage_duration_seconds_sum', m)) / n) * 1000
+        }
+        rows.push({
+          variant,
+          'response MiB': opts.kb / 1024,
+          'client time ms': times.reduce((a, b) => a + b, 0) / times.length,
+          'write mean ms': mean('write'),
+          'handler mean ms': mean('handler')
+        })
+      }
+    } finally {
+      await server.stop()
+    }
+    return {
+      rows,
+      notes: ['Client time: request written → last byte read, one download at a time on its own connection; a slow reader pauses its socket to hold its rate.']
+    }
+  }
+})
+
+/** Downloads /download?kb=… on a new connection, reading no faster than `bytesPerSecond`; resolves with ms. */
+function download (port: number, kb: number, bytesPerSecond: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1')
+    const start = performance.now()
+    let received = 0
+    s.write(`GET /download?kb=${kb} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+    s.on('data', (d: Buffer) => {
+      received += d.length
+      if (!Number.isFinite(bytesPerSecond)) return
+      // Ahead of the allowed rate? Stop reading until we are not: the kernel buffers fill, the server waits.
+      const due = (received / bytesPerSecond) * 1000 - (performance.now() - start)
+      if (due > 1) { s.pause(); setTimeout(() => s.resume(), due) }
+    })
+    s.on('error', reject)
+    s.on('close', () => resolve(performance.now() - start))
+  })
+}
