@@ -1,0 +1,88 @@
+// Experiment `parse`: what the HTTP parser's work looks like — many headers, one huge header, several
+// requests in one read (pipelining), one request across many reads — in both precision modes.
+//
+// Hypothesis: parse (Node building the request, Fastify routing) grows with the number of headers, not
+// with their bytes; pipelined requests after the first have almost no read stage (their bytes are already
+// there); a request split over many reads has a long read and an ordinary parse. In the default mode the
+// native tokenizing of the header bytes lands in read; JOURNEY_PRECISION=fine moves it into parse.
+import { connect } from 'node:net'
+import { experiment } from './lib/experiment.ts'
+import { startServer, sum } from './lib/server.ts'
+import { annotate } from './lib/report.ts'
+
+interface Shape { variant: string, headers: string, pipelined: number, pieces: number }
+
+const SHAPES: Shape[] = [
+  { variant: '3 headers', headers: 'Accept: */*\r\nUser-Agent: parse\r\n', pipelined: 1, pieces: 1 },
+  { variant: '100 headers', headers: Array.from({ length: 100 }, (_, i) => `X-Header-${i}: ${'v'.repeat(36)}\r\n`).join(''), pipelined: 1, pieces: 1 },
+  { variant: 'one 12 KiB header', headers: `X-Big: ${'b'.repeat(12 * 1024)}\r\n`, pipelined: 1, pieces: 1 },
+  { variant: '10 pipelined', headers: 'Accept: */*\r\n', pipelined: 10, pieces: 1 },
+  { variant: '1 request in 20 reads', headers: 'Accept: */*\r\nUser-Agent: parse\r\n', pipelined: 1, pieces: 20 }
+]
+
+export const parse = experiment({
+  name: 'parse',
+  hypothesis: 'Parse grows with the number of headers; pipelined requests have almost no read; a request in pieces has a long read and an ordinary parse; fine mode moves native tokenizing from read to parse.',
+  options: { rounds: 300, pieceGapMs: 2 },
+  chart: { title: 'Read and parse stages per request shape (means)', unit: 'ms', series: [{ label: 'read (default mode)', key: 'read default ms' }, { label: 'parse (default mode)', key: 'parse default ms' }, { label: 'read (fine)', key: 'read fine ms' }, { label: 'parse (fine)', key: 'parse fine ms' }] },
+  async run (opts, progress) {
+    const results = new Map<string, Record<string, number | string>>(SHAPES.map(s => [s.variant, { variant: s.variant }]))
+    for (const precision of ['default', 'fine'] as const) {
+      const server = await startServer({ JOURNEY_PRECISION: precision })
+      try {
+        for (const shape of SHAPES) {
+          const before = await server.scrape()
+          const started = Date.now()
+          const rounds = shape.pieces > 1 ? Math.ceil(opts.rounds / 10) : opts.rounds
+          for (let i = 0; i < rounds; i++) await exchange(server.http, shape, opts.pieceGapMs)
+          progress(`${precision}: ${shape.variant}`)
+          await annotate(`parse: ${shape.variant} (${precision})`, started, Date.now())
+          const after = await server.scrape()
+          const mean = (stage: string): number => {
+            const m = { stage, route: '/' }
+            const n = sum(after, 'journey_stage_duration_seconds_count', m) - sum(before, 'journey_stage_duration_seconds_count', m)
+            return ((sum(after, 'journey_stage_duration_seconds_sum', m) - sum(before, 'journey_stage_duration_seconds_sum', m)) / n) * 1000
+          }
+          const row = results.get(shape.variant)!
+          row['header KiB'] = shape.headers.length / 1024
+          row[`read ${precision} ms`] = mean('read')
+          row[`parse ${precision} ms`] = mean('parse')
+        }
+      } finally {
+        await server.stop()
+      }
+    }
+    return {
+      rows: [...results.values()],
+      notes: [
+        'Means per request of route GET / from the stage histograms. Pipelined: 10 requests written at once on one keep-alive connection.',
+        'In pieces: the request written in 20 pieces ' + opts.pieceGapMs + ' ms apart. Each shape runs on a fresh connection per round.'
+      ]
+    }
+  }
+})
+
+/** One connection: writes the shape's requests (pipelined, or in pieces), waits for every response. */
+function exchange (port: number, shape: Shape, gapMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const one = `GET / HTTP/1.1\r\nHost: x\r\n${shape.headers}\r\n`
+    const all = one.repeat(shape.pipelined - 1) + one.replace('Host: x\r\n', 'Host: x\r\nConnection: close\r\n')
+    const s = connect(port, '127.0.0.1', () => {
+      if (shape.pieces === 1) { s.write(all); return }
+      const size = Math.ceil(all.length / shape.pieces)
+      let i = 0
+      const timer = setInterval(() => {
+        s.write(all.slice(i * size, (i + 1) * size))
+        if (++i >= shape.pieces) clearInterval(timer)
+      }, gapMs)
+    })
+    let got = ''
+    s.on('data', (d: Buffer) => { got += d.toString('latin1') })
+    s.on('error', reject)
+    s.on('close', () => {
+      const ok = got.split('HTTP/1.1 200').length - 1
+      if (ok === shape.pipelined) resolve()
+      else reject(new Error(`${shape.variant}: ${ok} of ${shape.pipelined} responses`))
+    })
+  })
+}
