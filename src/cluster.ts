@@ -34,9 +34,18 @@ export async function runPrimary (config: Config, log: Logger): Promise<void> {
       if (!announced && listening.size === config.workers) void announce()
     })
     worker.on('exit', (code, signal) => {
-      listening.delete(id)
+      const wasListening = listening.delete(id)
       byId.delete(id)
       if (stopping) return
+      if (code === 2 && !wasListening) {
+        // A configuration error (bad port, unreadable certificate) repeats in every replacement: stop instead.
+        log.fatal({ worker: id }, 'a worker could not start (configuration error above); stopping')
+        stopping = true
+        for (const w of byId.values()) w.process.kill('SIGTERM')
+        process.exitCode = 2
+        void admin.close()
+        return
+      }
       log.error({ worker: id, code, signal }, 'worker died; starting a replacement')
       fork(id)
     })

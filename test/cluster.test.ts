@@ -3,11 +3,11 @@
 // the worker that served them; SIGTERM drains every worker and the primary exits 0.
 import assert from 'node:assert/strict'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer, type AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
 import { Agent, request } from 'undici'
 import { freePort } from '../experiments/lib/server.ts'
-import { killAll, start } from './helpers/process.ts'
+import { killAll, run, start } from './helpers/process.ts'
 
 after(killAll)
 
@@ -69,3 +69,15 @@ for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
     assert.equal((s.logs().match(/"worker":\d,"msg":"stopped"/g) ?? []).length, 2, 'both workers stopped gracefully')
   })
 }
+
+test('a worker that cannot start (port in use) stops the whole cluster with exit 2 and one line naming it', async () => {
+  const blocker = createServer()
+  await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', resolve))
+  const port = (blocker.address() as AddressInfo).port
+  const p = run({ ACCEPT_STRATEGY: 'reuseport', WORKERS: '2', HTTP_PORT: String(port), HTTPS_PORT: String(await freePort()), LOG_LEVEL: 'info' })
+  const exited = await Promise.race([p.exited, new Promise<'hung'>(resolve => setTimeout(resolve, 20_000, 'hung'))])
+  blocker.close()
+  assert.notEqual(exited, 'hung', 'the primary did not restart failing workers forever')
+  assert.equal((exited as { code: number }).code, 2)
+  assert.match(p.output(), new RegExp(`configuration error: HTTP_PORT=${port} cannot be used`))
+})

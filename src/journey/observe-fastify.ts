@@ -39,7 +39,9 @@ export interface FastifyObserverOptions {
  */
 function kernelReadWait (socket: Socket, rec: RequestRecord): number {
   if (Number.isNaN(rec.beginAt)) return NaN
-  const k = readTcpInfo(socket)
+  // On HTTPS the request's socket is the TLSSocket; TCP_INFO belongs to the TCP socket under it (absent
+  // in fine mode, where TLS runs over a JS stream: not measured there).
+  const k = readTcpInfo((socket as Socket & { _parent?: Socket })._parent ?? socket)
   if (k === undefined || k.bytesReceived === 0) return NaN
   return Math.max(0, Math.round(k.lastDataRecvMs - (rec.requestAt - rec.beginAt)))
 }

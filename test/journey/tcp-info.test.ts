@@ -113,3 +113,13 @@ test('a request that arrives on a keep-alive connection while the loop is blocke
   const metrics = await (await request(`${t.admin}/metrics`)).body.text()
   assert.match(metrics, /^journey_read_kernel_wait_seconds_count\{listener="http"\} [1-9]\d*$/m)
 })
+
+test('an HTTPS request is measured on the TCP socket under its TLS socket', { skip }, async () => {
+  t.exporter.reset()
+  const r = await request(`${t.https}/`, { dispatcher: t.insecure })
+  await r.body.text()
+  const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.read'))
+  const wait = spans.find(x => x.name === 'journey.read')!.attributes['journey.read.kernel_wait_ms']
+  assert.equal(typeof wait, 'number', 'measured')
+  assert.ok((wait as number) >= 0 && (wait as number) <= 8, `an idle loop reads at once: ${String(wait)} ms`)
+})
