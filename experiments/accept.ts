@@ -7,7 +7,7 @@
 // The accept-queue peak and the kernel wait before accept show where connections waited.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { byLabel, startServer, sum } from './lib/server.ts'
+import { byLabel, delta, meanMs, startServer, sum } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 const STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
@@ -39,8 +39,6 @@ export const accept = experiment({
         const perWorker = byLabel(after, 'journey_connections_accepted_total', 'worker', { listener: 'http' })
         const beforeWorker = byLabel(before, 'journey_connections_accepted_total', 'worker', { listener: 'http' })
         const split = [...perWorker].map(([w, n]) => n - (beforeWorker.get(w) ?? 0)).sort((a, b) => b - a)
-        const waitCount = sum(after, 'journey_accept_kernel_wait_seconds_count') - sum(before, 'journey_accept_kernel_wait_seconds_count')
-        const waitSum = sum(after, 'journey_accept_kernel_wait_seconds_sum') - sum(before, 'journey_accept_kernel_wait_seconds_sum')
         const ok = phases.filter(p => p.status === 200)
         rows.push({
           variant: strategy,
@@ -49,10 +47,10 @@ export const accept = experiment({
           'connect p99 ms': quantile(ok.map(p => p.connected - p.start), 0.99),
           'response p99 ms': quantile(ok.map(p => p.end - p.start), 0.99),
           failed: phases.length - ok.length,
-          'accepted per worker': split.length === 0 ? String(sum(after, 'journey_connections_accepted_total', { listener: 'http' }) - sum(before, 'journey_connections_accepted_total', { listener: 'http' })) : split.join(' / '),
+          'accepted per worker': split.length === 0 ? String(delta(before, after, 'journey_connections_accepted_total', { listener: 'http' })) : split.join(' / '),
           'queue peak': peak,
-          'kernel wait mean ms': waitCount > 0 ? (waitSum / waitCount) * 1000 : NaN,
-          'listen overflows': sum(after, 'journey_listen_overflows_total') - sum(before, 'journey_listen_overflows_total')
+          'kernel wait mean ms': meanMs(before, after, 'journey_accept_kernel_wait_seconds'),
+          'listen overflows': delta(before, after, 'journey_listen_overflows_total')
         })
       } finally {
         await server.stop()

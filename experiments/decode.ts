@@ -9,7 +9,7 @@ import { brotliCompressSync, gzipSync } from 'node:zlib'
 import { Agent, request } from 'undici'
 import { encodeOrder, type Order } from '../src/app/orders.ts'
 import { experiment } from './lib/experiment.ts'
-import { startServer, sum } from './lib/server.ts'
+import { delta, startServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 interface Case { variant: string, path: string, headers: Record<string, string>, body: Buffer, decodedBytes: number }
@@ -61,11 +61,10 @@ export const decode = experiment({
         await Promise.all(Array.from({ length: opts.concurrency }, loop))
         await annotate(`decode: ${c.variant}`, started, Date.now())
         const after = await server.scrape()
-        const d = (name: string, match: Record<string, string>): number => sum(after, name, match) - sum(before, name, match)
-        const route = { route: c.path, method: 'POST' }
-        const decodeSum = d('journey_stage_duration_seconds_sum', { ...route, stage: 'decode' })
-        const n = d('journey_stage_duration_seconds_count', { ...route, stage: 'decode' })
-        const requestSum = d('http_server_request_duration_seconds_sum', { http_route: c.path })
+        const decode = { route: c.path, method: 'POST', stage: 'decode' }
+        const decodeSum = delta(before, after, 'journey_stage_duration_seconds_sum', decode)
+        const n = delta(before, after, 'journey_stage_duration_seconds_count', decode)
+        const requestSum = delta(before, after, 'http_server_request_duration_seconds_sum', { http_route: c.path })
         rows.push({
           variant: c.variant,
           'wire KiB': c.body.length / 1024,

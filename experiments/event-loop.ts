@@ -5,7 +5,7 @@
 // handler, whose stage stays microseconds. Offloading the same work to worker threads removes the wait.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { startServer, sum } from './lib/server.ts'
+import { meanMs, startServer, sum } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 export const eventLoop = experiment({
@@ -38,16 +38,14 @@ export const eventLoop = experiment({
         await Promise.all([...Array.from({ length: opts.heavyConcurrency }, heavyLoop), lightLoop()])
         await annotate(`event-loop: ${variant}`, started, Date.now())
         const after = await server.scrape()
-        const d = (name: string, match: Record<string, string> = {}): number => sum(after, name, match) - sum(before, name, match)
-        const handler = { route: '/', stage: 'handler' }
         rows.push({
           variant,
           'light requests': light.length,
           'heavy requests': heavy,
           'light response p50 ms': quantile(light.map(p => p.end - p.start), 0.5),
           'light response p99 ms': quantile(light.map(p => p.end - p.start), 0.99),
-          'kernel wait mean ms': (d('journey_accept_kernel_wait_seconds_sum') / d('journey_accept_kernel_wait_seconds_count')) * 1000,
-          'handler mean ms': (d('journey_stage_duration_seconds_sum', handler) / d('journey_stage_duration_seconds_count', handler)) * 1000,
+          'kernel wait mean ms': meanMs(before, after, 'journey_accept_kernel_wait_seconds'),
+          'handler mean ms': meanMs(before, after, 'journey_stage_duration_seconds', { route: '/', stage: 'handler' }),
           'event-loop p99 ms': (sum(after, 'nodejs_eventloop_lag_p99_seconds')) * 1000
         })
       } finally {

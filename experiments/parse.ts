@@ -7,7 +7,7 @@
 // native tokenizing of the header bytes lands in read; JOURNEY_PRECISION=fine moves it into parse.
 import { connect } from 'node:net'
 import { experiment } from './lib/experiment.ts'
-import { startServer, sum } from './lib/server.ts'
+import { meanMs, startServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 interface Shape { variant: string, headers: string, pipelined: number, pieces: number }
@@ -38,11 +38,7 @@ export const parse = experiment({
           progress(`${precision}: ${shape.variant}`)
           await annotate(`parse: ${shape.variant} (${precision})`, started, Date.now())
           const after = await server.scrape()
-          const mean = (stage: string): number => {
-            const m = { stage, route: '/' }
-            const n = sum(after, 'journey_stage_duration_seconds_count', m) - sum(before, 'journey_stage_duration_seconds_count', m)
-            return ((sum(after, 'journey_stage_duration_seconds_sum', m) - sum(before, 'journey_stage_duration_seconds_sum', m)) / n) * 1000
-          }
+          const mean = (stage: string): number => meanMs(before, after, 'journey_stage_duration_seconds', { stage, route: '/' })
           const row = results.get(shape.variant)!
           row['header KiB'] = shape.headers.length / 1024
           row[`read ${precision} ms`] = mean('read')

@@ -8,7 +8,7 @@ import { connect } from 'node:net'
 import { Agent, request } from 'undici'
 import { experiment } from './lib/experiment.ts'
 import { quantile } from './lib/phase-client.ts'
-import { startServer, sum, type ExperimentServer } from './lib/server.ts'
+import { delta, meanMs, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 const REQUEST = 'GET / HTTP/1.1\r\nHost: slow.example\r\nUser-Agent: dribbler\r\nAccept: */*\r\n\r\n'
@@ -34,11 +34,7 @@ export const slowClient = experiment({
         await Promise.all(slow)
         await annotate(`slow-client: ${variant}`, started, Date.now())
         const after = await server.scrape()
-        const mean = (stage: string): number => {
-          const m = { stage, route: '/' }
-          const n = sum(after, 'journey_stage_duration_seconds_count', m) - sum(before, 'journey_stage_duration_seconds_count', m)
-          return n === 0 ? NaN : ((sum(after, 'journey_stage_duration_seconds_sum', m) - sum(before, 'journey_stage_duration_seconds_sum', m)) / n) * 1000
-        }
+        const mean = (stage: string): number => meanMs(before, after, 'journey_stage_duration_seconds', { stage, route: '/' })
         rows.push({
           variant,
           'normal requests': normal.length,
@@ -48,7 +44,7 @@ export const slowClient = experiment({
           'slow cut off': outcome.cutOff,
           'read mean ms': mean('read'),
           'parse mean ms': mean('parse'),
-          'header timeouts counted': sum(after, 'journey_connection_errors_total', { reason: 'request_timeout' }) - sum(before, 'journey_connection_errors_total', { reason: 'request_timeout' })
+          'header timeouts counted': delta(before, after, 'journey_connection_errors_total', { reason: 'request_timeout' })
         })
       } finally {
         await server.stop()

@@ -11,7 +11,7 @@ import selfsigned from 'selfsigned'
 import { Agent, request } from 'undici'
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { startServer, sum, type ExperimentServer } from './lib/server.ts'
+import { delta, meanMs, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 export const tls = experiment({
@@ -42,16 +42,14 @@ export const tls = experiment({
           await annotate(`tls: ${keyType} ${mode}`, started, Date.now())
           const cpu = cpuMs(server) - cpu0
           const after = await server.scrape()
-          const d = (name: string, match: Record<string, string> = {}): number => sum(after, name, match) - sum(before, name, match)
-          const handshakeCount = d('journey_tls_handshake_duration_seconds_count')
           rows.push({
             variant: `${keyType} ${mode}`,
             'requests/s': Math.round(phases.length / seconds),
-            'full handshakes': d('journey_tls_handshake_duration_seconds_count', { resumed: 'false' }),
-            'resumed handshakes': d('journey_tls_handshake_duration_seconds_count', { resumed: 'true' }),
+            'full handshakes': delta(before, after, 'journey_tls_handshake_duration_seconds_count', { resumed: 'false' }),
+            'resumed handshakes': delta(before, after, 'journey_tls_handshake_duration_seconds_count', { resumed: 'true' }),
             'client handshake p50 ms': quantile(phases.map(p => p.secure - p.connected), 0.5),
             'client handshake p99 ms': quantile(phases.map(p => p.secure - p.connected), 0.99),
-            'server tls mean ms': handshakeCount > 0 ? (d('journey_tls_handshake_duration_seconds_sum') / handshakeCount) * 1000 : 0,
+            'server tls mean ms': meanMs(before, after, 'journey_tls_handshake_duration_seconds'),
             'server CPU/request ms': cpu / phases.length
           })
         }

@@ -5,7 +5,7 @@
 // ('drain'), and the write stage — not the handler — shows a slow reader. The handler stays the same.
 import { connect } from 'node:net'
 import { experiment } from './lib/experiment.ts'
-import { startServer, sum } from './lib/server.ts'
+import { meanMs, startServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 export const write = experiment({
@@ -27,11 +27,7 @@ export const write = experiment({
         }
         await annotate(`write: ${variant}`, started, Date.now())
         const after = await server.scrape()
-        const mean = (stage: string): number => {
-          const m = { stage, route: '/download' }
-          const n = sum(after, 'journey_stage_duration_seconds_count', m) - sum(before, 'journey_stage_duration_seconds_count', m)
-          return ((sum(after, 'journey_stage_duration_seconds_sum', m) - sum(before, 'journey_stage_duration_seconds_sum', m)) / n) * 1000
-        }
+        const mean = (stage: string): number => meanMs(before, after, 'journey_stage_duration_seconds', { stage, route: '/download' })
         rows.push({
           variant,
           'response MiB': opts.kb / 1024,

@@ -78,6 +78,17 @@ export function sum (m: Map<string, number>, name: string, match: Record<string,
   return total
 }
 
+/** How much `name` (summed over the series matching `match`) grew between two scrapes. */
+export function delta (before: Map<string, number>, after: Map<string, number>, name: string, match: Record<string, string> = {}): number {
+  return sum(after, name, match) - sum(before, name, match)
+}
+
+/** Mean in ms of histogram `name` (in seconds) over what it observed between two scrapes; NaN if nothing. */
+export function meanMs (before: Map<string, number>, after: Map<string, number>, name: string, match: Record<string, string> = {}): number {
+  const n = delta(before, after, `${name}_count`, match)
+  return n === 0 ? NaN : (delta(before, after, `${name}_sum`, match) / n) * 1000
+}
+
 /** The values of label `label` on series of `name`, with their sums. */
 export function byLabel (m: Map<string, number>, name: string, label: string, match: Record<string, string> = {}): Map<string, number> {
   const out = new Map<string, number>()
