@@ -2,8 +2,8 @@
 // Why an addon: no maintained npm package reads struct tcp_info (the `sockopt` package handles integers only),
 // and the fields we need (how long data and the handshake's ACK have waited in the kernel) exist nowhere else.
 //
-//   tcpInfo(fd, out: Float64Array(8)) -> boolean   (false: not a TCP socket, or getsockopt failed)
-// out = [state, lastDataRecvMs, lastAckRecvMs, rttUs, bytesReceived, unacked, sacked, rcvMss]
+//   tcpInfo(fd, out: Float64Array(4)) -> boolean   (false: not a TCP socket, or getsockopt failed)
+// out = [lastDataRecvMs, lastAckRecvMs, rttUs, bytesReceived]
 // Fills a caller-owned array so a call allocates nothing (it runs once per accepted connection).
 #include <node_api.h>
 #include <sys/socket.h>
@@ -23,22 +23,18 @@ static napi_value TcpInfo(napi_env env, napi_callback_info cbinfo) {
   size_t length;
   void* data;
   if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok) goto fail;
-  if (type != napi_float64_array || length < 8) goto fail;
+  if (type != napi_float64_array || length < 4) goto fail;
 
   struct tcp_info info;
   socklen_t size = sizeof(info);
   memset(&info, 0, sizeof(info));
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) != 0) goto fail;
   double* out = (double*)data;
-  out[0] = info.tcpi_state;
-  out[1] = info.tcpi_last_data_recv;
-  out[2] = info.tcpi_last_ack_recv;
-  out[3] = info.tcpi_rtt;
+  out[0] = info.tcpi_last_data_recv;
+  out[1] = info.tcpi_last_ack_recv;
+  out[2] = info.tcpi_rtt;
   // tcpi_bytes_received arrived in Linux 4.1; an older kernel returns a shorter struct.
-  out[4] = size >= offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(info.tcpi_bytes_received) ? (double)info.tcpi_bytes_received : -1;
-  out[5] = info.tcpi_unacked;
-  out[6] = info.tcpi_sacked;
-  out[7] = info.tcpi_rcv_mss;
+  out[3] = size >= offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(info.tcpi_bytes_received) ? (double)info.tcpi_bytes_received : -1;
   napi_get_boolean(env, 1, &result);
   return result;
 fail:

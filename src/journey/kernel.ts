@@ -14,8 +14,6 @@ import { METRIC } from './stages.ts'
 import { acceptQueueLength, tcpExt } from './proc-net.ts'
 import { MAX_LISTENERS, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
 
-export { acceptQueueLength, tcpExt }
-
 /** Node's default listen() backlog, used when the app does not pass one. */
 export const NODE_DEFAULT_BACKLOG = 511
 
@@ -130,7 +128,8 @@ export function createKernelMetrics (registry: Registry<any>, opts: KernelMetric
       registers,
       collect () {
         this.reset()
-        for (const w of watched) if (w.server.listening) this.set({ listener: w.listener }, sampler.takePeak(w.slot))
+        // Slots past MAX_LISTENERS are not sampled: no value rather than a made-up 0.
+        for (const w of watched) if (w.server.listening && w.slot < MAX_LISTENERS) this.set({ listener: w.listener }, sampler.takePeak(w.slot))
       }
     })
   }

@@ -33,12 +33,12 @@ export interface KernelView {
   bytesReceived: number
 }
 
-const out = new Float64Array(8)
+const out = new Float64Array(4)
 
 /** The socket's TCP_INFO, or undefined (no addon, no fd, not TCP). Costs one syscall (≈1.5 µs). */
 export function readTcpInfo (socket: Socket): KernelView | undefined {
   if (addon === undefined) return undefined
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
   if (fd === undefined || fd < 0 || !addon.tcpInfo(fd, out)) return undefined
-  return { lastDataRecvMs: out[1]!, lastAckRecvMs: out[2]!, rttUs: out[3]!, bytesReceived: out[4]! }
+  return { lastDataRecvMs: out[0]!, lastAckRecvMs: out[1]!, rttUs: out[2]!, bytesReceived: out[3]! }
 }

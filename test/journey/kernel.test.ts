@@ -6,7 +6,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net'
 import { after, test } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
-import { acceptQueueLength, tcpExt } from '../../src/journey/kernel.ts'
+import { acceptQueueLength, tcpExt } from '../../src/journey/proc-net.ts'
 import { startTestServer } from '../helpers/server.ts'
 
 const linux = process.platform === 'linux'
