@@ -51,7 +51,7 @@ writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${body}'\
 // A local OTLP/HTTP receiver on the load generator's core, answering 200 to everything; it counts spans
 // roughly (by bytes) so the report can say how much each sampled variant exported.
 const receiver = spawn('taskset', ['-c', '1', process.execPath, '-e',
-  "let n=0;require('http').createServer((q,r)=>{q.on('data',d=>n+=d.length);q.on('end',()=>r.end('{}'))}).listen(4318,'127.0.0.1');" +
+  "let n=0;require('http').createServer((q,r)=>{q.on('data',d=>n+=d.length);q.on('end',()=>r.end())}).listen(4318,'127.0.0.1');" +
   "process.on('message',()=>process.send(n))"], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
 const receivedBytes = (): Promise<number> => new Promise(resolve => { receiver.once('message', n => resolve(n as number)); receiver.send('?') })
 

@@ -22,7 +22,8 @@ if (variant === 'usual-100pct' || variant === 'usual-10pct') {
   const { HttpInstrumentation } = await import('@opentelemetry/instrumentation-http')
   const { FastifyOtelInstrumentation } = await import('@fastify/otel')
   const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, AlwaysOnSampler } = await import('@opentelemetry/sdk-trace')
-  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http')
+  // The same encoding the journey variants use (OTLP's default, http/protobuf), so the exporters cost alike.
+  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-proto')
   new NodeSDK({
     serviceName: 'bench',
     sampler: new ParentBasedSampler({ root: variant === 'usual-10pct' ? new TraceIdRatioBasedSampler(0.1) : new AlwaysOnSampler() }),

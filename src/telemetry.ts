@@ -6,7 +6,9 @@ import { hostname } from 'node:os'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources'
 import { setGlobalErrorHandler } from '@opentelemetry/core'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { OTLPTraceExporter as OTLPJsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { OTLPTraceExporter as OTLPProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { OTLPTraceExporter as OTLPGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc'
 import { ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
@@ -46,11 +48,30 @@ function resourceAttribute (env: Record<string, string | undefined>, key: string
   return undefined
 }
 
-function exportersFromEnv (env: Record<string, string | undefined>): SpanExporter[] {
+export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc'
+
+/**
+ * OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else the spec's default
+ * http/protobuf. The default matters for cost, not only compatibility: encoding a span as protobuf
+ * took ≈ 2.5× less CPU than as OTLP JSON here, and the body is ≈ 2.6× smaller (bench/README).
+ */
+export function otlpProtocol (env: Record<string, string | undefined>): { protocol: OtlpProtocol, unknown?: string } {
+  const raw = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? '').trim().toLowerCase()
+  if (raw === '' || raw === 'http/protobuf') return { protocol: 'http/protobuf' }
+  if (raw === 'http/json' || raw === 'grpc') return { protocol: raw }
+  return { protocol: 'http/protobuf', unknown: raw }
+}
+
+function exportersFromEnv (env: Record<string, string | undefined>, log: Logger): SpanExporter[] {
   const names = (env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map(s => s.trim().toLowerCase()).filter(Boolean)
   if (names.includes('none')) return []
   const exporters: SpanExporter[] = []
-  if (names.includes('otlp')) exporters.push(new OTLPTraceExporter())
+  if (names.includes('otlp')) {
+    // Each exporter reads its endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
+    const { protocol, unknown } = otlpProtocol(env)
+    if (unknown !== undefined) log.warn({ protocol: unknown }, 'unknown OTLP protocol; using http/protobuf (http/json and grpc are the others)')
+    exporters.push(protocol === 'grpc' ? new OTLPGrpcExporter() : protocol === 'http/json' ? new OTLPJsonExporter() : new OTLPProtoExporter())
+  }
   if (names.includes('console')) exporters.push(new ConsoleSpanExporter())
   return exporters
 }
@@ -82,7 +103,7 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
   })
 
   const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
-  const processors = opts.spanProcessors ?? exportersFromEnv(env).map(exporter => countedBatchProcessor({
+  const processors = opts.spanProcessors ?? exportersFromEnv(env, log).map(exporter => countedBatchProcessor({
     exporter,
     registry,
     maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 2048),

@@ -152,6 +152,38 @@ describe('npm start', () => {
     }
   })
 
+  test('without a protocol set, spans go as OTLP protobuf (the specification\'s default, and the cheaper encoding)', async () => {
+    const posts: Array<{ type: string | undefined, body: Buffer }> = []
+    const receiver = createServer((req: IncomingMessage, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (d: Buffer) => chunks.push(d))
+      req.on('end', () => {
+        posts.push({ type: req.headers['content-type'], body: Buffer.concat(chunks) })
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+      })
+    })
+    await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
+    after(() => { receiver.close() })
+    const s = await start({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_BSP_SCHEDULE_DELAY: '60000'
+    })
+    await (await request(`http://127.0.0.1:${s.ports.http}/compute?ms=5`)).body.text()
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    receiver.close()
+    assert.ok(posts.length > 0, 'the exporter posted')
+    assert.equal(posts[0]!.type, 'application/x-protobuf')
+    const body = Buffer.concat(posts.map(p => p.body))
+    assert.notEqual(body[0], '{'.charCodeAt(0), 'not JSON')
+    // Protobuf strings are plain UTF-8 in the message: every stage span's name is in there.
+    for (const n of ['GET /compute', 'journey.accept', 'journey.read', 'journey.handler', 'journey.write']) {
+      assert.ok(body.includes(n), `${n} exported`)
+    }
+    assert.equal(s.logs().split('\n').filter(l => l.includes('"level":50') || l.includes('"level":40')).length, 0, 'no warnings: the receiver\'s answer was understood')
+  })
+
   test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
     const traces = new Set<string>()
     const receiver = createServer((req: IncomingMessage, res) => {

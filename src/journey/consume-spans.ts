@@ -16,7 +16,7 @@ import { toEpochMs } from './clock.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, stageSpanName, UNMATCHED_ROUTE, type Stage } from './stages.ts'
 import { timelineOf, type Interval } from './timeline.ts'
-import { decided, type PresetIdGenerator } from './sampling.ts'
+import { decided, rootDecider, type PresetIdGenerator } from './sampling.ts'
 import { channels } from './publish.ts'
 
 export interface SpanConsumerOptions {
@@ -40,19 +40,29 @@ const random = new RandomIdGenerator()
 export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   const { tracer, ids, headSampler, precision, recordHeaders } = opts
 
+  const decideRoot = rootDecider(headSampler)
+
   function start (rec: RequestRecord, headers: Record<string, string | string[] | undefined>): void {
-    // Extracting is skipped when there is nothing to extract: most requests carry no traceparent.
-    const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, headers)
-    const parentSpan = trace.getSpanContext(parent)
-    const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
-    const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
-    rec.parentContext = parent === ROOT_CONTEXT ? undefined : parent
     // Only allowlisted headers, copied now (the request object is gone when spans are built).
     for (const h of recordHeaders) {
       const v = headers[h]
       if (v !== undefined) (rec.headers ??= {})[`http.request.header.${h}`] = Array.isArray(v) ? v : [v]
     }
-    if (result.decision !== 2 /* RECORD_AND_SAMPLED */) return
+    // Most requests carry no trace context: no extraction, and no trace id unless this one is sampled.
+    if (headers.traceparent === undefined && decideRoot !== undefined) {
+      const traceId = decideRoot()
+      if (traceId !== undefined) sample(rec, ROOT_CONTEXT, traceId)
+      return
+    }
+    const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, headers)
+    const parentSpan = trace.getSpanContext(parent)
+    const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
+    const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
+    rec.parentContext = parent === ROOT_CONTEXT ? undefined : parent
+    if (result.decision === 2 /* RECORD_AND_SAMPLED */) sample(rec, parent, traceId)
+  }
+
+  function sample (rec: RequestRecord, parent: Context, traceId: string): void {
     rec.sampled = true
     rec.traceId = traceId
     rec.spanId = random.generateSpanId()

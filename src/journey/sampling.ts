@@ -15,13 +15,47 @@ export function samplerFromEnv (env: Record<string, string | undefined> = proces
   const arg = argRaw === undefined || argRaw === '' ? 1 : Number(argRaw)
   const ratio = Number.isFinite(arg) && arg >= 0 && arg <= 1 ? arg : 1
   switch (name) {
-    case 'always_on': return new AlwaysOnSampler()
-    case 'always_off': return new AlwaysOffSampler()
-    case 'traceidratio': return new TraceIdRatioBasedSampler(ratio)
-    case 'parentbased_always_off': return new ParentBasedSampler({ root: new AlwaysOffSampler() })
-    case 'parentbased_traceidratio': return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
-    default: return new ParentBasedSampler({ root: new AlwaysOnSampler() })
+    case 'always_on': return withRootRatio(new AlwaysOnSampler(), 1)
+    case 'always_off': return withRootRatio(new AlwaysOffSampler(), 0)
+    case 'traceidratio': return withRootRatio(new TraceIdRatioBasedSampler(ratio), ratio)
+    case 'parentbased_always_off': return withRootRatio(new ParentBasedSampler({ root: new AlwaysOffSampler() }), 0)
+    case 'parentbased_traceidratio': return withRootRatio(new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }), ratio)
+    default: return withRootRatio(new ParentBasedSampler({ root: new AlwaysOnSampler() }), 1)
   }
+}
+
+// Samplers built above whose decision for a request without a parent is the SDK's trace-id ratio rule.
+const rootRatios = new WeakMap<Sampler, number>()
+function withRootRatio (sampler: Sampler, ratio: number): Sampler {
+  rootRatios.set(sampler, ratio)
+  return sampler
+}
+
+/**
+ * The head decision for a request with no incoming trace context, without building a trace id string
+ * for the requests it drops. Same ids and same rule as the SDK's RandomIdGenerator and
+ * TraceIdRatioBasedSampler (four random 32-bit words; sampled when their XOR is below ratio × 2³²), so a
+ * sampled id is one the SDK would also have sampled — but the 32-character hex string, the most
+ * expensive part at 1 %, is made only for the 1 %. Returns undefined for samplers it does not know
+ * (a custom sampler passed to journeyTracing), which then take the generic path.
+ */
+export function rootDecider (sampler: Sampler): (() => string | undefined) | undefined {
+  const ratio = rootRatios.get(sampler)
+  if (ratio === undefined) return undefined
+  const upper = ratio >= 1 ? 2 ** 32 : Math.floor(ratio * 0xffffffff)
+  return () => {
+    if (upper === 0) return undefined
+    const w0 = Math.random() * 2 ** 32 >>> 0
+    const w1 = Math.random() * 2 ** 32 >>> 0
+    const w2 = Math.random() * 2 ** 32 >>> 0
+    const w3 = (Math.random() * 2 ** 32 >>> 0) || 1 // an all-zero trace id is invalid
+    if (((w0 ^ w1 ^ w2 ^ w3) >>> 0) >= upper) return undefined
+    return hex8(w0) + hex8(w1) + hex8(w2) + hex8(w3)
+  }
+}
+
+function hex8 (w: number): string {
+  return w.toString(16).padStart(8, '0')
 }
 
 const JOURNEY_DECIDED = createContextKey('request-journey decided')

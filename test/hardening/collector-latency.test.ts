@@ -12,7 +12,7 @@ after(killAll)
 async function collector (delayMs: number): Promise<{ url: string, server: Server }> {
   const server = createServer((req, res) => {
     req.resume()
-    req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'), delayMs))
+    req.on('end', () => setTimeout(() => res.writeHead(200).end(), delayMs))
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }

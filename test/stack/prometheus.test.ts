@@ -44,7 +44,7 @@ function expand (expr: string): string {
 before(async () => {
   if (skip !== false) return
   // Spans go to a local OTLP/HTTP receiver, so the export-pipeline panels have data and exemplars exist.
-  collector = createHttpServer((req, res) => { req.resume(); req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}')) })
+  collector = createHttpServer((req, res) => { req.resume(); req.on('end', () => res.writeHead(200).end()) })
   await new Promise<void>(resolve => collector.listen(0, '127.0.0.1', resolve))
   app = await start({
     OTEL_TRACES_EXPORTER: 'otlp',
