@@ -7,7 +7,7 @@
 // The accept-queue peak and the kernel wait before accept show where connections waited.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { byLabel, delta, meanMs, startServer, sum } from './lib/server.ts'
+import { byLabel, configurable, delta, meanMs, startServer, sum, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 const STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
@@ -19,18 +19,19 @@ export const accept = experiment({
   chart: { title: 'Connection storm: client-side latency per accept strategy', unit: 'ms', series: [{ label: 'connect p50', key: 'connect p50 ms' }, { label: 'connect p99', key: 'connect p99 ms' }, { label: 'response p99', key: 'response p99 ms' }] },
   async run (opts, progress) {
     const rows = []
-    for (const strategy of STRATEGIES) {
+    // Against a --url target the strategy is whatever it runs: one variant, named so.
+    for (const strategy of configurable() ? STRATEGIES : ['target'] as const) {
       const server = await startServer({ ACCEPT_STRATEGY: strategy, WORKERS: String(opts.workers), JOURNEY_KERNEL_SAMPLE_MS: '5' })
       try {
         // Warm-up, then the storm: `concurrency` loops each opening one connection per request.
-        await storm(server.http, 200, 16, () => {})
+        await storm(server, 200, 16, () => {})
         const before = await server.scrape()
         let peak = 0
         const sampling = setInterval(() => {
           void server.scrape().then(m => { peak = Math.max(peak, sum(m, 'journey_accept_queue_peak')) }, () => {})
         }, 250)
         const started = Date.now()
-        const phases = await storm(server.http, opts.connections, opts.concurrency, (done) => progress(`${strategy}: ${done}/${opts.connections} connections`))
+        const phases = await storm(server, opts.connections, opts.concurrency, (done) => progress(`${strategy}: ${done}/${opts.connections} connections`))
         const seconds = (Date.now() - started) / 1000
         clearInterval(sampling)
         await annotate(`accept: ${strategy}`, started, Date.now())
@@ -67,13 +68,13 @@ export const accept = experiment({
   }
 })
 
-async function storm (port: number, total: number, concurrency: number, onProgress: (done: number) => void): Promise<Phases[]> {
+async function storm (server: ExperimentServer, total: number, concurrency: number, onProgress: (done: number) => void): Promise<Phases[]> {
   const out: Phases[] = []
   let next = 0
   async function loop (): Promise<void> {
     while (next < total) {
       next++
-      out.push(await timedRequest({ host: '127.0.0.1', port }))
+      out.push(await timedRequest({ host: server.host, port: server.http }))
       if (out.length % 500 === 0) onProgress(out.length)
     }
   }

@@ -52,7 +52,7 @@ export const decode = experiment({
         const loop = async (): Promise<void> => {
           while (sent < opts.requests) {
             sent++
-            const r = await request(`http://127.0.0.1:${server.http}${c.path}`, { method: 'POST', headers: c.headers, body: c.body, dispatcher: agent })
+            const r = await request(`http://${server.host}:${server.http}${c.path}`, { method: 'POST', headers: c.headers, body: c.body, dispatcher: agent })
             if (r.statusCode !== 200) failed++
             await r.body.dump()
           }

@@ -24,13 +24,13 @@ export const eventLoop = experiment({
         const heavyPath = `/compute?ms=${opts.computeMs}${variant === 'offloaded' ? '&offload=1' : ''}`
         let heavy = 0
         const heavyLoop = async (): Promise<void> => {
-          while (Date.now() < end) { await timedRequest({ host: '127.0.0.1', port: server.http, path: heavyPath }); heavy++ }
+          while (Date.now() < end) { await timedRequest({ host: server.host, port: server.http, path: heavyPath }); heavy++ }
         }
         const light: Phases[] = []
         const lightLoop = async (): Promise<void> => {
           while (Date.now() < end) {
             const t = Date.now()
-            light.push(await timedRequest({ host: '127.0.0.1', port: server.http, path: '/' }))
+            light.push(await timedRequest({ host: server.host, port: server.http, path: '/' }))
             if (light.length % 50 === 0) progress(`${variant}: ${light.length} light, ${heavy} heavy requests`)
             await new Promise(resolve => setTimeout(resolve, Math.max(0, opts.lightIntervalMs - (Date.now() - t))))
           }

@@ -7,7 +7,7 @@
 // native tokenizing of the header bytes lands in read; JOURNEY_PRECISION=fine moves it into parse.
 import { connect } from 'node:net'
 import { experiment } from './lib/experiment.ts'
-import { meanMs, startServer } from './lib/server.ts'
+import { configurable, meanMs, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 interface Shape { variant: string, headers: string, pipelined: number, pieces: number }
@@ -27,14 +27,14 @@ export const parse = experiment({
   chart: { title: 'Read and parse stages per request shape (means)', unit: 'ms', series: [{ label: 'read (default mode)', key: 'read default ms' }, { label: 'parse (default mode)', key: 'parse default ms' }, { label: 'read (fine)', key: 'read fine ms' }, { label: 'parse (fine)', key: 'parse fine ms' }] },
   async run (opts, progress) {
     const results = new Map<string, Record<string, number | string>>(SHAPES.map(s => [s.variant, { variant: s.variant }]))
-    for (const precision of ['default', 'fine'] as const) {
+    for (const precision of configurable() ? ['default', 'fine'] as const : ['target'] as const) {
       const server = await startServer({ JOURNEY_PRECISION: precision })
       try {
         for (const shape of SHAPES) {
           const before = await server.scrape()
           const started = Date.now()
           const rounds = shape.pieces > 1 ? Math.ceil(opts.rounds / 10) : opts.rounds
-          for (let i = 0; i < rounds; i++) await exchange(server.http, shape, opts.pieceGapMs)
+          for (let i = 0; i < rounds; i++) await exchange(server, shape, opts.pieceGapMs)
           progress(`${precision}: ${shape.variant}`)
           await annotate(`parse: ${shape.variant} (${precision})`, started, Date.now())
           const after = await server.scrape()
@@ -59,11 +59,11 @@ export const parse = experiment({
 })
 
 /** One connection: writes the shape's requests (pipelined, or in pieces), waits for every response. */
-function exchange (port: number, shape: Shape, gapMs: number): Promise<void> {
+function exchange (server: ExperimentServer, shape: Shape, gapMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const one = `GET / HTTP/1.1\r\nHost: x\r\n${shape.headers}\r\n`
     const all = one.repeat(shape.pipelined - 1) + one.replace('Host: x\r\n', 'Host: x\r\nConnection: close\r\n')
-    const s = connect(port, '127.0.0.1', () => {
+    const s = connect(server.http, server.host, () => {
       if (shape.pieces === 1) { s.write(all); return }
       const size = Math.ceil(all.length / shape.pieces)
       let i = 0

@@ -64,7 +64,7 @@ export const slowClient = experiment({
 async function dribble (server: ExperimentServer, end: number, spreadMs: number, outcome: { completed: number, cutOff: number }): Promise<void> {
   while (Date.now() < end) {
     const result = await new Promise<'completed' | 'cut off'>(resolve => {
-      const s = connect(server.http, '127.0.0.1')
+      const s = connect(server.http, server.host)
       let i = 0
       let got = ''
       const timer = setInterval(() => {
@@ -87,7 +87,7 @@ async function normalLoad (server: ExperimentServer, end: number, onProgress: (n
   const loop = async (): Promise<void> => {
     while (Date.now() < end) {
       const t = performance.now()
-      const r = await request(`http://127.0.0.1:${server.http}/compute?ms=0`, { dispatcher: agent })
+      const r = await request(`http://${server.host}:${server.http}/compute?ms=0`, { dispatcher: agent })
       await r.body.dump()
       times.push(performance.now() - t)
       if (times.length % 1000 === 0) onProgress(times.length)

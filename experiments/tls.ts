@@ -11,7 +11,7 @@ import selfsigned from 'selfsigned'
 import { Agent, request } from 'undici'
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { delta, meanMs, startServer, type ExperimentServer } from './lib/server.ts'
+import { configurable, delta, meanMs, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 export const tls = experiment({
@@ -22,13 +22,10 @@ export const tls = experiment({
   async run (opts, progress) {
     const dir = mkdtempSync(join(tmpdir(), 'journey-tls-'))
     const rows = []
-    for (const keyType of ['ecdsa', 'rsa'] as const) {
-      const pems = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], keyType === 'ecdsa'
-        ? { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' }
-        : { keyType: 'rsa', keySize: 2048, algorithm: 'sha256' })
-      writeFileSync(join(dir, `${keyType}.crt`), pems.cert)
-      writeFileSync(join(dir, `${keyType}.key`), pems.private)
-      const server = await startServer({ TLS_CERT: join(dir, `${keyType}.crt`), TLS_KEY: join(dir, `${keyType}.key`) })
+    // Against a --url target the certificate is whatever it serves: one set of variants, named so.
+    for (const keyType of configurable() ? ['ecdsa', 'rsa'] as const : ['target'] as const) {
+      const server = keyType === 'target' ? await startServer({}) : await startServer(await certificate(dir, keyType))
+      if (!Number.isFinite(server.https)) throw new Error('the tls experiment needs the target\'s HTTPS address: --https-url=https://host:port')
       try {
         for (const mode of ['full', 'resumed', 'keep-alive'] as const) {
           if (mode === 'keep-alive' && keyType === 'rsa') continue // no handshake to compare
@@ -61,15 +58,29 @@ export const tls = experiment({
       rows,
       notes: [
         'Client handshake: TCP connected → secure on the client. Server tls stage: accepted → secureConnection (includes waiting for the ClientHello).',
-        'Server CPU per request: utime + stime of the server process over the variant, from /proc, divided by requests (10 ms ticks).',
-        'Certificates generated for the run: ECDSA P-256 and RSA-2048, both self-signed.'
+        ...configurable()
+          ? ['Server CPU per request: utime + stime of the server process over the variant, from /proc, divided by requests (10 ms ticks).',
+              'Certificates generated for the run: ECDSA P-256 and RSA-2048, both self-signed.']
+          : ['Server CPU per request: not measured (the target\'s process is not on this machine\'s /proc as ours).']
       ]
     }
   }
 })
 
+/** A fresh self-signed certificate of this key type, as the server's TLS_CERT/TLS_KEY. */
+async function certificate (dir: string, keyType: 'ecdsa' | 'rsa'): Promise<Record<string, string>> {
+  const pems = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], keyType === 'ecdsa'
+    ? { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' }
+    : { keyType: 'rsa', keySize: 2048, algorithm: 'sha256' })
+  writeFileSync(join(dir, `${keyType}.crt`), pems.cert)
+  writeFileSync(join(dir, `${keyType}.key`), pems.private)
+  return { TLS_CERT: join(dir, `${keyType}.crt`), TLS_KEY: join(dir, `${keyType}.key`) }
+}
+
+/** The server process's CPU time in ms; NaN for a --url target, whose process is not ours to read. */
 function cpuMs (server: ExperimentServer): number {
-  const f = readFileSync(`/proc/${server.child.pid!}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  if (server.child?.pid === undefined) return NaN
+  const f = readFileSync(`/proc/${server.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
   return (Number(f[11]) + Number(f[12])) * 10
 }
 
@@ -80,7 +91,7 @@ async function handshakes (server: ExperimentServer, total: number, concurrency:
     let session: Buffer | undefined
     while (next < total) {
       next++
-      const p = await timedRequest({ host: '127.0.0.1', port: server.https, tls: true, session: resume ? session : undefined })
+      const p = await timedRequest({ host: server.host, port: server.https, tls: true, session: resume ? session : undefined })
       if (resume) session = p.session ?? session
       out.push(p)
       if (out.length % 100 === 0) onProgress(out.length)
@@ -99,7 +110,7 @@ async function keepAlive (server: ExperimentServer, total: number, concurrency: 
     while (next < total) {
       next++
       const start = performance.now()
-      const r = await request(`https://127.0.0.1:${server.https}/`, { dispatcher: agent })
+      const r = await request(`https://${server.host}:${server.https}/`, { dispatcher: agent })
       await r.body.text()
       // No handshake on a reused connection: connected and secure are the same moment.
       out.push({ start, connected: start, secure: start, written: start, firstByte: NaN, end: performance.now(), status: r.statusCode, error: undefined, resumed: true, session: undefined })

@@ -5,7 +5,7 @@
 // ('drain'), and the write stage — not the handler — shows a slow reader. The handler stays the same.
 import { connect } from 'node:net'
 import { experiment } from './lib/experiment.ts'
-import { meanMs, startServer } from './lib/server.ts'
+import { meanMs, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 export const write = experiment({
@@ -22,7 +22,7 @@ export const write = experiment({
         const started = Date.now()
         const times: number[] = []
         for (let i = 0; i < opts.requests; i++) {
-          times.push(await download(server.http, opts.kb, bytesPerSecond))
+          times.push(await download(server, opts.kb, bytesPerSecond))
           progress(`${variant}: ${i + 1}/${opts.requests}`)
         }
         await annotate(`write: ${variant}`, started, Date.now())
@@ -47,9 +47,9 @@ export const write = experiment({
 })
 
 /** Downloads /download?kb=… on a new connection, reading no faster than `bytesPerSecond`; resolves with ms. */
-function download (port: number, kb: number, bytesPerSecond: number): Promise<number> {
+function download (server: ExperimentServer, kb: number, bytesPerSecond: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1')
+    const s = connect(server.http, server.host)
     const start = performance.now()
     let received = 0
     s.write(`GET /download?kb=${kb} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)

@@ -1,37 +1,169 @@
-// The experiment runner from the outside, as a user runs it: the list, a bad name, and a small accept
-// storm whose result file accounts for every connection on every strategy.
+// Every experiment from the outside, as a user runs it, in a smoke size (seconds, tiny load): the report's
+// structure, and the direction of the effect where it is robust — never an absolute timing threshold.
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { createServer, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
+import { killAll, start } from './helpers/process.ts'
 
+after(killAll)
 const RUN = fileURLToPath(new URL('../experiments/run.ts', import.meta.url))
-const run = (...args: string[]): { status: number | null, out: string } => {
-  const r = spawnSync(process.execPath, [RUN, ...args], { encoding: 'utf8', timeout: 120_000 })
-  return { status: r.status, out: r.stdout + r.stderr }
+
+// Asynchronous, so a test can serve HTTP (a Grafana stand-in) while the experiment runs.
+function run (args: string[], env: Record<string, string> = {}): Promise<{ status: number | null, out: string }> {
+  const child = spawn(process.execPath, [RUN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
+  return new Promise(resolve => child.on('exit', (status) => { clearTimeout(timer); resolve({ status, out }) }))
 }
 
-test('--list names every experiment with its hypothesis; an unknown name or option exits 2', () => {
-  const list = run('--list')
-  assert.equal(list.status, 0)
-  assert.match(list.out, /^accept\s+\S/m)
-  assert.match(list.out, /^event-loop\s+\S/m)
-  assert.equal(run('no-such-experiment').status, 2)
-  assert.equal(run('accept', '--connections=many').status, 2)
-})
+type Row = Record<string, string | number | null>
+interface Result { name: string, hypothesis: string, machine: string, date: string, rows: Row[], notes: string[] }
 
-test('a small accept storm runs every strategy and accounts for every connection', async () => {
-  const r = run('accept', '--connections=60', '--concurrency=4')
+/** Runs an experiment, checks what every report has, and returns its rows by variant. */
+async function experiment (args: string[], env: Record<string, string> = {}): Promise<{ result: Result, row: (variant: string) => Row, out: string }> {
+  const r = await run(args, env)
   assert.equal(r.status, 0, r.out)
   const json = /^wrote (\S+\.json)$/m.exec(r.out)?.[1]
   assert.ok(json, r.out)
-  const result = JSON.parse(readFileSync(json, 'utf8')) as { rows: Array<Record<string, string | number>> }
+  const result = JSON.parse(readFileSync(json, 'utf8')) as Result
+  assert.equal(result.name, args[0])
+  assert.ok(result.hypothesis.length > 20 && result.machine.includes('Node') && !Number.isNaN(Date.parse(result.date)))
+  assert.match(r.out, new RegExp(`^\\s*variant\\s`, 'm'), 'a table in the terminal')
+  assert.match(readFileSync(json.replace(/\.json$/, '.svg'), 'utf8'), /^<svg [^]*<rect /, 'a chart with bars')
+  const row = (variant: string): Row => {
+    const found = result.rows.find(x => x.variant === variant)
+    assert.ok(found, `variant "${variant}" in ${result.rows.map(x => String(x.variant)).join(', ')}`)
+    return found
+  }
+  return { result, row, out: r.out }
+}
+const num = (v: unknown): number => { assert.equal(typeof v, 'number', `${String(v)} is a number`); return v as number }
+
+test('--list names every experiment with its hypothesis; an unknown name, option or URL exits 2', async () => {
+  const list = await run(['--list'])
+  assert.equal(list.status, 0)
+  for (const name of ['accept', 'tls', 'slow-client', 'parse', 'decode', 'event-loop', 'write']) assert.match(list.out, new RegExp(`^${name}\\s+\\S`, 'm'))
+  assert.equal((await run(['no-such-experiment'])).status, 2)
+  assert.equal((await run(['accept', '--connections=many'])).status, 2)
+  assert.equal((await run(['write', '--url=ftp://127.0.0.1/'])).status, 2)
+  assert.equal((await run(['write', '--metrics-url=http://127.0.0.1:9/metrics'])).status, 2, 'metrics URL without --url')
+  const unreachable = await run(['write', '--url=http://127.0.0.1:9', '--metrics-url=http://127.0.0.1:9/metrics'])
+  assert.equal(unreachable.status, 2)
+  assert.match(unreachable.out, /cannot scrape http:\/\/127\.0\.0\.1:9\/metrics/)
+})
+
+test('accept: every strategy runs, and the per-worker counts add up to the connections made', async () => {
+  const { result } = await experiment(['accept', '--connections=60', '--concurrency=4'])
   assert.deepEqual(result.rows.map(x => x.variant), ['single', 'cluster-rr', 'cluster-shared', 'reuseport'])
   for (const row of result.rows) {
     assert.equal(row.failed, 0, `${String(row.variant)}: no failed requests`)
     const split = String(row['accepted per worker']).split(' / ').map(Number)
     assert.equal(split.reduce((a, b) => a + b, 0), 60, `${String(row.variant)}: ${String(row['accepted per worker'])}`)
   }
-  assert.match(readFileSync(json.replace(/\.json$/, '.svg'), 'utf8'), /^<svg /)
+})
+
+test('tls: full handshakes are counted as full, resumed ones as resumed, and a full RSA handshake costs the server more CPU than a resumed one', async () => {
+  const { row } = await experiment(['tls', '--connections=100', '--concurrency=4'])
+  for (const keyType of ['ecdsa', 'rsa']) {
+    assert.equal(num(row(`${keyType} full`)['full handshakes']), 100)
+    assert.ok(num(row(`${keyType} resumed`)['resumed handshakes']) >= 90, 'resumption works (the first handshake of each loop is full)')
+  }
+  assert.ok(num(row('rsa resumed')['server CPU/request ms']) < num(row('rsa full')['server CPU/request ms']))
+  assert.equal(num(row('ecdsa keep-alive')['full handshakes']), 4, 'keep-alive: one handshake per connection')
+})
+
+test('slow-client: dribbled headers lengthen read, not parse; slowloris clients are cut off and counted', async () => {
+  const { row } = await experiment(['slow-client', '--seconds=2', '--slow=10', '--headersTimeoutMs=1000'])
+  const slow = row('slow but complete')
+  assert.ok(num(slow['slow completed']) >= 1, 'dribbled requests complete')
+  assert.ok(num(slow['read mean ms']) > 10 * num(slow['parse mean ms']), `read ${String(slow['read mean ms'])} vs parse ${String(slow['parse mean ms'])}`)
+  const loris = row('slowloris (never complete)')
+  assert.ok(num(loris['slow cut off']) >= 10, 'every slowloris client is cut off (they reconnect, so maybe more than once)')
+  assert.equal(loris['header timeouts counted'], loris['slow cut off'], 'the server counted each cut-off the clients saw')
+  for (const v of ['normal clients only', 'slow but complete', 'slowloris (never complete)']) assert.ok(num(row(v)['normal requests']) > 0, `${v}: normal clients are served`)
+})
+
+test('parse: a request in pieces has a long read and an ordinary parse, in both precision modes', async () => {
+  const { row } = await experiment(['parse', '--rounds=20'])
+  const pieces = row('1 request in 20 reads')
+  const plain = row('3 headers')
+  for (const mode of ['default', 'fine']) {
+    assert.ok(num(pieces[`read ${mode} ms`]) > 10 * Math.max(num(plain[`read ${mode} ms`]), 0.1), `${mode}: read`)
+    assert.ok(num(pieces[`parse ${mode} ms`]) < num(pieces[`read ${mode} ms`]) / 10, `${mode}: parse stays small`)
+  }
+  assert.ok(num(row('100 headers')['header KiB']) > num(plain['header KiB']))
+})
+
+test('decode: compressed bodies are small on the wire and full size decoded; bigger bodies take longer to decode', async () => {
+  const { row } = await experiment(['decode', '--requests=20', '--concurrency=2'])
+  for (const v of ['JSON 1 KiB', 'JSON 512 KiB', 'gzip JSON 512 KiB', 'br JSON 512 KiB', 'order as JSON', 'order as protobuf']) assert.equal(row(v).failed, 0, v)
+  for (const v of ['gzip JSON 512 KiB', 'br JSON 512 KiB']) {
+    assert.ok(Math.abs(num(row(v)['decoded KiB']) - 512) < 1, `${v} decodes to the 512 KiB document`)
+    assert.ok(num(row(v)['wire KiB']) < 64, `${v} is compressed on the wire`)
+  }
+  assert.ok(num(row('order as protobuf')['wire KiB']) < num(row('order as JSON')['wire KiB']))
+  assert.ok(num(row('JSON 512 KiB')['decode mean ms']) > num(row('JSON 1 KiB')['decode mean ms']))
+})
+
+test('write: a slow reader lengthens the write stage, not the handler', async () => {
+  const { row } = await experiment(['write', '--kb=8192', '--requests=1'])
+  const fast = row('fast reader')
+  const slow = row('reads 8 MiB/s')
+  assert.ok(num(slow['client time ms']) > num(fast['client time ms']))
+  assert.ok(num(slow['write mean ms']) > num(fast['write mean ms']))
+  assert.ok(num(slow['handler mean ms']) < num(slow['write mean ms']) / 10)
+})
+
+test('event-loop: the blocked time lands in the kernel wait before accept, not in the light request\'s handler; Grafana gets one annotation per variant', async () => {
+  // A stand-in for Grafana's HTTP API (no Grafana image can be pulled here): it records what the
+  // experiment posts, with the basic-auth credentials taken from GRAFANA_URL.
+  const posts: Array<{ url: string, auth: string | undefined, body: { time: number, timeEnd: number, tags: string[], text: string } }> = []
+  const grafana = createServer((req: IncomingMessage, res) => {
+    let body = ''
+    req.on('data', (d: Buffer) => { body += d.toString() })
+    req.on('end', () => {
+      posts.push({ url: req.url ?? '', auth: req.headers.authorization, body: JSON.parse(body) })
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":1,"message":"Annotation added"}')
+    })
+  })
+  await new Promise<void>(resolve => grafana.listen(0, '127.0.0.1', resolve))
+  after(() => { grafana.close() })
+  const started = Date.now()
+  const { row } = await experiment(['event-loop', '--seconds=2'], { GRAFANA_URL: `http://admin:s3cret@127.0.0.1:${(grafana.address() as AddressInfo).port}/` })
+  const blocked = row('on the loop')
+  const offloaded = row('offloaded')
+  assert.ok(num(blocked['light response p50 ms']) > num(offloaded['light response p50 ms']))
+  assert.ok(num(blocked['kernel wait mean ms']) > num(offloaded['kernel wait mean ms']))
+  assert.ok(num(blocked['handler mean ms']) < num(blocked['kernel wait mean ms']), 'the light handler is not where the wait is')
+  assert.deepEqual(posts.map(p => p.body.text), ['event-loop: on the loop', 'event-loop: offloaded'])
+  for (const p of posts) {
+    assert.equal(p.url, '/api/annotations')
+    assert.equal(p.auth, `Basic ${Buffer.from('admin:s3cret').toString('base64')}`)
+    assert.deepEqual(p.body.tags, ['experiment'])
+    assert.ok(p.body.time >= started && p.body.timeEnd > p.body.time && p.body.timeEnd <= Date.now())
+  }
+})
+
+test('--url: the experiment loads a server it did not start, reads that server\'s metrics, and says what it could not configure', async () => {
+  const s = await start()
+  try {
+    const { result } = await experiment(['event-loop', '--seconds=1', `--url=http://127.0.0.1:${s.ports.http}`, `--metrics-url=http://127.0.0.1:${s.ports.metrics}/metrics`])
+    assert.ok(num(result.rows[0]!['light requests']) > 0)
+    assert.ok(Number.isFinite(num(result.rows[0]!['kernel wait mean ms'])) || result.rows[0]!['kernel wait mean ms'] === null)
+    assert.ok(result.notes.some(n => n.startsWith(`Target: http://127.0.0.1:${s.ports.http}/`)), result.notes.join('\n'))
+    assert.ok(result.notes.some(n => n.includes('Not applied to the target') && n.includes('COMPUTE_MAX_MS=1000')))
+    // The server it loaded counted those requests: its own telemetry is what the report read.
+    const metrics = await (await fetch(`http://127.0.0.1:${s.ports.metrics}/metrics`)).text()
+    assert.match(metrics, /^http_server_request_duration_seconds_count\{[^}]*http_route="\/compute"[^}]*\} [1-9]/m)
+    assert.equal(s.child.exitCode, null, 'the target is left running')
+  } finally {
+    s.child.kill('SIGTERM')
+    await s.exited
+  }
 })

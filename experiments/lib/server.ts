@@ -1,5 +1,7 @@
 // Starts the real server (src/main.ts) for an experiment with the configuration it needs, waits until it is
-// ready, scrapes its metrics, and stops it — the experiment never leaves a process behind.
+// ready, scrapes its metrics, and stops it — the experiment never leaves a process behind. Or, with
+// `--url`, points the experiment at a server somebody else runs (the compose stack, a staging box): then
+// nothing is started or stopped, and the configuration a variant asks for is reported as not applied.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -7,10 +9,13 @@ import { fileURLToPath } from 'node:url'
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
 
 export interface ExperimentServer {
+  host: string
   http: number
+  /** NaN when a --url target has no HTTPS URL. */
   https: number
   metrics: number
-  child: ChildProcess
+  /** Undefined for a --url target (its CPU time cannot be read from here). */
+  child: ChildProcess | undefined
   /** The server's /metrics, parsed into `name{labels}` → value. */
   scrape: () => Promise<Map<string, number>>
   stop: () => Promise<void>
@@ -24,7 +29,35 @@ export async function freePort (): Promise<number> {
   return port
 }
 
+export interface Target {
+  /** http://host:port of the server's HTTP listener. */
+  url: URL
+  httpsUrl: URL | undefined
+  /** Its Prometheus endpoint (full URL, path included). */
+  metricsUrl: URL
+}
+
+let target: Target | undefined
+const unapplied = new Set<string>()
+
+/** From now on startServer() returns this server instead of starting one. */
+export function useTarget (t: Target): void { target = t }
+
+/** Whether variants can set the server's configuration (false against a --url target). */
+export function configurable (): boolean { return target === undefined }
+
+/** What the variants asked of the server that a --url target could not be given. */
+export function unappliedConfig (): string[] { return [...unapplied] }
+
+function portOf (u: URL): number {
+  return u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : 80
+}
+
 export async function startServer (env: Record<string, string>, cpus?: string): Promise<ExperimentServer> {
+  if (target !== undefined) {
+    for (const [k, v] of Object.entries(env)) unapplied.add(`${k}=${v}`)
+    return remote(target)
+  }
   const [http, https, metrics] = [await freePort(), await freePort(), await freePort()]
   const args = cpus === undefined ? [MAIN] : ['-c', cpus, process.execPath, MAIN]
   const child = spawn(cpus === undefined ? process.execPath : 'taskset', args, {
@@ -43,20 +76,12 @@ export async function startServer (env: Record<string, string>, cpus?: string): 
     await new Promise(resolve => setTimeout(resolve, 50))
   }
   return {
+    host: '127.0.0.1',
     http,
     https,
     metrics,
     child,
-    async scrape () {
-      const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text()
-      const out = new Map<string, number>()
-      for (const line of text.split('\n')) {
-        if (line.startsWith('#') || line === '') continue
-        const m = /^(\S+?(?:\{[^}]*\})?) (\S+)/.exec(line)
-        if (m !== null) out.set(m[1]!, Number(m[2]))
-      }
-      return out
-    },
+    scrape: () => scrape(new URL(`http://127.0.0.1:${metrics}/metrics`)),
     async stop () {
       child.kill('SIGTERM')
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
@@ -64,6 +89,31 @@ export async function startServer (env: Record<string, string>, cpus?: string): 
       clearTimeout(timer)
     }
   }
+}
+
+function remote (t: Target): ExperimentServer {
+  return {
+    host: t.url.hostname.replace(/^\[|\]$/g, ''), // connect() wants ::1, not [::1]
+    http: portOf(t.url),
+    https: t.httpsUrl === undefined ? NaN : portOf(t.httpsUrl),
+    metrics: portOf(t.metricsUrl),
+    child: undefined,
+    scrape: () => scrape(t.metricsUrl),
+    stop: async () => {}
+  }
+}
+
+/** A Prometheus text scrape parsed into `name{labels}` → value (exemplars and comments dropped). */
+async function scrape (url: URL): Promise<Map<string, number>> {
+  const res = await fetch(url)
+  if (!res.ok) throw new Error(`${url.href}: HTTP ${res.status}`)
+  const out = new Map<string, number>()
+  for (const line of (await res.text()).split('\n')) {
+    if (line.startsWith('#') || line === '') continue
+    const m = /^(\S+?(?:\{[^}]*\})?) (\S+)/.exec(line)
+    if (m !== null) out.set(m[1]!, Number(m[2]))
+  }
+  return out
 }
 
 /** Sum of every series of `name` whose labels include all of `match`, e.g. sum(m, 'x_total', { listener: 'http' }). */

@@ -50,13 +50,15 @@ export function rootDecider (sampler: Sampler): (() => string | undefined) | und
     const w2 = Math.random() * 2 ** 32 >>> 0
     const w3 = (Math.random() * 2 ** 32 >>> 0) || 1 // an all-zero trace id is invalid
     if (((w0 ^ w1 ^ w2 ^ w3) >>> 0) >= upper) return undefined
-    return hex8(w0) + hex8(w1) + hex8(w2) + hex8(w3)
+    ID_BYTES.writeUInt32BE(w0, 0)
+    ID_BYTES.writeUInt32BE(w1, 4)
+    ID_BYTES.writeUInt32BE(w2, 8)
+    ID_BYTES.writeUInt32BE(w3, 12)
+    return ID_BYTES.toString('hex') // one native call: cheaper than four toString(16) + padStart
   }
 }
 
-function hex8 (w: number): string {
-  return w.toString(16).padStart(8, '0')
-}
+const ID_BYTES = Buffer.alloc(16)
 
 const JOURNEY_DECIDED = createContextKey('request-journey decided')
 
