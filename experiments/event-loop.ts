@@ -7,6 +7,7 @@ import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
 import { meanMs, startServer, sum } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
+import { join, timeline, type Joined } from './lib/join.ts'
 
 export const eventLoop = experiment({
   name: 'event-loop',
@@ -15,8 +16,13 @@ export const eventLoop = experiment({
   chart: { title: 'Light GET / beside a CPU-bound handler', unit: 'ms', series: [{ label: 'client: response p99', key: 'light response p99 ms' }, { label: 'server: kernel wait before accept (mean)', key: 'kernel wait mean ms' }, { label: 'server: handler stage of / (mean)', key: 'handler mean ms' }] },
   async run (opts, progress) {
     const rows = []
+    const notes: string[] = []
+    const requests: Array<Joined & { variant: string }> = []
     for (const variant of ['on the loop', 'offloaded'] as const) {
-      const server = await startServer({ COMPUTE_MAX_MS: '1000' })
+      // The light requests carry a traceparent: the server traces exactly those, for the join below.
+      const server = await startServer({ COMPUTE_MAX_MS: '1000' }, { traces: true })
+      const light: Phases[] = []
+      let row: Record<string, string | number> = { variant }
       try {
         const before = await server.scrape()
         const started = Date.now()
@@ -26,11 +32,10 @@ export const eventLoop = experiment({
         const heavyLoop = async (): Promise<void> => {
           while (Date.now() < end) { await timedRequest({ host: server.host, port: server.http, path: heavyPath }); heavy++ }
         }
-        const light: Phases[] = []
         const lightLoop = async (): Promise<void> => {
           while (Date.now() < end) {
             const t = Date.now()
-            light.push(await timedRequest({ host: server.host, port: server.http, path: '/' }))
+            light.push(await timedRequest({ host: server.host, port: server.http, path: '/', trace: true }))
             if (light.length % 50 === 0) progress(`${variant}: ${light.length} light, ${heavy} heavy requests`)
             await new Promise(resolve => setTimeout(resolve, Math.max(0, opts.lightIntervalMs - (Date.now() - t))))
           }
@@ -38,7 +43,7 @@ export const eventLoop = experiment({
         await Promise.all([...Array.from({ length: opts.heavyConcurrency }, heavyLoop), lightLoop()])
         await annotate(`event-loop: ${variant}`, started, Date.now())
         const after = await server.scrape()
-        rows.push({
+        row = {
           variant,
           'light requests': light.length,
           'heavy requests': heavy,
@@ -47,17 +52,39 @@ export const eventLoop = experiment({
           'kernel wait mean ms': meanMs(before, after, 'journey_accept_kernel_wait_seconds'),
           'handler mean ms': meanMs(before, after, 'journey_stage_duration_seconds', { route: '/', stage: 'handler' }),
           'event-loop p99 ms': (sum(after, 'nodejs_eventloop_lag_p99_seconds')) * 1000
-        })
+        }
       } finally {
-        await server.stop()
+        await server.stop() // flushes the server's spans to our receiver
       }
+      // Each light request from both sides: the client's marks and the server's spans of its trace.
+      const joined = server.spans === undefined ? [] : light.flatMap(p => join(p, server.spans!(p.traceId!)) ?? [])
+      if (joined.length > 0) {
+        row['joined requests'] = joined.length
+        row['client connected → server accept mean ms'] = mean(joined.map(j => j.connectedToAcceptMs))
+        row['TCP_INFO accept wait of the same mean ms'] = mean(joined.flatMap(j => j.server.kernelWaitMs ?? []))
+        row['TCP_INFO read wait of the same mean ms'] = mean(joined.flatMap(j => j.server.readKernelWaitMs ?? []))
+        const slowest = joined.reduce((a, b) => b.client.end > a.client.end ? b : a)
+        notes.push(`Slowest light request ${variant}, both sides on one clock (trace ${slowest.traceId}):`, ...timeline(slowest).map(l => `  ${l}`))
+        requests.push(...joined.map(j => ({ variant, ...j })))
+      } else if (server.spans === undefined) {
+        notes.push('No client/server join: the spans of a --url target go to its own collector.')
+      }
+      rows.push(row)
     }
     return {
       rows,
       notes: [
         'Kernel wait: TCP_INFO at accept over every connection in the window (light and heavy), jiffy resolution.',
-        'Handler mean: the light route only. Event-loop p99: prom-client\'s monitorEventLoopDelay since the process started.'
-      ]
+        'Handler mean: the light route only. Event-loop p99: prom-client\'s monitorEventLoopDelay since the process started.',
+        'Joined (light requests, traced through a sampled traceparent): client connected → server accept is measured across both processes\' clocks; TCP_INFO says the same from inside the kernel (4 ms jiffies): the accept-queue wait, and the receive-queue wait of the request\'s bytes when the loop was blocked after accepting.',
+        ...notes
+      ],
+      requests
     }
   }
 })
+
+function mean (xs: number[]): number {
+  const v = xs.filter(Number.isFinite)
+  return v.length === 0 ? NaN : v.reduce((a, b) => a + b, 0) / v.length
+}

@@ -73,7 +73,7 @@ const progress = (line: string): void => {
   else console.log(line)
   last = line
 }
-const { rows, notes } = await experiment.run(opts, progress).catch((err: Error) => {
+const { rows, notes, requests } = await experiment.run(opts, progress).catch((err: Error) => {
   if (process.stdout.isTTY) process.stdout.write('\n')
   console.error(`${experiment.name} failed: ${err.message}`)
   process.exit(1)
@@ -92,6 +92,7 @@ const files = writeResult({
   machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'CPU'}, Node ${process.version}`,
   date: new Date().toISOString(),
   rows,
-  notes
+  notes,
+  requests
 }, experiment.chart)
 console.log(`\nwrote ${files.json}\n      ${files.svg}`)

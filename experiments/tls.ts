@@ -113,7 +113,7 @@ async function keepAlive (server: ExperimentServer, total: number, concurrency: 
       const r = await request(`https://${server.host}:${server.https}/`, { dispatcher: agent })
       await r.body.text()
       // No handshake on a reused connection: connected and secure are the same moment.
-      out.push({ start, connected: start, secure: start, written: start, firstByte: NaN, end: performance.now(), status: r.statusCode, error: undefined, resumed: true, session: undefined })
+      out.push({ start, connected: start, secure: start, written: start, firstByte: NaN, end: performance.now(), status: r.statusCode, error: undefined, resumed: true, session: undefined, traceId: undefined })
     }
   }
   await Promise.all(Array.from({ length: concurrency }, loop))

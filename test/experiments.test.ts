@@ -23,7 +23,7 @@ function run (args: string[], env: Record<string, string> = {}): Promise<{ statu
 }
 
 type Row = Record<string, string | number | null>
-interface Result { name: string, hypothesis: string, machine: string, date: string, rows: Row[], notes: string[] }
+interface Result { name: string, hypothesis: string, machine: string, date: string, rows: Row[], notes: string[], requests?: unknown[] }
 
 /** Runs an experiment, checks what every report has, and returns its rows by variant. */
 async function experiment (args: string[], env: Record<string, string> = {}): Promise<{ result: Result, row: (variant: string) => Row, out: string }> {
@@ -135,12 +135,25 @@ test('event-loop: the blocked time lands in the kernel wait before accept, not i
   await new Promise<void>(resolve => grafana.listen(0, '127.0.0.1', resolve))
   after(() => { grafana.close() })
   const started = Date.now()
-  const { row } = await experiment(['event-loop', '--seconds=2'], { GRAFANA_URL: `http://admin:s3cret@127.0.0.1:${(grafana.address() as AddressInfo).port}/` })
+  const { row, result } = await experiment(['event-loop', '--seconds=2'], { GRAFANA_URL: `http://admin:s3cret@127.0.0.1:${(grafana.address() as AddressInfo).port}/` })
   const blocked = row('on the loop')
   const offloaded = row('offloaded')
   assert.ok(num(blocked['light response p50 ms']) > num(offloaded['light response p50 ms']))
   assert.ok(num(blocked['kernel wait mean ms']) > num(offloaded['kernel wait mean ms']))
   assert.ok(num(blocked['handler mean ms']) < num(blocked['kernel wait mean ms']), 'the light handler is not where the wait is')
+  // Client and server joined per light request, through the traceparent the client sent.
+  for (const r of [blocked, offloaded]) assert.equal(r['joined requests'], r['light requests'], `${String(r.variant)}: every light request joined`)
+  assert.ok(num(blocked['client connected → server accept mean ms']) > num(offloaded['client connected → server accept mean ms']))
+  const cross = num(blocked['client connected → server accept mean ms'])
+  const kernel = num(blocked['TCP_INFO accept wait of the same mean ms'])
+  assert.ok(Math.abs(cross - kernel) <= 5 + 0.25 * cross, `across the two clocks ${cross} ms, TCP_INFO ${kernel} ms: the same wait, seen twice`)
+  const requests = result.requests as Array<{ variant: string, traceId: string, client: { end: number }, server: { stages: Array<{ name: string, start: number, end: number }> } }>
+  assert.equal(requests.length, num(blocked['light requests']) + num(offloaded['light requests']))
+  for (const j of requests) {
+    assert.match(j.traceId, /^[0-9a-f]{32}$/)
+    assert.deepEqual(j.server.stages.map(x => x.name), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+    assert.ok(j.server.stages.at(-1)!.end <= j.client.end, 'the server finished writing before the client saw the last byte')
+  }
   assert.deepEqual(posts.map(p => p.body.text), ['event-loop: on the loop', 'event-loop: offloaded'])
   for (const p of posts) {
     assert.equal(p.url, '/api/annotations')

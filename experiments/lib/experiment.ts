@@ -7,7 +7,8 @@ export interface Experiment<O extends Record<string, number> = Record<string, nu
   hypothesis: string
   options: O
   chart: Chart
-  run: (opts: O, progress: (line: string) => void) => Promise<{ rows: Row[], notes: string[] }>
+  /** `requests`: per-request detail for the JSON result (e.g. client and server joined), if the experiment has it. */
+  run: (opts: O, progress: (line: string) => void) => Promise<{ rows: Row[], notes: string[], requests?: unknown[] }>
 }
 
 /** Declares an experiment with its option names typed from its defaults. */

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 
 export type Row = Record<string, string | number>
 export interface Chart { title: string, unit: string, series: Array<{ label: string, key: string }> }
-export interface Result { name: string, hypothesis: string, machine: string, date: string, rows: Row[], notes: string[] }
+export interface Result { name: string, hypothesis: string, machine: string, date: string, rows: Row[], notes: string[], requests?: unknown[] }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const COLORS = ['#5794f2', '#ff9830', '#73bf69', '#f2495c', '#b877d9', '#fade2a']

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { startSpanReceiver, type ReceivedSpan } from './span-receiver.ts'
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
 
@@ -18,7 +19,22 @@ export interface ExperimentServer {
   child: ChildProcess | undefined
   /** The server's /metrics, parsed into `name{labels}` → value. */
   scrape: () => Promise<Map<string, number>>
+  /**
+   * Started with `traces`: the spans the server exported for a trace the phase client started.
+   * Complete after stop() (shutdown flushes the span queue). Undefined for a --url target.
+   */
+  spans: ((traceId: string) => ReceivedSpan[]) | undefined
   stop: () => Promise<void>
+}
+
+export interface StartOptions {
+  /** taskset CPU list for the server process. */
+  cpus?: string
+  /**
+   * Export the spans of requests that carry a sampled traceparent (the phase client's `trace`) to a
+   * receiver in this process; other requests stay unsampled (parent-based, always off at the root).
+   */
+  traces?: boolean
 }
 
 export async function freePort (): Promise<number> {
@@ -53,23 +69,33 @@ function portOf (u: URL): number {
   return u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : 80
 }
 
-export async function startServer (env: Record<string, string>, cpus?: string): Promise<ExperimentServer> {
+export async function startServer (env: Record<string, string>, opts: StartOptions = {}): Promise<ExperimentServer> {
   if (target !== undefined) {
     for (const [k, v] of Object.entries(env)) unapplied.add(`${k}=${v}`)
     return remote(target)
   }
   const [http, https, metrics] = [await freePort(), await freePort(), await freePort()]
-  const args = cpus === undefined ? [MAIN] : ['-c', cpus, process.execPath, MAIN]
-  const child = spawn(cpus === undefined ? process.execPath : 'taskset', args, {
+  const receiver = opts.traces === true ? await startSpanReceiver() : undefined
+  const tracing = receiver === undefined
+    ? { OTEL_TRACES_EXPORTER: 'none' }
+    : {
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_TRACES_SAMPLER: 'parentbased_always_off',
+        OTEL_BSP_SCHEDULE_DELAY: '200'
+      }
+  const args = opts.cpus === undefined ? [MAIN] : ['-c', opts.cpus, process.execPath, MAIN]
+  const child = spawn(opts.cpus === undefined ? process.execPath : 'taskset', args, {
     env: {
       PATH: process.env.PATH, HOST: '127.0.0.1', HTTP_PORT: String(http), HTTPS_PORT: String(https), METRICS_PORT: String(metrics),
-      LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', ...env
+      LOG_LEVEL: 'warn', ...tracing, ...env
     },
     stdio: ['ignore', 'ignore', 'inherit']
   })
   const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
   for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error('the server exited during start-up')
+    if (child.exitCode !== null) { await receiver?.close(); throw new Error('the server exited during start-up') }
     const ok = await fetch(`http://127.0.0.1:${metrics}/readyz`).then(r => r.ok, () => false)
     if (ok) break
     if (i > 300) { child.kill('SIGKILL'); throw new Error('the server did not become ready') }
@@ -82,11 +108,13 @@ export async function startServer (env: Record<string, string>, cpus?: string): 
     metrics,
     child,
     scrape: () => scrape(new URL(`http://127.0.0.1:${metrics}/metrics`)),
+    spans: receiver?.byTrace,
     async stop () {
       child.kill('SIGTERM')
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
       await exited
       clearTimeout(timer)
+      await receiver?.close()
     }
   }
 }
@@ -99,6 +127,7 @@ function remote (t: Target): ExperimentServer {
     metrics: portOf(t.metricsUrl),
     child: undefined,
     scrape: () => scrape(t.metricsUrl),
+    spans: undefined,
     stop: async () => {}
   }
 }

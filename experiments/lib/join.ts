@@ -1,0 +1,72 @@
+// One request seen from both sides on one timeline: the phase client's marks and the server's spans of
+// the trace the client started. Both are epoch ms from each process's monotonic clock (see
+// phase-client.ts), so "client connected → server accepted" is a real interval, measured across processes.
+import type { Phases } from './phase-client.ts'
+import type { ReceivedSpan } from './span-receiver.ts'
+
+export interface Joined {
+  traceId: string
+  /** Everything below is ms after the client called connect(). */
+  client: { connected: number, written: number, firstByte: number, end: number }
+  server: {
+    /** The request span (first byte parsed → response handed over; starts at accept on a new connection). */
+    request: { start: number, end: number }
+    /** Stage spans in order. */
+    stages: Array<{ name: string, start: number, end: number }>
+    /** TCP_INFO at accept: how long the connection had waited in the kernel's accept queue. */
+    kernelWaitMs: number | undefined
+    /** TCP_INFO at the request: how long its bytes had waited in the kernel's receive queue. */
+    readKernelWaitMs: number | undefined
+  }
+  /** Client's TCP connect completed → server's accept stage began, across the two clocks. */
+  connectedToAcceptMs: number
+}
+
+const STAGE_PREFIX = 'journey.'
+
+/** Undefined when the server exported nothing for this trace (it does not honour traceparent, or dropped it). */
+export function join (p: Phases, spans: ReceivedSpan[]): Joined | undefined {
+  if (p.traceId === undefined) return undefined
+  const request = spans.find(s => s.parentSpanId !== undefined && !s.name.startsWith(STAGE_PREFIX))
+  if (request === undefined) return undefined
+  const rel = (t: number): number => t - p.start
+  const stages = spans
+    .filter(s => s.parentSpanId === request.spanId && s.name.startsWith(STAGE_PREFIX))
+    .sort((a, b) => a.start - b.start)
+  const accept = stages.find(s => s.name === 'journey.accept')
+  const wait = accept?.attributes['journey.accept.kernel_wait_ms']
+  const readWait = stages.find(s => s.name === 'journey.read')?.attributes['journey.read.kernel_wait_ms']
+  return {
+    traceId: p.traceId,
+    client: { connected: rel(p.connected), written: rel(p.written), firstByte: rel(p.firstByte), end: rel(p.end) },
+    server: {
+      request: { start: rel(request.start), end: rel(request.end) },
+      stages: stages.map(s => ({ name: s.name.slice(STAGE_PREFIX.length), start: rel(s.start), end: rel(s.end) })),
+      kernelWaitMs: typeof wait === 'number' ? wait : undefined,
+      readKernelWaitMs: typeof readWait === 'number' ? readWait : undefined
+    },
+    connectedToAcceptMs: accept === undefined ? NaN : rel(accept.start) - rel(p.connected)
+  }
+}
+
+const f = (ms: number): string => ms.toFixed(2).padStart(8)
+
+/** The joined request as lines of one timeline, client and server interleaved by time. */
+export function timeline (j: Joined): string[] {
+  const events: Array<[number, string]> = [
+    [0, 'client  connect() called'],
+    [j.client.connected, 'client  TCP connected (handshake done in the kernel)'],
+    [j.client.written, 'client  request written'],
+    [j.client.firstByte, 'client  first response byte'],
+    [j.client.end, 'client  last byte, connection closed']
+  ]
+  for (const s of j.server.stages) {
+    const extra = s.name === 'accept' && j.server.kernelWaitMs !== undefined
+      ? ` (TCP_INFO: the connection waited ${j.server.kernelWaitMs} ms in the accept queue)`
+      : s.name === 'read' && j.server.readKernelWaitMs !== undefined
+        ? ` (TCP_INFO: the request's bytes waited ${j.server.readKernelWaitMs} ms in the receive queue)`
+        : ''
+    events.push([s.start, `server  ${s.name.padEnd(9)} ${f(s.end - s.start).trim()} ms${extra}`])
+  }
+  return events.sort((a, b) => a[0] - b[0]).map(([t, text]) => `${f(t)} ms  ${text}`)
+}
