@@ -7,7 +7,7 @@ import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
 import { meanMs, startServer, sum } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
-import { join, timeline, type Joined } from './lib/join.ts'
+import { estimateOffset, join, timeline, type ClockOffset, type Joined } from './lib/join.ts'
 
 export const eventLoop = experiment({
   name: 'event-loop',
@@ -22,7 +22,7 @@ export const eventLoop = experiment({
       // The light requests carry a traceparent: the server traces exactly those, for the join below.
       const server = await startServer({ COMPUTE_MAX_MS: '1000' }, { traces: true })
       const light: Phases[] = []
-      let row: Record<string, string | number> = { variant }
+      let row: Record<string, string | number>
       try {
         const before = await server.scrape()
         const started = Date.now()
@@ -57,13 +57,17 @@ export const eventLoop = experiment({
         await server.stop() // flushes the server's spans to our receiver
       }
       // Each light request from both sides: the client's marks and the server's spans of its trace.
-      const joined = server.spans === undefined ? [] : light.flatMap(p => join(p, server.spans!(p.traceId!)) ?? [])
+      const pairs = server.spans === undefined ? [] : light.map(phases => ({ phases, spans: server.spans!(phases.traceId!) }))
+      const clock = estimateOffset(pairs)
+      const joined = pairs.flatMap(({ phases, spans }) => join(phases, spans, clock.offsetMs) ?? [])
       if (joined.length > 0) {
+        row['server clock offset ms'] = clock.offsetMs
         row['joined requests'] = joined.length
         row['client connected → server accept mean ms'] = mean(joined.map(j => j.connectedToAcceptMs))
         row['TCP_INFO accept wait of the same mean ms'] = mean(joined.flatMap(j => j.server.kernelWaitMs ?? []))
         row['TCP_INFO read wait of the same mean ms'] = mean(joined.flatMap(j => j.server.readKernelWaitMs ?? []))
         const slowest = joined.reduce((a, b) => b.client.end > a.client.end ? b : a)
+        notes.push(`${variant}: ${clockNote(clock)}`)
         notes.push(`Slowest light request ${variant}, both sides on one clock (trace ${slowest.traceId}):`, ...timeline(slowest).map(l => `  ${l}`))
         requests.push(...joined.map(j => ({ variant, ...j })))
       } else if (server.spans === undefined) {
@@ -83,6 +87,13 @@ export const eventLoop = experiment({
     }
   }
 })
+
+function clockNote (c: ClockOffset): string {
+  const bounds = `causality allows a server-minus-client offset of ${c.lowerMs.toFixed(2)} … ${c.upperMs.toFixed(2)} ms over ${c.requests} requests`
+  if (c.lowerMs > c.upperMs) return `the marks contradict each other (${bounds}); server times are not corrected.`
+  if (c.offsetMs === 0) return `the two clocks agree as far as the requests can tell (${bounds}); no correction.`
+  return `the server's clock read ${c.offsetMs.toFixed(2)} ms ${c.offsetMs > 0 ? 'ahead of' : 'behind'} the client's (${bounds}); server times are corrected by that.`
+}
 
 function mean (xs: number[]): number {
   const v = xs.filter(Number.isFinite)

@@ -1,6 +1,15 @@
 // One request seen from both sides on one timeline: the phase client's marks and the server's spans of
 // the trace the client started. Both are epoch ms from each process's monotonic clock (see
 // phase-client.ts), so "client connected → server accepted" is a real interval, measured across processes.
+//
+// Each process anchors its monotonic clock to the wall clock once, at start-up, and the two anchors can
+// disagree: usually by tens of µs, but runs here saw ≈ 4 ms (a server that "accepted" 4.5 ms after the
+// client connected while TCP_INFO said the connection had waited < 4 ms). So the offset is estimated from
+// causality, the way trace viewers correct clock skew: the server cannot accept before the client called
+// connect(), and cannot start writing its response after the client saw its first byte. Over many
+// requests those bounds pinch the offset. The correction is the smallest one that makes every request
+// causal (none when the bounds contain 0): one side's bound is loose whenever connections wait in the
+// accept queue, so the middle of the interval would invent an offset.
 import type { Phases } from './phase-client.ts'
 import type { ReceivedSpan } from './span-receiver.ts'
 
@@ -24,12 +33,42 @@ export interface Joined {
 
 const STAGE_PREFIX = 'journey.'
 
-/** Undefined when the server exported nothing for this trace (it does not honour traceparent, or dropped it). */
-export function join (p: Phases, spans: ReceivedSpan[]): Joined | undefined {
+export interface ClockOffset {
+  /** Server clock minus client clock, ms: subtract from server times. 0 when the bounds contain 0. */
+  offsetMs: number
+  /** The interval causality allows; lower > upper would mean the marks contradict each other. */
+  lowerMs: number
+  upperMs: number
+  requests: number
+}
+
+/** The offset between the server's and the client's clocks that the joined requests allow. */
+export function estimateOffset (pairs: Array<{ phases: Phases, spans: ReceivedSpan[] }>): ClockOffset {
+  let lower = -Infinity
+  let upper = Infinity
+  let n = 0
+  for (const { phases, spans } of pairs) {
+    const accept = spans.find(s => s.name === 'journey.accept')
+    const write = spans.find(s => s.name === 'journey.write')
+    if (accept !== undefined) upper = Math.min(upper, accept.start - phases.start)
+    if (write !== undefined && Number.isFinite(phases.firstByte)) lower = Math.max(lower, write.start - phases.firstByte)
+    if (accept !== undefined || write !== undefined) n++
+  }
+  const consistent = lower <= upper
+  const offsetMs = !consistent ? 0 : lower > 0 ? lower : upper < 0 ? upper : 0
+  return { offsetMs, lowerMs: lower, upperMs: upper, requests: n }
+}
+
+/**
+ * Undefined when the server exported nothing for this trace (it does not honour traceparent, or dropped
+ * it). `offsetMs` (from estimateOffset) is taken off every server time.
+ */
+export function join (p: Phases, spans: ReceivedSpan[], offsetMs = 0): Joined | undefined {
   if (p.traceId === undefined) return undefined
   const request = spans.find(s => s.parentSpanId !== undefined && !s.name.startsWith(STAGE_PREFIX))
   if (request === undefined) return undefined
   const rel = (t: number): number => t - p.start
+  const srv = (t: number): number => t - offsetMs - p.start
   const stages = spans
     .filter(s => s.parentSpanId === request.spanId && s.name.startsWith(STAGE_PREFIX))
     .sort((a, b) => a.start - b.start)
@@ -40,12 +79,12 @@ export function join (p: Phases, spans: ReceivedSpan[]): Joined | undefined {
     traceId: p.traceId,
     client: { connected: rel(p.connected), written: rel(p.written), firstByte: rel(p.firstByte), end: rel(p.end) },
     server: {
-      request: { start: rel(request.start), end: rel(request.end) },
-      stages: stages.map(s => ({ name: s.name.slice(STAGE_PREFIX.length), start: rel(s.start), end: rel(s.end) })),
+      request: { start: srv(request.start), end: srv(request.end) },
+      stages: stages.map(s => ({ name: s.name.slice(STAGE_PREFIX.length), start: srv(s.start), end: srv(s.end) })),
       kernelWaitMs: typeof wait === 'number' ? wait : undefined,
       readKernelWaitMs: typeof readWait === 'number' ? readWait : undefined
     },
-    connectedToAcceptMs: accept === undefined ? NaN : rel(accept.start) - rel(p.connected)
+    connectedToAcceptMs: accept === undefined ? NaN : srv(accept.start) - rel(p.connected)
   }
 }
 
