@@ -15,13 +15,16 @@ const STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as co
 export const accept = experiment({
   name: 'accept',
   hypothesis: 'Cluster round-robin pays an IPC hop per connection; a shared socket splits connections unevenly; reuseport splits them evenly with a queue per worker.',
-  options: { connections: 3000, concurrency: 64, workers: 2 },
+  options: { connections: 3000, concurrency: 64, workers: 2, backlog: 511 },
   chart: { title: 'Connection storm: client-side latency per accept strategy', unit: 'ms', series: [{ label: 'connect p50', key: 'connect p50 ms' }, { label: 'connect p99', key: 'connect p99 ms' }, { label: 'response p99', key: 'response p99 ms' }] },
   async run (opts, progress) {
     const rows = []
+    const failures: string[] = []
     // Against a --url target the strategy is whatever it runs: one variant, named so.
     for (const strategy of configurable() ? STRATEGIES : ['target'] as const) {
-      const server = await startServer({ ACCEPT_STRATEGY: strategy, WORKERS: String(opts.workers), JOURNEY_KERNEL_SAMPLE_MS: '5' })
+      const env: Record<string, string> = { WORKERS: String(opts.workers), LISTEN_BACKLOG: String(opts.backlog), JOURNEY_KERNEL_SAMPLE_MS: '5' }
+      if (strategy !== 'target') env.ACCEPT_STRATEGY = strategy
+      const server = await startServer(env)
       try {
         // Warm-up, then the storm: `concurrency` loops each opening one connection per request.
         await storm(server, 200, 16, () => {})
@@ -41,6 +44,7 @@ export const accept = experiment({
         const beforeWorker = byLabel(before, 'journey_connections_accepted_total', 'worker', { listener: 'http' })
         const split = [...perWorker].map(([w, n]) => n - (beforeWorker.get(w) ?? 0)).sort((a, b) => b - a)
         const ok = phases.filter(p => p.status === 200)
+        if (ok.length < phases.length) failures.push(`${strategy}: ${summarizeFailures(phases.filter(p => p.status !== 200))}`)
         rows.push({
           variant: strategy,
           'conn/s': Math.round(phases.length / seconds),
@@ -62,7 +66,10 @@ export const accept = experiment({
       notes: [
         'Client and server share this machine\'s two cores; connect latency includes the client\'s own scheduling.',
         'Accepted per worker: connections each worker took (single: one number). Kernel wait: TCP_INFO at accept, jiffy resolution.',
-        'With cluster-rr the primary accepts: the workers\' accept queue is the primary\'s, so no per-worker queue is reported.'
+        'Queue peak: journey_accept_queue_peak polled during the storm — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it.',
+        'With cluster-rr the primary accepts: the workers\' accept queue is the primary\'s, so no per-worker queue is reported.',
+        'Listen overflows: TcpExt ListenOverflows, namespace-wide — handshakes the kernel dropped because the accept queue was full; the client retries its SYN after 1 s.',
+        ...failures.map(f => `Failed ${f}`)
       ]
     }
   }
@@ -80,4 +87,14 @@ async function storm (server: ExperimentServer, total: number, concurrency: numb
   }
   await Promise.all(Array.from({ length: concurrency }, loop))
   return out
+}
+
+/** "12 × read ECONNRESET, 3 × HTTP 503": what the failed requests saw, most frequent first. */
+function summarizeFailures (failed: Phases[]): string {
+  const counts = new Map<string, number>()
+  for (const p of failed) {
+    const reason = p.error ?? (p.status === 0 ? 'closed without a response' : `HTTP ${p.status}`)
+    counts.set(reason, (counts.get(reason) ?? 0) + 1)
+  }
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${n} × ${r}`).join(', ')
 }

@@ -279,11 +279,11 @@ export function connectionsDashboard (): Dashboard {
       'short', quantiles(METRIC.connectionRequests, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
     row(l, 'The kernel'),
     timeseries(l, 12, 'Accept queue: waiting connections and capacity',
-      'Connections the kernel has handshaken and queued for accept() on each listener (LISTEN socket rx_queue in /proc/net/tcp, Linux only), against the queue size min(backlog, net.core.somaxconn). "At scrape" is read when Prometheus scrapes, by the event loop, so it shows sustained pressure only; "deepest since previous scrape" comes from a worker thread sampling every JOURNEY_KERNEL_SAMPLE_MS (on in the compose stack), so it also catches queues that build while the event loop is blocked.',
+      'Connections the kernel has handshaken and queued for accept() on each listener (Linux only), against the queue size min(backlog, net.core.somaxconn). "At scrape" is read when Prometheus scrapes, by the event loop, so it shows sustained pressure only; "deepest in the last 15 s" comes from a worker thread sampling every JOURNEY_KERNEL_SAMPLE_MS (on in the compose stack), so it also catches queues that build while the event loop is blocked. With the TCP_INFO addon both are read from the listening socket itself; without it from the LISTEN row of /proc/net/tcp.',
       'short', [
         // By worker too: reuseport workers have a queue each; cluster-shared workers report the same shared one.
         { expr: `max by (listener, worker) (${METRIC.acceptQueueLength}{${SEL}})`, legendFormat: 'waiting at scrape {{listener}} {{worker}}' },
-        { expr: `max by (listener, worker) (${METRIC.acceptQueuePeak}{${SEL}})`, legendFormat: 'deepest since previous scrape {{listener}} {{worker}}' },
+        { expr: `max by (listener, worker) (${METRIC.acceptQueuePeak}{${SEL}})`, legendFormat: 'deepest in the last 15 s {{listener}} {{worker}}' },
         { expr: `max by (listener) (${METRIC.acceptQueueCapacity}{${SEL}})`, legendFormat: 'capacity {{listener}}' }
       ], { min: 0 }),
     timeseries(l, 12, 'Wait in the kernel before accept and before read, p99',
@@ -342,11 +342,11 @@ export function connectionsDashboard (): Dashboard {
 export const DASHBOARDS = { 'request-journey.json': requestJourneyDashboard, 'connections-kernel.json': connectionsDashboard }
 
 /** Every PromQL expression in a dashboard (targets of nested panels too), with the panel it belongs to. */
-export function queriesOf (d: Dashboard): Array<{ panel: string, expr: string, instant: boolean }> {
-  const out: Array<{ panel: string, expr: string, instant: boolean }> = []
+export function queriesOf (d: Dashboard): Array<{ panel: string, expr: string, instant: boolean, legend: string }> {
+  const out: Array<{ panel: string, expr: string, instant: boolean, legend: string }> = []
   const walk = (panels: Panel[]): void => {
     for (const p of panels) {
-      for (const t of p.targets ?? []) out.push({ panel: p.title, expr: t.expr, instant: t.instant === true })
+      for (const t of p.targets ?? []) out.push({ panel: p.title, expr: t.expr, instant: t.instant === true, legend: t.legendFormat ?? '' })
       walk(p.panels ?? [])
     }
   }

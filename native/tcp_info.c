@@ -2,8 +2,10 @@
 // Why an addon: no maintained npm package reads struct tcp_info (the `sockopt` package handles integers only),
 // and the fields we need (how long data and the handshake's ACK have waited in the kernel) exist nowhere else.
 //
-//   tcpInfo(fd, out: Float64Array(4)) -> boolean   (false: not a TCP socket, or getsockopt failed)
-// out = [lastDataRecvMs, lastAckRecvMs, rttUs, bytesReceived]
+//   tcpInfo(fd, out: Float64Array(7)) -> boolean   (false: not a TCP socket, or getsockopt failed)
+// out = [lastDataRecvMs, lastAckRecvMs, rttUs, bytesReceived, unacked, sacked, state]
+// On a LISTEN socket (state 10) Linux puts the accept queue in unacked (connections waiting for
+// accept()) and sacked (its size: min(backlog, net.core.somaxconn)).
 // Fills a caller-owned array so a call allocates nothing (it runs once per accepted connection).
 #include <node_api.h>
 #include <sys/socket.h>
@@ -23,7 +25,7 @@ static napi_value TcpInfo(napi_env env, napi_callback_info cbinfo) {
   size_t length;
   void* data;
   if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok) goto fail;
-  if (type != napi_float64_array || length < 4) goto fail;
+  if (type != napi_float64_array || length < 7) goto fail;
 
   struct tcp_info info;
   socklen_t size = sizeof(info);
@@ -35,6 +37,9 @@ static napi_value TcpInfo(napi_env env, napi_callback_info cbinfo) {
   out[2] = info.tcpi_rtt;
   // tcpi_bytes_received arrived in Linux 4.1; an older kernel returns a shorter struct.
   out[3] = size >= offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(info.tcpi_bytes_received) ? (double)info.tcpi_bytes_received : -1;
+  out[4] = info.tcpi_unacked;
+  out[5] = info.tcpi_sacked;
+  out[6] = info.tcpi_state;
   napi_get_boolean(env, 1, &result);
   return result;
 fail:

@@ -35,6 +35,8 @@ export interface Config {
   acceptStrategy: AcceptStrategy
   /** Worker processes for the cluster and reuseport strategies. */
   workers: number
+  /** listen(2) backlog: the accept queue's length (the kernel caps it at net.core.somaxconn). */
+  listenBacklog: number
   serviceName: string
   jaegerUiUrl: string | undefined
 }
@@ -134,6 +136,7 @@ export function loadConfig (env: Env = process.env): Config {
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
     acceptStrategy: oneOf(env, 'ACCEPT_STRATEGY', 'single', ACCEPT_STRATEGIES),
     workers: int(env, 'WORKERS', 2, 1, 64),
+    listenBacklog: int(env, 'LISTEN_BACKLOG', 511, 1, 65_535),
     serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey',
     jaegerUiUrl: url(env, 'JAEGER_UI_URL')
   }

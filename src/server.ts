@@ -52,7 +52,7 @@ class RequestLogLine extends LogController {
 }
 
 /** Listens, turning "address in use" into a configuration error that names the variable. */
-function listen (server: NetServer, port: number, host: string, variable: string, reusePort = false): Promise<number> {
+function listen (server: NetServer, port: number, host: string, variable: string, reusePort = false, backlog?: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL'
@@ -62,7 +62,7 @@ function listen (server: NetServer, port: number, host: string, variable: string
     server.once('error', onError)
     // reusePort: this process binds its own socket (SO_REUSEPORT) with its own accept queue; `exclusive`
     // keeps a cluster worker from asking the primary for a shared handle instead.
-    server.listen({ port, host, ...(reusePort ? { reusePort: true, exclusive: true } : {}) }, () => {
+    server.listen({ port, host, backlog, ...(reusePort ? { reusePort: true, exclusive: true } : {}) }, () => {
       server.off('error', onError)
       resolve((server.address() as AddressInfo).port)
     })
@@ -149,8 +149,8 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   const reusePort = config.acceptStrategy === 'reuseport'
   if (role.kind === 'worker') {
     const ports = {
-      http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort),
-      https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort),
+      http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort, config.listenBacklog),
+      https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort, config.listenBacklog),
       metrics: 0
     }
     log.info({ ...ports, strategy: config.acceptStrategy }, 'worker listening')
@@ -171,8 +171,8 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   await admin.ready()
 
   const ports = {
-    http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort),
-    https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort),
+    http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort, config.listenBacklog),
+    https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort, config.listenBacklog),
     metrics: await listen(admin.server, config.metricsPort, config.metricsHost, 'METRICS_PORT')
   }
   log.info({ ...ports, host: config.host, metricsHost: config.metricsHost, precision: config.precision }, 'listening')

@@ -1,36 +1,68 @@
-// Optional accept-queue sampling off the event loop, for experiments (JOURNEY_KERNEL_SAMPLE_MS > 0).
+// Optional accept-queue sampling off the event loop, for experiments and the compose stack
+// (JOURNEY_KERNEL_SAMPLE_MS > 0).
 //
 // Why a worker thread: a queue builds exactly when the event loop cannot run (blocked, or saturated
 // accepting), so a sampler on the loop would never see it, and by scrape time the loop has drained it.
-// The worker reads /proc/net/tcp{,6} on its own schedule and keeps, per listener, the deepest queue seen
-// since the last scrape in shared memory; the scrape takes that peak and resets it. Reading the file costs
-// time proportional to every socket in the namespace, so this stays off unless asked for.
+// The worker reads each listening socket's queue on its own schedule — TCP_INFO on the socket when the
+// addon is built (one syscall), else the LISTEN row of /proc/net/tcp{,6} (costs time proportional to every
+// socket in the namespace) — and publishes, per listener, the deepest queue seen in the last
+// PEAK_WINDOW_S seconds in shared memory.
+//
+// A sliding window rather than "since the previous scrape": a reset-on-read peak is stolen by whichever
+// client reads first (an experiment polling /metrics took every peak before Prometheus saw it). With a
+// window at least as long as the scrape interval, every scraper sees every peak.
 import { isMainThread, parentPort, Worker } from 'node:worker_threads'
 import { readFileSync, readlinkSync } from 'node:fs'
 import { acceptQueueLength } from './proc-net.ts'
+import { listenQueueOfFd } from './tcp-info.ts'
 
 export const MAX_LISTENERS = 16
+/** Covers Prometheus's default 15 s scrape interval (the compose stack scrapes every 5 s). */
+export const PEAK_WINDOW_S = 15
 
 export interface KernelSampler {
   /** Start sampling this listening socket in slot `slot` (call when it is listening). */
   watch: (slot: number, fd: number) => void
-  /** Deepest queue seen in this slot since the last call, then reset. */
-  takePeak: (slot: number) => number
+  /** Deepest queue seen in this slot in the last PEAK_WINDOW_S seconds; -1 before the first sample. */
+  peak: (slot: number) => number
   close: () => void
 }
 
 export function startKernelSampler (intervalMs: number): KernelSampler {
-  // [0, MAX): deepest queue per slot since the last take; [MAX, 2·MAX): how many takes so far per slot.
-  const peaks = new Int32Array(new SharedArrayBuffer(4 * 2 * MAX_LISTENERS))
+  const peaks = new Int32Array(new SharedArrayBuffer(4 * MAX_LISTENERS)).fill(-1)
   const worker = new Worker(new URL(import.meta.url), { workerData: { peaks, intervalMs } })
   worker.unref()
   return {
     watch (slot, fd) { worker.postMessage({ slot, fd }) },
-    takePeak (slot) {
-      Atomics.add(peaks, MAX_LISTENERS + slot, 1)
-      return Atomics.exchange(peaks, slot, 0)
-    },
+    peak (slot) { return Atomics.load(peaks, slot) },
     close () { void worker.terminate() }
+  }
+}
+
+/**
+ * Per-second maxima over a sliding window: `record` a sample taken during second `t`, `max` of the
+ * seconds (t - size, t]. A ring indexed by second, each entry remembering which second it holds.
+ */
+export class WindowMax {
+  private readonly size: number
+  private readonly seconds: Float64Array
+  private readonly maxima: Int32Array
+  constructor (size: number) {
+    this.size = size
+    this.seconds = new Float64Array(size).fill(-Infinity)
+    this.maxima = new Int32Array(size)
+  }
+
+  record (t: number, value: number): void {
+    const i = t % this.size
+    if (this.seconds[i] !== t) { this.seconds[i] = t; this.maxima[i] = value } else if (value > this.maxima[i]!) this.maxima[i] = value
+  }
+
+  /** -1 when nothing was recorded in the window. */
+  max (t: number): number {
+    let m = -1
+    for (let i = 0; i < this.size; i++) if (this.seconds[i]! > t - this.size && this.maxima[i]! > m) m = this.maxima[i]!
+    return m
   }
 }
 
@@ -38,29 +70,28 @@ export function startKernelSampler (intervalMs: number): KernelSampler {
 if (!isMainThread && parentPort !== null) {
   const { workerData } = await import('node:worker_threads')
   const { peaks, intervalMs } = workerData as { peaks: Int32Array, intervalMs: number }
-  const inodes = new Map<number, string>()
+  // Per slot: its fd, the inode for the /proc fallback, and the deepest queue of each of the last seconds.
+  const slots = new Map<number, { fd: number, inode: string | undefined, window: WindowMax }>()
   parentPort.on('message', ({ slot, fd }: { slot: number, fd: number }) => {
-    // Same process, so the listening socket's fd resolves here too.
+    // Same process, so the listening socket's fd is valid here too.
     const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1]
-    if (inode !== undefined) inodes.set(slot, inode)
+    slots.set(slot, { fd, inode, window: new WindowMax(PEAK_WINDOW_S) })
   })
+  let tcp: string | undefined
+  let tcp6: string | undefined
+  const fromProc = (inode: string | undefined): number | undefined => {
+    if (inode === undefined) return undefined
+    return acceptQueueLength(tcp ??= readFileSync('/proc/net/tcp', 'utf8'), inode) ??
+      acceptQueueLength(tcp6 ??= readFileSync('/proc/net/tcp6', 'utf8'), inode)
+  }
   setInterval(() => {
-    if (inodes.size === 0) return
-    // A sample read before a take must not land after it (it would report a drained queue as still deep).
-    const takes = [...inodes.keys()].map(slot => Atomics.load(peaks, MAX_LISTENERS + slot))
-    const tcp = readFileSync('/proc/net/tcp', 'utf8')
-    let tcp6: string | undefined
-    let i = 0
-    for (const [slot, inode] of inodes) {
-      const taken = takes[i++]!
-      let n = acceptQueueLength(tcp, inode)
-      if (n === undefined) n = acceptQueueLength(tcp6 ??= readFileSync('/proc/net/tcp6', 'utf8'), inode)
+    tcp = tcp6 = undefined
+    const second = Math.floor(performance.now() / 1000)
+    for (const [slot, s] of slots) {
+      const n = listenQueueOfFd(s.fd)?.length ?? fromProc(s.inode)
       if (n === undefined) continue
-      for (;;) {
-        const old = Atomics.load(peaks, slot)
-        if (n <= old || Atomics.load(peaks, MAX_LISTENERS + slot) !== taken) break
-        if (Atomics.compareExchange(peaks, slot, old, n) === old) break
-      }
+      s.window.record(second, n)
+      Atomics.store(peaks, slot, s.window.max(second))
     }
   }, intervalMs)
 }

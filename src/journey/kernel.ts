@@ -1,20 +1,22 @@
-// What the kernel knows about our listening sockets, read from Linux's /proc at scrape time:
-// the accept queue of every listener (connections handshaken by the kernel, waiting for accept()) and the
-// namespace-wide listen overflow/drop counters.
+// What the kernel knows about our listening sockets, read from Linux at scrape time: the accept queue of
+// every listener (connections handshaken by the kernel, waiting for accept()) and the namespace-wide listen
+// overflow/drop counters (/proc/net/netstat).
 //
-// Why /proc and not a library: no maintained npm package exposes a listening socket's queue. The LISTEN row
-// of /proc/net/tcp{,6} whose inode is our socket's has rx_queue = the current accept-queue length. Reading
-// that file costs time proportional to every socket in the network namespace (25–57 ms for 22k rows here),
-// so it is read asynchronously (the read happens on libuv's thread pool, not the event loop), only when
-// Prometheus scrapes, at most once per second however often it scrapes, and only the matching row is parsed.
+// Why not a library: no maintained npm package exposes a listening socket's queue. With the TCP_INFO addon
+// (native/) one getsockopt on the listening socket gives the queue and its real size. Without it, the LISTEN
+// row of /proc/net/tcp{,6} whose inode is our socket's has rx_queue = the queue length; reading that file
+// costs time proportional to every socket in the network namespace (25–57 ms for 22k rows here), so it is
+// read asynchronously (on libuv's thread pool, not the event loop), only when Prometheus scrapes, at most
+// once per second however often it scrapes, and only the matching row is parsed.
 import { readFile, readlink } from 'node:fs/promises'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Server as NetServer } from 'node:net'
 import { METRIC } from './stages.ts'
 import { acceptQueueLength, tcpExt } from './proc-net.ts'
-import { MAX_LISTENERS, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
+import { readListenQueue } from './tcp-info.ts'
+import { MAX_LISTENERS, PEAK_WINDOW_S, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
 
-/** Node's default listen() backlog, used when the app does not pass one. */
+/** Node's default listen() backlog: the capacity assumed for a listener read from /proc (no addon) when the app does not say. */
 export const NODE_DEFAULT_BACKLOG = 511
 
 interface Watched { listener: string, server: NetServer, backlog: number, slot: number }
@@ -58,15 +60,21 @@ export function createKernelMetrics (registry: Registry<any>, opts: KernelMetric
 
   let cached: { at: number, reading: Promise<Reading> } | undefined
   async function read (): Promise<Reading> {
-    const live = watched.filter(w => w.server.listening)
+    const queues = new Map<string, { length: number, capacity: number }>()
+    // TCP_INFO on the listening socket when the addon is there: exact capacity, no /proc walk.
+    const live = watched.filter(w => {
+      if (!w.server.listening) return false
+      const q = readListenQueue(w.server)
+      if (q !== undefined) queues.set(w.listener, q)
+      return q === undefined
+    })
     const v6 = live.some(w => (w.server.address() as { family?: string } | null)?.family === 'IPv6')
     const [tcp, tcp6, netstat, max] = await Promise.all([
-      readFile('/proc/net/tcp', 'utf8').catch(() => ''),
+      live.length > 0 ? readFile('/proc/net/tcp', 'utf8').catch(() => '') : '',
       v6 ? readFile('/proc/net/tcp6', 'utf8').catch(() => '') : '',
       readFile('/proc/net/netstat', 'utf8').catch(() => ''),
-      somaxconn()
+      live.length > 0 ? somaxconn() : Promise.resolve(0)
     ])
-    const queues = new Map<string, { length: number, capacity: number }>()
     for (const w of live) {
       const inode = await inodeOf(w.server)
       if (inode === undefined) continue
@@ -123,13 +131,17 @@ export function createKernelMetrics (registry: Registry<any>, opts: KernelMetric
   if (sampler !== undefined) {
     new Gauge({
       name: METRIC.acceptQueuePeak,
-      help: 'Deepest accept queue seen since the previous scrape, sampled every JOURNEY_KERNEL_SAMPLE_MS from a worker thread (so it sees queues that build while the event loop is blocked).',
+      help: `Deepest accept queue seen in the last ${PEAK_WINDOW_S} s, sampled every JOURNEY_KERNEL_SAMPLE_MS from a worker thread (so it sees queues that build while the event loop is blocked).`,
       labelNames: ['listener'] as const,
       registers,
       collect () {
         this.reset()
-        // Slots past MAX_LISTENERS are not sampled: no value rather than a made-up 0.
-        for (const w of watched) if (w.server.listening && w.slot < MAX_LISTENERS) this.set({ listener: w.listener }, sampler.takePeak(w.slot))
+        // Slots past MAX_LISTENERS, and slots not sampled yet, have no value rather than a made-up 0.
+        for (const w of watched) {
+          if (!w.server.listening || w.slot >= MAX_LISTENERS) continue
+          const peak = sampler.peak(w.slot)
+          if (peak >= 0) this.set({ listener: w.listener }, peak)
+        }
       }
     })
   }

@@ -5,7 +5,7 @@
 // only view of the accept queue from inside the process. Without the addon nothing is invented: the
 // fields stay undefined and spans say `journey.accept.queue_wait_measured=false`.
 import { createRequire } from 'node:module'
-import type { Socket } from 'node:net'
+import type { Server, Socket } from 'node:net'
 
 interface Addon { tcpInfo: (fd: number, out: Float64Array) => boolean }
 
@@ -33,7 +33,8 @@ export interface KernelView {
   bytesReceived: number
 }
 
-const out = new Float64Array(4)
+const out = new Float64Array(7)
+const TCP_LISTEN = 10
 
 /** The socket's TCP_INFO, or undefined (no addon, no fd, not TCP). Costs one syscall (≈1.5 µs). */
 export function readTcpInfo (socket: Socket): KernelView | undefined {
@@ -41,4 +42,20 @@ export function readTcpInfo (socket: Socket): KernelView | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
   if (fd === undefined || fd < 0 || !addon.tcpInfo(fd, out)) return undefined
   return { lastDataRecvMs: out[0]!, lastAckRecvMs: out[1]!, rttUs: out[2]!, bytesReceived: out[3]! }
+}
+
+/**
+ * A listening socket's accept queue from TCP_INFO: for LISTEN sockets Linux reports the connections
+ * waiting for accept() and the queue's size (the backlog as the kernel capped it). One syscall, instead
+ * of reading /proc/net/tcp, which grows with every socket in the namespace.
+ */
+export function readListenQueue (server: Server): { length: number, capacity: number } | undefined {
+  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd
+  return fd === undefined ? undefined : listenQueueOfFd(fd)
+}
+
+/** readListenQueue by file descriptor (the kernel sampler's worker thread has the fd, not the server). */
+export function listenQueueOfFd (fd: number): { length: number, capacity: number } | undefined {
+  if (addon === undefined || fd < 0 || !addon.tcpInfo(fd, out) || out[6] !== TCP_LISTEN) return undefined
+  return { length: out[4]!, capacity: out[5]! }
 }

@@ -2,44 +2,19 @@
 // host) passes promtool, Prometheus scrapes the real server while a mixed workload runs, and then each PromQL
 // expression of each panel must parse and return at least one series. A panel that would be empty fails here.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { createServer as createHttpServer, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { parse, stringify } from 'yaml'
 import { DASHBOARDS, queriesOf } from '../../grafana/dashboards.ts'
 import { runWorkload } from '../../experiments/lib/workload.ts'
-import { freePort } from '../../experiments/lib/server.ts'
 import { killAll, start, type Started } from '../helpers/process.ts'
 import { connect } from '../helpers/raw.ts'
-
-const PROMETHEUS = '/usr/bin/prometheus'
-const PROMTOOL = '/usr/bin/promtool'
-const missing = [PROMETHEUS, PROMTOOL].filter(p => !existsSync(p))
-const skip = missing.length > 0 && process.env.CI !== 'true'
-  ? `no ${missing.join(', ')} here (apt-get install prometheus); CI installs it and runs this test`
-  : false
+import { expand, skipWithoutPrometheus as skip, startPrometheus, type Prometheus } from '../helpers/prometheus.ts'
 
 let app: Started
-let prometheus: ChildProcess | undefined
-let promUrl = ''
+let prometheus: Prometheus | undefined
 let collector: Server
-const dir = mkdtempSync(join(tmpdir(), 'journey-prometheus-'))
-
-async function promApi (path: string, params: Record<string, string>): Promise<any> {
-  const res = await fetch(`${promUrl}${path}?${new URLSearchParams(params)}`)
-  const json = await res.json() as { status: string, error?: string, data: any }
-  if (json.status !== 'success') throw new Error(`${path} ${JSON.stringify(params)}: ${json.error}`)
-  return json.data
-}
-
-/** Grafana's variables as an "All" selection would expand them, and $__rate_interval for a 5 s scrape. */
-function expand (expr: string): string {
-  return expr.replaceAll('$__rate_interval', '1m').replace(/\$(instance|route|stage)\b/g, '.*')
-}
+const promApi = (path: string, params: Record<string, string>): Promise<any> => prometheus!.api(path, params)
 
 before(async () => {
   if (skip !== false) return
@@ -53,31 +28,7 @@ before(async () => {
     JOURNEY_KERNEL_SAMPLE_MS: '100', // as in docker-compose.yml
     LOG_LEVEL: 'info'
   })
-
-  // The shipped config with only the app's target rewritten: DNS discovery of `app` becomes this host.
-  const config = parse(readFileSync(new URL('../../deploy/prometheus/prometheus.yml', import.meta.url), 'utf8'))
-  const job = config.scrape_configs.find((j: { job_name: string }) => j.job_name === 'request-journey')
-  delete job.dns_sd_configs
-  job.static_configs = [{ targets: [`127.0.0.1:${app.ports.metrics}`] }]
-  config.scrape_configs = config.scrape_configs.filter((j: { job_name: string }) => j.job_name !== 'jaeger')
-  const file = join(dir, 'prometheus.yml')
-  writeFileSync(file, stringify(config))
-  execFileSync(PROMTOOL, ['check', 'config', file], { stdio: 'pipe' })
-
-  const port = await freePort()
-  promUrl = `http://127.0.0.1:${port}`
-  prometheus = spawn(PROMETHEUS, [
-    `--config.file=${file}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`,
-    '--enable-feature=exemplar-storage', '--log.level=warn'
-  ], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let log = ''
-  prometheus.stderr!.on('data', (d: Buffer) => { log += d.toString() })
-  for (let i = 0; ; i++) {
-    if (prometheus.exitCode !== null) throw new Error(`prometheus exited: ${log}`)
-    if (await fetch(`${promUrl}/-/ready`).then(r => r.ok, () => false)) break
-    if (i > 100) throw new Error(`prometheus not ready: ${log}`)
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
+  prometheus = await startPrometheus(`127.0.0.1:${app.ports.metrics}`)
 
   // Traffic for every panel: all routes over HTTP and HTTPS (fresh and reused connections), plus the
   // failures the error panels count — a malformed request and a TLS client speaking plain HTTP.
@@ -97,11 +48,10 @@ before(async () => {
 })
 
 after(async () => {
-  prometheus?.kill('SIGTERM')
+  prometheus?.stop()
   if (app !== undefined) { app.child.kill('SIGTERM'); await app.exited }
   collector?.close()
   killAll()
-  rmSync(dir, { recursive: true, force: true })
 })
 
 test('Prometheus scrapes the app as an up target of the shipped job', { skip }, async () => {
