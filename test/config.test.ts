@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ConfigError, loadConfig } from '../src/config.ts'
+import { otlpProtocol } from '../src/telemetry.ts'
 
 test('defaults', () => {
   const c = loadConfig({})
@@ -14,6 +15,7 @@ test('defaults', () => {
   assert.equal(c.keepErrors, true)
   assert.equal(c.serviceName, 'request-journey')
   assert.equal(c.tlsCert, undefined)
+  assert.equal(c.listenBacklog, 511, 'the backlog Node uses when none is given')
 })
 
 const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, string]> = [
@@ -31,7 +33,8 @@ const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, stri
   ['IO_MAX_MS', 'ioMaxMs', '100', 'x'],
   ['DOWNLOAD_MAX_KB', 'downloadMaxKb', '1', ' 12 kb'],
   ['WORKER_THREADS', 'workerThreads', '4', '0'],
-  ['JOURNEY_SLOW_MS', 'slowThresholdMs', '0', '-5']
+  ['JOURNEY_SLOW_MS', 'slowThresholdMs', '0', '-5'],
+  ['LISTEN_BACKLOG', 'listenBacklog', '16', '0']
 ]
 for (const [name, key, good, bad] of integers) {
   test(`${name}: accepts ${good}, rejects ${JSON.stringify(bad)} by name`, () => {
@@ -80,4 +83,12 @@ test('cross-variable rules', () => {
   const c = loadConfig({ ACCEPT_STRATEGY: 'cluster-shared', WORKERS: '4' })
   assert.equal(c.acceptStrategy, 'cluster-shared')
   assert.equal(c.workers, 4)
+})
+
+test('OTLP protocol: the specification\'s default, the traces-specific variable first, unknown values named', () => {
+  assert.deepEqual(otlpProtocol({}), { protocol: 'http/protobuf' })
+  assert.deepEqual(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }), { protocol: 'http/json' })
+  assert.deepEqual(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' }), { protocol: 'grpc' })
+  assert.deepEqual(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: ' GRPC ' }), { protocol: 'grpc' })
+  assert.deepEqual(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }), { protocol: 'http/protobuf', unknown: 'thrift' })
 })
