@@ -184,6 +184,38 @@ describe('npm start', () => {
     assert.equal(s.logs().split('\n').filter(l => l.includes('"level":50') || l.includes('"level":40')).length, 0, 'no warnings: the receiver\'s answer was understood')
   })
 
+  test('OTEL_PROPAGATORS=b3: a request carrying a B3 header continues its trace', async () => {
+    const traces: string[] = []
+    const receiver = createServer((req: IncomingMessage, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => { body += d.toString() })
+      req.on('end', () => {
+        for (const rs of JSON.parse(body).resourceSpans) {
+          for (const ss of rs.scopeSpans) for (const sp of ss.spans) if (sp.name === 'GET /') traces.push(sp.traceId)
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      })
+    })
+    await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
+    after(() => { receiver.close() })
+    const s = await start({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_PROPAGATORS: 'b3',
+      // Only what the client's context says is sampled: proves the header was read.
+      OTEL_TRACES_SAMPLER: 'parentbased_always_off',
+      OTEL_BSP_SCHEDULE_DELAY: '60000'
+    })
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+    await (await request(`http://127.0.0.1:${s.ports.http}/`, { headers: { b3: `${traceId}-00f067aa0ba902b7-1` } })).body.text()
+    await (await request(`http://127.0.0.1:${s.ports.http}/`)).body.text()
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    receiver.close()
+    assert.deepEqual(traces, [traceId], 'the B3 request\'s trace, and nothing for the request without one')
+  })
+
   test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
     const traces = new Set<string>()
     const receiver = createServer((req: IncomingMessage, res) => {

@@ -41,6 +41,14 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   const { tracer, ids, headSampler, precision, recordHeaders } = opts
 
   const decideRoot = rootDecider(headSampler)
+  // The header names the global propagator reads (traceparent and tracestate for W3C, b3 or x-b3-* for
+  // OTEL_PROPAGATORS=b3, …), looked up once the SDK has registered it.
+  let fields: string[] | undefined
+  function carriesContext (headers: Record<string, string | string[] | undefined>): boolean {
+    fields ??= propagation.fields().map(f => f.toLowerCase())
+    for (const f of fields) if (headers[f] !== undefined) return true
+    return false
+  }
 
   function start (rec: RequestRecord, headers: Record<string, string | string[] | undefined>): void {
     // Only allowlisted headers, copied now (the request object is gone when spans are built).
@@ -49,12 +57,13 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       if (v !== undefined) (rec.headers ??= {})[`http.request.header.${h}`] = Array.isArray(v) ? v : [v]
     }
     // Most requests carry no trace context: no extraction, and no trace id unless this one is sampled.
-    if (headers.traceparent === undefined && decideRoot !== undefined) {
+    const carries = carriesContext(headers)
+    if (!carries && decideRoot !== undefined) {
       const traceId = decideRoot()
       if (traceId !== undefined) sample(rec, ROOT_CONTEXT, traceId)
       return
     }
-    const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, headers)
+    const parent = carries ? propagation.extract(ROOT_CONTEXT, headers) : ROOT_CONTEXT
     const parentSpan = trace.getSpanContext(parent)
     const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
     const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
