@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool, request } from 'undici'
 import { killAll, run, start } from './helpers/process.ts'
+import { startSpanReceiver } from '../experiments/lib/span-receiver.ts'
 
 const exec = promisify(execFile)
 after(killAll)
@@ -185,22 +186,11 @@ describe('npm start', () => {
   })
 
   test('OTEL_PROPAGATORS=b3: a request carrying a B3 header continues its trace', async () => {
-    const traces: string[] = []
-    const receiver = createServer((req: IncomingMessage, res) => {
-      let body = ''
-      req.on('data', (d: Buffer) => { body += d.toString() })
-      req.on('end', () => {
-        for (const rs of JSON.parse(body).resourceSpans) {
-          for (const ss of rs.scopeSpans) for (const sp of ss.spans) if (sp.name === 'GET /') traces.push(sp.traceId)
-        }
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-      })
-    })
-    await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
-    after(() => { receiver.close() })
+    const receiver = await startSpanReceiver()
+    after(() => receiver.close())
     const s = await start({
       OTEL_TRACES_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_PROPAGATORS: 'b3',
       // Only what the client's context says is sampled: proves the header was read.
@@ -212,27 +202,16 @@ describe('npm start', () => {
     await (await request(`http://127.0.0.1:${s.ports.http}/`)).body.text()
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
-    receiver.close()
+    const traces = receiver.all().filter(sp => sp.name === 'GET /').map(sp => sp.traceId)
     assert.deepEqual(traces, [traceId], 'the B3 request\'s trace, and nothing for the request without one')
   })
 
   test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
-    const traces = new Set<string>()
-    const receiver = createServer((req: IncomingMessage, res) => {
-      let body = ''
-      req.on('data', (d: Buffer) => { body += d.toString() })
-      req.on('end', () => {
-        for (const rs of JSON.parse(body).resourceSpans) {
-          for (const ss of rs.scopeSpans) for (const sp of ss.spans) if (sp.name === 'GET /io') traces.add(sp.traceId)
-        }
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-      })
-    })
-    await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
-    after(() => { receiver.close() })
+    const receiver = await startSpanReceiver()
+    after(() => receiver.close())
     const s = await start({
       OTEL_TRACES_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_BSP_SCHEDULE_DELAY: '60000'
     })
@@ -248,6 +227,7 @@ describe('npm start', () => {
     await pool.close()
     assert.deepEqual(statuses, Array(50).fill(200))
     assert.equal((await s.exited).code, 0)
+    const traces = new Set(receiver.all().filter(sp => sp.name === 'GET /io').map(sp => sp.traceId))
     assert.equal(traces.size, 100, 'one exported request span per completed request (50 warm-up + 50 in flight)')
   })
 

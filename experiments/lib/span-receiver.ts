@@ -20,6 +20,8 @@ export interface SpanReceiver {
   /** The OTEL_EXPORTER_OTLP_ENDPOINT to give the server. */
   endpoint: string
   byTrace: (traceId: string) => ReceivedSpan[]
+  /** Every span received so far, in arrival order. */
+  all: () => ReceivedSpan[]
   close: () => Promise<void>
 }
 
@@ -71,6 +73,7 @@ export async function startSpanReceiver (): Promise<SpanReceiver> {
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     byTrace: (traceId) => traces.get(traceId) ?? [],
+    all: () => [...traces.values()].flat(),
     close: () => new Promise(resolve => server.close(() => resolve()))
   }
 }
