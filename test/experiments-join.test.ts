@@ -11,7 +11,7 @@ function request (i: number, serverAhead: number, acceptWait: number): { phases:
   const phases: Phases = { start: t0, connected: t0 + 0.2, secure: NaN, written: t0 + 0.3, firstByte: t0 + acceptWait + 1.2, end: t0 + acceptWait + 1.5, status: 200, error: undefined, resumed: false, session: undefined, traceId: 'a'.repeat(31) + String(i % 10) }
   const s = t0 + serverAhead // server-clock view of client time 0
   const span = (name: string, start: number, end: number, parentSpanId: string | undefined = 'req'): ReceivedSpan =>
-    ({ name, traceId: phases.traceId!, spanId: name === 'GET /' ? 'req' : name, parentSpanId, start: s + start, end: s + end, attributes: {} })
+    ({ name, traceId: phases.traceId!, spanId: name === 'GET /' ? 'req' : name, parentSpanId, kind: name === 'GET /' ? 2 : 1, start: s + start, end: s + end, attributes: {} })
   return {
     phases,
     spans: [

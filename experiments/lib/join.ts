@@ -32,6 +32,7 @@ export interface Joined {
 }
 
 const STAGE_PREFIX = 'journey.'
+const SERVER = 2
 
 export interface ClockOffset {
   /** Server clock minus client clock, ms: subtract from server times. 0 when the bounds contain 0. */
@@ -65,7 +66,8 @@ export function estimateOffset (pairs: Array<{ phases: Phases, spans: ReceivedSp
  */
 export function join (p: Phases, spans: ReceivedSpan[], offsetMs = 0): Joined | undefined {
   if (p.traceId === undefined) return undefined
-  const request = spans.find(s => s.parentSpanId !== undefined && !s.name.startsWith(STAGE_PREFIX))
+  // The request span: the trace's SERVER span (the handler's own spans, if any, are INTERNAL or CLIENT).
+  const request = spans.find(s => s.kind === SERVER)
   if (request === undefined) return undefined
   const rel = (t: number): number => t - p.start
   const srv = (t: number): number => t - offsetMs - p.start

@@ -10,6 +10,8 @@ export interface ReceivedSpan {
   traceId: string
   spanId: string
   parentSpanId: string | undefined
+  /** OTLP SpanKind: 2 = SERVER. */
+  kind: number
   /** Epoch milliseconds (sub-ms precision), the clock the phase client records on too. */
   start: number
   end: number
@@ -26,7 +28,7 @@ export interface SpanReceiver {
 }
 
 interface OtlpValue { stringValue?: string, intValue?: string | number, doubleValue?: number, boolValue?: boolean }
-interface OtlpSpan { traceId: string, spanId: string, parentSpanId?: string, name: string, startTimeUnixNano: string, endTimeUnixNano: string, attributes?: Array<{ key: string, value: OtlpValue }> }
+interface OtlpSpan { traceId: string, spanId: string, parentSpanId?: string, name: string, kind?: number, startTimeUnixNano: string, endTimeUnixNano: string, attributes?: Array<{ key: string, value: OtlpValue }> }
 
 const nanosToMs = (n: string): number => Number(BigInt(n) / 1000n) / 1000
 
@@ -55,6 +57,7 @@ export async function startSpanReceiver (): Promise<SpanReceiver> {
                 traceId: s.traceId,
                 spanId: s.spanId,
                 parentSpanId: s.parentSpanId === '' ? undefined : s.parentSpanId,
+                kind: s.kind ?? 0,
                 start: nanosToMs(s.startTimeUnixNano),
                 end: nanosToMs(s.endTimeUnixNano),
                 attributes: Object.fromEntries((s.attributes ?? []).map(a => [a.key, value(a.value)]))
