@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool, request } from 'undici'
 import { killAll, run, start } from './helpers/process.ts'
-import { startSpanReceiver } from '../experiments/lib/span-receiver.ts'
+import { startSpanReceiver, type SpanReceiver } from '../experiments/lib/span-receiver.ts'
 
 const exec = promisify(execFile)
 after(killAll)
@@ -185,18 +185,23 @@ describe('npm start', () => {
     assert.equal(s.logs().split('\n').filter(l => l.includes('"level":50') || l.includes('"level":40')).length, 0, 'no warnings: the receiver\'s answer was understood')
   })
 
-  test('OTEL_PROPAGATORS=b3: a request carrying a B3 header continues its trace', async () => {
+  /** The server exporting OTLP/JSON to a receiver in this process; spans leave only at the shutdown flush. */
+  async function startTraced (env: Record<string, string> = {}): Promise<{ s: Awaited<ReturnType<typeof start>>, receiver: SpanReceiver }> {
     const receiver = await startSpanReceiver()
     after(() => receiver.close())
     const s = await start({
       OTEL_TRACES_EXPORTER: 'otlp',
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_PROPAGATORS: 'b3',
-      // Only what the client's context says is sampled: proves the header was read.
-      OTEL_TRACES_SAMPLER: 'parentbased_always_off',
-      OTEL_BSP_SCHEDULE_DELAY: '60000'
+      OTEL_BSP_SCHEDULE_DELAY: '60000',
+      ...env
     })
+    return { s, receiver }
+  }
+
+  test('OTEL_PROPAGATORS=b3: a request carrying a B3 header continues its trace', async () => {
+    // Only what the client's context says is sampled: proves the header was read.
+    const { s, receiver } = await startTraced({ OTEL_PROPAGATORS: 'b3', OTEL_TRACES_SAMPLER: 'parentbased_always_off' })
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
     await (await request(`http://127.0.0.1:${s.ports.http}/`, { headers: { b3: `${traceId}-00f067aa0ba902b7-1` } })).body.text()
     await (await request(`http://127.0.0.1:${s.ports.http}/`)).body.text()
@@ -207,14 +212,7 @@ describe('npm start', () => {
   })
 
   test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
-    const receiver = await startSpanReceiver()
-    after(() => receiver.close())
-    const s = await start({
-      OTEL_TRACES_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_BSP_SCHEDULE_DELAY: '60000'
-    })
+    const { s, receiver } = await startTraced()
     // Connections first, so that at SIGTERM every request is in flight on one, not still connecting
     // (a connection with no request yet is idle, and shutdown rightly closes idle connections).
     const pool = new Pool(`http://127.0.0.1:${s.ports.http}`, { connections: 50 })

@@ -22,7 +22,7 @@ export interface SpanReceiver {
   /** The OTEL_EXPORTER_OTLP_ENDPOINT to give the server. */
   endpoint: string
   byTrace: (traceId: string) => ReceivedSpan[]
-  /** Every span received so far, in arrival order. */
+  /** Every span received so far, grouped by trace (traces in the order they first arrived). */
   all: () => ReceivedSpan[]
   close: () => Promise<void>
 }
