@@ -114,14 +114,14 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
   if (disabled || processors.length === 0) {
     return { registry, tracing: undefined, shutdown: async () => {} }
   }
-  const tracing = journeyTracing(samplerFromEnv(env))
+  // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to them.
+  const tracing = journeyTracing({ headSampler: samplerFromEnv(env), spanProcessors: processors })
   const sdk = new NodeSDK({
     serviceName,
     resource: resourceFromAttributes({ 'service.instance.id': instanceId }),
     // The SDK's defaults minus its random instance id detector (ours is above); OTEL_RESOURCE_ATTRIBUTES still applies.
     resourceDetectors: [hostDetector, osDetector, processDetector, envDetector],
     ...tracing.sdkOptions,
-    spanProcessors: processors,
     // Metrics go through prom-client and logs through pino: the SDK's own readers/exporters stay off.
     metricReaders: [],
     logRecordProcessors: [],

@@ -71,11 +71,12 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     help: 'Linux TCP_INFO at accept: how long the connection had waited in the kernel before the server took it (since the client\'s last ACK; 1000/HZ s resolution). Absent without the TCP_INFO addon.',
     labelNames: ['listener'] as const, buckets: KERNEL_WAIT_BUCKETS, registers
   })
-  const readKernelWait = new Histogram({
+  const readKernelWait = new FastHistogram({
     name: METRIC.readKernelWait,
     help: 'Linux TCP_INFO, sampled requests only (every request with JOURNEY_PRECISION=fine): how long a request\'s bytes sat in the kernel receive queue before the server read them (1000/HZ s resolution).',
-    labelNames: ['listener'] as const, buckets: KERNEL_WAIT_BUCKETS, registers
+    labelNames: ['listener'], buckets: KERNEL_WAIT_BUCKETS, registers
   })
+  const readKernelWaitBy = new Map<string, Series>()
   const tlsFailures = new Counter({
     name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'] as const, registers
   })
@@ -105,13 +106,17 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     const tl = timelineOf(rec)
     const { method, route } = rec
     const rs = seriesFor(route, method)
-    const traceId = rec.keptBy === undefined ? undefined : rec.traceId
+    // Kept requests lend their trace to the buckets they land in: one label set and clock read per request.
+    const exemplar = rec.keptBy === undefined || rec.traceId === undefined
+      ? undefined
+      : { traceId: rec.traceId, spanId: rec.spanId ?? '' }
+    const at = exemplar === undefined ? 0 : Date.now() / 1000
     for (const iv of tl.stages) {
       const i = STAGE_INDEX[iv.stage]
       const series = rs.stages[i] ??= stageDuration.series(iv.stage, method, route)
       const seconds = (iv.end - iv.start) / 1000
-      if (traceId === undefined) series.observe(seconds)
-      else series.observeWithExemplar(seconds, traceId, rec.spanId ?? '')
+      if (exemplar === undefined) series.observe(seconds)
+      else series.observeWithExemplar(seconds, exemplar, at)
     }
     const status = rec.aborted ? 'aborted' : String(rec.status)
     const key = rec.scheme === 'https' ? status + 's' : status
@@ -119,10 +124,15 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     if (duration === undefined) rs.durations.set(key, duration = requestDuration.series(method, route, status, rec.scheme))
     const begin = Number.isNaN(rec.beginAt) ? rec.requestAt : rec.beginAt
     const seconds = (tl.end - begin) / 1000
-    if (traceId === undefined) duration.observe(seconds)
-    else duration.observeWithExemplar(seconds, traceId, rec.spanId ?? '')
+    if (exemplar === undefined) duration.observe(seconds)
+    else duration.observeWithExemplar(seconds, exemplar, at)
     if (!Number.isNaN(rec.requestBodyBytes)) rs.requestBody.observe(rec.requestBodyBytes)
-    if (!Number.isNaN(rec.kernelReadWaitMs)) readKernelWait.observe({ listener: rec.conn.listener }, rec.kernelReadWaitMs / 1000)
+    if (!Number.isNaN(rec.kernelReadWaitMs)) {
+      const listener = rec.conn.listener
+      let s = readKernelWaitBy.get(listener)
+      if (s === undefined) readKernelWaitBy.set(listener, s = readKernelWait.series(listener))
+      s.observe(rec.kernelReadWaitMs / 1000)
+    }
     if (!rec.aborted) rs.written.observe(rec.bytesWritten)
   }
 

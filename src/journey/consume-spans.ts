@@ -5,8 +5,7 @@ import {
   propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
   type Attributes, type Context, type Link, type Span, type Tracer
 } from '@opentelemetry/api'
-import type { Sampler } from '@opentelemetry/sdk-trace'
-import { RandomIdGenerator } from '@opentelemetry/sdk-trace'
+import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import {
   ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION,
   ATTR_URL_SCHEME, ATTR_ERROR_TYPE
@@ -18,9 +17,15 @@ import { ATTR, SPAN_CONNECTION, stageSpanName, UNMATCHED_ROUTE, type Stage } fro
 import { timelineOf, type Interval } from './timeline.ts'
 import { decided, rootDecider, type PresetIdGenerator } from './sampling.ts'
 import { channels } from './publish.ts'
+import { originOf, StageSpan } from './stage-span.ts'
 
 export interface SpanConsumerOptions {
   tracer: Tracer
+  /**
+   * The SDK's span processors, when the app handed them to journeyTracing(): stage spans then go straight
+   * to them as finished ReadableSpans (stage-span.ts). Without them every span goes through `tracer`.
+   */
+  processors: SpanProcessor[] | undefined
   ids: PresetIdGenerator
   headSampler: Sampler
   precision: Precision
@@ -36,9 +41,10 @@ export interface SpanConsumer {
 }
 
 const random = new RandomIdGenerator()
+const CUT = 'this stage did not complete (error reply or client gone)'
 
 export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
-  const { tracer, ids, headSampler, precision, recordHeaders } = opts
+  const { tracer, ids, headSampler, precision, recordHeaders, processors } = opts
 
   const decideRoot = rootDecider(headSampler)
   // The header names the global propagator reads (traceparent and tracestate for W3C, b3 or x-b3-* for
@@ -134,8 +140,18 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       root.setAttribute(ATTR_ERROR_TYPE, type)
       root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? 'connection closed before the response finished' : undefined })
     }
-    const parent = decided(trace.setSpan(ROOT_CONTEXT, root))
-    for (const stage of tl.stages) stageSpan(stage, rec, parent)
+    const origin = processors === undefined ? undefined : originOf(root)
+    if (processors !== undefined && origin !== undefined) {
+      const parent = root.spanContext()
+      for (const iv of tl.stages) {
+        const span = new StageSpan(origin, parent, random.generateSpanId(), stageSpanName(iv.stage), SpanKind.INTERNAL,
+          toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv.stage, rec), iv.cut ? CUT : undefined)
+        for (const p of processors) p.onEnd(span)
+      }
+    } else {
+      const parent = decided(trace.setSpan(ROOT_CONTEXT, root))
+      for (const iv of tl.stages) stageSpan(iv, rec, parent)
+    }
     root.end(toEpochMs(tl.end))
   }
 
@@ -143,7 +159,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const span = tracer.startSpan(stageSpanName(iv.stage), {
       kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv.stage, rec)
     }, parent)
-    if (iv.cut) span.setStatus({ code: SpanStatusCode.ERROR, message: 'this stage did not complete (error reply or client gone)' })
+    if (iv.cut) span.setStatus({ code: SpanStatusCode.ERROR, message: CUT })
     span.end(toEpochMs(iv.end))
   }
 

@@ -7,7 +7,8 @@
 // prom-client writes (buckets, _sum, _count, OpenMetrics exemplars), from the same registry.
 import type { Registry } from 'prom-client'
 
-export interface Exemplar { labelSet: Record<string, string>, value: number, timestamp: number }
+export type ExemplarLabels = Readonly<{ traceId: string, spanId: string }>
+export interface Exemplar { labelSet: ExemplarLabels, value: number, timestamp: number }
 
 export class Series {
   readonly labels: Readonly<Record<string, string>>
@@ -35,10 +36,13 @@ export class Series {
     return i
   }
 
-  /** Observe, and let this observation stand for its bucket as the exemplar (a trace to open). */
-  observeWithExemplar (value: number, traceId: string, spanId: string): void {
+  /**
+   * Observe, and let this observation stand for its bucket as the exemplar (a trace to open). The label
+   * set and timestamp are the caller's, so one request observed in several histograms shares them.
+   */
+  observeWithExemplar (value: number, labelSet: ExemplarLabels, timestampSeconds: number): void {
     const i = this.observe(value)
-    this.exemplars[i] = { labelSet: { traceId, spanId }, value, timestamp: Date.now() / 1000 }
+    this.exemplars[i] = { labelSet, value, timestamp: timestampSeconds }
   }
 }
 

@@ -12,7 +12,7 @@ test('le buckets are cumulative and inclusive; sum, count and exemplars are rend
   assert.equal(h.series('/a'), s, 'binding is stable')
   s.observe(0.1) // on the bound: counts in le="0.1"
   s.observe(0.5)
-  s.observeWithExemplar(5, 'abc', 'def')
+  s.observeWithExemplar(5, { traceId: 'abc', spanId: 'def' }, Date.now() / 1000)
   const text = await registry.metrics()
   assert.match(text, /^x_seconds_bucket\{le="0.1",route="\/a"\} 1$/m)
   assert.match(text, /^x_seconds_bucket\{le="1",route="\/a"\} 2$/m)
@@ -25,7 +25,7 @@ test('le buckets are cumulative and inclusive; sum, count and exemplars are rend
 test('on a classic Prometheus registry the same data renders without exemplars', async () => {
   const registry = new Registry()
   const h = new FastHistogram({ name: 'y_seconds', help: 'y', labelNames: [], buckets: [1], registers: [registry] })
-  h.series().observeWithExemplar(0.5, 'abc', 'def')
+  h.series().observeWithExemplar(0.5, { traceId: 'abc', spanId: 'def' }, Date.now() / 1000)
   const text = await registry.metrics()
   assert.match(text, /^y_seconds_bucket\{le="1"\} 1$/m)
   assert.doesNotMatch(text, /traceId/)

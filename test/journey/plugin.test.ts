@@ -27,8 +27,8 @@ const registry = new Registry()
 const activeInHandler: Record<string, boolean> = {}
 
 before(async () => {
-  const tracing = journeyTracing(postOnly)
-  sdk = new NodeSDK({ ...tracing.sdkOptions, spanProcessors: [new SimpleSpanProcessor({ exporter })], metricReaders: [], logRecordProcessors: [], instrumentations: [] })
+  const tracing = journeyTracing({ headSampler: postOnly, spanProcessors: [new SimpleSpanProcessor({ exporter })] })
+  sdk = new NodeSDK({ ...tracing.sdkOptions, metricReaders: [], logRecordProcessors: [], instrumentations: [] })
   sdk.start()
   const journey = createJourney({ registry, tracing, slowThresholdMs: 100 })
   app = Fastify({ serverFactory: journey.serverFactory({ keepAliveTimeout: 5000 }) })

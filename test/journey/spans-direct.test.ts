@@ -1,0 +1,134 @@
+// Stage spans handed straight to the processors (stage-span.ts) must be exactly what the SDK builds
+// through tracer.startSpan(): two span consumers, one per path, each with its own real TracerProvider and
+// in-memory exporter, receive the same finished records, and every exported field is compared.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
+import { TraceState } from '@opentelemetry/core'
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import {
+  AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan
+} from '@opentelemetry/sdk-trace'
+import { createSpanConsumer } from '../../src/journey/consume-spans.ts'
+import { channels } from '../../src/journey/publish.ts'
+import { newConnectionRecord, newRequestRecord, type RequestRecord } from '../../src/journey/records.ts'
+import { JourneySampler, PresetIdGenerator } from '../../src/journey/sampling.ts'
+
+function pipeline (direct: boolean): { exporter: InMemorySpanExporter, close: () => void } {
+  const exporter = new InMemorySpanExporter()
+  const processors = [new SimpleSpanProcessor({ exporter })]
+  const ids = new PresetIdGenerator()
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'direct-test' }),
+    sampler: new JourneySampler(new AlwaysOnSampler()),
+    idGenerator: ids,
+    spanProcessors: processors
+  })
+  const consumer = createSpanConsumer({
+    tracer: provider.getTracer('request-journey'),
+    processors: direct ? processors : undefined,
+    ids,
+    headSampler: new AlwaysOnSampler(),
+    precision: 'default',
+    slowThresholdMs: 500,
+    keepErrors: true,
+    recordHeaders: []
+  })
+  return { exporter, close: () => consumer.close() }
+}
+
+/** A first request on an HTTPS connection with every stage, one cut short when `cut` is set. */
+function record (cut: boolean): RequestRecord {
+  const conn = newConnectionRecord('https', true, 1000)
+  conn.acceptedAt = 1000.05
+  conn.secureAt = 1002.5
+  conn.tlsProtocol = 'TLSv1.3'
+  conn.tlsCipher = 'TLS_AES_256_GCM_SHA384'
+  conn.tlsResumed = false
+  conn.kernel = { lastAckRecvMs: 4, lastDataRecvMs: 0, bytesReceived: 0, rttUs: 50 }
+  conn.beginAt = 1002.6
+  conn.headersAt = 1002.7
+  const rec = newRequestRecord(conn, 'POST', 1002.75)
+  rec.route = '/echo'
+  rec.contentType = 'application/json'
+  rec.requestBodyBytes = 1024
+  rec.decodedBodyBytes = 1024
+  rec.decodeStartAt = 1002.8
+  rec.decodeEndAt = 1003.1
+  rec.handlerStartAt = 1003.12
+  if (cut) {
+    rec.aborted = true
+    rec.endAt = 1010
+  } else {
+    rec.handlerEndAt = 1003.4
+    rec.serializeEndAt = 1003.45
+    rec.finishAt = 1003.6
+    rec.endAt = rec.finishAt
+    rec.status = 200
+    rec.bytesWritten = 180
+  }
+  rec.kernelReadWaitMs = 0
+  rec.sampled = true
+  rec.traceId = '0af7651916cd43dd8448eb211c80319c'
+  rec.spanId = 'b7ad6b7169203331'
+  // A client's traceparent and tracestate: the trace continues, and its tracestate rides on every span.
+  rec.parentContext = trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: rec.traceId, spanId: '00f067aa0ba902b7', traceFlags: 1, isRemote: true, traceState: new TraceState('vendor=x')
+  })
+  conn.inflight.length = 0
+  return rec
+}
+
+/** Everything an exporter reads from a span, with the one random part (a stage's own span id) left out. */
+function exported (s: ReadableSpan): unknown {
+  const { traceId, traceFlags, traceState } = s.spanContext()
+  return {
+    name: s.name,
+    kind: s.kind,
+    traceId,
+    traceFlags,
+    traceState,
+    parentSpanId: s.parentSpanContext?.spanId,
+    startTime: s.startTime,
+    endTime: s.endTime,
+    duration: s.duration,
+    status: s.status,
+    attributes: s.attributes,
+    links: s.links,
+    events: s.events,
+    ended: s.ended,
+    resource: s.resource.attributes,
+    scope: s.instrumentationScope,
+    dropped: [s.droppedAttributesCount, s.droppedEventsCount, s.droppedLinksCount]
+  }
+}
+
+for (const cut of [false, true]) {
+  test(`direct stage spans equal the SDK's own, field by field (${cut ? 'a request cut off in its handler' : 'a complete request'})`, () => {
+    const viaSdk = pipeline(false)
+    const direct = pipeline(true)
+    try {
+      channels.request.publish(record(cut))
+      const a = viaSdk.exporter.getFinishedSpans()
+      const b = direct.exporter.getFinishedSpans()
+      const stages = cut ? ['accept', 'tls', 'read', 'parse', 'decode', 'handler'] : ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write']
+      assert.deepEqual(a.map(s => s.name), [...stages.map(s => `journey.${s}`), 'POST /echo'])
+      assert.deepEqual(b.map(s => s.name), a.map(s => s.name))
+      for (let i = 0; i < a.length; i++) assert.deepEqual(exported(b[i]!), exported(a[i]!), a[i]!.name)
+      assert.equal(b[0]!.spanContext().traceState?.serialize(), 'vendor=x')
+      if (cut) assert.equal(b.find(s => s.name === 'journey.handler')!.status.code, 2, 'the cut stage is an error')
+
+      // And the bytes that leave: one OTLP request from each path, equal but for the stage spans' own ids.
+      const idsOf = (spans: ReadableSpan[]): string[] => spans.slice(0, -1).map(s => s.spanContext().spanId)
+      let bodyB = Buffer.from(ProtobufTraceSerializer.serializeRequest(b)!).toString('hex')
+      const bodyA = Buffer.from(ProtobufTraceSerializer.serializeRequest(a)!).toString('hex')
+      const idsA = idsOf(a)
+      idsOf(b).forEach((id, i) => { bodyB = bodyB.replace(id, idsA[i]!) })
+      assert.equal(bodyB, bodyA)
+    } finally {
+      viaSdk.close()
+      direct.close()
+    }
+  })
+}
