@@ -82,7 +82,7 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
   })
 
   // Series bound per route and method (both bounded: route templates, HTTP methods the parser accepts).
-  interface RouteSeries { stages: Array<Series | undefined>, requestBody: Series, written: Series, durations: Map<string, Series> }
+  interface RouteSeries { stages: Array<Series | undefined>, requestBody: Series, written: Series, durations: Map<number, Series> }
   const bound = new Map<string, Map<string, RouteSeries>>()
   function seriesFor (route: string, method: string): RouteSeries {
     let byMethod = bound.get(route)
@@ -118,10 +118,13 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       if (exemplar === undefined) series.observe(seconds)
       else series.observeWithExemplar(seconds, exemplar, at)
     }
-    const status = rec.aborted ? 'aborted' : String(rec.status)
-    const key = rec.scheme === 'https' ? status + 's' : status
+    // A number key (status, -1 for aborted; odd for https): no string is built per request to find the series.
+    const key = (rec.aborted ? -1 : rec.status) * 2 + (rec.scheme === 'https' ? 1 : 0)
     let duration = rs.durations.get(key)
-    if (duration === undefined) rs.durations.set(key, duration = requestDuration.series(method, route, status, rec.scheme))
+    if (duration === undefined) {
+      duration = requestDuration.series(method, route, rec.aborted ? 'aborted' : String(rec.status), rec.scheme)
+      rs.durations.set(key, duration)
+    }
     const begin = Number.isNaN(rec.beginAt) ? rec.requestAt : rec.beginAt
     const seconds = (tl.end - begin) / 1000
     if (exemplar === undefined) duration.observe(seconds)

@@ -117,6 +117,9 @@ for (const cut of [false, true]) {
       assert.deepEqual(b.map(s => s.name), a.map(s => s.name))
       for (let i = 0; i < a.length; i++) assert.deepEqual(exported(b[i]!), exported(a[i]!), a[i]!.name)
       assert.equal(b[0]!.spanContext().traceState?.serialize(), 'vendor=x')
+      const ids = b.map(s => s.spanContext().spanId)
+      assert.equal(new Set(ids).size, ids.length, 'every span has its own id')
+      for (const id of ids) assert.match(id, /^(?!0{16})[0-9a-f]{16}$/)
       if (cut) assert.equal(b.find(s => s.name === 'journey.handler')!.status.code, 2, 'the cut stage is an error')
 
       // And the bytes that leave: one OTLP request from each path, equal but for the stage spans' own ids.
