@@ -1,11 +1,15 @@
 // npm run bench: what per-stage telemetry costs, next to the usual OpenTelemetry and Prometheus set-ups, in
 // one run. Not a test: it prints figures, writes bench/results/latest.json and regenerates the README table.
 //
-// Every variant is bench/server.ts: the same Fastify app and routes, instrumented one way. Variants are
-// interleaved (A B C … A B C …) so drift on a shared machine hits all alike. The server runs on CPU 0; wrk
-// and the local OTLP/HTTP receiver on CPU 1. The figure that matters is requests per *server CPU-second*
-// (utime + stime from /proc/PID/stat): it does not move when other load steals the core, and windows in
-// which the server got less than 90% of its core are dropped (and counted) rather than averaged in.
+// Every variant is bench/server.ts: the same Fastify app and routes, instrumented one way. All variants are
+// started once, each on its own ports, and live for the whole run, so every one is measured warm and at the
+// same age (V8 keeps growing a young process's heap for tens of seconds; a variant measured seconds after
+// its start would be caught mid-growth). Windows are interleaved bare, A, bare, B, bare, … with the order
+// rotated each round, so drift on a shared machine hits all alike and every variant window sits between two
+// bare windows. The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that
+// matters is requests per *server CPU-second* (utime + stime from /proc/PID/stat): it does not move when
+// other load steals the core, and windows in which the server got less than 90% of its core are dropped
+// (and counted) rather than averaged in.
 //
 //   npm run bench                      # 3 rounds × 2 s windows (≈ 8 min)
 //   ROUNDS=1 DURATION=2 npm run bench  # a quick look
@@ -21,8 +25,8 @@ import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 2)
 const CLK_TCK = 100
-// Bare runs for the whole benchmark in slot 0; each other variant runs in slot 1 while it is measured.
-const PORTS = [{ http: 3100, https: 3543 }, { http: 3101, https: 3544 }] as const
+// Variant i listens on 3100 + i (HTTP) and 3543 + i (HTTPS); bare is variant 0.
+const portsOf = (slot: number): { http: number, https: number } => ({ http: 3100 + slot, https: 3543 + slot })
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const LABEL: Record<VariantName, string> = {
@@ -39,9 +43,9 @@ const LABEL: Record<VariantName, string> = {
 const only = process.env.VARIANTS?.split(',') as VariantName[] | undefined
 const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || v === 'bare')
 const ROUTES = [
-  { name: 'GET /', url: (slot: number) => `http://127.0.0.1:${PORTS[slot]!.http}/`, lua: undefined as string | undefined },
-  { name: 'POST /echo 1 KiB', url: (slot: number) => `http://127.0.0.1:${PORTS[slot]!.http}/echo`, lua: 'post' },
-  { name: 'GET / over HTTPS', url: (slot: number) => `https://127.0.0.1:${PORTS[slot]!.https}/`, lua: undefined }
+  { name: 'GET /', url: (slot: number) => `http://127.0.0.1:${portsOf(slot).http}/`, lua: undefined as string | undefined },
+  { name: 'POST /echo 1 KiB', url: (slot: number) => `http://127.0.0.1:${portsOf(slot).http}/echo`, lua: 'post' },
+  { name: 'GET / over HTTPS', url: (slot: number) => `https://127.0.0.1:${portsOf(slot).https}/`, lua: undefined }
 ]
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
@@ -65,9 +69,11 @@ function peakRssMb (pid: number): number {
 }
 
 async function startVariant (v: VariantName, slot: number): Promise<ChildProcess> {
-  const { http, https } = PORTS[slot]!
+  const { http, https } = portsOf(slot)
   const child = spawn('taskset', ['-c', '0', process.execPath, join(root, 'bench', 'server.ts')], {
-    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https) },
+    // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
+    // window reach the receiver before the next window starts and are counted for the variant that made them.
+    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
     stdio: ['ignore', 'ignore', 'inherit']
   })
   for (let i = 0; i < 300; i++) {
@@ -99,7 +105,7 @@ const samples: Sample[] = []
 const started = Date.now()
 
 async function measure (child: ChildProcess, v: VariantName, r: typeof ROUTES[number], slot: number, round: number): Promise<Omit<Sample, 'pairedRatio'>> {
-  await new Promise(resolve => setTimeout(resolve, 200)) // let earlier spans leave before counting
+  await new Promise(resolve => setTimeout(resolve, 400)) // let the previous window's last batch leave before counting
   const bytes0 = await receivedBytes()
   const t0 = cpuTicks(child.pid!)
   const w0 = performance.now()
@@ -120,31 +126,36 @@ async function measure (child: ChildProcess, v: VariantName, r: typeof ROUTES[nu
   }
 }
 
-// Machine speed here drifts by tens of percent within minutes, so every variant window is paired with bare
-// windows measured right before and after it, and the ratio is taken per pair.
+// Machine speed here drifts by tens of percent within minutes, so every variant window is paired with the
+// bare windows measured right before and after it, and the ratio is taken per pair.
 await new Promise(resolve => setTimeout(resolve, 300))
-const bare = await startVariant('bare', 0)
-for (const r of ROUTES) wrk(r.url(0), 1, r.lua) // warm-up
+const procs: ChildProcess[] = []
+for (const [slot, v] of variants.entries()) procs.push(await startVariant(v, slot))
+for (const [slot] of variants.entries()) for (const r of ROUTES) wrk(r.url(slot), 1, r.lua) // warm-up: JIT, pools, TLS sessions
+const others = variants.slice(1).map((v, i) => ({ v, slot: i + 1 }))
 for (let round = 1; round <= ROUNDS; round++) {
-  for (const v of variants.filter(x => x !== 'bare')) {
-    const child = await startVariant(v, 1)
-    for (const r of ROUTES) {
-      wrk(r.url(1), 1, r.lua) // warm-up: JIT, pools, TLS sessions
-      const before = await measure(bare, 'bare', r, 0, round)
-      const s = await measure(child, v, r, 1, round)
-      const after = await measure(bare, 'bare', r, 0, round)
+  // Rotated each round, so no variant always follows the same neighbour.
+  const order = others.map((_, i) => others[(i + round - 1) % others.length]!)
+  for (const r of ROUTES) {
+    let before = await measure(procs[0]!, 'bare', r, 0, round)
+    samples.push({ ...before, pairedRatio: 1 })
+    for (const { v, slot } of order) {
+      // A server that sat idle for a minute is not the one that was warmed at the start: V8 shrinks an idle
+      // heap and flushes code it has not run. One second of the same load first, so each window sees it hot.
+      wrk(r.url(slot), 1, r.lua)
+      const s = await measure(procs[slot]!, v, r, slot, round)
+      const after = await measure(procs[0]!, 'bare', r, 0, round)
       const bareMean = (before.rpsPerCpuSecond + after.rpsPerCpuSecond) / 2
       const bareOk = before.cpuShare >= 0.9 && after.cpuShare >= 0.9
-      samples.push({ ...before, pairedRatio: 1 }, { ...s, pairedRatio: bareOk ? s.rpsPerCpuSecond / bareMean : NaN }, { ...after, pairedRatio: 1 })
+      samples.push({ ...s, pairedRatio: bareOk ? s.rpsPerCpuSecond / bareMean : NaN }, { ...after, pairedRatio: 1 })
       process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
         `${s.rpsPerCpuSecond.toFixed(0).padStart(7)} req/CPU-s  (bare ${bareMean.toFixed(0)})  ratio ${(s.rpsPerCpuSecond / bareMean).toFixed(2)}  ` +
         `server CPU ${(s.cpuShare * 100).toFixed(0).padStart(3)}%  ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
+      before = after
     }
-    child.kill('SIGKILL')
-    await new Promise(resolve => child.once('exit', resolve))
   }
 }
-bare.kill('SIGKILL')
+for (const p of procs) p.kill('SIGKILL')
 receiver.kill()
 
 const median = (xs: number[]): number => {
@@ -165,6 +176,8 @@ for (const r of ROUTES) {
       rps: Math.round(median(k.map(s => s.rps))),
       rpsPerCpuSecond: Math.round(median(k.map(s => s.rpsPerCpuSecond))),
       ratio: round2(median(k.map(s => s.pairedRatio))),
+      ratioMin: round2(Math.min(...k.map(s => s.pairedRatio))),
+      ratioMax: round2(Math.max(...k.map(s => s.pairedRatio))),
       p50Ms: round2(median(k.map(s => s.p50Ms))),
       p99Ms: round2(median(k.map(s => s.p99Ms))),
       peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb))),
@@ -177,9 +190,9 @@ const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const meta: BenchMeta = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${cpus().length} × ${cpu}, Node ${process.version}`,
-  method: `${ROUNDS} rounds; each ${DURATION} s window of a variant sits between two ${DURATION} s windows of bare; wrk -t1 -c50 keep-alive on CPU 1, server on CPU 0; ` +
-    'ratio = requests per server CPU-second / the mean of the two bare windows around it, median over rounds, windows where a server had < 90% of its core dropped; ' +
-    'peak RSS = VmHWM of the variant\'s process'
+  method: `${ROUNDS} rounds; every variant's server runs for the whole benchmark; each ${DURATION} s window of a variant sits between two ${DURATION} s windows of bare, in an order rotated every round; wrk -t1 -c50 keep-alive on CPU 1, servers on CPU 0; ` +
+    'ratio = requests per server CPU-second / the mean of the two bare windows around it, median (and range) over rounds, windows where a server had < 90% of its core dropped; ' +
+    'peak RSS = VmHWM of the variant\'s process over the whole run'
 }
 console.table(rows)
 writeFileSync(join(root, 'bench', 'results', 'latest.json'), JSON.stringify(rows, null, 2) + '\n')

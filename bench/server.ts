@@ -27,7 +27,8 @@ if (variant === 'usual-100pct' || variant === 'usual-10pct') {
   new NodeSDK({
     serviceName: 'bench',
     sampler: new ParentBasedSampler({ root: variant === 'usual-10pct' ? new TraceIdRatioBasedSampler(0.1) : new AlwaysOnSampler() }),
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })],
+    // Its processor takes OTEL_BSP_SCHEDULE_DELAY as the journey's does (bench/run.ts sets it for both).
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter(), scheduledDelayMillis: Number(process.env.OTEL_BSP_SCHEDULE_DELAY ?? 5000) })],
     instrumentations: [new HttpInstrumentation(), new FastifyOtelInstrumentation({ registerOnInitialization: true }) as never],
     metricReaders: [],
     logRecordProcessors: []

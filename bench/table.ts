@@ -5,7 +5,10 @@ export interface BenchRow {
   route: string
   rps: number
   rpsPerCpuSecond: number
+  /** Median over rounds of the per-window ratio to the bare windows around it; min and max show the spread. */
   ratio: number
+  ratioMin: number
+  ratioMax: number
   p50Ms: number
   p99Ms: number
   peakRssMb: number
@@ -19,9 +22,11 @@ const ROUTE_ORDER = ['GET /', 'POST /echo 1 KiB', 'GET / over HTTPS']
 export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
   const variants = [...new Set(rows.map(r => r.variant))]
   const cell = (variant: string, route: string): BenchRow | undefined => rows.find(r => r.variant === variant && r.route === route)
-  const fmt = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.ratio) ? '—' : `**${r.ratio.toFixed(2)}** (${(r.rpsPerCpuSecond / 1000).toFixed(1)}k)`
+  const fmt = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.ratio)
+    ? '—'
+    : r.ratioMin === r.ratioMax ? `**${r.ratio.toFixed(2)}** (${(r.rpsPerCpuSecond / 1000).toFixed(1)}k)` : `**${r.ratio.toFixed(2)}** ${r.ratioMin.toFixed(2)}–${r.ratioMax.toFixed(2)} (${(r.rpsPerCpuSecond / 1000).toFixed(1)}k)`
   const lines = [
-    `| variant | ${ROUTE_ORDER.map(r => `${r}: ratio (req/CPU-s)`).join(' | ')} | GET / p99 | peak RSS | OTLP bytes/req |`,
+    `| variant | ${ROUTE_ORDER.map(r => `${r}: ratio, range (req/CPU-s)`).join(' | ')} | GET / p99 | peak RSS | OTLP bytes/req |`,
     `|---|${ROUTE_ORDER.map(() => '---:').join('|')}|---:|---:|---:|`
   ]
   for (const v of variants) {
