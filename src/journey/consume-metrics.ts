@@ -157,6 +157,13 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       (conn.secureAt - conn.acceptedAt) / 1000)
   }
 
+  // Counted as it happens, not at close: the socket closes after the error is answered, and whoever saw it
+  // close (a client, then a scrape) must find the error counted already.
+  function onError (message: unknown): void {
+    const conn = message as ConnectionRecord
+    connErrors.inc({ listener: conn.listener, reason: conn.errors[conn.errors.length - 1] ?? 'other' })
+  }
+
   function onClose (message: unknown): void {
     const conn = message as ConnectionRecord
     const { listener } = conn
@@ -164,18 +171,19 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     closed.inc({ listener })
     connDuration.observe({ listener }, (conn.closeAt - conn.acceptAt) / 1000)
     connRequests.observe({ listener }, conn.requests)
-    for (const reason of conn.errors) connErrors.inc({ listener, reason })
   }
 
   channels.request.subscribe(onRequest)
   channels.connectionOpen.subscribe(onOpen)
   channels.connectionTls.subscribe(onTls)
+  channels.connectionError.subscribe(onError)
   channels.connectionClose.subscribe(onClose)
   return {
     close () {
       channels.request.unsubscribe(onRequest)
       channels.connectionOpen.unsubscribe(onOpen)
       channels.connectionTls.unsubscribe(onTls)
+      channels.connectionError.unsubscribe(onError)
       channels.connectionClose.unsubscribe(onClose)
     }
   }

@@ -80,7 +80,10 @@ export function tlsFailureReason (err: NodeJS.ErrnoException): string {
 
 function onClientError (this: HttpServer, err: NodeJS.ErrnoException, socket: Observed): void {
   const conn = socket[kConnection]
-  if (conn !== undefined) conn.errors.push(clientErrorReason(err))
+  if (conn !== undefined) {
+    conn.errors.push(clientErrorReason(err))
+    publishConnection(channels.connectionError, conn)
+  }
   // A 'clientError' listener replaces Node's default answer. When ours is the only one, answer as Node
   // would have, so observing never changes behaviour.
   if (this.listenerCount('clientError') === 1) defaultClientError(err, socket)

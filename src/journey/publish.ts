@@ -10,6 +10,12 @@ export const channels = {
   connectionOpen: diagnostics.channel('request-journey:connection:open'),
   /** A TLS handshake finished, successfully or not (tlsFailure says which). */
   connectionTls: diagnostics.channel('request-journey:connection:tls'),
+  /**
+   * A connection-level HTTP error (malformed request, header overflow, timeout): the newest entry of
+   * conn.errors says which. Published when it happens, before Node closes the socket, so a client that
+   * saw its connection cut finds the error already counted.
+   */
+  connectionError: diagnostics.channel('request-journey:connection:error'),
   /** A connection closed: its record is complete. */
   connectionClose: diagnostics.channel('request-journey:connection:close')
 }

@@ -45,6 +45,28 @@ for (const [name, bytes] of smuggling) {
   })
 }
 
+test('a connection error is counted when it happens, not when the socket finally closes', async () => {
+  // Node answers a bad request and destroys the socket inside the 'clientError' event; the socket's
+  // 'close' comes a loop phase later. A client can see the connection end (and scrape) in between —
+  // seen in CI: a scrape found half the cut-off connections uncounted. Read the counter right after
+  // every other listener has run, while the socket is not closed yet.
+  const counted: number[] = []
+  const metric = t.telemetry.registry.getSingleMetric('journey_connection_errors_total')!
+  const read = async (): Promise<number> => (await metric.get()).values.find(v => v.labels.listener === 'http' && v.labels.reason === 'bad_request')?.value ?? 0
+  const before = await read()
+  const late = (): void => { void read().then(n => counted.push(n)) }
+  t.server.http.on('clientError', late)
+  try {
+    const c = await connect(t.server.ports.http)
+    await c.write('GET  / HTTP/9.9 extra\r\nHost: x\r\n\r\n')
+    await c.read(undefined, 3000)
+    await sleep(20)
+  } finally {
+    t.server.http.off('clientError', late)
+  }
+  assert.deepEqual(counted, [before + 1])
+})
+
 test('a client that closes mid-response: its span ends, aborted, with write cut', async () => {
   const c = await connect(t.server.ports.http)
   c.socket.pause()
