@@ -94,6 +94,9 @@ function countDecoded (request: FastifyRequest, _reply: FastifyReply, payload: R
 
 let subscribers = 0
 
+/** Fastify's standard bodyless methods (an app can change them with addHttpMethod; then decoded sizes on such a route are not counted). */
+const BODYLESS = new Set(['GET', 'HEAD', 'TRACE'])
+
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
   fastify.decorateRequest('journey', null)
   if (subscribers++ === 0) diagnostics.subscribe('http.server.response.finish', onResponseFinish)
@@ -168,9 +171,13 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
   // The handler mark and the request's trace context need the handler itself: wrap it once per route.
   fastify.addHook('onRoute', (route: RouteOptions) => {
     // Route-level preParsing runs after the global hooks, and decompressors registered later put theirs
-    // in front of it: so this one sees the decoded stream.
-    const pre = route.preParsing
-    route.preParsing = pre === undefined ? [countDecoded] : Array.isArray(pre) ? [...pre, countDecoded] : [pre, countDecoded]
+    // in front of it: so this one sees the decoded stream. Routes that only take bodyless methods (Fastify
+    // never parses a GET, HEAD or TRACE body) do without it: one hook call less on every such request.
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    if (methods.some(m => !BODYLESS.has(m))) {
+      const pre = route.preParsing
+      route.preParsing = pre === undefined ? [countDecoded] : Array.isArray(pre) ? [...pre, countDecoded] : [pre, countDecoded]
+    }
     const handler = route.handler
     route.handler = function journeyHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       const rec = request.journey
