@@ -52,6 +52,8 @@ function spanIds (n: number): string {
   return ID_BUFFER.toString('hex', 0, 8 * n)
 }
 const CUT = 'this stage did not complete (error reply or client gone)'
+// Contexts are immutable: the common parent (none, already decided) is built once, not per traced request.
+const DECIDED_ROOT = decided(ROOT_CONTEXT)
 
 export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   const { tracer, ids, headSampler, precision, recordHeaders, processors } = opts
@@ -138,7 +140,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     ids.preset(rec.traceId, rec.spanId)
     const root = tracer.startSpan(route === undefined ? rec.method : `${rec.method} ${route}`,
       { kind: SpanKind.SERVER, startTime: toEpochMs(tl.start), attributes, links },
-      decided(rec.parentContext ?? ROOT_CONTEXT))
+      rec.parentContext === undefined ? DECIDED_ROOT : decided(rec.parentContext))
     ids.preset(undefined, undefined)
     // Consumers subscribed later (metrics exemplars, views) find the kept trace here.
     rec.traceId = root.spanContext().traceId
@@ -235,7 +237,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
         [ATTR.samplingRule]: conn.kept ? 'linked' : 'error',
         ...(conn.secure ? tlsAttributes(conn) : {})
       }
-    }, decided(ROOT_CONTEXT))
+    }, DECIDED_ROOT)
     ids.preset(undefined, undefined)
     if (conn.tlsFailure !== undefined) {
       // The handshake is this connection's only stage: show it, failed, inside the connection span.
