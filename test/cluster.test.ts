@@ -6,8 +6,13 @@ import { createServer as createHttpServer, type IncomingMessage } from 'node:htt
 import { createServer, type AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
 import { Agent, request } from 'undici'
-import { freePort } from '../experiments/lib/server.ts'
+import { freePort, freePorts } from '../experiments/lib/server.ts'
 import { killAll, run, start } from './helpers/process.ts'
+
+async function fixedPorts (): Promise<Record<string, string>> {
+  const [http, https] = await freePorts(2)
+  return { HTTP_PORT: String(http), HTTPS_PORT: String(https) }
+}
 
 after(killAll)
 
@@ -31,7 +36,7 @@ for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
       ACCEPT_STRATEGY: strategy,
       WORKERS: '2',
       // reuseport binds each worker's own socket: the ports must be fixed.
-      ...(strategy === 'reuseport' ? { HTTP_PORT: String(await freePort()), HTTPS_PORT: String(await freePort()) } : {}),
+      ...(strategy === 'reuseport' ? await fixedPorts() : {}),
       OTEL_TRACES_EXPORTER: 'otlp',
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',

@@ -37,12 +37,20 @@ export interface StartOptions {
   traces?: boolean
 }
 
+/**
+ * `n` ports the kernel says are free, all different: they are held open together and only then released
+ * (asking for one port at a time can hand back the same port twice — seen in CI: HTTP and HTTPS got 40151).
+ */
+export async function freePorts (n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer())
+  await Promise.all(servers.map(s => new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))))
+  const ports = servers.map(s => (s.address() as AddressInfo).port)
+  await Promise.all(servers.map(s => new Promise(resolve => s.close(resolve))))
+  return ports
+}
+
 export async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as AddressInfo
-  await new Promise(resolve => s.close(resolve))
-  return port
+  return (await freePorts(1))[0]!
 }
 
 export interface Target {
@@ -74,7 +82,7 @@ export async function startServer (env: Record<string, string>, opts: StartOptio
     for (const [k, v] of Object.entries(env)) unapplied.add(`${k}=${v}`)
     return remote(target)
   }
-  const [http, https, metrics] = [await freePort(), await freePort(), await freePort()]
+  const [http, https, metrics] = await freePorts(3) as [number, number, number]
   const receiver = opts.traces === true ? await startSpanReceiver() : undefined
   const tracing = receiver === undefined
     ? { OTEL_TRACES_EXPORTER: 'none' }
