@@ -4,16 +4,16 @@
 // Every variant is bench/server.ts: the same Fastify app and routes, instrumented one way. All variants are
 // started once, each on its own ports, and live for the whole run, so every one is measured warm and at the
 // same age (V8 keeps growing a young process's heap for tens of seconds; a variant measured seconds after
-// its start would be caught mid-growth). Windows are interleaved bare, A, bare, B, bare, … with the order
-// rotated each round, so drift on a shared machine hits all alike and every variant window sits between two
-// bare windows. The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that
-// matters is requests per *server CPU-second* (utime + stime from /proc/PID/stat): it does not move when
-// other load steals the core, and windows in which the server got less than 90% of its core are dropped
-// (and counted) rather than averaged in.
+// its start would be caught mid-growth). The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on
+// CPU 1. The figure that matters is requests per *server CPU-second* (utime + stime from /proc/PID/stat),
+// as a ratio to bare measured in the same seconds (see paired()). Variants go in an order rotated every
+// round; windows in which the servers got less than 90% of the core are dropped (and counted) rather than
+// averaged in.
 //
 //   npm run bench                      # 3 rounds × 2 s windows (≈ 8 min)
 //   ROUNDS=1 DURATION=2 npm run bench  # a quick look
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+//   BENCH_NODE_FLAGS='--max-semi-space-size=16' npm run bench   # the same node flags for every server
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { cpus } from 'node:os'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,7 +25,7 @@ import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 2)
 const CLK_TCK = 100
-// Variant i listens on 3100 + i (HTTP) and 3543 + i (HTTPS); bare is variant 0.
+// Server slot i listens on 3100 + i (HTTP) and 3543 + i (HTTPS): variant i in slot 2i, its bare twin in 2i + 1.
 const portsOf = (slot: number): { http: number, https: number } => ({ http: 3100 + slot, https: 3543 + slot })
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -68,95 +68,120 @@ function peakRssMb (pid: number): number {
   return m === null ? NaN : Number(m[1]) / 1024
 }
 
+// Servers start on both cores (18 of them, one at a time on one core, took ≈ 50 s) and are pinned to CPU 0,
+// every thread (-a), once they answer; threads made later inherit the pinning.
 async function startVariant (v: VariantName, slot: number): Promise<ChildProcess> {
   const { http, https } = portsOf(slot)
-  const child = spawn('taskset', ['-c', '0', process.execPath, join(root, 'bench', 'server.ts')], {
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'bench', 'server.ts')], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them.
     env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
     stdio: ['ignore', 'ignore', 'inherit']
   })
-  for (let i = 0; i < 300; i++) {
-    await new Promise(resolve => setTimeout(resolve, 50))
+  const curl = (): Promise<boolean> => new Promise(resolve => execFile('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`], err => resolve(err === null)))
+  for (let i = 0; i < 600; i++) {
+    await pause(100)
     if (child.exitCode !== null) break
-    try {
-      execFileSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`])
+    if (await curl()) {
+      execFileSync('taskset', ['-a', '-p', '-c', '0', String(child.pid)], { stdio: 'ignore' })
       return child
-    } catch { /* not listening yet */ }
+    }
   }
   throw new Error(`${v} did not start`)
 }
 
-function wrk (url: string, seconds: number, lua?: string): { rps: number, p50: number, p99: number } {
-  const args = ['-c', '1', 'wrk', '-t1', '-c50', `-d${seconds}s`, '--latency', ...(lua === undefined ? [] : ['-s', join(dir, `${lua}.lua`)]), url]
-  const out = execFileSync('taskset', args, { encoding: 'utf8' })
+interface WrkResult { requests: number, rps: number, p50: number, p99: number }
+function parseWrk (out: string): WrkResult {
   const unit = (v: string, u: string): number => Number(v) * (u === 'us' ? 0.001 : u === 's' ? 1000 : 1)
   const lat = (p: string): number => { const m = new RegExp(`${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out); return m === null ? NaN : unit(m[1]!, m[2]!) }
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50: lat('50'), p99: lat('99') }
+  return { requests: Number(/(\d+) requests in/.exec(out)?.[1]), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50: lat('50'), p99: lat('99') }
 }
+/** wrk on CPU 1, keep-alive, `connections` connections for `seconds`. */
+function wrk (url: string, seconds: number, lua: string | undefined, connections = 50): Promise<WrkResult> {
+  const args = ['-c', '1', 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...(lua === undefined ? [] : ['-s', join(dir, `${lua}.lua`)]), url]
+  return new Promise((resolve, reject) => {
+    execFile('taskset', args, { encoding: 'utf8' }, (err, out) => err === null ? resolve(parseWrk(out)) : reject(err))
+  })
+}
+const pause = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
-interface Sample {
-  variant: VariantName, route: string, round: number, rps: number, rpsPerCpuSecond: number, cpuShare: number,
-  p50Ms: number, p99Ms: number, peakRssMb: number, otlpBytesPerRequest: number,
-  /** This window's req/CPU-s over the mean of the bare windows just before and after it. */
-  pairedRatio: number
-}
+/** A variant alone on its core: requests/s, latency, OTLP bytes. */
+interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number }
+/** A variant and bare sharing the core in the same seconds: the ratio of their requests per CPU-second. */
+interface Paired { ratio: number, cpuShare: number, minShare: number }
+interface Sample { variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number }
 const samples: Sample[] = []
 const started = Date.now()
 
-async function measure (child: ChildProcess, v: VariantName, r: typeof ROUTES[number], slot: number, round: number): Promise<Omit<Sample, 'pairedRatio'>> {
-  await new Promise(resolve => setTimeout(resolve, 400)) // let the previous window's last batch leave before counting
+async function solo (child: ChildProcess, r: typeof ROUTES[number], slot: number): Promise<Solo> {
+  await pause(400) // let the previous window's last batch leave before counting
   const bytes0 = await receivedBytes()
   const t0 = cpuTicks(child.pid!)
   const w0 = performance.now()
-  const res = wrk(r.url(slot), DURATION, r.lua)
+  const res = await wrk(r.url(slot), DURATION, r.lua)
   const cpuSeconds = (cpuTicks(child.pid!) - t0) / CLK_TCK
   const wall = (performance.now() - w0) / 1000
   return {
-    variant: v,
-    route: r.name,
-    round,
     rps: res.rps,
-    rpsPerCpuSecond: (res.rps * wall) / cpuSeconds,
+    rpsPerCpuSecond: res.requests / cpuSeconds,
     cpuShare: cpuSeconds / wall,
     p50Ms: res.p50,
     p99Ms: res.p99,
-    peakRssMb: peakRssMb(child.pid!),
-    otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / (res.rps * wall)
+    otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / res.requests
   }
 }
 
-// Machine speed here drifts by tens of percent within minutes, so every variant window is paired with the
-// bare windows measured right before and after it, and the ratio is taken per pair.
-await new Promise(resolve => setTimeout(resolve, 300))
-const procs: ChildProcess[] = []
-for (const [slot, v] of variants.entries()) procs.push(await startVariant(v, slot))
-// Bare is warmed once (it is then measured every other window); every other variant before each of its windows.
-for (const r of ROUTES) wrk(r.url(0), 1, r.lua)
-const others = variants.slice(1).map((v, i) => ({ v, slot: i + 1 }))
+// The ratio is measured with the variant and a bare server loaded *at the same time*, both on CPU 0, one
+// wrk each (25 connections) on CPU 1. This machine's speed drifts by tens of percent within seconds (other
+// tenants), and windows taken one after the other — even bare, A, bare with the ratio per triple — moved
+// single ratios by ±0.15; two servers sharing the same seconds see the same drift. Each gets about half the
+// core, so latency and requests/s come from the variant's own solo window instead.
+async function paired (twin: ChildProcess, twinSlot: number, child: ChildProcess, slot: number, r: typeof ROUTES[number]): Promise<Paired> {
+  await pause(400)
+  const b0 = cpuTicks(twin.pid!)
+  const v0 = cpuTicks(child.pid!)
+  const w0 = performance.now()
+  const [rb, rv] = await Promise.all([wrk(r.url(twinSlot), DURATION, r.lua, 25), wrk(r.url(slot), DURATION, r.lua, 25)])
+  const bareCpu = (cpuTicks(twin.pid!) - b0) / CLK_TCK
+  const varCpu = (cpuTicks(child.pid!) - v0) / CLK_TCK
+  const wall = (performance.now() - w0) / 1000
+  return { ratio: (rv.requests / varCpu) / (rb.requests / bareCpu), cpuShare: (bareCpu + varCpu) / wall, minShare: Math.min(bareCpu, varCpu) / wall }
+}
+
+await pause(300)
+// Every variant, bare included, gets its own bare twin: started with it, warmed with it, idle with it and
+// measured with it. A single bare server paired with every variant in turn would be the only server never
+// left idle, and a second bare server treated like a variant measured 0.78–0.93 against it: idle servers
+// come back slower for seconds, and the scheduler treats a process that just woke unlike one that never
+// slept. With twins that asymmetry is the same on both sides; bare's own row (bare against its twin) shows
+// what is left, the method's error bar.
+interface Pair { v: VariantName, slot: number, twin: number, proc: ChildProcess, twinProc: ChildProcess }
+const pairs: Pair[] = await Promise.all(variants.map(async (v, i) => {
+  const [proc, twinProc] = await Promise.all([startVariant(v, 2 * i), startVariant('bare', 2 * i + 1)])
+  return { v, slot: 2 * i, twin: 2 * i + 1, proc, twinProc }
+}))
+// A fresh process serves its first seconds of load at about half speed (measured here: 45 µs per request in
+// its first 5 s, 22 once hot) while V8 optimizes and grows its heap. So every pair gets 4 s of all three
+// routes before the first round, and each window below 2 s of its own load first.
+for (const p of pairs) await Promise.all([p.slot, p.twin].flatMap(slot => ROUTES.map(r => wrk(r.url(slot), 4, r.lua, 16))))
 for (let round = 1; round <= ROUNDS; round++) {
   // Rotated each round, so no variant always follows the same neighbour.
-  const order = others.map((_, i) => others[(i + round - 1) % others.length]!)
+  const order = pairs.map((_, i) => pairs[(i + round - 1) % pairs.length]!)
   for (const r of ROUTES) {
-    let before = await measure(procs[0]!, 'bare', r, 0, round)
-    samples.push({ ...before, pairedRatio: 1 })
-    for (const { v, slot } of order) {
-      // A server that sat idle for a minute is not the one that was warmed at the start: V8 shrinks an idle
-      // heap and flushes code it has not run. One second of the same load first, so each window sees it hot.
-      wrk(r.url(slot), 1, r.lua)
-      const s = await measure(procs[slot]!, v, r, slot, round)
-      const after = await measure(procs[0]!, 'bare', r, 0, round)
-      const bareMean = (before.rpsPerCpuSecond + after.rpsPerCpuSecond) / 2
-      const bareOk = before.cpuShare >= 0.9 && after.cpuShare >= 0.9
-      samples.push({ ...s, pairedRatio: bareOk ? s.rpsPerCpuSecond / bareMean : NaN }, { ...after, pairedRatio: 1 })
-      process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ${s.rps.toFixed(0).padStart(7)} req/s  ` +
-        `${s.rpsPerCpuSecond.toFixed(0).padStart(7)} req/CPU-s  (bare ${bareMean.toFixed(0)})  ratio ${(s.rpsPerCpuSecond / bareMean).toFixed(2)}  ` +
-        `server CPU ${(s.cpuShare * 100).toFixed(0).padStart(3)}%  ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
-      before = after
+    for (const { v, slot, twin, proc, twinProc } of order) {
+      await Promise.all([wrk(r.url(twin), 2, r.lua, 25), wrk(r.url(slot), 2, r.lua, 25)])
+      const p = await paired(twinProc, twin, proc, slot, r)
+      // Requests/s, latency and OTLP bytes alone on the core: from the first round only, to stay within 10 minutes.
+      const s = round > 1 ? undefined : await solo(proc, r, slot)
+      samples.push({ variant: v, route: r.name, round, paired: p, ...(s === undefined ? {} : { solo: s }), peakRssMb: peakRssMb(proc.pid!) })
+      process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ratio ${p.ratio.toFixed(2)}  ` +
+        `both servers ${(p.cpuShare * 100).toFixed(0).padStart(3)}% of CPU 0` +
+        (s === undefined ? '' : `  alone: ${s.rps.toFixed(0).padStart(6)} req/s ${s.rpsPerCpuSecond.toFixed(0).padStart(6)} req/CPU-s`) +
+        `  ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
     }
   }
 }
-for (const p of procs) p.kill('SIGKILL')
+for (const p of pairs) { p.proc.kill('SIGKILL'); p.twinProc.kill('SIGKILL') }
 receiver.kill()
 
 const median = (xs: number[]): number => {
@@ -168,22 +193,25 @@ const round2 = (x: number): number => Math.round(x * 100) / 100
 const rows: BenchRow[] = []
 for (const r of ROUTES) {
   for (const v of variants) {
-    // Windows where the server did not get 90% of its core say more about the machine than the variant.
     const all = samples.filter(s => s.variant === v && s.route === r.name)
-    const k = all.filter(s => s.cpuShare >= 0.9 && !Number.isNaN(s.pairedRatio))
+    // Windows where the servers did not get 90% of the core (or one of a pair got under 30%) say more about
+    // the machine than the variant: dropped, and counted in windowsKept.
+    const ratios = all.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 ? [s.paired.ratio] : [])
+    const pairs = all.filter(s => s.paired !== undefined).length
+    const alone = all.flatMap(s => s.solo !== undefined && s.solo.cpuShare >= 0.9 ? [s.solo] : [])
     rows.push({
       variant: LABEL[v],
       route: r.name,
-      rps: Math.round(median(k.map(s => s.rps))),
-      rpsPerCpuSecond: Math.round(median(k.map(s => s.rpsPerCpuSecond))),
-      ratio: round2(median(k.map(s => s.pairedRatio))),
-      ratioMin: round2(Math.min(...k.map(s => s.pairedRatio))),
-      ratioMax: round2(Math.max(...k.map(s => s.pairedRatio))),
-      p50Ms: round2(median(k.map(s => s.p50Ms))),
-      p99Ms: round2(median(k.map(s => s.p99Ms))),
+      rps: Math.round(median(alone.map(s => s.rps))),
+      rpsPerCpuSecond: Math.round(median(alone.map(s => s.rpsPerCpuSecond))),
+      ratio: round2(median(ratios)),
+      ratioMin: round2(Math.min(...ratios)),
+      ratioMax: round2(Math.max(...ratios)),
+      p50Ms: round2(median(alone.map(s => s.p50Ms))),
+      p99Ms: round2(median(alone.map(s => s.p99Ms))),
       peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb))),
-      windowsKept: `${k.length}/${all.length}`,
-      otlpBytesPerRequest: Math.round(median(all.map(s => s.otlpBytesPerRequest)))
+      windowsKept: `${ratios.length}/${pairs} paired, ${alone.length}/${all.filter(s => s.solo !== undefined).length} alone`,
+      otlpBytesPerRequest: Math.round(median(all.flatMap(s => s.solo === undefined ? [] : [s.solo.otlpBytesPerRequest])))
     })
   }
 }
@@ -191,9 +219,11 @@ const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const meta: BenchMeta = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${cpus().length} × ${cpu}, Node ${process.version}`,
-  method: `${ROUNDS} rounds; every variant's server runs for the whole benchmark; each ${DURATION} s window of a variant sits between two ${DURATION} s windows of bare, in an order rotated every round; wrk -t1 -c50 keep-alive on CPU 1, servers on CPU 0; ` +
-    'ratio = requests per server CPU-second / the mean of the two bare windows around it, median (and range) over rounds, windows where a server had < 90% of its core dropped; ' +
-    'peak RSS = VmHWM of the variant\'s process over the whole run'
+  method: `${ROUNDS} rounds, variants in an order rotated every round; every server runs for the whole benchmark, servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
+    `Every server first gets 4 s of all routes. Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
+    'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds; bare\'s own row is bare against its twin: the method\'s noise. ' +
+    `req/CPU-s, p99 and OTLP bytes: the variant alone on the core right after, first round (${DURATION} s, 50 connections). Windows where the servers had < 90% of the core dropped. ` +
+    'Peak RSS: VmHWM of the variant\'s process over the whole run'
 }
 console.table(rows)
 writeFileSync(join(root, 'bench', 'results', 'latest.json'), JSON.stringify(rows, null, 2) + '\n')

@@ -5,7 +5,7 @@ export interface BenchRow {
   route: string
   rps: number
   rpsPerCpuSecond: number
-  /** Median over rounds of the per-window ratio to the bare windows around it; min and max show the spread. */
+  /** Median over rounds of the ratio to bare loaded in the same seconds (bench/run.ts paired()); min and max show the spread. */
   ratio: number
   ratioMin: number
   ratioMax: number
@@ -22,17 +22,19 @@ const ROUTE_ORDER = ['GET /', 'POST /echo 1 KiB', 'GET / over HTTPS']
 export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
   const variants = [...new Set(rows.map(r => r.variant))]
   const cell = (variant: string, route: string): BenchRow | undefined => rows.find(r => r.variant === variant && r.route === route)
+  // A solo window dropped for lack of CPU leaves no req/CPU-s (null in the JSON): shown as a dash, not 0.
+  const alone = (r: BenchRow): string => Number.isFinite(r.rpsPerCpuSecond) ? `${(r.rpsPerCpuSecond / 1000).toFixed(1)}k` : '—'
   const fmt = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.ratio)
     ? '—'
-    : r.ratioMin === r.ratioMax ? `**${r.ratio.toFixed(2)}** (${(r.rpsPerCpuSecond / 1000).toFixed(1)}k)` : `**${r.ratio.toFixed(2)}** ${r.ratioMin.toFixed(2)}–${r.ratioMax.toFixed(2)} (${(r.rpsPerCpuSecond / 1000).toFixed(1)}k)`
+    : r.ratioMin === r.ratioMax ? `**${r.ratio.toFixed(2)}** (${alone(r)})` : `**${r.ratio.toFixed(2)}** ${r.ratioMin.toFixed(2)}–${r.ratioMax.toFixed(2)} (${alone(r)})`
   const lines = [
-    `| variant | ${ROUTE_ORDER.map(r => `${r}: ratio, range (req/CPU-s)`).join(' | ')} | GET / p99 | peak RSS | OTLP bytes/req |`,
+    `| variant | ${ROUTE_ORDER.map(r => `${r}: ratio to bare, range (req/CPU-s alone)`).join(' | ')} | GET / p99 | peak RSS | OTLP bytes/req |`,
     `|---|${ROUTE_ORDER.map(() => '---:').join('|')}|---:|---:|---:|`
   ]
   for (const v of variants) {
     const get = cell(v, 'GET /')
     const rss = Math.max(...rows.filter(r => r.variant === v).map(r => r.peakRssMb))
-    lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get?.p99Ms ?? '—'} ms | ${rss} MB | ${get?.otlpBytesPerRequest ?? 0} |`)
+    lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get?.p99Ms != null ? `${get.p99Ms} ms` : '—'} | ${rss} MB | ${get?.otlpBytesPerRequest ?? 0} |`)
   }
   lines.push('', `${meta.date}, ${meta.machine}. ${meta.method}.`, '')
   return lines.join('\n')
