@@ -107,7 +107,7 @@ const pause = (ms: number): Promise<void> => new Promise(resolve => setTimeout(r
 
 /** A variant alone on its core: requests/s, latency, OTLP bytes. */
 interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number }
-/** A variant and bare sharing the core in the same seconds: the ratio of their requests per CPU-second. */
+/** A variant and its bare twin sharing the core in the same seconds: the ratio of their requests per CPU-second. */
 interface Paired { ratio: number, cpuShare: number, minShare: number }
 interface Sample { variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number }
 const samples: Sample[] = []
@@ -151,10 +151,9 @@ async function paired (twin: ChildProcess, twinSlot: number, child: ChildProcess
 await pause(300)
 // Every variant, bare included, gets its own bare twin: started with it, warmed with it, idle with it and
 // measured with it. A single bare server paired with every variant in turn would be the only server never
-// left idle, and a second bare server treated like a variant measured 0.78–0.93 against it: idle servers
-// come back slower for seconds, and the scheduler treats a process that just woke unlike one that never
-// slept. With twins that asymmetry is the same on both sides; bare's own row (bare against its twin) shows
-// what is left, the method's error bar.
+// left idle, and a second bare server treated like a variant measured 0.78–0.93 against it (an idle server
+// comes back slower for seconds). With twins, whatever the idling costs is paid on both sides; bare's own
+// row (bare against its twin) shows what is left, the method's error bar.
 interface Pair { v: VariantName, slot: number, twin: number, proc: ChildProcess, twinProc: ChildProcess }
 const pairs: Pair[] = await Promise.all(variants.map(async (v, i) => {
   const [proc, twinProc] = await Promise.all([startVariant(v, 2 * i), startVariant('bare', 2 * i + 1)])
