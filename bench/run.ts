@@ -14,6 +14,7 @@
 //   ROUNDS=1 DURATION=2 npm run bench  # a quick look
 //   BENCH_NODE_FLAGS='--max-semi-space-size=16' npm run bench   # the same node flags for every server
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { setTimeout as pause } from 'node:timers/promises'
 import { cpus } from 'node:os'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -21,6 +22,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
+import { wrk as runWrk, type WrkResult } from './wrk.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 2)
@@ -57,6 +59,10 @@ writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${body}'\
 const receiver = spawn('taskset', ['-c', '1', process.execPath, '-e',
   "let n=0;require('http').createServer((q,r)=>{q.on('data',d=>n+=d.length);q.on('end',()=>r.end())}).listen(4318,'127.0.0.1');" +
   "process.on('message',()=>process.send(n))"], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+// Eighteen servers pinned to one core, and the receiver, must not outlive a bench that failed half-way.
+const children: ChildProcess[] = [receiver]
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
+process.on('SIGINT', () => process.exit(130))
 const receivedBytes = (): Promise<number> => new Promise(resolve => { receiver.once('message', n => resolve(n as number)); receiver.send('?') })
 
 function cpuTicks (pid: number): number {
@@ -78,6 +84,7 @@ async function startVariant (v: VariantName, slot: number): Promise<ChildProcess
     env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
     stdio: ['ignore', 'ignore', 'inherit']
   })
+  children.push(child)
   const curl = (): Promise<boolean> => new Promise(resolve => execFile('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`], err => resolve(err === null)))
   for (let i = 0; i < 600; i++) {
     await pause(100)
@@ -90,25 +97,14 @@ async function startVariant (v: VariantName, slot: number): Promise<ChildProcess
   throw new Error(`${v} did not start`)
 }
 
-interface WrkResult { requests: number, rps: number, p50: number, p99: number }
-function parseWrk (out: string): WrkResult {
-  const unit = (v: string, u: string): number => Number(v) * (u === 'us' ? 0.001 : u === 's' ? 1000 : 1)
-  const lat = (p: string): number => { const m = new RegExp(`${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out); return m === null ? NaN : unit(m[1]!, m[2]!) }
-  return { requests: Number(/(\d+) requests in/.exec(out)?.[1]), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50: lat('50'), p99: lat('99') }
-}
-/** wrk on CPU 1, keep-alive, `connections` connections for `seconds`. */
-function wrk (url: string, seconds: number, lua: string | undefined, connections = 50): Promise<WrkResult> {
-  const args = ['-c', '1', 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...(lua === undefined ? [] : ['-s', join(dir, `${lua}.lua`)]), url]
-  return new Promise((resolve, reject) => {
-    execFile('taskset', args, { encoding: 'utf8' }, (err, out) => err === null ? resolve(parseWrk(out)) : reject(err))
-  })
-}
-const pause = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+const wrk = (url: string, seconds: number, lua: string | undefined, connections?: number): Promise<WrkResult> =>
+  runWrk(url, seconds, lua === undefined ? undefined : join(dir, `${lua}.lua`), connections)
 
 /** A variant alone on its core: requests/s, latency, OTLP bytes. */
-interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number }
+interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number, errors: number }
 /** A variant and its bare twin sharing the core in the same seconds: the ratio of their requests per CPU-second. */
-interface Paired { ratio: number, cpuShare: number, minShare: number }
+interface Paired { ratio: number, cpuShare: number, minShare: number, errors: number }
 interface Sample { variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number }
 const samples: Sample[] = []
 const started = Date.now()
@@ -127,7 +123,8 @@ async function solo (child: ChildProcess, r: typeof ROUTES[number], slot: number
     cpuShare: cpuSeconds / wall,
     p50Ms: res.p50,
     p99Ms: res.p99,
-    otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / res.requests
+    otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / res.requests,
+    errors: res.errors
   }
 }
 
@@ -145,7 +142,7 @@ async function paired (twin: ChildProcess, twinSlot: number, child: ChildProcess
   const bareCpu = (cpuTicks(twin.pid!) - b0) / CLK_TCK
   const varCpu = (cpuTicks(child.pid!) - v0) / CLK_TCK
   const wall = (performance.now() - w0) / 1000
-  return { ratio: (rv.requests / varCpu) / (rb.requests / bareCpu), cpuShare: (bareCpu + varCpu) / wall, minShare: Math.min(bareCpu, varCpu) / wall }
+  return { ratio: (rv.requests / varCpu) / (rb.requests / bareCpu), cpuShare: (bareCpu + varCpu) / wall, minShare: Math.min(bareCpu, varCpu) / wall, errors: rb.errors + rv.errors }
 }
 
 await pause(300)
@@ -176,12 +173,12 @@ for (let round = 1; round <= ROUNDS; round++) {
       process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ratio ${p.ratio.toFixed(2)}  ` +
         `both servers ${(p.cpuShare * 100).toFixed(0).padStart(3)}% of CPU 0` +
         (s === undefined ? '' : `  alone: ${s.rps.toFixed(0).padStart(6)} req/s ${s.rpsPerCpuSecond.toFixed(0).padStart(6)} req/CPU-s`) +
+        (p.errors + (s?.errors ?? 0) > 0 ? `  ${p.errors + (s?.errors ?? 0)} ERRORS (window dropped)` : '') +
         `  ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
     }
   }
 }
-for (const p of pairs) { p.proc.kill('SIGKILL'); p.twinProc.kill('SIGKILL') }
-receiver.kill()
+for (const c of children) c.kill('SIGKILL')
 
 const median = (xs: number[]): number => {
   if (xs.length === 0) return NaN
@@ -194,10 +191,11 @@ for (const r of ROUTES) {
   for (const v of variants) {
     const all = samples.filter(s => s.variant === v && s.route === r.name)
     // Windows where the servers did not get 90% of the core (or one of a pair got under 30%) say more about
-    // the machine than the variant: dropped, and counted in windowsKept.
-    const ratios = all.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 ? [s.paired.ratio] : [])
-    const pairs = all.filter(s => s.paired !== undefined).length
-    const alone = all.flatMap(s => s.solo !== undefined && s.solo.cpuShare >= 0.9 ? [s.solo] : [])
+    // the machine than the variant, and windows with errors measured something else than serving: dropped,
+    // and counted in windowsKept.
+    const ratios = all.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 && s.paired.errors === 0 ? [s.paired.ratio] : [])
+    const pairWindows = all.filter(s => s.paired !== undefined).length
+    const alone = all.flatMap(s => s.solo !== undefined && s.solo.cpuShare >= 0.9 && s.solo.errors === 0 ? [s.solo] : [])
     rows.push({
       variant: LABEL[v],
       route: r.name,
@@ -209,7 +207,7 @@ for (const r of ROUTES) {
       p50Ms: round2(median(alone.map(s => s.p50Ms))),
       p99Ms: round2(median(alone.map(s => s.p99Ms))),
       peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb))),
-      windowsKept: `${ratios.length}/${pairs} paired, ${alone.length}/${all.filter(s => s.solo !== undefined).length} alone`,
+      windowsKept: `${ratios.length}/${pairWindows} paired, ${alone.length}/${all.filter(s => s.solo !== undefined).length} alone`,
       otlpBytesPerRequest: Math.round(median(all.flatMap(s => s.solo === undefined ? [] : [s.solo.otlpBytesPerRequest])))
     })
   }
@@ -221,7 +219,7 @@ const meta: BenchMeta = {
   method: `${ROUNDS} rounds, variants in an order rotated every round; every server runs for the whole benchmark, servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
     `Every server first gets 4 s of all routes. Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds; bare\'s own row is bare against its twin: the method\'s noise. ' +
-    `req/CPU-s, p99 and OTLP bytes: the variant alone on the core right after, first round (${DURATION} s, 50 connections). Windows where the servers had < 90% of the core dropped. ` +
+    `req/CPU-s, p99 and OTLP bytes: the variant alone on the core right after, first round (${DURATION} s, 50 connections). Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
     'Peak RSS: VmHWM of the variant\'s process over the whole run'
 }
 console.table(rows)
