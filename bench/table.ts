@@ -22,7 +22,7 @@ const ROUTE_ORDER = ['GET /', 'POST /echo 1 KiB', 'GET / over HTTPS']
 export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
   const variants = [...new Set(rows.map(r => r.variant))]
   const cell = (variant: string, route: string): BenchRow | undefined => rows.find(r => r.variant === variant && r.route === route)
-  // A solo window dropped for lack of CPU leaves no req/CPU-s (null in the JSON): shown as a dash, not 0.
+  // A dropped solo window leaves no req/CPU-s or p99 (NaN in memory, null in the JSON): shown as a dash, not 0 or NaN.
   const alone = (r: BenchRow): string => Number.isFinite(r.rpsPerCpuSecond) ? `${(r.rpsPerCpuSecond / 1000).toFixed(1)}k` : '—'
   const fmt = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.ratio)
     ? '—'
@@ -34,7 +34,7 @@ export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
   for (const v of variants) {
     const get = cell(v, 'GET /')
     const rss = Math.max(...rows.filter(r => r.variant === v).map(r => r.peakRssMb))
-    lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get?.p99Ms != null ? `${get.p99Ms} ms` : '—'} | ${rss} MB | ${get?.otlpBytesPerRequest ?? 0} |`)
+    lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get !== undefined && Number.isFinite(get.p99Ms) ? `${get.p99Ms} ms` : '—'} | ${rss} MB | ${get?.otlpBytesPerRequest ?? 0} |`)
   }
   lines.push('', `${meta.date}, ${meta.machine}. ${meta.method}.`, '')
   return lines.join('\n')

@@ -14,3 +14,15 @@ test('the README performance table is the rendering of bench/results/latest.json
   const between = readme.slice(readme.indexOf('<!-- bench:begin -->') + '<!-- bench:begin -->'.length, readme.indexOf('<!-- bench:end -->'))
   assert.equal(between, '\n' + renderTable(rows, meta))
 })
+
+test('a variant whose solo window was dropped shows dashes, not NaN, whether the row comes from memory (NaN) or JSON (null)', () => {
+  const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
+  const row: BenchRow = {
+    variant: 'v', route: 'GET /', rps: NaN, rpsPerCpuSecond: NaN, ratio: 0.9, ratioMin: 0.8, ratioMax: 1, p50Ms: NaN, p99Ms: NaN, peakRssMb: 100, windowsKept: '3/3 paired, 0/1 alone', otlpBytesPerRequest: 0
+  }
+  for (const rows of [[row], JSON.parse(JSON.stringify([row])) as BenchRow[]]) {
+    const line = renderTable(rows, meta).split('\n').find(l => l.startsWith('| v |'))!
+    assert.ok(!line.includes('NaN'), line)
+    assert.match(line, /\*\*0\.90\*\* 0\.80–1\.00 \(—\) \|.*\| — \| 100 MB \|/)
+  }
+})
