@@ -10,9 +10,7 @@
 // round; windows in which the servers got less than 90% of the core are dropped (and counted) rather than
 // averaged in.
 //
-//   npm run bench                      # 3 rounds × 2 s windows (≈ 8 min)
-//   ROUNDS=1 DURATION=2 npm run bench  # a quick look
-//   BENCH_NODE_FLAGS='--max-semi-space-size=16' npm run bench   # the same node flags for every server
+// Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS) and what the figures mean: bench/README.md.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { cpus } from 'node:os'
