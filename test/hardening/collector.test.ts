@@ -24,16 +24,19 @@ function metric (text: string, line: RegExp): number {
 }
 
 describe('a misbehaving collector', () => {
-  for (const behaviour of ['blackhole', 500, 429] as const) {
-    test(`${behaviour}: every request succeeds, spans beyond the queue are counted as dropped`, async () => {
+  for (const [behaviour, thread] of [['blackhole', 'main'], [500, 'main'], [429, 'main'], ['blackhole', 'worker'], [500, 'worker'], [429, 'worker']] as const) {
+    test(`${behaviour}, sent from the ${thread} thread: every request succeeds, every lost span is counted`, async (t) => {
       const c = await collector(behaviour)
+      // Closed even when an assertion fails: an open server would keep this test file running.
+      t.after(() => { c.server.closeAllConnections(); c.server.close() })
       const s = await start({
         OTEL_TRACES_EXPORTER: 'otlp',
         OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
         OTEL_EXPORTER_OTLP_TIMEOUT: '500',
         OTEL_BSP_MAX_QUEUE_SIZE: '200',
         OTEL_BSP_SCHEDULE_DELAY: '50',
-        OTEL_BSP_EXPORT_TIMEOUT: '500'
+        OTEL_BSP_EXPORT_TIMEOUT: '500',
+        JOURNEY_EXPORT_THREAD: thread
       })
       const pool = new Pool(`http://127.0.0.1:${s.ports.http}`, { connections: 4 })
       let ok = 0
@@ -47,12 +50,18 @@ describe('a misbehaving collector', () => {
       const text = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
       const dropped = metric(text, /^journey_spans_dropped_total (\d+)/m)
       const pending = metric(text, /^journey_spans_pending (\d+)/m)
-      assert.ok(dropped > 0, `dropped ${dropped}: 400 requests × 7 spans cannot fit a 200-span queue`)
+      const failed = metric(text, /^journey_spans_exported_total\{result="failure"\} (\d+)/m)
+      const delivered = metric(text, /^journey_spans_exported_total\{result="success"\} (\d+)/m)
+      assert.ok(!(delivered > 0), `no span counted as delivered (${delivered})`)
+      if (behaviour === 500) {
+        // Answered at once: the queue drains as fast as it fills, so spans are lost as failed exports, not drops.
+        assert.ok(failed + dropped > 0, `lost spans counted: failed ${failed}, dropped ${dropped}`)
+      } else {
+        assert.ok(dropped > 0, `dropped ${dropped}: 400 requests × 7 spans cannot fit a 200-span queue while exports hang or back off`)
+      }
       assert.ok(pending <= 200, `pending ${pending} stays within the queue`)
       s.child.kill('SIGTERM')
       assert.equal((await s.exited).code, 0, 'exits cleanly even with the collector stuck')
-      c.server.closeAllConnections()
-      c.server.close()
       const warnings = s.logs().split('\n').filter(l => l.includes('telemetry export failed'))
       assert.equal(warnings.length, 1, `one warning for the first failure, the rest suppressed for a minute; got ${warnings.length}`)
     })
