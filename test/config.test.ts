@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ConfigError, loadConfig } from '../src/config.ts'
-import { otlpProtocol } from '../src/telemetry.ts'
+import { exportThread, otlpProtocol } from '../src/telemetry.ts'
+import { rootRatioOf, samplerFromEnv } from '../src/journey/sampling.ts'
 
 test('defaults', () => {
   const c = loadConfig({})
@@ -91,4 +92,19 @@ test('OTLP protocol: the specification\'s default, the traces-specific variable 
   assert.deepEqual(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' }), { protocol: 'grpc' })
   assert.deepEqual(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: ' GRPC ' }), { protocol: 'grpc' })
   assert.deepEqual(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }), { protocol: 'http/protobuf', unknown: 'thrift' })
+})
+
+test('JOURNEY_EXPORT_THREAD: a worker up to 10 % head sampling, the serving thread above; explicit values win, unknown ones are named', () => {
+  assert.deepEqual(exportThread({}, 1), { thread: 'main' })
+  assert.deepEqual(exportThread({}, 0.1), { thread: 'worker' })
+  assert.deepEqual(exportThread({}, 0.01), { thread: 'worker' })
+  assert.deepEqual(exportThread({}, 0), { thread: 'worker' })
+  assert.deepEqual(exportThread({ JOURNEY_EXPORT_THREAD: 'auto' }, 0.5), { thread: 'main' })
+  // A custom sampler's ratio is unknown: the serving thread, as the SDK would do.
+  assert.deepEqual(exportThread({}, undefined), { thread: 'main' })
+  assert.deepEqual(exportThread({ JOURNEY_EXPORT_THREAD: ' Worker ' }, 1), { thread: 'worker' })
+  assert.deepEqual(exportThread({ JOURNEY_EXPORT_THREAD: 'main' }, 0.01), { thread: 'main' })
+  assert.deepEqual(exportThread({ JOURNEY_EXPORT_THREAD: 'thread' }, 0.01), { thread: 'worker', unknown: 'thread' })
+  assert.equal(rootRatioOf(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.05' })), 0.05)
+  assert.equal(rootRatioOf(samplerFromEnv({})), 1)
 })

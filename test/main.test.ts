@@ -110,7 +110,7 @@ describe('npm start', () => {
     assert.equal((await s.exited).code, 0)
   })
 
-  test('spans leave the process by OTLP/HTTP, and are flushed on shutdown', async () => {
+  for (const thread of ['main', 'worker']) test(`spans leave the process by OTLP/HTTP, and are flushed on shutdown (sent from the ${thread} thread)`, async () => {
     const posts: Array<{ url: string, body: any }> = []
     const receiver = createServer((req: IncomingMessage, res) => {
       let body = ''
@@ -128,6 +128,7 @@ describe('npm start', () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_SERVICE_NAME: 'journey-under-test',
+      JOURNEY_EXPORT_THREAD: thread,
       // Long enough that only the shutdown flush can deliver them.
       OTEL_BSP_SCHEDULE_DELAY: '60000'
     })
@@ -229,8 +230,8 @@ describe('npm start', () => {
     assert.equal(traces.size, 100, 'one exported request span per completed request (50 warm-up + 50 in flight)')
   })
 
-  test('with no collector running, serving is unaffected and the log stays quiet', async () => {
-    const s = await start({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '50' })
+  for (const thread of ['main', 'worker']) test(`with no collector running, serving is unaffected and the log stays quiet (sent from the ${thread} thread)`, async () => {
+    const s = await start({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '50', JOURNEY_EXPORT_THREAD: thread })
     for (let i = 0; i < 50; i++) {
       const r = await request(`http://127.0.0.1:${s.ports.http}/`)
       assert.equal(r.statusCode, 200)

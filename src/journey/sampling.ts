@@ -31,6 +31,11 @@ function withRootRatio (sampler: Sampler, ratio: number): Sampler {
   return sampler
 }
 
+/** The share of requests without a parent that a sampler from samplerFromEnv keeps; undefined for other samplers. */
+export function rootRatioOf (sampler: Sampler): number | undefined {
+  return rootRatios.get(sampler)
+}
+
 /**
  * The head decision for a request with no incoming trace context, without building a trace id string
  * for the requests it drops. Same ids and same rule as the SDK's RandomIdGenerator and

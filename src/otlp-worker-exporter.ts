@@ -1,0 +1,120 @@
+// The OTLP/HTTP trace exporter with its HTTP client in a worker thread.
+//
+// Why: an HTTP client in the serving thread made every request the server served dearer, not only the
+// exports. Measured here (paired servers, GET /, CPU per request): a keep-alive POST to a local receiver
+// from the server's own thread cost ≈ 5 % of every request whether it ran every 0.2 s or every 3 s
+// (undici ≈ 4 %); raw socket writes, and the same POSTs from a worker thread, cost nothing measurable.
+// Why the client slows the server is not known (no profile shows it). Each export crosses threads and
+// the worker has its own V8 heap, so this pays off only when exports are few: telemetry.ts chooses it
+// by sampling ratio. This thread keeps the library's exporter minus its transport: the OTLP serializer,
+// the bounded concurrency queue and the SDK's exporter metrics. The worker runs the library's own HTTP
+// delegate (endpoint, headers, compression, timeout and retries from the same OTEL_EXPORTER_OTLP_*
+// variables) on the bytes. Partial-success responses are not passed back (nothing here logs them).
+import { Worker } from 'node:worker_threads'
+import { createOtlpNetworkExportDelegate, OTLPExporterBase, OTLPExporterError, type ExportResponse, type IExporterTransport } from '@opentelemetry/otlp-exporter-base'
+import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from '@opentelemetry/otlp-exporter-base/node-http'
+import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer'
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace'
+import type { ExportReply, ExportRequest, WorkerConfig } from './otlp-worker-thread.ts'
+
+export type WorkerOtlpProtocol = 'http/protobuf' | 'http/json'
+
+/** The component type the SDK's own OTLP/HTTP span exporters report in their self-metrics. */
+const COMPONENT_TYPE = 'otlp_http_span_exporter'
+/** A worker that died is not restarted more often than this; exports in between fail at once (and are counted). */
+const RESTART_AFTER_MS = 10_000
+/** How much longer than the export timeout to wait for the worker's answer before giving up on it. */
+const REPLY_GRACE_MS = 5_000
+
+export interface WorkerTransportOptions {
+  config: WorkerConfig
+  /** The export timeout the worker applies; an answer later than this plus a grace period counts as failed. */
+  timeoutMillis: number
+  /** For tests: the worker's entry module. */
+  workerUrl?: URL
+}
+
+/**
+ * The transport half: bytes in, an ExportResponse out, never a rejected promise and never a wait longer
+ * than the timeout plus grace. Memory stays bounded by the exporter's concurrency limit (one copy of each
+ * request body in flight).
+ */
+export function createWorkerTransport (opts: WorkerTransportOptions): IExporterTransport {
+  const url = opts.workerUrl ?? new URL('./otlp-worker-thread.ts', import.meta.url)
+  let worker: Worker | undefined
+  let diedAt = -Infinity
+  let nextId = 1
+  const waiting = new Map<number, { resolve: (r: ExportResponse) => void, timer: NodeJS.Timeout }>()
+
+  function settle (id: number, response: ExportResponse): void {
+    const w = waiting.get(id)
+    if (w === undefined) return
+    waiting.delete(id)
+    clearTimeout(w.timer)
+    // Only exports in flight keep the process alive; an idle exporter never delays exit.
+    if (waiting.size === 0) worker?.unref()
+    w.resolve(response)
+  }
+
+  function failAll (message: string): void {
+    for (const id of [...waiting.keys()]) settle(id, { status: 'failure', error: new Error(message) })
+  }
+
+  function spawn (): Worker | undefined {
+    if (worker !== undefined) return worker
+    if (performance.now() - diedAt < RESTART_AFTER_MS) return undefined
+    const w = new Worker(url, { workerData: opts.config, name: 'otlp-export' })
+    w.unref()
+    w.on('message', (reply: ExportReply) => {
+      settle(reply.id, reply.ok
+        ? { status: 'success' }
+        : { status: 'failure', error: new OTLPExporterError(reply.error, reply.code) })
+    })
+    const died = (why: string): void => {
+      if (worker !== w) return
+      worker = undefined
+      diedAt = performance.now()
+      failAll(`OTLP export worker stopped: ${why}`)
+    }
+    w.on('error', (err) => died(err.message))
+    w.on('exit', (code) => died(`exit code ${code}`))
+    worker = w
+    return w
+  }
+
+  return {
+    async send (data: Uint8Array): Promise<ExportResponse> {
+      const w = spawn()
+      if (w === undefined) return { status: 'failure', error: new Error('OTLP export worker stopped recently; not restarted yet') }
+      const id = nextId++
+      return await new Promise<ExportResponse>((resolve) => {
+        const timer = setTimeout(() => settle(id, { status: 'failure', error: new Error('OTLP export worker did not answer in time') }),
+          opts.timeoutMillis + REPLY_GRACE_MS)
+        timer.unref()
+        waiting.set(id, { resolve, timer })
+        if (waiting.size === 1) w.ref()
+        // Moved, not copied, when the bytes own their whole ArrayBuffer (the serializer's output does; a
+        // copy cost ≈ 7 % of the serving thread at 100 % sampling). A view into a shared or pooled buffer
+        // (a Node Buffer from the pool) must not be detached: that one is copied.
+        const owned = data.byteOffset === 0 && data.buffer instanceof ArrayBuffer && data.byteLength === data.buffer.byteLength && !Buffer.isBuffer(data)
+        w.postMessage({ id, data } satisfies ExportRequest, owned ? [data.buffer] : [])
+      })
+    },
+    shutdown () {
+      const w = worker
+      worker = undefined
+      failAll('OTLP exporter shut down')
+      void w?.terminate()
+    }
+  }
+}
+
+/** An OTLP/HTTP trace exporter configured like the SDK's own (OTEL_EXPORTER_OTLP_* variables), sending from a worker thread. */
+export function createWorkerTraceExporter (protocol: WorkerOtlpProtocol = 'http/protobuf', workerUrl?: URL): SpanExporter {
+  const contentType = protocol === 'http/json' ? 'application/json' : 'application/x-protobuf'
+  const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType })
+  const transport = createWorkerTransport({ config: { contentType }, timeoutMillis: options.timeoutMillis, workerUrl })
+  const serializer = protocol === 'http/json' ? JsonTraceSerializer : ProtobufTraceSerializer
+  const metrics = createOtlpHttpExporterMetrics(COMPONENT_TYPE, TraceExporterMetricsHelper, options.url, undefined)
+  return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(options, serializer, metrics, transport))
+}
