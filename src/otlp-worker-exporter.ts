@@ -42,6 +42,7 @@ export interface WorkerTransportOptions {
 export function createWorkerTransport (opts: WorkerTransportOptions): IExporterTransport {
   const url = opts.workerUrl ?? new URL('./otlp-worker-thread.ts', import.meta.url)
   let worker: Worker | undefined
+  let closed = false
   let diedAt = -Infinity
   let nextId = 1
   const waiting = new Map<number, { resolve: (r: ExportResponse) => void, timer: NodeJS.Timeout }>()
@@ -84,6 +85,7 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
 
   return {
     async send (data: Uint8Array): Promise<ExportResponse> {
+      if (closed) return { status: 'failure', error: new Error('OTLP exporter is shut down') }
       const w = spawn()
       if (w === undefined) return { status: 'failure', error: new Error('OTLP export worker stopped recently; not restarted yet') }
       const id = nextId++
@@ -101,6 +103,7 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
       })
     },
     shutdown () {
+      closed = true
       const w = worker
       worker = undefined
       failAll('OTLP exporter shut down')

@@ -139,6 +139,26 @@ test('a worker that dies answers every export in flight with a failure, and is n
   transport.shutdown()
 })
 
+test('after shutdown an export fails at once and starts no worker', async () => {
+  let started = 0
+  const transport = createWorkerTransport({
+    config: { contentType: 'application/x-protobuf' },
+    timeoutMillis: 1000,
+    workerUrl: new URL('data:text/javascript,process.exit(0)')
+  })
+  transport.shutdown()
+  const onThread = (): void => { started++ }
+  process.on('worker', onThread)
+  try {
+    const r = await transport.send(new Uint8Array([1]), 1000)
+    assert.equal(r.status, 'failure')
+    assert.match(r.status === 'failure' ? r.error.message : '', /shut down/)
+  } finally {
+    process.off('worker', onThread)
+  }
+  assert.equal(started, 0)
+})
+
 test('an exporter that has exported and sits idle does not keep the process alive', async () => {
   const { url, received } = await receiver()
   // A script file, not `node -e`: workers inherit the parent's execArgv, and --input-type is invalid for them.
