@@ -6,6 +6,9 @@ export type Precision = 'default' | 'fine'
 export const ACCEPT_STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
 export type AcceptStrategy = typeof ACCEPT_STRATEGIES[number]
 
+export const EXPORT_THREADS = ['auto', 'worker', 'main'] as const
+export type ExportThreadChoice = typeof EXPORT_THREADS[number]
+
 export interface Config {
   host: string
   httpPort: number
@@ -32,6 +35,8 @@ export interface Config {
   slowThresholdMs: number
   keepErrors: boolean
   kernelSampleMs: number
+  /** Where OTLP/HTTP exports are sent from (telemetry.ts: exportThread). */
+  exportThread: ExportThreadChoice
   acceptStrategy: AcceptStrategy
   /** Worker processes for the cluster and reuseport strategies. */
   workers: number
@@ -134,6 +139,7 @@ export function loadConfig (env: Env = process.env): Config {
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
+    exportThread: oneOf(env, 'JOURNEY_EXPORT_THREAD', 'auto', EXPORT_THREADS),
     acceptStrategy: oneOf(env, 'ACCEPT_STRATEGY', 'single', ACCEPT_STRATEGIES),
     workers: int(env, 'WORKERS', 2, 1, 64),
     listenBacklog: int(env, 'LISTEN_BACKLOG', 511, 1, 65_535),

@@ -16,6 +16,7 @@ import { journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { rootRatioOf, samplerFromEnv } from './journey/sampling.ts'
 import { countedBatchProcessor } from './span-pipeline.ts'
 import { createWorkerTraceExporter } from './otlp-worker-exporter.ts'
+import type { ExportThreadChoice } from './config.ts'
 
 export type OpenMetricsRegistry = Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>
 
@@ -31,6 +32,8 @@ export interface TelemetryOptions {
   env?: Record<string, string | undefined>
   /** Replaces the exporters chosen by OTEL_TRACES_EXPORTER (tests pass an in-memory one). */
   spanProcessors?: SpanProcessor[]
+  /** JOURNEY_EXPORT_THREAD, validated by config.ts; default auto. */
+  exportThread?: ExportThreadChoice
 }
 
 function envInt (env: Record<string, string | undefined>, name: string, def: number): number {
@@ -66,20 +69,19 @@ export function otlpProtocol (env: Record<string, string | undefined>): { protoc
 export type ExportThread = 'worker' | 'main'
 
 /**
- * Where OTLP/HTTP requests are sent from: JOURNEY_EXPORT_THREAD=worker|main, else chosen by the head
+ * Where OTLP/HTTP requests are sent from: JOURNEY_EXPORT_THREAD=worker|main, or for auto, by the head
  * sampling ratio. A worker thread spares the serving thread the cost of having an HTTP client at all
- * (≈ 5 % of every request here, however rarely it sends), but each export then crosses threads and a
- * second V8 heap: measured here, 3–8 % less CPU per request at 1 % and 10 % sampling, 3–15 % more and
- * ≈ 100 MB more RSS at 100 % (bench/README.md). So: worker up to 10 %, the serving thread above.
+ * (≈ 5 % of every request here, however rarely it sends), but each export then crosses threads into a
+ * second V8 heap. Measured here (bench/README.md): 3–8 % less CPU per request at 1 % sampling (and
+ * ≈ 30–60 MB more RSS), 1–9 % less at 10 %, 3–15 % more and ≈ 100 MB more RSS at 100 %. So auto is the
+ * worker up to 10 %, the serving thread above, and the serving thread for a sampler whose ratio is unknown.
  */
-export function exportThread (env: Record<string, string | undefined>, headRatio: number | undefined): { thread: ExportThread, unknown?: string } {
-  const raw = (env.JOURNEY_EXPORT_THREAD ?? '').trim().toLowerCase()
-  if (raw === 'worker' || raw === 'main') return { thread: raw }
-  const auto: ExportThread = headRatio !== undefined && headRatio <= 0.1 ? 'worker' : 'main'
-  return raw === '' || raw === 'auto' ? { thread: auto } : { thread: auto, unknown: raw }
+export function exportThread (choice: ExportThreadChoice, headRatio: number | undefined): ExportThread {
+  if (choice !== 'auto') return choice
+  return headRatio !== undefined && headRatio <= 0.1 ? 'worker' : 'main'
 }
 
-function exportersFromEnv (env: Record<string, string | undefined>, log: Logger, headRatio: number | undefined): SpanExporter[] {
+function exportersFromEnv (env: Record<string, string | undefined>, log: Logger, thread: ExportThread): SpanExporter[] {
   const names = (env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map(s => s.trim().toLowerCase()).filter(Boolean)
   if (names.includes('none')) return []
   const exporters: SpanExporter[] = []
@@ -87,8 +89,6 @@ function exportersFromEnv (env: Record<string, string | undefined>, log: Logger,
     // Each exporter reads its endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
     const { protocol, unknown } = otlpProtocol(env)
     if (unknown !== undefined) log.warn({ protocol: unknown }, 'unknown OTLP protocol; using http/protobuf (http/json and grpc are the others)')
-    const { thread, unknown: badThread } = exportThread(env, headRatio)
-    if (badThread !== undefined) log.warn({ JOURNEY_EXPORT_THREAD: badThread, using: thread }, 'unknown JOURNEY_EXPORT_THREAD (auto, worker or main)')
     // gRPC stays the SDK's own exporter, on this thread.
     if (protocol === 'grpc') exporters.push(new OTLPGrpcExporter())
     else if (thread === 'worker') exporters.push(createWorkerTraceExporter(protocol))
@@ -126,7 +126,7 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
 
   const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
   const headSampler = samplerFromEnv(env)
-  const processors = opts.spanProcessors ?? exportersFromEnv(env, log, rootRatioOf(headSampler)).map(exporter => countedBatchProcessor({
+  const processors = opts.spanProcessors ?? exportersFromEnv(env, log, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler))).map(exporter => countedBatchProcessor({
     exporter,
     registry,
     maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 2048),

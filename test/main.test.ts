@@ -24,6 +24,7 @@ describe('configuration errors stop start-up with one line naming the variable',
     [{ TLS_CERT: '/tmp/x.pem' }, /TLS_CERT and TLS_KEY must be set together/],
     [{ HEADERS_TIMEOUT_MS: '60000', REQUEST_TIMEOUT_MS: '30000' }, /HEADERS_TIMEOUT_MS=60000 must not exceed REQUEST_TIMEOUT_MS=30000/],
     [{ JOURNEY_PRECISION: 'coarse' }, /JOURNEY_PRECISION="coarse" is not valid: expected one of default, fine/],
+    [{ JOURNEY_EXPORT_THREAD: 'thread' }, /JOURNEY_EXPORT_THREAD="thread" is not valid: expected one of auto, worker, main/],
     [{ HTTP_PORT: '4000', HTTPS_PORT: '4000' }, /must differ/],
     [{ TLS_CERT: '/nonexistent/cert.pem', TLS_KEY: '/nonexistent/key.pem' }, /TLS_CERT=\/nonexistent\/cert.pem cannot be read: ENOENT/],
     [{ TLS_CERT: '/etc/hostname', TLS_KEY: '/etc/hostname' }, /TLS_CERT=\/etc\/hostname is not a PEM certificate/]
