@@ -47,7 +47,14 @@ describe('a misbehaving collector', () => {
       }
       await pool.close()
       assert.equal(ok, 400, 'no request failed')
-      const text = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+      // Wait for the first failed export: one that fails only during the shutdown flush is not logged
+      // (the flush's own error ends with the process), and the worker thread may still be starting.
+      let text = ''
+      for (const t0 = performance.now(); performance.now() - t0 < 10_000;) {
+        text = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+        if (metric(text, /^journey_spans_exported_total\{result="failure"\} (\d+)/m) > 0) break
+        await new Promise(resolve => setTimeout(resolve, 50))
+      }
       const dropped = metric(text, /^journey_spans_dropped_total (\d+)/m)
       const pending = metric(text, /^journey_spans_pending (\d+)/m)
       const failed = metric(text, /^journey_spans_exported_total\{result="failure"\} (\d+)/m)
