@@ -156,8 +156,17 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
     tracing,
     async shutdown (timeoutMs) {
       let timer: NodeJS.Timeout | undefined
-      const deadline = new Promise<void>(resolve => { timer = setTimeout(resolve, timeoutMs) })
-      await Promise.race([sdk.shutdown().catch(() => {}), deadline])
+      // Spans lost here are the last chance to say so: nobody scrapes the counters of a process that exits.
+      const deadline = new Promise<void>(resolve => {
+        timer = setTimeout(() => {
+          log.warn({ timeoutMs }, 'telemetry flush at shutdown did not finish in time; spans still queued were not delivered')
+          resolve()
+        }, timeoutMs)
+      })
+      const flushed = sdk.shutdown().catch((err: unknown) => {
+        log.warn({ err: String((err as Error)?.message ?? err) }, 'telemetry flush at shutdown failed; spans still queued were not delivered')
+      })
+      await Promise.race([flushed, deadline])
       clearTimeout(timer)
     }
   }

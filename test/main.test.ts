@@ -231,6 +231,23 @@ describe('npm start', () => {
     assert.equal(traces.size, 100, 'one exported request span per completed request (50 warm-up + 50 in flight)')
   })
 
+  for (const thread of ['main', 'worker']) test(`spans still queued at shutdown with no collector: one line says they were not delivered, and the exit is clean (${thread} thread)`, async () => {
+    const s = await start({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '500',
+      // Only the shutdown flush tries to send them.
+      OTEL_BSP_SCHEDULE_DELAY: '60000',
+      JOURNEY_EXPORT_THREAD: thread
+    })
+    await (await request(`http://127.0.0.1:${s.ports.http}/`)).body.text()
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    const lines = s.logs().split('\n').filter(l => l.includes('telemetry flush at shutdown'))
+    assert.equal(lines.length, 1, `one line about the lost spans, got: ${s.logs()}`)
+    assert.match(lines[0]!, /"level":40/)
+  })
+
   for (const thread of ['main', 'worker']) test(`with no collector running, serving is unaffected and the log stays quiet (sent from the ${thread} thread)`, async () => {
     const s = await start({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '50', JOURNEY_EXPORT_THREAD: thread })
     for (let i = 0; i < 50; i++) {
