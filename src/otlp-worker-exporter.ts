@@ -36,8 +36,8 @@ export interface WorkerTransportOptions {
 
 /**
  * The transport half: bytes in, an ExportResponse out, never a rejected promise and never a wait longer
- * than the timeout plus grace. Memory stays bounded by the exporter's concurrency limit (one copy of each
- * request body in flight).
+ * than the timeout plus grace. Memory stays bounded by the exporter's concurrency limit (one request
+ * body per export in flight).
  */
 export function createWorkerTransport (opts: WorkerTransportOptions): IExporterTransport {
   const url = opts.workerUrl ?? new URL('./otlp-worker-thread.ts', import.meta.url)
@@ -95,9 +95,8 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
         timer.unref()
         waiting.set(id, { resolve, timer })
         if (waiting.size === 1) w.ref()
-        // Moved, not copied, when the bytes own their whole ArrayBuffer (the serializer's output does; a
-        // copy cost ≈ 7 % of the serving thread at 100 % sampling). A view into a shared or pooled buffer
-        // (a Node Buffer from the pool) must not be detached: that one is copied.
+        // Moved, not copied, when the bytes own their whole ArrayBuffer (the serializer's output does). A
+        // view into a shared or pooled buffer (a Node Buffer from the pool) must not be detached: copied.
         const owned = data.byteOffset === 0 && data.buffer instanceof ArrayBuffer && data.byteLength === data.buffer.byteLength && !Buffer.isBuffer(data)
         w.postMessage({ id, data } satisfies ExportRequest, owned ? [data.buffer] : [])
       })
@@ -113,10 +112,10 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
 }
 
 /** An OTLP/HTTP trace exporter configured like the SDK's own (OTEL_EXPORTER_OTLP_* variables), sending from a worker thread. */
-export function createWorkerTraceExporter (protocol: WorkerOtlpProtocol = 'http/protobuf', workerUrl?: URL): SpanExporter {
+export function createWorkerTraceExporter (protocol: WorkerOtlpProtocol = 'http/protobuf'): SpanExporter {
   const contentType = protocol === 'http/json' ? 'application/json' : 'application/x-protobuf'
   const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType })
-  const transport = createWorkerTransport({ config: { contentType }, timeoutMillis: options.timeoutMillis, workerUrl })
+  const transport = createWorkerTransport({ config: { contentType }, timeoutMillis: options.timeoutMillis })
   const serializer = protocol === 'http/json' ? JsonTraceSerializer : ProtobufTraceSerializer
   const metrics = createOtlpHttpExporterMetrics(COMPONENT_TYPE, TraceExporterMetricsHelper, options.url, undefined)
   return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(options, serializer, metrics, transport))

@@ -157,15 +157,17 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
     async shutdown (timeoutMs) {
       let timer: NodeJS.Timeout | undefined
       // Spans lost here are the last chance to say so: nobody scrapes the counters of a process that exits.
+      // Said once: a flush that fails after the deadline already passed adds nothing.
+      let told = false
+      const lost = (fields: Record<string, unknown>, why: string): void => {
+        if (told) return
+        told = true
+        log.warn(fields, `telemetry flush at shutdown ${why}; spans still queued were not delivered`)
+      }
       const deadline = new Promise<void>(resolve => {
-        timer = setTimeout(() => {
-          log.warn({ timeoutMs }, 'telemetry flush at shutdown did not finish in time; spans still queued were not delivered')
-          resolve()
-        }, timeoutMs)
+        timer = setTimeout(() => { lost({ timeoutMs }, 'did not finish in time'); resolve() }, timeoutMs)
       })
-      const flushed = sdk.shutdown().catch((err: unknown) => {
-        log.warn({ err: String((err as Error)?.message ?? err) }, 'telemetry flush at shutdown failed; spans still queued were not delivered')
-      })
+      const flushed = sdk.shutdown().catch((err: unknown) => { lost({ err: String((err as Error)?.message ?? err) }, 'failed') })
       await Promise.race([flushed, deadline])
       clearTimeout(timer)
     }

@@ -248,6 +248,23 @@ describe('npm start', () => {
     assert.match(lines[0]!, /"level":40/)
   })
 
+  test('a collector that never answers: the shutdown flush gives up at its deadline, says so once, and the exit is clean', async () => {
+    const blackhole = createServer((req) => { req.resume() })
+    await new Promise<void>(resolve => blackhole.listen(0, '127.0.0.1', resolve))
+    after(() => { blackhole.closeAllConnections(); blackhole.close() })
+    const s = await start({
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(blackhole.address() as AddressInfo).port}`,
+      OTEL_BSP_SCHEDULE_DELAY: '60000'
+    })
+    await (await request(`http://127.0.0.1:${s.ports.http}/`)).body.text()
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    const lines = s.logs().split('\n').filter(l => l.includes('telemetry flush at shutdown'))
+    assert.equal(lines.length, 1, `one line about the lost spans, got: ${s.logs()}`)
+    assert.match(lines[0]!, /did not finish in time/)
+  })
+
   for (const thread of ['main', 'worker']) test(`with no collector running, serving is unaffected and the log stays quiet (sent from the ${thread} thread)`, async () => {
     const s = await start({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '50', JOURNEY_EXPORT_THREAD: thread })
     for (let i = 0; i < 50; i++) {
