@@ -63,9 +63,14 @@ process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 process.on('SIGINT', () => process.exit(130))
 const receivedBytes = (): Promise<number> => new Promise(resolve => { receiver.once('message', n => resolve(n as number)); receiver.send('?') })
 
-function cpuTicks (pid: number): number {
+/** CPU time of a process and all its threads, in clock ticks: user space and kernel (utime, stime: fields 14 and 15 of stat). */
+function cpuTimes (pid: number): { user: number, kernel: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return Number(fields[11]) + Number(fields[12]) // utime + stime (fields 14 and 15 of stat)
+  return { user: Number(fields[11]), kernel: Number(fields[12]) }
+}
+function cpuTicks (pid: number): number {
+  const { user, kernel } = cpuTimes(pid)
+  return user + kernel
 }
 function peakRssMb (pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -101,8 +106,14 @@ const wrk = (url: string, seconds: number, lua: string | undefined, connections?
 
 /** A variant alone on its core: requests/s, latency, OTLP bytes. */
 interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number, errors: number }
-/** A variant and its bare twin sharing the core in the same seconds: the ratio of their requests per CPU-second. */
-interface Paired { ratio: number, cpuShare: number, minShare: number, errors: number }
+/**
+ * A variant and its bare twin sharing the core in the same seconds: the ratio of their requests per CPU-second,
+ * and each one's CPU per request split into user space and kernel (µs).
+ */
+interface Paired {
+  ratio: number, cpuShare: number, minShare: number, errors: number
+  userUs: number, kernelUs: number, twinUserUs: number, twinKernelUs: number
+}
 interface Sample { variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number }
 const samples: Sample[] = []
 const started = Date.now()
@@ -133,14 +144,26 @@ async function solo (child: ChildProcess, r: typeof ROUTES[number], slot: number
 // core, so latency and requests/s come from the variant's own solo window instead.
 async function paired (twin: ChildProcess, twinSlot: number, child: ChildProcess, slot: number, r: typeof ROUTES[number]): Promise<Paired> {
   await pause(400)
-  const b0 = cpuTicks(twin.pid!)
-  const v0 = cpuTicks(child.pid!)
+  const b0 = cpuTimes(twin.pid!)
+  const v0 = cpuTimes(child.pid!)
   const w0 = performance.now()
   const [rb, rv] = await Promise.all([wrk(r.url(twinSlot), DURATION, r.lua, 25), wrk(r.url(slot), DURATION, r.lua, 25)])
-  const bareCpu = (cpuTicks(twin.pid!) - b0) / CLK_TCK
-  const varCpu = (cpuTicks(child.pid!) - v0) / CLK_TCK
+  const b1 = cpuTimes(twin.pid!)
+  const v1 = cpuTimes(child.pid!)
   const wall = (performance.now() - w0) / 1000
-  return { ratio: (rv.requests / varCpu) / (rb.requests / bareCpu), cpuShare: (bareCpu + varCpu) / wall, minShare: Math.min(bareCpu, varCpu) / wall, errors: rb.errors + rv.errors }
+  const bareCpu = (b1.user + b1.kernel - b0.user - b0.kernel) / CLK_TCK
+  const varCpu = (v1.user + v1.kernel - v0.user - v0.kernel) / CLK_TCK
+  const usPerRequest = (ticks: number, requests: number): number => ticks / CLK_TCK * 1e6 / requests
+  return {
+    ratio: (rv.requests / varCpu) / (rb.requests / bareCpu),
+    cpuShare: (bareCpu + varCpu) / wall,
+    minShare: Math.min(bareCpu, varCpu) / wall,
+    errors: rb.errors + rv.errors,
+    userUs: usPerRequest(v1.user - v0.user, rv.requests),
+    kernelUs: usPerRequest(v1.kernel - v0.kernel, rv.requests),
+    twinUserUs: usPerRequest(b1.user - b0.user, rb.requests),
+    twinKernelUs: usPerRequest(b1.kernel - b0.kernel, rb.requests)
+  }
 }
 
 await pause(300)
@@ -191,7 +214,9 @@ for (const r of ROUTES) {
     // Windows where the servers did not get 90% of the core (or one of a pair got under 30%) say more about
     // the machine than the variant, and windows with errors measured something else than serving: dropped,
     // and counted in windowsKept.
-    const ratios = all.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 && s.paired.errors === 0 ? [s.paired.ratio] : [])
+    const kept = all.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 && s.paired.errors === 0 ? [s.paired] : [])
+    const ratios = kept.map(p => p.ratio)
+    const us = (f: (p: Paired) => number): number => round2(median(kept.map(f)))
     const pairWindows = all.filter(s => s.paired !== undefined).length
     const alone = all.flatMap(s => s.solo !== undefined && s.solo.cpuShare >= 0.9 && s.solo.errors === 0 ? [s.solo] : [])
     rows.push({
@@ -206,6 +231,12 @@ for (const r of ROUTES) {
       p99Ms: round2(median(alone.map(s => s.p99Ms))),
       peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb))),
       windowsKept: `${ratios.length}/${pairWindows} paired, ${alone.length}/${all.filter(s => s.solo !== undefined).length} alone`,
+      userUs: us(p => p.userUs),
+      kernelUs: us(p => p.kernelUs),
+      twinUserUs: us(p => p.twinUserUs),
+      twinKernelUs: us(p => p.twinKernelUs),
+      addedUserUs: us(p => p.userUs - p.twinUserUs),
+      addedKernelUs: us(p => p.kernelUs - p.twinKernelUs),
       otlpBytesPerRequest: Math.round(median(all.flatMap(s => s.solo === undefined ? [] : [s.solo.otlpBytesPerRequest])))
     })
   }

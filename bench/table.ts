@@ -14,6 +14,18 @@ export interface BenchRow {
   peakRssMb: number
   windowsKept: string
   otlpBytesPerRequest: number
+  /**
+   * CPU per request in the paired windows, µs: the variant's and its twin's, user space and kernel, and the
+   * variant minus its twin (median of the per-window differences). The split comes from /proc's utime and
+   * stime, which Linux apportions by sampling at its timer tick: each part of a single window is good to
+   * about ±0.5 µs here, the sum to its 10 ms tick.
+   */
+  userUs: number
+  kernelUs: number
+  twinUserUs: number
+  twinKernelUs: number
+  addedUserUs: number
+  addedKernelUs: number
 }
 export interface BenchMeta { date: string, machine: string, method: string }
 
@@ -37,5 +49,17 @@ export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
     lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get !== undefined && Number.isFinite(get.p99Ms) ? `${get.p99Ms} ms` : '—'} | ${rss} MB | ${get?.otlpBytesPerRequest ?? 0} |`)
   }
   lines.push('', `${meta.date}, ${meta.machine}. ${meta.method}.`, '')
+  // Where the extra CPU goes: the instrumentation's own code runs in user space; the kernel's share is the
+  // same sockets' work and mostly cancels out against the twin.
+  const signed = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}`
+  const split = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.addedUserUs)
+    ? '—'
+    : `**${signed(r.addedUserUs)}** / ${signed(r.addedKernelUs)} (${r.twinUserUs.toFixed(1)} / ${r.twinKernelUs.toFixed(1)})`
+  lines.push(
+    `| variant | ${ROUTE_ORDER.map(r => `${r}: added µs/request, user / kernel (twin's own)`).join(' | ')} |`,
+    `|---|${ROUTE_ORDER.map(() => '---:').join('|')}|`
+  )
+  for (const v of variants) lines.push(`| ${v} | ${ROUTE_ORDER.map(r => split(cell(v, r))).join(' | ')} |`)
+  lines.push('', 'CPU per request in the same paired windows, the variant minus its bare twin (median of the windows\' differences), split by Linux\'s utime/stime: user space is where instrumentation code runs, kernel is the sockets\' work. In brackets: the twin\'s own user / kernel µs per request. The split is apportioned by sampling at the kernel\'s timer tick, so each figure of a single window is good to about ±0.5 µs.', '')
   return lines.join('\n')
 }

@@ -18,11 +18,24 @@ test('the README performance table is the rendering of bench/results/latest.json
 test('a variant whose solo window was dropped shows dashes, not NaN, whether the row comes from memory (NaN) or JSON (null)', () => {
   const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
   const row: BenchRow = {
-    variant: 'v', route: 'GET /', rps: NaN, rpsPerCpuSecond: NaN, ratio: 0.9, ratioMin: 0.8, ratioMax: 1, p50Ms: NaN, p99Ms: NaN, peakRssMb: 100, windowsKept: '3/3 paired, 0/1 alone', otlpBytesPerRequest: 0
+    variant: 'v', route: 'GET /', rps: NaN, rpsPerCpuSecond: NaN, ratio: 0.9, ratioMin: 0.8, ratioMax: 1, p50Ms: NaN, p99Ms: NaN, peakRssMb: 100, windowsKept: '3/3 paired, 0/1 alone', otlpBytesPerRequest: 0,
+    userUs: NaN, kernelUs: NaN, twinUserUs: NaN, twinKernelUs: NaN, addedUserUs: NaN, addedKernelUs: NaN
   }
   for (const rows of [[row], JSON.parse(JSON.stringify([row])) as BenchRow[]]) {
     const line = renderTable(rows, meta).split('\n').find(l => l.startsWith('| v |'))!
     assert.ok(!line.includes('NaN'), line)
     assert.match(line, /\*\*0\.90\*\* 0\.80–1\.00 \(—\) \|.*\| — \| 100 MB \|/)
+    const split = renderTable(rows, meta).split('\n').filter(l => l.startsWith('| v |'))[1]!
+    assert.equal(split, '| v | — | — | — |')
   }
+})
+
+test('the CPU split shows what a variant adds over its twin, signed, with the twin\'s own figures', () => {
+  const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
+  const row: BenchRow = {
+    variant: 'v', route: 'GET /', rps: 1, rpsPerCpuSecond: 1, ratio: 0.9, ratioMin: 0.9, ratioMax: 0.9, p50Ms: 1, p99Ms: 1, peakRssMb: 1, windowsKept: '', otlpBytesPerRequest: 0,
+    userUs: 9.93, kernelUs: 7.6, twinUserUs: 7.44, twinKernelUs: 7.91, addedUserUs: 2.49, addedKernelUs: -0.31
+  }
+  const split = renderTable([row], meta).split('\n').filter(l => l.startsWith('| v |'))[1]!
+  assert.equal(split, '| v | **+2.5** / −0.3 (7.4 / 7.9) | — | — |')
 })
