@@ -188,8 +188,10 @@ for (let round = 1; round <= ROUNDS; round++) {
     for (const { v, slot, twin, proc, twinProc } of order) {
       await Promise.all([wrk(r.url(twin), 2, r.lua, 25), wrk(r.url(slot), 2, r.lua, 25)])
       const p = await paired(twinProc, twin, proc, slot, r)
-      // Requests/s, latency and OTLP bytes alone on the core: from the first round only, to stay within 10 minutes.
-      const s = round > 1 ? undefined : await solo(proc, r, slot)
+      // Requests/s, latency and OTLP bytes alone on the core: from one round only, to stay within 10 minutes,
+      // and the last one, when every server is oldest (in round 1 the first route meets processes seconds
+      // old, and the heavy variants read far slower then).
+      const s = round < ROUNDS ? undefined : await solo(proc, r, slot)
       samples.push({ variant: v, route: r.name, round, paired: p, ...(s === undefined ? {} : { solo: s }), peakRssMb: peakRssMb(proc.pid!) })
       process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ratio ${p.ratio.toFixed(2)}  ` +
         `both servers ${(p.cpuShare * 100).toFixed(0).padStart(3)}% of CPU 0` +
@@ -248,7 +250,7 @@ const meta: BenchMeta = {
   method: `${ROUNDS} rounds, variants in an order rotated every round; every server runs for the whole benchmark, servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
     `Every server first gets 4 s of all routes. Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds; bare\'s own row is bare against its twin: the method\'s noise. ' +
-    `req/CPU-s, p99 and OTLP bytes: the variant alone on the core right after, first round (${DURATION} s, 50 connections). Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
+    `req/CPU-s, p99 and OTLP bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections). Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
     'Peak RSS: VmHWM of the variant\'s process over the whole run'
 }
 console.table(rows)
