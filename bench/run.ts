@@ -23,6 +23,11 @@ import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk as runWrk, type WrkResult } from './wrk.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
+// Node flags for every server, variant and twin alike. By default V8's memory reducer is off: it runs
+// memory-saving GCs in a process whose allocation rate drops, as every server here does while the other
+// pairs are measured, and a server it has run in stays ≈ 3 µs per request slower in user space for as long
+// as it was measured afterwards (bench/README.md). A server under steady load never triggers it.
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '--no-memory-reducer').split(' ').filter(Boolean)
 const DURATION = Number(process.env.DURATION ?? 2)
 const CLK_TCK = 100
 // Server slot i listens on 3100 + i (HTTP) and 3543 + i (HTTPS): variant i in slot 2i, its bare twin in 2i + 1.
@@ -81,7 +86,7 @@ function peakRssMb (pid: number): number {
 // every thread (-a), once they answer; threads made later inherit the pinning.
 async function startVariant (v: VariantName, slot: number): Promise<ChildProcess> {
   const { http, https } = portsOf(slot)
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), join(root, 'bench', 'server.ts')], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, join(root, 'bench', 'server.ts')], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them.
     env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
@@ -247,7 +252,7 @@ const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const meta: BenchMeta = {
   date: new Date().toISOString().slice(0, 10),
   machine: `${cpus().length} × ${cpu}, Node ${process.version}`,
-  method: `${ROUNDS} rounds, variants in an order rotated every round; every server runs for the whole benchmark, servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
+  method: `${ROUNDS} rounds, variants in an order rotated every round; every server runs for the whole benchmark (node ${NODE_FLAGS.join(' ') || 'without flags'}), servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
     `Every server first gets 4 s of all routes. Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds; bare\'s own row is bare against its twin: the method\'s noise. ' +
     `req/CPU-s, p99 and OTLP bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections). Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
