@@ -175,8 +175,8 @@ await pause(300)
 // Every variant, bare included, gets its own bare twin: started with it, warmed with it, idle with it and
 // measured with it. A single bare server paired with every variant in turn would be the only server never
 // left idle, and a second bare server treated like a variant measured 0.78–0.93 against it (an idle server
-// comes back slower for seconds). With twins, whatever the idling costs is paid on both sides; bare's own
-// row (bare against its twin) shows what is left, the method's error bar.
+// came back slower: V8's memory reducer, now off, see NODE_FLAGS). With twins, whatever idling still costs
+// is paid on both sides; bare's own row (bare against its twin) shows what is left, the method's error bar.
 interface Pair { v: VariantName, slot: number, twin: number, proc: ChildProcess, twinProc: ChildProcess }
 const pairs: Pair[] = await Promise.all(variants.map(async (v, i) => {
   const [proc, twinProc] = await Promise.all([startVariant(v, 2 * i), startVariant('bare', 2 * i + 1)])

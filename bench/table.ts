@@ -51,7 +51,11 @@ export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
   lines.push('', `${meta.date}, ${meta.machine}. ${meta.method}.`, '')
   // Where the extra CPU goes: the instrumentation's own code runs in user space; the kernel's share is the
   // same sockets' work and mostly cancels out against the twin.
-  const signed = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}`
+  // Rounded first, so a difference that rounds to nothing shows as 0.0 rather than as −0.0 or +0.0.
+  const signed = (x: number): string => {
+    const tenths = Math.round(x * 10)
+    return tenths === 0 ? '0.0' : `${tenths > 0 ? '+' : '−'}${(Math.abs(tenths) / 10).toFixed(1)}`
+  }
   const split = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.addedUserUs)
     ? '—'
     : `**${signed(r.addedUserUs)}** / ${signed(r.addedKernelUs)} (${r.twinUserUs.toFixed(1)} / ${r.twinKernelUs.toFixed(1)})`

@@ -38,4 +38,6 @@ test('the CPU split shows what a variant adds over its twin, signed, with the tw
   }
   const split = renderTable([row], meta).split('\n').filter(l => l.startsWith('| v |'))[1]!
   assert.equal(split, '| v | **+2.5** / −0.3 (7.4 / 7.9) | — | — |')
+  const tiny = renderTable([{ ...row, addedUserUs: -0.04, addedKernelUs: 0.04 }], meta).split('\n').filter(l => l.startsWith('| v |'))[1]!
+  assert.equal(tiny, '| v | **0.0** / 0.0 (7.4 / 7.9) | — | — |')
 })
