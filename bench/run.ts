@@ -57,16 +57,17 @@ const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
 const body = JSON.stringify({ message: 'x'.repeat(1000) })
 writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["Content-Type"] = "application/json"\n`)
 
-// A local OTLP/HTTP receiver on the load generator's core, answering 200 to everything; it counts spans
-// roughly (by bytes) so the report can say how much each sampled variant exported.
-const receiver = spawn('taskset', ['-c', '1', process.execPath, '-e',
-  "let n=0;require('http').createServer((q,r)=>{q.on('data',d=>n+=d.length);q.on('end',()=>r.end())}).listen(4318,'127.0.0.1');" +
-  "process.on('message',()=>process.send(n))"], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+writeFileSync(join(dir, 'post.json'), body)
+
+// A local OTLP/HTTP receiver on the load generator's core, answering 200 to everything; it counts bytes and
+// spans, so the report can say how much each sampled variant exported and whether it kept up (bench/receiver.ts).
+const receiver = spawn('taskset', ['-c', '1', process.execPath, join(root, 'bench', 'receiver.ts')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
 // Eighteen servers pinned to one core, and the receiver, must not outlive a bench that failed half-way.
 const children: ChildProcess[] = [receiver]
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 process.on('SIGINT', () => process.exit(130))
-const receivedBytes = (): Promise<number> => new Promise(resolve => { receiver.once('message', n => resolve(n as number)); receiver.send('?') })
+interface Received { bytes: number, spans: number, undecodable: number }
+const received = (): Promise<Received> => new Promise(resolve => { receiver.once('message', m => resolve(m as Received)); receiver.send('?') })
 
 /** CPU time of a process and all its threads, in clock ticks: user space and kernel (utime, stime: fields 14 and 15 of stat). */
 function cpuTimes (pid: number): { user: number, kernel: number } {
@@ -109,8 +110,8 @@ async function startVariant (v: VariantName, slot: number): Promise<ChildProcess
 const wrk = (url: string, seconds: number, lua: string | undefined, connections?: number): Promise<WrkResult> =>
   runWrk(url, seconds, lua === undefined ? undefined : join(dir, `${lua}.lua`), connections)
 
-/** A variant alone on its core: requests/s, latency, OTLP bytes. */
-interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number, errors: number }
+/** A variant alone on its core: requests/s, latency, what it exported per request. */
+interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number, otlpSpansPerRequest: number, errors: number }
 /**
  * A variant and its bare twin sharing the core in the same seconds: the ratio of their requests per CPU-second,
  * and each one's CPU per request split into user space and kernel (µs).
@@ -120,26 +121,52 @@ interface Paired {
   userUs: number, kernelUs: number, twinUserUs: number, twinKernelUs: number
 }
 interface Sample { variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number }
+/** Spans per request of the 100 %-sampled variants when nothing can be lost (spansUnloaded()), by variant and route. */
+const unloaded = new Map<string, number>()
 const samples: Sample[] = []
 const started = Date.now()
 
 async function solo (child: ChildProcess, r: typeof ROUTES[number], slot: number): Promise<Solo> {
   await pause(400) // let the previous window's last batch leave before counting
-  const bytes0 = await receivedBytes()
+  const before = await received()
   const t0 = cpuTicks(child.pid!)
   const w0 = performance.now()
   const res = await wrk(r.url(slot), DURATION, r.lua)
   const cpuSeconds = (cpuTicks(child.pid!) - t0) / CLK_TCK
   const wall = (performance.now() - w0) / 1000
+  await pause(400) // the window's last partial batch leaves after OTEL_BSP_SCHEDULE_DELAY (200 ms)
+  const after = await received()
   return {
     rps: res.rps,
     rpsPerCpuSecond: res.requests / cpuSeconds,
     cpuShare: cpuSeconds / wall,
     p50Ms: res.p50,
     p99Ms: res.p99,
-    otlpBytesPerRequest: ((await receivedBytes()) - bytes0) / res.requests,
+    otlpBytesPerRequest: (after.bytes - before.bytes) / res.requests,
+    otlpSpansPerRequest: (after.spans - before.spans) / res.requests,
     errors: res.errors
   }
+}
+
+// How many spans a request makes when nothing is lost: 200 requests one after another over one keep-alive
+// connection (curl, on the load generator's core), for the variants that sample every request. The solo
+// window's spans per request against this say whether the export pipeline kept up under load.
+async function spansUnloaded (slot: number, r: typeof ROUTES[number]): Promise<number> {
+  const n = 200
+  // The warm-up's last spans are still on their way (at 100 % a full queue takes a while): wait until none arrive.
+  let before = await received()
+  for (let quiet = 0; quiet < 3;) {
+    await pause(200)
+    const now = await received()
+    quiet = now.spans === before.spans ? quiet + 1 : 0
+    before = now
+  }
+  const post = r.lua === 'post' ? ['-H', 'content-type: application/json', '--data-binary', `@${join(dir, 'post.json')}`] : []
+  const out = execFileSync('taskset', ['-c', '1', 'curl', '-sk', '-w', '%{http_code}\\n', ...post,
+    ...Array.from({ length: n }, () => ['-o', '/dev/null', r.url(slot)]).flat()], { encoding: 'utf8' })
+  const ok = out.split('\n').filter(code => code.startsWith('2')).length
+  await pause(400)
+  return ok === n ? ((await received()).spans - before.spans) / n : NaN
 }
 
 // The ratio is measured with the variant and a bare server loaded *at the same time*, both on CPU 0, one
@@ -186,6 +213,10 @@ const pairs: Pair[] = await Promise.all(variants.map(async (v, i) => {
 // its first 5 s, 22 once hot) while V8 optimizes and grows its heap. So every pair gets 4 s of all three
 // routes before the first round, and each window below 2 s of its own load first.
 for (const p of pairs) await Promise.all([p.slot, p.twin].flatMap(slot => ROUTES.map(r => wrk(r.url(slot), 4, r.lua, 16))))
+for (const p of pairs) {
+  if (!p.v.endsWith('100pct')) continue
+  for (const r of ROUTES) unloaded.set(`${p.v} ${r.name}`, await spansUnloaded(p.slot, r))
+}
 for (let round = 1; round <= ROUNDS; round++) {
   // Rotated each round, so no variant always follows the same neighbour.
   const order = pairs.map((_, i) => pairs[(i + round - 1) % pairs.length]!)
@@ -206,6 +237,8 @@ for (let round = 1; round <= ROUNDS; round++) {
     }
   }
 }
+const { undecodable } = await received()
+if (undecodable > 0) console.warn(`the receiver could not decode ${undecodable} export requests as OTLP protobuf: span counts are low`)
 for (const c of children) c.kill('SIGKILL')
 
 const median = (xs: number[]): number => {
@@ -244,7 +277,9 @@ for (const r of ROUTES) {
       twinKernelUs: us(p => p.twinKernelUs),
       addedUserUs: us(p => p.userUs - p.twinUserUs),
       addedKernelUs: us(p => p.kernelUs - p.twinKernelUs),
-      otlpBytesPerRequest: Math.round(median(all.flatMap(s => s.solo === undefined ? [] : [s.solo.otlpBytesPerRequest])))
+      otlpBytesPerRequest: Math.round(median(all.flatMap(s => s.solo === undefined ? [] : [s.solo.otlpBytesPerRequest]))),
+      otlpSpansPerRequest: round2(median(alone.map(s => s.otlpSpansPerRequest))),
+      spansPerRequestUnloaded: round2(unloaded.get(`${v} ${r.name}`) ?? NaN)
     })
   }
 }
@@ -255,7 +290,7 @@ const meta: BenchMeta = {
   method: `${ROUNDS} rounds, variants in an order rotated every round; every server runs for the whole benchmark (node ${NODE_FLAGS.join(' ') || 'without flags'}), servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
     `Every server first gets 4 s of all routes. Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds; bare\'s own row is bare against its twin: the method\'s noise. ' +
-    `req/CPU-s, p99 and OTLP bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections). Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
+    `req/CPU-s, p99 and OTLP spans and bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections); "of N": the spans of the same requests one at a time, before any load. Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
     'Peak RSS: VmHWM of the variant\'s process over the whole run'
 }
 console.table(rows)

@@ -14,6 +14,13 @@ export interface BenchRow {
   peakRssMb: number
   windowsKept: string
   otlpBytesPerRequest: number
+  /** Spans the receiver decoded per request in the solo window (protobuf, bench/otlp-spans.ts). */
+  otlpSpansPerRequest: number
+  /**
+   * For the variants that sample every request: spans per request when nothing can be lost (requests one at
+   * a time before any load). NaN (null in the JSON) for the others. Below it, the exporter dropped spans.
+   */
+  spansPerRequestUnloaded: number
   /**
    * CPU per request in the paired windows, µs: the variant's and its twin's, user space and kernel, and the
    * variant minus its twin (median of the per-window differences). The split comes from /proc's utime and
@@ -39,14 +46,22 @@ export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
   const fmt = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.ratio)
     ? '—'
     : r.ratioMin === r.ratioMax ? `**${r.ratio.toFixed(2)}** (${alone(r)})` : `**${r.ratio.toFixed(2)}** ${r.ratioMin.toFixed(2)}–${r.ratioMax.toFixed(2)} (${alone(r)})`
+  // Spans exported per request in the solo window; "of N" where the variant samples everything and N is what
+  // the same requests made one at a time, so a shortfall is spans lost under load, visible in the table.
+  const num = (x: number | null | undefined): x is number => typeof x === 'number' && Number.isFinite(x)
+  const exported = (r: BenchRow | undefined): string => {
+    if (r === undefined || !num(r.otlpSpansPerRequest)) return r !== undefined && r.otlpBytesPerRequest > 0 ? `(${r.otlpBytesPerRequest} B)` : '0'
+    if (r.otlpSpansPerRequest === 0 && !num(r.spansPerRequestUnloaded)) return '0'
+    return `${r.otlpSpansPerRequest.toFixed(2)}${num(r.spansPerRequestUnloaded) ? ` of ${r.spansPerRequestUnloaded.toFixed(2)}` : ''} (${r.otlpBytesPerRequest} B)`
+  }
   const lines = [
-    `| variant | ${ROUTE_ORDER.map(r => `${r}: ratio to bare, range (req/CPU-s alone)`).join(' | ')} | GET / p99 | peak RSS | OTLP bytes/req |`,
+    `| variant | ${ROUTE_ORDER.map(r => `${r}: ratio to bare, range (req/CPU-s alone)`).join(' | ')} | GET / p99 | peak RSS | GET / OTLP spans/req (bytes) |`,
     `|---|${ROUTE_ORDER.map(() => '---:').join('|')}|---:|---:|---:|`
   ]
   for (const v of variants) {
     const get = cell(v, 'GET /')
     const rss = Math.max(...rows.filter(r => r.variant === v).map(r => r.peakRssMb))
-    lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get !== undefined && Number.isFinite(get.p99Ms) ? `${get.p99Ms} ms` : '—'} | ${rss} MB | ${get?.otlpBytesPerRequest ?? 0} |`)
+    lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get !== undefined && Number.isFinite(get.p99Ms) ? `${get.p99Ms} ms` : '—'} | ${rss} MB | ${exported(get)} |`)
   }
   lines.push('', `${meta.date}, ${meta.machine}. ${meta.method}.`, '')
   // Where the extra CPU goes: the instrumentation's own code runs in user space; the kernel's share is the

@@ -2,7 +2,11 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
+import { context, trace } from '@opentelemetry/api'
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
 import { renderTable, type BenchMeta, type BenchRow } from '../bench/table.ts'
+import { countSpans } from '../bench/otlp-spans.ts'
 
 test('the README performance table is the rendering of bench/results/latest.json (npm run bench rewrites both)', () => {
   const read = (p: string): string => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8')
@@ -18,7 +22,7 @@ test('the README performance table is the rendering of bench/results/latest.json
 test('a variant whose solo window was dropped shows dashes, not NaN, whether the row comes from memory (NaN) or JSON (null)', () => {
   const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
   const row: BenchRow = {
-    variant: 'v', route: 'GET /', rps: NaN, rpsPerCpuSecond: NaN, ratio: 0.9, ratioMin: 0.8, ratioMax: 1, p50Ms: NaN, p99Ms: NaN, peakRssMb: 100, windowsKept: '3/3 paired, 0/1 alone', otlpBytesPerRequest: 0,
+    variant: 'v', route: 'GET /', rps: NaN, rpsPerCpuSecond: NaN, ratio: 0.9, ratioMin: 0.8, ratioMax: 1, p50Ms: NaN, p99Ms: NaN, peakRssMb: 100, windowsKept: '3/3 paired, 0/1 alone', otlpBytesPerRequest: 0, otlpSpansPerRequest: NaN, spansPerRequestUnloaded: NaN,
     userUs: NaN, kernelUs: NaN, twinUserUs: NaN, twinKernelUs: NaN, addedUserUs: NaN, addedKernelUs: NaN
   }
   for (const rows of [[row], JSON.parse(JSON.stringify([row])) as BenchRow[]]) {
@@ -33,11 +37,39 @@ test('a variant whose solo window was dropped shows dashes, not NaN, whether the
 test('the CPU split shows what a variant adds over its twin, signed, with the twin\'s own figures', () => {
   const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
   const row: BenchRow = {
-    variant: 'v', route: 'GET /', rps: 1, rpsPerCpuSecond: 1, ratio: 0.9, ratioMin: 0.9, ratioMax: 0.9, p50Ms: 1, p99Ms: 1, peakRssMb: 1, windowsKept: '', otlpBytesPerRequest: 0,
+    variant: 'v', route: 'GET /', rps: 1, rpsPerCpuSecond: 1, ratio: 0.9, ratioMin: 0.9, ratioMax: 0.9, p50Ms: 1, p99Ms: 1, peakRssMb: 1, windowsKept: '', otlpBytesPerRequest: 0, otlpSpansPerRequest: 0, spansPerRequestUnloaded: NaN,
     userUs: 9.93, kernelUs: 7.6, twinUserUs: 7.44, twinKernelUs: 7.91, addedUserUs: 2.49, addedKernelUs: -0.31
   }
   const split = renderTable([row], meta).split('\n').filter(l => l.startsWith('| v |'))[1]!
   assert.equal(split, '| v | **+2.5** / −0.3 (7.4 / 7.9) | — | — |')
   const tiny = renderTable([{ ...row, addedUserUs: -0.04, addedKernelUs: 0.04 }], meta).split('\n').filter(l => l.startsWith('| v |'))[1]!
   assert.equal(tiny, '| v | **0.0** / 0.0 (7.4 / 7.9) | — | — |')
+})
+
+test('the spans column says how many spans a request exported under load, and of how many when nothing is lost', () => {
+  const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
+  const base: BenchRow = {
+    variant: 'v', route: 'GET /', rps: 1, rpsPerCpuSecond: 1, ratio: 0.9, ratioMin: 0.9, ratioMax: 0.9, p50Ms: 1, p99Ms: 1, peakRssMb: 1, windowsKept: '',
+    otlpBytesPerRequest: 916, otlpSpansPerRequest: 5.3, spansPerRequestUnloaded: 7.01,
+    userUs: 1, kernelUs: 1, twinUserUs: 1, twinKernelUs: 1, addedUserUs: 0, addedKernelUs: 0
+  }
+  const cellOf = (r: BenchRow): string => renderTable(JSON.parse(JSON.stringify([r])) as BenchRow[], meta).split('\n').find(l => l.startsWith('| v |'))!.split(' | ').at(-1)!
+  assert.equal(cellOf(base), '5.30 of 7.01 (916 B) |')
+  assert.equal(cellOf({ ...base, otlpSpansPerRequest: 0.07, otlpBytesPerRequest: 12, spansPerRequestUnloaded: NaN }), '0.07 (12 B) |')
+  assert.equal(cellOf({ ...base, otlpSpansPerRequest: 0, otlpBytesPerRequest: 0, spansPerRequestUnloaded: NaN }), '0 |')
+})
+
+test('the bench receiver counts the spans of a real OTLP protobuf export request', () => {
+  const exporter = new InMemorySpanExporter()
+  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] })
+  const tracer = provider.getTracer('t')
+  for (let i = 0; i < 5; i++) {
+    const root = tracer.startSpan('root', { attributes: { i } })
+    tracer.startSpan('child', {}, trace.setSpan(context.active(), root)).end()
+    root.end()
+  }
+  const body = ProtobufTraceSerializer.serializeRequest(exporter.getFinishedSpans())!
+  assert.equal(countSpans(body), 10)
+  assert.equal(countSpans(ProtobufTraceSerializer.serializeRequest([])!), 0)
+  assert.throws(() => countSpans(Buffer.from('{"resourceSpans":[]}')))
 })
