@@ -37,6 +37,8 @@ export interface Config {
   kernelSampleMs: number
   /** Where OTLP/HTTP exports are sent from (telemetry.ts: exportThread). */
   exportThread: ExportThreadChoice
+  /** Span batches that may be in flight to the collector at once (span-pipeline.ts). */
+  exportConcurrency: number
   acceptStrategy: AcceptStrategy
   /** Worker processes for the cluster and reuseport strategies. */
   workers: number
@@ -140,6 +142,8 @@ export function loadConfig (env: Env = process.env): Config {
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
     exportThread: oneOf(env, 'JOURNEY_EXPORT_THREAD', 'auto', EXPORT_THREADS),
+    // At most the OTLP exporters' own limit of concurrent sends (30), beyond which they refuse an export.
+    exportConcurrency: int(env, 'JOURNEY_EXPORT_CONCURRENCY', 8, 1, 30),
     acceptStrategy: oneOf(env, 'ACCEPT_STRATEGY', 'single', ACCEPT_STRATEGIES),
     workers: int(env, 'WORKERS', 2, 1, 64),
     listenBacklog: int(env, 'LISTEN_BACKLOG', 511, 1, 65_535),

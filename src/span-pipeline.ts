@@ -5,8 +5,18 @@
 // that are queued or being exported, counts what it turns away and what the exporter failed to deliver,
 // and hands everything else to the real BatchSpanProcessor unchanged. Its limit is the processor's queue
 // size, so the processor itself never drops: every lost span is counted here.
+//
+// It also lets up to `maxConcurrentExports` batches be in flight at once. The BatchSpanProcessor starts
+// its next export only when the last one has called back, so it ships one batch per round trip to the
+// collector, and under load that round trip waits on the busy event loop: a saturated server making ≈ 7
+// spans per request dropped a quarter to more than half of them (50 and 200 connections; bench/README.md).
+// Bigger batches only move that limit, and each one blocks the event loop longer while it is serialized.
+// The OTLP exporters are built for concurrent exports (their own bounded queue of sends, and forceFlush
+// waits for every send), so this wrapper answers the processor as soon as a batch is handed over while
+// fewer than the limit are in flight, and holds the answer back otherwise. Results are counted, and
+// failures reported to the global error handler, here, since the processor no longer sees them.
 import type { Context } from '@opentelemetry/api'
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
+import { ExportResultCode, globalErrorHandler, type ExportResult } from '@opentelemetry/core'
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { Counter, Gauge, type Registry } from 'prom-client'
 
@@ -17,6 +27,8 @@ export interface CountedPipelineOptions {
   maxExportBatchSize: number
   scheduledDelayMillis: number
   exportTimeoutMillis: number
+  /** Batches that may be in flight at once (1 is the BatchSpanProcessor's own behaviour). */
+  maxConcurrentExports: number
 }
 
 export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProcessor {
@@ -26,15 +38,46 @@ export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProces
   let pending = 0
   new Gauge({ name: 'journey_spans_pending', help: 'Spans queued for export or being exported.', registers, collect () { this.set(pending) } })
 
+  let inFlight = 0
+  // The processor's callback for the newest batch, held back while the limit of batches was in flight.
+  let held: (() => void) | undefined
+  // A batch answered early that then fails is reported here: to the global error handler (the log's
+  // rate-limited warning), or, while a flush or shutdown runs, by that flush rejecting, as it would have.
+  let flushing = 0
+  let flushError: unknown
+  const failed = (err: unknown): void => {
+    if (flushing > 0) flushError ??= err
+    else globalErrorHandler(err as Error)
+  }
+  async function flush (work: () => Promise<void>): Promise<void> {
+    flushing++
+    try { await work() } finally { flushing-- }
+    const err = flushError
+    if (flushing === 0) flushError = undefined
+    if (err !== undefined) throw err
+  }
   const exporter: SpanExporter = {
     export (spans: ReadableSpan[], done: (result: ExportResult) => void) {
+      let answered = false
+      const answer = (result: ExportResult): void => { if (!answered) { answered = true; done(result) } }
+      inFlight++
       opts.exporter.export(spans, (result) => {
+        inFlight--
         pending -= spans.length
-        exported.inc({ result: result.code === ExportResultCode.SUCCESS ? 'success' : 'failure' }, spans.length)
-        done(result)
+        const ok = result.code === ExportResultCode.SUCCESS
+        exported.inc({ result: ok ? 'success' : 'failure' }, spans.length)
+        if (answered && !ok) failed(result.error ?? new Error('span export failed'))
+        answer(result)
+        const next = held
+        held = undefined
+        next?.()
       })
+      if (answered) return // the exporter answered at once (refused, or nothing to send)
+      if (inFlight < opts.maxConcurrentExports) answer({ code: ExportResultCode.SUCCESS })
+      else held = () => answer({ code: ExportResultCode.SUCCESS })
     },
     shutdown: () => opts.exporter.shutdown(),
+    // The processor's flush ends when its last batch was handed over; the exporter's, when every send has finished.
     forceFlush: () => opts.exporter.forceFlush?.() ?? Promise.resolve()
   }
   const batch = new BatchSpanProcessor({
@@ -53,7 +96,8 @@ export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProces
       pending++
       batch.onEnd(span)
     },
-    forceFlush: () => batch.forceFlush(),
-    shutdown: () => batch.shutdown()
+    forceFlush: () => flush(async () => { await batch.forceFlush(); await exporter.forceFlush!() }),
+    // The processor's shutdown flushes, then shuts the exporter down, which waits for every send.
+    shutdown: () => flush(() => batch.shutdown())
   }
 }

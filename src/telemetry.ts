@@ -34,18 +34,21 @@ export interface TelemetryOptions {
   spanProcessors?: SpanProcessor[]
   /** JOURNEY_EXPORT_THREAD, validated by config.ts; default auto. */
   exportThread?: ExportThreadChoice
+  /** JOURNEY_EXPORT_CONCURRENCY, validated by config.ts; default SPAN_QUEUE_DEFAULTS.maxConcurrentExports. */
+  exportConcurrency?: number
 }
 
 /**
- * The span queue's defaults: 4× the SDK's (2048 spans queued, 512 per export), because the journey makes
- * ≈ 7 spans per request where a typical instrumentation makes 1–3. The BatchSpanProcessor runs one export
- * at a time, so it can ship at most one batch per round trip to the collector, and under load that round
- * trip waits on the busy event loop. Measured here (bench server, 100 % sampled, `GET /` at ≈ 16k req/s,
- * receiver on the other core): the SDK's sizes dropped 24 % of the spans (5.3 of 7 per request reached
- * the receiver); these dropped none. What a hung collector costs: 8192 finished spans held, ≈ 6 MB of heap
- * after GC (measured: 2048 held ≈ 2.4 MB).
+ * The span pipeline's defaults. The queue holds 4× the SDK's 2048 spans because the journey makes ≈ 7 spans
+ * per request where a typical instrumentation makes 1–3; a hung collector then holds ≈ 6 MB of heap (8192
+ * stage spans, measured after GC). Batches stay at the SDK's 512: a batch is serialized in one go on the
+ * event loop (≈ 2 µs a span), and 2048-span batches put ≈ 1.5 ms on a loaded server's p99. Throughput comes
+ * from up to 8 batches in flight instead (span-pipeline.ts says why the processor alone cannot keep up).
+ * Measured on the bench's server, 100 % sampled, saturated by wrk (spans delivered per request, of 7):
+ * one batch in flight 5.3 at 50 connections and 1.4 at 200; 4 in flight 7.0 and 7.0; 8 in flight 7.0,
+ * 7.0 and 5.1 at 800 connections, where the queue itself is the limit (OTEL_BSP_MAX_QUEUE_SIZE).
  */
-export const SPAN_QUEUE_DEFAULTS = { maxQueueSize: 8192, maxExportBatchSize: 2048 } as const
+export const SPAN_QUEUE_DEFAULTS = { maxQueueSize: 8192, maxExportBatchSize: 512, maxConcurrentExports: 8 } as const
 
 function envInt (env: Record<string, string | undefined>, name: string, def: number): number {
   const n = Number(env[name])
@@ -143,7 +146,8 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
     maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', SPAN_QUEUE_DEFAULTS.maxQueueSize),
     maxExportBatchSize: envInt(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', SPAN_QUEUE_DEFAULTS.maxExportBatchSize),
     scheduledDelayMillis: envInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 5000),
-    exportTimeoutMillis: envInt(env, 'OTEL_BSP_EXPORT_TIMEOUT', 30000)
+    exportTimeoutMillis: envInt(env, 'OTEL_BSP_EXPORT_TIMEOUT', 30000),
+    maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports
   }))
   if (disabled || processors.length === 0) {
     return { registry, tracing: undefined, shutdown: async () => {} }

@@ -77,9 +77,10 @@ describe('a misbehaving collector', () => {
 })
 
 // The other side: a collector that answers at once must get every span, even when every request is
-// sampled and the server is saturated. The BatchSpanProcessor ships one batch per round trip, and the
-// journey makes ≈ 7 spans per request, so with the SDK's default sizes (512 per export, 2048 queued)
-// this server dropped a quarter of its spans under load (telemetry.ts, SPAN_QUEUE_DEFAULTS).
+// sampled and the server is saturated by many connections. The BatchSpanProcessor alone ships one batch per
+// round trip, and the journey makes ≈ 7 spans per request: with it alone (JOURNEY_EXPORT_CONCURRENCY=1)
+// this test loses spans even with the 8192-span queue (measured: 83k of 140k with one batch in flight, 40k
+// with two; TEST_EXPORT_CONCURRENCY sets JOURNEY_EXPORT_CONCURRENCY to show it); the default is 8.
 describe('a healthy collector under load, 100 % sampled, default queue sizes', () => {
   test('receives every span: none dropped, every request traced in full', async (t) => {
     const receiver = await startSpanReceiver()
@@ -90,13 +91,14 @@ describe('a healthy collector under load, 100 % sampled, default queue sizes', (
       // JSON, because that is what the receiver reads; it costs the exporter more than protobuf, which makes this harder.
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_TRACES_SAMPLER: 'parentbased_always_on',
-      OTEL_BSP_SCHEDULE_DELAY: '100'
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      ...(process.env.TEST_EXPORT_CONCURRENCY === undefined ? {} : { JOURNEY_EXPORT_CONCURRENCY: process.env.TEST_EXPORT_CONCURRENCY })
     })
-    const requests = 6000
-    const pool = new Pool(`http://127.0.0.1:${s.ports.http}`, { connections: 50, pipelining: 1 })
+    const requests = 20_000
+    const pool = new Pool(`http://127.0.0.1:${s.ports.http}`, { connections: 200, pipelining: 1 })
     let sent = 0
     let ok = 0
-    await Promise.all(Array.from({ length: 50 }, async () => {
+    await Promise.all(Array.from({ length: 200 }, async () => {
       while (sent < requests) {
         sent++
         const r = await pool.request({ method: 'GET', path: '/' })

@@ -1,0 +1,119 @@
+// The counted export pipeline (src/span-pipeline.ts) around the SDK's real BatchSpanProcessor and real
+// spans from a TracerProvider: batches go out concurrently up to the limit and never beyond it, a flush
+// waits for every send, and failures of batches the processor was already told about still surface.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ExportResultCode, setGlobalErrorHandler, type ExportResult } from '@opentelemetry/core'
+import { TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
+import { Registry } from 'prom-client'
+import { countedBatchProcessor } from '../src/span-pipeline.ts'
+
+/** An exporter whose sends finish when the test says so, recording how many overlapped. */
+function gatedExporter (): SpanExporter & { sends: Array<{ spans: number, finish: (ok: boolean) => void }>, maxOverlap: number, flushes: number } {
+  let open = 0
+  const e = {
+    sends: [] as Array<{ spans: number, finish: (ok: boolean) => void }>,
+    maxOverlap: 0,
+    flushes: 0,
+    export (spans: ReadableSpan[], done: (r: ExportResult) => void) {
+      open++
+      e.maxOverlap = Math.max(e.maxOverlap, open)
+      e.sends.push({
+        spans: spans.length,
+        finish: (ok) => { open--; done(ok ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new Error('collector said no') }) }
+      })
+    },
+    // Like the OTLP exporters: a flush ends when every send has.
+    async forceFlush () {
+      e.flushes++
+      while (open > 0) await new Promise(resolve => setImmediate(resolve))
+    },
+    async shutdown () { await e.forceFlush() }
+  }
+  return e
+}
+
+function setup (maxConcurrentExports: number): { exporter: ReturnType<typeof gatedExporter>, end: (n: number) => void, registry: Registry, processor: ReturnType<typeof countedBatchProcessor> } {
+  const exporter = gatedExporter()
+  const registry = new Registry()
+  const processor = countedBatchProcessor({ exporter, registry, maxQueueSize: 100, maxExportBatchSize: 10, scheduledDelayMillis: 60_000, exportTimeoutMillis: 30_000, maxConcurrentExports })
+  const tracer = new TracerProvider({ spanProcessors: [processor] }).getTracer('t')
+  return { exporter, registry, processor, end: (n) => { for (let i = 0; i < n; i++) tracer.startSpan('s').end() } }
+}
+const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
+const metric = async (r: Registry, name: string): Promise<string> => (await r.metrics()).split('\n').filter(l => l.startsWith(name)).join('\n')
+
+test('full batches go out while earlier ones are still in flight, up to the limit and never beyond it', async () => {
+  const { exporter, end } = setup(3)
+  end(50) // five full batches
+  await tick()
+  assert.equal(exporter.sends.length, 3, 'three batches in flight at once')
+  assert.equal(exporter.maxOverlap, 3)
+  exporter.sends[0]!.finish(true)
+  await tick()
+  assert.equal(exporter.sends.length, 4, 'one finished, the next one goes')
+  for (const s of exporter.sends) s.finish(true)
+  await tick()
+  assert.equal(exporter.sends.length, 5)
+  assert.ok(exporter.maxOverlap <= 3, `never more than 3 in flight (saw ${exporter.maxOverlap})`)
+})
+
+test('a limit of 1 is the BatchSpanProcessor alone: one batch per round trip', async () => {
+  const { exporter, end } = setup(1)
+  end(30)
+  await tick()
+  assert.equal(exporter.sends.length, 1)
+  exporter.sends[0]!.finish(true)
+  await tick()
+  assert.equal(exporter.sends.length, 2)
+  assert.equal(exporter.maxOverlap, 1)
+})
+
+test('forceFlush ends only when every send has, and rejects when a batch it was answered early for fails', async () => {
+  const { exporter, end, processor, registry } = setup(4)
+  end(25) // two full batches go at once; five spans wait for the flush
+  await tick()
+  assert.equal(exporter.sends.length, 2)
+  // In an object: the callbacks below change it where the compiler's narrowing cannot see.
+  type State = 'pending' | 'resolved' | Error
+  const flush: { state: State } = { state: 'pending' }
+  processor.forceFlush().then(() => { flush.state = 'resolved' }, (err: Error) => { flush.state = err })
+  await tick(); await tick()
+  assert.equal(exporter.sends.length, 3, 'the partial batch goes out at the flush')
+  assert.equal(flush.state, 'pending', 'still sending')
+  exporter.sends[0]!.finish(true)
+  exporter.sends[2]!.finish(true)
+  await tick(); await tick()
+  assert.equal(flush.state, 'pending', 'one send is still open')
+  exporter.sends[1]!.finish(false)
+  for (let i = 0; i < 5 && flush.state === 'pending'; i++) await tick()
+  const result = flush.state as State // assert.equal above narrowed it to 'pending'
+  assert.ok(result instanceof Error && /collector said no/.test(result.message), `the flush rejects with the failure (${String(result)})`)
+  assert.match(await metric(registry, 'journey_spans_exported_total'), /result="success"} 15\n.*result="failure"} 10/s)
+  assert.match(await metric(registry, 'journey_spans_pending'), / 0$/m)
+})
+
+test('outside a flush, a failure of a batch answered early goes to the global error handler, once', async () => {
+  const errors: unknown[] = []
+  setGlobalErrorHandler(err => errors.push(err))
+  try {
+    const { exporter, end } = setup(4)
+    end(10)
+    await tick()
+    exporter.sends[0]!.finish(false)
+    await tick()
+    assert.equal(errors.length, 1)
+    assert.match(String((errors[0] as Error).message), /collector said no/)
+  } finally {
+    setGlobalErrorHandler(() => {})
+  }
+})
+
+test('the queue bounds spans queued and in flight together: the rest are counted as dropped', async () => {
+  const { exporter, end, registry } = setup(8)
+  end(150)
+  await tick()
+  assert.equal(exporter.sends.reduce((n, s) => n + s.spans, 0), 80, 'eight batches of ten in flight')
+  assert.match(await metric(registry, 'journey_spans_dropped_total'), / 50$/m)
+  assert.match(await metric(registry, 'journey_spans_pending'), / 100$/m)
+})
