@@ -142,7 +142,8 @@ export function loadConfig (env: Env = process.env): Config {
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
     exportThread: oneOf(env, 'JOURNEY_EXPORT_THREAD', 'auto', EXPORT_THREADS),
-    // At most the OTLP exporters' own limit of concurrent sends (30), beyond which they refuse an export.
+    // The default is telemetry.ts's SPAN_QUEUE_DEFAULTS.maxConcurrentExports; at most the OTLP exporters' own
+    // limit of concurrent sends (30), beyond which they refuse an export.
     exportConcurrency: int(env, 'JOURNEY_EXPORT_CONCURRENCY', 8, 1, 30),
     acceptStrategy: oneOf(env, 'ACCEPT_STRATEGY', 'single', ACCEPT_STRATEGIES),
     workers: int(env, 'WORKERS', 2, 1, 64),

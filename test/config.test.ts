@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ConfigError, loadConfig } from '../src/config.ts'
-import { exportThread, otlpProtocol } from '../src/telemetry.ts'
+import { exportThread, otlpProtocol, SPAN_QUEUE_DEFAULTS } from '../src/telemetry.ts'
 import { rootRatioOf, samplerFromEnv } from '../src/journey/sampling.ts'
 
 test('defaults', () => {
@@ -98,7 +98,7 @@ test('JOURNEY_EXPORT_THREAD: auto is a worker up to 10 % head sampling, the serv
   assert.equal(loadConfig({}).exportThread, 'auto')
   assert.equal(loadConfig({ JOURNEY_EXPORT_THREAD: 'worker' }).exportThread, 'worker')
   assert.throws(() => loadConfig({ JOURNEY_EXPORT_THREAD: 'thread' }), /JOURNEY_EXPORT_THREAD="thread" is not valid: expected one of auto, worker, main/)
-  assert.equal(loadConfig({}).exportConcurrency, 8)
+  assert.equal(loadConfig({}).exportConcurrency, SPAN_QUEUE_DEFAULTS.maxConcurrentExports, 'one default, two places')
   assert.equal(loadConfig({ JOURNEY_EXPORT_CONCURRENCY: '1' }).exportConcurrency, 1)
   assert.throws(() => loadConfig({ JOURNEY_EXPORT_CONCURRENCY: '31' }), /JOURNEY_EXPORT_CONCURRENCY=31 is out of range/)
   assert.equal(exportThread('auto', 1), 'main')
