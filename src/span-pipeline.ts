@@ -19,6 +19,7 @@ import type { Context } from '@opentelemetry/api'
 import { ExportResultCode, globalErrorHandler, type ExportResult } from '@opentelemetry/core'
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { Counter, Gauge, type Registry } from 'prom-client'
+import type { SpanAdmission } from './journey/index.ts'
 
 export interface CountedPipelineOptions {
   exporter: SpanExporter
@@ -31,7 +32,7 @@ export interface CountedPipelineOptions {
   maxConcurrentExports: number
 }
 
-export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProcessor {
+export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProcessor & SpanAdmission {
   const registers = [opts.registry]
   const dropped = new Counter({ name: 'journey_spans_dropped_total', help: 'Spans not exported because the export queue was full (the collector is down or slow).', registers })
   const exported = new Counter({ name: 'journey_spans_exported_total', help: 'Spans handed to the exporter, by result.', labelNames: ['result'] as const, registers })
@@ -89,6 +90,12 @@ export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProces
   })
 
   return {
+    // The journey asks before it builds a kept request's spans (SpanAdmission), so a trace is dropped whole.
+    admit (spans: number): boolean {
+      if (pending + spans <= opts.maxQueueSize) return true
+      dropped.inc(spans)
+      return false
+    },
     onStart (span: Span, ctx: Context) { batch.onStart(span, ctx) },
     onEnd (span: ReadableSpan) {
       if ((span.spanContext().traceFlags & 1) === 0) return

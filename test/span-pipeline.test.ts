@@ -117,3 +117,15 @@ test('the queue bounds spans queued and in flight together: the rest are counted
   assert.match(await metric(registry, 'journey_spans_dropped_total'), / 50$/m)
   assert.match(await metric(registry, 'journey_spans_pending'), / 100$/m)
 })
+
+test('admit: room for a whole trace is checked before its spans are built, and a refused trace counts as dropped', async () => {
+  const { exporter, end, registry, processor } = setup(1)
+  end(95) // one batch of ten in flight, 85 queued: 95 of 100
+  await tick()
+  assert.equal(processor.admit(5), true, 'five more fit')
+  assert.equal(processor.admit(6), false, 'six do not')
+  assert.match(await metric(registry, 'journey_spans_dropped_total'), / 6$/m)
+  exporter.sends[0]!.finish(true)
+  await tick()
+  assert.equal(processor.admit(6), true, 'room again once a batch has gone')
+})

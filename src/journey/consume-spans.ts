@@ -19,6 +19,15 @@ import { decided, rootDecider, type PresetIdGenerator } from './sampling.ts'
 import { channels } from './publish.ts'
 import { originOf, StageSpan } from './stage-span.ts'
 
+/**
+ * What a span processor may offer so that a kept request's spans are exported whole or not at all: asked
+ * before any span of the request is built, it answers whether its queue can take `spans` more now (and
+ * counts them as dropped when it cannot). Optional: processors without it are assumed to have room.
+ */
+export interface SpanAdmission {
+  admit: (spans: number) => boolean
+}
+
 export interface SpanConsumerOptions {
   tracer: Tracer
   /**
@@ -96,6 +105,12 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     rec.context = trace.setSpanContext(parent, { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
   }
 
+  function admitted (spans: number): boolean {
+    if (processors === undefined) return true
+    for (const p of processors) if ((p as Partial<SpanAdmission>).admit?.(spans) === false) return false
+    return true
+  }
+
   function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {
     if (rec.sampled) return 'head'
     if (opts.keepErrors && (rec.aborted || rec.status >= 500)) return 'error'
@@ -108,6 +123,10 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const tl = timelineOf(rec)
     const rule = keepRule(rec, tl.end - tl.start)
     if (rule === undefined) return
+    // When the export queue is full (collector down or too slow) the whole trace is dropped before it is
+    // built: no partial waterfall, no exemplar pointing at a trace that never arrives, and no CPU spent on
+    // spans that would be thrown away. The request span and one span per stage.
+    if (!admitted(tl.stages.length + 1)) return
     rec.keptBy = rule
     const conn = rec.conn
     conn.kept = true

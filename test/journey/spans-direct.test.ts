@@ -15,9 +15,10 @@ import { channels } from '../../src/journey/publish.ts'
 import { newConnectionRecord, newRequestRecord, type RequestRecord } from '../../src/journey/records.ts'
 import { JourneySampler, PresetIdGenerator } from '../../src/journey/sampling.ts'
 
-function pipeline (direct: boolean): { exporter: InMemorySpanExporter, close: () => void } {
+function pipeline (direct: boolean, admit?: (spans: number) => boolean): { exporter: InMemorySpanExporter, close: () => void } {
   const exporter = new InMemorySpanExporter()
-  const processors = [new SimpleSpanProcessor({ exporter })]
+  // With `admit`, the processor offers SpanAdmission, as the app's counted export pipeline does.
+  const processors = [admit === undefined ? new SimpleSpanProcessor({ exporter }) : Object.assign(new SimpleSpanProcessor({ exporter }), { admit })]
   const ids = new PresetIdGenerator()
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': 'direct-test' }),
@@ -135,3 +136,26 @@ for (const cut of [false, true]) {
     }
   })
 }
+
+test('a kept request whose spans the export queue cannot take is dropped whole: nothing built, no trace left for exemplars', () => {
+  let room = true
+  const asked: number[] = []
+  const p = pipeline(true, (spans) => { asked.push(spans); return room })
+  try {
+    const kept = record(false)
+    channels.request.publish(kept)
+    assert.equal(p.exporter.getFinishedSpans().length, 9, 'eight stages and the request span')
+    assert.deepEqual(asked, [9], 'asked once, for all of them, before building any')
+    assert.equal(kept.keptBy, 'head')
+
+    room = false
+    p.exporter.reset()
+    const refused = record(false)
+    channels.request.publish(refused)
+    assert.equal(p.exporter.getFinishedSpans().length, 0, 'not one span of it')
+    assert.equal(refused.keptBy, undefined, 'not kept: the metrics consumer puts no exemplar on it, the journey page no trace link')
+    assert.equal(refused.conn.kept, false, 'and its connection span is not kept for it')
+  } finally {
+    p.close()
+  }
+})
