@@ -153,14 +153,17 @@ async function solo (child: ChildProcess, r: typeof ROUTES[number], slot: number
 // window's spans per request against this say whether the export pipeline kept up under load.
 async function spansUnloaded (slot: number, r: typeof ROUTES[number]): Promise<number> {
   const n = 200
-  // The warm-up's last spans are still on their way (at 100 % a full queue takes a while): wait until none arrive.
+  // The warm-up's last spans are still on their way (at 100 % a full queue takes a while): wait until none
+  // arrive for 0.6 s, or give up after 20 s (the count is then NaN: the table shows no "of N").
   let before = await received()
-  for (let quiet = 0; quiet < 3;) {
+  let quiet = 0
+  for (let tries = 0; quiet < 3 && tries < 100; tries++) {
     await pause(200)
     const now = await received()
     quiet = now.spans === before.spans ? quiet + 1 : 0
     before = now
   }
+  if (quiet < 3) return NaN
   const post = r.lua === 'post' ? ['-H', 'content-type: application/json', '--data-binary', `@${join(dir, 'post.json')}`] : []
   const out = execFileSync('taskset', ['-c', '1', 'curl', '-sk', '-w', '%{http_code}\\n', ...post,
     ...Array.from({ length: n }, () => ['-o', '/dev/null', r.url(slot)]).flat()], { encoding: 'utf8' })
@@ -277,7 +280,7 @@ for (const r of ROUTES) {
       twinKernelUs: us(p => p.twinKernelUs),
       addedUserUs: us(p => p.userUs - p.twinUserUs),
       addedKernelUs: us(p => p.kernelUs - p.twinKernelUs),
-      otlpBytesPerRequest: Math.round(median(all.flatMap(s => s.solo === undefined ? [] : [s.solo.otlpBytesPerRequest]))),
+      otlpBytesPerRequest: Math.round(median(alone.map(s => s.otlpBytesPerRequest))),
       otlpSpansPerRequest: round2(median(alone.map(s => s.otlpSpansPerRequest))),
       spansPerRequestUnloaded: round2(unloaded.get(`${v} ${r.name}`) ?? NaN)
     })

@@ -105,9 +105,10 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     rec.context = trace.setSpanContext(parent, { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
   }
 
+  // The processors that can refuse a trace, found once rather than looked up on every kept request.
+  const gates = (processors ?? []).filter((p): p is SpanProcessor & SpanAdmission => typeof (p as Partial<SpanAdmission>).admit === 'function')
   function admitted (spans: number): boolean {
-    if (processors === undefined) return true
-    for (const p of processors) if ((p as Partial<SpanAdmission>).admit?.(spans) === false) return false
+    for (const g of gates) if (!g.admit(spans)) return false
     return true
   }
 
