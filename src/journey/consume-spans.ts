@@ -15,7 +15,7 @@ import { toEpochMs } from './clock.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Stage } from './stages.ts'
 import { timelineOf, type Interval } from './timeline.ts'
-import { decided, rootDecider, type PresetIdGenerator } from './sampling.ts'
+import { decided, rootDecider, UNSAMPLED_ROOT, type JourneySampler, type PresetIdGenerator } from './sampling.ts'
 import { channels } from './publish.ts'
 import { originOf, StageSpan } from './stage-span.ts'
 
@@ -37,6 +37,11 @@ export interface SpanConsumerOptions {
   processors: SpanProcessor[] | undefined
   ids: PresetIdGenerator
   headSampler: Sampler
+  /**
+   * The provider's sampler, when it is the journey's: once it has seen a span of the app's own, unsampled
+   * requests' handlers run in a context that keeps their spans unrecorded (sampling.ts).
+   */
+  sampler: JourneySampler | undefined
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
@@ -68,6 +73,8 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   const { tracer, ids, headSampler, precision, recordHeaders, processors } = opts
 
   const decideRoot = rootDecider(headSampler)
+  const { sampler } = opts
+  const appSpans = (): boolean => sampler?.appSpans === true
   // The header names the global propagator reads (traceparent and tracestate for W3C, b3 or x-b3-* for
   // OTEL_PROPAGATORS=b3, …), looked up once the SDK has registered it.
   let fields: string[] | undefined
@@ -88,6 +95,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (!carries && decideRoot !== undefined) {
       const traceId = decideRoot()
       if (traceId !== undefined) sample(rec, ROOT_CONTEXT, traceId)
+      else if (appSpans()) rec.context = UNSAMPLED_ROOT
       return
     }
     const parent = carries ? propagation.extract(ROOT_CONTEXT, headers) : ROOT_CONTEXT
@@ -96,6 +104,9 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
     rec.parentContext = parent === ROOT_CONTEXT ? undefined : parent
     if (result.decision === 2 /* RECORD_AND_SAMPLED */) sample(rec, parent, traceId)
+    // Not sampled: the handler's spans follow the decision — under an incoming parent the sampler sees that
+    // parent (and downstream calls propagate it); without one, the journey's sampler does not record them.
+    else if (appSpans()) rec.context = rec.parentContext ?? UNSAMPLED_ROOT
   }
 
   function sample (rec: RequestRecord, parent: Context, traceId: string): void {

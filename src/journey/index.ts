@@ -45,7 +45,7 @@ export interface JourneyTracing {
    * Spread into NodeSDK (or a TracerProvider's options): lets the journey keep the spans it decided to
    * keep, and registers the given processors with the SDK, which flushes and shuts them down.
    */
-  sdkOptions: { sampler: Sampler, idGenerator: PresetIdGenerator, spanProcessors?: SpanProcessor[] }
+  sdkOptions: { sampler: JourneySampler, idGenerator: PresetIdGenerator, spanProcessors?: SpanProcessor[] }
 }
 
 export interface JourneyTracingOptions {
@@ -120,6 +120,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       ids: opts.tracing.idGenerator,
       processors: opts.tracing.spanProcessors,
       headSampler: opts.tracing.headSampler,
+      sampler: opts.tracing.sdkOptions.sampler,
       precision,
       slowThresholdMs: opts.slowThresholdMs ?? 500,
       keepErrors: opts.keepErrors ?? true,

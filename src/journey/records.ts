@@ -95,7 +95,10 @@ export interface RequestRecord {
   traceId: string | undefined
   spanId: string | undefined
   parentContext: Context | undefined
-  /** Active while the handler runs so the handler's own spans are children of the request span. */
+  /**
+   * Active while the handler runs: for a sampled request, so the handler's own spans are children of the
+   * request span; for an unsampled one (once the app starts spans of its own), so they are not recorded.
+   */
   context: Context | undefined
   /** Built once when the record is finished (timelineOf), then shared by the consumers. */
   timeline: Timeline | undefined

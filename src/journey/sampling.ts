@@ -2,7 +2,7 @@
 // spans after the fact: a sampler that honours the journey's own decision (head or tail keep), and an
 // id generator that can hand out ids chosen earlier (so the handler's spans, created while the request
 // runs, already point at the request span that is only built when the request ends).
-import { createContextKey, SamplingDecision, type Attributes, type Context, type Link, type SpanKind } from '@opentelemetry/api'
+import { createContextKey, ROOT_CONTEXT, SamplingDecision, trace, type Attributes, type Context, type Link, type SpanKind } from '@opentelemetry/api'
 import {
   AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, RandomIdGenerator, TraceIdRatioBasedSampler,
   type IdGenerator, type Sampler, type SamplingResult
@@ -66,18 +66,43 @@ export function rootDecider (sampler: Sampler): (() => string | undefined) | und
 const ID_BYTES = Buffer.alloc(16)
 
 const JOURNEY_DECIDED = createContextKey('request-journey decided')
+const JOURNEY_UNSAMPLED = createContextKey('request-journey unsampled')
 
 /** Marks a context whose spans the journey already decided to keep. */
 export function decided (ctx: Context): Context {
   return ctx.setValue(JOURNEY_DECIDED, true)
 }
 
-/** The provider's sampler: the journey's own spans are kept as decided; every other span follows `inner`. */
+/**
+ * The context an unsampled request's handler runs in (once the app starts spans of its own): no span in
+ * it, only the head decision. Without it the handler's spans had no parent, so the head sampler decided
+ * them again as roots of traces of their own — at 20 % sampling a fifth of the unsampled requests' spans
+ * became stray one-span traces.
+ */
+export const UNSAMPLED_ROOT: Context = ROOT_CONTEXT.setValue(JOURNEY_UNSAMPLED, true)
+
+const NOT_RECORD: SamplingResult = Object.freeze({ decision: SamplingDecision.NOT_RECORD })
+const RECORD_AND_SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED })
+
+/**
+ * The provider's sampler: the journey's own spans are kept as decided; spans started in an unsampled
+ * request (with no span of their own above them) are not recorded; every other span follows `inner`.
+ */
 export class JourneySampler implements Sampler {
   readonly inner: Sampler
+  /**
+   * Set when a span that is not the journey's own is first started. Until then the journey runs unsampled
+   * requests' handlers with no context at all, since entering one costs ≈ 0.2 µs per request (measured
+   * here: context.with 220–240 ns against 11–16 ns for a plain call); from then on in UNSAMPLED_ROOT. So
+   * only the first span the app ever starts is decided the old way, as a root, should it be started in an
+   * unsampled request.
+   */
+  appSpans = false
   constructor (inner: Sampler) { this.inner = inner }
   shouldSample (ctx: Context, traceId: string, name: string, kind: SpanKind, attrs: Attributes, links: Link[]): SamplingResult {
-    if (ctx.getValue(JOURNEY_DECIDED) === true) return { decision: SamplingDecision.RECORD_AND_SAMPLED }
+    if (ctx.getValue(JOURNEY_DECIDED) === true) return RECORD_AND_SAMPLED
+    this.appSpans = true
+    if (ctx.getValue(JOURNEY_UNSAMPLED) === true && trace.getSpanContext(ctx) === undefined) return NOT_RECORD
     return this.inner.shouldSample(ctx, traceId, name, kind, attrs, links)
   }
 

@@ -31,6 +31,7 @@ function pipeline (direct: boolean, admit?: (spans: number) => boolean): { expor
     processors: direct ? processors : undefined,
     ids,
     headSampler: new AlwaysOnSampler(),
+    sampler: undefined,
     precision: 'default',
     slowThresholdMs: 500,
     keepErrors: true,
