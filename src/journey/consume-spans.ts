@@ -2,7 +2,7 @@
 // Head sampling is decided when the request starts (so the handler's own spans can join the trace);
 // unsampled requests allocate no span at all unless a keep-slow or keep-errors rule keeps them at the end.
 import {
-  propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
+  context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
   type Attributes, type Context, type Link, type Span, type Tracer
 } from '@opentelemetry/api'
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
@@ -90,15 +90,19 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       const v = headers[h]
       if (v !== undefined) (rec.headers ??= {})[`http.request.header.${h}`] = Array.isArray(v) ? v : [v]
     }
+    // Another instrumentation's server span may be active while Fastify routes (instrumentation-http's,
+    // say): the request span then becomes its child, in its trace and under its sampling decision, rather
+    // than a second trace of the same request. Looked for only once the app has started spans of its own.
+    const outer = appSpans() ? outerContext() : undefined
     // Most requests carry no trace context: no extraction, and no trace id unless this one is sampled.
-    const carries = carriesContext(headers)
-    if (!carries && decideRoot !== undefined) {
+    const carries = outer === undefined && carriesContext(headers)
+    if (outer === undefined && !carries && decideRoot !== undefined) {
       const traceId = decideRoot()
       if (traceId !== undefined) sample(rec, ROOT_CONTEXT, traceId)
       else if (appSpans()) rec.context = UNSAMPLED_ROOT
       return
     }
-    const parent = carries ? propagation.extract(ROOT_CONTEXT, headers) : ROOT_CONTEXT
+    const parent = outer ?? (carries ? propagation.extract(ROOT_CONTEXT, headers) : ROOT_CONTEXT)
     const parentSpan = trace.getSpanContext(parent)
     const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
     const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
@@ -107,6 +111,11 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // Not sampled: the handler's spans follow the decision — under an incoming parent the sampler sees that
     // parent (and downstream calls propagate it); without one, the journey's sampler does not record them.
     else if (appSpans()) rec.context = rec.parentContext ?? UNSAMPLED_ROOT
+  }
+
+  function outerContext (): Context | undefined {
+    const active = context.active()
+    return trace.getSpanContext(active) === undefined ? undefined : active
   }
 
   function sample (rec: RequestRecord, parent: Context, traceId: string): void {
