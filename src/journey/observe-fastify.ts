@@ -4,7 +4,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import { pipeline, Transform, type Readable } from 'node:stream'
 import type { ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { context } from '@opentelemetry/api'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import { now } from './clock.ts'
@@ -94,6 +94,23 @@ function countDecoded (request: FastifyRequest, _reply: FastifyReply, payload: R
 
 let subscribers = 0
 
+// Mistakes that would otherwise only show as missing numbers: said once, through Node's warnings (printed
+// to stderr whatever the app's logger), since Fastify's own logger may be off.
+const kWrapped = Symbol('request-journey.wrapped')
+let unobservedWarned = false
+function warnUnobserved (): void {
+  if (unobservedWarned) return
+  unobservedWarned = true
+  process.emitWarning('requests arrive on a server the journey does not observe, so they are not measured: build it with journey.serverFactory() or pass it to journey.observeServer() (HTTP/1.1 only)', { code: 'REQUEST_JOURNEY_UNOBSERVED' })
+}
+const unwrappedWarned = new Set<string>()
+function warnUnwrapped (method: string, url: string): void {
+  const key = `${method} ${url}`
+  if (unwrappedWarned.has(key)) return
+  unwrappedWarned.add(key)
+  process.emitWarning(`route ${key} was added before the journey plugin was registered, so its handler stage is not measured (it shows as a gap): register journey.plugin before your routes`, { code: 'REQUEST_JOURNEY_UNWRAPPED_ROUTE' })
+}
+
 /** Fastify's standard bodyless methods (an app can change them with addHttpMethod; then decoded sizes on such a route are not counted). */
 const BODYLESS = new Set(['GET', 'HEAD', 'TRACE'])
 
@@ -108,9 +125,15 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
   fastify.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
     const socket = request.raw.socket as (Socket & { [kConnection]?: ConnectionRecord }) | null
     const conn = socket?.[kConnection]
-    if (conn === undefined) return done()
+    if (conn === undefined) {
+      // inject()'s sockets are not real ones: only a real connection means a server nobody observes.
+      if (socket instanceof Socket) warnUnobserved()
+      return done()
+    }
     const rec = newRequestRecord(conn, request.method, now())
-    rec.route = request.routeOptions.url ?? UNMATCHED_ROUTE
+    const route = request.routeOptions
+    rec.route = route.url ?? UNMATCHED_ROUTE
+    if (route.url !== undefined && (route.config as { [kWrapped]?: true } | undefined)?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)
     const headers = request.headers
     rec.contentType = firstHeader(headers['content-type'])
     rec.contentEncoding = firstHeader(headers['content-encoding'])
@@ -178,6 +201,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       const pre = route.preParsing
       route.preParsing = pre === undefined ? [countDecoded] : Array.isArray(pre) ? [...pre, countDecoded] : [pre, countDecoded]
     }
+    route.config = { ...route.config, [kWrapped]: true } as typeof route.config
     const handler = route.handler
     route.handler = function journeyHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       const rec = request.journey

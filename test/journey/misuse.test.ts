@@ -1,0 +1,61 @@
+// Two set-up mistakes a team adding the plugin to its own app can make, which would otherwise only show as
+// numbers that are missing: routes added before the plugin (their handler is not wrapped) and a server
+// the journey does not observe (no serverFactory). Each is said once, as a Node warning with a code.
+import assert from 'node:assert/strict'
+import { after, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Registry } from 'prom-client'
+import { request } from 'undici'
+import { createJourney } from '../../src/journey/index.ts'
+
+const warnings: Array<{ code: string | undefined, message: string }> = []
+process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push({ code: w.code, message: w.message }) })
+const apps: FastifyInstance[] = []
+after(async () => { for (const app of apps) await app.close() })
+
+async function send (app: FastifyInstance, path: string, method: 'GET' | 'HEAD' = 'GET'): Promise<number> {
+  const r = await request(`http://127.0.0.1:${(app.server.address() as { port: number }).port}${path}`, { method })
+  await r.body.text()
+  return r.statusCode
+}
+
+test('a route added before the plugin is named once; routes after it (and their HEAD twins, and 404s) are not', async () => {
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify({ serverFactory: journey.serverFactory() })
+  apps.push(app)
+  app.get('/early', async () => 'early')
+  await app.register(journey.plugin)
+  app.get('/late', async () => 'late')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  assert.equal(await send(app, '/early'), 200)
+  assert.equal(await send(app, '/early'), 200)
+  assert.equal(await send(app, '/late'), 200)
+  assert.equal(await send(app, '/late', 'HEAD'), 200)
+  assert.equal(await send(app, '/nope'), 404)
+  await sleep(20)
+  assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_UNWRAPPED_ROUTE'])
+  assert.match(warnings[0]!.message, /route GET \/early was added before the journey plugin/)
+  const text = await registry.metrics()
+  assert.doesNotMatch(text, /stage="handler",method="GET",route="\/early"/, 'its handler stage is indeed missing')
+  assert.match(text, /stage="handler",method="GET",route="\/late"\} 1/)
+  warnings.length = 0
+})
+
+test('requests on a server the journey does not observe are said once; inject() is not', async () => {
+  const journey = createJourney({ registry: new Registry() })
+  const app = Fastify() // no serverFactory: the journey never sees its connections
+  apps.push(app)
+  await app.register(journey.plugin)
+  app.get('/', async () => 'hi')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  assert.equal((await app.inject('/')).statusCode, 200)
+  await sleep(20)
+  assert.deepEqual(warnings, [], 'inject() requests have no real connection to observe')
+  assert.equal(await send(app, '/'), 200)
+  assert.equal(await send(app, '/'), 200)
+  await sleep(20)
+  assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_UNOBSERVED'])
+  assert.match(warnings[0]!.message, /journey\.serverFactory\(\)/)
+})
