@@ -15,7 +15,7 @@ import { toEpochMs } from './clock.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Stage } from './stages.ts'
 import { timelineOf, type Interval } from './timeline.ts'
-import { decided, rootDecider, UNSAMPLED_ROOT, type JourneySampler, type PresetIdGenerator } from './sampling.ts'
+import { decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, type JourneySampler, type PresetIdGenerator } from './sampling.ts'
 import { channels } from './publish.ts'
 import { originOf, StageSpan } from './stage-span.ts'
 
@@ -110,19 +110,19 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (result.decision === 2 /* RECORD_AND_SAMPLED */) sample(rec, parent, traceId)
     // Not sampled: the handler's spans follow the decision — under an incoming parent the sampler sees that
     // parent (and downstream calls propagate it); without one, the journey's sampler does not record them.
-    else if (appSpans()) rec.context = rec.parentContext ?? UNSAMPLED_ROOT
+    else if (appSpans()) rec.context = handlerContext(parent)
   }
 
   function outerContext (): Context | undefined {
     const active = context.active()
-    return trace.getSpanContext(active) === undefined ? undefined : active
+    return isHandlerContext(active) || trace.getSpanContext(active) === undefined ? undefined : active
   }
 
   function sample (rec: RequestRecord, parent: Context, traceId: string): void {
     rec.sampled = true
     rec.traceId = traceId
     rec.spanId = random.generateSpanId()
-    rec.context = trace.setSpanContext(parent, { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
+    rec.context = trace.setSpanContext(handlerContext(parent), { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
   }
 
   // The processors that can refuse a trace, found once rather than looked up on every kept request.

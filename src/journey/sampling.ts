@@ -66,7 +66,7 @@ export function rootDecider (sampler: Sampler): (() => string | undefined) | und
 const ID_BYTES = Buffer.alloc(16)
 
 const JOURNEY_DECIDED = createContextKey('request-journey decided')
-const JOURNEY_UNSAMPLED = createContextKey('request-journey unsampled')
+const JOURNEY_HANDLER = createContextKey('request-journey handler')
 
 /** Marks a context whose spans the journey already decided to keep. */
 export function decided (ctx: Context): Context {
@@ -75,11 +75,24 @@ export function decided (ctx: Context): Context {
 
 /**
  * The context an unsampled request's handler runs in (once the app starts spans of its own): no span in
- * it, only the head decision. Without it the handler's spans had no parent, so the head sampler decided
- * them again as roots of traces of their own — at 20 % sampling a fifth of the unsampled requests' spans
- * became stray one-span traces.
+ * it, only the mark. Without it the handler's spans had no parent, so the head sampler decided them again
+ * as roots of traces of their own — at 20 % sampling a fifth of the unsampled requests' spans became stray
+ * one-span traces.
  */
-export const UNSAMPLED_ROOT: Context = ROOT_CONTEXT.setValue(JOURNEY_UNSAMPLED, true)
+export const UNSAMPLED_ROOT: Context = ROOT_CONTEXT.setValue(JOURNEY_HANDLER, true)
+
+/**
+ * Marks a context the journey runs a request's handler in. The sampler does not record spans started in
+ * a marked context with no span in it (an unsampled request's), and the next request never takes a marked
+ * context for another instrumentation's server span should it still be active when Node emits that request.
+ */
+export function handlerContext (ctx: Context): Context {
+  return ctx === ROOT_CONTEXT ? UNSAMPLED_ROOT : ctx.setValue(JOURNEY_HANDLER, true)
+}
+
+export function isHandlerContext (ctx: Context): boolean {
+  return ctx.getValue(JOURNEY_HANDLER) === true
+}
 
 const NOT_RECORD: SamplingResult = Object.freeze({ decision: SamplingDecision.NOT_RECORD })
 const RECORD_AND_SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED })
@@ -87,6 +100,7 @@ const RECORD_AND_SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDec
 /**
  * The provider's sampler: the journey's own spans are kept as decided; spans started in an unsampled
  * request (with no span of their own above them) are not recorded; every other span follows `inner`.
+ * (So a span a handler starts with `root: true`, which drops the span above it, is not recorded either.)
  */
 export class JourneySampler implements Sampler {
   readonly inner: Sampler
@@ -102,7 +116,7 @@ export class JourneySampler implements Sampler {
   shouldSample (ctx: Context, traceId: string, name: string, kind: SpanKind, attrs: Attributes, links: Link[]): SamplingResult {
     if (ctx.getValue(JOURNEY_DECIDED) === true) return RECORD_AND_SAMPLED
     this.appSpans = true
-    if (ctx.getValue(JOURNEY_UNSAMPLED) === true && trace.getSpanContext(ctx) === undefined) return NOT_RECORD
+    if (ctx.getValue(JOURNEY_HANDLER) === true && trace.getSpanContext(ctx) === undefined) return NOT_RECORD
     return this.inner.shouldSample(ctx, traceId, name, kind, attrs, links)
   }
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { context, propagation, ROOT_CONTEXT, SamplingDecision, trace } from '@opentelemetry/api'
+import { context, propagation, ROOT_CONTEXT, SamplingDecision, trace, type Context } from '@opentelemetry/api'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type Sampler } from '@opentelemetry/sdk-trace'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -24,6 +24,8 @@ let sdk: NodeSDK
 let app: FastifyInstance
 let base: string
 const seen: { rootContext?: boolean, propagated?: Record<string, string> } = {}
+let leaked: Context | undefined
+let captured: Context | undefined
 
 async function work (): Promise<{ ok: boolean }> {
   const tracer = trace.getTracer('app')
@@ -43,8 +45,12 @@ before(async () => {
   sdk = new NodeSDK({ ...tracing.sdkOptions, metricReaders: [], logRecordProcessors: [], instrumentations: [] })
   sdk.start()
   const journey = createJourney({ registry: new Registry(), tracing })
-  app = Fastify({ serverFactory: journey.serverFactory({ keepAliveTimeout: 5000 }) })
+  const observed = journey.serverFactory({ keepAliveTimeout: 5000 })
+  // `leaked`, when set, is active while Node emits the next request: as if a handler's context had carried
+  // over into the server's own callbacks (a paused socket resumed from within a response's 'finish', say).
+  app = Fastify({ serverFactory: (handler) => observed((req, res) => { if (leaked === undefined) handler(req, res); else context.with(leaked, handler, undefined, req, res) }) })
   await app.register(journey.plugin)
+  app.post('/capture', async () => { captured = context.active(); return trace.getActiveSpan()?.spanContext().traceId ?? '' })
   app.get('/plain', async () => { seen.rootContext = context.active() === ROOT_CONTEXT; return 'plain' })
   app.get('/work', work)
   app.post('/work', work)
@@ -99,4 +105,18 @@ test('under an incoming parent the app\'s spans follow that parent: not sampled 
   assert.ok(root !== undefined)
   assert.equal(root.spanContext().traceId, traceId)
   assert.equal(spans.find(s => s.name === 'db.query')?.parentSpanContext?.spanId, root.spanContext().spanId)
+})
+
+test('a handler\'s own context that is still active when Node emits a later request is not taken for another instrumentation\'s parent', async () => {
+  const r = await request(base + '/capture', { method: 'POST' })
+  const firstTrace = await r.body.text()
+  assert.match(firstTrace, /^[0-9a-f]{32}$/, 'the capturing request was sampled')
+  leaked = captured
+  try {
+    await send('/work', 'POST')
+  } finally { leaked = undefined }
+  const [root] = roots(exporter.getFinishedSpans(), '/work')
+  assert.ok(root !== undefined)
+  assert.notEqual(root.spanContext().traceId, firstTrace, 'a trace of its own, not a child of the earlier request')
+  assert.equal(root.parentSpanContext, undefined)
 })
