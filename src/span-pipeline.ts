@@ -89,17 +89,26 @@ export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProces
     exportTimeoutMillis: opts.exportTimeoutMillis
   })
 
+  // Room held for head-sampled requests still running (SpanAdmission.reserve): part of the bound.
+  let reserved = 0
   return {
     // The journey asks before it builds a kept request's spans (SpanAdmission), so a trace is dropped whole.
     admit (spans: number): boolean {
-      if (pending + spans <= opts.maxQueueSize) return true
+      if (pending + reserved + spans <= opts.maxQueueSize) return true
       dropped.inc(spans)
       return false
     },
+    // Refusing a reservation drops nothing yet: the request runs untraced and asks admit() at its end.
+    reserve (spans: number): boolean {
+      if (pending + reserved + spans > opts.maxQueueSize) return false
+      reserved += spans
+      return true
+    },
+    release (spans: number): void { reserved -= spans },
     onStart (span: Span, ctx: Context) { batch.onStart(span, ctx) },
     onEnd (span: ReadableSpan) {
       if ((span.spanContext().traceFlags & 1) === 0) return
-      if (pending >= opts.maxQueueSize) { dropped.inc(); return }
+      if (pending + reserved >= opts.maxQueueSize) { dropped.inc(); return }
       pending++
       batch.onEnd(span)
     },

@@ -129,3 +129,19 @@ test('admit: room for a whole trace is checked before its spans are built, and a
   await tick()
   assert.equal(processor.admit(6), true, 'room again once a batch has gone')
 })
+
+test('reserve: room held for running requests counts against the bound until released; a refused reservation drops nothing', async () => {
+  const { exporter, end, registry, processor } = setup(8)
+  assert.equal(processor.reserve!(60), true)
+  assert.equal(processor.reserve!(50), false, '60 held + 50 > 100')
+  assert.match(await metric(registry, 'journey_spans_dropped_total'), / 0$/m, 'refusing a reservation is not a drop')
+  assert.equal(processor.admit(41), false, 'kept requests compete with the held room')
+  end(45) // other spans (a handler's, say) too: 40 fit beside the 60 held
+  await tick()
+  assert.equal(exporter.sends.reduce((n, s) => n + s.spans, 0), 40)
+  assert.match(await metric(registry, 'journey_spans_dropped_total'), / 46$/m, '41 refused by admit, 5 at onEnd')
+  processor.release!(60)
+  for (const s of exporter.sends) s.finish(true)
+  await tick()
+  assert.equal(processor.admit(100), true, 'all of it free again')
+})

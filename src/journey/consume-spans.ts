@@ -21,11 +21,18 @@ import { originOf, StageSpan } from './stage-span.ts'
 
 /**
  * What a span processor may offer so that a kept request's spans are exported whole or not at all: asked
- * before any span of the request is built, it answers whether its queue can take `spans` more now (and
+ * before any span of the request is built, `admit` answers whether its queue can take `spans` more now (and
  * counts them as dropped when it cannot). Optional: processors without it are assumed to have room.
+ *
+ * `reserve` and `release` (optional, together) hold room for a head-sampled request from its start to its
+ * end. Its trace id is in its log lines and its handler's spans are recorded as it runs, so refusing it at
+ * the end would leave those pointing at a trace that never arrives; refused at the start instead, the
+ * request runs untraced (and is admitted, or counted as dropped, at its end like a tail keep).
  */
 export interface SpanAdmission {
   admit: (spans: number) => boolean
+  reserve?: (spans: number) => boolean
+  release?: (spans: number) => void
 }
 
 export interface SpanConsumerOptions {
@@ -66,6 +73,8 @@ function spanIds (n: number): string {
   return ID_BUFFER.toString('hex', 0, 8 * n)
 }
 const CUT = 'this stage did not complete (error reply or client gone)'
+// The most spans one request makes: its request span and one per stage.
+const MOST_SPANS = STAGES.length + 1
 // Contexts are immutable: the common parent (none, already decided) is built once, not per traced request.
 const DECIDED_ROOT = decided(ROOT_CONTEXT)
 
@@ -119,21 +128,43 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   }
 
   function sample (rec: RequestRecord, parent: Context, traceId: string): void {
+    if (!reserve()) {
+      // The export queue is full: this request runs untraced (no trace id in its logs, its handler's spans
+      // not recorded), and is admitted or counted as dropped at its end.
+      rec.queueFull = true
+      if (appSpans()) rec.context = UNSAMPLED_ROOT
+      return
+    }
     rec.sampled = true
     rec.traceId = traceId
     rec.spanId = random.generateSpanId()
     rec.context = trace.setSpanContext(handlerContext(parent), { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
   }
 
-  // The processors that can refuse a trace, found once rather than looked up on every kept request.
-  const gates = (processors ?? []).filter((p): p is SpanProcessor & SpanAdmission => typeof (p as Partial<SpanAdmission>).admit === 'function')
-  function admitted (spans: number): boolean {
-    for (const g of gates) if (!g.admit(spans)) return false
+  // The processors that can refuse a trace, found once rather than looked up on every kept request; those
+  // that can hold room for a head-sampled request from its start, and the rest.
+  type Gate = SpanProcessor & SpanAdmission
+  const gates = (processors ?? []).filter((p): p is Gate => typeof (p as Partial<SpanAdmission>).admit === 'function')
+  const holders = gates.filter((g): g is Gate & Required<SpanAdmission> => typeof g.reserve === 'function' && typeof g.release === 'function')
+  const others = gates.filter(g => !holders.includes(g as Gate & Required<SpanAdmission>))
+  function admitted (spans: number, by: Gate[]): boolean {
+    for (const g of by) if (!g.admit(spans)) return false
     return true
+  }
+  function reserve (): boolean {
+    for (let i = 0; i < holders.length; i++) {
+      if (holders[i]!.reserve(MOST_SPANS)) continue
+      for (let j = 0; j < i; j++) holders[j]!.release(MOST_SPANS)
+      return false
+    }
+    return true
+  }
+  function release (): void {
+    for (const h of holders) h.release(MOST_SPANS)
   }
 
   function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {
-    if (rec.sampled) return 'head'
+    if (rec.sampled || rec.queueFull) return 'head'
     if (opts.keepErrors && (rec.aborted || rec.status >= 500)) return 'error'
     if (durationMs >= opts.slowThresholdMs) return 'slow'
     return undefined
@@ -146,8 +177,13 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (rule === undefined) return
     // When the export queue is full (collector down or too slow) the whole trace is dropped before it is
     // built: no partial waterfall, no exemplar pointing at a trace that never arrives, and no CPU spent on
-    // spans that would be thrown away. The request span and one span per stage.
-    if (!admitted(tl.stages.length + 1)) return
+    // spans that would be thrown away. The request span and one span per stage. A head-sampled request's
+    // room was held from its start: given back now, for the spans built next.
+    const spans = tl.stages.length + 1
+    if (rec.sampled) {
+      release()
+      if (!admitted(spans, others)) return
+    } else if (!admitted(spans, gates)) return
     rec.keptBy = rule
     const conn = rec.conn
     conn.kept = true

@@ -91,6 +91,8 @@ export interface RequestRecord {
   aborted: boolean
   // Tracing: decided at request start; ids exist only for head-sampled requests until the end.
   sampled: boolean
+  /** Head-sampled, but the export queue had no room at its start: it ran untraced (consume-spans.ts). */
+  queueFull: boolean
   keptBy: 'head' | 'slow' | 'error' | undefined
   traceId: string | undefined
   spanId: string | undefined
@@ -175,6 +177,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     headers: undefined,
     aborted: false,
     sampled: false,
+    queueFull: false,
     keptBy: undefined,
     traceId: undefined,
     spanId: undefined,

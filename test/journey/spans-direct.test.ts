@@ -10,15 +10,15 @@ import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
   AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan
 } from '@opentelemetry/sdk-trace'
-import { createSpanConsumer } from '../../src/journey/consume-spans.ts'
+import { createSpanConsumer, type SpanAdmission, type SpanConsumer } from '../../src/journey/consume-spans.ts'
 import { channels } from '../../src/journey/publish.ts'
 import { newConnectionRecord, newRequestRecord, type RequestRecord } from '../../src/journey/records.ts'
 import { JourneySampler, PresetIdGenerator } from '../../src/journey/sampling.ts'
 
-function pipeline (direct: boolean, admit?: (spans: number) => boolean): { exporter: InMemorySpanExporter, close: () => void } {
+function pipeline (direct: boolean, gate?: SpanAdmission): { exporter: InMemorySpanExporter, close: () => void, start: SpanConsumer['start'] } {
   const exporter = new InMemorySpanExporter()
-  // With `admit`, the processor offers SpanAdmission, as the app's counted export pipeline does.
-  const processors = [admit === undefined ? new SimpleSpanProcessor({ exporter }) : Object.assign(new SimpleSpanProcessor({ exporter }), { admit })]
+  // With `gate`, the processor offers SpanAdmission, as the app's counted export pipeline does.
+  const processors = [gate === undefined ? new SimpleSpanProcessor({ exporter }) : Object.assign(new SimpleSpanProcessor({ exporter }), gate)]
   const ids = new PresetIdGenerator()
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': 'direct-test' }),
@@ -37,7 +37,7 @@ function pipeline (direct: boolean, admit?: (spans: number) => boolean): { expor
     keepErrors: true,
     recordHeaders: []
   })
-  return { exporter, close: () => consumer.close() }
+  return { exporter, close: () => consumer.close(), start: consumer.start }
 }
 
 /** A first request on an HTTPS connection with every stage, one cut short when `cut` is set. */
@@ -141,7 +141,7 @@ for (const cut of [false, true]) {
 test('a kept request whose spans the export queue cannot take is dropped whole: nothing built, no trace left for exemplars', () => {
   let room = true
   const asked: number[] = []
-  const p = pipeline(true, (spans) => { asked.push(spans); return room })
+  const p = pipeline(true, { admit: (spans) => { asked.push(spans); return room } })
   try {
     const kept = record(false)
     channels.request.publish(kept)
@@ -156,6 +156,53 @@ test('a kept request whose spans the export queue cannot take is dropped whole: 
     assert.equal(p.exporter.getFinishedSpans().length, 0, 'not one span of it')
     assert.equal(refused.keptBy, undefined, 'not kept: the metrics consumer puts no exemplar on it, the journey page no trace link')
     assert.equal(refused.conn.kept, false, 'and its connection span is not kept for it')
+  } finally {
+    p.close()
+  }
+})
+
+test('a head-sampled request holds room in the export queue from its start, so it is never refused at its end', () => {
+  let room = 0
+  let held = 0
+  const asked: number[] = []
+  const p = pipeline(true, {
+    admit: (spans) => { asked.push(spans); return spans <= room },
+    reserve: (spans) => { if (spans > room) return false; room -= spans; held += spans; return true },
+    release: (spans) => { room += spans; held -= spans }
+  })
+  // A record as the Fastify observer hands it to the consumer at the request's start: not decided yet.
+  const fresh = (): RequestRecord => Object.assign(record(false), { sampled: false, traceId: undefined, spanId: undefined, parentContext: undefined })
+  try {
+    room = 100
+    const sampled = fresh()
+    p.start(sampled, {})
+    assert.equal(sampled.sampled, true)
+    assert.equal(held, 10, 'room for the request span and every stage, held while it runs')
+    room = 0 // the queue fills up meanwhile
+    channels.request.publish(sampled)
+    assert.equal(held, 0, 'given back at its end')
+    assert.equal(p.exporter.getFinishedSpans().length, 9, 'built from the held room')
+    assert.deepEqual(asked, [], 'not asked again at its end')
+    assert.equal(sampled.keptBy, 'head')
+
+    p.exporter.reset()
+    room = 0
+    const untraced = fresh()
+    p.start(untraced, {})
+    assert.equal(untraced.sampled, false, 'no room at its start: it runs untraced')
+    assert.equal(untraced.queueFull, true)
+    assert.equal(untraced.traceId, undefined, 'so no trace id reaches its log lines')
+    channels.request.publish(untraced)
+    assert.deepEqual(asked, [9], 'asked at its end like a tail keep, and refused (counted as dropped by the processor)')
+    assert.equal(p.exporter.getFinishedSpans().length, 0)
+
+    const later = fresh()
+    p.start(later, {})
+    room = 100 // room came back before it ended
+    channels.request.publish(later)
+    assert.equal(later.keptBy, 'head', 'kept by the head decision after all, without its handler\'s spans')
+    assert.equal(p.exporter.getFinishedSpans().length, 9)
+    assert.equal(held, 0)
   } finally {
     p.close()
   }
