@@ -328,10 +328,11 @@ export function connectionsDashboard (): Dashboard {
       'Spans handed to the OTLP exporter, by result. Failures mean the collector is down or slow; serving is not affected.',
       'ops', [{ expr: `sum by (result) (rate(journey_spans_exported_total{${SEL}}[${RATE}]))`, legendFormat: '{{result}}' }], { min: 0 }),
     timeseries(l, 12, 'Spans dropped and pending',
-      'Spans dropped because the bounded export queue was full, and spans waiting in it. Drops cost no requests; they are the price of a slow collector.',
+      'Spans dropped because the bounded export queue was full, spans waiting in it, and room in it held for sampled requests still running (pending + held never exceed its size). Drops cost no requests; they are the price of a slow collector.',
       'short', [
         { expr: `sum (rate(journey_spans_dropped_total{${SEL}}[${RATE}]))`, legendFormat: 'dropped/s' },
-        { expr: `sum (journey_spans_pending{${SEL}})`, legendFormat: 'pending' }
+        { expr: `sum (journey_spans_pending{${SEL}})`, legendFormat: 'pending' },
+        { expr: `sum (journey_spans_reserved{${SEL}})`, legendFormat: 'held for running requests' }
       ], { min: 0 })
   ]
   return dashboard('connections-kernel', 'Connections & kernel',

@@ -38,6 +38,9 @@ export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProces
   const exported = new Counter({ name: 'journey_spans_exported_total', help: 'Spans handed to the exporter, by result.', labelNames: ['result'] as const, registers })
   let pending = 0
   new Gauge({ name: 'journey_spans_pending', help: 'Spans queued for export or being exported.', registers, collect () { this.set(pending) } })
+  // Room held for head-sampled requests still running (SpanAdmission.reserve): part of the bound.
+  let reserved = 0
+  new Gauge({ name: 'journey_spans_reserved', help: 'Room in the export queue held for sampled requests still running (counts against OTEL_BSP_MAX_QUEUE_SIZE with the pending spans).', registers, collect () { this.set(reserved) } })
 
   let inFlight = 0
   // The processor's callback for the newest batch, held back while the limit of batches was in flight.
@@ -89,8 +92,6 @@ export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProces
     exportTimeoutMillis: opts.exportTimeoutMillis
   })
 
-  // Room held for head-sampled requests still running (SpanAdmission.reserve): part of the bound.
-  let reserved = 0
   return {
     // The journey asks before it builds a kept request's spans (SpanAdmission), so a trace is dropped whole.
     admit (spans: number): boolean {

@@ -133,6 +133,7 @@ test('admit: room for a whole trace is checked before its spans are built, and a
 test('reserve: room held for running requests counts against the bound until released; a refused reservation drops nothing', async () => {
   const { exporter, end, registry, processor } = setup(8)
   assert.equal(processor.reserve!(60), true)
+  assert.match(await metric(registry, 'journey_spans_reserved'), / 60$/m, 'the held room is visible')
   assert.equal(processor.reserve!(50), false, '60 held + 50 > 100')
   assert.match(await metric(registry, 'journey_spans_dropped_total'), / 0$/m, 'refusing a reservation is not a drop')
   assert.equal(processor.admit(41), false, 'kept requests compete with the held room')
@@ -141,6 +142,7 @@ test('reserve: room held for running requests counts against the bound until rel
   assert.equal(exporter.sends.reduce((n, s) => n + s.spans, 0), 40)
   assert.match(await metric(registry, 'journey_spans_dropped_total'), / 46$/m, '41 refused by admit, 5 at onEnd')
   processor.release!(60)
+  assert.match(await metric(registry, 'journey_spans_reserved'), / 0$/m)
   for (const s of exporter.sends) s.finish(true)
   await tick()
   assert.equal(processor.admit(100), true, 'all of it free again')
