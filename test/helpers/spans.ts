@@ -21,3 +21,15 @@ export function waterfall (spans: ReadableSpan[], root: ReadableSpan): Waterfall
 
 export const stageNames = (w: Waterfall): string[] => w.stages.map(s => s.name.slice('journey.'.length))
 export const stage = (w: Waterfall, name: string): ReadableSpan | undefined => w.stages.find(s => s.name === `journey.${name}`)
+
+/** The names of `s`'s ancestors, parent first, within `spans`; '(missing)' where a parent is not among them. */
+export function ancestry (spans: ReadableSpan[], s: ReadableSpan): string[] {
+  const names: string[] = []
+  for (let p = s.parentSpanContext?.spanId; p !== undefined;) {
+    const parent = spans.find(x => x.spanContext().spanId === p)
+    if (parent === undefined) { names.push('(missing)'); break }
+    names.push(parent.name)
+    p = parent.parentSpanContext?.spanId
+  }
+  return names
+}

@@ -3,14 +3,15 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { trace } from '@opentelemetry/api'
 import { NodeSDK } from '@opentelemetry/sdk-node'
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace'
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
+import { dbQuery, listenLocal } from '../helpers/app.ts'
+import { ancestry } from '../helpers/spans.ts'
 
 const exporter = new InMemorySpanExporter()
 let sdk: NodeSDK
@@ -26,26 +27,10 @@ before(async () => {
   app = Fastify({ serverFactory: journey.serverFactory({ keepAliveTimeout: 5000 }) })
   await app.register(fastifyOtel.plugin())
   await app.register(journey.plugin)
-  app.get('/work', async () => {
-    await new Promise(resolve => setImmediate(resolve))
-    return trace.getTracer('app').startActiveSpan('db.query', (span) => { span.end(); return { ok: true } })
-  })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  app.get('/work', dbQuery)
+  base = await listenLocal(app)
 })
 after(async () => { await app.close(); await sdk.shutdown() })
-
-/** The chain of span names from `s` up to its root, within `spans`. */
-function ancestry (spans: ReadableSpan[], s: ReadableSpan): string[] {
-  const names: string[] = []
-  for (let p = s.parentSpanContext?.spanId; p !== undefined;) {
-    const parent = spans.find(x => x.spanContext().spanId === p)
-    if (parent === undefined) { names.push('(missing)'); break }
-    names.push(parent.name)
-    p = parent.parentSpanContext?.spanId
-  }
-  return names
-}
 
 test('each request is one trace: the journey\'s request span, its stages and the handler\'s spans under @fastify/otel\'s request span', async () => {
   for (let i = 0; i < 3; i++) {

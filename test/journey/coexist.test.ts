@@ -5,12 +5,13 @@
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { SamplingDecision, SpanKind, trace } from '@opentelemetry/api'
+import { SamplingDecision, SpanKind } from '@opentelemetry/api'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http'
 import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type ReadableSpan, type Sampler } from '@opentelemetry/sdk-trace'
 import type { FastifyInstance } from 'fastify'
 import { request } from 'undici'
+import { dbQuery, listenLocal } from '../helpers/app.ts'
 
 // Samples every root except those of requests sent with `x-unsampled` (the http instrumentation passes
 // the request's attributes to the sampler; the header's value becomes the span's user agent here).
@@ -37,12 +38,8 @@ before(async () => {
   const journey = createJourney({ registry: new Registry(), tracing })
   app = Fastify({ serverFactory: journey.serverFactory({ keepAliveTimeout: 5000 }) })
   await app.register(journey.plugin)
-  app.get('/work', async () => {
-    await new Promise(resolve => setImmediate(resolve))
-    return trace.getTracer('app').startActiveSpan('db.query', (span) => { span.end(); return { ok: true } })
-  })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  app.get('/work', dbQuery)
+  base = await listenLocal(app)
 })
 after(async () => { await app.close(); await sdk.shutdown() })
 beforeEach(() => exporter.reset())

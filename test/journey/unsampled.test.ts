@@ -12,6 +12,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
+import { listenLocal } from '../helpers/app.ts'
 import { roots } from '../helpers/spans.ts'
 
 const allButGet: Sampler = {
@@ -54,8 +55,7 @@ before(async () => {
   app.get('/plain', async () => { seen.rootContext = context.active() === ROOT_CONTEXT; return 'plain' })
   app.get('/work', work)
   app.post('/work', work)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  base = await listenLocal(app)
 })
 after(async () => { await app.close(); await sdk.shutdown() })
 beforeEach(() => exporter.reset())
