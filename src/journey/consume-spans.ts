@@ -14,8 +14,10 @@ import type { Precision } from '../config.ts'
 import { toEpochMs } from './clock.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Stage } from './stages.ts'
-import { timelineOf, type Interval } from './timeline.ts'
-import { decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, type JourneySampler, type PresetIdGenerator } from './sampling.ts'
+import { mostStages, timelineOf, type Interval } from './timeline.ts'
+import {
+  decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
+} from './sampling.ts'
 import { channels } from './publish.ts'
 import { originOf, StageSpan } from './stage-span.ts'
 
@@ -73,8 +75,6 @@ function spanIds (n: number): string {
   return ID_BUFFER.toString('hex', 0, 8 * n)
 }
 const CUT = 'this stage did not complete (error reply or client gone)'
-// The most spans one request makes: its request span and one per stage.
-const MOST_SPANS = STAGES.length + 1
 // Contexts are immutable: the common parent (none, already decided) is built once, not per traced request.
 const DECIDED_ROOT = decided(ROOT_CONTEXT)
 
@@ -128,13 +128,19 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   }
 
   function sample (rec: RequestRecord, parent: Context, traceId: string): void {
-    if (!reserve()) {
+    // Room for the request span and every stage this request can still have: exactly what it makes if
+    // it completes (a keep-alive request 7, the first on a TLS connection 9).
+    const room = 1 + mostStages(rec)
+    if (!reserve(room)) {
       // The export queue is full: this request runs untraced (no trace id in its logs, its handler's spans
-      // not recorded), and is admitted or counted as dropped at its end.
+      // not recorded, a parent's trace id passed on as not sampled), and is admitted or counted as dropped
+      // at its end.
       rec.queueFull = true
-      if (appSpans()) rec.context = UNSAMPLED_ROOT
+      if (appSpans()) rec.context = untracedContext(parent)
       return
     }
+    rec.reserved = room
+    held += room
     rec.sampled = true
     rec.traceId = traceId
     rec.spanId = random.generateSpanId()
@@ -151,16 +157,20 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     for (const g of by) if (!g.admit(spans)) return false
     return true
   }
-  function reserve (): boolean {
+  // Room held by head-sampled requests still running, given back by close() for those that never end here.
+  let held = 0
+  function reserve (spans: number): boolean {
     for (let i = 0; i < holders.length; i++) {
-      if (holders[i]!.reserve(MOST_SPANS)) continue
-      for (let j = 0; j < i; j++) holders[j]!.release(MOST_SPANS)
+      if (holders[i]!.reserve(spans)) continue
+      for (let j = 0; j < i; j++) holders[j]!.release(spans)
       return false
     }
     return true
   }
-  function release (): void {
-    for (const h of holders) h.release(MOST_SPANS)
+  function release (spans: number): void {
+    if (spans === 0) return
+    held -= spans
+    for (const h of holders) h.release(spans)
   }
 
   function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {
@@ -181,7 +191,8 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // room was held from its start: given back now, for the spans built next.
     const spans = tl.stages.length + 1
     if (rec.sampled) {
-      release()
+      release(rec.reserved)
+      rec.reserved = 0
       if (!admitted(spans, others)) return
     } else if (!admitted(spans, gates)) return
     rec.keptBy = rule
@@ -206,6 +217,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route
     if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
     if (rec.aborted) attributes[ATTR.aborted] = true
+    if (rec.queueFull) attributes[ATTR.queueFullAtStart] = true
     if (rec.headers !== undefined) Object.assign(attributes, rec.headers)
     const links: Link[] = [{
       context: { traceId: conn.traceId, spanId: conn.spanId, traceFlags: 1 },
@@ -340,6 +352,8 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     close () {
       channels.request.unsubscribe(onRequest)
       channels.connectionClose.unsubscribe(onConnectionClose)
+      // Requests still running will not be seen ending: their room goes back now.
+      release(held)
     }
   }
 }

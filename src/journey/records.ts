@@ -93,6 +93,8 @@ export interface RequestRecord {
   sampled: boolean
   /** Head-sampled, but the export queue had no room at its start: it ran untraced (consume-spans.ts). */
   queueFull: boolean
+  /** Spans of room a head-sampled request holds in the export queue until its end (consume-spans.ts). */
+  reserved: number
   keptBy: 'head' | 'slow' | 'error' | undefined
   traceId: string | undefined
   spanId: string | undefined
@@ -178,6 +180,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     aborted: false,
     sampled: false,
     queueFull: false,
+    reserved: 0,
     keptBy: undefined,
     traceId: undefined,
     spanId: undefined,

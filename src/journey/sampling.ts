@@ -73,13 +73,19 @@ export function decided (ctx: Context): Context {
   return ctx.setValue(JOURNEY_DECIDED, true)
 }
 
+// Values of the handler mark. HANDLER: a context a request's handler runs in; spans started in it with no
+// span above are not recorded (an unsampled request's). UNRECORDED: nothing started below it is recorded,
+// whatever the parent says (a sampled request the export queue had no room for).
+const HANDLER = 1
+const UNRECORDED = 2
+
 /**
  * The context an unsampled request's handler runs in (once the app starts spans of its own): no span in
  * it, only the mark. Without it the handler's spans had no parent, so the head sampler decided them again
  * as roots of traces of their own — at 20 % sampling a fifth of the unsampled requests' spans became stray
  * one-span traces.
  */
-export const UNSAMPLED_ROOT: Context = ROOT_CONTEXT.setValue(JOURNEY_HANDLER, true)
+export const UNSAMPLED_ROOT: Context = ROOT_CONTEXT.setValue(JOURNEY_HANDLER, HANDLER)
 
 /**
  * Marks a context the journey runs a request's handler in. The sampler does not record spans started in
@@ -87,11 +93,21 @@ export const UNSAMPLED_ROOT: Context = ROOT_CONTEXT.setValue(JOURNEY_HANDLER, tr
  * context for another instrumentation's server span should it still be active when Node emits that request.
  */
 export function handlerContext (ctx: Context): Context {
-  return ctx === ROOT_CONTEXT ? UNSAMPLED_ROOT : ctx.setValue(JOURNEY_HANDLER, true)
+  return ctx === ROOT_CONTEXT ? UNSAMPLED_ROOT : ctx.setValue(JOURNEY_HANDLER, HANDLER)
+}
+
+/**
+ * The context for the handler of a request that was sampled but runs untraced (the export queue had no
+ * room at its start). Its spans are not recorded even under a sampled parent, but the parent's trace id
+ * still reaches downstream calls — flagged not sampled, which is the truth for this hop — instead of
+ * nothing at all, which would make every downstream service start traces of its own.
+ */
+export function untracedContext (parent: Context): Context {
+  return parent === ROOT_CONTEXT ? UNSAMPLED_ROOT : parent.setValue(JOURNEY_HANDLER, UNRECORDED)
 }
 
 export function isHandlerContext (ctx: Context): boolean {
-  return ctx.getValue(JOURNEY_HANDLER) === true
+  return ctx.getValue(JOURNEY_HANDLER) !== undefined
 }
 
 const NOT_RECORD: SamplingResult = Object.freeze({ decision: SamplingDecision.NOT_RECORD })
@@ -116,7 +132,8 @@ export class JourneySampler implements Sampler {
   shouldSample (ctx: Context, traceId: string, name: string, kind: SpanKind, attrs: Attributes, links: Link[]): SamplingResult {
     if (ctx.getValue(JOURNEY_DECIDED) === true) return RECORD_AND_SAMPLED
     this.appSpans = true
-    if (ctx.getValue(JOURNEY_HANDLER) === true && trace.getSpanContext(ctx) === undefined) return NOT_RECORD
+    const mark = ctx.getValue(JOURNEY_HANDLER)
+    if (mark === UNRECORDED || (mark === HANDLER && trace.getSpanContext(ctx) === undefined)) return NOT_RECORD
     return this.inner.shouldSample(ctx, traceId, name, kind, attrs, links)
   }
 

@@ -41,6 +41,11 @@ export const stageSpanName = (stage: Stage): string => STAGE_SPAN_NAMES[stage]
 export const ATTR = {
   precision: 'journey.precision',
   samplingRule: 'journey.sampling.rule',
+  /**
+   * Head-sampled, but the export queue had no room when the request started: it ran untraced (its logs carry
+   * no trace id, its handler's own spans were not recorded) and was kept at its end when room came back.
+   */
+  queueFullAtStart: 'journey.sampling.queue_full_at_start',
   listener: 'journey.listener',
   connectionId: 'journey.connection.id',
   requestIndex: 'journey.connection.request_index',

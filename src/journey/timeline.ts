@@ -48,6 +48,15 @@ function push (stages: Interval[], stage: Stage, s: number, e: number, end: numb
   stages.push({ stage, start: s, end: next > s ? next : s, cut: true })
 }
 
+/**
+ * The most stages a request can end with, known when it starts: the six every request may have, plus
+ * accept, tls and decrypt when their marks are already set (they are set before the request exists, or
+ * never). buildTimeline never returns more; it returns exactly this many when the request completes.
+ */
+export function mostStages (m: Pick<Marks, 'acceptAt' | 'secureAt' | 'decryptStartAt'>): number {
+  return 6 + (seen(m.acceptAt) ? 1 : 0) + (seen(m.secureAt) ? 1 : 0) + (seen(m.decryptStartAt) ? 1 : 0)
+}
+
 export function buildTimeline (m: Marks): Timeline {
   const end = seen(m.finishAt) ? m.finishAt : m.endAt
   const stages: Interval[] = []

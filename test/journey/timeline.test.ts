@@ -1,7 +1,7 @@
 // The timeline maths, on hand-made marks.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { buildTimeline } from '../../src/journey/timeline.ts'
+import { buildTimeline, mostStages } from '../../src/journey/timeline.ts'
 
 const N = NaN
 const base = {
@@ -64,4 +64,22 @@ test('an error reply during decode (invalid JSON): decode ends where the error r
   assert.deepEqual(tl.stages.map(s => [s.stage, s.start, s.end, s.cut]), [
     ['read', 10, 12, false], ['parse', 12, 13, false], ['decode', 13.5, 17, true], ['serialize', 17, 17, false], ['write', 17, 25, false]
   ])
+})
+
+test('mostStages, known at a request\'s start, bounds its timeline and is reached when every stage happens', () => {
+  const complete = [
+    base, // keep-alive
+    { ...base, acceptAt: 1, acceptedAt: 1.1 }, // first request, HTTP
+    { ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4 }, // first request, HTTPS
+    { ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4, decryptStartAt: 11.5 }, // first, HTTPS, fine mode
+    { ...base, decryptStartAt: 11.5 } // keep-alive, HTTPS, fine mode
+  ]
+  assert.deepEqual(complete.map(mostStages), [6, 7, 8, 9, 7])
+  for (const m of complete) assert.equal(buildTimeline(m).stages.length, mostStages(m))
+  const partial = [
+    { ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, finishAt: N, endAt: 40 },
+    { ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4, beginAt: N, headersAt: N },
+    { ...base, decodeStartAt: N, decodeEndAt: N }
+  ]
+  for (const m of partial) assert.ok(buildTimeline(m).stages.length < mostStages(m))
 })
