@@ -20,22 +20,7 @@ import {
 } from './sampling.ts'
 import { channels } from './publish.ts'
 import { originOf, StageSpan } from './stage-span.ts'
-
-/**
- * What a span processor may offer so that a kept request's spans are exported whole or not at all: asked
- * before any span of the request is built, `admit` answers whether its queue can take `spans` more now (and
- * counts them as dropped when it cannot). Optional: processors without it are assumed to have room.
- *
- * `reserve` and `release` (optional, together) hold room for a head-sampled request from its start to its
- * end. Its trace id is in its log lines and its handler's spans are recorded as it runs, so refusing it at
- * the end would leave those pointing at a trace that never arrives; refused at the start instead, the
- * request runs untraced (and is admitted, or counted as dropped, at its end like a tail keep).
- */
-export interface SpanAdmission {
-  admit: (spans: number) => boolean
-  reserve?: (spans: number) => boolean
-  release?: (spans: number) => void
-}
+import { admissionOf } from './admission.ts'
 
 export interface SpanConsumerOptions {
   tracer: Tracer
@@ -82,6 +67,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   const { tracer, ids, headSampler, precision, recordHeaders, processors } = opts
 
   const decideRoot = rootDecider(headSampler)
+  const admission = admissionOf(processors)
   const { sampler } = opts
   const appSpans = (): boolean => sampler?.appSpans === true
   // The header names the global propagator reads (traceparent and tracestate for W3C, b3 or x-b3-* for
@@ -131,7 +117,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // Room for the request span and every stage this request can still have: exactly what it makes if
     // it completes (a keep-alive request 7, the first on a TLS connection 9).
     const room = 1 + mostStages(rec)
-    if (!reserve(room)) {
+    if (!admission.reserve(room)) {
       // The export queue is full: this request runs untraced (no trace id in its logs, its handler's spans
       // not recorded, a parent's trace id passed on as not sampled), and is admitted or counted as dropped
       // at its end.
@@ -140,37 +126,10 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       return
     }
     rec.reserved = room
-    held += room
     rec.sampled = true
     rec.traceId = traceId
     rec.spanId = random.generateSpanId()
     rec.context = trace.setSpanContext(handlerContext(parent), { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
-  }
-
-  // The processors that can refuse a trace, found once rather than looked up on every kept request; those
-  // that can hold room for a head-sampled request from its start, and the rest.
-  type Gate = SpanProcessor & SpanAdmission
-  const gates = (processors ?? []).filter((p): p is Gate => typeof (p as Partial<SpanAdmission>).admit === 'function')
-  const holders = gates.filter((g): g is Gate & Required<SpanAdmission> => typeof g.reserve === 'function' && typeof g.release === 'function')
-  const others = gates.filter(g => !holders.includes(g as Gate & Required<SpanAdmission>))
-  function admitted (spans: number, by: Gate[]): boolean {
-    for (const g of by) if (!g.admit(spans)) return false
-    return true
-  }
-  // Room held by head-sampled requests still running, given back by close() for those that never end here.
-  let held = 0
-  function reserve (spans: number): boolean {
-    for (let i = 0; i < holders.length; i++) {
-      if (holders[i]!.reserve(spans)) continue
-      for (let j = 0; j < i; j++) holders[j]!.release(spans)
-      return false
-    }
-    return true
-  }
-  function release (spans: number): void {
-    if (spans === 0) return
-    held -= spans
-    for (const h of holders) h.release(spans)
   }
 
   function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {
@@ -191,10 +150,10 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // room was held from its start: given back now, for the spans built next.
     const spans = tl.stages.length + 1
     if (rec.sampled) {
-      release(rec.reserved)
+      admission.release(rec.reserved)
       rec.reserved = 0
-      if (!admitted(spans, others)) return
-    } else if (!admitted(spans, gates)) return
+    }
+    if (!admission.admit(spans, rec.sampled)) return
     rec.keptBy = rule
     const conn = rec.conn
     conn.kept = true
@@ -353,7 +312,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       channels.request.unsubscribe(onRequest)
       channels.connectionClose.unsubscribe(onConnectionClose)
       // Requests still running will not be seen ending: their room goes back now.
-      release(held)
+      admission.releaseAll()
     }
   }
 }

@@ -32,7 +32,7 @@ export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Stage } from
 export { channels } from './publish.ts'
 export { buildTimeline, type Timeline, type Interval } from './timeline.ts'
 export type { RequestRecord, ConnectionRecord } from './records.ts'
-export type { SpanAdmission } from './consume-spans.ts'
+export type { SpanAdmission } from './admission.ts'
 export { checkParserInternals }
 
 export interface JourneyTracing {

@@ -10,7 +10,8 @@ import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
   AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan
 } from '@opentelemetry/sdk-trace'
-import { createSpanConsumer, type SpanAdmission, type SpanConsumer } from '../../src/journey/consume-spans.ts'
+import type { SpanAdmission } from '../../src/journey/admission.ts'
+import { createSpanConsumer, type SpanConsumer } from '../../src/journey/consume-spans.ts'
 import { channels } from '../../src/journey/publish.ts'
 import { newConnectionRecord, newRequestRecord, type RequestRecord } from '../../src/journey/records.ts'
 import { JourneySampler, PresetIdGenerator } from '../../src/journey/sampling.ts'
