@@ -26,7 +26,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3)
 // Node flags for every server, variant and twin alike. By default V8's memory reducer is off: it runs
 // memory-saving GCs in a process whose allocation rate drops, as every server here does while the other
 // pairs are measured, and a server it has run in stays ≈ 3 µs per request slower in user space for as long
-// as it was measured afterwards (bench/README.md). A server under steady load never triggers it.
+// as it was measured afterwards (bench/NOTES.md). A server under steady load never triggers it.
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '--no-memory-reducer').split(' ').filter(Boolean)
 const DURATION = Number(process.env.DURATION ?? 2)
 const CLK_TCK = 100

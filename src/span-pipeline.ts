@@ -9,7 +9,7 @@
 // It also lets up to `maxConcurrentExports` batches be in flight at once. The BatchSpanProcessor starts
 // its next export only when the last one has called back, so it ships one batch per round trip to the
 // collector, and under load that round trip waits on the busy event loop: a saturated server making ≈ 7
-// spans per request dropped a quarter to more than half of them (50 and 200 connections; bench/README.md).
+// spans per request dropped a quarter to more than half of them (50 and 200 connections; bench/NOTES.md).
 // Bigger batches only move that limit, and each one blocks the event loop longer while it is serialized.
 // The OTLP exporters are built for concurrent exports (their own bounded queue of sends, and forceFlush
 // waits for every send), so this wrapper answers the processor as soon as a batch is handed over while
