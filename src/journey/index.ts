@@ -134,7 +134,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   const listenerNames = new WeakMap<Server, string>()
   const onStart = spans?.start ?? (() => {})
   const plugin = fp((fastify, _o, done) => {
-    observeFastify(fastify, { onStart, fine: precision === 'fine' })
+    observeFastify(fastify, { onStart, fine: precision === 'fine', traced: spans !== undefined })
     done()
   }, { fastify: '5.x', name: 'request-journey' })
   return {

@@ -29,6 +29,8 @@ export interface FastifyObserverOptions {
   onStart: (rec: RequestRecord, headers: FastifyRequest['headers']) => void
   /** Fine mode: measure the kernel read wait of every request, not only sampled ones. */
   fine?: boolean
+  /** Tracing is on: then the order of other tracing plugins matters (warnTracedAfter). */
+  traced?: boolean
 }
 
 /**
@@ -111,11 +113,27 @@ function warnUnwrapped (method: string, url: string): void {
   process.emitWarning(`route ${key} was added before the journey plugin was registered, so its handler stage is not measured (it shows as a gap): register journey.plugin before your routes`, { code: 'REQUEST_JOURNEY_UNWRAPPED_ROUTE' })
 }
 
+// Plugins that start a request span of their own in their onRequest hook. Registered after the journey,
+// that span starts after the journey's head decision, so each request becomes two traces; registered
+// before, the journey's request span becomes its child (test/journey/coexist-fastify-otel.test.ts).
+const TRACING_PLUGINS = ['@fastify/otel']
+function warnTracedAfter (fastify: FastifyInstance): void {
+  const before = TRACING_PLUGINS.filter(name => fastify.hasPlugin(name))
+  fastify.addHook('onReady', function (done) {
+    for (const name of TRACING_PLUGINS) {
+      if (before.includes(name) || !this.hasPlugin(name)) continue
+      process.emitWarning(`${name} was registered after the journey plugin, so each request becomes two traces (its request span starts after the journey's sampling decision): register ${name} first`, { code: 'REQUEST_JOURNEY_PLUGIN_ORDER' })
+    }
+    done()
+  })
+}
+
 /** Fastify's standard bodyless methods (an app can change them with addHttpMethod; then decoded sizes on such a route are not counted). */
 const BODYLESS = new Set(['GET', 'HEAD', 'TRACE'])
 
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
   fastify.decorateRequest('journey', null)
+  if (opts.traced === true) warnTracedAfter(fastify)
   if (subscribers++ === 0) diagnostics.subscribe('http.server.response.finish', onResponseFinish)
   fastify.addHook('onClose', (_instance, done) => {
     if (--subscribers === 0) diagnostics.unsubscribe('http.server.response.finish', onResponseFinish)

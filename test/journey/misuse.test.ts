@@ -1,13 +1,15 @@
-// Two set-up mistakes a team adding the plugin to its own app can make, which would otherwise only show as
-// numbers that are missing: routes added before the plugin (their handler is not wrapped) and a server
-// the journey does not observe (no serverFactory). Each is said once, as a Node warning with a code.
+// Set-up mistakes a team adding the plugin to its own app can make, which would otherwise only show as
+// numbers or traces that are missing: routes added before the plugin (their handler is not wrapped), a
+// server the journey does not observe (no serverFactory), and @fastify/otel registered after the journey
+// (two traces per request). Each is said once, as a Node warning with a code.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
-import { createJourney } from '../../src/journey/index.ts'
+import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 
 const warnings: Array<{ code: string | undefined, message: string }> = []
 process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push({ code: w.code, message: w.message }) })
@@ -58,4 +60,28 @@ test('requests on a server the journey does not observe are said once; inject() 
   await sleep(20)
   assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_UNOBSERVED'])
   assert.match(warnings[0]!.message, /journey\.serverFactory\(\)/)
+})
+
+test('@fastify/otel registered after a tracing journey is said once; registered before it, or next to a metrics-only journey, it is not', async () => {
+  warnings.length = 0
+  const cases: Array<{ traced: boolean, otelFirst: boolean }> = [
+    { traced: true, otelFirst: false }, { traced: true, otelFirst: true }, { traced: false, otelFirst: false }
+  ]
+  const said: string[][] = []
+  for (const c of cases) {
+    const journey = createJourney({ registry: new Registry(), tracing: c.traced ? journeyTracing({ spanProcessors: [] }) : undefined })
+    const app = Fastify({ serverFactory: journey.serverFactory() })
+    apps.push(app)
+    const otel = new FastifyOtelInstrumentation().plugin()
+    if (c.otelFirst) await app.register(otel)
+    await app.register(journey.plugin)
+    if (!c.otelFirst) await app.register(otel)
+    app.get('/', async () => 'hi')
+    await app.ready()
+    await sleep(20)
+    said.push(warnings.map(w => w.code ?? ''))
+    warnings.length = 0
+    journey.close()
+  }
+  assert.deepEqual(said, [['REQUEST_JOURNEY_PLUGIN_ORDER'], [], []])
 })
