@@ -85,32 +85,38 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       const v = headers[h]
       if (v !== undefined) (rec.headers ??= {})[`http.request.header.${h}`] = Array.isArray(v) ? v : [v]
     }
-    // Another instrumentation's server span may be active while Fastify routes (instrumentation-http's,
-    // say): the request span then becomes its child, in its trace and under its sampling decision, rather
-    // than a second trace of the same request. Looked for only once the app has started spans of its own.
-    const outer = appSpans() ? outerContext() : undefined
-    // Most requests carry no trace context: no extraction, and no trace id unless this one is sampled.
-    const carries = outer === undefined && carriesContext(headers)
-    if (outer === undefined && !carries && decideRoot !== undefined) {
+    const parent = parentOf(headers)
+    // Most requests have no parent: no extraction, and no trace id unless this one is sampled.
+    if (parent === undefined && decideRoot !== undefined) {
       const traceId = decideRoot()
       if (traceId !== undefined) sample(rec, ROOT_CONTEXT, traceId)
       else if (appSpans()) rec.context = UNSAMPLED_ROOT
       return
     }
-    const parent = outer ?? (carries ? propagation.extract(ROOT_CONTEXT, headers) : ROOT_CONTEXT)
-    const parentSpan = trace.getSpanContext(parent)
+    const ctx = parent ?? ROOT_CONTEXT
+    const parentSpan = trace.getSpanContext(ctx)
     const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
-    const result = headSampler.shouldSample(parent, traceId, rec.method, SpanKind.SERVER, {}, [])
-    rec.parentContext = parent === ROOT_CONTEXT ? undefined : parent
-    if (result.decision === 2 /* RECORD_AND_SAMPLED */) sample(rec, parent, traceId)
+    const result = headSampler.shouldSample(ctx, traceId, rec.method, SpanKind.SERVER, {}, [])
+    rec.parentContext = parent
+    if (result.decision === 2 /* RECORD_AND_SAMPLED */) sample(rec, ctx, traceId)
     // Not sampled: the handler's spans follow the decision — under an incoming parent the sampler sees that
     // parent (and downstream calls propagate it); without one, the journey's sampler does not record them.
-    else if (appSpans()) rec.context = handlerContext(parent)
+    else if (appSpans()) rec.context = handlerContext(ctx)
   }
 
-  function outerContext (): Context | undefined {
-    const active = context.active()
-    return isHandlerContext(active) || trace.getSpanContext(active) === undefined ? undefined : active
+  /**
+   * The request span's parent, if any. Another instrumentation's server span may be active while Fastify
+   * routes (instrumentation-http's, say): the request span then becomes its child, in its trace and under
+   * its sampling decision, rather than a second trace of the same request — looked for only once the app
+   * has started spans of its own, and never the journey's own handler context (one still active when Node
+   * emits the next request must not make that request its child). Otherwise an incoming trace context.
+   */
+  function parentOf (headers: Record<string, string | string[] | undefined>): Context | undefined {
+    if (appSpans()) {
+      const active = context.active()
+      if (!isHandlerContext(active) && trace.getSpanContext(active) !== undefined) return active
+    }
+    return carriesContext(headers) ? propagation.extract(ROOT_CONTEXT, headers) : undefined
   }
 
   function sample (rec: RequestRecord, parent: Context, traceId: string): void {
