@@ -3,23 +3,21 @@
 // unsampled requests allocate no span at all unless a keep-slow or keep-errors rule keeps them at the end.
 import {
   context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
-  type Attributes, type Context, type Link, type Span, type Tracer
+  type Context, type Link, type Span, type Tracer
 } from '@opentelemetry/api'
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
-import {
-  ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION,
-  ATTR_URL_SCHEME, ATTR_ERROR_TYPE
-} from '@opentelemetry/semantic-conventions'
+import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import type { Precision } from '../config.ts'
 import { toEpochMs } from './clock.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
-import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Stage } from './stages.ts'
+import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE } from './stages.ts'
 import { mostStages, timelineOf, type Interval } from './timeline.ts'
 import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
 } from './sampling.ts'
 import { channels } from './publish.ts'
 import { originOf, StageSpan } from './stage-span.ts'
+import { requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { admissionOf } from './admission.ts'
 
 export interface SpanConsumerOptions {
@@ -167,23 +165,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     conn.spanId ??= random.generateSpanId()
 
     const route = rec.route === UNMATCHED_ROUTE ? undefined : rec.route
-    const attributes: Attributes = {
-      [ATTR_HTTP_REQUEST_METHOD]: rec.method,
-      [ATTR_URL_SCHEME]: rec.scheme,
-      [ATTR_NETWORK_PROTOCOL_VERSION]: '1.1',
-      [ATTR.precision]: precision,
-      [ATTR.samplingRule]: rule,
-      [ATTR.listener]: conn.listener,
-      [ATTR.connectionId]: conn.id,
-      [ATTR.requestIndex]: rec.index,
-      [ATTR.gapIdle]: tl.idleBeforeRequestMs,
-      [ATTR.gapHooks]: Math.max(0, tl.gapMs - tl.idleBeforeRequestMs)
-    }
-    if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route
-    if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
-    if (rec.aborted) attributes[ATTR.aborted] = true
-    if (rec.queueFull) attributes[ATTR.queueFullAtStart] = true
-    if (rec.headers !== undefined) Object.assign(attributes, rec.headers)
+    const attributes = requestAttributes(rec, tl, rule, precision)
     const links: Link[] = [{
       context: { traceId: conn.traceId, spanId: conn.spanId, traceFlags: 1 },
       attributes: { [ATTR.connectionId]: conn.id }
@@ -212,7 +194,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       for (let i = 0; i < tl.stages.length; i++) {
         const iv = tl.stages[i]!
         const span = new StageSpan(origin, parent, ids.slice(16 * i, 16 * i + 16), stageSpanName(iv.stage), SpanKind.INTERNAL,
-          toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv.stage, rec), iv.cut ? CUT : undefined)
+          toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv.stage, rec, precision), iv.cut ? CUT : undefined)
         for (const p of processors) p.onEnd(span)
       }
     } else {
@@ -224,51 +206,12 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
 
   function stageSpan (iv: Interval, rec: RequestRecord, parent: Context): void {
     const span = tracer.startSpan(stageSpanName(iv.stage), {
-      kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv.stage, rec)
+      kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv.stage, rec, precision)
     }, parent)
     if (iv.cut) span.setStatus({ code: SpanStatusCode.ERROR, message: CUT })
     span.end(toEpochMs(iv.end))
   }
 
-  function acceptAttributes (conn: ConnectionRecord): Attributes {
-    const k = conn.kernel
-    if (k === undefined) return { [ATTR.acceptQueueWait]: false }
-    const a: Attributes = {
-      [ATTR.acceptQueueWait]: true,
-      [ATTR.acceptKernelWaitMs]: k.lastAckRecvMs,
-      [ATTR.acceptBytesWaiting]: k.bytesReceived,
-      [ATTR.tcpRttUs]: k.rttUs
-    }
-    if (k.bytesReceived > 0) a[ATTR.acceptDataWaitMs] = k.lastDataRecvMs
-    return a
-  }
-
-  function stageAttributes (stage: Stage, rec: RequestRecord): Attributes | undefined {
-    switch (stage) {
-      case 'accept': return acceptAttributes(rec.conn)
-      case 'tls': return tlsAttributes(rec.conn)
-      case 'read': {
-        const a: Attributes = { [ATTR.readIncludesDecrypt]: rec.scheme === 'https' && precision === 'default' }
-        if (!Number.isNaN(rec.kernelReadWaitMs)) a[ATTR.readKernelWaitMs] = rec.kernelReadWaitMs
-        return a
-      }
-      case 'decode': {
-        const a: Attributes = {}
-        if (rec.contentType !== undefined) a[ATTR.contentType] = rec.contentType
-        if (rec.contentEncoding !== undefined) a[ATTR.contentEncoding] = rec.contentEncoding
-        if (!Number.isNaN(rec.requestBodyBytes)) a['http.request.body.size'] = rec.requestBodyBytes
-        if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
-        return a
-      }
-      case 'serialize': return { [ATTR.serializeSkipped]: rec.serializeSkipped }
-      case 'write': {
-        const a: Attributes = { [ATTR.bytesWritten]: rec.bytesWritten }
-        if (rec.backpressure !== undefined) a[ATTR.backpressure] = rec.backpressure
-        return a
-      }
-      default: return undefined
-    }
-  }
 
   // The connection's own span (accept → close), in its own trace: exported when a kept request links to
   // it, or when the connection failed (TLS handshake failure, HTTP client error) so failures are never lost.
@@ -321,17 +264,4 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       admission.releaseAll()
     }
   }
-}
-
-function tlsAttributes (conn: ConnectionRecord): Attributes {
-  const a: Attributes = { [ATTR.tlsResumed]: conn.tlsResumed }
-  if (conn.tlsProtocol !== undefined) {
-    // Node says 'TLSv1.3'; the semantic conventions want name 'tls' and version '1.3'.
-    a['tls.protocol.name'] = 'tls'
-    a[ATTR.tlsProtocol] = conn.tlsProtocol.replace(/^TLSv/, '')
-  }
-  if (conn.tlsCipher !== undefined) a[ATTR.tlsCipher] = conn.tlsCipher
-  if (conn.tlsAlpn !== undefined) a[ATTR.tlsAlpn] = conn.tlsAlpn
-  if (conn.tlsSni !== undefined) a[ATTR.tlsSni] = conn.tlsSni
-  return a
 }
