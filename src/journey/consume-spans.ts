@@ -212,7 +212,6 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     span.end(toEpochMs(iv.end))
   }
 
-
   // The connection's own span (accept → close), in its own trace: exported when a kept request links to
   // it, or when the connection failed (TLS handshake failure, HTTP client error) so failures are never lost.
   function onConnectionClose (message: unknown): void {
