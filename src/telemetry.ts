@@ -15,6 +15,7 @@ import type { Logger } from 'pino'
 import { journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { rootRatioOf, samplerFromEnv } from './journey/sampling.ts'
 import { countedBatchProcessor } from './span-pipeline.ts'
+import { otelEnvProblems, routeDiagnostics } from './otel-env.ts'
 import { createWorkerTraceExporter } from './otlp-worker-exporter.ts'
 import type { ExportThreadChoice } from './config.ts'
 
@@ -95,14 +96,13 @@ export function exportThread (choice: ExportThreadChoice, headRatio: number | un
   return headRatio !== undefined && headRatio <= 0.1 ? 'worker' : 'main'
 }
 
-function exportersFromEnv (env: Record<string, string | undefined>, log: Logger, thread: ExportThread): SpanExporter[] {
+function exportersFromEnv (env: Record<string, string | undefined>, thread: ExportThread): SpanExporter[] {
   const names = (env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map(s => s.trim().toLowerCase()).filter(Boolean)
   if (names.includes('none')) return []
   const exporters: SpanExporter[] = []
   if (names.includes('otlp')) {
     // Each exporter reads its endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
-    const { protocol, unknown } = otlpProtocol(env)
-    if (unknown !== undefined) log.warn({ protocol: unknown }, 'unknown OTLP protocol; using http/protobuf (http/json and grpc are the others)')
+    const { protocol } = otlpProtocol(env) // an unknown value is said at start-up (otel-env.ts)
     // gRPC stays the SDK's own exporter, on this thread.
     if (protocol === 'grpc') exporters.push(new OTLPGrpcExporter())
     else if (thread === 'worker') exporters.push(createWorkerTraceExporter(protocol))
@@ -114,6 +114,9 @@ function exportersFromEnv (env: Record<string, string | undefined>, log: Logger,
 
 export function startTelemetry (serviceName: string, log: Logger, opts: TelemetryOptions = {}): Telemetry {
   const env = opts.env ?? process.env
+  // Before any exporter is built: they report a bad endpoint through diag, once, when constructed.
+  routeDiagnostics(log, env)
+  for (const problem of otelEnvProblems(env)) log.warn(problem)
   const registry: OpenMetricsRegistry = new Registry()
   registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
   collectDefaultMetrics({ register: registry })
@@ -140,7 +143,7 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
 
   const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
   const headSampler = samplerFromEnv(env)
-  const processors = opts.spanProcessors ?? exportersFromEnv(env, log, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler))).map(exporter => countedBatchProcessor({
+  const processors = opts.spanProcessors ?? exportersFromEnv(env, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler))).map(exporter => countedBatchProcessor({
     exporter,
     registry,
     maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', SPAN_QUEUE_DEFAULTS.maxQueueSize),
@@ -154,17 +157,27 @@ export function startTelemetry (serviceName: string, log: Logger, opts: Telemetr
   }
   // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to them.
   const tracing = journeyTracing({ headSampler, spanProcessors: processors })
-  const sdk = new NodeSDK({
-    serviceName,
-    resource: resourceFromAttributes({ 'service.instance.id': instanceId }),
-    // The SDK's defaults minus its random instance id detector (ours is above); OTEL_RESOURCE_ATTRIBUTES still applies.
-    resourceDetectors: [hostDetector, osDetector, processDetector, envDetector],
-    ...tracing.sdkOptions,
-    // Metrics go through prom-client and logs through pino: the SDK's own readers/exporters stay off.
-    metricReaders: [],
-    logRecordProcessors: [],
-    instrumentations: []
-  })
+  // NodeSDK installs a console diag logger of its own when it sees OTEL_LOG_LEVEL (and says on stderr that it
+  // replaced ours). routeDiagnostics already applies that level to the app's log, so the SDK is built
+  // without seeing the variable.
+  const logLevel = process.env.OTEL_LOG_LEVEL
+  delete process.env.OTEL_LOG_LEVEL
+  let sdk: NodeSDK
+  try {
+    sdk = new NodeSDK({
+      serviceName,
+      resource: resourceFromAttributes({ 'service.instance.id': instanceId }),
+      // The SDK's defaults minus its random instance id detector (ours is above); OTEL_RESOURCE_ATTRIBUTES still applies.
+      resourceDetectors: [hostDetector, osDetector, processDetector, envDetector],
+      ...tracing.sdkOptions,
+      // Metrics go through prom-client and logs through pino: the SDK's own readers/exporters stay off.
+      metricReaders: [],
+      logRecordProcessors: [],
+      instrumentations: []
+    })
+  } finally {
+    if (logLevel !== undefined) process.env.OTEL_LOG_LEVEL = logLevel
+  }
   sdk.start()
   return {
     registry,

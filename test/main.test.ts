@@ -40,6 +40,23 @@ describe('configuration errors stop start-up with one line naming the variable',
   }
 })
 
+test('OTEL_* values the SDK falls back from are said once at start-up, and the SDK\'s own warnings reach the log; serving goes on', async () => {
+  const s = await start({ OTEL_TRACES_EXPORTER: 'zipkin,otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'not-a-url', OTEL_TRACES_SAMPLER: 'xray', OTEL_PROPAGATORS: 'foo' })
+  const r = await request(`http://127.0.0.1:${s.ports.http}/`)
+  assert.equal(r.statusCode, 200)
+  await r.body.text()
+  const warnings = s.logs().split('\n').filter(l => l.includes('"level":40')).map(l => (JSON.parse(l) as { msg: string }).msg)
+  assert.deepEqual(warnings.sort(), [
+    'OTEL_EXPORTER_OTLP_ENDPOINT="not-a-url" is not an http(s) URL: spans cannot be exported (they stay queued, then are counted as dropped)',
+    'OTEL_TRACES_EXPORTER: "zipkin" not supported here (otlp, console, none); exporting with otlp only',
+    'OTEL_TRACES_SAMPLER="xray" is not supported here (always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio); using parentbased_always_on',
+    'OpenTelemetry: Configuration: Could not parse environment-provided export URL: \'not-a-url\', falling back to undefined',
+    'OpenTelemetry: Propagator "foo" requested through environment variable is unavailable.'
+  ])
+  s.child.kill('SIGTERM')
+  assert.equal((await s.exited).code, 0)
+})
+
 test('a port in use stops start-up with one line naming the variable', async () => {
   const first = await start()
   const p = run({ HTTPS_PORT: String(first.ports.http) })

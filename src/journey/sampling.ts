@@ -24,6 +24,26 @@ export function samplerFromEnv (env: Record<string, string | undefined> = proces
   }
 }
 
+const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']
+
+/**
+ * What samplerFromEnv had to ignore, one sentence each, for a start-up warning: the specification asks an
+ * SDK to fall back to the defaults on a bad value rather than fail, which is silent unless someone says so.
+ */
+export function samplerEnvProblems (env: Record<string, string | undefined> = process.env): string[] {
+  const problems: string[] = []
+  const name = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase()
+  if (name !== undefined && name !== '' && !SAMPLERS.includes(name)) {
+    problems.push(`OTEL_TRACES_SAMPLER="${env.OTEL_TRACES_SAMPLER}" is not supported here (${SAMPLERS.join(', ')}); using parentbased_always_on`)
+  }
+  const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim()
+  if (name?.endsWith('traceidratio') === true && arg !== undefined && arg !== '') {
+    const ratio = Number(arg)
+    if (!(Number.isFinite(ratio) && ratio >= 0 && ratio <= 1)) problems.push(`OTEL_TRACES_SAMPLER_ARG="${arg}" is not a ratio from 0 to 1; sampling every trace (1)`)
+  }
+  return problems
+}
+
 // Samplers built above whose decision for a request without a parent is the SDK's trace-id ratio rule.
 const rootRatios = new WeakMap<Sampler, number>()
 function withRootRatio (sampler: Sampler, ratio: number): Sampler {

@@ -1,0 +1,68 @@
+// OTEL_* values the SDK would silently fall back from are said at start-up, and the SDK's own diagnostics
+// reach the app's log (a real pino logger writing to a stream) instead of nowhere.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { PassThrough } from 'node:stream'
+import { diag } from '@opentelemetry/api'
+import pino from 'pino'
+import { otelEnvProblems, routeDiagnostics } from '../src/otel-env.ts'
+
+test('nothing to say about valid or absent OTEL_* values', () => {
+  assert.deepEqual(otelEnvProblems({}), [])
+  assert.deepEqual(otelEnvProblems({
+    OTEL_TRACES_EXPORTER: 'otlp,console',
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: '0.25',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4317',
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces'
+  }), [])
+  assert.deepEqual(otelEnvProblems({ OTEL_TRACES_SAMPLER: 'always_on', OTEL_TRACES_SAMPLER_ARG: 'ignored by always_on' }), [])
+})
+
+test('each ignored value is named with what happens instead', () => {
+  const say = (env: Record<string, string>): string => otelEnvProblems(env).join(' | ')
+  assert.match(say({ OTEL_TRACES_EXPORTER: 'zipkin' }), /"zipkin" not supported here .*; tracing is off/)
+  assert.match(say({ OTEL_TRACES_EXPORTER: 'zipkin, otlp' }), /"zipkin" not supported here .*; exporting with otlp only/)
+  assert.match(say({ OTEL_TRACES_SAMPLER: 'xray' }), /OTEL_TRACES_SAMPLER="xray" is not supported here .*; using parentbased_always_on/)
+  assert.match(say({ OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '1.5' }), /OTEL_TRACES_SAMPLER_ARG="1.5" is not a ratio from 0 to 1; sampling every trace/)
+  assert.match(say({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: 'abc' }), /"abc" is not a ratio/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'thrift' }), /OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="thrift" is not an OTLP protocol .*; using http\/protobuf/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }), /OTEL_EXPORTER_OTLP_ENDPOINT="localhost:4318" is not an http\(s\) URL/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'not a url' }), /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="not a url" is not an http\(s\) URL/)
+})
+
+function capture (level: string): { log: pino.Logger, lines: () => Array<Record<string, unknown>> } {
+  const stream = new PassThrough()
+  const chunks: string[] = []
+  stream.on('data', (c: Buffer) => chunks.push(c.toString()))
+  return { log: pino({ level }, stream), lines: () => chunks.join('').split('\n').filter(Boolean).map(l => JSON.parse(l) as Record<string, unknown>) }
+}
+
+test('the SDK\'s diag warnings reach the app\'s log, each at most once a minute; debug only when OTEL_LOG_LEVEL asks', async () => {
+  const { log, lines } = capture('info')
+  routeDiagnostics(log, {})
+  try {
+    diag.warn('Propagator "foo" requested through environment variable is unavailable.')
+    diag.warn('Propagator "foo" requested through environment variable is unavailable.')
+    diag.error('export failed', new Error('ECONNREFUSED'))
+    diag.debug('items to be sent', 3)
+    await new Promise(resolve => setImmediate(resolve))
+    assert.deepEqual(lines().map(l => [l.level, l.component, l.msg]), [
+      [40, 'opentelemetry', 'OpenTelemetry: Propagator "foo" requested through environment variable is unavailable.'],
+      [50, 'opentelemetry', 'OpenTelemetry: export failed']
+    ])
+    assert.deepEqual(lines()[1]!.args, ['ECONNREFUSED'])
+
+    const debug = capture('info') // the app logs at info; OTEL_LOG_LEVEL=debug still shows the SDK's debug lines
+    routeDiagnostics(debug.log, { OTEL_LOG_LEVEL: 'debug' })
+    diag.debug('items to be sent', 3)
+    diag.debug('items to be sent', 3)
+    await new Promise(resolve => setImmediate(resolve))
+    assert.deepEqual(debug.lines().filter(l => !String(l.msg).includes('Registered a global for diag')).map(l => [l.level, l.msg, l.args]), [
+      [20, 'OpenTelemetry: items to be sent', [3]], [20, 'OpenTelemetry: items to be sent', [3]]
+    ])
+  } finally {
+    diag.disable()
+  }
+})
