@@ -31,6 +31,10 @@ export function otelEnvProblems (env: Record<string, string | undefined>): strin
       problems.push(`${name}="${v}" is not an http(s) URL: spans cannot be exported (they stay queued, then are counted as dropped)`)
     }
   }
+  for (const name of ['OTEL_BSP_MAX_QUEUE_SIZE', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 'OTEL_BSP_SCHEDULE_DELAY', 'OTEL_BSP_EXPORT_TIMEOUT']) {
+    const v = env[name]
+    if (v !== undefined && v.trim() !== '' && !(Number.isInteger(Number(v)) && Number(v) > 0)) problems.push(`${name}="${v}" is not a positive integer; using the default (README's configuration table)`)
+  }
   return problems
 }
 

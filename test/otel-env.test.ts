@@ -15,7 +15,8 @@ test('nothing to say about valid or absent OTEL_* values', () => {
     OTEL_TRACES_SAMPLER_ARG: '0.25',
     OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
     OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4317',
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces'
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces',
+    OTEL_BSP_MAX_QUEUE_SIZE: '16384'
   }), [])
   assert.deepEqual(otelEnvProblems({ OTEL_TRACES_SAMPLER: 'always_on', OTEL_TRACES_SAMPLER_ARG: 'ignored by always_on' }), [])
 })
@@ -29,6 +30,8 @@ test('each ignored value is named with what happens instead', () => {
   assert.match(say({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: 'abc' }), /"abc" is not a ratio/)
   assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'thrift' }), /OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="thrift" is not an OTLP protocol .*; using http\/protobuf/)
   assert.match(say({ OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }), /OTEL_EXPORTER_OTLP_ENDPOINT="localhost:4318" is not an http\(s\) URL/)
+  assert.match(say({ OTEL_BSP_MAX_QUEUE_SIZE: '10k' }), /OTEL_BSP_MAX_QUEUE_SIZE="10k" is not a positive integer; using the default/)
+  assert.match(say({ OTEL_BSP_SCHEDULE_DELAY: '0' }), /OTEL_BSP_SCHEDULE_DELAY="0" is not a positive integer/)
   assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'not a url' }), /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="not a url" is not an http\(s\) URL/)
 })
 
