@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ConfigError, loadConfig } from '../src/config.ts'
-import { exportThread, otlpProtocol, SPAN_QUEUE_DEFAULTS } from '../src/telemetry.ts'
+import { exportThread, SPAN_QUEUE_DEFAULTS } from '../src/telemetry.ts'
+import { otlpProtocol } from '../src/otel-env.ts'
 import { rootRatioOf, samplerFromEnv } from '../src/journey/sampling.ts'
 
 test('defaults', () => {

@@ -11,9 +11,7 @@ import {
 /** Mirrors the SDK's env handling (sdk-node does not export it); unknown values fall back to the spec default. */
 export function samplerFromEnv (env: Record<string, string | undefined> = process.env): Sampler {
   const name = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase()
-  const argRaw = env.OTEL_TRACES_SAMPLER_ARG?.trim()
-  const arg = argRaw === undefined || argRaw === '' ? 1 : Number(argRaw)
-  const ratio = Number.isFinite(arg) && arg >= 0 && arg <= 1 ? arg : 1
+  const ratio = ratioArg(env.OTEL_TRACES_SAMPLER_ARG) ?? 1
   switch (name) {
     case 'always_on': return withRootRatio(new AlwaysOnSampler(), 1)
     case 'always_off': return withRootRatio(new AlwaysOffSampler(), 0)
@@ -22,6 +20,14 @@ export function samplerFromEnv (env: Record<string, string | undefined> = proces
     case 'parentbased_traceidratio': return withRootRatio(new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }), ratio)
     default: return withRootRatio(new ParentBasedSampler({ root: new AlwaysOnSampler() }), 1)
   }
+}
+
+/** OTEL_TRACES_SAMPLER_ARG as a ratio; undefined when unset, empty or not a number from 0 to 1. */
+function ratioArg (raw: string | undefined): number | undefined {
+  const v = raw?.trim()
+  if (v === undefined || v === '') return undefined
+  const n = Number(v)
+  return Number.isFinite(n) && n >= 0 && n <= 1 ? n : undefined
 }
 
 const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']
@@ -37,9 +43,8 @@ export function samplerEnvProblems (env: Record<string, string | undefined> = pr
     problems.push(`OTEL_TRACES_SAMPLER="${env.OTEL_TRACES_SAMPLER}" is not supported here (${SAMPLERS.join(', ')}); using parentbased_always_on`)
   }
   const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim()
-  if (name?.endsWith('traceidratio') === true && arg !== undefined && arg !== '') {
-    const ratio = Number(arg)
-    if (!(Number.isFinite(ratio) && ratio >= 0 && ratio <= 1)) problems.push(`OTEL_TRACES_SAMPLER_ARG="${arg}" is not a ratio from 0 to 1; sampling every trace (1)`)
+  if (name?.endsWith('traceidratio') === true && arg !== undefined && arg !== '' && ratioArg(arg) === undefined) {
+    problems.push(`OTEL_TRACES_SAMPLER_ARG="${arg}" is not a ratio from 0 to 1; sampling every trace (1)`)
   }
   return problems
 }
