@@ -73,8 +73,9 @@ export function otelEnvProblems (env: Env): string[] {
 /**
  * Installs a `diag` logger writing to `log` (as `component: "opentelemetry"`) at OTEL_LOG_LEVEL, default
  * warn; an OTEL_LOG_LEVEL that is set wins over LOG_LEVEL for these lines, as someone asking the SDK for
- * debug output expects to see it. A warning or error is written at most once a minute, since some repeat
- * per export.
+ * debug output expects to see it. A warning or error is written at most once a minute per kind, since some
+ * repeat per export or per span: the kind is the message with its numbers and ids masked, so "Cannot execute
+ * the operation on ended Span {traceId: …}" from a handler bug is one line a minute, not one per request.
  */
 export function routeDiagnostics (log: Logger, env: Env): void {
   const set = diagLogLevelFromString(env.OTEL_LOG_LEVEL)
@@ -83,16 +84,20 @@ export function routeDiagnostics (log: Logger, env: Env): void {
   const last = new Map<string, number>()
   const write = (pinoLevel: 'error' | 'warn' | 'info' | 'debug' | 'trace') => (message: string, ...args: unknown[]): void => {
     if (pinoLevel === 'error' || pinoLevel === 'warn') {
+      const kind = message.replace(KIND_MASK, '#')
       const t = performance.now()
-      if (t - (last.get(message) ?? -Infinity) < 60_000) return
-      if (last.size >= 100) last.clear() // bounded: messages are few, but some embed values
-      last.set(message, t)
+      if (t - (last.get(kind) ?? -Infinity) < 60_000) return
+      if (last.size >= 100) last.clear() // bounded, whatever the messages
+      last.set(kind, t)
     }
     out[pinoLevel]({ args: args.length > 0 ? args.map(a => a instanceof Error ? a.message : a) : undefined }, `OpenTelemetry: ${message}`)
   }
   const logger: DiagLogger = { error: write('error'), warn: write('warn'), info: write('info'), debug: write('debug'), verbose: write('trace') }
   diag.setLogger(logger, { logLevel: level, suppressOverrideMessage: true })
 }
+
+// Trace and span ids (hex) and numbers: what varies between repeats of one kind of message.
+const KIND_MASK = /[0-9a-f]{16,}|\d+/gi
 
 const PINO_LEVEL: Partial<Record<DiagLogLevel, string>> = {
   [DiagLogLevel.NONE]: 'silent',
