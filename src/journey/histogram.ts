@@ -26,6 +26,13 @@ export class Series {
     this.exemplars = new Array(bounds.length + 1)
   }
 
+  reset (): void {
+    this.counts.fill(0)
+    this.exemplars.fill(undefined)
+    this.sum = 0
+    this.count = 0
+  }
+
   observe (value: number): number {
     const b = this.bounds
     let i = 0
@@ -126,5 +133,11 @@ export class FastHistogram {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
   }
 
-  reset (): void { this.all.clear() }
+  /**
+   * registry.resetMetrics(): every series back to zero, in place. Dropping them (as prom-client does with
+   * its label hashes) would leave the series callers have bound counting where no scrape looks.
+   */
+  reset (): void {
+    for (const s of this.all.values()) s.reset()
+  }
 }

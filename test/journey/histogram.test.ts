@@ -54,3 +54,20 @@ test('as JSON (getMetricsAsJSON, cluster aggregation) every value carries its fu
   ])
   assert.deepEqual(values.filter(v => v.metricName === 'j_seconds_count').map(v => [v.labels, v.value]), [[{ route: '/a' }, 1], [{ route: '/b' }, 1]])
 })
+
+test('registry.resetMetrics() zeroes bound series in place: they go on counting where scrapes look', async () => {
+  const registry = new Registry()
+  const h = new FastHistogram({ name: 'r_seconds', help: 'r', labelNames: ['route'], buckets: [1], registers: [registry] })
+  const s = h.series('/a')
+  s.observeWithExemplar(0.5, { traceId: 'abc', spanId: 'def' }, Date.now() / 1000)
+  s.observe(2)
+  registry.resetMetrics()
+  let text = await registry.metrics()
+  assert.match(text, /^r_seconds_count\{route="\/a"\} 0$/m)
+  assert.match(text, /^r_seconds_sum\{route="\/a"\} 0$/m)
+  assert.equal(s.exemplars.filter(e => e !== undefined).length, 0)
+  s.observe(0.5) // the series a consumer bound before the reset
+  text = await registry.metrics()
+  assert.match(text, /^r_seconds_bucket\{le="1",route="\/a"\} 1$/m)
+  assert.match(text, /^r_seconds_count\{route="\/a"\} 1$/m)
+})
