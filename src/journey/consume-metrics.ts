@@ -136,7 +136,8 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       if (s === undefined) readKernelWaitBy.set(listener, s = readKernelWait.series(listener))
       s.observe(rec.kernelReadWaitMs / 1000)
     }
-    if (!rec.aborted) rs.written.observe(rec.bytesWritten)
+    // Not measured for answers given before the journey's hooks ran (NaN).
+    if (!rec.aborted && !Number.isNaN(rec.bytesWritten)) rs.written.observe(rec.bytesWritten)
   }
 
   function onOpen (message: unknown): void {

@@ -119,9 +119,11 @@ function onClose (this: Observed): void {
   for (const rec of conn.inflight) {
     rec.aborted = true
     rec.endAt = at
+    rec.message = undefined
     publishRequest(rec)
   }
   conn.inflight.length = 0
+  conn.unclaimed = 0
   publishConnection(channels.connectionClose, conn)
 }
 

@@ -3,7 +3,7 @@
 // in every phase and its onRoute hook sees every route.
 import diagnostics from 'node:diagnostics_channel'
 import { pipeline, Transform, type Readable } from 'node:stream'
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import { context } from '@opentelemetry/api'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
@@ -11,7 +11,7 @@ import { now } from './clock.ts'
 import { readTcpInfo } from './tcp-info.ts'
 import { newRequestRecord, type ConnectionRecord, type RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
-import { kConnection } from './observe-parser.ts'
+import { kConnection, onUnclaimedMessage } from './observe-parser.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 
 declare module 'fastify' {
@@ -56,7 +56,7 @@ function firstHeader (v: string | string[] | undefined): string | undefined {
 // http(s).Server in the process; responses without a record belong to servers nobody observes.
 function onResponseFinish (message: unknown): void {
   const res = (message as { response: Response }).response
-  const rec = res[kRecord]
+  const rec = res[kRecord] ?? answeredBeforeHooks(res)
   if (rec === undefined) return
   // A record leaves `inflight` exactly once, here or at the connection's close: it is published once,
   // so a response that somehow finishes after its connection closed is never counted twice.
@@ -68,8 +68,54 @@ function onResponseFinish (message: unknown): void {
   rec.endAt = rec.finishAt
   rec.status = res.statusCode
   const socket = res.socket
-  if (socket != null) rec.bytesWritten = socket.bytesWritten - rec.bytesWrittenStart
+  if (socket != null && !rec.beforeHooks) rec.bytesWritten = socket.bytesWritten - rec.bytesWrittenStart
   publishRequest(rec)
+}
+
+/**
+ * A request no journey hook saw (observe-parser.ts says when) gets a record at once, with the parser's
+ * marks, so the answer Node or Fastify gives it is counted like any other: route (unmatched), read, parse
+ * and write, nothing in between. Not head-sampled (no hook ran to decide); kept by the error and slow rules.
+ */
+function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
+  // An Upgrade or CONNECT the app listens for leaves HTTP: no response will come, and none is missing. A
+  // CONNECT nobody listens for is closed by Node without an answer: a request, cut off.
+  const leaves = (message as IncomingMessage & { upgrade?: boolean }).upgrade === true
+  if (leaves && !(message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0)) return
+  const rec = newRequestRecord(conn, message.method ?? '', now())
+  rec.route = UNMATCHED_ROUTE
+  rec.beforeHooks = true
+  rec.message = message
+  rec.bytesWritten = NaN
+  conn.unclaimed++
+}
+
+/** The unclaimed request this response answers (Node's or Fastify's own answer), now finishing. */
+function answeredBeforeHooks (res: Response): RequestRecord | undefined {
+  const conn = (res.socket as (Socket & { [kConnection]?: ConnectionRecord }) | null)?.[kConnection]
+  if (conn === undefined || conn.unclaimed === 0) return undefined
+  const rec = conn.inflight.find(r => r.message === res.req)
+  if (rec === undefined) return undefined
+  rec.message = undefined
+  conn.unclaimed--
+  // Its answer was written before requestAt (inside the parser's callback); write runs on to 'finish'.
+  rec.serializeEndAt = rec.requestAt
+  return rec
+}
+
+/**
+ * The journey's onRequest hook ran after all for a request first seen unclaimed (a hook registered before
+ * the journey's, or the server's handler, deferred it): it takes that record rather than making a second.
+ */
+function claim (conn: ConnectionRecord, message: IncomingMessage): RequestRecord | undefined {
+  const rec = conn.inflight.find(r => r.message === message)
+  if (rec === undefined) return undefined
+  rec.message = undefined
+  rec.beforeHooks = false
+  rec.bytesWritten = 0
+  rec.requestAt = now()
+  conn.unclaimed--
+  return rec
 }
 
 function onDrain (this: Response): void {
@@ -134,9 +180,15 @@ const BODYLESS = new Set(['GET', 'HEAD', 'TRACE'])
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
   fastify.decorateRequest('journey', null)
   if (opts.traced === true) warnTracedAfter(fastify)
-  if (subscribers++ === 0) diagnostics.subscribe('http.server.response.finish', onResponseFinish)
+  if (subscribers++ === 0) {
+    diagnostics.subscribe('http.server.response.finish', onResponseFinish)
+    onUnclaimedMessage(onUnclaimed)
+  }
   fastify.addHook('onClose', (_instance, done) => {
-    if (--subscribers === 0) diagnostics.unsubscribe('http.server.response.finish', onResponseFinish)
+    if (--subscribers === 0) {
+      diagnostics.unsubscribe('http.server.response.finish', onResponseFinish)
+      onUnclaimedMessage(undefined)
+    }
     done()
   })
 
@@ -148,7 +200,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       if (socket instanceof Socket) warnUnobserved()
       return done()
     }
-    const rec = newRequestRecord(conn, request.method, now())
+    const rec = (conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined) ?? newRequestRecord(conn, request.method, now())
     const route = request.routeOptions
     rec.route = route.url ?? UNMATCHED_ROUTE
     if (route.url !== undefined && (route.config as { [kWrapped]?: true } | undefined)?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)

@@ -6,6 +6,7 @@
 // They are undocumented internals (`_http_common`'s HTTPParser and its kOn* slots): checkParserInternals()
 // says whether this Node still has them, and test/journey/internals.test.ts fails loudly when it does not.
 import { createRequire } from 'node:module'
+import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { now } from './clock.ts'
 import type { ConnectionRecord } from './records.ts'
@@ -56,8 +57,23 @@ function onMessageBegin (this: Parser): void {
 
 let originalHeadersComplete: HeadersComplete | undefined
 
-function onHeadersComplete (this: Parser, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown,
-  f: unknown, g: unknown, h: unknown, i: unknown): unknown {
+/** Told of a message no journey hook took while Node handed it over; see onUnclaimedMessage. */
+export type UnclaimedObserver = (message: IncomingMessage, conn: ConnectionRecord) => void
+let unclaimed: UnclaimedObserver | undefined
+
+/**
+ * Node hands a parsed request over from inside this callback, and Fastify runs the journey's onRequest
+ * hook in the same call, which takes the parser's marks (newRequestRecord). Marks still here when it
+ * returns belong to a request no journey hook saw: Node answered it itself (400 for a missing Host, 417,
+ * 503 for maxRequestsPerSocket), Fastify did before its hooks (400 for a malformed URL, 503 while closing),
+ * or the connection left HTTP (CONNECT, Upgrade). The Fastify observer decides what that is.
+ */
+export function onUnclaimedMessage (observer: UnclaimedObserver | undefined): void {
+  unclaimed = observer
+}
+
+function onHeadersComplete (this: Parser & { incoming?: IncomingMessage | null }, a: unknown, b: unknown, c: unknown,
+  d: unknown, e: unknown, f: unknown, g: unknown, h: unknown, i: unknown): unknown {
   const conn = recordOf(this)
   if (conn !== undefined) {
     if (Number.isNaN(conn.chunkAt)) {
@@ -67,7 +83,11 @@ function onHeadersComplete (this: Parser, a: unknown, b: unknown, c: unknown, d:
       conn.headersCipherAt = conn.chunkCipherAt
     }
   }
-  return originalHeadersComplete!.call(this, a, b, c, d, e, f, g, h, i)
+  const result = originalHeadersComplete!.call(this, a, b, c, d, e, f, g, h, i)
+  if (conn !== undefined && !Number.isNaN(conn.headersAt) && unclaimed !== undefined && this.incoming != null) {
+    unclaimed(this.incoming, conn)
+  }
+  return result
 }
 
 /**

@@ -38,6 +38,8 @@ export interface ConnectionRecord {
   requests: number
   /** Requests whose response has not finished yet (HTTP/1.1 answers in order). */
   inflight: RequestRecord[]
+  /** Of inflight: requests no journey hook has seen (RequestRecord.beforeHooks). */
+  unclaimed: number
   errors: string[]
   bytesRead: number
   bytesWritten: number
@@ -89,6 +91,13 @@ export interface RequestRecord {
   /** Allowlisted request headers as span attributes (JOURNEY_RECORD_HEADERS); nothing else is kept. */
   headers: Record<string, string[]> | undefined
   aborted: boolean
+  /**
+   * Answered (or closed) before the journey's onRequest hook ran: Node's own 400, 417 or 503, Fastify's
+   * bad-URL 400 or its 503 while closing, a CONNECT nobody handles. Only read, parse and write are seen.
+   */
+  beforeHooks: boolean
+  /** Until such a request is answered or claimed: its IncomingMessage, to tell which response is its. */
+  message: object | undefined
   // Tracing: decided at request start; ids exist only for head-sampled requests until the end.
   sampled: boolean
   /** Head-sampled, but the export queue had no room at its start: it ran untraced (consume-spans.ts). */
@@ -134,6 +143,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     headersCipherAt: NaN,
     requests: 0,
     inflight: [],
+    unclaimed: 0,
     errors: [],
     bytesRead: 0,
     bytesWritten: 0,
@@ -178,6 +188,8 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     contentEncoding: undefined,
     headers: undefined,
     aborted: false,
+    beforeHooks: false,
+    message: undefined,
     sampled: false,
     queueFull: false,
     reserved: 0,

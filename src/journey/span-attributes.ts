@@ -28,6 +28,7 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
   if (rec.aborted) attributes[ATTR.aborted] = true
   if (rec.queueFull) attributes[ATTR.queueFullAtStart] = true
+  if (rec.beforeHooks) attributes[ATTR.beforeHooks] = true
   if (rec.headers !== undefined) Object.assign(attributes, rec.headers)
   return attributes
 }
@@ -64,7 +65,8 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
     }
     case 'serialize': return { [ATTR.serializeSkipped]: rec.serializeSkipped }
     case 'write': {
-      const a: Attributes = { [ATTR.bytesWritten]: rec.bytesWritten }
+      const a: Attributes = {}
+      if (!Number.isNaN(rec.bytesWritten)) a[ATTR.bytesWritten] = rec.bytesWritten
       if (rec.backpressure !== undefined) a[ATTR.backpressure] = rec.backpressure
       return a
     }

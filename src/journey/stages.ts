@@ -75,6 +75,8 @@ export const ATTR = {
   backpressure: 'journey.write.backpressure',
   bytesWritten: 'journey.write.bytes',
   aborted: 'journey.aborted',
+  /** Answered or closed before the journey's onRequest hook ran (by Node, or Fastify before its hooks). */
+  beforeHooks: 'journey.before_hooks',
   gapHooks: 'journey.gap.hooks_ms',
   gapIdle: 'journey.gap.before_request_ms'
 } as const

@@ -16,6 +16,30 @@ test(`_http_common.HTTPParser kOnMessageBegin/kOnHeadersComplete exist on Node $
   assert.equal(typeof HTTPParser.kOnHeadersComplete, 'number')
 })
 
+test('the parser holds the request it just built as .incoming when kOnHeadersComplete returns (requests answered before any hook)', async () => {
+  const { createServer: createHttpServer } = await import('node:http')
+  const { connect } = await import('node:net')
+  const { HTTPParser } = createRequire(import.meta.url)('_http_common')
+  let seen: { incoming: unknown, req: unknown } | undefined
+  const server = createHttpServer((req, res) => { seen = { incoming: undefined, req }; res.end('ok') })
+  server.on('connection', (s: import('node:net').Socket & { parser?: Record<number, unknown> & { incoming?: unknown } }) => {
+    const parser = s.parser!
+    const original = parser[HTTPParser.kOnHeadersComplete] as (...a: unknown[]) => unknown
+    parser[HTTPParser.kOnHeadersComplete] = function (this: typeof parser, ...args: unknown[]) {
+      const result = original.apply(this, args)
+      if (seen !== undefined) seen.incoming = this.incoming
+      return result
+    }
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
+  client.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  await new Promise(resolve => client.on('close', resolve).resume())
+  server.close()
+  assert.ok(seen !== undefined && seen.req !== undefined)
+  assert.equal(seen.incoming, seen.req, 'parser.incoming is the IncomingMessage the server emitted')
+})
+
 test('an HTTPS server\'s TLSSocket has its raw socket as _parent and its HTTP parser attached at secureConnection', async () => {
   const material = await loadTlsMaterial(undefined, undefined)
   const server = createServer({ key: material.key, cert: material.cert }, (_req, res) => res.end('ok'))
