@@ -7,7 +7,7 @@ import {
 import type { Precision } from '../config.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Stage } from './stages.ts'
-import type { Timeline } from './timeline.ts'
+import { handlerWroteResponse, type Timeline } from './timeline.ts'
 
 /** The request span's: HTTP semantic conventions, where it sits on its connection, why it was kept, its gaps. */
 export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNullable<RequestRecord['keptBy']>, precision: Precision): Attributes {
@@ -63,6 +63,7 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
       if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
       return a
     }
+    case 'handler': return handlerWroteResponse(rec) ? { [ATTR.handlerWroteResponse]: true } : undefined
     case 'serialize': return { [ATTR.serializeSkipped]: rec.serializeSkipped }
     case 'write': {
       const a: Attributes = {}

@@ -71,6 +71,8 @@ export const ATTR = {
   contentType: 'journey.decode.content_type',
   contentEncoding: 'journey.decode.content_encoding',
   decodedBytes: 'journey.decode.decoded_bytes',
+  /** The handler wrote the response itself (reply.hijack(), reply.raw): its stage includes that writing. */
+  handlerWroteResponse: 'journey.handler.wrote_response',
   serializeSkipped: 'journey.serialize.skipped',
   backpressure: 'journey.write.backpressure',
   bytesWritten: 'journey.write.bytes',

@@ -57,6 +57,15 @@ export function mostStages (m: Pick<Marks, 'acceptAt' | 'secureAt' | 'decryptSta
   return 6 + (seen(m.acceptAt) ? 1 : 0) + (seen(m.secureAt) ? 1 : 0) + (seen(m.decryptStartAt) ? 1 : 0)
 }
 
+/**
+ * The response finished without ever passing Fastify's reply (the handler called reply.hijack(), or wrote
+ * to reply.raw): its onSend never ran, which would have ended the handler. The handler wrote the response
+ * itself, so its stage runs to 'finish', and there is no serialize or write stage of Fastify's to show.
+ */
+export function handlerWroteResponse (m: Pick<Marks, 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'finishAt'>): boolean {
+  return seen(m.finishAt) && seen(m.handlerStartAt) && !seen(m.handlerEndAt) && !seen(m.serializeEndAt)
+}
+
 export function buildTimeline (m: Marks): Timeline {
   const end = seen(m.finishAt) ? m.finishAt : m.endAt
   const stages: Interval[] = []
@@ -75,9 +84,13 @@ export function buildTimeline (m: Marks): Timeline {
   }
   push(stages, 'parse', m.headersAt, m.requestAt, end)
   push(stages, 'decode', m.decodeStartAt, m.decodeEndAt, end, m.handlerStartAt, m.handlerEndAt)
-  push(stages, 'handler', m.handlerStartAt, m.handlerEndAt, end)
-  push(stages, 'serialize', m.handlerEndAt, m.serializeEndAt, end)
-  push(stages, 'write', m.serializeEndAt, m.finishAt, end)
+  if (handlerWroteResponse(m)) {
+    push(stages, 'handler', m.handlerStartAt, m.finishAt, end)
+  } else {
+    push(stages, 'handler', m.handlerStartAt, m.handlerEndAt, end)
+    push(stages, 'serialize', m.handlerEndAt, m.serializeEndAt, end)
+    push(stages, 'write', m.serializeEndAt, m.finishAt, end)
+  }
 
   const first = stages[0]
   // Without parser marks the request object is the first thing seen; hooks before decode are a gap then.

@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
-import { roots, stageNames, waterfall } from '../helpers/spans.ts'
+import { durationMs, ms, roots, stage, stageNames, waterfall } from '../helpers/spans.ts'
 
 // Head-samples POST requests only (parent-based, as OTel's default is), so one app shows both sides.
 const postOnlyRoot: Sampler = {
@@ -37,6 +37,12 @@ before(async () => {
   app.get('/fast', async () => { activeInHandler.fast = trace.getActiveSpan() !== undefined; return 'fast' })
   app.get('/slow', async () => { await sleep(150); return 'slow' })
   app.get('/boom', async () => { throw new Error('boom') })
+  // An SSE-style route: the handler takes the response over and writes it itself, 40 ms later.
+  app.post('/hijack', (_req, reply) => {
+    reply.hijack()
+    reply.raw.writeHead(200, { 'content-type': 'text/plain' })
+    setTimeout(() => reply.raw.end('written by the handler\n'), 40)
+  })
   await app.listen({ port: 0, host: '127.0.0.1' })
   base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
 })
@@ -85,4 +91,21 @@ test('a failed request is kept with an error status', async () => {
   assert.equal(root.attributes['journey.sampling.rule'], 'error')
   assert.equal(root.status.code, 2)
   assert.equal(root.attributes['error.type'], '500')
+})
+
+test('a handler that writes the response itself (reply.hijack) owns it to the end: no false cut, no serialize or write', async () => {
+  assert.equal(await get('/hijack', 'POST'), 200)
+  const spans = exporter.getFinishedSpans()
+  const [root] = roots(spans, '/hijack')
+  assert.ok(root !== undefined)
+  const w = waterfall(spans, root)
+  assert.deepEqual(stageNames(w).slice(-2), ['decode', 'handler'])
+  const handler = stage(w, 'handler')!
+  assert.equal(handler.status.code, 0, `not an error: ${handler.status.message ?? ''}`)
+  assert.equal(handler.attributes['journey.handler.wrote_response'], true)
+  assert.ok(durationMs(handler) >= 39, `the handler's own writing is in its stage: ${durationMs(handler)} ms`)
+  assert.ok(Math.abs(ms(handler.endTime) - ms(root.endTime)) < 0.01, 'it ends when the response finished')
+  const text = await registry.metrics()
+  assert.match(text, /journey_stage_duration_seconds_count\{stage="handler",method="POST",route="\/hijack"\} 1/)
+  assert.doesNotMatch(text, /stage="(serialize|write)",method="POST",route="\/hijack"/)
 })

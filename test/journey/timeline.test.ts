@@ -20,6 +20,14 @@ test('a keep-alive request: read → write, hooks in the gaps', () => {
   assert.equal(tl.idleBeforeRequestMs, 0)
 })
 
+test('a handler that wrote the response itself (no onSend, yet it finished): handler runs to finish, not cut', () => {
+  const tl = buildTimeline({ ...base, handlerEndAt: N, serializeEndAt: N })
+  assert.deepEqual(tl.stages.map(s => [s.stage, s.end - s.start, s.cut]).slice(-2), [['decode', 1.5, false], ['handler', 9.5, false]])
+  // The same marks cut off by the client (no finish) are a cut handler, as before.
+  const cut = buildTimeline({ ...base, handlerEndAt: N, serializeEndAt: N, finishAt: N, endAt: 30 })
+  assert.deepEqual(cut.stages.map(s => [s.stage, s.end - s.start, s.cut]).at(-1), ['handler', 14.5, true])
+})
+
 test('first request on a TLS connection: accept, tls, idle until the first byte', () => {
   const tl = buildTimeline({ ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4 })
   assert.deepEqual(tl.stages.map(s => s.stage), ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
