@@ -102,6 +102,32 @@ describe('npm start', () => {
     assert.equal(s.logs().split('\n').filter(l => l.includes('"msg":"request"')).length, 3)
   })
 
+  test('each request span fits inside what curl measured itself, and accounts for nearly all of it', async () => {
+    const s = await start({ OTEL_TRACES_EXPORTER: 'none' })
+    // New connections, one at a time: HTTPS with 20 ms in the handler, and plain GET /.
+    const urls = [
+      ...Array.from({ length: 5 }, () => `https://localhost:${s.ports.https}/compute?ms=20`),
+      ...Array.from({ length: 5 }, () => `http://localhost:${s.ports.http}/`)
+    ]
+    const client: number[] = []
+    for (const url of urls) {
+      const { stdout } = await exec('curl', ['-sk', '-o', '/dev/null', '-w', '%{time_connect} %{time_total}', url])
+      const [connect, total] = stdout.split(' ').map(Number) as [number, number]
+      client.push((total - connect) * 1000) // TCP connected → last byte read, as curl saw it
+    }
+    const snap = await (await request(`http://127.0.0.1:${s.ports.metrics}/journey/snapshot.json`)).body.json() as { recent: Array<{ route: string, durationMs: number }> }
+    const server = snap.recent.slice().reverse().map(r => r.durationMs) // oldest first, like `client`
+    assert.equal(server.length, urls.length)
+    const slack = client.map((c, i) => c - server[i]!)
+    // The server's span (accept → last byte handed to the kernel) is inside the client's time: never
+    // longer (give or take curl noticing its connect late), and the rest is curl's own send and receive.
+    for (const [i, d] of slack.entries()) assert.ok(d > -1, `request ${i}: server ${server[i]!.toFixed(2)} ms > client ${client[i]!.toFixed(2)} ms`)
+    const median = slack.slice().sort((a, b) => a - b)[Math.floor(slack.length / 2)]!
+    assert.ok(median < 3, `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median): ${slack.map(d => d.toFixed(2)).join(' ')}`)
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+  })
+
   test('a second signal exits at once, without waiting for in-flight requests', async () => {
     const s = await start({ SHUTDOWN_TIMEOUT_MS: '30000' })
     const slow = request(`http://127.0.0.1:${s.ports.http}/io?ms=5000`).then(r => r.body.text()).catch(() => 'cut')
