@@ -110,6 +110,7 @@ function answeredBeforeHooks (res: Response): RequestRecord | undefined {
 function claim (conn: ConnectionRecord, message: IncomingMessage): RequestRecord | undefined {
   const rec = conn.inflight.find(r => r.message === message)
   if (rec === undefined) return undefined
+  warnLate()
   rec.message = undefined
   rec.beforeHooks = false
   rec.bytesWritten = 0
@@ -172,6 +173,13 @@ function warnTracedAfter (fastify: FastifyInstance): void {
     }
     done()
   })
+}
+
+let lateWarned = false
+function warnLate (): void {
+  if (lateWarned) return
+  lateWarned = true
+  process.emitWarning('requests reach the journey\'s onRequest hook only after something before it deferred them (an async onRequest hook registered before the journey plugin, or the server\'s handler): that time is in their parse stage, and requests such a hook answers itself count under (unmatched); register journey.plugin first', { code: 'REQUEST_JOURNEY_LATE_HOOK' })
 }
 
 /** Fastify's standard bodyless methods (an app can change them with addHttpMethod; then decoded sizes on such a route are not counted). */

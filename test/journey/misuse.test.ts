@@ -1,7 +1,8 @@
 // Set-up mistakes a team adding the plugin to its own app can make, which would otherwise only show as
-// numbers or traces that are missing: routes added before the plugin (their handler is not wrapped), a
-// server the journey does not observe (no serverFactory), and @fastify/otel registered after the journey
-// (two traces per request). Each is said once, as a Node warning with a code.
+// numbers or traces that are missing or misplaced: routes added before the plugin (their handler is not
+// wrapped), a server the journey does not observe (no serverFactory), @fastify/otel registered after the
+// journey (two traces per request), an async onRequest hook registered before it (its time lands in parse).
+// Each is said once, as a Node warning with a code.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -84,4 +85,28 @@ test('@fastify/otel registered after a tracing journey is said once; registered 
     journey.close()
   }
   assert.deepEqual(said, [['REQUEST_JOURNEY_PLUGIN_ORDER'], [], []])
+})
+
+test('an async onRequest hook registered before the journey is said once (its time lands in parse); the requests are still measured once', async () => {
+  warnings.length = 0
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify({ serverFactory: journey.serverFactory() })
+  apps.push(app)
+  app.addHook('onRequest', async (request, reply) => { if (request.headers.authorization === undefined) return await reply.code(401).send({ error: 'who are you' }) })
+  await app.register(journey.plugin)
+  app.get('/secret', async () => 'secret')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  for (const headers of [{ authorization: 'x' }, { authorization: 'x' }, {}]) {
+    const r = await request(`http://127.0.0.1:${port}/secret`, { headers })
+    await r.body.text()
+  }
+  await sleep(20)
+  assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_LATE_HOOK'])
+  const text = await registry.metrics()
+  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/secret",http_response_status_code="200",url_scheme="http"\} 2/)
+  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="401",url_scheme="http"\} 1/)
+  warnings.length = 0
+  journey.close()
 })
