@@ -53,7 +53,8 @@ function firstHeader (v: string | string[] | undefined): string | undefined {
 }
 
 // 'finish' on the response: every byte was handed to the kernel. The channel fires for every
-// http(s).Server in the process; responses without a record belong to servers nobody observes.
+// http(s).Server in the process; a response without a record answers a request no journey hook saw
+// (answeredBeforeHooks), or belongs to a server nobody observes.
 function onResponseFinish (message: unknown): void {
   const res = (message as { response: Response }).response
   const rec = res[kRecord] ?? answeredBeforeHooks(res)
