@@ -6,12 +6,11 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SamplingDecision, SpanKind } from '@opentelemetry/api'
-import { NodeSDK } from '@opentelemetry/sdk-node'
-import { HttpInstrumentation } from '@opentelemetry/instrumentation-http'
+import type { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type ReadableSpan, type Sampler } from '@opentelemetry/sdk-trace'
 import type { FastifyInstance } from 'fastify'
 import { request } from 'undici'
-import { dbQuery, listenLocal } from '../helpers/app.ts'
+import { dbQuery, journeyUnderHttpInstrumentation } from '../helpers/app.ts'
 
 // Samples every root except those of requests sent with `x-unsampled` (the http instrumentation passes
 // the request's attributes to the sampler; the header's value becomes the span's user agent here).
@@ -28,18 +27,9 @@ let app: FastifyInstance
 let base: string
 
 before(async () => {
-  // The http instrumentation patches `http` when it is first loaded: start the SDK before Fastify and the journey.
-  const { createJourney, journeyTracing } = await import('../../src/journey/index.ts')
-  const tracing = journeyTracing({ headSampler: new ParentBasedSampler({ root: rootSampler }), spanProcessors: [new SimpleSpanProcessor({ exporter })] })
-  sdk = new NodeSDK({ ...tracing.sdkOptions, metricReaders: [], logRecordProcessors: [], instrumentations: [new HttpInstrumentation()] })
-  sdk.start()
-  const { default: Fastify } = await import('fastify')
-  const { Registry } = await import('prom-client')
-  const journey = createJourney({ registry: new Registry(), tracing })
-  app = Fastify({ serverFactory: journey.serverFactory({ keepAliveTimeout: 5000 }) })
-  await app.register(journey.plugin)
-  app.get('/work', dbQuery)
-  base = await listenLocal(app)
+  ({ sdk, app, base } = await journeyUnderHttpInstrumentation(
+    { headSampler: new ParentBasedSampler({ root: rootSampler }), spanProcessors: [new SimpleSpanProcessor({ exporter })] },
+    app => { app.get('/work', dbQuery) }))
 })
 after(async () => { await app.close(); await sdk.shutdown() })
 beforeEach(() => exporter.reset())

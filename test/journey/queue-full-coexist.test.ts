@@ -7,54 +7,34 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { context, propagation, SpanKind, trace } from '@opentelemetry/api'
-import { NodeSDK } from '@opentelemetry/sdk-node'
-import { HttpInstrumentation } from '@opentelemetry/instrumentation-http'
+import type { NodeSDK } from '@opentelemetry/sdk-node'
 import { AlwaysOnSampler, InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
 import type { FastifyInstance } from 'fastify'
 import { request } from 'undici'
-import type { SpanAdmission } from '../../src/journey/index.ts'
-import { listenLocal } from '../helpers/app.ts'
+import { fakeQueue, journeyUnderHttpInstrumentation } from '../helpers/app.ts'
 
 const exporter = new InMemorySpanExporter()
-const queue = { room: 100 }
-const admission: SpanAdmission = {
-  admit: (spans) => spans <= queue.room,
-  reserve: (spans) => {
-    if (spans > queue.room) return false
-    queue.room -= spans
-    return true
-  },
-  release: (spans) => { queue.room += spans }
-}
+const { queue, admission } = fakeQueue(100)
 let sdk: NodeSDK
 let app: FastifyInstance
 let base: string
 let propagated: Record<string, string> = {}
 
 before(async () => {
-  // The http instrumentation patches `http` when it is first loaded: start the SDK before Fastify and the journey.
-  const { createJourney, journeyTracing } = await import('../../src/journey/index.ts')
-  const tracing = journeyTracing({
+  ({ sdk, app, base } = await journeyUnderHttpInstrumentation({
     headSampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     spanProcessors: [Object.assign(new SimpleSpanProcessor({ exporter }), admission)]
-  })
-  sdk = new NodeSDK({ ...tracing.sdkOptions, metricReaders: [], logRecordProcessors: [], instrumentations: [new HttpInstrumentation()] })
-  sdk.start()
-  const { default: Fastify } = await import('fastify')
-  const { Registry } = await import('prom-client')
-  const journey = createJourney({ registry: new Registry(), tracing })
-  app = Fastify({ serverFactory: journey.serverFactory({ keepAliveTimeout: 5000 }) })
-  await app.register(journey.plugin)
-  app.get('/work', async () => {
-    await new Promise(resolve => setImmediate(resolve))
-    return trace.getTracer('app').startActiveSpan('db.query', (span) => {
-      propagated = {}
-      propagation.inject(context.active(), propagated) // what a downstream call would carry
-      span.end()
-      return 'done'
+  }, app => {
+    app.get('/work', async () => {
+      await new Promise(resolve => setImmediate(resolve))
+      return trace.getTracer('app').startActiveSpan('db.query', (span) => {
+        propagated = {}
+        propagation.inject(context.active(), propagated) // what a downstream call would carry
+        span.end()
+        return 'done'
+      })
     })
-  })
-  base = await listenLocal(app)
+  }))
   await get() // the app's first span: from now on the journey gives every handler a context
 })
 after(async () => { await app.close(); await sdk.shutdown() })

@@ -12,22 +12,12 @@ import { AlwaysOnSampler, InMemorySpanExporter, ParentBasedSampler, SimpleSpanPr
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { Client } from 'undici'
-import { createJourney, journeyTracing, type Journey, type SpanAdmission } from '../../src/journey/index.ts'
-import { listenLocal } from '../helpers/app.ts'
+import { createJourney, journeyTracing, type Journey } from '../../src/journey/index.ts'
+import { fakeQueue, listenLocal } from '../helpers/app.ts'
 import { roots } from '../helpers/spans.ts'
 
 const exporter = new InMemorySpanExporter()
-const queue = { room: 100, held: 0 }
-const admission: SpanAdmission = {
-  admit: (spans) => spans <= queue.room,
-  reserve: (spans) => {
-    if (spans > queue.room) return false
-    queue.room -= spans
-    queue.held += spans
-    return true
-  },
-  release: (spans) => { queue.room += spans; queue.held -= spans }
-}
+const { queue, admission } = fakeQueue(100)
 let sdk: NodeSDK
 let journey: Journey
 let app: FastifyInstance
