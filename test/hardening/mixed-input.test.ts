@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
 import { request } from 'undici'
+import { statusesOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 
 let t: TestServer
@@ -55,10 +56,7 @@ function exchange (port: number, payload: Buffer, statuses: Map<number, number>)
     s.on('error', () => {})
     s.on('close', () => {
       clearTimeout(quiet)
-      for (const m of text.matchAll(/HTTP\/1\.1 (\d{3}) /g)) {
-        const code = Number(m[1])
-        if (code !== 100) statuses.set(code, (statuses.get(code) ?? 0) + 1)
-      }
+      for (const code of statusesOf(text)) if (code !== 100) statuses.set(code, (statuses.get(code) ?? 0) + 1)
       resolve()
     })
     s.write(payload, rest)

@@ -70,6 +70,11 @@ export function countResponses (text: string): number {
   }
 }
 
+/** The status of every response line in `text`, in order (interim 100s included). */
+export function statusesOf (text: string): number[] {
+  return [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map(m => Number(m[1]))
+}
+
 export function statusOf (text: string): number {
   return Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)
 }

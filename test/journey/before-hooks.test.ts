@@ -10,7 +10,7 @@ import { AlwaysOffSampler, InMemorySpanExporter, ParentBasedSampler, SimpleSpanP
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { createJourney, journeyTracing, type Journey } from '../../src/journey/index.ts'
-import { connect, countResponses, statusOf } from '../helpers/raw.ts'
+import { connect, countResponses, statusesOf, statusOf } from '../helpers/raw.ts'
 import { roots, stageNames, waterfall } from '../helpers/spans.ts'
 
 const exporter = new InMemorySpanExporter()
@@ -51,8 +51,6 @@ const total = (m: Map<string, number>): number => [...m.values()].reduce((a, b) 
 const label = (method: string, route: string, status: string): string =>
   `http_request_method="${method}",http_route="${route}",http_response_status_code="${status}",url_scheme="http"`
 
-const statuses = (text: string): number[] => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map(m => Number(m[1]))
-
 /** Sends `bytes` on a new connection and returns what came back when the server closed it. */
 async function exchange (bytes: string): Promise<string> {
   const c = await connect(port)
@@ -86,9 +84,9 @@ test('pipelined: an answer Node gives between Fastify\'s is matched to its own r
   await c.write('GET /ok HTTP/1.1\r\nHost: x\r\n\r\n' +
     'POST /ok HTTP/1.1\r\nHost: x\r\nExpect: coffee\r\nContent-Length: 0\r\n\r\n' +
     'GET /ok HTTP/1.1\r\nHost: x\r\n\r\n')
-  const text = await c.read(t => statuses(t).length === 3 && t.endsWith('}'))
+  const text = await c.read(t => statusesOf(t).length === 3 && t.endsWith('}'))
   c.close()
-  assert.deepEqual(statuses(text), [200, 417, 200], text)
+  assert.deepEqual(statusesOf(text), [200, 417, 200], text)
   await sleep(20)
   const counted = await requests()
   assert.equal(counted.get(label('GET', '/ok', '200')), 2, JSON.stringify([...counted]))
@@ -101,7 +99,7 @@ test("Node's 503 past maxRequestsPerSocket is counted and kept as an error, its 
   try {
     const c = await connect(port)
     await c.write('GET /ok HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(3))
-    const text = await c.read(t => statuses(t).length === 3)
+    const text = await c.read(t => statusesOf(t).length === 3)
     c.close()
     assert.match(text, /HTTP\/1\.1 503/)
     await sleep(20)
@@ -174,11 +172,11 @@ test("Fastify's 503 while closing reaches no hook and is counted", async () => {
   const closed = server.close()
   await sleep(20)
   await c.write('GET /ok HTTP/1.1\r\nHost: x\r\n\r\n')
-  const text = await c.read(t => statuses(t).length === 2 && t.endsWith('}'))
+  const text = await c.read(t => statusesOf(t).length === 2 && t.endsWith('}'))
   c.close()
   await closed
   closing.close()
-  assert.deepEqual(statuses(text), [200, 503], text)
+  assert.deepEqual(statusesOf(text), [200, 503], text)
   const metrics = await reg.metrics()
   assert.match(metrics, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="503",url_scheme="http"\} 1/)
   assert.match(metrics, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/slow",http_response_status_code="200",url_scheme="http"\} 1/)
