@@ -87,7 +87,6 @@ function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
   rec.route = UNMATCHED_ROUTE
   rec.beforeHooks = true
   rec.message = message
-  rec.bytesWritten = NaN
   conn.unclaimed++
 }
 
@@ -100,7 +99,9 @@ function answeredBeforeHooks (res: Response): RequestRecord | undefined {
   rec.message = undefined
   conn.unclaimed--
   // Its answer was written before requestAt (inside the parser's callback); write runs on to 'finish'.
+  // Where its bytes started on the socket was never marked: not measured.
   rec.serializeEndAt = rec.requestAt
+  rec.bytesWritten = NaN
   return rec
 }
 
@@ -114,7 +115,6 @@ function claim (conn: ConnectionRecord, message: IncomingMessage): RequestRecord
   warnLate()
   rec.message = undefined
   rec.beforeHooks = false
-  rec.bytesWritten = 0
   rec.requestAt = now()
   conn.unclaimed--
   return rec
