@@ -80,7 +80,7 @@ test('a worker that cannot start (port in use) stops the whole cluster with exit
   await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', resolve))
   const port = (blocker.address() as AddressInfo).port
   const p = run({ ACCEPT_STRATEGY: 'reuseport', WORKERS: '2', HTTP_PORT: String(port), HTTPS_PORT: String(await freePort()), LOG_LEVEL: 'info' })
-  const exited = await Promise.race([p.exited, new Promise<'hung'>(resolve => setTimeout(resolve, 20_000, 'hung'))])
+  const exited = await Promise.race([p.exited, new Promise<'hung'>(resolve => setTimeout(resolve, 20_000, 'hung').unref())])
   blocker.close()
   assert.notEqual(exited, 'hung', 'the primary did not restart failing workers forever')
   assert.equal((exited as { code: number }).code, 2)

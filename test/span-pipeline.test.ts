@@ -2,7 +2,7 @@
 // spans from a TracerProvider: batches go out concurrently up to the limit and never beyond it, a flush
 // waits for every send, and failures of batches the processor was already told about still surface.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { afterEach, test } from 'node:test'
 import { ExportResultCode, setGlobalErrorHandler, type ExportResult } from '@opentelemetry/core'
 import { TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
 import { Registry } from 'prom-client'
@@ -18,9 +18,15 @@ function gatedExporter (): SpanExporter & { sends: Array<{ spans: number, finish
     export (spans: ReadableSpan[], done: (r: ExportResult) => void) {
       open++
       e.maxOverlap = Math.max(e.maxOverlap, open)
+      let finished = false
       e.sends.push({
         spans: spans.length,
-        finish: (ok) => { open--; done(ok ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new Error('collector said no') }) }
+        finish: (ok) => {
+          if (finished) return
+          finished = true
+          open--
+          done(ok ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new Error('collector said no') })
+        }
       })
     },
     // Like the OTLP exporters: a flush ends when every send has.
@@ -38,9 +44,25 @@ function setup (maxConcurrentExports: number): { exporter: ReturnType<typeof gat
   const registry = new Registry()
   const processor = countedBatchProcessor({ exporter, registry, maxQueueSize: 100, maxExportBatchSize: 10, scheduledDelayMillis: 60_000, exportTimeoutMillis: 30_000, maxConcurrentExports })
   const tracer = new TracerProvider({ spanProcessors: [processor] }).getTracer('t')
+  started.push({ exporter, processor })
   return { exporter, registry, processor, end: (n) => { for (let i = 0; i < n; i++) tracer.startSpan('s').end() } }
 }
 const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve))
+
+// Every test leaves sends open on purpose. The SDK's processor holds a timer for each open send (its export
+// timeout, not unref'd), so without this the file lingered for minutes after its last test.
+const started: Array<{ exporter: ReturnType<typeof gatedExporter>, processor: ReturnType<typeof countedBatchProcessor> }> = []
+afterEach(async () => {
+  for (const { exporter, processor } of started.splice(0)) {
+    let down = false
+    const shutdown = processor.shutdown().finally(() => { down = true })
+    for (let i = 0; i < 100 && !down; i++) {
+      for (const s of exporter.sends) s.finish(true)
+      await tick()
+    }
+    await shutdown
+  }
+})
 const metric = async (r: Registry, name: string): Promise<string> => (await r.metrics()).split('\n').filter(l => l.startsWith(name)).join('\n')
 
 test('full batches go out while earlier ones are still in flight, up to the limit and never beyond it', async () => {
