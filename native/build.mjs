@@ -1,6 +1,8 @@
 // Builds the TCP_INFO addon (tcp_info.c) at install time, offline, with the node-gyp that ships with npm.
-// Never fails the install: without a compiler, headers or Linux, the kernel-wait measurements are simply
+// Without a compiler, headers or Linux the install still succeeds: the kernel-wait measurements are simply
 // "not measured" (the server logs why). Plain .mjs so it runs before anything is type-checked or installed.
+// It fails the install only on a Node too old to run the .ts sources: npm merely warns about `engines`, and
+// the first sign of trouble would otherwise be `npm start` failing with ERR_UNKNOWN_FILE_EXTENSION.
 import { existsSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
@@ -9,6 +11,13 @@ import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const say = (msg) => console.log(`request-journey: ${msg}`)
+
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 18)) {
+  console.error(`request-journey: Node ${process.version} cannot run this project's TypeScript sources; it needs Node >= 22.18 ` +
+    '(Node 24 LTS recommended), which runs .ts files without a build step. Install it and run npm ci again.')
+  process.exit(1)
+}
 
 function headersDir () {
   const prefix = dirname(dirname(process.execPath))
