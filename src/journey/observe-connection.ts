@@ -92,6 +92,9 @@ function onClientError (this: HttpServer, err: NodeJS.ErrnoException, socket: Ob
 export function clientErrorReason (err: NodeJS.ErrnoException): string {
   const code = err.code ?? ''
   if (code === 'HPE_HEADER_OVERFLOW') return 'header_overflow'
+  // The HTTP/2 connection preface (`PRI * HTTP/2.0`): an h2c client, or a balancer or gRPC client set up
+  // for HTTP/2 backends. Worth its own reason: every request from such a client fails the same way.
+  if (code === 'HPE_PAUSED_H2_UPGRADE') return 'http2'
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_timeout'
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'client_reset'
   if (code.startsWith('HPE_')) return 'bad_request'

@@ -45,6 +45,22 @@ for (const [name, bytes] of smuggling) {
   })
 }
 
+test('an HTTP/2 client (prior knowledge) gets 400 and is counted as reason="http2", not as a malformed request', async () => {
+  const count = async (reason: string): Promise<number> => {
+    const text = await (await request(`${t.admin}/metrics`)).body.text()
+    return Number(new RegExp(`journey_connection_errors_total\\{listener="http",reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0)
+  }
+  const [h2, bad] = [await count('http2'), await badRequests()]
+  const c = await connect(t.server.ports.http)
+  await c.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00') // the preface, then an empty SETTINGS frame
+  const text = await c.read(undefined, 3000)
+  assert.equal(statusOf(text), 400, text)
+  await sleep(20)
+  assert.equal(await count('http2'), h2 + 1)
+  assert.equal(await badRequests(), bad)
+  await stillServing()
+})
+
 test('a connection error is counted when it happens, not when the socket finally closes', async () => {
   // Node answers a bad request and destroys the socket inside the 'clientError' event; the socket's
   // 'close' comes a loop phase later. A client can see the connection end (and scrape) in between —
