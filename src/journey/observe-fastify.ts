@@ -101,6 +101,7 @@ function answeredBeforeHooks (res: Response): RequestRecord | undefined {
   // Its answer was written before requestAt (inside the parser's callback); write runs on to 'finish'.
   // Where its bytes started on the socket was never marked: not measured.
   rec.serializeEndAt = rec.requestAt
+  rec.writeStartAt = rec.requestAt
   rec.bytesWritten = NaN
   return rec
 }
@@ -118,6 +119,18 @@ function claim (conn: ConnectionRecord, message: IncomingMessage): RequestRecord
   rec.requestAt = now()
   conn.unclaimed--
   return rec
+}
+
+/**
+ * A pipelined response's turn: Node holds a response back while an earlier one on the same connection is
+ * unfinished (HTTP/1.1 answers in order) and hands it the socket, with this event, when that one finishes.
+ * Its write starts here; the wait before it is no write of its own (journey.gap.pipelined_ms).
+ */
+function onPipelinedSocket (this: Response, socket: Socket): void {
+  const rec = this[kRecord]
+  if (rec === undefined) return
+  rec.writeStartAt = now()
+  rec.bytesWrittenStart = socket.bytesWritten
 }
 
 function onDrain (this: Response): void {
@@ -259,7 +272,13 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       }
       rec.serializeEndAt = t
       const res = reply.raw
-      rec.bytesWrittenStart = res.socket?.bytesWritten ?? 0
+      const socket = res.socket
+      if (socket !== null) {
+        rec.writeStartAt = t
+        rec.bytesWrittenStart = socket.bytesWritten
+      } else {
+        res.on('socket', onPipelinedSocket) // emitted once per response: no once() wrapper needed
+      }
       // Only a streamed body is written piece by piece and can wait for 'drain'; a string or buffer is
       // handed over in one end() call (its wait for the kernel still shows as a long write stage).
       if (typeof (payload as { pipe?: unknown } | null)?.pipe === 'function') {

@@ -76,6 +76,11 @@ export interface RequestRecord {
   handlerStartAt: number
   handlerEndAt: number
   serializeEndAt: number
+  /**
+   * The response could go to the socket: onSend, or for a response pipelined behind an earlier one on its
+   * connection, the moment Node handed it the socket (that response finished). NaN while still held back.
+   */
+  writeStartAt: number
   finishAt: number
   endAt: number
   serializeSkipped: boolean
@@ -176,6 +181,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     handlerStartAt: NaN,
     handlerEndAt: NaN,
     serializeEndAt: NaN,
+    writeStartAt: NaN,
     finishAt: NaN,
     endAt: NaN,
     serializeSkipped: false,

@@ -80,6 +80,8 @@ export const ATTR = {
   /** Answered or closed before the journey's onRequest hook ran (by Node, or Fastify before its hooks). */
   beforeHooks: 'journey.before_hooks',
   gapHooks: 'journey.gap.hooks_ms',
+  /** Only on responses that waited for earlier ones on their connection (HTTP pipelining): ms held back. */
+  gapPipelined: 'journey.gap.pipelined_ms',
   gapIdle: 'journey.gap.before_request_ms'
 } as const
 

@@ -19,11 +19,13 @@ export interface Timeline {
   gapMs: number
   /** Of gapMs: from connection ready (accepted or TLS done) to the first byte of the first request. */
   idleBeforeRequestMs: number
+  /** Of gapMs: the response waited for earlier responses on its connection to finish (HTTP pipelining). */
+  pipelinedMs: number
 }
 
 type Marks = Pick<RequestRecord,
   'acceptAt' | 'acceptedAt' | 'secureAt' | 'beginAt' | 'decryptStartAt' | 'headersAt' | 'requestAt' | 'decodeStartAt' |
-  'decodeEndAt' | 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'finishAt' | 'endAt'>
+  'decodeEndAt' | 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'writeStartAt' | 'finishAt' | 'endAt'>
 
 const seen = (t: number): boolean => !Number.isNaN(t)
 
@@ -89,7 +91,9 @@ export function buildTimeline (m: Marks): Timeline {
   } else {
     push(stages, 'handler', m.handlerStartAt, m.handlerEndAt, end)
     push(stages, 'serialize', m.handlerEndAt, m.serializeEndAt, end)
-    push(stages, 'write', m.serializeEndAt, m.finishAt, end)
+    // A response held back behind an earlier one starts writing when it gets the socket; one that never
+    // got it (the connection closed first) wrote nothing.
+    push(stages, 'write', m.writeStartAt, m.finishAt, end)
   }
 
   const first = stages[0]
@@ -99,5 +103,6 @@ export function buildTimeline (m: Marks): Timeline {
   for (const s of stages) covered += s.end - s.start
   const ready = seen(m.secureAt) ? m.secureAt : m.acceptedAt
   const idle = seen(ready) && seen(readStart) ? Math.max(0, readStart - ready) : 0
-  return { start, end, stages, gapMs: Math.max(0, end - start - covered), idleBeforeRequestMs: idle }
+  const held = seen(m.serializeEndAt) ? (seen(m.writeStartAt) ? m.writeStartAt : end) - m.serializeEndAt : 0
+  return { start, end, stages, gapMs: Math.max(0, end - start - covered), idleBeforeRequestMs: idle, pipelinedMs: Math.max(0, held) }
 }

@@ -66,6 +66,7 @@ function record (cut: boolean): RequestRecord {
   } else {
     rec.handlerEndAt = 1003.4
     rec.serializeEndAt = 1003.45
+    rec.writeStartAt = rec.serializeEndAt
     rec.finishAt = 1003.6
     rec.endAt = rec.finishAt
     rec.status = 200

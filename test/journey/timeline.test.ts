@@ -6,7 +6,7 @@ import { buildTimeline, mostStages } from '../../src/journey/timeline.ts'
 const N = NaN
 const base = {
   acceptAt: N, acceptedAt: N, secureAt: N, beginAt: 10, decryptStartAt: N, headersAt: 12, requestAt: 13, decodeStartAt: 13.5,
-  decodeEndAt: 15, handlerStartAt: 15.5, handlerEndAt: 20, serializeEndAt: 21, finishAt: 25, endAt: 25
+  decodeEndAt: 15, handlerStartAt: 15.5, handlerEndAt: 20, serializeEndAt: 21, writeStartAt: 21, finishAt: 25, endAt: 25
 }
 
 test('a keep-alive request: read → write, hooks in the gaps', () => {
@@ -18,13 +18,26 @@ test('a keep-alive request: read → write, hooks in the gaps', () => {
   assert.equal(tl.end, 25)
   assert.equal(tl.gapMs, 1, 'other plugins\' onRequest (0.5) and preHandler (0.5) hooks')
   assert.equal(tl.idleBeforeRequestMs, 0)
+  assert.equal(tl.pipelinedMs, 0)
+})
+
+test('a response pipelined behind an earlier one: write starts when it gets the socket, the wait before is a gap', () => {
+  const tl = buildTimeline({ ...base, writeStartAt: 23.5 })
+  assert.deepEqual(tl.stages.slice(-2).map(s => [s.stage, s.start, s.end]), [['serialize', 20, 21], ['write', 23.5, 25]])
+  assert.equal(tl.pipelinedMs, 2.5)
+  assert.equal(tl.gapMs, 3.5, 'hooks (1) and the wait for the earlier response (2.5)')
+  // The connection closed before the earlier response finished: this one never wrote a byte.
+  const never = buildTimeline({ ...base, writeStartAt: N, finishAt: N, endAt: 30 })
+  assert.deepEqual(never.stages.map(s => s.stage).at(-1), 'serialize')
+  assert.equal(never.pipelinedMs, 9)
+  assert.equal(never.gapMs, 10)
 })
 
 test('a handler that wrote the response itself (no onSend, yet it finished): handler runs to finish, not cut', () => {
-  const tl = buildTimeline({ ...base, handlerEndAt: N, serializeEndAt: N })
+  const tl = buildTimeline({ ...base, handlerEndAt: N, serializeEndAt: N, writeStartAt: N })
   assert.deepEqual(tl.stages.map(s => [s.stage, s.end - s.start, s.cut]).slice(-2), [['decode', 1.5, false], ['handler', 9.5, false]])
   // The same marks cut off by the client (no finish) are a cut handler, as before.
-  const cut = buildTimeline({ ...base, handlerEndAt: N, serializeEndAt: N, finishAt: N, endAt: 30 })
+  const cut = buildTimeline({ ...base, handlerEndAt: N, serializeEndAt: N, writeStartAt: N, finishAt: N, endAt: 30 })
   assert.deepEqual(cut.stages.map(s => [s.stage, s.end - s.start, s.cut]).at(-1), ['handler', 14.5, true])
 })
 
@@ -38,7 +51,7 @@ test('first request on a TLS connection: accept, tls, idle until the first byte'
 })
 
 test('a request cut off in decode: decode ends at the cut, later stages are absent', () => {
-  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, finishAt: N, endAt: 40 })
+  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, writeStartAt: N, finishAt: N, endAt: 40 })
   assert.deepEqual(tl.stages.map(s => s.stage), ['read', 'parse', 'decode'])
   const decode = tl.stages.at(-1)!
   assert.equal(decode.cut, true)
@@ -68,7 +81,7 @@ test('fine mode on TLS 1.3: a request that arrived with the handshake\'s last pa
 })
 
 test('an error reply during decode (invalid JSON): decode ends where the error reply starts, no overlap', () => {
-  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: 17, serializeEndAt: 17 })
+  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: 17, serializeEndAt: 17, writeStartAt: 17 })
   assert.deepEqual(tl.stages.map(s => [s.stage, s.start, s.end, s.cut]), [
     ['read', 10, 12, false], ['parse', 12, 13, false], ['decode', 13.5, 17, true], ['serialize', 17, 17, false], ['write', 17, 25, false]
   ])
@@ -85,7 +98,7 @@ test('mostStages, known at a request\'s start, bounds its timeline and is reache
   assert.deepEqual(complete.map(mostStages), [6, 7, 8, 9, 7])
   for (const m of complete) assert.equal(buildTimeline(m).stages.length, mostStages(m))
   const partial = [
-    { ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, finishAt: N, endAt: 40 },
+    { ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, writeStartAt: N, finishAt: N, endAt: 40 },
     { ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4, beginAt: N, headersAt: N },
     { ...base, decodeStartAt: N, decodeEndAt: N }
   ]
