@@ -15,7 +15,8 @@ const say = (msg) => console.log(`request-journey: ${msg}`)
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 18)) {
   console.error(`request-journey: Node ${process.version} cannot run this project's TypeScript sources; it needs Node >= 22.18 ` +
-    '(Node 24 LTS recommended), which runs .ts files without a build step. Install it and run npm ci again.')
+    '(Node 24 LTS recommended), which runs .ts files without a build step. One way, without root: ' +
+    'npm install -g --prefix ~/.node24 node@24 && export PATH="$HOME/.node24/bin:$PATH" — then run npm ci again.')
   process.exit(1)
 }
 
