@@ -65,3 +65,16 @@ test('a held-back response whose connection closes first wrote nothing: no write
   assert.deepEqual(stageNames(fast).slice(-2), ['handler', 'serialize'], 'its response never got the socket')
   assert.ok((fast.root.attributes['journey.gap.pipelined_ms'] as number) > SLOW_MS / 8)
 })
+
+test('eight pipelined requests of mixed speed: the bytes of their write stages add up to what the client read', async () => {
+  const paths = ['/io?ms=30', '/', '/io?ms=5', '/', '/', '/io?ms=20', '/io?ms=0', '/']
+  const c = await connect(t.server.ports.http)
+  await c.write(paths.map(p => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''))
+  const text = await c.read(responses(paths.length), 5000)
+  c.close()
+  const spans = await t.spansWhere(s => roots(s).length === paths.length)
+  const written = roots(spans).map(r => stage(waterfall(spans, r), 'write')!.attributes['journey.write.bytes'] as number)
+  assert.equal(written.reduce((a, b) => a + b, 0), Buffer.byteLength(text, 'latin1'), `per response: ${written.join(', ')}`)
+  const held = roots(spans).filter(r => r.attributes['journey.gap.pipelined_ms'] !== undefined)
+  assert.ok(held.length >= 4, `the fast ones behind a slower one waited (${held.length} of ${paths.length})`)
+})
