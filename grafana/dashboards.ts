@@ -4,7 +4,7 @@
 //
 // Generated rather than hand-edited so that stage names, colours and metric names come from the one list in
 // src/journey/stages.ts, and so that every panel gets a unit and a description by construction.
-import { METRIC, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
+import { METRIC, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
 
 export const PROMETHEUS = { type: 'prometheus', uid: 'prometheus' } as const
 export const JAEGER = { type: 'jaeger', uid: 'jaeger' } as const
@@ -56,7 +56,7 @@ class Layout {
   }
 }
 
-const refIds = 'ABCDEFGHIJ'
+const refIds = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'
 function targets (list: Array<Omit<Target, 'refId'>>): Target[] {
   return list.map((t, i) => ({ refId: refIds[i]!, ...t }))
 }
@@ -107,6 +107,19 @@ function quantiles (metric: string, filters: string, by = ''): Array<Omit<Target
     legendFormat: `p${q * 100}${by === '' ? '' : ` {{${by}}}`}`,
     exemplar: true
   }))
+}
+
+/** One series per band of whole numbers between consecutive bucket bounds: none, 1, 2, 3–5, … and the rest. */
+function requestsPerConnectionBands (): Array<Omit<Target, 'refId'>> {
+  const bucket = (le: string): string => `sum(rate(${METRIC.connectionRequests}_bucket{${SEL},le="${le}"}[${RATE}]))`
+  const bounds = REQUESTS_PER_CONNECTION_BUCKETS
+  return [...bounds, Infinity].map((hi, i) => {
+    const lo = i === 0 ? undefined : bounds[i - 1]!
+    const le = hi === Infinity ? '+Inf' : String(hi)
+    if (lo === undefined) return { expr: bucket(le), legendFormat: hi === 0 ? 'none' : `≤ ${hi}` }
+    const legendFormat = hi === Infinity ? `> ${lo}` : hi === lo + 1 ? String(hi) : `${lo + 1}–${hi}`
+    return { expr: `${bucket(le)} - ${bucket(String(lo))}`, legendFormat }
+  })
 }
 
 function variable (name: string, label: string, query: string, description: string): unknown {
@@ -274,9 +287,9 @@ export function connectionsDashboard (): Dashboard {
     timeseries(l, 12, 'Connection duration p50 / p99',
       'Life of a connection from accept to close: short for one request per connection, long for keep-alive.',
       's', quantiles(METRIC.connectionDuration, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
-    timeseries(l, 12, 'Requests per connection p50 / p99',
-      'How many requests each connection carried before it closed. 1 means no keep-alive: every request pays accept (and TLS) again.',
-      'short', quantiles(METRIC.connectionRequests, SEL, 'listener').filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
+    timeseries(l, 12, 'Connections closed per second, by requests carried',
+      'Each connection, when it closes, counted by how many requests it carried. "1" means no keep-alive: every request paid accept (and TLS) again; "none" closed without a request (a failed TLS handshake, a malformed first request, a browser\'s unused preconnect, a probe). Bands of the histogram\'s buckets, not quantiles: Prometheus interpolates inside a bucket, so connections carrying exactly one request each would read p50 = 0.5.',
+      'cps', requestsPerConnectionBands(), { stack: 'normal', min: 0 }),
     row(l, 'The kernel'),
     timeseries(l, 12, 'Accept queue: waiting connections and capacity',
       'Connections the kernel has handshaken and queued for accept() on each listener (Linux only), against the queue size min(backlog, net.core.somaxconn). "At scrape" is read when Prometheus scrapes, by the event loop, so it shows sustained pressure only; "deepest in the last 15 s" comes from a worker thread sampling every JOURNEY_KERNEL_SAMPLE_MS (on in the compose stack), so it also catches queues that build while the event loop is blocked. With the TCP_INFO addon both are read from the listening socket itself; without it from the LISTEN row of /proc/net/tcp.',

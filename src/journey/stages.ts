@@ -119,7 +119,11 @@ export const SIZE_BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 10485
 /** TCP_INFO ages come in jiffies (4 ms at HZ=250): finer buckets would only count rounding. */
 export const KERNEL_WAIT_BUCKETS = [0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2, 5]
 export const CONNECTION_DURATION_BUCKETS = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800]
-export const REQUESTS_PER_CONNECTION_BUCKETS = [1, 2, 5, 10, 50, 100, 500, 1000, 10000]
+/**
+ * Whole numbers: read them as bands (bucket differences), not quantiles, which Prometheus interpolates inside
+ * a bucket (every connection carrying exactly one request would read p50 = 0.5). 0: closed without a request.
+ */
+export const REQUESTS_PER_CONNECTION_BUCKETS = [0, 1, 2, 5, 10, 50, 100, 500, 1000, 10000]
 
 /** Route label for requests no route matched: one value, so random URLs cannot grow series. */
 export const UNMATCHED_ROUTE = '(unmatched)'

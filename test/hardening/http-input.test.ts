@@ -106,3 +106,21 @@ test('a body dribbled past REQUEST_TIMEOUT_MS gets 408', async () => {
   assert.equal(statusOf(text), 408, text)
   await stillServing()
 })
+
+test('requests per connection: a connection closed without a request counts in the 0 bucket, one with a request does not', async () => {
+  const buckets = async (): Promise<{ none: number, one: number }> => {
+    const text = await (await request(`${t.admin}/metrics`)).body.text()
+    const le = (v: string): number => Number(new RegExp(`^journey_connection_requests_bucket\\{le="${v}",listener="http"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN)
+    return { none: le('0'), one: le('1') }
+  }
+  const before = await buckets()
+  const probe = await connect(t.server.ports.http) // a probe: connects, says nothing, leaves
+  probe.close()
+  const c = await connect(t.server.ports.http)
+  await c.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  await c.read()
+  await sleep(50)
+  const after = await buckets()
+  assert.equal(after.none - before.none, 1, 'the probe')
+  assert.equal(after.one - before.one, 2, 'the probe and the one-request connection (buckets are cumulative)')
+})

@@ -26,7 +26,7 @@ test('the committed dashboards are exactly what grafana/dashboards.ts generates 
   }
 })
 
-test('every panel has a description, a unit and the provisioned Prometheus datasource; ids are unique', () => {
+test('every panel has a description, a unit and the provisioned Prometheus datasource; ids and refIds are unique', () => {
   for (const build of Object.values(DASHBOARDS)) {
     const d = build()
     const ids = new Set<number>()
@@ -38,6 +38,8 @@ test('every panel has a description, a unit and the provisioned Prometheus datas
       assert.ok((p.fieldConfig as { defaults?: { unit?: string } }).defaults?.unit, `${d.title} / ${p.title}: unit`)
       assert.deepEqual(p.datasource, PROMETHEUS, `${d.title} / ${p.title}: datasource`)
       assert.ok((p.targets ?? []).length > 0, `${d.title} / ${p.title}: has queries`)
+      const refs = (p.targets ?? []).map(t => t.refId)
+      assert.ok(refs.every(r => typeof r === 'string' && r !== '') && new Set(refs).size === refs.length, `${d.title} / ${p.title}: every query has its own refId`)
     }
     const vars = (d.templating as { list: Array<{ name: string }> }).list.map(v => v.name)
     assert.ok(vars.includes('instance'), `${d.title}: instance variable`)
