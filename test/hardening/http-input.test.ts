@@ -124,3 +124,19 @@ test('requests per connection: a connection closed without a request counts in t
   assert.equal(after.none - before.none, 1, 'the probe')
   assert.equal(after.one - before.one, 2, 'the probe and the one-request connection (buckets are cumulative)')
 })
+
+test('connection duration: buckets fine enough that a few-millisecond connection is not read as 5 or 80 ms', async () => {
+  const bucket = async (le: string): Promise<number> => {
+    const text = await (await request(`${t.admin}/metrics`)).body.text()
+    return Number(new RegExp(`^journey_connection_duration_seconds_bucket\\{le="${le}",listener="http"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN)
+  }
+  for (const le of ['0.0005', '0.0025', '0.005', '0.025', '0.05']) assert.ok(!Number.isNaN(await bucket(le)), `bucket ${le}`)
+  const before = await bucket('0.01')
+  for (let i = 0; i < 10; i++) {
+    const c = await connect(t.server.ports.http)
+    await c.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    await c.read()
+  }
+  await sleep(50)
+  assert.ok(await bucket('0.01') - before >= 5, 'most one-request connections on loopback last under 10 ms')
+})
