@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
+import { scrape, sample, total } from '../helpers/metrics.ts'
 import { connect, statusOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { roots, stage, waterfall } from '../helpers/spans.ts'
@@ -12,10 +13,9 @@ before(async () => { t = await startTestServer({ REQUEST_TIMEOUT_MS: '1000', HEA
 after(async () => { await t.close() })
 beforeEach(() => { t.exporter.reset() })
 
-async function badRequests (): Promise<number> {
-  const text = await (await request(`${t.admin}/metrics`)).body.text()
-  return Number(/journey_connection_errors_total\{listener="http",reason="bad_request"\} (\d+)/.exec(text)?.[1] ?? 0)
-}
+const connectionErrors = async (reason: string): Promise<number> =>
+  total(await scrape(t.admin), 'journey_connection_errors_total', { listener: 'http', reason })
+const badRequests = (): Promise<number> => connectionErrors('bad_request')
 
 async function stillServing (): Promise<void> {
   const r = await request(`${t.http}/`)
@@ -46,17 +46,13 @@ for (const [name, bytes] of smuggling) {
 }
 
 test('an HTTP/2 client (prior knowledge) gets 400 and is counted as reason="http2", not as a malformed request', async () => {
-  const count = async (reason: string): Promise<number> => {
-    const text = await (await request(`${t.admin}/metrics`)).body.text()
-    return Number(new RegExp(`journey_connection_errors_total\\{listener="http",reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0)
-  }
-  const [h2, bad] = [await count('http2'), await badRequests()]
+  const [h2, bad] = [await connectionErrors('http2'), await badRequests()]
   const c = await connect(t.server.ports.http)
   await c.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00') // the preface, then an empty SETTINGS frame
   const text = await c.read(undefined, 3000)
   assert.equal(statusOf(text), 400, text)
   await sleep(20)
-  assert.equal(await count('http2'), h2 + 1)
+  assert.equal(await connectionErrors('http2'), h2 + 1)
   assert.equal(await badRequests(), bad)
   await stillServing()
 })
@@ -109,8 +105,8 @@ test('a body dribbled past REQUEST_TIMEOUT_MS gets 408', async () => {
 
 test('requests per connection: a connection closed without a request counts in the 0 bucket, one with a request does not', async () => {
   const buckets = async (): Promise<{ none: number, one: number }> => {
-    const text = await (await request(`${t.admin}/metrics`)).body.text()
-    const le = (v: string): number => Number(new RegExp(`^journey_connection_requests_bucket\\{le="${v}",listener="http"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN)
+    const text = await scrape(t.admin)
+    const le = (v: string): number => sample(text, 'journey_connection_requests_bucket', { le: v, listener: 'http' })
     return { none: le('0'), one: le('1') }
   }
   const before = await buckets()
@@ -126,10 +122,8 @@ test('requests per connection: a connection closed without a request counts in t
 })
 
 test('connection duration: buckets fine enough that a few-millisecond connection is not read as 5 or 80 ms', async () => {
-  const bucket = async (le: string): Promise<number> => {
-    const text = await (await request(`${t.admin}/metrics`)).body.text()
-    return Number(new RegExp(`^journey_connection_duration_seconds_bucket\\{le="${le}",listener="http"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN)
-  }
+  const bucket = async (le: string): Promise<number> =>
+    sample(await scrape(t.admin), 'journey_connection_duration_seconds_bucket', { le, listener: 'http' })
   for (const le of ['0.0005', '0.0025', '0.005', '0.025', '0.05']) assert.ok(!Number.isNaN(await bucket(le)), `bucket ${le}`)
   const before = await bucket('0.01')
   for (let i = 0; i < 10; i++) {

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { freePorts } from '../../experiments/lib/server.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
+import { scrape, total } from '../helpers/metrics.ts'
 
 const HAPROXY = '/usr/sbin/haproxy'
 const SHIPPED = new URL('../../deploy/haproxy/haproxy.cfg', import.meta.url)
@@ -75,13 +76,9 @@ test('the shipped balancer configuration is valid as it is (haproxy -c)', { skip
 })
 
 test('through the balancer: the app sees each client connection and TLS handshake once, and none of the health checks', { skip }, async () => {
-  const metric = async (name: string, labels: string): Promise<number> => {
-    const text = await (await request(`${t.admin}/metrics`)).body.text()
-    const lines = text.split('\n').filter(l => l.startsWith(`${name}{`) && l.includes(labels))
-    return lines.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
-  }
-  const accepted = { http: await metric('journey_connections_accepted_total', 'listener="http"'), https: await metric('journey_connections_accepted_total', 'listener="https"') }
-  const handshakes = await metric('journey_tls_handshake_duration_seconds_count', 'listener="https"')
+  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => total(await scrape(t.admin), name, labels)
+  const accepted = { http: await metric('journey_connections_accepted_total', { listener: 'http' }), https: await metric('journey_connections_accepted_total', { listener: 'https' }) }
+  const handshakes = await metric('journey_tls_handshake_duration_seconds_count', { listener: 'https' })
 
   // Five HTTPS clients, one connection each; one HTTP client keeping its connection for three requests.
   for (let i = 0; i < 5; i++) {
@@ -101,10 +98,10 @@ test('through the balancer: the app sees each client connection and TLS handshak
   // Two rounds of the balancer's health checks (every 2 s) on all 30 servers of the three backends.
   await sleep(4500)
 
-  assert.equal(await metric('journey_tls_handshake_duration_seconds_count', 'listener="https"') - handshakes, 5, 'TLS ends in the app: every handshake measured there')
-  assert.equal(await metric('journey_connections_accepted_total', 'listener="https"') - accepted.https, 5, 'one app connection per client connection')
-  assert.equal(await metric('journey_connections_accepted_total', 'listener="http"') - accepted.http, 1, 'keep-alive passes through: one connection for three requests')
-  assert.equal(await metric('journey_connection_errors_total', ''), 0, 'no connection errors from health checks')
-  assert.equal(await metric('journey_tls_handshake_failures_total', ''), 0, 'no failed handshakes from health checks')
+  assert.equal(await metric('journey_tls_handshake_duration_seconds_count', { listener: 'https' }) - handshakes, 5, 'TLS ends in the app: every handshake measured there')
+  assert.equal(await metric('journey_connections_accepted_total', { listener: 'https' }) - accepted.https, 5, 'one app connection per client connection')
+  assert.equal(await metric('journey_connections_accepted_total', { listener: 'http' }) - accepted.http, 1, 'keep-alive passes through: one connection for three requests')
+  assert.equal(await metric('journey_connection_errors_total'), 0, 'no connection errors from health checks')
+  assert.equal(await metric('journey_tls_handshake_failures_total'), 0, 'no failed handshakes from health checks')
   assert.doesNotMatch(log, /is DOWN/, `every server stayed up:\n${log}`)
 })
