@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -48,7 +49,8 @@ before(async () => {
     .replace('bind :9464', `bind 127.0.0.1:${front.admin}`)
   assert.doesNotMatch(config, /\bapp:\d|bind :\d|resolvers/, 'every address rewritten')
   dir = mkdtempSync(join(tmpdir(), 'journey-haproxy-'))
-  writeFileSync(join(dir, 'haproxy.cfg'), config)
+  // Plus a stats socket, so the test can see that the health checks did run (and passed).
+  writeFileSync(join(dir, 'haproxy.cfg'), config.replace(/^global\n/m, `global\n  stats socket ${join(dir, 'stats')} level user\n`))
   haproxy = spawn(HAPROXY, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] })
   haproxy.stdout!.on('data', (d: Buffer) => { log += d.toString() })
   haproxy.stderr!.on('data', (d: Buffer) => { log += d.toString() })
@@ -69,6 +71,20 @@ after(async () => {
   if (t !== undefined) await t.close()
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
 })
+
+/** HAProxy's `show stat` over its stats socket, one object per proxy or server row. */
+async function showStat (): Promise<Array<Record<string, string>>> {
+  const csv = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    const s = createConnection(join(dir, 'stats'), () => s.write('show stat\n'))
+    s.on('data', (d: Buffer) => { out += d.toString() })
+    s.on('end', () => resolve(out))
+    s.on('error', reject)
+  })
+  const [header, ...rows] = csv.trim().split('\n')
+  const keys = header!.replace(/^# /, '').split(',')
+  return rows.map(row => Object.fromEntries(row.split(',').map((v, i) => [keys[i]!, v])))
+}
 
 test('the shipped balancer configuration is valid as it is (haproxy -c)', { skip }, () => {
   const out = execFileSync(HAPROXY, ['-c', '-f', SHIPPED.pathname], { encoding: 'utf8', stdio: 'pipe' })
@@ -97,6 +113,9 @@ test('through the balancer: the app sees each client connection and TLS handshak
   await kept.close()
   // Two rounds of the balancer's health checks (every 2 s) on all 30 servers of the three backends.
   await sleep(4500)
+  const checked = (await showStat()).filter(r => r.pxname?.startsWith('app_') === true && r.svname?.startsWith('app') === true)
+  assert.equal(checked.length, 30)
+  for (const r of checked) assert.equal(r.check_status, 'L4OK', `${r.pxname}/${r.svname} was health-checked, and passed`)
 
   assert.equal(await metric('journey_tls_handshake_duration_seconds_count', { listener: 'https' }) - handshakes, 5, 'TLS ends in the app: every handshake measured there')
   assert.equal(await metric('journey_connections_accepted_total', { listener: 'https' }) - accepted.https, 5, 'one app connection per client connection')
