@@ -7,7 +7,8 @@
 // The accept-queue peak and the kernel wait before accept show where connections waited.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { byLabel, configurable, delta, meanMs, startServer, sum, type ExperimentServer } from './lib/server.ts'
+import { byLabel, delta, meanMs, sum } from './lib/metrics.ts'
+import { configurable, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 const STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const

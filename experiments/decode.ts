@@ -9,7 +9,8 @@ import { brotliCompressSync, gzipSync } from 'node:zlib'
 import { Agent, request } from 'undici'
 import { encodeOrder, type Order } from '../src/app/orders.ts'
 import { experiment } from './lib/experiment.ts'
-import { delta, startServer } from './lib/server.ts'
+import { delta } from './lib/metrics.ts'
+import { startServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 interface Case { variant: string, path: string, headers: Record<string, string>, body: Buffer, decodedBytes: number }

@@ -5,7 +5,8 @@
 // handler, whose stage stays microseconds. Offloading the same work to worker threads removes the wait.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { meanMs, startServer, sum } from './lib/server.ts'
+import { meanMs, sum } from './lib/metrics.ts'
+import { startServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 import { estimateOffset, join, timeline, type ClockOffset, type Joined } from './lib/join.ts'
 

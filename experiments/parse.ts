@@ -7,7 +7,8 @@
 // native tokenizing of the header bytes lands in read; JOURNEY_PRECISION=fine moves it into parse.
 import { connect } from 'node:net'
 import { experiment } from './lib/experiment.ts'
-import { configurable, meanMs, startServer, type ExperimentServer } from './lib/server.ts'
+import { meanMs } from './lib/metrics.ts'
+import { configurable, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 interface Shape { variant: string, headers: string, pipelined: number, pieces: number }

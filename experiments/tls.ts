@@ -11,7 +11,8 @@ import selfsigned from 'selfsigned'
 import { Agent, request } from 'undici'
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { configurable, delta, meanMs, startServer, type ExperimentServer } from './lib/server.ts'
+import { delta, meanMs } from './lib/metrics.ts'
+import { configurable, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 export const tls = experiment({

@@ -5,7 +5,8 @@
 // ('drain'), and the write stage — not the handler — shows a slow reader. The handler stays the same.
 import { connect } from 'node:net'
 import { experiment } from './lib/experiment.ts'
-import { meanMs, startServer, type ExperimentServer } from './lib/server.ts'
+import { meanMs } from './lib/metrics.ts'
+import { startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
 export const write = experiment({

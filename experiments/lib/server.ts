@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { scrape, type Metrics } from './metrics.ts'
 import { startSpanReceiver, type ReceivedSpan } from './span-receiver.ts'
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
@@ -18,7 +19,7 @@ export interface ExperimentServer {
   /** Undefined for a --url target (its CPU time cannot be read from here). */
   child: ChildProcess | undefined
   /** The server's /metrics, parsed into `name{labels}` → value. */
-  scrape: () => Promise<Map<string, number>>
+  scrape: () => Promise<Metrics>
   /**
    * Started with `traces`: the spans the server exported for a trace the phase client started.
    * Complete after stop() (shutdown flushes the span queue). Undefined for a --url target.
@@ -138,52 +139,4 @@ function remote (t: Target): ExperimentServer {
     spans: undefined,
     stop: async () => {}
   }
-}
-
-/** A Prometheus text scrape parsed into `name{labels}` → value (exemplars and comments dropped). */
-async function scrape (url: URL): Promise<Map<string, number>> {
-  const res = await fetch(url)
-  if (!res.ok) throw new Error(`${url.href}: HTTP ${res.status}`)
-  const out = new Map<string, number>()
-  for (const line of (await res.text()).split('\n')) {
-    if (line.startsWith('#') || line === '') continue
-    const m = /^(\S+?(?:\{[^}]*\})?) (\S+)/.exec(line)
-    if (m !== null) out.set(m[1]!, Number(m[2]))
-  }
-  return out
-}
-
-/** Sum of every series of `name` whose labels include all of `match`, e.g. sum(m, 'x_total', { listener: 'http' }). */
-export function sum (m: Map<string, number>, name: string, match: Record<string, string> = {}): number {
-  let total = 0
-  for (const [k, v] of m) {
-    const brace = k.indexOf('{')
-    const metric = brace === -1 ? k : k.slice(0, brace)
-    if (metric !== name) continue
-    if (Object.entries(match).every(([l, val]) => k.includes(`${l}="${val}"`))) total += v
-  }
-  return total
-}
-
-/** How much `name` (summed over the series matching `match`) grew between two scrapes. */
-export function delta (before: Map<string, number>, after: Map<string, number>, name: string, match: Record<string, string> = {}): number {
-  return sum(after, name, match) - sum(before, name, match)
-}
-
-/** Mean in ms of histogram `name` (in seconds) over what it observed between two scrapes; NaN if nothing. */
-export function meanMs (before: Map<string, number>, after: Map<string, number>, name: string, match: Record<string, string> = {}): number {
-  const n = delta(before, after, `${name}_count`, match)
-  return n === 0 ? NaN : (delta(before, after, `${name}_sum`, match) / n) * 1000
-}
-
-/** The values of label `label` on series of `name`, with their sums. */
-export function byLabel (m: Map<string, number>, name: string, label: string, match: Record<string, string> = {}): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const [k, v] of m) {
-    if (!k.startsWith(`${name}{`)) continue
-    if (!Object.entries(match).every(([l, val]) => k.includes(`${l}="${val}"`))) continue
-    const value = new RegExp(`${label}="([^"]*)"`).exec(k)?.[1]
-    if (value !== undefined) out.set(value, (out.get(value) ?? 0) + v)
-  }
-  return out
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
-import { scrape, sample, total } from '../helpers/metrics.ts'
+import { sample, scrape, sum } from '../../experiments/lib/metrics.ts'
 import { connect, statusOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { roots, stage, waterfall } from '../helpers/spans.ts'
@@ -14,7 +14,7 @@ after(async () => { await t.close() })
 beforeEach(() => { t.exporter.reset() })
 
 const connectionErrors = async (reason: string): Promise<number> =>
-  total(await scrape(t.admin), 'journey_connection_errors_total', { listener: 'http', reason })
+  sum(await scrape(`${t.admin}/metrics`), 'journey_connection_errors_total', { listener: 'http', reason })
 const badRequests = (): Promise<number> => connectionErrors('bad_request')
 
 async function stillServing (): Promise<void> {
@@ -105,8 +105,8 @@ test('a body dribbled past REQUEST_TIMEOUT_MS gets 408', async () => {
 
 test('requests per connection: a connection closed without a request counts in the 0 bucket, one with a request does not', async () => {
   const buckets = async (): Promise<{ none: number, one: number }> => {
-    const text = await scrape(t.admin)
-    const le = (v: string): number => sample(text, 'journey_connection_requests_bucket', { le: v, listener: 'http' })
+    const m = await scrape(`${t.admin}/metrics`)
+    const le = (v: string): number => sample(m, 'journey_connection_requests_bucket', { le: v, listener: 'http' })
     return { none: le('0'), one: le('1') }
   }
   const before = await buckets()
@@ -123,7 +123,7 @@ test('requests per connection: a connection closed without a request counts in t
 
 test('connection duration: buckets fine enough that a few-millisecond connection is not read as 5 or 80 ms', async () => {
   const bucket = async (le: string): Promise<number> =>
-    sample(await scrape(t.admin), 'journey_connection_duration_seconds_bucket', { le, listener: 'http' })
+    sample(await scrape(`${t.admin}/metrics`), 'journey_connection_duration_seconds_bucket', { le, listener: 'http' })
   for (const le of ['0.0005', '0.0025', '0.005', '0.025', '0.05']) assert.ok(!Number.isNaN(await bucket(le)), `bucket ${le}`)
   const before = await bucket('0.01')
   for (let i = 0; i < 10; i++) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
 import { request } from 'undici'
+import { byLabel, scrape, sum } from '../../experiments/lib/metrics.ts'
 import { statusesOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 
@@ -66,18 +67,16 @@ function exchange (port: number, payload: Buffer, statuses: Map<number, number>)
 interface ServerCounts { byStatus: Map<number, number>, badRequests: number, accepted: number, closed: number }
 
 async function serverCounts (): Promise<ServerCounts> {
-  const text = await (await request(`${t.admin}/metrics`)).body.text()
+  const m = await scrape(`${t.admin}/metrics`)
   const byStatus = new Map<number, number>()
-  for (const m of text.matchAll(/^http_server_request_duration_seconds_count\{[^}]*http_response_status_code="(\d+)"[^}]*\} (\d+)$/gm)) {
-    byStatus.set(Number(m[1]), (byStatus.get(Number(m[1])) ?? 0) + Number(m[2]))
+  for (const [status, n] of byLabel(m, 'http_server_request_duration_seconds_count', 'http_response_status_code')) {
+    if (/^\d+$/.test(status)) byStatus.set(Number(status), n) // not 'aborted'
   }
-  const sum = (name: string, labels = ''): number =>
-    [...text.matchAll(new RegExp(`^${name}\\{[^}]*${labels}[^}]*\\} (\\d+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0)
   return {
     byStatus,
-    badRequests: sum('journey_connection_errors_total', 'reason="bad_request"'),
-    accepted: sum('journey_connections_accepted_total'),
-    closed: sum('journey_connections_closed_total')
+    badRequests: sum(m, 'journey_connection_errors_total', { reason: 'bad_request' }),
+    accepted: sum(m, 'journey_connections_accepted_total'),
+    closed: sum(m, 'journey_connections_closed_total')
   }
 }
 

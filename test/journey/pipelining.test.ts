@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 import { connect, responses } from '../helpers/raw.ts'
-import { scrape, sample } from '../helpers/metrics.ts'
+import { sample, scrape } from '../../experiments/lib/metrics.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall, type Waterfall } from '../helpers/spans.ts'
 
@@ -49,7 +49,7 @@ test('a response held back behind a slow one: its write starts when it gets the 
   assert.equal(stage(slow, 'write')!.attributes['journey.write.bytes'], Buffer.byteLength(text, 'latin1') - Buffer.byteLength(second, 'latin1'))
 
   // The write histogram means writing too: the fast route's write never took as long as the wait.
-  const metrics = await scrape(t.admin)
+  const metrics = await scrape(`${t.admin}/metrics`)
   const bucket = (le: string): number => sample(metrics, 'journey_stage_duration_seconds_bucket', { le, stage: 'write', method: 'GET', route: '/' })
   assert.ok(bucket('0.1') >= 1 && bucket('0.1') === bucket('+Inf'), `no write of GET / counted at ≥ 100 ms (${bucket('0.1')} of ${bucket('+Inf')})`)
 })

@@ -11,7 +11,7 @@ import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall } from '../helpers/spans.ts'
-import { sample } from '../helpers/metrics.ts'
+import { parseMetrics, sample } from '../../experiments/lib/metrics.ts'
 
 // Head-samples POST requests only (parent-based, as OTel's default is), so one app shows both sides.
 const postOnlyRoot: Sampler = {
@@ -113,8 +113,8 @@ test('a handler that writes the response itself (reply.hijack) owns it to the en
 
 test('request duration: sub-millisecond requests fall in buckets below 5 ms, so quantiles are not interpolated up to 2.5 and 4.95 ms', async () => {
   for (let i = 0; i < 10; i++) assert.equal(await get('/fast'), 200)
-  const text = await registry.metrics()
-  const bucket = (le: string): number => sample(text, 'http_server_request_duration_seconds_bucket', {
+  const m = parseMetrics(await registry.metrics())
+  const bucket = (le: string): number => sample(m, 'http_server_request_duration_seconds_bucket', {
     le, http_request_method: 'GET', http_route: '/fast', http_response_status_code: '200', url_scheme: 'http'
   })
   // The semantic conventions' advised boundaries are all still there; five finer ones come first.

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
 import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
-import { scrape, sample } from '../helpers/metrics.ts'
+import { sample, scrape } from '../../experiments/lib/metrics.ts'
 
 const skip = tcpInfoUnavailable !== undefined && process.env.CI !== 'true' ? tcpInfoUnavailable : false
 let t: TestServer
@@ -74,7 +74,7 @@ test('a connection accepted at once reports a wait under one jiffy or two', { sk
 
 test('connections accepted at once land in the histogram\'s 0 bucket, so an idle server reads p50 and p99 0, not an interpolated 2–4 ms', { skip }, async () => {
   const zero = async (): Promise<number> =>
-    sample(await scrape(t.admin), 'journey_accept_kernel_wait_seconds_bucket', { le: '0', listener: 'http' })
+    sample(await scrape(`${t.admin}/metrics`), 'journey_accept_kernel_wait_seconds_bucket', { le: '0', listener: 'http' })
   const before = await zero()
   for (let i = 0; i < 10; i++) {
     const r = await request(`${t.http}/`, { reset: true } as never)

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { freePorts } from '../../experiments/lib/server.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
-import { scrape, total } from '../helpers/metrics.ts'
+import { scrape, sum } from '../../experiments/lib/metrics.ts'
 
 const HAPROXY = '/usr/sbin/haproxy'
 const SHIPPED = new URL('../../deploy/haproxy/haproxy.cfg', import.meta.url)
@@ -92,7 +92,7 @@ test('the shipped balancer configuration is valid as it is (haproxy -c)', { skip
 })
 
 test('through the balancer: the app sees each client connection and TLS handshake once, and none of the health checks', { skip }, async () => {
-  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => total(await scrape(t.admin), name, labels)
+  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => sum(await scrape(`${t.admin}/metrics`), name, labels)
   const accepted = { http: await metric('journey_connections_accepted_total', { listener: 'http' }), https: await metric('journey_connections_accepted_total', { listener: 'https' }) }
   const handshakes = await metric('journey_tls_handshake_duration_seconds_count', { listener: 'https' })
 
