@@ -4,7 +4,7 @@
 //
 // Generated rather than hand-edited so that stage names, colours and metric names come from the one list in
 // src/journey/stages.ts, and so that every panel gets a unit and a description by construction.
-import { METRIC, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
+import { GAP_COLOR, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
 
 export const PROMETHEUS = { type: 'prometheus', uid: 'prometheus' } as const
 export const JAEGER = { type: 'jaeger', uid: 'jaeger' } as const
@@ -90,10 +90,11 @@ function timeseries (l: Layout, w: number, title: string, description: string, u
 
 /** Colour each stage's series as the built-in page does, so the two views read alike. */
 function stageColourOverrides (): unknown[] {
-  return STAGES.map(stage => ({
-    matcher: { id: 'byName', options: stage },
-    properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: STAGE_COLORS[stage] } }]
-  }))
+  const colour = (name: string, fixedColor: string): unknown => ({
+    matcher: { id: 'byName', options: name },
+    properties: [{ id: 'color', value: { mode: 'fixed', fixedColor } }]
+  })
+  return [...STAGES.map(stage => colour(stage, STAGE_COLORS[stage])), colour('gap: hooks', GAP_COLOR), colour('gap: pipelined', GAP_COLOR)]
 }
 
 function row (l: Layout, title: string, repeat?: string): Panel {
@@ -181,6 +182,11 @@ const instanceVar = variable('instance', 'Instance', `label_values(${METRIC.stag
 export function requestJourneyDashboard (): Dashboard {
   const l = new Layout()
   const stageSel = `${SEL}, ${ROUTE}`
+  // The server's gaps: before_request is the client's think time, which would drown the stages.
+  const gapSel = `${SEL}, ${ROUTE}, gap=~"hooks|pipelined"`
+  // Everything the server spent on its requests: every stage plus its gaps (`or vector(0)`: an app from before
+  // the gap histogram has none, and the stages' shares must still show).
+  const serverTime = `scalar(sum(rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) + (sum(rate(${METRIC.gapDuration}_sum{${gapSel}}[${RATE}])) or vector(0)))`
   const panels: Panel[] = [
     row(l, 'The whole request'),
     timeseries(l, 8, 'Requests per second by status class',
@@ -199,16 +205,23 @@ export function requestJourneyDashboard (): Dashboard {
       'From the first request byte the HTTP parser saw to the last response byte handed to the kernel (http.server.request.duration). Excludes accept and the TLS handshake, which belong to the connection. Dots are exemplars: click one to open that request\'s waterfall in Jaeger.',
       's', quantiles(METRIC.requestDuration, `${SEL}, ${HTTP_ROUTE}`), { min: 0 }),
     timeseries(l, 12, 'Where the time goes: share of stage time',
-      'Each stage\'s share of all time spent in stages over the window (sum of stage durations / sum over all stages). A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection.',
+      'Each stage\'s share of the server\'s time over the window: sum of stage durations, plus the time between stages (`gap: hooks` — other plugins\' hooks; `gap: pipelined` — responses waiting for earlier ones on their connection), over the sum of all of them. A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection; the client\'s think time before its first byte is not the server\'s and is left out.',
       'percentunit', [{
-        expr: `sum by (stage) (rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) / ignoring (stage) group_left sum(rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}]))`,
+        expr: `sum by (stage) (rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) / ${serverTime}`,
+        legendFormat: '{{stage}}'
+      }, {
+        expr: `label_replace(sum by (gap) (rate(${METRIC.gapDuration}_sum{${gapSel}}[${RATE}])), "stage", "gap: $1", "gap", "(.*)") / ${serverTime}`,
         legendFormat: '{{stage}}'
       }], { stack: 'normal', overrides: stageColourOverrides(), min: 0 }),
     timeseries(l, 12, 'p99 of every stage',
-      'The 99th percentile of each stage, side by side (log scale would hide nothing here: stages range from microseconds to seconds). Dots are exemplars linking to Jaeger.',
+      'The 99th percentile of each stage, side by side, and of the server\'s time between stages (`gap: hooks`: other plugins\' hooks — a slow auth hook shows here; `gap: pipelined`: a response waiting for the one before it). Log scale would hide nothing here: stages range from microseconds to seconds. Dots are exemplars linking to Jaeger.',
       's', [{
         expr: `histogram_quantile(0.99, sum by (stage, le) (rate(${METRIC.stageDuration}_bucket{${stageSel}}[${RATE}])))`,
         legendFormat: '{{stage}}',
+        exemplar: true
+      }, {
+        expr: `histogram_quantile(0.99, sum by (gap, le) (rate(${METRIC.gapDuration}_bucket{${gapSel}}[${RATE}])))`,
+        legendFormat: 'gap: {{gap}}',
         exemplar: true
       }], { overrides: stageColourOverrides(), min: 0 }),
     {

@@ -25,6 +25,13 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     buckets: STAGE_BUCKETS,
     registers
   })
+  const gapDuration = new FastHistogram({
+    name: METRIC.gapDuration,
+    help: 'Time inside a request covered by no stage, by kind: hooks (the server between stages: other plugins\' hooks), pipelined (a response waiting for earlier ones on its connection), before_request (a connection\'s first request: the client\'s think time). Stages plus hooks and pipelined add up to http_server_request_duration_seconds.',
+    labelNames: ['gap', 'method', 'route'],
+    buckets: STAGE_BUCKETS,
+    registers
+  })
   const requestDuration = new FastHistogram({
     name: METRIC.requestDuration,
     help: 'Duration of HTTP server requests: first request byte seen by the parser to the response handed to the kernel.',
@@ -82,7 +89,15 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
   })
 
   // Series bound per route and method (both bounded: route templates, HTTP methods the parser accepts).
-  interface RouteSeries { stages: Array<Series | undefined>, requestBody: Series, written: Series, durations: Map<number, Series> }
+  interface RouteSeries {
+    stages: Array<Series | undefined>
+    hooks: Series
+    pipelined: Series | undefined
+    beforeRequest: Series | undefined
+    requestBody: Series
+    written: Series
+    durations: Map<number, Series>
+  }
   const bound = new Map<string, Map<string, RouteSeries>>()
   function seriesFor (route: string, method: string): RouteSeries {
     let byMethod = bound.get(route)
@@ -92,6 +107,9 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       rs = {
         // Bound on first use, so stages a route never has (tls on plain HTTP) make no empty series.
         stages: new Array(STAGES.length),
+        hooks: gapDuration.series('hooks', method, route),
+        pipelined: undefined,
+        beforeRequest: undefined,
         requestBody: requestBodySize.series(method, route),
         written: responseWritten.series(method, route),
         durations: new Map()
@@ -117,6 +135,14 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       const seconds = (iv.end - iv.start) / 1000
       if (exemplar === undefined) series.observe(seconds)
       else series.observeWithExemplar(seconds, exemplar, at)
+    }
+    // Every request has a hooks gap (often a few µs); the other two only where they happened, so their
+    // counts say how many requests waited and how many connections' first requests there were.
+    if (exemplar === undefined) rs.hooks.observe(tl.hooksMs / 1000)
+    else rs.hooks.observeWithExemplar(tl.hooksMs / 1000, exemplar, at)
+    if (tl.pipelinedMs > 0) (rs.pipelined ??= gapDuration.series('pipelined', method, route)).observe(tl.pipelinedMs / 1000)
+    if (!Number.isNaN(rec.acceptedAt)) {
+      (rs.beforeRequest ??= gapDuration.series('before_request', method, route)).observe(tl.idleBeforeRequestMs / 1000)
     }
     // A number key (status, -1 for aborted; odd for https): no string is built per request to find the series.
     const key = (rec.aborted ? -1 : rec.status) * 2 + (rec.scheme === 'https' ? 1 : 0)

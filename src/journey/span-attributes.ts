@@ -22,7 +22,7 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
     [ATTR.connectionId]: conn.id,
     [ATTR.requestIndex]: rec.index,
     [ATTR.gapIdle]: tl.idleBeforeRequestMs,
-    [ATTR.gapHooks]: Math.max(0, tl.gapMs - tl.idleBeforeRequestMs - tl.pipelinedMs)
+    [ATTR.gapHooks]: tl.hooksMs
   }
   if (tl.pipelinedMs > 0) attributes[ATTR.gapPipelined] = tl.pipelinedMs
   if (rec.route !== UNMATCHED_ROUTE) attributes[ATTR_HTTP_ROUTE] = rec.route

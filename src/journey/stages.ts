@@ -31,6 +31,20 @@ export const STAGE_COLORS: Record<Stage, string> = {
   serialize: '#f2495c',
   write: '#37872d'
 }
+/** Gaps (time between stages) are light grey everywhere: on the page, the bar behind the stages. */
+export const GAP_COLOR = '#c8c8c8'
+
+/**
+ * Time inside a request covered by no stage (docs/stages.md, "Gaps"): the `gap` label of
+ * journey_gap_duration_seconds and the journey.gap.* attributes of the request span.
+ */
+export const GAPS = ['before_request', 'hooks', 'pipelined'] as const
+export type Gap = typeof GAPS[number]
+export const GAP_MEANING: Record<Gap, string> = {
+  before_request: 'first request of a connection: from the connection being ready (accepted, or TLS done) to its first byte — the client\'s think time, not the server\'s.',
+  hooks: 'the server\'s own time between stages: other plugins\' onRequest and preHandler hooks, a not-found handler, the handler of a route added before the plugin.',
+  pipelined: 'HTTP/1.1 pipelining: a response ready early waited for the earlier ones on its connection (observed only when it did).'
+}
 
 export const SPAN_CONNECTION = 'journey.connection'
 const STAGE_SPAN_NAMES = Object.fromEntries(STAGES.map(s => [s, `journey.${s}`])) as Record<Stage, string>
@@ -88,6 +102,7 @@ export const ATTR = {
 /** Metric names, Prometheus style (unit suffix, _total on counters). */
 export const METRIC = {
   stageDuration: 'journey_stage_duration_seconds',
+  gapDuration: 'journey_gap_duration_seconds',
   requestDuration: 'http_server_request_duration_seconds',
   requestBodySize: 'http_server_request_body_size_bytes',
   responseWritten: 'journey_response_written_bytes',

@@ -21,6 +21,8 @@ export interface Timeline {
   idleBeforeRequestMs: number
   /** Of gapMs: the response waited for earlier responses on its connection to finish (HTTP pipelining). */
   pipelinedMs: number
+  /** The rest of gapMs: the server's own time between stages (other plugins' hooks, a not-found handler). */
+  hooksMs: number
 }
 
 type Marks = Pick<RequestRecord,
@@ -104,5 +106,7 @@ export function buildTimeline (m: Marks): Timeline {
   const ready = seen(m.secureAt) ? m.secureAt : m.acceptedAt
   const idle = seen(ready) && seen(readStart) ? Math.max(0, readStart - ready) : 0
   const held = seen(m.serializeEndAt) ? (seen(m.writeStartAt) ? m.writeStartAt : end) - m.serializeEndAt : 0
-  return { start, end, stages, gapMs: Math.max(0, end - start - covered), idleBeforeRequestMs: idle, pipelinedMs: Math.max(0, held) }
+  const gapMs = Math.max(0, end - start - covered)
+  const pipelinedMs = Math.max(0, held)
+  return { start, end, stages, gapMs, idleBeforeRequestMs: idle, pipelinedMs, hooksMs: Math.max(0, gapMs - idle - pipelinedMs) }
 }

@@ -52,6 +52,11 @@ test('a response held back behind a slow one: its write starts when it gets the 
   const metrics = await scrape(`${t.admin}/metrics`)
   const bucket = (le: string): number => sample(metrics, 'journey_stage_duration_seconds_bucket', { le, stage: 'write', method: 'GET', route: '/' })
   assert.ok(bucket('0.1') >= 1 && bucket('0.1') === bucket('+Inf'), `no write of GET / counted at ≥ 100 ms (${bucket('0.1')} of ${bucket('+Inf')})`)
+  // The wait has a histogram of its own, observed only for responses that waited.
+  const gap = { gap: 'pipelined', method: 'GET', route: '/' }
+  assert.equal(sample(metrics, 'journey_gap_duration_seconds_count', gap), 1)
+  assert.ok(Math.abs(sample(metrics, 'journey_gap_duration_seconds_sum', gap) * 1000 - held) < 1e-6, 'the span\'s gap, in seconds')
+  assert.ok(Number.isNaN(sample(metrics, 'journey_gap_duration_seconds_count', { ...gap, route: '/io' })), 'the first response waited for nothing')
 })
 
 test('a held-back response whose connection closes first wrote nothing: no write stage, the wait is the gap', async () => {

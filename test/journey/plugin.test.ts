@@ -8,10 +8,10 @@ import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type Sampler } from '@opentelemetry/sdk-trace'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
-import { request } from 'undici'
+import { Client, request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall } from '../helpers/spans.ts'
-import { parseMetrics, sample } from '../../experiments/lib/metrics.ts'
+import { byLabel, parseMetrics, sample } from '../../experiments/lib/metrics.ts'
 
 // Head-samples POST requests only (parent-based, as OTel's default is), so one app shows both sides.
 const postOnlyRoot: Sampler = {
@@ -44,6 +44,8 @@ before(async () => {
     reply.raw.writeHead(200, { 'content-type': 'text/plain' })
     setTimeout(() => reply.raw.end('written by the handler\n'), 40)
   })
+  // An auth-style hook of the app's own, after the journey's: its time is between parse and decode, no stage's.
+  app.get('/guarded', { onRequest: async () => { await sleep(30) } }, async () => 'in')
   await app.listen({ port: 0, host: '127.0.0.1' })
   base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
 })
@@ -120,4 +122,29 @@ test('request duration: sub-millisecond requests fall in buckets below 5 ms, so 
   // The semantic conventions' advised boundaries are all still there; five finer ones come first.
   for (const le of ['0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '10']) assert.ok(!Number.isNaN(bucket(le)), `bucket ${le}`)
   assert.ok(bucket('0.0025') >= 5, `most of ten fast requests took under 2.5 ms (${bucket('0.0025')})`)
+})
+
+test('time between stages is in journey_gap_duration_seconds: an app\'s slow hook shows, and stages plus gaps are the request duration', async () => {
+  // Three requests, each the first on its own connection (so each has a before_request gap too).
+  for (let i = 0; i < 3; i++) {
+    const client = new Client(base)
+    const r = await client.request({ path: '/guarded', method: 'GET' })
+    assert.equal(await r.body.text(), 'in')
+    await client.close()
+  }
+  await sleep(20)
+  const m = parseMetrics(await registry.metrics())
+  const route = { method: 'GET', route: '/guarded' }
+  const gap = (g: string, what: 'sum' | 'count'): number => sample(m, `journey_gap_duration_seconds_${what}`, { ...route, gap: g })
+  assert.equal(gap('hooks', 'count'), 3)
+  assert.ok(gap('hooks', 'sum') >= 0.09 && gap('hooks', 'sum') < 0.09 + 0.06, `the 30 ms hook, three times: ${gap('hooks', 'sum')} s`)
+  assert.equal(gap('before_request', 'count'), 3, 'one per connection\'s first request')
+  assert.ok(Number.isNaN(gap('pipelined', 'count')), 'nothing was pipelined')
+  // What the request duration histogram counts (first byte to last) is the stages from read on plus the
+  // server's gaps, exactly: nothing counted twice, nothing lost.
+  const stages = byLabel(m, 'journey_stage_duration_seconds_sum', 'stage', route)
+  assert.ok((stages.get('accept') ?? 0) > 0, 'the connections\' accept stages are counted too, outside the request duration')
+  const fromRead = [...stages].filter(([s]) => s !== 'accept' && s !== 'tls').reduce((n, [, v]) => n + v, 0)
+  const duration = sample(m, 'http_server_request_duration_seconds_sum', { http_request_method: 'GET', http_route: '/guarded' })
+  assert.ok(Math.abs(fromRead + gap('hooks', 'sum') - duration) < 1e-9, `stages ${fromRead} + hooks ${gap('hooks', 'sum')} = duration ${duration}`)
 })

@@ -19,6 +19,7 @@ test('a keep-alive request: read → write, hooks in the gaps', () => {
   assert.equal(tl.gapMs, 1, 'other plugins\' onRequest (0.5) and preHandler (0.5) hooks')
   assert.equal(tl.idleBeforeRequestMs, 0)
   assert.equal(tl.pipelinedMs, 0)
+  assert.equal(tl.hooksMs, 1)
 })
 
 test('a response pipelined behind an earlier one: write starts when it gets the socket, the wait before is a gap', () => {
@@ -26,6 +27,7 @@ test('a response pipelined behind an earlier one: write starts when it gets the 
   assert.deepEqual(tl.stages.slice(-2).map(s => [s.stage, s.start, s.end]), [['serialize', 20, 21], ['write', 23.5, 25]])
   assert.equal(tl.pipelinedMs, 2.5)
   assert.equal(tl.gapMs, 3.5, 'hooks (1) and the wait for the earlier response (2.5)')
+  assert.equal(tl.hooksMs, 1)
   // The connection closed before the earlier response finished: this one never wrote a byte.
   const never = buildTimeline({ ...base, writeStartAt: N, finishAt: N, endAt: 30 })
   assert.deepEqual(never.stages.map(s => s.stage).at(-1), 'serialize')
@@ -46,6 +48,7 @@ test('first request on a TLS connection: accept, tls, idle until the first byte'
   assert.deepEqual(tl.stages.map(s => s.stage), ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
   assert.equal(tl.start, 1)
   assert.equal(tl.idleBeforeRequestMs, 6)
+  assert.equal(tl.hooksMs, 1, 'the idle time before the first byte is not the server\'s')
   const covered = tl.stages.reduce((a, s) => a + s.end - s.start, 0)
   assert.ok(Math.abs(covered + tl.gapMs - (tl.end - tl.start)) < 1e-9)
 })

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { after, before, test } from 'node:test'
-import { DASHBOARDS, queriesOf } from '../../grafana/dashboards.ts'
+import { DASHBOARDS, queriesOf, requestJourneyDashboard } from '../../grafana/dashboards.ts'
 import { runWorkload } from '../../experiments/lib/workload.ts'
 import { killAll, start, type Started } from '../helpers/process.ts'
 import { connect } from '../helpers/raw.ts'
@@ -85,6 +85,20 @@ for (const [file, build] of Object.entries(DASHBOARDS)) {
     }
   })
 }
+
+test('the share panel\'s stages and gaps add up to the whole: its shares sum to 1, and hooks is one of them', { skip }, async () => {
+  const share = queriesOf(requestJourneyDashboard()).filter(q => q.panel.startsWith('Where the time goes'))
+  assert.equal(share.length, 2, 'stages, then gaps')
+  const values = new Map<string, number>()
+  for (const q of share) {
+    const data = await promApi('/api/v1/query', { query: expand(q.expr) })
+    for (const r of data.result as Array<{ metric: { stage: string }, value: [number, string] }>) values.set(r.metric.stage, Number(r.value[1]))
+  }
+  const total = [...values.values()].reduce((a, b) => a + b, 0)
+  assert.ok(Math.abs(total - 1) < 1e-9, `shares ${JSON.stringify(Object.fromEntries(values))} sum to ${total}`)
+  assert.ok((values.get('gap: hooks') ?? 0) > 0, 'the time between stages is a share of its own')
+  assert.ok((values.get('handler') ?? 0) > 0)
+})
 
 test('exemplars are stored with trace ids, so a dot on a latency panel opens a trace', { skip }, async () => {
   const end = Date.now() / 1000
