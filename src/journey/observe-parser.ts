@@ -84,10 +84,22 @@ function onHeadersComplete (this: Parser & { incoming?: IncomingMessage | null }
     }
   }
   const result = originalHeadersComplete!.call(this, a, b, c, d, e, f, g, h, i)
-  if (conn !== undefined && !Number.isNaN(conn.headersAt) && unclaimed !== undefined && this.incoming != null) {
-    unclaimed(this.incoming, conn)
+  if (conn !== undefined && !Number.isNaN(conn.headersAt) && this.incoming != null) {
+    if (unclaimed !== undefined) unclaimed(this.incoming, conn)
+    else warnNoPlugin()
   }
   return result
+}
+
+let noPluginWarned = false
+/**
+ * An observed server, but no journey plugin registered in this process: connections are measured and
+ * requests are not, with nothing else to say why (no route is unwrapped, no server unobserved).
+ */
+function warnNoPlugin (): void {
+  if (noPluginWarned) return
+  noPluginWarned = true
+  process.emitWarning('requests arrive on a server the journey observes, but no journey plugin is registered, so only their connections are measured: await app.register(journey.plugin) before your routes', { code: 'REQUEST_JOURNEY_NO_PLUGIN' })
 }
 
 /**

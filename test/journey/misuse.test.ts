@@ -1,7 +1,8 @@
 // Set-up mistakes a team adding the plugin to its own app can make, which would otherwise only show as
 // numbers or traces that are missing or misplaced: routes added before the plugin (their handler is not
 // wrapped), a server the journey does not observe (no serverFactory), @fastify/otel registered after the
-// journey (two traces per request), an async onRequest hook registered before it (its time lands in parse).
+// journey (two traces per request), an async onRequest hook registered before it (its time lands in parse),
+// an observed server whose app never registered the plugin (only connections measured).
 // Each is said once, as a Node warning with a code.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
@@ -22,6 +23,24 @@ async function send (app: FastifyInstance, path: string, method: 'GET' | 'HEAD' 
   await r.body.text()
   return r.statusCode
 }
+
+// First in this file: it needs a process in which no journey plugin is registered yet.
+test('an observed server without the journey plugin is said once: connections are measured, requests cannot be', async () => {
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify({ serverFactory: journey.serverFactory() })
+  apps.push(app)
+  app.get('/x', async () => 'x')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  assert.equal(await send(app, '/x'), 200)
+  assert.equal(await send(app, '/x'), 200)
+  assert.deepEqual(warnings.filter(w => w.code === 'REQUEST_JOURNEY_NO_PLUGIN').length, 1)
+  assert.match(warnings.find(w => w.code === 'REQUEST_JOURNEY_NO_PLUGIN')!.message, /register\(journey\.plugin\)/)
+  const text = await registry.metrics()
+  assert.match(text, /journey_connections_accepted_total\{listener="http"\} [1-9]/)
+  assert.doesNotMatch(text, /http_server_request_duration_seconds_count/)
+  warnings.length = 0
+})
 
 test('a route added before the plugin is named once; routes after it (and their HEAD twins, and 404s) are not', async () => {
   const registry = new Registry()
