@@ -37,6 +37,20 @@ describe('the journey page', () => {
     assert.doesNotMatch(html, /data-route="\/(journey|metrics)/, 'the page\'s own requests are not shown')
   })
 
+  test('the percentile table has the time between stages too: hooks for every request, pipelined only when one waited', async () => {
+    // The demo app's onRequest hooks run between parse and decode; the snapshot counts them per request.
+    const before = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { stages: Array<{ stage: string, count: number }> }
+    const count = (snap: typeof before, row: string): number => snap.stages.find(s => s.stage === row)?.count ?? 0
+    await get(`${t.http}/`)
+    await get(`${t.http}/`)
+    const after = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as typeof before
+    assert.equal(count(after, 'gap: hooks') - count(before, 'gap: hooks'), 2)
+    assert.equal(count(after, 'gap: hooks'), count(after, 'parse'), 'one per request, like the stages every request has')
+    assert.equal(count(after, 'gap: pipelined'), 0, 'nothing was pipelined: no row')
+    const html = await (await request(`${t.admin}/journey`)).body.text()
+    assert.match(html.slice(html.indexOf('<tbody id="stages">')), /<tr data-stage="gap: hooks">/)
+  })
+
   test('memory stays bounded: the ring keeps the newest 200 requests', async () => {
     for (let i = 0; i < 230; i++) await get(`${t.http}/`)
     const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { recent: unknown[] }

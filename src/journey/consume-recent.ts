@@ -5,6 +5,10 @@ import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
 import { STAGES, type Stage } from './stages.ts'
+
+/** Rows of the percentile table besides the stages: the server's time between them (docs/stages.md, Gaps). */
+export const PAGE_GAPS = ['gap: hooks', 'gap: pipelined'] as const
+export type PageGap = typeof PAGE_GAPS[number]
 import { toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
 
@@ -25,7 +29,7 @@ export interface RecentRequest {
   stages: Array<{ stage: Stage, startMs: number, durationMs: number }>
 }
 
-export interface StageStats { stage: Stage, count: number, p50: number, p95: number, p99: number, spark: number[] }
+export interface StageStats { stage: Stage | PageGap, count: number, p50: number, p95: number, p99: number, spark: number[] }
 
 export interface Snapshot {
   now: number
@@ -99,6 +103,11 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   let tlsFailed = 0
 
   const sampleRings = STAGES.map(s => samples.get(s)!)
+  // Hooks for every request; pipelined only for the responses that waited (their count says how many did).
+  const gapRings: Record<PageGap, SampleRing> = {
+    'gap: hooks': new SampleRing(opts.samplesPerStage ?? 5000),
+    'gap: pipelined': new SampleRing(opts.samplesPerStage ?? 5000)
+  }
   const stageIndex = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>
 
   function onRequest (message: unknown): void {
@@ -110,6 +119,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     head = (head + 1) % capacity
     const end = toEpochMs(tl.end)
     for (const s of tl.stages) sampleRings[stageIndex[s.stage]]!.push(end, s.end - s.start)
+    gapRings['gap: hooks'].push(end, tl.hooksMs)
+    if (tl.pipelinedMs > 0) gapRings['gap: pipelined'].push(end, tl.pipelinedMs)
   }
 
   function view (id: number, rec: RequestRecord): RecentRequest {
@@ -181,8 +192,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       const now = Date.now()
       const from = now - windowMs
       const stages: StageStats[] = []
-      for (const stage of STAGES) {
-        const window = samples.get(stage)!.since(from)
+      for (const stage of [...STAGES, ...PAGE_GAPS]) {
+        const window = (stage in gapRings ? gapRings[stage as PageGap] : samples.get(stage as Stage)!).since(from)
         if (window.length === 0) continue
         const sorted = window.map(w => w[1]).sort((a, b) => a - b)
         // Twelve 5-second buckets of p95, oldest first: the sparkline.

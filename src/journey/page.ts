@@ -4,7 +4,7 @@
 // fragments once a second. No front-end framework: a table, some divs and twenty lines of script.
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { RecentConsumer, RecentRequest, Snapshot, StageStats } from './consume-recent.ts'
-import { STAGE_COLORS, STAGES } from './stages.ts'
+import { GAP_COLOR, STAGE_COLORS, STAGES, type Stage } from './stages.ts'
 
 export interface PageOptions {
   recent: RecentConsumer
@@ -41,11 +41,13 @@ function sparkline (values: number[]): string {
   return `<svg class="spark" viewBox="0 0 100 20" preserveAspectRatio="none"><polyline points="${pts}" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>`
 }
 
+const colourOf = (row: StageStats['stage']): string => row.startsWith('gap: ') ? GAP_COLOR : STAGE_COLORS[row as Stage]
+
 export function renderStages (stages: StageStats[]): string {
   if (stages.length === 0) return '<tr><td colspan="6">no requests in the last minute</td></tr>'
-  return stages.map(s => `<tr data-stage="${s.stage}"><td><span class="sw" style="background:${STAGE_COLORS[s.stage]}"></span>${s.stage}</td>` +
+  return stages.map(s => `<tr data-stage="${s.stage}"><td><span class="sw" style="background:${colourOf(s.stage)}"></span>${s.stage}</td>` +
     `<td class="n">${s.count}</td><td class="n">${fmt(s.p50)}</td><td class="n">${fmt(s.p95)}</td><td class="n">${fmt(s.p99)}</td>` +
-    `<td style="color:${STAGE_COLORS[s.stage]}">${sparkline(s.spark)}</td></tr>`).join('')
+    `<td style="color:${colourOf(s.stage)}">${sparkline(s.spark)}</td></tr>`).join('')
 }
 
 function renderConnections (c: Snapshot['connections']): string {
@@ -73,7 +75,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1rem 2rem;color:#222;background:#
 h1{font-size:1.3rem;margin:.2rem 0}h2{font-size:1rem;margin:1.2rem 0 .4rem}
 table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;border-bottom:1px solid #eee;text-align:left;white-space:nowrap}
 .n{text-align:right;font-variant-numeric:tabular-nums}.t{color:#777;font-variant-numeric:tabular-nums}
-.w{width:45%}.bar{position:relative;height:12px;background:#f0f0f0;border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}
+.w{width:45%}.bar{position:relative;height:12px;background:${GAP_COLOR};border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}
 .sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
 .legend span{margin-right:12px}.stats{margin:.4rem 0}form{display:inline}`
@@ -113,7 +115,7 @@ export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefin
 <title>request journey</title><style>${CSS}</style></head><body data-last="${snap.recent[0]?.id ?? 0}">
 <h1>request journey <small id="live">snapshot</small></h1>
 <div class="stats" id="conns">${f.connections}</div>
-<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}</div>
+<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the client's think time before its first byte, a pipelined response's wait"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span></div>
 <h2>Stages, last minute (ms)</h2>
 <table><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
 <h2>Slowest, last minute</h2>

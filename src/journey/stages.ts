@@ -32,7 +32,7 @@ export const STAGE_COLORS: Record<Stage, string> = {
   write: '#37872d'
 }
 /** Gaps (time between stages) are light grey everywhere: on the page, the bar behind the stages. */
-export const GAP_COLOR = '#c8c8c8'
+export const GAP_COLOR = '#dcdcdc'
 
 /**
  * Time inside a request covered by no stage (docs/stages.md, "Gaps"): the `gap` label of
