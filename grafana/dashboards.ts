@@ -4,7 +4,7 @@
 //
 // Generated rather than hand-edited so that stage names, colours and metric names come from the one list in
 // src/journey/stages.ts, and so that every panel gets a unit and a description by construction.
-import { GAP_COLOR, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
+import { GAP_COLOR, GAP_MEANING, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
 
 export const PROMETHEUS = { type: 'prometheus', uid: 'prometheus' } as const
 export const JAEGER = { type: 'jaeger', uid: 'jaeger' } as const
@@ -177,6 +177,9 @@ function dashboard (uid: string, title: string, description: string, panels: Pan
   }
 }
 
+// What the two server-side gaps mean, for the panels that show them.
+const SERVER_GAPS = (['hooks', 'pipelined'] as const).map(g => `**gap: ${g}**: ${GAP_MEANING[g]}`).join('\n\n')
+
 const instanceVar = variable('instance', 'Instance', `label_values(${METRIC.stageDuration}_count, instance)`, 'Scrape target (one per app replica).')
 
 export function requestJourneyDashboard (): Dashboard {
@@ -205,7 +208,7 @@ export function requestJourneyDashboard (): Dashboard {
       'From the first request byte the HTTP parser saw to the last response byte handed to the kernel (http.server.request.duration). Excludes accept and the TLS handshake, which belong to the connection. Dots are exemplars: click one to open that request\'s waterfall in Jaeger.',
       's', quantiles(METRIC.requestDuration, `${SEL}, ${HTTP_ROUTE}`), { min: 0 }),
     timeseries(l, 12, 'Where the time goes: share of stage time',
-      'Each stage\'s share of the server\'s time over the window: sum of stage durations, plus the time between stages (`gap: hooks` — other plugins\' hooks; `gap: pipelined` — responses waiting for earlier ones on their connection), over the sum of all of them. A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection; the client\'s think time before its first byte is not the server\'s and is left out.',
+      'Each stage\'s share of the server\'s time over the window: sum of stage durations, plus the time between stages, over the sum of all of them. A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection; the client\'s think time before its first byte is not the server\'s and is left out.\n\n' + SERVER_GAPS,
       'percentunit', [{
         expr: `sum by (stage) (rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) / ${serverTime}`,
         legendFormat: '{{stage}}'
@@ -214,7 +217,7 @@ export function requestJourneyDashboard (): Dashboard {
         legendFormat: '{{stage}}'
       }], { stack: 'normal', overrides: stageColourOverrides(), min: 0 }),
     timeseries(l, 12, 'p99 of every stage',
-      'The 99th percentile of each stage, side by side, and of the server\'s time between stages (`gap: hooks`: other plugins\' hooks — a slow auth hook shows here; `gap: pipelined`: a response waiting for the one before it). Log scale would hide nothing here: stages range from microseconds to seconds. Dots are exemplars linking to Jaeger.',
+      'The 99th percentile of each stage, side by side, and of the server\'s time between stages (a slow auth hook of yours shows as `gap: hooks`). Log scale would hide nothing here: stages range from microseconds to seconds. Dots are exemplars linking to Jaeger.\n\n' + SERVER_GAPS,
       's', [{
         expr: `histogram_quantile(0.99, sum by (stage, le) (rate(${METRIC.stageDuration}_bucket{${stageSel}}[${RATE}])))`,
         legendFormat: '{{stage}}',
