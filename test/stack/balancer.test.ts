@@ -3,7 +3,8 @@
 // README says of TCP pass-through: TLS still ends in the app, so its journey sees every handshake; one
 // client connection is one app connection; and the balancer's own health checks leave no trace in the
 // journey's connection counts, errors or TLS failures (HAProxy's layer-4 check resets the connection
-// before the app can accept it).
+// before the app can accept it). And that a replica draining after SIGTERM (listener closed, in-flight
+// requests finishing) costs no client a connection in the seconds before its health check notices.
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -15,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { freePorts } from '../../experiments/lib/server.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
+import { killAll, start } from '../helpers/process.ts'
 import { scrape, sum } from '../../experiments/lib/metrics.ts'
 
 const HAPROXY = '/usr/sbin/haproxy'
@@ -26,57 +28,73 @@ const skip: string | false = !existsSync(HAPROXY) && process.env.CI !== 'true'
 if (skip !== false) console.log(`# skipping the balancer test: ${skip}`)
 
 let t: TestServer
-let haproxy: ChildProcess | undefined
+let balancer: { proc: ChildProcess, log: () => string } | undefined
 let dir: string
 const front = { http: 0, https: 0, admin: 0 }
-let log = ''
+
+/**
+ * The shipped configuration with only addresses changed: the app's three ports, the frontends' ports, and
+ * Docker's DNS (not here). `servers` replaces a backend's server template with servers of its own.
+ */
+function rewrite (app: { http: number, https: number, metrics: number }, fronts: typeof front, servers: Record<string, string> = {}): string {
+  let config = readFileSync(SHIPPED, 'utf8')
+  for (const [backend, lines] of Object.entries(servers)) {
+    config = config.replace(new RegExp(`(backend ${backend}\n(?: {2}.*\n)*?) {2}server-template .*\n`), `$1${lines}`)
+  }
+  config = config
+    .replace(/^resolvers docker\n(?: {2}.*\n)*/m, '')
+    .replaceAll(' resolvers docker init-addr none', '')
+    .replace('app:3000', `127.0.0.1:${app.http}`)
+    .replace('app:3443', `127.0.0.1:${app.https}`)
+    .replace('app:9464', `127.0.0.1:${app.metrics}`)
+    .replace('bind :3000', `bind 127.0.0.1:${fronts.http}`)
+    .replace('bind :3443', `bind 127.0.0.1:${fronts.https}`)
+    .replace('bind :9464', `bind 127.0.0.1:${fronts.admin}`)
+  assert.doesNotMatch(config, /\bapp:\d|bind :\d|resolvers/, 'every address rewritten')
+  return config
+}
+
+/** Runs HAProxy on a configuration, with a stats socket (so a test can see the health checks ran) in `at`. */
+async function startHaproxy (config: string, at: string, fronts: typeof front): Promise<{ proc: ChildProcess, log: () => string }> {
+  writeFileSync(join(at, 'haproxy.cfg'), config.replace(/^global\n/m, `global\n  stats socket ${join(at, 'stats')} level user\n`))
+  const proc = spawn(HAPROXY, ['-db', '-f', join(at, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  // Until the balancer answers through to an app.
+  for (let i = 0; ; i++) {
+    try {
+      const r = await request(`http://127.0.0.1:${fronts.admin}/readyz`, { reset: true })
+      await r.body.text()
+      if (r.statusCode === 200) break
+    } catch { /* not up yet */ }
+    if (i > 100 || proc.exitCode !== null) throw new Error(`HAProxy did not pass requests through:\n${out}`)
+    await sleep(100)
+  }
+  return { proc, log: () => out }
+}
 
 before(async () => {
   if (skip !== false) return
   t = await startTestServer()
   const [http, https, admin] = await freePorts(3)
   Object.assign(front, { http, https, admin })
-  const ports = t.server.ports
-  // Only addresses change: the app's three ports, the frontends' ports, and Docker's DNS (not here).
-  const config = readFileSync(SHIPPED, 'utf8')
-    .replace(/^resolvers docker\n(?: {2}.*\n)*/m, '')
-    .replaceAll(' resolvers docker init-addr none', '')
-    .replace('app:3000', `127.0.0.1:${ports.http}`)
-    .replace('app:3443', `127.0.0.1:${ports.https}`)
-    .replace('app:9464', `127.0.0.1:${ports.metrics}`)
-    .replace('bind :3000', `bind 127.0.0.1:${front.http}`)
-    .replace('bind :3443', `bind 127.0.0.1:${front.https}`)
-    .replace('bind :9464', `bind 127.0.0.1:${front.admin}`)
-  assert.doesNotMatch(config, /\bapp:\d|bind :\d|resolvers/, 'every address rewritten')
   dir = mkdtempSync(join(tmpdir(), 'journey-haproxy-'))
-  // Plus a stats socket, so the test can see that the health checks did run (and passed).
-  writeFileSync(join(dir, 'haproxy.cfg'), config.replace(/^global\n/m, `global\n  stats socket ${join(dir, 'stats')} level user\n`))
-  haproxy = spawn(HAPROXY, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] })
-  haproxy.stdout!.on('data', (d: Buffer) => { log += d.toString() })
-  haproxy.stderr!.on('data', (d: Buffer) => { log += d.toString() })
-  // Until the balancer answers through to the app.
-  for (let i = 0; ; i++) {
-    try {
-      const r = await request(`http://127.0.0.1:${front.admin}/readyz`, { reset: true })
-      await r.body.text()
-      if (r.statusCode === 200) break
-    } catch { /* not up yet */ }
-    if (i > 100 || haproxy.exitCode !== null) throw new Error(`HAProxy did not pass requests through:\n${log}`)
-    await sleep(100)
-  }
+  balancer = await startHaproxy(rewrite(t.server.ports, front), dir, front)
 })
 
 after(async () => {
-  haproxy?.kill()
+  balancer?.proc.kill()
   if (t !== undefined) await t.close()
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  killAll()
 })
 
 /** HAProxy's `show stat` over its stats socket, one object per proxy or server row. */
-async function showStat (): Promise<Array<Record<string, string>>> {
+async function showStat (at = dir): Promise<Array<Record<string, string>>> {
   const csv = await new Promise<string>((resolve, reject) => {
     let out = ''
-    const s = createConnection(join(dir, 'stats'), () => s.write('show stat\n'))
+    const s = createConnection(join(at, 'stats'), () => s.write('show stat\n'))
     s.on('data', (d: Buffer) => { out += d.toString() })
     s.on('end', () => resolve(out))
     s.on('error', reject)
@@ -122,5 +140,59 @@ test('through the balancer: the app sees each client connection and TLS handshak
   assert.equal(await metric('journey_connections_accepted_total', { listener: 'http' }) - accepted.http, 1, 'keep-alive passes through: one connection for three requests')
   assert.equal(await metric('journey_connection_errors_total'), 0, 'no connection errors from health checks')
   assert.equal(await metric('journey_tls_handshake_failures_total'), 0, 'no failed handshakes from health checks')
-  assert.doesNotMatch(log, /is DOWN/, `every server stayed up:\n${log}`)
+  assert.doesNotMatch(balancer!.log(), /is DOWN/, `every server stayed up:\n${balancer!.log()}`)
+})
+
+test('a replica that stops accepting (draining after SIGTERM) costs no client a connection: the balancer retries another', { skip }, async () => {
+  // Two replicas behind HTTP: a second app process, and the test's app. The second drains: a slow request
+  // keeps it alive while its listener is already closed, as after SIGTERM in `docker compose stop`.
+  const draining = await start()
+  const [http = 0, https = 0, admin = 0] = await freePorts(3)
+  const fronts = { http, https, admin }
+  const at = mkdtempSync(join(tmpdir(), 'journey-haproxy-drain-'))
+  const config = rewrite(t.server.ports, fronts, {
+    app_http: `  server draining 127.0.0.1:${draining.ports.http} check\n  server serving 127.0.0.1:${t.server.ports.http} check\n`
+  })
+  const second = await startHaproxy(config, at, fronts)
+  try {
+    const inflight = request(`http://127.0.0.1:${draining.ports.http}/io?ms=3000`).then(async r => { await r.body.text(); return r.statusCode })
+    await sleep(200)
+    draining.child.kill('SIGTERM')
+    // Until its listener is closed (its readiness says so too).
+    for (let i = 0; ; i++) {
+      const refused = await new Promise<boolean>(resolve => {
+        const c = createConnection(draining.ports.http, '127.0.0.1')
+        c.on('connect', () => { c.destroy(); resolve(false) })
+        c.on('error', () => resolve(true))
+      })
+      if (refused) break
+      assert.ok(i < 100, 'the draining app closed its listener')
+      await sleep(20)
+    }
+    // Fresh client connections right away, before any health check has seen the replica go: round robin
+    // sends every other one to the draining replica, whose refusal the balancer must not pass on.
+    const answers: Array<number | string> = []
+    for (let i = 0; i < 20; i++) {
+      const fresh = new Agent({ connections: 1 })
+      try {
+        const r = await request(`http://127.0.0.1:${fronts.http}/`, { dispatcher: fresh })
+        await r.body.text()
+        answers.push(r.statusCode)
+      } catch (err) {
+        answers.push((err as Error & { code?: string }).code ?? String(err))
+      } finally {
+        await fresh.close()
+      }
+    }
+    assert.deepEqual(answers, new Array(20).fill(200), `every client connection was served:\n${second.log()}`)
+    const rows = await showStat(at)
+    const retried = rows.find(r => r.pxname === 'app_http' && r.svname === 'draining')
+    assert.ok(Number(retried?.wretr ?? 0) + Number(retried?.wredis ?? 0) > 0, 'the balancer did meet the refusal (and retried)')
+    assert.equal(await inflight, 200, 'the draining app finished its in-flight request')
+    assert.equal((await draining.exited).code, 0)
+  } finally {
+    second.proc.kill()
+    draining.child.kill('SIGKILL')
+    rmSync(at, { recursive: true, force: true })
+  }
 })
