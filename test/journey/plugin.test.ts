@@ -8,10 +8,11 @@ import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type Sampler } from '@opentelemetry/sdk-trace'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
+import { connect, type Socket } from 'node:net'
 import { Client, request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall } from '../helpers/spans.ts'
-import { byLabel, parseMetrics, sample } from '../../experiments/lib/metrics.ts'
+import { byLabel, parseMetrics, sample, sum } from '../../experiments/lib/metrics.ts'
 
 // Head-samples POST requests only (parent-based, as OTel's default is), so one app shows both sides.
 const postOnlyRoot: Sampler = {
@@ -47,6 +48,13 @@ before(async () => {
   // An auth-style hook of the app's own, after the journey's: its time is between parse and decode, no stage's.
   app.get('/guarded', { onRequest: async () => { await sleep(30) } }, async () => 'in')
   await app.listen({ port: 0, host: '127.0.0.1' })
+  // A WebSocket-style upgrade, as @fastify/websocket does it: the server's 'upgrade' listener takes the
+  // socket over (here: an echo protocol), and Fastify never sees that request.
+  app.server.on('upgrade', (_req, socket: Socket) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n')
+    socket.on('data', (d: Buffer) => socket.write(d))
+    socket.on('end', () => socket.end())
+  })
   base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
 })
 after(async () => { await app.close(); await sdk.shutdown() })
@@ -147,4 +155,30 @@ test('time between stages is in journey_gap_duration_seconds: an app\'s slow hoo
   const fromRead = [...stages].filter(([s]) => s !== 'accept' && s !== 'tls').reduce((n, [, v]) => n + v, 0)
   const duration = sample(m, 'http_server_request_duration_seconds_sum', { http_request_method: 'GET', http_route: '/guarded' })
   assert.ok(Math.abs(fromRead + gap('hooks', 'sum') - duration) < 1e-9, `stages ${fromRead} + hooks ${gap('hooks', 'sum')} = duration ${duration}`)
+})
+
+test('a connection upgraded to another protocol (WebSocket-style) leaves HTTP: its upgrade is no request, nothing is left open or counted as aborted', async () => {
+  const before = parseMetrics(await registry.metrics())
+  const port = Number(new URL(base).port)
+  const c = connect(port, '127.0.0.1')
+  let got = ''
+  c.on('data', (d: Buffer) => { got += d.toString('latin1') })
+  await new Promise(resolve => c.once('connect', resolve))
+  const until = async (pred: () => boolean): Promise<void> => { for (let i = 0; !pred(); i++) { assert.ok(i < 200, `got: ${got}`); await sleep(10) } }
+  c.write('GET /fast HTTP/1.1\r\nHost: x\r\n\r\n')
+  await until(() => got.endsWith('fast'))
+  c.write('GET /fast HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
+  await until(() => got.includes('101 Switching Protocols'))
+  c.write('not http any more')
+  await until(() => got.endsWith('not http any more'))
+  c.end()
+  await new Promise(resolve => c.once('close', resolve))
+  await sleep(50)
+  const after = parseMetrics(await registry.metrics())
+  const grew = (name: string, labels: Record<string, string> = {}): number => sum(after, name, labels) - sum(before, name, labels)
+  assert.equal(grew('http_server_request_duration_seconds_count', { http_route: '/fast' }), 1, 'the plain GET only')
+  assert.equal(grew('http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 0)
+  assert.equal(grew('journey_connections_closed_total'), 1)
+  assert.equal(grew('journey_connection_requests_sum'), 1, 'the connection carried one HTTP request')
+  assert.equal(grew('journey_connections_active'), 0, 'the upgraded connection\'s close is seen')
 })
