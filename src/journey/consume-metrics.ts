@@ -151,8 +151,9 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       duration = requestDuration.series(method, route, rec.aborted ? 'aborted' : String(rec.status), rec.scheme)
       rs.durations.set(key, duration)
     }
-    const begin = Number.isNaN(rec.beginAt) ? rec.requestAt : rec.beginAt
-    const seconds = (tl.end - begin) / 1000
+    // From the read stage's start, not beginAt: in fine mode a TLS 1.3 request's first ciphertext can arrive
+    // before the handshake ends, and that time is the tls stage's.
+    const seconds = (tl.end - tl.requestStart) / 1000
     if (exemplar === undefined) duration.observe(seconds)
     else duration.observeWithExemplar(seconds, exemplar, at)
     if (!Number.isNaN(rec.requestBodyBytes)) rs.requestBody.observe(rec.requestBodyBytes)

@@ -14,6 +14,11 @@ export interface Interval {
 export interface Timeline {
   start: number
   end: number
+  /**
+   * Where the request itself starts (http.server.request.duration runs from here to end): its read stage's
+   * start, which on a TLS connection is never before the handshake's end; requestAt without parser marks.
+   */
+  requestStart: number
   stages: Interval[]
   /** Time inside [start, end] covered by no stage: waiting for the client's first byte, other plugins' hooks. */
   gapMs: number
@@ -108,5 +113,6 @@ export function buildTimeline (m: Marks): Timeline {
   const held = seen(m.serializeEndAt) ? (seen(m.writeStartAt) ? m.writeStartAt : end) - m.serializeEndAt : 0
   const gapMs = Math.max(0, end - start - covered)
   const pipelinedMs = Math.max(0, held)
-  return { start, end, stages, gapMs, idleBeforeRequestMs: idle, pipelinedMs, hooksMs: Math.max(0, gapMs - idle - pipelinedMs) }
+  const requestStart = seen(readStart) ? readStart : m.requestAt
+  return { start, end, requestStart, stages, gapMs, idleBeforeRequestMs: idle, pipelinedMs, hooksMs: Math.max(0, gapMs - idle - pipelinedMs) }
 }

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
+import { byLabel, scrape, sum } from '../../experiments/lib/metrics.ts'
 import { connect, splitHeaders } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall } from '../helpers/spans.ts'
@@ -52,4 +53,26 @@ test('HTTPS keep-alive and a large streamed response work through the cipher tap
   const second = waterfall(spans, roots(spans, '/')[0]!)
   assert.deepEqual(stageNames(second).slice(0, 3), ['read', 'decrypt', 'parse'])
   assert.equal(second.root.attributes['journey.connection.request_index'], 2)
+})
+
+test('HTTPS on new connections: the request duration metric is the stages from read on plus the server\'s gaps, so the handshake is not counted in it too', async () => {
+  // TLS 1.3 clients send their request right behind the handshake's last message, so its first ciphertext
+  // can arrive before the server's handshake ends; that time is the tls stage's, not the request's.
+  const before = await scrape(`${t.admin}/metrics`)
+  for (let i = 0; i < 10; i++) {
+    const fresh = new Agent({ connect: { rejectUnauthorized: false } })
+    const r = await request(`${t.https}/`, { dispatcher: fresh })
+    await r.body.text()
+    await fresh.close()
+  }
+  await sleep(50)
+  const after = await scrape(`${t.admin}/metrics`)
+  const grew = (name: string, labels: Record<string, string>): number => sum(after, name, labels) - sum(before, name, labels)
+  const stages = byLabel(after, 'journey_stage_duration_seconds_sum', 'stage', { route: '/' })
+  const stagesBefore = byLabel(before, 'journey_stage_duration_seconds_sum', 'stage', { route: '/' })
+  const fromRead = ['read', 'decrypt', 'parse', 'decode', 'handler', 'serialize', 'write'].reduce((n, s) => n + (stages.get(s) ?? 0) - (stagesBefore.get(s) ?? 0), 0)
+  const gaps = grew('journey_gap_duration_seconds_sum', { route: '/', gap: 'hooks' }) + grew('journey_gap_duration_seconds_sum', { route: '/', gap: 'pipelined' })
+  const duration = grew('http_server_request_duration_seconds_sum', { http_route: '/', url_scheme: 'https' })
+  assert.equal(grew('http_server_request_duration_seconds_count', { http_route: '/', url_scheme: 'https' }), 10)
+  assert.ok(Math.abs(fromRead + gaps - duration) < 1e-9, `stages ${fromRead} + gaps ${gaps} = duration ${duration}`)
 })

@@ -20,6 +20,7 @@ test('a keep-alive request: read → write, hooks in the gaps', () => {
   assert.equal(tl.idleBeforeRequestMs, 0)
   assert.equal(tl.pipelinedMs, 0)
   assert.equal(tl.hooksMs, 1)
+  assert.equal(tl.requestStart, 10)
 })
 
 test('a response pipelined behind an earlier one: write starts when it gets the socket, the wait before is a gap', () => {
@@ -66,6 +67,7 @@ test('no parser marks (unobservable parser): the timeline starts at the request 
   const tl = buildTimeline({ ...base, beginAt: N, headersAt: N })
   assert.equal(tl.stages[0]!.stage, 'decode')
   assert.equal(tl.start, 13)
+  assert.equal(tl.requestStart, 13)
   assert.equal(tl.gapMs, 1)
 })
 
@@ -81,6 +83,7 @@ test('fine mode on TLS 1.3: a request that arrived with the handshake\'s last pa
   assert.equal(read!.start, 10.5)
   assert.equal(decrypt!.start, 10.5)
   assert.equal(decrypt!.end, 12)
+  assert.equal(tl.requestStart, 10.5, 'the request (and its duration metric) starts there too, not at its first ciphertext (10)')
 })
 
 test('an error reply during decode (invalid JSON): decode ends where the error reply starts, no overlap', () => {
