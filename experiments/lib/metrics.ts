@@ -22,7 +22,7 @@ export async function scrape (url: URL | string): Promise<Metrics> {
 }
 
 /** The series of `name` whose labels include every pair of `match`, with their label sets. */
-function* series (m: Metrics, name: string, match: Record<string, string>): Generator<[Map<string, string>, number]> {
+export function* series (m: Metrics, name: string, match: Record<string, string> = {}): Generator<[Map<string, string>, number]> {
   for (const [k, v] of m) {
     const brace = k.indexOf('{')
     if ((brace === -1 ? k : k.slice(0, brace)) !== name) continue
