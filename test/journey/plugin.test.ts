@@ -47,6 +47,12 @@ before(async () => {
   })
   // An auth-style hook of the app's own, after the journey's: its time is between parse and decode, no stage's.
   app.get('/guarded', { onRequest: async () => { await sleep(30) } }, async () => 'in')
+  // An encapsulated plugin under a prefix, as services are usually split: its own hook and not-found handler.
+  await app.register(async (api) => {
+    api.addHook('onRequest', async () => { await sleep(20) })
+    api.get('/items/:id', async (req) => ({ id: (req.params as { id: string }).id }))
+    api.setNotFoundHandler(async (_req, reply) => reply.code(404).send({ missing: true }))
+  }, { prefix: '/api' })
   await app.listen({ port: 0, host: '127.0.0.1' })
   // A WebSocket-style upgrade, as @fastify/websocket does it: the server's 'upgrade' listener takes the
   // socket over (here: an echo protocol), and Fastify never sees that request.
@@ -181,4 +187,20 @@ test('a connection upgraded to another protocol (WebSocket-style) leaves HTTP: i
   assert.equal(grew('journey_connections_closed_total'), 1)
   assert.equal(grew('journey_connection_requests_sum'), 1, 'the connection carried one HTTP request')
   assert.equal(grew('journey_connections_active'), 0, 'the upgraded connection\'s close is seen')
+})
+
+test('routes of an encapsulated plugin under a prefix: measured under their full template, the plugin\'s own hook is the hooks gap, its not-found answers are (unmatched)', async () => {
+  const before = parseMetrics(await registry.metrics())
+  for (const id of ['1', '2', 'three']) assert.equal(await get(`/api/items/${id}`), 200)
+  assert.equal(await get('/api/nothing/here'), 404)
+  const after = parseMetrics(await registry.metrics())
+  const grew = (name: string, labels: Record<string, string>): number => sum(after, name, labels) - sum(before, name, labels)
+  const items = { method: 'GET', route: '/api/items/:id' }
+  assert.equal(grew('journey_stage_duration_seconds_count', { ...items, stage: 'handler' }), 3, 'one series for every id: the template, not the URL')
+  const hooks = grew('journey_gap_duration_seconds_sum', { ...items, gap: 'hooks' })
+  assert.ok(hooks >= 0.06 && hooks < 0.06 + 0.06, `the plugin's 20 ms hook, three times: ${hooks} s`)
+  assert.ok(grew('journey_stage_duration_seconds_sum', { ...items, stage: 'handler' }) < 0.02, 'and not in the handler')
+  assert.equal(grew('http_server_request_duration_seconds_count', { http_route: '(unmatched)', http_response_status_code: '404' }), 1)
+  assert.ok(grew('journey_gap_duration_seconds_sum', { route: '(unmatched)', gap: 'hooks' }) >= 0.02, 'the hook ran for the not-found answer too')
+  assert.equal(grew('journey_stage_duration_seconds_count', { route: '(unmatched)', stage: 'handler' }), 0, 'a not-found handler is no route handler')
 })
