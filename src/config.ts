@@ -2,7 +2,8 @@
 // A bad value stops start-up with one line naming the variable and what is allowed,
 // because a server that silently falls back to a default is a server nobody can reason about.
 
-export type Precision = 'default' | 'fine'
+import { PRECISIONS, type Precision } from './journey/stages.ts'
+export type { Precision }
 export const ACCEPT_STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
 export type AcceptStrategy = typeof ACCEPT_STRATEGIES[number]
 
@@ -137,7 +138,7 @@ export function loadConfig (env: Env = process.env): Config {
     downloadMaxKb: int(env, 'DOWNLOAD_MAX_KB', 102_400, 0, 10_485_760),
     workerThreads: int(env, 'WORKER_THREADS', 2, 1, 64),
     journeyEnabled: bool(env, 'JOURNEY_ENABLED', true),
-    precision: oneOf(env, 'JOURNEY_PRECISION', 'default', ['default', 'fine'] as const),
+    precision: oneOf(env, 'JOURNEY_PRECISION', 'default', PRECISIONS),
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),

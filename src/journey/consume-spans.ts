@@ -7,10 +7,9 @@ import {
 } from '@opentelemetry/api'
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
-import type { Precision } from '../config.ts'
 import { toEpochMs } from './clock.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
-import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE } from './stages.ts'
+import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
 import { mostStages, timelineOf, type Interval } from './timeline.ts'
 import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator

@@ -4,9 +4,8 @@ import type { Attributes } from '@opentelemetry/api'
 import {
   ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_URL_SCHEME
 } from '@opentelemetry/semantic-conventions'
-import type { Precision } from '../config.ts'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
-import { ATTR, UNMATCHED_ROUTE, type Stage } from './stages.ts'
+import { ATTR, UNMATCHED_ROUTE, type Precision, type Stage } from './stages.ts'
 import { handlerWroteResponse, type Timeline } from './timeline.ts'
 
 /** The request span's: HTTP semantic conventions, where it sits on its connection, why it was kept, its gaps. */

@@ -46,6 +46,10 @@ export const GAP_MEANING: Record<Gap, string> = {
   pipelined: 'HTTP/1.1 pipelining: a response ready early waited for the earlier ones on its connection (observed only when it did).'
 }
 
+/** How read and parse are observed (docs/stages.md, "Precision modes"); every span says which, as journey.precision. */
+export const PRECISIONS = ['default', 'fine'] as const
+export type Precision = typeof PRECISIONS[number]
+
 export const SPAN_CONNECTION = 'journey.connection'
 const STAGE_SPAN_NAMES = Object.fromEntries(STAGES.map(s => [s, `journey.${s}`])) as Record<Stage, string>
 /** `journey.<stage>`; looked up, not concatenated, since every traced request names several. */

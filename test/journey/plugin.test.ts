@@ -8,6 +8,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node'
 import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type Sampler } from '@opentelemetry/sdk-trace'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
+import { readdirSync, readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { Client, request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
@@ -203,4 +204,17 @@ test('routes of an encapsulated plugin under a prefix: measured under their full
   assert.equal(grew('http_server_request_duration_seconds_count', { http_route: '(unmatched)', http_response_status_code: '404' }), 1)
   assert.ok(grew('journey_gap_duration_seconds_sum', { route: '(unmatched)', gap: 'hooks' }) >= 0.02, 'the hook ran for the not-found answer too')
   assert.equal(grew('journey_stage_duration_seconds_count', { route: '(unmatched)', stage: 'handler' }), 0, 'a not-found handler is no route handler')
+})
+
+test('the plugin is one folder: src/journey imports nothing else of this project (its optional TCP_INFO addon aside), so a team can copy it', () => {
+  const dir = new URL('../../src/journey/', import.meta.url)
+  const outside: string[] = []
+  for (const file of readdirSync(dir).filter(f => f.endsWith('.ts'))) {
+    const text = readFileSync(new URL(file, dir), 'utf8')
+    for (const m of text.matchAll(/(?:from|import\(|require\)\()\s*'(\.[^']*)'/g)) {
+      const target = new URL(m[1]!, new URL(file, dir)).href
+      if (!target.startsWith(dir.href) && !target.endsWith('/native/build/Release/tcp_info.node')) outside.push(`${file}: ${m[1]}`)
+    }
+  }
+  assert.deepEqual(outside, [])
 })
