@@ -6,11 +6,12 @@ import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
 import { STAGES, type Stage } from './stages.ts'
 
+import { toEpochMs } from './clock.ts'
+import { tcpInfoUnavailable } from './tcp-info.ts'
+
 /** Rows of the percentile table besides the stages: the server's time between them (docs/stages.md, Gaps). */
 export const PAGE_GAPS = ['gap: hooks', 'gap: pipelined'] as const
 export type PageGap = typeof PAGE_GAPS[number]
-import { toEpochMs } from './clock.ts'
-import { tcpInfoUnavailable } from './tcp-info.ts'
 
 export interface RecentRequest {
   id: number
