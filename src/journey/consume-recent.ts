@@ -5,7 +5,6 @@ import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
 import { STAGES, type Stage } from './stages.ts'
-
 import { toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
 
