@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { Pool, request } from 'undici'
 import { killAll, run, start } from './helpers/process.ts'
 import { startSpanReceiver, type SpanReceiver } from '../experiments/lib/span-receiver.ts'
+import { scrape, sum } from '../experiments/lib/metrics.ts'
 
 const exec = promisify(execFile)
 after(killAll)
@@ -100,6 +101,25 @@ describe('npm start', () => {
     assert.match(s.logs(), /"msg":"stopped"/)
     // One line per request at info.
     assert.equal(s.logs().split('\n').filter(l => l.includes('"msg":"request"')).length, 3)
+  })
+
+  test('each request\'s log line carries its journey: the duration the histogram observed, and every stage', async () => {
+    const s = await start({ LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none' })
+    await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=30`])
+    await new Promise(resolve => setTimeout(resolve, 100))
+    const line = s.logs().split('\n').filter(l => l.includes('"msg":"request"')).map(l => JSON.parse(l) as {
+      route: string, ms: number, stages: Record<string, number>, hooks_ms: number
+    }).find(l => l.route === '/compute')
+    assert.ok(line !== undefined, s.logs())
+    assert.deepEqual(Object.keys(line.stages), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'], 'a new connection\'s first request')
+    assert.ok(line.stages.handler! >= 29, `30 ms in the handler: ${line.stages.handler}`)
+    const m = await scrape(`http://127.0.0.1:${s.ports.metrics}/metrics`)
+    const observed = sum(m, 'http_server_request_duration_seconds_sum', { http_route: '/compute' }) * 1000
+    assert.ok(Math.abs(line.ms - observed) < 0.001, `the line's ${line.ms} ms is the histogram's ${observed} ms`)
+    const fromRead = Object.entries(line.stages).filter(([k]) => k !== 'accept').reduce((n, [, v]) => n + v, 0)
+    assert.ok(Math.abs(fromRead + line.hooks_ms - line.ms) < 0.005, `stages ${fromRead} + hooks ${line.hooks_ms} = ${line.ms} (each rounded to the µs)`)
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
   })
 
   test('each request span fits inside what curl measured itself, and accounts for nearly all of it', async () => {

@@ -30,7 +30,7 @@ import type { Precision } from './stages.ts'
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
-export { buildTimeline, type Timeline, type Interval } from './timeline.ts'
+export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
 export type { RequestRecord, ConnectionRecord } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
 export { checkParserInternals }

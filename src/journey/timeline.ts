@@ -116,3 +116,28 @@ export function buildTimeline (m: Marks): Timeline {
   const requestStart = seen(readStart) ? readStart : m.requestAt
   return { start, end, requestStart, stages, gapMs, idleBeforeRequestMs: idle, pipelinedMs, hooksMs: Math.max(0, gapMs - idle - pipelinedMs) }
 }
+
+/** What a log line can carry of a finished request: the numbers its span and histograms have, in ms. */
+export interface JourneySummary {
+  /** http.server.request.duration: from the read stage's start to the last byte handed to the kernel. */
+  ms: number
+  /** Each stage the request had, in journey order. */
+  stages: Partial<Record<Stage, number>>
+  /** The server's time between stages (other plugins' hooks) and a pipelined response's wait. */
+  hooksMs: number
+  pipelinedMs: number
+}
+
+const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
+
+/**
+ * A request's journey for its log line, or undefined while the request is still running (its record is
+ * finished when its response's last byte is handed to the kernel, or when it is cut off).
+ */
+export function summarize (rec: Marks & { timeline: Timeline | undefined }): JourneySummary | undefined {
+  if (Number.isNaN(rec.endAt)) return undefined
+  const tl = timelineOf(rec)
+  const stages: Partial<Record<Stage, number>> = {}
+  for (const s of tl.stages) stages[s.stage] = roundUs(s.end - s.start)
+  return { ms: roundUs(tl.end - tl.requestStart), stages, hooksMs: roundUs(tl.hooksMs), pipelinedMs: roundUs(tl.pipelinedMs) }
+}

@@ -1,7 +1,7 @@
 // The timeline maths, on hand-made marks.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { buildTimeline, mostStages } from '../../src/journey/timeline.ts'
+import { buildTimeline, mostStages, summarize } from '../../src/journey/timeline.ts'
 
 const N = NaN
 const base = {
@@ -109,4 +109,15 @@ test('mostStages, known at a request\'s start, bounds its timeline and is reache
     { ...base, decodeStartAt: N, decodeEndAt: N }
   ]
   for (const m of partial) assert.ok(buildTimeline(m).stages.length < mostStages(m))
+})
+
+test('summarize: a finished request\'s duration (from read), stages and gaps in ms, rounded to the µs; nothing while it runs', () => {
+  const sum = summarize({ ...base, acceptAt: 1, acceptedAt: 1.1, timeline: undefined })!
+  assert.deepEqual(sum, {
+    ms: 15,
+    stages: { accept: 0.1, read: 2, parse: 1, decode: 1.5, handler: 4.5, serialize: 1, write: 4 },
+    hooksMs: 1,
+    pipelinedMs: 0
+  })
+  assert.equal(summarize({ ...base, finishAt: N, endAt: N, timeline: undefined }), undefined)
 })
