@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
-import { createJourney, summarize, type Journey } from './journey/index.ts'
+import { createJourney, summarize, type Journey, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
 
@@ -42,7 +42,9 @@ class RequestLogLine extends LogController {
     // Node finishes the journey's record before Fastify calls this (both on the response's 'finish'), so
     // the line carries the same numbers as the request's span and histograms: `ms` is the request duration
     // the dashboards show, and each stage is there. Without the journey, Fastify's own elapsed time.
-    const journey = request.journey === null ? undefined : summarize(request.journey)
+    // (`== null`: with JOURNEY_ENABLED=false the plugin never decorated the request, so it is undefined.)
+    const rec = request.journey as RequestRecord | null | undefined
+    const journey = rec == null ? undefined : summarize(rec)
     const line = {
       method: request.method,
       path: q === -1 ? request.url : request.url.slice(0, q),
