@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
-import { createJourney, summarize, type Journey, type RequestRecord } from './journey/index.ts'
+import { channels, createJourney, summarize, type Journey, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
 
@@ -34,6 +34,9 @@ function clientErrorHandler (this: { log: Logger }, err: NodeJS.ErrnoException, 
   socket.destroy()
 }
 
+// Records whose line Fastify's log controller wrote, so the cut-off logger below never writes a second one.
+const logged = new WeakSet<RequestRecord>()
+
 /** One line per request, written when it completes, with the path but not the query (queries may carry secrets). */
 class RequestLogLine extends LogController {
   override incomingRequest (): void {}
@@ -44,6 +47,7 @@ class RequestLogLine extends LogController {
     // the dashboards show, and each stage is there. Without the journey, Fastify's own elapsed time.
     // (`== null`: with JOURNEY_ENABLED=false the plugin never decorated the request, so it is undefined.)
     const rec = request.journey as RequestRecord | null | undefined
+    if (rec != null) logged.add(rec)
     const journey = rec == null ? undefined : summarize(rec)
     const line = {
       method: request.method,
@@ -103,6 +107,23 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     kernelSampleMs: config.kernelSampleMs
   })
   if (journey.limitation !== undefined) log.warn(journey.limitation)
+  // Fastify writes a request's line when its response finishes, so a request whose client left first got
+  // none. Its journey record still comes (at the connection's close): that one is the line, status aborted.
+  const logCutOff = (message: unknown): void => {
+    const rec = message as RequestRecord
+    if (!rec.aborted || logged.has(rec)) return
+    const j = summarize(rec)
+    log.info({
+      ...(rec.keptBy !== undefined && rec.traceId !== undefined ? { trace_id: rec.traceId, span_id: rec.spanId } : {}),
+      method: rec.method,
+      route: rec.route,
+      status: 'aborted',
+      ms: j?.ms,
+      stages: j?.stages,
+      hooks_ms: j?.hooksMs
+    }, 'request')
+  }
+  if (config.journeyEnabled && log.isLevelEnabled('info')) channels.request.subscribe(logCutOff)
   if (journey.kernelLimitation !== undefined) log.info(journey.kernelLimitation)
 
   // Fastify applies its timeout options only to servers it creates; these are ours, so set them here.
@@ -208,6 +229,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
           await admin.close()
           await closeServer(admin.server)
         }
+        channels.request.unsubscribe(logCutOff)
         journey.close()
       }
     }

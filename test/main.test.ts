@@ -103,7 +103,7 @@ describe('npm start', () => {
     assert.equal(s.logs().split('\n').filter(l => l.includes('"msg":"request"')).length, 3)
   })
 
-  test('each request\'s log line carries its journey: the duration the histogram observed, and every stage', async () => {
+  test('each request\'s log line carries its journey: the duration the histogram observed, and every stage; a cut-off request has its line too', async () => {
     const s = await start({ LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none' })
     await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=30`])
     await new Promise(resolve => setTimeout(resolve, 100))
@@ -118,6 +118,16 @@ describe('npm start', () => {
     assert.ok(Math.abs(line.ms - observed) < 0.001, `the line's ${line.ms} ms is the histogram's ${observed} ms`)
     const fromRead = Object.entries(line.stages).filter(([k]) => k !== 'accept').reduce((n, [, v]) => n + v, 0)
     assert.ok(Math.abs(fromRead + line.hooks_ms - line.ms) < 0.005, `stages ${fromRead} + hooks ${line.hooks_ms} = ${line.ms} (each rounded to the µs)`)
+
+    // A client that leaves while the handler runs: Fastify writes no line (its response never finishes);
+    // the journey's record of the cut-off request is the line, once.
+    await exec('curl', ['-s', '-m', '0.3', '-o', '/dev/null', `localhost:${s.ports.http}/io?ms=1000`]).catch(() => {})
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const io = s.logs().split('\n').filter(l => l.includes('"msg":"request"') && l.includes('"route":"/io"')).map(l => JSON.parse(l) as { status: string, ms: number, stages: Record<string, number> })
+    assert.equal(io.length, 1, s.logs())
+    assert.equal(io[0]!.status, 'aborted')
+    assert.deepEqual(Object.keys(io[0]!.stages).at(-1), 'handler', 'cut off in the handler')
+    assert.ok(io[0]!.ms >= 250 && io[0]!.ms < 900, `until the client left, ≈ 300 ms: ${io[0]!.ms}`)
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
   })
