@@ -9,6 +9,7 @@ import type { Telemetry } from './telemetry.ts'
 import { channels, createJourney, summarize, type Journey, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
+import { ClientErrorLog } from './client-error-log.ts'
 
 export interface RunningServer {
   app: FastifyInstance
@@ -23,11 +24,11 @@ export interface RunningServer {
 }
 
 /** Fastify's default answer to a malformed request, applied to both listeners (Fastify only sees one). */
-function clientErrorHandler (this: { log: Logger }, err: NodeJS.ErrnoException, socket: Socket): void {
+function clientErrorHandler (this: { errors: ClientErrorLog, listener: string }, err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
   const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
   const body = JSON.stringify({ statusCode: status, error: STATUS_CODES[status], message: err.code ?? 'Client Error' })
-  this.log.debug({ err: err.message, code: err.code }, 'client error')
+  this.errors.note(err, this.listener)
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }
@@ -107,17 +108,18 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     kernelSampleMs: config.kernelSampleMs
   })
   if (journey.limitation !== undefined) log.warn(journey.limitation)
-  // Fastify writes a request's line when its response finishes, so a request whose client left first got
-  // none. Its journey record still comes (at the connection's close): that one is the line, status aborted.
+  // Fastify writes a request's line when its response finishes, so two kinds of request got none: those
+  // whose client left first, and those answered before any hook (Node's 400 for a missing Host, 417,
+  // Fastify's 400 for a malformed URL). Their journey records still come: those are their lines.
   const logCutOff = (message: unknown): void => {
     const rec = message as RequestRecord
-    if (!rec.aborted || logged.has(rec)) return
+    if (!(rec.aborted || rec.beforeHooks) || logged.has(rec)) return
     const j = summarize(rec)
     log.info({
       ...(rec.keptBy !== undefined && rec.traceId !== undefined ? { trace_id: rec.traceId, span_id: rec.spanId } : {}),
       method: rec.method,
       route: rec.route,
-      status: 'aborted',
+      status: rec.aborted ? 'aborted' : rec.status,
       ms: j?.ms,
       stages: j?.stages,
       hooks_ms: j?.hooksMs
@@ -135,11 +137,13 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs)
   }
   let httpsServer: HttpsServer | undefined
+  const clientErrors = new ClientErrorLog(log)
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     logController: new RequestLogLine(),
     bodyLimit: config.bodyLimitBytes,
-    clientErrorHandler,
+    // Bound here: Fastify binds it to itself, and a bound function keeps its first `this`.
+    clientErrorHandler: clientErrorHandler.bind({ errors: clientErrors, listener: 'http' }),
     // /echo's items are scalars of any JSON type: a type list, which Ajv's strict mode otherwise warns about.
     ajv: { customOptions: { allowUnionTypes: true } },
     serverFactory: (handler) => {
@@ -147,7 +151,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       const observe = <S extends HttpServer>(server: S, name: string): S => config.journeyEnabled ? journey.observeServer(server, name) : server
       const http = observe(createHttpServer(limits, handler), 'http')
       httpsServer = observe(createHttpsServer({ ...limits, key: tls.key, cert: tls.cert, handshakeTimeout: config.tlsHandshakeTimeoutMs }, handler), 'https')
-      httpsServer.on('clientError', clientErrorHandler.bind({ log }))
+      httpsServer.on('clientError', clientErrorHandler.bind({ errors: clientErrors, listener: 'https' }))
       return http
     }
   })
@@ -230,6 +234,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
           await closeServer(admin.server)
         }
         channels.request.unsubscribe(logCutOff)
+        clientErrors.close()
         journey.close()
       }
     }

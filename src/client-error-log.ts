@@ -1,0 +1,44 @@
+// Malformed requests and client timeouts, in the log: the first of each kind at once, with what Node said,
+// then one line a minute per kind saying how many more there were. The journey counts every one
+// (journey_connection_errors_total{reason}); the log must not become a second, unbounded copy of that count
+// that a flood of bad input could fill the disk with.
+import type { Logger } from 'pino'
+
+export class ClientErrorLog {
+  // Per error code, how many arrived since the last line about it.
+  private readonly pending = new Map<string, number>()
+  private readonly timer: NodeJS.Timeout
+  private readonly log: Logger
+
+  constructor (log: Logger, intervalMs = 60_000) {
+    this.log = log
+    this.timer = setInterval(() => { this.flush() }, intervalMs).unref()
+  }
+
+  note (err: NodeJS.ErrnoException, listener: string): void {
+    const code = err.code ?? 'unknown'
+    const n = this.pending.get(code)
+    if (n !== undefined) {
+      this.pending.set(code, n + 1)
+      return
+    }
+    this.pending.set(code, 0)
+    this.log.info({ code, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
+  }
+
+  /** One line per code that had more; a code that stayed quiet is forgotten, so its next one is said at once. */
+  flush (): void {
+    for (const [code, n] of this.pending) {
+      if (n === 0) this.pending.delete(code)
+      else {
+        this.log.info({ code, count: n }, 'client errors since the last line')
+        this.pending.set(code, 0)
+      }
+    }
+  }
+
+  close (): void {
+    clearInterval(this.timer)
+    this.flush()
+  }
+}
