@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createServer, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createConnection, type AddressInfo } from 'node:net'
 import { after, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -128,8 +128,25 @@ describe('npm start', () => {
     assert.equal(io[0]!.status, 'aborted')
     assert.deepEqual(Object.keys(io[0]!.stages).at(-1), 'handler', 'cut off in the handler')
     assert.ok(io[0]!.ms >= 250 && io[0]!.ms < 900, `until the client left, ≈ 300 ms: ${io[0]!.ms}`)
+
+    // Answered by Node before any hook (no Host: 400), and input that never became a request, twice.
+    const raw = (text: string): Promise<string> => new Promise(resolve => {
+      const c = createConnection(s.ports.http, '127.0.0.1', () => c.write(text))
+      let got = ''
+      c.on('data', (d: Buffer) => { got += d.toString() })
+      c.on('error', () => {})
+      c.on('close', () => resolve(got))
+    })
+    assert.match(await raw('GET / HTTP/1.1\r\n\r\n'), /^HTTP\/1\.1 400/)
+    assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
+    assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const lines = s.logs().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+    assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 400).length, 1, 'Node\'s 400 has its request line')
+    assert.equal(lines.filter(l => typeof l.msg === 'string' && l.msg.startsWith('client error') && l.code === 'HPE_INVALID_METHOD').length, 1, 'the malformed request line is said once; the second is summed up later')
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
+    assert.match(s.logs(), /"code":"HPE_INVALID_METHOD","count":1,"msg":"client errors since the last line"/, 'the shutdown sums up what was pending')
   })
 
   test('each request span fits inside what curl measured itself, and accounts for nearly all of it', async () => {
