@@ -5,6 +5,7 @@ import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib'
 import { request } from 'undici'
 import { encodeOrder } from '../src/app/orders.ts'
 import { connect, statusOf } from './helpers/raw.ts'
+import { scrape, sum } from '../experiments/lib/metrics.ts'
 import { startTestServer, type TestServer } from './helpers/server.ts'
 
 let t: TestServer
@@ -23,6 +24,21 @@ const json = { 'content-type': 'application/json' }
 for (const scheme of ['http', 'https'] as const) {
   describe(`demo routes over ${scheme}`, () => {
     const base = (): string => scheme === 'http' ? t.http : t.https
+
+    test('GET /account: an auth hook waits auth_ms, then 401 without credentials, 200 with; its time is the hooks gap, not the handler', async () => {
+      const before = await scrape(`${t.admin}/metrics`)
+      assert.equal((await call(base(), '/account?auth_ms=20')).status, 401)
+      const ok = await call(base(), '/account?auth_ms=20', { headers: { authorization: 'Bearer x' } })
+      assert.equal(ok.status, 200)
+      assert.deepEqual(ok.json(), { account: 'demo' })
+      for (const bad of ['abc', '-1', '301', '1.5']) assert.equal((await call(base(), `/account?auth_ms=${bad}`)).status, 400, bad)
+      const after = await scrape(`${t.admin}/metrics`)
+      const grew = (name: string, labels: Record<string, string>): number => sum(after, name, labels) - sum(before, name, labels)
+      const route = { route: '/account' }
+      assert.ok(grew('journey_gap_duration_seconds_sum', { ...route, gap: 'hooks' }) >= 0.04, 'two 20 ms waits in the hook')
+      assert.equal(grew('journey_stage_duration_seconds_count', { ...route, stage: 'handler' }), 1, 'only the request with credentials reached the handler')
+      assert.ok(grew('journey_stage_duration_seconds_sum', { ...route, stage: 'handler' }) < 0.01)
+    })
 
     test('GET / answers tiny JSON', async () => {
       const r = await call(base(), '/')

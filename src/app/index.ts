@@ -97,6 +97,24 @@ export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
     return { ms, offload, iterations }
   })
 
+  // Time spent before the route runs, in a hook of the app's own: an auth check that asks another service
+  // (here: waits auth_ms) and turns away requests without credentials. It is in no stage of the journey:
+  // it is the time between parse and decode, the `hooks` gap.
+  app.get('/account', {
+    onRequest: async (request, reply) => {
+      const raw = (request.query as { auth_ms?: string }).auth_ms ?? '5'
+      const ms = Number(raw)
+      // Hooks run before schema validation, so this one checks its own input.
+      if (!/^\d+$/.test(raw) || ms > opts.ioMaxMs) {
+        return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `auth_ms must be an integer from 0 to ${opts.ioMaxMs}` })
+      }
+      await sleep(ms)
+      if (request.headers.authorization === undefined) {
+        return reply.code(401).header('www-authenticate', 'Bearer').send({ statusCode: 401, error: 'Unauthorized', message: 'send any Authorization header' })
+      }
+    }
+  }, async () => ({ account: 'demo' }))
+
   app.get('/io', {
     schema: {
       querystring: { type: 'object', required: ['ms'], properties: { ms: { type: 'integer', minimum: 0, maximum: opts.ioMaxMs } } }
