@@ -111,6 +111,19 @@ test('decode: compressed bodies are small on the wire and full size decoded; big
   assert.ok(num(row('JSON 512 KiB')['decode mean ms']) > num(row('JSON 1 KiB')['decode mean ms']))
 })
 
+test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration is stages plus that gap', async () => {
+  const { row } = await experiment(['hooks', '--requests=5'])
+  const none = row('auth hook 0 ms')
+  const slow = row('auth hook 20 ms')
+  for (const r of [none, slow]) {
+    assert.equal(r.failed, 0)
+    assert.ok(Math.abs(num(r['stages mean ms']) + num(r['hooks gap mean ms']) - num(r['request duration mean ms'])) < 0.01, 'the books balance')
+  }
+  assert.ok(num(slow['hooks gap mean ms']) >= 19, `the 20 ms hook is the gap: ${slow['hooks gap mean ms']}`)
+  assert.ok(num(slow['stages mean ms']) < num(none['stages mean ms']) + 5, 'the stages do not grow with it')
+  assert.ok(num(slow['client mean ms']) >= num(slow['request duration mean ms']), 'the client waits at least that long')
+})
+
 test('write: a slow reader lengthens the write stage, not the handler', async () => {
   const { row } = await experiment(['write', '--kb=8192', '--requests=1'])
   const fast = row('fast reader')
