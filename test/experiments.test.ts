@@ -119,7 +119,7 @@ test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration
     assert.equal(r.failed, 0)
     assert.ok(Math.abs(num(r['stages mean ms']) + num(r['hooks gap mean ms']) - num(r['request duration mean ms'])) < 0.01, 'the books balance')
   }
-  assert.ok(num(slow['hooks gap mean ms']) >= 19, `the 20 ms hook is the gap: ${slow['hooks gap mean ms']}`)
+  assert.ok(num(slow['hooks gap mean ms']) >= 18.5, `the 20 ms hook is the gap: ${slow['hooks gap mean ms']}`)
   assert.ok(num(slow['stages mean ms']) < num(none['stages mean ms']) + 5, 'the stages do not grow with it')
   assert.ok(num(slow['client mean ms']) >= num(slow['request duration mean ms']), 'the client waits at least that long')
 })

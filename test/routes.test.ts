@@ -43,7 +43,7 @@ for (const scheme of ['http', 'https'] as const) {
         after = await scrape(`${t.admin}/metrics`)
       }
       const route = { route: '/account' }
-      assert.ok(grew('journey_gap_duration_seconds_sum', { ...route, gap: 'hooks' }) >= 0.04, 'two 20 ms waits in the hook')
+      assert.ok(grew('journey_gap_duration_seconds_sum', { ...route, gap: 'hooks' }) >= 0.038, 'two 20 ms waits in the hook (a timer may fire up to 1 ms early: libuv\'s loop time is cached)')
       assert.equal(grew('journey_stage_duration_seconds_count', { ...route, stage: 'handler' }), 1, 'only the request with credentials reached the handler')
       assert.ok(grew('journey_stage_duration_seconds_sum', { ...route, stage: 'handler' }) < 0.01)
     })

@@ -152,7 +152,8 @@ test('time between stages is in journey_gap_duration_seconds: an app\'s slow hoo
   const route = { method: 'GET', route: '/guarded' }
   const gap = (g: string, what: 'sum' | 'count'): number => sample(m, `journey_gap_duration_seconds_${what}`, { ...route, gap: g })
   assert.equal(gap('hooks', 'count'), 3)
-  assert.ok(gap('hooks', 'sum') >= 0.09 && gap('hooks', 'sum') < 0.09 + 0.06, `the 30 ms hook, three times: ${gap('hooks', 'sum')} s`)
+  // ≥ 3 × 29 ms, not 30: a timer may fire up to a millisecond early (libuv caches the loop's time).
+  assert.ok(gap('hooks', 'sum') >= 0.087 && gap('hooks', 'sum') < 0.09 + 0.06, `the 30 ms hook, three times: ${gap('hooks', 'sum')} s`)
   assert.equal(gap('before_request', 'count'), 3, 'one per connection\'s first request')
   assert.ok(Number.isNaN(gap('pipelined', 'count')), 'nothing was pipelined')
   // What the request duration histogram counts (first byte to last) is the stages from read on plus the
@@ -199,10 +200,10 @@ test('routes of an encapsulated plugin under a prefix: measured under their full
   const items = { method: 'GET', route: '/api/items/:id' }
   assert.equal(grew('journey_stage_duration_seconds_count', { ...items, stage: 'handler' }), 3, 'one series for every id: the template, not the URL')
   const hooks = grew('journey_gap_duration_seconds_sum', { ...items, gap: 'hooks' })
-  assert.ok(hooks >= 0.06 && hooks < 0.06 + 0.06, `the plugin's 20 ms hook, three times: ${hooks} s`)
+  assert.ok(hooks >= 0.057 && hooks < 0.06 + 0.06, `the plugin's 20 ms hook, three times: ${hooks} s`)
   assert.ok(grew('journey_stage_duration_seconds_sum', { ...items, stage: 'handler' }) < 0.02, 'and not in the handler')
   assert.equal(grew('http_server_request_duration_seconds_count', { http_route: '(unmatched)', http_response_status_code: '404' }), 1)
-  assert.ok(grew('journey_gap_duration_seconds_sum', { route: '(unmatched)', gap: 'hooks' }) >= 0.02, 'the hook ran for the not-found answer too')
+  assert.ok(grew('journey_gap_duration_seconds_sum', { route: '(unmatched)', gap: 'hooks' }) >= 0.019, 'the hook ran for the not-found answer too')
   assert.equal(grew('journey_stage_duration_seconds_count', { route: '(unmatched)', stage: 'handler' }), 0, 'a not-found handler is no route handler')
 })
 
