@@ -4,7 +4,7 @@
 //
 // Generated rather than hand-edited so that stage names, colours and metric names come from the one list in
 // src/journey/stages.ts, and so that every panel gets a unit and a description by construction.
-import { GAP_COLOR, GAP_MEANING, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
+import { GAP_COLOR, GAP_MEANING, gapLabel, METRIC, SERVER_GAPS, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
 
 export const PROMETHEUS = { type: 'prometheus', uid: 'prometheus' } as const
 export const JAEGER = { type: 'jaeger', uid: 'jaeger' } as const
@@ -94,7 +94,7 @@ function stageColourOverrides (): unknown[] {
     matcher: { id: 'byName', options: name },
     properties: [{ id: 'color', value: { mode: 'fixed', fixedColor } }]
   })
-  return [...STAGES.map(stage => colour(stage, STAGE_COLORS[stage])), colour('gap: hooks', GAP_COLOR), colour('gap: pipelined', GAP_COLOR)]
+  return [...STAGES.map(stage => colour(stage, STAGE_COLORS[stage])), ...SERVER_GAPS.map(g => colour(gapLabel(g), GAP_COLOR))]
 }
 
 function row (l: Layout, title: string, repeat?: string): Panel {
@@ -178,7 +178,7 @@ function dashboard (uid: string, title: string, description: string, panels: Pan
 }
 
 // What the two server-side gaps mean, for the panels that show them.
-const SERVER_GAPS = (['hooks', 'pipelined'] as const).map(g => `**gap: ${g}**: ${GAP_MEANING[g]}`).join('\n\n')
+const SERVER_GAP_MEANINGS = SERVER_GAPS.map(g => `**${gapLabel(g)}**: ${GAP_MEANING[g]}`).join('\n\n')
 
 const instanceVar = variable('instance', 'Instance', `label_values(${METRIC.stageDuration}_count, instance)`, 'Scrape target (one per app replica).')
 
@@ -186,7 +186,7 @@ export function requestJourneyDashboard (): Dashboard {
   const l = new Layout()
   const stageSel = `${SEL}, ${ROUTE}`
   // The server's gaps: before_request is the client's think time, which would drown the stages.
-  const gapSel = `${SEL}, ${ROUTE}, gap=~"hooks|pipelined"`
+  const gapSel = `${SEL}, ${ROUTE}, gap=~"${SERVER_GAPS.join('|')}"`
   // Everything the server spent on its requests: every stage plus its gaps (`or vector(0)`: an app from before
   // the gap histogram has none, and the stages' shares must still show).
   const serverTime = `scalar(sum(rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) + (sum(rate(${METRIC.gapDuration}_sum{${gapSel}}[${RATE}])) or vector(0)))`
@@ -208,7 +208,7 @@ export function requestJourneyDashboard (): Dashboard {
       'From the first request byte the HTTP parser saw to the last response byte handed to the kernel (http.server.request.duration). Excludes accept and the TLS handshake, which belong to the connection. Dots are exemplars: click one to open that request\'s waterfall in Jaeger.',
       's', quantiles(METRIC.requestDuration, `${SEL}, ${HTTP_ROUTE}`), { min: 0 }),
     timeseries(l, 12, 'Where the time goes: share of stage time',
-      'Each stage\'s share of the server\'s time over the window: sum of stage durations, plus the time between stages, over the sum of all of them. A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection; the client\'s think time before its first byte is not the server\'s and is left out.\n\n' + SERVER_GAPS,
+      'Each stage\'s share of the server\'s time over the window: sum of stage durations, plus the time between stages, over the sum of all of them. A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection; the client\'s think time before its first byte is not the server\'s and is left out.\n\n' + SERVER_GAP_MEANINGS,
       'percentunit', [{
         expr: `sum by (stage) (rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) / ${serverTime}`,
         legendFormat: '{{stage}}'
@@ -217,7 +217,7 @@ export function requestJourneyDashboard (): Dashboard {
         legendFormat: '{{stage}}'
       }], { stack: 'normal', overrides: stageColourOverrides(), min: 0 }),
     timeseries(l, 12, 'p99 of every stage',
-      'The 99th percentile of each stage, side by side, and of the server\'s time between stages (a slow auth hook of yours shows as `gap: hooks`). Log scale would hide nothing here: stages range from microseconds to seconds. Dots are exemplars linking to Jaeger.\n\n' + SERVER_GAPS,
+      'The 99th percentile of each stage, side by side, and of the server\'s time between stages (a slow auth hook of yours shows as `gap: hooks`). Log scale would hide nothing here: stages range from microseconds to seconds. Dots are exemplars linking to Jaeger.\n\n' + SERVER_GAP_MEANINGS,
       's', [{
         expr: `histogram_quantile(0.99, sum by (stage, le) (rate(${METRIC.stageDuration}_bucket{${stageSel}}[${RATE}])))`,
         legendFormat: '{{stage}}',

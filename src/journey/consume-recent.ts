@@ -4,13 +4,13 @@
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
-import { STAGES, type Stage } from './stages.ts'
+import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
 
 /** Rows of the percentile table besides the stages: the server's time between them (docs/stages.md, Gaps). */
-export const PAGE_GAPS = ['gap: hooks', 'gap: pipelined'] as const
-export type PageGap = typeof PAGE_GAPS[number]
+export type PageGap = `gap: ${ServerGap}`
+const PAGE_GAPS = SERVER_GAPS.map(gapLabel) as PageGap[]
 
 export interface RecentRequest {
   id: number
@@ -104,10 +104,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
 
   const sampleRings = STAGES.map(s => samples.get(s)!)
   // Hooks for every request; pipelined only for the responses that waited (their count says how many did).
-  const gapRings: Record<PageGap, SampleRing> = {
-    'gap: hooks': new SampleRing(opts.samplesPerStage ?? 5000),
-    'gap: pipelined': new SampleRing(opts.samplesPerStage ?? 5000)
-  }
+  const gapRings = Object.fromEntries(PAGE_GAPS.map(g => [g, new SampleRing(opts.samplesPerStage ?? 5000)])) as Record<PageGap, SampleRing>
   const stageIndex = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>
 
   function onRequest (message: unknown): void {

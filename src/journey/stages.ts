@@ -40,6 +40,11 @@ export const GAP_COLOR = '#dcdcdc'
  */
 export const GAPS = ['before_request', 'hooks', 'pipelined'] as const
 export type Gap = typeof GAPS[number]
+/** The gaps that are the server's time (before_request is the client's): what views show beside the stages. */
+export const SERVER_GAPS = ['hooks', 'pipelined'] as const satisfies readonly Gap[]
+export type ServerGap = typeof SERVER_GAPS[number]
+/** How views name a gap next to the stages: `gap: hooks`. */
+export const gapLabel = (gap: Gap): `gap: ${Gap}` => `gap: ${gap}`
 export const GAP_MEANING: Record<Gap, string> = {
   before_request: 'first request of a connection: from the connection being ready (accepted, or TLS done) to its first byte — the client\'s think time, not the server\'s.',
   hooks: 'the server\'s own time between stages: other plugins\' onRequest and preHandler hooks, a not-found handler, the handler of a route added before the plugin; never zero, since it also holds Fastify running the hooks and the journey\'s own onRequest work (≈ 1.6 µs a request where the journey\'s is the only hook; more for traced requests, whose span starts there).',
