@@ -141,7 +141,9 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
     if (exemplar === undefined) rs.hooks.observe(tl.hooksMs / 1000)
     else rs.hooks.observeWithExemplar(tl.hooksMs / 1000, exemplar, at)
     if (tl.pipelinedMs > 0) (rs.pipelined ??= gapDuration.series('pipelined', method, route)).observe(tl.pipelinedMs / 1000)
-    if (!Number.isNaN(rec.acceptedAt)) {
+    // Measured only on a connection's first request, and only with the parser's first-byte mark (without
+    // it the timeline reports 0, which is no measurement).
+    if (!Number.isNaN(rec.acceptedAt) && !Number.isNaN(rec.beginAt)) {
       (rs.beforeRequest ??= gapDuration.series('before_request', method, route)).observe(tl.idleBeforeRequestMs / 1000)
     }
     // A number key (status, -1 for aborted; odd for https): no string is built per request to find the series.
