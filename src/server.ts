@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
-import { channels, createJourney, summarize, type Journey, type RequestRecord } from './journey/index.ts'
+import { channels, createJourney, summarize, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
@@ -38,6 +38,11 @@ function clientErrorHandler (this: { errors: ClientErrorLog, listener: string },
 // Records whose line Fastify's log controller wrote, so the cut-off logger below never writes a second one.
 const logged = new WeakSet<RequestRecord>()
 
+/** What a request's log line says of its journey: the same numbers its span and histograms have. */
+function journeyFields (j: JourneySummary): Record<string, unknown> {
+  return { ms: j.ms, stages: j.stages, hooks_ms: j.hooksMs, ...(j.pipelinedMs > 0 ? { pipelined_ms: j.pipelinedMs } : {}) }
+}
+
 /** One line per request, written when it completes, with the path but not the query (queries may carry secrets). */
 class RequestLogLine extends LogController {
   override incomingRequest (): void {}
@@ -55,8 +60,7 @@ class RequestLogLine extends LogController {
       path: q === -1 ? request.url : request.url.slice(0, q),
       route: request.routeOptions.url,
       status: reply.statusCode,
-      ms: journey?.ms ?? Math.round(reply.elapsedTime * 1000) / 1000,
-      ...(journey === undefined ? {} : { stages: journey.stages, hooks_ms: journey.hooksMs, ...(journey.pipelinedMs > 0 ? { pipelined_ms: journey.pipelinedMs } : {}) })
+      ...(journey === undefined ? { ms: Math.round(reply.elapsedTime * 1000) / 1000 } : journeyFields(journey))
     }
     if (error != null && reply.statusCode >= 500) reply.log.error({ ...line, err: error }, 'request errored')
     else reply.log.info(line, 'request')
@@ -114,15 +118,13 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   const logCutOff = (message: unknown): void => {
     const rec = message as RequestRecord
     if (!(rec.aborted || rec.beforeHooks) || logged.has(rec)) return
-    const j = summarize(rec)
+    const j = summarize(rec) // a published record is finished: always there
     log.info({
       ...(rec.keptBy !== undefined && rec.traceId !== undefined ? { trace_id: rec.traceId, span_id: rec.spanId } : {}),
       method: rec.method,
       route: rec.route,
       status: rec.aborted ? 'aborted' : rec.status,
-      ms: j?.ms,
-      stages: j?.stages,
-      hooks_ms: j?.hooksMs
+      ...(j === undefined ? {} : journeyFields(j))
     }, 'request')
   }
   if (config.journeyEnabled && log.isLevelEnabled('info')) channels.request.subscribe(logCutOff)

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createServer, type IncomingMessage } from 'node:http'
-import { createConnection, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { after, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool, request } from 'undici'
 import { killAll, run, start } from './helpers/process.ts'
+import { connect } from './helpers/raw.ts'
 import { startSpanReceiver, type SpanReceiver } from '../experiments/lib/span-receiver.ts'
 import { scrape, sum } from '../experiments/lib/metrics.ts'
 
@@ -130,13 +131,11 @@ describe('npm start', () => {
     assert.ok(io[0]!.ms >= 250 && io[0]!.ms < 900, `until the client left, ≈ 300 ms: ${io[0]!.ms}`)
 
     // Answered by Node before any hook (no Host: 400), and input that never became a request, twice.
-    const raw = (text: string): Promise<string> => new Promise(resolve => {
-      const c = createConnection(s.ports.http, '127.0.0.1', () => c.write(text))
-      let got = ''
-      c.on('data', (d: Buffer) => { got += d.toString() })
-      c.on('error', () => {})
-      c.on('close', () => resolve(got))
-    })
+    const raw = async (text: string): Promise<string> => {
+      const c = await connect(s.ports.http)
+      await c.write(text)
+      return await c.read() // until the server closes: each of these answers with Connection: close
+    }
     assert.match(await raw('GET / HTTP/1.1\r\n\r\n'), /^HTTP\/1\.1 400/)
     assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
     assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
