@@ -7,12 +7,10 @@ import { timelineOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
 import {
   CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, KERNEL_WAIT_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
-  STAGE_BUCKETS, STAGES, type Stage
+  STAGE_BUCKETS, STAGES
 } from './stages.ts'
 
 export interface MetricsConsumer { close: () => void }
-
-const STAGE_INDEX = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>
 
 export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer {
   const registers = [registry]
@@ -130,8 +128,7 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
       : { traceId: rec.traceId, spanId: rec.spanId ?? '' }
     const at = exemplar === undefined ? 0 : Date.now() / 1000
     for (const iv of tl.stages) {
-      const i = STAGE_INDEX[iv.stage]
-      const series = rs.stages[i] ??= stageDuration.series(iv.stage, method, route)
+      const series = rs.stages[iv.index] ??= stageDuration.series(iv.stage, method, route)
       const seconds = (iv.end - iv.start) / 1000
       if (exemplar === undefined) series.observe(seconds)
       else series.observeWithExemplar(seconds, exemplar, at)

@@ -17,11 +17,11 @@ export class Series {
   readonly exemplars: Array<Exemplar | undefined>
   sum = 0
   count = 0
-  private readonly bounds: readonly number[]
+  private readonly bounds: Float64Array
 
   constructor (labels: Record<string, string>, bounds: readonly number[]) {
     this.labels = labels
-    this.bounds = bounds
+    this.bounds = Float64Array.from(bounds)
     this.counts = new Float64Array(bounds.length + 1)
     this.exemplars = new Array(bounds.length + 1)
   }

@@ -1,10 +1,12 @@
 // Pure timeline maths: turn a request record's marks into ordered stage intervals.
 // Spans, metrics and the tests all use this one function, so they cannot disagree.
-import type { Stage } from './stages.ts'
+import { STAGES, type Stage } from './stages.ts'
 import type { RequestRecord } from './records.ts'
 
 export interface Interval {
   stage: Stage
+  /** The stage's position in STAGES: consumers index arrays with it rather than look the name up. */
+  index: number
   start: number
   end: number
   /** The stage began but the request ended (client abort, error) before its end event. */
@@ -47,15 +49,19 @@ export function timelineOf (rec: Marks & { timeline: Timeline | undefined }): Ti
  * end), so stages never overlap; it is marked cut. A plain function rather than a closure: this runs for
  * every request, and a per-call closure and `next` array were a measurable share of its cost.
  */
-function push (stages: Interval[], stage: Stage, s: number, e: number, end: number, next1 = NaN, next2 = NaN): void {
+function push (stages: Interval[], index: number, s: number, e: number, end: number, next1 = NaN, next2 = NaN): void {
   if (s !== s) return // NaN: the stage never started
+  const stage = STAGES[index]!
   if (e === e) {
-    stages.push({ stage, start: s, end: e, cut: false })
+    stages.push({ stage, index, start: s, end: e, cut: false })
     return
   }
   const next = next1 === next1 ? next1 : next2 === next2 ? next2 : end
-  stages.push({ stage, start: s, end: next > s ? next : s, cut: true })
+  stages.push({ stage, index, start: s, end: next > s ? next : s, cut: true })
 }
+
+// Each stage's index in STAGES, read as constant properties at push's call sites.
+const I = Object.freeze(Object.fromEntries(STAGES.map((s, i) => [s, i]))) as Readonly<Record<Stage, number>>
 
 /**
  * The most stages a request can end with, known when it starts: the six every request may have, plus
@@ -78,29 +84,29 @@ export function handlerWroteResponse (m: Pick<Marks, 'handlerStartAt' | 'handler
 export function buildTimeline (m: Marks): Timeline {
   const end = seen(m.finishAt) ? m.finishAt : m.endAt
   const stages: Interval[] = []
-  push(stages, 'accept', m.acceptAt, m.acceptedAt, end)
-  if (seen(m.secureAt)) push(stages, 'tls', m.acceptedAt, m.secureAt, end)
+  push(stages, I.accept, m.acceptAt, m.acceptedAt, end)
+  if (seen(m.secureAt)) push(stages, I.tls, m.acceptedAt, m.secureAt, end)
   // With TLS 1.3 the first request often rides in the same packet as the handshake's last message, so
   // its ciphertext (fine mode) arrives before the handshake ends: it cannot be read as a request sooner.
   const readStart = seen(m.secureAt) && seen(m.beginAt) ? Math.max(m.beginAt, m.secureAt) : m.beginAt
   if (seen(m.decryptStartAt)) {
     // Fine mode on TLS: bytes arriving, then the last record's decryption, then parsing.
     const decryptStart = Math.max(m.decryptStartAt, readStart)
-    push(stages, 'read', readStart, decryptStart, end)
-    push(stages, 'decrypt', decryptStart, m.headersAt, end)
+    push(stages, I.read, readStart, decryptStart, end)
+    push(stages, I.decrypt, decryptStart, m.headersAt, end)
   } else {
-    push(stages, 'read', readStart, m.headersAt, end)
+    push(stages, I.read, readStart, m.headersAt, end)
   }
-  push(stages, 'parse', m.headersAt, m.requestAt, end)
-  push(stages, 'decode', m.decodeStartAt, m.decodeEndAt, end, m.handlerStartAt, m.handlerEndAt)
+  push(stages, I.parse, m.headersAt, m.requestAt, end)
+  push(stages, I.decode, m.decodeStartAt, m.decodeEndAt, end, m.handlerStartAt, m.handlerEndAt)
   if (handlerWroteResponse(m)) {
-    push(stages, 'handler', m.handlerStartAt, m.finishAt, end)
+    push(stages, I.handler, m.handlerStartAt, m.finishAt, end)
   } else {
-    push(stages, 'handler', m.handlerStartAt, m.handlerEndAt, end)
-    push(stages, 'serialize', m.handlerEndAt, m.serializeEndAt, end)
+    push(stages, I.handler, m.handlerStartAt, m.handlerEndAt, end)
+    push(stages, I.serialize, m.handlerEndAt, m.serializeEndAt, end)
     // A response held back behind an earlier one starts writing when it gets the socket; one that never
     // got it (the connection closed first) wrote nothing.
-    push(stages, 'write', m.writeStartAt, m.finishAt, end)
+    push(stages, I.write, m.writeStartAt, m.finishAt, end)
   }
 
   const first = stages[0]

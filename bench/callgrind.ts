@@ -1,0 +1,84 @@
+// Pure helpers for bench/instructions.ts: read callgrind's per-function instruction counts and name the
+// V8-compiled JavaScript in them from Node's --perf-basic-prof map.
+//
+// Why by hand: callgrind names native code from symbols, but JIT-compiled JavaScript has none, so
+// callgrind_annotate prints it as `???:0x…`. Node writes where it put each compiled function to
+// /tmp/perf-PID.map (the format perf uses); nothing else joins the two.
+
+/** One line of a perf map: code at [start, start + size) is `name` (V8: `JS:*'fn file:line:col`, `*` = TurboFan). */
+export interface PerfSymbol { start: number, size: number, name: string }
+
+export function parsePerfMap (text: string): PerfSymbol[] {
+  const out: PerfSymbol[] = []
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) (.+)$/i.exec(line)
+    if (m !== null) out.push({ start: parseInt(m[1]!, 16), size: parseInt(m[2]!, 16), name: m[3]! })
+  }
+  return out.sort((a, b) => a.start - b.start)
+}
+
+/** The symbol covering `address` (the last one that starts at or before it), or undefined. */
+export function symbolAt (symbols: readonly PerfSymbol[], address: number): string | undefined {
+  let lo = 0
+  let hi = symbols.length - 1
+  let best: PerfSymbol | undefined
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    if (symbols[mid]!.start <= address) { best = symbols[mid]; lo = mid + 1 } else hi = mid - 1
+  }
+  return best !== undefined && address < best.start + best.size ? best.name : undefined
+}
+
+/** `totals: N` (or `summary: N`) of a callgrind output file: instructions executed in that part. */
+export function callgrindTotal (text: string): number {
+  const m = /^(?:totals|summary): (\d+)/m.exec(text)
+  if (m === null) throw new Error('not a callgrind output file (no totals line)')
+  return Number(m[1])
+}
+
+/**
+ * Per-function exclusive instruction counts from `callgrind_annotate --threshold=100` output, with JIT
+ * addresses named from the perf map (V8 tier marker and all) and native names shortened to the function.
+ * Functions that share a name after that (V8 recompiles a function at a new address) are added up.
+ */
+export function functionCosts (annotate: string, symbols: readonly PerfSymbol[]): Map<string, number> {
+  const costs = new Map<string, number>()
+  for (const line of annotate.split('\n')) {
+    const m = /^\s*([\d,]+) \([^)]*\)\s+(\S.*)$/.exec(line)
+    if (m === null || m[2]!.startsWith('PROGRAM TOTALS')) continue
+    const count = Number(m[1]!.replace(/,/g, ''))
+    const jit = /^\?\?\?:0x([0-9a-f]+)/i.exec(m[2]!)
+    const name = jit !== null
+      ? symbolAt(symbols, parseInt(jit[1]!, 16)) ?? '(JIT code not in the perf map)'
+      : shortNative(m[2]!)
+    costs.set(name, (costs.get(name) ?? 0) + count)
+  }
+  return costs
+}
+
+/** `???:v8::internal::Foo::Bar(args) [/path/node]` → `v8::internal::Foo::Bar`; `file.c:fn [obj]` → `fn`. */
+function shortNative (s: string): string {
+  let name = s.replace(/ \[[^\]]*\]$/, '').replace(/^[^:]*\.(?:c|cc|h|S):/, '').replace(/^\?\?\?:/, '')
+  const paren = name.indexOf('(')
+  if (paren > 0) name = name.slice(0, paren)
+  return name
+}
+
+/** Where `b` spends more (or fewer) instructions per request than `a`, biggest differences first. */
+export function costDiff (a: Map<string, number>, b: Map<string, number>, requestsA: number, requestsB: number, top: number): Array<{ name: string, a: number, b: number, added: number }> {
+  const names = new Set([...a.keys(), ...b.keys()])
+  return [...names]
+    .map(name => {
+      const x = (a.get(name) ?? 0) / requestsA
+      const y = (b.get(name) ?? 0) / requestsB
+      return { name, a: x, b: y, added: y - x }
+    })
+    .sort((p, q) => Math.abs(q.added) - Math.abs(p.added))
+    .slice(0, top)
+}
+
+export function median (xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}

@@ -1,0 +1,169 @@
+// npm run bench:instructions: what each variant costs in machine instructions per request, counted by
+// valgrind's callgrind. Not a test, and not a replacement for npm run bench (which measures CPU time, the
+// cost that matters); a count that does not drift.
+//
+// Why: on this machine CPU time per request moves by ±10 % between processes of the same code, so npm run
+// bench cannot tell a 3 % change from noise without many runs. callgrind counts the instructions every
+// thread of the server executes (JIT-compiled code, V8's runtime and GC, Node, libuv; not the kernel),
+// and the same code under the same requests counts within a few per cent every time. It also says where
+// the added instructions are: JavaScript by function (named through node --perf-basic-prof), builtins and
+// native code by symbol. Instructions are not time — a clock read is a few instructions and 40 ns here — so
+// a change is kept on the CPU-time bench, and found here.
+//
+//   npm run bench:instructions                          # bare, journey-metrics, prom-client-histogram; GET / and POST /echo
+//   VARIANTS=journey-metrics,journey-1pct ROUTES=get npm run bench:instructions
+//   REQUESTS=5000 WINDOWS=5 TOP=20 npm run bench:instructions
+//
+// Every variant is bench/server.ts under `valgrind --tool=callgrind --instr-atstart=no`, with V8 compiling
+// optimized code on the main thread (--no-concurrent-recompilation): valgrind runs one thread at a time,
+// and a background compile job got so little of it that hot code stayed in the lower tiers for thousands of
+// requests. The compiler's instructions are counted either way. It is warmed
+// uncounted, then counted over WINDOWS windows of REQUESTS requests each (10 keep-alive connections, one
+// discarded window first), and the figure is the median window's instructions per request. Writes
+// bench/results/instructions.json.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { setTimeout as pause } from 'node:timers/promises'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Pool } from 'undici'
+import { VARIANTS, type VariantName } from './variants.ts'
+import { callgrindTotal, costDiff, functionCosts, median, parsePerfMap } from './callgrind.ts'
+
+const REQUESTS = Number(process.env.REQUESTS ?? 5000)
+const WINDOWS = Number(process.env.WINDOWS ?? 5)
+const WARMUP = Number(process.env.WARMUP ?? 20000)
+const TOP = Number(process.env.TOP ?? 15)
+const root = fileURLToPath(new URL('..', import.meta.url))
+const only = (process.env.VARIANTS ?? 'journey-metrics,prom-client-histogram').split(',') as VariantName[]
+for (const v of only) if (!VARIANTS.includes(v)) throw new Error(`unknown variant ${v}: one of ${VARIANTS.join(', ')}`)
+const variants: VariantName[] = ['bare', ...only.filter(v => v !== 'bare')]
+const body = JSON.stringify({ message: 'x'.repeat(1000) })
+const ROUTES = [
+  { key: 'get', name: 'GET /', path: '/', method: 'GET' as const, body: undefined },
+  { key: 'post', name: 'POST /echo 1 KiB', path: '/echo', method: 'POST' as const, body }
+].filter(r => (process.env.ROUTES ?? 'get,post').split(',').includes(r.key))
+
+for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate']) {
+  try { execFileSync('which', [tool], { stdio: 'ignore' }) } catch {
+    console.error(`${tool} not found: apt-get install -y valgrind (Debian's valgrind has callgrind)`)
+    process.exit(1)
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'journey-instructions-'))
+const children: ChildProcess[] = []
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
+process.on('SIGINT', () => process.exit(130))
+// The sampled variants export to a receiver, as in npm run bench (an exporter that fails costs differently).
+if (variants.some(v => v === 'journey-1pct' || v === 'journey-100pct' || v.startsWith('usual'))) {
+  children.push(spawn(process.execPath, [join(root, 'bench', 'receiver.ts')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
+}
+
+async function request (pool: Pool, r: typeof ROUTES[number]): Promise<void> {
+  const res = await pool.request({ path: r.path, method: r.method, body: r.body, headers: r.body === undefined ? {} : { 'content-type': 'application/json' } })
+  await res.body.dump()
+  if (res.statusCode !== 200) throw new Error(`${r.name}: status ${res.statusCode}`)
+}
+
+async function load (pool: Pool, r: typeof ROUTES[number], n: number): Promise<void> {
+  let left = n
+  await Promise.all(Array.from({ length: 10 }, async () => { while (left-- > 0) await request(pool, r) }))
+}
+
+/** callgrind_control -d: the counts since the last dump go to a new part file; returns its path. */
+function dump (pid: number, out: string): string {
+  const before = new Set(readdirSync(dir))
+  execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' })
+  const part = readdirSync(dir).find(f => f.startsWith(`${out}.`) && !before.has(f))
+  if (part === undefined) throw new Error(`callgrind wrote no dump for ${pid}`)
+  return join(dir, part)
+}
+
+interface Window { file: string, total: number }
+interface Result { variant: VariantName, route: string, instructionsPerRequest: number, min: number, max: number, windows: number[], median: Window, perfMap: string }
+const results: Result[] = []
+
+for (const v of variants) {
+  const port = 3900 + variants.indexOf(v)
+  const out = `${v}.out`
+  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(dir, out)}`,
+    process.execPath, '--no-memory-reducer', '--perf-basic-prof', '--no-concurrent-recompilation', join(root, 'bench', 'server.ts')], {
+    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(port), HTTPS_PORT: String(port + 400), OTEL_BSP_SCHEDULE_DELAY: '200' },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+  children.push(child)
+  let stderr = ''
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 10 })
+  for (let i = 0; ; i++) {
+    await pause(500)
+    try { await request(pool, ROUTES[0]!); break } catch (err) {
+      if (i > 240 || child.exitCode !== null) throw new Error(`${v} did not start under valgrind\n${stderr.slice(-2000)}`, { cause: err })
+    }
+  }
+  const pid = child.pid!
+  for (const r of ROUTES) {
+    process.stdout.write(`${v.padEnd(22)} ${r.name.padEnd(17)} warming (${WARMUP} requests uncounted) …`)
+    await load(pool, r, WARMUP)
+    execFileSync('callgrind_control', ['-i', 'on', String(pid)], { stdio: 'ignore' })
+    // The first counted window after switching on reads several times the rest (V8 finishing its
+    // optimizations); counted, but not kept.
+    dump(pid, out)
+    await load(pool, r, REQUESTS)
+    dump(pid, out)
+    const windows: Window[] = []
+    for (let w = 0; w < WINDOWS; w++) {
+      await load(pool, r, REQUESTS)
+      const file = dump(pid, out)
+      windows.push({ file, total: callgrindTotal(readFileSync(file, 'utf8')) })
+    }
+    execFileSync('callgrind_control', ['-i', 'off', String(pid)], { stdio: 'ignore' })
+    const perReq = windows.map(w => w.total / REQUESTS)
+    const sorted = [...windows].sort((a, b) => a.total - b.total)
+    results.push({
+      variant: v, route: r.name, instructionsPerRequest: median(perReq), min: Math.min(...perReq), max: Math.max(...perReq),
+      windows: perReq.map(Math.round), median: sorted[sorted.length >> 1]!, perfMap: `/tmp/perf-${pid}.map`
+    })
+    process.stdout.write(`\r${v.padEnd(22)} ${r.name.padEnd(17)} ${Math.round(median(perReq)).toLocaleString('en').padStart(8)} instructions/request (windows ${perReq.map(x => Math.round(x / 100) / 10 + 'k').join(' ')})\n`)
+  }
+  await pool.close()
+  child.kill('SIGTERM')
+  await new Promise(resolve => child.once('exit', resolve))
+}
+
+// What each variant adds over bare, and where.
+const annotate = (file: string): string => execFileSync('callgrind_annotate', ['--threshold=100', file], { encoding: 'utf8', maxBuffer: 1 << 28 })
+console.log('\ninstructions per request (median window), added over bare, and bare / variant:')
+for (const r of ROUTES) {
+  const bare = results.find(x => x.variant === 'bare' && x.route === r.name)!
+  for (const res of results.filter(x => x.route === r.name)) {
+    const added = res.instructionsPerRequest - bare.instructionsPerRequest
+    console.log(`  ${res.variant.padEnd(22)} ${r.name.padEnd(17)} ${Math.round(res.instructionsPerRequest).toLocaleString('en').padStart(8)}` +
+      `  ${res.variant === 'bare' ? ''.padStart(8) : ((added >= 0 ? '+' : '') + Math.round(added).toLocaleString('en')).padStart(8)}` +
+      `  ${(bare.instructionsPerRequest / res.instructionsPerRequest).toFixed(3)}`)
+  }
+}
+if (TOP > 0) {
+  for (const res of results.filter(x => x.variant !== 'bare')) {
+    const bare = results.find(x => x.variant === 'bare' && x.route === res.route)!
+    if (!existsSync(res.perfMap) || !existsSync(bare.perfMap)) continue
+    const a = functionCosts(annotate(bare.median.file), parsePerfMap(readFileSync(bare.perfMap, 'utf8')))
+    const b = functionCosts(annotate(res.median.file), parsePerfMap(readFileSync(res.perfMap, 'utf8')))
+    console.log(`\n${res.variant}, ${res.route}: where it differs from bare (instructions per request, median windows; * TurboFan, + Maglev, ^ Sparkplug, ~ interpreted)`)
+    for (const d of costDiff(a, b, REQUESTS, REQUESTS, TOP)) {
+      console.log(`  ${((d.added >= 0 ? '+' : '') + Math.round(d.added)).padStart(7)}  ${Math.round(d.a).toString().padStart(6)} → ${Math.round(d.b).toString().padStart(6)}  ${d.name.slice(0, 110)}`)
+    }
+  }
+}
+
+const file = join(root, 'bench', 'results', 'instructions.json')
+writeFileSync(file, JSON.stringify({
+  date: new Date().toISOString().slice(0, 10),
+  node: process.version,
+  method: `valgrind --tool=callgrind; bench/server.ts warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici); median window`,
+  rows: results.map(({ variant, route, instructionsPerRequest, min, max, windows }) => ({ variant, route, instructionsPerRequest: Math.round(instructionsPerRequest), min: Math.round(min), max: Math.round(max), windows }))
+}, null, 2) + '\n')
+console.log(`\nwrote ${file}`)
+process.exit(0)

@@ -1,0 +1,51 @@
+// bench/instructions.ts names JIT-compiled JavaScript in callgrind's counts through Node's perf map. Checked
+// on a real valgrind run of a real node, since the join depends on both tools' output formats.
+import assert from 'node:assert/strict'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { callgrindTotal, costDiff, functionCosts, median, parsePerfMap, symbolAt } from '../bench/callgrind.ts'
+
+test('perf map lookup: a symbol covers [start, start + size), nothing between symbols', () => {
+  const symbols = parsePerfMap('2000 10 JS:*second a.js:1:1\n1000 20 JS:*first a.js:1:1\nnot a line\n')
+  assert.equal(symbolAt(symbols, 0x1000), 'JS:*first a.js:1:1')
+  assert.equal(symbolAt(symbols, 0x101f), 'JS:*first a.js:1:1')
+  assert.equal(symbolAt(symbols, 0x1020), undefined)
+  assert.equal(symbolAt(symbols, 0x2005), 'JS:*second a.js:1:1')
+  assert.equal(symbolAt(symbols, 0xfff), undefined)
+  assert.equal(median([3, 1, 2]), 2)
+  assert.equal(median([4, 1, 2, 3]), 2.5)
+})
+
+test('costDiff: per request, biggest differences first, either sign', () => {
+  const a = new Map([['x', 1000], ['y', 5000]])
+  const b = new Map([['x', 4000], ['z', 200], ['y', 1000]])
+  assert.deepEqual(costDiff(a, b, 10, 10, 2).map(d => [d.name, d.added]), [['y', -400], ['x', 300]])
+})
+
+const hasValgrind = spawnSync('which', ['valgrind', 'callgrind_annotate']).status === 0
+test('a real callgrind run of node: JIT-compiled functions are named from the perf map, and the totals line is read', { skip: hasValgrind ? false : 'valgrind is not installed (apt-get install valgrind): .ci/run installs it' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'callgrind-test-'))
+  const script = join(dir, 'hot.mjs')
+  // A function hot enough for TurboFan, doing work no builtin does for it. Compiled on the main thread: under
+  // valgrind, which runs one thread at a time, a background compile job barely runs (bench/instructions.ts).
+  writeFileSync(script, 'function journeyHotLoop (n) { let s = 0; for (let i = 0; i < n; i++) s = (s * 31 + i) | 0; return s }\n' +
+    'let t = 0; for (let k = 0; k < 400; k++) t += journeyHotLoop(20000)\nconsole.log(t)\n')
+  const out = join(dir, 'cg.out')
+  const run = spawnSync('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--perf-basic-prof', '--no-concurrent-recompilation', script], { encoding: 'utf8' })
+  assert.equal(run.status, 0, run.stderr)
+  const collected = Number(/Collected : (\d+)/.exec(run.stderr)?.[1])
+  const pid = Number(/==(\d+)==/.exec(run.stderr)?.[1])
+  assert.equal(callgrindTotal(readFileSync(out, 'utf8')), collected)
+  const annotate = execFileSync('callgrind_annotate', ['--threshold=100', out], { encoding: 'utf8', maxBuffer: 1 << 28 })
+  const costs = functionCosts(annotate, parsePerfMap(readFileSync(`/tmp/perf-${pid}.map`, 'utf8')))
+  const hot = [...costs].filter(([name]) => name.includes('journeyHotLoop'))
+  assert.ok(hot.length > 0, 'the hot function is named')
+  const hotTotal = hot.reduce((s, [, c]) => s + c, 0)
+  // 400 × 20000 iterations of a few instructions each: most of what the loop itself executed.
+  assert.ok(hotTotal > 400 * 20000 * 3, `journeyHotLoop: ${hotTotal} instructions`)
+  assert.ok(hot.some(([name]) => name.startsWith('JS:*')), 'and TurboFan compiled it')
+  assert.ok([...costs.keys()].some(name => name.startsWith('Builtins_') || name.startsWith('v8::')), 'native code keeps its symbol names')
+})
