@@ -64,9 +64,13 @@ function onResponseFinish (message: unknown): void {
   const inflight = rec.conn.inflight
   const i = inflight.indexOf(rec)
   if (i === -1) return
-  inflight.splice(i, 1)
+  // Almost always the only one (keep-alive without pipelining): pop() keeps the array's storage for the
+  // connection's next request, where splice() gave it back and the next push() allocated it again.
+  if (i === inflight.length - 1) inflight.pop()
+  else inflight.splice(i, 1)
   rec.finishAt = now()
   rec.endAt = rec.finishAt
+  rec.conn.lastFinishAt = rec.finishAt
   rec.status = res.statusCode
   const socket = res.socket
   if (socket != null && !rec.beforeHooks) rec.bytesWritten = socket.bytesWritten - rec.bytesWrittenStart
@@ -99,9 +103,10 @@ function answeredBeforeHooks (res: Response): RequestRecord | undefined {
   rec.message = undefined
   conn.unclaimed--
   // Its answer was written before requestAt (inside the parser's callback); write runs on to 'finish'.
-  // Where its bytes started on the socket was never marked: not measured.
+  // Where its bytes started on the socket was never marked: not measured. Pipelined behind a response
+  // that finished after it was answered, it got the socket only then: the wait is a pipelined gap.
   rec.serializeEndAt = rec.requestAt
-  rec.writeStartAt = rec.requestAt
+  rec.writeStartAt = conn.lastFinishAt > rec.requestAt ? conn.lastFinishAt : rec.requestAt
   rec.bytesWritten = NaN
   return rec
 }

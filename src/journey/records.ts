@@ -40,6 +40,11 @@ export interface ConnectionRecord {
   inflight: RequestRecord[]
   /** Of inflight: requests no journey hook has seen (RequestRecord.beforeHooks). */
   unclaimed: number
+  /**
+   * When the latest response on this connection finished. Node hands the socket to a response held back
+   * behind it (pipelining) at that moment.
+   */
+  lastFinishAt: number
   errors: string[]
   bytesRead: number
   bytesWritten: number
@@ -149,6 +154,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     requests: 0,
     inflight: [],
     unclaimed: 0,
+    lastFinishAt: NaN,
     errors: [],
     bytesRead: 0,
     bytesWritten: 0,

@@ -31,6 +31,7 @@ before(async () => {
   app.get('/ok', async () => ({ ok: true }))
   app.post('/ok', async () => ({ ok: true }))
   app.get('/user/:id', async () => ({ ok: true }))
+  app.get('/slow', async () => { await sleep(100); return { ok: true } })
   await app.listen({ port: 0, host: '127.0.0.1' })
   port = (app.server.address() as { port: number }).port
 })
@@ -92,6 +93,30 @@ test('pipelined: an answer Node gives between Fastify\'s is matched to its own r
   assert.equal(counted.get(label('GET', '/ok', '200')), 2, JSON.stringify([...counted]))
   assert.equal(counted.get(label('POST', '(unmatched)', '417')), 1, JSON.stringify([...counted]))
   assert.equal(total(counted), 3, JSON.stringify([...counted]))
+})
+
+test('pipelined behind a slow response: an answer Node gave at once waits for the socket as a pipelined gap, not as its write', async () => {
+  const c = await connect(port)
+  // The second request has no Host: Node answers 400 as soon as it is parsed, but HTTP/1.1 answers in
+  // order, so the 400 is held back until /slow's response has finished (≈ 100 ms).
+  await c.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\n\r\n')
+  const text = await c.read(t => statusesOf(t).length === 2)
+  c.close()
+  assert.deepEqual(statusesOf(text), [200, 400], text)
+  await sleep(20)
+  const at = 'method="GET",route="(unmatched)"'
+  const stageSum = await samples('journey_stage_duration_seconds_sum')
+  const gapSum = await samples('journey_gap_duration_seconds_sum')
+  const write = stageSum.get(`stage="write",${at}`)!
+  const pipelined = gapSum.get(`gap="pipelined",${at}`)!
+  assert.ok(write < 0.02, `the 400's write: ${write} s`)
+  assert.ok(pipelined > 0.08 && pipelined < 0.5, `its wait for /slow's response: ${pipelined} s`)
+  // The books still balance: stages from read on plus the server's gaps are the request's duration.
+  let stages = 0
+  for (const [k, v] of stageSum) if (k.endsWith(at)) stages += v
+  const hooks = gapSum.get(`gap="hooks",${at}`) ?? 0
+  const duration = (await samples('http_server_request_duration_seconds_sum')).get(label('GET', '(unmatched)', '400'))!
+  assert.ok(Math.abs(stages + hooks + pipelined - duration) < 1e-9, `${stages} + ${hooks} + ${pipelined} vs ${duration}`)
 })
 
 test("Node's 503 past maxRequestsPerSocket is counted and kept as an error, its trace saying what was seen", async () => {
