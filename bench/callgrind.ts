@@ -56,11 +56,21 @@ export function functionCosts (annotate: string, symbols: readonly PerfSymbol[])
   return costs
 }
 
-/** `???:v8::internal::Foo::Bar(args) [/path/node]` → `v8::internal::Foo::Bar`; `file.c:fn [obj]` → `fn`. */
-function shortNative (s: string): string {
-  let name = s.replace(/ \[[^\]]*\]$/, '').replace(/^[^:]*\.(?:c|cc|h|S):/, '').replace(/^\?\?\?:/, '')
-  const paren = name.indexOf('(')
-  if (paren > 0) name = name.slice(0, paren)
+/**
+ * `???:v8::internal::Foo::Bar(args) const [/path/node]` → `v8::internal::Foo::Bar`; `file.c:fn [obj]` → `fn`.
+ * The argument list is the last bracketed group, found from the end: names themselves may hold brackets
+ * (`v8::internal::(anonymous namespace)::Invoke(…)`).
+ */
+export function shortNative (s: string): string {
+  const name = s.replace(/(?: \[[^\]]*\])+$/, '').replace(/^[^:]*\.(?:c|cc|h|S):/, '').replace(/^\?\?\?:/, '').replace(/(?: const)?('\d+)?$/, '$1')
+  const suffix = /'\d+$/.exec(name)?.[0] ?? '' // callgrind's recursion marker
+  const body = name.slice(0, name.length - suffix.length)
+  if (!body.endsWith(')')) return name
+  let depth = 0
+  for (let i = body.length - 1; i >= 0; i--) {
+    if (body[i] === ')') depth++
+    else if (body[i] === '(' && --depth === 0) return i > 0 ? body.slice(0, i) + suffix : name
+  }
   return name
 }
 

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { callgrindTotal, costDiff, functionCosts, median, parsePerfMap, symbolAt } from '../bench/callgrind.ts'
+import { callgrindTotal, costDiff, functionCosts, median, parsePerfMap, shortNative, symbolAt } from '../bench/callgrind.ts'
 
 test('perf map lookup: a symbol covers [start, start + size), nothing between symbols', () => {
   const symbols = parsePerfMap('2000 10 JS:*second a.js:1:1\n1000 20 JS:*first a.js:1:1\nnot a line\n')
@@ -17,6 +17,14 @@ test('perf map lookup: a symbol covers [start, start + size), nothing between sy
   assert.equal(symbolAt(symbols, 0xfff), undefined)
   assert.equal(median([3, 1, 2]), 2)
   assert.equal(median([4, 1, 2, 3]), 2.5)
+})
+
+test('native names lose their argument list, not the brackets inside the name', () => {
+  assert.equal(shortNative('???:v8::internal::(anonymous namespace)::Invoke(v8::internal::Isolate*, v8::internal::(anonymous namespace)::InvokeParams const&) [/x/node]'), 'v8::internal::(anonymous namespace)::Invoke')
+  assert.equal(shortNative('???:v8::internal::HeapObject::SizeFromMap(v8::internal::Tagged<v8::internal::Map>) const [/x/node]'), 'v8::internal::HeapObject::SizeFromMap')
+  assert.equal(shortNative('???:Builtins_CallFunction_ReceiverIsAny\'2 [/x/node]'), 'Builtins_CallFunction_ReceiverIsAny\'2')
+  assert.equal(shortNative('./time/../sysdeps/unix/sysv/linux/clock_gettime.c:clock_gettime@@GLIBC_2.17 [/lib/libc.so.6]'), 'clock_gettime@@GLIBC_2.17')
+  assert.equal(shortNative('???:std::deque<v8::Local<v8::Object>*>::_M_default_append(unsigned long) [clone .part.0] [/x/node]'), 'std::deque<v8::Local<v8::Object>*>::_M_default_append')
 })
 
 test('costDiff: per request, biggest differences first, either sign', () => {
