@@ -58,7 +58,8 @@ class RequestLogLine extends LogController {
     const line = {
       method: request.method,
       path: q === -1 ? request.url : request.url.slice(0, q),
-      route: request.routeOptions.url,
+      // The journey's route label: `(unmatched)` for a 404, as in the metrics, so a line can be found from a panel.
+      route: rec != null ? rec.route : request.routeOptions.url,
       status: reply.statusCode,
       ...(journey === undefined ? { ms: Math.round(reply.elapsedTime * 1000) / 1000 } : journeyFields(journey))
     }

@@ -136,12 +136,15 @@ describe('npm start', () => {
       await c.write(text)
       return await c.read() // until the server closes: each of these answers with Connection: close
     }
+    // A 404's line names the route as the metrics do.
+    await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/no-such-page`])
     assert.match(await raw('GET / HTTP/1.1\r\n\r\n'), /^HTTP\/1\.1 400/)
     assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
     assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
     await new Promise(resolve => setTimeout(resolve, 200))
     const lines = s.logs().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
     assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 400).length, 1, 'Node\'s 400 has its request line')
+    assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 404 && l.path === '/no-such-page').length, 1, 'a 404\'s line')
     assert.equal(lines.filter(l => typeof l.msg === 'string' && l.msg.startsWith('client error') && l.code === 'HPE_INVALID_METHOD').length, 1, 'the malformed request line is said once; the second is summed up later')
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
