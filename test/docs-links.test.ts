@@ -1,0 +1,31 @@
+// The README is the front door and links into itself and the other docs by heading: a renamed heading must
+// not leave a dead link behind. Anchors are GitHub's: the heading lower-cased, punctuation dropped, spaces
+// as hyphens.
+import assert from 'node:assert/strict'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const slug = (heading: string): string => heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')
+const anchorsOf = (file: string): Set<string> => new Set(readFileSync(join(root, file), 'utf8').split('\n')
+  .filter(l => /^#{1,6} /.test(l)).map(l => slug(l.replace(/^#+ /, ''))))
+
+const docs = ['README.md', 'bench/README.md', 'bench/NOTES.md', 'experiments/README.md',
+  ...readdirSync(join(root, 'docs')).filter(f => f.endsWith('.md')).map(f => `docs/${f}`)]
+
+test('every link to a heading, in the README and the docs, finds that heading', () => {
+  let links = 0
+  const dead: string[] = []
+  for (const file of docs) {
+    for (const m of readFileSync(join(root, file), 'utf8').matchAll(/\]\(([^)\s#]*)#([^)\s]+)\)/g)) {
+      links++
+      const target = m[1] === '' ? file : join(dirname(file), m[1]!)
+      if (!existsSync(join(root, target))) dead.push(`${file}: ${m[1]} does not exist`)
+      else if (!anchorsOf(target).has(m[2]!)) dead.push(`${file}: no heading #${m[2]} in ${target}`)
+    }
+  }
+  assert.ok(links > 20, `links found: ${links}`)
+  assert.deepEqual(dead, [])
+})
