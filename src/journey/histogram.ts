@@ -17,6 +17,9 @@ export class Series {
   readonly exemplars: Array<Exemplar | undefined>
   sum = 0
   count = 0
+  // A copy in a Float64Array: the bucket search below is inlined into the metrics consumer once for every
+  // histogram, and the callers' arrays are of two element kinds (whole numbers for sizes, fractions for
+  // durations), which made that one load site call V8's generic keyed-load IC (callgrind: ten calls a request).
   private readonly bounds: Float64Array
 
   constructor (labels: Record<string, string>, bounds: readonly number[]) {
