@@ -124,6 +124,18 @@ test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration
   assert.ok(num(slow['client mean ms']) >= num(slow['request duration mean ms']), 'the client waits at least that long')
 })
 
+test('serialize: the serialize stage grows with the response, the handler does not', async () => {
+  const { row } = await experiment(['serialize', '--requests=3', '--warmup=1'])
+  for (const serializer of ['schema', 'stringify']) {
+    const small = row(`10 ${serializer}`)
+    const large = row(`10,000 ${serializer}`)
+    for (const r of [small, large]) assert.equal(r.failed, 0)
+    assert.ok(num(large['response KiB']) > 1000 && num(small['response KiB']) < 2, 'the responses are the sizes asked for')
+    assert.ok(num(large['serialize mean ms']) > 20 * num(small['serialize mean ms']), `${serializer}: serialize grows with the rows (${small['serialize mean ms']} → ${large['serialize mean ms']} ms)`)
+    assert.ok(num(large['handler mean ms']) < num(large['serialize mean ms']), `${serializer}: the handler only hands the rows over`)
+  }
+})
+
 test('write: a slow reader lengthens the write stage, not the handler', async () => {
   const { row } = await experiment(['write', '--kb=8192', '--requests=1'])
   const fast = row('fast reader')

@@ -137,6 +137,41 @@ for (const scheme of ['http', 'https'] as const) {
       assert.equal((await call(base(), '/download?kb=513')).status, 400)
     })
 
+    test('GET /report: the same JSON from the compiled response schema and from JSON.stringify; serialize is the stage that grows with it', async () => {
+      const bySchema = await call(base(), '/report?items=3')
+      const byJson = await call(base(), '/report?items=3&serializer=json')
+      for (const r of [bySchema, byJson]) {
+        assert.equal(r.status, 200)
+        assert.match(String(r.headers['content-type']), /^application\/json/)
+      }
+      assert.equal(bySchema.text, byJson.text)
+      assert.equal(bySchema.json().count, 3)
+      assert.deepEqual(bySchema.json().items[1], { id: 1, sku: 'SKU-000001', name: 'Item 1 of the journey catalogue', price: 1.37, inStock: true, tags: ['odd'] })
+      for (const bad of ['', 'items=-1', 'items=100001', 'items=1.5', 'items=2&serializer=xml']) assert.equal((await call(base(), `/report?${bad}`)).status, 400, bad)
+
+      // Mean serialize time per request, small responses against large ones: the large ones' grows.
+      const serialize = async (items: number): Promise<number> => {
+        const before = await scrape(`${t.admin}/metrics`)
+        for (let i = 0; i < 3; i++) assert.equal((await call(base(), `/report?items=${items}`)).status, 200)
+        const stage = { route: '/report', stage: 'serialize' }
+        const read = async (): Promise<number> => {
+          const after = await scrape(`${t.admin}/metrics`)
+          const n = sum(after, 'journey_stage_duration_seconds_count', stage) - sum(before, 'journey_stage_duration_seconds_count', stage)
+          return n < 3 ? NaN : (sum(after, 'journey_stage_duration_seconds_sum', stage) - sum(before, 'journey_stage_duration_seconds_sum', stage)) / n
+        }
+        // A record is published when its last byte reaches the kernel, which may come after the client read it.
+        for (let tries = 0; tries < 50; tries++) {
+          const mean = await read()
+          if (!Number.isNaN(mean)) return mean
+          await new Promise(resolve => setTimeout(resolve, 20))
+        }
+        return NaN
+      }
+      const small = await serialize(10)
+      const large = await serialize(20_000)
+      assert.ok(large > small * 10, `20,000 rows ${large * 1000} ms against 10 rows ${small * 1000} ms`)
+    })
+
     test('unknown routes are 404 JSON', async () => {
       const r = await call(base(), '/no/such/route')
       assert.equal(r.status, 404)

@@ -28,6 +28,57 @@ const echoSchema = {
   }
 } as const
 
+// GET /report: rows of an imaginary catalogue, built once (up to REPORT_MAX_ITEMS) so that answering
+// costs the handler a slice, and the work left is turning them into JSON — the serialize stage.
+const REPORT_MAX_ITEMS = 100_000
+interface ReportItem { id: number, sku: string, name: string, price: number, inStock: boolean, tags: string[] }
+let catalogue: ReportItem[] | undefined
+function reportItems (n: number): ReportItem[] {
+  catalogue ??= Array.from({ length: REPORT_MAX_ITEMS }, (_, i) => ({
+    id: i,
+    sku: `SKU-${String(i).padStart(6, '0')}`,
+    name: `Item ${i} of the journey catalogue`,
+    price: Math.round((i % 997) * 1.37 * 100) / 100,
+    inStock: i % 3 !== 0,
+    tags: i % 2 === 0 ? ['even', 'demo'] : ['odd']
+  }))
+  return catalogue.slice(0, n)
+}
+// With this schema Fastify serializes the reply with fast-json-stringify, compiled for the shape; with
+// ?serializer=json the route uses plain JSON.stringify instead, for comparison.
+const reportSchema = {
+  querystring: {
+    type: 'object',
+    required: ['items'],
+    properties: {
+      items: { type: 'integer', minimum: 0, maximum: REPORT_MAX_ITEMS },
+      serializer: { type: 'string', enum: ['schema', 'json'], default: 'schema' }
+    }
+  },
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        count: { type: 'integer' },
+        items: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              id: { type: 'integer' },
+              sku: { type: 'string' },
+              name: { type: 'string' },
+              price: { type: 'number' },
+              inStock: { type: 'boolean' },
+              tags: { type: 'array', items: { type: 'string' } }
+            }
+          }
+        }
+      }
+    }
+  }
+} as const
+
 export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
   // Request bodies may arrive gzip, deflate or br encoded. Decompressed bytes count against bodyLimit,
   // so a decompression bomb ends in 413 rather than in memory; other encodings get 415.
@@ -114,6 +165,15 @@ export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
       }
     }
   }, async () => ({ account: 'demo' }))
+
+  // The serialize stage's route: the handler hands Fastify `items` rows, and Fastify turns them into JSON.
+  app.get('/report', { schema: reportSchema }, async (request, reply) => {
+    const { items, serializer } = request.query as { items: number, serializer: 'schema' | 'json' }
+    // A serializer of the reply's own replaces the route's compiled one (and then sets no content type).
+    if (serializer === 'json') reply.serializer(JSON.stringify).type('application/json; charset=utf-8')
+    const rows = reportItems(items)
+    return { count: rows.length, items: rows }
+  })
 
   app.get('/io', {
     schema: {

@@ -1,0 +1,83 @@
+// Experiment `serialize`: responses of 10, 1,000 and 10,000 rows, turned into JSON by the route's compiled
+// response schema (fast-json-stringify) or by plain JSON.stringify.
+//
+// Hypothesis: the serialize stage grows with the response, and at thousands of rows it is the stage that
+// dominates the request, while the handler (which only hands the rows over) stays flat. Which serializer
+// is cheaper is what the experiment measures, at each size.
+import { Agent, request } from 'undici'
+import { experiment } from './lib/experiment.ts'
+import { meanMs } from './lib/metrics.ts'
+import { startServer } from './lib/server.ts'
+import { annotate } from './lib/report.ts'
+
+const SIZES = [10, 1_000, 10_000]
+const SERIALIZERS = ['schema', 'json'] as const
+
+export const serialize = experiment({
+  name: 'serialize',
+  hypothesis: 'The serialize stage grows with the response and, at thousands of rows, dominates the request while the handler stays flat; it measures whether the compiled response schema (fast-json-stringify) or JSON.stringify is cheaper at each size.',
+  options: { requests: 100, warmup: 10 },
+  chart: { title: 'GET /report: serialize stage by rows and serializer (means)', unit: 'ms', series: [{ label: 'serialize', key: 'serialize mean ms' }, { label: 'write', key: 'write mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
+  async run (opts, progress) {
+    const server = await startServer({})
+    const agent = new Agent({ connections: 1 })
+    const rows = []
+    try {
+      const base = `http://${server.host}:${server.http}`
+      const get = async (path: string): Promise<{ status: number, bytes: number, ms: number }> => {
+        const t0 = performance.now()
+        const r = await request(`${base}${path}`, { dispatcher: agent })
+        const body = await r.body.arrayBuffer()
+        return { status: r.statusCode, bytes: body.byteLength, ms: performance.now() - t0 }
+      }
+      for (const items of SIZES) {
+        for (const serializer of SERIALIZERS) {
+          const variant = `${items.toLocaleString('en')} ${serializer === 'schema' ? 'schema' : 'stringify'}`
+          const path = `/report?items=${items}&serializer=${serializer}`
+          // Warm first: V8 compiles each serializer's code on its first calls, and that is not the steady state.
+          for (let i = 0; i < opts.warmup; i++) await get(path)
+          const before = await server.scrape()
+          const started = Date.now()
+          let client = 0
+          let bytes = 0
+          let failed = 0
+          for (let i = 0; i < opts.requests; i++) {
+            const r = await get(path)
+            client += r.ms
+            bytes = r.bytes
+            if (r.status !== 200) failed++
+            if (i % 10 === 9) progress(`${variant}: ${i + 1}/${opts.requests}`)
+          }
+          await annotate(`serialize: ${variant}`, started, Date.now())
+          const after = await server.scrape()
+          const route = { route: '/report' }
+          const stage = (s: string): number => meanMs(before, after, 'journey_stage_duration_seconds', { ...route, stage: s })
+          const duration = meanMs(before, after, 'http_server_request_duration_seconds', { http_route: '/report' })
+          rows.push({
+            variant,
+            failed,
+            'response KiB': bytes / 1024,
+            'client mean ms': client / opts.requests,
+            'request duration mean ms': duration,
+            'handler mean ms': stage('handler'),
+            'serialize mean ms': stage('serialize'),
+            'write mean ms': stage('write'),
+            'serialize share': stage('serialize') / duration
+          })
+        }
+      }
+    } finally {
+      await agent.close()
+      await server.stop()
+    }
+    return {
+      rows,
+      notes: [
+        'Variants: rows per response, then the serializer: "schema" is the route\'s compiled response schema (fast-json-stringify), "stringify" is JSON.stringify (?serializer=json).',
+        'One keep-alive connection, one request at a time; each variant first gets `warmup` requests that are not counted.',
+        'The handler returns rows built once at start-up (a slice), so what grows with the response is Fastify turning them into JSON (serialize) and handing the bytes to the kernel (write).',
+        'Means from the histograms\' _sum/_count; serialize share = serialize mean / request duration mean.'
+      ]
+    }
+  }
+})
