@@ -9,8 +9,9 @@
 // the added instructions are: JavaScript by function (named through node --perf-basic-prof), builtins and
 // native code by symbol. Instructions are not time — a clock read is ≈ 120 instructions and 35 ns here, and
 // V8, watching a program run fifty times slower under valgrind, does not always compile what it runs
-// outside — so a change is judged on the CPU-time bench (bench/README.md says what a 40 % cut in the
-// journey's counted instructions bought there: 1–2 % at most).
+// outside, nor collect garbage as often (it sizes the young generation from throughput) — so a change is
+// judged on the CPU-time bench (bench/README.md says what a 40 % cut in the journey's counted
+// instructions bought there: 1–2 % at most).
 //
 //   npm run bench:instructions                          # bare, journey-metrics, prom-client-histogram; GET / and POST /echo
 //   VARIANTS=journey-metrics,journey-1pct ROUTES=get npm run bench:instructions
