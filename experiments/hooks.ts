@@ -4,11 +4,11 @@
 // duration the server reports, but every stage stays flat; the journey shows the difference as the gap
 // between parse and decode, `journey_gap_duration_seconds{gap="hooks"}`. Without that gap, the stage
 // histograms would account for only part of what the client waited, and nothing would say where the rest went.
-import { Agent, request } from 'undici'
+import { Agent } from 'undici'
 import { experiment } from './lib/experiment.ts'
 import { meanMs } from './lib/metrics.ts'
+import { oneAtATime } from './lib/one-at-a-time.ts'
 import { startServer } from './lib/server.ts'
-import { annotate } from './lib/report.ts'
 
 const STAGES_FROM_READ = ['read', 'parse', 'decode', 'handler', 'serialize', 'write']
 
@@ -22,31 +22,18 @@ export const hooks = experiment({
     const agent = new Agent({ connections: 1 })
     const rows = []
     try {
-      const base = `http://${server.host}:${server.http}`
       for (const authMs of [0, 5, 20]) {
         const variant = `auth hook ${authMs} ms`
-        const before = await server.scrape()
-        const started = Date.now()
-        let client = 0
-        let failed = 0
-        for (let i = 0; i < opts.requests; i++) {
-          const t0 = performance.now()
-          const r = await request(`${base}/account?auth_ms=${authMs}`, { headers: { authorization: 'Bearer experiment' }, dispatcher: agent })
-          await r.body.text()
-          client += performance.now() - t0
-          if (r.statusCode !== 200) failed++
-          if (i % 10 === 9) progress(`${variant}: ${i + 1}/${opts.requests}`)
-        }
-        await annotate(`hooks: ${variant}`, started, Date.now())
-        const after = await server.scrape()
-        const route = { route: '/account' }
-        const stage = (s: string): number => meanMs(before, after, 'journey_stage_duration_seconds', { ...route, stage: s })
+        const m = await oneAtATime(server, agent, `/account?auth_ms=${authMs}`, {
+          requests: opts.requests, headers: { authorization: 'Bearer experiment' }, label: `hooks: ${variant}`, progress
+        })
+        const stage = (s: string): number => m.stageMeanMs('/account', s)
         rows.push({
           variant,
-          failed,
-          'client mean ms': client / opts.requests,
-          'request duration mean ms': meanMs(before, after, 'http_server_request_duration_seconds', { http_route: '/account' }),
-          'hooks gap mean ms': meanMs(before, after, 'journey_gap_duration_seconds', { ...route, gap: 'hooks' }),
+          failed: m.failed,
+          'client mean ms': m.clientMeanMs,
+          'request duration mean ms': meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/account' }),
+          'hooks gap mean ms': meanMs(m.before, m.after, 'journey_gap_duration_seconds', { route: '/account', gap: 'hooks' }),
           'stages mean ms': STAGES_FROM_READ.reduce((n, s) => n + (Number.isNaN(stage(s)) ? 0 : stage(s)), 0),
           'handler mean ms': stage('handler')
         })

@@ -4,11 +4,11 @@
 // Hypothesis: the serialize stage grows with the response, and at thousands of rows it is the stage that
 // dominates the request, while the handler (which only hands the rows over) stays flat. Which serializer
 // is cheaper is what the experiment measures, at each size.
-import { Agent, request } from 'undici'
+import { Agent } from 'undici'
 import { experiment } from './lib/experiment.ts'
 import { meanMs } from './lib/metrics.ts'
+import { oneAtATime } from './lib/one-at-a-time.ts'
 import { startServer } from './lib/server.ts'
-import { annotate } from './lib/report.ts'
 
 const SIZES = [10, 1_000, 10_000]
 const SERIALIZERS = ['schema', 'json'] as const
@@ -23,41 +23,20 @@ export const serialize = experiment({
     const agent = new Agent({ connections: 1 })
     const rows = []
     try {
-      const base = `http://${server.host}:${server.http}`
-      const get = async (path: string): Promise<{ status: number, bytes: number, ms: number }> => {
-        const t0 = performance.now()
-        const r = await request(`${base}${path}`, { dispatcher: agent })
-        const body = await r.body.arrayBuffer()
-        return { status: r.statusCode, bytes: body.byteLength, ms: performance.now() - t0 }
-      }
       for (const items of SIZES) {
         for (const serializer of SERIALIZERS) {
           const variant = `${items.toLocaleString('en')} ${serializer === 'schema' ? 'schema' : 'stringify'}`
-          const path = `/report?items=${items}&serializer=${serializer}`
-          // Warm first: V8 compiles each serializer's code on its first calls, and that is not the steady state.
-          for (let i = 0; i < opts.warmup; i++) await get(path)
-          const before = await server.scrape()
-          const started = Date.now()
-          let client = 0
-          let bytes = 0
-          let failed = 0
-          for (let i = 0; i < opts.requests; i++) {
-            const r = await get(path)
-            client += r.ms
-            bytes = r.bytes
-            if (r.status !== 200) failed++
-            if (i % 10 === 9) progress(`${variant}: ${i + 1}/${opts.requests}`)
-          }
-          await annotate(`serialize: ${variant}`, started, Date.now())
-          const after = await server.scrape()
-          const route = { route: '/report' }
-          const stage = (s: string): number => meanMs(before, after, 'journey_stage_duration_seconds', { ...route, stage: s })
-          const duration = meanMs(before, after, 'http_server_request_duration_seconds', { http_route: '/report' })
+          // Warmed first: V8 compiles each serializer's code on its first calls, and that is not the steady state.
+          const m = await oneAtATime(server, agent, `/report?items=${items}&serializer=${serializer}`, {
+            requests: opts.requests, warmup: opts.warmup, label: `serialize: ${variant}`, progress
+          })
+          const stage = (s: string): number => m.stageMeanMs('/report', s)
+          const duration = meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/report' })
           rows.push({
             variant,
-            failed,
-            'response KiB': bytes / 1024,
-            'client mean ms': client / opts.requests,
+            failed: m.failed,
+            'response KiB': m.bytes / 1024,
+            'client mean ms': m.clientMeanMs,
             'request duration mean ms': duration,
             'handler mean ms': stage('handler'),
             'serialize mean ms': stage('serialize'),

@@ -1,0 +1,64 @@
+// The measuring loop of the experiments that send one request at a time over one keep-alive connection
+// (hooks, serialize): the client's own time for each, and the server's histograms before and after, so a
+// variant's row can set what the client waited beside what each stage took.
+import { Agent, request } from 'undici'
+import { meanMs, type Metrics } from './metrics.ts'
+import type { ExperimentServer } from './server.ts'
+import { annotate } from './report.ts'
+
+export interface OneAtATime {
+  /** Mean of the client's time per request, sending the request to reading the last byte. */
+  clientMeanMs: number
+  /** Size of the last response body. */
+  bytes: number
+  /** Answers other than 200. */
+  failed: number
+  before: Metrics
+  after: Metrics
+  /** Mean of a stage over the counted requests of `route` (ms; NaN if it never happened). */
+  stageMeanMs: (route: string, stage: string) => number
+}
+
+export interface OneAtATimeOptions {
+  requests: number
+  /** Requests sent first and not counted (V8 compiles code on its first calls). */
+  warmup?: number
+  headers?: Record<string, string>
+  /** The Grafana annotation's text (with GRAFANA_URL), and the progress line's. */
+  label: string
+  progress: (line: string) => void
+}
+
+/** `agent`: an undici Agent with `connections: 1`, shared by the run's variants, so every request rides one connection. */
+export async function oneAtATime (server: ExperimentServer, agent: Agent, path: string, opts: OneAtATimeOptions): Promise<OneAtATime> {
+  const url = `http://${server.host}:${server.http}${path}`
+  const get = async (): Promise<{ status: number, bytes: number, ms: number }> => {
+    const t0 = performance.now()
+    const r = await request(url, { headers: opts.headers, dispatcher: agent })
+    const body = await r.body.arrayBuffer()
+    return { status: r.statusCode, bytes: body.byteLength, ms: performance.now() - t0 }
+  }
+  for (let i = 0; i < (opts.warmup ?? 0); i++) await get()
+  const before = await server.scrape()
+  const started = Date.now()
+  let client = 0
+  let bytes = 0
+  let failed = 0
+  for (let i = 0; i < opts.requests; i++) {
+    const r = await get()
+    client += r.ms
+    bytes = r.bytes
+    if (r.status !== 200) failed++
+    if (i % 10 === 9) opts.progress(`${opts.label}: ${i + 1}/${opts.requests}`)
+  }
+  await annotate(opts.label, started, Date.now())
+  const after = await server.scrape()
+  return {
+    clientMeanMs: client / opts.requests,
+    bytes,
+    failed,
+    before,
+    after,
+    stageMeanMs: (route, stage) => meanMs(before, after, 'journey_stage_duration_seconds', { route, stage })
+  }
+}
