@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { buildTimeline, mostStages, summarize } from '../../src/journey/timeline.ts'
+import { STAGES } from '../../src/journey/stages.ts'
 
 const N = NaN
 const base = {
@@ -103,6 +104,9 @@ test('mostStages, known at a request\'s start, bounds its timeline and is reache
   ]
   assert.deepEqual(complete.map(mostStages), [6, 7, 8, 9, 7])
   for (const m of complete) assert.equal(buildTimeline(m).stages.length, mostStages(m))
+  // The metrics consumer files each interval under its index: an index that is not its stage's would put
+  // one stage's time in another's histogram.
+  for (const m of complete) for (const iv of buildTimeline(m).stages) assert.equal(STAGES[iv.index], iv.stage)
   const partial = [
     { ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, writeStartAt: N, finishAt: N, endAt: 40 },
     { ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4, beginAt: N, headersAt: N },
