@@ -168,5 +168,5 @@ writeFileSync(file, JSON.stringify({
   method: `valgrind --tool=callgrind; bench/server.ts warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici); median window`,
   rows: results.map(({ variant, route, instructionsPerRequest, min, max, windows }) => ({ variant, route, instructionsPerRequest: Math.round(instructionsPerRequest), min: Math.round(min), max: Math.round(max), windows }))
 }, null, 2) + '\n')
-console.log(`\nwrote ${file}`)
+console.log(`\nwrote ${file}\ncallgrind's files (callgrind_annotate, kcachegrind): ${dir}; JIT names: ${results.map(r => r.perfMap).filter((m, i, all) => all.indexOf(m) === i).join(' ')}`)
 process.exit(0)
