@@ -52,7 +52,7 @@ if (variant.startsWith('journey')) {
   const { createJourney } = await import('../src/journey/index.ts')
   const { startTelemetry } = await import('../src/telemetry.ts')
   const sampled = variant === 'journey-1pct' || variant === 'journey-100pct'
-  const telemetry = startTelemetry('bench', pino({ level: 'warn' }), {
+  const telemetry = await startTelemetry('bench', pino({ level: 'warn' }), {
     env: {
       ...process.env,
       OTEL_TRACES_EXPORTER: sampled ? 'otlp' : 'none',

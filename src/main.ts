@@ -25,7 +25,7 @@ const TELEMETRY_FLUSH_MS = 3000
 async function serve (workerId: number | undefined): Promise<void> {
   const role: ServerRole = workerId === undefined ? { kind: 'single' } : { kind: 'worker', id: workerId }
   const log = pino({ level: config.logLevel, base: { service: config.serviceName, ...(workerId === undefined ? {} : { worker: workerId }) } })
-  const telemetry = startTelemetry(config.serviceName, log, { exportThread: config.exportThread, exportConcurrency: config.exportConcurrency })
+  const telemetry = await startTelemetry(config.serviceName, log, { exportThread: config.exportThread, exportConcurrency: config.exportConcurrency })
   if (workerId !== undefined) serveWorkerMetrics(telemetry.registry, workerId)
   const server = await startServer(config, telemetry, log, role).catch(configError)
   if (workerId !== undefined) process.send!({ type: 'journey:listening', worker: workerId, ...server.ports } satisfies ListeningMessage)

@@ -27,7 +27,7 @@ export async function startTestServer (env: Record<string, string> = {}): Promis
   })
   const exporter = new InMemorySpanExporter()
   const log = pino({ level: config.logLevel })
-  const telemetry = startTelemetry(config.serviceName, log, {
+  const telemetry = await startTelemetry(config.serviceName, log, {
     env: { ...env },
     spanProcessors: [new SimpleSpanProcessor({ exporter })]
   })
