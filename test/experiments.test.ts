@@ -125,7 +125,7 @@ test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration
 })
 
 test('serialize: the serialize stage grows with the response, the handler does not', async () => {
-  const { row } = await experiment(['serialize', '--requests=3', '--warmup=1'])
+  const { row } = await experiment(['serialize', '--requests=10', '--warmup=5'])
   for (const serializer of ['schema', 'stringify']) {
     const small = row(`10 ${serializer}`)
     const large = row(`10,000 ${serializer}`)

@@ -1,7 +1,7 @@
 // Prometheus metrics fed from finished records: every request, every stage, sampled or not.
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import type { ConnectionRecord, RequestRecord } from './records.ts'
+import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
@@ -12,7 +12,8 @@ import {
 
 export interface MetricsConsumer { close: () => void }
 
-export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer {
+/** Without an owner it counts the records of every journey in the process. */
+export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyOwner): MetricsConsumer {
   const registers = [registry]
   // Observed for every request: bound series, no per-observation label hashing (see histogram.ts).
   // Exemplars are kept either way; the registry writes them only in the OpenMetrics format.
@@ -119,6 +120,7 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
+    if (!ownedBy(rec.conn, owner)) return
     const tl = timelineOf(rec)
     const { method, route } = rec
     const rs = seriesFor(route, method)
@@ -167,6 +169,7 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
   }
 
   function onOpen (message: unknown): void {
+    if (!ownedBy(message as ConnectionRecord, owner)) return
     const { listener, kernel } = message as ConnectionRecord
     accepted.inc({ listener })
     if (kernel !== undefined) kernelWait.observe({ listener }, kernel.lastAckRecvMs / 1000)
@@ -175,6 +178,7 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
 
   function onTls (message: unknown): void {
     const conn = message as ConnectionRecord
+    if (!ownedBy(conn, owner)) return
     if (conn.tlsFailure !== undefined) {
       tlsFailures.inc({ listener: conn.listener, reason: conn.tlsFailure })
       return
@@ -188,11 +192,13 @@ export function createMetricsConsumer (registry: Registry<any>): MetricsConsumer
   // close (a client, then a scrape) must find the error counted already.
   function onError (message: unknown): void {
     const conn = message as ConnectionRecord
+    if (!ownedBy(conn, owner)) return
     connErrors.inc({ listener: conn.listener, reason: conn.errors[conn.errors.length - 1] ?? 'other' })
   }
 
   function onClose (message: unknown): void {
     const conn = message as ConnectionRecord
+    if (!ownedBy(conn, owner)) return
     const { listener } = conn
     active.dec({ listener })
     closed.inc({ listener })

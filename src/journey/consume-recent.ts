@@ -1,7 +1,7 @@
 // The recent-requests view: a bounded ring of finished records' stage timelines and a one-minute window
 // of stage durations for percentiles, behind the built-in /journey page. A consumer of the same records
 // the spans and metrics come from, never a second measurement. Memory is bounded whatever the rate.
-import type { ConnectionRecord, RequestRecord } from './records.ts'
+import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
@@ -49,6 +49,8 @@ export interface RecentOptions {
   /** Stage samples kept per stage for the one-minute percentiles. */
   samplesPerStage?: number
   windowMs?: number
+  /** Only this journey's records (records.ts); every journey's without it. */
+  owner?: JourneyOwner | undefined
 }
 
 export interface RecentConsumer {
@@ -85,6 +87,7 @@ export function quantile (sorted: number[], q: number): number {
 }
 
 export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer {
+  const { owner } = opts
   const capacity = opts.capacity ?? 200
   const windowMs = opts.windowMs ?? 60_000
   // The finished records themselves, in a circular buffer: nothing is allocated per request here; the
@@ -109,6 +112,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
+    if (!ownedBy(rec.conn, owner)) return
     const tl = timelineOf(rec)
     const slot = ring[head]
     if (slot === undefined) ring[head] = { id: nextId++, rec }
@@ -150,6 +154,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   }
 
   function onOpen (message: unknown): void {
+    if (!ownedBy(message as ConnectionRecord, owner)) return
     const k = (message as ConnectionRecord).kernel
     if (k !== undefined) kernelWaits.push(Date.now(), k.lastAckRecvMs)
     active++
@@ -160,11 +165,12 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   }
   function onTls (message: unknown): void {
     const conn = message as ConnectionRecord
+    if (!ownedBy(conn, owner)) return
     if (conn.tlsFailure !== undefined) tlsFailed++
     else if (conn.tlsResumed) tlsResumed++
     else tlsFull++
   }
-  function onClose (): void { active-- }
+  function onClose (message: unknown): void { if (ownedBy(message as ConnectionRecord, owner)) active-- }
 
   function acceptedPerSecond (sec: number): number {
     let n = 0

@@ -8,7 +8,7 @@ import {
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import { toEpochMs } from './clock.ts'
-import type { ConnectionRecord, RequestRecord } from './records.ts'
+import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
 import { mostStages, timelineOf, type Interval } from './timeline.ts'
 import {
@@ -37,6 +37,8 @@ export interface SpanConsumerOptions {
   slowThresholdMs: number
   keepErrors: boolean
   recordHeaders: string[]
+  /** Only this journey's records (records.ts); every journey's without it. */
+  owner?: JourneyOwner | undefined
 }
 
 export interface SpanConsumer {
@@ -144,6 +146,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
+    if (!ownedBy(rec.conn, opts.owner)) return
     const tl = timelineOf(rec)
     const rule = keepRule(rec, tl.end - tl.start)
     if (rule === undefined) return
@@ -215,6 +218,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   // it, or when the connection failed (TLS handshake failure, HTTP client error) so failures are never lost.
   function onConnectionClose (message: unknown): void {
     const conn = message as ConnectionRecord
+    if (!ownedBy(conn, opts.owner)) return
     const failed = conn.tlsFailure !== undefined || conn.errors.length > 0
     if (!conn.kept && !failed) return
     ids.preset(conn.traceId, conn.spanId)

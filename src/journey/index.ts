@@ -27,11 +27,12 @@ import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 import type { Precision } from './stages.ts'
+import type { JourneyOwner } from './records.ts'
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
 export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
-export type { RequestRecord, ConnectionRecord } from './records.ts'
+export type { RequestRecord, ConnectionRecord, JourneyOwner } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
 export { checkParserInternals }
 
@@ -112,6 +113,8 @@ export interface Journey {
 
 export function createJourney (opts: JourneyOptions): Journey {
   const precision = opts.precision ?? 'default'
+  // This journey's connections carry it, so its consumers take only its records (records.ts).
+  const owner: JourneyOwner = { start: () => {} }
   // Subscription order matters: spans first, so the metrics consumer sees the kept trace id for exemplars.
   const spans = opts.tracing === undefined
     ? undefined
@@ -124,22 +127,23 @@ export function createJourney (opts: JourneyOptions): Journey {
       precision,
       slowThresholdMs: opts.slowThresholdMs ?? 500,
       keepErrors: opts.keepErrors ?? true,
-      recordHeaders: opts.recordHeaders ?? []
+      recordHeaders: opts.recordHeaders ?? [],
+      owner
     })
-  const metrics = createMetricsConsumer(opts.registry)
+  if (spans !== undefined) owner.start = spans.start
+  const metrics = createMetricsConsumer(opts.registry, owner)
   // The page's view is built only if a page is served: an app that never shows it pays nothing for it.
   let recent: RecentConsumer | undefined
-  const recentView = (): RecentConsumer => (recent ??= createRecentConsumer())
+  const recentView = (): RecentConsumer => (recent ??= createRecentConsumer({ owner }))
   const kernel = createKernelMetrics(opts.registry, { sampleMs: opts.kernelSampleMs ?? 0 })
   const listenerNames = new WeakMap<Server, string>()
-  const onStart = spans?.start ?? (() => {})
   const plugin = fp((fastify, _o, done) => {
-    observeFastify(fastify, { onStart, fine: precision === 'fine', traced: spans !== undefined })
+    observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined })
     done()
   }, { fastify: '5.x', name: 'request-journey' })
   return {
     observeServer (server, listener) {
-      observeServer(server, listener, precision === 'fine')
+      observeServer(server, listener, precision === 'fine', owner)
       kernel.watch(server, listener)
       listenerNames.set(server, listener)
       return server

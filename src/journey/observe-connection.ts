@@ -5,7 +5,7 @@ import type { Socket } from 'node:net'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import { now } from './clock.ts'
 import { readTcpInfo } from './tcp-info.ts'
-import { newConnectionRecord, type ConnectionRecord } from './records.ts'
+import { newConnectionRecord, type ConnectionRecord, type JourneyOwner } from './records.ts'
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser } from './observe-parser.ts'
 
@@ -16,8 +16,8 @@ export interface ObserveResult {
   parserObserved: boolean
 }
 
-function onConnection (this: HttpServer & { [kListener]: string }, socket: Observed): void {
-  const conn = newConnectionRecord(this[kListener], this instanceof TlsServer, now())
+function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: JourneyOwner }, socket: Observed): void {
+  const conn = newConnectionRecord(this[kListener], this instanceof TlsServer, now(), this[kOwner])
   // First thing after accept: how long the kernel had held this connection (and its bytes) before us.
   conn.kernel = readTcpInfo(socket)
   socket[kConnection] = conn
@@ -132,15 +132,17 @@ function onClose (this: Observed): void {
 
 const kListener = Symbol('request-journey.listener')
 const kFine = Symbol('request-journey.fine')
+const kOwner = Symbol('request-journey.owner')
 
 /**
  * Attach the journey's observers to a server the app owns (http.Server or https.Server).
- * `listener` names it in telemetry (bounded: one value per server).
+ * `listener` names it in telemetry (bounded: one value per server); its connections belong to `owner`.
  */
-export function observeServer (server: HttpServer, listener: string, fine = false): void {
-  const s = server as HttpServer & { [kListener]: string, [kFine]: boolean }
+export function observeServer (server: HttpServer, listener: string, fine = false, owner?: JourneyOwner): void {
+  const s = server as HttpServer & { [kListener]: string, [kFine]: boolean, [kOwner]?: JourneyOwner }
   s[kListener] = listener
   s[kFine] = fine
+  s[kOwner] = owner
   s.prependListener('connection', onConnection)
   s.on('connection', onConnected)
   s.prependListener('clientError', onClientError)

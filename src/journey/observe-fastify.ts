@@ -25,8 +25,6 @@ const kRecord = Symbol('request-journey.record')
 type Response = ServerResponse & { [kRecord]?: RequestRecord }
 
 export interface FastifyObserverOptions {
-  /** Called when the record exists: decides head sampling and prepares the handler's context. */
-  onStart: (rec: RequestRecord, headers: FastifyRequest['headers']) => void
   /** Fine mode: measure the kernel read wait of every request, not only sampled ones. */
   fine?: boolean
   /** Tracing is on: then the order of other tracing plugins matters (warnTracedAfter). */
@@ -80,7 +78,7 @@ function onResponseFinish (message: unknown): void {
 /**
  * A request no journey hook saw (observe-parser.ts says when) gets a record at once, with the parser's
  * marks, so the answer Node or Fastify gives it is counted like any other: route (unmatched), read, parse
- * and write, nothing in between. Not head-sampled (no hook ran to decide); kept by the error and slow rules.
+ * and write, nothing in between. Head-sampled here, by the journey observing its server, like any request.
  */
 function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
   // An Upgrade or CONNECT the app listens for leaves HTTP: no response will come, and none is missing. A
@@ -92,6 +90,7 @@ function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
   rec.beforeHooks = true
   rec.message = message
   conn.unclaimed++
+  conn.owner?.start(rec, message.headers)
 }
 
 /** The unclaimed request this response answers (Node's or Fastify's own answer), now finishing. */
@@ -227,7 +226,8 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       if (socket instanceof Socket) warnUnobserved()
       return done()
     }
-    const rec = (conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined) ?? newRequestRecord(conn, request.method, now())
+    const claimed = conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined
+    const rec = claimed ?? newRequestRecord(conn, request.method, now())
     const route = request.routeOptions
     rec.route = route.url ?? UNMATCHED_ROUTE
     if (route.url !== undefined && (route.config as { [kWrapped]?: true } | undefined)?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)
@@ -238,7 +238,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     if (length !== undefined) rec.requestBodyBytes = Number(length)
     request.journey = rec
     ;(reply.raw as Response)[kRecord] = rec
-    opts.onStart(rec, headers)
+    // A claimed record was head-sampled when first seen (onUnclaimed): deciding again would hold its room
+    // in the export queue twice.
+    // The journey observing the server decides, which is this plugin's own unless the app mixed two.
+    if (claimed === undefined) conn.owner?.start(rec, headers)
     // One TCP_INFO call (≈1.5 µs) only where a span will show it: sampled requests, or fine mode.
     if ((rec.sampled || opts.fine) && socket !== null) rec.kernelReadWaitMs = kernelReadWait(socket, rec)
     done()

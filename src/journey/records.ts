@@ -1,14 +1,33 @@
 // The records observers write into: plain numbers (monotonic marks, NaN = not observed) and a few strings.
 // Observers never build telemetry; consumers read finished records (see publish.ts).
+import type { IncomingHttpHeaders } from 'node:http'
 import type { KernelView } from './tcp-info.ts'
 import type { Context } from '@opentelemetry/api'
 import type { Timeline } from './timeline.ts'
 
 export type Listener = string
 
+/**
+ * The journey (createJourney) that observes a connection's server. The bus is one per process, so with two
+ * journeys in a process each consumer must take only its own journey's records: otherwise each registry
+ * counted the other app's requests too, and one journey's span consumer gave back the export-queue room
+ * the other had held.
+ */
+export interface JourneyOwner {
+  /** Head sampling when a request starts (the span consumer's start; nothing without tracing). */
+  start: (rec: RequestRecord, headers: IncomingHttpHeaders) => void
+}
+
+/** Whether a consumer of `owner` takes this connection's records: its own journey's, or all of them without an owner. */
+export function ownedBy (conn: ConnectionRecord, owner: JourneyOwner | undefined): boolean {
+  return owner === undefined || conn.owner === owner
+}
+
 export interface ConnectionRecord {
   id: number
   listener: Listener
+  /** The journey observing this connection's server; undefined for records made by hand (tests). */
+  owner: JourneyOwner | undefined
   secure: boolean
   /** prepended 'connection' listener: the socket reached user space. */
   acceptAt: number
@@ -129,10 +148,11 @@ export interface RequestRecord {
 
 let nextConnectionId = 1
 
-export function newConnectionRecord (listener: Listener, secure: boolean, acceptAt: number): ConnectionRecord {
+export function newConnectionRecord (listener: Listener, secure: boolean, acceptAt: number, owner?: JourneyOwner): ConnectionRecord {
   return {
     id: nextConnectionId++,
     listener,
+    owner,
     secure,
     acceptAt,
     acceptedAt: NaN,

@@ -1,15 +1,16 @@
 // Requests answered before any Fastify hook runs — by Node itself (400 for a missing Host, 417 for an
 // unknown Expect, 503 past maxRequestsPerSocket, closing an unhandled CONNECT) or by Fastify ahead of its
 // hooks (400 for a malformed URL, 503 while closing) — are still requests the server answered: counted,
-// with the stages that were seen, never a second record for one request.
+// head-sampled, with the stages that were seen, never a second record for one request.
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { NodeSDK } from '@opentelemetry/sdk-node'
-import { AlwaysOffSampler, InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
+import { AlwaysOffSampler, AlwaysOnSampler, TracerProvider, InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { createJourney, journeyTracing, type Journey } from '../../src/journey/index.ts'
+import { countedBatchProcessor } from '../../src/span-pipeline.ts'
 import { connect, countResponses, statusesOf, statusOf } from '../helpers/raw.ts'
 import { roots, stageNames, waterfall } from '../helpers/spans.ts'
 
@@ -205,4 +206,45 @@ test("Fastify's 503 while closing reaches no hook and is counted", async () => {
   const metrics = await reg.metrics()
   assert.match(metrics, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="503",url_scheme="http"\} 1/)
   assert.match(metrics, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/slow",http_response_status_code="200",url_scheme="http"\} 1/)
+})
+
+test('head sampling reaches answers given before any hook, and a request claimed late is decided once', async () => {
+  // 100 % sampled, with the project's export pipeline (it holds room for each sampled request while it runs).
+  const reg = new Registry()
+  const spans = new InMemorySpanExporter()
+  const pipeline = countedBatchProcessor({ exporter: spans, registry: reg, maxQueueSize: 64, maxExportBatchSize: 64, scheduledDelayMillis: 10, exportTimeoutMillis: 1000, maxConcurrentExports: 1 })
+  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [pipeline] })
+  const provider = new TracerProvider(tracing.sdkOptions)
+  const sampled = createJourney({ registry: reg, tracing, tracer: provider.getTracer('before-hooks') })
+  // Its server handler defers Fastify, so the journey's hook sees requests late and claims their records.
+  const server = Fastify({ serverFactory: (handler) => sampled.serverFactory()((req, res) => { setImmediate(() => handler(req, res)) }) })
+  await server.register(sampled.plugin)
+  server.get('/ok', async () => ({ ok: true }))
+  await server.listen({ port: 0, host: '127.0.0.1' })
+  const serverPort = (server.server.address() as { port: number }).port
+  try {
+    const c = await connect(serverPort)
+    await c.write('GET /ok HTTP/1.1\r\n\r\n') // no Host: Node answers 400 before Fastify sees it
+    assert.equal(statusOf(await c.read(undefined, 3000)), 400)
+    const d = await connect(serverPort)
+    await d.write('GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    assert.equal(countResponses(await d.read()), 2)
+    await sleep(20)
+    await provider.forceFlush()
+
+    const all = spans.getFinishedSpans()
+    const unmatched = roots(all).filter(r => r.attributes['journey.before_hooks'] === true)
+    assert.equal(unmatched.length, 1, 'the 400 Node gave is traced: every request is head-sampled')
+    assert.equal(unmatched[0]!.attributes['journey.sampling.rule'], 'head')
+    assert.equal(unmatched[0]!.attributes['http.response.status_code'], 400)
+    assert.deepEqual(stageNames(waterfall(all, unmatched[0]!)), ['accept', 'read', 'parse', 'write'])
+    assert.equal(roots(all, '/ok').length, 2, 'one request span per claimed request')
+    // Room held for a sampled request is given back when it ends; deciding a claimed request twice held it twice.
+    assert.match(await reg.metrics(), /^journey_spans_reserved 0$/m)
+    assert.match(await reg.metrics(), /^journey_spans_dropped_total 0$/m)
+  } finally {
+    await server.close()
+    sampled.close()
+    await provider.shutdown()
+  }
 })
