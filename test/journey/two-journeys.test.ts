@@ -21,7 +21,7 @@ const count = (text: string, route: string): number =>
   Number(new RegExp(`^http_server_request_duration_seconds_count\\{[^}]*http_route="${route.replace('/', '\\/')}"[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0)
 const connections = (text: string): number => Number(/^journey_connections_accepted_total\{listener="http"\} (\d+)$/m.exec(text)?.[1] ?? 0)
 
-test('each journey counts and traces only its own servers\' requests and connections', async () => {
+test('each journey counts, traces and lists only its own servers\' requests and connections', async () => {
   const spans = new InMemorySpanExporter()
   const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] })
   const provider = new TracerProvider(tracing.sdkOptions)
@@ -31,6 +31,7 @@ test('each journey counts and traces only its own servers\' requests and connect
   const b = createJourney({ registry: regB })
   const appA = await appOf(a, '/a')
   const appB = await appOf(b, '/b')
+  const pageB = b.recent // the /journey page's view starts collecting on first use
   try {
     for (let i = 0; i < 3; i++) await (await request(appA.url)).body.text()
     const connectionsA = connections(await regA.metrics())
@@ -45,6 +46,9 @@ test('each journey counts and traces only its own servers\' requests and connect
     assert.equal(count(textB, '/a'), 0, 'B does not count A\'s requests')
     assert.equal(connections(textA), connectionsA, 'A does not count B\'s connections')
     assert.equal(connections(textB), 5, 'B counts its own five connections (one per request), not A\'s')
+    const page = pageB.snapshot()
+    assert.deepEqual(page.recent.map(r => r.route), ['/b', '/b', '/b', '/b', '/b'], 'B\'s page lists B\'s requests only')
+    assert.equal(page.connections.active, 0, 'B\'s page saw its five connections open and close, and not A\'s still open')
     await provider.forceFlush()
     const traced = roots(spans.getFinishedSpans()).map(r => r.name)
     assert.deepEqual(traced, ['GET /a', 'GET /a', 'GET /a'], 'A traces its own requests, not B\'s')
