@@ -238,9 +238,8 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     if (length !== undefined) rec.requestBodyBytes = Number(length)
     request.journey = rec
     ;(reply.raw as Response)[kRecord] = rec
-    // A claimed record was head-sampled when first seen (onUnclaimed): deciding again would hold its room
-    // in the export queue twice.
-    // The journey observing the server decides, which is this plugin's own unless the app mixed two.
+    // Head sampling by the journey observing the server (this plugin's own, unless an app mixed two). A
+    // claimed record was decided when first seen (onUnclaimed): deciding again held its export room twice.
     if (claimed === undefined) conn.owner?.start(rec, headers)
     // One TCP_INFO call (≈1.5 µs) only where a span will show it: sampled requests, or fine mode.
     if ((rec.sampled || opts.fine) && socket !== null) rec.kernelReadWaitMs = kernelReadWait(socket, rec)
