@@ -8,6 +8,7 @@ import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 import { roots } from '../helpers/spans.ts'
+import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
 
 async function appOf (journey: ReturnType<typeof createJourney>, route: string): Promise<{ url: string, close: () => Promise<void> }> {
   const app = Fastify({ serverFactory: journey.serverFactory() })
@@ -17,9 +18,8 @@ async function appOf (journey: ReturnType<typeof createJourney>, route: string):
   return { url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}${route}`, close: () => app.close() }
 }
 
-const count = (text: string, route: string): number =>
-  Number(new RegExp(`^http_server_request_duration_seconds_count\\{[^}]*http_route="${route.replace('/', '\\/')}"[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0)
-const connections = (text: string): number => Number(/^journey_connections_accepted_total\{listener="http"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+const count = (text: string, route: string): number => sum(parseMetrics(text), 'http_server_request_duration_seconds_count', { http_route: route })
+const connections = (text: string): number => sum(parseMetrics(text), 'journey_connections_accepted_total', { listener: 'http' })
 
 test('each journey counts, traces and lists only its own servers\' requests and connections', async () => {
   const spans = new InMemorySpanExporter()
