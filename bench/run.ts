@@ -4,8 +4,8 @@
 // Every variant is bench/server.ts: the same Fastify app and routes, instrumented one way. Every round
 // starts all variants afresh, each on its own ports, and warms them together, so every one is measured warm
 // and at the same age (V8 keeps growing a young process's heap for tens of seconds; a variant measured
-// seconds after its start would be caught mid-growth), and each round's figure comes from other processes. The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on
-// CPU 1. The figure that matters is requests per *server CPU-second* (utime + stime from /proc/PID/stat),
+// seconds after its start would be caught mid-growth), and each round's figure comes from other processes.
+// The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that matters is requests per *server CPU-second* (utime + stime from /proc/PID/stat),
 // as a ratio to bare measured in the same seconds (see paired()). Variants go in an order rotated every
 // round; windows in which the servers got less than 90% of the core are dropped (and counted) rather than
 // averaged in.
@@ -208,7 +208,7 @@ await pause(300)
 // came back slower: V8's memory reducer, now off, see NODE_FLAGS). With twins, whatever idling still costs
 // is paid on both sides; bare's own row (bare against its twin) shows what is left, the method's error bar.
 interface Pair { v: VariantName, slot: number, twin: number, proc: ChildProcess, twinProc: ChildProcess }
-// Fresh pairs every round. A process can land slower for its whole life — ≈ 10–30 % more CPU per request,
+// Fresh pairs every round. A process can land slower for its whole life — ≈ 10–60 % more CPU per request,
 // on every route, for no reason its code explains (NOTES.md: seen in most full runs, a different variant
 // each time, bare twins included) — so the median over rounds of one process pair per variant still
 // printed that one process. Over three pairs it takes two slow ones to move the median.

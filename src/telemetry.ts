@@ -138,11 +138,11 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   }
   // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to them.
   const tracing = journeyTracing({ headSampler, spanProcessors: processors })
+  const { NodeSDK } = await import('@opentelemetry/sdk-node')
+  const { envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } = await import('@opentelemetry/resources')
   // NodeSDK installs a console diag logger of its own when it sees OTEL_LOG_LEVEL (and says on stderr that it
   // replaced ours). routeDiagnostics already applies that level to the app's log, so the SDK is built
   // without seeing the variable.
-  const { NodeSDK } = await import('@opentelemetry/sdk-node')
-  const { envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } = await import('@opentelemetry/resources')
   const logLevel = process.env.OTEL_LOG_LEVEL
   delete process.env.OTEL_LOG_LEVEL
   let sdk: InstanceType<typeof NodeSDK>
