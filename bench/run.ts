@@ -5,8 +5,9 @@
 // starts all variants afresh, each on its own ports, and warms them together, so every one is measured warm
 // and at the same age (V8 keeps growing a young process's heap for tens of seconds; a variant measured
 // seconds after its start would be caught mid-growth), and each round's figure comes from other processes.
-// The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that matters is requests per *server CPU-second* (utime + stime from /proc/PID/stat),
-// as a ratio to bare measured in the same seconds (see paired()). Variants go in an order rotated every
+// The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that matters is
+// requests per *server CPU-second* (utime + stime from /proc/PID/stat), as a ratio to bare measured in the
+// same seconds (see paired()). Variants go in an order rotated every
 // round; windows in which the servers got less than 90% of the core are dropped (and counted) rather than
 // averaged in.
 //
