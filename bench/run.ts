@@ -7,9 +7,8 @@
 // seconds after its start would be caught mid-growth), and each round's figure comes from other processes.
 // The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that matters is
 // requests per *server CPU-second* (utime + stime from /proc/PID/stat), as a ratio to bare measured in the
-// same seconds (see paired()). Variants go in an order rotated every
-// round; windows in which the servers got less than 90% of the core are dropped (and counted) rather than
-// averaged in.
+// same seconds (see paired()). Variants go in an order rotated every round; windows in which the servers
+// got less than 90% of the core are dropped (and counted) rather than averaged in.
 //
 // Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS) and what the figures mean: bench/README.md.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
