@@ -3,7 +3,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
-import { timelineOf } from './timeline.ts'
+import { StageTable, walkTimeline } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
 import {
   CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, KERNEL_WAIT_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
@@ -118,10 +118,13 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     return rs
   }
 
+  // The timeline as numbers, rewritten for each request: an untraced request allocates nothing here.
+  const tl = new StageTable()
+
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, owner)) return
-    const tl = timelineOf(rec)
+    walkTimeline(rec, tl)
     const { method, route } = rec
     const rs = seriesFor(route, method)
     // Kept requests lend their trace to the buckets they land in: one label set and clock read per request.
@@ -129,9 +132,10 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
       ? undefined
       : { traceId: rec.traceId, spanId: rec.spanId ?? '' }
     const at = exemplar === undefined ? 0 : Date.now() / 1000
-    for (const iv of tl.stages) {
-      const series = rs.stages[iv.index] ??= stageDuration.series(iv.stage, method, route)
-      const seconds = (iv.end - iv.start) / 1000
+    for (let k = 0; k < tl.count; k++) {
+      const index = tl.index[k]!
+      const series = rs.stages[index] ??= stageDuration.series(STAGES[index]!, method, route)
+      const seconds = (tl.to[k]! - tl.from[k]!) / 1000
       if (exemplar === undefined) series.observe(seconds)
       else series.observeWithExemplar(seconds, exemplar, at)
     }

@@ -10,7 +10,7 @@ import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import { toEpochMs } from './clock.ts'
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
-import { mostStages, timelineOf, type Interval } from './timeline.ts'
+import { mostStages, StageTable, timelineOf, walkTimeline, type Interval } from './timeline.ts'
 import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
 } from './sampling.ts'
@@ -144,12 +144,16 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     return undefined
   }
 
+  const table = new StageTable()
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, opts.owner)) return
-    const tl = timelineOf(rec)
-    const rule = keepRule(rec, tl.end - tl.start)
+    // The keep rules need only the request's duration: walked as numbers, so the requests nobody keeps
+    // (99 in 100 at 1 %) build no timeline objects.
+    walkTimeline(rec, table)
+    const rule = keepRule(rec, table.end - table.start)
     if (rule === undefined) return
+    const tl = timelineOf(rec)
     // When the export queue is full (collector down or too slow) the whole trace is dropped before it is
     // built: no partial waterfall, no exemplar pointing at a trace that never arrives, and no CPU spent on
     // spans that would be thrown away. The request span and one span per stage. A head-sampled request's

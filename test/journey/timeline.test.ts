@@ -1,7 +1,7 @@
 // The timeline maths, on hand-made marks.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { buildTimeline, mostStages, summarize } from '../../src/journey/timeline.ts'
+import { buildTimeline, mostStages, StageTable, summarize, walkTimeline } from '../../src/journey/timeline.ts'
 import { STAGES } from '../../src/journey/stages.ts'
 
 const N = NaN
@@ -124,4 +124,28 @@ test('summarize: a finished request\'s duration (from read), stages and gaps in 
     pipelinedMs: 0
   })
   assert.equal(summarize({ ...base, finishAt: N, endAt: N, timeline: undefined }), undefined)
+})
+
+test('one StageTable reused from request to request (as the consumers reuse theirs) reads exactly what buildTimeline builds', () => {
+  const records = [
+    { ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4, decryptStartAt: 11.5 }, // nine stages
+    base, // then six: nothing of the nine may linger
+    { ...base, handlerEndAt: N, serializeEndAt: N, writeStartAt: N, finishAt: N, endAt: 30 }, // cut
+    { ...base, writeStartAt: 23.5 }, // pipelined
+    { ...base, beginAt: N, headersAt: N }, // no parser marks
+    { ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: N, serializeEndAt: N, writeStartAt: N, finishAt: N, endAt: 40 }
+  ]
+  const table = new StageTable()
+  for (const m of records) {
+    const t = walkTimeline(m, table)
+    const tl = buildTimeline(m)
+    const walked = Array.from({ length: t.count }, (_, k) => ({
+      stage: STAGES[t.index[k]!], index: t.index[k], start: t.from[k], end: t.to[k], cut: t.cut[k] === 1
+    }))
+    assert.deepEqual(walked, tl.stages)
+    assert.deepEqual(
+      [t.start, t.end, t.requestStart, t.gapMs, t.idleBeforeRequestMs, t.pipelinedMs, t.hooksMs],
+      [tl.start, tl.end, tl.requestStart, tl.gapMs, tl.idleBeforeRequestMs, tl.pipelinedMs, tl.hooksMs])
+  }
+  assert.ok(records.some(m => buildTimeline(m).stages.some(s => s.cut)), 'a cut stage is among them')
 })
