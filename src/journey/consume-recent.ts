@@ -3,7 +3,7 @@
 // the spans and metrics come from, never a second measurement. Memory is bounded whatever the rate.
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
-import { timelineOf } from './timeline.ts'
+import { StageTable, timelineOf, walkTimeline } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
@@ -108,18 +108,21 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   const sampleRings = STAGES.map(s => samples.get(s)!)
   // Hooks for every request; pipelined only for the responses that waited (their count says how many did).
   const gapRings = Object.fromEntries(PAGE_GAPS.map(g => [g, new SampleRing(opts.samplesPerStage ?? 5000)])) as Record<PageGap, SampleRing>
-  const stageIndex = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>
+
+  // Per request the rings take numbers only (walked into this table); a record's timeline objects are
+  // built when the page shows it (view), at most once a second for the newest `capacity` records.
+  const tl = new StageTable()
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, owner)) return
-    const tl = timelineOf(rec)
+    walkTimeline(rec, tl)
     const slot = ring[head]
     if (slot === undefined) ring[head] = { id: nextId++, rec }
     else { slot.id = nextId++; slot.rec = rec }
     head = (head + 1) % capacity
     const end = toEpochMs(tl.end)
-    for (const s of tl.stages) sampleRings[stageIndex[s.stage]]!.push(end, s.end - s.start)
+    for (let k = 0; k < tl.count; k++) sampleRings[tl.index[k]!]!.push(end, tl.to[k]! - tl.from[k]!)
     gapRings['gap: hooks'].push(end, tl.hooksMs)
     if (tl.pipelinedMs > 0) gapRings['gap: pipelined'].push(end, tl.pipelinedMs)
   }
