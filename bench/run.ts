@@ -8,19 +8,21 @@
 // The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that matters is
 // requests per *server CPU-second* (utime + stime from /proc/PID/stat), as a ratio to bare measured in the
 // same seconds (see paired()). Variants go in an order rotated every round; windows in which the servers
-// got less than 90% of the core are dropped (and counted) rather than averaged in.
+// got less than 90% of the core are dropped (and counted) rather than averaged in, and so are those of a pair
+// one of whose processes V8 left with a slow process.nextTick (tick-state.ts).
 //
 // Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS) and what the figures mean: bench/README.md.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { cpus } from 'node:os'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk as runWrk, type WrkResult } from './wrk.ts'
+import { tickStateOf, type TickState } from './tick-state.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 // Node flags for every server, variant and twin alike. By default V8's memory reducer is off: it runs
@@ -85,15 +87,21 @@ function peakRssMb (pid: number): number {
 
 // Servers start on both cores (18 of them, one at a time on one core, took ≈ 50 s) and are pinned to CPU 0,
 // every thread (-a), once they answer; threads made later inherit the pinning.
+// Each server's stdout goes to a file: at the end of its round it prints there whether V8 left it slow.
+const stdoutOf = new Map<ChildProcess, string>()
+let serversStarted = 0
 async function startVariant (v: VariantName, slot: number): Promise<ChildProcess> {
   const { http, https } = portsOf(slot)
-  const child = spawn(process.execPath, [...NODE_FLAGS, join(root, 'bench', 'server.ts')], {
+  const out = join(dir, `server-${serversStarted++}-${v}.out`)
+  // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
+  const child = spawn(process.execPath, [...NODE_FLAGS, '--allow-natives-syntax', join(root, 'bench', 'server.ts')], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them.
     env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
-    stdio: ['ignore', 'ignore', 'inherit']
+    stdio: ['ignore', openSync(out, 'w'), 'inherit']
   })
   children.push(child)
+  stdoutOf.set(child, out)
   const curl = (): Promise<boolean> => new Promise(resolve => execFile('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`], err => resolve(err === null)))
   for (let i = 0; i < 600; i++) {
     await pause(100)
@@ -120,7 +128,11 @@ interface Paired {
   ratio: number, cpuShare: number, minShare: number, errors: number
   userUs: number, kernelUs: number, twinUserUs: number, twinKernelUs: number
 }
-interface Sample { variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number }
+interface Sample {
+  variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number
+  /** Which process of the pair V8 left slow (tick-state.ts), known when its round ends. */
+  slow?: 'variant' | 'twin' | 'both'
+}
 /** Spans per request of the 100 %-sampled variants when nothing can be lost (spansUnloaded()), by variant and route. */
 const unloaded = new Map<string, number>()
 const samples: Sample[] = []
@@ -224,13 +236,24 @@ async function startPairs (): Promise<Pair[]> {
   for (const p of started) await Promise.all([p.slot, p.twin].flatMap(slot => ROUTES.map(r => wrk(r.url(slot), 3, r.lua, 16))))
   return started
 }
-async function stopPairs (stopping: Pair[]): Promise<void> {
-  await Promise.all(stopping.flatMap(p => [p.proc, p.twinProc]).map(c => new Promise<void>(resolve => {
+/**
+ * Ends a round's servers, each first asked whether V8 left it in the slow nextTick state (tick-state.ts).
+ * An inline cache never goes back from megamorphic, so a server normal now was normal in every window.
+ */
+async function stopPairs (stopping: Pair[]): Promise<Map<ChildProcess, TickState>> {
+  const procs = stopping.flatMap(p => [p.proc, p.twinProc])
+  for (const c of procs) { c.kill('SIGCONT'); c.kill('SIGWINCH') }
+  await pause(300)
+  // A clean exit, so that what V8 printed through C stdio reaches the file.
+  await Promise.all(procs.map(c => new Promise<void>(resolve => {
     if (c.exitCode !== null || c.signalCode !== null) return resolve()
-    c.once('exit', () => resolve())
-    c.kill('SIGKILL')
+    const force = setTimeout(() => c.kill('SIGKILL'), 5000)
+    c.once('exit', () => { clearTimeout(force); resolve() })
+    c.kill('SIGTERM')
   })))
+  return new Map(procs.map(c => [c, tickStateOf(readFileSync(stdoutOf.get(c)!, 'utf8'))]))
 }
+let unknownStates = 0
 let pairs = await startPairs()
 // The servers not being measured are stopped (SIGSTOP) meanwhile. Idle, they still woke CPU 0 hundreds of
 // times a second between them (prom-client's event-loop-delay monitor ticks every 10 ms in each variant
@@ -245,10 +268,7 @@ for (const p of pairs) {
   for (const r of ROUTES) unloaded.set(`${p.v} ${r.name}`, await spansUnloaded(p.slot, r))
 }
 for (let round = 1; round <= ROUNDS; round++) {
-  if (round > 1) {
-    await stopPairs(pairs)
-    pairs = await startPairs()
-  }
+  if (round > 1) pairs = await startPairs()
   // Rotated each round, so no variant always follows the same neighbour.
   const order = pairs.map((_, i) => pairs[(i + round - 1) % pairs.length]!)
   for (const r of ROUTES) {
@@ -269,7 +289,19 @@ for (let round = 1; round <= ROUNDS; round++) {
         `  ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
     }
   }
+  const states = await stopPairs(pairs)
+  const slow: string[] = []
+  for (const p of pairs) {
+    const v = states.get(p.proc) === 'slow'
+    const t = states.get(p.twinProc) === 'slow'
+    unknownStates += [p.proc, p.twinProc].filter(c => states.get(c) === 'unknown').length
+    if (!v && !t) continue
+    slow.push(v && t ? `${p.v} and its twin` : v ? p.v : `${p.v}'s bare twin`)
+    for (const s of samples) if (s.round === round && s.variant === p.v) s.slow = v && t ? 'both' : v ? 'variant' : 'twin'
+  }
+  if (slow.length > 0) console.log(`round ${round}: V8 left ${slow.join(', ')} slow (nextTick's inline caches megamorphic, tick-state.ts): those pairs' windows are left out`)
 }
+if (unknownStates > 0) console.warn(`${unknownStates} servers did not say whether V8 left them slow (tick-state.ts): their windows are kept`)
 const { undecodable } = await received()
 if (undecodable > 0) console.warn(`the receiver could not decode ${undecodable} export requests as OTLP protobuf: span counts are low`)
 for (const c of children) c.kill('SIGKILL')
@@ -287,11 +319,14 @@ for (const r of ROUTES) {
     // Windows where the servers did not get 90% of the core (or one of a pair got under 30%) say more about
     // the machine than the variant, and windows with errors measured something else than serving: dropped,
     // and counted in windowsKept.
-    const kept = all.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 && s.paired.errors === 0 ? [s.paired] : [])
+    // And windows of a pair with a process in V8's slow nextTick state (tick-state.ts), unless every round had one.
+    const clean = all.some(s => s.slow === undefined) ? all.filter(s => s.slow === undefined) : all
+    const slowLeftOut = all.length - clean.length
+    const kept = clean.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 && s.paired.errors === 0 ? [s.paired] : [])
     const ratios = kept.map(p => p.ratio)
     const us = (f: (p: Paired) => number): number => round2(median(kept.map(f)))
     const pairWindows = all.filter(s => s.paired !== undefined).length
-    const alone = all.flatMap(s => s.solo !== undefined && s.solo.cpuShare >= 0.9 && s.solo.errors === 0 ? [s.solo] : [])
+    const alone = all.flatMap(s => s.solo !== undefined && s.solo.cpuShare >= 0.9 && s.solo.errors === 0 && s.slow !== 'variant' && s.slow !== 'both' ? [s.solo] : [])
     rows.push({
       variant: LABEL[v],
       route: r.name,
@@ -303,7 +338,8 @@ for (const r of ROUTES) {
       p50Ms: round2(median(alone.map(s => s.p50Ms))),
       p99Ms: round2(median(alone.map(s => s.p99Ms))),
       peakRssMb: Math.round(Math.max(...all.map(s => s.peakRssMb))),
-      windowsKept: `${ratios.length}/${pairWindows} paired, ${alone.length}/${all.filter(s => s.solo !== undefined).length} alone`,
+      windowsKept: `${ratios.length}/${pairWindows} paired, ${alone.length}/${all.filter(s => s.solo !== undefined).length} alone` +
+        (slowLeftOut > 0 ? ` (${slowLeftOut} with a process V8 left slow left out)` : all.every(s => s.slow !== undefined) ? ' (every round had a process V8 left slow: all kept)' : ''),
       userUs: us(p => p.userUs),
       kernelUs: us(p => p.kernelUs),
       twinUserUs: us(p => p.twinUserUs),
@@ -323,7 +359,7 @@ const meta: BenchMeta = {
   method: `${ROUNDS} rounds, variants in an order rotated every round; every round starts every server afresh (node ${NODE_FLAGS.join(' ') || 'without flags'}), servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
     `Every server first gets 3 s of all routes; while a pair is measured, every other server is stopped (SIGSTOP). Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds, so over as many process pairs; bare\'s own row is bare against its twin: the method\'s noise. ' +
-    `req/CPU-s, p99 and OTLP spans and bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections); "of N": the spans of the same requests one at a time, before any load. Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
+    `req/CPU-s, p99 and OTLP spans and bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections); "of N": the spans of the same requests one at a time, before any load. Windows where the servers had < 90% of the core, or with any error response, dropped; so are a round's windows of a pair one of whose processes V8 left in its slow nextTick state (bench/tick-state.ts), unless every round had one. ` +
     'Peak RSS: the highest VmHWM of the variant\'s processes'
 }
 console.table(rows)

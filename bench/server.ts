@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyServerFactory } from 'fastify'
 import { loadTlsMaterial } from '../src/tls-cert.ts'
 
 import { VARIANTS, type VariantName } from './variants.ts'
+import { reportTickStateOnSignal } from './tick-state.ts'
 
 const variant = (process.env.BENCH_VARIANT ?? 'bare') as VariantName
 if (!VARIANTS.includes(variant)) throw new Error(`BENCH_VARIANT must be one of ${VARIANTS.join(', ')}`)
@@ -88,3 +89,5 @@ await app.register(demoApp, { computeMaxMs: 1000, ioMaxMs: 1000, downloadMaxKb: 
 await app.listen({ port: httpPort, host: '127.0.0.1' })
 await new Promise<void>(resolve => listenHttps().listen(httpsPort, '127.0.0.1', resolve))
 process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
+// bench/run.ts asks each server, at the end of its round, whether V8 left it in a slow state (tick-state.ts).
+reportTickStateOnSignal()
