@@ -33,6 +33,13 @@ export interface BenchRow {
   twinKernelUs: number
   addedUserUs: number
   addedKernelUs: number
+  /**
+   * Of the variant's processes (one per round), and of its twins: how many ended their round with V8's slow
+   * process.nextTick (bench/tick-state.ts). Counted, not left out: how often it happens depends on what the
+   * process runs. Absent in results from before it was counted.
+   */
+  slowProcesses?: number
+  slowTwins?: number
 }
 export interface BenchMeta { date: string, machine: string, method: string }
 
@@ -64,6 +71,18 @@ export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
     lines.push(`| ${v} | ${ROUTE_ORDER.map(r => fmt(cell(v, r))).join(' | ')} | ${get !== undefined && Number.isFinite(get.p99Ms) ? `${get.p99Ms} ms` : '—'} | ${rss} MB | ${exported(get)} |`)
   }
   lines.push('', `${meta.date}, ${meta.machine}. ${meta.method}.`, '')
+  // Counted once per variant (each of its rows carries the same counts).
+  const slow = variants.flatMap(v => {
+    const r = rows.find(x => x.variant === v)
+    if (r === undefined || !num(r.slowProcesses) || !num(r.slowTwins) || (r.slowProcesses === 0 && r.slowTwins === 0)) return []
+    // One process (and one twin) per round: the rounds are the paired windows' count, "k/n paired".
+    const rounds = /\/(\d+) paired/.exec(r.windowsKept)?.[1]
+    const of = rounds === undefined ? '' : ` of ${rounds}`
+    return [`${v}: ${r.slowProcesses}${of}${r.slowTwins > 0 ? ` (bare twins: ${r.slowTwins}${of})` : ''}`]
+  })
+  if (rows.some(r => num(r.slowProcesses))) {
+    lines.push(`Processes V8 left with a slow \`process.nextTick\` (megamorphic inline caches, [bench/tick-state.ts](bench/tick-state.ts); ≈ 2 µs more per request, for the process's life), counted and not left out: ${slow.length === 0 ? 'none' : slow.join('; ')}.`, '')
+  }
   // Where the extra CPU goes: the instrumentation's own code runs in user space; the kernel's share is the
   // same sockets' work and mostly cancels out against the twin.
   // Rounded first, so a difference that rounds to nothing shows as 0.0 rather than as −0.0 or +0.0.

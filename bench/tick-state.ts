@@ -7,6 +7,10 @@
 // bench's "slow processes" were (bench/NOTES.md, thirteenth session: every slow process checked had it,
 // no fast one did). A bare twin cannot cancel it, since it hits one process of a pair.
 //
+// How often it happens depends on what the process runs: in the thirteenth session's full run, 4 of the usual
+// OpenTelemetry setup's 6 processes, 3 of the journey's 12, and 1 of 27 bare twins. So the bench counts such
+// processes per variant (they are part of what running that way costs) rather than leaving them out.
+//
 // No public API reports an inline cache's state; V8's %DebugPrint of a function lists its feedback slots.
 // So the bench starts every server with --allow-natives-syntax, and on SIGWINCH bench/server.ts prints
 // nextTick's feedback to its stdout (a file the bench reads after the server exits: V8 writes it through C

@@ -73,3 +73,21 @@ test('the bench receiver counts the spans of a real OTLP protobuf export request
   assert.equal(countSpans(ProtobufTraceSerializer.serializeRequest([])!), 0)
   assert.throws(() => countSpans(Buffer.from('{"resourceSpans":[]}')))
 })
+
+test('processes V8 left with a slow nextTick are counted under the table, per variant, and not claimed when not counted', () => {
+  const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
+  const base: BenchRow = {
+    variant: 'v', route: 'GET /', rps: 1, rpsPerCpuSecond: 1, ratio: 0.9, ratioMin: 0.9, ratioMax: 0.9, p50Ms: 1, p99Ms: 1, peakRssMb: 1, windowsKept: '3/3 paired, 1/1 alone', otlpBytesPerRequest: 0, otlpSpansPerRequest: 0, spansPerRequestUnloaded: NaN,
+    userUs: 1, kernelUs: 1, twinUserUs: 1, twinKernelUs: 1, addedUserUs: 0, addedKernelUs: 0
+  }
+  const line = (rows: BenchRow[]): string | undefined => renderTable(rows, meta).split('\n').find(l => l.startsWith('Processes V8 left'))
+  const rows = [
+    { ...base, slowProcesses: 2, slowTwins: 1 },
+    { ...base, route: 'POST /echo 1 KiB', slowProcesses: 2, slowTwins: 1 },
+    { ...base, variant: 'w', slowProcesses: 0, slowTwins: 0 },
+    { ...base, variant: 'x', slowProcesses: 0, slowTwins: 1 }
+  ]
+  assert.match(line(rows)!, /: v: 2 of 3 \(bare twins: 1 of 3\); x: 0 of 3 \(bare twins: 1 of 3\)\.$/, 'once per variant, w (none) left out')
+  assert.match(line([{ ...base, slowProcesses: 0, slowTwins: 0 }])!, /: none\.$/)
+  assert.equal(line([base]), undefined, 'results from before the count: nothing said')
+})
