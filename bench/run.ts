@@ -15,7 +15,7 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { cpus } from 'node:os'
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -93,13 +93,15 @@ let serversStarted = 0
 async function startVariant (v: VariantName, slot: number): Promise<ChildProcess> {
   const { http, https } = portsOf(slot)
   const out = join(dir, `server-${serversStarted++}-${v}.out`)
+  const fd = openSync(out, 'w')
   // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
   const child = spawn(process.execPath, [...NODE_FLAGS, '--allow-natives-syntax', join(root, 'bench', 'server.ts')], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them.
     env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
-    stdio: ['ignore', openSync(out, 'w'), 'inherit']
+    stdio: ['ignore', fd, 'inherit']
   })
+  closeSync(fd) // the child has its own copy
   children.push(child)
   stdoutOf.set(child, out)
   const curl = (): Promise<boolean> => new Promise(resolve => execFile('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`], err => resolve(err === null)))
