@@ -119,12 +119,12 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   }
 
   // The timeline as numbers, rewritten for each request: an untraced request allocates nothing here.
-  const tl = new StageTable()
+  const table = new StageTable()
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, owner)) return
-    walkTimeline(rec, tl)
+    const tl = walkTimeline(rec, table)
     const { method, route } = rec
     const rs = seriesFor(route, method)
     // Kept requests lend their trace to the buckets they land in: one label set and clock read per request.

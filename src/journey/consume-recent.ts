@@ -111,20 +111,20 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
 
   // Per request the rings take numbers only (walked into this table); a record's timeline objects are
   // built when the page shows it (view), at most once a second for the newest `capacity` records.
-  const tl = new StageTable()
+  const table = new StageTable()
 
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, owner)) return
-    walkTimeline(rec, tl)
+    const t = walkTimeline(rec, table)
     const slot = ring[head]
     if (slot === undefined) ring[head] = { id: nextId++, rec }
     else { slot.id = nextId++; slot.rec = rec }
     head = (head + 1) % capacity
-    const end = toEpochMs(tl.end)
-    for (let k = 0; k < tl.count; k++) sampleRings[tl.index[k]!]!.push(end, tl.to[k]! - tl.from[k]!)
-    gapRings['gap: hooks'].push(end, tl.hooksMs)
-    if (tl.pipelinedMs > 0) gapRings['gap: pipelined'].push(end, tl.pipelinedMs)
+    const end = toEpochMs(t.end)
+    for (let k = 0; k < t.count; k++) sampleRings[t.index[k]!]!.push(end, t.to[k]! - t.from[k]!)
+    gapRings['gap: hooks'].push(end, t.hooksMs)
+    if (t.pipelinedMs > 0) gapRings['gap: pipelined'].push(end, t.pipelinedMs)
   }
 
   function view (id: number, rec: RequestRecord): RecentRequest {
