@@ -192,14 +192,17 @@ export interface JourneySummary {
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
 
+const summaryTable = new StageTable()
+
 /**
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */
 export function summarize (rec: Marks & { timeline: Timeline | undefined }): JourneySummary | undefined {
   if (Number.isNaN(rec.endAt)) return undefined
-  const tl = timelineOf(rec)
+  // Walked rather than built: a log line per request needs the numbers, not the span-ready objects.
+  const t = walkTimeline(rec, summaryTable)
   const stages: Partial<Record<Stage, number>> = {}
-  for (const s of tl.stages) stages[s.stage] = roundUs(s.end - s.start)
-  return { ms: roundUs(tl.end - tl.requestStart), stages, hooksMs: roundUs(tl.hooksMs), pipelinedMs: roundUs(tl.pipelinedMs) }
+  for (let k = 0; k < t.count; k++) stages[STAGES[t.index[k]!]!] = roundUs(t.to[k]! - t.from[k]!)
+  return { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs) }
 }
