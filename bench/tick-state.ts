@@ -1,8 +1,9 @@
 // A V8 state that makes a whole Node process slower, instrumented or not, and how the bench tells it.
 //
-// In about one process in seven here (bare twins too), the three property definitions at the end of the
-// object literal in Node's `process.nextTick` (task_queues.js: `[async_context_frame]`, `callback`, `args`)
-// end up with MEGAMORPHIC inline caches instead of MONOMORPHIC ones, and stay so for the process's life.
+// In some processes (here 2 of 84 bare ones, 19 of 108 of the journey's and the usual OpenTelemetry
+// setup's; bench/NOTES.md), the three property definitions at the end of the object literal in Node's
+// `process.nextTick` (task_queues.js: `[async_context_frame]`, `callback`, `args`) end up with
+// MEGAMORPHIC inline caches instead of MONOMORPHIC ones, and stay so for the process's life.
 // nextTick then costs ≈ 2 µs more per request on `GET /` (≈ 15 % of a bare request), which is what the
 // bench's "slow processes" were (bench/NOTES.md, thirteenth session: every slow process checked had it,
 // no fast one did). A bare twin cannot cancel it, since it hits one process of a pair.

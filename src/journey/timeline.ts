@@ -1,5 +1,5 @@
-// Pure timeline maths: turn a request record's marks into ordered stage intervals.
-// Spans, metrics and the tests all use this one function, so they cannot disagree.
+// Timeline maths: turn a request record's marks into ordered stage intervals (walkTimeline).
+// Spans, metrics, the page, log lines and the tests all use this one function, so they cannot disagree.
 import { STAGES, type Stage } from './stages.ts'
 import type { RequestRecord } from './records.ts'
 
@@ -198,7 +198,7 @@ const summaryTable = new StageTable()
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */
-export function summarize (rec: Marks & { timeline: Timeline | undefined }): JourneySummary | undefined {
+export function summarize (rec: Marks): JourneySummary | undefined {
   if (Number.isNaN(rec.endAt)) return undefined
   // Walked rather than built: a log line per request needs the numbers, not the span-ready objects.
   const t = walkTimeline(rec, summaryTable)

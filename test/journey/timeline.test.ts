@@ -116,14 +116,14 @@ test('mostStages, known at a request\'s start, bounds its timeline and is reache
 })
 
 test('summarize: a finished request\'s duration (from read), stages and gaps in ms, rounded to the µs; nothing while it runs', () => {
-  const sum = summarize({ ...base, acceptAt: 1, acceptedAt: 1.1, timeline: undefined })!
+  const sum = summarize({ ...base, acceptAt: 1, acceptedAt: 1.1 })!
   assert.deepEqual(sum, {
     ms: 15,
     stages: { accept: 0.1, read: 2, parse: 1, decode: 1.5, handler: 4.5, serialize: 1, write: 4 },
     hooksMs: 1,
     pipelinedMs: 0
   })
-  assert.equal(summarize({ ...base, finishAt: N, endAt: N, timeline: undefined }), undefined)
+  assert.equal(summarize({ ...base, finishAt: N, endAt: N }), undefined)
 })
 
 test('one StageTable reused from request to request (as the consumers reuse theirs) reads exactly what buildTimeline builds', () => {
