@@ -3,7 +3,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
-import { StageTable, walkTimeline } from './timeline.ts'
+import { tableOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
 import {
   CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, KERNEL_WAIT_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
@@ -118,13 +118,11 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     return rs
   }
 
-  // The timeline as numbers, rewritten for each request: an untraced request allocates nothing here.
-  const table = new StageTable()
-
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, owner)) return
-    const tl = walkTimeline(rec, table)
+    // The timeline as numbers, shared with the other consumers: an untraced request allocates nothing here.
+    const tl = tableOf(rec)
     const { method, route } = rec
     const rs = seriesFor(route, method)
     // Kept requests lend their trace to the buckets they land in: one label set and clock read per request.

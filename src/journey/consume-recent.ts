@@ -3,7 +3,7 @@
 // the spans and metrics come from, never a second measurement. Memory is bounded whatever the rate.
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
-import { StageTable, timelineOf, walkTimeline } from './timeline.ts'
+import { tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
@@ -109,14 +109,12 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   // Hooks for every request; pipelined only for the responses that waited (their count says how many did).
   const gapRings = Object.fromEntries(PAGE_GAPS.map(g => [g, new SampleRing(opts.samplesPerStage ?? 5000)])) as Record<PageGap, SampleRing>
 
-  // Per request the rings take numbers only (walked into this table); a record's timeline objects are
+  // Per request the rings take numbers only (the shared walk, tableOf); a record's timeline objects are
   // built when the page shows it (view), at most once a second for the newest `capacity` records.
-  const table = new StageTable()
-
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, owner)) return
-    const t = walkTimeline(rec, table)
+    const t = tableOf(rec)
     const slot = ring[head]
     if (slot === undefined) ring[head] = { id: nextId++, rec }
     else { slot.id = nextId++; slot.rec = rec }

@@ -10,7 +10,7 @@ import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import { toEpochMs } from './clock.ts'
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
-import { mostStages, StageTable, timelineOf, walkTimeline, type Interval } from './timeline.ts'
+import { mostStages, tableOf, timelineOf, type Interval } from './timeline.ts'
 import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
 } from './sampling.ts'
@@ -144,13 +144,12 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     return undefined
   }
 
-  const table = new StageTable()
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, opts.owner)) return
     // The keep rules need only the request's duration: walked as numbers, so the requests nobody keeps
     // (99 in 100 at 1 %) build no timeline objects.
-    walkTimeline(rec, table)
+    const table = tableOf(rec)
     const rule = keepRule(rec, table.end - table.start)
     if (rule === undefined) return
     const tl = timelineOf(rec)

@@ -1,5 +1,6 @@
 // Timeline maths: turn a request record's marks into ordered stage intervals (walkTimeline).
-// Spans, metrics, the page, log lines and the tests all use this one function, so they cannot disagree.
+// Spans, metrics, the page, log lines and the tests all use this one function, so they cannot disagree;
+// the consumers of a finished record share one walk of it (tableOf).
 import { STAGES, type Stage } from './stages.ts'
 import type { RequestRecord } from './records.ts'
 
@@ -38,9 +39,9 @@ type Marks = Pick<RequestRecord,
 
 const seen = (t: number): boolean => !Number.isNaN(t)
 
-/** The record's timeline, built once and shared by every consumer of the finished record. */
+/** A finished record's timeline as objects, built once and shared by every consumer that needs them. */
 export function timelineOf (rec: Marks & { timeline: Timeline | undefined }): Timeline {
-  return rec.timeline ??= buildTimeline(rec)
+  return rec.timeline ??= timelineFrom(tableOf(rec))
 }
 
 // Each stage's index in STAGES, read as constant properties at push's call sites.
@@ -158,10 +159,32 @@ export function walkTimeline (m: Marks, t: StageTable): StageTable {
   return t
 }
 
+const finished = new StageTable()
+let walked: Marks | undefined
+
+/**
+ * A finished record's timeline as numbers, walked once however many consumers ask. The consumers of a
+ * published record run one after another inside the synchronous publish (diagnostics_channel), so the
+ * first walks and the others read the same table; the next record published overwrites it. So: only for
+ * finished records (whose marks never change again), and read at once, never kept. Walking per consumer
+ * cost ≈ 1,200 instructions a request each (callgrind, bench/NOTES.md).
+ */
+export function tableOf (rec: Marks): StageTable {
+  if (walked !== rec) {
+    walkTimeline(rec, finished)
+    walked = rec
+  }
+  return finished
+}
+
 const scratch = new StageTable()
 
+/** A record's timeline as objects, walked afresh: for records that may still be running (tests, tools). */
 export function buildTimeline (m: Marks): Timeline {
-  const t = walkTimeline(m, scratch)
+  return timelineFrom(walkTimeline(m, scratch))
+}
+
+function timelineFrom (t: StageTable): Timeline {
   const stages: Interval[] = new Array(t.count)
   for (let k = 0; k < t.count; k++) {
     const index = t.index[k]!
@@ -192,16 +215,14 @@ export interface JourneySummary {
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
 
-const summaryTable = new StageTable()
-
 /**
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */
 export function summarize (rec: Marks): JourneySummary | undefined {
   if (Number.isNaN(rec.endAt)) return undefined
-  // Walked rather than built: a log line per request needs the numbers, not the span-ready objects.
-  const t = walkTimeline(rec, summaryTable)
+  // The numbers the consumers already walked: a log line per request needs no span-ready objects.
+  const t = tableOf(rec)
   const stages: Partial<Record<Stage, number>> = {}
   for (let k = 0; k < t.count; k++) stages[STAGES[t.index[k]!]!] = roundUs(t.to[k]! - t.from[k]!)
   return { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs) }

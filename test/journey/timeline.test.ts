@@ -1,7 +1,7 @@
 // The timeline maths, on hand-made marks.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { buildTimeline, mostStages, StageTable, summarize, walkTimeline } from '../../src/journey/timeline.ts'
+import { buildTimeline, mostStages, StageTable, summarize, tableOf, timelineOf, walkTimeline } from '../../src/journey/timeline.ts'
 import { STAGES } from '../../src/journey/stages.ts'
 
 const N = NaN
@@ -148,4 +148,26 @@ test('one StageTable reused from request to request (as the consumers reuse thei
       [tl.start, tl.end, tl.requestStart, tl.gapMs, tl.idleBeforeRequestMs, tl.pipelinedMs, tl.hooksMs])
   }
   assert.ok(records.some(m => buildTimeline(m).stages.some(s => s.cut)), 'a cut stage is among them')
+})
+
+test('tableOf: the consumers of one finished record share one walk; the next record is walked afresh', () => {
+  const nine = { ...base, acceptAt: 1, acceptedAt: 1.1, secureAt: 4, decryptStartAt: 11.5 }
+  const six = { ...base }
+  const first = tableOf(nine)
+  assert.equal(first.count, 9)
+  // Asked again for the same record (a second consumer): the same table, not walked again. Changing a mark
+  // in between shows which: a finished record's marks never change, so only a re-walk could see it.
+  nine.finishAt = 99
+  assert.equal(tableOf(nine).end, 25, 'the walk of the first ask')
+  nine.finishAt = 25
+  // Another record: walked, and read exactly as walkTimeline and buildTimeline read it.
+  const t = tableOf(six)
+  assert.equal(t.count, 6, 'nothing of the nine-stage record lingers')
+  assert.deepEqual([t.start, t.end, t.hooksMs], [10, 25, 1])
+  // The objects of a finished record come from the same walk, built once.
+  const rec = { ...base, writeStartAt: 23.5, timeline: undefined }
+  const tl = timelineOf(rec)
+  assert.equal(timelineOf(rec), tl)
+  assert.deepEqual(tl, buildTimeline(rec))
+  assert.equal(tl.pipelinedMs, 2.5)
 })
