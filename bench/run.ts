@@ -12,17 +12,17 @@
 // of its round whether V8 left its process.nextTick slow (tick-state.ts): counted per variant, not left out.
 //
 // Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS) and what the figures mean: bench/README.md.
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { cpus } from 'node:os'
-import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
-import { wrk as runWrk, type WrkResult } from './wrk.ts'
+import { wrk } from './wrk.ts'
 import { tickStateOf, type TickState } from './tick-state.ts'
+import { benchRoutes, CLK_TCK, cpuTicks, cpuTimes, peakRssMb, root, startReceiver, startServer, type BenchRoute } from './servers.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 // Node flags for every server, variant and twin alike. By default V8's memory reducer is off: it runs
@@ -31,11 +31,6 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3)
 // as it was measured afterwards (bench/NOTES.md). A server under steady load never triggers it.
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '--no-memory-reducer').split(' ').filter(Boolean)
 const DURATION = Number(process.env.DURATION ?? 2)
-const CLK_TCK = 100
-// Server slot i listens on 3100 + i (HTTP) and 3543 + i (HTTPS): variant i in slot 2i, its bare twin in 2i + 1.
-const portsOf = (slot: number): { http: number, https: number } => ({ http: 3100 + slot, https: 3543 + slot })
-
-const root = fileURLToPath(new URL('..', import.meta.url))
 const LABEL: Record<VariantName, string> = {
   bare: 'bare Fastify (same routes, no telemetry)',
   'journey-metrics': 'journey, metrics only',
@@ -49,76 +44,25 @@ const LABEL: Record<VariantName, string> = {
 }
 const only = process.env.VARIANTS?.split(',') as VariantName[] | undefined
 const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || v === 'bare')
-const ROUTES = [
-  { name: 'GET /', url: (slot: number) => `http://127.0.0.1:${portsOf(slot).http}/`, lua: undefined as string | undefined },
-  { name: 'POST /echo 1 KiB', url: (slot: number) => `http://127.0.0.1:${portsOf(slot).http}/echo`, lua: 'post' },
-  { name: 'GET / over HTTPS', url: (slot: number) => `https://127.0.0.1:${portsOf(slot).https}/`, lua: undefined }
-]
-
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
-const body = JSON.stringify({ message: 'x'.repeat(1000) })
-writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["Content-Type"] = "application/json"\n`)
+const ROUTES = benchRoutes(dir)
 
-writeFileSync(join(dir, 'post.json'), body)
-
-// A local OTLP/HTTP receiver on the load generator's core, answering 200 to everything; it counts bytes and
-// spans, so the report can say how much each sampled variant exported and whether it kept up (bench/receiver.ts).
-const receiver = spawn('taskset', ['-c', '1', process.execPath, join(root, 'bench', 'receiver.ts')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
 // Eighteen servers pinned to one core, and the receiver, must not outlive a bench that failed half-way.
-const children: ChildProcess[] = [receiver]
+const children: ChildProcess[] = []
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 process.on('SIGINT', () => process.exit(130))
-interface Received { bytes: number, spans: number, undecodable: number }
-const received = (): Promise<Received> => new Promise(resolve => { receiver.once('message', m => resolve(m as Received)); receiver.send('?') })
+const { received } = startReceiver(children)
 
-/** CPU time of a process and all its threads, in clock ticks: user space and kernel (utime, stime: fields 14 and 15 of stat). */
-function cpuTimes (pid: number): { user: number, kernel: number } {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return { user: Number(fields[11]), kernel: Number(fields[12]) }
-}
-function cpuTicks (pid: number): number {
-  const { user, kernel } = cpuTimes(pid)
-  return user + kernel
-}
-function peakRssMb (pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m === null ? NaN : Number(m[1]) / 1024
-}
-
-// Servers start on both cores (18 of them, one at a time on one core, took ≈ 50 s) and are pinned to CPU 0,
-// every thread (-a), once they answer; threads made later inherit the pinning.
-// Each server's stdout goes to a file: at the end of its round it prints there whether V8 left it slow.
+// Variant i runs in slot 2i, its bare twin in 2i + 1 (servers.ts's portsOf). Each server's stdout goes to a
+// file: at the end of its round it prints there whether V8 left it slow.
 const stdoutOf = new Map<ChildProcess, string>()
 let serversStarted = 0
 async function startVariant (v: VariantName, slot: number): Promise<ChildProcess> {
-  const { http, https } = portsOf(slot)
   const out = join(dir, `server-${serversStarted++}-${v}.out`)
-  const fd = openSync(out, 'w')
-  // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
-  const child = spawn(process.execPath, [...NODE_FLAGS, '--allow-natives-syntax', join(root, 'bench', 'server.ts')], {
-    // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
-    // window reach the receiver before the next window starts and are counted for the variant that made them.
-    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
-    stdio: ['ignore', fd, 'inherit']
-  })
-  closeSync(fd) // the child has its own copy
-  children.push(child)
+  const child = await startServer(v, slot, { flags: NODE_FLAGS, stdout: out, children })
   stdoutOf.set(child, out)
-  const curl = (): Promise<boolean> => new Promise(resolve => execFile('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`], err => resolve(err === null)))
-  for (let i = 0; i < 600; i++) {
-    await pause(100)
-    if (child.exitCode !== null) break
-    if (await curl()) {
-      execFileSync('taskset', ['-a', '-p', '-c', '0', String(child.pid)], { stdio: 'ignore' })
-      return child
-    }
-  }
-  throw new Error(`${v} did not start`)
+  return child
 }
-
-
-const wrk = (url: string, seconds: number, lua: string | undefined, connections?: number): Promise<WrkResult> =>
-  runWrk(url, seconds, lua === undefined ? undefined : join(dir, `${lua}.lua`), connections)
 
 /** A variant alone on its core: requests/s, latency, what it exported per request. */
 interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number, otlpSpansPerRequest: number, errors: number }
@@ -140,7 +84,7 @@ const unloaded = new Map<string, number>()
 const samples: Sample[] = []
 const started = Date.now()
 
-async function solo (child: ChildProcess, r: typeof ROUTES[number], slot: number): Promise<Solo> {
+async function solo (child: ChildProcess, r: BenchRoute, slot: number): Promise<Solo> {
   await pause(400) // let the previous window's last batch leave before counting
   const before = await received()
   const t0 = cpuTicks(child.pid!)
@@ -165,7 +109,7 @@ async function solo (child: ChildProcess, r: typeof ROUTES[number], slot: number
 // How many spans a request makes when nothing is lost: 200 requests one after another over one keep-alive
 // connection (curl, on the load generator's core), for the variants that sample every request. The solo
 // window's spans per request against this say whether the export pipeline kept up under load.
-async function spansUnloaded (slot: number, r: typeof ROUTES[number]): Promise<number> {
+async function spansUnloaded (slot: number, r: BenchRoute): Promise<number> {
   const n = 200
   // The warm-up's last spans are still on their way (at 100 % a full queue takes a while): wait until none
   // arrive for 0.6 s, or give up after 20 s (the count is then NaN: the table shows no "of N").
@@ -178,7 +122,7 @@ async function spansUnloaded (slot: number, r: typeof ROUTES[number]): Promise<n
     before = now
   }
   if (quiet < 3) return NaN
-  const post = r.lua === 'post' ? ['-H', 'content-type: application/json', '--data-binary', `@${join(dir, 'post.json')}`] : []
+  const post = r.key === 'post' ? ['-H', 'content-type: application/json', '--data-binary', `@${join(dir, 'post.json')}`] : []
   const out = execFileSync('taskset', ['-c', '1', 'curl', '-sk', '-w', '%{http_code}\\n', ...post,
     ...Array.from({ length: n }, () => ['-o', '/dev/null', r.url(slot)]).flat()], { encoding: 'utf8' })
   const ok = out.split('\n').filter(code => code.startsWith('2')).length
@@ -191,7 +135,7 @@ async function spansUnloaded (slot: number, r: typeof ROUTES[number]): Promise<n
 // tenants), and windows taken one after the other — even bare, A, bare with the ratio per triple — moved
 // single ratios by ±0.15; two servers sharing the same seconds see the same drift. Each gets about half the
 // core, so latency and requests/s come from the variant's own solo window instead.
-async function paired (twin: ChildProcess, twinSlot: number, child: ChildProcess, slot: number, r: typeof ROUTES[number]): Promise<Paired> {
+async function paired (twin: ChildProcess, twinSlot: number, child: ChildProcess, slot: number, r: BenchRoute): Promise<Paired> {
   await pause(400)
   const b0 = cpuTimes(twin.pid!)
   const v0 = cpuTimes(child.pid!)

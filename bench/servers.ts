@@ -1,0 +1,104 @@
+// The bench's servers and what is read from them, shared by npm run bench (run.ts) and npm run bench:steady
+// (steady.ts): where each one listens, how it is started and pinned, its CPU time and peak memory, the routes
+// wrk loads, and the local OTLP/HTTP receiver.
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as pause } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import type { VariantName } from './variants.ts'
+
+export const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on every Linux this runs on). */
+export const CLK_TCK = 100
+
+/** Server slot i listens on 3100 + i (HTTP) and 3543 + i (HTTPS). */
+export const portsOf = (slot: number): { http: number, https: number } => ({ http: 3100 + slot, https: 3543 + slot })
+
+/** CPU time of a process and all its threads, in clock ticks: user space and kernel (utime, stime: fields 14 and 15 of stat). */
+export function cpuTimes (pid: number): { user: number, kernel: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return { user: Number(fields[11]), kernel: Number(fields[12]) }
+}
+
+export function cpuTicks (pid: number): number {
+  const { user, kernel } = cpuTimes(pid)
+  return user + kernel
+}
+
+export function peakRssMb (pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? NaN : Number(m[1]) / 1024
+}
+
+export interface BenchRoute {
+  name: string
+  key: 'get' | 'post' | 'https'
+  url: (slot: number) => string
+  /** wrk's Lua script (the POST body), a file in the bench's folder. */
+  lua: string | undefined
+}
+
+export const POST_BODY = JSON.stringify({ message: 'x'.repeat(1000) })
+
+/** The three routes every variant is measured on; writes the POST body's Lua script (and the body) into `dir`. */
+export function benchRoutes (dir: string): BenchRoute[] {
+  writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${POST_BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`)
+  writeFileSync(join(dir, 'post.json'), POST_BODY)
+  return [
+    { name: 'GET /', key: 'get', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, lua: undefined },
+    { name: 'POST /echo 1 KiB', key: 'post', url: slot => `http://127.0.0.1:${portsOf(slot).http}/echo`, lua: join(dir, 'post.lua') },
+    { name: 'GET / over HTTPS', key: 'https', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: undefined }
+  ]
+}
+
+export interface StartOptions {
+  /** Node flags, variant and twin alike. */
+  flags: readonly string[]
+  /** The server's stdout goes to this file (at the end of its life it prints there whether V8 left it slow). */
+  stdout: string
+  /** The started process is added here at once, so that whoever started it can kill it if starting fails. */
+  children: ChildProcess[]
+}
+
+/**
+ * Starts bench/server.ts as variant `v` in `slot` and waits until it answers over HTTPS; then pins it, every
+ * thread (-a), to CPU 0 (threads made later inherit that). It starts unpinned: eighteen servers started one
+ * at a time on one core took ≈ 50 s.
+ */
+export async function startServer (v: VariantName, slot: number, opts: StartOptions): Promise<ChildProcess> {
+  const { http, https } = portsOf(slot)
+  const fd = openSync(opts.stdout, 'w')
+  // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
+  const child = spawn(process.execPath, [...opts.flags, '--allow-natives-syntax', join(root, 'bench', 'server.ts')], {
+    // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
+    // window reach the receiver before the next window starts and are counted for the variant that made them.
+    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
+    stdio: ['ignore', fd, 'inherit']
+  })
+  closeSync(fd) // the child has its own copy
+  opts.children.push(child)
+  const curl = (): Promise<boolean> => new Promise(resolve => execFile('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${https}/`], err => resolve(err === null)))
+  for (let i = 0; i < 600; i++) {
+    await pause(100)
+    if (child.exitCode !== null) break
+    if (await curl()) {
+      execFileSync('taskset', ['-a', '-p', '-c', '0', String(child.pid)], { stdio: 'ignore' })
+      return child
+    }
+  }
+  throw new Error(`${v} did not start`)
+}
+
+export interface Received { bytes: number, spans: number, undecodable: number }
+
+/**
+ * A local OTLP/HTTP receiver on the load generator's core, answering 200 to everything; it counts bytes and
+ * spans, so a report can say how much each sampled variant exported and whether it kept up (receiver.ts).
+ */
+export function startReceiver (children: ChildProcess[]): { received: () => Promise<Received> } {
+  const receiver = spawn('taskset', ['-c', '1', process.execPath, join(root, 'bench', 'receiver.ts')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  children.push(receiver)
+  return { received: () => new Promise(resolve => { receiver.once('message', m => resolve(m as Received)); receiver.send('?') }) }
+}
