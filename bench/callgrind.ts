@@ -87,8 +87,3 @@ export function costDiff (a: Map<string, number>, b: Map<string, number>, reques
     .slice(0, top)
 }
 
-export function median (xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
-}

@@ -32,7 +32,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { VARIANTS, type VariantName } from './variants.ts'
-import { callgrindTotal, costDiff, functionCosts, median, parsePerfMap } from './callgrind.ts'
+import { callgrindTotal, costDiff, functionCosts, parsePerfMap } from './callgrind.ts'
+import { median } from './stats.ts'
 
 const REQUESTS = Number(process.env.REQUESTS ?? 5000)
 const WINDOWS = Number(process.env.WINDOWS ?? 5)

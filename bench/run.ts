@@ -7,7 +7,7 @@
 // seconds after its start would be caught mid-growth), and each round's figure comes from other processes.
 // The servers run on CPU 0; wrk and the local OTLP/HTTP receiver on CPU 1. The figure that matters is
 // requests per *server CPU-second* (utime + stime from /proc/PID/stat), as a ratio to bare measured in the
-// same seconds (see paired()). Variants go in an order rotated every round; windows in which the servers
+// same seconds (paired.ts). Variants go in an order rotated every round; windows in which the servers
 // got less than 90% of the core are dropped (and counted) rather than averaged in. Each server says at the end
 // of its round whether V8 left its process.nextTick slow (tick-state.ts): counted per variant, not left out.
 //
@@ -21,8 +21,10 @@ import { join } from 'node:path'
 import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk } from './wrk.ts'
-import { tickStateOf, type TickState } from './tick-state.ts'
-import { benchRoutes, CLK_TCK, cpuTicks, cpuTimes, peakRssMb, root, startReceiver, startServer, type BenchRoute } from './servers.ts'
+import type { TickState } from './tick-state.ts'
+import { benchRoutes, CLK_TCK, cpuTicks, peakRssMb, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
+import { paired, pairedKept, type Paired } from './paired.ts'
+import { median } from './stats.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 // Node flags for every server, variant and twin alike. By default V8's memory reducer is off: it runs
@@ -66,14 +68,6 @@ async function startVariant (v: VariantName, slot: number): Promise<ChildProcess
 
 /** A variant alone on its core: requests/s, latency, what it exported per request. */
 interface Solo { rps: number, rpsPerCpuSecond: number, cpuShare: number, p50Ms: number, p99Ms: number, otlpBytesPerRequest: number, otlpSpansPerRequest: number, errors: number }
-/**
- * A variant and its bare twin sharing the core in the same seconds: the ratio of their requests per CPU-second,
- * and each one's CPU per request split into user space and kernel (µs).
- */
-interface Paired {
-  ratio: number, cpuShare: number, minShare: number, errors: number
-  userUs: number, kernelUs: number, twinUserUs: number, twinKernelUs: number
-}
 interface Sample {
   variant: VariantName, route: string, round: number, solo?: Solo, paired?: Paired, peakRssMb: number
   /** Which process of the pair V8 left in the slow nextTick state (tick-state.ts), known when its round ends. */
@@ -130,35 +124,6 @@ async function spansUnloaded (slot: number, r: BenchRoute): Promise<number> {
   return ok === n ? ((await received()).spans - before.spans) / n : NaN
 }
 
-// The ratio is measured with the variant and a bare server loaded *at the same time*, both on CPU 0, one
-// wrk each (25 connections) on CPU 1. This machine's speed drifts by tens of percent within seconds (other
-// tenants), and windows taken one after the other — even bare, A, bare with the ratio per triple — moved
-// single ratios by ±0.15; two servers sharing the same seconds see the same drift. Each gets about half the
-// core, so latency and requests/s come from the variant's own solo window instead.
-async function paired (twin: ChildProcess, twinSlot: number, child: ChildProcess, slot: number, r: BenchRoute): Promise<Paired> {
-  await pause(400)
-  const b0 = cpuTimes(twin.pid!)
-  const v0 = cpuTimes(child.pid!)
-  const w0 = performance.now()
-  const [rb, rv] = await Promise.all([wrk(r.url(twinSlot), DURATION, r.lua, 25), wrk(r.url(slot), DURATION, r.lua, 25)])
-  const b1 = cpuTimes(twin.pid!)
-  const v1 = cpuTimes(child.pid!)
-  const wall = (performance.now() - w0) / 1000
-  const bareCpu = (b1.user + b1.kernel - b0.user - b0.kernel) / CLK_TCK
-  const varCpu = (v1.user + v1.kernel - v0.user - v0.kernel) / CLK_TCK
-  const usPerRequest = (ticks: number, requests: number): number => ticks / CLK_TCK * 1e6 / requests
-  return {
-    ratio: (rv.requests / varCpu) / (rb.requests / bareCpu),
-    cpuShare: (bareCpu + varCpu) / wall,
-    minShare: Math.min(bareCpu, varCpu) / wall,
-    errors: rb.errors + rv.errors,
-    userUs: usPerRequest(v1.user - v0.user, rv.requests),
-    kernelUs: usPerRequest(v1.kernel - v0.kernel, rv.requests),
-    twinUserUs: usPerRequest(b1.user - b0.user, rb.requests),
-    twinKernelUs: usPerRequest(b1.kernel - b0.kernel, rb.requests)
-  }
-}
-
 await pause(300)
 // Every variant, bare included, gets its own bare twin: started with it, warmed with it, idle with it and
 // measured with it. A single bare server paired with every variant in turn would be the only server never
@@ -182,22 +147,9 @@ async function startPairs (): Promise<Pair[]> {
   for (const p of started) await Promise.all([p.slot, p.twin].flatMap(slot => ROUTES.map(r => wrk(r.url(slot), 3, r.lua, 16))))
   return started
 }
-/**
- * Ends a round's servers, each first asked whether V8 left it in the slow nextTick state (tick-state.ts).
- * An inline cache never goes back from megamorphic, so a server normal now was normal in every window.
- */
+/** Ends a round's servers, each first asked whether V8 left it slow (servers.ts). */
 async function stopPairs (stopping: Pair[]): Promise<Map<ChildProcess, TickState>> {
-  const procs = stopping.flatMap(p => [p.proc, p.twinProc])
-  for (const c of procs) { c.kill('SIGCONT'); c.kill('SIGWINCH') }
-  await pause(300)
-  // A clean exit, so that what V8 printed through C stdio reaches the file.
-  await Promise.all(procs.map(c => new Promise<void>(resolve => {
-    if (c.exitCode !== null || c.signalCode !== null) return resolve()
-    const force = setTimeout(() => c.kill('SIGKILL'), 5000)
-    c.once('exit', () => { clearTimeout(force); resolve() })
-    c.kill('SIGTERM')
-  })))
-  return new Map(procs.map(c => [c, tickStateOf(readFileSync(stdoutOf.get(c)!, 'utf8'))]))
+  return await stopServers(stopping.flatMap(p => [p.proc, p.twinProc]), c => stdoutOf.get(c)!)
 }
 let unknownStates = 0
 let pairs = await startPairs()
@@ -221,7 +173,8 @@ for (let round = 1; round <= ROUNDS; round++) {
     for (const { v, slot, twin, proc, twinProc } of order) {
       const thaw = freezeOthers([proc, twinProc])
       await Promise.all([wrk(r.url(twin), 2, r.lua, 25), wrk(r.url(slot), 2, r.lua, 25)])
-      const p = await paired(twinProc, twin, proc, slot, r)
+      await pause(400)
+      const p = await paired(twinProc, r.url(twin), proc, r.url(slot), r.lua, DURATION)
       // Requests/s, latency and OTLP bytes alone on the core: from one round only, to stay within 10 minutes,
       // and the last one, when every server is oldest (in round 1 the first route meets processes seconds
       // old, and the heavy variants read far slower then).
@@ -252,20 +205,13 @@ const { undecodable } = await received()
 if (undecodable > 0) console.warn(`the receiver could not decode ${undecodable} export requests as OTLP protobuf: span counts are low`)
 for (const c of children) c.kill('SIGKILL')
 
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return NaN
-  const a = [...xs].sort((x, y) => x - y)
-  return a.length % 2 === 1 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2
-}
 const round2 = (x: number): number => Math.round(x * 100) / 100
 const rows: BenchRow[] = []
 for (const r of ROUTES) {
   for (const v of variants) {
     const all = samples.filter(s => s.variant === v && s.route === r.name)
-    // Windows where the servers did not get 90% of the core (or one of a pair got under 30%) say more about
-    // the machine than the variant, and windows with errors measured something else than serving: dropped,
-    // and counted in windowsKept.
-    const kept = all.flatMap(s => s.paired !== undefined && s.paired.cpuShare >= 0.9 && s.paired.minShare >= 0.3 && s.paired.errors === 0 ? [s.paired] : [])
+    // Windows that did not measure serving (paired.ts says which) are dropped, and counted in windowsKept.
+    const kept = all.flatMap(s => s.paired !== undefined && pairedKept(s.paired) ? [s.paired] : [])
     const ratios = kept.map(p => p.ratio)
     const us = (f: (p: Paired) => number): number => round2(median(kept.map(f)))
     const pairWindows = all.filter(s => s.paired !== undefined).length

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { VariantName } from './variants.ts'
+import { tickStateOf, type TickState } from './tick-state.ts'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -101,4 +102,22 @@ export function startReceiver (children: ChildProcess[]): { received: () => Prom
   const receiver = spawn('taskset', ['-c', '1', process.execPath, join(root, 'bench', 'receiver.ts')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   children.push(receiver)
   return { received: () => new Promise(resolve => { receiver.once('message', m => resolve(m as Received)); receiver.send('?') }) }
+}
+
+/**
+ * Ends servers, each first asked whether V8 left it in the slow nextTick state (tick-state.ts); `stdoutOf`
+ * names the file each one's stdout went to. An inline cache never goes back from megamorphic, so a server
+ * normal now was normal all its life.
+ */
+export async function stopServers (procs: readonly ChildProcess[], stdoutOf: (c: ChildProcess) => string): Promise<Map<ChildProcess, TickState>> {
+  for (const c of procs) { c.kill('SIGCONT'); c.kill('SIGWINCH') }
+  await pause(300)
+  // A clean exit, so that what V8 printed through C stdio reaches the file.
+  await Promise.all(procs.map(c => new Promise<void>(resolve => {
+    if (c.exitCode !== null || c.signalCode !== null) return resolve()
+    const force = setTimeout(() => c.kill('SIGKILL'), 5000)
+    c.once('exit', () => { clearTimeout(force); resolve() })
+    c.kill('SIGTERM')
+  })))
+  return new Map(procs.map(c => [c, tickStateOf(readFileSync(stdoutOf(c), 'utf8'))]))
 }

@@ -1,0 +1,56 @@
+// The bench's one measurement: a variant and its bare twin loaded at the same time, both on CPU 0, one wrk
+// each (25 connections) on CPU 1, and the ratio of their requests per server CPU-second.
+//
+// Why at the same time: this machine's speed drifts by tens of percent within seconds (other tenants), and
+// windows taken one after the other — even bare, A, bare with the ratio per triple — moved single ratios by
+// ±0.15; two servers sharing the same seconds see the same drift. Each gets about half the core, so latency
+// and requests/s come from a variant's own solo window instead (run.ts).
+import type { ChildProcess } from 'node:child_process'
+import { CLK_TCK, cpuTimes } from './servers.ts'
+import { wrk } from './wrk.ts'
+
+/** Both servers' CPU per request split into user space and kernel (µs), and the ratio of their requests per CPU-second. */
+export interface Paired {
+  ratio: number
+  /** CPU-seconds both servers got per second of the window, and the smaller one's alone. */
+  cpuShare: number
+  minShare: number
+  /** Non-2xx responses and socket errors, both servers. */
+  errors: number
+  userUs: number
+  kernelUs: number
+  twinUserUs: number
+  twinKernelUs: number
+}
+
+export async function paired (twin: ChildProcess, twinUrl: string, child: ChildProcess, url: string, lua: string | undefined, seconds: number): Promise<Paired> {
+  const b0 = cpuTimes(twin.pid!)
+  const v0 = cpuTimes(child.pid!)
+  const w0 = performance.now()
+  const [rb, rv] = await Promise.all([wrk(twinUrl, seconds, lua, 25), wrk(url, seconds, lua, 25)])
+  const b1 = cpuTimes(twin.pid!)
+  const v1 = cpuTimes(child.pid!)
+  const wall = (performance.now() - w0) / 1000
+  const bareCpu = (b1.user + b1.kernel - b0.user - b0.kernel) / CLK_TCK
+  const varCpu = (v1.user + v1.kernel - v0.user - v0.kernel) / CLK_TCK
+  const usPerRequest = (ticks: number, requests: number): number => ticks / CLK_TCK * 1e6 / requests
+  return {
+    ratio: (rv.requests / varCpu) / (rb.requests / bareCpu),
+    cpuShare: (bareCpu + varCpu) / wall,
+    minShare: Math.min(bareCpu, varCpu) / wall,
+    errors: rb.errors + rv.errors,
+    userUs: usPerRequest(v1.user - v0.user, rv.requests),
+    kernelUs: usPerRequest(v1.kernel - v0.kernel, rv.requests),
+    twinUserUs: usPerRequest(b1.user - b0.user, rb.requests),
+    twinKernelUs: usPerRequest(b1.kernel - b0.kernel, rb.requests)
+  }
+}
+
+/**
+ * Whether a paired window measured serving. Windows where the servers did not get 90 % of the core (or one
+ * of them got under 30 %) say more about the machine than the variant, and windows with errors measured
+ * something else than serving (a server answering 500s fast would look cheap): dropped, and counted.
+ */
+export function pairedKept (p: Pick<Paired, 'cpuShare' | 'minShare' | 'errors'>): boolean {
+  return p.cpuShare >= 0.9 && p.minShare >= 0.3 && p.errors === 0
+}
