@@ -70,7 +70,7 @@ for (let pair = 1; pair <= PAIRS; pair++) {
 }
 
 const rows = byAge(windows, AGE_BANDS)
-console.log(`\nRatio to a bare twin by seconds of load (median, range, windows kept; ${PAIRS} fresh pairs per variant, both servers on CPU 0, wrk on CPU 1):\n`)
+console.log(`\nRatio to a bare twin by seconds of load (median, range, windows kept; ${PAIRS} fresh pair${PAIRS === 1 ? '' : 's'} per variant and route, both servers on CPU 0, wrk on CPU 1):\n`)
 console.log(renderByAge(rows))
 const meta = { date: new Date().toISOString().slice(0, 10), machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}`, ageS: AGE, windowS: WINDOW, pairs: PAIRS }
 writeFileSync(join(root, 'bench', 'results', 'steady.json'), JSON.stringify({ meta, rows, windows }, null, 2) + '\n')
