@@ -29,9 +29,9 @@ import { setTimeout as pause } from 'node:timers/promises'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
-import { VARIANTS, type VariantName } from './variants.ts'
+import { variantsFrom, type VariantName } from './variants.ts'
+import { POST_BODY, root } from './servers.ts'
 import { callgrindTotal, costDiff, functionCosts, parsePerfMap } from './callgrind.ts'
 import { median } from './stats.ts'
 
@@ -39,14 +39,11 @@ const REQUESTS = Number(process.env.REQUESTS ?? 5000)
 const WINDOWS = Number(process.env.WINDOWS ?? 5)
 const WARMUP = Number(process.env.WARMUP ?? 20000)
 const TOP = Number(process.env.TOP ?? 15)
-const root = fileURLToPath(new URL('..', import.meta.url))
-const only = (process.env.VARIANTS ?? 'journey-metrics,prom-client-histogram').split(',') as VariantName[]
-for (const v of only) if (!VARIANTS.includes(v)) throw new Error(`unknown variant ${v}: one of ${VARIANTS.join(', ')}`)
+const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,prom-client-histogram')
 const variants: VariantName[] = ['bare', ...only.filter(v => v !== 'bare')]
-const body = JSON.stringify({ message: 'x'.repeat(1000) })
 const ROUTES = [
   { key: 'get', name: 'GET /', path: '/', method: 'GET' as const, body: undefined },
-  { key: 'post', name: 'POST /echo 1 KiB', path: '/echo', method: 'POST' as const, body }
+  { key: 'post', name: 'POST /echo 1 KiB', path: '/echo', method: 'POST' as const, body: POST_BODY }
 ].filter(r => (process.env.ROUTES ?? 'get,post').split(',').includes(r.key))
 
 for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate']) {

@@ -14,7 +14,6 @@
 // Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS) and what the figures mean: bench/README.md.
 import { execFileSync, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
-import { cpus } from 'node:os'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,7 +21,7 @@ import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk } from './wrk.ts'
 import type { TickState } from './tick-state.ts'
-import { benchRoutes, CLK_TCK, cpuTicks, peakRssMb, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
+import { benchRoutes, CLK_TCK, cpuTicks, machine, peakRssMb, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
 import { paired, pairedKept, type Paired } from './paired.ts'
 import { median } from './stats.ts'
 
@@ -243,10 +242,9 @@ for (const r of ROUTES) {
     })
   }
 }
-const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const meta: BenchMeta = {
   date: new Date().toISOString().slice(0, 10),
-  machine: `${cpus().length} × ${cpu}, Node ${process.version}`,
+  machine: machine(),
   method: `${ROUNDS} rounds, variants in an order rotated every round; every round starts every server afresh (node ${NODE_FLAGS.join(' ') || 'without flags'}), servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
     `Every server first gets 3 s of all routes; while a pair is measured, every other server is stopped (SIGSTOP). Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds, so over as many process pairs; bare\'s own row is bare against its twin: the method\'s noise. ' +

@@ -3,6 +3,7 @@
 // wrk loads, and the local OTLP/HTTP receiver.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -10,6 +11,9 @@ import type { VariantName } from './variants.ts'
 import { tickStateOf, type TickState } from './tick-state.ts'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** The machine line every result file carries: cores, CPU model, Node. */
+export const machine = (): string => `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}`
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on every Linux this runs on). */
 export const CLK_TCK = 100
@@ -41,6 +45,7 @@ export interface BenchRoute {
   lua: string | undefined
 }
 
+/** The body every POST /echo of the benches sends (1 KiB of JSON). */
 export const POST_BODY = JSON.stringify({ message: 'x'.repeat(1000) })
 
 /** The three routes every variant is measured on; writes the POST body's Lua script (and the body) into `dir`. */

@@ -12,16 +12,15 @@
 //   VARIANTS=journey-1pct,usual-10pct ROUTES=get,post PAIRS=3 AGE=90 npm run bench:steady
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { cpus, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { AGE_BANDS, byAge, renderByAge, type AgeWindow } from './by-age.ts'
 import { paired } from './paired.ts'
-import { benchRoutes, root, startReceiver, startServer, stopServers } from './servers.ts'
-import { VARIANTS, type VariantName } from './variants.ts'
+import { benchRoutes, machine, root, startReceiver, startServer, stopServers } from './servers.ts'
+import { variantsFrom } from './variants.ts'
 
-const only = (process.env.VARIANTS ?? 'journey-metrics,journey-1pct').split(',') as VariantName[]
-for (const v of only) if (!VARIANTS.includes(v)) throw new Error(`unknown variant ${v}: one of ${VARIANTS.join(', ')}`)
+const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,journey-1pct')
 const PAIRS = Number(process.env.PAIRS ?? 2)
 const AGE = Number(process.env.AGE ?? 60)
 const WINDOW = 2
@@ -72,7 +71,7 @@ for (let pair = 1; pair <= PAIRS; pair++) {
 const rows = byAge(windows, AGE_BANDS)
 console.log(`\nRatio to a bare twin by seconds of load (median, range, windows kept; ${PAIRS} fresh pair${PAIRS === 1 ? '' : 's'} per variant and route, both servers on CPU 0, wrk on CPU 1):\n`)
 console.log(renderByAge(rows))
-const meta = { date: new Date().toISOString().slice(0, 10), machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}`, ageS: AGE, windowS: WINDOW, pairs: PAIRS }
+const meta = { date: new Date().toISOString().slice(0, 10), machine: machine(), ageS: AGE, windowS: WINDOW, pairs: PAIRS }
 writeFileSync(join(root, 'bench', 'results', 'steady.json'), JSON.stringify({ meta, rows, windows }, null, 2) + '\n')
 console.log('\nwrote bench/results/steady.json')
 // The receiver's IPC channel would keep this process alive.
