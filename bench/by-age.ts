@@ -45,11 +45,13 @@ export function byAge (windows: readonly AgeWindow[], bands = AGE_BANDS): AgeRow
 }
 
 const band = (b: BandFigure): string => b.to === Infinity ? `≥ ${b.from} s` : `${b.from}–${b.to} s`
+// Windows that did not measure serving (paired.ts) are dropped from the median, and said.
+const dropped = (b: BandFigure): string => b.dropped > 0 ? `, ${b.dropped} dropped` : ''
 const cell = (b: BandFigure): string => b.windows === 0
-  ? '—'
-  : `${b.median.toFixed(2)} ${b.min.toFixed(2)}–${b.max.toFixed(2)} (${b.windows})`
+  ? `—${b.dropped > 0 ? ` (${b.dropped} dropped)` : ''}`
+  : `${b.median.toFixed(2)} ${b.min.toFixed(2)}–${b.max.toFixed(2)} (${b.windows}${dropped(b)})`
 
-/** The printed table: a row per variant and route, a column per age band (median, range, windows); pairs V8 left slow are counted. */
+/** The printed table: a row per variant and route, a column per age band (median, range, windows kept and dropped); pairs V8 left slow are counted. */
 export function renderByAge (rows: readonly AgeRow[]): string {
   if (rows.length === 0) return ''
   const head = ['variant', 'route', 'pairs', ...rows[0]!.bands.map(band)]

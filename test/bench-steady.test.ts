@@ -51,4 +51,6 @@ test('renderByAge: one row per variant and route, a dash where a band has no win
   assert.ok(!text.includes('NaN') && !text.includes('Infinity'))
   const slow = renderByAge(byAge([w('v', 1, 2, 0.9), w('v', 2, 2, 0.7, { slow: true }), w('v', 2, 4, 0.7, { slow: true })]))
   assert.match(slow.split('\n')[2]!, /^\| v \| GET \/ \| 2 \(1 slow\) \|/, 'a pair V8 left slow is kept and said')
+  const busy = renderByAge(byAge([w('v', 1, 2, 0.9), w('v', 1, 4, 0.5, { cpuShare: 0.5 }), w('v', 1, 6, 0.9), w('v', 1, 12, 0.4, { errors: 2 })]))
+  assert.equal(busy.split('\n')[2], '| v | GET / | 1 | 0.90 0.90–0.90 (1) | 0.90 0.90–0.90 (1, 1 dropped) | — (1 dropped) | — | — |', 'a dropped window is said, not hidden')
 })
