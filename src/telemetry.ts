@@ -86,7 +86,7 @@ async function exportersFromEnv (env: Record<string, string | undefined>, thread
     if (protocol === 'grpc') exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter())
     else if (thread === 'worker') exporters.push((await import('./otlp-worker-exporter.ts')).createWorkerTraceExporter(protocol))
     else if (protocol === 'http/json') exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter())
-    else exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter())
+    else exporters.push((await import('./otlp-trace-serializer.ts')).createProtobufTraceExporter())
   }
   if (names.includes('console')) exporters.push(new ConsoleSpanExporter())
   return exporters

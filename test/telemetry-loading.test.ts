@@ -39,7 +39,7 @@ function loadedWith (env: Record<string, string>): Promise<{ tracing: boolean, p
 }
 
 const SDK = '@opentelemetry/sdk-node'
-const EXPORTERS = ['@opentelemetry/exporter-trace-otlp-proto', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/exporter-trace-otlp-grpc', '@grpc/grpc-js', '@opentelemetry/otlp-transformer']
+const EXPORTERS = ['@opentelemetry/exporter-trace-otlp-proto', '@opentelemetry/exporter-trace-otlp-http', '@opentelemetry/exporter-trace-otlp-grpc', '@grpc/grpc-js', '@opentelemetry/otlp-transformer', '@opentelemetry/otlp-exporter-base']
 
 test('metrics only (OTEL_TRACES_EXPORTER=none) loads neither the SDK nor any exporter', async () => {
   const { tracing, packages } = await loadedWith({ OTEL_TRACES_EXPORTER: 'none' })
@@ -60,5 +60,6 @@ test('tracing over OTLP loads the SDK and its exporters', async () => {
   const { tracing, packages } = await loadedWith({ OTEL_TRACES_EXPORTER: 'otlp' })
   assert.equal(tracing, true)
   assert.ok(packages.includes(SDK))
-  assert.ok(packages.includes('@opentelemetry/exporter-trace-otlp-proto'))
+  // The OTLP/HTTP exporter: the library's delegate, with the journey's serializer (otlp-trace-serializer.ts).
+  assert.ok(packages.includes('@opentelemetry/otlp-exporter-base'))
 })
