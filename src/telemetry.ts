@@ -136,8 +136,11 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   if (disabled || processors.length === 0) {
     return { registry, tracing: undefined, shutdown: async () => {} }
   }
-  // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to them.
-  const tracing = journeyTracing({ headSampler, spanProcessors: processors })
+  // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to
+  // them. Ours do nothing at onStart, so request spans go straight to them as well, unless span limits are
+  // set (the SDK applies them only to the spans it builds).
+  const limits = Object.keys(env).some(k => /^OTEL_.*_LIMIT$/.test(k) && env[k] !== '')
+  const tracing = journeyTracing({ headSampler, spanProcessors: processors, finishedRequestSpans: opts.spanProcessors === undefined && !limits })
   const { NodeSDK } = await import('@opentelemetry/sdk-node')
   const { envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } = await import('@opentelemetry/resources')
   // NodeSDK installs a console diag logger of its own when it sees OTEL_LOG_LEVEL (and says on stderr that it

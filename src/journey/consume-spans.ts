@@ -2,8 +2,8 @@
 // Head sampling is decided when the request starts (so the handler's own spans can join the trace);
 // unsampled requests allocate no span at all unless a keep-slow or keep-errors rule keeps them at the end.
 import {
-  context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
-  type Context, type Link, type Span, type Tracer
+  context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
+  type Attributes, type Context, type Link, type Span, type SpanContext, type SpanStatus, type Tracer
 } from '@opentelemetry/api'
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
@@ -15,7 +15,7 @@ import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
 } from './sampling.ts'
 import { channels } from './publish.ts'
-import { originOf, StageSpan } from './stage-span.ts'
+import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.ts'
 import { requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { admissionOf } from './admission.ts'
 
@@ -23,9 +23,14 @@ export interface SpanConsumerOptions {
   tracer: Tracer
   /**
    * The SDK's span processors, when the app handed them to journeyTracing(): stage spans then go straight
-   * to them as finished ReadableSpans (stage-span.ts). Without them every span goes through `tracer`.
+   * to them as finished ReadableSpans (finished-span.ts). Without them every span goes through `tracer`.
    */
   processors: SpanProcessor[] | undefined
+  /**
+   * Request spans go straight to `processors` too, once the SDK has built one (for its resource and scope):
+   * the processors see them at onEnd only, and the SDK's span limits are not applied (journeyTracing()).
+   */
+  finishedRequestSpans?: boolean
   ids: PresetIdGenerator
   headSampler: Sampler
   /**
@@ -59,6 +64,8 @@ function spanIds (n: number): string {
   return ID_BUFFER.toString('hex', 0, 8 * n)
 }
 const CUT = 'this stage did not complete (error reply or client gone)'
+const CUT_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.ERROR, message: CUT })
+const ABORTED = 'connection closed before the response finished'
 // Contexts are immutable: the common parent (none, already decided) is built once, not per traced request.
 const DECIDED_ROOT = decided(ROOT_CONTEXT)
 
@@ -69,6 +76,9 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   const admission = admissionOf(processors)
   const { sampler } = opts
   const appSpans = (): boolean => sampler?.appSpans === true
+  // Resource and scope of the journey's tracer, from the first span the SDK built for it: the spans built
+  // here carry the same (exporters group by them).
+  let origin: SpanOrigin | undefined
   // The header names the global propagator reads (traceparent and tracestate for W3C, b3 or x-b3-* for
   // OTEL_PROPAGATORS=b3, …), looked up once the SDK has registered it.
   let fields: string[] | undefined
@@ -171,42 +181,77 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
 
     const route = rec.route === UNMATCHED_ROUTE ? undefined : rec.route
     const attributes = requestAttributes(rec, tl, rule, precision)
+    // In the shape the SDK gives a link once it has checked its attributes (a finished request span keeps it as is).
     const links: Link[] = [{
       context: { traceId: conn.traceId, spanId: conn.spanId, traceFlags: 1 },
-      attributes: { [ATTR.connectionId]: conn.id }
+      attributes: { [ATTR.connectionId]: conn.id },
+      droppedAttributesCount: 0
     }]
 
-    // Head-sampled requests already own ids (the handler's spans point at them); kept ones get fresh ones.
-    ids.preset(rec.traceId, rec.spanId)
-    const root = tracer.startSpan(route === undefined ? rec.method : `${rec.method} ${route}`,
-      { kind: SpanKind.SERVER, startTime: toEpochMs(tl.start), attributes, links },
-      rec.parentContext === undefined ? DECIDED_ROOT : decided(rec.parentContext))
-    ids.preset(undefined, undefined)
-    // Consumers subscribed later (metrics exemplars, views) find the kept trace here.
-    rec.traceId = root.spanContext().traceId
-    rec.spanId = root.spanContext().spanId
-
-    const failed = rec.aborted || rec.status >= 500
-    if (failed) {
-      const type = rec.aborted ? 'aborted' : String(rec.status)
-      root.setAttribute(ATTR_ERROR_TYPE, type)
-      root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? 'connection closed before the response finished' : undefined })
+    const name = route === undefined ? rec.method : `${rec.method} ${route}`
+    const errorType = rec.aborted ? 'aborted' : rec.status >= 500 ? String(rec.status) : undefined
+    let root: Span | undefined
+    let finished: FinishedSpan | undefined
+    if (opts.finishedRequestSpans === true && processors !== undefined && origin !== undefined) {
+      finished = finishedRequestSpan(rec, name, toEpochMs(tl.start), toEpochMs(tl.end), attributes, links, errorType, origin)
+    } else {
+      // Head-sampled requests already own ids (the handler's spans point at them); kept ones get fresh ones.
+      ids.preset(rec.traceId, rec.spanId)
+      root = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: toEpochMs(tl.start), attributes, links },
+        rec.parentContext === undefined ? DECIDED_ROOT : decided(rec.parentContext))
+      ids.preset(undefined, undefined)
+      if (errorType !== undefined) {
+        root.setAttribute(ATTR_ERROR_TYPE, errorType)
+        root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? ABORTED : undefined })
+      }
+      if (processors !== undefined && opts.finishedRequestSpans === true) origin ??= originOf(root)
     }
-    const origin = processors === undefined ? undefined : originOf(root)
-    if (processors !== undefined && origin !== undefined) {
-      const parent = root.spanContext()
+    const parent = (finished ?? root!).spanContext()
+    // Consumers subscribed later (metrics exemplars, views) find the kept trace here.
+    rec.traceId = parent.traceId
+    rec.spanId = parent.spanId
+
+    // Stage spans go straight to the processors when this request span is an SDK span (a no-op tracer's
+    // gets none) or was itself built here.
+    const stageOrigin = root === undefined ? origin : originOf(root)
+    if (processors !== undefined && stageOrigin !== undefined) {
       const ids = spanIds(tl.stages.length)
       for (let i = 0; i < tl.stages.length; i++) {
         const iv = tl.stages[i]!
-        const span = new StageSpan(origin, parent, ids.slice(16 * i, 16 * i + 16), stageSpanName(iv.stage), SpanKind.INTERNAL,
-          toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv.stage, rec, precision), iv.cut ? CUT : undefined)
+        const context: SpanContext = { traceId: parent.traceId, spanId: ids.slice(16 * i, 16 * i + 16), traceFlags: parent.traceFlags, traceState: parent.traceState }
+        const span = new FinishedSpan(stageOrigin, context, parent, stageSpanName(iv.stage), SpanKind.INTERNAL,
+          toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv.stage, rec, precision), undefined, iv.cut ? CUT_STATUS : UNSET)
         for (const p of processors) p.onEnd(span)
       }
     } else {
-      const parent = decided(trace.setSpan(ROOT_CONTEXT, root))
-      for (const iv of tl.stages) stageSpan(iv, rec, parent)
+      const ctx = decided(trace.setSpan(ROOT_CONTEXT, root!))
+      for (const iv of tl.stages) stageSpan(iv, rec, ctx)
     }
-    root.end(toEpochMs(tl.end))
+    if (finished !== undefined) for (const p of processors!) p.onEnd(finished)
+    else root!.end(toEpochMs(tl.end))
+  }
+
+  /**
+   * The request span exactly as tracer.startSpan() and end() make it under the journey's sampler (a
+   * decided context is recorded and sampled; the trace and its state continue a valid parent's), without
+   * them. spans-direct.test.ts holds the two paths equal.
+   */
+  function finishedRequestSpan (rec: RequestRecord, name: string, start: number, end: number, attributes: Attributes,
+    links: Link[], errorType: string | undefined, origin: SpanOrigin): FinishedSpan {
+    const p = rec.parentContext === undefined ? undefined : trace.getSpanContext(rec.parentContext)
+    const parent = p !== undefined && trace.isSpanContextValid(p) ? p : undefined
+    const context: SpanContext = {
+      traceId: parent?.traceId ?? rec.traceId ?? random.generateTraceId(),
+      spanId: rec.spanId ?? random.generateSpanId(),
+      traceFlags: TraceFlags.SAMPLED,
+      traceState: parent?.traceState
+    }
+    let status = UNSET
+    if (errorType !== undefined) {
+      attributes[ATTR_ERROR_TYPE] = errorType
+      status = rec.aborted ? { code: SpanStatusCode.ERROR, message: ABORTED } : { code: SpanStatusCode.ERROR }
+    }
+    return new FinishedSpan(origin, context, parent, name, SpanKind.SERVER, start, end, attributes, links, status)
   }
 
   function stageSpan (iv: Interval, rec: RequestRecord, parent: Context): void {

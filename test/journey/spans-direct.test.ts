@@ -1,6 +1,7 @@
-// Stage spans handed straight to the processors (stage-span.ts) must be exactly what the SDK builds
-// through tracer.startSpan(): two span consumers, one per path, each with its own real TracerProvider and
-// in-memory exporter, receive the same finished records, and every exported field is compared.
+// Spans handed straight to the processors (finished-span.ts) — stage spans, and with finishedRequestSpans
+// request spans too — must be exactly what the SDK builds through tracer.startSpan(): span consumers, one
+// per path, each with its own real TracerProvider and in-memory exporter, receive the same finished
+// records, and every exported field is compared, and the bytes on the wire.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
@@ -12,11 +13,16 @@ import {
 } from '@opentelemetry/sdk-trace'
 import type { SpanAdmission } from '../../src/journey/admission.ts'
 import { createSpanConsumer, type SpanConsumer } from '../../src/journey/consume-spans.ts'
+import { FinishedSpan } from '../../src/journey/finished-span.ts'
 import { channels } from '../../src/journey/publish.ts'
 import { newConnectionRecord, newRequestRecord, type RequestRecord } from '../../src/journey/records.ts'
 import { JourneySampler, PresetIdGenerator } from '../../src/journey/sampling.ts'
 
-function pipeline (direct: boolean, gate?: SpanAdmission): { exporter: InMemorySpanExporter, close: () => void, start: SpanConsumer['start'] } {
+/** sdk: every span through the tracer; stages: stage spans built finished; finished: request spans too. */
+type Path = 'sdk' | 'stages' | 'finished'
+
+function pipeline (path: Path | boolean, gate?: SpanAdmission): { exporter: InMemorySpanExporter, close: () => void, start: SpanConsumer['start'] } {
+  const direct = path === true || path === 'stages' || path === 'finished'
   const exporter = new InMemorySpanExporter()
   // With `gate`, the processor offers SpanAdmission, as the app's counted export pipeline does.
   const processors = [gate === undefined ? new SimpleSpanProcessor({ exporter }) : Object.assign(new SimpleSpanProcessor({ exporter }), gate)]
@@ -30,6 +36,7 @@ function pipeline (direct: boolean, gate?: SpanAdmission): { exporter: InMemoryS
   const consumer = createSpanConsumer({
     tracer: provider.getTracer('request-journey'),
     processors: direct ? processors : undefined,
+    finishedRequestSpans: path === 'finished',
     ids,
     headSampler: new AlwaysOnSampler(),
     sampler: undefined,
@@ -41,8 +48,11 @@ function pipeline (direct: boolean, gate?: SpanAdmission): { exporter: InMemoryS
   return { exporter, close: () => consumer.close(), start: consumer.start }
 }
 
-/** A first request on an HTTPS connection with every stage, one cut short when `cut` is set. */
-function record (cut: boolean): RequestRecord {
+/**
+ * A first request on an HTTPS connection with every stage, one cut short when `cut` is set; head-sampled
+ * under a client's traceparent, or (`tail`) kept at its end for its 500 or its abort, with no parent.
+ */
+function record (cut: boolean, tail = false): RequestRecord {
   const conn = newConnectionRecord('https', true, 1000)
   conn.acceptedAt = 1000.05
   conn.secureAt = 1002.5
@@ -73,6 +83,11 @@ function record (cut: boolean): RequestRecord {
     rec.bytesWritten = 180
   }
   rec.kernelReadWaitMs = 0
+  conn.inflight.length = 0
+  if (tail) {
+    if (!cut) rec.status = 500
+    return rec
+  }
   rec.sampled = true
   rec.traceId = '0af7651916cd43dd8448eb211c80319c'
   rec.spanId = 'b7ad6b7169203331'
@@ -80,7 +95,6 @@ function record (cut: boolean): RequestRecord {
   rec.parentContext = trace.setSpanContext(ROOT_CONTEXT, {
     traceId: rec.traceId, spanId: '00f067aa0ba902b7', traceFlags: 1, isRemote: true, traceState: new TraceState('vendor=x')
   })
-  conn.inflight.length = 0
   return rec
 }
 
@@ -108,37 +122,66 @@ function exported (s: ReadableSpan): unknown {
   }
 }
 
-for (const cut of [false, true]) {
-  test(`direct stage spans equal the SDK's own, field by field (${cut ? 'a request cut off in its handler' : 'a complete request'})`, () => {
-    const viaSdk = pipeline(false)
-    const direct = pipeline(true)
-    try {
-      channels.request.publish(record(cut))
-      const a = viaSdk.exporter.getFinishedSpans()
-      const b = direct.exporter.getFinishedSpans()
-      const stages = cut ? ['accept', 'tls', 'read', 'parse', 'decode', 'handler'] : ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write']
-      assert.deepEqual(a.map(s => s.name), [...stages.map(s => `journey.${s}`), 'POST /echo'])
-      assert.deepEqual(b.map(s => s.name), a.map(s => s.name))
-      for (let i = 0; i < a.length; i++) assert.deepEqual(exported(b[i]!), exported(a[i]!), a[i]!.name)
-      assert.equal(b[0]!.spanContext().traceState?.serialize(), 'vendor=x')
-      const ids = b.map(s => s.spanContext().spanId)
-      assert.equal(new Set(ids).size, ids.length, 'every span has its own id')
-      for (const id of ids) assert.match(id, /^(?!0{16})[0-9a-f]{16}$/)
-      if (cut) assert.equal(b.find(s => s.name === 'journey.handler')!.status.code, 2, 'the cut stage is an error')
+for (const path of ['stages', 'finished'] as const) {
+  for (const [cut, tail] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    const what = `${cut ? 'a request cut off in its handler' : 'a complete request'}, ${tail ? 'kept for its error, no parent' : 'head-sampled under a remote parent'}`
+    test(`${path === 'stages' ? 'stage spans' : 'stage and request spans'} built finished equal the SDK's own, field by field and on the wire (${what})`, () => {
+      const viaSdk = pipeline('sdk')
+      const direct = pipeline(path)
+      try {
+        // The first request span goes through the SDK either way: it gives the resource and scope.
+        channels.request.publish(record(false))
+        viaSdk.exporter.reset()
+        direct.exporter.reset()
+        // Both consumers see the same record: the first to build its spans sets the ids the second reuses.
+        channels.request.publish(record(cut, tail))
+        const a = viaSdk.exporter.getFinishedSpans()
+        const b = direct.exporter.getFinishedSpans()
+        const stages = cut ? ['accept', 'tls', 'read', 'parse', 'decode', 'handler'] : ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write']
+        assert.deepEqual(a.map(s => s.name), [...stages.map(s => `journey.${s}`), 'POST /echo'])
+        assert.deepEqual(b.map(s => s.name), a.map(s => s.name))
+        for (let i = 0; i < a.length; i++) assert.deepEqual(exported(b[i]!), exported(a[i]!), a[i]!.name)
+        const request = b.at(-1)!
+        assert.equal(request instanceof FinishedSpan, path === 'finished', 'the request span took the path asked for')
+        assert.equal(request.spanContext().spanId, a.at(-1)!.spanContext().spanId)
+        assert.equal(request.parentSpanContext?.spanId, tail ? undefined : '00f067aa0ba902b7')
+        assert.equal(b[0]!.spanContext().traceState?.serialize(), tail ? undefined : 'vendor=x')
+        assert.equal(request.status.code, cut || tail ? 2 : 0)
+        const ids = b.map(s => s.spanContext().spanId)
+        assert.equal(new Set(ids).size, ids.length, 'every span has its own id')
+        for (const id of ids) assert.match(id, /^(?!0{16})[0-9a-f]{16}$/)
+        if (cut) assert.equal(b.find(s => s.name === 'journey.handler')!.status.code, 2, 'the cut stage is an error')
 
-      // And the bytes that leave: one OTLP request from each path, equal but for the stage spans' own ids.
-      const idsOf = (spans: ReadableSpan[]): string[] => spans.slice(0, -1).map(s => s.spanContext().spanId)
-      let bodyB = Buffer.from(ProtobufTraceSerializer.serializeRequest(b)!).toString('hex')
-      const bodyA = Buffer.from(ProtobufTraceSerializer.serializeRequest(a)!).toString('hex')
-      const idsA = idsOf(a)
-      idsOf(b).forEach((id, i) => { bodyB = bodyB.replace(id, idsA[i]!) })
-      assert.equal(bodyB, bodyA)
-    } finally {
-      viaSdk.close()
-      direct.close()
-    }
-  })
+        // And the bytes that leave: one OTLP request from each path, equal but for the stage spans' own ids.
+        const idsOf = (spans: ReadableSpan[]): string[] => spans.slice(0, -1).map(s => s.spanContext().spanId)
+        let bodyB = Buffer.from(ProtobufTraceSerializer.serializeRequest(b)!).toString('hex')
+        const bodyA = Buffer.from(ProtobufTraceSerializer.serializeRequest(a)!).toString('hex')
+        const idsA = idsOf(a)
+        idsOf(b).forEach((id, i) => { bodyB = bodyB.replace(id, idsA[i]!) })
+        assert.equal(bodyB, bodyA)
+      } finally {
+        viaSdk.close()
+        direct.close()
+      }
+    })
+  }
 }
+
+test('without finishedRequestSpans, or before the SDK has built one, request spans go through the tracer', () => {
+  const stages = pipeline('stages')
+  const finished = pipeline('finished')
+  try {
+    channels.request.publish(record(false))
+    assert.equal(stages.exporter.getFinishedSpans().at(-1) instanceof FinishedSpan, false)
+    assert.equal(finished.exporter.getFinishedSpans().at(-1) instanceof FinishedSpan, false, 'the first: through the SDK, for its resource and scope')
+    channels.request.publish(record(false))
+    assert.equal(stages.exporter.getFinishedSpans().at(-1) instanceof FinishedSpan, false)
+    assert.equal(finished.exporter.getFinishedSpans().at(-1) instanceof FinishedSpan, true)
+  } finally {
+    stages.close()
+    finished.close()
+  }
+})
 
 test('a kept request whose spans the export queue cannot take is dropped whole: nothing built, no trace left for exemplars', () => {
   let room = true

@@ -1,12 +1,12 @@
-// A finished stage span as a plain ReadableSpan, handed straight to the SDK's span processors.
+// A span that is already over, as a plain ReadableSpan handed straight to the SDK's span processors.
 //
-// Why not tracer.startSpan() for every stage: a stage span is born finished — its times, parent and
-// sampling decision are already known when the request's record is published — yet the SDK's path runs a
-// sampler, an id generator, two rounds of attribute cleaning, a context lookup, clock reads and the
-// processors' onStart for each one. Profiled at 100 % sampling that was ≈ 1.5 µs per stage span, about as
-// much as exporting it. This object holds exactly what the SDK's own Span would hold after end(), so an
-// exporter cannot tell the two apart (test/journey/spans-direct.test.ts compares them field by field).
-// Processors see it at onEnd only: nothing can be added to a span that is already over.
+// Why not tracer.startSpan(): the journey builds its spans after the request has finished — times, parent
+// and sampling decision are all known — yet the SDK's path runs a sampler, an id generator, two rounds of
+// attribute cleaning, a context lookup, clock reads and the processors' onStart for each one. Profiled at
+// 100 % sampling that was ≈ 1.5 µs per stage span, about as much as exporting it, and ≈ 3 µs for the
+// request span (bench/NOTES.md). This object holds exactly what the SDK's own Span would hold after end(),
+// so an exporter cannot tell the two apart (test/journey/spans-direct.test.ts compares them field by field
+// and on the wire). Processors see it at onEnd only: nothing can be added to a span that is already over.
 import { SpanStatusCode, type Attributes, type HrTime, type Link, type SpanContext, type SpanKind, type SpanStatus } from '@opentelemetry/api'
 import { hrTimeDuration, millisToHrTime, type InstrumentationScope } from '@opentelemetry/core'
 import type { Resource } from '@opentelemetry/resources'
@@ -14,21 +14,22 @@ import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace'
 
 const NO_LINKS: Link[] = []
 const NO_EVENTS: TimedEvent[] = []
-const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
+/** The status of a span nobody set one on. */
+export const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
 
-/** Resource and scope the SDK gave the request span: its stage spans share them, so exporters group them together. */
+/** Resource and scope the SDK gave a span of the journey's tracer: the spans built here share them, so exporters group them together. */
 export interface SpanOrigin { resource: Resource, instrumentationScope: InstrumentationScope }
 
-export class StageSpan implements ReadableSpan {
+export class FinishedSpan implements ReadableSpan {
   readonly name: string
   readonly kind: SpanKind
-  readonly parentSpanContext: SpanContext
+  readonly parentSpanContext: SpanContext | undefined
   readonly startTime: HrTime
   readonly endTime: HrTime
   readonly duration: HrTime
   readonly status: SpanStatus
   readonly attributes: Attributes
-  readonly links = NO_LINKS
+  readonly links: Link[]
   readonly events = NO_EVENTS
   readonly ended = true
   readonly resource: Resource
@@ -38,9 +39,9 @@ export class StageSpan implements ReadableSpan {
   readonly droppedLinksCount = 0
   private readonly context: SpanContext
 
-  constructor (origin: SpanOrigin, parent: SpanContext, spanId: string, name: string, kind: SpanKind,
-    startEpochMs: number, endEpochMs: number, attributes: Attributes | undefined, errorMessage: string | undefined) {
-    this.context = { traceId: parent.traceId, spanId, traceFlags: parent.traceFlags, traceState: parent.traceState }
+  constructor (origin: SpanOrigin, context: SpanContext, parent: SpanContext | undefined, name: string, kind: SpanKind,
+    startEpochMs: number, endEpochMs: number, attributes: Attributes | undefined, links: Link[] | undefined, status: SpanStatus) {
+    this.context = context
     this.parentSpanContext = parent
     this.name = name
     this.kind = kind
@@ -49,7 +50,8 @@ export class StageSpan implements ReadableSpan {
     this.endTime = millisToHrTime(endEpochMs)
     this.duration = hrTimeDuration(this.startTime, this.endTime)
     this.attributes = attributes ?? {}
-    this.status = errorMessage === undefined ? UNSET : { code: SpanStatusCode.ERROR, message: errorMessage }
+    this.links = links ?? NO_LINKS
+    this.status = status
     this.resource = origin.resource
     this.instrumentationScope = origin.instrumentationScope
   }
