@@ -323,6 +323,18 @@ describe('npm start', () => {
     assert.deepEqual(traces, [traceId], 'the B3 request\'s trace, and nothing for the request without one')
   })
 
+  // Request spans after the first are built without the SDK (finishedRequestSpans), which would not apply
+  // span limits to them: with a limit set, every one must still go through the SDK and be truncated.
+  for (const limit of [undefined, '4']) test(`request spans carry ${limit === undefined ? 'their full attributes, the first (through the SDK) and the rest (built finished) alike' : 'OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, every one of them'}`, async () => {
+    const { s, receiver } = await startTraced(limit === undefined ? {} : { OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: limit })
+    for (let i = 0; i < 3; i++) await (await request(`http://127.0.0.1:${s.ports.http}/compute?ms=1`)).body.text()
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    const spans = receiver.all().filter(sp => sp.name === 'GET /compute')
+    assert.deepEqual(spans.map(sp => sp.attributes['http.route']), Array(3).fill(limit === undefined ? '/compute' : '/com'))
+    assert.deepEqual(spans.map(sp => sp.attributes['http.request.method']), ['GET', 'GET', 'GET'])
+  })
+
   test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
     const { s, receiver } = await startTraced()
     // Connections first, so that at SIGTERM every request is in flight on one, not still connecting
