@@ -6,6 +6,7 @@ import {
   type Attributes, type Context, type Link, type Span, type SpanContext, type SpanStatus, type Tracer
 } from '@opentelemetry/api'
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
+import { isTracingSuppressed } from '@opentelemetry/core'
 import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import { toEpochMs } from './clock.ts'
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
@@ -192,7 +193,9 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const errorType = rec.aborted ? 'aborted' : rec.status >= 500 ? String(rec.status) : undefined
     let root: Span | undefined
     let finished: FinishedSpan | undefined
-    if (opts.finishedRequestSpans === true && processors !== undefined && origin !== undefined) {
+    // (A parent context that suppresses tracing gets the SDK's answer: a span that records nothing.)
+    if (opts.finishedRequestSpans === true && processors !== undefined && origin !== undefined &&
+      (rec.parentContext === undefined || !isTracingSuppressed(rec.parentContext))) {
       finished = finishedRequestSpan(rec, name, toEpochMs(tl.start), toEpochMs(tl.end), attributes, links, errorType, origin)
     } else {
       // Head-sampled requests already own ids (the handler's spans point at them); kept ones get fresh ones.

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
-import { TraceState } from '@opentelemetry/core'
+import { suppressTracing, TraceState } from '@opentelemetry/core'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
@@ -179,6 +179,30 @@ test('without finishedRequestSpans, or before the SDK has built one, request spa
     assert.equal(finished.exporter.getFinishedSpans().at(-1) instanceof FinishedSpan, true)
   } finally {
     stages.close()
+    finished.close()
+  }
+})
+
+// The SDK answers a span started under a context that suppresses tracing with one that records nothing;
+// the finished path must not build such a request span either (what the stage spans then do is the SDK
+// path's, on both).
+test('a request whose parent context suppresses tracing gets the SDK path\'s spans, not a finished request span', () => {
+  const viaSdk = pipeline('sdk')
+  const finished = pipeline('finished')
+  try {
+    channels.request.publish(record(false))
+    viaSdk.exporter.reset()
+    finished.exporter.reset()
+    const rec = record(false)
+    rec.parentContext = suppressTracing(rec.parentContext!)
+    channels.request.publish(rec)
+    const a = viaSdk.exporter.getFinishedSpans()
+    const b = finished.exporter.getFinishedSpans()
+    assert.equal(a.some(s => s.name === 'POST /echo'), false, 'the SDK records no request span')
+    assert.deepEqual(b.map(s => s.name), a.map(s => s.name))
+    assert.equal(b.some(s => s instanceof FinishedSpan), false)
+  } finally {
+    viaSdk.close()
     finished.close()
   }
 })
