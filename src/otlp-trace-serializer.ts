@@ -7,8 +7,9 @@
 // buffer, once to write it), scans each string up to three times, and turns every hex id into a new
 // Uint8Array. This one writes once into a buffer it keeps, copies each string's characters in one loop
 // (falling back to the encoder for non-ASCII), decodes ids straight into the output and reuses the bytes of
-// an id the previous span also had (a request's spans share the trace id and, for its stages, the parent).
-// It is plugged into the library's own exporter (createOtlpHttpExportDelegate) in place of its serializer:
+// an id the previous span also had (a request's spans share the trace id and, for its stages, the parent):
+// 0.44 µs a span against the library's 1.25–1.31, and in the server 13 % less CPU per request at 100 %
+// (bench/NOTES.md, fifteenth session). It is plugged into the library's own exporter (createOtlpHttpExportDelegate) in place of its serializer:
 // transport, retries, headers, compression and self-metrics stay the library's. The response is decoded by
 // the library. test/otlp-trace-serializer.test.ts checks the bytes against the library's for every field
 // and value type OTLP spans carry.
