@@ -7,10 +7,10 @@
 // Why the client slows the server is not known (no profile shows it). Each export crosses threads and
 // the worker has its own V8 heap, so this pays off only when exports are few: telemetry.ts chooses it
 // by sampling ratio. This thread keeps the library's exporter minus its transport: the serializer (for
-// protobuf, the journey's own, which writes the library's bytes at a third of the cost:
-// otlp-trace-serializer.ts), the bounded concurrency queue and the SDK's exporter metrics. The worker runs the library's own HTTP
-// delegate (endpoint, headers, compression, timeout and retries from the same OTEL_EXPORTER_OTLP_*
-// variables) on the bytes. Partial-success responses are not passed back (nothing here logs them).
+// protobuf the journey's own, otlp-trace-serializer.ts: the library's bytes at a third of the cost), the
+// bounded concurrency queue and the SDK's exporter metrics. The worker runs the library's own HTTP delegate
+// (endpoint, headers, compression, timeout and retries from the same OTEL_EXPORTER_OTLP_* variables) on
+// the bytes. Partial-success responses are not passed back (nothing here logs them).
 import { Worker } from 'node:worker_threads'
 import { createOtlpNetworkExportDelegate, OTLPExporterBase, OTLPExporterError, type ExportResponse, type IExporterTransport } from '@opentelemetry/otlp-exporter-base'
 import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from '@opentelemetry/otlp-exporter-base/node-http'

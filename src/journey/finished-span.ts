@@ -3,7 +3,7 @@
 // Why not tracer.startSpan(): the journey builds its spans after the request has finished — times, parent
 // and sampling decision are all known — yet the SDK's path runs a sampler, an id generator, two rounds of
 // attribute cleaning, a context lookup, clock reads and the processors' onStart for each one. Profiled at
-// 100 % sampling that was ≈ 1.5 µs per stage span, about as much as exporting it, and ≈ 3 µs for the
+// 100 % sampling that was ≈ 1.5 µs per stage span, about as much as exporting it, and ≈ 2–3 µs for the
 // request span (bench/NOTES.md). This object holds exactly what the SDK's own Span would hold after end(),
 // so an exporter cannot tell the two apart (test/journey/spans-direct.test.ts compares them field by field
 // and on the wire). Processors see it at onEnd only: nothing can be added to a span that is already over.
