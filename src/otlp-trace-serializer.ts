@@ -335,11 +335,14 @@ function event (e: TimedEvent): void {
   w.end(at)
 }
 
-function link (l: Link): void {
-  const at = w.begin()
-  const ctx = l.context
+/**
+ * Fields 1–3 of a Span and of a Link alike: trace id, span id, trace state. A span's trace id is most often
+ * the previous span's (Writer.traceId); a link's points elsewhere and would only evict it.
+ */
+function identity (ctx: SpanContext, span: boolean): void {
   w.tag(1, LEN)
-  w.id(ctx.traceId)
+  if (span) w.traceId(ctx.traceId)
+  else w.id(ctx.traceId)
   w.tag(2, LEN)
   w.id(ctx.spanId)
   const state = ctx.traceState?.serialize()
@@ -347,6 +350,12 @@ function link (l: Link): void {
     w.tag(3, LEN)
     w.string(state)
   }
+}
+
+function link (l: Link): void {
+  const at = w.begin()
+  const ctx = l.context
+  identity(ctx, false)
   if (l.attributes) attributes(l.attributes, 4)
   w.tag(5, VARINT)
   w.varint(l.droppedAttributesCount || 0)
@@ -358,15 +367,7 @@ function link (l: Link): void {
 function span (s: ReadableSpan): void {
   const at = w.begin()
   const ctx = s.spanContext()
-  w.tag(1, LEN)
-  w.traceId(ctx.traceId)
-  w.tag(2, LEN)
-  w.id(ctx.spanId)
-  const state = ctx.traceState?.serialize()
-  if (state) {
-    w.tag(3, LEN)
-    w.string(state)
-  }
+  identity(ctx, true)
   const parent = s.parentSpanContext
   if (parent?.spanId) {
     w.tag(4, LEN)
