@@ -122,21 +122,33 @@ function exported (s: ReadableSpan): unknown {
   }
 }
 
+/**
+ * Two pipelines side by side, both past their first request span (which goes through the SDK on every
+ * path: it gives the resource and scope), nothing exported yet; both closed after `fn`.
+ */
+function sideBySide (first: Path, second: Path, fn: (a: InMemorySpanExporter, b: InMemorySpanExporter) => void): void {
+  const one = pipeline(first)
+  const two = pipeline(second)
+  try {
+    channels.request.publish(record(false))
+    one.exporter.reset()
+    two.exporter.reset()
+    fn(one.exporter, two.exporter)
+  } finally {
+    one.close()
+    two.close()
+  }
+}
+
 for (const path of ['stages', 'finished'] as const) {
   for (const [cut, tail] of [[false, false], [true, false], [false, true], [true, true]] as const) {
     const what = `${cut ? 'a request cut off in its handler' : 'a complete request'}, ${tail ? 'kept for its error, no parent' : 'head-sampled under a remote parent'}`
     test(`${path === 'stages' ? 'stage spans' : 'stage and request spans'} built finished equal the SDK's own, field by field and on the wire (${what})`, () => {
-      const viaSdk = pipeline('sdk')
-      const direct = pipeline(path)
-      try {
-        // The first request span goes through the SDK either way: it gives the resource and scope.
-        channels.request.publish(record(false))
-        viaSdk.exporter.reset()
-        direct.exporter.reset()
+      sideBySide('sdk', path, (viaSdk, direct) => {
         // Both consumers see the same record: the first to build its spans sets the ids the second reuses.
         channels.request.publish(record(cut, tail))
-        const a = viaSdk.exporter.getFinishedSpans()
-        const b = direct.exporter.getFinishedSpans()
+        const a = viaSdk.getFinishedSpans()
+        const b = direct.getFinishedSpans()
         const stages = cut ? ['accept', 'tls', 'read', 'parse', 'decode', 'handler'] : ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'write']
         assert.deepEqual(a.map(s => s.name), [...stages.map(s => `journey.${s}`), 'POST /echo'])
         assert.deepEqual(b.map(s => s.name), a.map(s => s.name))
@@ -159,10 +171,7 @@ for (const path of ['stages', 'finished'] as const) {
         const idsA = idsOf(a)
         idsOf(b).forEach((id, i) => { bodyB = bodyB.replace(id, idsA[i]!) })
         assert.equal(bodyB, bodyA)
-      } finally {
-        viaSdk.close()
-        direct.close()
-      }
+      })
     })
   }
 }
@@ -187,24 +196,16 @@ test('without finishedRequestSpans, or before the SDK has built one, request spa
 // the finished path must not build such a request span either (what the stage spans then do is the SDK
 // path's, on both).
 test('a request whose parent context suppresses tracing gets the SDK path\'s spans, not a finished request span', () => {
-  const viaSdk = pipeline('sdk')
-  const finished = pipeline('finished')
-  try {
-    channels.request.publish(record(false))
-    viaSdk.exporter.reset()
-    finished.exporter.reset()
+  sideBySide('sdk', 'finished', (viaSdk, finished) => {
     const rec = record(false)
     rec.parentContext = suppressTracing(rec.parentContext!)
     channels.request.publish(rec)
-    const a = viaSdk.exporter.getFinishedSpans()
-    const b = finished.exporter.getFinishedSpans()
+    const a = viaSdk.getFinishedSpans()
+    const b = finished.getFinishedSpans()
     assert.equal(a.some(s => s.name === 'POST /echo'), false, 'the SDK records no request span')
     assert.deepEqual(b.map(s => s.name), a.map(s => s.name))
     assert.equal(b.some(s => s instanceof FinishedSpan), false)
-  } finally {
-    viaSdk.close()
-    finished.close()
-  }
+  })
 })
 
 test('a kept request whose spans the export queue cannot take is dropped whole: nothing built, no trace left for exemplars', () => {
