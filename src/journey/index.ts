@@ -67,7 +67,9 @@ export interface JourneyTracingOptions {
    * same, but your processors then see request spans at onEnd only, as they see stage spans, and the SDK's
    * span limits (OTEL_SPAN_ATTRIBUTE_*_LIMIT) are not applied to them. Leave it off if a processor acts in
    * onStart (a baggage span processor, say) or you set span limits. The first request span of the process
-   * still goes through the tracer: it gives the resource and scope the others carry.
+   * still goes through the tracer: it gives the resource and scope the others carry. Like the rest of the
+   * journey's tracing it assumes `sdkOptions` reached the SDK: the journey's sampler keeps what the journey
+   * decided, so a request span built here is one the SDK would have recorded too.
    */
   finishedRequestSpans?: boolean
 }
