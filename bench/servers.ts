@@ -62,6 +62,10 @@ export function benchRoutes (dir: string): BenchRoute[] {
 export interface StartOptions {
   /** Node flags, variant and twin alike. */
   flags: readonly string[]
+  /** The checkout whose bench/server.ts runs (bench:ab compares two); this one by default. */
+  checkout?: string
+  /** Variables added to the server's environment (bench:ab). */
+  env?: Readonly<Record<string, string>>
   /** The server's stdout goes to this file (at the end of its life it prints there whether V8 left it slow). */
   stdout: string
   /** The started process is added here at once, so that whoever started it can kill it if starting fails. */
@@ -77,10 +81,10 @@ export async function startServer (v: VariantName, slot: number, opts: StartOpti
   const { http, https } = portsOf(slot)
   const fd = openSync(opts.stdout, 'w')
   // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
-  const child = spawn(process.execPath, [...opts.flags, '--allow-natives-syntax', join(root, 'bench', 'server.ts')], {
+  const child = spawn(process.execPath, [...opts.flags, '--allow-natives-syntax', join(opts.checkout ?? root, 'bench', 'server.ts')], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them.
-    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
+    env: { PATH: process.env.PATH, ...opts.env, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
     stdio: ['ignore', fd, 'inherit']
   })
   closeSync(fd) // the child has its own copy
