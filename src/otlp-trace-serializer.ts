@@ -20,6 +20,7 @@ import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentel
 import { ProtobufTraceSerializer, TraceExporterMetricsHelper, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer'
 import type { Resource } from '@opentelemetry/resources'
 import type { ReadableSpan, SpanExporter, TimedEvent } from '@opentelemetry/sdk-trace'
+import { FinishedSpan } from './journey/finished-span.ts'
 
 // Protobuf wire types.
 const VARINT = 0
@@ -124,10 +125,18 @@ class Writer {
 
   /** An HrTime [seconds, nanoseconds] as fixed64 nanoseconds, exactly: seconds × 10⁹ exceeds 2⁵³. */
   hrTime (t: HrTime): void {
-    const seconds = t[0]
+    this.nanos(t[0], t[1])
+  }
+
+  /** Epoch milliseconds as the HrTime the SDK makes of them (millisToHrTime), written as hrTime writes it. */
+  epochMs (ms: number): void {
+    this.nanos(Math.trunc(ms / 1000), Math.round((ms % 1000) * 1e6))
+  }
+
+  nanos (seconds: number, nanoseconds: number): void {
     const fromLow16 = (seconds & 0xffff) * 1e9
     const fromHigh = (seconds / 65536 >>> 0) * 1e9
-    const low = (fromLow16 >>> 0) + ((fromHigh & 0xffff) * 65536 >>> 0) + t[1]
+    const low = (fromLow16 >>> 0) + ((fromHigh & 0xffff) * 65536 >>> 0) + nanoseconds
     const high = Math.floor(fromLow16 / 4294967296) + (fromHigh / 65536 >>> 0) + Math.floor(low / 4294967296)
     this.ensure(8)
     this.view.setUint32(this.pos, low >>> 0, true)
@@ -381,9 +390,12 @@ function span (s: ReadableSpan): void {
     w.varint(s.kind + 1)
   }
   w.tag(7, FIXED64)
-  w.hrTime(s.startTime)
+  // The journey's finished spans keep their times as milliseconds and make HrTime pairs only when asked.
+  if (s instanceof FinishedSpan) w.epochMs(s.startMs)
+  else w.hrTime(s.startTime)
   w.tag(8, FIXED64)
-  w.hrTime(s.endTime)
+  if (s instanceof FinishedSpan) w.epochMs(s.endMs)
+  else w.hrTime(s.endTime)
   if (s.attributes) attributes(s.attributes, 9)
   w.tag(10, VARINT)
   w.varint(s.droppedAttributesCount)

@@ -4,12 +4,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api'
-import { TraceState } from '@opentelemetry/core'
+import { hrTimeDuration, millisToHrTime, TraceState } from '@opentelemetry/core'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace'
 import { FastProtobufTraceSerializer, serializeSpans } from '../src/otlp-trace-serializer.ts'
 import { countSpans } from '../bench/otlp-spans.ts'
+import { FinishedSpan, UNSET } from '../src/journey/finished-span.ts'
 
 function library (spans: ReadableSpan[]): Buffer {
   return Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!)
@@ -142,4 +143,25 @@ test('the serializer interface: requests as above, responses (partial success) d
   // ExportTraceServiceResponse { partial_success { rejected_spans: 3, error_message: "too old" } }
   const response = Buffer.from([0x0a, 0x0b, 0x08, 0x03, 0x12, 0x07, ...Buffer.from('too old')])
   assert.deepEqual(FastProtobufTraceSerializer.deserializeResponse(response), ProtobufTraceSerializer.deserializeResponse(response))
+})
+
+test('the journey\'s finished spans, whose times are epoch milliseconds: the same bytes as the library writes from their HrTime pairs, at every rounding edge', () => {
+  const { provider: p, memory } = provider('finished')
+  p.getTracer('journey').startSpan('origin').end()
+  const sdk = memory.getFinishedSpans()[0]!
+  const origin = { resource: sdk.resource, instrumentationScope: sdk.instrumentationScope }
+  const ctx = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1 }
+  const base = 1_796_000_000_000 // 2026-11
+  // Sub-millisecond fractions that round up, down and to the next second; whole seconds; times before 2001
+  // (fewer digits) and after 2038 (beyond 32-bit seconds).
+  const times = [base, base + 0.0004, base + 0.0005, base + 0.0015, base + 999.9999996, base + 999.999, base + 123.456789,
+    978_307_200_000.25, 2_200_000_000_000.75, 1, 0.5]
+  const spans = times.map((t, i) => new FinishedSpan(origin, { ...ctx, spanId: `${i}`.padStart(16, '0') }, undefined, `s${i}`, SpanKind.INTERNAL, t, t + i * 0.3337, { i }, undefined, UNSET))
+  assert.ok(ours(spans).equals(library(spans)))
+  // What other processors read: the pairs the SDK would have made.
+  for (const [i, s] of spans.entries()) {
+    assert.deepEqual(s.startTime, millisToHrTime(times[i]!))
+    assert.deepEqual(s.endTime, millisToHrTime(times[i]! + i * 0.3337))
+    assert.deepEqual(s.duration, hrTimeDuration(s.startTime, s.endTime))
+  }
 })
