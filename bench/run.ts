@@ -21,16 +21,11 @@ import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk } from './wrk.ts'
 import type { TickState } from './tick-state.ts'
-import { benchRoutes, CLK_TCK, cpuTicks, machine, peakRssMb, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
+import { benchRoutes, CLK_TCK, cpuTicks, machine, NODE_FLAGS, peakRssMb, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
 import { paired, pairedKept, type Paired } from './paired.ts'
 import { median } from './stats.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
-// Node flags for every server, variant and twin alike. By default V8's memory reducer is off: it runs
-// memory-saving GCs in a process whose allocation rate drops, as every server here does while the other
-// pairs are measured, and a server it has run in stays ≈ 3 µs per request slower in user space for as long
-// as it was measured afterwards (bench/NOTES.md). A server under steady load never triggers it.
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '--no-memory-reducer').split(' ').filter(Boolean)
 const DURATION = Number(process.env.DURATION ?? 2)
 const LABEL: Record<VariantName, string> = {
   bare: 'bare Fastify (same routes, no telemetry)',

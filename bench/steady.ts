@@ -17,16 +17,15 @@ import { join } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { AGE_BANDS, byAge, renderByAge, type AgeWindow } from './by-age.ts'
 import { paired } from './paired.ts'
-import { benchRoutes, machine, root, startReceiver, startServer, stopServers } from './servers.ts'
+import { benchRoutes, machine, NODE_FLAGS, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 
 const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,journey-1pct')
 const PAIRS = Number(process.env.PAIRS ?? 2)
 const AGE = Number(process.env.AGE ?? 60)
 const WINDOW = 2
-// The same flags as npm run bench's servers (run.ts says why the memory reducer is off there; here nothing
-// idles, so it changes nothing, and keeping them equal keeps the two benches comparable).
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '--no-memory-reducer').split(' ').filter(Boolean)
+// The same flags as npm run bench's servers (NODE_FLAGS, servers.ts: here nothing idles, so the memory
+// reducer changes nothing, and keeping them equal keeps the two benches comparable).
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-steady-'))
 const routes = benchRoutes(dir).filter(r => (process.env.ROUTES ?? 'get').split(',').includes(r.key))
