@@ -15,7 +15,8 @@
 //
 // A, B: checkouts (default: this one; each needs its node_modules and, like the other, its TCP_INFO addon:
 // npm run install builds it). A_FLAGS, B_FLAGS: Node flags added to
-// npm run bench's (BENCH_NODE_FLAGS, default --no-memory-reducer). A_ENV, B_ENV: JSON objects of variables.
+// npm run bench's (BENCH_NODE_FLAGS, default --no-memory-reducer). A_ENV, B_ENV: JSON objects of variables (the bench's own — the
+// variant, ports, OTEL_BSP_SCHEDULE_DELAY — cannot be overridden).
 // VARIANT (journey-metrics), ROUTE (get, post or https), PAIRS (2), WINDOWS per pair (6, of 3 s each),
 // WARM (seconds of load before the first window, 6). Windows where the servers did not get 90 % of the core
 // are dropped, as in npm run bench. B/A below 1 means B is cheaper.
@@ -25,7 +26,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { paired, pairedKept } from './paired.ts'
-import { benchRoutes, machine, root, startReceiver, startServer, stopServers } from './servers.ts'
+import { benchRoutes, machine, NODE_FLAGS, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { median } from './stats.ts'
 
@@ -34,9 +35,8 @@ function side (name: 'A' | 'B'): Side {
   const checkout = resolve(process.env[name] ?? root)
   if (!existsSync(join(checkout, 'bench', 'server.ts'))) throw new Error(`${name}=${checkout}: no bench/server.ts there`)
   const env = JSON.parse(process.env[`${name}_ENV`] ?? '{}') as Record<string, string>
-  const base = (process.env.BENCH_NODE_FLAGS ?? '--no-memory-reducer').split(' ')
   const addon = existsSync(join(checkout, 'native', 'build', 'Release', 'tcp_info.node'))
-  return { name, checkout, flags: [...base, ...(process.env[`${name}_FLAGS`] ?? '').split(' ')].filter(Boolean), env, addon }
+  return { name, checkout, flags: [...NODE_FLAGS, ...(process.env[`${name}_FLAGS`] ?? '').split(' ').filter(Boolean)], env, addon }
 }
 const a = side('A')
 const b = side('B')
@@ -74,6 +74,8 @@ for (let pair = 1; pair <= PAIRS; pair++) {
   const procs = await Promise.all([first, second].map((s, slot) => startServer(variant!, slot, { flags: s.flags, checkout: s.checkout, env: s.env, stdout: out(s), children })))
   const procOf = (s: Side): ChildProcess => procs[s === first ? 0 : 1]!
   const urlOf = (s: Side): string => route.url(s === first ? 0 : 1)
+  // What each side's server was really started with (its arguments after node), not what was asked for.
+  for (const s of [a, b]) console.log(`pair ${pair} ${s.name} pid ${procOf(s).pid}: ${procOf(s).spawnargs.slice(1).join(' ')}`)
   if (WARM > 0) await paired(procOf(a), urlOf(a), procOf(b), urlOf(b), route.lua, WARM)
   const ratios: number[] = []
   for (let w = 0; w < WINDOWS; w++) {

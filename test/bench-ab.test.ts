@@ -1,6 +1,6 @@
 // npm run bench:ab runs two servers of one variant paired on one core and prints B's CPU per request over
 // A's, window by window. Here with the cheapest settings (it asserts no figure: that is the bench's to
-// print): the two sides get their own flags, every kept window has a ratio, the summary comes last, and a
+// print): the two sides' servers are started with their own flags, every kept window has a ratio, the summary comes last, and a
 // checkout that is not this project's, or one that lacks the TCP_INFO addon this one has, stops it before any
 // server starts.
 import assert from 'node:assert/strict'
@@ -24,6 +24,9 @@ test('bench:ab pairs A and B, each with its own flags, and prints B/A per window
   assert.equal(code, 0, err)
   assert.match(out, /^ {2}A: .* --no-memory-reducer$/m)
   assert.match(out, /^ {2}B: .* --no-memory-reducer --stack-size=2000$/m)
+  // The flags reached the server B started, and only that one.
+  assert.match(out, /^pair 1 B pid \d+: --no-memory-reducer --stack-size=2000 --allow-natives-syntax \S*bench\/server\.ts$/m)
+  assert.match(out, /^pair 1 A pid \d+: --no-memory-reducer --allow-natives-syntax \S*bench\/server\.ts$/m)
   const windows = out.match(/^pair 1 window \d {2}A [\d.]+ \+ [\d.]+ µs {2}B [\d.]+ \+ [\d.]+ µs .* B\/A \d\.\d{3}$/gm) ?? []
   assert.ok(windows.length >= 1, out)
   assert.match(out, /^B\/A CPU per request: median \d\.\d{3}, range \d\.\d{3}–\d\.\d{3}, \d+ windows in 1 pair/m)
