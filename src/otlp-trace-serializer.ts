@@ -389,12 +389,13 @@ function span (s: ReadableSpan): void {
     w.tag(6, VARINT)
     w.varint(s.kind + 1)
   }
-  w.tag(7, FIXED64)
   // The journey's finished spans keep their times as milliseconds and make HrTime pairs only when asked.
-  if (s instanceof FinishedSpan) w.epochMs(s.startMs)
+  const finished = s instanceof FinishedSpan
+  w.tag(7, FIXED64)
+  if (finished) w.epochMs(s.startMs)
   else w.hrTime(s.startTime)
   w.tag(8, FIXED64)
-  if (s instanceof FinishedSpan) w.epochMs(s.endMs)
+  if (finished) w.epochMs(s.endMs)
   else w.hrTime(s.endTime)
   if (s.attributes) attributes(s.attributes, 9)
   w.tag(10, VARINT)
