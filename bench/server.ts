@@ -9,6 +9,12 @@ import { loadTlsMaterial } from '../src/tls-cert.ts'
 
 import { VARIANTS, type VariantName } from './variants.ts'
 import { reportTickStateOnSignal } from './tick-state.ts'
+import { keepTickShape } from '../src/tick-shape.ts'
+
+// Every server, variant and twin alike, as src/main.ts does: otherwise V8 leaves nextTick ≈ 2 µs slower for
+// good in some processes at random (src/tick-shape.ts). It is Node's, not an instrumentation's: bare servers
+// met it too, instrumented ones more often. tick-state.ts still reads every server's state.
+keepTickShape()
 
 const variant = (process.env.BENCH_VARIANT ?? 'bare') as VariantName
 if (!VARIANTS.includes(variant)) throw new Error(`BENCH_VARIANT must be one of ${VARIANTS.join(', ')}`)
