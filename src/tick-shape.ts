@@ -7,9 +7,9 @@
 // (megamorphic) from the first other class on (Runtime_DefineKeyedOwnPropertyInLiteral). Nothing but live
 // tick objects holds those classes. When they are collected, the next tick builds the same chain of classes
 // anew, the feedback sees a class it has not seen, and it turns megamorphic for the rest of the process's
-// life. Measured with `node --log-maps` on the bench's servers (bench/NOTES.md, seventeenth session): every
-// process left that way had built the chain once more than the others, seconds into its life; holding one
-// tick object, each built it once, and no process of 32 was left slow (against 5–7 of 32 without).
+// life. Measured with `node --log-maps` on the bench's servers (bench/NOTES.md, seventeenth session): the
+// four processes of 32 left that way had built the chain once more than the others, seconds into their
+// life; holding one tick object, each built it once, and none of 32 was left slow (4–8 of 32 without).
 //
 // Holding one tick object keeps its class, and through each class's back pointer the whole chain. No
 // public API hands out a tick object; an async_hooks init hook is given each new one, so a hook is enabled
