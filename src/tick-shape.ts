@@ -9,7 +9,9 @@
 // anew, the feedback sees a class it has not seen, and it turns megamorphic for the rest of the process's
 // life. Measured with `node --log-maps` on the bench's servers (bench/NOTES.md, seventeenth session): the
 // four processes of 32 left that way had built the chain once more than the others, seconds into their
-// life; holding one tick object, each built it once, and none of 32 was left slow (4–8 of 32 without).
+// life; holding one tick object, each built it once, and none of 32 was left slow (4–8 of 32 without). A
+// process that has run ticks and then twice idles through full collections with none queued ends that way
+// every time, and never with this (test/tick-shape.test.ts).
 //
 // Holding one tick object keeps its class, and through each class's back pointer the whole chain. No
 // public API hands out a tick object; an async_hooks init hook is given each new one, so a hook is enabled
