@@ -17,7 +17,7 @@ import {
 } from './sampling.ts'
 import { channels } from './publish.ts'
 import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.ts'
-import { requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
+import { one, requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { admissionOf } from './admission.ts'
 
 export interface SpanConsumerOptions {
@@ -185,7 +185,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // In the shape the SDK gives a link once it has checked its attributes (a finished request span keeps it as is).
     const links: Link[] = [{
       context: { traceId: conn.traceId, spanId: conn.spanId, traceFlags: 1 },
-      attributes: { [ATTR.connectionId]: conn.id },
+      attributes: one(ATTR.connectionId, conn.id),
       droppedAttributesCount: 0
     }]
 
@@ -265,6 +265,19 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     span.end(toEpochMs(iv.end))
   }
 
+  // Filled by assignment, as span-attributes.ts explains.
+  function connectionAttributes (conn: ConnectionRecord): Attributes {
+    const a: Attributes = {}
+    a[ATTR.listener] = conn.listener
+    a[ATTR.connectionId] = conn.id
+    a[ATTR.connectionRequests] = conn.requests
+    a[ATTR.connectionBytesRead] = conn.bytesRead
+    a[ATTR.connectionBytesWritten] = conn.bytesWritten
+    a[ATTR.precision] = precision
+    a[ATTR.samplingRule] = conn.kept ? 'linked' : 'error'
+    return conn.secure ? Object.assign(a, tlsAttributes(conn)) : a
+  }
+
   // The connection's own span (accept → close), in its own trace: exported when a kept request links to
   // it, or when the connection failed (TLS handshake failure, HTTP client error) so failures are never lost.
   function onConnectionClose (message: unknown): void {
@@ -276,16 +289,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const span: Span = tracer.startSpan(SPAN_CONNECTION, {
       kind: SpanKind.SERVER,
       startTime: toEpochMs(conn.acceptAt),
-      attributes: {
-        [ATTR.listener]: conn.listener,
-        [ATTR.connectionId]: conn.id,
-        [ATTR.connectionRequests]: conn.requests,
-        [ATTR.connectionBytesRead]: conn.bytesRead,
-        [ATTR.connectionBytesWritten]: conn.bytesWritten,
-        [ATTR.precision]: precision,
-        [ATTR.samplingRule]: conn.kept ? 'linked' : 'error',
-        ...(conn.secure ? tlsAttributes(conn) : {})
-      }
+      attributes: connectionAttributes(conn)
     }, DECIDED_ROOT)
     ids.preset(undefined, undefined)
     if (conn.tlsFailure !== undefined) {
@@ -293,12 +297,12 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       const end = Number.isNaN(conn.closeAt) ? conn.acceptAt : conn.closeAt
       const tls = tracer.startSpan(stageSpanName('tls'), {
         startTime: toEpochMs(Number.isNaN(conn.acceptedAt) ? conn.acceptAt : conn.acceptedAt),
-        attributes: { [ATTR.tlsFailure]: conn.tlsFailure }
+        attributes: one(ATTR.tlsFailure, conn.tlsFailure)
       }, decided(trace.setSpan(ROOT_CONTEXT, span)))
       tls.setStatus({ code: SpanStatusCode.ERROR, message: `TLS handshake failed: ${conn.tlsFailure}` })
       tls.end(toEpochMs(end))
     }
-    for (const reason of conn.errors) span.addEvent('connection error', { [ATTR_ERROR_TYPE]: reason })
+    for (const reason of conn.errors) span.addEvent('connection error', one(ATTR_ERROR_TYPE, reason))
     if (failed) {
       span.setAttribute(ATTR_ERROR_TYPE, conn.tlsFailure ?? conn.errors[0] ?? 'error')
       span.setStatus({ code: SpanStatusCode.ERROR })

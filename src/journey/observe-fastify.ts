@@ -306,7 +306,9 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       const pre = route.preParsing
       route.preParsing = pre === undefined ? [countDecoded] : Array.isArray(pre) ? [...pre, countDecoded] : [pre, countDecoded]
     }
-    route.config = { ...route.config, [kWrapped]: true } as typeof route.config
+    const config: Record<PropertyKey, unknown> = { ...route.config }
+    config[kWrapped] = true
+    route.config = config as typeof route.config
     const handler = route.handler
     route.handler = function journeyHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       const rec = request.journey
