@@ -58,16 +58,11 @@ let listenHttps = (): ReturnType<typeof createHttpsServer> => https!
 if (variant.startsWith('journey')) {
   const { createJourney } = await import('../src/journey/index.ts')
   const { startTelemetry } = await import('../src/telemetry.ts')
-  const { EXPORT_THREADS } = await import('../src/config.ts')
-  const exportThreadOf = (v: string | undefined): typeof EXPORT_THREADS[number] => {
-    const choice = EXPORT_THREADS.find(t => t === (v ?? 'auto'))
-    if (choice === undefined) throw new Error(`JOURNEY_EXPORT_THREAD must be one of ${EXPORT_THREADS.join(', ')}`)
-    return choice
-  }
+  const { exportThreadFromEnv } = await import('../src/config.ts')
   const sampled = variant === 'journey-1pct' || variant === 'journey-100pct'
   const telemetry = await startTelemetry('bench', pino({ level: 'warn' }), {
-    // As the server reads it (config.ts), so bench:ab can compare the two export threads (B_ENV).
-    exportThread: exportThreadOf(process.env.JOURNEY_EXPORT_THREAD),
+    // As the server reads it, so bench:ab can compare the two export threads (B_ENV).
+    exportThread: exportThreadFromEnv(process.env),
     env: {
       ...process.env,
       OTEL_TRACES_EXPORTER: sampled ? 'otlp' : 'none',

@@ -84,6 +84,11 @@ function oneOf<T extends string> (env: Env, name: string, def: T, allowed: reado
   return v
 }
 
+/** JOURNEY_EXPORT_THREAD, as the server reads it (also read by the bench's servers, so bench:ab can compare the two). */
+export function exportThreadFromEnv (env: Env): ExportThreadChoice {
+  return oneOf(env, 'JOURNEY_EXPORT_THREAD', 'auto', EXPORT_THREADS)
+}
+
 function bool (env: Env, name: string, def: boolean): boolean {
   const v = oneOf(env, name, def ? 'true' : 'false', ['true', 'false', '1', '0'])
   return v === 'true' || v === '1'
@@ -142,7 +147,7 @@ export function loadConfig (env: Env = process.env): Config {
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
-    exportThread: oneOf(env, 'JOURNEY_EXPORT_THREAD', 'auto', EXPORT_THREADS),
+    exportThread: exportThreadFromEnv(env),
     // The default is telemetry.ts's SPAN_QUEUE_DEFAULTS.maxConcurrentExports; at most the OTLP exporters' own
     // limit of concurrent sends (30), beyond which they refuse an export.
     exportConcurrency: int(env, 'JOURNEY_EXPORT_CONCURRENCY', 8, 1, 30),
