@@ -11,7 +11,11 @@
 // four processes of 32 left that way had built the chain once more than the others, seconds into their
 // life; holding one tick object, each built it once, and none of 32 was left slow (4–8 of 32 without). A
 // process that has run ticks and then twice idles through full collections with none queued ends that way
-// every time, and never with this (test/tick-shape.test.ts).
+// every time, and never with this (test/tick-shape.test.ts). In a real server that is what going quiet does:
+// V8's memory reducer runs such collections when the allocation rate drops. Bare bench servers warmed, then
+// idle for a minute with Node's default flags, all ended that way without this (7 of 7; three came back
+// ≈ 2–3 µs per request slower; the state before the pause was not read) and none with it (0 of 7):
+// bench/NOTES.md, eighteenth session.
 //
 // Holding one tick object keeps its class, and through each class's back pointer the whole chain. No
 // public API hands out a tick object; an async_hooks init hook is given each new one, so a hook is enabled
