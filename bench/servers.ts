@@ -63,8 +63,8 @@ export function benchRoutes (dir: string): BenchRoute[] {
 // default V8's memory reducer is off: it runs full collections in a process whose allocation rate drops, as
 // every server of npm run bench does while the other pairs are measured. Those collections were what left
 // an idle server ≈ 3 µs per request slower for good (the slow nextTick, now prevented: src/tick-shape.ts);
-// with the fix they still make the heavy variants' windows and peak RSS vary more (a full run with them,
-// bench/NOTES.md, eighteenth session), so they stay off. A server under steady load never triggers them.
+// with the fix, one full run with them read the same medians and a higher peak RSS at 100 % (bench/NOTES.md,
+// eighteenth session), so the method stays as it was. A server under steady load never triggers them.
 export const NODE_FLAGS: readonly string[] = (process.env.BENCH_NODE_FLAGS ?? '--no-memory-reducer').split(' ').filter(Boolean)
 
 export interface StartOptions {
