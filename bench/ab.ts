@@ -85,7 +85,7 @@ for (let pair = 1; pair <= PAIRS; pair++) {
     const cpu = 1 / p.ratio
     ratios.push(cpu)
     userDiffs.push(p.userUs - p.twinUserUs)
-    console.log(`pair ${pair} window ${w + 1}  A ${fmt(p.twinUserUs)} + ${fmt(p.twinKernelUs)} µs  B ${fmt(p.userUs)} + ${fmt(p.kernelUs)} µs  (user + kernel per request)  B/A ${fmt(cpu, 3)}`)
+    console.log(`pair ${pair} window ${w + 1}  A ${fmt(p.twinUserUs)} + ${fmt(p.twinKernelUs)} µs  B ${fmt(p.userUs)} + ${fmt(p.kernelUs)} µs  (user + kernel per request)  wrk sleeps/response A ${fmt(p.twinSleepsPerResponse, 2)} B ${fmt(p.sleepsPerResponse, 2)}  B/A ${fmt(cpu, 3)}`)
   }
   const states = await stopServers(procs, c => out(c === procs[0] ? first : second))
   const slow = [a, b].filter(s => states.get(procOf(s)) === 'slow').map(s => s.name)

@@ -12,54 +12,16 @@
 //
 //   npm run bench:pace                         # busy loops of 0, 3, 8, 12, 20, 35 µs; 2 rounds (≈ 2 min)
 //   SPIN_US=0,12 ROUNDS=3 npm run bench:pace
-//   WARM_S=1 WINDOW_S=2 …                      # shorter load before and during the measured window (4 and 4 s)
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+//   WARM_S=1 WINDOW_S=2 …                      # shorter warm-up and measured load (4 and 4 s)
+import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { setTimeout as pause } from 'node:timers/promises'
 import { CLK_TCK, cpuTimes } from './servers.ts'
-import { parseWrk } from './wrk.ts'
+import { wrk } from './wrk.ts'
 
 const WARM_S = Number(process.env.WARM_S ?? 4)
 const WINDOW_S = Number(process.env.WINDOW_S ?? 4)
 
-if (process.env.PACE_SPIN_US !== undefined) {
-  // The server side of one measurement (this file started again by the driver below).
-  const { keepTickShape } = await import('../src/tick-shape.ts')
-  keepTickShape()
-  const { default: Fastify } = await import('fastify')
-  const spinMs = Number(process.env.PACE_SPIN_US) / 1000
-  const app = Fastify()
-  app.get('/', async () => {
-    const end = performance.now() + spinMs
-    while (spinMs > 0 && performance.now() < end);
-    return { hello: 'world' }
-  })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  // The driver reads the port from here: a fixed one could be another process's.
-  console.log(String((app.server.address() as { port: number }).port))
-} else {
-  await drive()
-}
-
-/** Voluntary context switches of all of a process's threads (wrk's main thread only waits for its worker). */
-function voluntarySwitches (pid: number): number {
-  let n = 0
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    n += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'))?.[1] ?? 0)
-  }
-  return n
-}
-
-function runWrk (port: number, seconds: number): { child: ChildProcess, done: Promise<string> } {
-  let child!: ChildProcess
-  const done = new Promise<string>((resolve, reject) => {
-    // taskset execs wrk: the child's pid is wrk's.
-    child = execFile('taskset', ['-c', '1', 'wrk', '-t1', '-c50', `-d${seconds}s`, `http://127.0.0.1:${port}/`], { encoding: 'utf8' },
-      (err, out) => err === null ? resolve(out) : reject(err))
-  })
-  return { child, done }
-}
+const url = (port: number): string => `http://127.0.0.1:${port}/`
 
 interface Row { spinUs: number, rps: number, userUs: number, kernelUs: number, sleepsPerResponse: number }
 
@@ -72,26 +34,17 @@ async function measure (spinUs: number): Promise<Row> {
       server.stdout!.once('data', (line: Buffer) => resolve(Number(line.toString())))
       server.once('exit', code => reject(new Error(`the busy-loop server exited (${code}) before listening`)))
     })
-    await runWrk(port, WARM_S).done // warm-up: V8 optimizes, the heap grows
-    // The measured window sits inside wrk's run, clear of its connecting and its last responses.
-    const load = runWrk(port, WINDOW_S + 1)
-    await pause(500)
+    await wrk(url(port), WARM_S, undefined) // warm-up: V8 optimizes, the heap grows
     const s0 = cpuTimes(server.pid!)
-    const w0 = voluntarySwitches(load.child.pid!)
-    const t0 = performance.now()
-    await pause(WINDOW_S * 1000)
+    const load = await wrk(url(port), WINDOW_S, undefined)
     const s1 = cpuTimes(server.pid!)
-    const w1 = voluntarySwitches(load.child.pid!)
-    const seconds = (performance.now() - t0) / 1000
-    const { rps, errors } = parseWrk(await load.done)
-    if (errors > 0) throw new Error(`wrk saw ${errors} errors against the busy-loop server (${spinUs} µs)`)
-    const requests = rps * seconds // wrk's rate over its whole window; the server is steady by then
+    if (load.errors > 0) throw new Error(`wrk saw ${load.errors} errors against the busy-loop server (${spinUs} µs)`)
     return {
       spinUs,
-      rps,
-      userUs: (s1.user - s0.user) / CLK_TCK * 1e6 / requests,
-      kernelUs: (s1.kernel - s0.kernel) / CLK_TCK * 1e6 / requests,
-      sleepsPerResponse: (w1 - w0) / requests
+      rps: load.rps,
+      userUs: (s1.user - s0.user) / CLK_TCK * 1e6 / load.requests,
+      kernelUs: (s1.kernel - s0.kernel) / CLK_TCK * 1e6 / load.requests,
+      sleepsPerResponse: load.sleepsPerResponse
     }
   } finally {
     server.kill()
@@ -117,5 +70,25 @@ async function drive (): Promise<void> {
     const m = (f: (r: Row) => number): number => median(of.map(f))
     console.log(`| ${spinUs} µs | ${Math.round(m(r => r.rps))} | ${m(r => r.userUs).toFixed(1)} | ${m(r => r.kernelUs).toFixed(1)} | ${m(r => r.sleepsPerResponse).toFixed(2)} |`)
   }
-  console.log(`\nMedians of ${rounds} round(s); each a fresh server alone on CPU 0 (${WARM_S} s of load first), wrk -t1 -c50 on CPU 1; CPU from /proc/PID/stat over ${WINDOW_S} s.`)
+  console.log(`\nMedians of ${rounds} round(s); each a fresh server alone on CPU 0 (${WARM_S} s of load first), wrk -t1 -c50 on CPU 1; CPU from /proc/PID/stat over ${WINDOW_S} s of wrk, its sleeps from the middle of that run (wrk.ts).`)
+}
+
+// Last, so that everything above is defined before the driver runs.
+if (process.env.PACE_SPIN_US !== undefined) {
+  // The server side of one measurement (this file started again by the driver below).
+  const { keepTickShape } = await import('../src/tick-shape.ts')
+  keepTickShape()
+  const { default: Fastify } = await import('fastify')
+  const spinMs = Number(process.env.PACE_SPIN_US) / 1000
+  const app = Fastify()
+  app.get('/', async () => {
+    const end = performance.now() + spinMs
+    while (spinMs > 0 && performance.now() < end);
+    return { hello: 'world' }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  // The driver reads the port from here: a fixed one could be another process's.
+  console.log(String((app.server.address() as { port: number }).port))
+} else {
+  await drive()
 }

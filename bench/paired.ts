@@ -21,6 +21,9 @@ export interface Paired {
   kernelUs: number
   twinUserUs: number
   twinKernelUs: number
+  /** How often each side's wrk went to sleep per response (wrk.ts): how much of a kernel share is pace. */
+  sleepsPerResponse: number
+  twinSleepsPerResponse: number
 }
 
 export async function paired (twin: ChildProcess, twinUrl: string, child: ChildProcess, url: string, lua: string | undefined, seconds: number): Promise<Paired> {
@@ -42,7 +45,9 @@ export async function paired (twin: ChildProcess, twinUrl: string, child: ChildP
     userUs: usPerRequest(v1.user - v0.user, rv.requests),
     kernelUs: usPerRequest(v1.kernel - v0.kernel, rv.requests),
     twinUserUs: usPerRequest(b1.user - b0.user, rb.requests),
-    twinKernelUs: usPerRequest(b1.kernel - b0.kernel, rb.requests)
+    twinKernelUs: usPerRequest(b1.kernel - b0.kernel, rb.requests),
+    sleepsPerResponse: rv.sleepsPerResponse,
+    twinSleepsPerResponse: rb.sleepsPerResponse
   }
 }
 

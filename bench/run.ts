@@ -231,6 +231,9 @@ for (const r of ROUTES) {
       twinKernelUs: us(p => p.twinKernelUs),
       addedUserUs: us(p => p.userUs - p.twinUserUs),
       addedKernelUs: us(p => p.kernelUs - p.twinKernelUs),
+      // A window whose wrk could not be read (NaN) has no say.
+      sleepsPerResponse: round2(median(kept.map(p => p.sleepsPerResponse).filter(Number.isFinite))),
+      twinSleepsPerResponse: round2(median(kept.map(p => p.twinSleepsPerResponse).filter(Number.isFinite))),
       otlpBytesPerRequest: Math.round(median(alone.map(s => s.otlpBytesPerRequest))),
       otlpSpansPerRequest: round2(median(alone.map(s => s.otlpSpansPerRequest))),
       spansPerRequestUnloaded: round2(unloaded.get(`${v} ${r.name}`) ?? NaN)

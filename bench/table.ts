@@ -34,6 +34,13 @@ export interface BenchRow {
   addedUserUs: number
   addedKernelUs: number
   /**
+   * How often the variant's wrk thread, and its twin's, went to sleep per response in the paired windows
+   * (median; bench/wrk.ts). A response that finds wrk asleep costs the server more kernel time on loopback
+   * (bench/pace.ts). Absent in results from before it was measured.
+   */
+  sleepsPerResponse?: number
+  twinSleepsPerResponse?: number
+  /**
    * Of the variant's processes (one per round), and of its twins: how many ended their round with V8's slow
    * process.nextTick (bench/tick-state.ts). Counted, not left out: how often it happens depends on what the
    * process runs. Absent in results from before it was counted.
@@ -90,14 +97,19 @@ export function renderTable (rows: BenchRow[], meta: BenchMeta): string {
     const tenths = Math.round(x * 10)
     return tenths === 0 ? '0.0' : `${tenths > 0 ? '+' : '−'}${(Math.abs(tenths) / 10).toFixed(1)}`
   }
+  const withSleeps = rows.some(r => num(r.sleepsPerResponse))
+  const sleeps = (r: BenchRow): string => withSleeps && num(r.sleepsPerResponse) && num(r.twinSleepsPerResponse)
+    ? `; ${r.sleepsPerResponse.toFixed(2)} (${r.twinSleepsPerResponse.toFixed(2)})`
+    : ''
   const split = (r: BenchRow | undefined): string => r === undefined || !Number.isFinite(r.addedUserUs)
     ? '—'
-    : `**${signed(r.addedUserUs)}** / ${signed(r.addedKernelUs)} (${r.twinUserUs.toFixed(1)} / ${r.twinKernelUs.toFixed(1)})`
+    : `**${signed(r.addedUserUs)}** / ${signed(r.addedKernelUs)} (${r.twinUserUs.toFixed(1)} / ${r.twinKernelUs.toFixed(1)})${sleeps(r)}`
   lines.push(
-    `| variant | ${ROUTE_ORDER.map(r => `${r}: added µs/request, user / kernel (twin's own)`).join(' | ')} |`,
+    `| variant | ${ROUTE_ORDER.map(r => `${r}: added µs/request, user / kernel (twin's own)${withSleeps ? '; wrk sleeps/response (twin\'s)' : ''}`).join(' | ')} |`,
     `|---|${ROUTE_ORDER.map(() => '---:').join('|')}|`
   )
   for (const v of variants) lines.push(`| ${v} | ${ROUTE_ORDER.map(r => split(cell(v, r))).join(' | ')} |`)
-  lines.push('', 'CPU per request in the same paired windows, the variant minus its bare twin (median of the windows\' differences), split by Linux\'s utime/stime: user space is where instrumentation code runs, kernel is the sockets\' work. In brackets: the twin\'s own user / kernel µs per request. The split is apportioned by sampling at the kernel\'s timer tick, so each figure of a single window is good to about ±0.5 µs.', '')
+  lines.push('', 'CPU per request in the same paired windows, the variant minus its bare twin (median of the windows\' differences), split by Linux\'s utime/stime: user space is where instrumentation code runs, kernel is the sockets\' work. In brackets: the twin\'s own user / kernel µs per request. The split is apportioned by sampling at the kernel\'s timer tick, so each figure of a single window is good to about ±0.5 µs.' +
+    (withSleeps ? ' wrk sleeps/response: how often the variant\'s load generator thread (its twin\'s in brackets) went to sleep per response. On loopback a server\'s write wakes it when it sleeps and pays for that in its own kernel time, so a slower server pays more kernel per request whatever makes it slower: ≈ 4–5 µs once wrk sleeps after every response (npm run bench:pace, [bench/README.md](bench/README.md#what-being-slower-costs-in-the-kernel-npm-run-benchpace)).' : ''), '')
   return lines.join('\n')
 }

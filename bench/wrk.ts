@@ -1,5 +1,6 @@
 // wrk, Debian's HTTP load generator, run from the bench: pinned to CPU 1, its output parsed into numbers.
 import { execFile } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
 
 export interface WrkResult {
   /** Every response wrk counted, whatever its status. */
@@ -12,6 +13,13 @@ export interface WrkResult {
    * is not a measurement of serving: a server answering 500s fast would look cheap.
    */
   errors: number
+  /**
+   * How often wrk's thread went to sleep per response, in the middle of the run (NaN when not measured).
+   * On loopback a server's write wakes wrk when it sleeps, and pays for that in its own kernel time: a
+   * server slow enough to find wrk asleep after every response pays ≈ 4–5 µs more per request here
+   * (bench/pace.ts), so this says how much of a kernel share is pace rather than code.
+   */
+  sleepsPerResponse: number
 }
 
 export function parseWrk (out: string): WrkResult {
@@ -25,14 +33,46 @@ export function parseWrk (out: string): WrkResult {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
     p50: lat('50'),
     p99: lat('99'),
-    errors: non2xx + socketErrors
+    errors: non2xx + socketErrors,
+    sleepsPerResponse: NaN
+  }
+}
+
+/** Voluntary context switches of all of a process's threads (wrk's main thread only waits for its worker); NaN once it has gone. */
+export function voluntarySwitches (pid: number): number {
+  try {
+    let n = 0
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8'))?.[1])
+    }
+    return n
+  } catch {
+    return NaN
   }
 }
 
 /** wrk -t1 on CPU 1, keep-alive, `connections` connections for `seconds`; `script` is a Lua file (a POST body, say). */
 export function wrk (url: string, seconds: number, script: string | undefined, connections = 50): Promise<WrkResult> {
   const args = ['-c', '1', 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...(script === undefined ? [] : ['-s', script]), url]
+  // wrk's sleeps are counted from 0.3 s in to 0.3 s before its end, clear of connecting and stopping, and
+  // divided by the responses of that span at wrk's mean rate (the load is steady by then).
+  const margin = 0.3
+  let first: { at: number, n: number } | undefined
+  let last: { at: number, n: number } | undefined
   return new Promise((resolve, reject) => {
-    execFile('taskset', args, { encoding: 'utf8' }, (err, out) => err === null ? resolve(parseWrk(out)) : reject(err))
+    // taskset execs wrk: the child's pid is wrk's.
+    const child = execFile('taskset', args, { encoding: 'utf8' }, (err, out) => {
+      clearTimeout(t1)
+      clearTimeout(t2)
+      if (err !== null) return reject(err)
+      const result = parseWrk(out)
+      if (first !== undefined && last !== undefined && last.at > first.at) {
+        result.sleepsPerResponse = (last.n - first.n) / (result.rps * (last.at - first.at) / 1000)
+      }
+      resolve(result)
+    })
+    const read = (): { at: number, n: number } => ({ at: performance.now(), n: voluntarySwitches(child.pid!) })
+    const t1 = setTimeout(() => { first = read() }, margin * 1000)
+    const t2 = setTimeout(() => { last = read() }, (seconds - margin) * 1000)
   })
 }

@@ -46,6 +46,22 @@ test('the CPU split shows what a variant adds over its twin, signed, with the tw
   assert.equal(tiny, '| v | **0.0** / 0.0 (7.4 / 7.9) | — | — |')
 })
 
+test('the CPU split adds how often wrk slept per response (the twin\'s in brackets), once a result has it', () => {
+  const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
+  const row: BenchRow = {
+    variant: 'v', route: 'GET /', rps: 1, rpsPerCpuSecond: 1, ratio: 0.9, ratioMin: 0.9, ratioMax: 0.9, p50Ms: 1, p99Ms: 1, peakRssMb: 1, windowsKept: '', otlpBytesPerRequest: 0, otlpSpansPerRequest: 0, spansPerRequestUnloaded: NaN,
+    userUs: 9.93, kernelUs: 7.6, twinUserUs: 7.44, twinKernelUs: 7.91, addedUserUs: 2.49, addedKernelUs: -0.31, sleepsPerResponse: 0.912, twinSleepsPerResponse: 0.376
+  }
+  const table = renderTable([row], meta)
+  assert.equal(table.split('\n').filter(l => l.startsWith('| v |'))[1], '| v | **+2.5** / −0.3 (7.4 / 7.9); 0.91 (0.38) | — | — |')
+  assert.match(table, /GET \/: added µs\/request, user \/ kernel \(twin's own\); wrk sleeps\/response \(twin's\)/)
+  assert.match(table, /wrk sleeps\/response: how often/)
+  // Results from before it was measured render as they did.
+  const old = renderTable([{ ...row, sleepsPerResponse: undefined, twinSleepsPerResponse: undefined }], meta)
+  assert.equal(old.split('\n').filter(l => l.startsWith('| v |'))[1], '| v | **+2.5** / −0.3 (7.4 / 7.9) | — | — |')
+  assert.doesNotMatch(old, /sleeps/)
+})
+
 test('the spans column says how many spans a request exported under load, and of how many when nothing is lost', () => {
   const meta: BenchMeta = { date: 'd', machine: 'm', method: 'x' }
   const base: BenchRow = {

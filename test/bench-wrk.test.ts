@@ -46,6 +46,20 @@ test('wrk: requests are the responses the server sent, and error responses are c
   }
 })
 
+test('wrk: how often its thread slept per response — about once for a server that answers one at a time, 5 ms apart', { skip }, async () => {
+  // One connection and a 5 ms wait per answer: wrk has nothing to do between responses, so it sleeps
+  // before each one. (wrk's main thread only waits for its worker: counting it alone would say 0.)
+  const slow = await serve((_req, res) => { setTimeout(() => res.end('x'), 5) })
+  try {
+    const r = await wrk(slow.url, 2, undefined, 1)
+    assert.ok(r.requests > 20, `requests ${r.requests}`)
+    assert.ok(r.sleepsPerResponse >= 0.8 && r.sleepsPerResponse <= 3, `sleeps per response ${r.sleepsPerResponse}`)
+  } finally {
+    slow.server.close()
+    slow.server.closeAllConnections()
+  }
+})
+
 test('wrk: a server that is not there rejects (the bench stops), not a fast window', { skip }, async () => {
   const gone = await serve((_req, res) => res.end())
   const url = gone.url
