@@ -47,8 +47,12 @@ async function measure (spinUs: number): Promise<Row> {
       sleepsPerResponse: load.sleepsPerResponse
     }
   } finally {
-    server.kill()
-    await new Promise(resolve => server.once('exit', resolve))
+    // A server that already died (its error is on stderr) has no 'exit' left to wait for.
+    if (server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise(resolve => server.once('exit', resolve))
+      server.kill()
+      await exited
+    }
   }
 }
 
