@@ -16,6 +16,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { CLK_TCK, cpuTimes } from './servers.ts'
+import { median } from './stats.ts'
 import { wrk } from './wrk.ts'
 
 const WARM_S = Number(process.env.WARM_S ?? 4)
@@ -67,7 +68,6 @@ async function drive (): Promise<void> {
       console.log(`round ${r + 1}, spin ${spinUs} µs: ${Math.round(row.rps)} req/s, user ${row.userUs.toFixed(1)} µs, kernel ${row.kernelUs.toFixed(1)} µs, wrk slept ${row.sleepsPerResponse.toFixed(2)} per response`)
     }
   }
-  const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2 }
   console.log('\n| busy loop per request | req/s | user µs/request | kernel µs/request | wrk sleeps per response |\n|---:|---:|---:|---:|---:|')
   for (const spinUs of spins) {
     const of = rows.filter(r => r.spinUs === spinUs)

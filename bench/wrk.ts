@@ -39,7 +39,7 @@ export function parseWrk (out: string): WrkResult {
 }
 
 /** Voluntary context switches of all of a process's threads (wrk's main thread only waits for its worker); NaN once it has gone. */
-export function voluntarySwitches (pid: number): number {
+function voluntarySwitches (pid: number): number {
   try {
     let n = 0
     for (const task of readdirSync(`/proc/${pid}/task`)) {
