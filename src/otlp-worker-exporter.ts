@@ -8,18 +8,23 @@
 // the worker has its own V8 heap, so this pays off only when exports are few: telemetry.ts chooses it
 // by sampling ratio. This thread keeps the library's exporter minus its transport: the serializer (for
 // protobuf the journey's own, otlp-trace-serializer.ts: the library's bytes at a third of the cost), the
-// bounded concurrency queue and the SDK's exporter metrics. The worker runs the library's own HTTP delegate
-// (endpoint, headers, compression, timeout and retries from the same OTEL_EXPORTER_OTLP_* variables) on
-// the bytes. Partial-success responses are not passed back (nothing here logs them).
+// bounded concurrency queue and the SDK's exporter metrics. The worker (otlp-worker-thread.js) runs the
+// library's own HTTP delegate (endpoint, headers, compression, timeout and retries from the same
+// OTEL_EXPORTER_OTLP_* variables) on the bytes. Partial-success responses are not passed back (nothing
+// here logs them).
 import { Worker } from 'node:worker_threads'
 import { createOtlpNetworkExportDelegate, OTLPExporterBase, OTLPExporterError, type ExportResponse, type IExporterTransport } from '@opentelemetry/otlp-exporter-base'
 import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from '@opentelemetry/otlp-exporter-base/node-http'
 import { JsonTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer'
 import { FastProtobufTraceSerializer } from './otlp-trace-serializer.ts'
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace'
-import type { ExportReply, ExportRequest, WorkerConfig } from './otlp-worker-thread.ts'
 
 export type WorkerOtlpProtocol = 'http/protobuf' | 'http/json'
+
+// The messages between this thread and the worker (otlp-worker-thread.js).
+export interface WorkerConfig { contentType: string }
+export interface ExportRequest { id: number, data: Uint8Array }
+export type ExportReply = { id: number, ok: true } | { id: number, ok: false, error: string, code: number | undefined }
 
 /** The component type the SDK's own OTLP/HTTP span exporters report in their self-metrics. */
 const COMPONENT_TYPE = 'otlp_http_span_exporter'
@@ -42,7 +47,7 @@ export interface WorkerTransportOptions {
  * body per export in flight).
  */
 export function createWorkerTransport (opts: WorkerTransportOptions): IExporterTransport {
-  const url = opts.workerUrl ?? new URL('./otlp-worker-thread.ts', import.meta.url)
+  const url = opts.workerUrl ?? new URL('./otlp-worker-thread.js', import.meta.url)
   let worker: Worker | undefined
   let closed = false
   let diedAt = -Infinity
