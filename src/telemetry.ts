@@ -67,7 +67,7 @@ export type ExportThread = 'worker' | 'main'
  * sampling ratio. A worker thread spares the serving thread the cost of having an HTTP client at all
  * (≈ 5 % of every request here, however rarely it sends), but each export then crosses threads into a
  * second V8 heap. Measured here (bench/NOTES.md): 3–8 % less CPU per request at 1 % sampling (and
- * ≈ 30–60 MB more RSS), 1–9 % less at 10 %, 3–15 % more and ≈ 100 MB more RSS at 100 %. So auto is the
+ * ≈ 10–25 MB more RSS), 1–9 % less at 10 %, 3–15 % more and ≈ 100 MB more RSS at 100 %. So auto is the
  * worker up to 10 %, the serving thread above, and the serving thread for a sampler whose ratio is unknown.
  */
 export function exportThread (choice: ExportThreadChoice, headRatio: number | undefined): ExportThread {
