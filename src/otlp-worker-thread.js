@@ -5,7 +5,8 @@
 //
 // Plain JavaScript (type-checked through the JSDoc below), unlike the rest of the project: a worker whose
 // entry is a .ts file starts Node's TypeScript stripper in its own isolate, which cost ≈ 10 MB of RSS per
-// worker here (bench/NOTES.md), and this worker runs in every process that samples ≤ 10 % of requests.
+// worker here (bench/NOTES.md), and this worker runs in every process that exports over OTLP/HTTP with
+// head sampling at ≤ 10 % (telemetry.ts: exportThread).
 import { parentPort, workerData } from 'node:worker_threads'
 import { ExportResultCode } from '@opentelemetry/core'
 import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base'
