@@ -26,6 +26,8 @@ export interface WorkerConfig { contentType: string }
 export interface ExportRequest { id: number, data: Uint8Array }
 export type ExportReply = { id: number, ok: true } | { id: number, ok: false, error: string, code: number | undefined }
 
+/** The worker's entry: plain JavaScript, so that the worker's isolate never loads Node's type stripper (it says why). */
+export const WORKER_ENTRY = new URL('./otlp-worker-thread.js', import.meta.url)
 /** The component type the SDK's own OTLP/HTTP span exporters report in their self-metrics. */
 const COMPONENT_TYPE = 'otlp_http_span_exporter'
 /** A worker that died is not restarted more often than this; exports in between fail at once (and are counted). */
@@ -47,7 +49,7 @@ export interface WorkerTransportOptions {
  * body per export in flight).
  */
 export function createWorkerTransport (opts: WorkerTransportOptions): IExporterTransport {
-  const url = opts.workerUrl ?? new URL('./otlp-worker-thread.js', import.meta.url)
+  const url = opts.workerUrl ?? WORKER_ENTRY
   let worker: Worker | undefined
   let closed = false
   let diedAt = -Infinity

@@ -14,7 +14,7 @@ import { promisify } from 'node:util'
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
-import { createWorkerTraceExporter, createWorkerTransport } from '../src/otlp-worker-exporter.ts'
+import { createWorkerTraceExporter, createWorkerTransport, WORKER_ENTRY } from '../src/otlp-worker-exporter.ts'
 
 interface Received { path: string | undefined, contentType: string | undefined, body: Buffer }
 
@@ -185,8 +185,9 @@ test('an exporter that has exported and sits idle does not keep the process aliv
 
 test('the export worker loads no TypeScript: its isolate does not start Node\'s type stripper', async () => {
   // A .ts entry, or any .ts module it imports, would load the stripper into the worker's own isolate
-  // (≈ 10 MB of RSS per worker: src/otlp-worker-thread.js). With stripping off, such a load fails.
-  const entry = new URL('../src/otlp-worker-thread.js', import.meta.url).href
+  // (≈ 10 MB of RSS per worker: src/otlp-worker-thread.js). With stripping off, such a load fails. The
+  // entry is the one the transport starts, so pointing it back at a .ts file fails here too.
+  const entry = WORKER_ENTRY.href
   const load = (href: string): Promise<unknown> => promisify(execFile)(process.execPath,
     ['--no-experimental-strip-types', '--input-type=module', '-e', `await import(${JSON.stringify(href)})`], { timeout: 20_000 })
   await load(entry)
