@@ -298,7 +298,7 @@ export function connectionsDashboard (): Dashboard {
       'Connections currently open per listener, idle keep-alive ones included.',
       'short', [{ expr: `sum by (listener) (${METRIC.connectionsActive}{${SEL}})`, legendFormat: '{{listener}}' }], { min: 0 }),
     timeseries(l, 8, 'Connection errors by reason',
-      'HTTP errors on a connection before a request existed: malformed request (HPE_*), header overflow, header or request timeout. Each one closed its connection.',
+      'HTTP errors that closed a connection: malformed request (bad_request), header overflow, HTTP/2 preface, header or request timeout, client reset, client closed mid-request (incomplete_request).',
       'cps', [{ expr: `sum by (reason) (rate(${METRIC.connectionErrors}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),
     timeseries(l, 12, 'Connection duration p50 / p99',
       'Life of a connection from accept to close: short for one request per connection, long for keep-alive.',

@@ -64,7 +64,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     buckets: REQUESTS_PER_CONNECTION_BUCKETS, registers
   })
   const connErrors = new Counter({
-    name: METRIC.connectionErrors, help: 'Connection-level HTTP errors (malformed requests, header overflow, timeouts) by reason.',
+    name: METRIC.connectionErrors, help: 'Connection-level HTTP errors (malformed requests, header overflow, timeouts, clients closing mid-request) by reason.',
     labelNames: ['listener', 'reason'] as const, registers
   })
   const tlsDuration = new Histogram({

@@ -93,6 +93,27 @@ test('a client that closes mid-response: its span ends, aborted, with write cut'
   await stillServing()
 })
 
+test('a client that closes mid-request is counted as reason="incomplete_request", not as a malformed request', async () => {
+  const cut = [
+    'GET / HTTP/1.1\r\nHost: x\r\nX-Half: ', // headers cut off
+    'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":' // a short body
+  ]
+  const [incomplete, bad] = [await connectionErrors('incomplete_request'), await badRequests()]
+  for (const bytes of cut) {
+    const c = await connect(t.server.ports.http)
+    await c.write(bytes)
+    await sleep(20)
+    c.socket.end() // FIN: the client is done sending
+    await c.read(undefined, 3000)
+  }
+  const spans = await t.spansWhere(s => roots(s, '/echo').length === 1)
+  assert.equal(roots(spans, '/echo')[0]!.attributes['journey.aborted'], true, 'the cut request still ends, aborted')
+  await sleep(20)
+  assert.equal(await connectionErrors('incomplete_request'), incomplete + 2)
+  assert.equal(await badRequests(), bad)
+  await stillServing()
+})
+
 test('a body dribbled past REQUEST_TIMEOUT_MS gets 408', async () => {
   const c = await connect(t.server.ports.http)
   await c.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{')
