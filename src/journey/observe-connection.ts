@@ -74,10 +74,6 @@ export function tlsFailureReason (err: NodeJS.ErrnoException): string {
   if (code === 'ERR_SSL_HTTP_REQUEST') return 'plain_http'
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout'
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'client_reset'
-  // The client closed its side in the middle of a request (headers cut off, a body shorter than its
-  // Content-Length): a client giving up, not malformed input, so not `bad_request`. A request already
-  // parsed ends as an aborted request too; this counts what the connection saw.
-  if (code === 'HPE_INVALID_EOF_STATE') return 'incomplete_request'
   if (code.startsWith('ERR_SSL_')) return code.slice('ERR_SSL_'.length).toLowerCase().slice(0, 48)
   return 'other'
 }
