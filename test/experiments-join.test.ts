@@ -1,7 +1,7 @@
 // The client/server join's clock arithmetic on made-up marks, where the right answer is known.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { estimateOffset, join } from '../experiments/lib/join.ts'
+import { estimateOffset, join, timeline } from '../experiments/lib/join.ts'
 import type { Phases } from '../experiments/lib/phase-client.ts'
 import type { ReceivedSpan } from '../experiments/lib/span-receiver.ts'
 
@@ -39,4 +39,13 @@ test('a trace the server did not export joins to nothing', () => {
   const { phases } = request(0, 0, 0)
   assert.equal(join(phases, []), undefined)
   assert.equal(join({ ...phases, traceId: undefined }, request(0, 0, 0).spans), undefined)
+})
+
+test('a first byte the client read long after the server wrote is said to be the client\'s wait, a prompt one is not', () => {
+  const { phases, spans } = request(0, 0, 0)
+  const prompt = timeline(join(phases, spans)!).find(l => l.includes('first response byte'))!
+  assert.doesNotMatch(prompt, /wait to read/)
+  const late = timeline(join({ ...phases, firstByte: phases.firstByte + 14, end: phases.end + 14 }, spans)!)
+    .find(l => l.includes('first response byte'))!
+  assert.match(late, /14\.\d\d ms after the server began writing: the wire, and the client's own wait to read/)
 })
