@@ -3,6 +3,7 @@
 // (journey_connection_errors_total{reason}); the log must not become a second, unbounded copy of that count
 // that a flood of bad input could fill the disk with.
 import type { Logger } from 'pino'
+import { clientErrorReason } from './journey/index.ts'
 
 export class ClientErrorLog {
   // Per error code, how many arrived since the last line about it.
@@ -23,7 +24,8 @@ export class ClientErrorLog {
       return
     }
     this.pending.set(code, 0)
-    this.log.info({ code, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
+    // `reason` is the label the journey counts it under, so a log line leads to its series and back.
+    this.log.info({ code, reason: clientErrorReason(err), err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
   }
 
   /** One line per code that had more; a code that stayed quiet is forgotten, so its next one is said at once. */

@@ -20,7 +20,7 @@ test('a flood of one bad request: one line at once, then one count per interval;
   const errors = new ClientErrorLog(log, 100)
   for (let i = 0; i < 1000; i++) errors.note(error('HPE_INVALID_METHOD'), 'http')
   errors.note(error('HPE_HEADER_OVERFLOW'), 'https')
-  assert.deepEqual(lines().map(l => [l.code, l.listener]), [['HPE_INVALID_METHOD', 'http'], ['HPE_HEADER_OVERFLOW', 'https']])
+  assert.deepEqual(lines().map(l => [l.code, l.reason, l.listener]), [['HPE_INVALID_METHOD', 'bad_request', 'http'], ['HPE_HEADER_OVERFLOW', 'header_overflow', 'https']])
   // The interval's timer sums up the rest (polled: a loaded machine may run it late).
   for (let i = 0; lines().length < 3; i++) { assert.ok(i < 100, 'the summary line came'); await sleep(20) }
   assert.deepEqual(lines().slice(2).map(l => [l.code, l.count]), [['HPE_INVALID_METHOD', 999]], 'the rest, summed; nothing for a code that had no more')

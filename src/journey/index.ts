@@ -31,6 +31,7 @@ import type { JourneyOwner } from './records.ts'
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
+export { clientErrorReason } from './observe-connection.ts'
 export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
 export type { RequestRecord, ConnectionRecord, JourneyOwner } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
