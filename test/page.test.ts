@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { existsSync, mkdirSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
-import { request } from 'undici'
+import { Pool, request } from 'undici'
 import { startTestServer, type TestServer } from './helpers/server.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -62,6 +62,38 @@ describe('the journey page', () => {
     for (let i = 0; i < 230; i++) await get(`${t.http}/`)
     const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { recent: unknown[] }
     assert.equal(snap.recent.length, 200)
+  })
+
+  test('the last minute is the last minute at any rate: every request counted, the slowest kept past the ring', async () => {
+    type Snap = { stages: Array<{ stage: string, count: number, p99: number, spark: number[] }>, slowest: Array<{ route: string, durationMs: number }> }
+    const snap = async (): Promise<Snap> => await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as Snap
+    const parse = (s: Snap): number => s.stages.find(x => x.stage === 'parse')?.count ?? 0
+    const before = parse(await snap())
+    await get(`${t.http}/compute?ms=40`)
+    // More requests than the ring (200) and than the 5,000 samples a stage used to keep: when those were
+    // all the page had, at load "the last minute" was the last fraction of a second, and the slow request
+    // left the slowest list as soon as 200 fast ones followed it.
+    const n = 6000
+    const pool = new Pool(t.http, { connections: 8 })
+    try {
+      for (let sent = 0; sent < n; sent += 200) {
+        await Promise.all(Array.from({ length: 200 }, async () => { const r = await pool.request({ path: '/', method: 'GET' }); await r.body.text() }))
+      }
+    } finally {
+      await pool.close()
+    }
+    let after = await snap()
+    for (let i = 0; parse(after) - before < n + 1; i++) {
+      assert.ok(i < 100, `every request counted: ${parse(after) - before} of ${n + 1}`)
+      await new Promise(resolve => setTimeout(resolve, 20))
+      after = await snap()
+    }
+    assert.equal(parse(after) - before, n + 1, 'each request once')
+    assert.equal(after.slowest[0]?.route, '/compute', 'the slow request is still the slowest')
+    assert.ok(after.slowest[0]!.durationMs >= 40)
+    const handler = after.stages.find(x => x.stage === 'handler')!
+    assert.ok(handler.p99 < 40, `p99 of ${n + 1} handlers is a fast one: ${handler.p99}`)
+    assert.ok(handler.spark.at(-1)! > 0, 'the current 5 s slot has its p95')
   })
 
   test('in Chromium: waterfalls with every stage, percentiles, live updates without reload', { skip }, async () => {

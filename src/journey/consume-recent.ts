@@ -1,12 +1,16 @@
 // The recent-requests view: a bounded ring of finished records' stage timelines and a one-minute window
 // of stage durations for percentiles, behind the built-in /journey page. A consumer of the same records
-// the spans and metrics come from, never a second measurement. Memory is bounded whatever the rate.
+// the spans and metrics come from, never a second measurement. Memory is bounded whatever the rate: the
+// minute is twelve 5-second slots, each counting every request's stage durations in log-linear bins
+// (log-bins.ts) and keeping its five slowest requests, so nothing in the window depends on how many
+// requests came.
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
-import { toEpochMs } from './clock.ts'
+import { now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
+import { BINS, binOf, quantileOfBins } from './log-bins.ts'
 
 /** Rows of the percentile table besides the stages: the server's time between them (docs/stages.md, Gaps). */
 export type PageGap = `gap: ${ServerGap}`
@@ -46,8 +50,7 @@ export interface Snapshot {
 export interface RecentOptions {
   /** Requests kept for the waterfall list. */
   capacity?: number
-  /** Stage samples kept per stage for the one-minute percentiles. */
-  samplesPerStage?: number
+  /** The window of the percentiles and the slowest list, in twelve slots. */
   windowMs?: number
   /** Only this journey's records (records.ts); every journey's without it. */
   owner?: JourneyOwner | undefined
@@ -58,71 +61,83 @@ export interface RecentConsumer {
   close: () => void
 }
 
-/** A fixed-size ring of (time, value) pairs: old samples are overwritten, never accumulated. */
-class SampleRing {
-  readonly at: Float64Array
-  readonly value: Float64Array
-  private next = 0
-  constructor (size: number) {
-    this.at = new Float64Array(size).fill(-Infinity)
-    this.value = new Float64Array(size)
-  }
+const SLOTS = 12
+const SLOWEST = 5
+/** Durations are binned in 1/16 µs (exact below 2 µs, ≈ 3 % above; up to 268 s), TCP_INFO waits in whole ms. */
+const UNITS_PER_MS = 16_000
+const ROWS = [...STAGES, ...PAGE_GAPS]
+const HOOKS_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: hooks')
+const PIPELINED_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: pipelined')
+const KERNEL_ROW = ROWS.length
+const ROW_BINS = (ROWS.length + 1) * BINS
 
-  push (at: number, value: number): void {
-    this.at[this.next] = at
-    this.value[this.next] = value
-    this.next = (this.next + 1) % this.at.length
-  }
-
-  since (from: number): Array<[number, number]> {
-    const out: Array<[number, number]> = []
-    for (let i = 0; i < this.at.length; i++) if (this.at[i]! >= from) out.push([this.at[i]!, this.value[i]!])
-    return out
-  }
-}
-
-export function quantile (sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
-}
+interface Slow { id: number, rec: RequestRecord, ms: number }
 
 export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer {
   const { owner } = opts
   const capacity = opts.capacity ?? 200
   const windowMs = opts.windowMs ?? 60_000
+  const slotMs = windowMs / SLOTS
   // The finished records themselves, in a circular buffer: nothing is allocated per request here; the
   // page's view objects are built once a second, at snapshot time.
   const ring: Array<{ id: number, rec: RequestRecord } | undefined> = new Array(capacity)
   let head = 0
-  const samples = new Map(STAGES.map(s => [s, new SampleRing(opts.samplesPerStage ?? 5000)]))
+  // Per slot: which slotMs-long interval of the monotonic clock it holds, its bins (a row per stage, gap
+  // and the kernel wait: ≈ 22 KB a slot) and its slowest requests (held until the slot is reused).
+  const slotOf = new Float64Array(SLOTS).fill(-1)
+  const bins = new Uint32Array(SLOTS * ROW_BINS)
+  const slowest: Slow[][] = Array.from({ length: SLOTS }, () => [])
   // Accepted connections per second over the last 10 s: ten counters, not one entry per connection.
   const acceptCount = new Float64Array(10)
   const acceptSecond = new Float64Array(10).fill(-1)
-  const kernelWaits = new SampleRing(opts.samplesPerStage ?? 5000)
   let nextId = 1
   let active = 0
   let tlsFull = 0
   let tlsResumed = 0
   let tlsFailed = 0
 
-  const sampleRings = STAGES.map(s => samples.get(s)!)
-  // Hooks for every request; pipelined only for the responses that waited (their count says how many did).
-  const gapRings = Object.fromEntries(PAGE_GAPS.map(g => [g, new SampleRing(opts.samplesPerStage ?? 5000)])) as Record<PageGap, SampleRing>
+  // Slots are intervals of the monotonic clock (clock.ts), the one the records' marks are on: the wall clock
+  // can be stepped, and a slot must not be reused early or late because of it.
+  /** The slot for a monotonic time, emptied first if it held an older interval; -1 if the time is too old. */
+  function slotAt (mark: number): number {
+    const n = Math.floor(mark / slotMs)
+    const s = n % SLOTS
+    if (slotOf[s] !== n) {
+      if (slotOf[s]! > n) return -1
+      slotOf[s] = n
+      bins.fill(0, s * ROW_BINS, (s + 1) * ROW_BINS)
+      slowest[s]!.length = 0
+    }
+    return s
+  }
 
-  // Per request the rings take numbers only (the shared walk, tableOf); a record's timeline objects are
+  function keepIfSlow (s: number, id: number, rec: RequestRecord, ms: number): void {
+    const list = slowest[s]!
+    if (list.length === SLOWEST && ms <= list[SLOWEST - 1]!.ms) return
+    if (list.length === SLOWEST) list.pop()
+    let i = list.length
+    while (i > 0 && list[i - 1]!.ms < ms) i--
+    list.splice(i, 0, { id, rec, ms })
+  }
+
+  // Per request the bins take numbers only (the shared walk, tableOf); a record's timeline objects are
   // built when the page shows it (view), at most once a second for the newest `capacity` records.
   function onRequest (message: unknown): void {
     const rec = message as RequestRecord
     if (!ownedBy(rec.conn, owner)) return
     const t = tableOf(rec)
+    const id = nextId++
     const slot = ring[head]
-    if (slot === undefined) ring[head] = { id: nextId++, rec }
-    else { slot.id = nextId++; slot.rec = rec }
+    if (slot === undefined) ring[head] = { id, rec }
+    else { slot.id = id; slot.rec = rec }
     head = (head + 1) % capacity
-    const end = toEpochMs(t.end)
-    for (let k = 0; k < t.count; k++) sampleRings[t.index[k]!]!.push(end, t.to[k]! - t.from[k]!)
-    gapRings['gap: hooks'].push(end, t.hooksMs)
-    if (t.pipelinedMs > 0) gapRings['gap: pipelined'].push(end, t.pipelinedMs)
+    const s = slotAt(t.end)
+    if (s < 0) return
+    const base = s * ROW_BINS
+    for (let k = 0; k < t.count; k++) bins[base + t.index[k]! * BINS + binOf((t.to[k]! - t.from[k]!) * UNITS_PER_MS)]!++
+    bins[base + HOOKS_ROW * BINS + binOf(t.hooksMs * UNITS_PER_MS)]!++
+    if (t.pipelinedMs > 0) bins[base + PIPELINED_ROW * BINS + binOf(t.pipelinedMs * UNITS_PER_MS)]!++
+    keepIfSlow(s, id, rec, t.end - t.start)
   }
 
   function view (id: number, rec: RequestRecord): RecentRequest {
@@ -157,7 +172,10 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   function onOpen (message: unknown): void {
     if (!ownedBy(message as ConnectionRecord, owner)) return
     const k = (message as ConnectionRecord).kernel
-    if (k !== undefined) kernelWaits.push(Date.now(), k.lastAckRecvMs)
+    if (k !== undefined) {
+      const s = slotAt(monotonicNow())
+      if (s >= 0) bins[s * ROW_BINS + KERNEL_ROW * BINS + binOf(k.lastAckRecvMs)]!++
+    }
     active++
     const sec = Math.floor(Date.now() / 1000)
     const i = sec % 10
@@ -180,10 +198,29 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     return n / 10
   }
 
-  function kernelWaitStats (from: number): Snapshot['connections']['kernelWait'] {
-    if (tcpInfoUnavailable !== undefined) return undefined
-    const sorted = kernelWaits.since(from).map(w => w[1]).sort((a, b) => a - b)
-    return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), count: sorted.length }
+  /** The slots of the window ending at monotonic time `at`, oldest first (-1 where a slot saw nothing in its interval). */
+  function windowSlots (at: number): number[] {
+    const last = Math.floor(at / slotMs)
+    return Array.from({ length: SLOTS }, (_, i) => {
+      const n = last - SLOTS + 1 + i
+      return slotOf[n % SLOTS] === n ? n % SLOTS : -1
+    })
+  }
+
+  /** One row's counts summed over the given slots, and their total. */
+  function rowOver (slots: number[], row: number, into: Float64Array): number {
+    into.fill(0)
+    let total = 0
+    for (const s of slots) {
+      if (s < 0) continue
+      const base = s * ROW_BINS + row * BINS
+      for (let b = 0; b < BINS; b++) {
+        const c = bins[base + b]!
+        into[b]! += c
+        total += c
+      }
+    }
+    return total
   }
 
   channels.request.subscribe(onRequest)
@@ -194,26 +231,29 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   return {
     snapshot (sinceId = 0) {
       const now = Date.now()
-      const from = now - windowMs
+      const live = windowSlots(monotonicNow())
+      const merged = new Float64Array(BINS)
       const stages: StageStats[] = []
-      for (const stage of [...STAGES, ...PAGE_GAPS]) {
-        const window = (stage in gapRings ? gapRings[stage as PageGap] : samples.get(stage as Stage)!).since(from)
-        if (window.length === 0) continue
-        const sorted = window.map(w => w[1]).sort((a, b) => a - b)
-        // Twelve 5-second buckets of p95, oldest first: the sparkline.
-        const spark = Array.from({ length: 12 }, (_, i) => {
-          const lo = from + i * (windowMs / 12)
-          const bucket = window.filter(w => w[0] >= lo && w[0] < lo + windowMs / 12).map(w => w[1]).sort((a, b) => a - b)
-          return bucket.length === 0 ? 0 : quantile(bucket, 0.95)
+      ROWS.forEach((stage, row) => {
+        const count = rowOver(live, row, merged)
+        if (count === 0) return
+        const ms = (q: number): number => quantileOfBins(merged, count, q) / UNITS_PER_MS
+        const p50 = ms(0.5)
+        const p95 = ms(0.95)
+        const p99 = ms(0.99)
+        // The p95 of each 5-second slot, oldest first: the sparkline.
+        const spark = live.map(s => {
+          const n = s < 0 ? 0 : rowOver([s], row, merged)
+          return n === 0 ? 0 : quantileOfBins(merged, n, 0.95) / UNITS_PER_MS
         })
-        stages.push({ stage, count: sorted.length, p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95), p99: quantile(sorted, 0.99), spark })
-      }
-      const all = newest()
-      const lastMinute = all.filter(r => r.at >= from)
+        stages.push({ stage, count, p50, p95, p99, spark })
+      })
+      const kernelCount = tcpInfoUnavailable === undefined ? rowOver(live, KERNEL_ROW, merged) : 0
+      const slow = live.flatMap(s => s < 0 ? [] : slowest[s]!).sort((a, b) => b.ms - a.ms).slice(0, SLOWEST)
       return {
         now,
-        recent: all.filter(r => r.id > sinceId),
-        slowest: [...lastMinute].sort((a, b) => b.durationMs - a.durationMs).slice(0, 5),
+        recent: newest().filter(r => r.id > sinceId),
+        slowest: slow.map(x => view(x.id, x.rec)),
         stages,
         connections: {
           active,
@@ -221,7 +261,9 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
           tlsFull,
           tlsResumed,
           tlsFailed,
-          kernelWait: kernelWaitStats(from)
+          kernelWait: tcpInfoUnavailable !== undefined
+            ? undefined
+            : { p50: quantileOfBins(merged, kernelCount, 0.5), p99: quantileOfBins(merged, kernelCount, 0.99), count: kernelCount }
         }
       }
     },
