@@ -15,7 +15,10 @@ export interface PageOptions {
 }
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`)
-const fmt = (ms: number): string => Number.isNaN(ms) ? '–' : ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3)
+// Two significant digits below 10 µs: many stages take less than a microsecond, and "0.000" would say none.
+const fmt = (ms: number): string => Number.isNaN(ms)
+  ? '–'
+  : ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) : ms >= 0.01 || ms === 0 ? ms.toFixed(3) : ms.toPrecision(2)
 
 function statusClass (r: RecentRequest): string {
   return r.aborted ? 'aborted' : `${Math.floor(r.status / 100)}xx`
