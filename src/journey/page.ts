@@ -57,7 +57,7 @@ export function renderStages (stages: StageStats[]): string {
 const wait = (ms: number): string => ms < 32 ? String(ms) : `≈ ${Math.round(ms)}`
 
 function renderConnections (c: Snapshot['connections']): string {
-  return `<b>${c.active}</b> open · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s · TLS handshakes: <b>${c.tlsFull}</b> full, ` +
+  return `<b>${c.active}</b> open · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s (last 10 s) · TLS handshakes since start: <b>${c.tlsFull}</b> full, ` +
     `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed · ` +
     (c.kernelWait === undefined
       ? 'kernel wait before accept: not measured (no TCP_INFO addon)'
