@@ -80,7 +80,7 @@ export const eventLoop = experiment({
       rows,
       notes: [
         'Kernel wait: TCP_INFO at accept over every connection in the window (light and heavy), jiffy resolution.',
-        'Handler mean: the light route only. Event-loop p99: prom-client\'s monitorEventLoopDelay since the process started.',
+        'Handler mean: the light route only. Event-loop p99: prom-client\'s monitorEventLoopDelay over the window (prom-client resets it at every scrape, and the window starts with one; with --url, a scrape by your own Prometheus shortens it).',
         'Joined (light requests, traced through a sampled traceparent): client connected → server accept is measured across both processes\' clocks; TCP_INFO says the same from inside the kernel (4 ms jiffies): the accept-queue wait, and the receive-queue wait of the request\'s bytes when the loop was blocked after accepting.',
         ...notes
       ],

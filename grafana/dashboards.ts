@@ -339,7 +339,7 @@ export function connectionsDashboard (): Dashboard {
       'ops', [{ expr: `sum by (reason) (rate(${METRIC.tlsHandshakeFailures}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),
     row(l, 'Runtime'),
     timeseries(l, 8, 'Event-loop delay',
-      'How late timers fire (perf_hooks monitorEventLoopDelay). While the loop is blocked nothing is read or written: requests wait in the kernel and their read stage grows.',
+      'How late timers fire (perf_hooks monitorEventLoopDelay), since the previous scrape: prom-client resets it at every scrape. While the loop is blocked nothing is accepted, read or written: connections and request bytes wait in the kernel (the panel “Wait in the kernel before accept and before read”), before any stage starts, so no stage grows.',
       's', [
         { expr: `max by (instance) (nodejs_eventloop_lag_p99_seconds{${SEL}})`, legendFormat: 'p99 {{instance}}' },
         { expr: `max by (instance) (nodejs_eventloop_lag_p50_seconds{${SEL}})`, legendFormat: 'p50 {{instance}}' }
