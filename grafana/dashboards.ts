@@ -260,7 +260,7 @@ export function requestJourneyDashboard (): Dashboard {
       id: l.nextId(),
       type: 'heatmap',
       title: '$stage distribution',
-      description: 'How many requests fell in each latency bucket over time: a second band appearing means a second population (for example requests that waited behind a blocked event loop).',
+      description: 'How many requests fell in each latency bucket over time: a second band appearing means a second population (for example cache hits and misses in handler, or compressed bodies in decode).',
       gridPos: l.place(8, 8),
       datasource: PROMETHEUS,
       targets: targets([{ expr: `sum by (le) (rate(${METRIC.stageDuration}_bucket{${stageSel}, stage=~"$stage"}[${RATE}]))`, legendFormat: '{{le}}', format: 'heatmap' }]),
@@ -339,7 +339,7 @@ export function connectionsDashboard (): Dashboard {
       'ops', [{ expr: `sum by (reason) (rate(${METRIC.tlsHandshakeFailures}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),
     row(l, 'Runtime'),
     timeseries(l, 8, 'Event-loop delay',
-      'How late timers fire (perf_hooks monitorEventLoopDelay), since the previous scrape: prom-client resets it at every scrape. While the loop is blocked nothing is accepted, read or written: connections and request bytes wait in the kernel (the panel “Wait in the kernel before accept and before read”), before any stage starts, so no stage grows.',
+      'How late timers fire (perf_hooks monitorEventLoopDelay), since the previous scrape: prom-client resets it at every scrape. While the loop is blocked nothing is accepted, read or written: new connections and unread request bytes wait in the kernel (the panel “Wait in the kernel before accept and before read”) before any of their stages starts; a request already under way waits in the stage it was in.',
       's', [
         { expr: `max by (instance) (nodejs_eventloop_lag_p99_seconds{${SEL}})`, legendFormat: 'p99 {{instance}}' },
         { expr: `max by (instance) (nodejs_eventloop_lag_p50_seconds{${SEL}})`, legendFormat: 'p50 {{instance}}' }
