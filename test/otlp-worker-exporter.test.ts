@@ -14,7 +14,7 @@ import { promisify } from 'node:util'
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
-import { createWorkerTraceExporter, createWorkerTransport, WORKER_ENTRY } from '../src/otlp-worker-exporter.ts'
+import { createWorkerTraceExporter, createWorkerTransport } from '../src/otlp-worker-exporter.ts'
 
 interface Received { path: string | undefined, contentType: string | undefined, body: Buffer }
 
@@ -181,16 +181,4 @@ test('an exporter that has exported and sits idle does not keep the process aliv
   assert.equal(received.length, 1)
   // Exits once the export is answered: nothing (the worker, a timer) holds it for the 10 s export timeout.
   assert.ok(performance.now() - t0 < 8_000, `exited after ${performance.now() - t0} ms`)
-})
-
-test('the export worker loads no TypeScript: its isolate does not start Node\'s type stripper', async () => {
-  // A .ts entry, or any .ts module it imports, would load the stripper into the worker's own isolate
-  // (≈ 10 MB of RSS per worker: src/otlp-worker-thread.js). With stripping off, such a load fails. The
-  // entry is the one the transport starts, so pointing it back at a .ts file fails here too.
-  const entry = WORKER_ENTRY.href
-  const load = (href: string): Promise<unknown> => promisify(execFile)(process.execPath,
-    ['--no-experimental-strip-types', '--input-type=module', '-e', `await import(${JSON.stringify(href)})`], { timeout: 20_000 })
-  await load(entry)
-  // The check itself can fail: the exporter's own module, TypeScript, does not load that way.
-  await assert.rejects(load(new URL('../src/otlp-worker-exporter.ts', import.meta.url).href), /ERR_UNKNOWN_FILE_EXTENSION/)
 })

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import compress from '@fastify/compress'
 import type { FastifyPluginAsync } from 'fastify'
 import { Piscina } from 'piscina'
-import { burn } from './burn.ts'
+import { burn } from './burn.js'
 import { decodeOrder, orderSchema, summarize, type Order } from './orders.ts'
 
 export interface AppOptions {
@@ -13,6 +13,9 @@ export interface AppOptions {
   downloadMaxKb: number
   workerThreads: number
 }
+
+/** The compute worker's entry, plain JavaScript (compute-worker.js says why; a test keeps it loadable without the stripper). */
+export const COMPUTE_WORKER = new URL('./compute-worker.js', import.meta.url)
 
 const CHUNK = Buffer.alloc(16 * 1024, 'journey\n')
 
@@ -91,7 +94,7 @@ export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
   })
 
   const pool = new Piscina({
-    filename: new URL('./compute-worker.ts', import.meta.url).href,
+    filename: COMPUTE_WORKER.href,
     minThreads: opts.workerThreads,
     maxThreads: opts.workerThreads
   })
