@@ -3,7 +3,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'results/', 'test-artifacts/', 'native/build/'] },
+  { ignores: ['node_modules/', 'results/', 'test-artifacts/', 'native/build/', 'dist/', '.dist-*/'] },
   // Plain JavaScript that runs in Node (the addon's install-time build script).
   { files: ['**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
   js.configs.recommended,

@@ -1,4 +1,5 @@
-// Runs src/main.ts as a real process, the way `npm start` does, and finds its ports in its log.
+// Runs src/main.ts as a real process, the way `npm start` does (or another entry, such as the built
+// dist/main.js), and finds its ports in its log.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
@@ -17,8 +18,11 @@ export function killAll (): void {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
 }
 
-export function run (env: Record<string, string>): { child: ChildProcess, output: () => string, exited: Started['exited'] } {
-  const child = spawn(process.execPath, [MAIN], {
+/** Which script to run, and Node flags before it (default: src/main.ts, none). */
+export interface Entry { main?: string, nodeArgs?: string[] }
+
+export function run (env: Record<string, string>, entry: Entry = {}): { child: ChildProcess, output: () => string, exited: Started['exited'] } {
+  const child = spawn(process.execPath, [...entry.nodeArgs ?? [], entry.main ?? MAIN], {
     env: { PATH: process.env.PATH, HOST: '127.0.0.1', HTTP_PORT: '0', HTTPS_PORT: '0', METRICS_PORT: '0', OTEL_TRACES_EXPORTER: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -30,8 +34,8 @@ export function run (env: Record<string, string>): { child: ChildProcess, output
   return { child, output: () => out, exited }
 }
 
-export async function start (env: Record<string, string> = {}): Promise<Started> {
-  const p = run(env)
+export async function start (env: Record<string, string> = {}, entry: Entry = {}): Promise<Started> {
+  const p = run(env, entry)
   const end = Date.now() + 15_000
   for (;;) {
     const line = p.output().split('\n').find(l => l.includes('"msg":"listening"'))
