@@ -58,7 +58,7 @@ export const tls = experiment({
     return {
       rows,
       notes: [
-        'Client handshake: TCP connected → secure on the client. Server tls stage: accepted → secureConnection (includes waiting for the ClientHello).',
+        'Client handshake: TCP connected → secure on the client. Server tls stage: accepted → secureConnection (includes waiting for the client\'s ClientHello and, a round trip after the server\'s reply, its Finished).',
         ...configurable()
           ? ['Server CPU per request: utime + stime of the server process over the variant, from /proc, divided by requests (10 ms ticks).',
               'Certificates generated for the run: ECDSA P-256 and RSA-2048, both self-signed.']

@@ -332,7 +332,7 @@ export function connectionsDashboard (): Dashboard {
       'Completed handshakes: resumed=true reused a session (no certificate exchange, no key agreement signature).',
       'ops', [{ expr: `sum by (protocol, resumed) (rate(${METRIC.tlsHandshakeDuration}_count{${SEL}}[${RATE}]))`, legendFormat: '{{protocol}} resumed={{resumed}}' }], { min: 0 }),
     timeseries(l, 8, 'TLS handshake p50 / p99',
-      'Accepted TCP connection to secure connection established, including waiting for the client\'s ClientHello.',
+      'Accepted TCP connection to secure connection established, as the server sees it: its own work and the waits for the client\'s ClientHello and, a round trip after its reply, the client\'s Finished (client work included).',
       's', quantiles(METRIC.tlsHandshakeDuration, SEL).filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
     timeseries(l, 8, 'TLS handshake failures by reason',
       'Handshakes that failed: plain HTTP on the HTTPS port, unsupported protocol versions, garbage, clients that never finished (handshake timeout).',

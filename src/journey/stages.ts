@@ -9,7 +9,7 @@ export type Stage = typeof STAGES[number]
 /** One line per stage, for dashboards and tooltips; docs/stages.md has the full definitions and blind spots. */
 export const STAGE_MEANING: Record<Stage, string> = {
   accept: 'user-space connection set-up after accept() (first request of a connection; the kernel accept-queue wait is not in it).',
-  tls: 'TLS handshake, from the accepted connection to the secure connection, including waiting for the ClientHello (first request of a TLS connection).',
+  tls: 'TLS handshake, from the accepted connection to the secure connection (first request of a TLS connection): the server\'s work and the waits for the client\'s flights, its ClientHello and, a round trip after the server\'s reply, its Finished (which includes the client\'s own certificate checks).',
   read: 'from the first request byte the parser saw to the complete header block (on HTTPS it includes decryption unless JOURNEY_PRECISION=fine).',
   decrypt: 'JOURNEY_PRECISION=fine on HTTPS only: decrypting the chunk that completed the header block.',
   parse: 'Node building the request and response objects, Fastify routing and creating its Request/Reply.',
