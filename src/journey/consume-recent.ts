@@ -78,8 +78,9 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   const capacity = opts.capacity ?? 200
   const windowMs = opts.windowMs ?? 60_000
   const slotMs = windowMs / SLOTS
-  // The finished records themselves, in a circular buffer: nothing is allocated per request here; the
-  // page's view objects are built once a second, at snapshot time.
+  // The finished records themselves, in a circular buffer: nothing is allocated per request here (a slot's
+  // slowest list takes an entry only for one of its five slowest); the page's view objects are built once a
+  // second, at snapshot time.
   const ring: Array<{ id: number, rec: RequestRecord } | undefined> = new Array(capacity)
   let head = 0
   // Per slot: which slotMs-long interval of the monotonic clock it holds, its bins (a row per stage, gap
