@@ -132,8 +132,14 @@ export const METRIC = {
   readKernelWait: 'journey_read_kernel_wait_seconds'
 } as const
 
-/** Histogram buckets for stages: most stages take microseconds, a blocked handler seconds. */
+/**
+ * Histogram buckets for stages: most stages take microseconds, a blocked handler seconds. The five below
+ * 10 µs are there because read, parse, decode, serialize and a light handler take 0.1–3 µs: with 10 µs as the
+ * first bucket, `histogram_quantile` put every one of them at p50 5.00 µs and p99 9.90 µs (a real Prometheus,
+ * the journey page reading 0.06–1.25 µs at p50 in the same minute), so the dashboards could not tell them apart.
+ */
 export const STAGE_BUCKETS = [
+  0.00000025, 0.0000005, 0.000001, 0.0000025, 0.000005,
   0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
   0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 ]
