@@ -9,8 +9,7 @@ import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { request } from 'undici'
-import { killAll, start } from './helpers/process.ts'
-import { startSpanReceiver } from '../experiments/lib/span-receiver.ts'
+import { killAll, startTraced } from './helpers/process.ts'
 import { sample, scrape } from '../experiments/lib/metrics.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -22,16 +21,8 @@ after(() => {
 
 test('the built server runs without the type stripper, in every thread, and exports every stage', { timeout: 120_000 }, async () => {
   await promisify(execFile)(process.execPath, [join(root, 'deploy/build.ts'), out], { cwd: root, timeout: 90_000 })
-  const receiver = await startSpanReceiver()
-  after(() => receiver.close())
-  const s = await start({
-    OTEL_TRACES_EXPORTER: 'otlp',
-    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-    JOURNEY_EXPORT_THREAD: 'worker',
-    JOURNEY_KERNEL_SAMPLE_MS: '20',
-    OTEL_BSP_SCHEDULE_DELAY: '60000'
-  }, { main: join(root, out, 'main.js'), nodeArgs: ['--no-experimental-strip-types'] })
+  const { s, receiver } = await startTraced({ JOURNEY_EXPORT_THREAD: 'worker', JOURNEY_KERNEL_SAMPLE_MS: '20' },
+    { main: join(root, out, 'main.js'), nodeArgs: ['--no-experimental-strip-types'] })
   for (const path of ['/', '/compute?ms=2&offload=1']) {
     const r = await request(`http://127.0.0.1:${s.ports.http}${path}`)
     assert.equal(r.statusCode, 200, path)

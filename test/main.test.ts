@@ -10,9 +10,8 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool, request } from 'undici'
-import { killAll, run, start } from './helpers/process.ts'
+import { killAll, run, start, startTraced } from './helpers/process.ts'
 import { connect } from './helpers/raw.ts'
-import { startSpanReceiver, type SpanReceiver } from '../experiments/lib/span-receiver.ts'
 import { scrape, sum } from '../experiments/lib/metrics.ts'
 
 const exec = promisify(execFile)
@@ -296,20 +295,6 @@ describe('npm start', () => {
     }
     assert.equal(s.logs().split('\n').filter(l => l.includes('"level":50') || l.includes('"level":40')).length, 0, 'no warnings: the receiver\'s answer was understood')
   })
-
-  /** The server exporting OTLP/JSON to a receiver in this process; spans leave only at the shutdown flush. */
-  async function startTraced (env: Record<string, string> = {}): Promise<{ s: Awaited<ReturnType<typeof start>>, receiver: SpanReceiver }> {
-    const receiver = await startSpanReceiver()
-    after(() => receiver.close())
-    const s = await start({
-      OTEL_TRACES_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_BSP_SCHEDULE_DELAY: '60000',
-      ...env
-    })
-    return { s, receiver }
-  }
 
   test('OTEL_PROPAGATORS=b3: a request carrying a B3 header continues its trace', async () => {
     // Only what the client's context says is sampled: proves the header was read.

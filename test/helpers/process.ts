@@ -1,7 +1,9 @@
 // Runs src/main.ts as a real process, the way `npm start` does (or another entry, such as the built
 // dist/main.js), and finds its ports in its log.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { after } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { startSpanReceiver, type SpanReceiver } from '../../experiments/lib/span-receiver.ts'
 
 export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
 
@@ -46,4 +48,18 @@ export async function start (env: Record<string, string> = {}, entry: Entry = {}
     if (Date.now() > end || p.child.exitCode !== null) throw new Error(`server did not start:\n${p.output()}`)
     await new Promise(resolve => setTimeout(resolve, 50))
   }
+}
+
+/** The server exporting OTLP/JSON to a receiver in this process (closed after the test); spans leave only at the shutdown flush. */
+export async function startTraced (env: Record<string, string> = {}, entry: Entry = {}): Promise<{ s: Started, receiver: SpanReceiver }> {
+  const receiver = await startSpanReceiver()
+  after(() => receiver.close())
+  const s = await start({
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '60000',
+    ...env
+  }, entry)
+  return { s, receiver }
 }
