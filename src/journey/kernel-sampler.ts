@@ -28,10 +28,18 @@ export interface KernelSampler {
   close: () => void
 }
 
-export function startKernelSampler (intervalMs: number): KernelSampler {
+/** `entry` is the worker's module: this one (tests pass one that fails). */
+export function startKernelSampler (intervalMs: number, entry = new URL(import.meta.url)): KernelSampler {
   const peaks = new Int32Array(new SharedArrayBuffer(4 * MAX_LISTENERS)).fill(-1)
-  const worker = new Worker(new URL(import.meta.url), { workerData: { peaks, intervalMs } })
+  const worker = new Worker(entry, { workerData: { peaks, intervalMs } })
   worker.unref()
+  // A worker that dies must not take the server with it (an 'error' event nobody listens to is thrown in
+  // this thread), nor leave its last peaks behind as if they were current: they go back to "no sample",
+  // which the gauge does not report.
+  worker.on('error', err => {
+    peaks.fill(-1)
+    process.emitWarning(`the accept-queue sampler stopped (${err.message}), so journey_accept_queue_peak is no longer reported`, { code: 'REQUEST_JOURNEY_SAMPLER_FAILED' })
+  })
   return {
     watch (slot, fd) { worker.postMessage({ slot, fd }) },
     peak (slot) { return Atomics.load(peaks, slot) },
@@ -73,16 +81,19 @@ if (!isMainThread && parentPort !== null) {
   // Per slot: its fd, the inode for the /proc fallback, and the deepest queue of each of the last seconds.
   const slots = new Map<number, { fd: number, inode: string | undefined, window: WindowMax }>()
   parentPort.on('message', ({ slot, fd }: { slot: number, fd: number }) => {
-    // Same process, so the listening socket's fd is valid here too.
-    const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1]
+    // Same process, so the listening socket's fd is valid here too — unless it was closed meanwhile.
+    let link: string | undefined
+    try { link = readlinkSync(`/proc/self/fd/${fd}`) } catch { link = undefined }
+    const inode = link === undefined ? undefined : /^socket:\[(\d+)\]$/.exec(link)?.[1]
     slots.set(slot, { fd, inode, window: new WindowMax(PEAK_WINDOW_S) })
   })
   let tcp: string | undefined
   let tcp6: string | undefined
+  // A system without /proc/net/tcp6 (IPv6 off), or without /proc/net at all, reads as "not found".
+  const read = (path: string): string => { try { return readFileSync(path, 'utf8') } catch { return '' } }
   const fromProc = (inode: string | undefined): number | undefined => {
     if (inode === undefined) return undefined
-    return acceptQueueLength(tcp ??= readFileSync('/proc/net/tcp', 'utf8'), inode) ??
-      acceptQueueLength(tcp6 ??= readFileSync('/proc/net/tcp6', 'utf8'), inode)
+    return acceptQueueLength(tcp ??= read('/proc/net/tcp'), inode) ?? acceptQueueLength(tcp6 ??= read('/proc/net/tcp6'), inode)
   }
   setInterval(() => {
     tcp = tcp6 = undefined

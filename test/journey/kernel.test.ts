@@ -1,14 +1,17 @@
 // The kernel's view of our listening sockets, against the real kernel: connections queue in the accept queue
 // while the event loop is blocked, a full queue counts ListenOverflows, and /metrics reports both.
 import assert from 'node:assert/strict'
-import { readFileSync, readlinkSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { after, test } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
 import { acceptQueueLength, tcpExt } from '../../src/journey/proc-net.ts'
 import { readListenQueue, tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
-import { PEAK_WINDOW_S, WindowMax } from '../../src/journey/kernel-sampler.ts'
+import { PEAK_WINDOW_S, startKernelSampler, WindowMax } from '../../src/journey/kernel-sampler.ts'
 import { startTestServer } from '../helpers/server.ts'
 
 const linux = process.platform === 'linux'
@@ -155,4 +158,35 @@ test('the peak window keeps each second\'s deepest queue for its length, then fo
   w.record(110, 3) // after a gap: old entries of the same ring positions must not come back
   assert.equal(w.max(110), 3)
   assert.equal(w.max(114), -1)
+})
+
+test('a sampler whose worker dies leaves the server running, warns once, and reports no stale peak', { timeout: 10_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sampler-'))
+  after(() => rmSync(dir, { recursive: true, force: true }))
+  const broken = join(dir, 'broken.mjs')
+  writeFileSync(broken, 'throw new Error("sampler module failed to load")\n')
+  const warned = new Promise<Error & { code?: string }>(resolve => process.once('warning', resolve))
+  const sampler = startKernelSampler(10, pathToFileURL(broken))
+  const warning = await warned
+  assert.equal(warning.code, 'REQUEST_JOURNEY_SAMPLER_FAILED')
+  assert.match(warning.message, /sampler module failed to load/)
+  assert.equal(sampler.peak(0), -1)
+  sampler.close()
+})
+
+test('the sampler survives a listener whose fd is gone by the time it reads it, and goes on sampling the others', { skip: !linux && 'needs Linux /proc' }, async () => {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  after(() => server.close())
+  const sampler = startKernelSampler(10)
+  after(() => sampler.close())
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
+  sampler.watch(0, 1_000_000) // no such fd: before, readlink threw in the worker and its 'error' took the process down
+  sampler.watch(1, fd)
+  for (let i = 0; sampler.peak(1) < 0; i++) {
+    assert.ok(i < 200, 'the live listener is sampled')
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+  assert.equal(sampler.peak(1), 0, 'an idle listener: nothing waiting')
+  assert.equal(sampler.peak(0), -1, 'the vanished one: no sample')
 })
