@@ -177,7 +177,7 @@ function dashboard (uid: string, title: string, description: string, panels: Pan
   }
 }
 
-// What the two server-side gaps mean, for the panels that show them.
+// What the server-side gaps mean, for the panels that show them.
 const SERVER_GAP_MEANINGS = SERVER_GAPS.map(g => `**${gapLabel(g)}**: ${GAP_MEANING[g]}`).join('\n\n')
 
 const instanceVar = variable('instance', 'Instance', `label_values(${METRIC.stageDuration}_count, instance)`, 'Scrape target (one per app replica).')

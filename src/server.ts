@@ -40,7 +40,13 @@ const logged = new WeakSet<RequestRecord>()
 
 /** What a request's log line says of its journey: the same numbers its span and histograms have. */
 function journeyFields (j: JourneySummary): Record<string, unknown> {
-  return { ms: j.ms, stages: j.stages, hooks_ms: j.hooksMs, ...(j.pipelinedMs > 0 ? { pipelined_ms: j.pipelinedMs } : {}) }
+  return {
+    ms: j.ms,
+    stages: j.stages,
+    hooks_ms: j.hooksMs,
+    ...(j.pipelinedMs > 0 ? { pipelined_ms: j.pipelinedMs } : {}),
+    ...(j.errorHandlerMs > 0 ? { error_handler_ms: j.errorHandlerMs } : {})
+  }
 }
 
 /** One line per request, written when it completes, with the path but not the query (queries may carry secrets). */

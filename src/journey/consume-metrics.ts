@@ -26,7 +26,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   })
   const gapDuration = new FastHistogram({
     name: METRIC.gapDuration,
-    help: 'Time inside a request covered by no stage, by kind: hooks (the server between stages: other plugins\' hooks), pipelined (a response waiting for earlier ones on its connection), before_request (a connection\'s first request: the client\'s think time). Stages plus hooks and pipelined add up to http_server_request_duration_seconds.',
+    help: 'Time inside a request covered by no stage, by kind: hooks (the server between stages: other plugins\' hooks), pipelined (a response waiting for earlier ones on its connection), error_handler (from an error to the next stage: Fastify\'s error handling), before_request (a connection\'s first request: the client\'s think time). Stages plus hooks, pipelined and error_handler add up to http_server_request_duration_seconds.',
     labelNames: ['gap', 'method', 'route'],
     buckets: STAGE_BUCKETS,
     registers
@@ -92,6 +92,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     stages: Array<Series | undefined>
     hooks: Series
     pipelined: Series | undefined
+    errorHandler: Series | undefined
     beforeRequest: Series | undefined
     requestBody: Series
     written: Series
@@ -108,6 +109,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
         stages: new Array(STAGES.length),
         hooks: gapDuration.series('hooks', method, route),
         pipelined: undefined,
+        errorHandler: undefined,
         beforeRequest: undefined,
         requestBody: requestBodySize.series(method, route),
         written: responseWritten.series(method, route),
@@ -137,11 +139,12 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
       if (exemplar === undefined) series.observe(seconds)
       else series.observeWithExemplar(seconds, exemplar, at)
     }
-    // Every request has a hooks gap (often a few µs); the other two only where they happened, so their
-    // counts say how many requests waited and how many connections' first requests there were.
+    // Every request has a hooks gap (often a few µs); the others only where they happened, so their counts
+    // say how many requests waited, how many had an error, and how many connections' first requests there were.
     if (exemplar === undefined) rs.hooks.observe(tl.hooksMs / 1000)
     else rs.hooks.observeWithExemplar(tl.hooksMs / 1000, exemplar, at)
     if (tl.pipelinedMs > 0) (rs.pipelined ??= gapDuration.series('pipelined', method, route)).observe(tl.pipelinedMs / 1000)
+    if (tl.errorHandlerMs > 0) (rs.errorHandler ??= gapDuration.series('error_handler', method, route)).observe(tl.errorHandlerMs / 1000)
     // Measured only on a connection's first request, and only with the parser's first-byte mark (without
     // it the timeline reports 0, which is no measurement).
     if (!Number.isNaN(rec.acceptedAt) && !Number.isNaN(rec.beginAt)) {

@@ -68,6 +68,7 @@ const UNITS_PER_MS = 16_000
 const ROWS = [...STAGES, ...PAGE_GAPS]
 const HOOKS_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: hooks')
 const PIPELINED_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: pipelined')
+const ERROR_HANDLER_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: error_handler')
 const KERNEL_ROW = ROWS.length
 const ROW_BINS = (ROWS.length + 1) * BINS
 
@@ -138,6 +139,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     for (let k = 0; k < t.count; k++) bins[base + t.index[k]! * BINS + binOf((t.to[k]! - t.from[k]!) * UNITS_PER_MS)]!++
     bins[base + HOOKS_ROW * BINS + binOf(t.hooksMs * UNITS_PER_MS)]!++
     if (t.pipelinedMs > 0) bins[base + PIPELINED_ROW * BINS + binOf(t.pipelinedMs * UNITS_PER_MS)]!++
+    if (t.errorHandlerMs > 0) bins[base + ERROR_HANDLER_ROW * BINS + binOf(t.errorHandlerMs * UNITS_PER_MS)]!++
     keepIfSlow(s, id, rec, t.end - t.start)
   }
 

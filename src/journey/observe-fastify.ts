@@ -267,12 +267,22 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     done(null, payload)
   })
 
+  // Fastify runs onError hooks before the error handler (your setErrorHandler, or its default, which logs
+  // the error and serializes it): the stage that was running ends here, not at onSend after all that.
+  // Only the first: an error handler that fails makes Fastify call the next one, still error handling.
+  fastify.addHook('onError', (request, _reply, _error, done) => {
+    const rec = request.journey
+    if (rec !== null && Number.isNaN(rec.errorAt)) rec.errorAt = now()
+    done()
+  })
+
   fastify.addHook('onSend', (request, reply, payload, done) => {
     const rec = request.journey
     if (rec !== null) {
       const t = now()
-      // Strings, buffers, streams and errors skip preSerialization: the handler ended here, and
-      // Fastify serialized nothing.
+      // Strings, buffers, streams and errors skip preSerialization: the handler (or, after an error, the
+      // error handler) ended here, and nothing was serialized since — Fastify serializes an error reply
+      // inside its error handling, in the error_handler gap.
       if (Number.isNaN(rec.handlerEndAt)) {
         rec.handlerEndAt = t
         rec.serializeSkipped = true

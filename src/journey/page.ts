@@ -121,7 +121,7 @@ export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefin
 <title>request journey</title><style>${CSS}</style></head><body data-last="${snap.recent[0]?.id ?? 0}">
 <h1>request journey <small id="live">snapshot</small></h1>
 <div class="stats" id="conns">${f.connections}</div>
-<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the client's think time before its first byte, a pipelined response's wait"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span></div>
+<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the client's think time before its first byte, a pipelined response's wait, an error reply's error handler"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span></div>
 <h2>Stages, last minute (ms) <small>every request; percentiles to within 3 %</small></h2>
 <table><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
 <h2>Slowest, last minute</h2>

@@ -107,6 +107,12 @@ export interface RequestRecord {
   writeStartAt: number
   finishAt: number
   endAt: number
+  /**
+   * Fastify took an error for this request (its first onError): a body that is not JSON, a failed
+   * validation, a hook or handler that threw. The stage running then ends there; the error handler's time
+   * until the next stage is the error_handler gap. NaN without an error.
+   */
+  errorAt: number
   serializeSkipped: boolean
   /** Streamed bodies only: whether a write had to wait for 'drain'. Undefined for one-piece bodies. */
   backpressure: boolean | undefined
@@ -210,6 +216,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     writeStartAt: NaN,
     finishAt: NaN,
     endAt: NaN,
+    errorAt: NaN,
     serializeSkipped: false,
     backpressure: undefined,
     bytesWrittenStart: 0,

@@ -30,6 +30,7 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   attributes[ATTR.gapIdle] = tl.idleBeforeRequestMs
   attributes[ATTR.gapHooks] = tl.hooksMs
   if (tl.pipelinedMs > 0) attributes[ATTR.gapPipelined] = tl.pipelinedMs
+  if (tl.errorHandlerMs > 0) attributes[ATTR.gapErrorHandler] = tl.errorHandlerMs
   if (rec.route !== UNMATCHED_ROUTE) attributes[ATTR_HTTP_ROUTE] = rec.route
   if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
   if (rec.aborted) attributes[ATTR.aborted] = true

@@ -38,17 +38,18 @@ export const GAP_COLOR = '#dcdcdc'
  * Time inside a request covered by no stage (docs/stages.md, "Gaps"): the `gap` label of
  * journey_gap_duration_seconds and the journey.gap.* attributes of the request span.
  */
-export const GAPS = ['before_request', 'hooks', 'pipelined'] as const
+export const GAPS = ['before_request', 'hooks', 'pipelined', 'error_handler'] as const
 export type Gap = typeof GAPS[number]
 /** The gaps that are the server's time (before_request is the client's): what views show beside the stages. */
-export const SERVER_GAPS = ['hooks', 'pipelined'] as const satisfies readonly Gap[]
+export const SERVER_GAPS = ['hooks', 'pipelined', 'error_handler'] as const satisfies readonly Gap[]
 export type ServerGap = typeof SERVER_GAPS[number]
 /** How views name a gap next to the stages: `gap: hooks`. */
 export const gapLabel = (gap: Gap): `gap: ${Gap}` => `gap: ${gap}`
 export const GAP_MEANING: Record<Gap, string> = {
   before_request: 'first request of a connection: from the connection being ready (accepted, or TLS done) to its first byte — the client\'s think time, not the server\'s.',
   hooks: 'the server\'s own time between stages: other plugins\' onRequest and preHandler hooks, a not-found handler, the handler of a route added before the plugin; never zero, since it also holds Fastify running the hooks and the journey\'s own onRequest work (≈ 1.6 µs a request where the journey\'s is the only hook; more for traced requests, whose span starts there).',
-  pipelined: 'HTTP/1.1 pipelining: a response ready early waited for the earlier ones on its connection (observed only when it did).'
+  pipelined: 'HTTP/1.1 pipelining: a response ready early waited for the earlier ones on its connection (observed only when it did).',
+  error_handler: 'an error reply (a body that is not JSON, a failed validation, a hook or handler that threw): from the error to the next stage — Fastify\'s error handling, your setErrorHandler or its default (which logs the error and serializes it). The stage that was running ends at the error (observed only when there was one).'
 }
 
 /** How read and parse are observed (docs/stages.md, "Precision modes"); every span says which, as journey.precision. */
@@ -105,6 +106,8 @@ export const ATTR = {
   gapHooks: 'journey.gap.hooks_ms',
   /** Only on responses that waited for earlier ones on their connection (HTTP pipelining): ms held back. */
   gapPipelined: 'journey.gap.pipelined_ms',
+  /** Only on requests Fastify took an error for: ms from the error to the next stage (its error handler). */
+  gapErrorHandler: 'journey.gap.error_handler_ms',
   gapIdle: 'journey.gap.before_request_ms'
 } as const
 

@@ -29,13 +29,15 @@ export interface Timeline {
   idleBeforeRequestMs: number
   /** Of gapMs: the response waited for earlier responses on its connection to finish (HTTP pipelining). */
   pipelinedMs: number
+  /** Of gapMs: from an error to the next stage (Fastify's error handling: your setErrorHandler, or its default). */
+  errorHandlerMs: number
   /** The rest of gapMs: the server's own time between stages (other plugins' hooks, a not-found handler). */
   hooksMs: number
 }
 
 type Marks = Pick<RequestRecord,
   'acceptAt' | 'acceptedAt' | 'secureAt' | 'beginAt' | 'decryptStartAt' | 'headersAt' | 'requestAt' | 'decodeStartAt' |
-  'decodeEndAt' | 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'writeStartAt' | 'finishAt' | 'endAt'>
+  'decodeEndAt' | 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'writeStartAt' | 'finishAt' | 'endAt' | 'errorAt'>
 
 const seen = (t: number): boolean => !Number.isNaN(t)
 
@@ -69,20 +71,29 @@ export class StageTable {
   gapMs = NaN
   idleBeforeRequestMs = NaN
   pipelinedMs = NaN
+  errorHandlerMs = NaN
   hooksMs = NaN
 }
 
 /**
- * Adds one stage. A stage whose end event never came (an error reply skipped the rest of its hooks, or
- * the client left) ends at the first later event that did happen (`next1`, `next2`, else the request's
- * end), so stages never overlap; it is marked cut. A plain function rather than a closure: this runs for
- * every request, and a per-call closure and `next` array were a measurable share of its cost.
+ * Adds one stage. A stage running when Fastify took an error (`err`: a body that is not JSON, a failed
+ * validation, a handler that threw) ends there, cut: what follows is the error handler's, not the stage's.
+ * A stage whose end event never came for another reason (the client left) ends at the first later event
+ * that did happen (`next1`, `next2`, else the request's end), so stages never overlap; it is marked cut
+ * too. A plain function rather than a closure: this runs for every request, and a per-call closure and
+ * `next` array were a measurable share of its cost.
  */
-function push (t: StageTable, index: number, s: number, e: number, end: number, next1 = NaN, next2 = NaN): void {
+function push (t: StageTable, index: number, s: number, e: number, end: number, err: number, next1 = NaN, next2 = NaN): void {
   if (s !== s) return // NaN: the stage never started
   const k = t.count++
   t.index[k] = index
   t.from[k] = s
+  // `e <= err` is false for a NaN e: a stage that never ended and had an error after its start ends there.
+  if (err >= s && !(e <= err)) {
+    t.to[k] = err
+    t.cut[k] = 1
+    return
+  }
   if (e === e) {
     t.to[k] = e
     t.cut[k] = 0
@@ -114,30 +125,32 @@ export function handlerWroteResponse (m: Pick<Marks, 'handlerStartAt' | 'handler
 /** The record's timeline, written into `t` (overwriting what it held) and returned. The one timeline maths. */
 export function walkTimeline (m: Marks, t: StageTable): StageTable {
   const end = seen(m.finishAt) ? m.finishAt : m.endAt
+  // An error after the request ended (a response stream failing once its last byte was handed over) ends no stage.
+  const err = m.errorAt < end ? m.errorAt : NaN
   t.count = 0
-  push(t, I.accept, m.acceptAt, m.acceptedAt, end)
-  if (seen(m.secureAt)) push(t, I.tls, m.acceptedAt, m.secureAt, end)
+  push(t, I.accept, m.acceptAt, m.acceptedAt, end, err)
+  if (seen(m.secureAt)) push(t, I.tls, m.acceptedAt, m.secureAt, end, err)
   // With TLS 1.3 the first request often rides in the same packet as the handshake's last message, so
   // its ciphertext (fine mode) arrives before the handshake ends: it cannot be read as a request sooner.
   const readStart = seen(m.secureAt) && seen(m.beginAt) ? Math.max(m.beginAt, m.secureAt) : m.beginAt
   if (seen(m.decryptStartAt)) {
     // Fine mode on TLS: bytes arriving, then the last record's decryption, then parsing.
     const decryptStart = Math.max(m.decryptStartAt, readStart)
-    push(t, I.read, readStart, decryptStart, end)
-    push(t, I.decrypt, decryptStart, m.headersAt, end)
+    push(t, I.read, readStart, decryptStart, end, err)
+    push(t, I.decrypt, decryptStart, m.headersAt, end, err)
   } else {
-    push(t, I.read, readStart, m.headersAt, end)
+    push(t, I.read, readStart, m.headersAt, end, err)
   }
-  push(t, I.parse, m.headersAt, m.requestAt, end)
-  push(t, I.decode, m.decodeStartAt, m.decodeEndAt, end, m.handlerStartAt, m.handlerEndAt)
+  push(t, I.parse, m.headersAt, m.requestAt, end, err)
+  push(t, I.decode, m.decodeStartAt, m.decodeEndAt, end, err, m.handlerStartAt, m.handlerEndAt)
   if (handlerWroteResponse(m)) {
-    push(t, I.handler, m.handlerStartAt, m.finishAt, end)
+    push(t, I.handler, m.handlerStartAt, m.finishAt, end, err)
   } else {
-    push(t, I.handler, m.handlerStartAt, m.handlerEndAt, end)
-    push(t, I.serialize, m.handlerEndAt, m.serializeEndAt, end)
+    push(t, I.handler, m.handlerStartAt, m.handlerEndAt, end, err)
+    push(t, I.serialize, m.handlerEndAt, m.serializeEndAt, end, err)
     // A response held back behind an earlier one starts writing when it gets the socket; one that never
     // got it (the connection closed first) wrote nothing.
-    push(t, I.write, m.writeStartAt, m.finishAt, end)
+    push(t, I.write, m.writeStartAt, m.finishAt, end, err)
   }
 
   // Without parser marks the request object is the first thing seen; hooks before decode are a gap then.
@@ -149,13 +162,22 @@ export function walkTimeline (m: Marks, t: StageTable): StageTable {
   const held = seen(m.serializeEndAt) ? (seen(m.writeStartAt) ? m.writeStartAt : end) - m.serializeEndAt : 0
   const gapMs = Math.max(0, end - start - covered)
   const pipelinedMs = Math.max(0, held)
+  // The error handler runs from the error to the next stage that starts (serialize, when your error
+  // handler sends an object; else the zero serialize of onSend, Fastify having serialized the error itself).
+  let errorHandlerMs = 0
+  if (err === err) {
+    let next = end
+    for (let k = 0; k < t.count; k++) if (t.from[k]! >= err && t.from[k]! < next) next = t.from[k]!
+    errorHandlerMs = next - err
+  }
   t.start = start
   t.end = end
   t.requestStart = seen(readStart) ? readStart : m.requestAt
   t.gapMs = gapMs
   t.idleBeforeRequestMs = idle
   t.pipelinedMs = pipelinedMs
-  t.hooksMs = Math.max(0, gapMs - idle - pipelinedMs)
+  t.errorHandlerMs = errorHandlerMs
+  t.hooksMs = Math.max(0, gapMs - idle - pipelinedMs - errorHandlerMs)
   return t
 }
 
@@ -198,6 +220,7 @@ function timelineFrom (t: StageTable): Timeline {
     gapMs: t.gapMs,
     idleBeforeRequestMs: t.idleBeforeRequestMs,
     pipelinedMs: t.pipelinedMs,
+    errorHandlerMs: t.errorHandlerMs,
     hooksMs: t.hooksMs
   }
 }
@@ -208,9 +231,10 @@ export interface JourneySummary {
   ms: number
   /** Each stage the request had, in journey order. */
   stages: Partial<Record<Stage, number>>
-  /** The server's time between stages (other plugins' hooks) and a pipelined response's wait. */
+  /** The server's time between stages (other plugins' hooks), a pipelined response's wait, error handling. */
   hooksMs: number
   pipelinedMs: number
+  errorHandlerMs: number
 }
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
@@ -225,5 +249,5 @@ export function summarize (rec: Marks): JourneySummary | undefined {
   const t = tableOf(rec)
   const stages: Partial<Record<Stage, number>> = {}
   for (let k = 0; k < t.count; k++) stages[STAGES[t.index[k]!]!] = roundUs(t.to[k]! - t.from[k]!)
-  return { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs) }
+  return { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs), errorHandlerMs: roundUs(t.errorHandlerMs) }
 }

@@ -40,6 +40,14 @@ before(async () => {
   app.get('/fast', async () => { activeInHandler.fast = trace.getActiveSpan() !== undefined; return 'fast' })
   app.get('/slow', async () => { await sleep(150); return 'slow' })
   app.get('/boom', async () => { throw new Error('boom') })
+  // Error handling that takes time: an error handler that asks something for 30 ms before answering, and
+  // an onError hook of the app's that blocks for 20 ms (as a synchronous error reporter or log write would).
+  app.post('/strict', {
+    errorHandler: async (_error, _req, reply) => { await sleep(30); return reply.code(400).send({ rejected: true }) }
+  }, async (req) => req.body)
+  app.get('/boom-reported', {
+    onError: (_req, _reply, _err, done) => { const until = performance.now() + 20; while (performance.now() < until); done() }
+  }, async () => { throw new Error('boom') })
   // An SSE-style route: the handler takes the response over and writes it itself, 40 ms later.
   app.post('/hijack', (_req, reply) => {
     reply.hijack()
@@ -109,6 +117,49 @@ test('a failed request is kept with an error status', async () => {
   assert.equal(root.attributes['journey.sampling.rule'], 'error')
   assert.equal(root.status.code, 2)
   assert.equal(root.attributes['error.type'], '500')
+})
+
+test('an error ends the stage it happened in; the error handler\'s time is the error_handler gap, and the books still balance', async () => {
+  // A body that is not JSON: decode fails at once, then the route's error handler takes 30 ms.
+  const r = await request(base + '/strict', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"not json' })
+  assert.deepEqual(await r.body.json(), { rejected: true })
+  assert.equal(r.statusCode, 400)
+  // A handler that throws at once, then an onError hook of the app's blocks for 20 ms before Fastify's default error handler.
+  assert.equal(await get('/boom-reported'), 500)
+  await sleep(20)
+  const spans = exporter.getFinishedSpans()
+  const strict = waterfall(spans, roots(spans, '/strict')[0]!)
+  const decode = stage(strict, 'decode')!
+  assert.ok(durationMs(decode) < 10, `decode ends where parsing the body failed, not after the error handler: ${durationMs(decode)} ms`)
+  assert.equal(decode.status.code, 2, 'it did not complete')
+  const gap = Number(strict.root.attributes['journey.gap.error_handler_ms'])
+  assert.ok(gap >= 29 && gap < 29 + 50, `the error handler's 30 ms are the error_handler gap: ${gap} ms`)
+  assert.ok(Number(strict.root.attributes['journey.gap.hooks_ms']) < 5, 'and not the hooks gap')
+  assert.equal(stage(strict, 'serialize')!.attributes['journey.serialize.skipped'], false, 'what the error handler sent is serialized after it')
+  assert.ok(!stageNames(strict).includes('handler'))
+  const boom = waterfall(spans, roots(spans, '/boom-reported')[0]!)
+  const handler = stage(boom, 'handler')!
+  assert.ok(durationMs(handler) < 10, `the handler ends where it threw, not after the 20 ms of error handling: ${durationMs(handler)} ms`)
+  assert.ok(Number(boom.root.attributes['journey.gap.error_handler_ms']) >= 20)
+  // Fastify's default error handler serializes the error itself: no serialize of the journey's to show.
+  assert.equal(stage(boom, 'serialize')!.attributes['journey.serialize.skipped'], true)
+  // Histograms: one error_handler gap per route, and stages plus gaps are the request duration.
+  const m = parseMetrics(await registry.metrics())
+  for (const [method, route, least] of [['POST', '/strict', 0.029], ['GET', '/boom-reported', 0.02]] as const) {
+    const labels = { method, route }
+    const gapOf = (g: string): number => sample(m, 'journey_gap_duration_seconds_sum', { ...labels, gap: g })
+    assert.equal(sample(m, 'journey_gap_duration_seconds_count', { ...labels, gap: 'error_handler' }), 1)
+    assert.ok(gapOf('error_handler') >= least, `${route}: ${gapOf('error_handler')} s`)
+    const stages = byLabel(m, 'journey_stage_duration_seconds_sum', 'stage', labels)
+    const fromRead = [...stages].filter(([s]) => s !== 'accept' && s !== 'tls').reduce((n, [, v]) => n + v, 0)
+    const duration = sum(m, 'http_server_request_duration_seconds_sum', { http_request_method: method, http_route: route })
+    assert.ok(Math.abs(fromRead + gapOf('hooks') + gapOf('error_handler') - duration) < 1e-9, `${route}: stages ${fromRead} + gaps = duration ${duration}`)
+  }
+  // Requests without an error have no such gap.
+  assert.equal(await get('/fast'), 200)
+  const after = parseMetrics(await registry.metrics())
+  assert.ok(sample(after, 'journey_gap_duration_seconds_count', { method: 'GET', route: '/fast', gap: 'hooks' }) >= 1)
+  assert.ok(Number.isNaN(sample(after, 'journey_gap_duration_seconds_count', { method: 'GET', route: '/fast', gap: 'error_handler' })))
 })
 
 test('a handler that writes the response itself (reply.hijack) owns it to the end: no false cut, no serialize or write', async () => {

@@ -38,7 +38,7 @@ function assertWellFormed (w: Waterfall): void {
     covered += d
   }
   const gaps = Number(w.root.attributes['journey.gap.hooks_ms']) + Number(w.root.attributes['journey.gap.before_request_ms']) +
-    Number(w.root.attributes['journey.gap.pipelined_ms'] ?? 0)
+    Number(w.root.attributes['journey.gap.pipelined_ms'] ?? 0) + Number(w.root.attributes['journey.gap.error_handler_ms'] ?? 0)
   assert.ok(Math.abs(covered + gaps - durationMs(w.root)) < 0.01, `stages ${covered} + gaps ${gaps} = root ${durationMs(w.root)}`)
   assert.equal(w.root.attributes['journey.precision'], 'default')
 }

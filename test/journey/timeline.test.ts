@@ -7,7 +7,7 @@ import { STAGES } from '../../src/journey/stages.ts'
 const N = NaN
 const base = {
   acceptAt: N, acceptedAt: N, secureAt: N, beginAt: 10, decryptStartAt: N, headersAt: 12, requestAt: 13, decodeStartAt: 13.5,
-  decodeEndAt: 15, handlerStartAt: 15.5, handlerEndAt: 20, serializeEndAt: 21, writeStartAt: 21, finishAt: 25, endAt: 25
+  decodeEndAt: 15, handlerStartAt: 15.5, handlerEndAt: 20, serializeEndAt: 21, writeStartAt: 21, finishAt: 25, endAt: 25, errorAt: N
 }
 
 test('a keep-alive request: read → write, hooks in the gaps', () => {
@@ -87,11 +87,57 @@ test('fine mode on TLS 1.3: a request that arrived with the handshake\'s last pa
   assert.equal(tl.requestStart, 10.5, 'the request (and its duration metric) starts there too, not at its first ciphertext (10)')
 })
 
-test('an error reply during decode (invalid JSON): decode ends where the error reply starts, no overlap', () => {
-  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: 17, serializeEndAt: 17, writeStartAt: 17 })
+test('an error during decode (invalid JSON): decode ends at the error, the error handler is a gap until onSend', () => {
+  // Fastify's default error handler logs and serializes the error itself: onSend (17) ends "the handler"
+  // and finds nothing serialized since.
+  const tl = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: 17, serializeEndAt: 17, writeStartAt: 17, errorAt: 14 })
   assert.deepEqual(tl.stages.map(s => [s.stage, s.start, s.end, s.cut]), [
-    ['read', 10, 12, false], ['parse', 12, 13, false], ['decode', 13.5, 17, true], ['serialize', 17, 17, false], ['write', 17, 25, false]
+    ['read', 10, 12, false], ['parse', 12, 13, false], ['decode', 13.5, 14, true], ['serialize', 17, 17, false], ['write', 17, 25, false]
   ])
+  assert.equal(tl.errorHandlerMs, 3)
+  assert.equal(tl.hooksMs, 0.5, 'the hooks before decode, and nothing of the error handler')
+  // Without the error's mark (a record from before it, or a client that left mid-body), decode still ends
+  // at the next thing that happened.
+  const unmarked = buildTimeline({ ...base, decodeEndAt: N, handlerStartAt: N, handlerEndAt: 17, serializeEndAt: 17, writeStartAt: 17 })
+  assert.deepEqual(unmarked.stages.find(s => s.stage === 'decode'), { stage: 'decode', index: STAGES.indexOf('decode'), start: 13.5, end: 17, cut: true })
+  assert.equal(unmarked.errorHandlerMs, 0)
+})
+
+test('a handler that threw: handler ends at the error; what your error handler sends is serialized after it', () => {
+  // Fastify's default handler: onSend at 20.5 ends the error handling; no serialize of its own.
+  const byDefault = buildTimeline({ ...base, handlerEndAt: 20.5, serializeEndAt: 20.5, writeStartAt: 20.5, errorAt: 18 })
+  assert.deepEqual(byDefault.stages.slice(-3).map(s => [s.stage, s.start, s.end, s.cut]), [
+    ['handler', 15.5, 18, true], ['serialize', 20.5, 20.5, false], ['write', 20.5, 25, false]
+  ])
+  assert.equal(byDefault.errorHandlerMs, 2.5)
+  assert.equal(byDefault.hooksMs, 1)
+  // A setErrorHandler that sends an object: preSerialization (19) ends the error handling, serialize follows.
+  const custom = buildTimeline({ ...base, handlerEndAt: 19, serializeEndAt: 21, writeStartAt: 21, errorAt: 18 })
+  assert.deepEqual(custom.stages.slice(-3).map(s => [s.stage, s.start, s.end, s.cut]), [
+    ['handler', 15.5, 18, true], ['serialize', 19, 21, false], ['write', 21, 25, false]
+  ])
+  assert.equal(custom.errorHandlerMs, 1)
+  // Stages plus gaps still make up the request.
+  for (const tl of [byDefault, custom]) {
+    const covered = tl.stages.reduce((a, s) => a + s.end - s.start, 0)
+    assert.equal(covered + tl.hooksMs + tl.errorHandlerMs + tl.pipelinedMs + tl.idleBeforeRequestMs, tl.end - tl.start)
+  }
+})
+
+test('errors outside a stage: a hook\'s error is a gap of its own; a serializer\'s error cuts serialize; one after the end changes nothing', () => {
+  // An auth hook of the app (onRequest, after the journey's) throws at 13.2: no decode, no handler.
+  const hook = buildTimeline({ ...base, decodeStartAt: N, decodeEndAt: N, handlerStartAt: N, handlerEndAt: 14, serializeEndAt: 14, writeStartAt: 14, errorAt: 13.2 })
+  assert.deepEqual(hook.stages.map(s => s.stage), ['read', 'parse', 'serialize', 'write'])
+  assert.ok(Math.abs(hook.hooksMs - 0.2) < 1e-9, 'the hook until it threw')
+  assert.ok(Math.abs(hook.errorHandlerMs - 0.8) < 1e-9)
+  // The serializer throws at 20.2 (handler done at 20); onSend at 20.7.
+  const ser = buildTimeline({ ...base, serializeEndAt: 20.7, writeStartAt: 20.7, errorAt: 20.2 })
+  assert.deepEqual(ser.stages.slice(-2).map(s => [s.stage, s.start, s.end, s.cut]), [['serialize', 20, 20.2, true], ['write', 20.7, 25, false]])
+  assert.ok(Math.abs(ser.errorHandlerMs - 0.5) < 1e-9)
+  // A response stream that fails after its last byte was handed over.
+  const late = buildTimeline({ ...base, errorAt: 26 })
+  assert.deepEqual(late.stages, buildTimeline(base).stages)
+  assert.equal(late.errorHandlerMs, 0)
 })
 
 test('mostStages, known at a request\'s start, bounds its timeline and is reached when every stage happens', () => {
@@ -121,7 +167,8 @@ test('summarize: a finished request\'s duration (from read), stages and gaps in 
     ms: 15,
     stages: { accept: 0.1, read: 2, parse: 1, decode: 1.5, handler: 4.5, serialize: 1, write: 4 },
     hooksMs: 1,
-    pipelinedMs: 0
+    pipelinedMs: 0,
+    errorHandlerMs: 0
   })
   assert.equal(summarize({ ...base, finishAt: N, endAt: N }), undefined)
 })
