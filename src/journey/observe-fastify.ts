@@ -278,7 +278,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
 
   fastify.addHook('onSend', (request, reply, payload, done) => {
     const rec = request.journey
-    if (rec !== null) {
+    // A second onSend is the error reply of an error after the first (another plugin's onSend hook threw, or
+    // a streamed body failed before its first byte): the response had started, so write began at the first;
+    // the error cuts it, and the error reply's own writing is in the error_handler gap (a stage happens once).
+    if (rec !== null && Number.isNaN(rec.serializeEndAt)) {
       const t = now()
       // Strings, buffers, streams and errors skip preSerialization: the handler (or, after an error, the
       // error handler) ended here, and nothing was serialized since — Fastify serializes an error reply

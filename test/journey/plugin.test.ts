@@ -45,6 +45,10 @@ before(async () => {
   app.post('/strict', {
     errorHandler: async (_error, _req, reply) => { await sleep(30); return reply.code(400).send({ rejected: true }) }
   }, async (req) => req.body)
+  // Another plugin's onSend hook that takes 5 ms, then throws (after the journey's onSend).
+  app.get('/send-fails', {
+    onSend: async (_req, reply, payload) => { if (reply.statusCode === 200) { await sleep(5); throw new Error('onSend failed') } return payload }
+  }, async () => ({ fine: true }))
   app.get('/boom-reported', {
     onError: (_req, _reply, _err, done) => { const until = performance.now() + 20; while (performance.now() < until); done() }
   }, async () => { throw new Error('boom') })
@@ -143,9 +147,20 @@ test('an error ends the stage it happened in; the error handler\'s time is the e
   assert.ok(Number(boom.root.attributes['journey.gap.error_handler_ms']) >= 20)
   // Fastify's default error handler serializes the error itself: no serialize of the journey's to show.
   assert.equal(stage(boom, 'serialize')!.attributes['journey.serialize.skipped'], true)
+  // An error after the journey's onSend: serialize stays what it was, write (which had begun: another
+  // plugin's onSend hook is write) ends at the error.
+  assert.equal(await get('/send-fails'), 500)
+  const sendFails = waterfall(exporter.getFinishedSpans(), roots(exporter.getFinishedSpans(), '/send-fails')[0]!)
+  assert.ok(durationMs(stage(sendFails, 'serialize')!) < 2, `serialize: ${durationMs(stage(sendFails, 'serialize')!)} ms`)
+  assert.equal(stage(sendFails, 'serialize')!.status.code, 0)
+  const write = stage(sendFails, 'write')!
+  assert.ok(durationMs(write) >= 4.5, `the hook's 5 ms are write's: ${durationMs(write)} ms`)
+  assert.equal(write.status.code, 2)
+  assert.ok(Number(sendFails.root.attributes['journey.gap.error_handler_ms']) > 0)
+  assert.equal(sendFails.root.attributes['journey.gap.pipelined_ms'], undefined, 'no wait for an earlier response')
   // Histograms: one error_handler gap per route, and stages plus gaps are the request duration.
   const m = parseMetrics(await registry.metrics())
-  for (const [method, route, least] of [['POST', '/strict', 0.029], ['GET', '/boom-reported', 0.02]] as const) {
+  for (const [method, route, least] of [['POST', '/strict', 0.029], ['GET', '/boom-reported', 0.02], ['GET', '/send-fails', 0]] as const) {
     const labels = { method, route }
     const gapOf = (g: string): number => sample(m, 'journey_gap_duration_seconds_sum', { ...labels, gap: g })
     assert.equal(sample(m, 'journey_gap_duration_seconds_count', { ...labels, gap: 'error_handler' }), 1)

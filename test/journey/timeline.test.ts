@@ -134,6 +134,12 @@ test('errors outside a stage: a hook\'s error is a gap of its own; a serializer\
   const ser = buildTimeline({ ...base, serializeEndAt: 20.7, writeStartAt: 20.7, errorAt: 20.2 })
   assert.deepEqual(ser.stages.slice(-2).map(s => [s.stage, s.start, s.end, s.cut]), [['serialize', 20, 20.2, true], ['write', 20.7, 25, false]])
   assert.ok(Math.abs(ser.errorHandlerMs - 0.5) < 1e-9)
+  // Another plugin's onSend hook throws at 22, after the journey's onSend (21): write had begun, the error
+  // cuts it, and the error reply (Fastify's second onSend, which the journey leaves alone) is the gap's.
+  const onSend = buildTimeline({ ...base, errorAt: 22 })
+  assert.deepEqual(onSend.stages.slice(-2).map(s => [s.stage, s.start, s.end, s.cut]), [['serialize', 20, 21, false], ['write', 21, 22, true]])
+  assert.equal(onSend.errorHandlerMs, 3)
+  assert.equal(onSend.pipelinedMs, 0)
   // A response stream that fails after its last byte was handed over.
   const late = buildTimeline({ ...base, errorAt: 26 })
   assert.deepEqual(late.stages, buildTimeline(base).stages)
