@@ -1,6 +1,7 @@
 // A bounded, gentle mixed workload over every demo route: HTTP and HTTPS, reused and fresh connections
 // (so accept and TLS appear in waterfalls), JSON, gzip and protobuf bodies, CPU and I/O handlers, a large
-// download and an unmatched route. Used by `npm run demo` and by the compose stack's `load` profile.
+// download, an unmatched route and a body that is not JSON (a 400: real traffic has bad input, and its error
+// handling is a gap of its own). Used by `npm run demo` and by the compose stack's `load` profile.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { gzipSync } from 'node:zlib'
 import { Agent, request } from 'undici'
@@ -33,7 +34,8 @@ export const JOBS: readonly Job[] = [
   ['GET', '/account?auth_ms=5', { authorization: 'Bearer demo' }],
   ['GET', '/report?items=2000'],
   ['GET', '/download?kb=512'],
-  ['GET', '/no-such-route']
+  ['GET', '/no-such-route'],
+  ['POST', '/echo', { 'content-type': 'application/json' }, '{"message":']
 ]
 
 /** Runs until time, count or the signal says stop; resolves with how many requests were sent and failed. */
@@ -50,9 +52,12 @@ export async function runWorkload (opts: WorkloadOptions): Promise<{ sent: numbe
     while (!stopped()) {
       const n = sent++
       const [method, path, headers, body] = JOBS[n % JOBS.length]!
+      // The job's place plus the round, modulo 12: over 12 rounds every job meets both schemes and both kinds
+      // of connection, whatever the number of jobs (from n alone, 12 jobs would pin each job to one of each).
+      const k = (n % JOBS.length + Math.floor(n / JOBS.length)) % 12
       // A fresh connection every fourth request: accept (and the TLS handshake) show up in waterfalls.
-      const fresh = n % 4 === 0 ? new Agent({ connect: tls, pipelining: 0 }) : undefined
-      const base = n % 3 === 0 ? opts.httpsUrl : opts.httpUrl
+      const fresh = k % 4 === 0 ? new Agent({ connect: tls, pipelining: 0 }) : undefined
+      const base = k % 3 === 0 ? opts.httpsUrl : opts.httpUrl
       try {
         const r = await request(base + path, { method: method as 'GET', headers, body, dispatcher: fresh ?? keepAlive, signal: opts.signal })
         await r.body.arrayBuffer() // read it all: a client that stops early shows up as an aborted request

@@ -87,7 +87,7 @@ for (const [file, build] of Object.entries(DASHBOARDS)) {
   })
 }
 
-test('the share panel\'s stages and gaps add up to the whole: its shares sum to 1, and hooks is one of them', { skip }, async () => {
+test('the share panel\'s stages and gaps add up to the whole: its shares sum to 1, and hooks and error_handler are among them', { skip }, async () => {
   const share = queriesOf(requestJourneyDashboard()).filter(q => q.panel.startsWith('Where the time goes'))
   assert.equal(share.length, 2, 'stages, then gaps')
   const values = new Map<string, number>()
@@ -101,6 +101,8 @@ test('the share panel\'s stages and gaps add up to the whole: its shares sum to 
   const total = [...values.values()].reduce((a, b) => a + b, 0)
   assert.ok(Math.abs(total - 1) < 1e-9, `shares ${JSON.stringify(Object.fromEntries(values))} sum to ${total}`)
   assert.ok((values.get('gap: hooks') ?? 0) > 0, 'the time between stages is a share of its own')
+  assert.ok((values.get('gap: error_handler') ?? 0) > 0, 'and so is the error handling of the workload\'s bad bodies')
+  assert.ok((values.get('gap: error_handler') ?? 0) > 0, 'and so is the error handling of the workload\'s bad bodies')
   assert.ok((values.get('handler') ?? 0) > 0)
 })
 
@@ -118,6 +120,10 @@ test('fast stages and requests are told apart: a hot GET\'s decode does not read
   // With 10 µs as the first stage bucket, histogram_quantile put every fast stage at p50 5.00 µs and p99
   // 9.90 µs, whatever it really took (src/journey/stages.ts, STAGE_BUCKETS). The mixed workload above is
   // paced and its stages take microseconds; a hot keep-alive loop makes decode take a fraction of one.
+  // rate() needs a sample before the loop: a series born in the window would read no increase at all. The
+  // workload above sends GET / over plain HTTP too (every job meets both schemes).
+  const before = await promApi('/api/v1/query', { query: 'http_server_request_duration_seconds_count{http_route="/",url_scheme="http"}' })
+  assert.equal(before.result.length, 1, 'GET / over HTTP was scraped before the loop')
   const started = Date.now()
   const pool = new Pool(`http://127.0.0.1:${app.ports.http}`, { connections: 4 })
   try {
