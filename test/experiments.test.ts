@@ -48,7 +48,7 @@ const num = (v: unknown): number => { assert.equal(typeof v, 'number', `${String
 test('--list names every experiment with its hypothesis; an unknown name, option or URL exits 2', async () => {
   const list = await run(['--list'])
   assert.equal(list.status, 0)
-  for (const name of ['accept', 'tls', 'slow-client', 'parse', 'decode', 'event-loop', 'write']) assert.match(list.out, new RegExp(`^${name}\\s+\\S`, 'm'))
+  for (const name of ['accept', 'tls', 'slow-client', 'parse', 'decode', 'errors', 'event-loop', 'write']) assert.match(list.out, new RegExp(`^${name}\\s+\\S`, 'm'))
   assert.equal((await run(['no-such-experiment'])).status, 2)
   assert.equal((await run(['accept', '--connections=many'])).status, 2)
   assert.equal((await run(['write', '--url=ftp://127.0.0.1/'])).status, 2)
@@ -122,6 +122,22 @@ test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration
   assert.ok(num(slow['hooks gap mean ms']) >= 18.5, `the 20 ms hook is the gap: ${slow['hooks gap mean ms']}`)
   assert.ok(num(slow['stages mean ms']) < num(none['stages mean ms']) + 5, 'the stages do not grow with it')
   assert.ok(num(slow['client mean ms']) >= num(slow['request duration mean ms']), 'the client waits at least that long')
+})
+
+test('errors: a rejected body\'s error handling is the error_handler gap; a body that is not JSON costs the client a new connection each time', async () => {
+  const { row } = await experiment(['errors', '--requests=20', '--warmup=5'])
+  const valid = row('valid JSON')
+  const notJson = row('not JSON, log level info')
+  const schema = row('schema violation, log level info')
+  const quiet = row('not JSON, log level warn')
+  for (const r of [valid, notJson, schema, quiet]) assert.equal(r.failed, 0, `${String(r.variant)}: every answer had the status expected`)
+  assert.equal(valid['error_handler gap mean ms'], 0, 'no error, no such gap')
+  for (const r of [notJson, schema, quiet]) assert.ok(num(r['error_handler gap mean ms']) > 0, `${String(r.variant)}: the error handling is measured`)
+  // Fastify closes the connection after a body its parser rejected: each of the 20 counted requests opened one.
+  assert.equal(notJson.connections, 20)
+  assert.equal(quiet.connections, 20)
+  assert.equal(valid.connections, 0, 'the valid bodies rode the warm connection')
+  assert.equal(schema.connections, 0, 'a schema violation keeps the connection')
 })
 
 test('serialize: the serialize stage grows with the response, the handler does not', async () => {

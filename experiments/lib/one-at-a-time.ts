@@ -1,5 +1,5 @@
 // The measuring loop of the experiments that send one request at a time over one keep-alive connection
-// (hooks, serialize): the client's own time for each, and the server's histograms before and after, so a
+// (hooks, serialize, errors): the client's own time for each, and the server's histograms before and after, so a
 // variant's row can set what the client waited beside what each stage took.
 import { Agent, request } from 'undici'
 import { meanMs, type Metrics } from './metrics.ts'
@@ -11,7 +11,7 @@ export interface OneAtATime {
   clientMeanMs: number
   /** Size of the last response body. */
   bytes: number
-  /** Answers other than 200. */
+  /** Answers other than the expected status (200 unless told). */
   failed: number
   before: Metrics
   after: Metrics
@@ -24,6 +24,10 @@ export interface OneAtATimeOptions {
   /** Requests sent first and not counted (V8 compiles code on its first calls). */
   warmup?: number
   headers?: Record<string, string>
+  /** A POST with this body instead of a GET. */
+  body?: string
+  /** The status every answer should have (default 200); others count as failed. */
+  status?: number
   /** The Grafana annotation's text (with GRAFANA_URL), and the progress line's. */
   label: string
   progress: (line: string) => void
@@ -34,7 +38,7 @@ export async function oneAtATime (server: ExperimentServer, agent: Agent, path: 
   const url = `http://${server.host}:${server.http}${path}`
   const get = async (): Promise<{ status: number, bytes: number, ms: number }> => {
     const t0 = performance.now()
-    const r = await request(url, { headers: opts.headers, dispatcher: agent })
+    const r = await request(url, { method: opts.body === undefined ? 'GET' : 'POST', headers: opts.headers, body: opts.body, dispatcher: agent })
     const body = await r.body.arrayBuffer()
     return { status: r.statusCode, bytes: body.byteLength, ms: performance.now() - t0 }
   }
@@ -48,7 +52,7 @@ export async function oneAtATime (server: ExperimentServer, agent: Agent, path: 
     const r = await get()
     client += r.ms
     bytes = r.bytes
-    if (r.status !== 200) failed++
+    if (r.status !== (opts.status ?? 200)) failed++
     if (i % 10 === 9) opts.progress(`${opts.label}: ${i + 1}/${opts.requests}`)
   }
   await annotate(opts.label, started, Date.now())

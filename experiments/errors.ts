@@ -1,0 +1,73 @@
+// Experiment `errors`: what a rejected request costs, and where. A body that is not JSON, and one that
+// fails the route's schema, against a valid one; Fastify's default error handler logs a 4xx at `info`,
+// so the same bad body runs at LOG_LEVEL=info and at warn.
+//
+// Hypothesis: a rejected body fails decode no slower than a valid one parses; what Fastify does after the
+// error — logging it with its stack, serializing the reply — is a cost of its own, the error_handler gap,
+// which shrinks to a fraction without the log line. And a body that is not JSON costs the client more than
+// the server shows: Fastify answers it with `connection: close` (the client may still be sending), so the
+// next request pays a new connection — its accept stage, and on HTTPS a handshake.
+import { Agent } from 'undici'
+import { experiment } from './lib/experiment.ts'
+import { delta, meanMs } from './lib/metrics.ts'
+import { oneAtATime } from './lib/one-at-a-time.ts'
+import { startServer } from './lib/server.ts'
+
+interface Case { variant: string, logLevel: string, body: string, status: number }
+
+const CASES: readonly Case[] = [
+  { variant: 'valid JSON', logLevel: 'info', body: JSON.stringify({ message: 'hello' }), status: 200 },
+  { variant: 'not JSON, log level info', logLevel: 'info', body: '{"message":', status: 400 },
+  { variant: 'schema violation, log level info', logLevel: 'info', body: JSON.stringify({ note: 'no message' }), status: 400 },
+  { variant: 'not JSON, log level warn', logLevel: 'warn', body: '{"message":', status: 400 }
+]
+
+export const errors = experiment({
+  name: 'errors',
+  hypothesis: 'A rejected body fails decode no slower than a valid one parses; Fastify\'s error handling after it (the error\'s log line, the reply) is the error_handler gap, which shrinks when 4xx are not logged; a body that is not JSON also closes the connection, so the next request pays a new one.',
+  options: { requests: 200, warmup: 50 },
+  chart: { title: 'POST /echo, valid and rejected bodies (means)', unit: 'ms', series: [{ label: 'decode', key: 'decode mean ms' }, { label: 'error_handler gap', key: 'error_handler gap mean ms' }, { label: 'request duration', key: 'request duration mean ms' }] },
+  async run (opts, progress) {
+    const rows = []
+    // One server per log level, each loaded over one keep-alive connection, one request at a time.
+    for (const logLevel of ['info', 'warn']) {
+      const server = await startServer({ LOG_LEVEL: logLevel })
+      const agent = new Agent({ connections: 1 })
+      try {
+        for (const c of CASES.filter(x => x.logLevel === logLevel)) {
+          const m = await oneAtATime(server, agent, '/echo', {
+            requests: opts.requests, warmup: opts.warmup, body: c.body, status: c.status,
+            headers: { 'content-type': 'application/json' }, label: `errors: ${c.variant}`, progress
+          })
+          const route = { route: '/echo', method: 'POST' }
+          const gap = meanMs(m.before, m.after, 'journey_gap_duration_seconds', { ...route, gap: 'error_handler' })
+          rows.push({
+            variant: c.variant,
+            status: c.status,
+            failed: m.failed,
+            'client mean ms': m.clientMeanMs,
+            // Accepted while the variant ran (its first connection included): Fastify closes one after a body it could not parse.
+            connections: delta(m.before, m.after, 'journey_connections_accepted_total'),
+            'request duration mean ms': meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/echo', http_response_status_code: String(c.status) }),
+            'decode mean ms': m.stageMeanMs('/echo', 'decode'),
+            // A valid body has no such gap (NaN: no observation): 0 in the table.
+            'error_handler gap mean ms': Number.isNaN(gap) ? 0 : gap,
+            'handler mean ms': m.stageMeanMs('/echo', 'handler')
+          })
+        }
+      } finally {
+        await agent.close()
+        await server.stop()
+      }
+    }
+    return {
+      rows,
+      notes: [
+        'One keep-alive connection, one request at a time, POST /echo (a JSON schema with a required `message`); the first requests of each variant are not counted.',
+        'Decode: preParsing → preHandler, or → the error (onError) when the body is rejected; error_handler gap: from the error to the reply\'s onSend (docs/stages.md).',
+        'The server logs to /dev/null here; a log line to a pipe or a terminal costs more. Fastify logs a 4xx at info and a 5xx at error.',
+        'Connections: accepted while the variant ran. After a body its parser rejected, Fastify answers `connection: close` (the client may still be sending), so the client\'s next request opens a new one: client time the server\'s request duration does not hold (it is the next request\'s accept stage).'
+      ]
+    }
+  }
+})
