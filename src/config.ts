@@ -35,6 +35,7 @@ export interface Config {
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
+  recordExceptions: boolean
   kernelSampleMs: number
   /** Where OTLP/HTTP exports are sent from (telemetry.ts: exportThread). */
   exportThread: ExportThreadChoice
@@ -146,6 +147,7 @@ export function loadConfig (env: Env = process.env): Config {
     precision: oneOf(env, 'JOURNEY_PRECISION', 'default', PRECISIONS),
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
+    recordExceptions: bool(env, 'JOURNEY_RECORD_EXCEPTIONS', true),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
     exportThread: exportThreadFromEnv(env),
     // The default is telemetry.ts's SPAN_QUEUE_DEFAULTS.maxConcurrentExports; at most the OTLP exporters' own

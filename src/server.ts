@@ -115,6 +115,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     precision: config.precision,
     slowThresholdMs: config.slowThresholdMs,
     keepErrors: config.keepErrors,
+    recordExceptions: config.recordExceptions,
     recordHeaders: config.recordHeaders,
     kernelSampleMs: config.kernelSampleMs
   })

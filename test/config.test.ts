@@ -52,6 +52,8 @@ test('enums and booleans', () => {
   assert.equal(loadConfig({ JOURNEY_KEEP_ERRORS: '0' }).keepErrors, false)
   assert.equal(loadConfig({ JOURNEY_KEEP_ERRORS: '1' }).keepErrors, true)
   assert.throws(() => loadConfig({ JOURNEY_KEEP_ERRORS: 'maybe' }), /JOURNEY_KEEP_ERRORS=/)
+  assert.equal(loadConfig({}).recordExceptions, true)
+  assert.equal(loadConfig({ JOURNEY_RECORD_EXCEPTIONS: 'false' }).recordExceptions, false)
   assert.equal(loadConfig({ OTEL_SERVICE_NAME: 'shop' }).serviceName, 'shop')
   assert.equal(loadConfig({}).journeyEnabled, true)
   assert.equal(loadConfig({ JOURNEY_ENABLED: 'false' }).journeyEnabled, false)

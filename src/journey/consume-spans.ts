@@ -3,7 +3,7 @@
 // unsampled requests allocate no span at all unless a keep-slow or keep-errors rule keeps them at the end.
 import {
   context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
-  type Attributes, type Context, type Link, type Span, type SpanContext, type SpanStatus, type Tracer
+  type Attributes, type Context, type Exception, type Link, type Span, type SpanContext, type SpanStatus, type Tracer
 } from '@opentelemetry/api'
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { isTracingSuppressed } from '@opentelemetry/core'
@@ -42,6 +42,8 @@ export interface SpanConsumerOptions {
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
+  /** The error Fastify took becomes an exception event on the span where it happened (JourneyOptions). */
+  recordExceptions: boolean
   recordHeaders: string[]
   /** Only this journey's records (records.ts); every journey's without it. */
   owner?: JourneyOwner | undefined
@@ -191,10 +193,15 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
 
     const name = route === undefined ? rec.method : `${rec.method} ${route}`
     const errorType = rec.aborted ? 'aborted' : rec.status >= 500 ? String(rec.status) : undefined
+    // The error Fastify took, recorded where it happened: on the stage it ended, else (a hook of the app's
+    // threw between stages) on the request span. Such requests are rare, so that span and their request span
+    // go through the tracer: recordException() and the SDK's span limits apply to them as to any span.
+    const exception = opts.recordExceptions && rec.error !== undefined && rec.errorAt < tl.end ? rec.error as Exception : undefined
+    const errored = exception === undefined ? -1 : tl.stages.findIndex(iv => iv.cut && iv.end === rec.errorAt)
     let root: Span | undefined
     let finished: FinishedSpan | undefined
     // (A parent context that suppresses tracing gets the SDK's answer: a span that records nothing.)
-    if (opts.finishedRequestSpans === true && processors !== undefined && origin !== undefined &&
+    if (opts.finishedRequestSpans === true && processors !== undefined && origin !== undefined && exception === undefined &&
       (rec.parentContext === undefined || !isTracingSuppressed(rec.parentContext))) {
       finished = finishedRequestSpan(rec, name, toEpochMs(tl.start), toEpochMs(tl.end), attributes, links, errorType, origin)
     } else {
@@ -207,6 +214,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
         root.setAttribute(ATTR_ERROR_TYPE, errorType)
         root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? ABORTED : undefined })
       }
+      if (exception !== undefined && errored === -1) root.recordException(exception, toEpochMs(rec.errorAt))
       if (processors !== undefined && opts.finishedRequestSpans === true) origin ??= originOf(root)
     }
     const parent = (finished ?? root!).spanContext()
@@ -221,6 +229,10 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       const ids = spanIds(tl.stages.length)
       for (let i = 0; i < tl.stages.length; i++) {
         const iv = tl.stages[i]!
+        if (i === errored) {
+          stageSpan(iv, rec, decided(trace.setSpan(ROOT_CONTEXT, root!)), exception)
+          continue
+        }
         const context: SpanContext = { traceId: parent.traceId, spanId: ids.slice(16 * i, 16 * i + 16), traceFlags: parent.traceFlags, traceState: parent.traceState }
         const span = new FinishedSpan(stageOrigin, context, parent, stageSpanName(iv.stage), SpanKind.INTERNAL,
           toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv.stage, rec, precision), undefined, iv.cut ? CUT_STATUS : UNSET)
@@ -228,7 +240,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       }
     } else {
       const ctx = decided(trace.setSpan(ROOT_CONTEXT, root!))
-      for (const iv of tl.stages) stageSpan(iv, rec, ctx)
+      for (let i = 0; i < tl.stages.length; i++) stageSpan(tl.stages[i]!, rec, ctx, i === errored ? exception : undefined)
     }
     if (finished !== undefined) for (const p of processors!) p.onEnd(finished)
     else root!.end(toEpochMs(tl.end))
@@ -257,11 +269,21 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     return new FinishedSpan(origin, context, parent, name, SpanKind.SERVER, start, end, attributes, links, status)
   }
 
-  function stageSpan (iv: Interval, rec: RequestRecord, parent: Context): void {
+  /** A stage span through the tracer; with `exception`, the stage that error ended. */
+  function stageSpan (iv: Interval, rec: RequestRecord, parent: Context, exception?: Exception): void {
     const span = tracer.startSpan(stageSpanName(iv.stage), {
       kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv.stage, rec, precision)
     }, parent)
-    if (iv.cut) span.setStatus({ code: SpanStatusCode.ERROR, message: CUT })
+    if (exception !== undefined) {
+      // As the SDK names an exception's type (its code, else its name): low cardinality, unlike its message.
+      const e = exception as { code?: unknown, name?: unknown, message?: unknown }
+      const type = e.code != null ? String(e.code) : typeof e.name === 'string' ? e.name : undefined
+      if (type !== undefined) span.setAttribute(ATTR_ERROR_TYPE, type)
+      span.recordException(exception, toEpochMs(rec.errorAt))
+      span.setStatus({ code: SpanStatusCode.ERROR, message: typeof e.message === 'string' ? e.message : CUT })
+    } else if (iv.cut) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: CUT })
+    }
     span.end(toEpochMs(iv.end))
   }
 

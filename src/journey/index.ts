@@ -96,6 +96,13 @@ export interface JourneyOptions {
   slowThresholdMs?: number
   /** Failed (5xx, aborted) requests are traced even when the head sampler said no. */
   keepErrors?: boolean
+  /**
+   * On a traced request, the error Fastify took (a handler or hook that threw, a body it could not parse)
+   * becomes an `exception` event — type, message and stack, as the SDK's recordException() writes them — on
+   * the stage span it ended, or on the request span when no stage was running. Default true; false keeps
+   * messages and stacks (which your code writes, and may put data in) out of traces.
+   */
+  recordExceptions?: boolean
   /** Request headers to record on request spans (lower case). Nothing else from the request is recorded. */
   recordHeaders?: string[]
   /** > 0: sample accept queues every this many ms off the event loop (journey_accept_queue_peak); for experiments. */
@@ -145,6 +152,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       precision,
       slowThresholdMs: opts.slowThresholdMs ?? 500,
       keepErrors: opts.keepErrors ?? true,
+      recordExceptions: opts.recordExceptions ?? true,
       recordHeaders: opts.recordHeaders ?? [],
       owner
     })

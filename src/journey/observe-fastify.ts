@@ -270,9 +270,12 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
   // Fastify runs onError hooks before the error handler (your setErrorHandler, or its default, which logs
   // the error and serializes it): the stage that was running ends here, not at onSend after all that.
   // Only the first: an error handler that fails makes Fastify call the next one, still error handling.
-  fastify.addHook('onError', (request, _reply, _error, done) => {
+  fastify.addHook('onError', (request, _reply, error, done) => {
     const rec = request.journey
-    if (rec !== null && Number.isNaN(rec.errorAt)) rec.errorAt = now()
+    if (rec !== null && Number.isNaN(rec.errorAt)) {
+      rec.errorAt = now()
+      rec.error = error
+    }
     done()
   })
 

@@ -113,6 +113,8 @@ export interface RequestRecord {
    * until the next stage is the error_handler gap. NaN without an error.
    */
   errorAt: number
+  /** What Fastify took at errorAt (an Error, as a rule): recorded as an exception event on kept traces. */
+  error: unknown
   serializeSkipped: boolean
   /** Streamed bodies only: whether a write had to wait for 'drain'. Undefined for one-piece bodies. */
   backpressure: boolean | undefined
@@ -217,6 +219,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, reques
     finishAt: NaN,
     endAt: NaN,
     errorAt: NaN,
+    error: undefined,
     serializeSkipped: false,
     backpressure: undefined,
     bytesWrittenStart: 0,

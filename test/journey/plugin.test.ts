@@ -5,7 +5,7 @@ import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SamplingDecision, trace } from '@opentelemetry/api'
 import { NodeSDK } from '@opentelemetry/sdk-node'
-import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type Sampler } from '@opentelemetry/sdk-trace'
+import { InMemorySpanExporter, ParentBasedSampler, SimpleSpanProcessor, type ReadableSpan, type Sampler } from '@opentelemetry/sdk-trace'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -49,6 +49,8 @@ before(async () => {
   app.get('/send-fails', {
     onSend: async (_req, reply, payload) => { if (reply.statusCode === 200) { await sleep(5); throw new Error('onSend failed') } return payload }
   }, async () => ({ fine: true }))
+  // An app's own hook that refuses the request by throwing: the error happens between stages.
+  app.post('/forbidden', { preHandler: async () => { throw Object.assign(new Error('not yours'), { statusCode: 403, code: 'APP_FORBIDDEN' }) } }, async () => 'never')
   app.get('/boom-reported', {
     onError: (_req, _reply, _err, done) => { const until = performance.now() + 20; while (performance.now() < until); done() }
   }, async () => { throw new Error('boom') })
@@ -154,10 +156,33 @@ test('an error ends the stage it happened in; the error handler\'s time is the e
   assert.ok(durationMs(stage(sendFails, 'serialize')!) < 2, `serialize: ${durationMs(stage(sendFails, 'serialize')!)} ms`)
   assert.equal(stage(sendFails, 'serialize')!.status.code, 0)
   const write = stage(sendFails, 'write')!
-  assert.ok(durationMs(write) >= 4.5, `the hook's 5 ms are write's: ${durationMs(write)} ms`)
+  assert.ok(durationMs(write) >= 3.9, `the hook's 5 ms (a timer may fire up to 1 ms early) are write's: ${durationMs(write)} ms`)
   assert.equal(write.status.code, 2)
   assert.ok(Number(sendFails.root.attributes['journey.gap.error_handler_ms']) > 0)
   assert.equal(sendFails.root.attributes['journey.gap.pipelined_ms'], undefined, 'no wait for an earlier response')
+  // The error itself, where it happened: an exception event on the stage it ended, as the SDK's
+  // recordException() writes one, with the stage's status saying what failed.
+  const exceptionOf = (span: ReadableSpan): Record<string, unknown> | undefined => span.events.find(e => e.name === 'exception')?.attributes
+  const decodeError = exceptionOf(decode)!
+  assert.equal(decodeError['exception.type'], 'FST_ERR_CTP_INVALID_JSON_BODY')
+  assert.match(String(decodeError['exception.message']), /not valid JSON/)
+  assert.equal(decode.attributes['error.type'], 'FST_ERR_CTP_INVALID_JSON_BODY')
+  assert.match(String(decode.status.message), /not valid JSON/)
+  assert.ok(Math.abs(ms(decode.events[0]!.time) - ms(decode.endTime)) < 0.01, 'at the moment the stage ended')
+  const thrown = exceptionOf(handler)!
+  assert.equal(thrown['exception.type'], 'Error')
+  assert.equal(thrown['exception.message'], 'boom')
+  assert.match(String(thrown['exception.stacktrace']), /plugin\.test\.ts/, 'with the stack of the throw')
+  for (const w of [strict, boom]) {
+    assert.equal(w.root.events.length, 0, 'not on the request span too: once, where it happened')
+    assert.equal(w.stages.filter(st => st.events.length > 0).length, 1)
+  }
+  // An app's hook that throws between stages: no stage ended, so the request span carries it.
+  assert.equal(await get('/forbidden', 'POST'), 403) // POST: head-sampled here (a 4xx is no failure the error rule keeps)
+  const forbidden = waterfall(exporter.getFinishedSpans(), roots(exporter.getFinishedSpans(), '/forbidden')[0]!)
+  assert.equal(exceptionOf(forbidden.root)?.['exception.type'], 'APP_FORBIDDEN')
+  assert.equal(forbidden.root.status.code, 0, 'a 4xx leaves the server span unset (HTTP semantic conventions)')
+  assert.ok(forbidden.stages.every(st => st.events.length === 0))
   // Histograms: one error_handler gap per route, and stages plus gaps are the request duration.
   const m = parseMetrics(await registry.metrics())
   for (const [method, route, least] of [['POST', '/strict', 0.029], ['GET', '/boom-reported', 0.02], ['GET', '/send-fails', 0]] as const) {

@@ -43,6 +43,7 @@ function pipeline (path: Path | boolean, gate?: SpanAdmission): { exporter: InMe
     precision: 'default',
     slowThresholdMs: 500,
     keepErrors: true,
+    recordExceptions: true,
     recordHeaders: []
   })
   return { exporter, close: () => consumer.close(), start: consumer.start }
