@@ -69,7 +69,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   })
   const tlsDuration = new Histogram({
     name: METRIC.tlsHandshakeDuration,
-    help: 'TLS handshake: connection accepted to secure connection established (includes waiting for the ClientHello).',
+    help: 'TLS handshake: connection accepted to secure connection established (includes waiting for the client\'s flights: its ClientHello, and its Finished a round trip later).',
     labelNames: ['listener', 'protocol', 'resumed'] as const, buckets: STAGE_BUCKETS, registers
   })
   const kernelWait = new Histogram({
