@@ -6,25 +6,29 @@
 // error — logging it with its stack, serializing the reply — is a cost of its own, the error_handler gap,
 // which shrinks to a fraction without the log line. And a body that is not JSON costs the client more than
 // the server shows: Fastify answers it with `connection: close` (the client may still be sending), so the
-// next request pays a new connection — its accept stage, and on HTTPS a handshake.
+// next request pays a new connection — its accept stage, and on HTTPS a TLS handshake.
 import { Agent } from 'undici'
 import { experiment } from './lib/experiment.ts'
 import { delta, meanMs } from './lib/metrics.ts'
 import { oneAtATime } from './lib/one-at-a-time.ts'
 import { startServer } from './lib/server.ts'
 
-interface Case { variant: string, logLevel: string, body: string, status: number }
+interface Case { variant: string, logLevel: string, body: string, status: number, https?: true }
 
+const VALID = JSON.stringify({ message: 'hello' })
+const NOT_JSON = '{"message":'
 const CASES: readonly Case[] = [
-  { variant: 'valid JSON', logLevel: 'info', body: JSON.stringify({ message: 'hello' }), status: 200 },
-  { variant: 'not JSON, log level info', logLevel: 'info', body: '{"message":', status: 400 },
+  { variant: 'valid JSON', logLevel: 'info', body: VALID, status: 200 },
+  { variant: 'not JSON, log level info', logLevel: 'info', body: NOT_JSON, status: 400 },
   { variant: 'schema violation, log level info', logLevel: 'info', body: JSON.stringify({ note: 'no message' }), status: 400 },
-  { variant: 'not JSON, log level warn', logLevel: 'warn', body: '{"message":', status: 400 }
+  { variant: 'valid JSON, HTTPS', logLevel: 'info', body: VALID, status: 200, https: true },
+  { variant: 'not JSON, HTTPS', logLevel: 'info', body: NOT_JSON, status: 400, https: true },
+  { variant: 'not JSON, log level warn', logLevel: 'warn', body: NOT_JSON, status: 400 }
 ]
 
 export const errors = experiment({
   name: 'errors',
-  hypothesis: 'A rejected body fails decode no slower than a valid one parses; Fastify\'s error handling after it (the error\'s log line, the reply) is the error_handler gap, which shrinks when 4xx are not logged; a body that is not JSON also closes the connection, so the next request pays a new one.',
+  hypothesis: 'A rejected body fails decode no slower than a valid one parses; Fastify\'s error handling after it (the error\'s log line, the reply) is the error_handler gap, which shrinks when 4xx are not logged; a body that is not JSON also closes the connection, so the next request pays a new one (on HTTPS, a handshake).',
   options: { requests: 200, warmup: 50 },
   chart: { title: 'POST /echo, valid and rejected bodies (means)', unit: 'ms', series: [{ label: 'decode', key: 'decode mean ms' }, { label: 'error_handler gap', key: 'error_handler gap mean ms' }, { label: 'request duration', key: 'request duration mean ms' }] },
   async run (opts, progress) {
@@ -32,11 +36,12 @@ export const errors = experiment({
     // One server per log level, each loaded over one keep-alive connection, one request at a time.
     for (const logLevel of ['info', 'warn']) {
       const server = await startServer({ LOG_LEVEL: logLevel })
-      const agent = new Agent({ connections: 1 })
+      // One connection at a time; undici keeps TLS sessions, so a new connection resumes, as a browser's would.
+      const agent = new Agent({ connections: 1, connect: { rejectUnauthorized: false } })
       try {
         for (const c of CASES.filter(x => x.logLevel === logLevel)) {
           const m = await oneAtATime(server, agent, '/echo', {
-            requests: opts.requests, warmup: opts.warmup, body: c.body, status: c.status,
+            requests: opts.requests, warmup: opts.warmup, body: c.body, status: c.status, https: c.https,
             headers: { 'content-type': 'application/json' }, label: `errors: ${c.variant}`, progress
           })
           const route = { route: '/echo', method: 'POST' }
@@ -48,6 +53,9 @@ export const errors = experiment({
             'client mean ms': m.clientMeanMs,
             // Accepted while the variant ran (its first connection included): Fastify closes one after a body it could not parse.
             connections: delta(m.before, m.after, 'journey_connections_accepted_total'),
+            'TLS handshakes': delta(m.before, m.after, 'journey_tls_handshake_duration_seconds_count'),
+            'of them resumed': delta(m.before, m.after, 'journey_tls_handshake_duration_seconds_count', { resumed: 'true' }),
+            'TLS handshake mean ms': c.https === true ? meanMs(m.before, m.after, 'journey_tls_handshake_duration_seconds') : NaN,
             'request duration mean ms': meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/echo', http_response_status_code: String(c.status) }),
             'decode mean ms': m.stageMeanMs('/echo', 'decode'),
             // A valid body has no such gap (NaN: no observation): 0 in the table.
@@ -66,7 +74,7 @@ export const errors = experiment({
         'One keep-alive connection, one request at a time, POST /echo (a JSON schema with a required `message`); the first requests of each variant are not counted.',
         'Decode: preParsing → preHandler, or → the error (onError) when the body is rejected; error_handler gap: from the error to the reply\'s onSend (docs/stages.md).',
         'The server logs to /dev/null here; a log line to a pipe or a terminal costs more. Fastify logs a 4xx at info and a 5xx at error.',
-        'Connections: accepted while the variant ran. After a body its parser rejected, Fastify answers `connection: close` (the client may still be sending), so the client\'s next request opens a new one: client time the server\'s request duration does not hold (it is the next request\'s accept stage).'
+        'Connections: accepted while the variant ran. After a body its parser rejected, Fastify answers `connection: close` (the client may still be sending), so the client\'s next request opens a new one: client time the server\'s request duration does not hold (it is the next request\'s accept stage and, on HTTPS, its tls stage: undici resumes its TLS session, as browsers do).'
       ]
     }
   }

@@ -138,6 +138,9 @@ test('errors: a rejected body\'s error handling is the error_handler gap; a body
   assert.equal(quiet.connections, 20)
   assert.equal(valid.connections, 0, 'the valid bodies rode the warm connection')
   assert.equal(schema.connections, 0, 'a schema violation keeps the connection')
+  // Over HTTPS each of those new connections is a TLS handshake; a valid body's connection stays.
+  assert.equal(row('not JSON, HTTPS')['TLS handshakes'], 20)
+  assert.equal(row('valid JSON, HTTPS')['TLS handshakes'], 0)
 })
 
 test('serialize: the serialize stage grows with the response, the handler does not', async () => {

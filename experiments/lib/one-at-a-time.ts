@@ -26,6 +26,8 @@ export interface OneAtATimeOptions {
   headers?: Record<string, string>
   /** A POST with this body instead of a GET. */
   body?: string
+  /** Over the server's HTTPS listener (the agent must accept its certificate). */
+  https?: boolean
   /** The status every answer should have (default 200); others count as failed. */
   status?: number
   /** The Grafana annotation's text (with GRAFANA_URL), and the progress line's. */
@@ -35,7 +37,7 @@ export interface OneAtATimeOptions {
 
 /** `agent`: an undici Agent with `connections: 1`, shared by the run's variants, so every request rides one connection. */
 export async function oneAtATime (server: ExperimentServer, agent: Agent, path: string, opts: OneAtATimeOptions): Promise<OneAtATime> {
-  const url = `http://${server.host}:${server.http}${path}`
+  const url = opts.https === true ? `https://${server.host}:${server.https}${path}` : `http://${server.host}:${server.http}${path}`
   const get = async (): Promise<{ status: number, bytes: number, ms: number }> => {
     const t0 = performance.now()
     const r = await request(url, { method: opts.body === undefined ? 'GET' : 'POST', headers: opts.headers, body: opts.body, dispatcher: agent })
