@@ -136,7 +136,8 @@ test('an error ends the stage it happened in; the error handler\'s time is the e
   const spans = exporter.getFinishedSpans()
   const strict = waterfall(spans, roots(spans, '/strict')[0]!)
   const decode = stage(strict, 'decode')!
-  assert.ok(durationMs(decode) < 10, `decode ends where parsing the body failed, not after the error handler: ${durationMs(decode)} ms`)
+  // Microseconds; the bound leaves room for a loaded machine and still fails the 30 ms the old code read.
+  assert.ok(durationMs(decode) < 20, `decode ends where parsing the body failed, not after the error handler: ${durationMs(decode)} ms`)
   assert.equal(decode.status.code, 2, 'it did not complete')
   const gap = Number(strict.root.attributes['journey.gap.error_handler_ms'])
   assert.ok(gap >= 29 && gap < 29 + 50, `the error handler's 30 ms are the error_handler gap: ${gap} ms`)
@@ -145,7 +146,7 @@ test('an error ends the stage it happened in; the error handler\'s time is the e
   assert.ok(!stageNames(strict).includes('handler'))
   const boom = waterfall(spans, roots(spans, '/boom-reported')[0]!)
   const handler = stage(boom, 'handler')!
-  assert.ok(durationMs(handler) < 10, `the handler ends where it threw, not after the 20 ms of error handling: ${durationMs(handler)} ms`)
+  assert.ok(durationMs(handler) < 15, `the handler ends where it threw, not after the 20 ms of error handling: ${durationMs(handler)} ms`)
   assert.ok(Number(boom.root.attributes['journey.gap.error_handler_ms']) >= 20)
   // Fastify's default error handler serializes the error itself: no serialize of the journey's to show.
   assert.equal(stage(boom, 'serialize')!.attributes['journey.serialize.skipped'], true)
@@ -153,7 +154,7 @@ test('an error ends the stage it happened in; the error handler\'s time is the e
   // plugin's onSend hook is write) ends at the error.
   assert.equal(await get('/send-fails'), 500)
   const sendFails = waterfall(exporter.getFinishedSpans(), roots(exporter.getFinishedSpans(), '/send-fails')[0]!)
-  assert.ok(durationMs(stage(sendFails, 'serialize')!) < 2, `serialize: ${durationMs(stage(sendFails, 'serialize')!)} ms`)
+  assert.ok(durationMs(stage(sendFails, 'serialize')!) < 3.5, `serialize, not the hook's ≥ 4 ms: ${durationMs(stage(sendFails, 'serialize')!)} ms`)
   assert.equal(stage(sendFails, 'serialize')!.status.code, 0)
   const write = stage(sendFails, 'write')!
   assert.ok(durationMs(write) >= 3.9, `the hook's 5 ms (a timer may fire up to 1 ms early) are write's: ${durationMs(write)} ms`)
