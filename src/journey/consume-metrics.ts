@@ -54,7 +54,12 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   })
   const accepted = new Counter({ name: METRIC.connectionsAccepted, help: 'Connections that reached user space.', labelNames: ['listener'] as const, registers })
   const active = new Gauge({ name: METRIC.connectionsActive, help: 'Connections currently open.', labelNames: ['listener'] as const, registers })
-  const closed = new Counter({ name: METRIC.connectionsClosed, help: 'Connections closed.', labelNames: ['listener'] as const, registers })
+  const closed = new Counter({
+    name: METRIC.connectionsClosed,
+    help: 'Connections closed, by the side that ended them first: client (its FIN or reset came first) or server (connection: close after a response, a timeout, an error, shutdown).',
+    labelNames: ['listener', 'by'] as const,
+    registers
+  })
   const connDuration = new Histogram({
     name: METRIC.connectionDuration, help: 'Connection life, accept to close.', labelNames: ['listener'] as const,
     buckets: CONNECTION_DURATION_BUCKETS, registers
@@ -206,7 +211,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     if (!ownedBy(conn, owner)) return
     const { listener } = conn
     active.dec({ listener })
-    closed.inc({ listener })
+    closed.inc({ listener, by: conn.closedBy ?? 'server' })
     connDuration.observe({ listener }, (conn.closeAt - conn.acceptAt) / 1000)
     connRequests.observe({ listener }, conn.requests)
   }

@@ -295,6 +295,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     a[ATTR.connectionRequests] = conn.requests
     a[ATTR.connectionBytesRead] = conn.bytesRead
     a[ATTR.connectionBytesWritten] = conn.bytesWritten
+    if (conn.closedBy !== undefined) a[ATTR.connectionClosedBy] = conn.closedBy
     a[ATTR.precision] = precision
     a[ATTR.samplingRule] = conn.kept ? 'linked' : 'error'
     return conn.secure ? Object.assign(a, tlsAttributes(conn)) : a

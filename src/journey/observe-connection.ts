@@ -22,7 +22,26 @@ function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: Jour
   conn.kernel = readTcpInfo(socket)
   socket[kConnection] = conn
   socket.on('close', onClose)
+  // Who ended the connection: the client's FIN is the socket's 'end', the server's own is its 'finish'. On
+  // TLS the TCP socket emits neither (the TLS layer reads and writes its handle): the TLSSocket does, once
+  // secure (onSecureConnection).
+  if (!conn.secure) watchEnds(socket)
   publishConnection(channels.connectionOpen, conn)
+}
+
+function watchEnds (socket: Observed): void {
+  socket.on('end', onClientEnd)
+  socket.on('finish', onServerEnd)
+}
+
+function onClientEnd (this: Observed): void {
+  const conn = this[kConnection]
+  if (conn !== undefined) conn.closedBy ??= 'client'
+}
+
+function onServerEnd (this: Observed): void {
+  const conn = this[kConnection]
+  if (conn !== undefined) conn.closedBy ??= 'server'
 }
 
 /** Appended: runs after Node's own listener, so the HTTP parser (plain) or the TLSSocket (TLS) exists. */
@@ -53,6 +72,7 @@ function onSecureConnection (socket: TLSSocket & Observed): void {
   const sni = (socket as unknown as { servername?: string | false }).servername
   conn.tlsSni = typeof sni === 'string' ? sni : undefined
   conn.tlsResumed = socket.isSessionReused()
+  watchEnds(socket)
   publishConnection(channels.connectionTls, conn)
 }
 
@@ -120,6 +140,9 @@ function onClose (this: Observed): void {
   if (conn === undefined) return
   const at = now()
   conn.closeAt = at
+  // Destroyed with neither FIN seen: the client's reset (or its hang-up during a TLS handshake), else the
+  // server's destroy (a timeout, an error, shutdown).
+  conn.closedBy ??= conn.errors.includes('client_reset') || conn.tlsFailure === 'client_reset' ? 'client' : 'server'
   conn.bytesRead = this.bytesRead
   conn.bytesWritten = this.bytesWritten
   // Requests still in flight were cut off: their records end here, so no span is ever lost.

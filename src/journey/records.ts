@@ -43,6 +43,12 @@ export interface ConnectionRecord {
   tlsSni: string | undefined
   tlsResumed: boolean
   tlsFailure: string | undefined
+  /**
+   * Which side ended the connection first: `client` when its FIN (or its reset) came first, `server` when
+   * the server ended or destroyed it (`connection: close` after a response, a timeout, an error, shutdown).
+   * Set by the socket's 'end' or 'finish', whichever came first; decided at close when neither did.
+   */
+  closedBy: 'client' | 'server' | undefined
   closeAt: number
   /** Marks of the HTTP message currently being parsed (overwritten per message). */
   beginAt: number
@@ -172,6 +178,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     tlsSni: undefined,
     tlsResumed: false,
     tlsFailure: undefined,
+    closedBy: undefined,
     closeAt: NaN,
     beginAt: NaN,
     headersAt: NaN,

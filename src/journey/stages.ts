@@ -76,6 +76,8 @@ export const ATTR = {
   connectionRequests: 'journey.connection.requests',
   connectionBytesRead: 'journey.connection.bytes_read',
   connectionBytesWritten: 'journey.connection.bytes_written',
+  /** `client` or `server`: which side ended the connection first. */
+  connectionClosedBy: 'journey.connection.closed_by',
   readIncludesDecrypt: 'journey.read.includes_decrypt',
   acceptQueueWait: 'journey.accept.queue_wait_measured',
   /** TCP_INFO at accept: ms since the client's last ACK (the handshake's, if it has sent nothing), 1000/HZ ms resolution. */

@@ -27,8 +27,10 @@ test('unmatched routes and methods collapse into bounded label values', async ()
   await burst(0, 5_000)
   const half = await journeySeries()
   await burst(5_000, 5_000)
-  await pool.close()
+  // Counted before the pool closes its connections: closing them may add a `by` value of the closed counter
+  // (bounded, and no URL's doing).
   const full = await journeySeries()
+  await pool.close()
   const text = await (await request(`${t.admin}/metrics`)).body.text()
   assert.doesNotMatch(text, /\/x\//, 'no raw path in any label')
   assert.match(text, /route="\(unmatched\)"/)

@@ -69,6 +69,7 @@ describe('waterfalls', () => {
     assert.equal(conn.spanContext().spanId, link.spanId)
     assert.equal(conn.spanContext().traceId, link.traceId)
     assert.equal(conn.attributes['journey.connection.requests'], 2)
+    assert.equal(conn.attributes['journey.connection.closed_by'], 'client', 'the client ended it')
   })
 
   test('HTTPS: the first request has a tls stage with protocol and cipher; read says it includes decryption', async () => {
