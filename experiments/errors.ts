@@ -7,11 +7,10 @@
 // which shrinks to a fraction without the log line. And a body that is not JSON costs the client more than
 // the server shows: Fastify answers it with `connection: close` (the client may still be sending), so the
 // next request pays a new connection — its accept stage, and on HTTPS a TLS handshake.
-import { Agent } from 'undici'
 import { experiment } from './lib/experiment.ts'
+import type { Row } from './lib/report.ts'
 import { delta, meanMs } from './lib/metrics.ts'
-import { oneAtATime } from './lib/one-at-a-time.ts'
-import { startServer } from './lib/server.ts'
+import { oneAtATime, withOneConnection } from './lib/one-at-a-time.ts'
 
 interface Case { variant: string, logLevel: string, body: string, status: number, https?: true }
 
@@ -33,13 +32,11 @@ export const errors = experiment({
   options: { requests: 200, warmup: 50 },
   chart: { title: 'POST /echo, valid and rejected bodies (means; logged at info unless "warn")', unit: 'ms', series: [{ label: 'decode', key: 'decode mean ms' }, { label: 'error_handler gap', key: 'error_handler gap mean ms' }, { label: 'request duration', key: 'request duration mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
-    const rows = []
+    const rows: Row[] = []
     // One server per log level, each loaded over one keep-alive connection, one request at a time.
+    // undici keeps TLS sessions: a new connection resumes, as a browser's would.
     for (const logLevel of ['info', 'warn']) {
-      const server = await startServer({ LOG_LEVEL: logLevel })
-      // One connection at a time; undici keeps TLS sessions, so a new connection resumes, as a browser's would.
-      const agent = new Agent({ connections: 1, connect: { rejectUnauthorized: false } })
-      try {
+      await withOneConnection({ LOG_LEVEL: logLevel }, async (server, agent) => {
         // A --url target without --https-url has no HTTPS listener to load: its HTTPS rows are left out.
         for (const c of CASES.filter(x => x.logLevel === logLevel && (x.https !== true || !Number.isNaN(server.https)))) {
           const m = await oneAtATime(server, agent, '/echo', {
@@ -65,10 +62,7 @@ export const errors = experiment({
             'handler mean ms': m.stageMeanMs('/echo', 'handler')
           })
         }
-      } finally {
-        await agent.close()
-        await server.stop()
-      }
+      })
     }
     return {
       rows,

@@ -4,11 +4,10 @@
 // duration the server reports, but every stage stays flat; the journey shows the difference as the gap
 // between parse and decode, `journey_gap_duration_seconds{gap="hooks"}`. Without that gap, the stage
 // histograms would account for only part of what the client waited, and nothing would say where the rest went.
-import { Agent } from 'undici'
 import { experiment } from './lib/experiment.ts'
+import type { Row } from './lib/report.ts'
 import { meanMs } from './lib/metrics.ts'
-import { oneAtATime } from './lib/one-at-a-time.ts'
-import { startServer } from './lib/server.ts'
+import { oneAtATime, withOneConnection } from './lib/one-at-a-time.ts'
 
 const STAGES_FROM_READ = ['read', 'parse', 'decode', 'handler', 'serialize', 'write']
 
@@ -18,10 +17,8 @@ export const hooks = experiment({
   options: { requests: 40 },
   chart: { title: 'GET /account with an auth hook of 0, 5 and 20 ms (means)', unit: 'ms', series: [{ label: 'client: request time', key: 'client mean ms' }, { label: 'server: hooks gap', key: 'hooks gap mean ms' }, { label: 'server: stages from read on', key: 'stages mean ms' }] },
   async run (opts, progress) {
-    const server = await startServer({})
-    const agent = new Agent({ connections: 1 })
-    const rows = []
-    try {
+    const rows: Row[] = []
+    await withOneConnection({}, async (server, agent) => {
       for (const authMs of [0, 5, 20]) {
         const variant = `auth hook ${authMs} ms`
         const m = await oneAtATime(server, agent, `/account?auth_ms=${authMs}`, {
@@ -38,10 +35,7 @@ export const hooks = experiment({
           'handler mean ms': stage('handler')
         })
       }
-    } finally {
-      await agent.close()
-      await server.stop()
-    }
+    })
     return {
       rows,
       notes: [

@@ -4,11 +4,10 @@
 // Hypothesis: the serialize stage grows with the response, and at thousands of rows it is the stage that
 // dominates the request, while the handler (which only hands the rows over) stays flat. Which serializer
 // is cheaper is what the experiment measures, at each size.
-import { Agent } from 'undici'
 import { experiment } from './lib/experiment.ts'
+import type { Row } from './lib/report.ts'
 import { meanMs } from './lib/metrics.ts'
-import { oneAtATime } from './lib/one-at-a-time.ts'
-import { startServer } from './lib/server.ts'
+import { oneAtATime, withOneConnection } from './lib/one-at-a-time.ts'
 
 const SIZES = [10, 1_000, 10_000]
 const SERIALIZERS = ['schema', 'json'] as const
@@ -19,10 +18,8 @@ export const serialize = experiment({
   options: { requests: 100, warmup: 10 },
   chart: { title: 'GET /report: serialize stage by rows and serializer (means)', unit: 'ms', series: [{ label: 'serialize', key: 'serialize mean ms' }, { label: 'write', key: 'write mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
-    const server = await startServer({})
-    const agent = new Agent({ connections: 1 })
-    const rows = []
-    try {
+    const rows: Row[] = []
+    await withOneConnection({}, async (server, agent) => {
       for (const items of SIZES) {
         for (const serializer of SERIALIZERS) {
           const variant = `${items.toLocaleString('en')} ${serializer === 'schema' ? 'schema' : 'stringify'}`
@@ -45,10 +42,7 @@ export const serialize = experiment({
           })
         }
       }
-    } finally {
-      await agent.close()
-      await server.stop()
-    }
+    })
     return {
       rows,
       notes: [

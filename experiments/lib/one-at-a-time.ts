@@ -3,7 +3,7 @@
 // variant's row can set what the client waited beside what each stage took.
 import { Agent, request } from 'undici'
 import { meanMs, type Metrics } from './metrics.ts'
-import type { ExperimentServer } from './server.ts'
+import { startServer, type ExperimentServer } from './server.ts'
 import { annotate } from './report.ts'
 
 export interface OneAtATime {
@@ -33,6 +33,22 @@ export interface OneAtATimeOptions {
   /** The Grafana annotation's text (with GRAFANA_URL), and the progress line's. */
   label: string
   progress: (line: string) => void
+}
+
+/**
+ * Starts the server with `env`, hands `fn` it and one keep-alive connection (an undici Agent with
+ * `connections: 1` that accepts the development certificate, for HTTPS too), and stops both whatever
+ * happens: the set-up every one-at-a-time experiment (hooks, serialize, errors) shares.
+ */
+export async function withOneConnection<T> (env: Record<string, string>, fn: (server: ExperimentServer, agent: Agent) => Promise<T>): Promise<T> {
+  const server = await startServer(env)
+  const agent = new Agent({ connections: 1, connect: { rejectUnauthorized: false } })
+  try {
+    return await fn(server, agent)
+  } finally {
+    await agent.close()
+    await server.stop()
+  }
 }
 
 /** `agent`: an undici Agent with `connections: 1`, shared by the run's variants, so every request rides one connection. */
