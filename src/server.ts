@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
-import { channels, createJourney, summarize, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
+import { channels, createJourney, summarize, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
@@ -53,7 +53,6 @@ function journeyFields (j: JourneySummary): Record<string, unknown> {
 class RequestLogLine extends LogController {
   override incomingRequest (): void {}
   override requestCompleted (error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
-    const q = request.url.indexOf('?')
     // Node finishes the journey's record before Fastify calls this (both on the response's 'finish'), so
     // the line carries the same numbers as the request's span and histograms: `ms` is the request duration
     // the dashboards show, and each stage is there. Without the journey, Fastify's own elapsed time.
@@ -63,7 +62,7 @@ class RequestLogLine extends LogController {
     const journey = rec == null ? undefined : summarize(rec)
     const line = {
       method: request.method,
-      path: q === -1 ? request.url : request.url.slice(0, q),
+      path: urlPath(request.url) ?? request.url,
       // The journey's route label: `(unmatched)` for a 404, as in the metrics, so a line can be found from a panel.
       route: rec != null ? rec.route : request.routeOptions.url,
       status: reply.statusCode,
@@ -128,8 +127,11 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     if (!(rec.aborted || rec.beforeHooks) || logged.has(rec)) return
     const j = summarize(rec) // a published record is finished: always there
     log.info({
+      // Fastify's request id, as on its own lines about the request (none before its hooks).
+      ...(rec.requestId !== undefined ? { reqId: rec.requestId } : {}),
       ...(rec.keptBy !== undefined && rec.traceId !== undefined ? { trace_id: rec.traceId, span_id: rec.spanId } : {}),
       method: rec.method,
+      path: urlPath(rec.target) ?? rec.target,
       route: rec.route,
       status: rec.aborted ? 'aborted' : rec.status,
       ...(j === undefined ? {} : journeyFields(j))

@@ -123,9 +123,11 @@ describe('npm start', () => {
     // the journey's record of the cut-off request is the line, once.
     await exec('curl', ['-s', '-m', '0.3', '-o', '/dev/null', `localhost:${s.ports.http}/io?ms=1000`]).catch(() => {})
     await new Promise(resolve => setTimeout(resolve, 300))
-    const io = s.logs().split('\n').filter(l => l.includes('"msg":"request"') && l.includes('"route":"/io"')).map(l => JSON.parse(l) as { status: string, ms: number, stages: Record<string, number> })
+    const io = s.logs().split('\n').filter(l => l.includes('"msg":"request"') && l.includes('"route":"/io"')).map(l => JSON.parse(l) as { status: string, ms: number, stages: Record<string, number>, path: string, reqId?: string })
     assert.equal(io.length, 1, s.logs())
     assert.equal(io[0]!.status, 'aborted')
+    assert.equal(io[0]!.path, '/io', 'the path, as every request line has it, without the query')
+    assert.match(io[0]!.reqId ?? '', /^req-/, 'and Fastify\'s request id, as on every other line about the request')
     assert.deepEqual(Object.keys(io[0]!.stages).at(-1), 'handler', 'cut off in the handler')
     assert.ok(io[0]!.ms >= 250 && io[0]!.ms < 900, `until the client left, ≈ 300 ms: ${io[0]!.ms}`)
 
@@ -142,7 +144,7 @@ describe('npm start', () => {
     assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
     await new Promise(resolve => setTimeout(resolve, 200))
     const lines = s.logs().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
-    assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 400).length, 1, 'Node\'s 400 has its request line')
+    assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 400 && l.path === '/' && l.reqId === undefined).length, 1, 'Node\'s 400 has its request line (Fastify never saw it: no request id)')
     assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 404 && l.path === '/no-such-page').length, 1, 'a 404\'s line')
     assert.equal(lines.filter(l => typeof l.msg === 'string' && l.msg.startsWith('client error') && l.code === 'HPE_INVALID_METHOD').length, 1, 'the malformed request line is said once; the second is summed up later')
     s.child.kill('SIGTERM')

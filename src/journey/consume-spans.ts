@@ -17,7 +17,7 @@ import {
 } from './sampling.ts'
 import { channels } from './publish.ts'
 import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.ts'
-import { one, requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
+import { one, peerAttributes, requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { admissionOf } from './admission.ts'
 
 export interface SpanConsumerOptions {
@@ -296,6 +296,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     a[ATTR.connectionBytesRead] = conn.bytesRead
     a[ATTR.connectionBytesWritten] = conn.bytesWritten
     if (conn.closedBy !== undefined) a[ATTR.connectionClosedBy] = conn.closedBy
+    peerAttributes(conn, a)
     a[ATTR.precision] = precision
     a[ATTR.samplingRule] = conn.kept ? 'linked' : 'error'
     return conn.secure ? Object.assign(a, tlsAttributes(conn)) : a

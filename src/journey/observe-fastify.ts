@@ -85,7 +85,8 @@ function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
   // CONNECT nobody listens for is closed by Node without an answer: a request, cut off.
   const leaves = (message as IncomingMessage & { upgrade?: boolean }).upgrade === true
   if (leaves && !(message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0)) return
-  const rec = newRequestRecord(conn, message.method ?? '', now())
+  const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', now())
+  rec.userAgent = message.headers['user-agent']
   rec.route = UNMATCHED_ROUTE
   rec.beforeHooks = true
   rec.message = message
@@ -227,11 +228,13 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       return done()
     }
     const claimed = conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined
-    const rec = claimed ?? newRequestRecord(conn, request.method, now())
+    const rec = claimed ?? newRequestRecord(conn, request.method, request.url, now())
+    rec.requestId = request.id
     const route = request.routeOptions
     rec.route = route.url ?? UNMATCHED_ROUTE
     if (route.url !== undefined && (route.config as { [kWrapped]?: true } | undefined)?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)
     const headers = request.headers
+    rec.userAgent = headers['user-agent']
     rec.contentType = firstHeader(headers['content-type'])
     rec.contentEncoding = firstHeader(headers['content-encoding'])
     const length = headers['content-length']

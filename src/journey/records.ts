@@ -49,6 +49,9 @@ export interface ConnectionRecord {
    * Set by the socket's 'end' or 'finish', whichever came first; decided at close when neither did.
    */
   closedBy: 'client' | 'server' | undefined
+  /** The peer's address and port as the socket saw them at accept (a proxy's, behind one that ends TCP). */
+  peerAddress: string | undefined
+  peerPort: number | undefined
   closeAt: number
   /** Marks of the HTTP message currently being parsed (overwritten per message). */
   beginAt: number
@@ -84,6 +87,11 @@ export interface RequestRecord {
   /** 1-based position on its connection. */
   index: number
   method: string
+  /** The request-target as received, query included: only its path is ever emitted (urlPath). */
+  target: string
+  userAgent: string | undefined
+  /** Fastify's `request.id`, so a line about a request Fastify wrote none for can name it; undefined before its hooks. */
+  requestId: string | undefined
   route: string
   scheme: 'http' | 'https'
   status: number
@@ -179,6 +187,8 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     tlsResumed: false,
     tlsFailure: undefined,
     closedBy: undefined,
+    peerAddress: undefined,
+    peerPort: undefined,
     closeAt: NaN,
     beginAt: NaN,
     headersAt: NaN,
@@ -199,13 +209,16 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
   }
 }
 
-export function newRequestRecord (conn: ConnectionRecord, method: string, requestAt: number): RequestRecord {
+export function newRequestRecord (conn: ConnectionRecord, method: string, target: string, requestAt: number): RequestRecord {
   const index = ++conn.requests
   const first = index === 1
   const rec: RequestRecord = {
     conn,
     index,
     method,
+    target,
+    userAgent: undefined,
+    requestId: undefined,
     route: '',
     scheme: conn.secure ? 'https' : 'http',
     status: 0,

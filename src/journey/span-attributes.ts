@@ -9,11 +9,39 @@
 // literals with plain keys keep their speed.
 import type { Attributes } from '@opentelemetry/api'
 import {
-  ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_URL_SCHEME
+  ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_NETWORK_PEER_PORT, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Precision, type Stage } from './stages.ts'
 import { handlerWroteResponse, type Timeline } from './timeline.ts'
+
+/**
+ * The path of a request-target, without its query (which may carry secrets) or fragment: `/a/b` of
+ * `/a/b?token=…` and of the absolute form `http://host/a/b?…`; `*` for `OPTIONS *`; undefined for a CONNECT's
+ * `host:port`, which has none.
+ */
+export function urlPath (target: string): string | undefined {
+  let start = 0
+  if (!target.startsWith('/')) {
+    if (target === '*') return target
+    const scheme = target.indexOf('://')
+    if (scheme === -1) return undefined
+    start = target.indexOf('/', scheme + 3)
+    const query = target.indexOf('?', scheme + 3)
+    if (start === -1 || (query !== -1 && query < start)) return '/'
+  }
+  const query = target.indexOf('?', start)
+  const fragment = target.indexOf('#', start)
+  const end = Math.min(query === -1 ? target.length : query, fragment === -1 ? target.length : fragment)
+  return target.slice(start, end)
+}
+
+/** The peer of a connection (a proxy's address behind one that ends TCP: no forwarded header is trusted). */
+export function peerAttributes (conn: ConnectionRecord, a: Attributes): void {
+  if (conn.peerAddress !== undefined) a[ATTR_NETWORK_PEER_ADDRESS] = conn.peerAddress
+  if (conn.peerPort !== undefined) a[ATTR_NETWORK_PEER_PORT] = conn.peerPort
+}
 
 /** The request span's: HTTP semantic conventions, where it sits on its connection, why it was kept, its gaps. */
 export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNullable<RequestRecord['keptBy']>, precision: Precision): Attributes {
@@ -21,6 +49,11 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   const attributes: Attributes = {}
   attributes[ATTR_HTTP_REQUEST_METHOD] = rec.method
   attributes[ATTR_URL_SCHEME] = rec.scheme
+  const path = urlPath(rec.target)
+  if (path !== undefined) attributes[ATTR_URL_PATH] = path
+  if (rec.userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = rec.userAgent
+  if (conn.peerAddress !== undefined) attributes[ATTR_CLIENT_ADDRESS] = conn.peerAddress
+  peerAttributes(conn, attributes)
   attributes[ATTR_NETWORK_PROTOCOL_VERSION] = '1.1'
   attributes[ATTR.precision] = precision
   attributes[ATTR.samplingRule] = rule

@@ -1,0 +1,75 @@
+// The request span's HTTP semantic-convention attributes that say which request it was: its path (never its
+// query), the client's User-Agent, and the peer it came from — on requests Fastify took and on those Node
+// answered before any hook.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import Fastify from 'fastify'
+import { Registry } from 'prom-client'
+import { createJourney, journeyTracing, urlPath } from '../../src/journey/index.ts'
+import { connect } from '../helpers/raw.ts'
+import { roots } from '../helpers/spans.ts'
+
+test('urlPath: the path of each request-target form, without query or fragment', () => {
+  assert.equal(urlPath('/items/42?token=x'), '/items/42')
+  assert.equal(urlPath('/items/42#top'), '/items/42')
+  assert.equal(urlPath('/a?b#c'), '/a')
+  assert.equal(urlPath('/'), '/')
+  assert.equal(urlPath('/a%20b/'), '/a%20b/', 'as received: not decoded')
+  assert.equal(urlPath('http://example.com/items/7?q=1'), '/items/7', 'absolute form')
+  assert.equal(urlPath('http://example.com'), '/')
+  assert.equal(urlPath('http://example.com?q=/x'), '/', 'a slash in the query is not the path')
+  assert.equal(urlPath('*'), '*', 'OPTIONS *')
+  assert.equal(urlPath('example.com:443'), undefined, 'a CONNECT has no path')
+  assert.equal(urlPath(''), undefined)
+})
+
+test('a request span names its path, user agent and peer; its connection span its peer; the query is nowhere', async () => {
+  const spans = new InMemorySpanExporter()
+  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
+  const provider = new TracerProvider(tracing.sdkOptions)
+  const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey') })
+  const app = Fastify({ serverFactory: journey.serverFactory() })
+  try {
+    await app.register(journey.plugin)
+    app.get('/items/:id', async () => ({ ok: true }))
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const port = (app.server.address() as { port: number }).port
+
+    const c = await connect(port)
+    const clientPort = c.socket.localPort
+    await c.write('GET /items/42?token=SECRET-TOKEN HTTP/1.1\r\nHost: localhost\r\nUser-Agent: probe/1.0\r\n\r\n')
+    assert.match(await c.read(t => t.includes('{"ok":true}')), /^HTTP\/1\.1 200/)
+    // No Host header: Node answers 400 before any Fastify hook, and closes the connection.
+    await c.write('GET /no-host?token=SECRET-TOKEN HTTP/1.1\r\nUser-Agent: probe/2.0\r\n\r\n')
+    assert.match(await c.read(t => t.includes('400')), /HTTP\/1\.1 400/)
+    await c.read() // until the server closes
+    await new Promise(resolve => setTimeout(resolve, 50))
+
+    const all = spans.getFinishedSpans()
+    const [ok] = roots(all, '/items/:id')
+    assert.ok(ok !== undefined, all.map(s => s.name).join(', '))
+    assert.equal(ok.attributes['url.path'], '/items/42')
+    assert.equal(ok.attributes['user_agent.original'], 'probe/1.0')
+    assert.equal(ok.attributes['client.address'], '127.0.0.1')
+    assert.equal(ok.attributes['network.peer.address'], '127.0.0.1')
+    assert.equal(ok.attributes['network.peer.port'], clientPort)
+
+    const early = roots(all).find(s => s.attributes['journey.before_hooks'] === true)
+    assert.ok(early !== undefined, 'Node\'s 400 has its request span')
+    assert.equal(early.attributes['url.path'], '/no-host')
+    assert.equal(early.attributes['user_agent.original'], 'probe/2.0')
+    assert.equal(early.attributes['network.peer.port'], clientPort)
+
+    const conn = all.find(s => s.name === 'journey.connection')
+    assert.ok(conn !== undefined, 'the connection span: its requests were kept')
+    assert.equal(conn.attributes['network.peer.address'], '127.0.0.1')
+    assert.equal(conn.attributes['network.peer.port'], clientPort, 'read at accept, still there after the close')
+
+    assert.ok(!JSON.stringify(all.map(s => s.attributes)).includes('SECRET-TOKEN'), 'no query string in any span')
+  } finally {
+    await app.close()
+    journey.close()
+    await provider.shutdown()
+  }
+})
