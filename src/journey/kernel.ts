@@ -94,7 +94,7 @@ export function createKernelMetrics (registry: Registry<any>, opts: KernelMetric
   const registers = [registry]
   new Gauge({
     name: METRIC.acceptQueueLength,
-    help: 'Connections the kernel has completed and queued, waiting for the server to accept() them (LISTEN socket rx_queue in /proc/net/tcp), read at scrape time.',
+    help: 'Connections the kernel has completed and queued, waiting for the server to accept() them (Linux TCP_INFO on the listening socket with the addon, else its LISTEN row in /proc/net/tcp), read at scrape time.',
     labelNames: ['listener'] as const,
     registers,
     async collect () {
