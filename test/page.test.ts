@@ -26,8 +26,12 @@ describe('the journey page', () => {
   test('works without JavaScript: a server-rendered snapshot, filterable by route', async () => {
     await get(`${t.http}/io?ms=1`)
     await get(`${t.https}/`)
+    await get(`${t.http}/no/such/<page>?token=SECRET`)
     const html = await (await request(`${t.admin}/journey`)).body.text()
     assert.match(html, /data-route="\/io"/)
+    assert.match(html, /title="GET \/io">GET \/io</, 'the path it asked for, on hover')
+    assert.match(html, /title="GET \/no\/such\/%3Cpage%3E">GET \(unmatched\)</, 'which is what an unmatched route hides')
+    assert.doesNotMatch(html, /SECRET/, 'never the query')
     assert.match(html, /data-route="\/"/)
     assert.match(html, /data-stage="handler"/)
     const io = await (await request(`${t.admin}/journey?route=%2Fio`)).body.text()

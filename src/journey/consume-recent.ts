@@ -11,6 +11,7 @@ import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './sta
 import { now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
 import { BINS, binOf, quantileOfBins } from './log-bins.ts'
+import { urlPath } from './url-path.ts'
 
 /** Rows of the percentile table besides the stages: the server's time between them (docs/stages.md, Gaps). */
 export type PageGap = `gap: ${ServerGap}`
@@ -22,6 +23,8 @@ export interface RecentRequest {
   at: number
   method: string
   route: string
+  /** The path it asked for, without the query (urlPath); undefined for a CONNECT. */
+  path: string | undefined
   status: number
   scheme: string
   aborted: boolean
@@ -150,6 +153,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       at: toEpochMs(tl.start),
       method: rec.method,
       route: rec.route,
+      path: urlPath(rec.target),
       status: rec.status,
       scheme: rec.scheme,
       aborted: rec.aborted,

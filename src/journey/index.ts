@@ -33,7 +33,7 @@ export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, t
 export { channels } from './publish.ts'
 export { clientErrorReason } from './observe-connection.ts'
 export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
-export { urlPath } from './span-attributes.ts'
+export { urlPath } from './url-path.ts'
 export type { RequestRecord, ConnectionRecord, JourneyOwner } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
 export { checkParserInternals }
