@@ -230,6 +230,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     const claimed = conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined
     const rec = claimed ?? newRequestRecord(conn, request.method, request.url, now())
     rec.requestId = request.id
+    rec.request = request
     const route = request.routeOptions
     rec.route = route.url ?? UNMATCHED_ROUTE
     if (route.url !== undefined && (route.config as { [kWrapped]?: true } | undefined)?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)

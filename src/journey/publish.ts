@@ -22,6 +22,8 @@ export const channels = {
 
 export function publishRequest (rec: RequestRecord): void {
   if (channels.request.hasSubscribers) channels.request.publish(rec)
+  // Subscribers run synchronously: whatever needed the request has had it.
+  rec.request = undefined
 }
 
 export function publishConnection (channel: diagnostics.Channel, conn: ConnectionRecord): void {

@@ -92,6 +92,11 @@ export interface RequestRecord {
   userAgent: string | undefined
   /** Fastify's `request.id`, so a line about a request Fastify wrote none for can name it; undefined before its hooks. */
   requestId: string | undefined
+  /**
+   * The Fastify request, until the record is published (publishRequest clears it, so records that consumers
+   * keep, such as the page's, never hold a request and its body): its `ip` is asked only for kept requests.
+   */
+  request: { readonly ip: string | undefined } | undefined
   route: string
   scheme: 'http' | 'https'
   status: number
@@ -219,6 +224,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     target,
     userAgent: undefined,
     requestId: undefined,
+    request: undefined,
     route: '',
     scheme: conn.secure ? 'https' : 'http',
     status: 0,

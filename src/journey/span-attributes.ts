@@ -17,7 +17,20 @@ import { ATTR, UNMATCHED_ROUTE, type Precision, type Stage } from './stages.ts'
 import { handlerWroteResponse, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
 
-/** The peer of a connection (a proxy's address behind one that ends TCP: no forwarded header is trusted). */
+/**
+ * Who sent the request: Fastify's `request.ip`, so the app's `trustProxy` decides whether a forwarded
+ * address counts (asked here, for kept requests only: with trustProxy it parses X-Forwarded-For). Without
+ * a Fastify request (answered before its hooks), or if asking fails, the TCP peer.
+ */
+function clientAddress (rec: RequestRecord): string | undefined {
+  try {
+    return rec.request?.ip ?? rec.conn.peerAddress
+  } catch {
+    return rec.conn.peerAddress
+  }
+}
+
+/** The TCP peer of a connection: a proxy's address behind a proxy, whatever it forwards. */
 export function peerAttributes (conn: ConnectionRecord, a: Attributes): void {
   if (conn.peerAddress !== undefined) a[ATTR_NETWORK_PEER_ADDRESS] = conn.peerAddress
   if (conn.peerPort !== undefined) a[ATTR_NETWORK_PEER_PORT] = conn.peerPort
@@ -32,7 +45,8 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   const path = urlPath(rec.target)
   if (path !== undefined) attributes[ATTR_URL_PATH] = path
   if (rec.userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = rec.userAgent
-  if (conn.peerAddress !== undefined) attributes[ATTR_CLIENT_ADDRESS] = conn.peerAddress
+  const client = clientAddress(rec)
+  if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client
   peerAttributes(conn, attributes)
   attributes[ATTR_NETWORK_PROTOCOL_VERSION] = '1.1'
   attributes[ATTR.precision] = precision

@@ -1,6 +1,6 @@
 // The request span's HTTP semantic-convention attributes that say which request it was: its path (never its
-// query), the client's User-Agent, and the peer it came from — on requests Fastify took and on those Node
-// answered before any hook.
+// query), the client's User-Agent, the client (as Fastify's trustProxy sees it) and the TCP peer — on
+// requests Fastify took and on those Node answered before any hook.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
@@ -73,3 +73,34 @@ test('a request span names its path, user agent and peer; its connection span it
     await provider.shutdown()
   }
 })
+
+test('client.address is Fastify\'s request.ip: a forwarded address only when the app trusts its proxies', async () => {
+  const spans = new InMemorySpanExporter()
+  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
+  const provider = new TracerProvider(tracing.sdkOptions)
+  const apps = []
+  try {
+    for (const trustProxy of [true, false]) {
+      const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey') })
+      const app = Fastify({ trustProxy, serverFactory: journey.serverFactory() })
+      apps.push({ app, journey })
+      await app.register(journey.plugin)
+      app.get(`/trusted-${trustProxy}`, async () => ({ ok: true }))
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      const c = await connect((app.server.address() as { port: number }).port)
+      await c.write(`GET /trusted-${trustProxy} HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n`)
+      assert.match(await c.read(), /^HTTP\/1\.1 200/)
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+    const all = spans.getFinishedSpans()
+    const [trusted] = roots(all, '/trusted-true')
+    assert.equal(trusted?.attributes['client.address'], '203.0.113.7', 'the client behind the proxy the app trusts')
+    assert.equal(trusted?.attributes['network.peer.address'], '127.0.0.1', 'and the proxy itself')
+    const [untrusted] = roots(all, '/trusted-false')
+    assert.equal(untrusted?.attributes['client.address'], '127.0.0.1', 'a header anyone can send counts for nothing')
+  } finally {
+    for (const { app, journey } of apps) { await app.close(); journey.close() }
+    await provider.shutdown()
+  }
+})
+
