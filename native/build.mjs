@@ -12,8 +12,10 @@ import { fileURLToPath } from 'node:url'
 const here = dirname(fileURLToPath(import.meta.url))
 const say = (msg) => console.log(`request-journey: ${msg}`)
 
+// `--package`: installed as part of the fastify-request-journey package (deploy/pack-journey.ts), which is
+// JavaScript: no TypeScript sources to run, so no Node version to insist on here.
 const [major, minor] = process.versions.node.split('.').map(Number)
-if (major < 22 || (major === 22 && minor < 18)) {
+if (!process.argv.includes('--package') && (major < 22 || (major === 22 && minor < 18))) {
   console.error(`request-journey: Node ${process.version} cannot run this project's TypeScript sources; it needs Node >= 22.18 ` +
     '(Node 24 LTS recommended), which runs .ts files without a build step. One way, without root: ' +
     'npm install -g --prefix ~/.node24 node@24 && export PATH="$HOME/.node24/bin:$PATH" — then run npm ci again.')

@@ -27,7 +27,15 @@ import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 import type { Precision } from './stages.ts'
-import type { JourneyOwner } from './records.ts'
+import type { JourneyOwner, RequestRecord } from './records.ts'
+
+// Here, in the entry point, so that an app importing the package (its declarations) sees it too.
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The journey record of this request; null when its socket is not observed (inject(), other servers). */
+    journey: RequestRecord | null
+  }
+}
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'

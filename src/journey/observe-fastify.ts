@@ -14,13 +14,6 @@ import { publishRequest } from './publish.ts'
 import { kConnection, onUnclaimedMessage } from './observe-parser.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The journey record of this request; null when its socket is not observed (inject(), other servers). */
-    journey: RequestRecord | null
-  }
-}
-
 const kRecord = Symbol('request-journey.record')
 type Response = ServerResponse & { [kRecord]?: RequestRecord }
 

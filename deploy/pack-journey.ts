@@ -1,0 +1,90 @@
+// `npm run pack:journey`: the journey plugin (src/journey/) as an npm package tarball, for a Fastify service
+// of your own: `npm install ./fastify-request-journey-<version>.tgz`, then `import { createJourney } from
+// 'fastify-request-journey'`. Plain JavaScript with type declarations: Node does not strip types from
+// files under node_modules, so the .ts sources could not be installed as they are.
+//
+//   node deploy/pack-journey.ts [outDir]     (default dist-package; prints the tarball's path last)
+//
+// The package holds lib/journey/ (compiled) and native/ (the TCP_INFO addon's source, built by the
+// package's install script with npm's own node-gyp, as npm ci builds it here: ../../native from
+// lib/journey/ is where tcp-info.ts looks, in both layouts). Fastify, prom-client and the OpenTelemetry
+// packages are peer dependencies: the plugin must use your app's own instances (its registry, its tracer
+// provider), and npm installs them when your app has none.
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const outDir = resolve(root, process.argv[2] ?? 'dist-package')
+const project = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  version: string, license: string, engines: Record<string, string>, dependencies: Record<string, string>
+}
+
+/** The packages src/journey imports (test/journey/plugin.test.ts keeps it from importing the rest of the project). */
+const PEERS = [
+  'fastify', 'prom-client', '@opentelemetry/api', '@opentelemetry/core', '@opentelemetry/resources',
+  '@opentelemetry/sdk-trace', '@opentelemetry/semantic-conventions'
+]
+const DEPENDENCIES = ['fastify-plugin']
+const versions = (names: string[]): Record<string, string> =>
+  Object.fromEntries(names.map(n => {
+    const v = project.dependencies[n]
+    if (v === undefined) throw new Error(`${n} is not a dependency of the project`)
+    return [n, v]
+  }))
+
+const stage = mkdtempSync(join(tmpdir(), 'journey-package-'))
+try {
+  // Compiled on its own: a tsconfig whose only input is src/journey, with declarations.
+  writeFileSync(join(stage, 'tsconfig.json'), JSON.stringify({
+    extends: join(root, 'tsconfig.json'),
+    compilerOptions: {
+      noEmit: false,
+      declaration: true,
+      allowJs: false,
+      rewriteRelativeImportExtensions: true,
+      rootDir: join(root, 'src/journey'),
+      outDir: join(stage, 'lib/journey'),
+      typeRoots: [join(root, 'node_modules/@types')]
+    },
+    include: [join(root, 'src/journey')]
+  }))
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
+  execFileSync(process.execPath, [tsc, '-p', join(stage, 'tsconfig.json')], { stdio: 'inherit' })
+  rmSync(join(stage, 'tsconfig.json'))
+
+  mkdirSync(join(stage, 'native'))
+  for (const f of ['binding.gyp', 'tcp_info.c', 'build.mjs']) copyFileSync(join(root, 'native', f), join(stage, 'native', f))
+
+  writeFileSync(join(stage, 'package.json'), JSON.stringify({
+    name: 'fastify-request-journey',
+    version: project.version,
+    description: 'Where the time of each request goes, stage by stage (accept, TLS, read, parse, decode, handler, serialize, write): a Fastify plugin emitting OpenTelemetry spans and Prometheus metrics.',
+    license: project.license,
+    type: 'module',
+    exports: { '.': { types: './lib/journey/index.d.ts', default: './lib/journey/index.js' } },
+    engines: project.engines,
+    // The addon is optional: build.mjs never fails an install for it (no compiler, not Linux).
+    scripts: { install: 'node native/build.mjs --package' },
+    dependencies: versions(DEPENDENCIES),
+    peerDependencies: versions(PEERS)
+  }, null, 2) + '\n')
+  writeFileSync(join(stage, 'README.md'), [
+    '# fastify-request-journey',
+    '',
+    'The instrumentation of the request-journey project as a package: every stage of every request',
+    '(accept, TLS, read, parse, decode, handler, serialize, write) as OpenTelemetry spans and Prometheus',
+    'histograms. How to use it, what each stage means and what it costs: the project\'s README (section',
+    '"Using the instrumentation in your own Fastify app") and docs/stages.md.',
+    ''
+  ].join('\n'))
+
+  mkdirSync(outDir, { recursive: true })
+  const packed = execFileSync('npm', ['pack', stage, '--pack-destination', outDir, '--silent'], { encoding: 'utf8' }).trim().split('\n').at(-1)!
+  console.log(join(outDir, packed))
+} finally {
+  rmSync(stage, { recursive: true, force: true })
+}

@@ -1,0 +1,106 @@
+// `npm run pack:journey` (deploy/pack-journey.ts): the plugin as a package a team installs into a service
+// of its own. Installed here the way they would — npm install of the tarball into a fresh project outside
+// this one, its peers resolved by npm — then run as plain JavaScript with the type stripper off, and
+// type-checked as a TypeScript consumer would use it.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+const dir = mkdtempSync(join(tmpdir(), 'journey-consumer-'))
+after(() => rmSync(dir, { recursive: true, force: true }))
+
+const APP = `
+import Fastify from 'fastify'
+import { Registry } from 'prom-client'
+import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { createJourney, journeyTracing, summarize } from 'fastify-request-journey'
+
+const spans = new InMemorySpanExporter()
+const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] })
+const provider = new TracerProvider(tracing.sdkOptions)
+const registry = new Registry()
+const journey = createJourney({ registry, tracing, tracer: provider.getTracer('consumer') })
+const app = Fastify({ serverFactory: journey.serverFactory() })
+await app.register(journey.plugin)
+let summary
+app.addHook('onResponse', async (request) => { summary = summarize(request.journey) })
+app.get('/hello/:name', async (request) => ({ hi: request.params.name }))
+await app.listen({ port: 0, host: '127.0.0.1' })
+const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/hello/ada?token=x')
+const body = await r.json()
+await new Promise(resolve => setTimeout(resolve, 50))
+const metrics = await registry.metrics()
+const root = spans.getFinishedSpans().find(s => s.kind === 1 && s.name !== 'journey.connection')
+console.log(JSON.stringify({
+  status: r.status, body, summary,
+  stages: metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).length,
+  kernelWait: metrics.includes('journey_accept_kernel_wait_seconds_count{listener="http"} 1'),
+  spans: spans.getFinishedSpans().map(s => s.name),
+  path: root?.attributes['url.path']
+}))
+await app.close(); journey.close(); await provider.shutdown()
+`
+
+const CONSUMER_TS = `
+import Fastify, { type FastifyRequest } from 'fastify'
+import { Registry } from 'prom-client'
+import { createJourney, summarize, type JourneySummary } from 'fastify-request-journey'
+
+const journey = createJourney({ registry: new Registry() })
+const app = Fastify({ serverFactory: journey.serverFactory({ requestTimeout: 30_000 }) })
+await app.register(journey.plugin)
+app.get('/', async (request: FastifyRequest) => {
+  const s: JourneySummary | undefined = request.journey === null ? undefined : summarize(request.journey)
+  return { s }
+})
+// @ts-expect-error: not an option of the journey
+createJourney({ registry: new Registry(), precision: 'coarse' })
+`
+
+test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async () => {
+  const { stdout: packed } = await run(process.execPath, [join(root, 'deploy/pack-journey.ts'), join(dir, 'out')], { cwd: root, timeout: 90_000 })
+  const tarball = packed.trim().split('\n').at(-1)!
+  assert.match(tarball, /fastify-request-journey-[\d.]+\.tgz$/)
+  const project = join(dir, 'service')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'service', private: true, type: 'module' }))
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: project, timeout: 150_000 })
+
+  const installed = join(project, 'node_modules/fastify-request-journey')
+  const files = readdirSync(join(installed, 'lib/journey'))
+  assert.ok(files.includes('index.js') && files.includes('index.d.ts'))
+  assert.deepEqual(files.filter(f => f.endsWith('.ts') && !f.endsWith('.d.ts')), [], 'no TypeScript sources: Node will not strip types under node_modules')
+
+  writeFileSync(join(project, 'app.mjs'), APP)
+  const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
+  const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+    status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, stages: number,
+    kernelWait: boolean, spans: string[], path: string
+  }
+  assert.equal(out.status, 200)
+  assert.deepEqual(out.body, { hi: 'ada' })
+  assert.deepEqual(Object.keys(out.summary?.stages ?? {}), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+  assert.equal(out.stages, 7, 'a histogram series per stage')
+  assert.ok(out.kernelWait, 'the TCP_INFO addon was built by the package\'s install script')
+  assert.ok(out.spans.includes('GET /hello/:name') && out.spans.includes('journey.handler'), out.spans.join(', '))
+  assert.equal(out.path, '/hello/ada')
+
+  writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
+  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: {
+      target: 'es2024', module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true,
+      types: ['node'], typeRoots: [join(root, 'node_modules/@types')]
+    },
+    files: ['consumer.ts']
+  }))
+  const tsc = join(root, 'node_modules/typescript/bin/tsc')
+  const checked = await run(process.execPath, [tsc, '-p', project], { cwd: project, timeout: 60_000 }).then(() => '', (err: { stdout?: string }) => err.stdout ?? String(err))
+  assert.equal(checked, '', 'the declarations type-check a consumer, request.journey included')
+})
