@@ -5,6 +5,7 @@ import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord }
 import { channels } from './publish.ts'
 import { tableOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
+import { methodLabel } from './http-method.ts'
 import {
   CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, KERNEL_WAIT_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
   STAGE_BUCKETS, STAGES
@@ -92,8 +93,10 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'] as const, registers
   })
 
-  // Series bound per route and method (both bounded: route templates, HTTP methods the parser accepts).
+  // Series bound per route and method (both bounded: route templates, and methods the app routes or
+  // `_OTHER`: http-method.ts), found by the method as received.
   interface RouteSeries {
+    method: string
     stages: Array<Series | undefined>
     hooks: Series
     pipelined: Series | undefined
@@ -109,15 +112,17 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     if (byMethod === undefined) bound.set(route, byMethod = new Map())
     let rs = byMethod.get(method)
     if (rs === undefined) {
+      const label = methodLabel(method)
       rs = {
+        method: label,
         // Bound on first use, so stages a route never has (tls on plain HTTP) make no empty series.
         stages: new Array(STAGES.length),
-        hooks: gapDuration.series('hooks', method, route),
+        hooks: gapDuration.series('hooks', label, route),
         pipelined: undefined,
         errorHandler: undefined,
         beforeRequest: undefined,
-        requestBody: requestBodySize.series(method, route),
-        written: responseWritten.series(method, route),
+        requestBody: requestBodySize.series(label, route),
+        written: responseWritten.series(label, route),
         durations: new Map()
       }
       byMethod.set(method, rs)
@@ -130,8 +135,9 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     if (!ownedBy(rec.conn, owner)) return
     // The timeline as numbers, shared with the other consumers: an untraced request allocates nothing here.
     const tl = tableOf(rec)
-    const { method, route } = rec
-    const rs = seriesFor(route, method)
+    const route = rec.route
+    const rs = seriesFor(route, rec.method)
+    const method = rs.method
     // Kept requests lend their trace to the buckets they land in: one label set and clock read per request.
     const exemplar = rec.keptBy === undefined || rec.traceId === undefined
       ? undefined

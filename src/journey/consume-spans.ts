@@ -18,6 +18,7 @@ import {
 import { channels } from './publish.ts'
 import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.ts'
 import { one, peerAttributes, requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
+import { methodLabel, OTHER_METHOD } from './http-method.ts'
 import { admissionOf } from './admission.ts'
 
 export interface SpanConsumerOptions {
@@ -191,7 +192,10 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       droppedAttributesCount: 0
     }]
 
-    const name = route === undefined ? rec.method : `${rec.method} ${route}`
+    // The semantic conventions' span name: `HTTP` for a method they would call `_OTHER` (http-method.ts).
+    const method = methodLabel(rec.method)
+    const verb = method === OTHER_METHOD ? 'HTTP' : method
+    const name = route === undefined ? verb : `${verb} ${route}`
     const errorType = rec.aborted ? 'aborted' : rec.status >= 500 ? String(rec.status) : undefined
     // The error Fastify took, recorded where it happened: on the stage it ended, else (a hook of the app's
     // threw between stages) on the request span. Such requests are rare, so that span and their request span

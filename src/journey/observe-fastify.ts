@@ -13,6 +13,7 @@ import { newRequestRecord, type ConnectionRecord, type RequestRecord } from './r
 import { publishRequest } from './publish.ts'
 import { kConnection, onUnclaimedMessage } from './observe-parser.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
+import { knowMethod } from './http-method.ts'
 
 const kRecord = Symbol('request-journey.record')
 type Response = ServerResponse & { [kRecord]?: RequestRecord }
@@ -315,6 +316,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     // in front of it: so this one sees the decoded stream. Routes that only take bodyless methods (Fastify
     // never parses a GET, HEAD or TRACE body) do without it: one hook call less on every such request.
     const methods = Array.isArray(route.method) ? route.method : [route.method]
+    for (const m of methods) knowMethod(m)
     if (methods.some(m => !BODYLESS.has(m))) {
       const pre = route.preParsing
       route.preParsing = pre === undefined ? [countDecoded] : Array.isArray(pre) ? [...pre, countDecoded] : [pre, countDecoded]

@@ -9,13 +9,14 @@
 // literals with plain keys keep their speed.
 import type { Attributes } from '@opentelemetry/api'
 import {
-  ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PEER_ADDRESS,
   ATTR_NETWORK_PEER_PORT, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Precision, type Stage } from './stages.ts'
 import { handlerWroteResponse, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
+import { methodLabel } from './http-method.ts'
 
 /**
  * Who sent the request: Fastify's `request.ip`, so the app's `trustProxy` decides whether a forwarded
@@ -40,7 +41,9 @@ export function peerAttributes (conn: ConnectionRecord, a: Attributes): void {
 export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNullable<RequestRecord['keptBy']>, precision: Precision): Attributes {
   const conn = rec.conn
   const attributes: Attributes = {}
-  attributes[ATTR_HTTP_REQUEST_METHOD] = rec.method
+  const method = methodLabel(rec.method)
+  attributes[ATTR_HTTP_REQUEST_METHOD] = method
+  if (method !== rec.method) attributes[ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = rec.method
   attributes[ATTR_URL_SCHEME] = rec.scheme
   const path = urlPath(rec.target)
   if (path !== undefined) attributes[ATTR_URL_PATH] = path

@@ -7,7 +7,7 @@ import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvi
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { createJourney, journeyTracing, urlPath } from '../../src/journey/index.ts'
-import { connect } from '../helpers/raw.ts'
+import { connect, responses } from '../helpers/raw.ts'
 import { roots } from '../helpers/spans.ts'
 
 test('urlPath: the path of each request-target form, without query or fragment', () => {
@@ -100,6 +100,46 @@ test('client.address is Fastify\'s request.ip: a forwarded address only when the
     assert.equal(untrusted?.attributes['client.address'], '127.0.0.1', 'a header anyone can send counts for nothing')
   } finally {
     for (const { app, journey } of apps) { await app.close(); journey.close() }
+    await provider.shutdown()
+  }
+})
+
+test('a method no route takes is _OTHER on spans and metrics (the original on the span); a routed one is itself', async () => {
+  const spans = new InMemorySpanExporter()
+  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
+  const provider = new TracerProvider(tracing.sdkOptions)
+  const registry = new Registry()
+  const journey = createJourney({ registry, tracing, tracer: provider.getTracer('request-journey') })
+  const app = Fastify({ serverFactory: journey.serverFactory() })
+  try {
+    await app.register(journey.plugin)
+    app.addHttpMethod('PROPFIND', { hasBody: true })
+    app.route({ method: 'PROPFIND', url: '/dav', handler: async () => ({ ok: true }) })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const c = await connect((app.server.address() as { port: number }).port)
+    const requests = ['PROPFIND /dav', 'MKCOL /nowhere', 'PURGE /nowhere']
+    for (const line of requests) {
+      await c.write(`${line} HTTP/1.1\r\nHost: localhost\r\n\r\n`)
+      await c.read(responses(1)) // one at a time
+    }
+    c.close()
+    await new Promise(resolve => setTimeout(resolve, 50))
+    const all = roots(spans.getFinishedSpans())
+    const dav = all.find(s => s.attributes['http.route'] === '/dav')
+    assert.equal(dav?.name, 'PROPFIND /dav')
+    assert.equal(dav?.attributes['http.request.method'], 'PROPFIND')
+    assert.equal(dav?.attributes['http.request.method_original'], undefined)
+    const other = all.filter(s => s.attributes['http.request.method'] === '_OTHER')
+    assert.deepEqual(other.map(s => s.name), ['HTTP', 'HTTP'], 'MKCOL and PURGE, which no route takes')
+    assert.deepEqual(other.map(s => s.attributes['http.request.method_original']), ['MKCOL', 'PURGE'])
+    const text = await registry.metrics()
+    const methods = new Set([...text.matchAll(/http_request_method="([^"]+)"/g)].map(m => m[1]))
+    assert.deepEqual([...methods].sort(), ['PROPFIND', '_OTHER'])
+    assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="_OTHER",http_route="\(unmatched\)",http_response_status_code="404",url_scheme="http"\} 2/)
+    assert.ok(!/method="(MKCOL|PURGE)"/.test(text), 'nor in the journey\'s own histograms')
+  } finally {
+    await app.close()
+    journey.close()
     await provider.shutdown()
   }
 })
