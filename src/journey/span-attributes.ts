@@ -31,7 +31,11 @@ function clientAddress (rec: RequestRecord): string | undefined {
   }
 }
 
-/** The TCP peer of a connection: a proxy's address behind a proxy, whatever it forwards. */
+/**
+ * The TCP peer of a connection: a proxy's address behind a proxy, whatever it forwards. On the connection
+ * span only, which every kept request links to: on each request span it cost ≈ 0.35 µs a request at 100 %
+ * sampling for what is, without a proxy, client.address again.
+ */
 export function peerAttributes (conn: ConnectionRecord, a: Attributes): void {
   if (conn.peerAddress !== undefined) a[ATTR_NETWORK_PEER_ADDRESS] = conn.peerAddress
   if (conn.peerPort !== undefined) a[ATTR_NETWORK_PEER_PORT] = conn.peerPort
@@ -50,7 +54,6 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   if (rec.userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = rec.userAgent
   const client = clientAddress(rec)
   if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client
-  peerAttributes(conn, attributes)
   attributes[ATTR_NETWORK_PROTOCOL_VERSION] = '1.1'
   attributes[ATTR.precision] = precision
   attributes[ATTR.samplingRule] = rule
