@@ -72,13 +72,28 @@ try {
     dependencies: versions(DEPENDENCIES),
     peerDependencies: versions(PEERS)
   }, null, 2) + '\n')
+  // The usage example is the project README's own, so the two cannot drift apart.
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('## Using the instrumentation in your own Fastify app'))
+  const example = /```ts\n[\s\S]*?\n```/.exec(section)?.[0]
+  if (example === undefined) throw new Error('README.md: no TypeScript example under "Using the instrumentation in your own Fastify app"')
+  // Its links to the sources point at their compiled files in the package.
+  const stages = readFileSync(join(root, 'docs/stages.md'), 'utf8').replace(/\]\(\.\.\/src\/journey\/([\w-]+)\.ts\)/g, '](lib/journey/$1.js)')
+  writeFileSync(join(stage, 'stages.md'), stages)
   writeFileSync(join(stage, 'README.md'), [
     '# fastify-request-journey',
     '',
-    'The instrumentation of the request-journey project as a package: every stage of every request',
-    '(accept, TLS, read, parse, decode, handler, serialize, write) as OpenTelemetry spans and Prometheus',
-    'histograms. How to use it, what each stage means and what it costs: the project\'s README (section',
-    '"Using the instrumentation in your own Fastify app") and docs/stages.md.',
+    'Where the time of each request goes: every stage of every request (accept, TLS, read, parse, decode,',
+    'handler, serialize, write) measured by a Fastify 5 plugin and emitted as OpenTelemetry spans (one',
+    'waterfall per request) and Prometheus histograms. From the request-journey project, whose README says',
+    'more (sampling, exemplars, what it costs, what it survives).',
+    '',
+    example,
+    '',
+    'Register the plugin before your routes, on a server it observes (`serverFactory`, or',
+    '`journey.observeServer(server, name)` for servers you build). [stages.md](stages.md) defines every',
+    'stage, span, attribute and metric. The TCP_INFO addon (kernel wait before accept) is built at install',
+    'when a compiler is there; without it those figures are absent and everything else is measured.',
     ''
   ].join('\n'))
 

@@ -4,7 +4,7 @@
 // type-checked as a TypeScript consumer would use it.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -77,6 +77,9 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   const files = readdirSync(join(installed, 'lib/journey'))
   assert.ok(files.includes('index.js') && files.includes('index.d.ts'))
   assert.deepEqual(files.filter(f => f.endsWith('.ts') && !f.endsWith('.d.ts')), [], 'no TypeScript sources: Node will not strip types under node_modules')
+  assert.match(readFileSync(join(installed, 'README.md'), 'utf8'), /from 'fastify-request-journey'/, 'its README shows how to use it')
+  const stages = readFileSync(join(installed, 'stages.md'), 'utf8')
+  for (const [, target] of stages.matchAll(/\]\(([^)#:]+)\)/g)) assert.ok(existsSync(join(installed, target!)), `stages.md links to ${target}, which the package has`)
 
   writeFileSync(join(project, 'app.mjs'), APP)
   const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
