@@ -51,8 +51,14 @@ function onResponseFinish (message: unknown): void {
   const res = (message as { response: Response }).response
   const rec = res[kRecord] ?? answeredBeforeHooks(res)
   if (rec === undefined) return
-  // A record leaves `inflight` exactly once, here or at the connection's close: it is published once,
-  // so a response that somehow finishes after its connection closed is never counted twice.
+  finish(rec, res.statusCode, res.socket)
+}
+
+/**
+ * The record's end: published once. A record leaves `inflight` exactly once, here or at the connection's
+ * close, so a response that somehow finishes after its connection closed is never counted twice.
+ */
+function finish (rec: RequestRecord, status: number, socket: Socket | null): void {
   const inflight = rec.conn.inflight
   const i = inflight.indexOf(rec)
   if (i === -1) return
@@ -63,10 +69,53 @@ function onResponseFinish (message: unknown): void {
   rec.finishAt = now()
   rec.endAt = rec.finishAt
   rec.conn.lastFinishAt = rec.finishAt
-  rec.status = res.statusCode
-  const socket = res.socket
-  if (socket != null && !rec.beforeHooks) rec.bytesWritten = socket.bytesWritten - rec.bytesWrittenStart
+  rec.status = status
+  if (socket != null && !rec.beforeHooks) {
+    // A response no onSend saw (the handler hijacked the reply) started where the one before it ended.
+    const written = socket.bytesWritten
+    rec.bytesWritten = written - (Number.isNaN(rec.bytesWrittenStart) ? rec.conn.bytesWrittenAtFinish : rec.bytesWrittenStart)
+    rec.conn.bytesWrittenAtFinish = written
+  }
   publishRequest(rec)
+}
+
+/**
+ * A request that left HTTP: its handler switched the connection to another protocol (a WebSocket, through
+ * a plugin that routes the upgrade through Fastify and hijacks the reply, as @fastify/websocket does) and
+ * wrote the 101 itself. No 'finish' comes for such a response, so the record ends here, status 101, its
+ * handler stage holding the handshake; the connection lives on in the new protocol until its close.
+ */
+function finishUpgraded (rec: RequestRecord, socket: Socket | null): void {
+  if (Number.isNaN(rec.finishAt)) finish(rec, 101, socket)
+}
+
+const isUpgrade = (request: FastifyRequest): boolean => (request.raw as { upgrade?: boolean }).upgrade === true
+
+/** A handler called once a connection has switched protocols, as @fastify/websocket calls one: (socket, request). */
+type WsHandler = (this: FastifyInstance, socket: unknown, request: FastifyRequest) => unknown
+
+/** The handler of the new protocol: its request ends once the handler's synchronous part has run. */
+function wrapUpgraded (handler: WsHandler): WsHandler {
+  return function journeyUpgraded (this: FastifyInstance, socket: unknown, request: FastifyRequest) {
+    const rec = (request as { journey?: RequestRecord | null } | undefined)?.journey
+    if (rec == null) return handler.call(this, socket, request)
+    try {
+      return rec.context === undefined ? handler.call(this, socket, request) : context.with(rec.context, handler, this, socket, request)
+    } finally {
+      finishUpgraded(rec, request.raw.socket)
+    }
+  }
+}
+
+function markHandlerStart (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const rec = request.journey
+  if (rec !== null) rec.handlerStartAt = now()
+  done()
+}
+
+/** A route's hook option with `hook` appended (route-level hooks run after the instance's). */
+function appendHook<T> (hooks: T | T[] | undefined, hook: T): T[] {
+  return hooks === undefined ? [hook] : Array.isArray(hooks) ? [...hooks, hook] : [hooks, hook]
 }
 
 /**
@@ -318,19 +367,33 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     for (const m of methods) knowMethod(m)
     if (methods.some(m => !BODYLESS.has(m))) {
-      const pre = route.preParsing
-      route.preParsing = pre === undefined ? [countDecoded] : Array.isArray(pre) ? [...pre, countDecoded] : [pre, countDecoded]
+      route.preParsing = appendHook(route.preParsing, countDecoded)
     }
     const config: Record<PropertyKey, unknown> = { ...route.config }
     config[kWrapped] = true
     route.config = config as typeof route.config
+    const ws = route as unknown as { websocket?: boolean, wsHandler?: WsHandler }
+    if (ws.websocket === true || typeof ws.wsHandler === 'function') {
+      // @fastify/websocket registered after the journey takes this route's handler (ours, wrapped) or its
+      // wsHandler, to call once the upgrade is done, as (socket, request); the upgrade request itself goes
+      // to a handler of its own that no wrapper of ours sees. A route-level preHandler, the last hook before
+      // that handler, marks its start; wrapUpgraded ends the request where the new protocol begins.
+      route.preHandler = appendHook(route.preHandler, markHandlerStart)
+      if (typeof ws.wsHandler === 'function') ws.wsHandler = wrapUpgraded(ws.wsHandler)
+    }
     const handler = route.handler
+    // With `websocket: true`, that handler is ours: called as (socket, request) once the upgrade is done.
+    const asUpgraded = ws.websocket === true ? wrapUpgraded(handler as unknown as WsHandler) : undefined
     route.handler = function journeyHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
-      const rec = request.journey
-      if (rec === null) return handler.call(this, request, reply)
+      const rec = (request as { journey?: RequestRecord | null }).journey
+      if (rec === undefined && asUpgraded !== undefined) return asUpgraded.call(this, request, reply as unknown as FastifyRequest)
+      if (rec == null) return handler.call(this, request, reply)
       rec.handlerStartAt = now()
-      if (rec.context === undefined) return handler.call(this, request, reply)
-      return context.with(rec.context, handler, this, request, reply)
+      const result = rec.context === undefined ? handler.call(this, request, reply) : context.with(rec.context, handler, this, request, reply)
+      // A handler that upgraded the connection (the 101 written, the reply hijacked; @fastify/websocket
+      // registered before the journey): the request left HTTP here.
+      if (isUpgrade(request) && reply.sent) finishUpgraded(rec, request.raw.socket)
+      return result
     }
   })
 }

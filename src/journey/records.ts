@@ -76,6 +76,8 @@ export interface ConnectionRecord {
   errors: string[]
   bytesRead: number
   bytesWritten: number
+  /** The socket's bytesWritten when its last response finished: where a response no onSend saw starts. */
+  bytesWrittenAtFinish: number
   /** Span ids for the connection span, created only when a kept request links to it. */
   traceId: string | undefined
   spanId: string | undefined
@@ -137,6 +139,7 @@ export interface RequestRecord {
   serializeSkipped: boolean
   /** Streamed bodies only: whether a write had to wait for 'drain'. Undefined for one-piece bodies. */
   backpressure: boolean | undefined
+  /** The socket's bytesWritten when this response could start writing (onSend); NaN when no onSend ran. */
   bytesWrittenStart: number
   bytesWritten: number
   requestBodyBytes: number
@@ -208,6 +211,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     errors: [],
     bytesRead: 0,
     bytesWritten: 0,
+    bytesWrittenAtFinish: 0,
     traceId: undefined,
     spanId: undefined,
     kept: false
@@ -248,7 +252,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     error: undefined,
     serializeSkipped: false,
     backpressure: undefined,
-    bytesWrittenStart: 0,
+    bytesWrittenStart: NaN,
     bytesWritten: 0,
     requestBodyBytes: NaN,
     decodedBodyBytes: NaN,

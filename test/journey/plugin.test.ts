@@ -69,8 +69,8 @@ before(async () => {
     api.setNotFoundHandler(async (_req, reply) => reply.code(404).send({ missing: true }))
   }, { prefix: '/api' })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  // A WebSocket-style upgrade, as @fastify/websocket does it: the server's 'upgrade' listener takes the
-  // socket over (here: an echo protocol), and Fastify never sees that request.
+  // An upgrade the server's own 'upgrade' listener takes (here: an echo protocol; ws in noServer mode, a
+  // proxy): Fastify never sees that request. (@fastify/websocket routes it through Fastify: websocket.test.ts.)
   app.server.on('upgrade', (_req, socket: Socket) => {
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n')
     socket.on('data', (d: Buffer) => socket.write(d))
@@ -218,6 +218,26 @@ test('a handler that writes the response itself (reply.hijack) owns it to the en
   const text = await registry.metrics()
   assert.match(text, /journey_stage_duration_seconds_count\{stage="handler",method="POST",route="\/hijack"\} 1/)
   assert.doesNotMatch(text, /stage="(serialize|write)",method="POST",route="\/hijack"/)
+})
+
+test('a hijacked response on a kept-alive connection counts its own bytes, not the responses before it', async () => {
+  const before = parseMetrics(await registry.metrics())
+  const c = connect(Number(new URL(base).port), '127.0.0.1')
+  let got = ''
+  c.on('data', (d: Buffer) => { got += d.toString('latin1') })
+  await new Promise(resolve => c.once('connect', resolve))
+  const until = async (pred: () => boolean): Promise<void> => { for (let i = 0; !pred(); i++) { assert.ok(i < 300, `got: ${got}`); await sleep(10) } }
+  c.write('GET /fast HTTP/1.1\r\nHost: x\r\n\r\n')
+  await until(() => got.endsWith('fast'))
+  const first = got.length
+  c.write('POST /hijack HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n')
+  await until(() => got.includes('written by the handler'))
+  c.end()
+  await new Promise(resolve => c.once('close', resolve))
+  await sleep(20)
+  const grew = sum(parseMetrics(await registry.metrics()), 'journey_response_written_bytes_sum', { http_route: '/hijack' }) -
+    sum(before, 'journey_response_written_bytes_sum', { http_route: '/hijack' })
+  assert.equal(grew, got.length - first, 'the bytes the client received for it (the response before it counted them all)')
 })
 
 test('request duration: sub-millisecond requests fall in buckets below 5 ms, so quantiles are not interpolated up to 2.5 and 4.95 ms', async () => {
