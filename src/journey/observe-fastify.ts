@@ -389,6 +389,8 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       if (rec === undefined && asUpgraded !== undefined) return asUpgraded.call(this, request, reply as unknown as FastifyRequest)
       if (rec == null) return handler.call(this, request, reply)
       rec.handlerStartAt = now()
+      // Fastify parsed the body before the handler, unless a parser left it to the handler (multipart).
+      if (!request.raw.complete && !isUpgrade(request)) rec.bodyArriving = true
       const result = rec.context === undefined ? handler.call(this, request, reply) : context.with(rec.context, handler, this, request, reply)
       // A handler that upgraded the connection (the 101 written, the reply hijacked; @fastify/websocket
       // registered before the journey): the request left HTTP here.

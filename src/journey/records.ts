@@ -136,6 +136,8 @@ export interface RequestRecord {
   errorAt: number
   /** What Fastify took at errorAt (an Error, as a rule): recorded as an exception event on kept traces. */
   error: unknown
+  /** The body was still arriving when the handler started (ATTR.handlerReadsBody). */
+  bodyArriving: boolean
   serializeSkipped: boolean
   /** Streamed bodies only: whether a write had to wait for 'drain'. Undefined for one-piece bodies. */
   backpressure: boolean | undefined
@@ -250,6 +252,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     endAt: NaN,
     errorAt: NaN,
     error: undefined,
+    bodyArriving: false,
     serializeSkipped: false,
     backpressure: undefined,
     bytesWrittenStart: NaN,

@@ -103,7 +103,12 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
       if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
       return a
     }
-    case 'handler': return handlerWroteResponse(rec) ? one(ATTR.handlerWroteResponse, true) : undefined
+    case 'handler': {
+      if (!rec.bodyArriving) return handlerWroteResponse(rec) ? one(ATTR.handlerWroteResponse, true) : undefined
+      const a = one(ATTR.handlerReadsBody, true)
+      if (handlerWroteResponse(rec)) a[ATTR.handlerWroteResponse] = true
+      return a
+    }
     case 'serialize': return one(ATTR.serializeSkipped, rec.serializeSkipped)
     case 'write': {
       const a: Attributes = {}

@@ -99,6 +99,11 @@ export const ATTR = {
   decodedBytes: 'journey.decode.decoded_bytes',
   /** The handler wrote the response itself (reply.hijack(), reply.raw): its stage includes that writing. */
   handlerWroteResponse: 'journey.handler.wrote_response',
+  /**
+   * The request body was still arriving when the handler started (a multipart upload the handler reads
+   * itself, a body read from request.raw): its arrival is in the handler stage, not in decode.
+   */
+  handlerReadsBody: 'journey.handler.body_arriving',
   serializeSkipped: 'journey.serialize.skipped',
   backpressure: 'journey.write.backpressure',
   bytesWritten: 'journey.write.bytes',
