@@ -86,7 +86,7 @@ function finish (rec: RequestRecord, status: number, socket: Socket | null): voi
  * handler stage holding the handshake; the connection lives on in the new protocol until its close.
  */
 function finishUpgraded (rec: RequestRecord, socket: Socket | null): void {
-  if (Number.isNaN(rec.finishAt)) finish(rec, 101, socket)
+  finish(rec, 101, socket) // at most once: finish() takes only a record still in flight
 }
 
 const isUpgrade = (request: FastifyRequest): boolean => (request.raw as { upgrade?: boolean }).upgrade === true
@@ -393,7 +393,8 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       if (!request.raw.complete && !isUpgrade(request)) rec.bodyArriving = true
       const result = rec.context === undefined ? handler.call(this, request, reply) : context.with(rec.context, handler, this, request, reply)
       // A handler that upgraded the connection (the 101 written, the reply hijacked; @fastify/websocket
-      // registered before the journey): the request left HTTP here.
+      // registered before the journey): the request left HTTP here. (ws writes its 101 synchronously,
+      // unless an async verifyClient delays it: then the record ends before the 101 is written.)
       if (isUpgrade(request) && reply.sent) finishUpgraded(rec, request.raw.socket)
       return result
     }
