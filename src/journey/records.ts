@@ -136,7 +136,7 @@ export interface RequestRecord {
   errorAt: number
   /** What Fastify took at errorAt (an Error, as a rule): recorded as an exception event on kept traces. */
   error: unknown
-  /** The body was still arriving when the handler started (ATTR.handlerReadsBody). */
+  /** The body was still arriving when the handler started (ATTR.handlerBodyArriving). */
   bodyArriving: boolean
   serializeSkipped: boolean
   /** Streamed bodies only: whether a write had to wait for 'drain'. Undefined for one-piece bodies. */

@@ -105,7 +105,7 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
     }
     case 'handler': {
       if (!rec.bodyArriving) return handlerWroteResponse(rec) ? one(ATTR.handlerWroteResponse, true) : undefined
-      const a = one(ATTR.handlerReadsBody, true)
+      const a = one(ATTR.handlerBodyArriving, true)
       if (handlerWroteResponse(rec)) a[ATTR.handlerWroteResponse] = true
       return a
     }

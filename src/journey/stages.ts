@@ -103,7 +103,7 @@ export const ATTR = {
    * The request body was still arriving when the handler started (a multipart upload the handler reads
    * itself, a body read from request.raw): its arrival is in the handler stage, not in decode.
    */
-  handlerReadsBody: 'journey.handler.body_arriving',
+  handlerBodyArriving: 'journey.handler.body_arriving',
   serializeSkipped: 'journey.serialize.skipped',
   backpressure: 'journey.write.backpressure',
   bytesWritten: 'journey.write.bytes',
