@@ -128,7 +128,7 @@ export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefin
 <table><tbody id="slowest">${f.slowest}</tbody></table>
 <h2>Recent requests, newest first
 <form method="get">route <select id="route" name="route">${option('', opts.route)}${routes.map(r => option(r, opts.route)).join('')}</select>
-status <select id="status" name="status">${['', '2xx', '3xx', '4xx', '5xx', 'aborted'].map(s => option(s, opts.status)).join('')}</select>
+status <select id="status" name="status">${['', '1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'].map(s => option(s, opts.status)).join('')}</select>
 <noscript><button>filter</button></noscript></form></h2>
 <table><tbody id="recent">${f.rows}</tbody></table>
 <script>${SCRIPT.replace('${MAX}', String(opts.max))}</script>
