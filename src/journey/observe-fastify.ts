@@ -70,10 +70,10 @@ function finish (rec: RequestRecord, status: number, socket: Socket | null): voi
   rec.endAt = rec.finishAt
   rec.conn.lastFinishAt = rec.finishAt
   rec.status = status
-  if (socket != null && !rec.beforeHooks) {
+  if (socket != null) {
     // A response no onSend saw (the handler hijacked the reply) started where the one before it ended.
     const written = socket.bytesWritten
-    rec.bytesWritten = written - (Number.isNaN(rec.bytesWrittenStart) ? rec.conn.bytesWrittenAtFinish : rec.bytesWrittenStart)
+    if (!rec.beforeHooks) rec.bytesWritten = written - (Number.isNaN(rec.bytesWrittenStart) ? rec.conn.bytesWrittenAtFinish : rec.bytesWrittenStart)
     rec.conn.bytesWrittenAtFinish = written
   }
   publishRequest(rec)
