@@ -151,6 +151,8 @@ function onClose (this: Observed): void {
   // Requests still in flight were cut off: their records end here, so no span is ever lost.
   for (const rec of conn.inflight) {
     rec.aborted = true
+    // Its headers were out (a stream cut off mid-body, an SSE stream its client closed): say what it sent.
+    if (rec.response?.headersSent === true) rec.status = rec.response.statusCode
     rec.endAt = at
     rec.message = undefined
     publishRequest(rec)

@@ -274,6 +274,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     const rec = claimed ?? newRequestRecord(conn, request.method, request.url, now())
     rec.requestId = request.id
     rec.request = request
+    rec.response = reply.raw
     const route = request.routeOptions
     rec.route = route.url ?? UNMATCHED_ROUTE
     if (route.url !== undefined && (route.config as { [kWrapped]?: true } | undefined)?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)

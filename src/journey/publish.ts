@@ -24,6 +24,7 @@ export function publishRequest (rec: RequestRecord): void {
   if (channels.request.hasSubscribers) channels.request.publish(rec)
   // Subscribers run synchronously: whatever needed the request has had it.
   rec.request = undefined
+  rec.response = undefined
 }
 
 export function publishConnection (channel: diagnostics.Channel, conn: ConnectionRecord): void {

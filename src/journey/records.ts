@@ -99,6 +99,8 @@ export interface RequestRecord {
    * keep, such as the page's, never hold a request and its body): its `ip` is asked only for kept requests.
    */
   request: { readonly ip: string | undefined } | undefined
+  /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
+  response: { readonly headersSent: boolean, readonly statusCode: number } | undefined
   route: string
   scheme: 'http' | 'https'
   status: number
@@ -231,6 +233,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     userAgent: undefined,
     requestId: undefined,
     request: undefined,
+    response: undefined,
     route: '',
     scheme: conn.secure ? 'https' : 'http',
     status: 0,

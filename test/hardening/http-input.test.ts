@@ -88,6 +88,7 @@ test('a client that closes mid-response: its span ends, aborted, with write cut'
   const spans = await t.spansWhere(s => roots(s, '/download').length === 1)
   const w = waterfall(spans, roots(spans, '/download')[0]!)
   assert.equal(w.root.attributes['journey.aborted'], true)
+  assert.equal(w.root.attributes['http.response.status_code'], 200, 'what it had sent before the client left')
   assert.equal(w.root.status.code, 2)
   assert.equal(stage(w, 'write')!.status.code, 2)
   await stillServing()

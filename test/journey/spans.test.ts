@@ -194,6 +194,7 @@ describe('waterfalls', () => {
     assert.equal(w!.root.attributes['journey.sampling.rule'], 'head')
     assert.equal(stage(w!, 'decode')!.status.code, 2, 'decode was cut off')
     assert.equal(stage(w!, 'handler'), undefined, 'the handler never ran')
+    assert.equal(w!.root.attributes['http.response.status_code'], undefined, 'no response was sent')
   })
 
   test('a malformed request is a counted connection error with an error span', async () => {
