@@ -94,6 +94,7 @@ try {
     '`journey.observeServer(server, name)` for servers you build). [stages.md](stages.md) defines every',
     'stage, span, attribute and metric. The TCP_INFO addon (kernel wait before accept) is built at install',
     'when a compiler is there; without it those figures are absent and everything else is measured.',
+    'The type declarations need TypeScript 5.7 or newer (generic typed arrays), or `skipLibCheck`.',
     ''
   ].join('\n'))
 
