@@ -396,7 +396,8 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       // A handler that upgraded the connection (the 101 written, the reply hijacked; @fastify/websocket
       // registered before the journey): the request left HTTP here. (ws writes its 101 synchronously,
       // unless an async verifyClient delays it: then the record ends before the 101 is written.)
-      if (isUpgrade(request) && reply.sent) finishUpgraded(rec, request.raw.socket)
+      // A handshake refused (ws answers 400 itself and ends the socket) is no upgrade: it ends at the close.
+      if (isUpgrade(request) && reply.sent && request.raw.socket?.writableEnded === false) finishUpgraded(rec, request.raw.socket)
       return result
     }
   })

@@ -9,6 +9,7 @@ import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvi
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
+import { connect } from '../helpers/raw.ts'
 import { channels, createJourney, journeyTracing, type RequestRecord } from '../../src/journey/index.ts'
 import { durationMs, roots, stageNames, waterfall } from '../helpers/spans.ts'
 
@@ -82,3 +83,31 @@ for (const order of ['journey first', 'websocket first'] as const) {
     }
   })
 }
+
+for (const order of ['journey first', 'websocket first'] as const) {
+  test(`a WebSocket handshake ws refuses is no upgrade: no 101 is recorded (${order})`, { timeout: 20_000 }, async () => {
+    const journey = createJourney({ registry: new Registry() })
+    const app = Fastify({ serverFactory: journey.serverFactory() })
+    const records: RequestRecord[] = []
+    const onRecord = (m: unknown): void => { records.push(m as RequestRecord) }
+    channels.request.subscribe(onRecord)
+    try {
+      if (order === 'websocket first') await app.register(websocket)
+      await app.register(journey.plugin)
+      if (order === 'journey first') await app.register(websocket)
+      app.get('/ws', { websocket: true }, () => {})
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      const c = await connect((app.server.address() as { port: number }).port)
+      await c.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 99\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+      assert.match(await c.read(), /^HTTP\/1\.1 400/, 'ws answers the handshake itself, and closes')
+      await sleep(50)
+      // ws wrote its 400 on the socket, past any response object: the journey sees a request cut off.
+      assert.deepEqual(records.map(r => [r.route, r.status, r.aborted]), [['/ws', 0, true]])
+    } finally {
+      channels.request.unsubscribe(onRecord)
+      await app.close()
+      journey.close()
+    }
+  })
+}
+
