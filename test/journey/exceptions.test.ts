@@ -2,32 +2,24 @@
 // (JOURNEY_RECORD_EXCEPTIONS=false in the demo) keeps what an app's errors say out of its traces.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import Fastify from 'fastify'
-import { Registry } from 'prom-client'
 import { request } from 'undici'
-import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 import { roots, waterfall } from '../helpers/spans.ts'
+import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
 test('the error a handler threw is an exception event on its handler span, unless recordExceptions is false', async () => {
-  const spans = new InMemorySpanExporter()
-  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
-  const provider = new TracerProvider(tracing.sdkOptions)
-  const apps = []
+  const apps: TracedJourney[] = []
   try {
     for (const [route, recordExceptions] of [['/recorded', true], ['/withheld', false]] as const) {
-      const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey'), recordExceptions })
-      const app = Fastify({ serverFactory: journey.serverFactory() })
-      apps.push({ app, journey })
-      await app.register(journey.plugin)
-      app.get(route, async () => { throw new Error('order 42 of SECRET-CUSTOMER failed') })
-      await app.listen({ port: 0, host: '127.0.0.1' })
-      const r = await request(`http://127.0.0.1:${(app.server.address() as { port: number }).port}${route}`)
+      const t = tracedJourney({ journey: { recordExceptions } })
+      apps.push(t)
+      await t.app.register(t.journey.plugin)
+      t.app.get(route, async () => { throw new Error('order 42 of SECRET-CUSTOMER failed') })
+      const r = await request(`http://127.0.0.1:${await t.listen()}${route}`)
       assert.equal(r.statusCode, 500)
       await r.body.text()
     }
     await new Promise(resolve => setTimeout(resolve, 20))
-    const all = spans.getFinishedSpans()
+    const all = apps.flatMap(t => t.spans.getFinishedSpans())
     const recorded = waterfall(all, roots(all, '/recorded')[0]!)
     const handler = recorded.stages.find(s => s.name === 'journey.handler')!
     const event = handler.events.find(e => e.name === 'exception')
@@ -43,7 +35,6 @@ test('the error a handler threw is an exception event on its handler span, unles
     assert.equal(cut.status.code, 2, 'the stage still failed')
     assert.equal(withheld.root.attributes['error.type'], '500', 'and the request still says how')
   } finally {
-    for (const { app, journey } of apps) { await app.close(); journey.close() }
-    await provider.shutdown()
+    for (const t of apps) await t.close()
   }
 })

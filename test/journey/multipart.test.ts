@@ -4,31 +4,23 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import multipart from '@fastify/multipart'
-import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import Fastify from 'fastify'
-import { Registry } from 'prom-client'
-import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { durationMs, roots, stage, waterfall } from '../helpers/spans.ts'
+import { tracedJourney } from '../helpers/traced.ts'
 
 test('an upload the handler reads itself arrives in the handler stage, and its span says the body was still arriving', async () => {
-  const spans = new InMemorySpanExporter()
-  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
-  const provider = new TracerProvider(tracing.sdkOptions)
-  const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey') })
-  const app = Fastify({ serverFactory: journey.serverFactory() })
+  const t = tracedJourney()
   try {
-    await app.register(journey.plugin)
-    await app.register(multipart)
-    app.post('/upload', async (request) => {
+    await t.app.register(t.journey.plugin)
+    await t.app.register(multipart)
+    t.app.post('/upload', async (request) => {
       const file = await request.file()
       let bytes = 0
       for await (const chunk of file!.file) bytes += (chunk as Buffer).length
       return { bytes }
     })
-    app.post('/json', async (request) => request.body)
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const c = await connect((app.server.address() as { port: number }).port)
+    t.app.post('/json', async (request) => request.body)
+    const c = await connect(await t.listen())
 
     // 60 KB in three pieces, 60 ms apart, after the headers.
     const body = Buffer.concat([
@@ -49,7 +41,7 @@ test('an upload the handler reads itself arrives in the handler stage, and its s
     c.close()
     await sleep(30)
 
-    const all = spans.getFinishedSpans()
+    const all = t.spans.getFinishedSpans()
     const upload = waterfall(all, roots(all, '/upload')[0]!)
     const handler = stage(upload, 'handler')!
     assert.equal(handler.attributes['journey.handler.body_arriving'], true)
@@ -58,8 +50,6 @@ test('an upload the handler reads itself arrives in the handler stage, and its s
     const parsed = waterfall(all, roots(all, '/json')[0]!)
     assert.equal(stage(parsed, 'handler')!.attributes['journey.handler.body_arriving'], undefined, 'a body Fastify parsed had arrived before the handler')
   } finally {
-    await app.close()
-    journey.close()
-    await provider.shutdown()
+    await t.close()
   }
 })

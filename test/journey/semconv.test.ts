@@ -3,12 +3,10 @@
 // Fastify took and on those Node answered before any hook — and the TCP peer on the connection span.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import Fastify from 'fastify'
-import { Registry } from 'prom-client'
-import { createJourney, journeyTracing, urlPath } from '../../src/journey/index.ts'
+import { urlPath } from '../../src/journey/index.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { roots } from '../helpers/spans.ts'
+import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
 test('urlPath: the path of each request-target form, without query or fragment', () => {
   assert.equal(urlPath('/items/42?token=x'), '/items/42')
@@ -25,18 +23,11 @@ test('urlPath: the path of each request-target form, without query or fragment',
 })
 
 test('a request span names its path, user agent and peer; its connection span its peer; the query is nowhere', async () => {
-  const spans = new InMemorySpanExporter()
-  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
-  const provider = new TracerProvider(tracing.sdkOptions)
-  const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey') })
-  const app = Fastify({ serverFactory: journey.serverFactory() })
+  const t = tracedJourney()
   try {
-    await app.register(journey.plugin)
-    app.get('/items/:id', async () => ({ ok: true }))
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const port = (app.server.address() as { port: number }).port
-
-    const c = await connect(port)
+    await t.app.register(t.journey.plugin)
+    t.app.get('/items/:id', async () => ({ ok: true }))
+    const c = await connect(await t.listen())
     const clientPort = c.socket.localPort
     await c.write('GET /items/42?token=SECRET-TOKEN HTTP/1.1\r\nHost: localhost\r\nUser-Agent: probe/1.0\r\n\r\n')
     assert.match(await c.read(t => t.includes('{"ok":true}')), /^HTTP\/1\.1 200/)
@@ -46,7 +37,7 @@ test('a request span names its path, user agent and peer; its connection span it
     await c.read() // until the server closes
     await new Promise(resolve => setTimeout(resolve, 50))
 
-    const all = spans.getFinishedSpans()
+    const all = t.spans.getFinishedSpans()
     const [ok] = roots(all, '/items/:id')
     assert.ok(ok !== undefined, all.map(s => s.name).join(', '))
     assert.equal(ok.attributes['url.path'], '/items/42')
@@ -67,31 +58,24 @@ test('a request span names its path, user agent and peer; its connection span it
 
     assert.ok(!JSON.stringify(all.map(s => s.attributes)).includes('SECRET-TOKEN'), 'no query string in any span')
   } finally {
-    await app.close()
-    journey.close()
-    await provider.shutdown()
+    await t.close()
   }
 })
 
 test('client.address is Fastify\'s request.ip: a forwarded address only when the app trusts its proxies', async () => {
-  const spans = new InMemorySpanExporter()
-  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
-  const provider = new TracerProvider(tracing.sdkOptions)
-  const apps = []
+  const apps: TracedJourney[] = []
   try {
     for (const trustProxy of [true, false]) {
-      const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey') })
-      const app = Fastify({ trustProxy, serverFactory: journey.serverFactory() })
-      apps.push({ app, journey })
-      await app.register(journey.plugin)
-      app.get(`/trusted-${trustProxy}`, async () => ({ ok: true }))
-      await app.listen({ port: 0, host: '127.0.0.1' })
-      const c = await connect((app.server.address() as { port: number }).port)
+      const t = tracedJourney({ fastify: { trustProxy } })
+      apps.push(t)
+      await t.app.register(t.journey.plugin)
+      t.app.get(`/trusted-${trustProxy}`, async () => ({ ok: true }))
+      const c = await connect(await t.listen())
       await c.write(`GET /trusted-${trustProxy} HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n`)
       assert.match(await c.read(), /^HTTP\/1\.1 200/)
     }
     await new Promise(resolve => setTimeout(resolve, 50))
-    const all = spans.getFinishedSpans()
+    const all = apps.flatMap(t => t.spans.getFinishedSpans())
     const [trusted] = roots(all, '/trusted-true')
     assert.equal(trusted?.attributes['client.address'], '203.0.113.7', 'the client behind the proxy the app trusts')
     const conn = all.find(s => s.name === 'journey.connection' && s.attributes['journey.connection.id'] === trusted?.attributes['journey.connection.id'])
@@ -99,24 +83,17 @@ test('client.address is Fastify\'s request.ip: a forwarded address only when the
     const [untrusted] = roots(all, '/trusted-false')
     assert.equal(untrusted?.attributes['client.address'], '127.0.0.1', 'a header anyone can send counts for nothing')
   } finally {
-    for (const { app, journey } of apps) { await app.close(); journey.close() }
-    await provider.shutdown()
+    for (const t of apps) await t.close()
   }
 })
 
 test('a method no route takes is _OTHER on spans and metrics (the original on the span); a routed one is itself', async () => {
-  const spans = new InMemorySpanExporter()
-  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
-  const provider = new TracerProvider(tracing.sdkOptions)
-  const registry = new Registry()
-  const journey = createJourney({ registry, tracing, tracer: provider.getTracer('request-journey') })
-  const app = Fastify({ serverFactory: journey.serverFactory() })
+  const t = tracedJourney()
   try {
-    await app.register(journey.plugin)
-    app.addHttpMethod('PROPFIND', { hasBody: true })
-    app.route({ method: 'PROPFIND', url: '/dav', handler: async () => ({ ok: true }) })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const c = await connect((app.server.address() as { port: number }).port)
+    await t.app.register(t.journey.plugin)
+    t.app.addHttpMethod('PROPFIND', { hasBody: true })
+    t.app.route({ method: 'PROPFIND', url: '/dav', handler: async () => ({ ok: true }) })
+    const c = await connect(await t.listen())
     const requests = ['PROPFIND /dav', 'MKCOL /nowhere', 'PURGE /nowhere']
     for (const line of requests) {
       await c.write(`${line} HTTP/1.1\r\nHost: localhost\r\n\r\n`)
@@ -124,7 +101,7 @@ test('a method no route takes is _OTHER on spans and metrics (the original on th
     }
     c.close()
     await new Promise(resolve => setTimeout(resolve, 50))
-    const all = roots(spans.getFinishedSpans())
+    const all = roots(t.spans.getFinishedSpans())
     const dav = all.find(s => s.attributes['http.route'] === '/dav')
     assert.equal(dav?.name, 'PROPFIND /dav')
     assert.equal(dav?.attributes['http.request.method'], 'PROPFIND')
@@ -132,15 +109,13 @@ test('a method no route takes is _OTHER on spans and metrics (the original on th
     const other = all.filter(s => s.attributes['http.request.method'] === '_OTHER')
     assert.deepEqual(other.map(s => s.name), ['HTTP', 'HTTP'], 'MKCOL and PURGE, which no route takes')
     assert.deepEqual(other.map(s => s.attributes['http.request.method_original']), ['MKCOL', 'PURGE'])
-    const text = await registry.metrics()
+    const text = await t.registry.metrics()
     const methods = new Set([...text.matchAll(/http_request_method="([^"]+)"/g)].map(m => m[1]))
     assert.deepEqual([...methods].sort(), ['PROPFIND', '_OTHER'])
     assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="_OTHER",http_route="\(unmatched\)",http_response_status_code="404",url_scheme="http"\} 2/)
     assert.ok(!/method="(MKCOL|PURGE)"/.test(text), 'nor in the journey\'s own histograms')
   } finally {
-    await app.close()
-    journey.close()
-    await provider.shutdown()
+    await t.close()
   }
 })
 

@@ -4,36 +4,36 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
-import websocket from '@fastify/websocket'
-import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import Fastify from 'fastify'
-import { Registry } from 'prom-client'
+import websocket, { type WebsocketHandler } from '@fastify/websocket'
 import { request } from 'undici'
 import { connect } from '../helpers/raw.ts'
-import { channels, createJourney, journeyTracing, type RequestRecord } from '../../src/journey/index.ts'
+import { channels, type RequestRecord } from '../../src/journey/index.ts'
 import { durationMs, roots, stageNames, waterfall } from '../helpers/spans.ts'
+import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
-for (const order of ['journey first', 'websocket first'] as const) {
+type Order = 'journey first' | 'websocket first'
+const ORDERS: Order[] = ['journey first', 'websocket first']
+
+/** A traced journey and @fastify/websocket registered in `order`, a WebSocket route /ws, and every record published. */
+async function wsApp (order: Order, handler: WebsocketHandler): Promise<TracedJourney & { port: number, records: RequestRecord[] }> {
+  const t = tracedJourney()
+  const records: RequestRecord[] = []
+  const onRecord = (m: unknown): void => { records.push(m as RequestRecord) }
+  channels.request.subscribe(onRecord)
+  if (order === 'websocket first') await t.app.register(websocket)
+  await t.app.register(t.journey.plugin)
+  if (order === 'journey first') await t.app.register(websocket)
+  t.app.get('/ws', { websocket: true }, handler)
+  const port = await t.listen()
+  return { ...t, port, records, close: async () => { channels.request.unsubscribe(onRecord); await t.close() } }
+}
+
+for (const order of ORDERS) {
   test(`a WebSocket upgrade is a request that ends at its 101; the connection lives on (${order})`, { timeout: 20_000 }, async () => {
-    const spans = new InMemorySpanExporter()
-    const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
-    const provider = new TracerProvider(tracing.sdkOptions)
-    const registry = new Registry()
-    const journey = createJourney({ registry, tracing, tracer: provider.getTracer('request-journey') })
-    const app = Fastify({ serverFactory: journey.serverFactory() })
-    const records: RequestRecord[] = []
-    const onRecord = (m: unknown): void => { records.push(m as RequestRecord) }
-    channels.request.subscribe(onRecord)
+    const { port, records, spans, registry, close } = await wsApp(order, (socket) => {
+      socket.on('message', (m: Buffer) => socket.send(`echo ${m.toString()}`))
+    })
     try {
-      if (order === 'websocket first') await app.register(websocket)
-      await app.register(journey.plugin)
-      if (order === 'journey first') await app.register(websocket)
-      app.get('/ws', { websocket: true }, (socket) => {
-        socket.on('message', (m: Buffer) => socket.send(`echo ${m.toString()}`))
-      })
-      await app.listen({ port: 0, host: '127.0.0.1' })
-      const port = (app.server.address() as { port: number }).port
-
       const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`)
       await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject })
       const echoed = new Promise<string>(resolve => { ws.onmessage = (e) => resolve(String(e.data)) })
@@ -76,37 +76,23 @@ for (const order of ['journey first', 'websocket first'] as const) {
       const written = /journey_response_written_bytes_sum\{http_request_method="GET",http_route="\/ws"\} (\d+)/.exec(text)
       assert.ok(written !== null && Number(written[1]) > 100 && Number(written[1]) < 600, `the 101 and the 404, not the WebSocket's frames: ${written?.[1]} bytes`)
     } finally {
-      channels.request.unsubscribe(onRecord)
-      await app.close()
-      journey.close()
-      await provider.shutdown()
+      await close()
     }
   })
 }
 
-for (const order of ['journey first', 'websocket first'] as const) {
+for (const order of ORDERS) {
   test(`a WebSocket handshake ws refuses is no upgrade: no 101 is recorded (${order})`, { timeout: 20_000 }, async () => {
-    const journey = createJourney({ registry: new Registry() })
-    const app = Fastify({ serverFactory: journey.serverFactory() })
-    const records: RequestRecord[] = []
-    const onRecord = (m: unknown): void => { records.push(m as RequestRecord) }
-    channels.request.subscribe(onRecord)
+    const { port, records, close } = await wsApp(order, () => {})
     try {
-      if (order === 'websocket first') await app.register(websocket)
-      await app.register(journey.plugin)
-      if (order === 'journey first') await app.register(websocket)
-      app.get('/ws', { websocket: true }, () => {})
-      await app.listen({ port: 0, host: '127.0.0.1' })
-      const c = await connect((app.server.address() as { port: number }).port)
+      const c = await connect(port)
       await c.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 99\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
       assert.match(await c.read(), /^HTTP\/1\.1 400/, 'ws answers the handshake itself, and closes')
       await sleep(50)
       // ws wrote its 400 on the socket, past any response object: the journey sees a request cut off.
       assert.deepEqual(records.map(r => [r.route, r.status, r.aborted]), [['/ws', 0, true]])
     } finally {
-      channels.request.unsubscribe(onRecord)
-      await app.close()
-      journey.close()
+      await close()
     }
   })
 }
