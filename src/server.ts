@@ -128,7 +128,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     const j = summarize(rec) // a published record is finished: always there
     log.info({
       // Fastify's request id, as on its own lines about the request (none before its hooks).
-      ...(rec.requestId !== undefined ? { reqId: rec.requestId } : {}),
+      ...(rec.request !== undefined ? { reqId: rec.request.id } : {}),
       ...(rec.keptBy !== undefined && rec.traceId !== undefined ? { trace_id: rec.traceId, span_id: rec.spanId } : {}),
       method: rec.method,
       path: urlPath(rec.target) ?? rec.target,

@@ -272,7 +272,6 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     }
     const claimed = conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined
     const rec = claimed ?? newRequestRecord(conn, request.method, request.url, now())
-    rec.requestId = request.id
     rec.request = request
     rec.response = reply.raw
     const route = request.routeOptions

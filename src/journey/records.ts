@@ -92,13 +92,12 @@ export interface RequestRecord {
   /** The request-target as received, query included: only its path is ever emitted (urlPath). */
   target: string
   userAgent: string | undefined
-  /** Fastify's `request.id`, so a line about a request Fastify wrote none for can name it; undefined before its hooks. */
-  requestId: string | undefined
   /**
    * The Fastify request, until the record is published (publishRequest clears it, so records that consumers
-   * keep, such as the page's, never hold a request and its body): its `ip` is asked only for kept requests.
+   * keep, such as the page's, never hold a request and its body): its `ip` is asked only for kept requests,
+   * its `id` by a subscriber that logs the request. Undefined for a request answered before its hooks.
    */
-  request: { readonly ip: string | undefined } | undefined
+  request: { readonly ip: string | undefined, readonly id: string } | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
   response: { readonly headersSent: boolean, readonly statusCode: number } | undefined
   route: string
@@ -231,7 +230,6 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     method,
     target,
     userAgent: undefined,
-    requestId: undefined,
     request: undefined,
     response: undefined,
     route: '',
