@@ -27,7 +27,7 @@ const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcess
 const provider = new TracerProvider(tracing.sdkOptions)
 const registry = new Registry()
 const journey = createJourney({ registry, tracing, tracer: provider.getTracer('consumer') })
-const app = Fastify({ serverFactory: journey.serverFactory() })
+const app = Fastify() // the README's way: the plugin observes the app's own server
 await app.register(journey.plugin)
 let summary
 app.addHook('onResponse', async (request) => { summary = summarize(request.journey) })

@@ -3,8 +3,8 @@
 //   const tracing = journeyTracing({ spanProcessors })       // sampler, id generator, your processors
 //   new NodeSDK({ ...tracing.sdkOptions }).start()
 //   const journey = createJourney({ registry, tracing })
-//   const app = Fastify({ serverFactory: journey.serverFactory() })
-//   await app.register(journey.plugin)                       // before the routes
+//   const app = Fastify()                                    // or Fastify({ https: { key, cert } }): HTTP/1.1
+//   await app.register(journey.plugin)                       // before the routes; observes app.server
 import { createServer as createHttpServer, type RequestListener, type Server, type ServerOptions } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Server as NetServer } from 'node:net'
@@ -16,7 +16,8 @@ import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
 import { createMetricsConsumer } from './consume-metrics.ts'
 import { createSpanConsumer } from './consume-spans.ts'
-import { observeServer } from './observe-connection.ts'
+import { isObserved, observeServer } from './observe-connection.ts'
+import { observeAppServers } from './app-servers.ts'
 import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
 import { cipherTapListener } from './cipher-tap.ts'
@@ -119,7 +120,11 @@ export interface JourneyOptions {
 }
 
 export interface Journey {
-  /** Attach the connection and parser observers to a server the app owns; returns it. */
+  /**
+   * Attach the connection and parser observers to a server the app owns; returns it. The plugin does this
+   * itself for the Fastify app's own server(s), as `http` or `https`: call it for other servers, or before
+   * the app is ready to name its server otherwise. A server already observed is left as it is.
+   */
   observeServer: <S extends Server>(server: S, listener: string) => S
   /**
    * A Fastify `serverFactory` building an observed http (or, given `https` options, https) server.
@@ -172,15 +177,20 @@ export function createJourney (opts: JourneyOptions): Journey {
   const recentView = (): RecentConsumer => (recent ??= createRecentConsumer({ owner }))
   const kernel = createKernelMetrics(opts.registry, { sampleMs: opts.kernelSampleMs ?? 0 })
   const listenerNames = new WeakMap<Server, string>()
+  const observe = (server: Server, listener: string, watchKernel: boolean): void => {
+    if (isObserved(server)) return
+    observeServer(server, listener, precision === 'fine', owner)
+    if (watchKernel) kernel.watch(server, listener)
+    listenerNames.set(server, listener)
+  }
   const plugin = fp((fastify, _o, done) => {
     observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined })
+    observeAppServers(fastify, observe, precision === 'fine')
     done()
   }, { fastify: '5.x', name: 'request-journey' })
   return {
     observeServer (server, listener) {
-      observeServer(server, listener, precision === 'fine', owner)
-      kernel.watch(server, listener)
-      listenerNames.set(server, listener)
+      observe(server, listener, true)
       return server
     },
     serverFactory (options = {}) {

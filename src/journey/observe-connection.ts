@@ -172,6 +172,8 @@ const kOwner = Symbol('request-journey.owner')
  */
 export function observeServer (server: HttpServer, listener: string, fine = false, owner?: JourneyOwner): void {
   const s = server as HttpServer & { [kListener]: string, [kFine]: boolean, [kOwner]?: JourneyOwner }
+  // Observed twice, every connection would be two records: the first observer keeps the server.
+  if (isObserved(server)) return
   s[kListener] = listener
   s[kFine] = fine
   s[kOwner] = owner
@@ -183,4 +185,9 @@ export function observeServer (server: HttpServer, listener: string, fine = fals
     s.on('secureConnection', onSecureConnected)
     s.on('tlsClientError', onTlsClientError)
   }
+}
+
+/** Whether some journey observes this server already (by its serverFactory, observeServer, or its plugin). */
+export function isObserved (server: object): boolean {
+  return kListener in server
 }

@@ -212,7 +212,7 @@ let unobservedWarned = false
 function warnUnobserved (): void {
   if (unobservedWarned) return
   unobservedWarned = true
-  process.emitWarning('requests arrive on a server the journey does not observe, so they are not measured: build it with journey.serverFactory() or pass it to journey.observeServer() (HTTP/1.1 only)', { code: 'REQUEST_JOURNEY_UNOBSERVED' })
+  process.emitWarning('requests arrive on a server the journey does not observe, so they are not measured: it observes the app\'s own HTTP/1.1 server and those built by journey.serverFactory(); pass any other to journey.observeServer() (HTTP/2 is not measured)', { code: 'REQUEST_JOURNEY_UNOBSERVED' })
 }
 const unwrappedWarned = new Set<string>()
 function warnUnwrapped (method: string, url: string): void {

@@ -1,4 +1,4 @@
-// The undocumented Node internals the journey relies on. When a Node upgrade removes one, this file
+// The undocumented Node (and Fastify) internals the journey relies on. When a Node upgrade removes one, this file
 // fails loudly and names it, instead of read/parse/tls quietly disappearing from every waterfall.
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
@@ -88,4 +88,11 @@ test('a listening net.Server exposes its socket as _handle.fd (the kernel metric
   server.close()
   assert.ok(typeof fd === 'number' && fd >= 0, `_handle.fd is ${fd}`)
   assert.match(link, /^socket:\[\d+\]$/)
+})
+
+test('Fastify keeps the servers it builds for localhost\'s other addresses under Symbol(fastify.serverBindings)', async () => {
+  const { default: Fastify } = await import('fastify')
+  const { secondaryServers } = await import('../../src/journey/app-servers.ts')
+  const app = Fastify()
+  assert.deepEqual(secondaryServers(app), [], 'an array, empty before listen()')
 })

@@ -1,11 +1,12 @@
 // Set-up mistakes a team adding the plugin to its own app can make, which would otherwise only show as
 // numbers or traces that are missing or misplaced: routes added before the plugin (their handler is not
-// wrapped), a server the journey does not observe (no serverFactory), @fastify/otel registered after the
+// wrapped), a server the journey does not observe (not the app's own, nor built by its serverFactory), @fastify/otel registered after the
 // journey (two traces per request), an async onRequest hook registered before it (its time lands in parse),
 // an observed server whose app never registered the plugin (only connections measured).
 // Each is said once, as a Node warning with a code.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
+import { createServer } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
@@ -65,21 +66,29 @@ test('a route added before the plugin is named once; routes after it (and their 
   warnings.length = 0
 })
 
-test('requests on a server the journey does not observe are said once; inject() is not', async () => {
+test('requests on a server the journey does not observe are said once; the app\'s own server and inject() are not', async () => {
   const journey = createJourney({ registry: new Registry() })
-  const app = Fastify() // no serverFactory: the journey never sees its connections
+  const app = Fastify() // its own server: the plugin observes it
   apps.push(app)
   await app.register(journey.plugin)
   app.get('/', async () => 'hi')
   await app.listen({ port: 0, host: '127.0.0.1' })
   assert.equal((await app.inject('/')).statusCode, 200)
+  assert.equal(await send(app, '/'), 200)
   await sleep(20)
-  assert.equal(warnings.length, 0, 'inject() requests have no real connection to observe')
-  assert.equal(await send(app, '/'), 200)
-  assert.equal(await send(app, '/'), 200)
+  assert.equal(warnings.length, 0, 'inject() requests have no real connection to observe, and the app\'s server is observed')
+  // A second server feeding the same app, which nobody observes.
+  const other = createServer((req, res) => { app.routing(req, res) })
+  await new Promise<void>(resolve => other.listen(0, '127.0.0.1', resolve))
+  after(() => { other.close() })
+  for (let i = 0; i < 2; i++) {
+    const r = await request(`http://127.0.0.1:${(other.address() as { port: number }).port}/`)
+    await r.body.text()
+    assert.equal(r.statusCode, 200)
+  }
   await sleep(20)
   assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_UNOBSERVED'])
-  assert.match(warnings[0]!.message, /journey\.serverFactory\(\)/)
+  assert.match(warnings[0]!.message, /journey\.observeServer\(\)/)
 })
 
 test('@fastify/otel registered after a tracing journey is said once; registered before it, or next to a metrics-only journey, it is not', async () => {
