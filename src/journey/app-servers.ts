@@ -4,21 +4,23 @@
 // left to them.
 import { Server as HttpServer } from 'node:http'
 import { Server as HttpsServer } from 'node:https'
+import { Server as NetServer } from 'node:net'
+import { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
-import { isObserved } from './observe-connection.ts'
+import { isHttp2Server, isObserved, type ObservableServer } from './observe-connection.ts'
 
 /** Observe `server` as `listener`; `kernel`: also watch its accept queue. */
-export type ObserveAs = (server: HttpServer, listener: string, kernel: boolean) => void
+export type ObserveAs = (server: ObservableServer, listener: string, kernel: boolean) => void
 
 /**
- * The listener name of a server Fastify built: its protocol. Undefined for one the journey cannot
- * measure (HTTP/2: no HTTP/1 parser to take read and parse marks from).
+ * The listener name of a server Fastify built: `https` for TLS, else `http` (HTTP/1.1 or HTTP/2 alike).
+ * Undefined for anything else (a server of a kind the journey does not know).
  */
 export function listenerNameOf (server: unknown): 'http' | 'https' | undefined {
-  // https.Server is a tls.Server, not an http.Server: test it first, and each on its own.
-  if (server instanceof HttpsServer) return 'https'
-  if (server instanceof HttpServer) return 'http'
-  return undefined
+  // https.Server is a tls.Server, not an http.Server; http2's servers are neither.
+  const known = server instanceof HttpServer || server instanceof HttpsServer || (server instanceof NetServer && isHttp2Server(server))
+  if (!known) return undefined
+  return server instanceof TlsServer ? 'https' : 'http'
 }
 
 /**
@@ -46,7 +48,7 @@ export function observeAppServers (fastify: FastifyInstance, observe: ObserveAs,
     const server = this.server
     const listener = listenerNameOf(server)
     if (listener !== undefined && !isObserved(server)) {
-      observe(server as HttpServer, listener, true)
+      observe(server as ObservableServer, listener, true)
       if (fine && listener === 'https' && !fineTlsWarned) {
         fineTlsWarned = true
         process.emitWarning('fine mode times TLS decryption only on an https server listening through journey.listenerFor(server); on this app\'s own https server decryption stays in the read stage, as in default mode', { code: 'REQUEST_JOURNEY_FINE_TLS' })
@@ -60,7 +62,7 @@ export function observeAppServers (fastify: FastifyInstance, observe: ObserveAs,
   fastify.addHook('onListen', function (done) {
     for (const server of secondaryServers(this) ?? []) {
       const listener = listenerNameOf(server)
-      if (listener !== undefined && !isObserved(server as object)) observe(server as HttpServer, listener, false)
+      if (listener !== undefined && !isObserved(server as object)) observe(server as ObservableServer, listener, false)
     }
     done()
   })

@@ -16,7 +16,7 @@ import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
 import { createMetricsConsumer } from './consume-metrics.ts'
 import { createSpanConsumer } from './consume-spans.ts'
-import { isObserved, observeServer } from './observe-connection.ts'
+import { isObserved, observeServer, type ObservableServer } from './observe-connection.ts'
 import { observeAppServers } from './app-servers.ts'
 import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
@@ -125,7 +125,7 @@ export interface Journey {
    * itself for the Fastify app's own server(s), as `http` or `https`: call it for other servers, or before
    * the app is ready to name its server otherwise. A server already observed is left as it is.
    */
-  observeServer: <S extends Server>(server: S, listener: string) => S
+  observeServer: <S extends ObservableServer>(server: S, listener: string) => S
   /**
    * A Fastify `serverFactory` building an observed http (or, given `https` options, https) server.
    * Fastify does not apply its timeout options to servers from a factory: pass them in `options`.
@@ -176,8 +176,8 @@ export function createJourney (opts: JourneyOptions): Journey {
   let recent: RecentConsumer | undefined
   const recentView = (): RecentConsumer => (recent ??= createRecentConsumer({ owner }))
   const kernel = createKernelMetrics(opts.registry, { sampleMs: opts.kernelSampleMs ?? 0 })
-  const listenerNames = new WeakMap<Server, string>()
-  const observe = (server: Server, listener: string, watchKernel: boolean): void => {
+  const listenerNames = new WeakMap<ObservableServer, string>()
+  const observe = (server: ObservableServer, listener: string, watchKernel: boolean): void => {
     if (isObserved(server)) return
     observeServer(server, listener, precision === 'fine', owner)
     if (watchKernel) kernel.watch(server, listener)

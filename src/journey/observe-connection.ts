@@ -1,15 +1,18 @@
 // accept and tls marks, connection life and connection errors, from the net/tls/http servers the app owns.
 // Only timestamps and a few strings are written here; consumers turn them into telemetry.
 import type { Server as HttpServer } from 'node:http'
+import type { Http2SecureServer, Http2Server } from 'node:http2'
 import type { Socket } from 'node:net'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import { now } from './clock.ts'
 import { readTcpInfo } from './tcp-info.ts'
-import { newConnectionRecord, type ConnectionRecord, type JourneyOwner } from './records.ts'
+import { newConnectionRecord, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser } from './observe-parser.ts'
 
 type Observed = Socket & { [kConnection]?: ConnectionRecord }
+/** What the journey can observe: node:http and node:https servers, and node:http2's (plain or secure). */
+export type ObservableServer = HttpServer | Http2Server | Http2SecureServer
 
 export interface ObserveResult {
   /** False when Node's parser internals are unavailable: read and parse are then not measured. */
@@ -149,17 +152,41 @@ function onClose (this: Observed): void {
   conn.bytesRead = this.bytesRead
   conn.bytesWritten = this.bytesWritten
   // Requests still in flight were cut off: their records end here, so no span is ever lost.
-  for (const rec of conn.inflight) {
-    rec.aborted = true
-    // Its headers were out (a stream cut off mid-body, an SSE stream its client closed): say what it sent.
-    if (rec.response?.headersSent === true) rec.status = rec.response.statusCode
-    rec.endAt = at
-    rec.message = undefined
-    publishRequest(rec)
-  }
+  for (const rec of conn.inflight) cutOff(rec, at)
   conn.inflight.length = 0
   conn.unclaimed = 0
   publishConnection(channels.connectionClose, conn)
+}
+
+/** A request whose client left before its response finished: its record ends at `at`, aborted. The caller takes it out of `inflight`. */
+export function cutOff (rec: RequestRecord, at: number): void {
+  rec.aborted = true
+  // Its headers were out (a stream cut off mid-body, an SSE stream its client closed): say what it sent.
+  if (rec.response?.headersSent === true) rec.status = rec.response.statusCode
+  rec.endAt = at
+  rec.message = undefined
+  publishRequest(rec)
+}
+
+/** On an HTTP/2 stream: when the stream's request headers were decoded and handed to JS (its parse starts). */
+export const kStreamHeadersAt = Symbol('request-journey.stream-headers-at')
+
+// HTTP/2. Node creates the session inside its own connection listener (on 'secureConnection' for TLS), after
+// the journey's prepended ones put the record on the socket; a TLS server that lets HTTP/1.1 clients in
+// (allowHTTP1) gives those a parser instead, and no session.
+function onSession (session: { socket: Observed | undefined }): void {
+  const conn = session.socket?.[kConnection]
+  if (conn !== undefined) conn.multiplexed = true
+}
+
+// Prepended: before Node's compatibility layer turns the stream into a request for the app.
+function onStream (stream: { [kStreamHeadersAt]?: number }): void {
+  stream[kStreamHeadersAt] = now()
+}
+
+/** An HTTP/2 server (node:http2's, plain or secure): it has updateSettings(), which HTTP/1 servers lack. */
+export function isHttp2Server (server: object): boolean {
+  return typeof (server as { updateSettings?: unknown }).updateSettings === 'function'
 }
 
 const kListener = Symbol('request-journey.listener')
@@ -167,10 +194,10 @@ const kFine = Symbol('request-journey.fine')
 const kOwner = Symbol('request-journey.owner')
 
 /**
- * Attach the journey's observers to a server the app owns (http.Server or https.Server).
+ * Attach the journey's observers to a server the app owns (http.Server or https.Server, or node:http2's).
  * `listener` names it in telemetry (bounded: one value per server); its connections belong to `owner`.
  */
-export function observeServer (server: HttpServer, listener: string, fine = false, owner?: JourneyOwner): void {
+export function observeServer (server: ObservableServer, listener: string, fine = false, owner?: JourneyOwner): void {
   const s = server as HttpServer & { [kListener]: string, [kFine]: boolean, [kOwner]?: JourneyOwner }
   // Observed twice, every connection would be two records: the first observer keeps the server.
   if (isObserved(server)) return
@@ -184,6 +211,10 @@ export function observeServer (server: HttpServer, listener: string, fine = fals
     s.prependListener('secureConnection', onSecureConnection)
     s.on('secureConnection', onSecureConnected)
     s.on('tlsClientError', onTlsClientError)
+  }
+  if (isHttp2Server(server)) {
+    s.on('session', onSession)
+    s.prependListener('stream', onStream)
   }
 }
 

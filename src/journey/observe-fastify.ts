@@ -12,6 +12,7 @@ import { readTcpInfo } from './tcp-info.ts'
 import { newRequestRecord, type ConnectionRecord, type RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
 import { kConnection, onUnclaimedMessage } from './observe-parser.ts'
+import { cutOff, kStreamHeadersAt } from './observe-connection.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
 
@@ -77,6 +78,33 @@ function finish (rec: RequestRecord, status: number, socket: Socket | null): voi
     rec.conn.bytesWrittenAtFinish = written
   }
   publishRequest(rec)
+}
+
+/**
+ * An HTTP/2 request (a stream): parse starts where Node handed the stream's decoded headers to JS, and the
+ * response ends at its stream's close, which no diagnostics channel reports. Its bytes are not counted: the
+ * socket's are every stream's.
+ */
+function startStream (rec: RequestRecord, raw: IncomingMessage, res: ServerResponse): void {
+  rec.headersAt = (raw as { stream?: { [kStreamHeadersAt]?: number } }).stream?.[kStreamHeadersAt] ?? NaN
+  rec.bytesWritten = NaN
+  // Emitted once, for every stream: ended, reset or cut off with its connection. Prepended, so the record
+  // is finished before Fastify's onResponse hooks run on the same event (a log line reads it there).
+  res.prependListener('finish', onStreamFinish)
+}
+
+// Node's HTTP/2 compatibility layer emits 'finish' when the stream closes, whether the response was ended
+// and sent, or the client reset the stream (RST_STREAM: a cancelled request) or the connection went first.
+function onStreamFinish (this: Response): void {
+  const rec = this[kRecord]
+  if (rec === undefined) return
+  const rstCode = (this as { stream?: { rstCode?: number } }).stream?.rstCode ?? 0
+  if (this.writableEnded && rstCode === 0) return finish(rec, this.statusCode, null)
+  const inflight = rec.conn.inflight
+  const i = inflight.indexOf(rec)
+  if (i === -1) return // the connection's close came first and ended it
+  inflight.splice(i, 1)
+  cutOff(rec, now())
 }
 
 /**
@@ -212,7 +240,7 @@ let unobservedWarned = false
 function warnUnobserved (): void {
   if (unobservedWarned) return
   unobservedWarned = true
-  process.emitWarning('requests arrive on a server the journey does not observe, so they are not measured: it observes the app\'s own HTTP/1.1 server and those built by journey.serverFactory(); pass any other to journey.observeServer() (HTTP/2 is not measured)', { code: 'REQUEST_JOURNEY_UNOBSERVED' })
+  process.emitWarning('requests arrive on a server the journey does not observe, so they are not measured: it observes the app\'s own server and those built by journey.serverFactory(); pass any other to journey.observeServer()', { code: 'REQUEST_JOURNEY_UNOBSERVED' })
 }
 const unwrappedWarned = new Set<string>()
 function warnUnwrapped (method: string, url: string): void {
@@ -285,6 +313,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     if (length !== undefined) rec.requestBodyBytes = Number(length)
     request.journey = rec
     ;(reply.raw as Response)[kRecord] = rec
+    if (conn.multiplexed) startStream(rec, request.raw, reply.raw)
     // Head sampling by the journey observing the server (this plugin's own, unless an app mixed two). A
     // claimed record was decided when first seen (onUnclaimed): deciding again held its export room twice.
     if (claimed === undefined) conn.owner?.start(rec, headers)

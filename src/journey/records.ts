@@ -29,6 +29,11 @@ export interface ConnectionRecord {
   /** The journey observing this connection's server; undefined for records made by hand (tests). */
   owner: JourneyOwner | undefined
   secure: boolean
+  /**
+   * HTTP/2: its requests are streams that interleave on it. No HTTP/1 parser marks (nghttp2 reads the
+   * frames in C++), and no per-response byte count (the socket's bytes are every stream's).
+   */
+  multiplexed: boolean
   /** prepended 'connection' listener: the socket reached user space. */
   acceptAt: number
   /** appended 'connection' listener: Node's own connection set-up is done. */
@@ -64,7 +69,7 @@ export interface ConnectionRecord {
   headersCipherAt: number
   /** Requests seen on this connection. The first one carries accept and tls. */
   requests: number
-  /** Requests whose response has not finished yet (HTTP/1.1 answers in order). */
+  /** Requests whose response has not finished yet (HTTP/1.1 answers in order; HTTP/2 in any order). */
   inflight: RequestRecord[]
   /** Of inflight: requests no journey hook has seen (RequestRecord.beforeHooks). */
   unclaimed: number
@@ -187,6 +192,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     listener,
     owner,
     secure,
+    multiplexed: false,
     acceptAt,
     acceptedAt: NaN,
     secureAt: NaN,

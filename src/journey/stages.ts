@@ -79,6 +79,8 @@ export const ATTR = {
   /** `client` or `server`: which side ended the connection first. */
   connectionClosedBy: 'journey.connection.closed_by',
   readIncludesDecrypt: 'journey.read.includes_decrypt',
+  /** HTTP/2 requests only (false): no read stage, since Node reads and decodes HTTP/2 frames natively. */
+  readSeen: 'journey.read.seen',
   acceptQueueWait: 'journey.accept.queue_wait_measured',
   /** TCP_INFO at accept: ms since the client's last ACK (the handshake's, if it has sent nothing), 1000/HZ ms resolution. */
   acceptKernelWaitMs: 'journey.accept.kernel_wait_ms',

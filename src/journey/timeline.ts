@@ -19,13 +19,17 @@ export interface Timeline {
   end: number
   /**
    * Where the request itself starts (http.server.request.duration runs from here to end): its read stage's
-   * start, which on a TLS connection is never before the handshake's end; requestAt without parser marks.
+   * start, which on a TLS connection is never before the handshake's end; on HTTP/2, where no read is seen,
+   * its parse stage's; requestAt without either.
    */
   requestStart: number
   stages: Interval[]
   /** Time inside [start, end] covered by no stage: waiting for the client's first byte, other plugins' hooks. */
   gapMs: number
-  /** Of gapMs: from connection ready (accepted or TLS done) to the first byte of the first request. */
+  /**
+   * Of gapMs: from connection ready (accepted or TLS done) to the first byte of the first request (on HTTP/2
+   * to its decoded headers: the connection preface, settings and the request's frames arriving).
+   */
   idleBeforeRequestMs: number
   /** Of gapMs: the response waited for earlier responses on its connection to finish (HTTP pipelining). */
   pipelinedMs: number
@@ -158,7 +162,9 @@ export function walkTimeline (m: Marks, t: StageTable): StageTable {
   let covered = 0
   for (let k = 0; k < t.count; k++) covered += t.to[k]! - t.from[k]!
   const ready = seen(m.secureAt) ? m.secureAt : m.acceptedAt
-  const idle = seen(ready) && seen(readStart) ? Math.max(0, readStart - ready) : 0
+  // Where the request is first seen: its first byte, or on HTTP/2 (no read stage) its decoded headers.
+  const first = seen(readStart) ? readStart : m.headersAt
+  const idle = seen(ready) && seen(first) ? Math.max(0, first - ready) : 0
   const held = seen(m.serializeEndAt) ? (seen(m.writeStartAt) ? m.writeStartAt : end) - m.serializeEndAt : 0
   const gapMs = Math.max(0, end - start - covered)
   const pipelinedMs = Math.max(0, held)
@@ -172,7 +178,7 @@ export function walkTimeline (m: Marks, t: StageTable): StageTable {
   }
   t.start = start
   t.end = end
-  t.requestStart = seen(readStart) ? readStart : m.requestAt
+  t.requestStart = seen(first) ? first : m.requestAt
   t.gapMs = gapMs
   t.idleBeforeRequestMs = idle
   t.pipelinedMs = pipelinedMs

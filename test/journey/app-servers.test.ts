@@ -1,6 +1,6 @@
 // The plugin observes the Fastify app's own servers: `Fastify()` (or `Fastify({ https })`) plus
 // `app.register(journey.plugin)` measures every stage, on each address Fastify binds, with Fastify's own
-// server options in force; a server observed already is never observed twice; HTTP/2 is served, not measured.
+// server options in force; a server observed already is never observed twice; HTTP/2 servers too.
 import assert from 'node:assert/strict'
 import dns from 'node:dns'
 import { connect as connectHttp2 } from 'node:http2'
@@ -137,7 +137,7 @@ test('a server observed already keeps its observer and its name: no connection i
   assert.equal(sum(b, 'journey_stage_duration_seconds_count', { stage: 'read' }), 1, 'one parser observer')
 })
 
-test('Fastify({ http2: true }): served, not measured, and said once', async () => {
+test('Fastify({ http2: true }): its server is observed too, as listener http (test/journey/http2.test.ts: what is measured)', async () => {
   warnings.length = 0
   const { app, registry } = await journeyApp({ http2: true })
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -155,8 +155,11 @@ test('Fastify({ http2: true }): served, not measured, and said once', async () =
     assert.equal(status, 200)
   }
   await new Promise(resolve => setTimeout(resolve, 20))
-  assert.deepEqual(warnings, ['REQUEST_JOURNEY_UNOBSERVED'])
-  assert.equal((await seen(registry, 'http')).requests, 0)
+  assert.deepEqual(warnings, [])
+  const s = await seen(registry, 'http')
+  assert.equal(s.requests, 2)
+  assert.equal(s.connections, 1)
+  assert.equal(s.handlers, 2)
 })
 
 test('fine mode on the app\'s own https server: measured, and said once that decryption stays in read', async () => {

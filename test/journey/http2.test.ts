@@ -1,0 +1,154 @@
+// HTTP/2 (Fastify's `http2: true`, plain and over TLS): each stream is a request with its own stages from
+// parse on (Node reads the frames natively: no read stage, and the spans say so), streams on one connection
+// interleave without a pipelined gap, and a stream the client resets ends its record at once, aborted.
+import assert from 'node:assert/strict'
+import { connect, constants, type ClientHttp2Session } from 'node:http2'
+import { after, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { Registry } from 'prom-client'
+import { Agent, request } from 'undici'
+import { createJourney, journeyTracing, summarize, type JourneySummary } from '../../src/journey/index.ts'
+import { loadTlsMaterial } from '../../src/tls-cert.ts'
+import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
+import { durationMs, roots, stageNames, waterfall } from '../helpers/spans.ts'
+
+const closing: Array<() => Promise<unknown>> = []
+after(async () => { for (const close of closing.reverse()) await close() })
+
+interface H2App { app: FastifyInstance, registry: Registry, spans: InMemorySpanExporter, summaries: Map<string, JourneySummary>, url: string }
+
+async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
+  const spans = new InMemorySpanExporter()
+  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
+  const provider = new TracerProvider(tracing.sdkOptions)
+  const registry = new Registry()
+  const journey = createJourney({ registry, tracing, tracer: provider.getTracer('request-journey') })
+  const app = Fastify({ http2: true, ...opts } as FastifyServerOptions)
+  closing.push(async () => { await app.close(); journey.close(); await provider.shutdown() })
+  await app.register(journey.plugin)
+  // What a log line reads at onResponse: the record must be finished by then.
+  const summaries = new Map<string, JourneySummary>()
+  app.addHook('onResponse', async (req) => { const s = req.journey === null ? undefined : summarize(req.journey); if (s !== undefined) summaries.set(req.url, s) })
+  app.get('/', async () => ({ hello: 'h2' }))
+  app.get('/slow', async () => { await sleep(40); return 'slow' })
+  app.get('/never', async (_req, reply) => { await sleep(2000); return reply.send('late') })
+  app.post('/echo', async (req) => req.body)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const secure = 'https' in opts
+  return { app, registry, spans, summaries, url: `${secure ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` }
+}
+
+function session (url: string): ClientHttp2Session {
+  const s = connect(url, { rejectUnauthorized: false })
+  closing.push(async () => { s.destroy() })
+  return s
+}
+
+function h2 (s: ClientHttp2Session, path: string, method = 'GET', body?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const stream = s.request({ ':path': path, ':method': method, ...(body === undefined ? {} : { 'content-type': 'application/json' }) })
+    let status = 0
+    stream.on('response', h => { status = Number(h[':status']) })
+    stream.on('error', reject)
+    stream.resume()
+    stream.on('end', () => resolve(status))
+    stream.end(body)
+  })
+}
+
+test('h2c: streams on one connection are requests, each with its stages from parse on; the books balance', async () => {
+  const { registry, spans, summaries, url } = await h2App()
+  const s = session(url)
+  assert.deepEqual(await Promise.all([h2(s, '/slow'), h2(s, '/'), h2(s, '/echo', 'POST', '{"a":1}')]), [200, 200, 200])
+  await sleep(20)
+  const m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 3)
+  assert.equal(sum(m, 'journey_connections_accepted_total', { listener: 'http' }), 1, 'one connection')
+  for (const stage of ['parse', 'decode', 'handler', 'serialize', 'write']) {
+    assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage }), 3, stage)
+  }
+  assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'read' }), 0, 'no read stage: Node reads HTTP/2 frames natively')
+  assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'accept' }), 1, 'accept on the connection\'s first stream only')
+  assert.equal(sum(m, 'journey_gap_duration_seconds_count', { gap: 'pipelined' }), 0, 'streams do not wait for each other')
+  assert.equal(sum(m, 'journey_response_written_bytes_count', {}), 0, 'no per-response byte count: the socket\'s bytes are every stream\'s')
+
+  const requests = roots(spans.getFinishedSpans())
+  assert.equal(requests.length, 3)
+  for (const root of requests) {
+    assert.equal(root.attributes['network.protocol.version'], '2')
+    assert.equal(root.attributes['journey.read.seen'], false)
+    assert.equal(root.attributes['journey.gap.pipelined_ms'], undefined)
+    const w = waterfall(spans.getFinishedSpans(), root)
+    assert.ok(!stageNames(w).includes('read'))
+    // The stages from parse on plus the gaps after the request's first mark are the request span.
+    const stagesMs = w.stages.filter(x => x.name !== 'journey.accept').reduce((a, x) => a + durationMs(x), 0)
+    const gaps = Number(root.attributes['journey.gap.hooks_ms'] ?? 0) + Number(root.attributes['journey.gap.error_handler_ms'] ?? 0)
+    const accept = w.stages.find(x => x.name === 'journey.accept')
+    const idle = accept === undefined ? 0 : durationMs(accept) + Number(root.attributes['journey.gap.before_request_ms'])
+    assert.ok(Math.abs(durationMs(root) - idle - stagesMs - gaps) < 0.05, `${root.attributes['http.route']}: ${durationMs(root)} vs ${idle} + ${stagesMs} + ${gaps}`)
+  }
+  const slow = summaries.get('/slow')
+  assert.ok(slow !== undefined, 'the record is finished when onResponse runs')
+  assert.ok(slow.stages.handler! >= 35, `handler ${slow.stages.handler}`)
+  assert.ok(Math.abs(slow.ms - (slow.stages.parse! + slow.stages.decode! + slow.stages.handler! + slow.stages.serialize! + slow.stages.write! + slow.hooksMs)) < 0.01)
+})
+
+test('h2 over TLS next to HTTP/1.1 (allowHTTP1): the TLS handshake says h2; an HTTP/1.1 client on the same port gets its read stage', async () => {
+  const material = await loadTlsMaterial(undefined, undefined)
+  const { registry, spans, url } = await h2App({ https: { key: material.key, cert: material.cert, allowHTTP1: true } })
+  const s = session(url)
+  assert.equal(await h2(s, '/'), 200)
+  assert.equal(await h2(s, '/'), 200)
+  const agent = new Agent({ allowH2: false, connect: { rejectUnauthorized: false } }) // undici offers h2 by ALPN unless told not to
+  closing.push(() => agent.close())
+  const r = await request(`${url}/`, { dispatcher: agent })
+  await r.body.text()
+  assert.equal(r.statusCode, 200)
+  await sleep(20)
+  const m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'journey_tls_handshake_duration_seconds_count', { listener: 'https' }), 2)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { url_scheme: 'https' }), 3)
+  assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'read' }), 1, 'the HTTP/1.1 request only')
+  const byVersion = roots(spans.getFinishedSpans()).map(x => x.attributes['network.protocol.version']).sort()
+  assert.deepEqual(byVersion, ['1.1', '2', '2'])
+  const tlsStages = spans.getFinishedSpans().filter(x => x.name === 'journey.tls').map(x => x.attributes['tls.next_protocol']).sort()
+  assert.deepEqual(tlsStages, ['h2', 'http/1.1'])
+})
+
+test('a stream the client resets ends its record at once, aborted; the connection lives on and nothing is counted twice', async () => {
+  const { registry, spans, url } = await h2App()
+  const s = session(url)
+  assert.equal(await h2(s, '/'), 200)
+  const stream = s.request({ ':path': '/never' })
+  stream.on('error', () => {})
+  await sleep(100) // the handler is running
+  stream.close(constants.NGHTTP2_CANCEL)
+  await sleep(100)
+  let m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1, 'ended at the reset, not at the connection\'s close')
+  assert.equal(sum(m, 'journey_connections_closed_total', {}), 0, 'the connection is still open')
+  const aborted = roots(spans.getFinishedSpans()).find(x => x.attributes['journey.aborted'] === true)
+  assert.ok(aborted !== undefined)
+  assert.equal(aborted.attributes['http.route'], '/never')
+  assert.equal(await h2(s, '/'), 200, 'the connection serves on')
+  s.close()
+  await sleep(100)
+  m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 3)
+  assert.equal(sum(m, 'journey_connections_closed_total', {}), 1)
+})
+
+test('a connection closed under a running stream ends that stream once, aborted', async () => {
+  const { registry, url } = await h2App()
+  const s = session(url)
+  const stream = s.request({ ':path': '/never' })
+  stream.on('error', () => {})
+  await sleep(100)
+  s.destroy()
+  await sleep(100)
+  const m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 1)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
+})
