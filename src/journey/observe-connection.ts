@@ -84,7 +84,16 @@ function onSecureConnection (socket: TLSSocket & Observed): void {
 
 /** Appended: runs after the https server's HTTP connection listener has attached its parser. */
 function onSecureConnected (this: HttpServer & { [kFine]?: boolean }, socket: TLSSocket & Observed): void {
-  if (socket[kConnection] !== undefined && observeParser(socket) && this[kFine] === true) observeChunks(socket)
+  const conn = socket[kConnection]
+  if (conn === undefined) return
+  if (observeParser(socket)) {
+    if (this[kFine] === true) observeChunks(socket)
+  } else if (!conn.multiplexed && isHttp2Server(this)) {
+    // An HTTP/2 server gave this connection neither a session nor an HTTP/1 parser: the client offered no
+    // protocol it serves (no ALPN, on a server without allowHTTP1), and Node answered 403 and ends it.
+    conn.errors.push('unknown_protocol')
+    publishConnection(channels.connectionError, conn)
+  }
 }
 
 function onTlsClientError (err: NodeJS.ErrnoException, socket: TLSSocket): void {
@@ -174,9 +183,20 @@ export const kStreamHeadersAt = Symbol('request-journey.stream-headers-at')
 // HTTP/2. Node creates the session inside its own connection listener (on 'secureConnection' for TLS), after
 // the journey's prepended ones put the record on the socket; a TLS server that lets HTTP/1.1 clients in
 // (allowHTTP1) gives those a parser instead, and no session.
-function onSession (session: { socket: Observed | undefined }): void {
+function onSession (session: { socket: Observed | undefined, [kConnection]?: ConnectionRecord }): void {
   const conn = session.socket?.[kConnection]
-  if (conn !== undefined) conn.multiplexed = true
+  if (conn === undefined) return
+  conn.multiplexed = true
+  session[kConnection] = conn // a session that failed no longer reaches its socket
+}
+
+// A session error (a protocol error the client made, its reset): Node closes the session, and so the
+// connection. Counting it does not change that: Node emits it whether anyone listens or not.
+function onSessionError (err: NodeJS.ErrnoException, session: { [kConnection]?: ConnectionRecord }): void {
+  const conn = session[kConnection]
+  if (conn === undefined) return
+  conn.errors.push(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'client_reset' : 'http2_protocol')
+  publishConnection(channels.connectionError, conn)
 }
 
 // Prepended: before Node's compatibility layer turns the stream into a request for the app.
@@ -214,6 +234,7 @@ export function observeServer (server: ObservableServer, listener: string, fine 
   }
   if (isHttp2Server(server)) {
     s.on('session', onSession)
+    s.on('sessionError', onSessionError)
     s.prependListener('stream', onStream)
   }
 }

@@ -152,3 +152,42 @@ test('a connection closed under a running stream ends that stream once, aborted'
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 1)
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
 })
+
+test('bad HTTP/2 input is counted: a protocol error (h2c), a TLS client that offers no protocol (403) or only HTTP/1.1 (failed handshake)', async () => {
+  const { connect: connectTcp } = await import('node:net')
+  const { connect: connectTls } = await import('node:tls')
+  const plain = await h2App()
+  const port = Number(new URL(plain.url).port)
+  // The connection preface, then a SETTINGS frame of length 3 (settings come in 6-byte pairs): FRAME_SIZE_ERROR.
+  const bad = connectTcp(port, '127.0.0.1')
+  bad.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+  bad.write(Buffer.from('000003040000000000000102', 'hex'))
+  bad.resume()
+  await new Promise(resolve => bad.on('close', resolve))
+  await sleep(20)
+  let m = parseMetrics(await plain.registry.metrics())
+  assert.equal(sum(m, 'journey_connection_errors_total', { listener: 'http', reason: 'http2_protocol' }), 1)
+  assert.equal(sum(m, 'journey_connections_closed_total', {}), 1)
+
+  const material = await loadTlsMaterial(undefined, undefined)
+  const secure = await h2App({ https: { key: material.key, cert: material.cert } })
+  const tlsPort = Number(new URL(secure.url).port)
+  const noAlpn = connectTls({ port: tlsPort, host: '127.0.0.1', rejectUnauthorized: false }) // offers no ALPN
+  let answer = ''
+  noAlpn.on('data', (d: Buffer) => { answer += d.toString() })
+  noAlpn.on('secureConnect', () => noAlpn.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))
+  await new Promise(resolve => noAlpn.on('close', resolve))
+  assert.match(answer, /^HTTP\/1\.0 403/, 'Node\'s own answer, unchanged by observing')
+  await sleep(20)
+  m = parseMetrics(await secure.registry.metrics())
+  assert.equal(sum(m, 'journey_connection_errors_total', { listener: 'https', reason: 'unknown_protocol' }), 1)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 0)
+
+  // Offering only HTTP/1.1 to a server without allowHTTP1 fails the handshake itself.
+  const http1Only = connectTls({ port: tlsPort, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+  http1Only.on('error', () => {})
+  await new Promise(resolve => http1Only.on('close', resolve))
+  await sleep(20)
+  m = parseMetrics(await secure.registry.metrics())
+  assert.equal(sum(m, 'journey_tls_handshake_failures_total', { listener: 'https', reason: 'no_application_protocol' }), 1)
+})
