@@ -4,6 +4,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import { pipeline, Transform, type Readable } from 'node:stream'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { constants as h2 } from 'node:http2'
 import { Socket } from 'node:net'
 import { context } from '@opentelemetry/api'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
@@ -17,6 +18,7 @@ import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
 
 const kRecord = Symbol('request-journey.record')
+const { NGHTTP2_NO_ERROR, NGHTTP2_STREAM_CLOSED } = h2
 type Response = ServerResponse & { [kRecord]?: RequestRecord }
 
 export interface FastifyObserverOptions {
@@ -95,11 +97,14 @@ function startStream (rec: RequestRecord, raw: IncomingMessage, res: ServerRespo
 
 // Node's HTTP/2 compatibility layer emits 'finish' when the stream closes, whether the response was ended
 // and sent, or the client reset the stream (RST_STREAM: a cancelled request) or the connection went first.
+// A response the app ended is complete unless the stream was reset for a reason other than NO_ERROR or
+// STREAM_CLOSED: a client resets a stream it already holds the end of with STREAM_CLOSED (curl does when
+// a frame for it arrives late), so that code says nothing is missing.
 function onStreamFinish (this: Response): void {
   const rec = this[kRecord]
   if (rec === undefined) return
-  const rstCode = (this as { stream?: { rstCode?: number } }).stream?.rstCode ?? 0
-  if (this.writableEnded && rstCode === 0) return finish(rec, this.statusCode, null)
+  const rstCode = (this as { stream?: { rstCode?: number } }).stream?.rstCode ?? NGHTTP2_NO_ERROR
+  if (this.writableEnded && (rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED)) return finish(rec, this.statusCode, null)
   const inflight = rec.conn.inflight
   const i = inflight.indexOf(rec)
   if (i === -1) return // the connection's close came first and ended it
