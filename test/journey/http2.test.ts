@@ -73,6 +73,11 @@ test('h2c: streams on one connection are requests, each with its stages from par
   assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'accept' }), 1, 'accept on the connection\'s first stream only')
   assert.equal(sum(m, 'journey_gap_duration_seconds_count', { gap: 'pipelined' }), 0, 'streams do not wait for each other')
   assert.equal(sum(m, 'journey_response_written_bytes_count', {}), 0, 'no per-response byte count: the socket\'s bytes are every stream\'s')
+  // The histograms balance as on HTTP/1.1, from parse on: stages plus the hooks gap are the request duration.
+  const fromParse = sum(m, 'journey_stage_duration_seconds_sum', {}) - sum(m, 'journey_stage_duration_seconds_sum', { stage: 'accept' })
+  const duration = sum(m, 'http_server_request_duration_seconds_sum', {})
+  const hooks = sum(m, 'journey_gap_duration_seconds_sum', { gap: 'hooks' })
+  assert.ok(Math.abs(fromParse + hooks - duration) < 1e-9, `stages ${fromParse} + hooks ${hooks} = duration ${duration}`)
 
   const requests = roots(spans.getFinishedSpans())
   assert.equal(requests.length, 3)
