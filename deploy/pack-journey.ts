@@ -90,7 +90,7 @@ try {
     '',
     example,
     '',
-    'Register the plugin before your routes: it observes the app\'s own HTTP/1.1 server (call',
+    'Register the plugin before your routes: it observes the app\'s own server, HTTP/1.1 or HTTP/2 (call',
     '`journey.observeServer(server, name)` for other servers you build). [stages.md](stages.md) defines every',
     'stage, span, attribute and metric. The TCP_INFO addon (kernel wait before accept) is built at install',
     'when a compiler is there; without it those figures are absent and everything else is measured.',
