@@ -22,6 +22,8 @@ export interface Config {
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
   tlsHandshakeTimeoutMs: number
+  /** The HTTPS listener offers HTTP/2 (ALPN h2), and HTTP/1.1 to clients without it. */
+  httpsHttp2: boolean
   recordHeaders: string[]
   maxHeaderSize: number
   bodyLimitBytes: number
@@ -134,6 +136,7 @@ export function loadConfig (env: Env = process.env): Config {
     requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
     tlsHandshakeTimeoutMs: int(env, 'TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
+    httpsHttp2: bool(env, 'HTTPS_HTTP2', false),
     recordHeaders: headerList(env, 'JOURNEY_RECORD_HEADERS'),
     maxHeaderSize: int(env, 'MAX_HEADER_SIZE', 16_384, 1024, 1_048_576),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1, 1_073_741_824),

@@ -1,6 +1,7 @@
 // The HTTP, HTTPS and admin listeners; wires the journey instrumentation and the demo app together.
 import { createServer as createHttpServer, STATUS_CODES, type Server as HttpServer, type ServerOptions } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2'
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
@@ -16,7 +17,8 @@ export interface RunningServer {
   /** The admin listener (/metrics, /healthz, /readyz, /journey); a cluster's primary serves it instead of workers. */
   admin: FastifyInstance | undefined
   http: HttpServer
-  https: HttpsServer
+  /** HTTPS: HTTP/1.1 only, or with HTTPS_HTTP2 an HTTP/2 server that lets HTTP/1.1 clients in. */
+  https: HttpsServer | Http2SecureServer
   journey: Journey
   ports: { http: number, https: number, metrics: number }
   /** Graceful: stop accepting, let in-flight requests finish (up to the deadline), close keep-alive sockets. */
@@ -91,13 +93,18 @@ function listen (server: NetServer, port: number, host: string, variable: string
   })
 }
 
-/** Stops `listener` accepting and resolves once its connections are gone; `http` is the HTTP server behind it. */
-function closeServer (listener: NetServer, http: HttpServer = listener as HttpServer): Promise<void> {
+/**
+ * Stops `listener` accepting and resolves once its connections are gone; `http` is the HTTP server behind it.
+ * `sessions`: its HTTP/2 sessions, each told to finish its running streams and take no more (GOAWAY).
+ */
+function closeServer (listener: NetServer, http: { closeIdleConnections?: () => void } = listener as HttpServer, sessions?: Set<ServerHttp2Session>): Promise<void> {
   return new Promise(resolve => {
     if (!listener.listening) { resolve(); return }
     listener.close(() => resolve())
     // Idle keep-alive sockets close now; busy ones get `Connection: close` on their next response.
-    http.closeIdleConnections()
+    // (An HTTP/2 server has it for the HTTP/1.1 clients it lets in, though its types do not say so.)
+    http.closeIdleConnections?.()
+    for (const session of sessions ?? []) session.close()
   })
 }
 
@@ -148,7 +155,9 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     maxHeaderSize: config.maxHeaderSize,
     connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs)
   }
-  let httpsServer: HttpsServer | undefined
+  let httpsServer: HttpsServer | Http2SecureServer | undefined
+  // HTTPS_HTTP2: the sessions to close at shutdown (an HTTP/2 server has no closeAllConnections()).
+  const sessions = new Set<ServerHttp2Session>()
   const clientErrors = new ClientErrorLog(log)
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -160,9 +169,18 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     ajv: { customOptions: { allowUnionTypes: true } },
     serverFactory: (handler) => {
       // JOURNEY_ENABLED=false serves the same app unobserved: the baseline for what the journey costs.
-      const observe = <S extends HttpServer>(server: S, name: string): S => config.journeyEnabled ? journey.observeServer(server, name) : server
+      const observe = <S extends HttpServer | Http2SecureServer>(server: S, name: string): S => config.journeyEnabled ? journey.observeServer(server, name) : server
       const http = observe(createHttpServer(limits, handler), 'http')
-      httpsServer = observe(createHttpsServer({ ...limits, key: tls.key, cert: tls.cert, handshakeTimeout: config.tlsHandshakeTimeoutMs }, handler), 'https')
+      const secure = { ...limits, key: tls.key, cert: tls.cert, handshakeTimeout: config.tlsHandshakeTimeoutMs }
+      if (config.httpsHttp2) {
+        // Fastify answers HTTP/2 and HTTP/1.1 requests alike (it tells them apart per request); the HTTP/1
+        // limits above apply to the HTTP/1.1 clients this server lets in.
+        const h2 = createSecureServer({ ...secure, allowHTTP1: true }, handler as unknown as Parameters<typeof createSecureServer>[1])
+        h2.on('session', (session: ServerHttp2Session) => { sessions.add(session); session.once('close', () => sessions.delete(session)) })
+        httpsServer = observe(h2, 'https')
+      } else {
+        httpsServer = observe(createHttpsServer(secure, handler), 'https')
+      }
       httpsServer.on('clientError', clientErrorHandler.bind({ errors: clientErrors, listener: 'https' }))
       return http
     }
@@ -231,13 +249,14 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
         draining = true
         let timer: NodeJS.Timeout | undefined
         const deadline = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout') })
-        const drained = Promise.all([closeServer(app.server), closeServer(httpsListener, https)]).then(() => 'drained' as const)
+        const drained = Promise.all([closeServer(app.server), closeServer(httpsListener, https as { closeIdleConnections?: () => void }, sessions)]).then(() => 'drained' as const)
         const outcome = await Promise.race([drained, deadline])
         clearTimeout(timer)
         if (outcome === 'timeout') {
           log.warn({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline reached: closing remaining connections')
           app.server.closeAllConnections()
-          https.closeAllConnections()
+          if ('closeAllConnections' in https) https.closeAllConnections()
+          for (const session of sessions) session.destroy()
           await drained
         }
         await app.close()

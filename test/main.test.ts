@@ -103,6 +103,49 @@ describe('npm start', () => {
     assert.equal(s.logs().split('\n').filter(l => l.includes('"msg":"request"')).length, 3)
   })
 
+  test('HTTPS_HTTP2=true: curl gets HTTP/2 on the HTTPS port (no read stage), HTTP/1.1 when it asks; Ctrl-C lets an in-flight stream finish', async () => {
+    const s = await start({ LOG_LEVEL: 'info', HTTPS_HTTP2: 'true', OTEL_TRACES_EXPORTER: 'none' })
+    const base = `https://localhost:${s.ports.https}`
+    const h2 = await exec('curl', ['-sk', '--http2', `${base}/`, '-w', ' %{http_version}'])
+    assert.equal(h2.stdout, '{"hello":"journey"} 2')
+    const h1 = await exec('curl', ['-sk', '--http1.1', `${base}/`, '-w', ' %{http_version}'])
+    assert.equal(h1.stdout, '{"hello":"journey"} 1.1')
+    const lines = s.logs().split('\n').filter(l => l.includes('"msg":"request"')).map(l => JSON.parse(l) as { stages: Record<string, number> })
+    assert.deepEqual(lines.map(l => 'read' in l.stages), [false, true], 'HTTP/2: no read stage; HTTP/1.1: read')
+    const m = await scrape(`http://127.0.0.1:${s.ports.metrics}/metrics`)
+    assert.equal(sum(m, 'http_server_request_duration_seconds_count', { url_scheme: 'https' }), 2)
+
+    // A client that keeps its HTTP/2 session open between requests, as browsers do.
+    const { connect: connectHttp2 } = await import('node:http2')
+    const idle = connectHttp2(base, { rejectUnauthorized: false })
+    const idleClosed = new Promise(resolve => idle.on('close', resolve))
+    await new Promise<void>((resolve, reject) => { const r = idle.request({ ':path': '/' }); r.on('error', reject); r.resume(); r.on('end', resolve) })
+    const inflight = exec('curl', ['-sk', '--http2', `${base}/io?ms=400`, '-w', ' %{http_version} %{http_code}'])
+    await new Promise(resolve => setTimeout(resolve, 150))
+    s.child.kill('SIGINT')
+    assert.equal((await inflight).stdout, '{"ms":400} 2 200', 'the in-flight stream completed')
+    assert.equal((await s.exited).code, 0)
+    await idleClosed
+    assert.match(s.logs(), /"msg":"stopped"/)
+    assert.doesNotMatch(s.logs(), /shutdown deadline reached/, 'the idle session was closed, not left to the deadline')
+  })
+
+  test('HTTPS_HTTP2=true: a stream still running at the shutdown deadline is cut off with its session, and the process exits', { timeout: 30_000 }, async () => {
+    const s = await start({ HTTPS_HTTP2: 'true', SHUTDOWN_TIMEOUT_MS: '300', OTEL_TRACES_EXPORTER: 'none' })
+    const { connect: connectHttp2 } = await import('node:http2')
+    const session = connectHttp2(`https://localhost:${s.ports.https}`, { rejectUnauthorized: false })
+    session.on('error', () => {})
+    const stream = session.request({ ':path': '/io?ms=5000' })
+    stream.on('error', () => {})
+    const ended = new Promise(resolve => stream.on('close', resolve))
+    await new Promise(resolve => setTimeout(resolve, 200))
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0, 'an HTTP/2 server has no closeAllConnections(): its sessions are destroyed at the deadline')
+    await ended
+    assert.match(s.logs(), /shutdown deadline reached/)
+    session.destroy()
+  })
+
   test('each request\'s log line carries its journey: the duration the histogram observed, and every stage; a cut-off request has its line too', async () => {
     const s = await start({ LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none' })
     await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=30`])

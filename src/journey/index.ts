@@ -135,7 +135,7 @@ export interface Journey {
    * The server to call listen() on for an observed server: the server itself, except for TLS in fine mode,
    * where a TCP listener feeds it through a CipherTap so decryption can be timed.
    */
-  listenerFor: (server: Server) => NetServer
+  listenerFor: (server: ObservableServer) => NetServer
   plugin: FastifyPluginCallback
   precision: Precision
   /** The recent-requests view behind the built-in page; it starts collecting on first use (or registerPage). */
