@@ -14,12 +14,13 @@ import { parse } from './parse.ts'
 import { hooks } from './hooks.ts'
 import { serialize } from './serialize.ts'
 import { errors } from './errors.ts'
+import { http2 } from './http2.ts'
 import type { Experiment } from './lib/experiment.ts'
 import { printTable, writeResult } from './lib/report.ts'
 import { configurable, unappliedConfig, useTarget } from './lib/server.ts'
 
 // Each experiment checks its own option names; the runner only passes numbers by name.
-const EXPERIMENTS: Array<Experiment<any>> = [accept, tls, slowClient, parse, decode, hooks, errors, eventLoop, serialize, write]
+const EXPERIMENTS: Array<Experiment<any>> = [accept, tls, slowClient, parse, decode, hooks, errors, eventLoop, serialize, write, http2]
 const [name, ...rest] = process.argv.slice(2)
 
 if (name === undefined || name === '--list') {

@@ -48,7 +48,7 @@ const num = (v: unknown): number => { assert.equal(typeof v, 'number', `${String
 test('--list names every experiment with its hypothesis; an unknown name, option or URL exits 2', async () => {
   const list = await run(['--list'])
   assert.equal(list.status, 0)
-  for (const name of ['accept', 'tls', 'slow-client', 'parse', 'decode', 'errors', 'event-loop', 'write']) assert.match(list.out, new RegExp(`^${name}\\s+\\S`, 'm'))
+  for (const name of ['accept', 'tls', 'slow-client', 'parse', 'decode', 'errors', 'event-loop', 'write', 'http2']) assert.match(list.out, new RegExp(`^${name}\\s+\\S`, 'm'))
   assert.equal((await run(['no-such-experiment'])).status, 2)
   assert.equal((await run(['accept', '--connections=many'])).status, 2)
   assert.equal((await run(['write', '--url=ftp://127.0.0.1/'])).status, 2)
@@ -157,6 +157,18 @@ test('serialize: the serialize stage grows with the response, the handler does n
     assert.ok(num(large['serialize mean ms']) > 5 * num(small['serialize mean ms']), `${serializer}: serialize grows with the rows (${small['serialize mean ms']} → ${large['serialize mean ms']} ms)`)
     assert.ok(num(large['handler mean ms']) < num(large['serialize mean ms']), `${serializer}: the handler only hands the rows over`)
   }
+})
+
+test('http2: fast responses wait behind a slow one pipelined on HTTP/1.1 (the pipelined gap), not on HTTP/2 streams', async () => {
+  const { row } = await experiment(['http2', '--rounds=3'])
+  const h1 = row('HTTP/1.1 pipelined')
+  const h2 = row('HTTP/2 streams')
+  assert.ok(num(h1['fast: pipelined gap mean ms']) > 80, `held behind the 100 ms request: ${h1['fast: pipelined gap mean ms']}`)
+  assert.ok(num(h1['fast: client mean ms']) > 80)
+  assert.ok(num(h1['fast: write mean ms']) < 20, 'the wait is not writing')
+  assert.equal(num(h2['fast: pipelined gap mean ms']), 0)
+  assert.ok(num(h2['fast: client mean ms']) < 50, `answered when ready: ${h2['fast: client mean ms']}`)
+  assert.equal(h2['fast: read mean ms'], null, 'no read stage on HTTP/2 (NaN, null in JSON)')
 })
 
 test('write: a slow reader lengthens the write stage, not the handler', async () => {
