@@ -3,7 +3,7 @@
 //   const tracing = journeyTracing({ spanProcessors })       // sampler, id generator, your processors
 //   new NodeSDK({ ...tracing.sdkOptions }).start()
 //   const journey = createJourney({ registry, tracing })
-//   const app = Fastify()                                    // or Fastify({ https: { key, cert } }): HTTP/1.1
+//   const app = Fastify()                                    // or with `https`, or `http2: true`
 //   await app.register(journey.plugin)                       // before the routes; observes app.server
 import { createServer as createHttpServer, type RequestListener, type Server, type ServerOptions } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
