@@ -110,7 +110,10 @@ describe('npm start', () => {
     assert.equal(h2.stdout, '{"hello":"journey"} 2')
     const h1 = await exec('curl', ['-sk', '--http1.1', `${base}/`, '-w', ' %{http_version}'])
     assert.equal(h1.stdout, '{"hello":"journey"} 1.1')
-    const lines = s.logs().split('\n').filter(l => l.includes('"msg":"request"')).map(l => JSON.parse(l) as { stages: Record<string, number> })
+    // curl can exit before the server's log line reaches this process: wait for both lines.
+    const requestLines = (): string[] => s.logs().split('\n').filter(l => l.includes('"msg":"request"'))
+    for (let i = 0; i < 100 && requestLines().length < 2; i++) await new Promise(resolve => setTimeout(resolve, 50))
+    const lines = requestLines().map(l => JSON.parse(l) as { stages: Record<string, number> })
     assert.deepEqual(lines.map(l => 'read' in l.stages), [false, true], 'HTTP/2: no read stage; HTTP/1.1: read')
     const m = await scrape(`http://127.0.0.1:${s.ports.metrics}/metrics`)
     assert.equal(sum(m, 'http_server_request_duration_seconds_count', { url_scheme: 'https' }), 2)

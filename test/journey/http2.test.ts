@@ -40,6 +40,17 @@ async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
   return { app, registry, spans, summaries, url: `${secure ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` }
 }
 
+/**
+ * Waits (up to 2 s) until the registry has counted `n` requests: an HTTP/2 response ends on the server
+ * when its stream closes, which can come after the client has read the whole response.
+ */
+async function counted (registry: Registry, n: number, match: Record<string, string> = {}): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (sum(parseMetrics(await registry.metrics()), 'http_server_request_duration_seconds_count', match) >= n) return
+    await sleep(20)
+  }
+}
+
 function session (url: string): ClientHttp2Session {
   const s = connect(url, { rejectUnauthorized: false })
   closing.push(async () => { s.destroy() })
@@ -62,7 +73,7 @@ test('h2c: streams on one connection are requests, each with its stages from par
   const { registry, spans, summaries, url } = await h2App()
   const s = session(url)
   assert.deepEqual(await Promise.all([h2(s, '/slow'), h2(s, '/'), h2(s, '/echo', 'POST', '{"a":1}')]), [200, 200, 200])
-  await sleep(20)
+  await counted(registry, 3)
   const m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 3)
   assert.equal(sum(m, 'journey_connections_accepted_total', { listener: 'http' }), 1, 'one connection')
@@ -111,7 +122,7 @@ test('h2 over TLS next to HTTP/1.1 (allowHTTP1): the TLS handshake says h2; an H
   const r = await request(`${url}/`, { dispatcher: agent })
   await r.body.text()
   assert.equal(r.statusCode, 200)
-  await sleep(20)
+  await counted(registry, 3)
   const m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'journey_tls_handshake_duration_seconds_count', { listener: 'https' }), 2)
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', { url_scheme: 'https' }), 3)
@@ -130,7 +141,7 @@ test('a stream the client resets ends its record at once, aborted; the connectio
   stream.on('error', () => {})
   await sleep(100) // the handler is running
   stream.close(constants.NGHTTP2_CANCEL)
-  await sleep(100)
+  await counted(registry, 2)
   let m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1, 'ended at the reset, not at the connection\'s close')
   assert.equal(sum(m, 'journey_connections_closed_total', {}), 0, 'the connection is still open')
@@ -139,7 +150,8 @@ test('a stream the client resets ends its record at once, aborted; the connectio
   assert.equal(aborted.attributes['http.route'], '/never')
   assert.equal(await h2(s, '/'), 200, 'the connection serves on')
   s.close()
-  await sleep(100)
+  await counted(registry, 3)
+  for (let i = 0; i < 100 && sum(parseMetrics(await registry.metrics()), 'journey_connections_closed_total', {}) === 0; i++) await sleep(20)
   m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 3)
   assert.equal(sum(m, 'journey_connections_closed_total', {}), 1)
@@ -152,7 +164,7 @@ test('a connection closed under a running stream ends that stream once, aborted'
   stream.on('error', () => {})
   await sleep(100)
   s.destroy()
-  await sleep(100)
+  await counted(registry, 1)
   const m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 1)
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
