@@ -27,6 +27,8 @@ export interface RecentRequest {
   path: string | undefined
   status: number
   scheme: string
+  /** An HTTP/2 stream (no read stage: Node reads HTTP/2 frames natively). */
+  http2: boolean
   aborted: boolean
   durationMs: number
   connectionId: number
@@ -156,6 +158,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       path: urlPath(rec.target),
       status: rec.status,
       scheme: rec.scheme,
+      http2: rec.conn.multiplexed,
       aborted: rec.aborted,
       durationMs: tl.end - tl.start,
       connectionId: rec.conn.id,

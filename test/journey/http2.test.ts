@@ -17,7 +17,7 @@ import { durationMs, roots, stageNames, waterfall } from '../helpers/spans.ts'
 const closing: Array<() => Promise<unknown>> = []
 after(async () => { for (const close of closing.reverse()) await close() })
 
-interface H2App { app: FastifyInstance, registry: Registry, spans: InMemorySpanExporter, summaries: Map<string, JourneySummary>, url: string }
+interface H2App { app: FastifyInstance, registry: Registry, spans: InMemorySpanExporter, summaries: Map<string, JourneySummary>, url: string, journey: ReturnType<typeof createJourney> }
 
 async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
   const spans = new InMemorySpanExporter()
@@ -37,7 +37,7 @@ async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
   app.post('/echo', async (req) => req.body)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const secure = 'https' in opts
-  return { app, registry, spans, summaries, url: `${secure ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` }
+  return { app, registry, spans, summaries, journey, url: `${secure ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` }
 }
 
 /**
@@ -70,7 +70,8 @@ function h2 (s: ClientHttp2Session, path: string, method = 'GET', body?: string)
 }
 
 test('h2c: streams on one connection are requests, each with its stages from parse on; the books balance', async () => {
-  const { registry, spans, summaries, url } = await h2App()
+  const { registry, spans, summaries, url, journey } = await h2App()
+  void journey.recent // the page's view collects from its first use
   const s = session(url)
   assert.deepEqual(await Promise.all([h2(s, '/slow'), h2(s, '/'), h2(s, '/echo', 'POST', '{"a":1}')]), [200, 200, 200])
   await counted(registry, 3)
@@ -105,6 +106,8 @@ test('h2c: streams on one connection are requests, each with its stages from par
     const idle = accept === undefined ? 0 : durationMs(accept) + Number(root.attributes['journey.gap.before_request_ms'])
     assert.ok(Math.abs(durationMs(root) - idle - stagesMs - gaps) < 0.05, `${root.attributes['http.route']}: ${durationMs(root)} vs ${idle} + ${stagesMs} + ${gaps}`)
   }
+  const page = journey.recent.snapshot().recent
+  assert.deepEqual(page.map(r => r.http2), [true, true, true], 'the page marks HTTP/2 requests')
   const slow = summaries.get('/slow')
   assert.ok(slow !== undefined, 'the record is finished when onResponse runs')
   assert.ok(slow.stages.handler! >= 35, `handler ${slow.stages.handler}`)
