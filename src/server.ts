@@ -105,6 +105,8 @@ function closeServer (listener: NetServer, http: { closeIdleConnections?: () => 
     // Idle keep-alive sockets close now; busy ones get `Connection: close` on their next response.
     // (An HTTP/2 server has it for the HTTP/1.1 clients it lets in, though its types do not say so.)
     http.closeIdleConnections?.()
+    // Node 24's server.close() sends every HTTP/2 session a GOAWAY itself (checked: idle and busy alike);
+    // Node 22's, which the engines field allows, does not.
     for (const session of sessions ?? []) session.close()
   })
 }
