@@ -86,11 +86,11 @@ function onSecureConnection (socket: TLSSocket & Observed): void {
 function onSecureConnected (this: HttpServer & { [kFine]?: boolean }, socket: TLSSocket & Observed): void {
   const conn = socket[kConnection]
   if (conn === undefined) return
-  if (observeParser(socket)) {
-    if (this[kFine] === true) observeChunks(socket)
-  } else if (!conn.multiplexed && isHttp2Server(this)) {
-    // An HTTP/2 server gave this connection neither a session nor an HTTP/1 parser: the client offered no
-    // protocol it serves (no ALPN, on a server without allowHTTP1), and Node answered 403 and ends it.
+  if (observeParser(socket) && this[kFine] === true) observeChunks(socket)
+  // An HTTP/2 server gave this connection neither a session nor an HTTP/1 parser: the client offered no
+  // protocol it serves (no ALPN, on a server without allowHTTP1), and Node answered 403 and ends it. (Asked
+  // of the socket, not of observeParser, which also says no when it cannot watch a parser that is there.)
+  if (!conn.multiplexed && isHttp2Server(this) && (socket as { parser?: unknown }).parser == null) {
     conn.errors.push('unknown_protocol')
     publishConnection(channels.connectionError, conn)
   }

@@ -130,6 +130,7 @@ test('h2 over TLS next to HTTP/1.1 (allowHTTP1): the TLS handshake says h2; an H
   assert.equal(sum(m, 'journey_tls_handshake_duration_seconds_count', { listener: 'https' }), 2)
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', { url_scheme: 'https' }), 3)
   assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'read' }), 1, 'the HTTP/1.1 request only')
+  assert.equal(sum(m, 'journey_connection_errors_total', {}), 0, 'neither protocol is an error')
   const byVersion = roots(spans.getFinishedSpans()).map(x => x.attributes['network.protocol.version']).sort()
   assert.deepEqual(byVersion, ['1.1', '2', '2'])
   const tlsStages = spans.getFinishedSpans().filter(x => x.name === 'journey.tls').map(x => x.attributes['tls.next_protocol']).sort()
