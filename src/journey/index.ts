@@ -16,7 +16,7 @@ import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
 import { createMetricsConsumer } from './consume-metrics.ts'
 import { createSpanConsumer } from './consume-spans.ts'
-import { isObserved, observeServer, type ObservableServer } from './observe-connection.ts'
+import { observeServer, type ObservableServer } from './observe-connection.ts'
 import { observeAppServers } from './app-servers.ts'
 import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
@@ -178,8 +178,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   const kernel = createKernelMetrics(opts.registry, { sampleMs: opts.kernelSampleMs ?? 0 })
   const listenerNames = new WeakMap<ObservableServer, string>()
   const observe = (server: ObservableServer, listener: string, watchKernel: boolean): void => {
-    if (isObserved(server)) return
-    observeServer(server, listener, precision === 'fine', owner)
+    if (!observeServer(server, listener, precision === 'fine', owner)) return
     if (watchKernel) kernel.watch(server, listener)
     listenerNames.set(server, listener)
   }

@@ -216,11 +216,12 @@ const kOwner = Symbol('request-journey.owner')
 /**
  * Attach the journey's observers to a server the app owns (http.Server or https.Server, or node:http2's).
  * `listener` names it in telemetry (bounded: one value per server); its connections belong to `owner`.
+ * False when some journey observes it already (it is left as it is).
  */
-export function observeServer (server: ObservableServer, listener: string, fine = false, owner?: JourneyOwner): void {
+export function observeServer (server: ObservableServer, listener: string, fine = false, owner?: JourneyOwner): boolean {
   const s = server as HttpServer & { [kListener]: string, [kFine]: boolean, [kOwner]?: JourneyOwner }
   // Observed twice, every connection would be two records: the first observer keeps the server.
-  if (isObserved(server)) return
+  if (isObserved(server)) return false
   s[kListener] = listener
   s[kFine] = fine
   s[kOwner] = owner
@@ -237,6 +238,7 @@ export function observeServer (server: ObservableServer, listener: string, fine 
     s.on('sessionError', onSessionError)
     s.prependListener('stream', onStream)
   }
+  return true
 }
 
 /** Whether some journey observes this server already (by its serverFactory, observeServer, or its plugin). */

@@ -57,18 +57,24 @@ function onResponseFinish (message: unknown): void {
   finish(rec, res.statusCode, res.socket)
 }
 
+/** Takes the record out of its connection's `inflight`; false when it had left already (it is ended). */
+function leaveInflight (rec: RequestRecord): boolean {
+  const inflight = rec.conn.inflight
+  const i = inflight.indexOf(rec)
+  if (i === -1) return false
+  // Almost always the only one (keep-alive without pipelining): pop() keeps the array's storage for the
+  // connection's next request, where splice() gave it back and the next push() allocated it again.
+  if (i === inflight.length - 1) inflight.pop()
+  else inflight.splice(i, 1)
+  return true
+}
+
 /**
  * The record's end: published once. A record leaves `inflight` exactly once, here or at the connection's
  * close, so a response that somehow finishes after its connection closed is never counted twice.
  */
 function finish (rec: RequestRecord, status: number, socket: Socket | null): void {
-  const inflight = rec.conn.inflight
-  const i = inflight.indexOf(rec)
-  if (i === -1) return
-  // Almost always the only one (keep-alive without pipelining): pop() keeps the array's storage for the
-  // connection's next request, where splice() gave it back and the next push() allocated it again.
-  if (i === inflight.length - 1) inflight.pop()
-  else inflight.splice(i, 1)
+  if (!leaveInflight(rec)) return
   rec.finishAt = now()
   rec.endAt = rec.finishAt
   rec.conn.lastFinishAt = rec.finishAt
@@ -105,11 +111,7 @@ function onStreamFinish (this: Response): void {
   if (rec === undefined) return
   const rstCode = (this as { stream?: { rstCode?: number } }).stream?.rstCode ?? NGHTTP2_NO_ERROR
   if (this.writableEnded && (rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED)) return finish(rec, this.statusCode, null)
-  const inflight = rec.conn.inflight
-  const i = inflight.indexOf(rec)
-  if (i === -1) return // the connection's close came first and ended it
-  inflight.splice(i, 1)
-  cutOff(rec, now())
+  if (leaveInflight(rec)) cutOff(rec, now()) // else the connection's close came first and ended it
 }
 
 /**
