@@ -80,16 +80,19 @@ async function timed (f: () => Promise<unknown>): Promise<number> {
   return performance.now() - t
 }
 
+/** A round over `get` (a GET on the variant's one connection): the slow request, then the fast ones at once. */
+async function round (get: (path: string) => () => Promise<void>): Promise<{ slow: number, fast: number[] }> {
+  const slow = timed(get(`/io?ms=${SLOW_MS}`))
+  const fast = Array.from({ length: FAST }, () => timed(get('/')))
+  return { slow: await slow, fast: await Promise.all(fast) }
+}
+
 function http1Sender (server: ExperimentServer): Sender {
   const client = new Client(`https://${server.host}:${server.https}`, { pipelining: FAST + 1, allowH2: false, connect: { rejectUnauthorized: false } })
   // blocking: false, or undici sends nothing more on the connection until this response's headers arrive.
   const get = (path: string) => async () => { const r = await client.request({ path, method: 'GET', blocking: false }); await r.body.text() }
   return {
-    async round () {
-      const slow = timed(get(`/io?ms=${SLOW_MS}`))
-      const fast = Array.from({ length: FAST }, () => timed(get('/')))
-      return { slow: await slow, fast: await Promise.all(fast) }
-    },
+    round: () => round(get),
     close: () => client.close()
   }
 }
@@ -104,11 +107,7 @@ async function http2Sender (server: ExperimentServer): Promise<Sender> {
     stream.on('end', resolve)
   })
   return {
-    async round () {
-      const slow = timed(get(`/io?ms=${SLOW_MS}`))
-      const fast = Array.from({ length: FAST }, () => timed(get('/')))
-      return { slow: await slow, fast: await Promise.all(fast) }
-    },
+    round: () => round(get),
     close: () => new Promise(resolve => session.close(() => resolve()))
   }
 }
