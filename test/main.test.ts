@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { Pool, request } from 'undici'
 import { killAll, run, start, startTraced } from './helpers/process.ts'
 import { connect } from './helpers/raw.ts'
+import { h2 as h2Request } from './helpers/h2.ts'
 import { scrape, sum } from '../experiments/lib/metrics.ts'
 
 const exec = promisify(execFile)
@@ -122,7 +123,7 @@ describe('npm start', () => {
     const { connect: connectHttp2 } = await import('node:http2')
     const idle = connectHttp2(base, { rejectUnauthorized: false })
     const idleClosed = new Promise(resolve => idle.on('close', resolve))
-    await new Promise<void>((resolve, reject) => { const r = idle.request({ ':path': '/' }); r.on('error', reject); r.resume(); r.on('end', resolve) })
+    assert.equal(await h2Request(idle, '/'), 200)
     const inflight = exec('curl', ['-sk', '--http2', `${base}/io?ms=400`, '-w', ' %{http_version} %{http_code}'])
     await new Promise(resolve => setTimeout(resolve, 150))
     s.child.kill('SIGINT')

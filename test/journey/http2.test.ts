@@ -13,6 +13,7 @@ import { createJourney, journeyTracing, summarize, type JourneySummary } from '.
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
 import { durationMs, roots, stageNames, waterfall } from '../helpers/spans.ts'
+import { h2 } from '../helpers/h2.ts'
 
 const closing: Array<() => Promise<unknown>> = []
 after(async () => { for (const close of closing.reverse()) await close() })
@@ -55,18 +56,6 @@ function session (url: string): ClientHttp2Session {
   const s = connect(url, { rejectUnauthorized: false })
   closing.push(async () => { s.destroy() })
   return s
-}
-
-function h2 (s: ClientHttp2Session, path: string, method = 'GET', body?: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const stream = s.request({ ':path': path, ':method': method, ...(body === undefined ? {} : { 'content-type': 'application/json' }) })
-    let status = 0
-    stream.on('response', h => { status = Number(h[':status']) })
-    stream.on('error', reject)
-    stream.resume()
-    stream.on('end', () => resolve(status))
-    stream.end(body)
-  })
 }
 
 test('h2c: streams on one connection are requests, each with its stages from parse on; the books balance', async () => {
