@@ -117,7 +117,7 @@ test('exemplars are stored with trace ids, so a dot on a latency panel opens a t
   for (const id of ids) assert.match(id!, /^[0-9a-f]{32}$/)
 })
 
-test('fast stages are told apart: Prometheus reads each stage\'s and the request\'s median within a bucket of the exact one, for the same requests', { skip }, async (ctx) => {
+test('fast stages are told apart: Prometheus reads each stage\'s and the request\'s median within 2× of the exact one, for the same requests', { skip }, async (ctx) => {
   // With 10 µs as the first stage bucket, histogram_quantile put every fast stage at p50 5.00 µs and p99
   // 9.90 µs, whatever it really took (src/journey/stages.ts, STAGE_BUCKETS); with 0.1 ms as the first
   // request bucket, a ≈ 10 µs request read p50 50 µs. Prometheus's medians are checked here against the
@@ -126,7 +126,7 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
   // N. Prometheus's quantile is of the difference between those two scrapes, so nothing else is in it. (An
   // earlier version compared a 20,000-request loop's rate() with the page's newest 200: different requests,
   // and in CI 3× apart while both were right.) Requests take 40 to 120 µs in this loop on a 2.3 GHz Xeon,
-  // where the old request buckets read within 1.8× (within a bucket): it is the stages' check that fails
+  // where the old request buckets read 1.74× over (within a bucket): it is the stages' check that fails
   // on the old buckets here.
   const http = `http://127.0.0.1:${app.ports.http}`
   const series = 'http_server_request_duration_seconds_count{http_route="/",url_scheme="http"}'
@@ -172,8 +172,9 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
   const median = (ms: number[]): number => { const v = ms.sort((a, b) => a - b); return (v[N / 2 - 1]! + v[N / 2]!) / 2 / 1000 }
   const µs = (s: number): string => `${(s * 1e6).toFixed(2)} µs`
   // Every stage each of the N requests went through (accept only the few that opened a connection), and
-  // the request itself. Prometheus interpolates within the bucket that holds the true median, so with bounds
-  // stepping by 2 to 2.5 it reads within that factor of it (here, within 25 %).
+  // the request itself. Prometheus interpolates within the bucket that holds the true median (bounds step
+  // by 2 to 2.5), spreading the bucket's requests evenly over it: it read within 1.4× in every run here, so
+  // within 2× is asked.
   const everyRequests = loop[0]!.stages.map(s => s.stage).filter(stage => loop.every(r => r.stages.some(s => s.stage === stage)))
   const rows = [
     ...everyRequests.map(stage => ({
@@ -186,9 +187,9 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
   ]
   const read = await Promise.all(rows.map(async row => ({ ...row, prometheus: await p50(row.metric, row.selector) })))
   ctx.diagnostic(`p50 of the same ${N} requests, Prometheus / exact: ${read.map(r => `${r.name} ${µs(r.prometheus)} / ${µs(r.exact)}`).join(', ')}`)
-  for (const r of read) assert.ok(r.prometheus / r.exact > 0.4 && r.prometheus / r.exact < 2.5, `${r.name} p50: Prometheus ${µs(r.prometheus)}, exact ${µs(r.exact)}`)
-  // The case the old buckets got wrong must be in the loop: a stage under 2 µs, which a first bucket of
-  // 10 µs reads as 5 µs, more than 2.5 times over.
+  for (const r of read) assert.ok(r.prometheus / r.exact > 0.5 && r.prometheus / r.exact < 2, `${r.name} p50: Prometheus ${µs(r.prometheus)}, exact ${µs(r.exact)}`)
+  // The case the old buckets got wrong must be in the loop: a stage under 2.5 µs, which a first bucket of
+  // 10 µs reads as 5 µs, 2× over or more. (The fastest, serialize, took 0.7 to 1.5 µs here.)
   const fastest = read.reduce((a, b) => b.exact < a.exact ? b : a)
-  assert.ok(fastest.exact < 2e-6, `the fastest stage (${fastest.name}) takes ${µs(fastest.exact)}: the loop is not hot enough to tell the buckets apart`)
+  assert.ok(fastest.exact < 2.5e-6, `the fastest stage (${fastest.name}) takes ${µs(fastest.exact)}: the loop is not hot enough to tell the buckets apart`)
 })
