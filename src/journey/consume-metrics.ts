@@ -35,7 +35,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   const requestDuration = new FastHistogram({
     name: METRIC.requestDuration,
     help: 'Duration of HTTP server requests: first request byte seen by the parser to the response handed to the kernel.',
-    labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'url_scheme'],
+    labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'url_scheme', 'network_protocol_version'],
     buckets: HTTP_DURATION_BUCKETS,
     registers
   })
@@ -161,11 +161,13 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     if (!Number.isNaN(rec.acceptedAt) && !Number.isNaN(rec.beginAt)) {
       (rs.beforeRequest ??= gapDuration.series('before_request', method, route)).observe(tl.idleBeforeRequestMs / 1000)
     }
-    // A number key (status, -1 for aborted; odd for https): no string is built per request to find the series.
-    const key = (rec.aborted ? -1 : rec.status) * 2 + (rec.scheme === 'https' ? 1 : 0)
+    // A number key (status, -1 for aborted; then the scheme; then the version): no string is built per
+    // request to find the series.
+    const version = rec.protocolVersion
+    const key = ((rec.aborted ? -1 : rec.status) * 2 + (rec.scheme === 'https' ? 1 : 0)) * 3 + (version === '1.1' ? 0 : version === '2' ? 1 : 2)
     let duration = rs.durations.get(key)
     if (duration === undefined) {
-      duration = requestDuration.series(method, route, rec.aborted ? 'aborted' : String(rec.status), rec.scheme)
+      duration = requestDuration.series(method, route, rec.aborted ? 'aborted' : String(rec.status), rec.scheme, version)
       rs.durations.set(key, duration)
     }
     // From the read stage's start, not beginAt: in fine mode a TLS 1.3 request's first ciphertext can arrive

@@ -10,7 +10,7 @@ import { context } from '@opentelemetry/api'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import { now } from './clock.ts'
 import { readTcpInfo } from './tcp-info.ts'
-import { newRequestRecord, type ConnectionRecord, type RequestRecord } from './records.ts'
+import { newRequestRecord, protocolVersionOf, type ConnectionRecord, type RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
 import { kConnection, onUnclaimedMessage } from './observe-parser.ts'
 import { cutOff, kStreamHeadersAt } from './observe-connection.ts'
@@ -163,7 +163,7 @@ function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
   // CONNECT nobody listens for is closed by Node without an answer: a request, cut off.
   const leaves = (message as IncomingMessage & { upgrade?: boolean }).upgrade === true
   if (leaves && !(message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0)) return
-  const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', now())
+  const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', protocolVersionOf(message), now())
   rec.userAgent = message.headers['user-agent']
   rec.route = UNMATCHED_ROUTE
   rec.beforeHooks = true
@@ -306,7 +306,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       return done()
     }
     const claimed = conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined
-    const rec = claimed ?? newRequestRecord(conn, request.method, request.url, now())
+    const rec = claimed ?? newRequestRecord(conn, request.method, request.url, protocolVersionOf(request.raw), now())
     rec.request = request
     rec.response = reply.raw
     const route = request.routeOptions

@@ -94,6 +94,8 @@ export interface RequestRecord {
   /** 1-based position on its connection. */
   index: number
   method: string
+  /** The HTTP version the request was sent in (network.protocol.version: "1.0", "1.1" or "2"). */
+  protocolVersion: ProtocolVersion
   /** The request-target as received, query included: only its path is ever emitted (urlPath). */
   target: string
   userAgent: string | undefined
@@ -227,13 +229,22 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
   }
 }
 
-export function newRequestRecord (conn: ConnectionRecord, method: string, target: string, requestAt: number): RequestRecord {
+export type ProtocolVersion = '1.0' | '1.1' | '2'
+
+/** The version a request came in, as OpenTelemetry's network.protocol.version writes it. */
+export function protocolVersionOf (message: { readonly httpVersionMajor: number, readonly httpVersionMinor: number }): ProtocolVersion {
+  // llhttp parses only HTTP/1.x; HTTP/2 requests come through Node's compatibility layer as 2.0.
+  return message.httpVersionMajor === 2 ? '2' : message.httpVersionMinor === 0 ? '1.0' : '1.1'
+}
+
+export function newRequestRecord (conn: ConnectionRecord, method: string, target: string, protocolVersion: ProtocolVersion, requestAt: number): RequestRecord {
   const index = ++conn.requests
   const first = index === 1
   const rec: RequestRecord = {
     conn,
     index,
     method,
+    protocolVersion,
     target,
     userAgent: undefined,
     request: undefined,

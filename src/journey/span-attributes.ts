@@ -54,7 +54,7 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   if (rec.userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = rec.userAgent
   const client = clientAddress(rec)
   if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client
-  attributes[ATTR_NETWORK_PROTOCOL_VERSION] = conn.multiplexed ? '2' : '1.1'
+  attributes[ATTR_NETWORK_PROTOCOL_VERSION] = rec.protocolVersion
   // HTTP/2: nghttp2 reads the frames in C++, so no read stage; said, rather than left to be guessed.
   if (conn.multiplexed) attributes[ATTR.readSeen] = false
   attributes[ATTR.precision] = precision

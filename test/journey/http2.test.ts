@@ -122,6 +122,8 @@ test('h2 over TLS next to HTTP/1.1 (allowHTTP1): the TLS handshake says h2; an H
   assert.equal(sum(m, 'journey_connection_errors_total', {}), 0, 'neither protocol is an error')
   const byVersion = roots(spans.getFinishedSpans()).map(x => x.attributes['network.protocol.version']).sort()
   assert.deepEqual(byVersion, ['1.1', '2', '2'])
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { network_protocol_version: '2' }), 2, 'the metric tells the protocols apart too')
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { network_protocol_version: '1.1' }), 1)
   const tlsStages = spans.getFinishedSpans().filter(x => x.name === 'journey.tls').map(x => x.attributes['tls.next_protocol']).sort()
   assert.deepEqual(tlsStages, ['h2', 'http/1.1'])
 })

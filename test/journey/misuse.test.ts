@@ -133,8 +133,8 @@ test('an async onRequest hook registered before the journey is said once (its ti
   await sleep(20)
   assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_LATE_HOOK'])
   const text = await registry.metrics()
-  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/secret",http_response_status_code="200",url_scheme="http"\} 2/)
-  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="401",url_scheme="http"\} 1/)
+  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/secret",http_response_status_code="200",url_scheme="http",network_protocol_version="1\.1"\} 2/)
+  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="401",url_scheme="http",network_protocol_version="1\.1"\} 1/)
   warnings.length = 0
   journey.close()
 })

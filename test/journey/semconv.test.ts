@@ -44,12 +44,14 @@ test('a request span names its path, user agent and peer; its connection span it
     assert.equal(ok.attributes['user_agent.original'], 'probe/1.0')
     assert.equal(ok.attributes['client.address'], '127.0.0.1')
     assert.equal(ok.attributes['network.peer.port'], undefined, 'the peer is the connection span\'s')
+    assert.equal(ok.attributes['network.protocol.version'], '1.1')
 
     const early = roots(all).find(s => s.attributes['journey.before_hooks'] === true)
     assert.ok(early !== undefined, 'Node\'s 400 has its request span')
     assert.equal(early.attributes['url.path'], '/no-host')
     assert.equal(early.attributes['user_agent.original'], 'probe/2.0')
     assert.equal(early.attributes['client.address'], '127.0.0.1', 'no Fastify request: the TCP peer')
+    assert.equal(early.attributes['network.protocol.version'], '1.1')
 
     const conn = all.find(s => s.name === 'journey.connection')
     assert.ok(conn !== undefined, 'the connection span: its requests were kept')
@@ -57,6 +59,29 @@ test('a request span names its path, user agent and peer; its connection span it
     assert.equal(conn.attributes['network.peer.port'], clientPort, 'read at accept, still there after the close')
 
     assert.ok(!JSON.stringify(all.map(s => s.attributes)).includes('SECRET-TOKEN'), 'no query string in any span')
+  } finally {
+    await t.close()
+  }
+})
+
+test('network.protocol.version is the version each request came in, on spans and the duration metric: an HTTP/1.0 request is not 1.1', async () => {
+  const t = tracedJourney()
+  try {
+    await t.app.register(t.journey.plugin)
+    t.app.get('/v', async () => ({ ok: true }))
+    const port = await t.listen()
+    for (const version of ['1.0', '1.1']) {
+      const c = await connect(port)
+      await c.write(`GET /v?${version} HTTP/${version}\r\nHost: localhost\r\nConnection: close\r\n\r\n`)
+      assert.match(await c.read(), /^HTTP\/1\.1 200/)
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+    const spans = roots(t.spans.getFinishedSpans(), '/v')
+    assert.deepEqual(spans.map(s => s.attributes['network.protocol.version']).sort(), ['1.0', '1.1'])
+    const text = await t.registry.metrics()
+    for (const version of ['1\\.0', '1\\.1']) {
+      assert.match(text, new RegExp(`http_server_request_duration_seconds_count\\{[^}]*http_route="/v",[^}]*network_protocol_version="${version}"\\} 1`), 'and the request-duration metric')
+    }
   } finally {
     await t.close()
   }
@@ -112,7 +137,7 @@ test('a method no route takes is _OTHER on spans and metrics (the original on th
     const text = await t.registry.metrics()
     const methods = new Set([...text.matchAll(/http_request_method="([^"]+)"/g)].map(m => m[1]))
     assert.deepEqual([...methods].sort(), ['PROPFIND', '_OTHER'])
-    assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="_OTHER",http_route="\(unmatched\)",http_response_status_code="404",url_scheme="http"\} 2/)
+    assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="_OTHER",http_route="\(unmatched\)",http_response_status_code="404",url_scheme="http",network_protocol_version="1\.1"\} 2/)
     assert.ok(!/method="(MKCOL|PURGE)"/.test(text), 'nor in the journey\'s own histograms')
   } finally {
     await t.close()
