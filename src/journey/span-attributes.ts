@@ -10,12 +10,14 @@
 import type { Attributes } from '@opentelemetry/api'
 import {
   ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PEER_ADDRESS,
-  ATTR_NETWORK_PEER_PORT, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL
+  ATTR_NETWORK_PEER_PORT, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_PATH, ATTR_URL_SCHEME,
+  ATTR_USER_AGENT_ORIGINAL
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Precision, type Stage } from './stages.ts'
 import { handlerWroteResponse, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
+import { serverAddressOf } from './server-address.ts'
 import { methodLabel } from './http-method.ts'
 
 /**
@@ -29,6 +31,22 @@ function clientAddress (rec: RequestRecord): string | undefined {
   } catch {
     return rec.conn.peerAddress
   }
+}
+
+/**
+ * The host the client asked for: Fastify's `request.host` (X-Forwarded-Host only from a proxy the app
+ * trusts, :authority on HTTP/2, Host), asked for kept requests only. Without a Fastify request, the
+ * message's own header.
+ */
+function requestedHost (rec: RequestRecord): string | undefined {
+  try {
+    if (rec.request !== undefined) return rec.request.host
+  } catch {
+    return undefined // the app's trustProxy function threw: no host rather than one it would not trust
+  }
+  const headers = (rec.message as { headers?: Record<string, string | string[] | undefined> } | undefined)?.headers
+  const host = headers?.host ?? headers?.[':authority']
+  return typeof host === 'string' ? host : undefined
 }
 
 /**
@@ -54,6 +72,11 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   if (rec.userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = rec.userAgent
   const client = clientAddress(rec)
   if (client !== undefined) attributes[ATTR_CLIENT_ADDRESS] = client
+  const server = serverAddressOf(rec.target, requestedHost(rec), rec.scheme)
+  if (server !== undefined) {
+    attributes[ATTR_SERVER_ADDRESS] = server.address
+    if (server.port !== undefined) attributes[ATTR_SERVER_PORT] = server.port
+  }
   attributes[ATTR_NETWORK_PROTOCOL_VERSION] = rec.protocolVersion
   // HTTP/2: nghttp2 reads the frames in C++, so no read stage; said, rather than left to be guessed.
   if (conn.multiplexed) attributes[ATTR.readSeen] = false

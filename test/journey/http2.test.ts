@@ -82,8 +82,11 @@ test('h2c: streams on one connection are requests, each with its stages from par
 
   const requests = roots(spans.getFinishedSpans())
   assert.equal(requests.length, 3)
+  const port = Number(new URL(url).port)
   for (const root of requests) {
     assert.equal(root.attributes['network.protocol.version'], '2')
+    assert.equal(root.attributes['server.address'], '127.0.0.1', 'from :authority')
+    assert.equal(root.attributes['server.port'], port)
     assert.equal(root.attributes['journey.read.seen'], false)
     assert.equal(root.attributes['journey.gap.pipelined_ms'], undefined)
     const w = waterfall(spans.getFinishedSpans(), root)

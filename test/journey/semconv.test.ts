@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { urlPath } from '../../src/journey/index.ts'
+import { serverAddressOf } from '../../src/journey/server-address.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { roots } from '../helpers/spans.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
@@ -20,6 +21,24 @@ test('urlPath: the path of each request-target form, without query or fragment',
   assert.equal(urlPath('*'), '*', 'OPTIONS *')
   assert.equal(urlPath('example.com:443'), undefined, 'a CONNECT has no path')
   assert.equal(urlPath(''), undefined)
+})
+
+test('serverAddressOf: the host and port a request was sent to, from its absolute-form target or its host', () => {
+  assert.deepEqual(serverAddressOf('/a', 'example.com:8080', 'http'), { address: 'example.com', port: 8080 })
+  assert.deepEqual(serverAddressOf('/a', 'example.com', 'http'), { address: 'example.com', port: 80 }, 'no port: the scheme\'s')
+  assert.deepEqual(serverAddressOf('/a', 'example.com', 'https'), { address: 'example.com', port: 443 })
+  assert.deepEqual(serverAddressOf('/a', 'example.com:', 'https'), { address: 'example.com', port: 443 }, 'an empty port is the default one')
+  assert.deepEqual(serverAddressOf('/a', '[::1]:3000', 'http'), { address: '::1', port: 3000 }, 'IPv6 without its brackets')
+  assert.deepEqual(serverAddressOf('/a', '[::1]', 'https'), { address: '::1', port: 443 })
+  assert.deepEqual(serverAddressOf('http://proxied.example:81/a?b', 'other.example', 'http'), { address: 'proxied.example', port: 81 }, 'the absolute form names it itself')
+  assert.deepEqual(serverAddressOf('http://user:secret@proxied.example/a', undefined, 'http'), { address: 'proxied.example', port: 80 }, 'never the credentials')
+  assert.deepEqual(serverAddressOf('http://proxied.example?q=@x', undefined, 'http'), { address: 'proxied.example', port: 80 })
+  assert.deepEqual(serverAddressOf('/a', 'example.com:http', 'http'), { address: 'example.com', port: undefined }, 'a port that is no port is left out')
+  assert.deepEqual(serverAddressOf('/a', 'example.com:99999', 'http'), { address: 'example.com', port: undefined })
+  assert.equal(serverAddressOf('/a', undefined, 'http'), undefined, 'no host: nothing')
+  assert.equal(serverAddressOf('/a', '', 'http'), undefined)
+  assert.equal(serverAddressOf('/a', '[::1', 'http'), undefined)
+  assert.equal(serverAddressOf('/a', '[::1]x', 'http'), undefined)
 })
 
 test('a request span names its path, user agent and peer; its connection span its peer; the query is nowhere', async () => {
@@ -45,6 +64,8 @@ test('a request span names its path, user agent and peer; its connection span it
     assert.equal(ok.attributes['client.address'], '127.0.0.1')
     assert.equal(ok.attributes['network.peer.port'], undefined, 'the peer is the connection span\'s')
     assert.equal(ok.attributes['network.protocol.version'], '1.1')
+    assert.equal(ok.attributes['server.address'], 'localhost', 'the host it was sent to')
+    assert.equal(ok.attributes['server.port'], 80, 'a Host without a port means the scheme\'s')
 
     const early = roots(all).find(s => s.attributes['journey.before_hooks'] === true)
     assert.ok(early !== undefined, 'Node\'s 400 has its request span')
@@ -52,6 +73,7 @@ test('a request span names its path, user agent and peer; its connection span it
     assert.equal(early.attributes['user_agent.original'], 'probe/2.0')
     assert.equal(early.attributes['client.address'], '127.0.0.1', 'no Fastify request: the TCP peer')
     assert.equal(early.attributes['network.protocol.version'], '1.1')
+    assert.equal(early.attributes['server.address'], undefined, 'no Host: no server.address')
 
     const conn = all.find(s => s.name === 'journey.connection')
     assert.ok(conn !== undefined, 'the connection span: its requests were kept')
@@ -87,7 +109,7 @@ test('network.protocol.version is the version each request came in, on spans and
   }
 })
 
-test('client.address is Fastify\'s request.ip: a forwarded address only when the app trusts its proxies', async () => {
+test('client.address and server.address are Fastify\'s request.ip and request.host: forwarded ones only when the app trusts its proxies', async () => {
   const apps: TracedJourney[] = []
   try {
     for (const trustProxy of [true, false]) {
@@ -96,7 +118,7 @@ test('client.address is Fastify\'s request.ip: a forwarded address only when the
       await t.app.register(t.journey.plugin)
       t.app.get(`/trusted-${trustProxy}`, async () => ({ ok: true }))
       const c = await connect(await t.listen())
-      await c.write(`GET /trusted-${trustProxy} HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n`)
+      await c.write(`GET /trusted-${trustProxy} HTTP/1.1\r\nHost: localhost:8080\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Host: api.example.com\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n`)
       assert.match(await c.read(), /^HTTP\/1\.1 200/)
     }
     await new Promise(resolve => setTimeout(resolve, 50))
@@ -107,6 +129,9 @@ test('client.address is Fastify\'s request.ip: a forwarded address only when the
     assert.equal(conn?.attributes['network.peer.address'], '127.0.0.1', 'and the proxy itself on its connection span')
     const [untrusted] = roots(all, '/trusted-false')
     assert.equal(untrusted?.attributes['client.address'], '127.0.0.1', 'a header anyone can send counts for nothing')
+    assert.equal(trusted?.attributes['server.address'], 'api.example.com', 'the host the client asked the proxy for')
+    assert.equal(untrusted?.attributes['server.address'], 'localhost', 'Host, when the proxy is not trusted')
+    assert.equal(untrusted?.attributes['server.port'], 8080)
   } finally {
     for (const t of apps) await t.close()
   }
