@@ -165,6 +165,8 @@ function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
   if (leaves && !(message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0)) return
   const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', protocolVersionOf(message), now())
   rec.userAgent = message.headers['user-agent']
+  // Read now: the message is let go before the record is published (answeredBeforeHooks, cutOff).
+  rec.host = message.headers.host ?? firstHeader(message.headers[':authority'])
   rec.route = UNMATCHED_ROUTE
   rec.beforeHooks = true
   rec.message = message

@@ -105,6 +105,8 @@ export interface RequestRecord {
    * requests, its `id` by a subscriber that logs the request. Undefined for a request answered before its hooks.
    */
   request: { readonly ip: string | undefined, readonly id: string, readonly host: string } | undefined
+  /** The Host (or :authority) of a request answered before its hooks, read when first seen; see `request` for the others. */
+  host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
   response: { readonly headersSent: boolean, readonly statusCode: number } | undefined
   route: string
@@ -248,6 +250,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     target,
     userAgent: undefined,
     request: undefined,
+    host: undefined,
     response: undefined,
     route: '',
     scheme: conn.secure ? 'https' : 'http',

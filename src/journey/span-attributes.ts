@@ -35,18 +35,15 @@ function clientAddress (rec: RequestRecord): string | undefined {
 
 /**
  * The host the client asked for: Fastify's `request.host` (X-Forwarded-Host only from a proxy the app
- * trusts, :authority on HTTP/2, Host), asked for kept requests only. Without a Fastify request, the
- * message's own header.
+ * trusts, :authority on HTTP/2, Host), asked for kept requests only; for a request answered before its
+ * hooks, the header as sent.
  */
 function requestedHost (rec: RequestRecord): string | undefined {
   try {
-    if (rec.request !== undefined) return rec.request.host
+    return rec.request?.host ?? rec.host
   } catch {
     return undefined // the app's trustProxy function threw: no host rather than one it would not trust
   }
-  const headers = (rec.message as { headers?: Record<string, string | string[] | undefined> } | undefined)?.headers
-  const host = headers?.host ?? headers?.[':authority']
-  return typeof host === 'string' ? host : undefined
 }
 
 /**

@@ -46,7 +46,8 @@ test('a request span names its path, user agent and peer; its connection span it
   try {
     await t.app.register(t.journey.plugin)
     t.app.get('/items/:id', async () => ({ ok: true }))
-    const c = await connect(await t.listen())
+    const port = await t.listen()
+    const c = await connect(port)
     const clientPort = c.socket.localPort
     await c.write('GET /items/42?token=SECRET-TOKEN HTTP/1.1\r\nHost: localhost\r\nUser-Agent: probe/1.0\r\n\r\n')
     assert.match(await c.read(t => t.includes('{"ok":true}')), /^HTTP\/1\.1 200/)
@@ -54,6 +55,10 @@ test('a request span names its path, user agent and peer; its connection span it
     await c.write('GET /no-host?token=SECRET-TOKEN HTTP/1.1\r\nUser-Agent: probe/2.0\r\n\r\n')
     assert.match(await c.read(t => t.includes('400')), /HTTP\/1\.1 400/)
     await c.read() // until the server closes
+    // An unknown expectation: Node answers 417 before any hook, too.
+    const d = await connect(port)
+    await d.write('POST /expect HTTP/1.1\r\nHost: example.org:81\r\nExpect: coffee\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+    assert.match(await d.read(), /^HTTP\/1\.1 417/)
     await new Promise(resolve => setTimeout(resolve, 50))
 
     const all = t.spans.getFinishedSpans()
@@ -67,13 +72,17 @@ test('a request span names its path, user agent and peer; its connection span it
     assert.equal(ok.attributes['server.address'], 'localhost', 'the host it was sent to')
     assert.equal(ok.attributes['server.port'], 80, 'a Host without a port means the scheme\'s')
 
-    const early = roots(all).find(s => s.attributes['journey.before_hooks'] === true)
+    const early = roots(all).find(s => s.attributes['journey.before_hooks'] === true && s.attributes['url.path'] === '/no-host')
     assert.ok(early !== undefined, 'Node\'s 400 has its request span')
     assert.equal(early.attributes['url.path'], '/no-host')
     assert.equal(early.attributes['user_agent.original'], 'probe/2.0')
     assert.equal(early.attributes['client.address'], '127.0.0.1', 'no Fastify request: the TCP peer')
     assert.equal(early.attributes['network.protocol.version'], '1.1')
     assert.equal(early.attributes['server.address'], undefined, 'no Host: no server.address')
+    const expect = roots(all).find(s => s.attributes['url.path'] === '/expect')
+    assert.equal(expect?.attributes['journey.before_hooks'], true)
+    assert.equal(expect?.attributes['server.address'], 'example.org', 'answered before any hook: the Host as sent')
+    assert.equal(expect?.attributes['server.port'], 81)
 
     const conn = all.find(s => s.name === 'journey.connection')
     assert.ok(conn !== undefined, 'the connection span: its requests were kept')
