@@ -117,7 +117,7 @@ test('exemplars are stored with trace ids, so a dot on a latency panel opens a t
   for (const id of ids) assert.match(id!, /^[0-9a-f]{32}$/)
 })
 
-test('fast stages are told apart: Prometheus reads each stage\'s and the request\'s median within 2× of the exact one, for the same requests', { skip }, async (ctx) => {
+test('fast stages are told apart: Prometheus reads each stage\'s and the request\'s median within 2× (the request within its bucket) of the exact one, for the same requests', { skip }, async (ctx) => {
   // With 10 µs as the first stage bucket, histogram_quantile put every fast stage at p50 5.00 µs and p99
   // 9.90 µs, whatever it really took (src/journey/stages.ts, STAGE_BUCKETS); with 0.1 ms as the first
   // request bucket, a ≈ 10 µs request read p50 50 µs. Prometheus's medians are checked here against the
@@ -173,8 +173,9 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
   const µs = (s: number): string => `${(s * 1e6).toFixed(2)} µs`
   // Every stage each of the N requests went through (accept only the few that opened a connection), and
   // the request itself. Prometheus interpolates within the bucket that holds the true median (bounds step
-  // by 2 to 2.5), spreading the bucket's requests evenly over it: it read within 1.4× in every run here, so
-  // within 2× is asked.
+  // by 2 to 2.5), spreading the bucket's requests evenly over it: stages read within 1.4× in every run here,
+  // so within 2× is asked of them. The request, which takes 100 to 200 µs with the other core busy, within
+  // its bucket's factor: 1.44× was read with a CPU hog beside the test.
   const everyRequests = loop[0]!.stages.map(s => s.stage).filter(stage => loop.every(r => r.stages.some(s => s.stage === stage)))
   const rows = [
     ...everyRequests.map(stage => ({
@@ -187,9 +188,12 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
   ]
   const read = await Promise.all(rows.map(async row => ({ ...row, prometheus: await p50(row.metric, row.selector) })))
   ctx.diagnostic(`p50 of the same ${N} requests, Prometheus / exact: ${read.map(r => `${r.name} ${µs(r.prometheus)} / ${µs(r.exact)}`).join(', ')}`)
-  for (const r of read) assert.ok(r.prometheus / r.exact > 0.5 && r.prometheus / r.exact < 2, `${r.name} p50: Prometheus ${µs(r.prometheus)}, exact ${µs(r.exact)}`)
+  for (const r of read) {
+    const factor = r.name === 'request' ? 2.5 : 2
+    assert.ok(r.prometheus / r.exact > 1 / factor && r.prometheus / r.exact < factor, `${r.name} p50: Prometheus ${µs(r.prometheus)}, exact ${µs(r.exact)}`)
+  }
   // The case the old buckets got wrong must be in the loop: a stage under 2.5 µs, which a first bucket of
-  // 10 µs reads as 5 µs, 2× over or more. (The fastest, serialize, took 0.7 to 1.5 µs here.)
+  // 10 µs reads as 5 µs, 2× over or more. (The fastest, serialize, took 0.7 to 1.7 µs in 16 runs here.)
   const fastest = read.reduce((a, b) => b.exact < a.exact ? b : a)
   assert.ok(fastest.exact < 2.5e-6, `the fastest stage (${fastest.name}) takes ${µs(fastest.exact)}: the loop is not hot enough to tell the buckets apart`)
 })
