@@ -101,9 +101,9 @@ function row (l: Layout, title: string, repeat?: string): Panel {
   return { id: l.nextId(), type: 'row', title, description: '', gridPos: l.row(), collapsed: false, panels: [], ...(repeat === undefined ? {} : { repeat }) }
 }
 
-function quantiles (metric: string, filters: string, by = ''): Array<Omit<Target, 'refId'>> {
+function quantiles (metric: string, filters: string, by = '', qs = [0.5, 0.95, 0.99]): Array<Omit<Target, 'refId'>> {
   const group = by === '' ? 'le' : `${by}, le`
-  return [0.5, 0.95, 0.99].map(q => ({
+  return qs.map(q => ({
     expr: `histogram_quantile(${q}, sum by (${group}) (rate(${metric}_bucket{${filters}}[${RATE}])))`,
     legendFormat: `p${q * 100}${by === '' ? '' : ` {{${by}}}`}`,
     exemplar: true
@@ -192,21 +192,24 @@ export function requestJourneyDashboard (): Dashboard {
   const serverTime = `scalar(sum(rate(${METRIC.stageDuration}_sum{${stageSel}}[${RATE}])) + (sum(rate(${METRIC.gapDuration}_sum{${gapSel}}[${RATE}])) or vector(0)))`
   const panels: Panel[] = [
     row(l, 'The whole request'),
-    timeseries(l, 8, 'Requests per second by status class',
+    timeseries(l, 6, 'Requests per second by status class',
       'Completed requests per second, split by status class (2xx, 4xx, 5xx); `aborted` counts requests whose client went away before the response was written.',
       'reqps', [{
         expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "http_response_status_code", "aborted"))`,
         legendFormat: '{{status_class}}'
       }], { stack: 'normal', min: 0 }),
-    timeseries(l, 8, 'Errors per second by status class',
+    timeseries(l, 6, 'Errors per second by status class',
       'Requests answered 4xx or 5xx, or aborted by the client. Connection-level errors that never became a request (malformed request line, header timeout) are on the Connections & kernel dashboard.',
       'reqps', [{
         expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}, http_response_status_code=~"[45]..|aborted"}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "http_response_status_code", "aborted"))`,
         legendFormat: '{{status_class}}'
       }], { stack: 'normal', min: 0 }),
-    timeseries(l, 8, 'Request duration p50 / p95 / p99',
+    timeseries(l, 6, 'Request duration p50 / p95 / p99',
       'From the first request byte the HTTP parser saw to the last response byte handed to the kernel (http.server.request.duration). Excludes accept and the TLS handshake, which belong to the connection. Dots are exemplars: click one to open that request\'s waterfall in Jaeger.',
       's', quantiles(METRIC.requestDuration, `${SEL}, ${HTTP_ROUTE}`), { min: 0 }),
+    timeseries(l, 6, 'Request duration p50 / p99 by protocol',
+      'The same duration for each HTTP version the requests came in (network_protocol_version: 1.0, 1.1, 2), so HTTP/2 and HTTP/1.1 clients of one port (HTTPS_HTTP2=true in the demo) can be compared. An HTTP/2 request\'s duration starts at parse: Node reads its frames natively, so there is no read stage to start from (docs/stages.md, HTTP/2).',
+      's', quantiles(METRIC.requestDuration, `${SEL}, ${HTTP_ROUTE}`, 'network_protocol_version', [0.5, 0.99]), { min: 0 }),
     timeseries(l, 12, 'Where the time goes: share of stage time',
       'Each stage\'s share of the server\'s time over the window: sum of stage durations, plus the time between stages, over the sum of all of them. A stage that grows here is the bottleneck. Accept and TLS are counted on the first request of each connection; the client\'s think time before its first byte is not the server\'s and is left out.\n\n' + SERVER_GAP_MEANINGS,
       'percentunit', [{

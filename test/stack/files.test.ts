@@ -47,7 +47,7 @@ test('every panel has a description, a unit and the provisioned Prometheus datas
   }
 })
 
-test('the Request journey dashboard covers every stage, the share of time, errors, slowest routes and exemplars', () => {
+test('the Request journey dashboard covers every stage, the share of time, errors, protocols, slowest routes and exemplars', () => {
   const d = DASHBOARDS['request-journey.json']()
   const all = queriesOf(d).map(q => q.expr).join('\n')
   assert.match(all, new RegExp(`${METRIC.stageDuration}_bucket`))
@@ -55,6 +55,7 @@ test('the Request journey dashboard covers every stage, the share of time, error
   assert.match(all, new RegExp(`${METRIC.gapDuration}_sum`), 'share of time: stages and the gaps between them')
   assert.match(all, /topk\(10/, 'slowest routes')
   assert.match(all, /http_response_status_code=~"\[45\]\.\.\|aborted"/, 'errors by status class')
+  assert.match(all, /sum by \(network_protocol_version, le\)/, 'request duration by protocol: HTTP/1.1 and HTTP/2 apart')
   const vars = (d.templating as { list: Array<{ name: string }> }).list.map(v => v.name)
   assert.deepEqual(vars, ['instance', 'route', 'stage'])
   const stageRow = panelsOf(d).find(p => p.type === 'row' && p.repeat === 'stage')
