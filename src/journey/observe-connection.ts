@@ -179,6 +179,29 @@ export function cutOff (rec: RequestRecord, at: number): void {
 
 /** On an HTTP/2 stream: when the stream's request headers were decoded and handed to JS (its parse starts). */
 export const kStreamHeadersAt = Symbol('request-journey.stream-headers-at')
+/** On an HTTP/2 stream: the journey's onRequest hook took it (startStream). */
+export const kStreamClaimed = Symbol('request-journey.stream-claimed')
+
+/** An HTTP/2 stream as the journey sees it. */
+export interface ObservedStream {
+  [kStreamHeadersAt]?: number
+  [kStreamClaimed]?: boolean
+  readonly session: { [kConnection]?: ConnectionRecord } | undefined
+}
+
+/** Told of an HTTP/2 stream no journey hook took while Node handed it to the app; see onUnclaimedStream. */
+export type UnclaimedStreamObserver = (stream: ObservedStream, headers: Record<string, string | string[] | undefined>, conn: ConnectionRecord) => void
+let unclaimedStream: UnclaimedStreamObserver | undefined
+
+/**
+ * HTTP/2's counterpart of observe-parser's onUnclaimedMessage. Node's compatibility layer turns a stream into
+ * a request for the app from inside its own 'stream' listener, and Fastify runs the journey's onRequest hook
+ * in that call. A stream still unclaimed after it was answered before any journey hook (Fastify's 400 for a
+ * malformed URL, its 503 while closing) or deferred by a hook registered before the journey's.
+ */
+export function onUnclaimedStream (observer: UnclaimedStreamObserver | undefined): void {
+  unclaimedStream = observer
+}
 
 // HTTP/2. Node creates the session inside its own connection listener (on 'secureConnection' for TLS), after
 // the journey's prepended ones put the record on the socket; a TLS server that lets HTTP/1.1 clients in
@@ -200,8 +223,16 @@ function onSessionError (err: NodeJS.ErrnoException, session: { [kConnection]?: 
 }
 
 // Prepended: before Node's compatibility layer turns the stream into a request for the app.
-function onStream (stream: { [kStreamHeadersAt]?: number }): void {
+function onStream (stream: ObservedStream): void {
   stream[kStreamHeadersAt] = now()
+}
+
+// Appended: after Node's compatibility layer handed the stream to the app, and Fastify ran as far as it runs
+// at once. One property read per stream for the streams the journey's hook took.
+function onStreamHandedOver (stream: ObservedStream, headers: Record<string, string | string[] | undefined>): void {
+  if (stream[kStreamClaimed] === true || unclaimedStream === undefined) return
+  const conn = stream.session?.[kConnection]
+  if (conn !== undefined) unclaimedStream(stream, headers, conn)
 }
 
 /** An HTTP/2 server (node:http2's, plain or secure): it has updateSettings(), which HTTP/1 servers lack. */
@@ -237,6 +268,7 @@ export function observeServer (server: ObservableServer, listener: string, fine 
     s.on('session', onSession)
     s.on('sessionError', onSessionError)
     s.prependListener('stream', onStream)
+    s.on('stream', onStreamHandedOver)
   }
   return true
 }

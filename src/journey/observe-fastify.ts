@@ -13,7 +13,7 @@ import { readTcpInfo } from './tcp-info.ts'
 import { newRequestRecord, protocolVersionOf, type ConnectionRecord, type RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
 import { kConnection, onUnclaimedMessage } from './observe-parser.ts'
-import { cutOff, kStreamHeadersAt } from './observe-connection.ts'
+import { cutOff, kStreamClaimed, kStreamHeadersAt, onUnclaimedStream, type ObservedStream } from './observe-connection.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
 
@@ -94,7 +94,9 @@ function finish (rec: RequestRecord, status: number, socket: Socket | null): voi
  * socket's are every stream's.
  */
 function startStream (rec: RequestRecord, raw: IncomingMessage, res: ServerResponse): void {
-  rec.headersAt = (raw as { stream?: { [kStreamHeadersAt]?: number } }).stream?.[kStreamHeadersAt] ?? NaN
+  const stream = (raw as { stream?: ObservedStream }).stream
+  if (stream !== undefined) stream[kStreamClaimed] = true
+  rec.headersAt = stream?.[kStreamHeadersAt] ?? NaN
   rec.bytesWritten = NaN
   // Emitted once, for every stream: ended, reset or cut off with its connection. Prepended, so the record
   // is finished before Fastify's onResponse hooks run on the same event (a log line reads it there).
@@ -174,6 +176,50 @@ function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
   conn.owner?.start(rec, message.headers)
 }
 
+type UnclaimedStream = ObservedStream & {
+  [kRecord]?: RequestRecord
+  readonly rstCode?: number
+  readonly sentHeaders?: Record<string, string | number | string[] | undefined>
+  once: (event: 'close', listener: () => void) => unknown
+}
+
+/**
+ * An HTTP/2 stream no journey hook took (observe-connection.ts says when): its record starts now, as
+ * onUnclaimed's does for HTTP/1, with parse from the stream's headers and no read stage; it ends when the
+ * stream closes.
+ */
+function onUnclaimedH2 (observed: ObservedStream, headers: Record<string, string | string[] | undefined>, conn: ConnectionRecord): void {
+  const stream = observed as UnclaimedStream
+  const rec = newRequestRecord(conn, firstHeader(headers[':method']) ?? '', firstHeader(headers[':path']) ?? '', '2', now())
+  rec.headersAt = stream[kStreamHeadersAt] ?? NaN
+  rec.bytesWritten = NaN
+  rec.userAgent = firstHeader(headers['user-agent'])
+  rec.host = firstHeader(headers[':authority']) ?? firstHeader(headers.host)
+  rec.route = UNMATCHED_ROUTE
+  rec.beforeHooks = true
+  rec.message = stream
+  stream[kRecord] = rec
+  conn.unclaimed++
+  conn.owner?.start(rec, headers)
+  stream.once('close', onUnclaimedStreamClose)
+}
+
+/** The stream of a request no journey hook took closed: answered (with the status it sent), or cut off. */
+function onUnclaimedStreamClose (this: UnclaimedStream): void {
+  const rec = this[kRecord]
+  // Claimed since by a late onRequest hook: that record ends with its response (onStreamFinish).
+  if (rec === undefined || rec.message !== this) return
+  rec.message = undefined
+  rec.conn.unclaimed--
+  // Answered inside Node's 'stream' listener, before requestAt (as answeredBeforeHooks says for HTTP/1).
+  rec.serializeEndAt = rec.requestAt
+  rec.writeStartAt = rec.requestAt
+  const status = Number(this.sentHeaders?.[':status'] ?? 0)
+  const rstCode = this.rstCode ?? NGHTTP2_NO_ERROR
+  if (status !== 0 && (rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED)) return finish(rec, status, null)
+  if (leaveInflight(rec)) cutOff(rec, now()) // else the connection's close came first and ended it
+}
+
 /** The unclaimed request this response answers (Node's or Fastify's own answer), now finishing. */
 function answeredBeforeHooks (res: Response): RequestRecord | undefined {
   const conn = (res.socket as (Socket & { [kConnection]?: ConnectionRecord }) | null)?.[kConnection]
@@ -196,7 +242,9 @@ function answeredBeforeHooks (res: Response): RequestRecord | undefined {
  * the journey's, or the server's handler, deferred it): it takes that record rather than making a second.
  */
 function claim (conn: ConnectionRecord, message: IncomingMessage): RequestRecord | undefined {
-  const rec = conn.inflight.find(r => r.message === message)
+  // An HTTP/2 request's unclaimed record is its stream's (onUnclaimedH2).
+  const key = conn.multiplexed ? (message as { stream?: object }).stream : message
+  const rec = conn.inflight.find(r => r.message === key)
   if (rec === undefined) return undefined
   warnLate()
   rec.message = undefined
@@ -290,11 +338,13 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
   if (subscribers++ === 0) {
     diagnostics.subscribe('http.server.response.finish', onResponseFinish)
     onUnclaimedMessage(onUnclaimed)
+    onUnclaimedStream(onUnclaimedH2)
   }
   fastify.addHook('onClose', (_instance, done) => {
     if (--subscribers === 0) {
       diagnostics.unsubscribe('http.server.response.finish', onResponseFinish)
       onUnclaimedMessage(undefined)
+      onUnclaimedStream(undefined)
     }
     done()
   })

@@ -155,6 +155,42 @@ test('a stream the client resets ends its record at once, aborted; the connectio
   assert.equal(sum(m, 'journey_connections_closed_total', {}), 1)
 })
 
+test('an answer Fastify gives before any hook is counted on HTTP/2 too (a malformed URL\'s 400): parse and write, no read', async () => {
+  const { registry, spans, url } = await h2App()
+  const s = session(url)
+  assert.equal(await h2(s, '/'), 200)
+  assert.equal(await h2(s, '/%zz'), 400)
+  await counted(registry, 2)
+  const m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_route: '(unmatched)', http_response_status_code: '400', network_protocol_version: '2' }), 1)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 2, 'each request once')
+  const early = roots(spans.getFinishedSpans()).find(x => x.attributes['journey.before_hooks'] === true)
+  assert.ok(early !== undefined, 'its request span')
+  assert.equal(early.attributes['http.response.status_code'], 400)
+  assert.equal(early.attributes['url.path'], '/%zz')
+  assert.equal(early.attributes['server.address'], '127.0.0.1')
+  assert.deepEqual(stageNames(waterfall(spans.getFinishedSpans(), early)), ['parse', 'write'])
+})
+
+test('behind an async onRequest hook registered before the journey, an HTTP/2 request is still one record, under its route', async () => {
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify({ http2: true })
+  closing.push(async () => { await app.close(); journey.close() })
+  app.addHook('onRequest', async () => { await sleep(5) }) // defers the journey's hook: the stream is seen unclaimed first
+  await app.register(journey.plugin)
+  app.get('/late', async () => ({ ok: true }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const s = session(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`)
+  assert.equal(await h2(s, '/late'), 200)
+  assert.equal(await h2(s, '/late'), 200)
+  await counted(registry, 2)
+  await sleep(50)
+  const m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 2, 'claimed by the late hook, not counted twice')
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_route: '/late', http_response_status_code: '200' }), 2)
+})
+
 test('a connection closed under a running stream ends that stream once, aborted', async () => {
   const { registry, url } = await h2App()
   const s = session(url)
