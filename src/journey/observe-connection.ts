@@ -197,7 +197,7 @@ let unclaimedStream: UnclaimedStreamObserver | undefined
  * HTTP/2's counterpart of observe-parser's onUnclaimedMessage. Node's compatibility layer turns a stream into
  * a request for the app from inside its own 'stream' listener, and Fastify runs the journey's onRequest hook
  * in that call. A stream still unclaimed after it was answered before any journey hook (Fastify's 400 for a
- * malformed URL, its 503 while closing) or deferred by a hook registered before the journey's.
+ * malformed URL) or deferred by a hook registered before the journey's.
  */
 export function onUnclaimedStream (observer: UnclaimedStreamObserver | undefined): void {
   unclaimedStream = observer
