@@ -172,14 +172,16 @@ test('an answer Fastify gives before any hook is counted on HTTP/2 too (a malfor
   assert.deepEqual(stageNames(waterfall(spans.getFinishedSpans(), early)), ['parse', 'write'])
 })
 
-test('behind an async onRequest hook registered before the journey, an HTTP/2 request is still one record, under its route', async () => {
+test('behind an async onRequest hook registered before the journey, an HTTP/2 request is still one record, under its route; reset before the hook ends, once, aborted', async () => {
   const registry = new Registry()
   const journey = createJourney({ registry })
   const app = Fastify({ http2: true })
   closing.push(async () => { await app.close(); journey.close() })
-  app.addHook('onRequest', async () => { await sleep(5) }) // defers the journey's hook: the stream is seen unclaimed first
+  // Defers the journey's hook: the stream is seen unclaimed first.
+  app.addHook('onRequest', async (request) => { await sleep(request.url === '/held' ? 200 : 5) })
   await app.register(journey.plugin)
   app.get('/late', async () => ({ ok: true }))
+  app.get('/held', async () => ({ ok: true }))
   await app.listen({ port: 0, host: '127.0.0.1' })
   const s = session(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`)
   assert.equal(await h2(s, '/late'), 200)
@@ -189,6 +191,17 @@ test('behind an async onRequest hook registered before the journey, an HTTP/2 re
   const m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 2, 'claimed by the late hook, not counted twice')
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_route: '/late', http_response_status_code: '200' }), 2)
+  // A stream the client resets while the hook before the journey's still holds it: no route matched yet
+  // as far as the journey saw, so (unmatched), aborted at the reset, and once.
+  const held = s.request({ ':path': '/held' })
+  held.on('error', () => {})
+  await sleep(30)
+  held.close(constants.NGHTTP2_CANCEL)
+  await counted(registry, 3)
+  await sleep(300) // past the hook's end: nothing more is counted for it
+  const after = parseMetrics(await registry.metrics())
+  assert.equal(sum(after, 'http_server_request_duration_seconds_count', {}), 3)
+  assert.equal(sum(after, 'http_server_request_duration_seconds_count', { http_route: '(unmatched)', http_response_status_code: 'aborted' }), 1)
 })
 
 test('a connection closed under a running stream ends that stream once, aborted', async () => {
