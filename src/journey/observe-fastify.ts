@@ -211,10 +211,10 @@ function onUnclaimedStreamClose (this: UnclaimedStream): void {
   if (rec === undefined || rec.message !== this) return
   rec.message = undefined
   rec.conn.unclaimed--
-  // Answered inside Node's 'stream' listener, before requestAt (as answeredBeforeHooks says for HTTP/1).
-  rec.serializeEndAt = rec.requestAt
-  rec.writeStartAt = rec.requestAt
   const status = Number(this.sentHeaders?.[':status'] ?? 0)
+  // Answered inside Node's 'stream' listener, before requestAt (as answeredBeforeHooks says for HTTP/1).
+  // A stream reset before any answer wrote nothing: no write stage.
+  if (status !== 0) rec.serializeEndAt = rec.writeStartAt = rec.requestAt
   const rstCode = this.rstCode ?? NGHTTP2_NO_ERROR
   if (status !== 0 && (rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED)) return finish(rec, status, null)
   if (leaveInflight(rec)) cutOff(rec, now()) // else the connection's close came first and ended it

@@ -175,6 +175,7 @@ test('an answer Fastify gives before any hook is counted on HTTP/2 too (a malfor
 test('behind an async onRequest hook registered before the journey, an HTTP/2 request is still one record, under its route; reset before the hook ends, once, aborted', async () => {
   const registry = new Registry()
   const journey = createJourney({ registry })
+  void journey.recent // the page's view collects from its first use
   const app = Fastify({ http2: true })
   closing.push(async () => { await app.close(); journey.close() })
   // Defers the journey's hook: the stream is seen unclaimed first.
@@ -202,6 +203,8 @@ test('behind an async onRequest hook registered before the journey, an HTTP/2 re
   const after = parseMetrics(await registry.metrics())
   assert.equal(sum(after, 'http_server_request_duration_seconds_count', {}), 3)
   assert.equal(sum(after, 'http_server_request_duration_seconds_count', { http_route: '(unmatched)', http_response_status_code: 'aborted' }), 1)
+  const reset = journey.recent.snapshot().recent.find(r => r.aborted)
+  assert.deepEqual(reset?.stages.map(x => x.stage), ['parse'], 'nothing was written for it: no write stage')
 })
 
 test('a connection closed under a running stream ends that stream once, aborted', async () => {
