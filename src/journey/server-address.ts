@@ -18,13 +18,9 @@ export function serverAddressOf (target: string, host: string | undefined, schem
   let authority = host
   const schemeEnd = target.startsWith('/') ? -1 : target.indexOf('://')
   if (schemeEnd !== -1) {
-    const start = schemeEnd + 3
-    let end = target.length
-    for (const c of ['/', '?', '#']) {
-      const at = target.indexOf(c, start)
-      if (at !== -1 && at < end) end = at
-    }
-    authority = target.slice(start, end)
+    const rest = target.slice(schemeEnd + 3)
+    const end = rest.search(/[/?#]/)
+    authority = end === -1 ? rest : rest.slice(0, end)
   }
   if (authority === undefined) return undefined
   // Credentials in an absolute-form target (http://user:secret@host/) are never emitted.
