@@ -103,6 +103,12 @@ function startStream (rec: RequestRecord, raw: IncomingMessage, res: ServerRespo
   res.prependListener('finish', onStreamFinish)
 }
 
+/** The stream closed without a reset that leaves something missing (see onStreamFinish). */
+function closedCleanly (stream: { readonly rstCode?: number } | undefined): boolean {
+  const rstCode = stream?.rstCode ?? NGHTTP2_NO_ERROR
+  return rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED
+}
+
 // Node's HTTP/2 compatibility layer emits 'finish' when the stream closes, whether the response was ended
 // and sent, or the client reset the stream (RST_STREAM: a cancelled request) or the connection went first.
 // A response the app ended is complete unless the stream was reset for a reason other than NO_ERROR or
@@ -111,8 +117,7 @@ function startStream (rec: RequestRecord, raw: IncomingMessage, res: ServerRespo
 function onStreamFinish (this: Response): void {
   const rec = this[kRecord]
   if (rec === undefined) return
-  const rstCode = (this as { stream?: { rstCode?: number } }).stream?.rstCode ?? NGHTTP2_NO_ERROR
-  if (this.writableEnded && (rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED)) return finish(rec, this.statusCode, null)
+  if (this.writableEnded && closedCleanly((this as { stream?: { rstCode?: number } }).stream)) return finish(rec, this.statusCode, null)
   if (leaveInflight(rec)) cutOff(rec, now()) // else the connection's close came first and ended it
 }
 
@@ -215,8 +220,7 @@ function onUnclaimedStreamClose (this: UnclaimedStream): void {
   // Answered inside Node's 'stream' listener, before requestAt (as answeredBeforeHooks says for HTTP/1).
   // A stream reset before any answer wrote nothing: no write stage.
   if (status !== 0) rec.serializeEndAt = rec.writeStartAt = rec.requestAt
-  const rstCode = this.rstCode ?? NGHTTP2_NO_ERROR
-  if (status !== 0 && (rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED)) return finish(rec, status, null)
+  if (status !== 0 && closedCleanly(this)) return finish(rec, status, null)
   if (leaveInflight(rec)) cutOff(rec, now()) // else the connection's close came first and ended it
 }
 
