@@ -16,7 +16,8 @@ export class ClientErrorLog {
     this.timer = setInterval(() => { this.flush() }, intervalMs).unref()
   }
 
-  note (err: NodeJS.ErrnoException, listener: string): void {
+  /** `reason`: the label the journey counted it under, when it is not an HTTP/1 parser's (an HTTP/2 session's). */
+  note (err: NodeJS.ErrnoException, listener: string, reason = clientErrorReason(err)): void {
     const code = err.code ?? 'unknown'
     const n = this.pending.get(code)
     if (n !== undefined) {
@@ -25,7 +26,7 @@ export class ClientErrorLog {
     }
     this.pending.set(code, 0)
     // `reason` is the label the journey counts it under, so a log line leads to its series and back.
-    this.log.info({ code, reason: clientErrorReason(err), err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
+    this.log.info({ code, reason, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
   }
 
   /** One line per code that had more; a code that stayed quiet is forgotten, so its next one is said at once. */

@@ -8,7 +8,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
-import { channels, createJourney, summarize, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
+import { channels, createJourney, sessionErrorReason, summarize, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
@@ -184,6 +184,12 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
         // server lets in keep it on, and small pipelined responses then waited ≈ 40 ms in the kernel for
         // the client's delayed ACK (the http2 experiment; the server's write stage cannot see that wait).
         h2.on('secureConnection', (socket: TLSSocket) => { socket.setNoDelay(true) })
+        // An HTTP/2 client's protocol error (a malformed frame, an oversized header block) closes its session
+        // without any request: logged like the HTTP/1.1 parser's errors, so it is not only a count.
+        h2.on('sessionError', (err: NodeJS.ErrnoException) => {
+          const reason = sessionErrorReason(err)
+          if (reason !== 'client_reset') clientErrors.note(err, 'https', reason)
+        })
         httpsServer = observe(h2, 'https')
       } else {
         httpsServer = observe(createHttpsServer(secure, handler), 'https')

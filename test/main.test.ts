@@ -119,6 +119,20 @@ describe('npm start', () => {
     const m = await scrape(`http://127.0.0.1:${s.ports.metrics}/metrics`)
     assert.equal(sum(m, 'http_server_request_duration_seconds_count', { url_scheme: 'https' }), 2)
 
+    // Bad HTTP/2 input is logged as well as counted, as the HTTP/1.1 parser's is: the preface, then a
+    // SETTINGS frame of 3 bytes (settings come in 6-byte pairs).
+    const { connect: connectTls } = await import('node:tls')
+    const bad = connectTls({ port: s.ports.https, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['h2'] })
+    bad.on('error', () => {})
+    bad.on('secureConnect', () => bad.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from('000003040000000000000102', 'hex')])))
+    bad.resume()
+    await new Promise(resolve => bad.on('close', resolve))
+    const errorLine = (): string | undefined => s.logs().split('\n').find(l => l.includes('"reason":"http2_protocol"'))
+    for (let i = 0; i < 100 && errorLine() === undefined; i++) await new Promise(resolve => setTimeout(resolve, 20))
+    assert.match(errorLine() ?? s.logs(), /"code":"ERR_HTTP2_ERROR".*"listener":"https"/)
+    const counts = await scrape(`http://127.0.0.1:${s.ports.metrics}/metrics`)
+    assert.equal(sum(counts, 'journey_connection_errors_total', { listener: 'https', reason: 'http2_protocol' }), 1, 'counted under the reason the line names')
+
     // A client that keeps its HTTP/2 session open between requests, as browsers do.
     const { connect: connectHttp2 } = await import('node:http2')
     const idle = connectHttp2(base, { rejectUnauthorized: false })

@@ -213,12 +213,21 @@ function onSession (session: { socket: Observed | undefined, [kConnection]?: Con
   session[kConnection] = conn // a session that failed no longer reaches its socket
 }
 
-// A session error (a protocol error the client made, its reset): Node closes the session, and so the
-// connection. Counting it does not change that: Node emits it whether anyone listens or not.
+/**
+ * The `journey_connection_errors_total` reason of an HTTP/2 session error (a server's `'sessionError'`): the
+ * client's reset, or a protocol error — a malformed frame, or a header block past the server's
+ * `maxHeaderListSize`, which nghttp2 answers with GOAWAY and which Node reports only as `ERR_HTTP2_ERROR`.
+ */
+export function sessionErrorReason (err: NodeJS.ErrnoException): string {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'client_reset' : 'http2_protocol'
+}
+
+// A session error: Node closes the session, and so the connection. Counting it does not change that: Node
+// emits it whether anyone listens or not.
 function onSessionError (err: NodeJS.ErrnoException, session: { [kConnection]?: ConnectionRecord }): void {
   const conn = session[kConnection]
   if (conn === undefined) return
-  conn.errors.push(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'client_reset' : 'http2_protocol')
+  conn.errors.push(sessionErrorReason(err))
   publishConnection(channels.connectionError, conn)
 }
 

@@ -13,3 +13,56 @@ export function h2 (session: ClientHttp2Session, path: string, method = 'GET', b
     stream.end(body)
   })
 }
+
+// Raw HTTP/2, for what Node's own client refuses to send (an oversized header block, say).
+
+/** An HTTP/2 frame: 9-byte header (length, type, flags, stream id), then the payload. */
+export function h2Frame (type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(9)
+  header.writeUIntBE(payload.length, 0, 3)
+  header[3] = type
+  header[4] = flags
+  header.writeUInt32BE(stream, 5)
+  return Buffer.concat([header, payload])
+}
+
+/** An HPACK integer with an n-bit prefix (RFC 7541, 5.1). */
+function hpackInt (value: number, prefixBits: number): number[] {
+  const max = (1 << prefixBits) - 1
+  if (value < max) return [value]
+  const out = [max]
+  for (value -= max; value >= 128; value >>= 7) out.push((value & 127) | 128)
+  out.push(value)
+  return out
+}
+
+/**
+ * A request's header block, HPACK-encoded without Huffman or the dynamic table: `GET /` over `http`
+ * (static-table entries), then each header as a literal never indexed.
+ */
+export function hpackRequest (headers: Record<string, string>): Buffer {
+  const fields = Object.entries(headers).map(([name, value]) => Buffer.concat([
+    Buffer.from([0x10, ...hpackInt(name.length, 7)]), Buffer.from(name), Buffer.from(hpackInt(value.length, 7)), Buffer.from(value)
+  ]))
+  return Buffer.concat([Buffer.from([0x82, 0x86, 0x84]), ...fields])
+}
+
+/** The client's connection preface and empty SETTINGS, then `block` as stream 1's HEADERS (END_STREAM) and CONTINUATION frames. */
+export function h2RawRequest (block: Buffer, maxFrame = 16_384): Buffer {
+  const frames = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2Frame(0x4, 0, 0, Buffer.alloc(0))]
+  for (let off = 0; off < block.length; off += maxFrame) {
+    const endHeaders = off + maxFrame >= block.length ? 0x4 : 0
+    frames.push(off === 0 ? h2Frame(0x1, 0x1 | endHeaders, 1, block.subarray(off, off + maxFrame)) : h2Frame(0x9, endHeaders, 1, block.subarray(off, off + maxFrame)))
+  }
+  return Buffer.concat(frames)
+}
+
+/** The frames in `bytes` a server sent: type, stream, and a GOAWAY's error code. */
+export function h2Frames (bytes: Buffer): Array<{ type: number, stream: number, goawayError?: number }> {
+  const frames: Array<{ type: number, stream: number, goawayError?: number }> = []
+  for (let off = 0; off + 9 <= bytes.length; off += 9 + bytes.readUIntBE(off, 3)) {
+    const type = bytes[off + 3]!
+    frames.push({ type, stream: bytes.readUInt32BE(off + 5) & 0x7fffffff, ...(type === 0x7 ? { goawayError: bytes.readUInt32BE(off + 13) } : {}) })
+  }
+  return frames
+}

@@ -13,7 +13,7 @@ import { createJourney, journeyTracing, summarize, type JourneySummary } from '.
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
 import { durationMs, roots, stageNames, waterfall } from '../helpers/spans.ts'
-import { h2 } from '../helpers/h2.ts'
+import { h2, h2Frames, h2RawRequest, hpackRequest } from '../helpers/h2.ts'
 
 const closing: Array<() => Promise<unknown>> = []
 after(async () => { for (const close of closing.reverse()) await close() })
@@ -257,4 +257,36 @@ test('bad HTTP/2 input is counted: a protocol error (h2c), a TLS client that off
   await sleep(20)
   m = parseMetrics(await secure.registry.metrics())
   assert.equal(sum(m, 'journey_tls_handshake_failures_total', { listener: 'https', reason: 'no_application_protocol' }), 1)
+})
+
+test('a header block past maxHeaderListSize, which Node\'s own client refuses to send, is a counted protocol error when a raw client sends it', async () => {
+  const { connect: connectTcp } = await import('node:net')
+  const { registry, url } = await h2App()
+  const port = Number(new URL(url).port)
+  const send = async (headerBytes: number): Promise<ReturnType<typeof h2Frames>> => {
+    const socket = connectTcp(port, '127.0.0.1')
+    const got: Buffer[] = []
+    socket.on('data', (d: Buffer) => got.push(d))
+    socket.on('error', () => {})
+    socket.write(h2RawRequest(hpackRequest({ ':authority': 'localhost', 'x-big': 'a'.repeat(headerBytes) })))
+    // Served, the client closes after its response; refused, the server closes.
+    for (let i = 0; i < 100 && !socket.closed && !h2Frames(Buffer.concat(got)).some(f => f.type === 0x0 && f.stream === 1); i++) await sleep(20)
+    socket.destroy()
+    await sleep(20)
+    return h2Frames(Buffer.concat(got))
+  }
+  // Under the 64 KiB default (20 KB, past HTTP/1.1's 16 KiB header limit): served, so the raw client is right.
+  const served = await send(20_000)
+  assert.ok(served.some(f => f.type === 0x1 && f.stream === 1), 'a response\'s HEADERS on stream 1')
+  await counted(registry, 1)
+  let m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: '200' }), 1)
+
+  const refused = await send(70_000)
+  assert.ok(refused.some(f => f.type === 0x7), `GOAWAY: ${JSON.stringify(refused)}`)
+  assert.ok(!refused.some(f => f.type === 0x1), 'no response')
+  m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'journey_connection_errors_total', { listener: 'http', reason: 'http2_protocol' }), 1)
+  assert.equal(sum(m, 'journey_connections_closed_total', { by: 'server' }), 1, 'the server closed it')
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 1, 'no request: no JavaScript saw one')
 })
