@@ -45,7 +45,13 @@ export class CipherTap extends Duplex {
   setKeepAlive (enable?: boolean, delay?: number): this { this.raw.setKeepAlive(enable, delay); return this }
 }
 
-/** A plain TCP listener that feeds each connection to `tlsServer` through a CipherTap. Listen on it instead. */
+/**
+ * A plain TCP listener that feeds each connection to `tlsServer` through a CipherTap. Listen on it instead
+ * (and set `maxConnections` on it: the listening server is the one that counts and drops connections; its
+ * drops are passed on to `tlsServer`, whose observer counts them).
+ */
 export function cipherTapListener (tlsServer: TlsServer): net.Server {
-  return net.createServer((raw) => { tlsServer.emit('connection', new CipherTap(raw)) })
+  const tap = net.createServer((raw) => { tlsServer.emit('connection', new CipherTap(raw)) })
+  tap.on('drop', (data) => tlsServer.emit('drop', data))
+  return tap
 }

@@ -1,7 +1,7 @@
 // Prometheus metrics fed from finished records: every request, every stage, sampled or not.
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
+import { ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
@@ -54,6 +54,11 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     registers
   })
   const accepted = new Counter({ name: METRIC.connectionsAccepted, help: 'Connections that reached user space.', labelNames: ['listener'] as const, registers })
+  const dropped = new Counter({
+    name: METRIC.connectionsDropped,
+    help: 'Connections Node closed as soon as it accepted them, unserved, because the server already had server.maxConnections open (its \'drop\' event); not in journey_connections_accepted_total.',
+    labelNames: ['listener'] as const, registers
+  })
   const active = new Gauge({ name: METRIC.connectionsActive, help: 'Connections currently open.', labelNames: ['listener'] as const, registers })
   const closed = new Counter({
     name: METRIC.connectionsClosed,
@@ -194,6 +199,11 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     active.inc({ listener })
   }
 
+  function onDrop (message: unknown): void {
+    const drop = message as DroppedConnection
+    if (ownedBy(drop, owner)) dropped.inc({ listener: drop.listener })
+  }
+
   function onTls (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
@@ -229,6 +239,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   channels.connectionTls.subscribe(onTls)
   channels.connectionError.subscribe(onError)
   channels.connectionClose.subscribe(onClose)
+  channels.connectionDrop.subscribe(onDrop)
   return {
     close () {
       channels.request.unsubscribe(onRequest)
@@ -236,6 +247,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
       channels.connectionTls.unsubscribe(onTls)
       channels.connectionError.unsubscribe(onError)
       channels.connectionClose.unsubscribe(onClose)
+      channels.connectionDrop.unsubscribe(onDrop)
     }
   }
 }

@@ -4,7 +4,7 @@
 // minute is twelve 5-second slots, each counting every request's stage durations in log-linear bins
 // (log-bins.ts) and keeping its five slowest requests, so nothing in the window depends on how many
 // requests came.
-import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
+import { ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
@@ -47,6 +47,8 @@ export interface Snapshot {
   stages: StageStats[]
   connections: {
     active: number, acceptedPerSecond: number, tlsFull: number, tlsResumed: number, tlsFailed: number
+    /** Since start: connections closed unserved at the server's maxConnections (publish.ts). */
+    dropped: number
     /** TCP_INFO at accept over the last minute (ms); undefined when not measured (no addon, not Linux). */
     kernelWait: { p50: number, p99: number, count: number } | undefined
   }
@@ -102,6 +104,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   let tlsFull = 0
   let tlsResumed = 0
   let tlsFailed = 0
+  let dropped = 0
 
   // Slots are intervals of the monotonic clock (clock.ts), the one the records' marks are on: the wall clock
   // can be stepped, and a slot must not be reused early or late because of it.
@@ -200,6 +203,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     else tlsFull++
   }
   function onClose (message: unknown): void { if (ownedBy(message as ConnectionRecord, owner)) active-- }
+  function onDrop (message: unknown): void { if (ownedBy(message as DroppedConnection, owner)) dropped++ }
 
   function acceptedPerSecond (sec: number): number {
     let n = 0
@@ -237,6 +241,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   channels.connectionOpen.subscribe(onOpen)
   channels.connectionTls.subscribe(onTls)
   channels.connectionClose.subscribe(onClose)
+  channels.connectionDrop.subscribe(onDrop)
 
   return {
     snapshot (sinceId = 0) {
@@ -271,6 +276,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
           tlsFull,
           tlsResumed,
           tlsFailed,
+          dropped,
           kernelWait: tcpInfoUnavailable !== undefined
             ? undefined
             : { p50: quantileOfBins(merged, kernelCount, 0.5), p99: quantileOfBins(merged, kernelCount, 0.99), count: kernelCount }
@@ -282,6 +288,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       channels.connectionOpen.unsubscribe(onOpen)
       channels.connectionTls.unsubscribe(onTls)
       channels.connectionClose.unsubscribe(onClose)
+      channels.connectionDrop.unsubscribe(onDrop)
     }
   }
 }

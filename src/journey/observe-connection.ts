@@ -35,6 +35,12 @@ function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: Jour
   publishConnection(channels.connectionOpen, conn)
 }
 
+// Node accepted the connection and closed it at once, without a 'connection' event: the server had
+// maxConnections open. Only counted: a span per dropped connection would add work at the moment of overload.
+function onDrop (this: HttpServer & { [kListener]: string, [kOwner]?: JourneyOwner }): void {
+  if (channels.connectionDrop.hasSubscribers) channels.connectionDrop.publish({ listener: this[kListener], owner: this[kOwner] })
+}
+
 function watchEnds (socket: Observed): void {
   socket.on('end', onClientEnd)
   socket.on('finish', onServerEnd)
@@ -268,6 +274,7 @@ export function observeServer (server: ObservableServer, listener: string, fine 
   s.prependListener('connection', onConnection)
   s.on('connection', onConnected)
   s.prependListener('clientError', onClientError)
+  s.on('drop', onDrop)
   if (server instanceof TlsServer) {
     s.prependListener('secureConnection', onSecureConnection)
     s.on('secureConnection', onSecureConnected)

@@ -59,6 +59,8 @@ const wait = (ms: number): string => ms < 32 ? String(ms) : `≈ ${Math.round(ms
 function renderConnections (c: Snapshot['connections']): string {
   return `<b>${c.active}</b> open · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s (last 10 s) · TLS handshakes since start: <b>${c.tlsFull}</b> full, ` +
     `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed · ` +
+    // Only where it happens: most servers set no maxConnections, and a 0 there would only be noise.
+    (c.dropped > 0 ? `<b>${c.dropped}</b> dropped at maxConnections since start · ` : '') +
     (c.kernelWait === undefined
       ? 'kernel wait before accept: not measured (no TCP_INFO addon)'
       : c.kernelWait.count === 0

@@ -17,7 +17,12 @@ export const channels = {
    */
   connectionError: diagnostics.channel('request-journey:connection:error'),
   /** A connection closed: its record is complete. */
-  connectionClose: diagnostics.channel('request-journey:connection:close')
+  connectionClose: diagnostics.channel('request-journey:connection:close'),
+  /**
+   * A connection Node closed as soon as it accepted it, because its server had `maxConnections` open (the
+   * server's 'drop' event): it never reaches 'connection', so it has no record, only a DroppedConnection.
+   */
+  connectionDrop: diagnostics.channel('request-journey:connection:drop')
 }
 
 export function publishRequest (rec: RequestRecord): void {

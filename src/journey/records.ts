@@ -19,9 +19,12 @@ export interface JourneyOwner {
 }
 
 /** Whether a consumer of `owner` takes this connection's records: its own journey's, or all of them without an owner. */
-export function ownedBy (conn: ConnectionRecord, owner: JourneyOwner | undefined): boolean {
+export function ownedBy (conn: Pick<ConnectionRecord, 'owner'>, owner: JourneyOwner | undefined): boolean {
   return owner === undefined || conn.owner === owner
 }
+
+/** A connection dropped at `maxConnections` (publish.ts): all there is of it is where it arrived. */
+export type DroppedConnection = Pick<ConnectionRecord, 'listener' | 'owner'>
 
 export interface ConnectionRecord {
   id: number

@@ -130,6 +130,7 @@ export const METRIC = {
   connectionsAccepted: 'journey_connections_accepted_total',
   connectionsActive: 'journey_connections_active',
   connectionsClosed: 'journey_connections_closed_total',
+  connectionsDropped: 'journey_connections_dropped_total',
   connectionDuration: 'journey_connection_duration_seconds',
   connectionRequests: 'journey_connection_requests',
   connectionErrors: 'journey_connection_errors_total',
