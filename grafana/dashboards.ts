@@ -292,8 +292,11 @@ export function connectionsDashboard (): Dashboard {
   const panels: Panel[] = [
     row(l, 'Connections'),
     timeseries(l, 8, 'Accepted connections per second',
-      'Connections that reached user space (the server\'s \'connection\' event), per listener. A connection storm shows here; a refusal by the kernel does not — see Listen overflows.',
-      'cps', [{ expr: `sum by (listener) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: '{{listener}}' }], { min: 0 }),
+      'Connections that reached user space (the server\'s \'connection\' event), per listener. A connection storm shows here; a refusal by the kernel does not — see Listen overflows. "dropped": connections Node accepted and closed at once, unserved, because the listener had its maxConnections open (MAX_CONNECTIONS; the server\'s \'drop\' event): clients saw their connection reset or closed without an answer.',
+      'cps', [
+        { expr: `sum by (listener) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: '{{listener}}' },
+        { expr: `sum by (listener) (rate(${METRIC.connectionsDropped}{${SEL}}[${RATE}]))`, legendFormat: '{{listener}} dropped (maxConnections)' }
+      ], { min: 0 }),
     timeseries(l, 8, 'Accepted connections per second per worker',
       'With a multi-process ACCEPT_STRATEGY (cluster-rr, cluster-shared, reuseport) each worker counts the connections it accepted: how evenly the strategy spreads them. One line without workers.',
       'cps', [{ expr: `sum by (worker) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: 'worker {{worker}}' }], { min: 0 }),

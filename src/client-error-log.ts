@@ -1,7 +1,8 @@
-// Malformed requests and client timeouts, in the log: the first of each kind at once, with what Node said,
-// then one line a minute per kind saying how many more there were. The journey counts every one
-// (journey_connection_errors_total{reason}); the log must not become a second, unbounded copy of that count
-// that a flood of bad input could fill the disk with.
+// Malformed requests, client timeouts and connections dropped at MAX_CONNECTIONS, in the log: the first of
+// each kind at once, with what Node said, then one line a minute per kind saying how many more there were.
+// The journey counts every one (journey_connection_errors_total{reason}, journey_connections_dropped_total);
+// the log must not become a second, unbounded copy of that count that a flood of bad input (or of
+// connections) could fill the disk with.
 import type { Logger } from 'pino'
 import { clientErrorReason } from './journey/index.ts'
 
@@ -19,14 +20,26 @@ export class ClientErrorLog {
   /** `reason`: the label the journey counted it under, when it is not an HTTP/1 parser's (an HTTP/2 session's). */
   note (err: NodeJS.ErrnoException, listener: string, reason = clientErrorReason(err)): void {
     const code = err.code ?? 'unknown'
+    // `reason` is the label the journey counts it under, so a log line leads to its series and back.
+    if (this.first(code)) this.log.info({ code, reason, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
+  }
+
+  /** A connection Node closed unserved because `listener` had `max` open: a warning, since it is capacity, not a client's fault. */
+  dropped (listener: string, max: number): void {
+    if (this.first('MAX_CONNECTIONS')) {
+      this.log.warn({ code: 'MAX_CONNECTIONS', maxConnections: max, listener }, 'connection dropped unserved: the listener had MAX_CONNECTIONS open (more are summed up once a minute)')
+    }
+  }
+
+  /** Counts one of `code`: true for the first since the last line about it, which is said at once. */
+  private first (code: string): boolean {
     const n = this.pending.get(code)
     if (n !== undefined) {
       this.pending.set(code, n + 1)
-      return
+      return false
     }
     this.pending.set(code, 0)
-    // `reason` is the label the journey counts it under, so a log line leads to its series and back.
-    this.log.info({ code, reason, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
+    return true
   }
 
   /** One line per code that had more; a code that stayed quiet is forgotten, so its next one is said at once. */
@@ -34,7 +47,7 @@ export class ClientErrorLog {
     for (const [code, n] of this.pending) {
       if (n === 0) this.pending.delete(code)
       else {
-        this.log.info({ code, count: n }, 'client errors since the last line')
+        this.log.info({ code, count: n }, 'more of this code since the last line')
         this.pending.set(code, 0)
       }
     }

@@ -48,6 +48,8 @@ export interface Config {
   workers: number
   /** listen(2) backlog: the accept queue's length (the kernel caps it at net.core.somaxconn). */
   listenBacklog: number
+  /** Open connections per listener (and process) beyond which Node closes new ones unserved; undefined: no limit. */
+  maxConnections: number | undefined
   serviceName: string
   jaegerUiUrl: string | undefined
 }
@@ -159,6 +161,7 @@ export function loadConfig (env: Env = process.env): Config {
     acceptStrategy: oneOf(env, 'ACCEPT_STRATEGY', 'single', ACCEPT_STRATEGIES),
     workers: int(env, 'WORKERS', 2, 1, 64),
     listenBacklog: int(env, 'LISTEN_BACKLOG', 511, 1, 65_535),
+    maxConnections: present(env, 'MAX_CONNECTIONS') === undefined ? undefined : int(env, 'MAX_CONNECTIONS', 0, 1, 1_000_000),
     serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey',
     jaegerUiUrl: url(env, 'JAEGER_UI_URL')
   }

@@ -38,6 +38,23 @@ function clientErrorHandler (this: { errors: ClientErrorLog, listener: string },
   socket.destroy()
 }
 
+/**
+ * MAX_CONNECTIONS: past `max` open connections a listener's Node closes each new one as soon as it accepts
+ * it, unserved (counted by the journey: journey_connections_dropped_total). Set on the servers that listen
+ * (in fine mode the TLS one listens through its cipher tap). In the cluster-rr strategy, without
+ * `dropMaxConnection`, a full worker hands the connection back to the primary, which offers it to the next
+ * one: with every worker full they passed it round, three processes busy, while the client hung (tried
+ * here). With it every strategy drops alike, and the limit means the same everywhere.
+ */
+function limitConnections (listeners: Record<string, NetServer>, max: number, errors: ClientErrorLog): void {
+  for (const [listener, server] of Object.entries(listeners)) {
+    server.maxConnections = max
+    // Node 22.12+, not yet in @types/node.
+    ;(server as NetServer & { dropMaxConnection?: boolean }).dropMaxConnection = true
+    server.on('drop', () => { errors.dropped(listener, max) })
+  }
+}
+
 // Records whose line Fastify's log controller wrote, so the cut-off logger below never writes a second one.
 const logged = new WeakSet<RequestRecord>()
 
@@ -219,6 +236,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     workerThreads: config.workerThreads
   })
   await app.ready()
+  if (config.maxConnections !== undefined) limitConnections({ http: app.server, https: httpsListener }, config.maxConnections, clientErrors)
 
   let draining = false
   const reusePort = config.acceptStrategy === 'reuseport'

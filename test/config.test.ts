@@ -18,6 +18,7 @@ test('defaults', () => {
   assert.equal(c.serviceName, 'request-journey')
   assert.equal(c.tlsCert, undefined)
   assert.equal(c.listenBacklog, 511, 'the backlog Node uses when none is given')
+  assert.equal(c.maxConnections, undefined, 'no limit unless MAX_CONNECTIONS is set')
 })
 
 const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, string]> = [
@@ -36,7 +37,8 @@ const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, stri
   ['DOWNLOAD_MAX_KB', 'downloadMaxKb', '1', ' 12 kb'],
   ['WORKER_THREADS', 'workerThreads', '4', '0'],
   ['JOURNEY_SLOW_MS', 'slowThresholdMs', '0', '-5'],
-  ['LISTEN_BACKLOG', 'listenBacklog', '16', '0']
+  ['LISTEN_BACKLOG', 'listenBacklog', '16', '0'],
+  ['MAX_CONNECTIONS', 'maxConnections', '100', '0']
 ]
 for (const [name, key, good, bad] of integers) {
   test(`${name}: accepts ${good}, rejects ${JSON.stringify(bad)} by name`, () => {

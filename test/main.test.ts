@@ -164,6 +164,23 @@ describe('npm start', () => {
     session.destroy()
   })
 
+  test('MAX_CONNECTIONS=1: a second connection is closed unserved, said once in the log as a warning and counted; the other listener serves on', async () => {
+    const s = await start({ MAX_CONNECTIONS: '1', OTEL_TRACES_EXPORTER: 'none' })
+    const held = await connect(s.ports.http)
+    await held.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    await held.read(t => t.includes('journey'))
+    // curl connects, sends its request and finds the connection closed under it (reset: its request was unread).
+    for (let i = 0; i < 2; i++) await assert.rejects(exec('curl', ['-s', '--max-time', '5', `http://127.0.0.1:${s.ports.http}/`]), /Command failed/)
+    assert.equal((await exec('curl', ['-sk', `https://127.0.0.1:${s.ports.https}/`])).stdout, '{"hello":"journey"}', 'the limit is per listener')
+    const lines = s.logs().split('\n').filter(l => l.includes('"code":"MAX_CONNECTIONS"'))
+    assert.equal(lines.length, 1, 'said once; the rest is summed up a minute later')
+    assert.match(lines[0]!, /"level":40,.*"maxConnections":1,"listener":"http"/)
+    const m = await scrape(`http://127.0.0.1:${s.ports.metrics}/metrics`)
+    assert.equal(sum(m, 'journey_connections_dropped_total', { listener: 'http' }), 2)
+    assert.equal(sum(m, 'journey_connections_accepted_total', { listener: 'http' }), 1)
+    held.close()
+  })
+
   test('each request\'s log line carries its journey: the duration the histogram observed, and every stage; a cut-off request has its line too', async () => {
     const s = await start({ LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none' })
     await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=30`])
@@ -210,7 +227,7 @@ describe('npm start', () => {
     assert.equal(lines.filter(l => typeof l.msg === 'string' && l.msg.startsWith('client error') && l.code === 'HPE_INVALID_METHOD').length, 1, 'the malformed request line is said once; the second is summed up later')
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
-    assert.match(s.logs(), /"code":"HPE_INVALID_METHOD","count":1,"msg":"client errors since the last line"/, 'the shutdown sums up what was pending')
+    assert.match(s.logs(), /"code":"HPE_INVALID_METHOD","count":1,"msg":"more of this code since the last line"/, 'the shutdown sums up what was pending')
   })
 
   test('each request span fits inside what curl measured itself, and accounts for nearly all of it', async (t) => {

@@ -2,7 +2,7 @@
 // host) passes promtool, Prometheus scrapes the real server while a mixed workload runs, and then each PromQL
 // expression of each panel must parse and return at least one series. A panel that would be empty fails here.
 import assert from 'node:assert/strict'
-import type { AddressInfo } from 'node:net'
+import { connect as netConnect, type AddressInfo } from 'node:net'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { Pool } from 'undici'
 import { after, before, test } from 'node:test'
@@ -28,7 +28,8 @@ before(async () => {
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
     OTEL_BSP_SCHEDULE_DELAY: '500',
     JOURNEY_KERNEL_SAMPLE_MS: '100', // as in docker-compose.yml
-    LOG_LEVEL: 'info'
+    LOG_LEVEL: 'info',
+    MAX_CONNECTIONS: '40' // for the panel's dropped connections, below; the workload holds far fewer
   })
   prometheus = await startPrometheus(`127.0.0.1:${app.ports.metrics}`)
 
@@ -45,6 +46,12 @@ before(async () => {
     await plain.read() // the server drops the connection: a failed TLS handshake, reason plain_http
   }
   await Promise.all([runWorkload({ httpUrl: http, httpsUrl: https, seconds: 16, concurrency: 3, pauseMs: 10 }), bad()])
+  // Past MAX_CONNECTIONS: 50 connections at once, so Node drops at least the last ten as it accepts them
+  // (more if the workload's keep-alive connections are still open).
+  const burst = Array.from({ length: 50 }, () => netConnect(app.ports.http, '127.0.0.1').on('error', () => {}))
+  for (let i = 0; i < 100 && burst.filter(c => c.closed).length < 10; i++) await new Promise(resolve => setTimeout(resolve, 20))
+  assert.ok(burst.filter(c => c.closed).length >= 10, 'connections dropped')
+  for (const c of burst) c.destroy()
   // Two scrapes after the traffic, so every rate() over the window has its samples.
   await new Promise(resolve => setTimeout(resolve, 11_000))
 })
