@@ -4,7 +4,9 @@
 // core; cluster round-robin adds a hop (the primary accepts, then passes the socket to a worker over IPC),
 // so its connect-to-response latency is the highest; a shared socket lets workers contend (uneven split);
 // reuseport gives each worker its own queue and the kernel spreads connections by hash (even split).
-// The accept-queue peak and the kernel wait before accept show where connections waited.
+// The accept-queue peak and the kernel wait before accept show where connections waited. With
+// --maxConnections=N (MAX_CONNECTIONS) Node closes every connection past N open as soon as it accepts it:
+// the server's dropped count should be exactly the clients' failures.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
 import { byLabel, delta, meanMs, sum } from './lib/metrics.ts'
@@ -16,7 +18,7 @@ const STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as co
 export const accept = experiment({
   name: 'accept',
   hypothesis: 'Cluster round-robin pays an IPC hop per connection; a shared socket splits connections unevenly; reuseport splits them evenly with a queue per worker.',
-  options: { connections: 3000, concurrency: 64, workers: 2, backlog: 511 },
+  options: { connections: 3000, concurrency: 64, workers: 2, backlog: 511, maxConnections: 0 },
   chart: { title: 'Connection storm: client-side latency per accept strategy', unit: 'ms', series: [{ label: 'connect p50', key: 'connect p50 ms' }, { label: 'connect p99', key: 'connect p99 ms' }, { label: 'response p99', key: 'response p99 ms' }] },
   async run (opts, progress) {
     const rows = []
@@ -25,6 +27,7 @@ export const accept = experiment({
     for (const strategy of configurable() ? STRATEGIES : ['target'] as const) {
       const env: Record<string, string> = { WORKERS: String(opts.workers), LISTEN_BACKLOG: String(opts.backlog), JOURNEY_KERNEL_SAMPLE_MS: '5' }
       if (strategy !== 'target') env.ACCEPT_STRATEGY = strategy
+      if (opts.maxConnections > 0) env.MAX_CONNECTIONS = String(opts.maxConnections)
       const server = await startServer(env)
       try {
         // Warm-up, then the storm: `concurrency` loops each opening one connection per request.
@@ -53,6 +56,7 @@ export const accept = experiment({
           'connect p99 ms': quantile(ok.map(p => p.connected - p.start), 0.99),
           'response p99 ms': quantile(ok.map(p => p.end - p.start), 0.99),
           failed: phases.length - ok.length,
+          'dropped (maxConnections)': delta(before, after, 'journey_connections_dropped_total', { listener: 'http' }),
           'accepted per worker': split.length === 0 ? String(delta(before, after, 'journey_connections_accepted_total', { listener: 'http' })) : split.join(' / '),
           'queue peak': peak,
           'kernel wait mean ms': meanMs(before, after, 'journey_accept_kernel_wait_seconds'),
@@ -70,6 +74,7 @@ export const accept = experiment({
         'Queue peak: journey_accept_queue_peak polled during the storm — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it.',
         'With cluster-rr the primary accepts: the workers\' accept queue is the primary\'s, so no per-worker queue is reported.',
         'Listen overflows: TcpExt ListenOverflows, namespace-wide — handshakes the kernel dropped because the accept queue was full; the client retries its SYN after 1 s.',
+        'Dropped: connections Node closed unserved at MAX_CONNECTIONS (--maxConnections; per worker), journey_connections_dropped_total. Their clients fail (failed column).',
         ...failures.map(f => `Failed ${f}`)
       ]
     }
