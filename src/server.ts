@@ -78,6 +78,10 @@ class RequestLogLine extends LogController {
     // the dashboards show, and each stage is there. Without the journey, Fastify's own elapsed time.
     // (`== null`: with JOURNEY_ENABLED=false the plugin never decorated the request, so it is undefined.)
     const rec = request.journey as RequestRecord | null | undefined
+    // Cut off: the journey's line for it (logCutOff) came first. On HTTP/2 Node's compatibility layer emits
+    // 'finish' when a stream closes, answered or not, so Fastify calls this for a stream cut off in its
+    // handler too, and this line said status 200 for a response never sent.
+    if (rec?.aborted === true) return
     if (rec != null) logged.add(rec)
     const journey = rec == null ? undefined : summarize(rec)
     const line = {
@@ -161,6 +165,8 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       path: urlPath(rec.target) ?? rec.target,
       route: rec.route,
       status: rec.aborted ? 'aborted' : rec.status,
+      // Who cut it off: the client leaving, or this server (a socket timeout, the shutdown deadline).
+      ...(rec.abortedBy !== undefined ? { aborted_by: rec.abortedBy } : {}),
       ...(j === undefined ? {} : journeyFields(j))
     }, 'request')
   }

@@ -149,7 +149,7 @@ describe('npm start', () => {
   })
 
   test('HTTPS_HTTP2=true: a stream still running at the shutdown deadline is cut off with its session, and the process exits', { timeout: 30_000 }, async () => {
-    const s = await start({ HTTPS_HTTP2: 'true', SHUTDOWN_TIMEOUT_MS: '300', OTEL_TRACES_EXPORTER: 'none' })
+    const s = await start({ HTTPS_HTTP2: 'true', SHUTDOWN_TIMEOUT_MS: '300', OTEL_TRACES_EXPORTER: 'none', LOG_LEVEL: 'info' })
     const { connect: connectHttp2 } = await import('node:http2')
     const session = connectHttp2(`https://localhost:${s.ports.https}`, { rejectUnauthorized: false })
     session.on('error', () => {})
@@ -161,6 +161,10 @@ describe('npm start', () => {
     assert.equal((await s.exited).code, 0, 'an HTTP/2 server has no closeAllConnections(): its sessions are destroyed at the deadline')
     await ended
     assert.match(s.logs(), /shutdown deadline reached/)
+    // One line for the request, the journey's: Fastify's own (on the stream's close) said status 200.
+    const lines = s.logs().split('\n').filter(l => l.includes('"msg":"request"') && l.includes('"route":"/io"'))
+    assert.equal(lines.length, 1, lines.join('\n'))
+    assert.match(lines[0]!, /"status":"aborted"/)
     session.destroy()
   })
 
@@ -201,9 +205,10 @@ describe('npm start', () => {
     // the journey's record of the cut-off request is the line, once.
     await exec('curl', ['-s', '-m', '0.3', '-o', '/dev/null', `localhost:${s.ports.http}/io?ms=1000`]).catch(() => {})
     await new Promise(resolve => setTimeout(resolve, 300))
-    const io = s.logs().split('\n').filter(l => l.includes('"msg":"request"') && l.includes('"route":"/io"')).map(l => JSON.parse(l) as { status: string, ms: number, stages: Record<string, number>, path: string, reqId?: string })
+    const io = s.logs().split('\n').filter(l => l.includes('"msg":"request"') && l.includes('"route":"/io"')).map(l => JSON.parse(l) as { status: string, aborted_by?: string, ms: number, stages: Record<string, number>, path: string, reqId?: string })
     assert.equal(io.length, 1, s.logs())
     assert.equal(io[0]!.status, 'aborted')
+    assert.equal(io[0]!.aborted_by, 'client', 'curl left: not the server\'s doing')
     assert.equal(io[0]!.path, '/io', 'the path, as every request line has it, without the query')
     assert.match(io[0]!.reqId ?? '', /^req-/, 'and Fastify\'s request id, as on every other line about the request')
     assert.deepEqual(Object.keys(io[0]!.stages).at(-1), 'handler', 'cut off in the handler')

@@ -30,6 +30,8 @@ export interface RecentRequest {
   /** An HTTP/2 stream (no read stage: Node reads HTTP/2 frames natively). */
   http2: boolean
   aborted: boolean
+  /** Aborted: which side closed the connection under it, when it closed (records.ts). */
+  abortedBy: 'client' | 'server' | undefined
   durationMs: number
   connectionId: number
   requestIndex: number
@@ -163,6 +165,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       scheme: rec.scheme,
       http2: rec.conn.multiplexed,
       aborted: rec.aborted,
+      abortedBy: rec.abortedBy,
       durationMs: tl.end - tl.start,
       connectionId: rec.conn.id,
       requestIndex: rec.index,

@@ -173,9 +173,13 @@ function onClose (this: Observed): void {
   publishConnection(channels.connectionClose, conn)
 }
 
-/** A request whose client left before its response finished: its record ends at `at`, aborted. The caller takes it out of `inflight`. */
+/**
+ * A request cut off before its response finished (its client left, or the server closed the connection: a
+ * timeout, shutdown): its record ends at `at`, aborted. The caller takes it out of `inflight`.
+ */
 export function cutOff (rec: RequestRecord, at: number): void {
   rec.aborted = true
+  if (!Number.isNaN(rec.conn.closeAt)) rec.abortedBy = rec.conn.closedBy
   // Its headers were out (a stream cut off mid-body, an SSE stream its client closed): say what it sent.
   if (rec.response?.headersSent === true) rec.status = rec.response.statusCode
   rec.endAt = at

@@ -34,7 +34,7 @@ export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const time = new Date(r.at).toISOString().slice(11, 23)
   return `<tr class="req" data-id="${r.id}" data-route="${esc(r.route)}" data-status="${statusClass(r)}">` +
     `<td class="t">${time}</td><td${r.http2 ? ' title="HTTP/2: no read stage"' : ''}>${r.scheme}${r.http2 ? ' h2' : ''}</td><td title="${esc(r.method)} ${esc(r.path ?? '')}">${esc(r.method)} ${esc(r.route)}</td>` +
-    `<td class="s ${statusClass(r)}">${r.aborted ? 'aborted' : r.status}</td><td class="n">${fmt(r.durationMs)} ms</td>` +
+    `<td class="s ${statusClass(r)}"${r.abortedBy === undefined ? '' : ` title="the ${r.abortedBy} closed the connection before the response finished"`}>${r.aborted ? `aborted${r.abortedBy === 'server' ? ' by server' : ''}` : r.status}</td><td class="n">${fmt(r.durationMs)} ms</td>` +
     `<td class="w"><div class="bar">${bars}</div></td><td class="c">#${r.connectionId}/${r.requestIndex}${trace}</td></tr>`
 }
 

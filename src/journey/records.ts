@@ -166,6 +166,12 @@ export interface RequestRecord {
   headers: Record<string, string[]> | undefined
   aborted: boolean
   /**
+   * Who cut an aborted request off: the side that closed its connection first (`closedBy`). Undefined when
+   * it ended before its connection closed: an HTTP/2 stream reset, or closed with its session, where Node
+   * does not say which side did it.
+   */
+  abortedBy: 'client' | 'server' | undefined
+  /**
    * Answered (or closed) before the journey's onRequest hook ran: Node's own 400, 417 or 503, Fastify's
    * bad-URL 400 or its 503 while closing, a CONNECT nobody handles. Only read, parse and write are seen.
    */
@@ -287,6 +293,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     contentEncoding: undefined,
     headers: undefined,
     aborted: false,
+    abortedBy: undefined,
     beforeHooks: false,
     message: undefined,
     sampled: false,

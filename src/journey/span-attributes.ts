@@ -89,6 +89,7 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   if (rec.route !== UNMATCHED_ROUTE) attributes[ATTR_HTTP_ROUTE] = rec.route
   if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
   if (rec.aborted) attributes[ATTR.aborted] = true
+  if (rec.abortedBy !== undefined) attributes[ATTR.abortedBy] = rec.abortedBy
   if (rec.queueFull) attributes[ATTR.queueFullAtStart] = true
   if (rec.beforeHooks) attributes[ATTR.beforeHooks] = true
   if (rec.headers !== undefined) Object.assign(attributes, rec.headers)

@@ -110,6 +110,8 @@ export const ATTR = {
   backpressure: 'journey.write.backpressure',
   bytesWritten: 'journey.write.bytes',
   aborted: 'journey.aborted',
+  /** On aborted requests whose connection closed under them: `client` or `server`, whichever closed it first. */
+  abortedBy: 'journey.aborted_by',
   /** Answered or closed before the journey's onRequest hook ran (by Node, or Fastify before its hooks). */
   beforeHooks: 'journey.before_hooks',
   gapHooks: 'journey.gap.hooks_ms',

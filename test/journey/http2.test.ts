@@ -146,6 +146,7 @@ test('a stream the client resets ends its record at once, aborted; the connectio
   const aborted = roots(spans.getFinishedSpans()).find(x => x.attributes['journey.aborted'] === true)
   assert.ok(aborted !== undefined)
   assert.equal(aborted.attributes['http.route'], '/never')
+  assert.equal(aborted.attributes['journey.aborted_by'], undefined, 'not said: the connection is open, and Node does not say which side reset the stream')
   assert.equal(await h2(s, '/'), 200, 'the connection serves on')
   s.close()
   await counted(registry, 3)
