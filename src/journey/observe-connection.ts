@@ -142,6 +142,9 @@ export function clientErrorReason (err: NodeJS.ErrnoException): string {
   // Content-Length): a client giving up, not malformed input, so not `bad_request`. A request already
   // parsed ends as an aborted request too; this counts what the connection saw.
   if (code === 'HPE_INVALID_EOF_STATE') return 'incomplete_request'
+  // A TLS 1.2 client renegotiating past Node's limit (tls.CLIENT_RENEG_LIMIT in CLIENT_RENEG_WINDOW): each
+  // renegotiation is a handshake's CPU on the server, so a flood of them is an attack Node cuts off.
+  if (code === 'ERR_TLS_SESSION_ATTACK') return 'tls_renegotiation'
   if (code.startsWith('HPE_')) return 'bad_request'
   return 'other'
 }

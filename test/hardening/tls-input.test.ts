@@ -51,6 +51,23 @@ test('a client that only speaks TLS 1.0', async () => {
   assert.ok(await failures('unsupported_protocol') >= 1)
 })
 
+test('a TLS 1.2 client renegotiating past Node\'s limit is cut off, counted as tls_renegotiation', async () => {
+  const errors = async (): Promise<number> => Number(/journey_connection_errors_total\{listener="https",reason="tls_renegotiation"\} (\d+)/.exec(await (await request(`${t.admin}/metrics`)).body.text())?.[1] ?? 0)
+  const before = await errors()
+  const s = tls.connect({ port: t.server.ports.https, host: '127.0.0.1', rejectUnauthorized: false, maxVersion: 'TLSv1.2' })
+  s.on('error', () => {})
+  const gone = closed(s)
+  await new Promise(resolve => s.once('secureConnect', resolve))
+  // Node allows tls.CLIENT_RENEG_LIMIT (3) renegotiations in tls.CLIENT_RENEG_WINDOW (600 s).
+  // The one past the limit gets no callback: the server closes the connection instead.
+  for (let i = 0; i <= tls.CLIENT_RENEG_LIMIT && !s.destroyed; i++) {
+    await Promise.race([gone, new Promise(resolve => { if (!s.renegotiate({ rejectUnauthorized: false }, resolve)) resolve(undefined) })])
+  }
+  await gone
+  for (let i = 0; i < 50 && await errors() === before; i++) await new Promise(resolve => setTimeout(resolve, 20))
+  assert.equal(await errors(), before + 1)
+})
+
 test('after all that, HTTPS still serves', async () => {
   const r = await request(`${t.https}/`, { dispatcher: t.insecure })
   assert.equal(r.statusCode, 200)
