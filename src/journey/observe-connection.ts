@@ -145,6 +145,10 @@ export function clientErrorReason (err: NodeJS.ErrnoException): string {
   // A TLS 1.2 client renegotiating past Node's limit (tls.CLIENT_RENEG_LIMIT in CLIENT_RENEG_WINDOW): each
   // renegotiation is a handshake's CPU on the server, so a flood of them is an attack Node cuts off.
   if (code === 'ERR_TLS_SESSION_ATTACK') return 'tls_renegotiation'
+  // OpenSSL failing on a record after the handshake (a corrupted or forged one: a bad MAC). One reason, as
+  // OpenSSL has hundreds of codes; the log line keeps the code. Failures during the handshake are counted
+  // as handshake failures instead (tlsFailureReason).
+  if (code.startsWith('ERR_SSL_')) return 'tls_error'
   if (code.startsWith('HPE_')) return 'bad_request'
   return 'other'
 }

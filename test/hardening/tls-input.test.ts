@@ -68,6 +68,22 @@ test('a TLS 1.2 client renegotiating past Node\'s limit is cut off, counted as t
   assert.equal(await errors(), before + 1)
 })
 
+test('a corrupted record after a TLS 1.2 handshake (a bad MAC) closes the connection, counted as tls_error', async () => {
+  const errors = async (): Promise<number> => Number(/journey_connection_errors_total\{listener="https",reason="tls_error"\} (\d+)/.exec(await (await request(`${t.admin}/metrics`)).body.text())?.[1] ?? 0)
+  const before = await errors()
+  const raw = net.connect(t.server.ports.https, '127.0.0.1')
+  await new Promise(resolve => raw.once('connect', resolve))
+  const s = tls.connect({ socket: raw, rejectUnauthorized: false, maxVersion: 'TLSv1.2' })
+  s.on('error', () => {})
+  await new Promise(resolve => s.once('secureConnect', resolve))
+  await new Promise(resolve => setTimeout(resolve, 20)) // the server is secure too
+  // An application-data record of 32 bytes the server cannot authenticate, written under the TLS layer.
+  raw.write(Buffer.concat([Buffer.from('1703030020', 'hex'), Buffer.alloc(32, 7)]))
+  await new Promise(resolve => raw.on('close', resolve))
+  for (let i = 0; i < 50 && await errors() === before; i++) await new Promise(resolve => setTimeout(resolve, 20))
+  assert.equal(await errors(), before + 1)
+})
+
 test('after all that, HTTPS still serves', async () => {
   const r = await request(`${t.https}/`, { dispatcher: t.insecure })
   assert.equal(r.statusCode, 200)
