@@ -304,7 +304,7 @@ export function connectionsDashboard (): Dashboard {
       'Connections currently open per listener, idle keep-alive ones included.',
       'short', [{ expr: `sum by (listener) (${METRIC.connectionsActive}{${SEL}})`, legendFormat: '{{listener}}' }], { min: 0 }),
     timeseries(l, 8, 'Connection errors by reason',
-      'HTTP errors that closed a connection: malformed request (bad_request), header overflow, HTTP/2 preface, header or request timeout, client reset, client closed mid-request (incomplete_request).',
+      'Errors that closed a connection: malformed request (bad_request), header overflow, an HTTP/2 preface on an HTTP/1.1-only port (http2), header or request timeout, client reset, client closed mid-request (incomplete_request); on HTTP/2 servers a protocol error (http2_protocol, e.g. a header block past maxHeaderListSize) or no protocol offered (unknown_protocol); on TLS a bad record after the handshake (tls_error) or renegotiating past Node\'s limit (tls_renegotiation). Failed handshakes are in the TLS row; connections dropped at maxConnections in Accepted connections. docs/stages.md lists them all.',
       'cps', [{ expr: `sum by (reason) (rate(${METRIC.connectionErrors}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),
     timeseries(l, 12, 'Connection duration p50 / p99',
       'Life of a connection from accept to close: short for one request per connection, long for keep-alive.',
