@@ -49,7 +49,7 @@ function clientErrorHandler (this: { errors: ClientErrorLog, listener: string },
 function limitConnections (listeners: Record<string, NetServer>, max: number, errors: ClientErrorLog): void {
   for (const [listener, server] of Object.entries(listeners)) {
     server.maxConnections = max
-    // Node 22.12+, not yet in @types/node.
+    // Not in @types/node yet (Node 23 added it; Node 24 has it).
     ;(server as NetServer & { dropMaxConnection?: boolean }).dropMaxConnection = true
     server.on('drop', () => { errors.dropped(listener, max) })
   }
