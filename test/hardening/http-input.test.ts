@@ -109,6 +109,7 @@ test('a client that closes mid-request is counted as reason="incomplete_request"
   }
   const spans = await t.spansWhere(s => roots(s, '/echo').length === 1)
   assert.equal(roots(spans, '/echo')[0]!.attributes['journey.aborted'], true, 'the cut request still ends, aborted')
+  assert.equal(roots(spans, '/echo')[0]!.attributes['journey.aborted_by'], 'client', 'by the client, which closed first')
   await sleep(20)
   assert.equal(await connectionErrors('incomplete_request'), incomplete + 2)
   assert.equal(await badRequests(), bad)
@@ -122,6 +123,10 @@ test('a body dribbled past REQUEST_TIMEOUT_MS gets 408', async () => {
   const text = await c.read(undefined, 5000)
   clearInterval(timer)
   assert.equal(statusOf(text), 408, text)
+  // The request Fastify was decoding is cut off with its connection: by the server, not a client leaving.
+  const spans = await t.spansWhere(s => roots(s, '/echo').length === 1)
+  assert.equal(roots(spans, '/echo')[0]!.attributes['journey.aborted'], true)
+  assert.equal(roots(spans, '/echo')[0]!.attributes['journey.aborted_by'], 'server')
   await stillServing()
 })
 
