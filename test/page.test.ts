@@ -62,6 +62,17 @@ describe('the journey page', () => {
     assert.match(html.slice(html.indexOf('<tbody id="stages">')), /<tr data-stage="gap: hooks">/)
   })
 
+  test('connection errors are on the page too, by the reason they are counted under', async () => {
+    const { connect } = await import('./helpers/raw.ts')
+    const c = await connect(t.server.ports.http)
+    await c.write('NOT A REQUEST\r\n\r\n')
+    await c.read() // Node's 400, then the close
+    const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { connections: { errors: Record<string, number> } }
+    assert.equal(snap.connections.errors.bad_request, 1)
+    const html = await (await request(`${t.admin}/journey`)).body.text()
+    assert.match(html, /connection errors since start: bad_request <b>1<\/b>/)
+  })
+
   test('memory stays bounded: the ring keeps the newest 200 requests', async () => {
     for (let i = 0; i < 230; i++) await get(`${t.http}/`)
     const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { recent: unknown[] }

@@ -51,6 +51,8 @@ export interface Snapshot {
     active: number, acceptedPerSecond: number, tlsFull: number, tlsResumed: number, tlsFailed: number
     /** Since start: connections closed unserved at the server's maxConnections (publish.ts). */
     dropped: number
+    /** Since start, by reason (journey_connection_errors_total's, a bounded set): malformed input, timeouts, … */
+    errors: Record<string, number>
     /** TCP_INFO at accept over the last minute (ms); undefined when not measured (no addon, not Linux). */
     kernelWait: { p50: number, p99: number, count: number } | undefined
   }
@@ -107,6 +109,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   let tlsResumed = 0
   let tlsFailed = 0
   let dropped = 0
+  const errors: Record<string, number> = {}
 
   // Slots are intervals of the monotonic clock (clock.ts), the one the records' marks are on: the wall clock
   // can be stepped, and a slot must not be reused early or late because of it.
@@ -207,6 +210,12 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   }
   function onClose (message: unknown): void { if (ownedBy(message as ConnectionRecord, owner)) active-- }
   function onDrop (message: unknown): void { if (ownedBy(message as DroppedConnection, owner)) dropped++ }
+  function onError (message: unknown): void {
+    const conn = message as ConnectionRecord
+    if (!ownedBy(conn, owner)) return
+    const reason = conn.errors[conn.errors.length - 1] ?? 'other'
+    errors[reason] = (errors[reason] ?? 0) + 1
+  }
 
   function acceptedPerSecond (sec: number): number {
     let n = 0
@@ -245,6 +254,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   channels.connectionTls.subscribe(onTls)
   channels.connectionClose.subscribe(onClose)
   channels.connectionDrop.subscribe(onDrop)
+  channels.connectionError.subscribe(onError)
 
   return {
     snapshot (sinceId = 0) {
@@ -280,6 +290,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
           tlsResumed,
           tlsFailed,
           dropped,
+          errors: { ...errors },
           kernelWait: tcpInfoUnavailable !== undefined
             ? undefined
             : { p50: quantileOfBins(merged, kernelCount, 0.5), p99: quantileOfBins(merged, kernelCount, 0.99), count: kernelCount }
@@ -292,6 +303,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       channels.connectionTls.unsubscribe(onTls)
       channels.connectionClose.unsubscribe(onClose)
       channels.connectionDrop.unsubscribe(onDrop)
+      channels.connectionError.unsubscribe(onError)
     }
   }
 }
