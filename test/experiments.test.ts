@@ -68,6 +68,16 @@ test('accept: every strategy runs, and the per-worker counts add up to the conne
   }
 })
 
+test('accept --maxConnections: the server\'s dropped count is exactly the clients\' failures, and with the accepted ones makes every connection', async () => {
+  const { result } = await experiment(['accept', '--connections=300', '--concurrency=32', '--maxConnections=2'])
+  for (const row of result.rows) {
+    const accepted = String(row['accepted per worker']).split(' / ').map(Number).reduce((a, b) => a + b, 0)
+    assert.equal(num(row['dropped (maxConnections)']), num(row.failed), `${String(row.variant)}: dropped = failed`)
+    assert.equal(accepted + num(row.failed), 300, `${String(row.variant)}: accepted ${accepted} + dropped ${String(row.failed)}`)
+  }
+  assert.ok(result.rows.some(row => num(row['dropped (maxConnections)']) > 0), 'a limit of 2 against 32 clients dropped some')
+})
+
 test('tls: full handshakes are counted as full, resumed ones as resumed, and a full RSA handshake costs the server more CPU than a resumed one', async () => {
   const { row } = await experiment(['tls', '--connections=100', '--concurrency=4'])
   for (const keyType of ['ecdsa', 'rsa']) {
