@@ -19,16 +19,12 @@ function run (env: Record<string, string>): Promise<{ code: number, out: string,
   })
 }
 
-test('bench:ab pairs A and B, each with its own flags, and prints B/A per window and a median', async (t) => {
+test('bench:ab pairs A and B, each with its own flags, and prints B/A per window and a median', async () => {
   // The bench drops windows in which its servers had < 90 % of CPU 0, and exits 1 when it kept none. Other
-  // test files run at the same time here and can take that core for both 1 s windows (seen once in CI), so
-  // such a run is said and repeated, at most three times; anything else fails at once.
-  let r = await run({ VARIANT: 'bare', PAIRS: '1', WINDOWS: '2', WINDOW_S: '1', WARM: '1', B_FLAGS: '--stack-size=2000' })
-  for (let attempt = 2; attempt <= 3 && r.code !== 0 && /^no window kept/m.test(r.out); attempt++) {
-    t.diagnostic(`every window dropped (CPU 0 busy): attempt ${attempt}`)
-    r = await run({ VARIANT: 'bare', PAIRS: '1', WINDOWS: '2', WINDOW_S: '1', WARM: '1', B_FLAGS: '--stack-size=2000' })
-  }
-  const { code, out, err } = r
+  // test files running at the same time (callgrind, bench:pace's busy loop) took that core for every window
+  // of three attempts in a row in CI, so this run keeps busy windows (KEEP_BUSY_WINDOWS): it checks the
+  // script's pairing and printing, not figures. Which windows count is bench-steady.test's (pairedKept).
+  const { code, out, err } = await run({ VARIANT: 'bare', PAIRS: '1', WINDOWS: '2', WINDOW_S: '1', WARM: '1', B_FLAGS: '--stack-size=2000', KEEP_BUSY_WINDOWS: '1' })
   assert.equal(code, 0, `${err}${out}`)
   assert.match(out, /^ {2}A: .* --no-memory-reducer$/m)
   assert.match(out, /^ {2}B: .* --no-memory-reducer --stack-size=2000$/m)
