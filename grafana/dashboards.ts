@@ -199,7 +199,7 @@ export function requestJourneyDashboard (): Dashboard {
         legendFormat: '{{status_class}}'
       }], { stack: 'normal', min: 0 }),
     timeseries(l, 6, 'Errors per second by status class',
-      'Requests answered 4xx or 5xx, or aborted by the client. Connection-level errors that never became a request (malformed request line, header timeout) are on the Connections & kernel dashboard.',
+      'Requests answered 4xx or 5xx, or aborted: cut off before the response finished, by the client leaving or by the server closing the connection (a timeout, shutdown); a trace\'s journey.aborted_by and the log line say which. Connection-level errors that never became a request (malformed request line, header timeout) are on the Connections & kernel dashboard.',
       'reqps', [{
         expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}, http_response_status_code=~"[45]..|aborted"}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "http_response_status_code", "aborted"))`,
         legendFormat: '{{status_class}}'
