@@ -150,9 +150,10 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     kernelSampleMs: config.kernelSampleMs
   })
   if (journey.limitation !== undefined) log.warn(journey.limitation)
-  // Fastify writes a request's line when its response finishes, so two kinds of request got none: those
-  // whose client left first, and those answered before any hook (Node's 400 for a missing Host, 417,
-  // Fastify's 400 for a malformed URL). Their journey records still come: those are their lines.
+  // Fastify writes a request's line when its response finishes, so two kinds of request got none: those cut
+  // off first (the client left, or this server closed the connection), and those answered before any hook
+  // (Node's 400 for a missing Host, 417, Fastify's 400 for a malformed URL). Their journey records still
+  // come: those are their lines.
   const logCutOff = (message: unknown): void => {
     const rec = message as RequestRecord
     if (!(rec.aborted || rec.beforeHooks) || logged.has(rec)) return
