@@ -17,10 +17,12 @@ export class ClientErrorLog {
     this.timer = setInterval(() => { this.flush() }, intervalMs).unref()
   }
 
-  /** `reason`: the label the journey counted it under, when it is not an HTTP/1 parser's (an HTTP/2 session's). */
+  /**
+   * `reason` is the label the journey counts it under, so a log line leads to its series and back; given when
+   * it is not an HTTP/1 parser's reason (an HTTP/2 session's).
+   */
   note (err: NodeJS.ErrnoException, listener: string, reason = clientErrorReason(err)): void {
     const code = err.code ?? 'unknown'
-    // `reason` is the label the journey counts it under, so a log line leads to its series and back.
     if (this.first(code)) this.log.info({ code, reason, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
   }
 

@@ -1,7 +1,7 @@
 // Prometheus metrics fed from finished records: every request, every stage, sampled or not.
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
+import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
@@ -221,7 +221,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   function onError (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
-    connErrors.inc({ listener: conn.listener, reason: conn.errors[conn.errors.length - 1] ?? 'other' })
+    connErrors.inc({ listener: conn.listener, reason: latestError(conn) })
   }
 
   function onClose (message: unknown): void {

@@ -4,7 +4,7 @@
 // minute is twelve 5-second slots, each counting every request's stage durations in log-linear bins
 // (log-bins.ts) and keeping its five slowest requests, so nothing in the window depends on how many
 // requests came.
-import { ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
+import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
@@ -213,7 +213,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   function onError (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
-    const reason = conn.errors[conn.errors.length - 1] ?? 'other'
+    const reason = latestError(conn)
     errors[reason] = (errors[reason] ?? 0) + 1
   }
 

@@ -23,6 +23,11 @@ export function ownedBy (conn: Pick<ConnectionRecord, 'owner'>, owner: JourneyOw
   return owner === undefined || conn.owner === owner
 }
 
+/** The reason of a connection error just published on channels.connectionError: its newest entry says which. */
+export function latestError (conn: ConnectionRecord): string {
+  return conn.errors[conn.errors.length - 1] ?? 'other'
+}
+
 /** A connection dropped at `maxConnections` (publish.ts): all there is of it is where it arrived. */
 export type DroppedConnection = Pick<ConnectionRecord, 'listener' | 'owner'>
 
