@@ -8,7 +8,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
-import { channels, createJourney, sessionErrorReason, summarize, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
+import { channels, createJourney, exposition, sessionErrorReason, summarize, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
@@ -258,9 +258,9 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   }
 
   const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
-  admin.get('/metrics', async (_request, reply) => {
-    reply.type(telemetry.registry.contentType)
-    return telemetry.registry.metrics()
+  admin.get('/metrics', async (request, reply) => {
+    const { contentType, body } = await exposition(telemetry.registry, request.headers.accept)
+    return reply.type(contentType).send(body)
   })
   if (config.journeyEnabled) journey.registerPage(admin, { jaegerUrl: config.jaegerUiUrl })
   admin.get('/healthz', async () => ({ status: 'ok' }))

@@ -20,30 +20,42 @@ const APP = `
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import { createJourney, journeyTracing, summarize } from 'fastify-request-journey'
+import { createJourney, exposition, journeyTracing, summarize } from 'fastify-request-journey'
 
 const spans = new InMemorySpanExporter()
 const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] })
 const provider = new TracerProvider(tracing.sdkOptions)
 const registry = new Registry()
+registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
 const journey = createJourney({ registry, tracing, tracer: provider.getTracer('consumer') })
 const app = Fastify() // the README's way: the plugin observes the app's own server
 await app.register(journey.plugin)
 let summary
 app.addHook('onResponse', async (request) => { summary = summarize(request.journey) })
 app.get('/hello/:name', async (request) => ({ hi: request.params.name }))
+// The README's /metrics: OpenMetrics to Prometheus, the text format to everyone else.
+app.get('/metrics', async (request, reply) => {
+  const { contentType, body } = await exposition(registry, request.headers.accept)
+  return reply.type(contentType).send(body)
+})
 await app.listen({ port: 0, host: '127.0.0.1' })
 const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/hello/ada?token=x')
 const body = await r.json()
 await new Promise(resolve => setTimeout(resolve, 50))
-const metrics = await registry.metrics()
+const base = 'http://127.0.0.1:' + app.server.address().port
+const scraped = await fetch(base + '/metrics')
+const metrics = await scraped.text()
+const om = await fetch(base + '/metrics', { headers: { accept: 'application/openmetrics-text' } })
+const omText = await om.text()
 const root = spans.getFinishedSpans().find(s => s.kind === 1 && s.name !== 'journey.connection')
 console.log(JSON.stringify({
   status: r.status, body, summary,
   stages: metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).length,
   kernelWait: metrics.includes('journey_accept_kernel_wait_seconds_count{listener="http"} 1'),
   spans: spans.getFinishedSpans().map(s => s.name),
-  path: root?.attributes['url.path']
+  path: root?.attributes['url.path'],
+  types: [scraped.headers.get('content-type'), om.headers.get('content-type')],
+  exemplars: [metrics.includes('traceId='), omText.includes('traceId=')]
 }))
 await app.close(); journey.close(); await provider.shutdown()
 `
@@ -51,14 +63,20 @@ await app.close(); journey.close(); await provider.shutdown()
 const CONSUMER_TS = `
 import Fastify, { type FastifyRequest } from 'fastify'
 import { Registry } from 'prom-client'
-import { createJourney, summarize, type JourneySummary } from 'fastify-request-journey'
+import { createJourney, exposition, summarize, type JourneySummary } from 'fastify-request-journey'
 
-const journey = createJourney({ registry: new Registry() })
+const registry = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>()
+registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
+const journey = createJourney({ registry })
 const app = Fastify({ serverFactory: journey.serverFactory({ requestTimeout: 30_000 }) })
 await app.register(journey.plugin)
 app.get('/', async (request: FastifyRequest) => {
   const s: JourneySummary | undefined = request.journey === null ? undefined : summarize(request.journey)
   return { s }
+})
+app.get('/metrics', async (request, reply) => {
+  const { contentType, body }: { contentType: string, body: string } = await exposition(registry, request.headers.accept)
+  return reply.type(contentType).send(body)
 })
 // @ts-expect-error: not an option of the journey
 createJourney({ registry: new Registry(), precision: 'coarse' })
@@ -85,7 +103,7 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
   const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
     status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, stages: number,
-    kernelWait: boolean, spans: string[], path: string
+    kernelWait: boolean, spans: string[], path: string, types: string[], exemplars: boolean[]
   }
   assert.equal(out.status, 200)
   assert.deepEqual(out.body, { hi: 'ada' })
@@ -94,6 +112,8 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   assert.ok(out.kernelWait, 'the TCP_INFO addon was built by the package\'s install script')
   assert.ok(out.spans.includes('GET /hello/:name') && out.spans.includes('journey.handler'), out.spans.join(', '))
   assert.equal(out.path, '/hello/ada')
+  assert.deepEqual(out.types.map(t => t.split(';')[0]), ['text/plain', 'application/openmetrics-text'], 'exposition() answers each in its format')
+  assert.deepEqual(out.exemplars, [false, true], 'exemplars only in OpenMetrics')
 
   writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
   writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({

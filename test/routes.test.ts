@@ -216,10 +216,11 @@ for (const scheme of ['http', 'https'] as const) {
 }
 
 describe('admin listener', () => {
-  test('serves /metrics in OpenMetrics format, /healthz and /readyz', async () => {
-    const m = await request(`${t.admin}/metrics`)
+  test('serves /metrics (OpenMetrics when asked, else the text format), /healthz and /readyz', async () => {
+    const m = await request(`${t.admin}/metrics`, { headers: { accept: 'application/openmetrics-text' } })
     assert.equal(m.statusCode, 200)
     assert.match(String(m.headers['content-type']), /application\/openmetrics-text/)
+    assert.match(String((await request(`${t.admin}/metrics`)).headers['content-type']), /^text\/plain; version=0\.0\.4/)
     const text = await m.body.text()
     assert.match(text, /# TYPE journey_stage_duration_seconds histogram/)
     assert.match(text, /nodejs_eventloop_lag_seconds/)

@@ -43,6 +43,7 @@ export { channels } from './publish.ts'
 export { clientErrorReason, sessionErrorReason } from './observe-connection.ts'
 export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
 export { urlPath } from './url-path.ts'
+export { exposition, prefersOpenMetrics, openMetricsToText, type Exposition } from './exposition.ts'
 export type { RequestRecord, ConnectionRecord, DroppedConnection, JourneyOwner } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
 export { checkParserInternals }

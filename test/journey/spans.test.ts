@@ -253,7 +253,8 @@ describe('metrics', () => {
     const r = await request(`${t.http}/io?ms=1`)
     await r.body.text()
     const [w] = await oneTrace('/io')
-    const text = await (await request(`${t.admin}/metrics`)).body.text()
+    // Exemplars travel in OpenMetrics, which Prometheus asks for (test/journey/exposition.test.ts).
+    const text = await (await request(`${t.admin}/metrics`, { headers: { accept: 'application/openmetrics-text' } })).body.text()
     assert.ok(text.includes(`traceId="${w!.root.spanContext().traceId}"`), 'exemplar with the trace id')
   })
 
