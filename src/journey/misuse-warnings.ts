@@ -1,0 +1,41 @@
+// Mistakes in setting the journey up that would otherwise only show as missing numbers (a route added
+// before the plugin, a server it does not observe, a hook that defers it, tracing plugins in the wrong
+// order): each said once, as a Node warning with its own code, printed to stderr whatever the app's logger,
+// since Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one.
+import type { FastifyInstance } from 'fastify'
+
+let unobservedWarned = false
+export function warnUnobserved (): void {
+  if (unobservedWarned) return
+  unobservedWarned = true
+  process.emitWarning('requests arrive on a server the journey does not observe, so they are not measured: it observes the app\'s own server and those built by journey.serverFactory(); pass any other to journey.observeServer()', { code: 'REQUEST_JOURNEY_UNOBSERVED' })
+}
+const unwrappedWarned = new Set<string>()
+export function warnUnwrapped (method: string, url: string): void {
+  const key = `${method} ${url}`
+  if (unwrappedWarned.has(key)) return
+  unwrappedWarned.add(key)
+  process.emitWarning(`route ${key} was added before the journey plugin was registered, so its handler stage is not measured (it shows as a gap): register journey.plugin before your routes`, { code: 'REQUEST_JOURNEY_UNWRAPPED_ROUTE' })
+}
+
+// Plugins that start a request span of their own in their onRequest hook. Registered after the journey,
+// that span starts after the journey's head decision, so each request becomes two traces; registered
+// before, the journey's request span becomes its child (test/journey/coexist-fastify-otel.test.ts).
+const TRACING_PLUGINS = ['@fastify/otel']
+export function warnTracedAfter (fastify: FastifyInstance): void {
+  const before = TRACING_PLUGINS.filter(name => fastify.hasPlugin(name))
+  fastify.addHook('onReady', function (done) {
+    for (const name of TRACING_PLUGINS) {
+      if (before.includes(name) || !this.hasPlugin(name)) continue
+      process.emitWarning(`${name} was registered after the journey plugin, so each request becomes two traces (its request span starts after the journey's sampling decision): register ${name} first`, { code: 'REQUEST_JOURNEY_PLUGIN_ORDER' })
+    }
+    done()
+  })
+}
+
+let lateWarned = false
+export function warnLate (): void {
+  if (lateWarned) return
+  lateWarned = true
+  process.emitWarning('requests reach the journey\'s onRequest hook only after something before it deferred them (an async onRequest hook registered before the journey plugin, or the server\'s handler): that time is in their parse stage, and requests such a hook answers itself count under (unmatched); register journey.plugin first', { code: 'REQUEST_JOURNEY_LATE_HOOK' })
+}
