@@ -90,6 +90,7 @@ export function openMetricsToText (om: string): string {
 
 /** A sample line without its exemplar: cut at the ` # ` after the label set, whose values may hold ` # `. */
 function withoutExemplar (line: string): string {
+  if (!line.includes(' # ')) return line // most lines: no exemplar, and no label value that looks like one
   const brace = line.indexOf('{')
   const space = line.indexOf(' ')
   const from = brace !== -1 && (space === -1 || brace < space) ? endOfLabels(line, brace) : space
