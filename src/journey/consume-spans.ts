@@ -8,7 +8,7 @@ import {
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { isTracingSuppressed } from '@opentelemetry/core'
 import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
-import { toEpochMs } from './clock.ts'
+import { followWallClock, toEpochMs } from './clock.ts'
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
 import { mostStages, tableOf, timelineOf, type Interval } from './timeline.ts'
@@ -167,6 +167,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const rule = keepRule(rec, table.end - table.start)
     if (rule === undefined) return
     const tl = timelineOf(rec)
+    followWallClock(tl.end)
     // When the export queue is full (collector down or too slow) the whole trace is dropped before it is
     // built: no partial waterfall, no exemplar pointing at a trace that never arrives, and no CPU spent on
     // spans that would be thrown away. The request span and one span per stage. A head-sampled request's
@@ -313,6 +314,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (!ownedBy(conn, opts.owner)) return
     const failed = conn.tlsFailure !== undefined || conn.errors.length > 0
     if (!conn.kept && !failed) return
+    followWallClock(conn.closeAt)
     ids.preset(conn.traceId, conn.spanId)
     const span: Span = tracer.startSpan(SPAN_CONNECTION, {
       kind: SpanKind.SERVER,
