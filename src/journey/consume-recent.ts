@@ -8,7 +8,7 @@ import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, ty
 import { channels } from './publish.ts'
 import { tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
-import { now as monotonicNow, toEpochMs } from './clock.ts'
+import { followWallClock, now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
 import { BINS, binOf, quantileOfBins } from './log-bins.ts'
 import { urlPath } from './url-path.ts'
@@ -259,7 +259,9 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   return {
     snapshot (sinceId = 0) {
       const now = Date.now()
-      const live = windowSlots(monotonicNow())
+      const mark = monotonicNow()
+      followWallClock(mark) // the page's times, like the spans', follow a stepped wall clock
+      const live = windowSlots(mark)
       const merged = new Float64Array(BINS)
       const stages: StageStats[] = []
       ROWS.forEach((stage, row) => {

@@ -69,3 +69,27 @@ for (const step of [0, 60_000, -60_000]) {
     }
   })
 }
+
+test('with tracing off, the journey page\'s request times follow a stepped wall clock too', async () => {
+  const journey = createJourney({ registry: new Registry() })
+  const plain = Fastify({ serverFactory: journey.serverFactory() })
+  await plain.register(journey.plugin)
+  plain.get('/', async () => 'ok')
+  const url = await listenLocal(plain)
+  void journey.recent // starts collecting
+  Date.now = () => wallNow() + 30_000 // a step no span build has seen: only the page can follow it
+  try {
+    await sleep(300)
+    const sentAt = Date.now()
+    await (await request(url)).body.text()
+    await sleep(30)
+    const [row] = journey.recent.snapshot().recent
+    assert.ok(row)
+    const off = row.at - sentAt
+    assert.ok(off > -2 && off < 100, `the page says the request came ${off.toFixed(1)} ms after the client sent it, by the wall clock`)
+  } finally {
+    Date.now = wallNow
+    await plain.close()
+    journey.close()
+  }
+})
