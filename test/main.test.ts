@@ -282,7 +282,11 @@ describe('npm start', () => {
       assert.ok(d > -1 - waited[i]!, `request ${i}: server ${server[i]!.toFixed(2)} ms > client ${client[i]!.toFixed(2)} ms, more than the server waited for a CPU (client minus server, ms: ${said})`)
     }
     const median = slack.slice().sort((a, b) => a - b)[Math.floor(slack.length / 2)]!
-    assert.ok(median < 3, `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median): ${said}`)
+    // Medians seen here: HTTP/1.1 0.6–0.8 ms, HTTP/2 1.4–1.8 (curl's side of an HTTP/2 connection costs it
+    // ≈ 0.8 ms more; not located further). In this VM's slow phases both have read 4 times that (2.3 and 4.0
+    // in one CI run), so each bound is about four times its usual median: a missing stage still fails it.
+    const bound = http2 ? 6 : 3
+    assert.ok(median < bound, `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median): ${said}`)
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
   })
