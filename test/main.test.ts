@@ -306,6 +306,20 @@ describe('npm start', () => {
     await slow
   })
 
+  test('Ctrl-C with the journey page open in a browser: its live stream ends and the process exits 0 at once', async () => {
+    const s = await start({ SHUTDOWN_TIMEOUT_MS: '10000' })
+    const page = await request(`http://127.0.0.1:${s.ports.metrics}/journey/events`)
+    const ended = new Promise<void>(resolve => page.body.on('data', () => {}).once('end', () => resolve()))
+    await new Promise(resolve => setTimeout(resolve, 1200)) // a frame or two
+    const started = performance.now()
+    s.child.kill('SIGTERM')
+    const { code } = await s.exited
+    await ended
+    assert.equal(code, 0)
+    // Before, the admin server waited for the page's endless stream: still running 20 s after the signal.
+    assert.ok(performance.now() - started < 3000, `exited ${(performance.now() - started).toFixed(0)} ms after the signal`)
+  })
+
   test('new connections are refused once shutdown starts', async () => {
     const s = await start({ SHUTDOWN_TIMEOUT_MS: '2000' })
     const slow = request(`http://127.0.0.1:${s.ports.http}/io?ms=600`).then(r => r.body.text())

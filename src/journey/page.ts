@@ -12,6 +12,11 @@ export interface PageOptions {
   jaegerUrl?: string | undefined
   /** At most this many live pages at once; more get 503 (each costs a timer tick, not a poll). */
   maxClients?: number
+  /**
+   * A live page with more than this many bytes sent to it still unread (held by Node, past the kernel's
+   * buffers) is closed; a browser's EventSource reconnects and carries on. Default 1 MiB.
+   */
+  maxBufferedBytes?: number
 }
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`)
@@ -148,6 +153,9 @@ status <select id="status" name="status">${['', '1xx', '2xx', '3xx', '4xx', '5xx
 /** Registers GET /journey (the page), /journey/events (SSE) and /journey/snapshot.json on `app`. */
 export function registerJourneyPage (app: FastifyInstance, opts: PageOptions): void {
   const maxClients = opts.maxClients ?? 16
+  // A client that stops reading (a stalled proxy, a script that connects and waits) would otherwise have
+  // every second's frame held in this process for as long as it stays connected.
+  const maxBuffered = opts.maxBufferedBytes ?? 1024 * 1024
   const clients = new Map<FastifyReply, { lastId: number }>()
   let timer: NodeJS.Timeout | undefined
 
@@ -157,6 +165,10 @@ export function registerJourneyPage (app: FastifyInstance, opts: PageOptions): v
     for (const state of clients.values()) oldest = Math.min(oldest, state.lastId)
     const snap = opts.recent.snapshot(oldest)
     for (const [reply, state] of clients) {
+      if (reply.raw.writableLength > maxBuffered) {
+        reply.raw.destroy() // its 'close' takes it out of `clients`
+        continue
+      }
       const f = fragments({ ...snap, recent: snap.recent.filter(r => r.id > state.lastId) }, opts.jaegerUrl)
       if (f.lastId > state.lastId) state.lastId = f.lastId
       reply.raw.write(`data: ${JSON.stringify(f)}\n\n`)
@@ -187,9 +199,18 @@ export function registerJourneyPage (app: FastifyInstance, opts: PageOptions): v
     })
   })
 
-  app.addHook('onClose', async () => {
+  // preClose, not onClose: Fastify runs onClose hooks only once its server has closed, and a server closes
+  // only when its connections have; a live page's stream (hijacked, endless) kept the app from closing at
+  // all — the demo's shutdown hung on an open journey page until killed.
+  app.addHook('preClose', async () => {
     if (timer !== undefined) clearInterval(timer)
-    for (const reply of clients.keys()) reply.raw.end()
+    timer = undefined
+    // Ended, so a reading page sees its stream finish; one that stopped reading would hold the close until
+    // it read everything: that one is cut.
+    for (const reply of clients.keys()) {
+      if (reply.raw.writableLength > 0) reply.raw.destroy()
+      else reply.raw.end()
+    }
     clients.clear()
   })
 }
