@@ -13,6 +13,7 @@ import { fork } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
+import { stopChild } from './servers.ts'
 import { median } from './stats.ts'
 
 const N = Number(process.env.CONNECTIONS ?? 5000)
@@ -52,11 +53,7 @@ async function measure (kind: Kind): Promise<Row> {
     return { kind, heapBytes: (after.heap - before.heap) / N, rssKiB: (after.rss - before.rss) / N / 1024 }
   } finally {
     for (const s of sockets) s.destroy()
-    if (server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise(resolve => server.once('exit', resolve))
-      server.kill()
-      await exited
-    }
+    await stopChild(server)
   }
 }
 

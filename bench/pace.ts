@@ -15,7 +15,7 @@
 //   WARM_S=1 WINDOW_S=2 …                      # shorter warm-up and measured load (4 and 4 s)
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { CLK_TCK, cpuTimes } from './servers.ts'
+import { CLK_TCK, cpuTimes, stopChild } from './servers.ts'
 import { median } from './stats.ts'
 import { wrk } from './wrk.ts'
 
@@ -48,12 +48,7 @@ async function measure (spinUs: number): Promise<Row> {
       sleepsPerResponse: load.sleepsPerResponse
     }
   } finally {
-    // A server that already died (its error is on stderr) has no 'exit' left to wait for.
-    if (server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise(resolve => server.once('exit', resolve))
-      server.kill()
-      await exited
-    }
+    await stopChild(server)
   }
 }
 

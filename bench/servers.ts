@@ -121,6 +121,14 @@ export function startReceiver (children: ChildProcess[]): { received: () => Prom
   return { received: () => new Promise(resolve => { receiver.once('message', m => resolve(m as Received)); receiver.send('?') }) }
 }
 
+/** Ends a child and waits for its exit; one that already died (its error is on stderr) has no 'exit' left to wait for. */
+export async function stopChild (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  child.kill()
+  await exited
+}
+
 /**
  * Ends servers, each first asked whether V8 left it in the slow nextTick state (tick-state.ts); `stdoutOf`
  * names the file each one's stdout went to. An inline cache never goes back from megamorphic, so a server

@@ -36,6 +36,11 @@ after(async () => {
   journey.close()
 })
 
+/** Resolves as `p` does, or fails saying `what` after `ms`. */
+async function within (p: Promise<unknown>, what: string, ms = 3000): Promise<void> {
+  await Promise.race([p, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(what)), ms))])
+}
+
 /** A page that asks for the event stream, then reads nothing more than Node's first buffer. */
 function stalledPage (url: string): Socket {
   const page = connect(Number(new URL(url).port), '127.0.0.1')
@@ -76,15 +81,12 @@ test('a page that stops reading is closed; one that reads keeps its stream; no o
   // Reading again, the stalled page gets what was already on its way, then the end of its stream.
   page.resume()
   page.on('data', () => {})
-  await Promise.race([stalledClosed, new Promise((_resolve, reject) => setTimeout(() => reject(new Error('the stalled page never ended')), 5000))])
+  await within(stalledClosed, 'the stalled page never ended', 5000)
   const before = liveBytes
   await new Promise(resolve => setTimeout(resolve, 1500))
   assert.ok(liveBytes > before, 'the reading page still gets a frame a second')
   // Closing an app with a live page open: a page that reads sees its stream end, one that stopped reading
   // is cut; neither is waited for.
-  const within = async (p: Promise<unknown>, what: string): Promise<void> => {
-    await Promise.race([p, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(what)), 3000))])
-  }
   await within(unlimited.close(), 'closing waited for the stalled page')
   held.destroy()
   const ended = new Promise(resolve => reading.body.once('end', resolve))
