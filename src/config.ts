@@ -38,6 +38,8 @@ export interface Config {
   slowThresholdMs: number
   keepErrors: boolean
   recordExceptions: boolean
+  /** Send each response's stages in a Server-Timing header (JourneyOptions.serverTiming). */
+  serverTiming: boolean
   kernelSampleMs: number
   /** Where OTLP/HTTP exports are sent from (telemetry.ts: exportThread). */
   exportThread: ExportThreadChoice
@@ -153,6 +155,7 @@ export function loadConfig (env: Env = process.env): Config {
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
     recordExceptions: bool(env, 'JOURNEY_RECORD_EXCEPTIONS', true),
+    serverTiming: bool(env, 'JOURNEY_SERVER_TIMING', false),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),
     exportThread: exportThreadFromEnv(env),
     // The default is telemetry.ts's SPAN_QUEUE_DEFAULTS.maxConcurrentExports; at most the OTLP exporters' own

@@ -146,6 +146,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     slowThresholdMs: config.slowThresholdMs,
     keepErrors: config.keepErrors,
     recordExceptions: config.recordExceptions,
+    serverTiming: config.serverTiming,
     recordHeaders: config.recordHeaders,
     kernelSampleMs: config.kernelSampleMs
   })

@@ -118,6 +118,12 @@ export interface JourneyOptions {
   recordHeaders?: string[]
   /** > 0: sample accept queues every this many ms off the event loop (journey_accept_queue_peak); for experiments. */
   kernelSampleMs?: number
+  /**
+   * Send each response's stages so far (accept to serialize, the hooks gap, and a head-sampled request's
+   * trace id) in a `Server-Timing` header, for browsers' devtools and scripts. Default false: every client
+   * then sees how long the server spent, in each stage.
+   */
+  serverTiming?: boolean
 }
 
 export interface Journey {
@@ -184,7 +190,7 @@ export function createJourney (opts: JourneyOptions): Journey {
     listenerNames.set(server, listener)
   }
   const plugin = fp((fastify, _o, done) => {
-    observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined })
+    observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming === true })
     observeAppServers(fastify, observe, precision === 'fine')
     done()
   }, { fastify: '5.x', name: 'request-journey' })

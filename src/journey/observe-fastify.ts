@@ -17,6 +17,7 @@ import { cutOff, kStreamClaimed, kStreamHeadersAt, onUnclaimedStream, type Obser
 import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
 import { warnLate, warnTracedAfter, warnUnobserved, warnUnwrapped } from './misuse-warnings.ts'
+import { serverTimingValue } from './server-timing.ts'
 
 const kRecord = Symbol('request-journey.record')
 const { NGHTTP2_NO_ERROR, NGHTTP2_STREAM_CLOSED } = h2
@@ -27,6 +28,8 @@ export interface FastifyObserverOptions {
   fine?: boolean
   /** Tracing is on: then the order of other tracing plugins matters (warnTracedAfter). */
   traced?: boolean
+  /** Send each response's stages so far as a Server-Timing header (server-timing.ts). */
+  serverTiming?: boolean
 }
 
 /**
@@ -293,6 +296,13 @@ function countDecoded (request: FastifyRequest, _reply: FastifyReply, payload: R
   done(null, counter)
 }
 
+/** Adds the journey's metrics to a Server-Timing header the app may have set already (one list, comma-joined). */
+function addServerTiming (reply: FastifyReply, value: string): void {
+  const prior = reply.getHeader('server-timing')
+  if (prior === undefined || prior === '') reply.header('server-timing', value)
+  else reply.header('server-timing', `${Array.isArray(prior) ? prior.join(', ') : String(prior)}, ${value}`)
+}
+
 let subscribers = 0
 
 /** Fastify's standard bodyless methods (an app can change them with addHttpMethod; then decoded sizes on such a route are not counted). */
@@ -302,6 +312,7 @@ const BODYLESS = new Set(['GET', 'HEAD', 'TRACE'])
 const kWrapped = Symbol('request-journey.wrapped')
 
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
+  const serverTiming = opts.serverTiming === true
   fastify.decorateRequest('journey', null)
   if (opts.traced === true) warnTracedAfter(fastify)
   if (subscribers++ === 0) {
@@ -398,6 +409,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
         rec.serializeSkipped = true
       }
       rec.serializeEndAt = t
+      if (serverTiming) addServerTiming(reply, serverTimingValue(rec, t))
       const res = reply.raw
       const socket = res.socket
       if (socket !== null) {

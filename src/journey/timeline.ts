@@ -39,7 +39,7 @@ export interface Timeline {
   hooksMs: number
 }
 
-type Marks = Pick<RequestRecord,
+export type Marks = Pick<RequestRecord,
   'acceptAt' | 'acceptedAt' | 'secureAt' | 'beginAt' | 'decryptStartAt' | 'headersAt' | 'requestAt' | 'decodeStartAt' |
   'decodeEndAt' | 'handlerStartAt' | 'handlerEndAt' | 'serializeEndAt' | 'writeStartAt' | 'finishAt' | 'endAt' | 'errorAt'>
 

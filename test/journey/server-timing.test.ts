@@ -1,0 +1,154 @@
+/// <reference lib="dom" />
+// The Server-Timing header (JOURNEY_SERVER_TIMING / serverTiming): each response carries the stages its
+// request had before the headers went out, with the same durations as its stage spans, and a browser reads
+// them next to its own timing of the same request.
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { connect } from 'node:http2'
+import { after, before, describe, test } from 'node:test'
+import Fastify, { type FastifyServerOptions } from 'fastify'
+import { Registry } from 'prom-client'
+import { Agent, request } from 'undici'
+import { createJourney } from '../../src/journey/index.ts'
+import { startTestServer, type TestServer } from '../helpers/server.ts'
+import { listenLocal } from '../helpers/app.ts'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+// CI installs Chromium: there a missing browser is a failure. Elsewhere the browser test says why it skips.
+const skipBrowser = !existsSync(CHROMIUM) && process.env.CI !== 'true'
+  ? `no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`
+  : false
+if (skipBrowser !== false) console.log(`# skipping the browser test: ${skipBrowser}`)
+
+interface Metric { name: string, dur: number | undefined, desc: string | undefined }
+
+/** Parses a Server-Timing value as a browser does, for the forms the journey writes (no commas in quotes). */
+function parse (value: string | string[] | undefined): Metric[] {
+  assert.ok(typeof value === 'string', `a Server-Timing header: ${String(value)}`)
+  return value.split(',').map(item => {
+    const [name, ...params] = item.trim().split(';')
+    const param = (key: string): string | undefined => params.find(p => p.startsWith(`${key}=`))?.slice(key.length + 1)
+    const dur = param('dur')
+    return { name: name!, dur: dur === undefined ? undefined : Number(dur), desc: param('desc')?.replace(/^"|"$/g, '') }
+  })
+}
+
+const spanMs = (s: { duration: [number, number] }): number => s.duration[0] * 1000 + s.duration[1] / 1e6
+
+describe('the demo server with JOURNEY_SERVER_TIMING=true', () => {
+  let t: TestServer
+  before(async () => { t = await startTestServer({ JOURNEY_SERVER_TIMING: 'true' }) })
+  after(async () => { await t.close() })
+
+  test('a fresh HTTPS connection: every stage before the write, each as long as its span, and the trace id', async () => {
+    const agent = new Agent({ connect: { rejectUnauthorized: false }, connections: 1 })
+    try {
+      t.exporter.reset()
+      const r = await request(`${t.https}/compute?ms=30`, { dispatcher: agent })
+      await r.body.text()
+      const metrics = parse(r.headers['server-timing'])
+      assert.deepEqual(metrics.map(m => m.name), ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'hooks', 'traceparent'])
+      const [, traceId, spanId, flags] = metrics.at(-1)!.desc!.split('-')
+      assert.equal(flags, '01')
+      const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.write' && x.spanContext().traceId === traceId))
+      const mine = spans.filter(s => s.spanContext().traceId === traceId)
+      const root = mine.find(s => s.parentSpanContext === undefined)!
+      assert.equal(root.spanContext().spanId, spanId, 'the request span')
+      for (const m of metrics.slice(0, -2)) {
+        const span = mine.find(s => s.name === `journey.${m.name}`)
+        assert.ok(span, m.name)
+        assert.ok(Math.abs(spanMs(span) - m.dur!) <= 0.002, `${m.name}: header ${m.dur} ms, span ${spanMs(span)} ms`)
+      }
+      assert.ok(metrics.find(m => m.name === 'handler')!.dur! >= 29, 'the 30 ms of work is in the handler')
+      const hooks = Number(root.attributes['journey.gap.hooks_ms'])
+      assert.ok(Math.abs(hooks - metrics.find(m => m.name === 'hooks')!.dur!) <= 0.002, `hooks gap: span ${hooks}`)
+      assert.ok(!metrics.some(m => m.name === 'write'), 'the write starts after the headers are sent')
+
+      // The next request on the same connection had no accept or TLS of its own.
+      const again = await request(`${t.https}/`, { dispatcher: agent })
+      await again.body.text()
+      assert.deepEqual(parse(again.headers['server-timing']).map(m => m.name), ['read', 'parse', 'decode', 'handler', 'serialize', 'hooks', 'traceparent'])
+    } finally {
+      await agent.close()
+    }
+  })
+
+  test('an error reply: the stage the error cut, then the error handler', async () => {
+    const r = await request(`${t.http}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json', dispatcher: t.insecure })
+    await r.body.text()
+    assert.equal(r.statusCode, 400)
+    const names = parse(r.headers['server-timing']).map(m => m.name)
+    assert.ok(names.includes('decode') && !names.includes('handler'), names.join(', '))
+    assert.ok(names.includes('error_handler'), names.join(', '))
+  })
+
+  test('in a browser: the handler\'s 50 ms in the navigation\'s serverTiming, inside the wait the browser measured', { skip: skipBrowser }, async () => {
+    const { chromium } = await import('playwright-core')
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+    try {
+      const page = await browser.newPage()
+      await page.goto(`${t.http}/compute?ms=50`)
+      const nav = await page.evaluate(() => {
+        const e = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming
+        return { wait: e.responseStart - e.requestStart, timing: e.serverTiming.map(s => ({ name: s.name, dur: s.duration, desc: s.description })) }
+      })
+      const names = nav.timing.map(m => m.name)
+      assert.deepEqual(names.slice(0, 2), ['accept', 'read'], names.join(', '))
+      const handler = nav.timing.find(m => m.name === 'handler')
+      assert.ok(handler !== undefined && handler.dur >= 49, JSON.stringify(nav.timing))
+      // The browser's request→first byte holds the server's whole time from the request's first byte to its
+      // headers; Chromium rounds its own timestamps to 0.1 ms.
+      const server = nav.timing.filter(m => !['accept', 'traceparent'].includes(m.name)).reduce((sum, m) => sum + m.dur, 0)
+      assert.ok(server <= nav.wait + 0.2, `server ${server.toFixed(3)} ms within the browser's wait of ${nav.wait.toFixed(3)} ms`)
+    } finally {
+      await browser.close()
+    }
+  })
+})
+
+describe('the plugin option', () => {
+  test('off by default; on, it adds to a Server-Timing header the app set, on HTTP/1.1 and HTTP/2, without a trace id when untraced', async () => {
+    for (const serverTiming of [undefined, true]) {
+      for (const http2 of [false, true]) {
+        const journey = createJourney({ registry: new Registry(), ...(serverTiming === undefined ? {} : { serverTiming }) })
+        const app = Fastify({ http2 } as FastifyServerOptions)
+        await app.register(journey.plugin)
+        app.get('/db', async (_req, reply) => { reply.header('server-timing', 'db;dur=5;desc="orders"'); return { ok: true } })
+        const base = await listenLocal(app)
+        try {
+          let header: string | string[] | undefined
+          if (http2) {
+            const session = connect(base)
+            header = await new Promise((resolve, reject) => {
+              const stream = session.request({ ':path': '/db' })
+              stream.on('response', h => { resolve(h['server-timing']) })
+              stream.on('error', reject)
+              stream.resume()
+              stream.end()
+            })
+            session.close()
+          } else {
+            const r = await request(`${base}/db`)
+            await r.body.text()
+            header = r.headers['server-timing']
+          }
+          const what = `serverTiming ${String(serverTiming)}, ${http2 ? 'HTTP/2' : 'HTTP/1.1'}`
+          if (serverTiming === undefined) {
+            assert.equal(header, 'db;dur=5;desc="orders"', what)
+            continue
+          }
+          const metrics = parse(header)
+          assert.deepEqual(metrics[0], { name: 'db', dur: 5, desc: 'orders' }, what)
+          const names = metrics.map(m => m.name)
+          assert.deepEqual(names, http2
+            ? ['db', 'accept', 'parse', 'decode', 'handler', 'serialize', 'hooks'] // no read stage on HTTP/2 (docs/stages.md)
+            : ['db', 'accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'hooks'], what)
+          assert.ok(metrics.slice(1).every(m => m.dur !== undefined && m.dur >= 0), what)
+        } finally {
+          await app.close()
+          journey.close()
+        }
+      }
+    }
+  })
+})
