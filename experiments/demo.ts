@@ -10,7 +10,8 @@ import { runWorkload } from './lib/workload.ts'
 
 const seconds = Number(process.env.DEMO_SECONDS ?? 300)
 const main = fileURLToPath(new URL('../src/main.ts', import.meta.url))
-const server = spawn(process.execPath, [main], { env: { LOG_LEVEL: 'warn', ...process.env }, stdio: ['ignore', 'pipe', 'inherit'] })
+// Server-Timing on: a page opened in a browser shows each request's stages in devtools (Network → Timing).
+const server = spawn(process.execPath, [main], { env: { LOG_LEVEL: 'warn', JOURNEY_SERVER_TIMING: 'true', ...process.env }, stdio: ['ignore', 'pipe', 'inherit'] })
 let out = ''
 server.stdout!.on('data', (d: Buffer) => { out += d.toString() })
 
@@ -25,6 +26,7 @@ for (let i = 0; ; i++) {
   if (i > 200) throw new Error('the server did not start')
 }
 console.log(`\n  The journey of live requests: http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${adminPort}/journey\n` +
+  `  Your own, in a browser's devtools (Network → Timing → Server Timing): http://127.0.0.1:${httpPort}/compute?ms=50\n` +
   `  (a mixed workload runs for ${seconds} s; Ctrl-C stops it and the server)\n`)
 
 const abort = new AbortController()
