@@ -70,7 +70,13 @@ if (variant.startsWith('journey')) {
       OTEL_TRACES_SAMPLER_ARG: variant === 'journey-1pct' ? '0.01' : '1'
     }
   })
-  const journey = createJourney({ registry: telemetry.registry, tracing: telemetry.tracing, precision: variant === 'journey-fine' ? 'fine' : 'default' })
+  const journey = createJourney({
+    registry: telemetry.registry,
+    tracing: telemetry.tracing,
+    precision: variant === 'journey-fine' ? 'fine' : 'default',
+    // As the server reads it (off unless set), so bench:ab can measure the header: B_ENV='{"JOURNEY_SERVER_TIMING":"true"}'.
+    serverTiming: process.env.JOURNEY_SERVER_TIMING === 'true'
+  })
   factory = (handler) => {
     https = journey.observeServer(createHttpsServer({ key: tls.key, cert: tls.cert }, handler), 'https')
     return journey.observeServer(createHttpServer(handler), 'http')

@@ -126,9 +126,12 @@ export function handlerWroteResponse (m: Pick<Marks, 'handlerStartAt' | 'handler
   return seen(m.finishAt) && seen(m.handlerStartAt) && !seen(m.handlerEndAt) && !seen(m.serializeEndAt)
 }
 
-/** The record's timeline, written into `t` (overwriting what it held) and returned. The one timeline maths. */
-export function walkTimeline (m: Marks, t: StageTable): StageTable {
-  const end = seen(m.finishAt) ? m.finishAt : m.endAt
+/**
+ * The record's timeline, written into `t` (overwriting what it held) and returned. The one timeline maths.
+ * `end`: where the request ends; given only for a record still running, walked as if it ended there
+ * (server-timing.ts, as the response's headers go out).
+ */
+export function walkTimeline (m: Marks, t: StageTable, end = seen(m.finishAt) ? m.finishAt : m.endAt): StageTable {
   // An error after the request ended (a response stream failing once its last byte was handed over) ends no stage.
   const err = m.errorAt < end ? m.errorAt : NaN
   t.count = 0
