@@ -10,6 +10,7 @@ import Fastify, { type FastifyServerOptions } from 'fastify'
 import { Registry } from 'prom-client'
 import { Agent, request } from 'undici'
 import { createJourney } from '../../src/journey/index.ts'
+import { serverTimingValue, type TimedRecord } from '../../src/journey/server-timing.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { listenLocal } from '../helpers/app.ts'
 
@@ -103,6 +104,34 @@ describe('the demo server with JOURNEY_SERVER_TIMING=true', () => {
     } finally {
       await browser.close()
     }
+  })
+})
+
+describe('serverTimingValue (pure)', () => {
+  const marks = (over: Partial<TimedRecord>): TimedRecord => ({
+    acceptAt: NaN, acceptedAt: NaN, secureAt: NaN, beginAt: NaN, decryptStartAt: NaN, headersAt: NaN, requestAt: NaN,
+    decodeStartAt: NaN, decodeEndAt: NaN, handlerStartAt: NaN, handlerEndAt: NaN, serializeEndAt: NaN,
+    writeStartAt: NaN, finishAt: NaN, endAt: NaN, errorAt: NaN, sampled: false, traceId: undefined, spanId: undefined, ...over
+  })
+
+  test('durations to the µs, long ones and zero ones too; the trace of a sampled request', () => {
+    const rec = marks({
+      beginAt: 10, headersAt: 10.0004, requestAt: 10.0024, decodeStartAt: 10.003, decodeEndAt: 10.003,
+      handlerStartAt: 10.0031, handlerEndAt: 1244.5709, serializeEndAt: 1244.5712,
+      sampled: true, traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331'
+    })
+    assert.equal(serverTimingValue(rec, rec.serializeEndAt),
+      'read;dur=0.000, parse;dur=0.002, decode;dur=0.000, handler;dur=1234.568, serialize;dur=0.000, hooks;dur=0.001, ' +
+      'traceparent;desc="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"')
+  })
+
+  test('a connection\'s first request: its accept and TLS; an error: the stage it cut and the error handler', () => {
+    const rec = marks({
+      acceptAt: 1, acceptedAt: 1.05, secureAt: 3.05, beginAt: 3.1, headersAt: 3.2, requestAt: 3.3,
+      decodeStartAt: 3.4, errorAt: 5.4, handlerEndAt: 6, serializeEndAt: 6
+    })
+    assert.equal(serverTimingValue(rec, rec.serializeEndAt),
+      'accept;dur=0.050, tls;dur=2.000, read;dur=0.100, parse;dur=0.100, decode;dur=2.000, serialize;dur=0.000, hooks;dur=0.100, error_handler;dur=0.600')
   })
 })
 
