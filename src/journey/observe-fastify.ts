@@ -12,7 +12,7 @@ import { now } from './clock.ts'
 import { readTcpInfo } from './tcp-info.ts'
 import { newRequestRecord, protocolVersionOf, type ConnectionRecord, type RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
-import { kConnection, onUnclaimedMessage } from './observe-parser.ts'
+import { countBody, kConnection, onUnclaimedMessage } from './observe-parser.ts'
 import { cutOff, kStreamClaimed, kStreamHeadersAt, onUnclaimedStream, type ObservedStream } from './observe-connection.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
@@ -350,6 +350,9 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     rec.contentEncoding = firstHeader(headers['content-encoding'])
     const length = headers['content-length']
     if (length !== undefined) rec.requestBodyBytes = Number(length)
+    // A body without Content-Length (HTTP/1.1 chunked) is counted as it arrives. HTTP/2 has no parser of
+    // Node's to count in: such a stream's body goes unsized (docs/stages.md).
+    else if (headers['transfer-encoding'] !== undefined && !conn.multiplexed) countBody(request.raw, rec)
     request.journey = rec
     ;(reply.raw as Response)[kRecord] = rec
     if (conn.multiplexed) startStream(rec, request.raw, reply.raw)

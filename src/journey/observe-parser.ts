@@ -17,7 +17,7 @@ type Parser = Record<number, unknown> & { socket?: Socket | null }
 type HeadersComplete = (this: Parser, ...args: unknown[]) => unknown
 type SocketWithRecord = Socket & { [kConnection]?: ConnectionRecord, parser?: Parser | null }
 
-interface ParserInternals { kOnMessageBegin: number, kOnHeadersComplete: number }
+interface ParserInternals { kOnMessageBegin: number, kOnHeadersComplete: number, kOnBody: number | undefined }
 
 function loadInternals (): ParserInternals | undefined {
   try {
@@ -25,7 +25,8 @@ function loadInternals (): ParserInternals | undefined {
     const begin = HTTPParser?.kOnMessageBegin
     const headers = HTTPParser?.kOnHeadersComplete
     if (typeof begin !== 'number' || typeof headers !== 'number') return undefined
-    return { kOnMessageBegin: begin, kOnHeadersComplete: headers }
+    const body = HTTPParser?.kOnBody
+    return { kOnMessageBegin: begin, kOnHeadersComplete: headers, kOnBody: typeof body === 'number' ? body : undefined }
   } catch {
     return undefined
   }
@@ -120,6 +121,45 @@ export function observeParser (socket: SocketWithRecord): boolean {
   const begin = parser[internals.kOnMessageBegin]
   if (begin != null && begin !== onMessageBegin) return false
   parser[internals.kOnMessageBegin] = onMessageBegin
+  return true
+}
+
+/** What a counted body adds to: its request's record (RequestRecord's fields). */
+interface BodyCount { requestBodyBytes: number, endAt: number }
+const kBodyCount = Symbol('request-journey.body-count')
+type Incoming = IncomingMessage & { [kBodyCount]?: BodyCount }
+type OnBody = (this: Parser & { incoming?: Incoming | null }, b: Buffer) => unknown
+let originalOnBody: OnBody | undefined
+
+// Node's parser hands each piece of a request body to JS through this slot, chunked framing removed: the
+// only place a body's size can be seen without reading the body alongside the app (a stream in front of
+// Fastify's payload would stall a handler that reads request.raw itself). Counted until the record ends.
+function onBody (this: Parser & { incoming?: Incoming | null }, b: Buffer): unknown {
+  const count = this.incoming?.[kBodyCount]
+  if (count !== undefined && Number.isNaN(count.endAt)) count.requestBodyBytes += b.length
+  return originalOnBody!.call(this, b)
+}
+
+/**
+ * Counts the body of `message` (an HTTP/1.1 request sent without Content-Length: chunked) into
+ * `count.requestBodyBytes`, from 0, as the parser hands its bytes over. The parser's body callback is
+ * wrapped only once a connection's parser carries such a body (and stays wrapped on the pooled parser,
+ * counting nothing for other requests), so requests with a Content-Length pay nothing. False, counting
+ * nothing, when this Node's parser is not the shape this code knows.
+ */
+export function countBody (message: IncomingMessage, count: BodyCount): boolean {
+  const parser = (message.socket as SocketWithRecord | null)?.parser
+  if (internals?.kOnBody === undefined || parser == null) return false
+  const slot = internals.kOnBody
+  const current = parser[slot]
+  if (current !== onBody) {
+    if (typeof current !== 'function') return false
+    if (originalOnBody === undefined) originalOnBody = current as OnBody
+    else if (current !== originalOnBody) return false
+    parser[slot] = onBody
+  }
+  ;(message as Incoming)[kBodyCount] = count
+  count.requestBodyBytes = 0
   return true
 }
 

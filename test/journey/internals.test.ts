@@ -40,6 +40,32 @@ test('the parser holds the request it just built as .incoming when kOnHeadersCom
   assert.equal(seen.incoming, seen.req, 'parser.incoming is the IncomingMessage the server emitted')
 })
 
+test('the parser hands each piece of a chunked body to kOnBody as one Buffer, with the request as .incoming (chunked body sizes)', async () => {
+  const { createServer: createHttpServer } = await import('node:http')
+  const { connect } = await import('node:net')
+  const { HTTPParser } = createRequire(import.meta.url)('_http_common')
+  assert.equal(typeof HTTPParser.kOnBody, 'number')
+  const pieces: Array<{ bytes: number, incoming: unknown }> = []
+  let request: unknown
+  const server = createHttpServer((req, res) => { request = req; req.resume().on('end', () => res.end('ok')) })
+  server.on('connection', (s: import('node:net').Socket & { parser?: Record<number, unknown> & { incoming?: unknown } }) => {
+    const parser = s.parser!
+    const original = parser[HTTPParser.kOnBody] as (this: unknown, b: Buffer) => unknown
+    assert.equal(typeof original, 'function')
+    parser[HTTPParser.kOnBody] = function (this: typeof parser, b: Buffer) {
+      pieces.push({ bytes: Buffer.isBuffer(b) ? b.length : -1, incoming: this.incoming })
+      return original.call(this, b)
+    }
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
+  client.write('POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n')
+  await new Promise(resolve => client.on('close', resolve).resume())
+  server.close()
+  assert.equal(pieces.reduce((n, p) => n + p.bytes, 0), 7, `the body's bytes without the framing: ${JSON.stringify(pieces.map(p => p.bytes))}`)
+  assert.ok(pieces.every(p => p.incoming === request), 'parser.incoming is the request the body belongs to')
+})
+
 test('an HTTPS server\'s TLSSocket has its raw socket as _parent and its HTTP parser attached at secureConnection', async () => {
   const material = await loadTlsMaterial(undefined, undefined)
   const server = createServer({ key: material.key, cert: material.cert }, (_req, res) => res.end('ok'))

@@ -53,3 +53,39 @@ test('an upload the handler reads itself arrives in the handler stage, and its s
     await t.close()
   }
 })
+
+test('a chunked upload the handler reads itself: counted without getting in its way', async () => {
+  const t = tracedJourney()
+  try {
+    await t.app.register(t.journey.plugin)
+    await t.app.register(multipart)
+    t.app.post('/upload', async (request) => {
+      const file = await request.file()
+      let bytes = 0
+      for await (const chunk of file!.file) bytes += (chunk as Buffer).length
+      return { bytes }
+    })
+    const c = await connect(await t.listen())
+    const body = Buffer.concat([
+      Buffer.from('--XX\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'),
+      Buffer.alloc(60_000, 97),
+      Buffer.from('\r\n--XX--\r\n')
+    ])
+    await c.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nTransfer-Encoding: chunked\r\n\r\n')
+    const third = Math.ceil(body.length / 3)
+    for (let i = 0; i < 3; i++) {
+      await sleep(30)
+      const piece = body.subarray(i * third, (i + 1) * third)
+      await c.write(Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]))
+    }
+    await c.write('0\r\n\r\n')
+    assert.match(await c.read(responses(1)), /\{"bytes":60000\}$/)
+    c.close()
+    await sleep(30)
+    const all = t.spans.getFinishedSpans()
+    const upload = waterfall(all, roots(all, '/upload')[0]!)
+    assert.equal(stage(upload, 'decode')!.attributes['http.request.body.size'], body.length)
+  } finally {
+    await t.close()
+  }
+})
