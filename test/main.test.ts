@@ -285,8 +285,14 @@ describe('npm start', () => {
     // Medians seen here: HTTP/1.1 0.6–0.8 ms, HTTP/2 1.4–1.8 (curl's side of an HTTP/2 connection costs it
     // ≈ 0.8 ms more; not located further). In this VM's slow phases both have read 4 times that (2.3 and 4.0
     // in one CI run), so each bound is about four times its usual median: a missing stage still fails it.
-    const bound = http2 ? 6 : 3
-    assert.ok(median < bound, `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median): ${said}`)
+    // On a machine busy with other work (CI runs test files side by side on two cores) curl waits for a CPU
+    // too, and that wait is in its time, not the server's: one CI run read a median of 3.57 ms with the server
+    // waiting 12 ms for a CPU per request (median) and up to 51. curl's own wait cannot be read once it has
+    // exited, so the server's median wait stands for how busy the machine was: the bound grows by it, and on
+    // a quiet machine (waits ≈ 0) stays what it was.
+    const busy = waited.slice().sort((a, b) => a - b)[Math.floor(waited.length / 2)]!
+    const bound = (http2 ? 6 : 3) + busy
+    assert.ok(median < bound, `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median; bound ${bound.toFixed(2)} with the server's median wait for a CPU): ${said}`)
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
   })
