@@ -231,7 +231,7 @@ export function requestJourneyDashboard (): Dashboard {
         exemplar: true
       }], { overrides: stageColourOverrides(), min: 0 }),
     timeseries(l, 12, 'Bytes per second: request bodies in, responses out',
-      'What the decode and write stages carry. Request bodies: on the wire, before decompression (Content-Length, or the bytes of an HTTP/1.1 chunked body); an HTTP/2 stream without content-length is not counted. Responses: status line, headers and body as handed to the socket, before TLS (HTTP/1.1 only: an HTTP/2 stream\'s bytes are not measured).',
+      'What the decode and write stages carry. Request bodies: on the wire, before decompression (Content-Length, or the bytes of a body sent without one: HTTP/1.1 chunked, an HTTP/2 stream without content-length). Responses: status line, headers and body as handed to the socket, before TLS (HTTP/1.1 only: an HTTP/2 stream\'s bytes are not measured).',
       'Bps', [{
         expr: `sum(rate(${METRIC.requestBodySize}_sum{${SEL}, ${HTTP_ROUTE}}[${RATE}]))`,
         legendFormat: 'request bodies'

@@ -41,7 +41,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   })
   const requestBodySize = new FastHistogram({
     name: METRIC.requestBodySize,
-    help: 'Size of HTTP request bodies on the wire, before decompression (Content-Length, or the bytes of an HTTP/1.1 chunked body).',
+    help: 'Size of HTTP request bodies on the wire, before decompression (Content-Length, or the bytes of a body sent without one).',
     labelNames: ['http_request_method', 'http_route'],
     buckets: SIZE_BUCKETS,
     registers

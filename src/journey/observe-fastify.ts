@@ -97,14 +97,34 @@ function finish (rec: RequestRecord, status: number, socket: Socket | null): voi
  * response ends at its stream's close, which no diagnostics channel reports. Its bytes are not counted: the
  * socket's are every stream's.
  */
+type BodyStream = ObservedStream & { endAfterHeaders?: boolean, push: (chunk: unknown, encoding?: BufferEncoding) => boolean }
+
 function startStream (rec: RequestRecord, raw: IncomingMessage, res: ServerResponse): void {
-  const stream = (raw as { stream?: ObservedStream }).stream
-  if (stream !== undefined) stream[kStreamClaimed] = true
+  const stream = (raw as { stream?: BodyStream }).stream
+  if (stream !== undefined) {
+    stream[kStreamClaimed] = true
+    if (Number.isNaN(rec.requestBodyBytes) && stream.endAfterHeaders === false) countStreamBody(stream, rec)
+  }
   rec.headersAt = stream?.[kStreamHeadersAt] ?? NaN
   rec.bytesWritten = NaN
   // Emitted once, for every stream: ended, reset or cut off with its connection. Prepended, so the record
   // is finished before Fastify's onResponse hooks run on the same event (a log line reads it there).
   res.prependListener('finish', onStreamFinish)
+}
+
+/**
+ * An HTTP/2 request body sent without content-length (its HEADERS frame did not end the stream), counted
+ * as its DATA arrives. Node parses HTTP/2 natively, with no body callback to wrap as on HTTP/1.1; every DATA
+ * payload reaches JS through the stream's push() — how any Readable's implementation hands data over — so
+ * this stream's push is wrapped, and only such streams pay for it. Counted until the record ends.
+ */
+function countStreamBody (stream: BodyStream, rec: RequestRecord): void {
+  rec.requestBodyBytes = 0
+  const push = stream.push
+  stream.push = function (chunk, encoding) {
+    if (chunk != null && Number.isNaN(rec.endAt)) rec.requestBodyBytes += (chunk as { length: number }).length
+    return push.call(this, chunk, encoding)
+  }
 }
 
 /** The stream closed without a reset that leaves something missing (see onStreamFinish). */
@@ -350,8 +370,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     rec.contentEncoding = firstHeader(headers['content-encoding'])
     const length = headers['content-length']
     if (length !== undefined) rec.requestBodyBytes = Number(length)
-    // A body without Content-Length (HTTP/1.1 chunked) is counted as it arrives. HTTP/2 has no parser of
-    // Node's to count in: such a stream's body goes unsized (docs/stages.md).
+    // A body without Content-Length (HTTP/1.1 chunked) is counted as it arrives; on HTTP/2, startStream.
     else if (headers['transfer-encoding'] !== undefined && !conn.multiplexed) countBody(request.raw, rec)
     request.journey = rec
     ;(reply.raw as Response)[kRecord] = rec

@@ -2,10 +2,15 @@
 // is counted as Node's parser hands it over, chunk framing removed — in the decode span's
 // http.request.body.size and in http_server_request_body_size_bytes, like any other body.
 import assert from 'node:assert/strict'
+import { connect as connectH2 } from 'node:http2'
 import { gzipSync } from 'node:zlib'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyServerOptions } from 'fastify'
+import { Registry } from 'prom-client'
 import { request } from 'undici'
+import { createJourney } from '../../src/journey/index.ts'
+import { listenLocal } from '../helpers/app.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
 import { connect, responses, statusOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
@@ -87,4 +92,45 @@ test('a chunked body past the limit: 413, and only the bytes that arrived before
   assert.equal(now.count - before.count, 1)
   const counted = now.bytes - before.bytes
   assert.ok(counted > 1_048_576 && counted <= 1_200_000, `counted ${counted} bytes: past the 1 MiB limit, no more than were sent`)
+})
+
+test('HTTP/2: a body without content-length is counted as its DATA arrives; one with it is its content-length; a GET is none', async () => {
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify({ http2: true } as FastifyServerOptions)
+  await app.register(journey.plugin)
+  app.post('/echo', async (req) => req.body)
+  app.get('/', async () => ({ ok: true }))
+  const session = connectH2(await listenLocal(app))
+  const send = (headers: Record<string, string>, pieces: string[]): Promise<number> => new Promise((resolve, reject) => {
+    const stream = session.request(headers, { endStream: pieces.length === 0 })
+    let status = 0
+    stream.on('response', h => { status = Number(h[':status']) })
+    stream.on('error', reject)
+    stream.on('end', () => resolve(status))
+    stream.resume()
+    if (pieces.length === 0) return
+    // Node's client sends no content-length unless given one; the pieces go as separate DATA frames.
+    void (async () => {
+      for (const p of pieces.slice(0, -1)) { stream.write(p); await sleep(20) }
+      stream.end(pieces.at(-1))
+    })()
+  })
+  try {
+    const json = JSON.stringify({ message: 'h'.repeat(70_000) })
+    const post = { ':method': 'POST', ':path': '/echo', 'content-type': 'application/json' }
+    assert.equal(await send(post, [json.slice(0, 1000), json.slice(1000)]), 200)
+    const small = '{"message":"s"}'
+    assert.equal(await send({ ...post, 'content-length': String(small.length) }, [small]), 200)
+    assert.equal(await send({ ':method': 'GET', ':path': '/' }, []), 200)
+    await sleep(30)
+    const samples = parseMetrics(await registry.metrics())
+    assert.equal(sum(samples, 'http_server_request_body_size_bytes_count', { http_route: '/echo' }), 2)
+    assert.equal(sum(samples, 'http_server_request_body_size_bytes_sum', { http_route: '/echo' }), json.length + small.length)
+    assert.equal(sum(samples, 'http_server_request_body_size_bytes_count', { http_route: '/' }), 0, 'a request without a body has no size')
+  } finally {
+    session.close()
+    await app.close()
+    journey.close()
+  }
 })

@@ -66,6 +66,35 @@ test('the parser hands each piece of a chunked body to kOnBody as one Buffer, wi
   assert.ok(pieces.every(p => p.incoming === request), 'parser.incoming is the request the body belongs to')
 })
 
+test('an HTTP/2 stream\'s DATA reaches JS through its push(), and endAfterHeaders says whether a body follows (HTTP/2 body sizes)', async () => {
+  const http2 = await import('node:http2')
+  const seen: Array<{ endAfterHeaders: unknown, pushed: number, read: number }> = []
+  const server = http2.createServer((req, res) => {
+    const stream = req.stream as unknown as { endAfterHeaders: unknown, push: (c: unknown, e?: BufferEncoding) => boolean }
+    const entry = { endAfterHeaders: stream.endAfterHeaders, pushed: 0, read: 0 }
+    seen.push(entry)
+    const push = stream.push
+    stream.push = function (chunk, encoding) {
+      if (chunk != null) entry.pushed += (chunk as Buffer).length
+      return push.call(this, chunk, encoding)
+    }
+    req.on('data', (d: Buffer) => { entry.read += d.length })
+    req.on('end', () => res.end())
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+  const send = (body: Buffer | undefined): Promise<void> => new Promise(resolve => {
+    const s = session.request({ ':method': body === undefined ? 'GET' : 'POST', ':path': '/' }, { endStream: body === undefined })
+    s.on('end', () => resolve()).resume()
+    if (body !== undefined) s.end(body)
+  })
+  await send(Buffer.alloc(70_000))
+  await send(undefined)
+  session.close()
+  server.close()
+  assert.deepEqual(seen, [{ endAfterHeaders: false, pushed: 70_000, read: 70_000 }, { endAfterHeaders: true, pushed: 0, read: 0 }])
+})
+
 test('an HTTPS server\'s TLSSocket has its raw socket as _parent and its HTTP parser attached at secureConnection', async () => {
   const material = await loadTlsMaterial(undefined, undefined)
   const server = createServer({ key: material.key, cert: material.cert }, (_req, res) => res.end('ok'))
