@@ -1,6 +1,6 @@
-// Request body sizes: a body sent with Content-Length is that many bytes; one sent without (HTTP/1.1 chunked)
-// is counted as Node's parser hands it over, chunk framing removed — in the decode span's
-// http.request.body.size and in http_server_request_body_size_bytes, like any other body.
+// Request body sizes: a body sent with Content-Length is that many bytes; one sent without is counted as it
+// reaches JS — HTTP/1.1 chunked from Node's parser, chunk framing removed; an HTTP/2 stream's DATA — in the
+// decode span's http.request.body.size and in http_server_request_body_size_bytes, like any other body.
 import assert from 'node:assert/strict'
 import { connect as connectH2 } from 'node:http2'
 import { gzipSync } from 'node:zlib'
