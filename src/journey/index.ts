@@ -25,7 +25,7 @@ import { createKernelMetrics } from './kernel.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
 import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 import type { Precision } from './stages.ts'
 import type { JourneyOwner, RequestRecord } from './records.ts'
@@ -121,9 +121,10 @@ export interface JourneyOptions {
   /**
    * Send each response's stages so far (accept to serialize, the hooks gap, and a head-sampled request's
    * trace id) in a `Server-Timing` header, for browsers' devtools and scripts. Default false: every client
-   * then sees how long the server spent, in each stage.
+   * then sees how long the server spent, in each stage. A function decides per request (called at onSend),
+   * e.g. only for your own network or a debug header: `(request) => request.headers['x-debug'] === '1'`.
    */
-  serverTiming?: boolean
+  serverTiming?: boolean | ((request: FastifyRequest) => boolean)
 }
 
 export interface Journey {
@@ -190,7 +191,7 @@ export function createJourney (opts: JourneyOptions): Journey {
     listenerNames.set(server, listener)
   }
   const plugin = fp((fastify, _o, done) => {
-    observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming === true })
+    observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming })
     observeAppServers(fastify, observe, precision === 'fine')
     done()
   }, { fastify: '5.x', name: 'request-journey' })

@@ -28,8 +28,8 @@ export interface FastifyObserverOptions {
   fine?: boolean
   /** Tracing is on: then the order of other tracing plugins matters (warnTracedAfter). */
   traced?: boolean
-  /** Send each response's stages so far as a Server-Timing header (server-timing.ts). */
-  serverTiming?: boolean
+  /** Send each response's stages so far as a Server-Timing header (server-timing.ts); a function decides per request. */
+  serverTiming?: boolean | ((request: FastifyRequest) => boolean) | undefined
 }
 
 /**
@@ -332,7 +332,7 @@ const BODYLESS = new Set(['GET', 'HEAD', 'TRACE'])
 const kWrapped = Symbol('request-journey.wrapped')
 
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
-  const serverTiming = opts.serverTiming === true
+  const serverTiming = opts.serverTiming === true ? () => true : typeof opts.serverTiming === 'function' ? opts.serverTiming : undefined
   fastify.decorateRequest('journey', null)
   if (opts.traced === true) warnTracedAfter(fastify)
   if (subscribers++ === 0) {
@@ -431,7 +431,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
         rec.serializeSkipped = true
       }
       rec.serializeEndAt = t
-      if (serverTiming) addServerTiming(reply, serverTimingValue(rec, t))
+      if (serverTiming !== undefined && serverTiming(request)) addServerTiming(reply, serverTimingValue(rec, t))
       const res = reply.raw
       const socket = res.socket
       if (socket !== null) {

@@ -181,3 +181,22 @@ describe('the plugin option', () => {
     }
   })
 })
+
+test('a function decides per request: the header only for the requests it chooses', async () => {
+  const journey = createJourney({ registry: new Registry(), serverTiming: (request) => request.headers['x-debug'] === '1' })
+  const app = Fastify()
+  await app.register(journey.plugin)
+  app.get('/', async () => ({ ok: true }))
+  const base = await listenLocal(app)
+  try {
+    const plain = await request(`${base}/`)
+    await plain.body.text()
+    assert.equal(plain.headers['server-timing'], undefined, 'not chosen')
+    const debug = await request(`${base}/`, { headers: { 'x-debug': '1' } })
+    await debug.body.text()
+    assert.ok(parse(debug.headers['server-timing']).some(m => m.name === 'handler'), 'chosen')
+  } finally {
+    await app.close()
+    journey.close()
+  }
+})
