@@ -1,17 +1,13 @@
 /// <reference lib="dom" />
 // The built-in journey page, in a real browser (Debian's headless Chromium driven by playwright-core).
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import { Pool, request } from 'undici'
 import { startTestServer, type TestServer } from './helpers/server.ts'
+import { browserSkip, launchChromium } from './helpers/browser.ts'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-// CI installs Chromium: there a missing browser is a failure. Elsewhere the browser test says why it skips.
-const skip = !existsSync(CHROMIUM) && process.env.CI !== 'true'
-  ? `no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`
-  : false
-if (skip !== false) console.log(`# skipping the browser test: ${skip}`)
+const skip = browserSkip()
 
 let t: TestServer
 before(async () => { t = await startTestServer({ JAEGER_UI_URL: 'http://jaeger.example:16686' }) })
@@ -112,8 +108,7 @@ describe('the journey page', () => {
   })
 
   test('in Chromium: waterfalls with every stage, percentiles, live updates without reload', { skip }, async () => {
-    const { chromium } = await import('playwright-core')
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+    const browser = await launchChromium()
     try {
       // Fresh connections over HTTP and HTTPS, so accept and tls are in the waterfalls.
       const { Agent } = await import('undici')

@@ -3,7 +3,6 @@
 // request had before the headers went out, with the same durations as its stage spans, and a browser reads
 // them next to its own timing of the same request.
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { connect } from 'node:http2'
 import { after, before, describe, test } from 'node:test'
 import Fastify, { type FastifyServerOptions } from 'fastify'
@@ -13,13 +12,9 @@ import { createJourney } from '../../src/journey/index.ts'
 import { serverTimingValue, type TimedRecord } from '../../src/journey/server-timing.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { listenLocal } from '../helpers/app.ts'
+import { browserSkip, launchChromium } from '../helpers/browser.ts'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-// CI installs Chromium: there a missing browser is a failure. Elsewhere the browser test says why it skips.
-const skipBrowser = !existsSync(CHROMIUM) && process.env.CI !== 'true'
-  ? `no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`
-  : false
-if (skipBrowser !== false) console.log(`# skipping the browser test: ${skipBrowser}`)
+const skipBrowser = browserSkip()
 
 interface Metric { name: string, dur: number | undefined, desc: string | undefined }
 
@@ -84,8 +79,7 @@ describe('the demo server with JOURNEY_SERVER_TIMING=true', () => {
   })
 
   test('in a browser: the handler\'s 50 ms in the navigation\'s serverTiming, inside the wait the browser measured', { skip: skipBrowser }, async () => {
-    const { chromium } = await import('playwright-core')
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+    const browser = await launchChromium()
     try {
       const page = await browser.newPage()
       await page.goto(`${t.http}/compute?ms=50`)
