@@ -255,44 +255,61 @@ describe('npm start', () => {
     // Content-Length, it reads to END_STREAM, the moment the span ends at. (Without it, 8 of 80 streams
     // here ended 0.2–1.9 ms after curl's last byte, with the server waiting for no CPU.)
     const untilEndStream = http2 ? ['--ignore-content-length'] : []
-    const client: number[] = []
-    const waited: number[] = []
-    for (const url of urls) {
-      const before = waitedMs()
-      const { stdout } = await exec('curl', ['-sk', http2 ? '--http2' : '--http1.1', ...untilEndStream, '-o', '/dev/null', '-w', '%{time_namelookup} %{time_total} %{http_version}', url])
-      const [lookedUp, total, version] = stdout.split(' ').map(Number) as [number, number, number]
-      assert.equal(version, http2 ? 2 : 1.1)
-      // From curl starting to connect (name resolved) to its last byte read. Not from time_connect: on a
-      // new process's first connection curl noted its connect up to 2 ms late (it tries ::1 for localhost
-      // first), which made a server span look longer than the client's wait.
-      client.push((total - lookedUp) * 1000)
-      await new Promise(resolve => setTimeout(resolve, 20)) // the server has run 'finish' by now
-      waited.push(waitedMs() - before)
+    // One round: the requests, then what is wrong with them (nothing: undefined).
+    const round = async (r: number): Promise<string | undefined> => {
+      const client: number[] = []
+      const waited: number[] = []
+      for (const url of urls) {
+        const before = waitedMs()
+        const { stdout } = await exec('curl', ['-sk', http2 ? '--http2' : '--http1.1', ...untilEndStream, '-o', '/dev/null', '-w', '%{time_namelookup} %{time_total} %{http_version}', url])
+        const [lookedUp, total, version] = stdout.split(' ').map(Number) as [number, number, number]
+        assert.equal(version, http2 ? 2 : 1.1)
+        // From curl starting to connect (name resolved) to its last byte read. Not from time_connect: on a
+        // new process's first connection curl noted its connect up to 2 ms late (it tries ::1 for localhost
+        // first), which made a server span look longer than the client's wait.
+        client.push((total - lookedUp) * 1000)
+        await new Promise(resolve => setTimeout(resolve, 20)) // the server has run 'finish' by now
+        waited.push(waitedMs() - before)
+      }
+      const snap = await (await request(`http://127.0.0.1:${s.ports.metrics}/journey/snapshot.json`)).body.json() as { recent: Array<{ route: string, durationMs: number }> }
+      assert.equal(snap.recent.length, urls.length * (r + 1), 'one record per request')
+      const server = snap.recent.slice(0, urls.length).reverse().map(r => r.durationMs) // oldest first, like `client`
+      const slack = client.map((c, i) => c - server[i]!)
+      const said = slack.map((d, i) => `${d.toFixed(2)}${waited[i]! >= 0.1 ? ` (waited ${waited[i]!.toFixed(2)})` : ''}`).join(', ')
+      t.diagnostic(`client minus server, ms (and the server's wait for a CPU): ${said}`)
+      // The server's span (accept → last byte handed to the kernel) is inside the client's time: never
+      // longer, give or take a timer's resolution and the time the server waited for a CPU; the rest is
+      // curl's connect, send and receive.
+      for (const [i, d] of slack.entries()) {
+        if (!(d > -1 - waited[i]!)) return `request ${i}: server ${server[i]!.toFixed(2)} ms > client ${client[i]!.toFixed(2)} ms, more than the server waited for a CPU (client minus server, ms: ${said})`
+      }
+      const median = slack.slice().sort((a, b) => a - b)[Math.floor(slack.length / 2)]!
+      // Medians seen here: HTTP/1.1 0.6–0.8 ms, HTTP/2 1.4–1.8 (curl's side of an HTTP/2 connection costs it
+      // ≈ 0.8 ms more; not located further). In this VM's slow phases both have read 4 times that (2.3 and 4.0
+      // in one CI run), so each bound is about four times its usual median: a missing stage still fails it.
+      // On a machine busy with other work (CI runs test files side by side on two cores) curl waits for a CPU
+      // too, and that wait is in its time, not the server's: one CI run read a median of 3.57 ms with the server
+      // waiting 12 ms for a CPU per request (median) and up to 51. curl's own wait cannot be read once it has
+      // exited, so the server's median wait stands for how busy the machine was: the bound grows by it, and on
+      // a quiet machine (waits ≈ 0) stays what it was.
+      const busy = waited.slice().sort((a, b) => a - b)[Math.floor(waited.length / 2)]!
+      const bound = (http2 ? 6 : 3) + busy
+      if (!(median < bound)) return `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median; bound ${bound.toFixed(2)} with the server's median wait for a CPU): ${said}`
+      return undefined
     }
-    const snap = await (await request(`http://127.0.0.1:${s.ports.metrics}/journey/snapshot.json`)).body.json() as { recent: Array<{ route: string, durationMs: number }> }
-    assert.equal(snap.recent.length, urls.length, 'one record per request')
-    const server = snap.recent.slice(0, urls.length).reverse().map(r => r.durationMs) // oldest first, like `client`
-    const slack = client.map((c, i) => c - server[i]!)
-    const said = slack.map((d, i) => `${d.toFixed(2)}${waited[i]! >= 0.1 ? ` (waited ${waited[i]!.toFixed(2)})` : ''}`).join(', ')
-    t.diagnostic(`client minus server, ms (and the server's wait for a CPU): ${said}`)
-    // The server's span (accept → last byte handed to the kernel) is inside the client's time: never
-    // longer, give or take a timer's resolution and the time the server waited for a CPU; the rest is
-    // curl's connect, send and receive.
-    for (const [i, d] of slack.entries()) {
-      assert.ok(d > -1 - waited[i]!, `request ${i}: server ${server[i]!.toFixed(2)} ms > client ${client[i]!.toFixed(2)} ms, more than the server waited for a CPU (client minus server, ms: ${said})`)
+    // Up to three rounds. One CI run had an HTTP/2 span end 6.3 ms after curl's last byte with the server
+    // waiting only 0.7 ms for a CPU: something this test cannot see held it — the VM's host taking the CPU
+    // from a running thread (steal time: /proc/stat counts ≈ 3 % of this machine's day, the thread's
+    // schedstat none of it), or the server's own thread busy elsewhere. That is a moment; a stage counted
+    // wrong is in every round, so a round with nothing wrong passes, and three wrong ones fail with what
+    // each said.
+    const wrong: string[] = []
+    for (let r = 0; r < 3; r++) {
+      const problem = await round(r)
+      if (problem === undefined) break
+      wrong.push(problem)
+      assert.ok(wrong.length < 3, `three rounds, each wrong:\n${wrong.join('\n')}`)
     }
-    const median = slack.slice().sort((a, b) => a - b)[Math.floor(slack.length / 2)]!
-    // Medians seen here: HTTP/1.1 0.6–0.8 ms, HTTP/2 1.4–1.8 (curl's side of an HTTP/2 connection costs it
-    // ≈ 0.8 ms more; not located further). In this VM's slow phases both have read 4 times that (2.3 and 4.0
-    // in one CI run), so each bound is about four times its usual median: a missing stage still fails it.
-    // On a machine busy with other work (CI runs test files side by side on two cores) curl waits for a CPU
-    // too, and that wait is in its time, not the server's: one CI run read a median of 3.57 ms with the server
-    // waiting 12 ms for a CPU per request (median) and up to 51. curl's own wait cannot be read once it has
-    // exited, so the server's median wait stands for how busy the machine was: the bound grows by it, and on
-    // a quiet machine (waits ≈ 0) stays what it was.
-    const busy = waited.slice().sort((a, b) => a - b)[Math.floor(waited.length / 2)]!
-    const bound = (http2 ? 6 : 3) + busy
-    assert.ok(median < bound, `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median; bound ${bound.toFixed(2)} with the server's median wait for a CPU): ${said}`)
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
   })
