@@ -393,7 +393,9 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     const rec = request.journey
     if (rec !== null) {
       rec.decodeEndAt = now()
-      if (rec.contentEncoding === undefined) rec.decodedBodyBytes = rec.requestBodyBytes
+      // An identity body decodes to itself — once it has all arrived: a body the handler reads itself
+      // (multipart) is still arriving here, and decode never saw it (a chunked one's count is still growing).
+      if (rec.contentEncoding === undefined && request.raw.complete) rec.decodedBodyBytes = rec.requestBodyBytes
     }
     done()
   })

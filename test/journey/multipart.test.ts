@@ -84,7 +84,9 @@ test('a chunked upload the handler reads itself: counted without getting in its 
     await sleep(30)
     const all = t.spans.getFinishedSpans()
     const upload = waterfall(all, roots(all, '/upload')[0]!)
-    assert.equal(stage(upload, 'decode')!.attributes['http.request.body.size'], body.length)
+    const decode = stage(upload, 'decode')!
+    assert.equal(decode.attributes['http.request.body.size'], body.length)
+    assert.equal(decode.attributes['journey.decode.decoded_bytes'], undefined, 'decode never saw the body: the handler read it')
   } finally {
     await t.close()
   }
