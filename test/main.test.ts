@@ -279,10 +279,13 @@ describe('npm start', () => {
       t.diagnostic(`client minus server, ms (and the server's wait for a CPU): ${said}`)
       // The server's span (accept → last byte handed to the kernel) is inside the client's time: never
       // longer, give or take a timer's resolution and the time the server waited for a CPU; the rest is
-      // curl's connect, send and receive.
-      for (const [i, d] of slack.entries()) {
-        if (!(d > -1 - waited[i]!)) return `request ${i}: server ${server[i]!.toFixed(2)} ms > client ${client[i]!.toFixed(2)} ms, more than the server waited for a CPU (client minus server, ms: ${said})`
-      }
+      // curl's connect, send and receive. The wait this test reads is the guest's: when the VM's host takes
+      // the CPU from the server's running thread (steal time, ≈ 3 % of this machine's day in /proc/stat, at
+      // 10 ms resolution, none of it in the thread's schedstat), the span ends late by that, unseen — CI
+      // runs read spans 1–9 ms past curl's last byte with the server waiting 0–3 ms, one or two requests in
+      // ten on busy runs. So two of ten may be past; a span that is systematically too long is past in most.
+      const past = slack.flatMap((d, i) => d > -1 - waited[i]! ? [] : [`request ${i}: server ${server[i]!.toFixed(2)} ms > client ${client[i]!.toFixed(2)} ms`])
+      if (past.length > 2) return `${past.join('; ')}: more than the server waited for a CPU (client minus server, ms: ${said})`
       const median = slack.slice().sort((a, b) => a - b)[Math.floor(slack.length / 2)]!
       // Medians seen here: HTTP/1.1 0.6–0.8 ms, HTTP/2 1.4–1.8 (curl's side of an HTTP/2 connection costs it
       // ≈ 0.8 ms more; not located further). In this VM's slow phases both have read 4 times that (2.3 and 4.0
@@ -297,12 +300,8 @@ describe('npm start', () => {
       if (!(median < bound)) return `the server's spans leave ${median.toFixed(2)} ms of the client's time unexplained (median; bound ${bound.toFixed(2)} with the server's median wait for a CPU): ${said}`
       return undefined
     }
-    // Up to three rounds. One CI run had an HTTP/2 span end 6.3 ms after curl's last byte with the server
-    // waiting only 0.7 ms for a CPU: something this test cannot see held it — the VM's host taking the CPU
-    // from a running thread (steal time: /proc/stat counts ≈ 3 % of this machine's day, the thread's
-    // schedstat none of it), or the server's own thread busy elsewhere. That is a moment; a stage counted
-    // wrong is in every round, so a round with nothing wrong passes, and three wrong ones fail with what
-    // each said.
+    // Up to three rounds: a busy moment (above) passes on a calm round; a stage counted wrong is in every
+    // round, and three wrong ones fail with what each said.
     const wrong: string[] = []
     for (let r = 0; r < 3; r++) {
       const problem = await round(r)
