@@ -255,12 +255,17 @@ describe('npm start', () => {
     // Content-Length, it reads to END_STREAM, the moment the span ends at. (Without it, 8 of 80 streams
     // here ended 0.2–1.9 ms after curl's last byte, with the server waiting for no CPU.)
     const untilEndStream = http2 ? ['--ignore-content-length'] : []
+    // The host's steal from every CPU of this VM (/proc/stat, in 10 ms steps, so ±10): shown beside each request, not
+    // allowed for — too coarse to subtract — so a span past curl's time can be read against it.
+    const stolenMs = (): number => Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/)[8] ?? 0) * 10
     // One round: the requests, then what is wrong with them (nothing: undefined).
     const round = async (r: number): Promise<string | undefined> => {
       const client: number[] = []
       const waited: number[] = []
+      const stolen: number[] = []
       for (const url of urls) {
         const before = waitedMs()
+        const stealBefore = stolenMs()
         const { stdout } = await exec('curl', ['-sk', http2 ? '--http2' : '--http1.1', ...untilEndStream, '-o', '/dev/null', '-w', '%{time_namelookup} %{time_total} %{http_version}', url])
         const [lookedUp, total, version] = stdout.split(' ').map(Number) as [number, number, number]
         assert.equal(version, http2 ? 2 : 1.1)
@@ -270,12 +275,13 @@ describe('npm start', () => {
         client.push((total - lookedUp) * 1000)
         await new Promise(resolve => setTimeout(resolve, 20)) // the server has run 'finish' by now
         waited.push(waitedMs() - before)
+        stolen.push(stolenMs() - stealBefore)
       }
       const snap = await (await request(`http://127.0.0.1:${s.ports.metrics}/journey/snapshot.json`)).body.json() as { recent: Array<{ route: string, durationMs: number }> }
       assert.equal(snap.recent.length, urls.length * (r + 1), 'one record per request')
       const server = snap.recent.slice(0, urls.length).reverse().map(r => r.durationMs) // oldest first, like `client`
       const slack = client.map((c, i) => c - server[i]!)
-      const said = slack.map((d, i) => `${d.toFixed(2)}${waited[i]! >= 0.1 ? ` (waited ${waited[i]!.toFixed(2)})` : ''}`).join(', ')
+      const said = slack.map((d, i) => `${d.toFixed(2)}${waited[i]! >= 0.1 ? ` (waited ${waited[i]!.toFixed(2)})` : ''}${stolen[i]! > 0 ? ` (host steal ${stolen[i]}±10)` : ''}`).join(', ')
       t.diagnostic(`client minus server, ms (and the server's wait for a CPU): ${said}`)
       // The server's span (accept → last byte handed to the kernel) is inside the client's time: never
       // longer, give or take a timer's resolution and the time the server waited for a CPU; the rest is
