@@ -27,7 +27,7 @@ const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcess
 const provider = new TracerProvider(tracing.sdkOptions)
 const registry = new Registry()
 registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
-const journey = createJourney({ registry, tracing, tracer: provider.getTracer('consumer') })
+const journey = createJourney({ registry, tracing, tracer: provider.getTracer('consumer'), serverTiming: true })
 const app = Fastify() // the README's way: the plugin observes the app's own server
 await app.register(journey.plugin)
 let summary
@@ -49,7 +49,7 @@ const om = await fetch(base + '/metrics', { headers: { accept: 'application/open
 const omText = await om.text()
 const root = spans.getFinishedSpans().find(s => s.kind === 1 && s.name !== 'journey.connection')
 console.log(JSON.stringify({
-  status: r.status, body, summary,
+  status: r.status, body, summary, serverTiming: r.headers.get('server-timing'),
   stages: metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).length,
   kernelWait: metrics.includes('journey_accept_kernel_wait_seconds_count{listener="http"} 1'),
   spans: spans.getFinishedSpans().map(s => s.name),
@@ -80,6 +80,8 @@ app.get('/metrics', async (request, reply) => {
 })
 // @ts-expect-error: not an option of the journey
 createJourney({ registry: new Registry(), precision: 'coarse' })
+// Server-Timing for the requests a function chooses: it gets Fastify's request, typed.
+createJourney({ registry: new Registry(), serverTiming: (request) => request.headers['x-debug'] === '1' && request.journey !== null })
 `
 
 test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async () => {
@@ -102,11 +104,12 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   writeFileSync(join(project, 'app.mjs'), APP)
   const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
   const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
-    status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, stages: number,
+    status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, serverTiming: string | null, stages: number,
     kernelWait: boolean, spans: string[], path: string, types: string[], exemplars: boolean[]
   }
   assert.equal(out.status, 200)
   assert.deepEqual(out.body, { hi: 'ada' })
+  assert.match(out.serverTiming ?? '', /^accept;dur=[\d.]+, read;dur=[\d.]+, .*handler;dur=[\d.]+, serialize;dur=[\d.]+, hooks;dur=[\d.]+, traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-01"$/, 'serverTiming: true sends the header')
   assert.deepEqual(Object.keys(out.summary?.stages ?? {}), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
   assert.equal(out.stages, 7, 'a histogram series per stage')
   assert.ok(out.kernelWait, 'the TCP_INFO addon was built by the package\'s install script')
