@@ -83,11 +83,16 @@ for (let pair = 1; pair <= PAIRS; pair++) {
   for (let w = 0; w < WINDOWS; w++) {
     // paired() gives B's requests per CPU-second over A's: B's CPU per request over A's is its inverse.
     const p = await paired(procOf(a), urlOf(a), procOf(b), urlOf(b), route.lua, WINDOW_S)
-    if (KEEP_BUSY ? p.errors > 0 : !pairedKept(p)) { dropped++; continue }
+    if (KEEP_BUSY ? p.errors > 0 : !pairedKept(p)) {
+      dropped++
+      // Said, so a dropped window can be read against what took the core: the host's steal among others.
+      console.log(`pair ${pair} window ${w + 1}  dropped: the servers had ${fmt(p.cpuShare * 100, 0)} % of CPU 0${p.errors > 0 ? `, ${p.errors} errors` : ''}  host steal ${fmt(p.hostSteal * 100, 1)} %`)
+      continue
+    }
     const cpu = 1 / p.ratio
     ratios.push(cpu)
     userDiffs.push(p.userUs - p.twinUserUs)
-    console.log(`pair ${pair} window ${w + 1}  A ${fmt(p.twinUserUs)} + ${fmt(p.twinKernelUs)} µs  B ${fmt(p.userUs)} + ${fmt(p.kernelUs)} µs  (user + kernel per request)  wrk sleeps/response A ${fmt(p.twinSleepsPerResponse, 2)} B ${fmt(p.sleepsPerResponse, 2)}  B/A ${fmt(cpu, 3)}`)
+    console.log(`pair ${pair} window ${w + 1}  A ${fmt(p.twinUserUs)} + ${fmt(p.twinKernelUs)} µs  B ${fmt(p.userUs)} + ${fmt(p.kernelUs)} µs  (user + kernel per request)  wrk sleeps/response A ${fmt(p.twinSleepsPerResponse, 2)} B ${fmt(p.sleepsPerResponse, 2)}  host steal ${fmt(p.hostSteal * 100, 1)} %  B/A ${fmt(cpu, 3)}`)
   }
   const states = await stopServers(procs, c => out(c === procs[0] ? first : second))
   const slow = [a, b].filter(s => states.get(procOf(s)) === 'slow').map(s => s.name)

@@ -6,7 +6,8 @@
 // ±0.15; two servers sharing the same seconds see the same drift. Each gets about half the core, so latency
 // and requests/s come from a variant's own solo window instead (run.ts).
 import type { ChildProcess } from 'node:child_process'
-import { CLK_TCK, cpuTimes } from './servers.ts'
+import { cpus } from 'node:os'
+import { CLK_TCK, cpuTimes, hostStealTicks } from './servers.ts'
 import { wrk } from './wrk.ts'
 
 /** Both servers' CPU per request split into user space and kernel (µs), and the ratio of their requests per CPU-second. */
@@ -24,16 +25,20 @@ export interface Paired {
   /** How often each side's wrk went to sleep per response (wrk.ts): how much of a kernel share is pace. */
   sleepsPerResponse: number
   twinSleepsPerResponse: number
+  /** The host's steal over the window, as a share of both CPUs' time (servers.ts hostStealTicks). */
+  hostSteal: number
 }
 
 export async function paired (twin: ChildProcess, twinUrl: string, child: ChildProcess, url: string, lua: string | undefined, seconds: number): Promise<Paired> {
   const b0 = cpuTimes(twin.pid!)
   const v0 = cpuTimes(child.pid!)
+  const s0 = hostStealTicks()
   const w0 = performance.now()
   const [rb, rv] = await Promise.all([wrk(twinUrl, seconds, lua, 25), wrk(url, seconds, lua, 25)])
   const b1 = cpuTimes(twin.pid!)
   const v1 = cpuTimes(child.pid!)
   const wall = (performance.now() - w0) / 1000
+  const stolen = (hostStealTicks() - s0) / CLK_TCK
   const bareCpu = (b1.user + b1.kernel - b0.user - b0.kernel) / CLK_TCK
   const varCpu = (v1.user + v1.kernel - v0.user - v0.kernel) / CLK_TCK
   const usPerRequest = (ticks: number, requests: number): number => ticks / CLK_TCK * 1e6 / requests
@@ -47,7 +52,8 @@ export async function paired (twin: ChildProcess, twinUrl: string, child: ChildP
     twinUserUs: usPerRequest(b1.user - b0.user, rb.requests),
     twinKernelUs: usPerRequest(b1.kernel - b0.kernel, rb.requests),
     sleepsPerResponse: rv.sleepsPerResponse,
-    twinSleepsPerResponse: rb.sleepsPerResponse
+    twinSleepsPerResponse: rb.sleepsPerResponse,
+    hostSteal: stolen / (wall * cpus().length)
   }
 }
 

@@ -27,6 +27,15 @@ export function cpuTimes (pid: number): { user: number, kernel: number } {
   return { user: Number(fields[11]), kernel: Number(fields[12]) }
 }
 
+/**
+ * The host's steal so far, every CPU of this VM together, in clock ticks (/proc/stat's `steal`): time the
+ * hypervisor ran something else while this VM wanted its CPUs. This kernel keeps it out of processes' own CPU
+ * times (CONFIG_PARAVIRT_TIME_ACCOUNTING), so it does not make a server look dearer; it shows how busy the host was.
+ */
+export function hostStealTicks (): number {
+  return Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/)[8] ?? 0)
+}
+
 export function cpuTicks (pid: number): number {
   const { user, kernel } = cpuTimes(pid)
   return user + kernel
