@@ -6,11 +6,10 @@ import { test } from 'node:test'
 import multipart from '@fastify/multipart'
 import { connect, responses } from '../helpers/raw.ts'
 import { durationMs, roots, stage, waterfall } from '../helpers/spans.ts'
-import { tracedJourney } from '../helpers/traced.ts'
+import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
-test('an upload the handler reads itself arrives in the handler stage, and its span says the body was still arriving', async () => {
-  const t = tracedJourney()
-  try {
+/** The journey, @fastify/multipart and a route whose handler reads the upload itself, counting its bytes. */
+async function uploadRoute (t: TracedJourney): Promise<void> {
     await t.app.register(t.journey.plugin)
     await t.app.register(multipart)
     t.app.post('/upload', async (request) => {
@@ -19,15 +18,23 @@ test('an upload the handler reads itself arrives in the handler stage, and its s
       for await (const chunk of file!.file) bytes += (chunk as Buffer).length
       return { bytes }
     })
+}
+
+// 60 KB of one file, multipart/form-data with boundary XX.
+const body = Buffer.concat([
+  Buffer.from('--XX\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'),
+  Buffer.alloc(60_000, 97),
+  Buffer.from('\r\n--XX--\r\n')
+])
+
+test('an upload the handler reads itself arrives in the handler stage, and its span says the body was still arriving', async () => {
+  const t = tracedJourney()
+  try {
+    await uploadRoute(t)
     t.app.post('/json', async (request) => request.body)
     const c = await connect(await t.listen())
 
     // 60 KB in three pieces, 60 ms apart, after the headers.
-    const body = Buffer.concat([
-      Buffer.from('--XX\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'),
-      Buffer.alloc(60_000, 97),
-      Buffer.from('\r\n--XX--\r\n')
-    ])
     await c.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: ${body.length}\r\n\r\n`)
     const third = Math.ceil(body.length / 3)
     for (let i = 0; i < 3; i++) {
@@ -57,20 +64,8 @@ test('an upload the handler reads itself arrives in the handler stage, and its s
 test('a chunked upload the handler reads itself: counted without getting in its way', async () => {
   const t = tracedJourney()
   try {
-    await t.app.register(t.journey.plugin)
-    await t.app.register(multipart)
-    t.app.post('/upload', async (request) => {
-      const file = await request.file()
-      let bytes = 0
-      for await (const chunk of file!.file) bytes += (chunk as Buffer).length
-      return { bytes }
-    })
+    await uploadRoute(t)
     const c = await connect(await t.listen())
-    const body = Buffer.concat([
-      Buffer.from('--XX\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'),
-      Buffer.alloc(60_000, 97),
-      Buffer.from('\r\n--XX--\r\n')
-    ])
     await c.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nTransfer-Encoding: chunked\r\n\r\n')
     const third = Math.ceil(body.length / 3)
     for (let i = 0; i < 3; i++) {
