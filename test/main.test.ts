@@ -14,6 +14,7 @@ import { killAll, run, start, startTraced } from './helpers/process.ts'
 import { connect } from './helpers/raw.ts'
 import { h2 as h2Request } from './helpers/h2.ts'
 import { scrape, sum } from '../experiments/lib/metrics.ts'
+import { CLK_TCK, hostStealTicks } from '../bench/servers.ts'
 
 const exec = promisify(execFile)
 after(killAll)
@@ -257,7 +258,7 @@ describe('npm start', () => {
     const untilEndStream = http2 ? ['--ignore-content-length'] : []
     // The host's steal from every CPU of this VM (/proc/stat, in 10 ms steps, so ±10): shown beside each request, not
     // allowed for — too coarse to subtract — so a span past curl's time can be read against it.
-    const stolenMs = (): number => Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/)[8] ?? 0) * 10
+    const stolenMs = (): number => hostStealTicks() * 1000 / CLK_TCK
     // One round: the requests, then what is wrong with them (nothing: undefined).
     const round = async (r: number): Promise<string | undefined> => {
       const client: number[] = []
