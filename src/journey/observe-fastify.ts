@@ -395,7 +395,8 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       rec.decodeEndAt = now()
       // An identity body decodes to itself — once it has all arrived: a body the handler reads itself
       // (multipart) is still arriving here, and decode never saw it (a chunked one's count is still growing).
-      if (rec.contentEncoding === undefined && request.raw.complete) rec.decodedBodyBytes = rec.requestBodyBytes
+      // (A request without a body — most GETs — reads nothing more here.)
+      if (rec.contentEncoding === undefined && !Number.isNaN(rec.requestBodyBytes) && request.raw.complete) rec.decodedBodyBytes = rec.requestBodyBytes
     }
     done()
   })
