@@ -75,13 +75,20 @@ test('a connection accepted at once reports a wait under one jiffy or two', { sk
 test('connections accepted at once land in the histogram\'s 0 bucket, so an idle server reads p50 and p99 0, not an interpolated 2–4 ms', { skip }, async () => {
   const zero = async (): Promise<number> =>
     sample(await scrape(`${t.admin}/metrics`), 'journey_accept_kernel_wait_seconds_bucket', { le: '0', listener: 'http' })
-  const before = await zero()
-  for (let i = 0; i < 10; i++) {
-    const r = await request(`${t.http}/`, { reset: true } as never)
-    await r.body.text()
+  // A jiffy may tick between the client's ACK and accept (then 4 ms): most of ten still read 0. On a busy
+  // CI machine (the host stealing the VM's CPUs: bench/NOTES.md) a round can read fewer — one read 4 of 10 —
+  // so up to three rounds: a round where most read 0 passes; a 0 bucket that never fills fails all three.
+  const rounds: number[] = []
+  for (let round = 0; round < 3; round++) {
+    const before = await zero()
+    for (let i = 0; i < 10; i++) {
+      const r = await request(`${t.http}/`, { reset: true } as never)
+      await r.body.text()
+    }
+    rounds.push(await zero() - before)
+    if (rounds.at(-1)! >= 5) break
   }
-  // A jiffy may tick between the client's ACK and accept (then 4 ms): most of ten still read 0.
-  assert.ok(await zero() - before >= 5, `${await zero() - before} of 10 in the 0 bucket`)
+  assert.ok(rounds.at(-1)! >= 5, `${rounds.join(', ')} of 10 in the 0 bucket, round by round`)
 })
 
 test('a request that arrives on a keep-alive connection while the loop is blocked: its read span says how long its bytes waited', { skip }, async (ctx) => {
