@@ -4,7 +4,7 @@ import { pairedKept, type Paired } from './paired.ts'
 import { median } from './stats.ts'
 
 /** One paired window of one process pair, `ageS` seconds of load after the pair started serving (at its end). */
-export interface AgeWindow extends Pick<Paired, 'ratio' | 'cpuShare' | 'minShare' | 'errors'> {
+export interface AgeWindow extends Pick<Paired, 'ratio' | 'cpuShare' | 'minShare' | 'errors' | 'hostSteal'> {
   variant: string
   route: string
   pair: number

@@ -176,7 +176,7 @@ for (let round = 1; round <= ROUNDS; round++) {
       thaw()
       samples.push({ variant: v, route: r.name, round, paired: p, ...(s === undefined ? {} : { solo: s }), peakRssMb: peakRssMb(proc.pid!) })
       process.stdout.write(`round ${round}/${ROUNDS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ratio ${p.ratio.toFixed(2)}  ` +
-        `both servers ${(p.cpuShare * 100).toFixed(0).padStart(3)}% of CPU 0` +
+        `both servers ${(p.cpuShare * 100).toFixed(0).padStart(3)}% of CPU 0, host steal ${(p.hostSteal * 100).toFixed(1).padStart(4)}%` +
         (s === undefined ? '' : `  alone: ${s.rps.toFixed(0).padStart(6)} req/s ${s.rpsPerCpuSecond.toFixed(0).padStart(6)} req/CPU-s`) +
         (p.errors + (s?.errors ?? 0) > 0 ? `  ${p.errors + (s?.errors ?? 0)} ERRORS (window dropped)` : '') +
         `  ${((Date.now() - started) / 1000).toFixed(0)} s\n`)

@@ -51,16 +51,19 @@ for (let pair = 1; pair <= PAIRS; pair++) {
         startServer(v, 1, { flags: NODE_FLAGS, stdout: procOut, children })
       ])
       const ratios: string[] = []
+      let steal = 0
       for (let ageS = WINDOW; ageS <= AGE; ageS += WINDOW) {
         const p = await paired(twin, r.url(0), proc, r.url(1), r.lua, WINDOW)
-        windows.push({ variant: v, route: r.name, pair, ageS, ratio: p.ratio, cpuShare: p.cpuShare, minShare: p.minShare, errors: p.errors })
+        windows.push({ variant: v, route: r.name, pair, ageS, ratio: p.ratio, cpuShare: p.cpuShare, minShare: p.minShare, errors: p.errors, hostSteal: p.hostSteal })
         ratios.push(p.ratio.toFixed(2))
+        steal = Math.max(steal, p.hostSteal)
       }
       // A process V8 left slow for life (tick-state.ts) reads low in every window: said, not left out.
       const states = await stopServers([twin, proc], c => c === twin ? twinOut : procOut)
       const slow = [states.get(proc) === 'slow' ? 'the variant' : '', states.get(twin) === 'slow' ? 'the twin' : ''].filter(Boolean)
       console.log(`pair ${pair}/${PAIRS}  ${v.padEnd(22)} ${r.name.padEnd(17)} ratio every ${WINDOW} s: ${ratios.join(' ')}` +
-        (slow.length > 0 ? `  (V8 left ${slow.join(' and ')} with a slow nextTick)` : '') + `  ${((Date.now() - started) / 1000).toFixed(0)} s`)
+        (slow.length > 0 ? `  (V8 left ${slow.join(' and ')} with a slow nextTick)` : '') +
+        `  host steal ≤ ${(steal * 100).toFixed(1)}%  ${((Date.now() - started) / 1000).toFixed(0)} s`)
       for (const w of windows) if (w.pair === pair && w.variant === v && w.route === r.name) w.slow = slow.length > 0
       await pause(300)
     }

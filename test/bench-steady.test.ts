@@ -6,7 +6,7 @@ import { AGE_BANDS, byAge, renderByAge, type AgeWindow } from '../bench/by-age.t
 import { pairedKept } from '../bench/paired.ts'
 import { median } from '../bench/stats.ts'
 
-const ok = { cpuShare: 0.98, minShare: 0.45, errors: 0 }
+const ok = { cpuShare: 0.98, minShare: 0.45, errors: 0, hostSteal: 0.002 }
 const w = (variant: string, pair: number, ageS: number, ratio: number, extra: Partial<AgeWindow> = {}): AgeWindow =>
   ({ variant, route: 'GET /', pair, ageS, ratio, ...ok, ...extra })
 
