@@ -36,6 +36,9 @@ export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProces
   const registers = [opts.registry]
   const dropped = new Counter({ name: 'journey_spans_dropped_total', help: 'Spans not exported because the export queue was full (the collector is down or slow).', registers })
   const exported = new Counter({ name: 'journey_spans_exported_total', help: 'Spans handed to the exporter, by result.', labelNames: ['result'] as const, registers })
+  // Both results from 0, so the first failure (or the first success) is an increase Prometheus can see.
+  exported.inc({ result: 'success' }, 0)
+  exported.inc({ result: 'failure' }, 0)
   let pending = 0
   new Gauge({ name: 'journey_spans_pending', help: 'Spans queued for export or being exported.', registers, collect () { this.set(pending) } })
   // Room held for head-sampled requests still running (SpanAdmission.reserve): part of the bound.

@@ -65,6 +65,12 @@ afterEach(async () => {
 })
 const metric = async (r: Registry, name: string): Promise<string> => (await r.metrics()).split('\n').filter(l => l.startsWith(name)).join('\n')
 
+test('before any export, both results and the drops are exported at 0, so the first of each is an increase Prometheus sees', async () => {
+  const { registry } = setup(1)
+  assert.equal(await metric(registry, 'journey_spans_exported_total'), 'journey_spans_exported_total{result="success"} 0\njourney_spans_exported_total{result="failure"} 0')
+  assert.equal(await metric(registry, 'journey_spans_dropped_total'), 'journey_spans_dropped_total 0')
+})
+
 test('full batches go out while earlier ones are still in flight, up to the limit and never beyond it', async () => {
   const { exporter, end } = setup(3)
   end(50) // five full batches

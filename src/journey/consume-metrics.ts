@@ -11,7 +11,15 @@ import {
   STAGE_BUCKETS, STAGES
 } from './stages.ts'
 
-export interface MetricsConsumer { close: () => void }
+export interface MetricsConsumer {
+  /**
+   * A listener is observed: its counters of events that may never happen start at 0, so the first such event
+   * is an increase Prometheus can see (a series born at 1 would be invisible to `increase()` and `rate()`,
+   * and to the alert that reads it: deploy/prometheus/alerts.yml).
+   */
+  listen: (listener: string) => void
+  close: () => void
+}
 
 /** Without an owner it counts the records of every journey in the process. */
 export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyOwner): MetricsConsumer {
@@ -241,6 +249,9 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   channels.connectionClose.subscribe(onClose)
   channels.connectionDrop.subscribe(onDrop)
   return {
+    listen (listener) {
+      dropped.inc({ listener }, 0)
+    },
     close () {
       channels.request.unsubscribe(onRequest)
       channels.connectionOpen.unsubscribe(onOpen)

@@ -188,6 +188,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   const observe = (server: ObservableServer, listener: string, watchKernel: boolean): void => {
     if (!observeServer(server, listener, precision === 'fine', owner)) return
     if (watchKernel) kernel.watch(server, listener)
+    metrics.listen(listener)
     listenerNames.set(server, listener)
   }
   const plugin = fp((fastify, _o, done) => {

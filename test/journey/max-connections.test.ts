@@ -38,6 +38,9 @@ test('a connection dropped at maxConnections is counted under its listener, neve
   void journey.recent // the page's view collects from its first use
   app.server.maxConnections = 1
   const port = (app.server.address() as net.AddressInfo).port
+  // Exported at 0 before any drop: a series born at its first drop would hide that drop from increase(),
+  // and from the alert that reads it (deploy/prometheus/alerts.yml).
+  assert.match(await registry.metrics(), /^journey_connections_dropped_total\{listener="http"\} 0$/m)
 
   const held = await connect(port)
   await held.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
