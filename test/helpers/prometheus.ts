@@ -2,7 +2,7 @@
 // target rewritten to this host. Tests that need it skip with a reason when it is not installed locally;
 // CI installs it, so there they run.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse, stringify } from 'yaml'
@@ -24,7 +24,7 @@ export interface Prometheus {
   stop: () => void
 }
 
-/** Starts Prometheus with deploy/prometheus/prometheus.yml scraping `target` (host:port); `scrapeInterval` overrides the shipped one. */
+/** Starts Prometheus with deploy/prometheus/prometheus.yml (and its alerting rules) scraping `target` (host:port); `scrapeInterval` overrides the shipped one. */
 export async function startPrometheus (target: string, scrapeInterval?: string): Promise<Prometheus> {
   const dir = mkdtempSync(join(tmpdir(), 'journey-prometheus-'))
   const config = parse(readFileSync(new URL('../../deploy/prometheus/prometheus.yml', import.meta.url), 'utf8'))
@@ -33,6 +33,8 @@ export async function startPrometheus (target: string, scrapeInterval?: string):
   job.static_configs = [{ targets: [target] }]
   if (scrapeInterval !== undefined) config.global.scrape_interval = scrapeInterval
   config.scrape_configs = config.scrape_configs.filter((j: { job_name: string }) => j.job_name !== 'jaeger')
+  // Rule files are named relative to the config, so they go beside its copy.
+  for (const rules of config.rule_files ?? []) copyFileSync(new URL(`../../deploy/prometheus/${rules}`, import.meta.url), join(dir, rules))
   const file = join(dir, 'prometheus.yml')
   writeFileSync(file, stringify(config))
   execFileSync(PROMTOOL, ['check', 'config', file], { stdio: 'pipe' })

@@ -112,6 +112,9 @@ test('docker compose up: traces with every stage in Jaeger, stage histograms in 
     return body.data.result.length >= 8 ? body.data.result : undefined
   })
   assert.ok(series.every(s => s.metric.instance !== undefined && s.metric.job === 'request-journey'))
+  // The alerting rules are mounted where the config names them, and load.
+  const rules = await (await fetch('http://127.0.0.1:9090/api/v1/rules?type=alert')).json() as { data: { groups: Array<{ rules: Array<{ name: string, health: string }> }> } }
+  assert.ok(rules.data.groups.flatMap(g => g.rules).some(r => r.name === 'JourneySpansDropped'), 'alerts.yml loaded')
 
   const health = await (await fetch('http://127.0.0.1:3001/api/health')).json() as { database: string }
   assert.equal(health.database, 'ok')

@@ -1,6 +1,7 @@
 // The stack's files, checked without a container engine: the dashboards are what grafana/dashboards.ts
 // generates and every panel is labelled; Grafana's provisioning points at datasources and paths that exist;
-// the compose file passes a real Compose validator and keeps its promises (pinned images, health-gated starts).
+// the compose file passes a real Compose validator and keeps its promises (pinned images, health-gated starts);
+// the alerting rules pass promtool and their unit tests.
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
@@ -8,6 +9,7 @@ import { test } from 'node:test'
 import { parse } from 'yaml'
 import { DASHBOARDS, JAEGER, PROMETHEUS, queriesOf, type Dashboard, type Panel } from '../../grafana/dashboards.ts'
 import { METRIC, STAGES } from '../../src/journey/stages.ts'
+import { skipWithoutPrometheus } from '../helpers/prometheus.ts'
 
 const root = new URL('../../', import.meta.url)
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8')
@@ -102,6 +104,34 @@ test('compose: every image pinned in .env, every start gated on health, publishe
   assert.match(read('deploy/Dockerfile'), /^HEALTHCHECK /m)
   assert.match(read('deploy/Dockerfile'), /^USER node$/m)
   assert.match(read('deploy/prometheus/prometheus.yml'), /dns_sd_configs:\s*\n\s*- names: \[app\]/)
+})
+
+test('alerting rules: each has a severity, a summary and a description, is tested firing, and is mounted beside the config in compose', () => {
+  type Rule = { alert: string, labels?: { severity?: string }, annotations?: { summary?: string, description?: string } }
+  const rules = (parse(read('deploy/prometheus/alerts.yml')) as { groups: Array<{ rules: Rule[] }> }).groups.flatMap(g => g.rules)
+  assert.ok(rules.length >= 8)
+  for (const r of rules) {
+    assert.ok(['critical', 'warning', 'info'].includes(r.labels?.severity ?? ''), `${r.alert}: severity`)
+    assert.ok((r.annotations?.summary ?? '').length > 10 && (r.annotations?.description ?? '').length > 40, `${r.alert}: summary and description`)
+  }
+  type Case = { alertname: string, exp_alerts?: unknown[] }
+  const tests = parse(read('deploy/prometheus/alerts.test.yml')) as { rule_files: string[], tests: Array<{ alert_rule_test: Case[] }> }
+  assert.deepEqual(tests.rule_files, ['alerts.yml'])
+  const cases = tests.tests.flatMap(t => t.alert_rule_test)
+  for (const r of rules) {
+    assert.ok(cases.some(c => c.alertname === r.alert && (c.exp_alerts ?? []).length > 0), `${r.alert}: a unit test where it fires`)
+    assert.ok(cases.some(c => c.alertname === r.alert && (c.exp_alerts ?? []).length === 0), `${r.alert}: a unit test where it does not`)
+  }
+  assert.deepEqual((parse(read('deploy/prometheus/prometheus.yml')) as { rule_files: string[] }).rule_files, ['alerts.yml'])
+  const compose = parse(read('docker-compose.yml')) as { services: Record<string, any> }
+  assert.ok(compose.services.prometheus.volumes.includes('./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro'), 'mounted where the config names it')
+})
+
+test('alerting rules: promtool checks them, and their unit tests pass (promtool test rules)', { skip: skipWithoutPrometheus }, () => {
+  const run = (...args: string[]): string => execFileSync('promtool', args, { cwd: root, encoding: 'utf8' })
+  assert.match(run('check', 'rules', 'deploy/prometheus/alerts.yml'), /SUCCESS: \d+ rules found/)
+  // Exits non-zero, with what it expected and got, when a case fails.
+  assert.match(run('test', 'rules', 'deploy/prometheus/alerts.test.yml'), /SUCCESS/)
 })
 
 test('compose: the file passes a real Compose validator (docker compose, or Debian\'s docker-compose)', (ctx) => {

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict'
 import { connect as netConnect, type AddressInfo } from 'node:net'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { Pool } from 'undici'
+import { readFileSync } from 'node:fs'
 import { after, before, test } from 'node:test'
+import { parse } from 'yaml'
 import type { Snapshot } from '../../src/journey/consume-recent.ts'
 import { DASHBOARDS, queriesOf, requestJourneyDashboard } from '../../grafana/dashboards.ts'
 import { runWorkload } from '../../experiments/lib/workload.ts'
@@ -94,6 +96,47 @@ for (const [file, build] of Object.entries(DASHBOARDS)) {
     }
   })
 }
+
+const ALERTS = (parse(readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string }> }> })
+  .groups.flatMap(g => g.rules.map(r => r.alert))
+
+test('the shipped alerting rules load, each evaluates without error, and every metric they read is one the app exports', { skip }, async () => {
+  type Rule = { name: string, query: string, health: string, lastError?: string }
+  let rules: Rule[] = []
+  // A rule's health is 'unknown' until its first evaluation (every 5 s).
+  for (let i = 0; i < 60; i++) {
+    const data: { groups: Array<{ rules: Rule[] }> } = await promApi('/api/v1/rules', {})
+    rules = data.groups.flatMap(g => g.rules)
+    if (rules.length > 0 && rules.every(r => r.health !== 'unknown')) break
+    await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  assert.deepEqual(rules.map(r => r.name).sort(), [...ALERTS].sort(), 'every alert of alerts.yml is loaded')
+  for (const r of rules) assert.equal(r.health, 'ok', `${r.name}: ${r.lastError ?? ''}`)
+  // A misspelt metric would make an alert that can never fire, and evaluate healthily: each name it reads
+  // must have series from the real app.
+  const names = new Set(rules.flatMap(r => r.query.match(/\b(?:up|(?:journey|http_server|nodejs)_[a-z0-9_]+)\b/g) ?? []))
+  assert.ok(names.size >= 8, `metric names found in the rules: ${[...names].join(', ')}`)
+  for (const name of names) {
+    const data = await promApi('/api/v1/query', { query: `count({__name__="${name}", job="request-journey"})` })
+    assert.equal(data.result.length, 1, `${name}: read by an alert, exported by the app`)
+  }
+})
+
+test('an alert fires on a real overload: the burst past maxConnections fires JourneyConnectionsDropped; the collector took every span, so no span alert fires', { skip }, async () => {
+  type Alert = { labels: Record<string, string>, state: string }
+  let alerts: Alert[] = []
+  const dropped = (a: Alert): boolean => a.labels.alertname === 'JourneyConnectionsDropped' && a.state === 'firing'
+  for (let i = 0; i < 60 && !alerts.some(dropped); i++) {
+    alerts = ((await promApi('/api/v1/alerts', {})) as { alerts: Alert[] }).alerts
+    if (!alerts.some(dropped)) await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  const firing = alerts.find(dropped)
+  assert.ok(firing, `JourneyConnectionsDropped firing (alerts: ${JSON.stringify(alerts.map(a => [a.labels.alertname, a.state]))})`)
+  assert.equal(firing.labels.listener, 'http')
+  assert.equal(firing.labels.severity, 'warning')
+  const names = alerts.map(a => a.labels.alertname)
+  for (const quiet of ['JourneyTargetDown', 'JourneySpansDropped', 'JourneySpanExportDown']) assert.ok(!names.includes(quiet), `${quiet} is not active`)
+})
 
 test('the share panel\'s stages and gaps add up to the whole: its shares sum to 1, and hooks and error_handler are among them', { skip }, async () => {
   const share = queriesOf(requestJourneyDashboard()).filter(q => q.panel.startsWith('Where the time goes'))
