@@ -4,11 +4,14 @@
 // - accept: the Connections & kernel panels show accept-queue depth, overflows and kernel wait.
 // - event-loop: the light route's handler stays small on the Request journey dashboard while the kernel
 //   wait panel shows where its time went.
+// - write: the JourneyStageDominates alert (deploy/prometheus/alerts.yml) names the slow readers' stage.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { parse } from 'yaml'
 import { after, test } from 'node:test'
 import { connectionsDashboard, queriesOf, requestJourneyDashboard } from '../../grafana/dashboards.ts'
 import { killAll, start } from '../helpers/process.ts'
@@ -105,6 +108,36 @@ test('during the event-loop experiment the light route\'s handler stays small wh
     app.child.kill('SIGTERM')
     await app.exited
     collector.close()
+  }
+})
+
+test('during the write experiment the JourneyStageDominates alert names /download\'s write stage, and nothing else', { skip, timeout: 120_000 }, async (ctx) => {
+  const rule = (parse(readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string, expr: string }> }> })
+    .groups.flatMap(g => g.rules).find(r => r.alert === 'JourneyStageDominates')
+  assert.ok(rule)
+  const app = await start({})
+  const prometheus = await startPrometheus(`127.0.0.1:${app.ports.metrics}`, '1s')
+  try {
+    await (await fetch(`http://127.0.0.1:${app.ports.http}/`)).text() // every series exists before the window
+    await new Promise(resolve => setTimeout(resolve, 2500))
+    const t0 = Date.now() / 1000
+    const r = await runExperiment(['write', `--url=http://127.0.0.1:${app.ports.http}`, `--metrics-url=http://127.0.0.1:${app.ports.metrics}/metrics`])
+    assert.equal(r.status, 0, r.out)
+    await new Promise(resolve => setTimeout(resolve, 3000))
+    const t1 = Date.now() / 1000
+    // The rule's own expression over the experiment's window instead of 5 minutes (its `for` and its floors
+    // are the unit tests' to check): the real metrics' labels must join as the rule expects, and name the
+    // slow readers' route and stage, not the handler, nor GET / (a request just before the window).
+    const window = `${Math.ceil(t1 - t0) + 5}s`
+    const data = await prometheus.api('/api/v1/query', { query: rule.expr.replaceAll('[5m]', `[${window}]`), time: String(t1) })
+    const found = (data.result as Array<{ metric: Record<string, string>, value: [number, string] }>).map(s => `${s.metric.route} ${s.metric.stage} ${(Number(s.value[1]) * 100).toFixed(0)}%`)
+    ctx.diagnostic(`over ${window}: ${found.join(', ')}`)
+    assert.equal(found.length, 1, found.join(', '))
+    assert.match(found[0]!, /^\/download write \d+%$/)
+  } finally {
+    prometheus.stop()
+    app.child.kill('SIGTERM')
+    await app.exited
   }
 })
 
