@@ -1,7 +1,8 @@
 // What the dashboards show while an experiment runs, as far as it can be shown without a Grafana image:
 // a real Prometheus scrapes the server while an experiment loads it through --url (as a user aims one at
 // the compose stack), and the dashboards' own queries are evaluated over the experiment's window.
-// - accept: the Connections & kernel panels show accept-queue depth, overflows and kernel wait.
+// - accept: the Connections & kernel panels show accept-queue depth, overflows and kernel wait, and the
+//   JourneyListenQueueOverflow alert's expression finds the overflows.
 // - event-loop: the light route's handler stays small on the Request journey dashboard while the kernel
 //   wait panel shows where its time went.
 // - write: the JourneyStageDominates alert (deploy/prometheus/alerts.yml) names the slow readers' stage.
@@ -25,6 +26,14 @@ function panel (dashboard: typeof connectionsDashboard, title: string, legend: R
   const found = queriesOf(dashboard()).find(q => q.panel.startsWith(title) && legend.test(q.legend))
   assert.ok(found, `${title} / ${String(legend)}`)
   return found.expr
+}
+
+/** An alerting rule's expression from deploy/prometheus/alerts.yml, its 5-minute windows made `window` long. */
+function alertExpr (alert: string, window: string): string {
+  const rule = (parse(readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string, expr: string }> }> })
+    .groups.flatMap(g => g.rules).find(r => r.alert === alert)
+  assert.ok(rule, alert)
+  return rule.expr.replaceAll('[5m]', `[${window}]`)
 }
 
 function runExperiment (args: string[]): Promise<{ status: number | null, out: string }> {
@@ -64,6 +73,9 @@ test('during the accept experiment the Connections & kernel panels show queue de
     // Drawn, not large: a queue of four drains within a jiffy, so p99 sits in the first bucket (≤ 4 ms).
     // That the panel shows a real wait when there is one is the event-loop test's job, below.
     assert.ok(Number.isFinite(wait), `kernel wait before accept p99 during the storm: ${wait} s`)
+    // And the alert for it: its expression over the storm's window finds the overflows.
+    const alert = await prometheus.api('/api/v1/query', { query: alertExpr('JourneyListenQueueOverflow', `${Math.ceil(t1 - t0) + 2}s`), time: String(t1) })
+    assert.equal(alert.result.length, 1, 'JourneyListenQueueOverflow\'s expression finds the storm\'s overflows')
   } finally {
     prometheus.stop()
     app.child.kill('SIGTERM')
@@ -112,9 +124,6 @@ test('during the event-loop experiment the light route\'s handler stays small wh
 })
 
 test('during the write experiment the JourneyStageDominates alert names /download\'s write stage, and nothing else', { skip, timeout: 120_000 }, async (ctx) => {
-  const rule = (parse(readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string, expr: string }> }> })
-    .groups.flatMap(g => g.rules).find(r => r.alert === 'JourneyStageDominates')
-  assert.ok(rule)
   const app = await start({})
   const prometheus = await startPrometheus(`127.0.0.1:${app.ports.metrics}`, '1s')
   try {
@@ -129,7 +138,7 @@ test('during the write experiment the JourneyStageDominates alert names /downloa
     // are the unit tests' to check): the real metrics' labels must join as the rule expects, and name the
     // slow readers' route and stage, not the handler, nor GET / (a request just before the window).
     const window = `${Math.ceil(t1 - t0) + 5}s`
-    const data = await prometheus.api('/api/v1/query', { query: rule.expr.replaceAll('[5m]', `[${window}]`), time: String(t1) })
+    const data = await prometheus.api('/api/v1/query', { query: alertExpr('JourneyStageDominates', window), time: String(t1) })
     const found = (data.result as Array<{ metric: Record<string, string>, value: [number, string] }>).map(s => `${s.metric.route} ${s.metric.stage} ${(Number(s.value[1]) * 100).toFixed(0)}%`)
     ctx.diagnostic(`over ${window}: ${found.join(', ')}`)
     assert.equal(found.length, 1, found.join(', '))
