@@ -253,7 +253,7 @@ export function requestJourneyDashboard (): Dashboard {
       type: 'table',
       title: 'Slowest routes (p99 over the last 5 minutes)',
       description: 'Route templates (never raw URLs) ranked by p99 request duration, with their request rate. `(unmatched)` collects every request that matched no route.',
-      gridPos: l.place(24, 8),
+      gridPos: l.place(14, 8),
       datasource: PROMETHEUS,
       targets: targets([
         { expr: `topk(10, histogram_quantile(0.99, sum by (http_route, le) (rate(${METRIC.requestDuration}_bucket{${SEL}, ${HTTP_ROUTE}}[5m]))))`, instant: true, format: 'table' },
@@ -270,6 +270,21 @@ export function requestJourneyDashboard (): Dashboard {
         { id: 'merge', options: {} },
         { id: 'organize', options: { excludeByName: { Time: true } } },
         { id: 'sortBy', options: { sort: [{ field: 'p99', desc: true }] } }
+      ],
+      options: { showHeader: true }
+    },
+    {
+      id: l.nextId(),
+      type: 'table',
+      title: 'Alerts pending or firing',
+      description: 'The alerting rules shipped in deploy/prometheus/alerts.yml, as Prometheus evaluates them now (its /alerts page, http://localhost:9090/alerts, has each one\'s summary and description). `pending`: the condition holds, not yet for as long as the rule\'s `for`. Empty when nothing is wrong. JourneyStageDominates names the route and stage that take most of the time; the others are about connections, the kernel, the event loop and the span export pipeline (Connections & kernel dashboard).',
+      gridPos: l.place(10, 8),
+      datasource: PROMETHEUS,
+      targets: targets([{ expr: `ALERTS{${SEL}}`, instant: true, format: 'table' }]),
+      fieldConfig: { defaults: { unit: 'none' }, overrides: [] },
+      transformations: [
+        { id: 'organize', options: { excludeByName: { Time: true, Value: true, __name__: true, job: true }, indexByName: { alertname: 0, alertstate: 1, severity: 2 } } },
+        { id: 'sortBy', options: { sort: [{ field: 'alertstate', desc: false }] } }
       ],
       options: { showHeader: true }
     },
