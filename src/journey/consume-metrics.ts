@@ -13,11 +13,12 @@ import {
 
 export interface MetricsConsumer {
   /**
-   * A listener is observed: its counters of events that may never happen start at 0, so the first such event
-   * is an increase Prometheus can see (a series born at 1 would be invisible to `increase()` and `rate()`,
-   * and to the alert that reads it: deploy/prometheus/alerts.yml).
+   * A listener is observed: its counters of events that may never happen start at 0 — dropped connections,
+   * and connection errors and failed handshakes for each reason its server can give (knownReasons) — so the
+   * first such event is an increase Prometheus can see (a series born at 1 would be invisible to `increase()`
+   * and `rate()`, and to the alert that reads it: deploy/prometheus/alerts.yml).
    */
-  listen: (listener: string) => void
+  listen: (listener: string, reasons: { connectionErrors: string[], tlsFailures: string[] }) => void
   close: () => void
 }
 
@@ -249,8 +250,10 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   channels.connectionClose.subscribe(onClose)
   channels.connectionDrop.subscribe(onDrop)
   return {
-    listen (listener) {
+    listen (listener, reasons) {
       dropped.inc({ listener }, 0)
+      for (const reason of reasons.connectionErrors) connErrors.inc({ listener, reason }, 0)
+      for (const reason of reasons.tlsFailures) tlsFailures.inc({ listener, reason }, 0)
     },
     close () {
       channels.request.unsubscribe(onRequest)

@@ -16,7 +16,7 @@ import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
 import { createMetricsConsumer } from './consume-metrics.ts'
 import { createSpanConsumer } from './consume-spans.ts'
-import { observeServer, type ObservableServer } from './observe-connection.ts'
+import { knownReasons, observeServer, type ObservableServer } from './observe-connection.ts'
 import { observeAppServers } from './app-servers.ts'
 import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
@@ -188,7 +188,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   const observe = (server: ObservableServer, listener: string, watchKernel: boolean): void => {
     if (!observeServer(server, listener, precision === 'fine', owner)) return
     if (watchKernel) kernel.watch(server, listener)
-    metrics.listen(listener)
+    metrics.listen(listener, knownReasons(server))
     listenerNames.set(server, listener)
   }
   const plugin = fp((fastify, _o, done) => {

@@ -88,6 +88,9 @@ function onSecureConnection (socket: TLSSocket & Observed): void {
   publishConnection(channels.connectionTls, conn)
 }
 
+/** A TLS client that offered an HTTP/2 server no protocol it serves (onSecureConnected). */
+const UNKNOWN_PROTOCOL = 'unknown_protocol'
+
 /** Appended: runs after the https server's HTTP connection listener has attached its parser. */
 function onSecureConnected (this: HttpServer & { [kFine]?: boolean }, socket: TLSSocket & Observed): void {
   const conn = socket[kConnection]
@@ -97,7 +100,7 @@ function onSecureConnected (this: HttpServer & { [kFine]?: boolean }, socket: TL
   // protocol it serves (no ALPN, on a server without allowHTTP1), and Node answered 403 and ends it. (Asked
   // of the socket, not of observeParser, which also says no when it cannot watch a parser that is there.)
   if (!conn.multiplexed && isHttp2Server(this) && (socket as { parser?: unknown }).parser == null) {
-    conn.errors.push('unknown_protocol')
+    conn.errors.push(UNKNOWN_PROTOCOL)
     publishConnection(channels.connectionError, conn)
   }
 }
@@ -259,6 +262,28 @@ function onStreamHandedOver (stream: ObservedStream, headers: Record<string, str
   if (stream[kStreamClaimed] === true || unclaimedStream === undefined) return
   const conn = stream.session?.[kConnection]
   if (conn !== undefined) unclaimedStream(stream, headers, conn)
+}
+
+/**
+ * The reasons a server of this kind can count in `journey_connection_errors_total` and, if it speaks TLS,
+ * `journey_tls_handshake_failures_total` (OpenSSL's open-ended `ssl_*` handshake codes aside): the metrics
+ * consumer exports each at 0 once the server is observed, so an error's first occurrence is an increase
+ * Prometheus can see (a series born at 1 is not). Kept beside the functions that name them; a test holds
+ * the functions to these lists.
+ */
+export function knownReasons (server: object): { connectionErrors: string[], tlsFailures: string[] } {
+  const tls = server instanceof TlsServer
+  const http2 = isHttp2Server(server)
+  return {
+    connectionErrors: [
+      'bad_request', 'header_overflow', 'request_timeout', 'client_reset', 'incomplete_request', 'other',
+      // An HTTP/2 preface is an error only where HTTP/2 is not served.
+      ...(http2 ? ['http2_protocol'] : ['http2']),
+      ...(tls ? ['tls_renegotiation', 'tls_error'] : []),
+      ...(tls && http2 ? [UNKNOWN_PROTOCOL] : [])
+    ],
+    tlsFailures: tls ? ['plain_http', 'timeout', 'client_reset', 'other'] : []
+  }
 }
 
 /** An HTTP/2 server (node:http2's, plain or secure): it has updateSettings(), which HTTP/1 servers lack. */
