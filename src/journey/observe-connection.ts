@@ -274,11 +274,14 @@ function onStreamHandedOver (stream: ObservedStream, headers: Record<string, str
 export function knownReasons (server: object): { connectionErrors: string[], tlsFailures: string[] } {
   const tls = server instanceof TlsServer
   const http2 = isHttp2Server(server)
+  // HTTP/1's parser errors (clientErrorReason): every server but h2c, which parses no HTTP/1 (a TLS HTTP/2
+  // server may, with allowHTTP1: there an HTTP/2 preface sent without ALPN reaches the HTTP/1 parser too).
+  const http1 = !http2 || tls ? ['bad_request', 'header_overflow', 'http2', 'request_timeout', 'client_reset', 'incomplete_request', 'other'] : []
   return {
     connectionErrors: [
-      'bad_request', 'header_overflow', 'request_timeout', 'client_reset', 'incomplete_request', 'other',
-      // An HTTP/2 preface is an error only where HTTP/2 is not served.
-      ...(http2 ? ['http2_protocol'] : ['http2']),
+      ...http1,
+      ...(http2 ? ['http2_protocol'] : []),
+      ...(http2 && !tls ? ['client_reset'] : []),
       ...(tls ? ['tls_renegotiation', 'tls_error'] : []),
       ...(tls && http2 ? [UNKNOWN_PROTOCOL] : [])
     ],

@@ -34,7 +34,7 @@ test('knownReasons lists every reason the error functions give, for the servers 
   for (const code of CLIENT_CODES) {
     const reason = clientErrorReason(error(code))
     assert.ok(https.connectionErrors.includes(reason), `${String(code)} → ${reason}: listed for an HTTPS server`)
-    if (!tlsOnly.has(reason) && reason !== 'http2') assert.ok(h2c.connectionErrors.includes(reason), `${reason}: listed for an h2c server`)
+    assert.ok(h2.connectionErrors.includes(reason), `${reason}: listed for a TLS HTTP/2 server (HTTP/1 clients with allowHTTP1)`)
     if (!tlsOnly.has(reason)) assert.ok(http1.connectionErrors.includes(reason), `${reason}: listed for an HTTP server`)
   }
   for (const code of SESSION_CODES) {
@@ -50,11 +50,12 @@ test('knownReasons lists every reason the error functions give, for the servers 
   // OpenSSL's own handshake codes are open-ended: named as they come, not listed.
   assert.equal(tlsFailureReason(error('ERR_SSL_NO_SHARED_CIPHER')), 'no_shared_cipher')
   assert.ok(!https.tlsFailures.includes('no_shared_cipher'))
-  // Nothing a server cannot give: no TLS reasons without TLS, no HTTP/2 preface error where HTTP/2 is served.
+  // Nothing a server cannot give: no TLS reasons without TLS, no HTTP/2 session errors without HTTP/2.
   assert.deepEqual(http1.tlsFailures, [])
   assert.ok(!http1.connectionErrors.some(r => tlsOnly.has(r)))
-  assert.ok(!h2.connectionErrors.includes('http2') && http1.connectionErrors.includes('http2'))
-  assert.ok(!http1.connectionErrors.includes('http2_protocol'))
+  assert.ok(!http1.connectionErrors.includes('http2_protocol') && !https.connectionErrors.includes('http2_protocol'))
+  // h2c parses no HTTP/1: only HTTP/2 session errors.
+  assert.deepEqual([...h2c.connectionErrors].sort(), ['client_reset', 'http2_protocol'])
 })
 
 test('an observed server exports its reasons at 0 before any connection, and a first error moves its series from 0 to 1', async () => {
