@@ -80,7 +80,7 @@ describe('the journey page', () => {
     const snap = async (): Promise<Snap> => await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as Snap
     const parse = (s: Snap): number => s.stages.find(x => x.stage === 'parse')?.count ?? 0
     const before = parse(await snap())
-    await get(`${t.http}/compute?ms=40`)
+    await get(`${t.http}/compute?ms=100`)
     // More requests than the ring (200) and than the 5,000 samples a stage used to keep: when those were
     // all the page had, at load "the last minute" was the last fraction of a second, and the slow request
     // left the slowest list as soon as 200 fast ones followed it.
@@ -100,8 +100,11 @@ describe('the journey page', () => {
       after = await snap()
     }
     assert.equal(parse(after) - before, n + 1, 'each request once')
-    assert.equal(after.slowest[0]?.route, '/compute', 'the slow request is still the slowest')
-    assert.ok(after.slowest[0]!.durationMs >= 40)
+    // Among the slowest, not necessarily first: on a busy CI host a GET / under load once took longer than a
+    // 40 ms compute (the host's steal reaches tens of ms), which is the list working, not failing.
+    const slow = after.slowest.find(r => r.route === '/compute')
+    assert.ok(slow !== undefined, `the slow request is still among the slowest: ${JSON.stringify(after.slowest.map(r => [r.route, r.durationMs]))}`)
+    assert.ok(slow.durationMs >= 100)
     const handler = after.stages.find(x => x.stage === 'handler')!
     assert.ok(handler.p99 < 40, `p99 of ${n + 1} handlers is a fast one: ${handler.p99}`)
     assert.ok(handler.spark.at(-1)! > 0, 'the current 5 s slot has its p95')
