@@ -9,23 +9,31 @@ import { fileURLToPath } from 'node:url'
 
 const script = fileURLToPath(new URL('../bench/pace.ts', import.meta.url))
 
-test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleeps per response', async () => {
-  const out = await new Promise<string>((resolve, reject) => {
+test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleeps per response', async (t) => {
+  const run = (): Promise<string> => new Promise<string>((resolve, reject) => {
     execFile(process.execPath, [script], {
       env: { PATH: process.env.PATH, SPIN_US: '0,50', ROUNDS: '1', WARM_S: '1', WINDOW_S: '1' }, timeout: 60_000
     }, (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new Error(`${String(err)}\n${stderr}`)))
   })
-  const row = (spin: number): number[] => {
+  const row = (out: string, spin: number): number[] => {
     const m = new RegExp(`^\\| ${spin} µs \\| (\\d+) \\| ([\\d.]+) \\| ([\\d.]+) \\| ([\\d.]+) \\|$`, 'm').exec(out)
     assert.ok(m !== null, `no row for ${spin} µs in:\n${out}`)
     return m.slice(1).map(Number)
   }
-  const [rps0, user0, kernel0, sleeps0] = row(0)
-  const [rps50, user50, kernel50, sleeps50] = row(50)
   // 50 µs of busy loop per request is at least 25 µs more user CPU per request, and fewer requests a second.
-  // (With 20 µs and 1 s windows, a slow phase of this VM once read 55.3 µs per request without the loop and
-  // 58.6 with it: the baseline's noise was as large as the loop.)
-  assert.ok(user50! - user0! >= 25, `user µs per request: ${user0} without the loop, ${user50} with it`)
-  assert.ok(rps50! < rps0!, out)
-  for (const v of [kernel0, kernel50, sleeps0, sleeps50]) assert.ok(Number.isFinite(v) && v! >= 0, out)
+  // Up to three runs: the loop spins on the wall clock, and in a VM phase where the host takes the CPU for
+  // long stretches (steal, kept out of the guest's CPU times) a CI run read 71.1 µs per request without the
+  // loop and 71.4 with it — both runs' windows were that phase, not the script. (With 20 µs and 1 s
+  // windows, a slow phase once read 55.3 against 58.6: the baseline's noise was as large as the loop.)
+  const seen: string[] = []
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const out = await run()
+    const [rps0, user0, kernel0, sleeps0] = row(out, 0)
+    const [rps50, user50, kernel50, sleeps50] = row(out, 50)
+    for (const v of [kernel0, kernel50, sleeps0, sleeps50]) assert.ok(Number.isFinite(v) && v! >= 0, out)
+    seen.push(`${user0} → ${user50} µs, ${rps0} → ${rps50} req/s`)
+    if (user50! - user0! >= 25 && rps50! < rps0!) return
+    t.diagnostic(`run ${attempt}: user µs per request ${user0} without the loop, ${user50} with it; ${rps0} and ${rps50} req/s`)
+  }
+  assert.fail(`three runs, none showed the loop (user µs and req/s without → with): ${seen.join('; ')}`)
 })
