@@ -66,6 +66,14 @@ export async function startPrometheus (target: string, scrapeInterval?: string):
   }
 }
 
+export interface AlertRule { alert: string, expr: string, for?: string, labels?: { severity?: string }, annotations?: { summary?: string, description?: string } }
+
+/** The alerting rules shipped in deploy/prometheus/alerts.yml, every group's. */
+export function alertRules (): AlertRule[] {
+  const file = parse(readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: AlertRule[] }> }
+  return file.groups.flatMap(g => g.rules)
+}
+
 /** Grafana's variables as an "All" selection would expand them, and $__rate_interval for a short scrape interval. */
 export function expand (expr: string): string {
   return expr.replaceAll('$__rate_interval', '1m').replace(/\$(instance|route|stage)\b/g, '.*')

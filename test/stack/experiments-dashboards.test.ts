@@ -10,13 +10,11 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { parse } from 'yaml'
 import { after, test } from 'node:test'
 import { connectionsDashboard, queriesOf, requestJourneyDashboard } from '../../grafana/dashboards.ts'
 import { killAll, start } from '../helpers/process.ts'
-import { expand, skipWithoutPrometheus as skip, startPrometheus } from '../helpers/prometheus.ts'
+import { alertRules, expand, skipWithoutPrometheus as skip, startPrometheus } from '../helpers/prometheus.ts'
 
 after(killAll)
 const RUN = fileURLToPath(new URL('../../experiments/run.ts', import.meta.url))
@@ -30,8 +28,7 @@ function panel (dashboard: typeof connectionsDashboard, title: string, legend: R
 
 /** An alerting rule's expression from deploy/prometheus/alerts.yml, its 5-minute windows made `window` long. */
 function alertExpr (alert: string, window: string): string {
-  const rule = (parse(readFileSync(new URL('../../deploy/prometheus/alerts.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string, expr: string }> }> })
-    .groups.flatMap(g => g.rules).find(r => r.alert === alert)
+  const rule = alertRules().find(r => r.alert === alert)
   assert.ok(rule, alert)
   return rule.expr.replaceAll('[5m]', `[${window}]`)
 }

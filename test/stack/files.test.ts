@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { parse } from 'yaml'
 import { DASHBOARDS, JAEGER, PROMETHEUS, queriesOf, type Dashboard, type Panel } from '../../grafana/dashboards.ts'
 import { METRIC, STAGES } from '../../src/journey/stages.ts'
-import { skipWithoutPrometheus } from '../helpers/prometheus.ts'
+import { alertRules, skipWithoutPrometheus } from '../helpers/prometheus.ts'
 
 const root = new URL('../../', import.meta.url)
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8')
@@ -107,8 +107,7 @@ test('compose: every image pinned in .env, every start gated on health, publishe
 })
 
 test('alerting rules: each has a severity, a summary and a description, is tested firing, and is mounted beside the config in compose', () => {
-  type Rule = { alert: string, labels?: { severity?: string }, annotations?: { summary?: string, description?: string } }
-  const rules = (parse(read('deploy/prometheus/alerts.yml')) as { groups: Array<{ rules: Rule[] }> }).groups.flatMap(g => g.rules)
+  const rules = alertRules()
   assert.ok(rules.length >= 8)
   for (const r of rules) {
     assert.ok(['critical', 'warning', 'info'].includes(r.labels?.severity ?? ''), `${r.alert}: severity`)
