@@ -121,6 +121,11 @@ test('alerting rules: each has a severity, a summary and a description, is teste
     assert.ok(cases.some(c => c.alertname === r.alert && (c.exp_alerts ?? []).length > 0), `${r.alert}: a unit test where it fires`)
     assert.ok(cases.some(c => c.alertname === r.alert && (c.exp_alerts ?? []).length === 0), `${r.alert}: a unit test where it does not`)
   }
+  // JourneyStageDominates weighs every stage of the request's time but the handler: the list must follow STAGES
+  // (accept and TLS are the connection's, outside http_server_request_duration_seconds).
+  const dominates = rules.find(r => r.alert === 'JourneyStageDominates')!
+  const listed = /stage=~"([a-z|]+)"/.exec(dominates.expr)?.[1]?.split('|')
+  assert.deepEqual(listed, STAGES.filter(s => !['accept', 'tls', 'handler'].includes(s)), 'JourneyStageDominates: the stages inside request time, but the handler')
   assert.deepEqual((parse(read('deploy/prometheus/prometheus.yml')) as { rule_files: string[] }).rule_files, ['alerts.yml'])
   const compose = parse(read('docker-compose.yml')) as { services: Record<string, any> }
   assert.ok(compose.services.prometheus.volumes.includes('./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro'), 'mounted where the config names it')
