@@ -34,9 +34,12 @@ before(async () => {
   prometheus = await startPrometheus(`127.0.0.1:${app.ports.metrics}`)
   // Traffic only after Prometheus's first scrape: an event before it would be in the first sample, where no
   // increase() can see it (the counters' zeros, below, are about events after that).
-  for (let i = 0; i < 150 && (await promApi('/api/v1/query', { query: 'up{job="request-journey"}' })).result.length === 0; i++) {
-    await new Promise(resolve => setTimeout(resolve, 100))
+  let scraped = false
+  for (let i = 0; i < 150 && !scraped; i++) {
+    scraped = (await promApi('/api/v1/query', { query: 'up{job="request-journey"}' })).result.length > 0
+    if (!scraped) await new Promise(resolve => setTimeout(resolve, 100))
   }
+  assert.ok(scraped, 'Prometheus scraped the app within 15 s')
 
   // Traffic for every panel: all routes over HTTP and HTTPS (fresh and reused connections), plus the
   // failures the error panels count — a malformed request and a TLS client speaking plain HTTP.
