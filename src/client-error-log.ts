@@ -1,6 +1,7 @@
-// Malformed requests, client timeouts and connections dropped at MAX_CONNECTIONS, in the log: the first of
-// each kind at once, with what Node said, then one line a minute per kind saying how many more there were.
-// The journey counts every one (journey_connection_errors_total{reason}, journey_connections_dropped_total);
+// Malformed requests, client timeouts, failed TLS handshakes and connections dropped at MAX_CONNECTIONS, in
+// the log: the first of each kind at once, with what Node said, then one line a minute per kind saying how
+// many more there were. The journey counts every one (journey_connection_errors_total{reason},
+// journey_tls_handshake_failures_total{reason}, journey_connections_dropped_total);
 // the log must not become a second, unbounded copy of that count that a flood of bad input (or of
 // connections) could fill the disk with.
 import type { Logger } from 'pino'
@@ -24,6 +25,15 @@ export class ClientErrorLog {
   note (err: NodeJS.ErrnoException, listener: string, reason = clientErrorReason(err)): void {
     const code = err.code ?? 'unknown'
     if (this.first(code)) this.log.info({ code, reason, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
+  }
+
+  /**
+   * A TLS handshake that failed (`reason` as journey_tls_handshake_failures_total counts it): a client that
+   * rejected the certificate, an old protocol, plain HTTP on the HTTPS port. The error's code is OpenSSL's.
+   */
+  handshakeFailed (err: NodeJS.ErrnoException, listener: string, reason: string): void {
+    const code = err.code ?? 'unknown'
+    if (this.first(code)) this.log.info({ code, reason, err: err.message, listener }, 'TLS handshake failed (more of this code are summed up once a minute)')
   }
 
   /** A connection Node closed unserved because `listener` had `max` open: a warning, since it is capacity, not a client's fault. */

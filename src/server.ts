@@ -8,7 +8,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
-import { channels, createJourney, exposition, sessionErrorReason, summarize, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
+import { channels, createJourney, exposition, sessionErrorReason, summarize, tlsFailureReason, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
 import { loadTlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
@@ -220,6 +220,12 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
         httpsServer = observe(createHttpsServer(secure, handler), 'https')
       }
       httpsServer.on('clientError', clientErrorHandler.bind({ errors: clientErrors, listener: 'https' }))
+      // A failed handshake never reaches HTTP: without this it would only be a count. A client that leaves
+      // mid-handshake (a port scanner, a TCP health check) is too common to be worth a line.
+      httpsServer.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+        const reason = tlsFailureReason(err)
+        if (reason !== 'client_reset') clientErrors.handshakeFailed(err, 'https', reason)
+      })
       return http
     }
   })

@@ -186,7 +186,7 @@ describe('npm start', () => {
     held.close()
   })
 
-  test('each request\'s log line carries its journey: the duration the histogram observed, and every stage; a cut-off request has its line too', async () => {
+  test('each request\'s log line carries its journey: the duration the histogram observed, and every stage; a cut-off request has its line too; malformed requests and failed handshakes are said once, then summed', async () => {
     const s = await start({ LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'none' })
     await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=30`])
     await new Promise(resolve => setTimeout(resolve, 100))
@@ -226,14 +226,22 @@ describe('npm start', () => {
     assert.match(await raw('GET / HTTP/1.1\r\n\r\n'), /^HTTP\/1\.1 400/)
     assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
     assert.match(await raw('NOT HTTP\r\n\r\n'), /^HTTP\/1\.1 400/)
+    // A failed TLS handshake never reaches HTTP: curl, not trusting the development certificate, twice.
+    for (let i = 0; i < 2; i++) await exec('curl', ['-s', '-o', '/dev/null', `https://localhost:${s.ports.https}/`]).catch(() => {})
     await new Promise(resolve => setTimeout(resolve, 200))
     const lines = s.logs().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
     assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 400 && l.path === '/' && l.reqId === undefined).length, 1, 'Node\'s 400 has its request line (Fastify never saw it: no request id)')
     assert.equal(lines.filter(l => l.msg === 'request' && l.route === '(unmatched)' && l.status === 404 && l.path === '/no-such-page').length, 1, 'a 404\'s line')
     assert.equal(lines.filter(l => typeof l.msg === 'string' && l.msg.startsWith('client error') && l.code === 'HPE_INVALID_METHOD').length, 1, 'the malformed request line is said once; the second is summed up later')
+    const handshakes = lines.filter(l => typeof l.msg === 'string' && l.msg.startsWith('TLS handshake failed'))
+    assert.equal(handshakes.length, 1, 'the failed handshake is said once; the second is summed up later')
+    assert.equal(handshakes[0]!.code, 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA')
+    assert.equal(handshakes[0]!.reason, 'tlsv1_alert_unknown_ca', 'under the reason journey_tls_handshake_failures_total counts it')
+    assert.equal(handshakes[0]!.listener, 'https')
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0)
     assert.match(s.logs(), /"code":"HPE_INVALID_METHOD","count":1,"msg":"more of this code since the last line"/, 'the shutdown sums up what was pending')
+    assert.match(s.logs(), /"code":"ERR_SSL_TLSV1_ALERT_UNKNOWN_CA","count":1,"msg":"more of this code since the last line"/)
   })
 
   // HTTP/2's spans end differently (write ends when the stream closes), so they are held against curl too.

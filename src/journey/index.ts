@@ -40,7 +40,7 @@ declare module 'fastify' {
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
-export { clientErrorReason, sessionErrorReason } from './observe-connection.ts'
+export { clientErrorReason, sessionErrorReason, tlsFailureReason } from './observe-connection.ts'
 export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
 export { urlPath } from './url-path.ts'
 export { exposition, prefersOpenMetrics, openMetricsToText, type Exposition } from './exposition.ts'

@@ -112,15 +112,31 @@ function onTlsClientError (err: NodeJS.ErrnoException, socket: TLSSocket): void 
   publishConnection(channels.connectionTls, conn)
 }
 
-/** A bounded set of reasons: error codes are a fixed set in Node; anything else is 'other'. */
+/**
+ * A bounded set of reasons: error codes are a fixed set in Node; anything else is 'other'. OpenSSL's own
+ * codes keep their name, in label-friendly characters: OpenSSL 3 names the alerts a client sends
+ * "SSL/TLS_ALERT_…", which Node turns into ERR_SSL_SSL/TLS_ALERT_… (reason `ssl_tls_alert_…`).
+ */
 export function tlsFailureReason (err: NodeJS.ErrnoException): string {
   const code = err.code ?? ''
   if (code === 'ERR_SSL_HTTP_REQUEST') return 'plain_http'
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout'
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'client_reset'
-  if (code.startsWith('ERR_SSL_')) return code.slice('ERR_SSL_'.length).toLowerCase().slice(0, 48)
+  if (code.startsWith('ERR_SSL_')) return code.slice('ERR_SSL_'.length).toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 48)
   return 'other'
 }
+
+/**
+ * OpenSSL's handshake codes are open-ended, but these few are what an operator must see the first time
+ * they happen, so they are exported at 0 (knownReasons). Each is what a real client gives Node 24
+ * (test/hardening/tls-input.test.ts): the first four are a client rejecting the server's certificate with an
+ * alert — curl or Python not trusting its issuer, Chromium not trusting it, an expired one, one not yet valid
+ * (a client that closes without an alert, as Node's own does, is `client_reset`; one that checks the host
+ * name after the handshake, as curl does, ends a handshake that succeeded). The last two are the server's TLS
+ * settings refusing a client: a protocol version it no longer allows, no cipher in common.
+ */
+export const CERTIFICATE_REJECTED = ['tlsv1_alert_unknown_ca', 'ssl_tls_alert_certificate_unknown', 'ssl_tls_alert_certificate_expired', 'ssl_tls_alert_bad_certificate'] as const
+const CLIENT_REFUSED = ['unsupported_protocol', 'no_shared_cipher'] as const
 
 function onClientError (this: HttpServer, err: NodeJS.ErrnoException, socket: Observed): void {
   const conn = socket[kConnection]
@@ -266,7 +282,7 @@ function onStreamHandedOver (stream: ObservedStream, headers: Record<string, str
 
 /**
  * The reasons a server of this kind can count in `journey_connection_errors_total` and, if it speaks TLS,
- * `journey_tls_handshake_failures_total` (OpenSSL's open-ended `ssl_*` handshake codes aside): the metrics
+ * `journey_tls_handshake_failures_total` (of OpenSSL's open-ended handshake codes, the common few): the metrics
  * consumer exports each at 0 once the server is observed, so an error's first occurrence is an increase
  * Prometheus can see (a series born at 1 is not). Kept beside the functions that name them; a test holds
  * the functions to these lists.
@@ -285,7 +301,7 @@ export function knownReasons (server: object): { connectionErrors: string[], tls
       ...(tls ? ['tls_renegotiation', 'tls_error'] : []),
       ...(tls && http2 ? [UNKNOWN_PROTOCOL] : [])
     ],
-    tlsFailures: tls ? ['plain_http', 'timeout', 'client_reset', 'other'] : []
+    tlsFailures: tls ? ['plain_http', 'timeout', 'client_reset', 'other', ...CERTIFICATE_REJECTED, ...CLIENT_REFUSED] : []
   }
 }
 

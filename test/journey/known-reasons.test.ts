@@ -6,14 +6,23 @@ import assert from 'node:assert/strict'
 import { createServer as createHttpServer } from 'node:http'
 import { createSecureServer, createServer as createH2cServer } from 'node:http2'
 import { createServer as createHttpsServer } from 'node:https'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
+import { promisify } from 'node:util'
 import { after, test } from 'node:test'
 import { Registry } from 'prom-client'
+import { generate } from 'selfsigned'
 import { createJourney } from '../../src/journey/index.ts'
-import { clientErrorReason, knownReasons, sessionErrorReason, tlsFailureReason } from '../../src/journey/observe-connection.ts'
+import { CERTIFICATE_REJECTED, clientErrorReason, knownReasons, sessionErrorReason, tlsFailureReason } from '../../src/journey/observe-connection.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { connect } from '../helpers/raw.ts'
+import { browserSkip, launchChromium } from '../helpers/browser.ts'
 
+const run = promisify(execFile)
 const closing: Array<() => unknown> = []
 after(async () => { for (const close of closing.reverse()) await close() })
 
@@ -47,9 +56,11 @@ test('knownReasons lists every reason the error functions give, for the servers 
   }
   // Named where Node gives an HTTP/2 server's TLS connection neither a session nor a parser (observe-connection.ts).
   assert.ok(h2.connectionErrors.includes('unknown_protocol') && !https.connectionErrors.includes('unknown_protocol') && !h2c.connectionErrors.includes('unknown_protocol'))
-  // OpenSSL's own handshake codes are open-ended: named as they come, not listed.
-  assert.equal(tlsFailureReason(error('ERR_SSL_NO_SHARED_CIPHER')), 'no_shared_cipher')
-  assert.ok(!https.tlsFailures.includes('no_shared_cipher'))
+  // OpenSSL's own handshake codes are open-ended: named as they come, in label characters; the common few listed.
+  assert.equal(tlsFailureReason(error('ERR_SSL_WRONG_VERSION_NUMBER')), 'wrong_version_number')
+  assert.ok(!https.tlsFailures.includes('wrong_version_number'))
+  assert.equal(tlsFailureReason(error('ERR_SSL_SSL/TLS_ALERT_CERTIFICATE_EXPIRED')), 'ssl_tls_alert_certificate_expired')
+  for (const reason of [...CERTIFICATE_REJECTED, 'unsupported_protocol', 'no_shared_cipher']) assert.ok(https.tlsFailures.includes(reason) && h2.tlsFailures.includes(reason), reason)
   // Nothing a server cannot give: no TLS reasons without TLS, no HTTP/2 session errors without HTTP/2.
   assert.deepEqual(http1.tlsFailures, [])
   assert.ok(!http1.connectionErrors.some(r => tlsOnly.has(r)))
@@ -73,7 +84,7 @@ test('an observed server exports its reasons at 0 before any connection, and a f
   assert.deepEqual([...httpErrors.keys()].sort(), [...knownReasons(http).connectionErrors].sort())
   assert.ok([...httpErrors.values()].every(v => v === 0))
   assert.equal((await series('journey_connection_errors_total', 'https')).size, knownReasons(https).connectionErrors.length)
-  assert.deepEqual([...(await series('journey_tls_handshake_failures_total', 'https')).keys()].sort(), ['client_reset', 'other', 'plain_http', 'timeout'])
+  assert.deepEqual([...(await series('journey_tls_handshake_failures_total', 'https')).keys()].sort(), [...knownReasons(https).tlsFailures].sort())
   assert.equal((await series('journey_tls_handshake_failures_total', 'http')).size, 0)
 
   // One malformed request on HTTP, one plain-HTTP client on HTTPS.
@@ -85,4 +96,73 @@ test('an observed server exports its reasons at 0 before any connection, and a f
   await plain.read()
   assert.equal((await series('journey_connection_errors_total', 'http')).get('bad_request'), 1)
   assert.equal((await series('journey_tls_handshake_failures_total', 'https')).get('plain_http'), 1)
+})
+
+// The OpenSSL reasons listed are names Node 24 really gives: if its OpenSSL renamed one, the zero would be
+// exported for a name no failure uses, and the real failures born at 1 again. Each made by a real client.
+test('each OpenSSL reason knownReasons lists is what a real client gives: certificates rejected, protocols and ciphers refused', async (t) => {
+  const { cert, key } = await loadTlsMaterial(undefined, undefined)
+  const day = 86_400_000
+  const certificate = async (from: number, to: number): Promise<{ cert: string, key: string }> => {
+    const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
+      keySize: 2048, notBeforeDate: new Date(Date.now() + from * day), notAfterDate: new Date(Date.now() + to * day),
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }] }]
+    })
+    return { cert: pems.cert, key: pems.private }
+  }
+  const expired = await certificate(-30, -1)
+  const future = await certificate(1, 30)
+  const dir = mkdtempSync(join(tmpdir(), 'journey-certs-'))
+  closing.push(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'expired.pem'), expired.cert)
+  writeFileSync(join(dir, 'future.pem'), future.cert)
+
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const ports: Record<string, number> = {}
+  for (const [name, pems] of [['dev', { cert, key }], ['expired', expired], ['future', future]] as const) {
+    const server = journey.observeServer(createHttpsServer(pems, (_req, res) => res.end('ok')), name)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    closing.push(() => new Promise(resolve => server.close(resolve)))
+    ports[name] = (server.address() as AddressInfo).port
+  }
+  closing.push(() => journey.close())
+  const failures = async (listener: string): Promise<Record<string, number>> => Object.fromEntries([...(await registry.metrics()).matchAll(
+    new RegExp(`^journey_tls_handshake_failures_total\\{listener="${listener}",reason="([a-z0-9_]+)"\\} (\\d+)$`, 'gm'))].map(m => [m[1]!, Number(m[2])]))
+  const curl = (port: number, ...args: string[]): Promise<unknown> =>
+    run('curl', ['-s', '-o', '/dev/null', '--resolve', `localhost:${port}:127.0.0.1`, ...args, `https://localhost:${port}/`]).catch((err: unknown) => err)
+  const tlsClient = (options: ConnectionOptions): Promise<void> => new Promise(resolve => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: ports.dev, rejectUnauthorized: false, ...options })
+    socket.on('error', () => {}).on('close', () => resolve()).resume()
+  })
+
+  // curl (OpenSSL) does not trust the development certificate's issuer, and says so with an alert.
+  await curl(ports.dev!)
+  // Given the certificate to trust, it still refuses it expired, and before it is valid.
+  await curl(ports.expired!, '--cacert', join(dir, 'expired.pem'))
+  await curl(ports.future!, '--cacert', join(dir, 'future.pem'))
+  // A client that only speaks TLS 1.1, and one with no cipher the server offers.
+  await tlsClient({ minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' })
+  await tlsClient({ maxVersion: 'TLSv1.2', ciphers: 'CAMELLIA128-SHA:@SECLEVEL=0' })
+  const dev = await failures('dev')
+  assert.equal(dev.tlsv1_alert_unknown_ca, 1, JSON.stringify(dev))
+  assert.equal(dev.unsupported_protocol, 1, JSON.stringify(dev))
+  assert.equal(dev.no_shared_cipher, 1, JSON.stringify(dev))
+  assert.equal((await failures('expired')).ssl_tls_alert_certificate_expired, 1, JSON.stringify(await failures('expired')))
+  assert.equal((await failures('future')).ssl_tls_alert_bad_certificate, 1, JSON.stringify(await failures('future')))
+  // Every series seen is a listed one: nothing above was born at 1.
+  for (const listener of ['dev', 'expired', 'future']) {
+    assert.deepEqual(Object.keys(await failures(listener)).sort(), [...knownReasons(createHttpsServer()).tlsFailures].sort(), listener)
+  }
+
+  // Chromium (BoringSSL) names its distrust differently.
+  if (browserSkip() !== false) { t.diagnostic('no Chromium: its reason not checked'); return }
+  const browser = await launchChromium()
+  try {
+    const page = await browser.newPage()
+    await page.goto(`https://localhost:${ports.dev}/`).catch(() => {})
+  } finally {
+    await browser.close()
+  }
+  assert.ok((await failures('dev')).ssl_tls_alert_certificate_unknown! >= 1, JSON.stringify(await failures('dev')))
 })
