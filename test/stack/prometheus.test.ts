@@ -2,6 +2,8 @@
 // host) passes promtool, Prometheus scrapes the real server while a mixed workload runs, and then each PromQL
 // expression of each panel must parse and return at least one series. A panel that would be empty fails here.
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { connect as netConnect, type AddressInfo } from 'node:net'
 import { createServer as createHttpServer, type Server } from 'node:http'
 import { Pool } from 'undici'
@@ -13,6 +15,9 @@ import { killAll, start, type Started } from '../helpers/process.ts'
 import { connect } from '../helpers/raw.ts'
 import { alertRules, expand, skipWithoutPrometheus as skip, startPrometheus, type Prometheus } from '../helpers/prometheus.ts'
 
+const run = promisify(execFile)
+// Enough for over 1 % of the HTTPS handshakes the workload makes (a few hundred).
+const REJECTIONS = 30
 let app: Started
 let prometheus: Prometheus | undefined
 let collector: Server
@@ -52,6 +57,8 @@ before(async () => {
     const plain = await connect(app.ports.https)
     await plain.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
     await plain.read() // the server drops the connection: a failed TLS handshake, reason plain_http
+    // curl, not trusting the development certificate, rejects it with an alert: JourneyTlsCertificateRejected.
+    for (let i = 0; i < REJECTIONS; i++) await run('curl', ['-s', '-o', '/dev/null', https]).catch(() => {})
   }
   await Promise.all([runWorkload({ httpUrl: http, httpsUrl: https, seconds: 16, concurrency: 3, pauseMs: 10 }), bad()])
   // Past MAX_CONNECTIONS: 50 connections at once, so Node drops at least the last ten as it accepts them
@@ -139,6 +146,23 @@ test('an alert fires on a real overload: the burst past maxConnections fires Jou
   assert.equal(firing.labels.severity, 'warning')
   const names = alerts.map(a => a.labels.alertname)
   for (const quiet of ['JourneyTargetDown', 'JourneySpansDropped', 'JourneySpanExportDown']) assert.ok(!names.includes(quiet), `${quiet} is not active`)
+})
+
+test('clients rejecting the certificate fire JourneyTlsCertificateRejected, counted from 0 under their reason', { skip }, async (t) => {
+  type Alert = { labels: Record<string, string>, state: string, value: string }
+  let alerts: Alert[] = []
+  const rejected = (a: Alert): boolean => a.labels.alertname === 'JourneyTlsCertificateRejected' && a.state === 'firing'
+  for (let i = 0; i < 60 && !alerts.some(rejected); i++) {
+    alerts = ((await promApi('/api/v1/alerts', {})) as { alerts: Alert[] }).alerts
+    if (!alerts.some(rejected)) await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  const firing = alerts.find(rejected)
+  assert.ok(firing, `JourneyTlsCertificateRejected firing (alerts: ${JSON.stringify(alerts.map(a => [a.labels.alertname, a.state]))})`)
+  assert.equal(firing.labels.listener, 'https')
+  t.diagnostic(`rejected in ${Number(firing.value) * 100} % of the handshakes`)
+  const increase = await promApi('/api/v1/query', { query: 'sum(increase(journey_tls_handshake_failures_total{reason="tlsv1_alert_unknown_ca"}[10m]))' })
+  // increase() extrapolates to the window's edges a little; a series born at 1 would lose one.
+  assert.ok(Number(increase.result[0]?.value[1]) >= REJECTIONS, `every rejection seen: ${JSON.stringify(increase.result)}`)
 })
 
 test('one malformed request and one plain-HTTP client of HTTPS are increases Prometheus sees: their counters were exported at 0 before', { skip }, async () => {
