@@ -2,6 +2,7 @@
 // The built-in journey page, in a real browser (Debian's headless Chromium driven by playwright-core).
 import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
+import { connect as tlsConnect } from 'node:tls'
 import { after, before, describe, test } from 'node:test'
 import { Pool, request } from 'undici'
 import { startTestServer, type TestServer } from './helpers/server.ts'
@@ -58,15 +59,27 @@ describe('the journey page', () => {
     assert.match(html.slice(html.indexOf('<tbody id="stages">')), /<tr data-stage="gap: hooks">/)
   })
 
-  test('connection errors are on the page too, by the reason they are counted under', async () => {
+  test('connection errors and failed TLS handshakes are on the page too, by the reason they are counted under', async () => {
     const { connect } = await import('./helpers/raw.ts')
     const c = await connect(t.server.ports.http)
     await c.write('NOT A REQUEST\r\n\r\n')
     await c.read() // Node's 400, then the close
-    const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { connections: { errors: Record<string, number> } }
+    // Plain HTTP to the HTTPS port, twice, and a TLS 1.1 client.
+    for (let i = 0; i < 2; i++) {
+      const plain = await connect(t.server.ports.https)
+      await plain.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+      await plain.read()
+    }
+    await new Promise<void>(resolve => tlsConnect({ port: t.server.ports.https, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' })
+      .on('error', () => {}).on('close', () => resolve()).resume())
+    type Snap = { connections: { errors: Record<string, number>, tlsFailed: number, tlsFailures: Record<string, number> } }
+    const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as Snap
     assert.equal(snap.connections.errors.bad_request, 1)
+    assert.deepEqual(snap.connections.tlsFailures, { plain_http: 2, unsupported_protocol: 1 })
+    assert.equal(snap.connections.tlsFailed, 3)
     const html = await (await request(`${t.admin}/journey`)).body.text()
     assert.match(html, /connection errors since start: bad_request <b>1<\/b>/)
+    assert.match(html, /<b>3<\/b> failed \(plain_http <b>2<\/b>, unsupported_protocol <b>1<\/b>\)/, 'most frequent first')
   })
 
   test('memory stays bounded: the ring keeps the newest 200 requests', async () => {

@@ -49,6 +49,8 @@ export interface Snapshot {
   stages: StageStats[]
   connections: {
     active: number, acceptedPerSecond: number, tlsFull: number, tlsResumed: number, tlsFailed: number
+    /** Since start, failed handshakes by reason (journey_tls_handshake_failures_total's): a client refusing the certificate, plain HTTP, … */
+    tlsFailures: Record<string, number>
     /** Since start: connections closed unserved at the server's maxConnections (publish.ts). */
     dropped: number
     /** Since start, by reason (journey_connection_errors_total's, a bounded set): malformed input, timeouts, … */
@@ -108,6 +110,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   let tlsFull = 0
   let tlsResumed = 0
   let tlsFailed = 0
+  const tlsFailures: Record<string, number> = {}
   let dropped = 0
   const errors: Record<string, number> = {}
 
@@ -204,7 +207,10 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   function onTls (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
-    if (conn.tlsFailure !== undefined) tlsFailed++
+    if (conn.tlsFailure !== undefined) {
+      tlsFailed++
+      tlsFailures[conn.tlsFailure] = (tlsFailures[conn.tlsFailure] ?? 0) + 1
+    }
     else if (conn.tlsResumed) tlsResumed++
     else tlsFull++
   }
@@ -291,6 +297,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
           tlsFull,
           tlsResumed,
           tlsFailed,
+          tlsFailures: { ...tlsFailures },
           dropped,
           errors: { ...errors },
           kernelWait: tcpInfoUnavailable !== undefined

@@ -61,16 +61,20 @@ export function renderStages (stages: StageStats[]): string {
 // TCP_INFO's waits are whole milliseconds; the page's bins hold each one exactly below 32 ms, and to ≈ 3 % above.
 const wait = (ms: number): string => ms < 32 ? String(ms) : `≈ ${Math.round(ms)}`
 
-/** "connection errors since start: bad_request 3, request_timeout 1 · ", most frequent first; nothing without any. */
+/** "bad_request 3, request_timeout 1", most frequent first. */
+function byReason (counts: Record<string, number>): string {
+  return Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([reason, n]) => `${esc(reason)} <b>${n}</b>`).join(', ')
+}
+
+/** "connection errors since start: bad_request 3, request_timeout 1 · "; nothing without any. */
 function connectionErrors (errors: Record<string, number>): string {
-  const counted = Object.entries(errors).sort((a, b) => b[1] - a[1])
-  if (counted.length === 0) return ''
-  return `connection errors since start: ${counted.map(([reason, n]) => `${esc(reason)} <b>${n}</b>`).join(', ')} · `
+  return Object.keys(errors).length === 0 ? '' : `connection errors since start: ${byReason(errors)} · `
 }
 
 function renderConnections (c: Snapshot['connections']): string {
   return `<b>${c.active}</b> open · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s (last 10 s) · TLS handshakes since start: <b>${c.tlsFull}</b> full, ` +
-    `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed · ` +
+    // Which failure says what to do: a client refusing the certificate is not a scanner sending plain HTTP.
+    `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed${c.tlsFailed > 0 ? ` (${byReason(c.tlsFailures)})` : ''} · ` +
     // Only where it happens: most servers set no maxConnections, and a 0 there would only be noise.
     (c.dropped > 0 ? `<b>${c.dropped}</b> dropped at maxConnections since start · ` : '') +
     connectionErrors(c.errors) +
