@@ -129,8 +129,8 @@ export function tlsFailureReason (err: NodeJS.ErrnoException): string {
 /**
  * OpenSSL's handshake codes are open-ended, but these few are what an operator must see the first time
  * they happen, so they are exported at 0 (knownReasons). Each is what a real client gives Node 24
- * (test/hardening/tls-input.test.ts): the first four are a client rejecting the server's certificate with an
- * alert — curl or Python not trusting its issuer, Chromium not trusting it, an expired one, one not yet valid
+ * (test/journey/known-reasons.test.ts): the first four are a client rejecting the server's certificate with
+ * an alert — an OpenSSL client (curl, Python) not trusting its issuer, Chromium not trusting it, an expired one, one not yet valid
  * (a client that closes without an alert, as Node's own does, is `client_reset`; one that checks the host
  * name after the handshake, as curl does, ends a handshake that succeeded). The last two are the server's TLS
  * settings refusing a client: a protocol version it no longer allows, no cipher in common.
