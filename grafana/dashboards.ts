@@ -377,7 +377,7 @@ export function connectionsDashboard (): Dashboard {
       'Accepted TCP connection to secure connection established, as the server sees it: its own work and the waits for the client\'s ClientHello and, a round trip after its reply, the client\'s Finished (client work included).',
       's', quantiles(METRIC.tlsHandshakeDuration, SEL).filter(t => !t.legendFormat!.startsWith('p95')), { min: 0 }),
     timeseries(l, 8, 'TLS handshake failures by reason',
-      'Handshakes that failed: plain HTTP on the HTTPS port, unsupported protocol versions, garbage, clients that never finished (handshake timeout).',
+      'Handshakes that failed: clients rejecting the certificate (tlsv1_alert_unknown_ca, ssl_tls_alert_certificate_unknown: not trusted; ssl_tls_alert_certificate_expired; ssl_tls_alert_bad_certificate: not yet valid — the JourneyTlsCertificateRejected alert), plain HTTP on the HTTPS port, unsupported protocol versions, no cipher in common, garbage, clients that never finished (handshake timeout) or left (client_reset).',
       'ops', [{ expr: `sum by (reason) (rate(${METRIC.tlsHandshakeFailures}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),
     row(l, 'Runtime'),
     timeseries(l, 8, 'Event-loop delay',
