@@ -1,7 +1,10 @@
 // One waterfall per request, over real sockets, checked with the real SDK's in-memory exporter.
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
+import { once } from 'node:events'
+import { connect as netConnect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { connect as tlsConnect } from 'node:tls'
 import { request } from 'undici'
 import { connect, responses, splitHeaders, statusOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
@@ -84,6 +87,42 @@ describe('waterfalls', () => {
     assert.equal(typeof tls.attributes['tls.cipher'], 'string')
     assert.equal(stage(w!, 'read')!.attributes['journey.read.includes_decrypt'], true)
     assert.equal(w!.root.attributes['url.scheme'], 'https')
+  })
+
+  test('the tls stage is the handshake the client timed: a ClientHello sent 40 ms late is in it, a request sent 30 ms after it is not', async (ctx) => {
+    // The client times its handshake from its TCP connect to its 'secureConnect'; the server's tls stage runs
+    // from accept to 'secureConnection'. They differ by the accept and the client's Finished on its way: well
+    // under a millisecond here. A stage that began at the ClientHello would miss the 40 ms; one that ended
+    // at the first request would hold the 30 ms after the handshake, which is the idle gap before it.
+    const clientMs: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const raw = netConnect(t.server.ports.https, '127.0.0.1')
+      await once(raw, 'connect')
+      const connected = performance.now()
+      await sleep(40)
+      const secure = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' })
+      await once(secure, 'secureConnect')
+      clientMs.push(performance.now() - connected)
+      await sleep(30)
+      const answered = new Promise(resolve => secure.once('data', resolve))
+      secure.write(GET('/'))
+      await answered
+      secure.destroy()
+    }
+    const server = await oneTrace('/', 5)
+    const rows = server.map((w, i) => {
+      assertWellFormed(w)
+      return { client: clientMs[i]!, tls: durationMs(stage(w, 'tls')!), idle: Number(w.root.attributes['journey.gap.before_request_ms']) }
+    })
+    const said = rows.map(r => `client ${r.client.toFixed(2)} / tls ${r.tls.toFixed(2)} / idle ${r.idle.toFixed(2)}`).join('; ')
+    ctx.diagnostic(`ms, client's handshake / server's tls stage / idle gap: ${said}`)
+    for (const r of rows) {
+      assert.ok(r.tls >= 39.5, `the wait for the ClientHello is in tls: ${said}`)
+      assert.ok(r.idle >= 29, `the 30 ms after the handshake is the idle gap: ${said}`)
+    }
+    // Median, so that one moment of the machine's (a garbage collection, a host's steal) does not decide.
+    const median = rows.map(r => r.tls - r.client).sort((a, b) => a - b)[2]!
+    assert.ok(Math.abs(median) < 2, `server tls minus client handshake, median ${median.toFixed(2)} ms: ${said}`)
   })
 
   test('headers sent in two chunks 50 ms apart: the 50 ms is in read, not in parse or handler', async () => {
