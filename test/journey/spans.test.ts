@@ -187,6 +187,22 @@ describe('waterfalls', () => {
     assert.ok(ms(b!.root.endTime) >= ms(a!.root.endTime), 'HTTP/1.1 answers in order')
   })
 
+  test('a body whose second half arrives 50 ms after its first: the 50 ms is in decode (the body arriving), not in read or handler', async () => {
+    const body = JSON.stringify({ message: 'x'.repeat(2000) })
+    const c = await connect(t.server.ports.http)
+    await c.write(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 1000)}`)
+    await sleep(50)
+    await c.write(body.slice(1000))
+    assert.equal(statusOf(await c.read(responses(1))), 200)
+    c.close()
+    const [w] = await oneTrace('/echo')
+    assertWellFormed(w!)
+    const took = Object.fromEntries(stageNames(w!).map(n => [n, durationMs(stage(w!, n)!)]))
+    assert.ok(took.decode! >= 45, `decode ${JSON.stringify(took)}`)
+    assert.ok(took.read! < 20 && took.handler! < 20, `read and handler stay small: ${JSON.stringify(took)}`)
+    assert.equal(stage(w!, 'decode')!.attributes['http.request.body.size'], body.length)
+  })
+
   test('gzip and protobuf bodies: decode carries content type and encoding', async () => {
     const { gzipSync } = await import('node:zlib')
     const r = await request(`${t.http}/echo`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify({ message: 'x'.repeat(200_000) })) })
