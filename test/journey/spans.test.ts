@@ -125,6 +125,36 @@ describe('waterfalls', () => {
     assert.ok(Math.abs(median) < 2, `server tls minus client handshake, median ${median.toFixed(2)} ms: ${said}`)
   })
 
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) test(`a client resuming its ${version} session: tls.resumed on the span, resumed="true" on the handshake histogram`, async () => {
+    const handshakes = async (): Promise<Record<string, number>> => Object.fromEntries([...(await (await request(`${t.admin}/metrics`)).body.text())
+      .matchAll(/^journey_tls_handshake_duration_seconds_count\{listener="https",protocol="([^"]+)",resumed="(\w+)"\} (\d+)$/gm)].map(m => [`${m[1]} ${m[2]}`, Number(m[3])]))
+    const before = await handshakes()
+    // One request per connection; the second connection offers the session the first one was given.
+    const get = async (session?: Buffer): Promise<Buffer | undefined> => {
+      const secure = tlsConnect({ port: t.server.ports.https, host: '127.0.0.1', servername: 'localhost', rejectUnauthorized: false, minVersion: version, maxVersion: version, session })
+      let ticket: Buffer | undefined
+      secure.on('session', (s: Buffer) => { ticket = s })
+      await once(secure, 'secureConnect')
+      const answered = new Promise(resolve => secure.once('data', resolve))
+      secure.write(GET('/'))
+      await answered
+      await sleep(10) // a TLS 1.3 ticket comes after the handshake
+      secure.destroy()
+      return ticket
+    }
+    const session = await get()
+    assert.ok(session !== undefined, 'the server gave a session to resume')
+    await get(session)
+    const [first, second] = await oneTrace('/', 2)
+    assert.equal(stage(first!, 'tls')!.attributes['tls.resumed'], false)
+    assert.equal(stage(second!, 'tls')!.attributes['tls.resumed'], true)
+    assert.equal(stage(second!, 'tls')!.attributes['tls.protocol.version'], version.slice(4))
+    const after = await handshakes()
+    const moved = (key: string): number => (after[key] ?? 0) - (before[key] ?? 0)
+    assert.equal(moved(`${version} false`), 1, JSON.stringify(after))
+    assert.equal(moved(`${version} true`), 1, JSON.stringify(after))
+  })
+
   test('headers sent in two chunks 50 ms apart: the 50 ms is in read, not in parse or handler', async () => {
     await splitHeaders(t.server.ports.http, 50)
     const [w] = await oneTrace('/')
