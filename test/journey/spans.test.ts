@@ -6,7 +6,7 @@ import { connect as netConnect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { connect as tlsConnect } from 'node:tls'
 import { request } from 'undici'
-import { connect, responses, splitHeaders, statusOf } from '../helpers/raw.ts'
+import { connect, countResponses, responses, splitHeaders, statusOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall, type Waterfall } from '../helpers/spans.ts'
 
@@ -153,6 +153,38 @@ describe('waterfalls', () => {
     const moved = (key: string): number => (after[key] ?? 0) - (before[key] ?? 0)
     assert.equal(moved(`${version} false`), 1, JSON.stringify(after))
     assert.equal(moved(`${version} true`), 1, JSON.stringify(after))
+  })
+
+  test('the connection span counts the bytes the client sent and received, ciphertext on TLS, and names the SNI the client sent', async (ctx) => {
+    type Counted = { sent: number, received: number, id: unknown }
+    // Two requests on one keep-alive connection; the client counts its own socket's bytes, then closes.
+    const exchange = async (secure: boolean): Promise<Counted> => {
+      const raw = netConnect(secure ? t.server.ports.https : t.server.ports.http, '127.0.0.1')
+      await once(raw, 'connect')
+      const socket = secure ? tlsConnect({ socket: raw, servername: 'localhost', rejectUnauthorized: false }) : raw
+      if (secure) await once(socket, 'secureConnect')
+      let text = ''
+      socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1') })
+      for (const n of [1, 2]) {
+        socket.write(GET('/download?kb=3'))
+        while (countResponses(text) < n) await once(socket, 'data')
+      }
+      socket.end()
+      await once(raw, 'close')
+      const spans = await t.spansWhere(all => roots(all, '/download').length >= (secure ? 4 : 2) && all.filter(x => x.name === 'journey.connection').length >= (secure ? 2 : 1))
+      const root = roots(spans, '/download').at(-1)!
+      return { sent: raw.bytesWritten, received: raw.bytesRead, id: root.attributes['journey.connection.id'] }
+    }
+    for (const secure of [false, true]) {
+      const client = await exchange(secure)
+      const conn = t.exporter.getFinishedSpans().find(x => x.name === 'journey.connection' && x.attributes['journey.connection.id'] === client.id)!
+      ctx.diagnostic(`${secure ? 'HTTPS' : 'HTTP'}: client sent ${client.sent} B, received ${client.received} B; server read ${String(conn.attributes['journey.connection.bytes_read'])}, wrote ${String(conn.attributes['journey.connection.bytes_written'])}`)
+      assert.equal(conn.attributes['journey.connection.bytes_read'], client.sent)
+      assert.equal(conn.attributes['journey.connection.bytes_written'], client.received)
+      assert.equal(conn.attributes['journey.connection.requests'], 2)
+      assert.equal(conn.attributes['journey.connection.closed_by'], 'client')
+      assert.equal(conn.attributes['tls.server.name'], secure ? 'localhost' : undefined)
+    }
   })
 
   test('headers sent in two chunks 50 ms apart: the 50 ms is in read, not in parse or handler', async () => {
