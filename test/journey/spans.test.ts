@@ -375,6 +375,39 @@ describe('metrics', () => {
     assert.ok(text.includes(`traceId="${w!.root.spanContext().traceId}"`), 'exemplar with the trace id')
   })
 
+  test('connections: open ones in the active gauge while open, then closed by the side that ended them, with their requests and lifetime', async () => {
+    type Counts = { active: number, byClient: number, lifetimes: number, requests: number, upTo50ms: number }
+    const read = async (): Promise<Counts> => {
+      const text = await (await request(`${t.admin}/metrics`)).body.text()
+      const one = (re: RegExp): number => Number(re.exec(text)?.[1] ?? 0)
+      return {
+        active: one(/^journey_connections_active\{listener="http"\} (\d+)$/m),
+        byClient: one(/^journey_connections_closed_total\{listener="http",by="client"\} (\d+)$/m),
+        lifetimes: one(/^journey_connection_duration_seconds_count\{listener="http"\} (\d+)$/m),
+        requests: one(/^journey_connection_requests_sum\{listener="http"\} (\d+)$/m),
+        upTo50ms: one(/^journey_connection_duration_seconds_bucket\{(?:le="0\.05",listener="http"|listener="http",le="0\.05")\} (\d+)$/m)
+      }
+    }
+    const before = await read()
+    const open = await Promise.all(Array.from({ length: 5 }, async () => {
+      const c = await connect(t.server.ports.http)
+      await c.write(GET('/'))
+      await c.read(responses(1))
+      return c
+    }))
+    const during = await read()
+    assert.equal(during.active - before.active, 5, 'five open')
+    await sleep(60)
+    for (const c of open) c.close()
+    let after = await read()
+    for (let i = 0; i < 50 && after.active !== before.active; i++) { await sleep(20); after = await read() }
+    assert.equal(after.active, before.active, 'all closed')
+    assert.equal(after.byClient - before.byClient, 5, 'each ended by the client')
+    assert.equal(after.lifetimes - before.lifetimes, 5)
+    assert.equal(after.requests - before.requests, 5, 'one request each')
+    assert.equal(after.upTo50ms - before.upTo50ms, 0, 'each lived over 50 ms: none in the buckets up to 0.05 s')
+  })
+
   test('unmatched routes share one label value', async () => {
     for (let i = 0; i < 20; i++) await (await request(`${t.http}/random/${Math.random()}`)).body.text()
     const text = await (await request(`${t.admin}/metrics`)).body.text()
