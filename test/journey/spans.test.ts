@@ -116,9 +116,11 @@ describe('waterfalls', () => {
     })
     const said = rows.map(r => `client ${r.client.toFixed(2)} / tls ${r.tls.toFixed(2)} / idle ${r.idle.toFixed(2)}`).join('; ')
     ctx.diagnostic(`ms, client's handshake / server's tls stage / idle gap: ${said}`)
+    // Each row may lose a little to the server's accept or secure event coming late (one event loop runs both
+    // sides here): the bounds leave it 2–5 ms; a stage that missed the wait, or held the idle time, is 30–40 off.
     for (const r of rows) {
-      assert.ok(r.tls >= 39.5, `the wait for the ClientHello is in tls: ${said}`)
-      assert.ok(r.idle >= 29, `the 30 ms after the handshake is the idle gap: ${said}`)
+      assert.ok(r.tls >= 38, `the wait for the ClientHello is in tls: ${said}`)
+      assert.ok(r.idle >= 25, `the 30 ms after the handshake is the idle gap: ${said}`)
     }
     // Median, so that one moment of the machine's (a garbage collection, a host's steal) does not decide.
     const median = rows.map(r => r.tls - r.client).sort((a, b) => a - b)[2]!
