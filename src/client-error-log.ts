@@ -23,8 +23,7 @@ export class ClientErrorLog {
    * it is not an HTTP/1 parser's reason (an HTTP/2 session's).
    */
   note (err: NodeJS.ErrnoException, listener: string, reason = clientErrorReason(err)): void {
-    const code = err.code ?? 'unknown'
-    if (this.first(code)) this.log.info({ code, reason, err: err.message, listener }, 'client error (more of this code are summed up once a minute)')
+    this.say(err, listener, reason, 'client error')
   }
 
   /**
@@ -32,8 +31,12 @@ export class ClientErrorLog {
    * rejected the certificate, an old protocol, plain HTTP on the HTTPS port. The error's code is OpenSSL's.
    */
   handshakeFailed (err: NodeJS.ErrnoException, listener: string, reason: string): void {
+    this.say(err, listener, reason, 'TLS handshake failed')
+  }
+
+  private say (err: NodeJS.ErrnoException, listener: string, reason: string, what: string): void {
     const code = err.code ?? 'unknown'
-    if (this.first(code)) this.log.info({ code, reason, err: err.message, listener }, 'TLS handshake failed (more of this code are summed up once a minute)')
+    if (this.first(code)) this.log.info({ code, reason, err: err.message, listener }, `${what} (more of this code are summed up once a minute)`)
   }
 
   /** A connection Node closed unserved because `listener` had `max` open: a warning, since it is capacity, not a client's fault. */

@@ -109,7 +109,6 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   let active = 0
   let tlsFull = 0
   let tlsResumed = 0
-  let tlsFailed = 0
   const tlsFailures: Record<string, number> = {}
   let dropped = 0
   const errors: Record<string, number> = {}
@@ -207,10 +206,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   function onTls (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
-    if (conn.tlsFailure !== undefined) {
-      tlsFailed++
-      tlsFailures[conn.tlsFailure] = (tlsFailures[conn.tlsFailure] ?? 0) + 1
-    }
+    if (conn.tlsFailure !== undefined) tlsFailures[conn.tlsFailure] = (tlsFailures[conn.tlsFailure] ?? 0) + 1
     else if (conn.tlsResumed) tlsResumed++
     else tlsFull++
   }
@@ -296,7 +292,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
           acceptedPerSecond: acceptedPerSecond(Math.floor(now / 1000)),
           tlsFull,
           tlsResumed,
-          tlsFailed,
+          tlsFailed: Object.values(tlsFailures).reduce((a, b) => a + b, 0),
           tlsFailures: { ...tlsFailures },
           dropped,
           errors: { ...errors },
