@@ -30,6 +30,7 @@ import { paired, pairedKept } from './paired.ts'
 import { benchRoutes, machine, NODE_FLAGS, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { median } from './stats.ts'
+import { holdIdle } from './idle.ts'
 
 interface Side { name: 'A' | 'B', checkout: string, flags: string[], env: Record<string, string>, addon: boolean }
 function side (name: 'A' | 'B'): Side {
@@ -64,7 +65,8 @@ process.on('SIGINT', () => process.exit(130))
 startReceiver(children) // the sampled variants export to it
 
 const describe = (s: Side): string => `${s.checkout}${s.flags.length > 0 ? ` ${s.flags.join(' ')}` : ''}${Object.keys(s.env).length > 0 ? ` ${JSON.stringify(s.env)}` : ''}`
-console.log(`${variant}, ${route.name}, ${machine()}\n  A: ${describe(a)}\n  B: ${describe(b)}\n`)
+const idle = holdIdle()
+console.log(`${variant}, ${route.name}, ${machine()}; ${idle.description}\n  A: ${describe(a)}\n  B: ${describe(b)}\n`)
 const fmt = (n: number, d = 1): string => n.toFixed(d)
 const all: number[] = []
 const userDiffs: number[] = []

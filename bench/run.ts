@@ -11,7 +11,9 @@
 // got less than 90% of the core are dropped (and counted) rather than averaged in. Each server says at the end
 // of its round whether V8 left its process.nextTick slow (tick-state.ts): counted per variant, not left out.
 //
-// Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS) and what the figures mean: bench/README.md.
+// The CPUs are held in polling idle for the run (idle.ts says why; BENCH_IDLE=halt measures without).
+//
+// Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS, BENCH_IDLE) and what the figures mean: bench/README.md.
 import { execFileSync, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -24,6 +26,7 @@ import type { TickState } from './tick-state.ts'
 import { benchRoutes, CLK_TCK, cpuTicks, machine, NODE_FLAGS, peakRssMb, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
 import { paired, pairedKept, type Paired } from './paired.ts'
 import { median } from './stats.ts'
+import { holdIdle } from './idle.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 2)
@@ -48,6 +51,8 @@ const children: ChildProcess[] = []
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 process.on('SIGINT', () => process.exit(130))
 const { received } = startReceiver(children)
+const idle = holdIdle()
+console.log(idle.description)
 
 // Variant i runs in slot 2i, its bare twin in 2i + 1 (servers.ts's portsOf). Each server's stdout goes to a
 // file: at the end of its round it prints there whether V8 left it slow.
@@ -243,7 +248,7 @@ for (const r of ROUTES) {
 const meta: BenchMeta = {
   date: new Date().toISOString().slice(0, 10),
   machine: machine(),
-  method: `${ROUNDS} rounds, variants in an order rotated every round; every round starts every server afresh (node ${NODE_FLAGS.join(' ') || 'without flags'}; each holds one nextTick object for good, src/tick-shape.ts), servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1. ` +
+  method: `${ROUNDS} rounds, variants in an order rotated every round; every round starts every server afresh (node ${NODE_FLAGS.join(' ') || 'without flags'}; each holds one nextTick object for good, src/tick-shape.ts), servers on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1; ${idle.description}. ` +
     `Every server first gets 3 s of all routes; while a pair is measured, every other server is stopped (SIGSTOP). Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds, so over as many process pairs; bare\'s own row is bare against its twin: the method\'s noise. ' +
     `req/CPU-s, p99 and OTLP spans and bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections); "of N": the spans of the same requests one at a time, before any load. Windows where the servers had < 90% of the core, or with any error response, dropped. ` +

@@ -19,6 +19,7 @@ import { AGE_BANDS, byAge, renderByAge, type AgeWindow } from './by-age.ts'
 import { paired } from './paired.ts'
 import { benchRoutes, machine, NODE_FLAGS, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
+import { holdIdle } from './idle.ts'
 
 const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,journey-1pct')
 const PAIRS = Number(process.env.PAIRS ?? 2)
@@ -35,6 +36,8 @@ const children: ChildProcess[] = []
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 process.on('SIGINT', () => process.exit(130))
 startReceiver(children) // the sampled variants export to it
+const idle = holdIdle()
+console.log(idle.description)
 
 const windows: AgeWindow[] = []
 const started = Date.now()
@@ -73,7 +76,7 @@ for (let pair = 1; pair <= PAIRS; pair++) {
 const rows = byAge(windows, AGE_BANDS)
 console.log(`\nRatio to a bare twin by seconds of load (median, range, windows kept; ${PAIRS} fresh pair${PAIRS === 1 ? '' : 's'} per variant and route, both servers on CPU 0, wrk on CPU 1):\n`)
 console.log(renderByAge(rows))
-const meta = { date: new Date().toISOString().slice(0, 10), machine: machine(), ageS: AGE, windowS: WINDOW, pairs: PAIRS }
+const meta = { date: new Date().toISOString().slice(0, 10), machine: machine(), idle: idle.mode, ageS: AGE, windowS: WINDOW, pairs: PAIRS }
 writeFileSync(join(root, 'bench', 'results', 'steady.json'), JSON.stringify({ meta, rows, windows }, null, 2) + '\n')
 console.log('\nwrote bench/results/steady.json')
 // The receiver's IPC channel would keep this process alive.

@@ -12,11 +12,11 @@ const script = fileURLToPath(new URL('../bench/pace.ts', import.meta.url))
 test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleeps per response', async (t) => {
   const run = (): Promise<string> => new Promise<string>((resolve, reject) => {
     execFile(process.execPath, [script], {
-      env: { PATH: process.env.PATH, SPIN_US: '0,50', ROUNDS: '1', WARM_S: '1', WINDOW_S: '1' }, timeout: 60_000
+      env: { PATH: process.env.PATH, SPIN_US: '0,50', IDLE: 'halt', ROUNDS: '1', WARM_S: '1', WINDOW_S: '1' }, timeout: 60_000
     }, (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new Error(`${String(err)}\n${stderr}`)))
   })
-  const row = (out: string, spin: number): number[] => {
-    const m = new RegExp(`^\\| ${spin} µs \\| (\\d+) \\| ([\\d.]+) \\| ([\\d.]+) \\| ([\\d.]+) \\|$`, 'm').exec(out)
+  const row = (out: string, idle: string, spin: number): number[] => {
+    const m = new RegExp(`^\\| ${idle} \\| ${spin} µs \\| (\\d+) \\| ([\\d.]+) \\| ([\\d.]+) \\| ([\\d.]+) \\|$`, 'm').exec(out)
     assert.ok(m !== null, `no row for ${spin} µs in:\n${out}`)
     return m.slice(1).map(Number)
   }
@@ -28,8 +28,8 @@ test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleep
   const seen: string[] = []
   for (let attempt = 1; attempt <= 3; attempt++) {
     const out = await run()
-    const [rps0, user0, kernel0, sleeps0] = row(out, 0)
-    const [rps50, user50, kernel50, sleeps50] = row(out, 50)
+    const [rps0, user0, kernel0, sleeps0] = row(out, 'halt', 0)
+    const [rps50, user50, kernel50, sleeps50] = row(out, 'halt', 50)
     for (const v of [kernel0, kernel50, sleeps0, sleeps50]) assert.ok(Number.isFinite(v) && v! >= 0, out)
     seen.push(`${user0} → ${user50} µs, ${rps0} → ${rps50} req/s`)
     if (user50! - user0! >= 25 && rps50! < rps0!) return
