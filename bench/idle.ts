@@ -41,7 +41,7 @@ export function cpuLatencyTargetUs (): number | undefined {
  * Polling needs write access to /dev/cpu_dma_latency (root); without it the bench says so and measures
  * with halting idle rather than stopping.
  */
-export function holdIdle (mode: IdleMode = idleModeFromEnv()): IdleState {
+export function holdIdle (mode: IdleMode = idleMode(process.env.BENCH_IDLE ?? 'poll', 'BENCH_IDLE')): IdleState {
   const halt: IdleState = { mode: 'halt', description: 'CPUs idle as the machine lets them (BENCH_IDLE=halt)', release: () => {} }
   if (mode === 'halt') {
     // Another process's request (a bench still running, tuned's latency profile) would hold them polling.
@@ -65,8 +65,8 @@ export function holdIdle (mode: IdleMode = idleModeFromEnv()): IdleState {
   }
 }
 
-function idleModeFromEnv (): IdleMode {
-  const v = process.env.BENCH_IDLE ?? 'poll'
-  if (v !== 'poll' && v !== 'halt') throw new Error(`BENCH_IDLE must be poll or halt, not ${v}`)
-  return v
+/** A mode named in a variable, checked (a typo must not measure in the other mode). */
+export function idleMode (value: string, variable: string): IdleMode {
+  if (value !== 'poll' && value !== 'halt') throw new Error(`${variable} must be poll or halt, not ${value}`)
+  return value
 }

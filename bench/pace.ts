@@ -12,13 +12,13 @@
 // with the CPUs left to halt when idle, and held in polling idle (idle.ts), where waking wrk costs no
 // interrupt: the difference between the two is what the benches' default (polling) takes out.
 //
-//   npm run bench:pace                         # busy loops of 0, 3, 8, 12, 20, 35 µs; both idle modes; 2 rounds (≈ 4 min)
+//   npm run bench:pace                         # busy loops of 0, 3, 8, 12, 20, 35 µs; both idle modes; 2 rounds (≈ 3.5 min)
 //   SPIN_US=0,12 ROUNDS=3 IDLE=halt npm run bench:pace
 //   WARM_S=1 WINDOW_S=2 …                      # shorter warm-up and measured load (4 and 4 s)
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { CLK_TCK, cpuTimes, stopChild } from './servers.ts'
-import { holdIdle, type IdleMode } from './idle.ts'
+import { holdIdle, idleMode, type IdleMode } from './idle.ts'
 import { median } from './stats.ts'
 import { wrk } from './wrk.ts'
 
@@ -61,7 +61,7 @@ async function measure (spinUs: number, mode: IdleMode): Promise<Row> {
 async function drive (): Promise<void> {
   const spins = (process.env.SPIN_US ?? '0,3,8,12,20,35').split(',').map(Number)
   const rounds = Number(process.env.ROUNDS ?? 2)
-  const modes = (process.env.IDLE ?? 'halt,poll').split(',') as IdleMode[]
+  const modes = (process.env.IDLE ?? 'halt,poll').split(',').map(m => idleMode(m, 'IDLE'))
   const rows: Row[] = []
   for (let r = 0; r < rounds; r++) {
     for (const spinUs of spins) {
