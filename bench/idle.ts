@@ -51,7 +51,7 @@ export function holdIdle (mode: IdleMode = idleMode(process.env.BENCH_IDLE ?? 'p
   let fd: number
   try {
     fd = openSync(DEVICE, 'w')
-    // The request is a native-endian s32; x86 and arm64 Linux are little-endian.
+    // The request is a native-endian s32: an Int32Array's bytes are in the machine's order.
     writeSync(fd, Buffer.from(new Int32Array([0]).buffer))
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code ?? String(err)

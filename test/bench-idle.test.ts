@@ -8,6 +8,8 @@ import { cpuLatencyTargetUs, holdIdle } from '../bench/idle.ts'
 
 function whyNot (): string | undefined {
   try { accessSync('/dev/cpu_dma_latency', constants.W_OK) } catch (err) { return `cannot write /dev/cpu_dma_latency (${(err as NodeJS.ErrnoException).code}): the benches measure with halting idle here, and say so` }
+  // A bench running beside the test holds it already: then holding it changes nothing the test could see.
+  if (cpuLatencyTargetUs() === 0) return 'another process holds /dev/cpu_dma_latency at 0 µs (a bench running?)'
   return undefined
 }
 
