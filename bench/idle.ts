@@ -12,6 +12,7 @@
 // only while the file stays open (so it ends with the process, however it ends: nothing on the machine
 // changes for good). BENCH_IDLE=halt measures with the machine's own idle states instead.
 import { closeSync, openSync, readSync, writeSync } from 'node:fs'
+import { endianness } from 'node:os'
 
 const DEVICE = '/dev/cpu_dma_latency'
 
@@ -31,7 +32,8 @@ export function cpuLatencyTargetUs (): number | undefined {
     const fd = openSync(DEVICE, 'r')
     try {
       const buf = Buffer.alloc(4)
-      return readSync(fd, buf, 0, 4, null) === 4 ? buf.readInt32LE(0) : undefined
+      if (readSync(fd, buf, 0, 4, null) !== 4) return undefined
+      return endianness() === 'LE' ? buf.readInt32LE(0) : buf.readInt32BE(0) // the kernel's s32, in the machine's order
     } finally { closeSync(fd) }
   } catch { return undefined }
 }
