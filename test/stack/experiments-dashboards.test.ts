@@ -95,23 +95,31 @@ test('during the event-loop experiment the light route\'s handler stays small wh
   try {
     await (await fetch(`http://127.0.0.1:${app.ports.http}/`)).text() // every series exists before the window
     await new Promise(resolve => setTimeout(resolve, 2500))
-    const t0 = Date.now() / 1000
-    // Only the blocking variant matters here; the offloaded one follows it in the same window.
-    const r = await runExperiment(['event-loop', '--seconds=4', `--url=http://127.0.0.1:${app.ports.http}`, `--metrics-url=http://127.0.0.1:${app.ports.metrics}/metrics`])
-    assert.equal(r.status, 0, r.out)
-    await new Promise(resolve => setTimeout(resolve, 5000))
-    const t1 = Date.now() / 1000
-    const maxOver = (expr: string): Promise<number> => maxInWindow(prometheus.api, expr, t0, t1)
-    // The Request journey dashboard with its route variable set to the light route.
-    const lightHandler = await maxInWindow(prometheus.api, panel(requestJourneyDashboard, 'p99 of every stage', /\{\{stage\}\}/).replace('$route', '/'), t0, t1,
-      labels => labels.stage === 'handler')
-    const beforeAccept = await maxOver(panel(connectionsDashboard, 'Wait in the kernel', /^before accept/))
-    const beforeRead = await maxOver(panel(connectionsDashboard, 'Wait in the kernel', /^before read/))
-    const loopDelay = await maxOver(panel(connectionsDashboard, 'Event-loop delay', /^p99/))
-    ctx.diagnostic(`light route handler p99 ${(lightHandler * 1000).toFixed(2)} ms; kernel wait p99 before accept ${(beforeAccept * 1000).toFixed(1)} ms, before read ${(beforeRead * 1000).toFixed(1)} ms; event-loop delay p99 ${(loopDelay * 1000).toFixed(1)} ms`)
-    assert.ok(beforeAccept > 5 * lightHandler, 'the wait is before accept, not in the handler')
-    assert.ok(beforeRead > 5 * lightHandler, 'and before read')
-    assert.ok(loopDelay > 5 * lightHandler, 'the event-loop panel shows the blocking')
+    // Up to two experiment windows: a p99 of the light handler is one request in a hundred, and a host that
+    // took the VM away for 15–20 ms during a few of them (a CI run read 18.4 ms, its event-loop p99 72.7)
+    // is not the instrumentation. Broken panels or stages fail both windows.
+    for (let attempt = 1; ; attempt++) {
+      const t0 = Date.now() / 1000
+      // Only the blocking variant matters here; the offloaded one follows it in the same window.
+      const r = await runExperiment(['event-loop', '--seconds=4', `--url=http://127.0.0.1:${app.ports.http}`, `--metrics-url=http://127.0.0.1:${app.ports.metrics}/metrics`])
+      assert.equal(r.status, 0, r.out)
+      await new Promise(resolve => setTimeout(resolve, 5000))
+      const t1 = Date.now() / 1000
+      const maxOver = (expr: string): Promise<number> => maxInWindow(prometheus.api, expr, t0, t1)
+      // The Request journey dashboard with its route variable set to the light route.
+      const lightHandler = await maxInWindow(prometheus.api, panel(requestJourneyDashboard, 'p99 of every stage', /\{\{stage\}\}/).replace('$route', '/'), t0, t1,
+        labels => labels.stage === 'handler')
+      const beforeAccept = await maxOver(panel(connectionsDashboard, 'Wait in the kernel', /^before accept/))
+      const beforeRead = await maxOver(panel(connectionsDashboard, 'Wait in the kernel', /^before read/))
+      const loopDelay = await maxOver(panel(connectionsDashboard, 'Event-loop delay', /^p99/))
+      ctx.diagnostic(`window ${attempt}: light route handler p99 ${(lightHandler * 1000).toFixed(2)} ms; kernel wait p99 before accept ${(beforeAccept * 1000).toFixed(1)} ms, before read ${(beforeRead * 1000).toFixed(1)} ms; event-loop delay p99 ${(loopDelay * 1000).toFixed(1)} ms`)
+      const shown = beforeAccept > 5 * lightHandler && beforeRead > 5 * lightHandler && loopDelay > 5 * lightHandler
+      if (!shown && attempt < 2) continue
+      assert.ok(beforeAccept > 5 * lightHandler, 'the wait is before accept, not in the handler')
+      assert.ok(beforeRead > 5 * lightHandler, 'and before read')
+      assert.ok(loopDelay > 5 * lightHandler, 'the event-loop panel shows the blocking')
+      break
+    }
   } finally {
     prometheus.stop()
     app.child.kill('SIGTERM')

@@ -230,58 +230,68 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
     }
     throw new Error('no scrape came within 30 s')
   }
-  // Four keep-alive connections kept busy: the server is hot, and decode takes 1.2 to 3 µs, serialize under
-  // 2 (one request at a time, with the loop idle between them, the same decode took 2.5 to 5 µs here).
-  const pool = new Pool(http, { connections: 4 })
-  const batch = (n: number): Promise<unknown> => Promise.all(Array.from({ length: n }, async () => { const r = await pool.request({ path: '/', method: 'GET' }); await r.body.text() }))
-  const N = 150
-  let first: { at: number, count: number }
-  try {
-    for (let i = 0; i < 40; i++) await batch(500)
-    // A scrape begun after the warm-up's last response was written has all of it.
-    const warmed = Date.now() / 1000 + 0.1
-    first = await scrape(s => s.at > warmed)
-    await batch(N)
-  } finally {
-    await pool.close()
+  // Up to three loops: the check below needs a stage under 2.5 µs, and a host that slows the VM for a while
+  // (a CI run read serialize at 2.61 µs and the request at 258 µs, against 0.7–1.7 and 40–120) leaves none.
+  // The medians are checked in every loop; only a loop too slow to contain the hard case is run again.
+  for (let attempt = 1; ; attempt++) {
+    // Four keep-alive connections kept busy: the server is hot, and decode takes 1.2 to 3 µs, serialize under
+    // 2 (one request at a time, with the loop idle between them, the same decode took 2.5 to 5 µs here).
+    const pool = new Pool(http, { connections: 4 })
+    const batch = (n: number): Promise<unknown> => Promise.all(Array.from({ length: n }, async () => { const r = await pool.request({ path: '/', method: 'GET' }); await r.body.text() }))
+    const N = 150
+    let first: { at: number, count: number }
+    try {
+      for (let i = 0; i < 40; i++) await batch(500)
+      // A scrape begun after the warm-up's last response was written has all of it.
+      const warmed = Date.now() / 1000 + 0.1
+      first = await scrape(s => s.at > warmed)
+      await batch(N)
+    } finally {
+      await pool.close()
+    }
+    const last = await scrape(s => s.count >= first.count + N)
+    assert.equal(last.count, first.count + N, 'the scrape after holds the N requests and no others')
+    const offset = `${Math.round((last.at - first.at) * 1000)}ms`
+    const p50 = async (metric: string, selector: string): Promise<number> => {
+      const series = `${metric}{${selector}}`
+      const data = await promApi('/api/v1/query', { query: `histogram_quantile(0.5, sum by (le) (${series} - ${series} offset ${offset}))`, time: String(last.at) })
+      return Number((data.result as Array<{ value: [number, string] }>)[0]?.value[1])
+    }
+    // The page's exact durations of the same N requests (the newest GET / over HTTP; its ring holds 200).
+    const snap = await (await fetch(`http://127.0.0.1:${app.ports.metrics}/journey/snapshot.json`)).json() as Snapshot
+    const loop = snap.recent.filter(r => r.route === '/' && r.scheme === 'http').sort((a, b) => a.id - b.id).slice(-N)
+    assert.equal(loop.length, N, 'the page holds every request of the loop')
+    const median = (ms: number[]): number => { const v = ms.sort((a, b) => a - b); return (v[N / 2 - 1]! + v[N / 2]!) / 2 / 1000 }
+    const µs = (s: number): string => `${(s * 1e6).toFixed(2)} µs`
+    // Every stage each of the N requests went through (accept only the few that opened a connection), and
+    // the request itself. Prometheus interpolates within the bucket that holds the true median (bounds step
+    // by 2 to 2.5), spreading the bucket's requests evenly over it: stages read within 1.4× in every run here,
+    // so within 2× is asked of them. The request, which takes 100 to 200 µs with the other core busy, within
+    // its bucket's factor: 1.44× was read with a CPU hog beside the test.
+    const everyRequests = loop[0]!.stages.map(s => s.stage).filter(stage => loop.every(r => r.stages.some(s => s.stage === stage)))
+    const rows = [
+      ...everyRequests.map(stage => ({
+        name: stage,
+        exact: median(loop.map(r => r.stages.find(s => s.stage === stage)!.durationMs)),
+        metric: 'journey_stage_duration_seconds_bucket',
+        selector: `stage="${stage}",route="/"`
+      })),
+      { name: 'request', exact: median(loop.map(r => r.durationMs)), metric: 'http_server_request_duration_seconds_bucket', selector: 'http_route="/",url_scheme="http"' }
+    ]
+    const read = await Promise.all(rows.map(async row => ({ ...row, prometheus: await p50(row.metric, row.selector) })))
+    ctx.diagnostic(`p50 of the same ${N} requests, Prometheus / exact: ${read.map(r => `${r.name} ${µs(r.prometheus)} / ${µs(r.exact)}`).join(', ')}`)
+    for (const r of read) {
+      const factor = r.name === 'request' ? 2.5 : 2
+      assert.ok(r.prometheus / r.exact > 1 / factor && r.prometheus / r.exact < factor, `${r.name} p50: Prometheus ${µs(r.prometheus)}, exact ${µs(r.exact)}`)
+    }
+    // The case the old buckets got wrong must be in the loop: a stage under 2.5 µs, which a first bucket of
+    // 10 µs reads as 5 µs, 2× over or more. (The fastest, serialize, took 0.7 to 1.7 µs in 16 runs here.)
+    const fastest = read.reduce((a, b) => b.exact < a.exact ? b : a)
+    if (fastest.exact >= 2.5e-6 && attempt < 3) {
+      ctx.diagnostic(`attempt ${attempt}: the fastest stage (${fastest.name}) took ${µs(fastest.exact)}, too slow to tell the buckets apart; again`)
+      continue
+    }
+    assert.ok(fastest.exact < 2.5e-6, `the fastest stage (${fastest.name}) takes ${µs(fastest.exact)}: the loop is not hot enough to tell the buckets apart`)
+    break
   }
-  const last = await scrape(s => s.count >= first.count + N)
-  assert.equal(last.count, first.count + N, 'the scrape after holds the N requests and no others')
-  const offset = `${Math.round((last.at - first.at) * 1000)}ms`
-  const p50 = async (metric: string, selector: string): Promise<number> => {
-    const series = `${metric}{${selector}}`
-    const data = await promApi('/api/v1/query', { query: `histogram_quantile(0.5, sum by (le) (${series} - ${series} offset ${offset}))`, time: String(last.at) })
-    return Number((data.result as Array<{ value: [number, string] }>)[0]?.value[1])
-  }
-  // The page's exact durations of the same N requests (the newest GET / over HTTP; its ring holds 200).
-  const snap = await (await fetch(`http://127.0.0.1:${app.ports.metrics}/journey/snapshot.json`)).json() as Snapshot
-  const loop = snap.recent.filter(r => r.route === '/' && r.scheme === 'http').sort((a, b) => a.id - b.id).slice(-N)
-  assert.equal(loop.length, N, 'the page holds every request of the loop')
-  const median = (ms: number[]): number => { const v = ms.sort((a, b) => a - b); return (v[N / 2 - 1]! + v[N / 2]!) / 2 / 1000 }
-  const µs = (s: number): string => `${(s * 1e6).toFixed(2)} µs`
-  // Every stage each of the N requests went through (accept only the few that opened a connection), and
-  // the request itself. Prometheus interpolates within the bucket that holds the true median (bounds step
-  // by 2 to 2.5), spreading the bucket's requests evenly over it: stages read within 1.4× in every run here,
-  // so within 2× is asked of them. The request, which takes 100 to 200 µs with the other core busy, within
-  // its bucket's factor: 1.44× was read with a CPU hog beside the test.
-  const everyRequests = loop[0]!.stages.map(s => s.stage).filter(stage => loop.every(r => r.stages.some(s => s.stage === stage)))
-  const rows = [
-    ...everyRequests.map(stage => ({
-      name: stage,
-      exact: median(loop.map(r => r.stages.find(s => s.stage === stage)!.durationMs)),
-      metric: 'journey_stage_duration_seconds_bucket',
-      selector: `stage="${stage}",route="/"`
-    })),
-    { name: 'request', exact: median(loop.map(r => r.durationMs)), metric: 'http_server_request_duration_seconds_bucket', selector: 'http_route="/",url_scheme="http"' }
-  ]
-  const read = await Promise.all(rows.map(async row => ({ ...row, prometheus: await p50(row.metric, row.selector) })))
-  ctx.diagnostic(`p50 of the same ${N} requests, Prometheus / exact: ${read.map(r => `${r.name} ${µs(r.prometheus)} / ${µs(r.exact)}`).join(', ')}`)
-  for (const r of read) {
-    const factor = r.name === 'request' ? 2.5 : 2
-    assert.ok(r.prometheus / r.exact > 1 / factor && r.prometheus / r.exact < factor, `${r.name} p50: Prometheus ${µs(r.prometheus)}, exact ${µs(r.exact)}`)
-  }
-  // The case the old buckets got wrong must be in the loop: a stage under 2.5 µs, which a first bucket of
-  // 10 µs reads as 5 µs, 2× over or more. (The fastest, serialize, took 0.7 to 1.7 µs in 16 runs here.)
-  const fastest = read.reduce((a, b) => b.exact < a.exact ? b : a)
-  assert.ok(fastest.exact < 2.5e-6, `the fastest stage (${fastest.name}) takes ${µs(fastest.exact)}: the loop is not hot enough to tell the buckets apart`)
 })
