@@ -233,12 +233,14 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
   // Up to three loops: the check below needs a stage under 2.5 µs, and a host that slows the VM for a while
   // (a CI run read serialize at 2.61 µs and the request at 258 µs, against 0.7–1.7 and 40–120) leaves none.
   // The medians are checked in every loop; only a loop too slow to contain the hard case is run again.
+  const N = 150
+  const median = (ms: number[]): number => { const v = ms.sort((a, b) => a - b); return (v[N / 2 - 1]! + v[N / 2]!) / 2 / 1000 }
+  const µs = (s: number): string => `${(s * 1e6).toFixed(2)} µs`
   for (let attempt = 1; ; attempt++) {
     // Four keep-alive connections kept busy: the server is hot, and decode takes 1.2 to 3 µs, serialize under
     // 2 (one request at a time, with the loop idle between them, the same decode took 2.5 to 5 µs here).
     const pool = new Pool(http, { connections: 4 })
     const batch = (n: number): Promise<unknown> => Promise.all(Array.from({ length: n }, async () => { const r = await pool.request({ path: '/', method: 'GET' }); await r.body.text() }))
-    const N = 150
     let first: { at: number, count: number }
     try {
       for (let i = 0; i < 40; i++) await batch(500)
@@ -261,8 +263,6 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
     const snap = await (await fetch(`http://127.0.0.1:${app.ports.metrics}/journey/snapshot.json`)).json() as Snapshot
     const loop = snap.recent.filter(r => r.route === '/' && r.scheme === 'http').sort((a, b) => a.id - b.id).slice(-N)
     assert.equal(loop.length, N, 'the page holds every request of the loop')
-    const median = (ms: number[]): number => { const v = ms.sort((a, b) => a - b); return (v[N / 2 - 1]! + v[N / 2]!) / 2 / 1000 }
-    const µs = (s: number): string => `${(s * 1e6).toFixed(2)} µs`
     // Every stage each of the N requests went through (accept only the few that opened a connection), and
     // the request itself. Prometheus interpolates within the bucket that holds the true median (bounds step
     // by 2 to 2.5), spreading the bucket's requests evenly over it: stages read within 1.4× in every run here,
