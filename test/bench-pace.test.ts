@@ -4,22 +4,24 @@
 // and that every row of the summary is there.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { accessSync, constants } from 'node:fs'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 const script = fileURLToPath(new URL('../bench/pace.ts', import.meta.url))
 
+const run = (env: Record<string, string>): Promise<string> => new Promise<string>((resolve, reject) => {
+  execFile(process.execPath, [script], {
+    env: { PATH: process.env.PATH, ROUNDS: '1', WARM_S: '1', WINDOW_S: '1', ...env }, timeout: 60_000
+  }, (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new Error(`${String(err)}\n${stderr}`)))
+})
+const row = (out: string, idle: string, spin: number): number[] => {
+  const m = new RegExp(`^\\| ${idle} \\| ${spin} µs \\| (\\d+) \\| ([\\d.]+) \\| ([\\d.]+) \\| ([\\d.]+) \\|$`, 'm').exec(out)
+  assert.ok(m !== null, `no ${idle} row for ${spin} µs in:\n${out}`)
+  return m.slice(1).map(Number)
+}
+
 test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleeps per response', async (t) => {
-  const run = (): Promise<string> => new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, [script], {
-      env: { PATH: process.env.PATH, SPIN_US: '0,50', IDLE: 'halt', ROUNDS: '1', WARM_S: '1', WINDOW_S: '1' }, timeout: 60_000
-    }, (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new Error(`${String(err)}\n${stderr}`)))
-  })
-  const row = (out: string, idle: string, spin: number): number[] => {
-    const m = new RegExp(`^\\| ${idle} \\| ${spin} µs \\| (\\d+) \\| ([\\d.]+) \\| ([\\d.]+) \\| ([\\d.]+) \\|$`, 'm').exec(out)
-    assert.ok(m !== null, `no row for ${spin} µs in:\n${out}`)
-    return m.slice(1).map(Number)
-  }
   // 50 µs of busy loop per request is at least 25 µs more user CPU per request, and fewer requests a second.
   // Up to three runs: the loop spins on the wall clock, and in a VM phase where the host takes the CPU for
   // long stretches (steal, kept out of the guest's CPU times) a CI run read 71.1 µs per request without the
@@ -27,7 +29,7 @@ test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleep
   // windows, a slow phase once read 55.3 against 58.6: the baseline's noise was as large as the loop.)
   const seen: string[] = []
   for (let attempt = 1; attempt <= 3; attempt++) {
-    const out = await run()
+    const out = await run({ SPIN_US: '0,50', IDLE: 'halt' })
     const [rps0, user0, kernel0, sleeps0] = row(out, 'halt', 0)
     const [rps50, user50, kernel50, sleeps50] = row(out, 'halt', 50)
     for (const v of [kernel0, kernel50, sleeps0, sleeps50]) assert.ok(Number.isFinite(v) && v! >= 0, out)
@@ -36,4 +38,15 @@ test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleep
     t.diagnostic(`run ${attempt}: user µs per request ${user0} without the loop, ${user50} with it; ${rps0} and ${rps50} req/s`)
   }
   assert.fail(`three runs, none showed the loop (user µs and req/s without → with): ${seen.join('; ')}`)
+})
+
+function cannotPoll (): string | undefined {
+  try { accessSync('/dev/cpu_dma_latency', constants.W_OK) } catch (err) { return `cannot write /dev/cpu_dma_latency (${(err as NodeJS.ErrnoException).code}): bench:pace measures only halting idle here` }
+  return undefined
+}
+
+test('bench:pace measures with idle CPUs held polling too, and labels those rows so', { skip: cannotPoll() }, async () => {
+  const out = await run({ SPIN_US: '0', IDLE: 'poll' })
+  for (const v of row(out, 'poll', 0)) assert.ok(Number.isFinite(v) && v >= 0, out)
+  assert.match(out, /^round 1, poll idle, spin 0 µs:/m)
 })
