@@ -11,7 +11,7 @@
 // benchmarks do: a PM QoS request of 0 µs wake-up latency on /dev/cpu_dma_latency, which the kernel holds
 // only while the file stays open (so it ends with the process, however it ends: nothing on the machine
 // changes for good). BENCH_IDLE=halt measures with the machine's own idle states instead.
-import { closeSync, openSync, readSync, writeSync } from 'node:fs'
+import { accessSync, closeSync, constants, openSync, readSync, writeSync } from 'node:fs'
 import { endianness } from 'node:os'
 
 const DEVICE = '/dev/cpu_dma_latency'
@@ -65,6 +65,12 @@ export function holdIdle (mode: IdleMode = idleMode(process.env.BENCH_IDLE ?? 'p
     description: `CPUs held in polling idle (${DEVICE} = 0 µs while the bench runs; BENCH_IDLE=halt to measure without)`,
     release: () => { if (held) { held = false; closeSync(fd) } }
   }
+}
+
+/** Why this process cannot hold polling idle (no write access to the device), or undefined if it can. */
+export function whyNoPolling (): string | undefined {
+  try { accessSync(DEVICE, constants.W_OK) } catch (err) { return `cannot write ${DEVICE} (${(err as NodeJS.ErrnoException).code})` }
+  return undefined
 }
 
 /** A mode named in a variable, checked (a typo must not measure in the other mode). */

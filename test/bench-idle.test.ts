@@ -2,12 +2,12 @@
 // kernel's own answer on /dev/cpu_dma_latency must say 0 µs while it is held and what it said before once
 // it is let go, or the benches would print a condition they did not measure under.
 import assert from 'node:assert/strict'
-import { accessSync, constants } from 'node:fs'
 import { test } from 'node:test'
-import { cpuLatencyTargetUs, holdIdle } from '../bench/idle.ts'
+import { cpuLatencyTargetUs, holdIdle, whyNoPolling } from '../bench/idle.ts'
 
 function whyNot (): string | undefined {
-  try { accessSync('/dev/cpu_dma_latency', constants.W_OK) } catch (err) { return `cannot write /dev/cpu_dma_latency (${(err as NodeJS.ErrnoException).code}): the benches measure with halting idle here, and say so` }
+  const no = whyNoPolling()
+  if (no !== undefined) return `${no}: the benches measure with halting idle here, and say so`
   // A bench running beside the test holds it already: then holding it changes nothing the test could see.
   if (cpuLatencyTargetUs() === 0) return 'another process holds /dev/cpu_dma_latency at 0 µs (a bench running?)'
   return undefined

@@ -4,9 +4,10 @@
 // and that every row of the summary is there.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+
+import { whyNoPolling } from '../bench/idle.ts'
 
 const script = fileURLToPath(new URL('../bench/pace.ts', import.meta.url))
 
@@ -40,12 +41,8 @@ test('bench:pace measures a busy loop as user CPU per request, with wrk\'s sleep
   assert.fail(`three runs, none showed the loop (user µs and req/s without → with): ${seen.join('; ')}`)
 })
 
-function cannotPoll (): string | undefined {
-  try { accessSync('/dev/cpu_dma_latency', constants.W_OK) } catch (err) { return `cannot write /dev/cpu_dma_latency (${(err as NodeJS.ErrnoException).code}): bench:pace measures only halting idle here` }
-  return undefined
-}
-
-test('bench:pace measures with idle CPUs held polling too, and labels those rows so', { skip: cannotPoll() }, async () => {
+const noPolling = whyNoPolling()
+test('bench:pace measures with idle CPUs held polling too, and labels those rows so', { skip: noPolling === undefined ? undefined : `${noPolling}: bench:pace measures only halting idle here` }, async () => {
   const out = await run({ SPIN_US: '0', IDLE: 'poll' })
   for (const v of row(out, 'poll', 0)) assert.ok(Number.isFinite(v) && v >= 0, out)
   assert.match(out, /^round 1, poll idle, spin 0 µs:/m)
