@@ -9,6 +9,7 @@ import { setTimeout as pause } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { VariantName } from './variants.ts'
 import { tickStateOf, type TickState } from './tick-state.ts'
+import { compiledServer, NO_STRIPPER } from './compile.ts'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -90,15 +91,16 @@ export interface StartOptions {
 }
 
 /**
- * Starts bench/server.ts as variant `v` in `slot` and waits until it answers over HTTPS; then pins it, every
- * thread (-a), to CPU 0 (threads made later inherit that). It starts unpinned: eighteen servers started one
- * at a time on one core took ≈ 50 s.
+ * Starts bench/server.ts, compiled to JavaScript (compile.ts), as variant `v` in `slot` and waits until it
+ * answers over HTTPS; then pins it, every thread (-a), to CPU 0 (threads made later inherit that). It starts
+ * unpinned: eighteen servers started one at a time on one core took ≈ 50 s.
  */
 export async function startServer (v: VariantName, slot: number, opts: StartOptions): Promise<ChildProcess> {
   const { http, https } = portsOf(slot)
   const fd = openSync(opts.stdout, 'w')
   // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
-  const child = spawn(process.execPath, [...opts.flags, '--allow-natives-syntax', join(opts.checkout ?? root, 'bench', 'server.ts')], {
+  const entry = compiledServer(opts.checkout ?? root)
+  const child = spawn(process.execPath, [...opts.flags, NO_STRIPPER, '--allow-natives-syntax', entry], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them.
     env: { PATH: process.env.PATH, ...opts.env, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
