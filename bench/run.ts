@@ -1,5 +1,6 @@
 // npm run bench: what per-stage telemetry costs, next to the usual OpenTelemetry and Prometheus set-ups, in
-// one run. Not a test: it prints figures, writes bench/results/latest.json and regenerates the README table.
+// one run. Not a test: it prints figures, writes bench/results/latest.json and regenerates the README table
+// (a quicker run — fewer variants, rounds or seconds — writes bench/results/partial.json instead).
 //
 // Every variant is bench/server.ts: the same Fastify app and routes, instrumented one way. Every round
 // starts all variants afresh, each on its own ports, and warms them together, so every one is measured warm
@@ -43,6 +44,9 @@ const LABEL: Record<VariantName, string> = {
 }
 const only = process.env.VARIANTS?.split(',') as VariantName[] | undefined
 const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || v === 'bare')
+// Only a run of every variant, at least as long as the default, is the one the README's table shows (its
+// figures are discussed there): a quicker look writes results/partial.json and leaves the table alone.
+const partial = variants.length < VARIANTS.length || ROUNDS < 3 || DURATION < 2
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
 const ROUTES = benchRoutes(dir)
 
@@ -255,15 +259,18 @@ const meta: BenchMeta = {
     'Peak RSS: the highest VmHWM of the variant\'s processes'
 }
 console.table(rows)
-writeFileSync(join(root, 'bench', 'results', 'latest.json'), JSON.stringify(rows, null, 2) + '\n')
-writeFileSync(join(root, 'bench', 'results', 'latest.meta.json'), JSON.stringify(meta, null, 2) + '\n')
+const results = partial ? 'partial' : 'latest'
+writeFileSync(join(root, 'bench', 'results', `${results}.json`), JSON.stringify(rows, null, 2) + '\n')
+writeFileSync(join(root, 'bench', 'results', `${results}.meta.json`), JSON.stringify(meta, null, 2) + '\n')
 
 // The README's performance table is generated from these files (test/bench-table.test.ts checks it).
 const readme = join(root, 'README.md')
 const text = readFileSync(readme, 'utf8')
 const begin = '<!-- bench:begin -->'
 const end = '<!-- bench:end -->'
-if (text.includes(begin) && text.includes(end)) {
+if (partial) {
+  console.log(`a partial run (${variants.length} of ${VARIANTS.length} variants, ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of ${DURATION} s): bench/results/partial.json; latest.json and the README's table are left as they were`)
+} else if (text.includes(begin) && text.includes(end)) {
   writeFileSync(readme, text.slice(0, text.indexOf(begin) + begin.length) + '\n' + renderTable(rows, meta) + text.slice(text.indexOf(end)))
   console.log('README.md performance table updated')
 }
