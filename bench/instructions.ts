@@ -17,8 +17,9 @@
 //   VARIANTS=journey-metrics,journey-1pct ROUTES=get npm run bench:instructions
 //   REQUESTS=5000 WINDOWS=5 TOP=20 npm run bench:instructions
 //
-// Every variant is bench/server.ts under `valgrind --tool=callgrind --instr-atstart=no`, with V8 compiling
-// optimized code on the main thread (--no-concurrent-recompilation): valgrind runs one thread at a time,
+// Every variant is bench/server.ts, compiled as npm run bench runs it (compile.ts), under `valgrind
+// --tool=callgrind --instr-atstart=no`, with V8 compiling optimized code on the main thread
+// (--no-concurrent-recompilation): valgrind runs one thread at a time,
 // and a background compile job got so little of it that hot code stayed in the lower tiers for thousands of
 // requests. The compiler's instructions are counted either way. It is warmed
 // uncounted, then counted over WINDOWS windows of REQUESTS requests each (10 keep-alive connections, one
@@ -33,6 +34,7 @@ import { Pool } from 'undici'
 import { variantsFrom, type VariantName } from './variants.ts'
 import { POST_BODY, root } from './servers.ts'
 import { callgrindTotal, costDiff, functionCosts, parsePerfMap } from './callgrind.ts'
+import { compiledServer, NO_STRIPPER } from './compile.ts'
 import { median } from './stats.ts'
 
 const REQUESTS = Number(process.env.REQUESTS ?? 5000)
@@ -90,7 +92,7 @@ for (const v of variants) {
   const port = 3900 + variants.indexOf(v)
   const out = `${v}.out`
   const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(dir, out)}`,
-    process.execPath, '--no-memory-reducer', '--perf-basic-prof', '--no-concurrent-recompilation', join(root, 'bench', 'server.ts')], {
+    process.execPath, '--no-memory-reducer', '--perf-basic-prof', '--no-concurrent-recompilation', NO_STRIPPER, compiledServer(root)], {
     env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(port), HTTPS_PORT: String(port + 400), OTEL_BSP_SCHEDULE_DELAY: '200' },
     stdio: ['ignore', 'ignore', 'pipe']
   })
@@ -163,7 +165,7 @@ const file = join(root, 'bench', 'results', 'instructions.json')
 writeFileSync(file, JSON.stringify({
   date: new Date().toISOString().slice(0, 10),
   node: process.version,
-  method: `valgrind --tool=callgrind; bench/server.ts warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici); median window`,
+  method: `valgrind --tool=callgrind; bench/server.ts (compiled) warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici); median window`,
   rows: results.map(({ variant, route, instructionsPerRequest, min, max, windows }) => ({ variant, route, instructionsPerRequest: Math.round(instructionsPerRequest), min: Math.round(min), max: Math.round(max), windows }))
 }, null, 2) + '\n')
 console.log(`\nwrote ${file}\ncallgrind's files (callgrind_annotate, kcachegrind): ${dir}; JIT names: ${results.map(r => r.perfMap).filter((m, i, all) => all.indexOf(m) === i).join(' ')}`)
