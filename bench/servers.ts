@@ -98,8 +98,8 @@ export interface StartOptions {
 export async function startServer (v: VariantName, slot: number, opts: StartOptions): Promise<ChildProcess> {
   const { http, https } = portsOf(slot)
   const fd = openSync(opts.stdout, 'w')
-  // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
   const entry = compiledServer(opts.checkout ?? root)
+  // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
   const child = spawn(process.execPath, [...opts.flags, NO_STRIPPER, '--allow-natives-syntax', entry], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them.
