@@ -52,6 +52,7 @@ export function compiledServer (checkout: string): string {
     include: ['../src']
   }))
   const tsc = createRequire(join(checkout, 'package.json')).resolve('typescript/bin/tsc')
+  console.error(`compiling ${join(checkout, 'bench', 'server.ts')} and its src/ to JavaScript in ${out} (bench/compile.ts) …`)
   execFileSync(process.execPath, [tsc, '-p', join(out, 'tsconfig.json')], { stdio: ['ignore', 'inherit', 'inherit'] })
   // What src/ reads next to its code at run time (the demo's protobuf schema), and the addon at ../../native
   // from src/journey/.
