@@ -27,10 +27,12 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { paired, pairedKept } from './paired.ts'
-import { benchRoutes, machine, NODE_FLAGS, root, startReceiver, startServer, stopServers } from './servers.ts'
+import { benchRoutes, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { median } from './stats.ts'
 import { holdIdle } from './idle.ts'
+
+requireTools()
 
 interface Side { name: 'A' | 'B', checkout: string, flags: string[], env: Record<string, string>, addon: boolean }
 function side (name: 'A' | 'B'): Side {

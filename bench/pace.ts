@@ -17,7 +17,7 @@
 //   WARM_S=1 WINDOW_S=2 …                      # shorter warm-up and measured load (4 and 4 s)
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { CLK_TCK, cpuTimes, stopChild } from './servers.ts'
+import { CLK_TCK, cpuTimes, requireTools, stopChild } from './servers.ts'
 import { holdIdle, idleMode, type IdleMode } from './idle.ts'
 import { median } from './stats.ts'
 import { wrk } from './wrk.ts'
@@ -100,5 +100,6 @@ if (process.env.PACE_SPIN_US !== undefined) {
   // The driver reads the port from here: a fixed one could be another process's.
   console.log(String((app.server.address() as { port: number }).port))
 } else {
+  requireTools(['wrk', 'taskset'])
   await drive()
 }

@@ -24,11 +24,12 @@ import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk } from './wrk.ts'
 import type { TickState } from './tick-state.ts'
-import { benchRoutes, CLK_TCK, cpuTicks, machine, NODE_FLAGS, peakRssMb, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
+import { benchRoutes, CLK_TCK, cpuTicks, machine, NODE_FLAGS, peakRssMb, requireTools, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
 import { paired, pairedKept, type Paired } from './paired.ts'
 import { median } from './stats.ts'
 import { holdIdle } from './idle.ts'
 
+requireTools()
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 2)
 const LABEL: Record<VariantName, string> = {

@@ -2,9 +2,9 @@
 // (steady.ts): where each one listens, how it is started and pinned, its CPU time and peak memory, the routes
 // wrk loads, and the local OTLP/HTTP receiver.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { accessSync, closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { VariantName } from './variants.ts'
@@ -12,6 +12,30 @@ import { tickStateOf, type TickState } from './tick-state.ts'
 import { compiledServer, NO_STRIPPER } from './compile.ts'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** The programs the benches run, and the Debian package each comes from. */
+const TOOLS = { wrk: 'wrk', taskset: 'util-linux', curl: 'curl' } as const
+
+const onPath = (program: string): boolean => (process.env.PATH ?? '').split(delimiter).some(dir => {
+  try {
+    accessSync(join(dir, program), constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+})
+
+/**
+ * Stops a bench before it starts anything when a program it runs is missing, saying which and where it
+ * comes from: otherwise a missing wrk surfaced as taskset's "failed to execute wrk", a minute of server
+ * start-ups into the run.
+ */
+export function requireTools (programs: ReadonlyArray<keyof typeof TOOLS> = ['wrk', 'taskset', 'curl']): void {
+  const missing = programs.filter(p => !onPath(p))
+  if (missing.length === 0) return
+  console.error(`this bench runs ${missing.join(', ')}, not found on PATH: apt-get install ${[...new Set(missing.map(p => TOOLS[p]))].join(' ')}`)
+  process.exit(1)
+}
 
 /** The machine line every result file carries: cores, CPU model, Node. */
 export const machine = (): string => `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}`

@@ -17,10 +17,11 @@ import { join } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { AGE_BANDS, byAge, renderByAge, type AgeWindow } from './by-age.ts'
 import { paired } from './paired.ts'
-import { benchRoutes, machine, NODE_FLAGS, root, startReceiver, startServer, stopServers } from './servers.ts'
+import { benchRoutes, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { holdIdle } from './idle.ts'
 
+requireTools()
 const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,journey-1pct')
 const PAIRS = Number(process.env.PAIRS ?? 2)
 const AGE = Number(process.env.AGE ?? 60)
