@@ -1,6 +1,6 @@
-// The bench's servers and what is read from them, shared by npm run bench (run.ts) and npm run bench:steady
-// (steady.ts): where each one listens, how it is started and pinned, its CPU time and peak memory, the routes
-// wrk loads, and the local OTLP/HTTP receiver.
+// The bench's servers and what is read from them, shared by npm run bench (run.ts), bench:steady (steady.ts)
+// and bench:ab (ab.ts): the programs the benches need, where each server listens, how it is started and
+// pinned, its CPU time and peak memory, the routes wrk loads, and the local OTLP/HTTP receiver.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { accessSync, closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
