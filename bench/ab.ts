@@ -14,8 +14,8 @@
 //   B_ENV='{"JOURNEY_PRECISION":"fine"}' ROUTE=post PAIRS=3 npm run bench:ab
 //
 // A, B: checkouts (default: this one; each needs its node_modules and, like the other, its TCP_INFO addon:
-// npm run install builds it; each is compiled with its own TypeScript into a folder of its own, compile.ts). A_FLAGS, B_FLAGS: Node flags added to npm run bench's (BENCH_NODE_FLAGS,
-// default --no-memory-reducer). A_ENV, B_ENV: JSON objects of variables (the bench's own — the variant, the
+// npm run install builds it; each is compiled with its own TypeScript into a folder of its own, compile.ts).
+// A_FLAGS, B_FLAGS: Node flags added to npm run bench's (BENCH_NODE_FLAGS, default --no-memory-reducer). A_ENV, B_ENV: JSON objects of variables (the bench's own — the variant, the
 // ports, OTEL_BSP_SCHEDULE_DELAY — cannot be overridden).
 // VARIANT (journey-metrics), ROUTE (get, post or https), PAIRS (2), WINDOWS per pair (6, of 3 s each),
 // WARM (seconds of load before the first window, 6). Windows where the servers did not get 90 % of the core

@@ -30,8 +30,10 @@ import { median } from './stats.ts'
 import { holdIdle } from './idle.ts'
 
 requireTools()
-const ROUNDS = Number(process.env.ROUNDS ?? 3)
-const DURATION = Number(process.env.DURATION ?? 2)
+// The full run's: a run with fewer rounds or shorter windows is a partial one (below).
+const FULL = { rounds: 3, duration: 2 }
+const ROUNDS = Number(process.env.ROUNDS ?? FULL.rounds)
+const DURATION = Number(process.env.DURATION ?? FULL.duration)
 const LABEL: Record<VariantName, string> = {
   bare: 'bare Fastify (same routes, no telemetry)',
   'journey-metrics': 'journey, metrics only',
@@ -47,7 +49,7 @@ const only = process.env.VARIANTS?.split(',') as VariantName[] | undefined
 const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || v === 'bare')
 // Only a run of every variant, at least as long as the default, is the one the README's table shows (its
 // figures are discussed there): a quicker look writes results/partial.json and leaves the table alone.
-const partial = variants.length < VARIANTS.length || ROUNDS < 3 || DURATION < 2
+const partial = variants.length < VARIANTS.length || ROUNDS < FULL.rounds || DURATION < FULL.duration
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
 const ROUTES = benchRoutes(dir)
 
