@@ -3,9 +3,10 @@
 // stripper, ≈ 18–20 MB of RSS here that no production server carries; every variant paid it alike, so it
 // moved no ratio, only the peak-RSS column (bench/NOTES.md, thirty-second session).
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
+import { copyRuntimeFiles } from '../deploy/runtime-files.ts'
 
 /**
  * Node flag for every compiled server: should anything still load a .ts file (an import the compiler did not
@@ -54,14 +55,8 @@ export function compiledServer (checkout: string): string {
   const tsc = createRequire(join(checkout, 'package.json')).resolve('typescript/bin/tsc')
   console.error(`compiling ${join(checkout, 'bench', 'server.ts')} and its src/ to JavaScript in ${out} (bench/compile.ts) …`)
   execFileSync(process.execPath, [tsc, '-p', join(out, 'tsconfig.json')], { stdio: ['ignore', 'inherit', 'inherit'] })
-  // What src/ reads next to its code at run time (the demo's protobuf schema), and the addon at ../../native
-  // from src/journey/.
-  const src = join(checkout, 'src')
-  for (const file of readdirSync(src, { recursive: true, encoding: 'utf8' })) {
-    if (/\.(?:ts|js)$/.test(file) || !statSync(join(src, file)).isFile()) continue
-    mkdirSync(dirname(join(out, 'src', file)), { recursive: true })
-    copyFileSync(join(src, file), join(out, 'src', file))
-  }
+  // What src/ reads next to its code at run time, and the addon at ../../native from src/journey/.
+  copyRuntimeFiles(join(checkout, 'src'), join(out, 'src'))
   symlinkSync(join('..', 'native'), join(out, 'native'))
   const entry = join(out, 'bench', 'server.js')
   built.set(checkout, entry)

@@ -7,10 +7,11 @@
 //   node deploy/build.ts [outDir]     (default dist; it must sit directly in the project, as src/ does,
 //                                      so the TCP_INFO addon is found at ../native from its journey/ folder)
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { copyRuntimeFiles } from './runtime-files.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = resolve(root, process.argv[2] ?? 'dist')
@@ -19,6 +20,6 @@ if (dirname(outDir) !== root) throw new Error(`outDir must be a folder directly 
 rmSync(outDir, { recursive: true, force: true })
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', outDir], { stdio: 'inherit' })
-// The one runtime file that is not code: orders.ts reads its protobuf schema next to itself.
-copyFileSync(join(root, 'src/app/order.proto'), join(outDir, 'app/order.proto'))
+// Files that are not code but read next to it (orders.ts's protobuf schema).
+copyRuntimeFiles(join(root, 'src'), outDir)
 console.log(`built ${basename(outDir)}/ (run: node ${basename(outDir)}/main.js)`)

@@ -106,6 +106,13 @@ test('compose: every image pinned in .env, every start gated on health, publishe
   assert.match(read('deploy/prometheus/prometheus.yml'), /dns_sd_configs:\s*\n\s*- names: \[app\]/)
 })
 
+test('the image\'s build stage copies every module deploy/build.ts imports (no engine here builds the image)', () => {
+  const imports = [...read('deploy/build.ts').matchAll(/from '\.\/([\w.-]+\.ts)'/g)].map(m => `deploy/${m[1]!}`)
+  assert.ok(imports.length > 0, 'deploy/build.ts imports a module of its own')
+  const copied = read('deploy/Dockerfile').split('\n').filter(l => l.startsWith('COPY ')).flatMap(l => l.split(/\s+/).slice(1, -1))
+  for (const file of imports) assert.ok(copied.includes(file), `deploy/Dockerfile copies ${file} before RUN node deploy/build.ts`)
+})
+
 test('alerting rules: each has a severity, a summary and a description, is tested firing, and is mounted beside the config in compose', () => {
   const rules = alertRules()
   assert.ok(rules.length >= 8)
