@@ -215,7 +215,7 @@ export function cutOff (rec: RequestRecord, at: number): void {
 
 /** On an HTTP/2 stream: when the stream's request headers were decoded and handed to JS (its parse starts). */
 export const kStreamHeadersAt = Symbol('request-journey.stream-headers-at')
-/** On an HTTP/2 stream: the journey's onRequest hook took it (startStream). */
+/** On an HTTP/2 stream: the journey's onRequest hook took it (startStream, request-end.ts). */
 export const kStreamClaimed = Symbol('request-journey.stream-claimed')
 
 /** An HTTP/2 stream as the journey sees it. */

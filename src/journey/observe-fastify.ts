@@ -1,27 +1,23 @@
 // decode, handler, serialize and write marks from Fastify's hooks, and the request record's birth.
 // Registered as a plugin that skips encapsulation, before the app's routes, so its hooks run first
-// in every phase and its onRoute hook sees every route.
+// in every phase and its onRoute hook sees every route. Where a record ends: request-end.ts; requests
+// answered before these hooks ran: observe-unclaimed.ts.
 import diagnostics from 'node:diagnostics_channel'
 import { pipeline, Transform, type Readable } from 'node:stream'
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { constants as h2 } from 'node:http2'
 import { Socket } from 'node:net'
 import { context } from '@opentelemetry/api'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import { now } from './clock.ts'
 import { readTcpInfo } from './tcp-info.ts'
 import { newRequestRecord, protocolVersionOf, type ConnectionRecord, type RequestRecord } from './records.ts'
-import { publishRequest } from './publish.ts'
 import { countBody, kConnection, onUnclaimedMessage } from './observe-parser.ts'
-import { cutOff, kStreamClaimed, kStreamHeadersAt, onUnclaimedStream, type ObservedStream } from './observe-connection.ts'
+import { onUnclaimedStream } from './observe-connection.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
-import { warnLate, warnTracedAfter, warnUnobserved, warnUnwrapped } from './misuse-warnings.ts'
+import { warnTracedAfter, warnUnobserved, warnUnwrapped } from './misuse-warnings.ts'
 import { serverTimingValue } from './server-timing.ts'
-
-const kRecord = Symbol('request-journey.record')
-const { NGHTTP2_NO_ERROR, NGHTTP2_STREAM_CLOSED } = h2
-type Response = ServerResponse & { [kRecord]?: RequestRecord }
+import { finish, finishUpgraded, kRecord, startStream, type Response } from './request-end.ts'
+import { answeredBeforeHooks, claim, firstHeader, onUnclaimed, onUnclaimedH2 } from './observe-unclaimed.ts'
 
 export interface FastifyObserverOptions {
   /** Fine mode: measure the kernel read wait of every request, not only sampled ones. */
@@ -47,10 +43,6 @@ function kernelReadWait (socket: Socket, rec: RequestRecord): number {
   return Math.max(0, Math.round(k.lastDataRecvMs - (rec.requestAt - rec.beginAt)))
 }
 
-function firstHeader (v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v
-}
-
 // 'finish' on the response: every byte was handed to the kernel. The channel fires for every
 // http(s).Server in the process; a response without a record answers a request no journey hook saw
 // (answeredBeforeHooks), or belongs to a server nobody observes.
@@ -59,100 +51,6 @@ function onResponseFinish (message: unknown): void {
   const rec = res[kRecord] ?? answeredBeforeHooks(res)
   if (rec === undefined) return
   finish(rec, res.statusCode, res.socket)
-}
-
-/** Takes the record out of its connection's `inflight`; false when it had left already (it is ended). */
-function leaveInflight (rec: RequestRecord): boolean {
-  const inflight = rec.conn.inflight
-  const i = inflight.indexOf(rec)
-  if (i === -1) return false
-  // Almost always the only one (keep-alive without pipelining): pop() keeps the array's storage for the
-  // connection's next request, where splice() gave it back and the next push() allocated it again.
-  if (i === inflight.length - 1) inflight.pop()
-  else inflight.splice(i, 1)
-  return true
-}
-
-/**
- * The record's end: published once. A record leaves `inflight` exactly once, here or at the connection's
- * close, so a response that somehow finishes after its connection closed is never counted twice.
- */
-function finish (rec: RequestRecord, status: number, socket: Socket | null): void {
-  if (!leaveInflight(rec)) return
-  rec.finishAt = now()
-  rec.endAt = rec.finishAt
-  rec.conn.lastFinishAt = rec.finishAt
-  rec.status = status
-  if (socket != null) {
-    // A response no onSend saw (the handler hijacked the reply) started where the one before it ended.
-    const written = socket.bytesWritten
-    if (!rec.beforeHooks) rec.bytesWritten = written - (Number.isNaN(rec.bytesWrittenStart) ? rec.conn.bytesWrittenAtFinish : rec.bytesWrittenStart)
-    rec.conn.bytesWrittenAtFinish = written
-  }
-  publishRequest(rec)
-}
-
-/**
- * An HTTP/2 request (a stream): parse starts where Node handed the stream's decoded headers to JS, and the
- * response ends at its stream's close, which no diagnostics channel reports. Its bytes are not counted: the
- * socket's are every stream's.
- */
-type BodyStream = ObservedStream & { endAfterHeaders?: boolean, push: (chunk: unknown, encoding?: BufferEncoding) => boolean }
-
-function startStream (rec: RequestRecord, raw: IncomingMessage, res: ServerResponse): void {
-  const stream = (raw as { stream?: BodyStream }).stream
-  if (stream !== undefined) {
-    stream[kStreamClaimed] = true
-    if (Number.isNaN(rec.requestBodyBytes) && stream.endAfterHeaders === false) countStreamBody(stream, rec)
-  }
-  rec.headersAt = stream?.[kStreamHeadersAt] ?? NaN
-  rec.bytesWritten = NaN
-  // Emitted once, for every stream: ended, reset or cut off with its connection. Prepended, so the record
-  // is finished before Fastify's onResponse hooks run on the same event (a log line reads it there).
-  res.prependListener('finish', onStreamFinish)
-}
-
-/**
- * An HTTP/2 request body sent without content-length (its HEADERS frame did not end the stream), counted
- * as its DATA arrives. Node parses HTTP/2 natively, with no body callback to wrap as on HTTP/1.1; every DATA
- * payload reaches JS through the stream's push() — how any Readable's implementation hands data over — so
- * this stream's push is wrapped, and only such streams pay for it. Counted until the record ends.
- */
-function countStreamBody (stream: BodyStream, rec: RequestRecord): void {
-  rec.requestBodyBytes = 0
-  const push = stream.push
-  stream.push = function (chunk, encoding) {
-    if (chunk != null && Number.isNaN(rec.endAt)) rec.requestBodyBytes += (chunk as { length: number }).length
-    return push.call(this, chunk, encoding)
-  }
-}
-
-/** The stream closed without a reset that leaves something missing (see onStreamFinish). */
-function closedCleanly (stream: { readonly rstCode?: number } | undefined): boolean {
-  const rstCode = stream?.rstCode ?? NGHTTP2_NO_ERROR
-  return rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED
-}
-
-// Node's HTTP/2 compatibility layer emits 'finish' when the stream closes, whether the response was ended
-// and sent, or the client reset the stream (RST_STREAM: a cancelled request) or the connection went first.
-// A response the app ended is complete unless the stream was reset for a reason other than NO_ERROR or
-// STREAM_CLOSED: a client resets a stream it already holds the end of with STREAM_CLOSED (curl does when
-// a frame for it arrives late), so that code says nothing is missing.
-function onStreamFinish (this: Response): void {
-  const rec = this[kRecord]
-  if (rec === undefined) return
-  if (this.writableEnded && closedCleanly((this as { stream?: { rstCode?: number } }).stream)) return finish(rec, this.statusCode, null)
-  if (leaveInflight(rec)) cutOff(rec, now()) // else the connection's close came first and ended it
-}
-
-/**
- * A request that left HTTP: its handler switched the connection to another protocol (a WebSocket, through
- * a plugin that routes the upgrade through Fastify and hijacks the reply, as @fastify/websocket does) and
- * wrote the 101 itself. No 'finish' comes for such a response, so the record ends here, status 101, its
- * handler stage holding the handshake; the connection lives on in the new protocol until its close.
- */
-function finishUpgraded (rec: RequestRecord, socket: Socket | null): void {
-  finish(rec, 101, socket) // at most once: finish() takes only a record still in flight
 }
 
 const isUpgrade = (request: FastifyRequest): boolean => (request.raw as { upgrade?: boolean }).upgrade === true
@@ -184,103 +82,6 @@ function appendHook<T> (hooks: T | T[] | undefined, hook: T): T[] {
   return hooks === undefined ? [hook] : Array.isArray(hooks) ? [...hooks, hook] : [hooks, hook]
 }
 
-/**
- * A request no journey hook saw (observe-parser.ts says when) gets a record at once, with the parser's
- * marks, so the answer Node or Fastify gives it is counted like any other: route (unmatched), read, parse
- * and write, nothing in between. Head-sampled here, by the journey observing its server, like any request.
- */
-function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): void {
-  // An Upgrade or CONNECT the app listens for leaves HTTP: no response will come, and none is missing. A
-  // CONNECT nobody listens for is closed by Node without an answer: a request, cut off.
-  const leaves = (message as IncomingMessage & { upgrade?: boolean }).upgrade === true
-  if (leaves && !(message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0)) return
-  const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', protocolVersionOf(message), now())
-  rec.userAgent = message.headers['user-agent']
-  // Read now: the message is let go before the record is published (answeredBeforeHooks, cutOff).
-  rec.host = message.headers.host ?? firstHeader(message.headers[':authority'])
-  rec.route = UNMATCHED_ROUTE
-  rec.beforeHooks = true
-  rec.message = message
-  conn.unclaimed++
-  conn.owner?.start(rec, message.headers)
-}
-
-type UnclaimedStream = ObservedStream & {
-  [kRecord]?: RequestRecord
-  readonly rstCode?: number
-  readonly sentHeaders?: Record<string, string | number | string[] | undefined>
-  once: (event: 'close', listener: () => void) => unknown
-}
-
-/**
- * An HTTP/2 stream no journey hook took (observe-connection.ts says when): its record starts now, as
- * onUnclaimed's does for HTTP/1, with parse from the stream's headers and no read stage; it ends when the
- * stream closes.
- */
-function onUnclaimedH2 (observed: ObservedStream, headers: Record<string, string | string[] | undefined>, conn: ConnectionRecord): void {
-  const stream = observed as UnclaimedStream
-  const rec = newRequestRecord(conn, firstHeader(headers[':method']) ?? '', firstHeader(headers[':path']) ?? '', '2', now())
-  rec.headersAt = stream[kStreamHeadersAt] ?? NaN
-  rec.bytesWritten = NaN
-  rec.userAgent = firstHeader(headers['user-agent'])
-  rec.host = firstHeader(headers[':authority']) ?? firstHeader(headers.host)
-  rec.route = UNMATCHED_ROUTE
-  rec.beforeHooks = true
-  rec.message = stream
-  stream[kRecord] = rec
-  conn.unclaimed++
-  conn.owner?.start(rec, headers)
-  stream.once('close', onUnclaimedStreamClose)
-}
-
-/** The stream of a request no journey hook took closed: answered (with the status it sent), or cut off. */
-function onUnclaimedStreamClose (this: UnclaimedStream): void {
-  const rec = this[kRecord]
-  // Claimed since by a late onRequest hook: that record ends with its response (onStreamFinish).
-  if (rec === undefined || rec.message !== this) return
-  rec.message = undefined
-  rec.conn.unclaimed--
-  const status = Number(this.sentHeaders?.[':status'] ?? 0)
-  // Answered inside Node's 'stream' listener, before requestAt (as answeredBeforeHooks says for HTTP/1).
-  // A stream reset before any answer wrote nothing: no write stage.
-  if (status !== 0) rec.serializeEndAt = rec.writeStartAt = rec.requestAt
-  if (status !== 0 && closedCleanly(this)) return finish(rec, status, null)
-  if (leaveInflight(rec)) cutOff(rec, now()) // else the connection's close came first and ended it
-}
-
-/** The unclaimed request this response answers (Node's or Fastify's own answer), now finishing. */
-function answeredBeforeHooks (res: Response): RequestRecord | undefined {
-  const conn = (res.socket as (Socket & { [kConnection]?: ConnectionRecord }) | null)?.[kConnection]
-  if (conn === undefined || conn.unclaimed === 0) return undefined
-  const rec = conn.inflight.find(r => r.message === res.req)
-  if (rec === undefined) return undefined
-  rec.message = undefined
-  conn.unclaimed--
-  // Its answer was written before requestAt (inside the parser's callback); write runs on to 'finish'.
-  // Where its bytes started on the socket was never marked: not measured. Pipelined behind a response
-  // that finished after it was answered, it got the socket only then: the wait is a pipelined gap.
-  rec.serializeEndAt = rec.requestAt
-  rec.writeStartAt = conn.lastFinishAt > rec.requestAt ? conn.lastFinishAt : rec.requestAt
-  rec.bytesWritten = NaN
-  return rec
-}
-
-/**
- * The journey's onRequest hook ran after all for a request first seen unclaimed (a hook registered before
- * the journey's, or the server's handler, deferred it): it takes that record rather than making a second.
- */
-function claim (conn: ConnectionRecord, message: IncomingMessage): RequestRecord | undefined {
-  // An HTTP/2 request's unclaimed record is its stream's (onUnclaimedH2).
-  const key = conn.multiplexed ? (message as { stream?: object }).stream : message
-  const rec = conn.inflight.find(r => r.message === key)
-  if (rec === undefined) return undefined
-  warnLate()
-  rec.message = undefined
-  rec.beforeHooks = false
-  rec.requestAt = now()
-  conn.unclaimed--
-  return rec
-}
 
 /**
  * A pipelined response's turn: Node holds a response back while an earlier one on the same connection is
