@@ -7,7 +7,8 @@ import { Server as HttpsServer } from 'node:https'
 import { Server as NetServer } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
-import { isHttp2Server, isObserved, type ObservableServer } from './observe-connection.ts'
+import { isObserved, type ObservableServer } from './observe-connection.ts'
+import { isHttp2Server } from './observe-http2.ts'
 
 /** Observe `server` as `listener`; `kernel`: also watch its accept queue. */
 export type ObserveAs = (server: ObservableServer, listener: string, kernel: boolean) => void

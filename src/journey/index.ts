@@ -40,7 +40,8 @@ declare module 'fastify' {
 
 export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
-export { clientErrorReason, sessionErrorReason, tlsFailureReason } from './observe-connection.ts'
+export { clientErrorReason, tlsFailureReason } from './observe-connection.ts'
+export { sessionErrorReason } from './observe-http2.ts'
 export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
 export { urlPath } from './url-path.ts'
 export { exposition, prefersOpenMetrics, openMetricsToText, type Exposition } from './exposition.ts'

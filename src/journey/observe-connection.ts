@@ -9,6 +9,7 @@ import { readTcpInfo } from './tcp-info.ts'
 import { newConnectionRecord, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser } from './observe-parser.ts'
+import { isHttp2Server, observeHttp2Server } from './observe-http2.ts'
 
 type Observed = Socket & { [kConnection]?: ConnectionRecord }
 /** What the journey can observe: node:http and node:https servers, and node:http2's (plain or secure). */
@@ -213,79 +214,12 @@ export function cutOff (rec: RequestRecord, at: number): void {
   publishRequest(rec)
 }
 
-/** On an HTTP/2 stream: when the stream's request headers were decoded and handed to JS (its parse starts). */
-export const kStreamHeadersAt = Symbol('request-journey.stream-headers-at')
-/** On an HTTP/2 stream: the journey's onRequest hook took it (startStream, request-end.ts). */
-export const kStreamClaimed = Symbol('request-journey.stream-claimed')
-
-/** An HTTP/2 stream as the journey sees it. */
-export interface ObservedStream {
-  [kStreamHeadersAt]?: number
-  [kStreamClaimed]?: boolean
-  readonly session: { [kConnection]?: ConnectionRecord } | undefined
-}
-
-/** Told of an HTTP/2 stream no journey hook took while Node handed it to the app; see onUnclaimedStream. */
-export type UnclaimedStreamObserver = (stream: ObservedStream, headers: Record<string, string | string[] | undefined>, conn: ConnectionRecord) => void
-let unclaimedStream: UnclaimedStreamObserver | undefined
-
-/**
- * HTTP/2's counterpart of observe-parser's onUnclaimedMessage. Node's compatibility layer turns a stream into
- * a request for the app from inside its own 'stream' listener, and Fastify runs the journey's onRequest hook
- * in that call. A stream still unclaimed after it was answered before any journey hook (Fastify's 400 for a
- * malformed URL) or deferred by a hook registered before the journey's.
- */
-export function onUnclaimedStream (observer: UnclaimedStreamObserver | undefined): void {
-  unclaimedStream = observer
-}
-
-// HTTP/2. Node creates the session inside its own connection listener (on 'secureConnection' for TLS), after
-// the journey's prepended ones put the record on the socket; a TLS server that lets HTTP/1.1 clients in
-// (allowHTTP1) gives those a parser instead, and no session.
-function onSession (session: { socket: Observed | undefined, [kConnection]?: ConnectionRecord }): void {
-  const conn = session.socket?.[kConnection]
-  if (conn === undefined) return
-  conn.multiplexed = true
-  session[kConnection] = conn // a session that failed no longer reaches its socket
-}
-
-/**
- * The `journey_connection_errors_total` reason of an HTTP/2 session error (a server's `'sessionError'`): the
- * client's reset, or a protocol error — a malformed frame, or a header block past the server's
- * `maxHeaderListSize`, which nghttp2 answers with GOAWAY and which Node reports only as `ERR_HTTP2_ERROR`.
- */
-export function sessionErrorReason (err: NodeJS.ErrnoException): string {
-  return err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'client_reset' : 'http2_protocol'
-}
-
-// A session error: Node closes the session, and so the connection. Counting it does not change that: Node
-// emits it whether anyone listens or not.
-function onSessionError (err: NodeJS.ErrnoException, session: { [kConnection]?: ConnectionRecord }): void {
-  const conn = session[kConnection]
-  if (conn === undefined) return
-  conn.errors.push(sessionErrorReason(err))
-  publishConnection(channels.connectionError, conn)
-}
-
-// Prepended: before Node's compatibility layer turns the stream into a request for the app.
-function onStream (stream: ObservedStream): void {
-  stream[kStreamHeadersAt] = now()
-}
-
-// Appended: after Node's compatibility layer handed the stream to the app, and Fastify ran as far as it runs
-// at once. One property read per stream for the streams the journey's hook took.
-function onStreamHandedOver (stream: ObservedStream, headers: Record<string, string | string[] | undefined>): void {
-  if (stream[kStreamClaimed] === true || unclaimedStream === undefined) return
-  const conn = stream.session?.[kConnection]
-  if (conn !== undefined) unclaimedStream(stream, headers, conn)
-}
-
 /**
  * The reasons a server of this kind can count in `journey_connection_errors_total` and, if it speaks TLS,
  * `journey_tls_handshake_failures_total` (of OpenSSL's open-ended handshake codes, the common few): the metrics
  * consumer exports each at 0 once the server is observed, so an error's first occurrence is an increase
- * Prometheus can see (a series born at 1 is not). Kept beside the functions that name them; a test holds
- * the functions to these lists.
+ * Prometheus can see (a series born at 1 is not). Kept beside the functions that name them (HTTP/2's:
+ * sessionErrorReason in observe-http2.ts); a test holds the functions to these lists.
  */
 export function knownReasons (server: object): { connectionErrors: string[], tlsFailures: string[] } {
   const tls = server instanceof TlsServer
@@ -303,11 +237,6 @@ export function knownReasons (server: object): { connectionErrors: string[], tls
     ],
     tlsFailures: tls ? ['plain_http', 'timeout', 'client_reset', 'other', ...CERTIFICATE_REJECTED, ...CLIENT_REFUSED] : []
   }
-}
-
-/** An HTTP/2 server (node:http2's, plain or secure): it has updateSettings(), which HTTP/1 servers lack. */
-export function isHttp2Server (server: object): boolean {
-  return typeof (server as { updateSettings?: unknown }).updateSettings === 'function'
 }
 
 const kListener = Symbol('request-journey.listener')
@@ -335,12 +264,7 @@ export function observeServer (server: ObservableServer, listener: string, fine 
     s.on('secureConnection', onSecureConnected)
     s.on('tlsClientError', onTlsClientError)
   }
-  if (isHttp2Server(server)) {
-    s.on('session', onSession)
-    s.on('sessionError', onSessionError)
-    s.prependListener('stream', onStream)
-    s.on('stream', onStreamHandedOver)
-  }
+  if (isHttp2Server(server)) observeHttp2Server(server)
   return true
 }
 

@@ -7,7 +7,8 @@ import type { Socket } from 'node:net'
 import { now } from './clock.ts'
 import { newRequestRecord, protocolVersionOf, type ConnectionRecord, type RequestRecord } from './records.ts'
 import { kConnection } from './observe-parser.ts'
-import { cutOff, kStreamHeadersAt, type ObservedStream } from './observe-connection.ts'
+import { cutOff } from './observe-connection.ts'
+import { kStreamHeadersAt, type ObservedStream } from './observe-http2.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 import { warnLate } from './misuse-warnings.ts'
 import { closedCleanly, finish, kRecord, leaveInflight, type Response } from './request-end.ts'
@@ -46,7 +47,7 @@ type UnclaimedStream = ObservedStream & {
 }
 
 /**
- * An HTTP/2 stream no journey hook took (observe-connection.ts says when): its record starts now, as
+ * An HTTP/2 stream no journey hook took (observe-http2.ts says when): its record starts now, as
  * onUnclaimed's does for HTTP/1, with parse from the stream's headers and no read stage; it ends when the
  * stream closes.
  */

@@ -7,7 +7,8 @@ import type { Socket } from 'node:net'
 import { now } from './clock.ts'
 import type { RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
-import { cutOff, kStreamClaimed, kStreamHeadersAt, type ObservedStream } from './observe-connection.ts'
+import { cutOff } from './observe-connection.ts'
+import { kStreamClaimed, kStreamHeadersAt, type ObservedStream } from './observe-http2.ts'
 
 /** The record of the request a response answers, on the response (set by the journey's onRequest hook). */
 export const kRecord = Symbol('request-journey.record')
