@@ -324,18 +324,21 @@ export function connectionsDashboard (): Dashboard {
   const l = new Layout()
   const panels: Panel[] = [
     row(l, 'Connections'),
-    timeseries(l, 8, 'Accepted connections per second',
+    timeseries(l, 6, 'Accepted connections per second',
       'Connections that reached user space (the server\'s \'connection\' event), per listener. A connection storm shows here; a refusal by the kernel does not — see Listen overflows. "dropped": connections Node accepted and closed at once, unserved, because the listener had its maxConnections open (MAX_CONNECTIONS; the server\'s \'drop\' event): clients saw their connection reset or closed without an answer.',
       'cps', [
         { expr: `sum by (listener) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: '{{listener}}' },
         { expr: `sum by (listener) (rate(${METRIC.connectionsDropped}{${SEL}}[${RATE}]))`, legendFormat: '{{listener}} dropped (maxConnections)' }
       ], { min: 0 }),
-    timeseries(l, 8, 'Accepted connections per second per worker',
+    timeseries(l, 6, 'Accepted connections per second per worker',
       'With a multi-process ACCEPT_STRATEGY (cluster-rr, cluster-shared, reuseport) each worker counts the connections it accepted: how evenly the strategy spreads them. One line without workers.',
       'cps', [{ expr: `sum by (worker) (rate(${METRIC.connectionsAccepted}{${SEL}}[${RATE}]))`, legendFormat: 'worker {{worker}}' }], { min: 0 }),
-    timeseries(l, 8, 'Open connections',
+    timeseries(l, 6, 'Open connections',
       'Connections currently open per listener, idle keep-alive ones included.',
       'short', [{ expr: `sum by (listener) (${METRIC.connectionsActive}{${SEL}})`, legendFormat: '{{listener}}' }], { min: 0 }),
+    timeseries(l, 6, 'Requests in flight',
+      'Requests the server has taken and not yet answered (their last byte not yet handed to the kernel), by scheme, at each scrape: the server\'s concurrency. By Little\'s law it is the request rate times the mean request duration, so it climbs when requests get slower at the same rate. Far below Open connections: most keep-alive connections sit idle between requests.',
+      'short', [{ expr: `sum by (url_scheme) (${METRIC.activeRequests}{${SEL}})`, legendFormat: '{{url_scheme}}' }], { min: 0 }),
     timeseries(l, 8, 'Connection errors by reason',
       'Errors that closed a connection: malformed request (bad_request), header overflow, an HTTP/2 preface on an HTTP/1.1-only port (http2), header or request timeout, client reset, client closed mid-request (incomplete_request); on HTTP/2 servers a protocol error (http2_protocol, e.g. a header block past maxHeaderListSize) or no protocol offered (unknown_protocol); on TLS a bad record after the handshake (tls_error) or renegotiating past Node\'s limit (tls_renegotiation). Failed handshakes are in the TLS row; connections dropped at maxConnections in Accepted connections. docs/stages.md lists them all.',
       'cps', [{ expr: `sum by (reason) (rate(${METRIC.connectionErrors}{${SEL}}[${RATE}]))`, legendFormat: '{{reason}}' }], { min: 0 }),

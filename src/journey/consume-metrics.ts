@@ -103,6 +103,31 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     labelNames: ['listener'], buckets: KERNEL_WAIT_BUCKETS, registers
   })
   const readKernelWaitBy = new Map<string, Series>()
+  // Counted at scrape time from the open connections' records, not kept up per request: a request costs
+  // nothing more for it, and the count is exact at the moment Prometheus reads it.
+  const open = new Set<ConnectionRecord>()
+  const activeSeen = new Set<string>()
+  new Gauge({
+    name: METRIC.activeRequests,
+    help: 'HTTP requests in flight: handed over by the parser (or, on HTTP/2, by the session), their response not finished yet, at the moment of the scrape.',
+    labelNames: ['http_request_method', 'url_scheme'] as const,
+    registers,
+    collect () {
+      const counts = new Map<string, number>()
+      for (const conn of open) {
+        for (const rec of conn.inflight) {
+          const key = `${methodLabel(rec.method)} ${rec.scheme}`
+          counts.set(key, (counts.get(key) ?? 0) + 1)
+        }
+      }
+      // A label set once seen reads 0 when idle, rather than vanishing (a panel would show "no data").
+      for (const key of counts.keys()) activeSeen.add(key)
+      for (const key of activeSeen) {
+        const [method, scheme] = key.split(' ') as [string, string]
+        this.set({ http_request_method: method, url_scheme: scheme }, counts.get(key) ?? 0)
+      }
+    }
+  })
   const tlsFailures = new Counter({
     name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'] as const, registers
   })
@@ -203,6 +228,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   function onOpen (message: unknown): void {
     if (!ownedBy(message as ConnectionRecord, owner)) return
     const { listener, kernel } = message as ConnectionRecord
+    open.add(message as ConnectionRecord)
     accepted.inc({ listener })
     if (kernel !== undefined) kernelWait.observe({ listener }, kernel.lastAckRecvMs / 1000)
     active.inc({ listener })
@@ -237,6 +263,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
     const { listener } = conn
+    open.delete(conn)
     active.dec({ listener })
     closed.inc({ listener, by: conn.closedBy ?? 'server' })
     connDuration.observe({ listener }, (conn.closeAt - conn.acceptAt) / 1000)

@@ -127,6 +127,7 @@ export const METRIC = {
   stageDuration: 'journey_stage_duration_seconds',
   gapDuration: 'journey_gap_duration_seconds',
   requestDuration: 'http_server_request_duration_seconds',
+  activeRequests: 'http_server_active_requests',
   requestBodySize: 'http_server_request_body_size_bytes',
   responseWritten: 'journey_response_written_bytes',
   connectionsAccepted: 'journey_connections_accepted_total',

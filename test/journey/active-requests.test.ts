@@ -1,0 +1,92 @@
+// http_server_active_requests: the requests in flight at the moment of a scrape, by method and scheme,
+// counted from the open connections' records (no per-request bookkeeping), and back to 0 when they end.
+import assert from 'node:assert/strict'
+import { connect as h2connect } from 'node:http2'
+import { after, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Registry } from 'prom-client'
+import { createJourney } from '../../src/journey/index.ts'
+import { loadTlsMaterial } from '../../src/tls-cert.ts'
+import { parseMetrics, sample } from '../../experiments/lib/metrics.ts'
+import { connect } from '../helpers/raw.ts'
+
+const registry = new Registry()
+const apps: Array<Pick<FastifyInstance, 'close'>> = []
+const ports = { http: 0, https: 0, h2: 0 }
+// Each held request waits here until the test lets it go.
+const held: Array<() => void> = []
+const hold = async (): Promise<{ ok: boolean }> => { await new Promise<void>(resolve => held.push(resolve)); return { ok: true } }
+const releaseAll = (): void => { for (const r of held.splice(0)) r() }
+
+before(async () => {
+  const journey = createJourney({ registry })
+  const tls = await loadTlsMaterial(undefined, undefined)
+  for (const [name, https] of [['http', undefined], ['https', { key: tls.key, cert: tls.cert }]] as const) {
+    const app = Fastify({ serverFactory: journey.serverFactory({ listener: name, https }) })
+    await app.register(journey.plugin)
+    app.get('/hold', hold)
+    app.post('/hold', hold)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    ports[name] = (app.server.address() as { port: number }).port
+    apps.push(app)
+  }
+  const h2 = Fastify({ http2: true })
+  await h2.register(journey.plugin)
+  h2.get('/hold', hold)
+  await h2.listen({ port: 0, host: '127.0.0.1' })
+  ports.h2 = (h2.server.address() as { port: number }).port
+  apps.push(h2)
+})
+after(async () => { releaseAll(); for (const app of apps) await app.close() })
+
+const active = async (method: string, scheme: string): Promise<number> =>
+  sample(parseMetrics(await registry.metrics()), 'http_server_active_requests', { http_request_method: method, url_scheme: scheme })
+
+async function until (what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) { if (await check()) return; await sleep(10) }
+  assert.fail(`timed out waiting: ${what}`)
+}
+
+test('requests in flight are counted by method and scheme while they run, and read 0 once they finished', async () => {
+  const a = await connect(ports.http)
+  const b = await connect(ports.http)
+  const c = await connect(ports.https, true)
+  await a.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n')
+  await b.write('POST /hold HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+  await c.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n')
+  await until('three handlers holding', async () => held.length === 3)
+  assert.equal(await active('GET', 'http'), 1)
+  assert.equal(await active('POST', 'http'), 1)
+  assert.equal(await active('GET', 'https'), 1)
+  releaseAll()
+  for (const conn of [a, b, c]) await conn.read(text => text.includes('{"ok":true}'))
+  // The scrape after the responses finished: each label set seen is still there, at 0.
+  await until('all finished', async () => await active('GET', 'http') === 0 && await active('POST', 'http') === 0 && await active('GET', 'https') === 0)
+  for (const conn of [a, b, c]) conn.close()
+})
+
+test('a request whose client leaves is no longer in flight', async () => {
+  const a = await connect(ports.http)
+  await a.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n')
+  await until('the handler holding', async () => held.length === 1)
+  assert.equal(await active('GET', 'http'), 1)
+  a.socket.destroy()
+  await until('the cut-off request gone', async () => await active('GET', 'http') === 0)
+  releaseAll()
+})
+
+test('HTTP/2: every stream in flight on one connection counts', async () => {
+  const session = h2connect(`http://127.0.0.1:${ports.h2}`)
+  try {
+    const streams = [0, 1, 2].map(() => session.request({ ':path': '/hold' }))
+    const bodies = streams.map(s => new Promise<string>(resolve => { let body = ''; s.setEncoding('utf8'); s.on('data', (d: string) => { body += d }); s.on('end', () => resolve(body)) }))
+    await until('three streams holding', async () => held.length === 3)
+    assert.equal(await active('GET', 'http'), 3)
+    releaseAll()
+    assert.deepEqual(await Promise.all(bodies), ['{"ok":true}', '{"ok":true}', '{"ok":true}'])
+    await until('the streams finished', async () => await active('GET', 'http') === 0)
+  } finally {
+    session.close()
+  }
+})
