@@ -49,6 +49,8 @@ export interface Snapshot {
   stages: StageStats[]
   connections: {
     active: number, acceptedPerSecond: number, tlsFull: number, tlsResumed: number, tlsFailed: number
+    /** Requests taken and not yet finished, on the open connections, at the snapshot (http_server_active_requests's sum). */
+    inFlight: number
     /** Since start, failed handshakes by reason (journey_tls_handshake_failures_total's): a client refusing the certificate, plain HTTP, … */
     tlsFailures: Record<string, number>
     /** Since start: connections closed unserved at the server's maxConnections (publish.ts). */
@@ -106,7 +108,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   const acceptCount = new Float64Array(10)
   const acceptSecond = new Float64Array(10).fill(-1)
   let nextId = 1
-  let active = 0
+  // The open connections themselves, not a count: their records in flight are counted at each snapshot.
+  const open = new Set<ConnectionRecord>()
   let tlsFull = 0
   let tlsResumed = 0
   const tlsFailures: Record<string, number> = {}
@@ -190,6 +193,12 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     return out
   }
 
+  function inFlight (): number {
+    let n = 0
+    for (const conn of open) n += conn.inflight.length
+    return n
+  }
+
   function onOpen (message: unknown): void {
     if (!ownedBy(message as ConnectionRecord, owner)) return
     const k = (message as ConnectionRecord).kernel
@@ -197,7 +206,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       const s = slotAt(monotonicNow())
       if (s >= 0) bins[s * ROW_BINS + KERNEL_ROW * BINS + binOf(k.lastAckRecvMs)]!++
     }
-    active++
+    open.add(message as ConnectionRecord)
     const sec = Math.floor(Date.now() / 1000)
     const i = sec % 10
     if (acceptSecond[i] !== sec) { acceptSecond[i] = sec; acceptCount[i] = 0 }
@@ -210,7 +219,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     else if (conn.tlsResumed) tlsResumed++
     else tlsFull++
   }
-  function onClose (message: unknown): void { if (ownedBy(message as ConnectionRecord, owner)) active-- }
+  function onClose (message: unknown): void { open.delete(message as ConnectionRecord) }
   function onDrop (message: unknown): void { if (ownedBy(message as DroppedConnection, owner)) dropped++ }
   function onError (message: unknown): void {
     const conn = message as ConnectionRecord
@@ -288,7 +297,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
         slowest: slow.map(x => view(x.id, x.rec)),
         stages,
         connections: {
-          active,
+          active: open.size,
+          inFlight: inFlight(),
           acceptedPerSecond: acceptedPerSecond(Math.floor(now / 1000)),
           tlsFull,
           tlsResumed,

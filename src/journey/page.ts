@@ -72,7 +72,8 @@ function connectionErrors (errors: Record<string, number>): string {
 }
 
 function renderConnections (c: Snapshot['connections']): string {
-  return `<b>${c.active}</b> open · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s (last 10 s) · TLS handshakes since start: <b>${c.tlsFull}</b> full, ` +
+  return `<b>${c.active}</b> open · <b>${c.inFlight}</b> requests in flight · <b>${c.acceptedPerSecond.toFixed(1)}</b> accepted/s (last 10 s) · ` +
+    `TLS handshakes since start: <b>${c.tlsFull}</b> full, ` +
     // Which failure says what to do: a client refusing the certificate is not a scanner sending plain HTTP.
     `<b>${c.tlsResumed}</b> resumed, <b>${c.tlsFailed}</b> failed${c.tlsFailed > 0 ? ` (${byReason(c.tlsFailures)})` : ''} · ` +
     // Only where it happens: most servers set no maxConnections, and a 0 there would only be noise.

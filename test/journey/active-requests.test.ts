@@ -1,5 +1,6 @@
 // http_server_active_requests: the requests in flight at the moment of a scrape, by method and scheme,
-// counted from the open connections' records (no per-request bookkeeping), and back to 0 when they end.
+// counted from the open connections' records (no per-request bookkeeping), and back to 0 when they end;
+// the journey page's "requests in flight" is the same count.
 import assert from 'node:assert/strict'
 import { connect as h2connect } from 'node:http2'
 import { after, before, test } from 'node:test'
@@ -7,11 +8,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { createJourney } from '../../src/journey/index.ts'
+import { fragments } from '../../src/journey/page.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { parseMetrics, sample } from '../../experiments/lib/metrics.ts'
 import { connect } from '../helpers/raw.ts'
 
 const registry = new Registry()
+let journey: ReturnType<typeof createJourney>
 const apps: Array<Pick<FastifyInstance, 'close'>> = []
 const ports = { http: 0, https: 0, h2: 0 }
 // Each held request waits here until the test lets it go.
@@ -20,7 +23,8 @@ const hold = async (): Promise<{ ok: boolean }> => { await new Promise<void>(res
 const releaseAll = (): void => { for (const r of held.splice(0)) r() }
 
 before(async () => {
-  const journey = createJourney({ registry })
+  journey = createJourney({ registry })
+  void journey.recent // the page's view collects from its first use: before any connection, as registerPage does
   const tls = await loadTlsMaterial(undefined, undefined)
   for (const [name, https] of [['http', undefined], ['https', { key: tls.key, cert: tls.cert }]] as const) {
     const app = Fastify({ serverFactory: journey.serverFactory({ listener: name, https }) })
@@ -59,10 +63,13 @@ test('requests in flight are counted by method and scheme while they run, and re
   assert.equal(await active('GET', 'http'), 1)
   assert.equal(await active('POST', 'http'), 1)
   assert.equal(await active('GET', 'https'), 1)
+  assert.equal(journey.recent.snapshot().connections.inFlight, 3)
+  assert.match(fragments(journey.recent.snapshot()).connections, /<b>3<\/b> open · <b>3<\/b> requests in flight/)
   releaseAll()
   for (const conn of [a, b, c]) await conn.read(text => text.includes('{"ok":true}'))
   // The scrape after the responses finished: each label set seen is still there, at 0.
   await until('all finished', async () => await active('GET', 'http') === 0 && await active('POST', 'http') === 0 && await active('GET', 'https') === 0)
+  assert.equal(journey.recent.snapshot().connections.inFlight, 0)
   for (const conn of [a, b, c]) conn.close()
 })
 
@@ -83,6 +90,7 @@ test('HTTP/2: every stream in flight on one connection counts', async () => {
     const bodies = streams.map(s => new Promise<string>(resolve => { let body = ''; s.setEncoding('utf8'); s.on('data', (d: string) => { body += d }); s.on('end', () => resolve(body)) }))
     await until('three streams holding', async () => held.length === 3)
     assert.equal(await active('GET', 'http'), 3)
+    assert.equal(journey.recent.snapshot().connections.inFlight, 3, 'three streams on one connection')
     releaseAll()
     assert.deepEqual(await Promise.all(bodies), ['{"ok":true}', '{"ok":true}', '{"ok":true}'])
     await until('the streams finished', async () => await active('GET', 'http') === 0)
