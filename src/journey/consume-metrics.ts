@@ -16,7 +16,7 @@ export interface MetricsConsumer {
    * A listener is observed: its counters of events that may never happen start at 0 — dropped connections,
    * and connection errors and failed handshakes for each reason its server can give (knownReasons) — so the
    * first such event is an increase Prometheus can see (a series born at 1 would be invisible to `increase()`
-   * and `rate()`, and to the alert that reads it: deploy/prometheus/alerts.yml).
+   * and `rate()`, and to the alert that reads it: deploy/prometheus/alerts.yml). Its open connections read 0.
    */
   listen: (listener: string, reasons: { connectionErrors: string[], tlsFailures: string[] }) => void
   close: () => void
@@ -68,7 +68,24 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     help: 'Connections Node closed as soon as it accepted them, unserved, because the server already had server.maxConnections open (its \'drop\' event); not in journey_connections_accepted_total.',
     labelNames: ['listener'] as const, registers
   })
-  const active = new Gauge({ name: METRIC.connectionsActive, help: 'Connections currently open.', labelNames: ['listener'] as const, registers })
+  // The open connections (this journey's), from their 'open' to their 'close': the gauges of open
+  // connections and of requests in flight are read from them at scrape time, so neither costs anything
+  // per connection or per request, and both are exact at the moment Prometheus reads them.
+  const open = new Set<ConnectionRecord>()
+  const listenersSeen = new Set<string>()
+  new Gauge({
+    name: METRIC.connectionsActive,
+    help: 'Connections currently open.',
+    labelNames: ['listener'] as const,
+    registers,
+    collect () {
+      const counts = new Map<string, number>()
+      for (const conn of open) counts.set(conn.listener, (counts.get(conn.listener) ?? 0) + 1)
+      for (const listener of counts.keys()) listenersSeen.add(listener)
+      // A listener once seen reads 0 when all its connections closed, rather than vanishing.
+      for (const listener of listenersSeen) this.set({ listener }, counts.get(listener) ?? 0)
+    }
+  })
   const closed = new Counter({
     name: METRIC.connectionsClosed,
     help: 'Connections closed, by the side that ended them first: client (its FIN or reset came first) or server (connection: close after a response, a timeout, an error, shutdown).',
@@ -103,9 +120,6 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     labelNames: ['listener'], buckets: KERNEL_WAIT_BUCKETS, registers
   })
   const readKernelWaitBy = new Map<string, Series>()
-  // Counted at scrape time from the open connections' records, not kept up per request: a request costs
-  // nothing more for it, and the count is exact at the moment Prometheus reads it.
-  const open = new Set<ConnectionRecord>()
   const activeSeen = new Set<string>()
   new Gauge({
     name: METRIC.activeRequests,
@@ -229,9 +243,9 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     if (!ownedBy(message as ConnectionRecord, owner)) return
     const { listener, kernel } = message as ConnectionRecord
     open.add(message as ConnectionRecord)
+    listenersSeen.add(listener)
     accepted.inc({ listener })
     if (kernel !== undefined) kernelWait.observe({ listener }, kernel.lastAckRecvMs / 1000)
-    active.inc({ listener })
   }
 
   function onDrop (message: unknown): void {
@@ -264,7 +278,6 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     if (!ownedBy(conn, owner)) return
     const { listener } = conn
     open.delete(conn)
-    active.dec({ listener })
     closed.inc({ listener, by: conn.closedBy ?? 'server' })
     connDuration.observe({ listener }, (conn.closeAt - conn.acceptAt) / 1000)
     connRequests.observe({ listener }, conn.requests)
@@ -278,6 +291,7 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
   channels.connectionDrop.subscribe(onDrop)
   return {
     listen (listener, reasons) {
+      listenersSeen.add(listener) // its open connections read 0 from the start
       dropped.inc({ listener }, 0)
       for (const reason of reasons.connectionErrors) connErrors.inc({ listener, reason }, 0)
       for (const reason of reasons.tlsFailures) tlsFailures.inc({ listener, reason }, 0)

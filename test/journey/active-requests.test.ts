@@ -1,6 +1,6 @@
 // http_server_active_requests: the requests in flight at the moment of a scrape, by method and scheme,
 // counted from the open connections' records (no per-request bookkeeping), and back to 0 when they end;
-// the journey page's "requests in flight" is the same count.
+// the journey page's "requests in flight" is the same count, and journey_connections_active that set's size.
 import assert from 'node:assert/strict'
 import { connect as h2connect } from 'node:http2'
 import { after, before, test } from 'node:test'
@@ -44,6 +44,8 @@ before(async () => {
 })
 after(async () => { releaseAll(); for (const app of apps) await app.close() })
 
+const openConnections = async (listener: string): Promise<number> =>
+  sample(parseMetrics(await registry.metrics()), 'journey_connections_active', { listener })
 const active = async (method: string, scheme: string): Promise<number> =>
   sample(parseMetrics(await registry.metrics()), 'http_server_active_requests', { http_request_method: method, url_scheme: scheme })
 
@@ -64,6 +66,7 @@ test('requests in flight are counted by method and scheme while they run, and re
   assert.equal(await active('POST', 'http'), 1)
   assert.equal(await active('GET', 'https'), 1)
   assert.equal(journey.recent.snapshot().connections.inFlight, 3)
+  assert.deepEqual([await openConnections('http'), await openConnections('https')], [2, 1], 'open connections, read from the same set')
   assert.match(fragments(journey.recent.snapshot()).connections, /<b>3<\/b> open · <b>3<\/b> requests in flight/)
   releaseAll()
   for (const conn of [a, b, c]) await conn.read(text => text.includes('{"ok":true}'))
@@ -71,6 +74,7 @@ test('requests in flight are counted by method and scheme while they run, and re
   await until('all finished', async () => await active('GET', 'http') === 0 && await active('POST', 'http') === 0 && await active('GET', 'https') === 0)
   assert.equal(journey.recent.snapshot().connections.inFlight, 0)
   for (const conn of [a, b, c]) conn.close()
+  await until('the connections closed', async () => await openConnections('http') === 0 && await openConnections('https') === 0)
 })
 
 test('a request whose client leaves is no longer in flight', async () => {
