@@ -303,6 +303,8 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
       channels.connectionError.unsubscribe(onError)
       channels.connectionClose.unsubscribe(onClose)
       channels.connectionDrop.unsubscribe(onDrop)
+      // No close is seen from here on: holding the connections would keep counting them open, and their records.
+      open.clear()
     }
   }
 }

@@ -318,6 +318,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       channels.connectionTls.unsubscribe(onTls)
       channels.connectionClose.unsubscribe(onClose)
       channels.connectionDrop.unsubscribe(onDrop)
+      // No close is seen from here on: holding the connections would keep counting them open, and their records.
+      open.clear()
       channels.connectionError.unsubscribe(onError)
     }
   }

@@ -102,3 +102,32 @@ test('HTTP/2: every stream in flight on one connection counts', async () => {
     session.close()
   }
 })
+
+test('a closed journey stops counting: no connection it can no longer see close is held open', async () => {
+  const own = new Registry()
+  const j = createJourney({ registry: own })
+  void j.recent
+  const app = Fastify({ serverFactory: j.serverFactory({ listener: 'http' }) })
+  await app.register(j.plugin)
+  app.get('/hold', hold)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  try {
+    const a = await connect((app.server.address() as { port: number }).port)
+    await a.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n')
+    await until('the handler holding', async () => held.length === 1)
+    const read = async (name: string, labels: Record<string, string>): Promise<number> => sample(parseMetrics(await own.metrics()), name, labels)
+    assert.equal(await read('journey_connections_active', { listener: 'http' }), 1)
+    assert.equal(await read('http_server_active_requests', { http_request_method: 'GET', url_scheme: 'http' }), 1)
+    assert.equal(j.recent.snapshot().connections.inFlight, 1)
+    j.close()
+    assert.equal(await read('journey_connections_active', { listener: 'http' }), 0)
+    assert.equal(await read('http_server_active_requests', { http_request_method: 'GET', url_scheme: 'http' }), 0)
+    assert.equal(j.recent.snapshot().connections.inFlight, 0)
+    releaseAll()
+    await a.read(text => text.includes('{"ok":true}'))
+    a.close()
+  } finally {
+    releaseAll()
+    await app.close()
+  }
+})
