@@ -2,7 +2,7 @@
 // counted from the open connections' records (no per-request bookkeeping), and back to 0 when they end;
 // the journey page's "requests in flight" is the same count, and journey_connections_active that set's size.
 import assert from 'node:assert/strict'
-import { connect as h2connect } from 'node:http2'
+import { connect as h2connect, constants } from 'node:http2'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -87,7 +87,7 @@ test('a request whose client leaves is no longer in flight', async () => {
   releaseAll()
 })
 
-test('HTTP/2: every stream in flight on one connection counts', async () => {
+test('HTTP/2: every stream in flight on one connection counts, and a cancelled one leaves at once', async () => {
   const session = h2connect(`http://127.0.0.1:${ports.h2}`)
   try {
     const streams = [0, 1, 2].map(() => session.request({ ':path': '/hold' }))
@@ -95,8 +95,13 @@ test('HTTP/2: every stream in flight on one connection counts', async () => {
     await until('three streams holding', async () => held.length === 3)
     assert.equal(await active('GET', 'http'), 3)
     assert.equal(journey.recent.snapshot().connections.inFlight, 3, 'three streams on one connection')
+    // A stream the client cancels leaves with its connection still open: the cut-off itself takes it out.
+    streams[0]!.on('error', () => {})
+    streams[0]!.close(constants.NGHTTP2_CANCEL)
+    await until('the cancelled stream gone', async () => await active('GET', 'http') === 2)
+    assert.equal(journey.recent.snapshot().connections.inFlight, 2)
     releaseAll()
-    assert.deepEqual(await Promise.all(bodies), ['{"ok":true}', '{"ok":true}', '{"ok":true}'])
+    assert.deepEqual(await Promise.all(bodies.slice(1)), ['{"ok":true}', '{"ok":true}'])
     await until('the streams finished', async () => await active('GET', 'http') === 0)
   } finally {
     session.close()
