@@ -134,7 +134,8 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
           counts.set(key, (counts.get(key) ?? 0) + 1)
         }
       }
-      // A label set once seen reads 0 when idle, rather than vanishing (a panel would show "no data").
+      // A label set once seen (here, or finished: onRequest) reads 0 when idle, rather than vanishing (a panel
+      // would show "no data").
       for (const key of counts.keys()) activeSeen.add(key)
       for (const key of activeSeen) {
         const [method, scheme] = key.split(' ') as [string, string]
@@ -222,6 +223,9 @@ export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyO
     if (duration === undefined) {
       duration = requestDuration.series(method, route, rec.aborted ? 'aborted' : String(rec.status), rec.scheme, version)
       rs.durations.set(key, duration)
+      // Here, once per new series, not per request: a label set that served a request reads 0 in flight when
+      // idle, though no scrape ever caught it running (one-at-a-time requests never are).
+      activeSeen.add(`${method} ${rec.scheme}`)
     }
     // From the read stage's start, not beginAt: in fine mode a TLS 1.3 request's first ciphertext can arrive
     // before the handshake ends, and that time is the tls stage's.

@@ -136,3 +136,26 @@ test('a closed journey stops counting: no connection it can no longer see close 
     await app.close()
   }
 })
+
+test('a method and scheme that only ever finished between scrapes reads 0, not "no data"', async () => {
+  const own = new Registry()
+  const j = createJourney({ registry: own })
+  const app = Fastify({ serverFactory: j.serverFactory({ listener: 'http' }) })
+  await app.register(j.plugin)
+  app.put('/quick', async () => ({ ok: true }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  try {
+    const read = async (): Promise<number> =>
+      sample(parseMetrics(await own.metrics()), 'http_server_active_requests', { http_request_method: 'PUT', url_scheme: 'http' })
+    assert.ok(Number.isNaN(await read()), 'no series before any request')
+    const a = await connect((app.server.address() as { port: number }).port)
+    await a.write('PUT /quick HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n')
+    await a.read(text => text.includes('{"ok":true}'))
+    await until('the request published', async () => (await own.metrics()).includes('http_server_request_duration_seconds_count{http_request_method="PUT"'))
+    assert.equal(await read(), 0)
+    a.close()
+  } finally {
+    j.close()
+    await app.close()
+  }
+})
