@@ -7,15 +7,13 @@
 // passed. REQUIRE_CONTAINERS=1 turns those skips into failures.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { after, test } from 'node:test'
 import { DockerComposeEnvironment, getContainerRuntimeClient, ImageName, Wait, type StartedDockerComposeEnvironment } from 'testcontainers'
 import { Agent, request } from 'undici'
+import { pins, run } from '../helpers/node-image.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
-const pins = Object.fromEntries(readFileSync(new URL('.env', `file://${root}`), 'utf8').split('\n')
-  .filter(l => /^[A-Z_]+=/.test(l)).map(l => l.split('=', 2) as [string, string]))
 const required = process.env.REQUIRE_CONTAINERS === '1'
 
 /** Why the stack cannot come up here, or undefined when it can. */
@@ -27,8 +25,11 @@ async function whyNot (): Promise<string | undefined> {
     const engine = spawnSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' })
     if (engine.status !== 0) return `no container engine reachable (${(err as Error).message.split('\n')[0]})`
     const bridge = spawnSync('docker', ['network', 'inspect', 'bridge'], { stdio: 'ignore' }).status === 0
+    // Said too when it holds: a bridge alone would not bring the stack up without its images.
+    const pull = run('docker', ['pull', '--quiet', pins.JAEGER_IMAGE!], { timeoutMs: 60_000 })
     return `a Docker engine ${engine.stdout.trim()} answers, but testcontainers cannot use it` +
-      (bridge ? ` (${(err as Error).message.split('\n')[0]})` : ': it has no default bridge network (started with --bridge=none?)')
+      (bridge ? ` (${(err as Error).message.split('\n')[0]})` : ': it has no default bridge network (started with --bridge=none?)') +
+      (pull.status === 0 ? '' : `; and image ${pins.JAEGER_IMAGE} cannot be pulled (${(pull.error?.message ?? pull.stderr).trim().split('\n')[0]!.slice(0, 160)})`)
   }
   const reasons: string[] = []
   if (spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' }).status !== 0) {
