@@ -217,7 +217,7 @@ test('event-loop: the blocked time lands in the kernel wait before accept, not i
   const cross = num(blocked['client connected → server accept mean ms'])
   const kernel = num(blocked['TCP_INFO accept wait of the same mean ms'])
   assert.ok(Math.abs(cross - kernel) <= 5 + 0.25 * cross, `across the two clocks ${cross} ms, TCP_INFO ${kernel} ms: the same wait, seen twice`)
-  const requests = result.requests as Array<{ variant: string, traceId: string, client: { end: number }, server: { stages: Array<{ name: string, start: number, end: number }> } }>
+  const requests = result.requests as Array<{ variant: string, traceId: string, client: { firstByte: number, end: number }, server: { stages: Array<{ name: string, start: number, end: number }> } }>
   assert.equal(requests.length, num(blocked['light requests']) + num(offloaded['light requests']))
   for (const j of requests) {
     assert.match(j.traceId, /^[0-9a-f]{32}$/)
