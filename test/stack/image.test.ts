@@ -1,8 +1,8 @@
 // The app's image, built from deploy/Dockerfile by a real container engine and run: it becomes healthy
 // (its HEALTHCHECK, on a metrics port of the test's choosing), runs as the unprivileged `node` user, serves
-// HTTP and HTTPS, measures kernel wait with the TCP_INFO addon compiled in its deps stage, exports every
-// stage span by OTLP/HTTP to a receiver outside the container, logs no warning, and stops cleanly (exit 0)
-// on `docker stop`.
+// HTTP and HTTPS, runs the compose stack's load generator, measures kernel wait with the TCP_INFO addon
+// compiled in its deps stage, exports every stage span by OTLP/HTTP to a receiver outside the container,
+// logs no warning, and stops cleanly (exit 0) on `docker stop`.
 //
 // The base is the Node image pinned in .env where a registry serves it; here, where none is reachable, a
 // stand-in built from Debian's archive and this machine's Node (test/helpers/node-image.ts says what it
@@ -101,6 +101,14 @@ test('deploy/Dockerfile builds an image that runs healthy as `node`, serves, exp
     await dispatcher.close()
   }
 
+  // The compose stack's `load` profile: the same image running experiments/load.ts (TypeScript, in a
+  // production install) against the app, as docker-compose.yml's `load` service does.
+  const load = run('docker', ['run', '--rm', '--network', 'host', '--name', `${name}-load`, tag, 'node', 'experiments/load.ts',
+    '--http', `http://127.0.0.1:${http}`, '--https', `https://127.0.0.1:${https}`, '--seconds', '3', '--concurrency', '2'], { timeoutMs: 60_000 })
+  assert.equal(load.status, 0, `the load profile's command failed:\n${load.stdout}${load.stderr}`)
+  const sent = /load: sent (\d+) requests, 0 failed/.exec(load.stdout)
+  assert.ok(sent !== null && Number(sent[1]) > 10, load.stdout + load.stderr)
+
   const wanted = ['journey.accept', 'journey.tls', 'journey.read', 'journey.parse', 'journey.decode', 'journey.handler', 'journey.serialize', 'journey.write']
   await until('an HTTPS request\'s trace with every stage span', () => {
     const byTrace = new Map<string, Set<string>>()
@@ -109,7 +117,8 @@ test('deploy/Dockerfile builds an image that runs healthy as `node`, serves, exp
   }, 30_000)
 
   const scrape = parseMetrics(await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text())
-  assert.equal(sum(scrape, 'journey_stage_duration_seconds_count', { stage: 'handler', route: '/echo' }), 2)
+  assert.ok(sum(scrape, 'journey_stage_duration_seconds_count', { stage: 'handler', route: '/echo' }) >= 2)
+  assert.ok(sum(scrape, 'http_server_request_duration_seconds_count') >= 2 + Number(sent[1]), 'every request of the load counted')
   assert.ok(sum(scrape, 'journey_accept_kernel_wait_seconds_count') >= 2, 'TCP_INFO measured in the image (the addon loads)')
 
   const warnings = logLines().filter(l => l.level >= 40)
