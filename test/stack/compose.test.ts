@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { after, test } from 'node:test'
 import { DockerComposeEnvironment, getContainerRuntimeClient, ImageName, Wait, type StartedDockerComposeEnvironment } from 'testcontainers'
 import { Agent, request } from 'undici'
-import { pins, run } from '../helpers/node-image.ts'
+import { pins, run } from '../helpers/stand-in-images.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const required = process.env.REQUIRE_CONTAINERS === '1'

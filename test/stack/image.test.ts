@@ -5,23 +5,21 @@
 // logs no warning, and stops cleanly (exit 0) on `docker stop`.
 //
 // The base is the Node image pinned in .env where a registry serves it; here, where none is reachable, a
-// stand-in built from Debian's archive and this machine's Node (test/helpers/node-image.ts says what it
-// holds), and the test prints which. Where no engine answers, or no base can be had, it is skipped with
+// stand-in built from Debian's archive and this machine's Node (test/helpers/stand-in-images.ts says what
+// it holds), and the test prints which. Where no engine answers, or no base can be had, it is skipped with
 // the reason printed — never passed; REQUIRE_CONTAINERS=1 turns those skips into failures.
 //
-// The container shares the host's network (--network host): engines started the way this project's
-// machines must start them (dockerd --bridge=none) have no other network a container could be reached on.
+// The container shares the host's network (--network host), so it reaches the test's OTLP receiver on the
+// host's loopback and the test reaches it without published ports.
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import { startSpanReceiver, type SpanReceiver } from '../../experiments/lib/span-receiver.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
-import { dockerEngine, nodeBaseImage, run } from '../helpers/node-image.ts'
+import { buildAppImage, imageLine, dockerEngine, nodeBaseImage, run } from '../helpers/stand-in-images.ts'
 
-const root = fileURLToPath(new URL('../../', import.meta.url))
 const required = process.env.REQUIRE_CONTAINERS === '1'
 const name = `request-journey-image-test-${process.pid}`
 const tag = 'request-journey:image-test'
@@ -62,14 +60,9 @@ test('deploy/Dockerfile builds an image that runs healthy as `node`, serves, exp
     t.skip(base.why)
     return
   }
-  console.log(base.standIn
-    ? `image test: FROM ${base.image}, a stand-in (Debian bookworm minbase + Node ${process.version} + npm) for ${base.pinned}, which cannot be pulled here (${base.pullError})`
-    : `image test: FROM ${base.image}`)
+  console.log(`image test: FROM ${imageLine(base)}`)
 
-  // The legacy builder: it takes --network host without BuildKit's entitlements (the stages' npm ci and
-  // apt-get need the host's network on a bridgeless engine).
-  const build = run('docker', ['build', '--network', 'host', '-f', 'deploy/Dockerfile', '--build-arg', `NODE_IMAGE=${base.image}`, '-t', tag, '.'],
-    { cwd: root, timeoutMs: 20 * 60_000, env: { ...process.env, DOCKER_BUILDKIT: '0' } })
+  const build = buildAppImage(base, tag)
   assert.equal(build.status, 0, `docker build failed:\n${(build.stdout + build.stderr).slice(-3000)}`)
 
   receiver = await startSpanReceiver()

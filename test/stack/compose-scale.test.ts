@@ -1,0 +1,140 @@
+// docker-compose.yml's scale-out, up for real with what this machine can run: `--scale app=3` behind the
+// balancer (`lb`), Prometheus finding every replica through Docker's DNS, and the `load` profile's workload
+// reaching them through the balancer. What it proves that the other stack tests cannot: the compose file's
+// own wiring — service names, DNS discovery, health gating, published ports, mounted configuration.
+//
+// Jaeger and Grafana have no stand-in (neither is packaged by Debian, and no registry is reachable here), so
+// they are left out (`up --no-deps`): the app's spans go nowhere (counted as dropped), and the whole stack,
+// Jaeger and Grafana included, is compose.test.ts's, where images can be pulled. The balancer and
+// Prometheus are the pinned images where a registry serves them, else stand-ins with Debian's HAProxy and
+// Prometheus (test/helpers/stand-in-images.ts); the test prints which. Skipped, with the reason printed,
+// where no engine or compose CLI answers, an image can be had neither way, or a port the compose file
+// publishes is taken; REQUIRE_CONTAINERS=1 turns those skips into failures.
+import assert from 'node:assert/strict'
+import { request as httpGet } from 'node:http'
+import { request as httpsGet } from 'node:https'
+import { createServer } from 'node:net'
+import { after, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { buildAppImage, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, toolImages } from '../helpers/stand-in-images.ts'
+
+const required = process.env.REQUIRE_CONTAINERS === '1'
+const project = `rjscale${process.pid}`
+// The v2 plugin where it is installed, else Debian's docker-compose (1.29).
+const compose = run('docker', ['compose', 'version']).status === 0 ? ['docker', 'compose'] : ['docker-compose']
+let env: NodeJS.ProcessEnv = process.env
+const composeRun = (args: string[], timeoutMs = 120_000): ReturnType<typeof run> =>
+  run(compose[0]!, [...compose.slice(1), '-p', project, ...args], { cwd: root, env, timeoutMs })
+let up = false
+after(() => { if (up) composeRun(['--profile', 'load', 'down', '--volumes', '--remove-orphans']) })
+
+async function portTaken (port: number): Promise<boolean> {
+  const server = createServer()
+  return await new Promise(resolve => {
+    server.once('error', () => resolve(true))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(false)))
+  })
+}
+
+async function until<T> (what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    // A refused connection while a service starts is a "not yet", like an answer that is not there yet.
+    const v = await Promise.resolve().then(fn).catch(() => undefined)
+    if (v !== undefined) return v
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
+    await sleep(1000)
+  }
+}
+
+/** One request on a fresh connection (no agent): each one is a new connection the balancer places. */
+function fresh (url: string): Promise<number> {
+  const get = url.startsWith('https:') ? httpsGet : httpGet
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: false, rejectUnauthorized: false }, res => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function query (expr: string): Promise<Array<{ metric: Record<string, string>, value: [number, string] }>> {
+  const res = await fetch(`http://127.0.0.1:9090/api/v1/query?query=${encodeURIComponent(expr)}`)
+  const body = await res.json() as { status: string, data: { result: Array<{ metric: Record<string, string>, value: [number, string] }> } }
+  assert.equal(body.status, 'success', expr)
+  return body.data.result
+}
+
+async function whyNot (): Promise<string | undefined> {
+  const engine = dockerEngine()
+  if ('why' in engine) return engine.why
+  const cli = run(compose[0]!, [...compose.slice(1), 'version'])
+  if (cli.status !== 0) return `no compose CLI (${firstLine(cli)})`
+  for (const port of [3000, 3443, 9464, 9090]) {
+    if (await portTaken(port)) return `port ${port} on 127.0.0.1, which docker-compose.yml publishes, is in use`
+  }
+  return undefined
+}
+
+test('docker compose up --scale app=3: replicas healthy, each found by Prometheus and served through the balancer; the load profile runs', { timeout: 25 * 60_000 }, async (t) => {
+  const skip = (why: string): void => {
+    console.log(`compose scale test skipped: ${why}`)
+    if (required) assert.fail(`REQUIRE_CONTAINERS=1: ${why}`)
+    t.skip(why)
+  }
+  const why = await whyNot()
+  if (why !== undefined) return skip(why)
+  const base = nodeBaseImage()
+  if ('why' in base) return skip(base.why)
+  const tools = toolImages()
+  if ('why' in tools) return skip(tools.why)
+  console.log(`compose scale test: app FROM ${imageLine(base)}; lb ${imageLine(tools.haproxy)}; prometheus ${imageLine(tools.prometheus)}`)
+
+  // Built here (the engine has no network for compose's own build of it), then tagged with the names
+  // both compose CLIs give the images of services that have a `build:` and no `image:`.
+  const build = buildAppImage(base, `${project}-app`)
+  assert.equal(build.status, 0, `docker build failed:\n${(build.stdout + build.stderr).slice(-3000)}`)
+  for (const name of [`${project}_app`, `${project}-load`, `${project}_load`]) assert.equal(run('docker', ['tag', `${project}-app`, name]).status, 0)
+
+  env = { ...process.env, HAPROXY_IMAGE: tools.haproxy.image, PROMETHEUS_IMAGE: tools.prometheus.image, LOAD_SECONDS: '4', LOAD_CONCURRENCY: '2' }
+  up = true
+  const apps = composeRun(['up', '-d', '--no-build', '--no-deps', '--scale', 'app=3', 'app'])
+  assert.equal(apps.status, 0, apps.stderr)
+  const ids = run('docker', ['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', 'label=com.docker.compose.service=app']).stdout.trim().split('\n')
+  assert.equal(ids.length, 3, 'three app replicas')
+  await until('every replica healthy (the image\'s HEALTHCHECK)', () => {
+    const states = run('docker', ['inspect', '--format', '{{.State.Health.Status}}', ...ids]).stdout.trim().split('\n')
+    if (states.includes('unhealthy')) assert.fail(`a replica is unhealthy: ${states.join(', ')}`)
+    return states.every(s => s === 'healthy') ? true : undefined
+  }, 90_000)
+  const rest = composeRun(['up', '-d', '--no-build', '--no-deps', 'lb', 'prometheus'])
+  assert.equal(rest.status, 0, rest.stderr)
+
+  await until('the balancer answering on the published port', async () => (await fresh('http://127.0.0.1:3000/')) === 200 ? true : undefined, 60_000)
+  const statuses = []
+  for (let i = 0; i < 30; i++) statuses.push(await fresh('http://127.0.0.1:3000/'))
+  for (let i = 0; i < 6; i++) statuses.push(await fresh('https://127.0.0.1:3443/'))
+  assert.deepEqual(new Set(statuses), new Set([200]))
+
+  // Prometheus found the three replicas by DNS, scrapes each, and each served some of the connections.
+  const targets = await until('Prometheus scraping three replicas', async () => {
+    const r = await query('up{job="request-journey"} == 1')
+    return r.length === 3 ? r : undefined
+  }, 60_000)
+  assert.equal(new Set(targets.map(r => r.metric.instance)).size, 3)
+  const perReplica = await until('every replica\'s connections scraped', async () => {
+    const r = await query('sum by (instance) (journey_connections_accepted_total{listener="http"})')
+    const total = r.reduce((n, s) => n + Number(s.value[1]), 0)
+    return r.length === 3 && total >= 31 ? r : undefined
+  }, 60_000)
+  for (const s of perReplica) assert.ok(Number(s.value[1]) > 0, `replica ${s.metric.instance} got connections through the balancer`)
+
+  // The load profile's service, as `docker compose --profile load up` starts it: through the balancer, by name.
+  const load = composeRun(['--profile', 'load', 'run', '--rm', '--no-deps', 'load'], 120_000)
+  assert.equal(load.status, 0, `${load.stdout}${load.stderr}`)
+  const sent = /load: sent (\d+) requests, 0 failed/.exec(load.stdout)
+  assert.ok(sent !== null && Number(sent[1]) > 10, load.stdout + load.stderr)
+  await until('the load\'s requests scraped, over the three replicas', async () => {
+    const r = await query('sum(http_server_request_duration_seconds_count)')
+    return r.length === 1 && Number(r[0]!.value[1]) >= 36 + Number(sent[1]) ? true : undefined
+  }, 60_000)
+})
