@@ -1,7 +1,8 @@
 // docker-compose.yml's scale-out, up for real with what this machine can run: `--scale app=3` behind the
-// balancer (`lb`), Prometheus finding every replica through Docker's DNS, and the `load` profile's workload
-// reaching them through the balancer. What it proves that the other stack tests cannot: the compose file's
-// own wiring — service names, DNS discovery, health gating, published ports, mounted configuration.
+// balancer (`lb`), Prometheus finding every replica through Docker's DNS, the `load` profile's workload
+// reaching them through the balancer, and HTTPS_HTTP2=true giving clients HTTP/2 through it. What it
+// proves that the other stack tests cannot: the compose file's own wiring — service names, DNS discovery,
+// health gating, published ports, mounted configuration, the variables it passes on.
 //
 // Jaeger and Grafana have no stand-in (neither is packaged by Debian, and no registry is reachable here), so
 // they are left out (`up --no-deps`): the app's spans go nowhere (counted as dropped), and the whole stack,
@@ -12,6 +13,7 @@
 // publishes is taken; REQUIRE_CONTAINERS=1 turns those skips into failures.
 import assert from 'node:assert/strict'
 import { request as httpGet } from 'node:http'
+import { connect as h2connect } from 'node:http2'
 import { request as httpsGet } from 'node:https'
 import { createServer } from 'node:net'
 import { after, test } from 'node:test'
@@ -137,4 +139,39 @@ test('docker compose up --scale app=3: replicas healthy, each found by Prometheu
     const r = await query('sum(http_server_request_duration_seconds_count)')
     return r.length === 1 && Number(r[0]!.value[1]) >= 36 + Number(sent[1]) ? true : undefined
   }, 60_000)
+
+  // HTTPS_HTTP2=true docker compose up: the replicas recreated with HTTP/2 on their HTTPS port, and the
+  // balancer (TCP, TLS passed through) leaves ALPN to the client and the app, so h2 is negotiated end to end.
+  env = { ...env, HTTPS_HTTP2: 'true' }
+  const h2apps = composeRun(['up', '-d', '--no-build', '--no-deps', '--scale', 'app=3', 'app'])
+  assert.equal(h2apps.status, 0, h2apps.stderr)
+  const alpn = await until('an HTTP/2 answer through the balancer from a recreated replica', async () => {
+    const { protocol, status } = await h2Get('https://127.0.0.1:3443/')
+    return status === 200 ? protocol : undefined
+  }, 120_000)
+  assert.equal(alpn, 'h2')
+  assert.equal(await fresh('https://127.0.0.1:3443/'), 200, 'HTTP/1.1 clients still served on the same port')
+  await until('the HTTP/2 request scraped as one', async () => {
+    const r = await query('sum(http_server_request_duration_seconds_count{network_protocol_version="2"})')
+    return r.length === 1 && Number(r[0]!.value[1]) >= 1 ? true : undefined
+  }, 60_000)
 })
+
+/** One GET over a fresh HTTP/2 session, offering h2 only: the protocol ALPN settled on, and the status. */
+async function h2Get (url: string): Promise<{ protocol: string | undefined, status: number }> {
+  const session = h2connect(url, { rejectUnauthorized: false, ALPNProtocols: ['h2'] })
+  try {
+    return await new Promise((resolve, reject) => {
+      session.once('error', reject)
+      const req = session.request({ ':path': new URL(url).pathname })
+      req.once('error', reject)
+      req.once('response', headers => {
+        req.resume()
+        req.once('end', () => resolve({ protocol: session.alpnProtocol, status: Number(headers[':status']) }))
+      })
+      req.end()
+    })
+  } finally {
+    session.close()
+  }
+}
