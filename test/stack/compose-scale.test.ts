@@ -18,6 +18,8 @@ import { request as httpsGet } from 'node:https'
 import { createServer } from 'node:net'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { DASHBOARDS } from '../../grafana/dashboards.ts'
+import { expand } from '../helpers/prometheus.ts'
 import { buildAppImage, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, toolImages } from '../helpers/stand-in-images.ts'
 
 const required = process.env.REQUIRE_CONTAINERS === '1'
@@ -129,6 +131,14 @@ test('docker compose up --scale app=3: replicas healthy, each found by Prometheu
     return r.length === 3 && total >= 31 ? r : undefined
   }, 60_000)
   for (const s of perReplica) assert.ok(Number(s.value[1]) > 0, `replica ${s.metric.instance} got connections through the balancer`)
+  // Each dashboard's Instance variable, as Grafana asks for its values: one per replica, to pick from.
+  for (const [file, build] of Object.entries(DASHBOARDS)) {
+    const v = (build().templating as { list: Array<{ name: string, definition: string }> }).list.find(x => x.name === 'instance')!
+    const m = /^label_values\((.+), instance\)$/.exec(v.definition)!
+    const res = await fetch(`http://127.0.0.1:9090/api/v1/label/instance/values?${new URLSearchParams({ 'match[]': expand(m[1]!) })}`)
+    const values = (await res.json() as { data: string[] }).data
+    assert.deepEqual(values.sort(), targets.map(r => r.metric.instance).sort(), `${file}: the Instance variable lists the three replicas`)
+  }
 
   // The load profile's service, as `docker compose --profile load up` starts it: through the balancer, by name.
   const load = composeRun(['--profile', 'load', 'run', '--rm', '--no-deps', 'load'], 120_000)
