@@ -6,6 +6,7 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
+import { Gauge } from 'prom-client'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
 import { channels, createJourney, exposition, sessionErrorReason, summarize, tlsFailureReason, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
@@ -138,6 +139,13 @@ export type ServerRole = { kind: 'single' } | { kind: 'worker', id: number }
 export async function startServer (config: Config, telemetry: Telemetry, log: Logger, role: ServerRole = { kind: 'single' }): Promise<RunningServer> {
   const tls = await loadTlsMaterial(config.tlsCert, config.tlsKey)
   if (tls.generated) log.info({ fingerprint256: tls.fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
+  // Read once: the certificate is loaded once per process (a new one takes a restart), so the gauge is exact.
+  new Gauge({
+    name: 'journey_tls_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate the HTTPS listener serves expires (its notAfter), in Unix seconds: the JourneyTlsCertificateExpiresSoon alert reads it.',
+    labelNames: ['listener'] as const,
+    registers: [telemetry.registry]
+  }).set({ listener: 'https' }, tls.notAfter.getTime() / 1000)
 
   const journey = createJourney({
     registry: telemetry.registry,

@@ -10,6 +10,8 @@ export interface TlsMaterial {
   cert: string
   /** SHA-256 fingerprint, so a user can check what curl -k accepted. */
   fingerprint256: string
+  /** The certificate's notAfter: the server reports it, so an alert can come before clients refuse it. */
+  notAfter: Date
   generated: boolean
 }
 
@@ -21,13 +23,13 @@ export async function loadTlsMaterial (certPath: string | undefined, keyPath: st
     // One after the other, so when both are wrong the error always names TLS_CERT first.
     const cert = await read('TLS_CERT', certPath)
     const key = await read('TLS_KEY', keyPath)
-    let fingerprint256: string
+    let x509: X509Certificate
     try {
-      fingerprint256 = new X509Certificate(cert).fingerprint256
+      x509 = new X509Certificate(cert)
     } catch (err) {
       throw new ConfigError(`TLS_CERT=${certPath} is not a PEM certificate: ${(err as Error).message}`)
     }
-    return { key, cert, fingerprint256, generated: false }
+    return { key, cert, fingerprint256: x509.fingerprint256, notAfter: x509.validToDate, generated: false }
   }
   const notBeforeDate = new Date(Date.now() - 60_000)
   const notAfterDate = new Date(notBeforeDate.getTime() + 30 * 24 * 3600 * 1000)
@@ -44,5 +46,6 @@ export async function loadTlsMaterial (certPath: string | undefined, keyPath: st
       { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] }
     ]
   })
-  return { key: pems.private, cert: pems.cert, fingerprint256: new X509Certificate(pems.cert).fingerprint256, generated: true }
+  const x509 = new X509Certificate(pems.cert)
+  return { key: pems.private, cert: pems.cert, fingerprint256: x509.fingerprint256, notAfter: x509.validToDate, generated: true }
 }
