@@ -31,6 +31,33 @@ export function run (cmd: string, args: string[], opts: { timeoutMs?: number, in
 export const firstLine = (r: SpawnSyncReturns<string>): string =>
   (r.error?.message ?? `${r.stderr}${r.stdout}`).trim().split('\n').find(l => l.trim() !== '')?.slice(0, 200) ?? `exit ${r.status}`
 
+/**
+ * Waits for, then takes, the host ports docker-compose.yml publishes (3000, 3443, 9464, 9090…): the two
+ * compose tests both bring it up, and node --test runs test files side by side where there are more than
+ * two cores. A lock file naming its holder's pid; one whose holder is gone is taken over. Returns the release.
+ */
+export async function composePortsTurn (): Promise<() => void> {
+  const file = join(tmpdir(), 'request-journey-compose-ports.lock')
+  for (;;) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' })
+      return () => { if (readOr(file, '') === String(process.pid)) rmSync(file, { force: true }) }
+    } catch {
+      if (!alive(Number(readOr(file, '')))) rmSync(file, { force: true })
+      else await new Promise(resolve => setTimeout(resolve, 1000))
+    }
+  }
+}
+
+function readOr (file: string, otherwise: string): string {
+  try { return readFileSync(file, 'utf8') } catch { return otherwise }
+}
+
+function alive (pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
+}
+
 /** The engine's version, or why none answers. */
 export function dockerEngine (): { version: string } | { why: string } {
   const r = run('docker', ['version', '--format', '{{.Server.Version}}'], { timeoutMs: 20_000 })

@@ -20,7 +20,7 @@ import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { DASHBOARDS } from '../../grafana/dashboards.ts'
 import { expand } from '../helpers/prometheus.ts'
-import { buildAppImage, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, toolImages } from '../helpers/stand-in-images.ts'
+import { buildAppImage, composePortsTurn, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, toolImages } from '../helpers/stand-in-images.ts'
 
 const required = process.env.REQUIRE_CONTAINERS === '1'
 const project = `rjscale${process.pid}`
@@ -30,7 +30,11 @@ let env: NodeJS.ProcessEnv = process.env
 const composeRun = (args: string[], timeoutMs = 120_000): ReturnType<typeof run> =>
   run(compose[0]!, [...compose.slice(1), '-p', project, ...args], { cwd: root, env, timeoutMs })
 let up = false
-after(() => { if (up) composeRun(['--profile', 'load', 'down', '--volumes', '--remove-orphans']) })
+let release: (() => void) | undefined
+after(() => {
+  if (up) composeRun(['--profile', 'load', 'down', '--volumes', '--remove-orphans'])
+  release?.()
+})
 
 async function portTaken (port: number): Promise<boolean> {
   const server = createServer()
@@ -73,6 +77,8 @@ async function whyNot (): Promise<string | undefined> {
   if ('why' in engine) return engine.why
   const cli = run(compose[0]!, [...compose.slice(1), 'version'])
   if (cli.status !== 0) return `no compose CLI (${firstLine(cli)})`
+  // compose.test.ts, where it runs, publishes the same ports: its turn first, if it has it.
+  release = await composePortsTurn()
   for (const port of [3000, 3443, 9464, 9090]) {
     if (await portTaken(port)) return `port ${port} on 127.0.0.1, which docker-compose.yml publishes, is in use`
   }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { after, test } from 'node:test'
 import { DockerComposeEnvironment, getContainerRuntimeClient, ImageName, Wait, type StartedDockerComposeEnvironment } from 'testcontainers'
 import { Agent, request } from 'undici'
-import { pins, run } from '../helpers/stand-in-images.ts'
+import { composePortsTurn, pins, run } from '../helpers/stand-in-images.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const required = process.env.REQUIRE_CONTAINERS === '1'
@@ -48,7 +48,8 @@ async function whyNot (): Promise<string | undefined> {
 }
 
 let stack: StartedDockerComposeEnvironment | undefined
-after(async () => { await stack?.down({ timeout: 10_000, removeVolumes: true }) })
+let release: (() => void) | undefined
+after(async () => { await stack?.down({ timeout: 10_000, removeVolumes: true }); release?.() })
 
 async function poll<T> (what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const end = Date.now() + timeoutMs
@@ -68,6 +69,7 @@ test('docker compose up: traces with every stage in Jaeger, stage histograms in 
     ctx.skip(reason)
     return
   }
+  release = await composePortsTurn()
   stack = await new DockerComposeEnvironment(root, 'docker-compose.yml')
     .withBuild()
     .withWaitStrategy('app-1', Wait.forHealthCheck())
