@@ -12,10 +12,12 @@
 // - prometheus: Debian's Prometheus (2.42; the stack pins v3) as the entrypoint, working in /prometheus.
 // Both of the last two have wget, which the compose file's health checks run. They are no substitute for
 // the official images beyond that, and the tests print which images they used.
+import assert from 'node:assert/strict'
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { appendFileSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import type { TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 export const root = fileURLToPath(new URL('../../', import.meta.url))
@@ -30,6 +32,30 @@ export function run (cmd: string, args: string[], opts: { timeoutMs?: number, in
 
 export const firstLine = (r: SpawnSyncReturns<string>): string =>
   (r.error?.message ?? `${r.stderr}${r.stdout}`).trim().split('\n').find(l => l.trim() !== '')?.slice(0, 200) ?? `exit ${r.status}`
+
+/**
+ * Skips a container test with its reason printed (a skip must say why, never look like a pass), or fails
+ * it under REQUIRE_CONTAINERS=1, where containers are expected to run.
+ */
+export function skipContainerTest (t: TestContext, label: string, why: string): void {
+  console.log(`${label} skipped: ${why}`)
+  if (process.env.REQUIRE_CONTAINERS === '1') assert.fail(`REQUIRE_CONTAINERS=1: ${why}`)
+  t.skip(why)
+}
+
+/**
+ * Polls `fn` until it returns something; a throw counts as "not yet" (a refused connection while a
+ * container starts). Fails the test after `timeoutMs`.
+ */
+export async function until<T> (what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 1000): Promise<T> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const v = await Promise.resolve().then(fn).catch(() => undefined)
+    if (v !== undefined) return v
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+}
 
 /**
  * Waits for, then takes, the host ports docker-compose.yml publishes (3000, 3443, 9464, 9090…): the two

@@ -17,12 +17,10 @@ import { connect as h2connect } from 'node:http2'
 import { request as httpsGet } from 'node:https'
 import { createServer } from 'node:net'
 import { after, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { DASHBOARDS } from '../../grafana/dashboards.ts'
 import { expand } from '../helpers/prometheus.ts'
-import { buildAppImage, composePortsTurn, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, toolImages } from '../helpers/stand-in-images.ts'
+import { buildAppImage, composePortsTurn, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, skipContainerTest, toolImages, until } from '../helpers/stand-in-images.ts'
 
-const required = process.env.REQUIRE_CONTAINERS === '1'
 const project = `rjscale${process.pid}`
 // The v2 plugin where it is installed, else Debian's docker-compose (1.29).
 const compose = run('docker', ['compose', 'version']).status === 0 ? ['docker', 'compose'] : ['docker-compose']
@@ -42,17 +40,6 @@ async function portTaken (port: number): Promise<boolean> {
     server.once('error', () => resolve(true))
     server.listen(port, '127.0.0.1', () => server.close(() => resolve(false)))
   })
-}
-
-async function until<T> (what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    // A refused connection while a service starts is a "not yet", like an answer that is not there yet.
-    const v = await Promise.resolve().then(fn).catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await sleep(1000)
-  }
 }
 
 /** One request on a fresh connection (no agent): each one is a new connection the balancer places. */
@@ -86,11 +73,7 @@ async function whyNot (): Promise<string | undefined> {
 }
 
 test('docker compose up --scale app=3: replicas healthy, each found by Prometheus and served through the balancer; the load profile runs', { timeout: 25 * 60_000 }, async (t) => {
-  const skip = (why: string): void => {
-    console.log(`compose scale test skipped: ${why}`)
-    if (required) assert.fail(`REQUIRE_CONTAINERS=1: ${why}`)
-    t.skip(why)
-  }
+  const skip = (why: string): void => skipContainerTest(t, 'compose scale test', why)
   const why = await whyNot()
   if (why !== undefined) return skip(why)
   const base = nodeBaseImage()

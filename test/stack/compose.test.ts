@@ -11,10 +11,9 @@ import { fileURLToPath } from 'node:url'
 import { after, test } from 'node:test'
 import { DockerComposeEnvironment, getContainerRuntimeClient, ImageName, Wait, type StartedDockerComposeEnvironment } from 'testcontainers'
 import { Agent, request } from 'undici'
-import { composePortsTurn, pins, run } from '../helpers/stand-in-images.ts'
+import { composePortsTurn, pins, run, skipContainerTest } from '../helpers/stand-in-images.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
-const required = process.env.REQUIRE_CONTAINERS === '1'
 
 /** Why the stack cannot come up here, or undefined when it can. */
 async function whyNot (): Promise<string | undefined> {
@@ -64,9 +63,7 @@ async function poll<T> (what: string, fn: () => Promise<T | undefined>, timeoutM
 test('docker compose up: traces with every stage in Jaeger, stage histograms in Prometheus, dashboards in Grafana', { timeout: 15 * 60_000 }, async (ctx) => {
   const reason = await whyNot()
   if (reason !== undefined) {
-    console.log(`compose stack test skipped: ${reason}`)
-    if (required) assert.fail(`REQUIRE_CONTAINERS=1: ${reason}`)
-    ctx.skip(reason)
+    skipContainerTest(ctx, 'compose stack test', reason)
     return
   }
   release = await composePortsTurn()

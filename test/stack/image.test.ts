@@ -12,15 +12,13 @@
 // The container shares the host's network (--network host), so it reaches the test's OTLP receiver on the
 // host's loopback and the test reaches it without published ports.
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import { after, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { startSpanReceiver, type SpanReceiver } from '../../experiments/lib/span-receiver.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
-import { buildAppImage, imageLine, dockerEngine, nodeBaseImage, run } from '../helpers/stand-in-images.ts'
+import { freePorts } from '../../experiments/lib/server.ts'
+import { buildAppImage, dockerEngine, imageLine, nodeBaseImage, run, skipContainerTest, until } from '../helpers/stand-in-images.ts'
 
-const required = process.env.REQUIRE_CONTAINERS === '1'
 const name = `request-journey-image-test-${process.pid}`
 const tag = 'request-journey:image-test'
 
@@ -30,43 +28,20 @@ after(async () => {
   await receiver?.close()
 })
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
-
-async function until<T> (what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined) return v
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`)
-    await sleep(500)
-  }
-}
-
 const logLines = (): Array<{ level: number, msg: string }> =>
   run('docker', ['logs', name]).stdout.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as { level: number, msg: string })
 
 test('deploy/Dockerfile builds an image that runs healthy as `node`, serves, exports every stage span and stops cleanly', { timeout: 25 * 60_000 }, async (t) => {
   const engine = dockerEngine()
   const base = 'why' in engine ? engine : nodeBaseImage()
-  if ('why' in base) {
-    console.log(`image test skipped: ${base.why}`)
-    if (required) assert.fail(`REQUIRE_CONTAINERS=1: ${base.why}`)
-    t.skip(base.why)
-    return
-  }
+  if ('why' in base) return skipContainerTest(t, 'image test', base.why)
   console.log(`image test: FROM ${imageLine(base)}`)
 
   const build = buildAppImage(base, tag)
   assert.equal(build.status, 0, `docker build failed:\n${(build.stdout + build.stderr).slice(-3000)}`)
 
   receiver = await startSpanReceiver()
-  const [http, https, metrics] = [await freePort(), await freePort(), await freePort()]
+  const [http, https, metrics] = await freePorts(3) as [number, number, number]
   const started = run('docker', ['run', '-d', '--name', name, '--network', 'host', '--init',
     '-e', `HTTP_PORT=${http}`, '-e', `HTTPS_PORT=${https}`, '-e', `METRICS_PORT=${metrics}`,
     '-e', 'HOST=127.0.0.1', '-e', 'METRICS_HOST=127.0.0.1',
