@@ -55,6 +55,20 @@ function onResponseFinish (message: unknown): void {
 
 const isUpgrade = (request: FastifyRequest): boolean => (request.raw as { upgrade?: boolean }).upgrade === true
 
+/**
+ * Whether the request's framing says a body follows its headers: a Content-Length above 0, a
+ * Transfer-Encoding, or on HTTP/2 a stream its HEADERS frame did not end. `complete` alone cannot say: with
+ * synchronous hooks Fastify calls a GET's handler from Node's 'request' event, before the parser has seen
+ * that message's (empty) end, and on HTTP/2 a request is complete only once read to its end.
+ */
+function bodyFollows (request: FastifyRequest): boolean {
+  const headers = request.headers
+  const length = headers['content-length']
+  if (length !== undefined) return Number(length) > 0
+  if (headers['transfer-encoding'] !== undefined) return true
+  return (request.raw as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false
+}
+
 /** A handler called once a connection has switched protocols, as @fastify/websocket calls one: (socket, request). */
 type WsHandler = (this: FastifyInstance, socket: unknown, request: FastifyRequest) => unknown
 
@@ -285,7 +299,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       if (rec == null) return handler.call(this, request, reply)
       rec.handlerStartAt = now()
       // Fastify parsed the body before the handler, unless a parser left it to the handler (multipart).
-      if (!request.raw.complete && !isUpgrade(request)) rec.bodyArriving = true
+      if (!request.raw.complete && !isUpgrade(request) && bodyFollows(request)) rec.bodyArriving = true
       const result = rec.context === undefined ? handler.call(this, request, reply) : context.with(rec.context, handler, this, request, reply)
       // A handler that upgraded the connection (the 101 written, the reply hijacked; @fastify/websocket
       // registered before the journey): the request left HTTP here. (ws writes its 101 synchronously,

@@ -24,7 +24,9 @@ export function tracedJourney (opts: { fastify?: FastifyServerOptions, journey?:
   const provider = new TracerProvider(tracing.sdkOptions)
   const registry = new Registry()
   const journey = createJourney({ ...opts.journey, registry, tracing, tracer: provider.getTracer('request-journey') })
-  const app = Fastify({ ...opts.fastify, serverFactory: journey.serverFactory() })
+  // serverFactory() builds HTTP/1 servers; an HTTP/2 app's own server is observed by the plugin itself.
+  const http2 = (opts.fastify as { http2?: boolean } | undefined)?.http2 === true
+  const app = Fastify({ ...opts.fastify, ...(http2 ? {} : { serverFactory: journey.serverFactory() }) })
   return {
     spans,
     registry,

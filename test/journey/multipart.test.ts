@@ -1,9 +1,14 @@
 // A body the handler reads itself: @fastify/multipart leaves an upload to the handler (request.file()), so
 // a slow uploader's bytes arrive during the handler stage, not decode. The handler span says so.
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import http2 from 'node:http2'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import multipart from '@fastify/multipart'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace'
+import type { FastifyServerOptions } from 'fastify'
+import { h2 } from '../helpers/h2.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { durationMs, roots, stage, waterfall } from '../helpers/spans.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
@@ -85,4 +90,75 @@ test('a chunked upload the handler reads itself: counted without getting in its 
   } finally {
     await t.close()
   }
+})
+
+test('a request without a body never says its body was arriving, on HTTP/1.1 or HTTP/2; an HTTP/2 upload does', async (t) => {
+  // Fastify calls a GET's handler from Node's 'request' event, before the parser has seen the message end,
+  // so the request is not yet `complete` there although no body was ever coming. (No multipart here: its
+  // async onRequest hook would put the handler a tick later, when the request is complete.)
+  const handlerOf = (traced: TracedJourney, path: string): ReadableSpan => {
+    const all = traced.spans.getFinishedSpans()
+    const root = roots(all, path)[0]
+    assert.ok(root, `a trace for ${path}`)
+    return stage(waterfall(all, root), 'handler')!
+  }
+  await t.test('HTTP/1.1', async () => {
+    const traced = tracedJourney()
+    try {
+      await traced.app.register(traced.journey.plugin)
+      traced.app.get('/get', async () => ({ ok: 1 }))
+      traced.app.post('/empty', async () => ({ ok: 1 }))
+      const c = await connect(await traced.listen())
+      await c.write('GET /get HTTP/1.1\r\nHost: x\r\n\r\n')
+      await c.read(responses(1))
+      await c.write('POST /empty HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n')
+      await c.read(responses(1))
+      c.close()
+      await sleep(30)
+      assert.equal(handlerOf(traced, '/get').attributes['journey.handler.body_arriving'], undefined, 'GET without a body')
+      assert.equal(handlerOf(traced, '/empty').attributes['journey.handler.body_arriving'], undefined, 'Content-Length: 0')
+    } finally {
+      await traced.close()
+    }
+  })
+  await t.test('HTTP/2', async () => {
+    const h2Journey = (): TracedJourney => tracedJourney({ fastify: { http2: true } as FastifyServerOptions })
+    const plain = h2Journey()
+    const uploads = h2Journey()
+    try {
+      await plain.app.register(plain.journey.plugin)
+      plain.app.get('/get', async () => ({ ok: 1 }))
+      const session = http2.connect(`http://127.0.0.1:${await plain.listen()}`)
+      try {
+        assert.equal(await h2(session, '/get'), 200)
+      } finally {
+        session.close()
+      }
+      await uploadRoute(uploads)
+      const upSession = http2.connect(`http://127.0.0.1:${await uploads.listen()}`)
+      try {
+        // The upload in three pieces, 40 ms apart, without content-length: the handler reads it as it comes.
+        const stream = upSession.request({ ':path': '/upload', ':method': 'POST', 'content-type': 'multipart/form-data; boundary=XX' })
+        stream.resume()
+        const ended = once(stream, 'end')
+        const third = Math.ceil(body.length / 3)
+        for (let i = 0; i < 3; i++) {
+          await sleep(40)
+          stream.write(body.subarray(i * third, (i + 1) * third))
+        }
+        stream.end()
+        await ended
+      } finally {
+        upSession.close()
+      }
+      await sleep(30)
+      assert.equal(handlerOf(plain, '/get').attributes['journey.handler.body_arriving'], undefined, 'GET without a body')
+      const upload = handlerOf(uploads, '/upload')
+      assert.equal(upload.attributes['journey.handler.body_arriving'], true)
+      assert.ok(durationMs(upload) >= 60, `the upload's arrival is in the handler: ${durationMs(upload)} ms`)
+    } finally {
+      await plain.close()
+      await uploads.close()
+    }
+  })
 })
