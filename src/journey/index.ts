@@ -128,6 +128,9 @@ export interface JourneyOptions {
   serverTiming?: boolean | ((request: FastifyRequest) => boolean)
 }
 
+/** What a serverFactory reads of the options Fastify hands it along with the handler. */
+export interface FactoryFastifyOptions { https?: HttpsServerOptions | true | null, http2?: boolean }
+
 export interface Journey {
   /**
    * Attach the connection and parser observers to a server the app owns; returns it. The plugin does this
@@ -136,10 +139,12 @@ export interface Journey {
    */
   observeServer: <S extends ObservableServer>(server: S, listener: string) => S
   /**
-   * A Fastify `serverFactory` building an observed http (or, given `https` options, https) server.
-   * Fastify does not apply its timeout options to servers from a factory: pass them in `options`.
+   * A Fastify `serverFactory` building an observed http server, or https given `https` options here or in
+   * Fastify's own options. Fastify does not apply its timeout options to servers from a factory: pass them
+   * in `options`. An HTTP/2 app (`http2: true`) needs no factory: the plugin observes the server Fastify
+   * builds (name it with observeServer); the factory throws rather than hand it an HTTP/1 server.
    */
-  serverFactory: (options?: ServerOptions & { https?: HttpsServerOptions, listener?: string }) => (handler: RequestListener) => Server
+  serverFactory: (options?: ServerOptions & { https?: HttpsServerOptions, listener?: string }) => (handler: RequestListener, fastifyOptions?: FactoryFastifyOptions) => Server
   /**
    * The server to call listen() on for an observed server: the server itself, except for TLS in fine mode,
    * where a TCP listener feeds it through a CipherTap so decryption can be timed.
@@ -203,10 +208,19 @@ export function createJourney (opts: JourneyOptions): Journey {
       return server
     },
     serverFactory (options = {}) {
-      const { https, listener, ...http } = options
-      return (handler) => https === undefined
-        ? this.observeServer(createHttpServer(http, handler), listener ?? 'http')
-        : this.observeServer(createHttpsServer({ ...http, ...https }, handler), listener ?? 'https')
+      const { https: ownTls, listener, ...http } = options
+      // Fastify hands its own options to the factory and trusts the server it gets back: a plain server
+      // where Fastify was told `https` would serve plaintext on what the app believes is TLS.
+      return (handler, fastifyOptions = {}) => {
+        if (fastifyOptions.http2 === true) {
+          throw new Error('journey.serverFactory() builds HTTP/1 servers; an http2 app needs none: the plugin observes the server Fastify builds (journey.observeServer(app.server, name) names it)')
+        }
+        const appTls = fastifyOptions.https === true ? {} : fastifyOptions.https ?? undefined
+        const https = ownTls ?? appTls
+        return https === undefined
+          ? this.observeServer(createHttpServer(http, handler), listener ?? 'http')
+          : this.observeServer(createHttpsServer({ ...http, ...https }, handler), listener ?? 'https')
+      }
     },
     listenerFor (server) {
       if (!(precision === 'fine' && server instanceof TlsServer)) return server

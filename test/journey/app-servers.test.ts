@@ -171,3 +171,23 @@ test('fine mode on the app\'s own https server: measured, and said once that dec
   assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'decrypt' }), 0, 'no cipher tap: no decrypt stage')
   assert.deepEqual(warnings, ['REQUEST_JOURNEY_FINE_TLS'])
 })
+
+test('serverFactory() follows the https Fastify was given, and refuses http2 rather than serve the wrong protocol', async () => {
+  // Fastify hands its own options to a serverFactory and trusts the server it gets back.
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const { key, cert } = await loadTlsMaterial(undefined, undefined)
+  const app = Fastify({ https: { key, cert }, serverFactory: journey.serverFactory() } as FastifyServerOptions)
+  closing.push(async () => { await app.close(); journey.close() })
+  await app.register(journey.plugin)
+  app.get('/', async () => ({ hello: 'journey' }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const insecure = new Agent({ connect: { rejectUnauthorized: false } })
+  closing.push(() => insecure.close())
+  assert.equal(await get(`https://127.0.0.1:${portOf(app)}/`, insecure), 200)
+  const s = await seen(registry, 'https')
+  assert.equal(s.connections, 1, 'an HTTPS server, named https')
+  assert.equal(s.tls, 1)
+
+  assert.throws(() => Fastify({ http2: true, serverFactory: journey.serverFactory() } as FastifyServerOptions), /http2/)
+})
