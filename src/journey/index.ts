@@ -27,7 +27,7 @@ import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
-import type { Precision } from './stages.ts'
+import { METRIC, type Precision } from './stages.ts'
 import type { JourneyOwner, RequestRecord } from './records.ts'
 
 // Here, in the entry point, so that an app importing the package (its declarations) sees it too.
@@ -165,6 +165,13 @@ export interface Journey {
 
 export function createJourney (opts: JourneyOptions): Journey {
   const precision = opts.precision ?? 'default'
+  // One live journey per registry. prom-client would refuse a second one's first metric halfway through
+  // creating it, saying only that the name is taken; an app built once per test over the global registry
+  // meets that at its second build. Said up front, with the way out (close() hands the names back).
+  const taken = Object.values(METRIC).find(name => opts.registry.getSingleMetric(name) !== undefined)
+  if (taken !== undefined) {
+    throw new Error(`request-journey: the registry already has ${taken}: another journey registered its metrics there and was not closed (journey.close() removes them), or the app has a metric of that name. Close the other journey first, or give each live journey a registry of its own.`)
+  }
   // This journey's connections carry it, so its consumers take only its records (records.ts).
   const owner: JourneyOwner = { start: () => {} }
   // Subscription order matters: spans first, so the metrics consumer sees the kept trace id for exemplars.
@@ -190,6 +197,10 @@ export function createJourney (opts: JourneyOptions): Journey {
   let recent: RecentConsumer | undefined
   const recentView = (): RecentConsumer => (recent ??= createRecentConsumer({ owner }))
   const kernel = createKernelMetrics(opts.registry, { sampleMs: opts.kernelSampleMs ?? 0 })
+  const registered = Object.values(METRIC).flatMap(name => {
+    const metric = opts.registry.getSingleMetric(name)
+    return metric === undefined ? [] : [{ name, metric }]
+  })
   const listenerNames = new WeakMap<ObservableServer, string>()
   const observe = (server: ObservableServer, listener: string, watchKernel: boolean): void => {
     if (!observeServer(server, listener, precision === 'fine', owner)) return
@@ -243,6 +254,11 @@ export function createJourney (opts: JourneyOptions): Journey {
       metrics.close()
       recent?.close()
       kernel.close()
+      // A closed journey counts nothing more: its metrics would only repeat their last values, and hold
+      // their names against the next journey on this registry.
+      for (const { name, metric } of registered) {
+        if (opts.registry.getSingleMetric(name) === metric) opts.registry.removeSingleMetric(name)
+      }
     }
   }
 }

@@ -125,8 +125,9 @@ test('a closed journey stops counting: no connection it can no longer see close 
     assert.equal(await read('http_server_active_requests', { http_request_method: 'GET', url_scheme: 'http' }), 1)
     assert.equal(j.recent.snapshot().connections.inFlight, 1)
     j.close()
-    assert.equal(await read('journey_connections_active', { listener: 'http' }), 0)
-    assert.equal(await read('http_server_active_requests', { http_request_method: 'GET', url_scheme: 'http' }), 0)
+    // Its metrics leave the registry with it (close.test.ts), so nothing reads the held connection as open.
+    assert.equal(own.getSingleMetric('journey_connections_active'), undefined)
+    assert.equal(own.getSingleMetric('http_server_active_requests'), undefined)
     assert.equal(j.recent.snapshot().connections.inFlight, 0)
     releaseAll()
     await a.read(text => text.includes('{"ok":true}'))

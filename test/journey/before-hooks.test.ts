@@ -201,9 +201,9 @@ test("Fastify's 503 while closing reaches no hook and is counted", async () => {
   const text = await c.read(t => statusesOf(t).length === 2 && t.endsWith('}'))
   c.close()
   await closed
-  closing.close()
   assert.deepEqual(statusesOf(text), [200, 503], text)
   const metrics = await reg.metrics()
+  closing.close()
   assert.match(metrics, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="503",url_scheme="http",network_protocol_version="1\.1"\} 1/)
   assert.match(metrics, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/slow",http_response_status_code="200",url_scheme="http",network_protocol_version="1\.1"\} 1/)
 })

@@ -1,0 +1,57 @@
+// journey.close() as an app built once per test uses it: a closed journey leaves its registry free for the
+// next one (prom-client refuses a second metric of the same name), and two live journeys on one registry
+// are refused at once, saying why.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Registry } from 'prom-client'
+import { request } from 'undici'
+import { createJourney, type Journey } from '../../src/journey/index.ts'
+import { METRIC } from '../../src/journey/stages.ts'
+import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
+
+async function build (registry: Registry): Promise<{ app: FastifyInstance, journey: Journey }> {
+  const journey = createJourney({ registry })
+  const app = Fastify()
+  app.addHook('onClose', async () => journey.close())
+  await app.register(journey.plugin)
+  app.get('/', async () => ({ hello: 'journey' }))
+  return { app, journey }
+}
+
+test('an app built, served and closed three times over one registry: each journey counts only its own requests', async () => {
+  const registry = new Registry()
+  for (let round = 1; round <= 3; round++) {
+    const { app } = await build(registry)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const port = (app.server.address() as { port: number }).port
+    for (let i = 0; i < round; i++) {
+      const r = await request(`http://127.0.0.1:${port}/`)
+      await r.body.text()
+    }
+    const m = parseMetrics(await registry.metrics())
+    assert.equal(sum(m, METRIC.requestDuration + '_count', {}), round, `round ${round}: its own requests only`)
+    await app.close()
+    const left = (await registry.getMetricsAsJSON()).map(metric => metric.name)
+    assert.deepEqual(left, [], 'a closed journey leaves no metric behind')
+  }
+})
+
+test('two live journeys on one registry: the second is refused, naming the first one\'s metric and the way out', async () => {
+  const registry = new Registry()
+  const first = createJourney({ registry })
+  try {
+    assert.throws(() => createJourney({ registry }), (err: Error) => {
+      assert.match(err.message, /journey_stage_duration_seconds/)
+      assert.match(err.message, /close\(\)/)
+      return true
+    })
+    // Nothing half-registered by the refused one: the first journey's metrics are all still there, once.
+    const names = (await registry.getMetricsAsJSON()).map(metric => metric.name)
+    assert.equal(new Set(names).size, names.length)
+    assert.ok(names.includes(METRIC.stageDuration))
+  } finally {
+    first.close()
+  }
+  createJourney({ registry }).close() // free again
+})
