@@ -20,6 +20,7 @@ import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.
 import { one, peerAttributes, requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { methodLabel, OTHER_METHOD } from './http-method.ts'
 import { admissionOf } from './admission.ts'
+import { warnNotRecorded } from './misuse-warnings.ts'
 
 export interface SpanConsumerOptions {
   tracer: Tracer
@@ -83,6 +84,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   // Resource and scope of the journey's tracer, from the first span the SDK built for it: the spans built
   // here carry the same (exporters group by them).
   let origin: SpanOrigin | undefined
+  let notRecordedSaid = false
   // The header names the global propagator reads (traceparent and tracestate for W3C, b3 or x-b3-* for
   // OTEL_PROPAGATORS=b3, …), looked up once the SDK has registered it.
   let fields: string[] | undefined
@@ -215,6 +217,12 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       root = tracer.startSpan(name, { kind: SpanKind.SERVER, startTime: toEpochMs(tl.start), attributes, links },
         rec.parentContext === undefined ? DECIDED_ROOT : decided(rec.parentContext))
       ids.preset(undefined, undefined)
+      // A kept request's span that records nothing: no provider behind the tracer, or one whose sampler is
+      // not the journey's. Nothing of the trace is exported then, which would otherwise go unsaid.
+      if (!root.isRecording() && !notRecordedSaid && (rec.parentContext === undefined || !isTracingSuppressed(rec.parentContext))) {
+        notRecordedSaid = true
+        warnNotRecorded()
+      }
       if (errorType !== undefined) {
         root.setAttribute(ATTR_ERROR_TYPE, errorType)
         root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? ABORTED : undefined })

@@ -1,6 +1,6 @@
 // Mistakes in setting the journey up that would otherwise only show as missing numbers (a route added
 // before the plugin, a server it does not observe, a hook that defers it, tracing plugins in the wrong
-// order): each said once, as a Node warning with its own code, printed to stderr whatever the app's logger,
+// order, a tracer that records nothing): each said once, as a Node warning with its own code, printed to stderr whatever the app's logger,
 // since Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one.
 import type { FastifyInstance } from 'fastify'
 
@@ -38,4 +38,9 @@ export function warnLate (): void {
   if (lateWarned) return
   lateWarned = true
   process.emitWarning('requests reach the journey\'s onRequest hook only after something before it deferred them (an async onRequest hook registered before the journey plugin, or the server\'s handler): that time is in their parse stage, and requests such a hook answers itself count under (unmatched); register journey.plugin first', { code: 'REQUEST_JOURNEY_LATE_HOOK' })
+}
+
+/** Said once per journey by its span consumer (each journey's tracer is its own set-up). */
+export function warnNotRecorded (): void {
+  process.emitWarning('the journey kept a request, but its tracer records nothing, so no span is exported: no tracer provider is registered (start the OpenTelemetry SDK with tracing.sdkOptions before serving), or the provider samples with a sampler of its own (give it tracing.sdkOptions, or pass createJourney a tracer from a provider that has them)', { code: 'REQUEST_JOURNEY_NOT_RECORDED' })
 }

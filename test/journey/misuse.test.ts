@@ -12,6 +12,8 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
+import { ProxyTracerProvider, type Tracer } from '@opentelemetry/api'
+import { AlwaysOffSampler, AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 
 const warnings: Array<{ code: string | undefined, message: string }> = []
@@ -137,4 +139,37 @@ test('an async onRequest hook registered before the journey is said once (its ti
   assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="401",url_scheme="http",network_protocol_version="1\.1"\} 1/)
   warnings.length = 0
   journey.close()
+})
+
+test('tracing without a tracer that records the journey\'s spans (no SDK started, or another sampler) is said once; a right set-up says nothing', async () => {
+  const cases: Array<{ name: string, tracer: (tracing: ReturnType<typeof journeyTracing>) => Tracer, warns: boolean }> = [
+    // What trace.getTracer() hands out while no provider is registered: spans that record nothing.
+    { name: 'no provider', tracer: () => new ProxyTracerProvider().getTracer('app'), warns: true },
+    { name: 'a provider with a sampler of its own', tracer: () => new TracerProvider({ sampler: new AlwaysOffSampler() }).getTracer('app'), warns: true },
+    { name: 'the journey\'s sdkOptions', tracer: (tracing) => new TracerProvider(tracing.sdkOptions).getTracer('app'), warns: false }
+  ]
+  for (const c of cases) {
+    warnings.length = 0
+    const exporter = new InMemorySpanExporter()
+    const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter })] })
+    const journey = createJourney({ registry: new Registry(), tracing, tracer: c.tracer(tracing) })
+    const app = Fastify({ serverFactory: journey.serverFactory() })
+    apps.push(app)
+    await app.register(journey.plugin)
+    app.get('/', async () => 'hi')
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    for (let i = 0; i < 3; i++) assert.equal(await send(app, '/'), 200)
+    await sleep(20)
+    const said = warnings.filter(w => w.code === 'REQUEST_JOURNEY_NOT_RECORDED')
+    if (c.warns) {
+      assert.equal(said.length, 1, `${c.name}: said once`)
+      assert.match(said[0]!.message, /sdkOptions/)
+      assert.equal(exporter.getFinishedSpans().length, 0, `${c.name}: indeed no span`)
+    } else {
+      assert.deepEqual(said, [], c.name)
+      assert.ok(exporter.getFinishedSpans().length > 0)
+    }
+    await app.close()
+    journey.close()
+  }
 })
