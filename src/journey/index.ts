@@ -27,6 +27,7 @@ import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
+import { warnEncapsulated } from './misuse-warnings.ts'
 import { METRIC, type Precision } from './stages.ts'
 import type { JourneyOwner, RequestRecord } from './records.ts'
 
@@ -209,6 +210,7 @@ export function createJourney (opts: JourneyOptions): Journey {
     listenerNames.set(server, listener)
   }
   const plugin = fp((fastify, _o, done) => {
+    warnEncapsulated(fastify)
     observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming })
     observeAppServers(fastify, observe, precision === 'fine')
     done()

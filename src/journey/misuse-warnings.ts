@@ -1,6 +1,6 @@
 // Mistakes in setting the journey up that would otherwise only show as missing numbers (a route added
 // before the plugin, a server it does not observe, a hook that defers it, tracing plugins in the wrong
-// order, a tracer that records nothing): each said once, as a Node warning with its own code, printed to stderr whatever the app's logger,
+// order, a tracer that records nothing, a plugin registered in an encapsulated context): each said once, as a Node warning with its own code, printed to stderr whatever the app's logger,
 // since Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one.
 import type { FastifyInstance } from 'fastify'
 
@@ -43,4 +43,17 @@ export function warnLate (): void {
 /** Said once per journey by its span consumer (each journey's tracer is its own set-up). */
 export function warnNotRecorded (): void {
   process.emitWarning('the journey kept a request, but its tracer records nothing, so no span is exported: no tracer provider is registered (start the OpenTelemetry SDK with tracing.sdkOptions before serving), or the provider samples with a sampler of its own (give it tracing.sdkOptions, or pass createJourney a tracer from a provider that has them)', { code: 'REQUEST_JOURNEY_NOT_RECORDED' })
+}
+
+/**
+ * The plugin registered inside an encapsulated context (a plugin registered without fastify-plugin, with a
+ * prefix or not): its hooks then run for that context's routes only, and requests to every other route
+ * reach no journey hook, so they count as answered before any hook, under (unmatched). Fastify builds each
+ * such context with Object.create() from its parent (lib/plugin-override.js), so only the root instance and
+ * what fastify-plugin passes through are plain objects; test/journey/misuse.test.ts holds both sides.
+ */
+export function warnEncapsulated (fastify: FastifyInstance): void {
+  if (Object.getPrototypeOf(fastify) === Object.prototype) return
+  const where = fastify.prefix === '' ? 'an encapsulated plugin' : `the encapsulated context of prefix ${fastify.prefix}`
+  process.emitWarning(`the journey plugin was registered inside ${where}: only that context's routes are measured, and requests to any other route count as (unmatched) with their stages unseen; register journey.plugin on the root instance`, { code: 'REQUEST_JOURNEY_ENCAPSULATED' })
 }

@@ -9,6 +9,7 @@ import { after, test } from 'node:test'
 import { createServer } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
@@ -172,4 +173,37 @@ test('tracing without a tracer that records the journey\'s spans (no SDK started
     await app.close()
     journey.close()
   }
+})
+
+test('the plugin registered inside an encapsulated context (a prefix) is said once: routes outside it are not measured as theirs', async () => {
+  warnings.length = 0
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify()
+  apps.push(app)
+  await app.register(async (api) => {
+    await api.register(journey.plugin)
+    api.get('/x', async () => 'x')
+  }, { prefix: '/api' })
+  app.get('/health', async () => 'ok')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  assert.equal(await send(app, '/api/x'), 200)
+  assert.equal(await send(app, '/health'), 200)
+  const said = warnings.filter(w => w.code === 'REQUEST_JOURNEY_ENCAPSULATED')
+  assert.equal(said.length, 1)
+  assert.match(said[0]!.message, /\/api/)
+  // Registered at the root, or through a plugin that does not encapsulate (fastify-plugin), nothing is said.
+  for (const viaPlugin of [false, true]) {
+    warnings.length = 0
+    const j = createJourney({ registry: new Registry() })
+    const root = Fastify()
+    apps.push(root)
+    if (viaPlugin) await root.register(fp(async (instance) => { await instance.register(j.plugin) }))
+    else await root.register(j.plugin)
+    root.get('/', async () => 'hi')
+    await root.ready()
+    assert.deepEqual(warnings.filter(w => w.code === 'REQUEST_JOURNEY_ENCAPSULATED'), [])
+    j.close()
+  }
+  journey.close()
 })
