@@ -167,7 +167,11 @@ test('a sampler whose worker dies leaves the server running, warns once, and rep
   writeFileSync(broken, 'throw new Error("sampler module failed to load")\n')
   const warned = new Promise<Error & { code?: string }>(resolve => process.once('warning', resolve))
   const sampler = startKernelSampler(10, pathToFileURL(broken))
+  // The sampler's worker is unref'd, and Node 22 reports its failure to load only if something else keeps
+  // the loop alive (a server does); here nothing would, and the test's process ended waiting.
+  const alive = setTimeout(() => {}, 10_000)
   const warning = await warned
+  clearTimeout(alive)
   assert.equal(warning.code, 'REQUEST_JOURNEY_SAMPLER_FAILED')
   assert.match(warning.message, /sampler module failed to load/)
   assert.equal(sampler.peak(0), -1)
