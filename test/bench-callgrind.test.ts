@@ -32,7 +32,14 @@ test('costDiff: per request, biggest differences first, either sign', () => {
 })
 
 const hasValgrind = spawnSync('which', ['valgrind', 'callgrind_annotate']).status === 0
-test('a real callgrind run of node: JIT-compiled functions are named from the perf map, and the totals line is read', { skip: hasValgrind ? false : 'valgrind is not installed (apt-get install valgrind): .ci/run installs it' }, () => {
+// bench:instructions profiles the Node the project targets (24, as CI runs). Under valgrind, Node 22's V8
+// runs this loop in its interpreter (45 % of the instructions in InterpreterEntryTrampoline, checked on
+// 22.23.3), so there is no compiled hot function to name.
+const nodeMajor = Number(process.versions.node.split('.')[0])
+const skipReason = !hasValgrind
+  ? 'valgrind is not installed (apt-get install valgrind): .ci/run installs it'
+  : nodeMajor < 24 ? `Node ${process.versions.node}: its V8 leaves this loop to the interpreter under valgrind (bench:instructions targets Node 24)` : false
+test('a real callgrind run of node: JIT-compiled functions are named from the perf map, and the totals line is read', { skip: skipReason }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'callgrind-test-'))
   const script = join(dir, 'hot.mjs')
   // A function hot enough for TurboFan, doing work no builtin does for it. Compiled on the main thread: under

@@ -3,6 +3,9 @@
 // server options in force; a server observed already is never observed twice; HTTP/2 servers too.
 import assert from 'node:assert/strict'
 import dns from 'node:dns'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { connect as connectHttp2 } from 'node:http2'
 import { after, test } from 'node:test'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
@@ -190,4 +193,29 @@ test('serverFactory() follows the https Fastify was given, and refuses http2 rat
   assert.equal(s.tls, 1)
 
   assert.throws(() => Fastify({ http2: true, serverFactory: journey.serverFactory() } as FastifyServerOptions), /http2/)
+})
+
+test('listening on a Unix socket (behind a local proxy): every stage measured, the TCP-only figures absent rather than made up', async () => {
+  warnings.length = 0
+  const { app, registry } = await journeyApp()
+  app.post('/echo', async (req) => req.body)
+  const dir = mkdtempSync(join(tmpdir(), 'journey-unix-'))
+  closing.push(async () => { rmSync(dir, { recursive: true, force: true }) })
+  const path = join(dir, 'app.sock')
+  await app.listen({ path })
+  const unix = new Agent({ connect: { socketPath: path }, connections: 1 })
+  closing.push(() => unix.close())
+  assert.equal(await get('http://localhost/', unix), 200)
+  const r = await request('http://localhost/echo', { dispatcher: unix, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' })
+  assert.equal(await r.body.text(), '{"a":1}')
+  const m = parseMetrics(await registry.metrics())
+  for (const stage of ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write']) {
+    assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage }), stage === 'accept' ? 1 : 2, stage)
+  }
+  assert.equal(sum(m, 'journey_connections_accepted_total', { listener: 'http' }), 1)
+  assert.equal(sum(m, 'http_server_request_body_size_bytes_sum', { http_route: '/echo' }), 7)
+  // No TCP underneath: no kernel wait from TCP_INFO, no accept-queue row in /proc/net/tcp.
+  assert.equal(sum(m, 'journey_accept_kernel_wait_seconds_count', {}), 0)
+  assert.deepEqual([...m.keys()].filter(key => key.startsWith('journey_accept_queue_length')), [])
+  assert.deepEqual(warnings, [])
 })
