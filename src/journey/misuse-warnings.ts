@@ -1,7 +1,8 @@
 // Mistakes in setting the journey up that would otherwise only show as missing numbers (a route added
 // before the plugin, a server it does not observe, a hook that defers it, tracing plugins in the wrong
-// order, a tracer that records nothing, a plugin registered in an encapsulated context): each said once, as a Node warning with its own code, printed to stderr whatever the app's logger,
-// since Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one.
+// order, a tracer that records nothing, the plugin inside an encapsulated context): each said once, as a
+// Node warning with its own code, printed to stderr whatever the app's logger, since Fastify's own logger
+// may be off. test/journey/misuse.test.ts triggers each one.
 import type { FastifyInstance } from 'fastify'
 
 let unobservedWarned = false
