@@ -59,6 +59,31 @@ async function query (expr: string): Promise<Array<{ metric: Record<string, stri
   return body.data.result
 }
 
+/**
+ * Takes down what an earlier run of this test left up when its process was killed before its `after` ran (a
+ * runner's timeout, Ctrl-C): the project name carries that run's pid. Its services restart with every engine
+ * start (`restart: unless-stopped`), holding the published ports, so every later run would skip.
+ */
+function removeLeftovers (): void {
+  const listed = run('docker', ['ps', '-a', '--format', '{{.Label "com.docker.compose.project"}}'])
+  const projects = new Set(listed.stdout.split('\n').filter(name => /^rjscale\d+$/.test(name)))
+  for (const name of projects) {
+    const pid = Number(name.slice('rjscale'.length))
+    if (pid === process.pid || alive(pid)) continue
+    console.log(`taking down ${name}, left up by an earlier run (pid ${pid}) that did not finish`)
+    run(compose[0]!, [...compose.slice(1), '-p', name, '--profile', 'load', 'down', '--volumes', '--remove-orphans'], { cwd: root, timeoutMs: 120_000 })
+  }
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 async function whyNot (): Promise<string | undefined> {
   const engine = dockerEngine()
   if ('why' in engine) return engine.why
@@ -66,6 +91,7 @@ async function whyNot (): Promise<string | undefined> {
   if (cli.status !== 0) return `no compose CLI (${firstLine(cli)})`
   // compose.test.ts, where it runs, publishes the same ports: its turn first, if it has it.
   release = await composePortsTurn()
+  removeLeftovers()
   for (const port of [3000, 3443, 9464, 9090]) {
     if (await portTaken(port)) return `port ${port} on 127.0.0.1, which docker-compose.yml publishes, is in use`
   }
