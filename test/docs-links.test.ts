@@ -29,3 +29,11 @@ test('every link to a heading, in the README and the docs, finds that heading', 
   assert.ok(links > 20, `links found: ${links}`)
   assert.deepEqual(dead, [])
 })
+
+test('every warning code the plugin can emit has a row in the README\'s table of warnings', () => {
+  const dir = join(root, 'src', 'journey')
+  const codes = new Set(readdirSync(dir).flatMap(f => [...readFileSync(join(dir, f), 'utf8').matchAll(/code: '(REQUEST_JOURNEY_[A-Z_]+)'/g)].map(m => m[1]!)))
+  assert.ok(codes.size >= 9, `codes found: ${[...codes].join(', ')}`)
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  assert.deepEqual([...codes].filter(code => !readme.includes(`| \`${code}\` |`)), [])
+})
