@@ -79,7 +79,8 @@ function readOr (file: string, otherwise: string): string {
   try { return readFileSync(file, 'utf8') } catch { return otherwise }
 }
 
-function alive (pid: number): boolean {
+/** Whether a process of that pid is running (one of another user's counts). */
+export function alive (pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false
   try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
 }

@@ -19,7 +19,7 @@ import { createServer } from 'node:net'
 import { after, test } from 'node:test'
 import { DASHBOARDS } from '../../grafana/dashboards.ts'
 import { expand } from '../helpers/prometheus.ts'
-import { buildAppImage, composePortsTurn, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, skipContainerTest, toolImages, until } from '../helpers/stand-in-images.ts'
+import { alive, buildAppImage, composePortsTurn, dockerEngine, firstLine, imageLine, nodeBaseImage, root, run, skipContainerTest, toolImages, until } from '../helpers/stand-in-images.ts'
 
 const project = `rjscale${process.pid}`
 // The v2 plugin where it is installed, else Debian's docker-compose (1.29).
@@ -72,15 +72,6 @@ function removeLeftovers (): void {
     if (pid === process.pid || alive(pid)) continue
     console.log(`taking down ${name}, left up by an earlier run (pid ${pid}) that did not finish`)
     run(compose[0]!, [...compose.slice(1), '-p', name, '--profile', 'load', 'down', '--volumes', '--remove-orphans'], { cwd: root, timeoutMs: 120_000 })
-  }
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
