@@ -60,6 +60,29 @@ console.log(JSON.stringify({
 await app.close(); journey.close(); await provider.shutdown()
 `
 
+// A CommonJS service (most Fastify services written before ESM, and fastify-cli's default) loads the
+// ESM-only package with require(), which Node >= 22.12 allows unless the module graph has a top-level await.
+const APP_CJS = `
+const Fastify = require('fastify')
+const { Registry } = require('prom-client')
+const { createJourney } = require('fastify-request-journey')
+async function main () {
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify()
+  await app.register(journey.plugin)
+  app.get('/', async () => ({ ok: true }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/')
+  await r.text()
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const metrics = await registry.metrics()
+  console.log(JSON.stringify({ status: r.status, stages: metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).length }))
+  await app.close(); journey.close()
+}
+main()
+`
+
 const CONSUMER_TS = `
 import Fastify, { type FastifyRequest } from 'fastify'
 import { Registry } from 'prom-client'
@@ -82,6 +105,19 @@ app.get('/metrics', async (request, reply) => {
 createJourney({ registry: new Registry(), precision: 'coarse' })
 // Server-Timing for the requests a function chooses: it gets Fastify's request, typed.
 createJourney({ registry: new Registry(), serverTiming: (request) => request.headers['x-debug'] === '1' && request.journey !== null })
+`
+
+// The same from TypeScript compiled to CommonJS (a .cts file under nodenext), request.journey included.
+const CONSUMER_CTS = `
+import Fastify = require('fastify')
+import { Registry } from 'prom-client'
+import { createJourney, summarize } from 'fastify-request-journey'
+const journey = createJourney({ registry: new Registry() })
+const app = Fastify.default()
+void app.register(journey.plugin)
+void app.register(async (routes) => {   // routes in a plugin registered after the journey: no await needed
+  routes.get('/', async (request) => ({ s: request.journey === null ? undefined : summarize(request.journey) }))
+})
 `
 
 test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async () => {
@@ -118,13 +154,20 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   assert.deepEqual(out.types.map(t => t.split(';')[0]), ['text/plain', 'application/openmetrics-text'], 'exposition() answers each in its format')
   assert.deepEqual(out.exemplars, [false, true], 'exemplars only in OpenMetrics')
 
+  writeFileSync(join(project, 'app.cjs'), APP_CJS)
+  const cjs = await run(process.execPath, ['--no-experimental-strip-types', 'app.cjs'], { cwd: project, timeout: 30_000 })
+    .then(({ stdout }) => ({ stdout, failed: '' }), (err: { stderr?: string }) => ({ stdout: '', failed: err.stderr ?? String(err) }))
+  assert.equal(cjs.failed, '', 'a CommonJS app can require() the package')
+  assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7 }, 'and it measures every stage')
+
   writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
+  writeFileSync(join(project, 'consumer.cts'), CONSUMER_CTS)
   writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
     compilerOptions: {
       target: 'es2024', module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true,
       types: ['node'], typeRoots: [join(root, 'node_modules/@types')]
     },
-    files: ['consumer.ts']
+    files: ['consumer.ts', 'consumer.cts']
   }))
   const tsc = join(root, 'node_modules/typescript/bin/tsc')
   const checked = await run(process.execPath, [tsc, '-p', project], { cwd: project, timeout: 60_000 }).then(() => '', (err: { stdout?: string }) => err.stdout ?? String(err))

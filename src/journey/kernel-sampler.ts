@@ -11,7 +11,7 @@
 // A sliding window rather than "since the previous scrape": a reset-on-read peak is stolen by whichever
 // client reads first (an experiment polling /metrics took every peak before Prometheus saw it). With a
 // window at least as long as the scrape interval, every scraper sees every peak.
-import { isMainThread, parentPort, Worker } from 'node:worker_threads'
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import { readFileSync, readlinkSync } from 'node:fs'
 import { acceptQueueLength } from './proc-net.ts'
 import { listenQueueOfFd } from './tcp-info.ts'
@@ -75,8 +75,9 @@ export class WindowMax {
 }
 
 // The worker: this same module, run in a thread.
+// No top-level await anywhere in the plugin's modules: it would make the package's module graph
+// asynchronous, and a CommonJS app's require() of it throw ERR_REQUIRE_ASYNC_MODULE.
 if (!isMainThread && parentPort !== null) {
-  const { workerData } = await import('node:worker_threads')
   const { peaks, intervalMs } = workerData as { peaks: Int32Array, intervalMs: number }
   // Per slot: its fd, the inode for the /proc fallback, and the deepest queue of each of the last seconds.
   const slots = new Map<number, { fd: number, inode: string | undefined, window: WindowMax }>()
