@@ -16,7 +16,7 @@ export function warnUnwrapped (method: string, url: string): void {
   const key = `${method} ${url}`
   if (unwrappedWarned.has(key)) return
   unwrappedWarned.add(key)
-  process.emitWarning(`route ${key} was added before the journey plugin was registered, so its handler stage is not measured (it shows as a gap): register journey.plugin before your routes`, { code: 'REQUEST_JOURNEY_UNWRAPPED_ROUTE' })
+  process.emitWarning(`route ${key} was added before the journey plugin had loaded, so its handler stage is not measured (it shows as a gap): Fastify runs a plugin's onRoute hook only for routes added after the plugin loads, so register journey.plugin before your routes and await it (\`await app.register(journey.plugin)\`), or declare the routes in a plugin registered after it`, { code: 'REQUEST_JOURNEY_UNWRAPPED_ROUTE' })
 }
 
 // Plugins that start a request span of their own in their onRequest hook. Registered after the journey,

@@ -69,6 +69,30 @@ test('a route added before the plugin is named once; routes after it (and their 
   warnings.length = 0
 })
 
+// Fastify runs onRoute hooks when a route is added, and a registered plugin loads later (at the next
+// await, after(), or ready): so `app.register(plugin)` not awaited, as CommonJS apps often write it, is
+// "before" for a route added right after it, and fine for routes in a plugin registered after it.
+test('a route added right after a register() not awaited is named, with the way out; routes in a plugin after it are measured', async () => {
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify({ serverFactory: journey.serverFactory() })
+  apps.push(app)
+  void app.register(journey.plugin)
+  app.get('/sync', async () => 'sync')
+  void app.register(async (instance) => { instance.get('/in-plugin', async () => 'in plugin') })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  assert.equal(await send(app, '/sync'), 200)
+  assert.equal(await send(app, '/in-plugin'), 200)
+  await sleep(20)
+  assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_UNWRAPPED_ROUTE'])
+  assert.match(warnings[0]!.message, /route GET \/sync was added before the journey plugin had loaded/)
+  assert.match(warnings[0]!.message, /await app\.register\(journey\.plugin\)/)
+  const text = await registry.metrics()
+  assert.doesNotMatch(text, /stage="handler",method="GET",route="\/sync"/)
+  assert.match(text, /stage="handler",method="GET",route="\/in-plugin"\} 1/)
+  warnings.length = 0
+})
+
 test('requests on a server the journey does not observe are said once; the app\'s own server and inject() are not', async () => {
   const journey = createJourney({ registry: new Registry() })
   const app = Fastify() // its own server: the plugin observes it
