@@ -56,5 +56,5 @@ export function warnNotRecorded (): void {
 export function warnEncapsulated (fastify: FastifyInstance): void {
   if (Object.getPrototypeOf(fastify) === Object.prototype) return
   const where = fastify.prefix === '' ? 'an encapsulated plugin' : `the encapsulated context of prefix ${fastify.prefix}`
-  process.emitWarning(`the journey plugin was registered inside ${where}: only that context's routes are measured, and requests to any other route count as (unmatched) with their stages unseen; register journey.plugin on the root instance`, { code: 'REQUEST_JOURNEY_ENCAPSULATED' })
+  process.emitWarning(`the journey plugin was registered inside ${where}: its hooks run for that context's routes only, so requests to any other route (Fastify's default 404 handler among them) count as (unmatched), without their decode, handler and serialize stages; register journey.plugin on the root instance (a fastify-cli app.js is itself an encapsulated plugin: export it wrapped in fastify-plugin)`, { code: 'REQUEST_JOURNEY_ENCAPSULATED' })
 }

@@ -231,3 +231,43 @@ test('the plugin registered inside an encapsulated context (a prefix) is said on
   }
   journey.close()
 })
+
+// fastify-cli's generated project: \`fastify start app.js\` registers app.js's export as a plugin, which
+// encapsulates unless wrapped in fastify-plugin; the project's plugins/ (fp-wrapped, so in app.js's
+// context) and routes/ are autoloaded inside it. Every route is measured; Fastify's default 404 handler
+// belongs to the root, so a 404 reaches none of the journey's hooks. Wrapping app.js in fp, as the warning
+// says, makes it whole.
+test('a fastify-cli–shaped app: routes measured, a 404 without its Fastify stages and the warning; app.js wrapped in fastify-plugin: silent and whole', async () => {
+  for (const wrapped of [false, true]) {
+    warnings.length = 0
+    const registry = new Registry()
+    const journey = createJourney({ registry })
+    const appJs = async (fastify: FastifyInstance): Promise<void> => {
+      await fastify.register(fp(async (instance) => { await instance.register(journey.plugin) })) // plugins/journey.js
+      await fastify.register(async (routes) => { routes.get('/example', async () => 'example') }) // routes/example
+    }
+    const app = Fastify()
+    apps.push(app)
+    await app.register(wrapped ? fp(appJs) : appJs)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    assert.equal(await send(app, '/example'), 200)
+    assert.equal(await send(app, '/nope'), 404)
+    await sleep(20)
+    const said = warnings.filter(w => w.code === 'REQUEST_JOURNEY_ENCAPSULATED')
+    const text = await registry.metrics()
+    assert.match(text, /stage="handler",method="GET",route="\/example"\} 1/, 'its routes are measured either way')
+    assert.match(text, /http_server_request_duration_seconds_count\{[^}]*http_route="\(unmatched\)",http_response_status_code="404"[^}]*\} 1/)
+    if (wrapped) {
+      assert.deepEqual(said, [])
+      assert.match(text, /stage="decode",method="GET",route="\(unmatched\)"\} 1/, 'the 404 went through the journey\'s hooks')
+    } else {
+      assert.equal(said.length, 1)
+      assert.match(said[0]!.message, /404 handler/)
+      assert.match(said[0]!.message, /fastify-cli app\.js .* wrapped in fastify-plugin/)
+      assert.doesNotMatch(text, /stage="decode",method="GET",route="\(unmatched\)"/, 'the 404 reached none of its hooks')
+      assert.match(text, /stage="read",method="GET",route="\(unmatched\)"\} 1/, 'but its connection and parser stages are measured')
+    }
+    await app.close()
+    journey.close()
+  }
+})
