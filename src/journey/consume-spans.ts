@@ -20,7 +20,7 @@ import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.
 import { one, peerAttributes, requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { methodLabel, OTHER_METHOD } from './http-method.ts'
 import { admissionOf } from './admission.ts'
-import { warnNotRecorded } from './misuse-warnings.ts'
+import { warnNoSdkOptions, warnNotRecorded } from './misuse-warnings.ts'
 
 export interface SpanConsumerOptions {
   tracer: Tracer
@@ -85,6 +85,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   // here carry the same (exporters group by them).
   let origin: SpanOrigin | undefined
   let notRecordedSaid = false
+  let foreignIdsSaid = false
   // The header names the global propagator reads (traceparent and tracestate for W3C, b3 or x-b3-* for
   // OTEL_PROPAGATORS=b3, …), looked up once the SDK has registered it.
   let fields: string[] | undefined
@@ -222,6 +223,13 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       if (!root.isRecording() && !notRecordedSaid && (rec.parentContext === undefined || !isTracingSuppressed(rec.parentContext))) {
         notRecordedSaid = true
         warnNotRecorded()
+      }
+      // One that records but took ids of its own: a provider started without tracing.sdkOptions (the
+      // auto-instrumentations' register, say) whose sampler records everything. The ids this request's
+      // logs and Server-Timing already carry are then not its trace's.
+      if (rec.spanId !== undefined && root.isRecording() && root.spanContext().spanId !== rec.spanId && !foreignIdsSaid) {
+        foreignIdsSaid = true
+        warnNoSdkOptions()
       }
       if (errorType !== undefined) {
         root.setAttribute(ATTR_ERROR_TYPE, errorType)

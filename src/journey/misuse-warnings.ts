@@ -47,6 +47,15 @@ export function warnNotRecorded (): void {
 }
 
 /**
+ * Said once per journey by its span consumer: the provider records the journey's spans but with ids and a
+ * sampler of its own, as an SDK started without tracing.sdkOptions does when it samples everything (the
+ * default, and what `--import @opentelemetry/auto-instrumentations-node/register` starts).
+ */
+export function warnNoSdkOptions (): void {
+  process.emitWarning('the journey\'s spans are recorded by a tracer provider started without tracing.sdkOptions (the auto-instrumentations\' register starts one such), which gives them ids and sampling decisions of its own: the ids handed out while a request runs (request.journey, Server-Timing) are not its exported span\'s, another instrumentation\'s server span is not its parent (a second trace for each request without incoming trace context), and requests kept for being slow or failed are recorded only when that sampler says so; start the SDK yourself with { ...tracing.sdkOptions } (README: zero-code instrumentation)', { code: 'REQUEST_JOURNEY_NO_SDK_OPTIONS' })
+}
+
+/**
  * The plugin registered inside an encapsulated context (a plugin registered without fastify-plugin, with a
  * prefix or not): its hooks then run for that context's routes only, and requests to every other route
  * reach no journey hook, so they count as answered before any hook, under (unmatched). Fastify builds each

@@ -166,33 +166,43 @@ test('an async onRequest hook registered before the journey is said once (its ti
   journey.close()
 })
 
-test('tracing without a tracer that records the journey\'s spans (no SDK started, or another sampler) is said once; a right set-up says nothing', async () => {
-  const cases: Array<{ name: string, tracer: (tracing: ReturnType<typeof journeyTracing>) => Tracer, warns: boolean }> = [
+test('tracing without a tracer that records the journey\'s spans (no SDK started, or another sampler) is said once, as is one with ids of its own; a right set-up says nothing', async () => {
+  const cases: Array<{ name: string, tracer: (tracing: ReturnType<typeof journeyTracing>) => Tracer, warns?: 'REQUEST_JOURNEY_NOT_RECORDED' | 'REQUEST_JOURNEY_NO_SDK_OPTIONS' }> = [
     // What trace.getTracer() hands out while no provider is registered: spans that record nothing.
-    { name: 'no provider', tracer: () => new ProxyTracerProvider().getTracer('app'), warns: true },
-    { name: 'a provider with a sampler of its own', tracer: () => new TracerProvider({ sampler: new AlwaysOffSampler() }).getTracer('app'), warns: true },
-    { name: 'the journey\'s sdkOptions', tracer: (tracing) => new TracerProvider(tracing.sdkOptions).getTracer('app'), warns: false }
+    { name: 'no provider', tracer: () => new ProxyTracerProvider().getTracer('app'), warns: 'REQUEST_JOURNEY_NOT_RECORDED' },
+    { name: 'a provider with a sampler of its own', tracer: () => new TracerProvider({ sampler: new AlwaysOffSampler() }).getTracer('app'), warns: 'REQUEST_JOURNEY_NOT_RECORDED' },
+    // An SDK's defaults (what the auto-instrumentations' register starts): records everything, its own ids.
+    { name: 'a provider with its defaults', tracer: (tracing) => new TracerProvider({ spanProcessors: tracing.spanProcessors }).getTracer('app'), warns: 'REQUEST_JOURNEY_NO_SDK_OPTIONS' },
+    { name: 'the journey\'s sdkOptions', tracer: (tracing) => new TracerProvider(tracing.sdkOptions).getTracer('app') }
   ]
   for (const c of cases) {
     warnings.length = 0
     const exporter = new InMemorySpanExporter()
     const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter })] })
-    const journey = createJourney({ registry: new Registry(), tracing, tracer: c.tracer(tracing) })
+    const journey = createJourney({ registry: new Registry(), tracing, tracer: c.tracer(tracing), serverTiming: true })
     const app = Fastify({ serverFactory: journey.serverFactory() })
     apps.push(app)
     await app.register(journey.plugin)
     app.get('/', async () => 'hi')
     await app.listen({ port: 0, host: '127.0.0.1' })
-    for (let i = 0; i < 3; i++) assert.equal(await send(app, '/'), 200)
+    const told: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const r = await request(`http://127.0.0.1:${(app.server.address() as { port: number }).port}/`)
+      await r.body.text()
+      assert.equal(r.statusCode, 200)
+      told.push(/traceparent;desc="00-([0-9a-f]{32})-/.exec(String(r.headers['server-timing']))?.[1] ?? '')
+    }
     await sleep(20)
-    const said = warnings.filter(w => w.code === 'REQUEST_JOURNEY_NOT_RECORDED')
-    if (c.warns) {
-      assert.equal(said.length, 1, `${c.name}: said once`)
+    const said = warnings.filter(w => w.code === 'REQUEST_JOURNEY_NOT_RECORDED' || w.code === 'REQUEST_JOURNEY_NO_SDK_OPTIONS')
+    const exported = new Set(exporter.getFinishedSpans().map(s => s.spanContext().traceId))
+    if (c.warns !== undefined) {
+      assert.deepEqual(said.map(w => w.code), [c.warns], `${c.name}: said once`)
       assert.match(said[0]!.message, /sdkOptions/)
-      assert.equal(exporter.getFinishedSpans().length, 0, `${c.name}: indeed no span`)
+      if (c.warns === 'REQUEST_JOURNEY_NOT_RECORDED') assert.equal(exported.size, 0, `${c.name}: indeed no span`)
+      else assert.ok(exported.size === 3 && told.every(id => !exported.has(id)), `${c.name}: indeed spans under other trace ids than the client was told`)
     } else {
       assert.deepEqual(said, [], c.name)
-      assert.ok(exporter.getFinishedSpans().length > 0)
+      assert.deepEqual([...exported].sort(), [...told].sort(), 'the client was told the exported trace ids')
     }
     await app.close()
     journey.close()
@@ -232,7 +242,7 @@ test('the plugin registered inside an encapsulated context (a prefix) is said on
   journey.close()
 })
 
-// fastify-cli's generated project: \`fastify start app.js\` registers app.js's export as a plugin, which
+// fastify-cli's generated project: `fastify start app.js` registers app.js's export as a plugin, which
 // encapsulates unless wrapped in fastify-plugin; the project's plugins/ (fp-wrapped, so in app.js's
 // context) and routes/ are autoloaded inside it. Every route is measured; Fastify's default 404 handler
 // belongs to the root, so a 404 reaches none of the journey's hooks. Wrapping app.js in fp, as the warning
