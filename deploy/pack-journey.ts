@@ -77,6 +77,10 @@ try {
   const section = readme.slice(readme.indexOf('## Using the instrumentation in your own Fastify app'))
   const example = /```ts\n[\s\S]*?\n```/.exec(section)?.[0]
   if (example === undefined) throw new Error('README.md: no TypeScript example under "Using the instrumentation in your own Fastify app"')
+  // So do the parts marked for it: what each of the plugin's warnings means (a warning a team sees names
+  // its remedy there) and the zero-code set-up.
+  const marked = [...readme.matchAll(/<!-- package:start -->\n([\s\S]*?)<!-- package:end -->/g)].map(m => m[1]!.trim())
+  if (marked.length === 0) throw new Error('README.md: no part marked <!-- package:start --> … <!-- package:end -->')
   // Its links to the sources point at their compiled files in the package.
   const stages = readFileSync(join(root, 'docs/stages.md'), 'utf8').replace(/\]\(\.\.\/src\/journey\/([\w-]+)\.ts\)/g, '](lib/journey/$1.js)')
   writeFileSync(join(stage, 'stages.md'), stages)
@@ -90,12 +94,15 @@ try {
     '',
     example,
     '',
-    'Register the plugin before your routes: it observes the app\'s own server, HTTP/1.1 or HTTP/2 (call',
+    'Register the plugin on the root instance before your routes, and await it (Fastify tells a plugin only',
+    'about routes added once it has loaded): it observes the app\'s own server, HTTP/1.1 or HTTP/2 (call',
     '`journey.observeServer(server, name)` for other servers you build). [stages.md](stages.md) defines every',
     'stage, span, attribute and metric. The TCP_INFO addon (kernel wait before accept) is built at install',
     'when a compiler is there; without it those figures are absent and everything else is measured.',
     'The type declarations need TypeScript 5.7 or newer (generic typed arrays), or `skipLibCheck`.',
-    ''
+    'A CommonJS app can `require()` the package (Node 22.12 or newer).',
+    '',
+    ...marked.flatMap(part => [part, '']),
   ].join('\n'))
 
   mkdirSync(outDir, { recursive: true })

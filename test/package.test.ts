@@ -133,7 +133,13 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   const files = readdirSync(join(installed, 'lib/journey'))
   assert.ok(files.includes('index.js') && files.includes('index.d.ts'))
   assert.deepEqual(files.filter(f => f.endsWith('.ts') && !f.endsWith('.d.ts')), [], 'no TypeScript sources: Node will not strip types under node_modules')
-  assert.match(readFileSync(join(installed, 'README.md'), 'utf8'), /from 'fastify-request-journey'/, 'its README shows how to use it')
+  const readme = readFileSync(join(installed, 'README.md'), 'utf8')
+  assert.match(readme, /from 'fastify-request-journey'/, 'its README shows how to use it')
+  // A warning names its remedy in the README: the package's own has a row for each it can emit.
+  const codes = new Set(files.filter(f => f.endsWith('.js')).flatMap(f => [...readFileSync(join(installed, 'lib/journey', f), 'utf8').matchAll(/code: '(REQUEST_JOURNEY_\w+)'/g)].map(m => m[1]!)))
+  assert.ok(codes.size >= 10, [...codes].join(', '))
+  for (const code of codes) assert.match(readme, new RegExp(`^\\| \`${code}\` \\|`, 'm'), `the package README explains ${code}`)
+  assert.match(readme, /\*\*Zero-code instrumentation\*\*/, 'which REQUEST_JOURNEY_NO_SDK_OPTIONS points at')
   const stages = readFileSync(join(installed, 'stages.md'), 'utf8')
   for (const [, target] of stages.matchAll(/\]\(([^)#:]+)\)/g)) assert.ok(existsSync(join(installed, target!)), `stages.md links to ${target}, which the package has`)
 
