@@ -78,13 +78,18 @@ test('accept --maxConnections: the server\'s dropped count is exactly the client
   assert.ok(result.rows.some(row => num(row['dropped (maxConnections)']) > 0), 'a limit of 2 against 32 clients dropped some')
 })
 
-test('tls: full handshakes are counted as full, resumed ones as resumed, and a full RSA handshake costs the server more CPU than a resumed one', async () => {
-  const { row } = await experiment(['tls', '--connections=100', '--concurrency=4'])
+// The CPU check compares a full handshake with a kept-alive request: ≥ 5× apart at this size on this
+// machine. Full against resumed is ≈ 2× apart only over the experiment's default 600 connections; at a
+// test's few hundred each new connection's own cost (socket, TLS objects, its spans) blurs it (seen
+// 1.2–1.4× at 300, and reversed once in three runs at 100), so a test asserting it would be a timed test.
+test('tls: full handshakes are counted as full, resumed ones as resumed, and a full handshake costs the server several times the CPU of a kept-alive request', async () => {
+  const { row } = await experiment(['tls', '--connections=300', '--concurrency=4'])
   for (const keyType of ['ecdsa', 'rsa']) {
-    assert.equal(num(row(`${keyType} full`)['full handshakes']), 100)
-    assert.ok(num(row(`${keyType} resumed`)['resumed handshakes']) >= 90, 'resumption works (the first handshake of each loop is full)')
+    assert.equal(num(row(`${keyType} full`)['full handshakes']), 300)
+    assert.ok(num(row(`${keyType} resumed`)['resumed handshakes']) >= 290, 'resumption works (the first handshake of each loop is full)')
   }
-  assert.ok(num(row('rsa resumed')['server CPU/request ms']) < num(row('rsa full')['server CPU/request ms']))
+  const cpu = (variant: string): number => num(row(variant)['server CPU/request ms'])
+  assert.ok(cpu('ecdsa full') > 2 * cpu('ecdsa keep-alive'), `full ${cpu('ecdsa full')} ms against kept alive ${cpu('ecdsa keep-alive')} ms`)
   assert.equal(num(row('ecdsa keep-alive')['full handshakes']), 4, 'keep-alive: one handshake per connection')
 })
 
