@@ -140,6 +140,7 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   assert.ok(codes.size >= 10, [...codes].join(', '))
   for (const code of codes) assert.match(readme, new RegExp(`^\\| \`${code}\` \\|`, 'm'), `the package README explains ${code}`)
   assert.match(readme, /\*\*Zero-code instrumentation\*\*/, 'which REQUEST_JOURNEY_NO_SDK_OPTIONS points at')
+  for (const [, target] of readme.matchAll(/\]\(([^)#:]+)\)/g)) assert.ok(existsSync(join(installed, target!)), `README.md links to ${target}, which the package has`)
   const stages = readFileSync(join(installed, 'stages.md'), 'utf8')
   for (const [, target] of stages.matchAll(/\]\(([^)#:]+)\)/g)) assert.ok(existsSync(join(installed, target!)), `stages.md links to ${target}, which the package has`)
 

@@ -38,7 +38,7 @@ let lateWarned = false
 export function warnLate (): void {
   if (lateWarned) return
   lateWarned = true
-  process.emitWarning('requests reach the journey\'s onRequest hook only after something before it deferred them (an async onRequest hook registered before the journey plugin, or the server\'s handler): that time is in their parse stage, and requests such a hook answers itself count under (unmatched); register journey.plugin first', { code: 'REQUEST_JOURNEY_LATE_HOOK' })
+  process.emitWarning('requests reach the journey\'s onRequest hook only after something before it deferred them (an async onRequest hook registered before the journey plugin, or the server\'s handler): that time is in their parse stage, and requests such a hook answers itself count under (unmatched); register journey.plugin first (with NestJS, whose middleware is such a hook: on the FastifyAdapter\'s instance before NestFactory.create())', { code: 'REQUEST_JOURNEY_LATE_HOOK' })
 }
 
 /** Said once per journey by its span consumer (each journey's tracer is its own set-up). */

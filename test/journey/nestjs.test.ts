@@ -21,8 +21,8 @@ import { createJourney, type Journey } from '../../src/journey/index.ts'
 const MIDDLEWARE_MS = 20
 const GUARD_MS = 20
 
-const warnings: string[] = []
-process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push(w.code) })
+const warnings: Array<{ code: string, message: string }> = []
+process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push({ code: w.code, message: w.message }) })
 
 class SlowMiddleware { use (_req: unknown, _res: unknown, next: () => void): void { setTimeout(next, MIDDLEWARE_MS) } }
 Injectable()(SlowMiddleware)
@@ -96,7 +96,8 @@ test('registered through app.register() after NestFactory.create(): the middlewa
   try {
     assert.equal(await get(`${base}/users/7`), 200)
     await sleep(20)
-    assert.deepEqual(warnings, ['REQUEST_JOURNEY_LATE_HOOK'])
+    assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_LATE_HOOK'])
+    assert.match(warnings[0]!.message, /NestJS.*FastifyAdapter's instance before NestFactory\.create\(\)/, 'with the way out')
     assert.ok(await mean(registry, 'journey_stage_duration_seconds', PARSE) >= (MIDDLEWARE_MS - 2) / 1000, 'the middleware\'s wait is in parse')
     assert.ok(await mean(registry, 'journey_stage_duration_seconds', HANDLER) >= (GUARD_MS - 2) / 1000)
   } finally {
