@@ -127,6 +127,15 @@ export interface JourneyOptions {
    * e.g. only for your own network or a debug header: `(request) => request.headers['x-debug'] === '1'`.
    */
   serverTiming?: boolean | ((request: FastifyRequest) => boolean)
+  /**
+   * Route templates, as declared with their prefix (`'/metrics'`, `'/healthz'`, `'/v1/ping'`), whose
+   * requests no consumer gets: no histogram, span, journey-page row or Server-Timing header — a scrape or
+   * a probe is then not among your requests. Their connections are still counted, and a request is in
+   * `http_server_active_requests` until its end (its route is not known before Fastify routes it); when it
+   * was its connection's first, that connection's accept and TLS stages go unobserved with it (the
+   * handshake is still in journey_tls_handshake_duration_seconds).
+   */
+  ignoreRoutes?: Iterable<string>
 }
 
 /** What a serverFactory reads of the options Fastify hands it along with the handler. */
@@ -202,6 +211,7 @@ export function createJourney (opts: JourneyOptions): Journey {
     const metric = opts.registry.getSingleMetric(name)
     return metric === undefined ? [] : [{ name, metric }]
   })
+  const ignoreRoutes = opts.ignoreRoutes === undefined ? undefined : new Set(opts.ignoreRoutes)
   const listenerNames = new WeakMap<ObservableServer, string>()
   const observe = (server: ObservableServer, listener: string, watchKernel: boolean): void => {
     if (!observeServer(server, listener, precision === 'fine', owner)) return
@@ -211,7 +221,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   }
   const plugin = fp((fastify, _o, done) => {
     warnEncapsulated(fastify)
-    observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming })
+    observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming, ignoreRoutes })
     observeAppServers(fastify, observe, precision === 'fine')
     done()
   }, { fastify: '5.x', name: 'request-journey' })

@@ -26,6 +26,8 @@ export interface FastifyObserverOptions {
   traced?: boolean
   /** Send each response's stages so far as a Server-Timing header (server-timing.ts); a function decides per request. */
   serverTiming?: boolean | ((request: FastifyRequest) => boolean) | undefined
+  /** Route templates whose requests are published to no consumer and sent no Server-Timing. */
+  ignoreRoutes?: ReadonlySet<string> | undefined
 }
 
 /**
@@ -145,6 +147,9 @@ const BODYLESS = new Set(['GET', 'HEAD', 'TRACE'])
 
 /** Marks a route whose handler the journey wrapped (onRoute), so a request on an unwrapped one is said. */
 const kWrapped = Symbol('request-journey.wrapped')
+/** Marks a route in ignoreRoutes (onRoute), read from its config per request instead of a lookup by URL. */
+const kIgnored = Symbol('request-journey.ignored')
+type RouteMarks = { [kWrapped]?: true, [kIgnored]?: true } | undefined
 
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
   const serverTiming = opts.serverTiming === true ? () => true : typeof opts.serverTiming === 'function' ? opts.serverTiming : undefined
@@ -178,7 +183,13 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     rec.response = reply.raw
     const route = request.routeOptions
     rec.route = route.url ?? UNMATCHED_ROUTE
-    if (route.url !== undefined && (route.config as { [kWrapped]?: true } | undefined)?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)
+    if (route.url !== undefined) {
+      const marks = route.config as RouteMarks
+      if (marks?.[kWrapped] !== true) warnUnwrapped(rec.method, route.url)
+      // Not a claimed record: it was head-sampled when first seen and may hold export room that only its
+      // publication gives back (only a hook deferring the journey's makes those: LATE_HOOK).
+      else if (marks[kIgnored] === true && claimed === undefined) rec.ignored = true
+    }
     const headers = request.headers
     rec.userAgent = headers['user-agent']
     rec.contentType = firstHeader(headers['content-type'])
@@ -192,9 +203,9 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     if (conn.multiplexed) startStream(rec, request.raw, reply.raw)
     // Head sampling by the journey observing the server (this plugin's own, unless an app mixed two). A
     // claimed record was decided when first seen (onUnclaimed): deciding again held its export room twice.
-    if (claimed === undefined) conn.owner?.start(rec, headers)
+    if (claimed === undefined && !rec.ignored) conn.owner?.start(rec, headers)
     // One TCP_INFO call (≈1.5 µs) only where a span will show it: sampled requests, or fine mode.
-    if ((rec.sampled || opts.fine) && socket !== null) rec.kernelReadWaitMs = kernelReadWait(socket, rec)
+    if ((rec.sampled || (opts.fine === true && !rec.ignored)) && socket !== null) rec.kernelReadWaitMs = kernelReadWait(socket, rec)
     done()
   })
 
@@ -249,7 +260,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
         rec.serializeSkipped = true
       }
       rec.serializeEndAt = t
-      if (serverTiming !== undefined && serverTiming(request)) addServerTiming(reply, serverTimingValue(rec, t))
+      if (serverTiming !== undefined && !rec.ignored && serverTiming(request)) addServerTiming(reply, serverTimingValue(rec, t))
       const res = reply.raw
       const socket = res.socket
       if (socket !== null) {
@@ -280,6 +291,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     }
     const config: Record<PropertyKey, unknown> = { ...route.config }
     config[kWrapped] = true
+    if (opts.ignoreRoutes?.has(route.url) === true) config[kIgnored] = true
     route.config = config as typeof route.config
     const ws = route as unknown as { websocket?: boolean, wsHandler?: WsHandler }
     if (ws.websocket === true || typeof ws.wsHandler === 'function') {

@@ -26,7 +26,8 @@ export const channels = {
 }
 
 export function publishRequest (rec: RequestRecord): void {
-  if (channels.request.hasSubscribers) channels.request.publish(rec)
+  // An ignored route's request (ignoreRoutes) is no consumer's: no histogram, span, page row or log line.
+  if (!rec.ignored && channels.request.hasSubscribers) channels.request.publish(rec)
   // Subscribers run synchronously: whatever needed the request has had it.
   rec.request = undefined
   rec.response = undefined

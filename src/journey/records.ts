@@ -181,6 +181,8 @@ export interface RequestRecord {
    * bad-URL 400 or its 503 while closing, a CONNECT nobody handles. Only read, parse and write are seen.
    */
   beforeHooks: boolean
+  /** On a route the journey was told to ignore (ignoreRoutes): measured like any, published to no consumer. */
+  ignored: boolean
   /** Until such a request is answered or claimed: its IncomingMessage, to tell which response is its. */
   message: object | undefined
   // Tracing: decided at request start; ids exist only for head-sampled requests until the end.
@@ -300,6 +302,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     aborted: false,
     abortedBy: undefined,
     beforeHooks: false,
+    ignored: false,
     message: undefined,
     sampled: false,
     queueFull: false,

@@ -1,0 +1,55 @@
+// ignoreRoutes: the routes a team does not want among its requests (the scrape of /metrics served by the
+// app itself, a load balancer's or Kubernetes' probe) reach no consumer — no histogram, span or
+// Server-Timing — while the requests around them, on the same connection too, are measured as before.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool } from 'undici'
+import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
+
+const IGNORED = ['/metrics', '/healthz', '/v1/ping']
+let t: TracedJourney
+let pool: Pool
+
+before(async () => {
+  t = tracedJourney({ journey: { ignoreRoutes: IGNORED, serverTiming: true } })
+  await t.app.register(t.journey.plugin)
+  t.app.get('/metrics', async () => 'scrape')
+  t.app.get('/healthz', async () => 'ok')
+  t.app.get('/work', async () => 'done')
+  await t.app.register(async (v1) => { v1.get('/ping', async () => 'pong') }, { prefix: '/v1' })
+  const port = await t.listen()
+  pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 }) // one connection: ignored and measured requests share it
+})
+after(async () => { await pool.close(); await t.close() })
+
+async function send (path: string, method: 'GET' | 'HEAD' = 'GET'): Promise<string | undefined> {
+  const r = await pool.request({ path, method })
+  await r.body.text()
+  assert.equal(r.statusCode, 200)
+  return r.headers['server-timing'] as string | undefined
+}
+
+test('ignored routes (a prefixed one and HEAD twins included) reach no consumer; a request after them on the same connection is measured', async () => {
+  const timings = new Map<string, string | undefined>()
+  for (const path of ['/healthz', '/metrics', '/v1/ping', '/work']) timings.set(path, await send(path)) // /healthz first: the connection's first request
+  timings.set('HEAD /healthz', await send('/healthz', 'HEAD')) // (undici does not reuse a connection after a HEAD)
+  await sleep(20)
+
+  for (const [what, value] of timings) {
+    if (what === '/work') assert.match(value ?? '', /read;dur=.*traceparent/, 'a measured request gets its Server-Timing')
+    else assert.equal(value, undefined, `${what}: no Server-Timing`)
+  }
+  const names = t.spans.getFinishedSpans().map(s => s.name)
+  assert.ok(names.includes('GET /work') && names.includes('journey.handler'), names.join(', '))
+  for (const route of IGNORED) assert.ok(!names.some(n => n.endsWith(` ${route}`)), `no span for ${route}: ${names.join(', ')}`)
+
+  const text = await t.registry.metrics()
+  for (const route of IGNORED) assert.doesNotMatch(text, new RegExp(`route="${route}"|http_route="${route}"`), `no series for ${route}`)
+  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/work",http_response_status_code="200"[^}]*\} 1/)
+  assert.match(text, /journey_stage_duration_seconds_count\{stage="handler",method="GET",route="\/work"\} 1/)
+  // The accept stage belonged to the connection's first request, /healthz: not observed with it.
+  const connections = /journey_connections_accepted_total\{listener="http"\} (\d+)/.exec(text)?.[1]
+  assert.ok(Number(connections) >= 1, 'the connections themselves are counted')
+  assert.doesNotMatch(text, /journey_stage_duration_seconds_count\{stage="accept"/, 'the accept stage went with its first request, /healthz')
+})
