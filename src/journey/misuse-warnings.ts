@@ -34,6 +34,12 @@ export function warnTracedAfter (fastify: FastifyInstance): void {
   })
 }
 
+/** Route templates given to ignoreRoutes that no route of the app has, once it is ready (a typo, a missing prefix). */
+export function warnIgnoredUnknown (unknown: string[]): void {
+  if (unknown.length === 0) return
+  process.emitWarning(`ignoreRoutes names ${unknown.join(', ')}, which no route of the app has, so nothing is ignored for ${unknown.length === 1 ? 'it' : 'them'}: give route templates as declared, prefix included (/v1/users/:id)`, { code: 'REQUEST_JOURNEY_IGNORE_UNKNOWN' })
+}
+
 let lateWarned = false
 export function warnLate (): void {
   if (lateWarned) return

@@ -14,7 +14,7 @@ import { countBody, kConnection, onUnclaimedMessage } from './observe-parser.ts'
 import { onUnclaimedStream } from './observe-http2.ts'
 import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
-import { warnTracedAfter, warnUnobserved, warnUnwrapped } from './misuse-warnings.ts'
+import { warnIgnoredUnknown, warnTracedAfter, warnUnobserved, warnUnwrapped } from './misuse-warnings.ts'
 import { serverTimingValue } from './server-timing.ts'
 import { finish, finishUpgraded, kRecord, startStream, type Response } from './request-end.ts'
 import { answeredBeforeHooks, claim, firstHeader, onUnclaimed, onUnclaimedH2 } from './observe-unclaimed.ts'
@@ -154,6 +154,15 @@ type RouteMarks = { [kWrapped]?: true, [kIgnored]?: true } | undefined
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
   const serverTiming = opts.serverTiming === true ? () => true : typeof opts.serverTiming === 'function' ? opts.serverTiming : undefined
   fastify.decorateRequest('journey', null)
+  // Which of ignoreRoutes some route has: the rest are said once the app is ready (no route comes later).
+  const ignoredSeen = new Set<string>()
+  if (opts.ignoreRoutes !== undefined) {
+    const ignoreRoutes = opts.ignoreRoutes
+    fastify.addHook('onReady', (done) => {
+      warnIgnoredUnknown([...ignoreRoutes].filter(url => !ignoredSeen.has(url)))
+      done()
+    })
+  }
   if (opts.traced === true) warnTracedAfter(fastify)
   if (subscribers++ === 0) {
     diagnostics.subscribe('http.server.response.finish', onResponseFinish)
@@ -291,7 +300,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     }
     const config: Record<PropertyKey, unknown> = { ...route.config }
     config[kWrapped] = true
-    if (opts.ignoreRoutes?.has(route.url) === true) config[kIgnored] = true
+    if (opts.ignoreRoutes?.has(route.url) === true) {
+      config[kIgnored] = true
+      ignoredSeen.add(route.url)
+    }
     route.config = config as typeof route.config
     const ws = route as unknown as { websocket?: boolean, wsHandler?: WsHandler }
     if (ws.websocket === true || typeof ws.wsHandler === 'function') {

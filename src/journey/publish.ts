@@ -26,7 +26,7 @@ export const channels = {
 }
 
 export function publishRequest (rec: RequestRecord): void {
-  // An ignored route's request (ignoreRoutes) is no consumer's: no histogram, span, page row or log line.
+  // An ignored route's request (ignoreRoutes) is no consumer's: no histogram, span or page row.
   if (!rec.ignored && channels.request.hasSubscribers) channels.request.publish(rec)
   // Subscribers run synchronously: whatever needed the request has had it.
   rec.request = undefined

@@ -8,11 +8,13 @@ import { Pool } from 'undici'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
 const IGNORED = ['/metrics', '/healthz', '/v1/ping']
+const warnings: Array<{ code: string, message: string }> = []
+process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push({ code: w.code, message: w.message }) })
 let t: TracedJourney
 let pool: Pool
 
 before(async () => {
-  t = tracedJourney({ journey: { ignoreRoutes: IGNORED, serverTiming: true } })
+  t = tracedJourney({ journey: { ignoreRoutes: [...IGNORED, '/ping', '/health'], serverTiming: true } }) // two mistakes: said
   await t.app.register(t.journey.plugin)
   t.app.get('/metrics', async () => 'scrape')
   t.app.get('/healthz', async () => 'ok')
@@ -52,4 +54,9 @@ test('ignored routes (a prefixed one and HEAD twins included) reach no consumer;
   const connections = /journey_connections_accepted_total\{listener="http"\} (\d+)/.exec(text)?.[1]
   assert.ok(Number(connections) >= 1, 'the connections themselves are counted')
   assert.doesNotMatch(text, /journey_stage_duration_seconds_count\{stage="accept"/, 'the accept stage went with its first request, /healthz')
+})
+
+test('templates no route has (a missing prefix, a typo) are said once the app is ready, by name', () => {
+  assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_IGNORE_UNKNOWN'])
+  assert.match(warnings[0]!.message, /ignoreRoutes names \/ping, \/health, which no route of the app has/)
 })
