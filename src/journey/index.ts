@@ -132,8 +132,8 @@ export interface JourneyOptions {
    * requests no consumer gets: no histogram, span, journey-page row or Server-Timing header — a scrape or
    * a probe is then not among your requests. Their connections are still counted, and a request is in
    * `http_server_active_requests` until its end (its route is not known before Fastify routes it); when it
-   * was its connection's first, that connection's accept and TLS stages go unobserved with it (the
-   * handshake is still in journey_tls_handshake_duration_seconds).
+   * was its connection's first, that connection's accept and TLS stages and the client's wait before its
+   * first byte go unobserved with it (the handshake is still in journey_tls_handshake_duration_seconds).
    */
   ignoreRoutes?: Iterable<string>
 }
