@@ -4,7 +4,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { connect } from 'node:http2'
+import type { FastifyServerOptions } from 'fastify'
 import { Pool } from 'undici'
+import { h2 } from '../helpers/h2.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
 const IGNORED = ['/metrics', '/healthz', '/v1/ping']
@@ -59,4 +62,27 @@ test('ignored routes (a prefixed one and HEAD twins included) reach no consumer;
 test('templates no route has (a missing prefix, a typo) are said once the app is ready, by name', () => {
   assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_IGNORE_UNKNOWN'])
   assert.match(warnings[0]!.message, /ignoreRoutes names \/ping, \/health, which no route of the app has/)
+})
+
+test('on HTTP/2 (h2c), where a request is a stream and ends at its close: the same', async (t) => {
+  const h = tracedJourney({ fastify: { http2: true } as FastifyServerOptions, journey: { ignoreRoutes: ['/healthz'] } })
+  t.after(() => h.close())
+  await h.app.register(h.journey.plugin)
+  h.app.get('/healthz', async () => 'ok')
+  h.app.get('/work', async () => 'done')
+  const port = await h.listen()
+  const session = connect(`http://127.0.0.1:${port}`)
+  try {
+    assert.equal(await h2(session, '/healthz'), 200)
+    assert.equal(await h2(session, '/work'), 200)
+    assert.equal(await h2(session, '/healthz'), 200)
+  } finally {
+    session.close()
+  }
+  await sleep(50)
+  const text = await h.registry.metrics()
+  assert.doesNotMatch(text, /route="\/healthz"/)
+  assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/work",http_response_status_code="200",url_scheme="http",network_protocol_version="2"\} 1/)
+  const names = h.spans.getFinishedSpans().map(s => s.name)
+  assert.ok(names.includes('GET /work') && !names.includes('GET /healthz'), names.join(', '))
 })
