@@ -34,10 +34,13 @@ export function warnTracedAfter (fastify: FastifyInstance): void {
   })
 }
 
-/** Route templates given to ignoreRoutes that no route of the app has, once it is ready (a typo, a missing prefix). */
+/**
+ * Route templates given to ignoreRoutes that no route the journey saw added has, once the app is ready: a
+ * typo, a prefix left out, or a route added before the plugin loaded (which it cannot mark, nor wrap).
+ */
 export function warnIgnoredUnknown (unknown: string[]): void {
   if (unknown.length === 0) return
-  process.emitWarning(`ignoreRoutes names ${unknown.join(', ')}, which no route of the app has, so nothing is ignored for ${unknown.length === 1 ? 'it' : 'them'}: give route templates as declared, prefix included (/v1/users/:id)`, { code: 'REQUEST_JOURNEY_IGNORE_UNKNOWN' })
+  process.emitWarning(`ignoreRoutes names ${unknown.join(', ')}, which no route added after the journey plugin has, so nothing is ignored for ${unknown.length === 1 ? 'it' : 'them'}: give route templates as declared, prefix included (/v1/users/:id), of routes added once the plugin has loaded`, { code: 'REQUEST_JOURNEY_IGNORE_UNKNOWN' })
 }
 
 let lateWarned = false

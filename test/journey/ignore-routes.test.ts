@@ -61,7 +61,7 @@ test('ignored routes (a prefixed one and HEAD twins included) reach no consumer;
 
 test('templates no route has (a missing prefix, a typo) are said once the app is ready, by name', () => {
   assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_IGNORE_UNKNOWN'])
-  assert.match(warnings[0]!.message, /ignoreRoutes names \/ping, \/health, which no route of the app has/)
+  assert.match(warnings[0]!.message, /ignoreRoutes names \/ping, \/health, which no route added after the journey plugin has/)
 })
 
 test('on HTTP/2 (h2c), where a request is a stream and ends at its close: the same', async (t) => {
