@@ -15,9 +15,9 @@ import { createJourney, METRIC } from '../../src/journey/index.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
 import { h2 } from '../helpers/h2.ts'
+import { journeyWarnings } from '../helpers/warnings.ts'
 
-const warnings: string[] = []
-process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push(w.code) })
+const warnings = journeyWarnings()
 const closing: Array<() => Promise<unknown>> = []
 after(async () => { for (const close of closing) await close() })
 
@@ -172,7 +172,7 @@ test('fine mode on the app\'s own https server: measured, and said once that dec
   const m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'read' }), 1)
   assert.equal(sum(m, 'journey_stage_duration_seconds_count', { stage: 'decrypt' }), 0, 'no cipher tap: no decrypt stage')
-  assert.deepEqual(warnings, ['REQUEST_JOURNEY_FINE_TLS'])
+  assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_FINE_TLS'])
 })
 
 test('serverFactory() follows the https Fastify was given, and refuses http2 rather than serve the wrong protocol', async () => {

@@ -9,10 +9,10 @@ import type { FastifyServerOptions } from 'fastify'
 import { Pool } from 'undici'
 import { h2 } from '../helpers/h2.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
+import { journeyWarnings } from '../helpers/warnings.ts'
 
 const IGNORED = ['/metrics', '/healthz', '/v1/ping']
-const warnings: Array<{ code: string, message: string }> = []
-process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push({ code: w.code, message: w.message }) })
+const warnings = journeyWarnings()
 let t: TracedJourney
 let pool: Pool
 

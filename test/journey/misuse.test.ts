@@ -16,9 +16,9 @@ import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { ProxyTracerProvider, type Tracer } from '@opentelemetry/api'
 import { AlwaysOffSampler, AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
+import { journeyWarnings } from '../helpers/warnings.ts'
 
-const warnings: Array<{ code: string | undefined, message: string }> = []
-process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push({ code: w.code, message: w.message }) })
+const warnings = journeyWarnings()
 const apps: FastifyInstance[] = []
 after(async () => { for (const app of apps) await app.close() })
 

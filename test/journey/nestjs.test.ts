@@ -17,12 +17,13 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, type Journey } from '../../src/journey/index.ts'
+import { meanMs, parseMetrics } from '../../experiments/lib/metrics.ts'
+import { journeyWarnings } from '../helpers/warnings.ts'
 
 const MIDDLEWARE_MS = 20
 const GUARD_MS = 20
 
-const warnings: Array<{ code: string, message: string }> = []
-process.on('warning', (w: Error & { code?: string }) => { if (w.code?.startsWith('REQUEST_JOURNEY') === true) warnings.push({ code: w.code, message: w.message }) })
+const warnings = journeyWarnings()
 
 class SlowMiddleware { use (_req: unknown, _res: unknown, next: () => void): void { setTimeout(next, MIDDLEWARE_MS) } }
 Injectable()(SlowMiddleware)
@@ -52,20 +53,14 @@ async function get (url: string): Promise<number> {
   return r.statusCode
 }
 
-/** Seconds per request of one series (the _sum over the _count), from the registry as Prometheus reads it. */
-async function mean (registry: Registry, metric: string, labels: string): Promise<number> {
-  const text = await registry.metrics()
-  const value = (suffix: string): number => {
-    const line = text.split('\n').find(l => l.startsWith(`${metric}_${suffix}{${labels}}`))
-    assert.ok(line !== undefined, `${metric}_${suffix}{${labels}} in the scrape`)
-    return Number(line.split(' ').at(-1))
-  }
-  return value('sum') / value('count')
+/** Mean ms per request of a histogram series, from the registry as Prometheus reads it (NaN without one). */
+async function mean (registry: Registry, metric: string, match: Record<string, string>): Promise<number> {
+  return meanMs(new Map(), parseMetrics(await registry.metrics()), metric, match)
 }
 
-const HANDLER = 'stage="handler",method="GET",route="/users/:id"'
-const PARSE = 'stage="parse",method="GET",route="/users/:id"'
-const HOOKS = 'gap="hooks",method="GET",route="/users/:id"'
+const HANDLER = { stage: 'handler', method: 'GET', route: '/users/:id' }
+const PARSE = { stage: 'parse', method: 'GET', route: '/users/:id' }
+const HOOKS = { gap: 'hooks', method: 'GET', route: '/users/:id' }
 
 // First: the LATE_HOOK warning is said once per process, so the recipe's silence is checked before it.
 test('the plugin on the adapter before NestFactory.create(): routes by template, guards in handler, middleware in the hooks gap, nothing said', async () => {
@@ -78,8 +73,8 @@ test('the plugin on the adapter before NestFactory.create(): routes by template,
     assert.equal(await get(`${base}/nope`), 404)
     await sleep(20)
     assert.deepEqual(warnings, [])
-    assert.ok(await mean(registry, 'journey_stage_duration_seconds', HANDLER) >= (GUARD_MS - 2) / 1000, 'the guard ran inside the handler stage')
-    assert.ok(await mean(registry, 'journey_gap_duration_seconds', HOOKS) >= (MIDDLEWARE_MS - 2) / 1000, 'the middleware is the hooks gap')
+    assert.ok(await mean(registry, 'journey_stage_duration_seconds', HANDLER) >= GUARD_MS - 2, 'the guard ran inside the handler stage')
+    assert.ok(await mean(registry, 'journey_gap_duration_seconds', HOOKS) >= MIDDLEWARE_MS - 2, 'the middleware is the hooks gap')
     const text = await registry.metrics()
     assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/users\/:id",http_response_status_code="200"[^}]*\} 2/)
     assert.match(text, /http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\(unmatched\)",http_response_status_code="404"[^}]*\} 1/)
@@ -98,8 +93,8 @@ test('registered through app.register() after NestFactory.create(): the middlewa
     await sleep(20)
     assert.deepEqual(warnings.map(w => w.code), ['REQUEST_JOURNEY_LATE_HOOK'])
     assert.match(warnings[0]!.message, /NestJS.*FastifyAdapter's instance before NestFactory\.create\(\)/, 'with the way out')
-    assert.ok(await mean(registry, 'journey_stage_duration_seconds', PARSE) >= (MIDDLEWARE_MS - 2) / 1000, 'the middleware\'s wait is in parse')
-    assert.ok(await mean(registry, 'journey_stage_duration_seconds', HANDLER) >= (GUARD_MS - 2) / 1000)
+    assert.ok(await mean(registry, 'journey_stage_duration_seconds', PARSE) >= MIDDLEWARE_MS - 2, 'the middleware\'s wait is in parse')
+    assert.ok(await mean(registry, 'journey_stage_duration_seconds', HANDLER) >= GUARD_MS - 2)
   } finally {
     await app.close()
     journey.close()
