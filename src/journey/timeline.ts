@@ -28,7 +28,8 @@ export interface Timeline {
   gapMs: number
   /**
    * Of gapMs: from connection ready (accepted or TLS done) to the first byte of the first request (on HTTP/2
-   * to its decoded headers: the connection preface, settings and the request's frames arriving).
+   * to its decoded headers: the connection preface, settings and the request's frames arriving; without
+   * parser marks to its request object, its unseen read and parse included).
    */
   idleBeforeRequestMs: number
   /** Of gapMs: the response waited for earlier responses on its connection to finish (HTTP pipelining). */
@@ -165,8 +166,9 @@ export function walkTimeline (m: Marks, t: StageTable, end = seen(m.finishAt) ? 
   let covered = 0
   for (let k = 0; k < t.count; k++) covered += t.to[k]! - t.from[k]!
   const ready = seen(m.secureAt) ? m.secureAt : m.acceptedAt
-  // Where the request is first seen: its first byte, or on HTTP/2 (no read stage) its decoded headers.
-  const first = seen(readStart) ? readStart : m.headersAt
+  // Where the request is first seen: its first byte, or on HTTP/2 (no read stage) its decoded headers, or
+  // without parser marks its request object — the wait before it is then no hook's, though not all idle.
+  const first = seen(readStart) ? readStart : seen(m.headersAt) ? m.headersAt : m.requestAt
   const idle = seen(ready) && seen(first) ? Math.max(0, first - ready) : 0
   const held = seen(m.serializeEndAt) ? (seen(m.writeStartAt) ? m.writeStartAt : end) - m.serializeEndAt : 0
   const gapMs = Math.max(0, end - start - covered)
@@ -181,7 +183,7 @@ export function walkTimeline (m: Marks, t: StageTable, end = seen(m.finishAt) ? 
   }
   t.start = start
   t.end = end
-  t.requestStart = seen(first) ? first : m.requestAt
+  t.requestStart = first
   t.gapMs = gapMs
   t.idleBeforeRequestMs = idle
   t.pipelinedMs = pipelinedMs

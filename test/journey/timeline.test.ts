@@ -70,6 +70,12 @@ test('no parser marks (unobservable parser): the timeline starts at the request 
   assert.equal(tl.start, 13)
   assert.equal(tl.requestStart, 13)
   assert.equal(tl.gapMs, 1)
+  // A connection's first request: the wait from accept to the request object (the client's, and the read
+  // and parse no mark shows) is no hook's, so the request's stages and gaps still sum to its duration.
+  const first = buildTimeline({ ...base, beginAt: N, headersAt: N, acceptAt: 1, acceptedAt: 2 })
+  assert.deepEqual([first.start, first.requestStart, first.idleBeforeRequestMs, first.hooksMs], [1, 13, 11, 1])
+  const fromRequest = first.stages.filter(s => s.start >= first.requestStart).reduce((a, s) => a + s.end - s.start, 0)
+  assert.equal(fromRequest + first.hooksMs, first.end - first.requestStart)
 })
 
 test('fine mode on TLS: read until the last ciphertext arrived, then decrypt, then parse', () => {
