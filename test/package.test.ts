@@ -67,6 +67,8 @@ const Fastify = require('fastify')
 const { Registry } = require('prom-client')
 const { createJourney } = require('fastify-request-journey')
 async function main () {
+  const said = []
+  process.on('warning', (w) => { if (w.code !== undefined && w.code.startsWith('REQUEST_JOURNEY')) said.push(w.code) })
   const registry = new Registry()
   const journey = createJourney({ registry })
   const app = Fastify()
@@ -77,7 +79,12 @@ async function main () {
   await r.text()
   await new Promise(resolve => setTimeout(resolve, 50))
   const metrics = await registry.metrics()
-  console.log(JSON.stringify({ status: r.status, stages: metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).length }))
+  console.log(JSON.stringify({
+    status: r.status,
+    stages: metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).length,
+    kernelWait: metrics.includes('journey_accept_kernel_wait_seconds_count{listener="http"} 1'),
+    said
+  }))
   await app.close(); journey.close()
 }
 main()
@@ -120,9 +127,11 @@ void app.register(async (routes) => {   // routes in a plugin registered after t
 })
 `
 
+let packedTarball: string | undefined
+
 test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async () => {
   const { stdout: packed } = await run(process.execPath, [join(root, 'deploy/pack-journey.ts'), join(dir, 'out')], { cwd: root, timeout: 90_000 })
-  const tarball = packed.trim().split('\n').at(-1)!
+  const tarball = packedTarball = packed.trim().split('\n').at(-1)!
   assert.match(tarball, /fastify-request-journey-[\d.]+\.tgz$/)
   const project = join(dir, 'service')
   await run('mkdir', ['-p', project])
@@ -165,7 +174,7 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   const cjs = await run(process.execPath, ['--no-experimental-strip-types', 'app.cjs'], { cwd: project, timeout: 30_000 })
     .then(({ stdout }) => ({ stdout, failed: '' }), (err: { stderr?: string }) => ({ stdout: '', failed: err.stderr ?? String(err) }))
   assert.equal(cjs.failed, '', 'a CommonJS app can require() the package')
-  assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7 }, 'and it measures every stage')
+  assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7, kernelWait: true, said: [] }, 'and it measures every stage')
 
   writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
   writeFileSync(join(project, 'consumer.cts'), CONSUMER_CTS)
@@ -179,4 +188,32 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   const tsc = join(root, 'node_modules/typescript/bin/tsc')
   const checked = await run(process.execPath, [tsc, '-p', project], { cwd: project, timeout: 60_000 }).then(() => '', (err: { stdout?: string }) => err.stdout ?? String(err))
   assert.equal(checked, '', 'the declarations type-check a consumer, request.journey included')
+})
+
+// pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a
+// dependency's install script only once the project approves it — so until then there is no addon. The
+// plugin must serve either way, and say what it lacks until the build is approved.
+const PNPM = 'pnpm@12.23.0'
+test(`the packed plugin installs with ${PNPM}: served from its strict node_modules; unapproved, it says the kernel wait is missing; approved, it measures it`, { timeout: 300_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+  const project = join(dir, 'pnpm-service')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'pnpm-service', private: true }))
+  const pnpm = async (args: string[]): Promise<{ code: number, out: string }> =>
+    await run('npm', ['exec', '--yes', `--package=${PNPM}`, '--', 'pnpm', ...args], { cwd: project, timeout: 200_000 })
+      .then(({ stdout, stderr }) => ({ code: 0, out: stdout + stderr }), (err: { code?: number, stdout?: string, stderr?: string }) => ({ code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }))
+  const added = await pnpm(['add', packedTarball, 'fastify', 'prom-client'])
+  // pnpm installs everything, then stops with an error naming the build it did not run.
+  assert.equal(added.code, 1, added.out)
+  assert.match(added.out, /Ignored build scripts: fastify-request-journey/)
+  writeFileSync(join(project, 'app.cjs'), APP_CJS)
+  const serve = async (): Promise<unknown> => {
+    const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.cjs'], { cwd: project, timeout: 30_000 })
+    return JSON.parse(stdout.trim().split('\n').at(-1)!)
+  }
+  assert.deepEqual(await serve(), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'every stage, and the missing addon said')
+  const approved = await pnpm(['approve-builds', '--all'])
+  assert.equal(approved.code, 0, approved.out)
+  assert.match(approved.out, /TCP_INFO addon built/)
+  assert.deepEqual(await serve(), { status: 200, stages: 7, kernelWait: true, said: [] }, 'approved: the kernel wait too, and nothing said')
 })

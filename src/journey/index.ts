@@ -22,12 +22,12 @@ import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
 import { cipherTapListener } from './cipher-tap.ts'
 import { createKernelMetrics } from './kernel.ts'
-import { tcpInfoUnavailable } from './tcp-info.ts'
+import { tcpInfoLoadError, tcpInfoUnavailable } from './tcp-info.ts'
 import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
-import { warnEncapsulated } from './misuse-warnings.ts'
+import { warnEncapsulated, warnUnmeasured } from './misuse-warnings.ts'
 import { METRIC, type Precision } from './stages.ts'
 import type { JourneyOwner, RequestRecord } from './records.ts'
 
@@ -221,6 +221,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   }
   const plugin = fp((fastify, _o, done) => {
     warnEncapsulated(fastify)
+    warnUnmeasured(checkParserInternals() === undefined, tcpInfoLoadError)
     observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming, ignoreRoutes })
     observeAppServers(fastify, observe, precision === 'fine')
     done()

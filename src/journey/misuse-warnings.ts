@@ -1,8 +1,8 @@
 // Mistakes in setting the journey up that would otherwise only show as missing numbers (a route added
 // before the plugin, a server it does not observe, a hook that defers it, tracing plugins in the wrong
-// order, a tracer that records nothing, the plugin inside an encapsulated context): each said once, as a
-// Node warning with its own code, printed to stderr whatever the app's logger, since Fastify's own logger
-// may be off. test/journey/misuse.test.ts triggers each one.
+// order, a tracer that records nothing, the plugin inside an encapsulated context, an addon never built):
+// each said once, as a Node warning with its own code, printed to stderr whatever the app's logger, since
+// Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one.
 import type { FastifyInstance } from 'fastify'
 
 let unobservedWarned = false
@@ -62,6 +62,25 @@ export function warnNotRecorded (): void {
  */
 export function warnNoSdkOptions (): void {
   process.emitWarning('the journey\'s spans are recorded by a tracer provider started without tracing.sdkOptions (the auto-instrumentations\' register starts one such), which gives them ids and sampling decisions of its own: the ids handed out while a request runs (request.journey, Server-Timing) are not its exported span\'s, another instrumentation\'s server span is not its parent (a second trace for each request without incoming trace context), and requests kept for being slow or failed are recorded only when that sampler says so; start the SDK yourself with { ...tracing.sdkOptions } (README: zero-code instrumentation)', { code: 'REQUEST_JOURNEY_NO_SDK_OPTIONS' })
+}
+
+/**
+ * What this process cannot measure, said once when a plugin is registered: read and parse on a Node without
+ * the parser internals they rely on (observe-parser.ts), and, on Linux, the kernel's part without the
+ * TCP_INFO addon — an install that ran no build script (pnpm runs a dependency's only once approved;
+ * `--ignore-scripts`) or had no compiler. Off Linux the addon has nothing to read, so that is no mistake and
+ * not said. Neither stops serving: every other figure is measured.
+ */
+let unmeasuredWarned = false
+export function warnUnmeasured (parserSeen: boolean, addonLoadError: string | undefined): void {
+  if (unmeasuredWarned) return
+  unmeasuredWarned = true
+  if (!parserSeen) {
+    process.emitWarning(`Node ${process.version} has no kOnMessageBegin and kOnHeadersComplete slots on _http_common's HTTPParser, from whose callbacks the journey marks a request's first byte and its parsed headers: its HTTP/1.1 requests have no read or parse stage (their request spans start at decode), and every other stage is measured`, { code: 'REQUEST_JOURNEY_PARSER_UNSEEN' })
+  }
+  if (addonLoadError !== undefined && process.platform === 'linux') {
+    process.emitWarning(`the TCP_INFO addon (native/) is not built (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured; build it with \`npm rebuild fastify-request-journey\` (pnpm runs a dependency's install script only once approved: \`pnpm approve-builds\`; it needs python3, make and a C compiler), or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
+  }
 }
 
 /**

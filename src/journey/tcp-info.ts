@@ -11,16 +11,21 @@ interface Addon { tcpInfo: (fd: number, out: Float64Array) => boolean }
 
 let addon: Addon | undefined
 let unavailable: string | undefined
+let loadError: string | undefined
 try {
   addon = createRequire(import.meta.url)('../../native/build/Release/tcp_info.node') as Addon
 } catch (err) {
+  // MODULE_NOT_FOUND when never built; ERR_DLOPEN_FAILED when built for another Node's ABI.
+  loadError = (err as NodeJS.ErrnoException).code ?? (err as Error).message
   unavailable = process.platform === 'linux'
-    ? `the TCP_INFO addon is not built (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; npm ci builds it with node-gyp): accept-queue wait is not measured`
+    ? `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
     : `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
 }
 
 /** Why TCP_INFO measurements are absent, if they are. */
 export const tcpInfoUnavailable: string | undefined = unavailable
+/** How loading the addon failed (an error code), if it did. */
+export const tcpInfoLoadError: string | undefined = loadError
 
 export interface KernelView {
   /** ms since the last ACK-bearing packet from the client: for a connection that has sent nothing yet, since the handshake completed. */
