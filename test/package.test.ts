@@ -63,6 +63,8 @@ await app.close(); journey.close(); await provider.shutdown()
 // A CommonJS service (most Fastify services written before ESM, and fastify-cli's default) loads the
 // ESM-only package with require(), which Node >= 22.12 allows unless the module graph has a top-level await.
 const APP_CJS = `
+// Bundled, the sampler's worker thread once ran the whole app again: said, so a test can see it.
+if (!require('node:worker_threads').isMainThread) console.log('this app ran again in a worker thread')
 const Fastify = require('fastify')
 const { Registry } = require('prom-client')
 const { createJourney } = require('fastify-request-journey')
@@ -70,14 +72,15 @@ async function main () {
   const said = []
   process.on('warning', (w) => { if (w.code !== undefined && w.code.startsWith('REQUEST_JOURNEY')) said.push(w.code) })
   const registry = new Registry()
-  const journey = createJourney({ registry })
+  const journey = createJourney({ registry, kernelSampleMs: Number(process.env.SAMPLE_MS ?? 0) })
   const app = Fastify()
   await app.register(journey.plugin)
   app.get('/', async () => ({ ok: true }))
   await app.listen({ port: 0, host: '127.0.0.1' })
   const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/')
   await r.text()
-  await new Promise(resolve => setTimeout(resolve, 50))
+  // Long enough for a worker thread that ran this app again (a bundle's sampler, before) to say so too.
+  await new Promise(resolve => setTimeout(resolve, process.env.SAMPLE_MS === undefined ? 50 : 500))
   const metrics = await registry.metrics()
   console.log(JSON.stringify({
     status: r.status,
@@ -216,4 +219,32 @@ test(`the packed plugin installs with ${PNPM}: served from its strict node_modul
   assert.equal(approved.code, 0, approved.out)
   assert.match(approved.out, /TCP_INFO addon built/)
   assert.deepEqual(await serve(), { status: 200, stages: 7, kernelWait: true, said: [] }, 'approved: the kernel wait too, and nothing said')
+})
+
+// Bundled into the app's one file (esbuild, as for a Lambda or a slim image), the plugin's addon is not
+// beside it and its sampler's worker would run the whole bundle: it serves every stage and says what it
+// cannot do and the way out, which is keeping the package external — then everything is measured.
+test('an app bundled with esbuild (CommonJS and ESM output): every stage, the kernel\'s part said missing with the way out; with the package external, all of it', { timeout: 120_000, skip: process.platform !== 'linux' && 'what a bundle loses is Linux\'s' }, async () => {
+  const project = join(dir, 'service')
+  assert.ok(existsSync(join(project, 'app.cjs')), 'the service the npm test installed')
+  const esbuild = join(root, 'node_modules/esbuild/bin/esbuild')
+  const bundle = async (out: string, args: string[]): Promise<void> => {
+    await run(esbuild, ['app.cjs', '--bundle', '--platform=node', '--log-level=error', `--outfile=${out}`, ...args], { cwd: project, timeout: 60_000 })
+  }
+  const serve = async (file: string): Promise<{ lines: string[], stderr: string }> => {
+    const { stdout, stderr } = await run(process.execPath, [file], { cwd: project, timeout: 30_000, env: { ...process.env, SAMPLE_MS: '50' } })
+    return { lines: stdout.trim().split('\n'), stderr }
+  }
+  // An ES module bundle needs require() for the CommonJS packages in it: esbuild's documented banner.
+  const esm = ['--format=esm', '--banner:js=import { createRequire as bannerRequire } from "node:module"; const require = bannerRequire(import.meta.url);']
+  for (const [file, args] of [['bundle.cjs', ['--format=cjs']], ['bundle.mjs', esm]] as const) {
+    await bundle(file, [...args])
+    const { lines, stderr } = await serve(file)
+    assert.equal(lines.length, 1, `the app ran once, not again in a worker thread: ${lines.join(' | ')}`)
+    assert.deepEqual(JSON.parse(lines[0]!), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_BUNDLED'] }, file)
+    assert.match(stderr, new RegExp(`\\[REQUEST_JOURNEY_BUNDLED\\] Warning: the journey is bundled into \\S*${file.replace('.', '\\.')}: .*accept-queue sampler.*--external:fastify-request-journey`), file)
+  }
+  await bundle('external.cjs', ['--format=cjs', '--packages=external'])
+  const { lines } = await serve('external.cjs')
+  assert.deepEqual(lines.map(l => JSON.parse(l)), [{ status: 200, stages: 7, kernelWait: true, said: [] }], 'kept external: the addon is found and nothing is said')
 })

@@ -23,6 +23,7 @@ import { checkParserInternals } from './observe-parser.ts'
 import { cipherTapListener } from './cipher-tap.ts'
 import { createKernelMetrics } from './kernel.ts'
 import { tcpInfoLoadError, tcpInfoUnavailable } from './tcp-info.ts'
+import { bundledInto } from './bundled.ts'
 import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
@@ -221,7 +222,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   }
   const plugin = fp((fastify, _o, done) => {
     warnEncapsulated(fastify)
-    warnUnmeasured(checkParserInternals() === undefined, tcpInfoLoadError)
+    warnUnmeasured({ parserSeen: checkParserInternals() === undefined, addonLoadError: tcpInfoLoadError, bundledInto, samplerWanted: (opts.kernelSampleMs ?? 0) > 0 })
     observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming, ignoreRoutes })
     observeAppServers(fastify, observe, precision === 'fine')
     done()

@@ -14,6 +14,7 @@ import type { Server as NetServer } from 'node:net'
 import { METRIC } from './stages.ts'
 import { acceptQueueLength, tcpExt } from './proc-net.ts'
 import { readListenQueue } from './tcp-info.ts'
+import { bundledInto } from './bundled.ts'
 import { MAX_LISTENERS, PEAK_WINDOW_S, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
 
 /** Node's default listen() backlog: the capacity assumed for a listener read from /proc (no addon) when the app does not say. */
@@ -56,7 +57,8 @@ export function createKernelMetrics (registry: Registry<any>, opts: KernelMetric
     : `accept-queue and listen-overflow metrics need Linux's /proc (this is ${platform}): they are not exported`
   const watched: Watched[] = []
   if (unavailable !== undefined) return { watch () {}, unavailable, close () {} }
-  const sampler: KernelSampler | undefined = (opts.sampleMs ?? 0) > 0 ? startKernelSampler(opts.sampleMs!) : undefined
+  // Bundled, the sampler's worker would run the whole bundle (bundled.ts): not started, and said at registration.
+  const sampler: KernelSampler | undefined = (opts.sampleMs ?? 0) > 0 && bundledInto === undefined ? startKernelSampler(opts.sampleMs!) : undefined
 
   let cached: { at: number, reading: Promise<Reading> } | undefined
   async function read (): Promise<Reading> {

@@ -66,19 +66,32 @@ export function warnNoSdkOptions (): void {
 
 /**
  * What this process cannot measure, said once when a plugin is registered: read and parse on a Node without
- * the parser internals they rely on (observe-parser.ts), and, on Linux, the kernel's part without the
- * TCP_INFO addon — an install that ran no build script (pnpm runs a dependency's only once approved;
- * `--ignore-scripts`) or had no compiler. Off Linux the addon has nothing to read, so that is no mistake and
- * not said. Neither stops serving: every other figure is measured.
+ * the parser internals they rely on (observe-parser.ts); on Linux, the kernel's part when the plugin was
+ * bundled into the app's file (bundled.ts), or else without the TCP_INFO addon — an install that ran no build
+ * script (pnpm runs a dependency's only once approved; `--ignore-scripts`) or had no compiler. Off Linux the
+ * addon and the sampler have nothing to read, so neither is a mistake there. None stops serving: every
+ * other figure is measured.
  */
+export interface Unmeasured {
+  parserSeen: boolean
+  /** How loading the TCP_INFO addon failed, if it was tried and did. */
+  addonLoadError: string | undefined
+  bundledInto: string | undefined
+  /** kernelSampleMs was asked for (its sampler is not started in a bundle). */
+  samplerWanted: boolean
+}
 let unmeasuredWarned = false
-export function warnUnmeasured (parserSeen: boolean, addonLoadError: string | undefined): void {
+export function warnUnmeasured ({ parserSeen, addonLoadError, bundledInto, samplerWanted }: Unmeasured): void {
   if (unmeasuredWarned) return
   unmeasuredWarned = true
   if (!parserSeen) {
     process.emitWarning(`Node ${process.version} has no kOnMessageBegin and kOnHeadersComplete slots on _http_common's HTTPParser, from whose callbacks the journey marks a request's first byte and its parsed headers: its HTTP/1.1 requests have no read or parse stage (their request spans start at decode), and every other stage is measured`, { code: 'REQUEST_JOURNEY_PARSER_UNSEEN' })
   }
-  if (addonLoadError !== undefined && process.platform === 'linux') {
+  if (process.platform !== 'linux') return
+  if (bundledInto !== undefined) {
+    const sampler = samplerWanted ? ', and the accept-queue sampler (kernelSampleMs) is not started: its worker thread would run your whole bundle again' : ''
+    process.emitWarning(`the journey is bundled into ${bundledInto}: its TCP_INFO addon is not beside it, so the wait in the kernel before accept and before read is not measured${sampler}; keep fastify-request-journey out of the bundle (esbuild: --external:fastify-request-journey or --packages=external; webpack: externals) and install it beside the bundle`, { code: 'REQUEST_JOURNEY_BUNDLED' })
+  } else if (addonLoadError !== undefined) {
     process.emitWarning(`the TCP_INFO addon (native/) is not built (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured; build it with \`npm rebuild fastify-request-journey\` (pnpm runs a dependency's install script only once approved: \`pnpm approve-builds\`; it needs python3, make and a C compiler), or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   }
 }

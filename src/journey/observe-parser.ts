@@ -5,7 +5,6 @@
 // callbacks is the cheapest way in (≈0.6 µs/request measured here, see ../shared/field-notes.md).
 // They are undocumented internals (`_http_common`'s HTTPParser and its kOn* slots): checkParserInternals()
 // says whether this Node still has them, and test/journey/internals.test.ts fails loudly when it does not.
-import { createRequire } from 'node:module'
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { now } from './clock.ts'
@@ -21,7 +20,8 @@ interface ParserInternals { kOnMessageBegin: number, kOnHeadersComplete: number,
 
 function loadInternals (): ParserInternals | undefined {
   try {
-    const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser?: Record<string, unknown> }
+    // A builtin, so no require() relative to this file (a CommonJS bundle has no import.meta.url to make one).
+    const { HTTPParser } = process.getBuiltinModule('_http_common') as { HTTPParser?: Record<string, unknown> }
     const begin = HTTPParser?.kOnMessageBegin
     const headers = HTTPParser?.kOnHeadersComplete
     if (typeof begin !== 'number' || typeof headers !== 'number') return undefined

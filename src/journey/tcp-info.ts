@@ -6,20 +6,25 @@
 // fields stay undefined and spans say `journey.accept.queue_wait_measured=false`.
 import { createRequire } from 'node:module'
 import type { Server, Socket } from 'node:net'
+import { bundledInto } from './bundled.ts'
 
 interface Addon { tcpInfo: (fd: number, out: Float64Array) => boolean }
 
 let addon: Addon | undefined
 let unavailable: string | undefined
 let loadError: string | undefined
-try {
-  addon = createRequire(import.meta.url)('../../native/build/Release/tcp_info.node') as Addon
-} catch (err) {
-  // MODULE_NOT_FOUND when never built; ERR_DLOPEN_FAILED when built for another Node's ABI.
-  loadError = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-  unavailable = process.platform === 'linux'
-    ? `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
-    : `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
+if (bundledInto !== undefined) {
+  unavailable = `the journey is bundled into ${bundledInto}, so its TCP_INFO addon is not beside it: accept-queue wait is not measured`
+} else {
+  try {
+    addon = createRequire(import.meta.url)('../../native/build/Release/tcp_info.node') as Addon
+  } catch (err) {
+    // MODULE_NOT_FOUND when never built; ERR_DLOPEN_FAILED when built for another Node's ABI.
+    loadError = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+    unavailable = process.platform === 'linux'
+      ? `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
+      : `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
+  }
 }
 
 /** Why TCP_INFO measurements are absent, if they are. */
