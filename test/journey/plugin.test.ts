@@ -12,7 +12,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { Client, request } from 'undici'
 import { connect as rawConnect } from '../helpers/raw.ts'
-import { createJourney, journeyTracing } from '../../src/journey/index.ts'
+import { channels, createJourney, journeyTracing, type RequestRecord } from '../../src/journey/index.ts'
 import { durationMs, ms, roots, stage, stageNames, waterfall } from '../helpers/spans.ts'
 import { byLabel, parseMetrics, sample, sum } from '../../experiments/lib/metrics.ts'
 
@@ -82,9 +82,26 @@ before(async () => {
 after(async () => { await app.close(); await sdk.shutdown() })
 beforeEach(() => exporter.reset())
 
+// Resolves once the journey has published the record of a request for this target: its spans and metrics
+// exist by then (the consumers run inside the publication), however long a loaded machine takes to get there.
+function published (target: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { channels.request.unsubscribe(on); reject(new Error(`no record published for ${target} in 5 s`)) }, 5000)
+    function on (message: unknown): void {
+      if ((message as RequestRecord).target !== target) return
+      channels.request.unsubscribe(on)
+      clearTimeout(timer)
+      resolve()
+    }
+    channels.request.subscribe(on)
+  })
+}
+
 async function get (path: string, method = 'GET'): Promise<number> {
+  const recorded = published(path)
   const r = await request(base + path, { method: method as 'GET' })
   await r.body.text()
+  await recorded
   await sleep(20)
   return r.statusCode
 }

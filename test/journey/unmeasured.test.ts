@@ -5,7 +5,7 @@
 // and a Node made to lack the internals by a preload that deletes them, as a future Node might.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -18,6 +18,7 @@ import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('../../', import.meta.url))
 // Inside the checkout (test-artifacts/ is ignored by git), so the copy finds this project's node_modules.
+mkdirSync(join(root, 'test-artifacts'), { recursive: true })
 const dir = mkdtempSync(join(root, 'test-artifacts', 'unmeasured-'))
 after(() => rmSync(dir, { recursive: true, force: true }))
 
