@@ -2,7 +2,8 @@
 // before the plugin, a server it does not observe, a hook that defers it, tracing plugins in the wrong
 // order, a tracer that records nothing, the plugin inside an encapsulated context, an addon never built):
 // each said once, as a Node warning with its own code, printed to stderr whatever the app's logger, since
-// Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one.
+// Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one (what the install or the
+// runtime lacks: unmeasured.test.ts and package.test.ts).
 import type { FastifyInstance } from 'fastify'
 
 let unobservedWarned = false
