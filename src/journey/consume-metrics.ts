@@ -1,6 +1,7 @@
 // Prometheus metrics fed from finished records: every request, every stage, sampled or not.
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram } from 'prom-client'
+import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf } from './timeline.ts'
@@ -23,8 +24,8 @@ export interface MetricsConsumer {
 }
 
 /** Without an owner it counts the records of every journey in the process. */
-export function createMetricsConsumer (registry: Registry<any>, owner?: JourneyOwner): MetricsConsumer {
-  const registers = [registry]
+export function createMetricsConsumer (registry: MetricsRegistry, owner?: JourneyOwner): MetricsConsumer {
+  const registers = [asPromClientRegistry(registry)]
   // Observed for every request: bound series, no per-observation label hashing (see histogram.ts).
   // Exemplars are kept either way; the registry writes them only in the OpenMetrics format.
   const stageDuration = new FastHistogram({

@@ -9,6 +9,7 @@
 // counters in place (`x_total` becomes `x`), so switching the same registry back to text would lose their
 // `_total`. Derived, the two forms name every sample the same, so one dashboard reads either scrape.
 import { Registry } from 'prom-client'
+import type { MetricsRegistry } from './metrics-registry.ts'
 
 export interface Exposition {
   contentType: string
@@ -19,7 +20,7 @@ export interface Exposition {
  * Renders `registry` for a scrape whose `Accept` header is `accept`. An OpenMetrics registry answers in
  * OpenMetrics when the scraper prefers it, else in text format; a text-format registry always in text.
  */
-export async function exposition (registry: Registry<any>, accept: string | undefined): Promise<Exposition> {
+export async function exposition (registry: MetricsRegistry, accept: string | undefined): Promise<Exposition> {
   const body = await registry.metrics()
   if (registry.contentType !== Registry.OPENMETRICS_CONTENT_TYPE) return { contentType: registry.contentType, body }
   if (prefersOpenMetrics(accept)) return { contentType: Registry.OPENMETRICS_CONTENT_TYPE, body }

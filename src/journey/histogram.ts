@@ -5,7 +5,7 @@
 // allocations and a string join), and the journey observes up to ten histograms per request. Here label
 // sets are bound once to a Series and the hot path touches numbers only. The output is the same text
 // prom-client writes (buckets, _sum, _count, OpenMetrics exemplars), from the same registry.
-import type { Registry } from 'prom-client'
+import type { MetricsRegistry } from './metrics-registry.ts'
 
 export type ExemplarLabels = Readonly<{ traceId: string, spanId: string }>
 export interface Exemplar { labelSet: ExemplarLabels, value: number, timestamp: number }
@@ -82,7 +82,7 @@ export class FastHistogram {
   private readonly sumName: string
   private readonly countName: string
 
-  constructor (opts: { name: string, help: string, labelNames: readonly string[], buckets: readonly number[], registers: Array<Registry<any>> }) {
+  constructor (opts: { name: string, help: string, labelNames: readonly string[], buckets: readonly number[], registers: MetricsRegistry[] }) {
     this.name = opts.name
     this.help = opts.help
     this.labelNames = opts.labelNames

@@ -13,7 +13,7 @@ import { trace, type Tracer } from '@opentelemetry/api'
 import type { Sampler, SpanProcessor } from '@opentelemetry/sdk-trace'
 import type { FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Registry } from 'prom-client'
+import type { MetricsRegistry } from './metrics-registry.ts'
 import { createMetricsConsumer } from './consume-metrics.ts'
 import { createSpanConsumer } from './consume-spans.ts'
 import { knownReasons, observeServer, type ObservableServer } from './observe-connection.ts'
@@ -101,7 +101,8 @@ export function journeyTracing (opts: JourneyTracingOptions = {}): JourneyTracin
 }
 
 export interface JourneyOptions {
-  registry: Registry<any>
+  /** prom-client 15's Registry, or @prometheus-io/client's (its successor, which fastify-metrics 14 uses). */
+  registry: MetricsRegistry
   /** From journeyTracing(), configured into the SDK; without it the journey emits metrics only. */
   tracing?: JourneyTracing | undefined
   tracer?: Tracer

@@ -9,7 +9,8 @@
 // read asynchronously (on libuv's thread pool, not the event loop), only when Prometheus scrapes, at most
 // once per second however often it scrapes, and only the matching row is parsed.
 import { readFile, readlink } from 'node:fs/promises'
-import { Counter, Gauge, type Registry } from 'prom-client'
+import { Counter, Gauge } from 'prom-client'
+import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 import type { Server as NetServer } from 'node:net'
 import { METRIC } from './stages.ts'
 import { acceptQueueLength, tcpExt } from './proc-net.ts'
@@ -50,7 +51,7 @@ export interface KernelMetricsOptions {
   platform?: NodeJS.Platform
 }
 
-export function createKernelMetrics (registry: Registry<any>, opts: KernelMetricsOptions = {}): KernelMetrics {
+export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetricsOptions = {}): KernelMetrics {
   const platform = opts.platform ?? process.platform
   const unavailable = platform === 'linux'
     ? undefined
@@ -93,7 +94,7 @@ export function createKernelMetrics (registry: Registry<any>, opts: KernelMetric
     return cached.reading
   }
 
-  const registers = [registry]
+  const registers = [asPromClientRegistry(registry)]
   new Gauge({
     name: METRIC.acceptQueueLength,
     help: 'Connections the kernel has completed and queued, waiting for the server to accept() them (Linux TCP_INFO on the listening socket with the addon, else its LISTEN row in /proc/net/tcp), read at scrape time.',
