@@ -23,11 +23,23 @@ const project = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as 
   version: string, license: string, engines: Record<string, string>, dependencies: Record<string, string>
 }
 
-/** The packages src/journey imports (test/journey/plugin.test.ts keeps it from importing the rest of the project). */
-const PEERS = [
-  'fastify', 'prom-client', '@opentelemetry/api', '@opentelemetry/core', '@opentelemetry/resources',
-  '@opentelemetry/sdk-trace', '@opentelemetry/semantic-conventions'
-]
+/**
+ * The packages src/journey imports (test/journey/plugin.test.ts keeps it from importing the rest of the
+ * project), each from the oldest version it works with — not this project's own ranges, which follow the
+ * newest releases: a peer range above what an app has makes npm upgrade the app's Fastify, say, or refuse
+ * to install beside a pinned one. Fastify is used for its types only (any 5.x); prom-client from 15.1.2 (15.0
+ * brought OpenMetrics, 15.1.2 typed its content-type constants, which the README's example uses); the OpenTelemetry packages from 3.0 (sdk-trace's first release, which wants
+ * API 1.10 and semantic conventions 1.29). test/package.test.ts installs the package with exactly these.
+ */
+const PEER_MINIMUMS: Readonly<Record<string, string>> = {
+  fastify: '5.0.0',
+  'prom-client': '15.1.2',
+  '@opentelemetry/api': '1.10.0',
+  '@opentelemetry/core': '3.0.0',
+  '@opentelemetry/resources': '3.0.0',
+  '@opentelemetry/sdk-trace': '3.0.0',
+  '@opentelemetry/semantic-conventions': '1.29.0'
+}
 const DEPENDENCIES = ['fastify-plugin']
 const versions = (names: string[]): Record<string, string> =>
   Object.fromEntries(names.map(n => {
@@ -35,6 +47,10 @@ const versions = (names: string[]): Record<string, string> =>
     if (v === undefined) throw new Error(`${n} is not a dependency of the project`)
     return [n, v]
   }))
+const peers = Object.fromEntries(Object.entries(PEER_MINIMUMS).map(([name, min]) => {
+  if (project.dependencies[name] === undefined) throw new Error(`${name} is not a dependency of the project`)
+  return [name, `^${min}`]
+}))
 
 const stage = mkdtempSync(join(tmpdir(), 'journey-package-'))
 try {
@@ -70,7 +86,7 @@ try {
     // The addon is optional: build.mjs never fails an install for it (no compiler, not Linux).
     scripts: { install: 'node native/build.mjs --package' },
     dependencies: versions(DEPENDENCIES),
-    peerDependencies: versions(PEERS)
+    peerDependencies: peers
   }, null, 2) + '\n')
   // The usage example is the project README's own, so the two cannot drift apart.
   const readme = readFileSync(join(root, 'README.md'), 'utf8')

@@ -130,6 +130,26 @@ void app.register(async (routes) => {   // routes in a plugin registered after t
 })
 `
 
+/** Runs APP in `project` (the package installed there) as plain JavaScript, and checks what it measured. */
+async function servesAsDocumented (project: string): Promise<void> {
+  writeFileSync(join(project, 'app.mjs'), APP)
+  const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
+  const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+    status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, serverTiming: string | null, stages: number,
+    kernelWait: boolean, spans: string[], path: string, types: string[], exemplars: boolean[]
+  }
+  assert.equal(out.status, 200)
+  assert.deepEqual(out.body, { hi: 'ada' })
+  assert.match(out.serverTiming ?? '', /^accept;dur=[\d.]+, read;dur=[\d.]+, .*handler;dur=[\d.]+, serialize;dur=[\d.]+, hooks;dur=[\d.]+, traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-01"$/, 'serverTiming: true sends the header')
+  assert.deepEqual(Object.keys(out.summary?.stages ?? {}), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+  assert.equal(out.stages, 7, 'a histogram series per stage')
+  assert.ok(out.kernelWait, 'the TCP_INFO addon was built by the package\'s install script')
+  assert.ok(out.spans.includes('GET /hello/:name') && out.spans.includes('journey.handler'), out.spans.join(', '))
+  assert.equal(out.path, '/hello/ada')
+  assert.deepEqual(out.types.map(t => t.split(';')[0]), ['text/plain', 'application/openmetrics-text'], 'exposition() answers each in its format')
+  assert.deepEqual(out.exemplars, [false, true], 'exemplars only in OpenMetrics')
+}
+
 let packedTarball: string | undefined
 
 test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async () => {
@@ -156,22 +176,7 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   const stages = readFileSync(join(installed, 'stages.md'), 'utf8')
   for (const [, target] of stages.matchAll(/\]\(([^)#:]+)\)/g)) assert.ok(existsSync(join(installed, target!)), `stages.md links to ${target}, which the package has`)
 
-  writeFileSync(join(project, 'app.mjs'), APP)
-  const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
-  const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
-    status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, serverTiming: string | null, stages: number,
-    kernelWait: boolean, spans: string[], path: string, types: string[], exemplars: boolean[]
-  }
-  assert.equal(out.status, 200)
-  assert.deepEqual(out.body, { hi: 'ada' })
-  assert.match(out.serverTiming ?? '', /^accept;dur=[\d.]+, read;dur=[\d.]+, .*handler;dur=[\d.]+, serialize;dur=[\d.]+, hooks;dur=[\d.]+, traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-01"$/, 'serverTiming: true sends the header')
-  assert.deepEqual(Object.keys(out.summary?.stages ?? {}), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
-  assert.equal(out.stages, 7, 'a histogram series per stage')
-  assert.ok(out.kernelWait, 'the TCP_INFO addon was built by the package\'s install script')
-  assert.ok(out.spans.includes('GET /hello/:name') && out.spans.includes('journey.handler'), out.spans.join(', '))
-  assert.equal(out.path, '/hello/ada')
-  assert.deepEqual(out.types.map(t => t.split(';')[0]), ['text/plain', 'application/openmetrics-text'], 'exposition() answers each in its format')
-  assert.deepEqual(out.exemplars, [false, true], 'exemplars only in OpenMetrics')
+  await servesAsDocumented(project)
 
   writeFileSync(join(project, 'app.cjs'), APP_CJS)
   const cjs = await run(process.execPath, ['--no-experimental-strip-types', 'app.cjs'], { cwd: project, timeout: 30_000 })
@@ -179,6 +184,11 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   assert.equal(cjs.failed, '', 'a CommonJS app can require() the package')
   assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7, kernelWait: true, said: [] }, 'and it measures every stage')
 
+  assert.equal(await typeCheckErrors(project), '', 'the declarations type-check a consumer, request.journey included')
+})
+
+/** What tsc says of the TypeScript consumers in `project` (the package installed there): '' when they check. */
+async function typeCheckErrors (project: string): Promise<string> {
   writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
   writeFileSync(join(project, 'consumer.cts'), CONSUMER_CTS)
   writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
@@ -189,8 +199,31 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
     files: ['consumer.ts', 'consumer.cts']
   }))
   const tsc = join(root, 'node_modules/typescript/bin/tsc')
-  const checked = await run(process.execPath, [tsc, '-p', project], { cwd: project, timeout: 60_000 }).then(() => '', (err: { stdout?: string }) => err.stdout ?? String(err))
-  assert.equal(checked, '', 'the declarations type-check a consumer, request.journey included')
+  return await run(process.execPath, [tsc, '-p', project], { cwd: project, timeout: 60_000 }).then(() => '', (err: { stdout?: string }) => err.stdout ?? String(err))
+}
+
+// The peer ranges start where the plugin starts working, not at this project's newest releases: an app on
+// the oldest versions they allow installs it without npm upgrading anything of its own, and every feature
+// the npm test checked works there too.
+test('installed beside the oldest versions of its peer ranges, npm changes none of them and everything works', { timeout: 240_000 }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+  const { peerDependencies } = JSON.parse(readFileSync(join(dir, 'service/node_modules/fastify-request-journey/package.json'), 'utf8')) as { peerDependencies: Record<string, string> }
+  const oldest = Object.entries(peerDependencies).map(([name, range]) => {
+    assert.match(range, /^\^\d+\.\d+\.\d+$/, `${name}: a caret range from its oldest working version`)
+    return [name, range.slice(1)] as const
+  })
+  const project = join(dir, 'oldest')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'oldest', private: true, type: 'module' }))
+  const npm = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--save-exact']
+  await run('npm', [...npm, ...oldest.map(([name, version]) => `${name}@${version}`)], { cwd: project, timeout: 150_000 })
+  await run('npm', [...npm, packedTarball], { cwd: project, timeout: 150_000 })
+  for (const [name, version] of oldest) {
+    const installed = JSON.parse(readFileSync(join(project, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }
+    assert.equal(installed.version, version, `${name} stays at ${version}`)
+  }
+  await servesAsDocumented(project)
+  assert.equal(await typeCheckErrors(project), '', 'and its declarations type-check against theirs')
 })
 
 // pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a
