@@ -27,9 +27,10 @@ const project = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as 
  * The packages src/journey imports (test/journey/plugin.test.ts keeps it from importing the rest of the
  * project), each from the oldest version it works with — not this project's own ranges, which follow the
  * newest releases: a peer range above what an app has makes npm upgrade the app's Fastify, say, or refuse
- * to install beside a pinned one. Fastify is used for its types only (any 5.x); prom-client from 15.1.2 (15.0
- * brought OpenMetrics, 15.1.2 typed its content-type constants, which the README's example uses); the OpenTelemetry packages from 3.0 (sdk-trace's first release, which wants
- * API 1.10 and semantic conventions 1.29). test/package.test.ts installs the package with exactly these.
+ * to install beside a pinned one. Fastify is used for its types only (any 5.x); prom-client from 15.1.2
+ * (15.0 brought OpenMetrics, 15.1.2 typed its content-type constants, which the README's example uses); the
+ * OpenTelemetry packages from 3.0 (sdk-trace's first release, which wants API 1.10 and semantic conventions
+ * 1.29). test/package.test.ts installs the package beside exactly these.
  */
 const PEER_MINIMUMS: Readonly<Record<string, string>> = {
   fastify: '5.0.0',
