@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url'
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = resolve(root, process.argv[2] ?? 'dist-package')
 const project = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
-  version: string, license: string, engines: Record<string, string>, dependencies: Record<string, string>
+  version: string, license: string, dependencies: Record<string, string>
 }
 
 /**
@@ -83,7 +83,9 @@ try {
     license: project.license,
     type: 'module',
     exports: { '.': { types: './lib/journey/index.d.ts', default: './lib/journey/index.js' } },
-    engines: project.engines,
+    // Not the project's (which runs its .ts sources, so needs Node's type stripping): compiled, the package
+    // needs require(esm) without a flag for CommonJS apps, which came in 22.12. The test runs it there.
+    engines: { node: '>=22.12.0' },
     // The addon is optional: build.mjs never fails an install for it (no compiler, not Linux).
     scripts: { install: 'node native/build.mjs --package' },
     dependencies: versions(DEPENDENCIES),

@@ -131,9 +131,9 @@ void app.register(async (routes) => {   // routes in a plugin registered after t
 `
 
 /** Runs APP in `project` (the package installed there) as plain JavaScript, and checks what it measured. */
-async function servesAsDocumented (project: string): Promise<void> {
+async function servesAsDocumented (project: string, node = process.execPath): Promise<void> {
   writeFileSync(join(project, 'app.mjs'), APP)
-  const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
+  const { stdout } = await run(node, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
   const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
     status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, serverTiming: string | null, stages: number,
     kernelWait: boolean, spans: string[], path: string, types: string[], exemplars: boolean[]
@@ -205,7 +205,7 @@ async function typeCheckErrors (project: string): Promise<string> {
 // The peer ranges start where the plugin starts working, not at this project's newest releases: an app on
 // the oldest versions they allow installs it without npm upgrading anything of its own, and every feature
 // the npm test checked works there too.
-test('installed beside the oldest versions of its peer ranges, npm changes none of them and everything works', { timeout: 240_000 }, async () => {
+test('installed beside the oldest versions of its peer ranges, npm changes none of them and everything works, on the oldest Node its engines allow too', { timeout: 240_000 }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
   const { peerDependencies } = JSON.parse(readFileSync(join(dir, 'service/node_modules/fastify-request-journey/package.json'), 'utf8')) as { peerDependencies: Record<string, string> }
   const oldest = Object.entries(peerDependencies).map(([name, range]) => {
@@ -224,6 +224,18 @@ test('installed beside the oldest versions of its peer ranges, npm changes none 
   }
   await servesAsDocumented(project)
   assert.equal(await typeCheckErrors(project), '', 'and its declarations type-check against theirs')
+
+  // And on the oldest Node its engines allow (npm's `node` package, as .ci/run gets Node 24), ESM and CommonJS.
+  const { engines } = JSON.parse(readFileSync(join(project, 'node_modules/fastify-request-journey/package.json'), 'utf8')) as { engines: { node: string } }
+  const nodeMin = /^>=(\d+\.\d+\.\d+)$/.exec(engines.node)?.[1]
+  assert.ok(nodeMin !== undefined, engines.node)
+  await run('npm', ['install', '-g', '--prefix', join(dir, 'node-min'), '--no-audit', '--no-fund', `node@${nodeMin}`], { timeout: 150_000 })
+  const oldNode = join(dir, 'node-min/bin/node')
+  assert.equal((await run(oldNode, ['--version'])).stdout.trim(), `v${nodeMin}`)
+  await servesAsDocumented(project, oldNode)
+  writeFileSync(join(project, 'app.cjs'), APP_CJS)
+  const cjs = await run(oldNode, ['app.cjs'], { cwd: project, timeout: 30_000 })
+  assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7, kernelWait: true, said: [] }, `a CommonJS app on Node ${nodeMin}`)
 })
 
 // pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a
