@@ -238,6 +238,27 @@ test('installed beside the oldest versions of its peer ranges, npm changes none 
   assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7, kernelWait: true, said: [] }, `a CommonJS app on Node ${nodeMin}`)
 })
 
+// Installed with --ignore-scripts (as some CI set-ups and security policies do), there is no addon: the
+// plugin says so, and the way out its warning names — npm rebuild of the package — builds it.
+test('installed with --ignore-scripts it says the kernel wait is missing; the npm rebuild its warning names builds the addon', { timeout: 240_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+  const project = join(dir, 'no-scripts')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'no-scripts', private: true }))
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', packedTarball], { cwd: project, timeout: 150_000 })
+  writeFileSync(join(project, 'app.cjs'), APP_CJS)
+  const serve = async (): Promise<{ out: unknown, stderr: string }> => {
+    const { stdout, stderr } = await run(process.execPath, ['app.cjs'], { cwd: project, timeout: 30_000 })
+    return { out: JSON.parse(stdout.trim().split('\n').at(-1)!), stderr }
+  }
+  const before = await serve()
+  assert.deepEqual(before.out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] })
+  const advice = /`(npm rebuild [\w-]+)`/.exec(before.stderr)?.[1]
+  assert.equal(advice, 'npm rebuild fastify-request-journey', before.stderr)
+  await run('npm', advice.split(' ').slice(1), { cwd: project, timeout: 150_000 })
+  assert.deepEqual((await serve()).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'rebuilt: measured, nothing said')
+})
+
 // pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a
 // dependency's install script only once the project approves it — so until then there is no addon. The
 // plugin must serve either way, and say what it lacks until the build is approved.
