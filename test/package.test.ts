@@ -287,6 +287,31 @@ test(`the packed plugin installs with ${PNPM}: served from its strict node_modul
   assert.deepEqual(await serve(), { status: 200, stages: 7, kernelWait: true, said: [] }, 'approved: the kernel wait too, and nothing said')
 })
 
+// Yarn 4 resolves through Plug'n'Play (no node_modules; ESM through its loader), installs no peers for a
+// package, and runs a dependency's build only when the project marks it `built`.
+const YARN = '@yarnpkg/cli-dist@4.18.1'
+test(`the packed plugin installs with Yarn 4 (${YARN}, Plug'n'Play): served as ESM and CommonJS; marked built, it measures the kernel wait`, { timeout: 300_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+  const project = join(dir, 'yarn-service')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'yarn-service', private: true }))
+  writeFileSync(join(project, 'yarn.lock'), '')
+  const yarn = async (args: string[]): Promise<string> =>
+    (await run('npm', ['exec', '--yes', `--package=${YARN}`, '--', 'yarn', ...args], { cwd: project, timeout: 200_000 })).stdout
+  const { peerDependencies } = JSON.parse(readFileSync(join(dir, 'service/node_modules/fastify-request-journey/package.json'), 'utf8')) as { peerDependencies: Record<string, string> }
+  await yarn(['add', packedTarball, ...Object.keys(peerDependencies)])
+  writeFileSync(join(project, 'app.cjs'), APP_CJS)
+  writeFileSync(join(project, 'app.mjs'), APP)
+  const last = (stdout: string): Record<string, unknown> => JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>
+  assert.deepEqual(last(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] })
+  const esm = last(await yarn(['node', 'app.mjs']))
+  assert.deepEqual([esm.status, esm.stages, esm.exemplars], [200, 7, [false, true]], 'the documented app, through PnP\'s ESM loader')
+  const manifest = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as Record<string, unknown>
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ ...manifest, dependenciesMeta: { 'fastify-request-journey': { built: true } } }))
+  await yarn(['install'])
+  assert.deepEqual(last(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
+})
+
 // Bundled into the app's one file (esbuild, as for a Lambda or a slim image), the plugin's addon is not
 // beside it and its sampler's worker would run the whole bundle: it serves every stage and says what it
 // cannot do and the way out, which is keeping the package external — then everything is measured.
