@@ -83,7 +83,6 @@ export async function startServer (env: Record<string, string>, opts: StartOptio
     for (const [k, v] of Object.entries(env)) unapplied.add(`${k}=${v}`)
     return remote(target)
   }
-  const [http, https, metrics] = await freePorts(3) as [number, number, number]
   const receiver = opts.traces === true ? await startSpanReceiver() : undefined
   const tracing = receiver === undefined
     ? { OTEL_TRACES_EXPORTER: 'none' }
@@ -95,21 +94,38 @@ export async function startServer (env: Record<string, string>, opts: StartOptio
         OTEL_BSP_SCHEDULE_DELAY: '200'
       }
   const args = opts.cpus === undefined ? [MAIN] : ['-c', opts.cpus, process.execPath, MAIN]
-  const child = spawn(opts.cpus === undefined ? process.execPath : 'taskset', args, {
-    env: {
-      PATH: process.env.PATH, HOST: '127.0.0.1', HTTP_PORT: String(http), HTTPS_PORT: String(https), METRICS_PORT: String(metrics),
-      LOG_LEVEL: 'warn', ...tracing, ...env
-    },
-    stdio: ['ignore', 'ignore', 'inherit']
-  })
-  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) { await receiver?.close(); throw new Error('the server exited during start-up') }
-    const ok = await fetch(`http://127.0.0.1:${metrics}/readyz`).then(r => r.ok, () => false)
-    if (ok) break
-    if (i > 300) { child.kill('SIGKILL'); throw new Error('the server did not become ready') }
-    await new Promise(resolve => setTimeout(resolve, 50))
+  // A port found free can be taken before the server binds it (any outgoing connection may get it as its
+  // local port, and an experiment's clients make thousands): then the server stops with EADDRINUSE, and
+  // the next ports are tried. Seen once in CI (event-loop, HTTPS_PORT).
+  let http = 0
+  let https = 0
+  let metrics = 0
+  let child: ChildProcess | undefined
+  for (let attempt = 1; child === undefined; attempt++) {
+    [http, https, metrics] = await freePorts(3) as [number, number, number]
+    const started = spawn(opts.cpus === undefined ? process.execPath : 'taskset', args, {
+      env: {
+        PATH: process.env.PATH, HOST: '127.0.0.1', HTTP_PORT: String(http), HTTPS_PORT: String(https), METRICS_PORT: String(metrics),
+        LOG_LEVEL: 'warn', ...tracing, ...env
+      },
+      stdio: ['ignore', 'ignore', 'pipe']
+    })
+    let said = ''
+    started.stderr!.on('data', (d: Buffer) => { process.stderr.write(d); if (said.length < 4096) said += d.toString() })
+    for (let i = 0; ; i++) {
+      if (started.exitCode !== null) {
+        if (/EADDRINUSE/.test(said) && attempt < 3) break
+        await receiver?.close()
+        throw new Error('the server exited during start-up')
+      }
+      const ok = await fetch(`http://127.0.0.1:${metrics}/readyz`).then(r => r.ok, () => false)
+      if (ok) { child = started; break }
+      if (i > 300) { started.kill('SIGKILL'); throw new Error('the server did not become ready') }
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
   }
+  const exited = new Promise<void>(resolve => child!.once('exit', () => resolve()))
+  if (child.exitCode !== null) throw new Error('the server exited during start-up')
   return {
     host: '127.0.0.1',
     http,
