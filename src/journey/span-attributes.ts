@@ -75,8 +75,9 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
     if (server.port !== undefined) attributes[ATTR_SERVER_PORT] = server.port
   }
   attributes[ATTR_NETWORK_PROTOCOL_VERSION] = rec.protocolVersion
-  // HTTP/2: nghttp2 reads the frames in C++, so no read stage; said, rather than left to be guessed.
-  if (conn.multiplexed) attributes[ATTR.readSeen] = false
+  // HTTP/2: nghttp2 reads the frames in C++, so no read stage; nor on a Node without the parser callbacks
+  // (REQUEST_JOURNEY_PARSER_UNSEEN), where parse is unseen too. Said, rather than left to be guessed.
+  if (conn.multiplexed || (Number.isNaN(rec.beginAt) && Number.isNaN(rec.headersAt))) attributes[ATTR.readSeen] = false
   attributes[ATTR.precision] = precision
   attributes[ATTR.samplingRule] = rule
   attributes[ATTR.listener] = conn.listener

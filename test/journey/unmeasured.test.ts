@@ -26,11 +26,15 @@ after(() => rmSync(dir, { recursive: true, force: true }))
 const APP = `
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
-import { createJourney, summarize } from './journey/index.ts'
+import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { createJourney, journeyTracing, summarize } from './journey/index.ts'
 const said = []
 process.on('warning', (w) => { if (w.code?.startsWith('REQUEST_JOURNEY')) said.push(w.code) })
 const registry = new Registry()
-const journey = createJourney({ registry })
+const exporter = new InMemorySpanExporter()
+const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter })] })
+const provider = new TracerProvider(tracing.sdkOptions)
+const journey = createJourney({ registry, tracing, tracer: provider.getTracer('unmeasured') })
 const app = Fastify()
 await app.register(journey.plugin)
 let summary
@@ -42,8 +46,10 @@ await r.text()
 await new Promise(resolve => setTimeout(resolve, 50))
 const metrics = await registry.metrics()
 await app.close()
+const span = exporter.getFinishedSpans().find(s => s.name === 'GET /')
 console.log(JSON.stringify({
   status: r.status, said, summary, limitation: journey.limitation ?? null, kernelLimitation: journey.kernelLimitation ?? null,
+  readSeen: span?.attributes['journey.read.seen'] ?? null,
   series: metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).map(l => /stage="(\\w+)"/.exec(l)[1])
 }))
 `
@@ -51,7 +57,7 @@ console.log(JSON.stringify({
 const NO_PARSER_SLOTS = 'data:text/javascript,import { createRequire } from "node:module"; delete createRequire("/")("_http_common").HTTPParser.kOnMessageBegin'
 
 interface Outcome {
-  status: number, said: string[], series: string[], limitation: string | null, kernelLimitation: string | null,
+  status: number, said: string[], series: string[], limitation: string | null, kernelLimitation: string | null, readSeen: boolean | null,
   summary: { ms: number, stages: Record<string, number>, hooksMs: number }
 }
 async function serve (args: string[]): Promise<{ out: Outcome, stderr: string }> {
@@ -70,6 +76,7 @@ test('on Linux, a copy of the plugin without its built addon says so once, with 
   assert.match(stderr, /npm rebuild fastify-request-journey.*pnpm approve-builds.*--disable-warning=REQUEST_JOURNEY_NO_TCP_INFO/)
   assert.match(out.kernelLimitation ?? '', /TCP_INFO addon is not built/, 'journey.kernelLimitation says it too')
   assert.deepEqual(out.series, ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+  assert.equal(out.readSeen, null, 'read is seen: the span does not say otherwise')
   // Going without, knowingly: Node's own switch silences that one code.
   const quiet = await serve(['--disable-warning=REQUEST_JOURNEY_NO_TCP_INFO'])
   assert.doesNotMatch(quiet.stderr, /REQUEST_JOURNEY/)
@@ -84,6 +91,7 @@ test('a Node without the parser internals says so once; its requests have no rea
   assert.match(stderr, /\[REQUEST_JOURNEY_PARSER_UNSEEN\] Warning: Node v[\d.]+ has no kOnMessageBegin and kOnHeadersComplete slots/)
   assert.match(out.limitation ?? '', /read and parse are not measured/, 'journey.limitation says it too')
   assert.deepEqual(out.series, ['accept', 'decode', 'handler', 'serialize', 'write'])
+  assert.equal(out.readSeen, false, 'the request span says read was not seen, as on HTTP/2')
   const s = out.summary
   assert.deepEqual(Object.keys(s.stages), ['accept', 'decode', 'handler', 'serialize', 'write'])
   // accept is the connection's, before the request; the wait from it to the request object is no hook's.
