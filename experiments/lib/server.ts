@@ -114,6 +114,9 @@ export async function startServer (env: Record<string, string>, opts: StartOptio
     started.stderr!.on('data', (d: Buffer) => { process.stderr.write(d); if (said.length < 4096) said += d.toString() })
     for (let i = 0; ; i++) {
       if (started.exitCode !== null) {
+        // Its last words can arrive after its exit is seen.
+        const stderr = started.stderr!
+        if (!stderr.closed) await new Promise(resolve => stderr.once('close', resolve))
         if (/EADDRINUSE/.test(said) && attempt < 3) break
         await receiver?.close()
         throw new Error('the server exited during start-up')
