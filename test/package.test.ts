@@ -134,7 +134,7 @@ void app.register(async (routes) => {   // routes in a plugin registered after t
 async function servesAsDocumented (project: string, node = process.execPath): Promise<void> {
   writeFileSync(join(project, 'app.mjs'), APP)
   const { stdout } = await run(node, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
-  const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+  const out = report(stdout) as unknown as {
     status: number, body: unknown, summary: { stages: Record<string, number> } | undefined, serverTiming: string | null, stages: number,
     kernelWait: boolean, spans: string[], path: string, types: string[], exemplars: boolean[]
   }
@@ -148,6 +148,19 @@ async function servesAsDocumented (project: string, node = process.execPath): Pr
   assert.equal(out.path, '/hello/ada')
   assert.deepEqual(out.types.map(t => t.split(';')[0]), ['text/plain', 'application/openmetrics-text'], 'exposition() answers each in its format')
   assert.deepEqual(out.exemplars, [false, true], 'exemplars only in OpenMetrics')
+}
+
+/** An app's report: the JSON its last line of output holds. */
+function report (stdout: string): Record<string, unknown> {
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>
+}
+
+/** Runs APP_CJS (or `file`, already written) in `project` as plain JavaScript: its report, every line, its stderr. */
+async function runApp (project: string, opts: { file?: string, node?: string, env?: NodeJS.ProcessEnv } = {}): Promise<{ out: Record<string, unknown>, lines: string[], stderr: string }> {
+  const file = opts.file ?? 'app.cjs'
+  if (opts.file === undefined) writeFileSync(join(project, file), APP_CJS)
+  const { stdout, stderr } = await run(opts.node ?? process.execPath, ['--no-experimental-strip-types', file], { cwd: project, timeout: 30_000, env: opts.env ?? process.env })
+  return { out: report(stdout), lines: stdout.trim().split('\n'), stderr }
 }
 
 let packedTarball: string | undefined
@@ -178,11 +191,9 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
 
   await servesAsDocumented(project)
 
-  writeFileSync(join(project, 'app.cjs'), APP_CJS)
-  const cjs = await run(process.execPath, ['--no-experimental-strip-types', 'app.cjs'], { cwd: project, timeout: 30_000 })
-    .then(({ stdout }) => ({ stdout, failed: '' }), (err: { stderr?: string }) => ({ stdout: '', failed: err.stderr ?? String(err) }))
+  const cjs = await runApp(project).then(({ out }) => ({ out, failed: '' }), (err: { stderr?: string }) => ({ out: undefined, failed: err.stderr ?? String(err) }))
   assert.equal(cjs.failed, '', 'a CommonJS app can require() the package')
-  assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7, kernelWait: true, said: [] }, 'and it measures every stage')
+  assert.deepEqual(cjs.out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'and it measures every stage')
 
   assert.equal(await typeCheckErrors(project), '', 'the declarations type-check a consumer, request.journey included')
 })
@@ -233,9 +244,7 @@ test('installed beside the oldest versions of its peer ranges, npm changes none 
   const oldNode = join(dir, 'node-min/bin/node')
   assert.equal((await run(oldNode, ['--version'])).stdout.trim(), `v${nodeMin}`)
   await servesAsDocumented(project, oldNode)
-  writeFileSync(join(project, 'app.cjs'), APP_CJS)
-  const cjs = await run(oldNode, ['app.cjs'], { cwd: project, timeout: 30_000 })
-  assert.deepEqual(JSON.parse(cjs.stdout.trim().split('\n').at(-1)!), { status: 200, stages: 7, kernelWait: true, said: [] }, `a CommonJS app on Node ${nodeMin}`)
+  assert.deepEqual((await runApp(project, { node: oldNode })).out, { status: 200, stages: 7, kernelWait: true, said: [] }, `a CommonJS app on Node ${nodeMin}`)
 })
 
 // Installed with --ignore-scripts (as some CI set-ups and security policies do), there is no addon: the
@@ -246,17 +255,12 @@ test('installed with --ignore-scripts it says the kernel wait is missing; the np
   await run('mkdir', ['-p', project])
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'no-scripts', private: true }))
   await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', packedTarball], { cwd: project, timeout: 150_000 })
-  writeFileSync(join(project, 'app.cjs'), APP_CJS)
-  const serve = async (): Promise<{ out: unknown, stderr: string }> => {
-    const { stdout, stderr } = await run(process.execPath, ['app.cjs'], { cwd: project, timeout: 30_000 })
-    return { out: JSON.parse(stdout.trim().split('\n').at(-1)!), stderr }
-  }
-  const before = await serve()
+  const before = await runApp(project)
   assert.deepEqual(before.out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] })
   const advice = /`(npm rebuild [\w-]+)`/.exec(before.stderr)?.[1]
   assert.equal(advice, 'npm rebuild fastify-request-journey', before.stderr)
   await run('npm', advice.split(' ').slice(1), { cwd: project, timeout: 150_000 })
-  assert.deepEqual((await serve()).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'rebuilt: measured, nothing said')
+  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'rebuilt: measured, nothing said')
 })
 
 // pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a
@@ -275,16 +279,11 @@ test(`the packed plugin installs with ${PNPM}: served from its strict node_modul
   // pnpm installs everything, then stops with an error naming the build it did not run.
   assert.equal(added.code, 1, added.out)
   assert.match(added.out, /Ignored build scripts: fastify-request-journey/)
-  writeFileSync(join(project, 'app.cjs'), APP_CJS)
-  const serve = async (): Promise<unknown> => {
-    const { stdout } = await run(process.execPath, ['--no-experimental-strip-types', 'app.cjs'], { cwd: project, timeout: 30_000 })
-    return JSON.parse(stdout.trim().split('\n').at(-1)!)
-  }
-  assert.deepEqual(await serve(), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'every stage, and the missing addon said')
+  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'every stage, and the missing addon said')
   const approved = await pnpm(['approve-builds', '--all'])
   assert.equal(approved.code, 0, approved.out)
   assert.match(approved.out, /TCP_INFO addon built/)
-  assert.deepEqual(await serve(), { status: 200, stages: 7, kernelWait: true, said: [] }, 'approved: the kernel wait too, and nothing said')
+  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'approved: the kernel wait too, and nothing said')
 })
 
 // Yarn 4 resolves through Plug'n'Play (no node_modules; ESM through its loader), installs no peers for a
@@ -302,15 +301,14 @@ test(`the packed plugin installs with Yarn 4 (${YARN}, Plug'n'Play): served as E
   await yarn(['add', packedTarball, ...Object.keys(peerDependencies)])
   writeFileSync(join(project, 'app.cjs'), APP_CJS)
   writeFileSync(join(project, 'app.mjs'), APP)
-  const last = (stdout: string): Record<string, unknown> => JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>
-  assert.deepEqual(last(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] })
-  const esm = last(await yarn(['node', 'app.mjs']))
+  assert.deepEqual(report(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] })
+  const esm = report(await yarn(['node', 'app.mjs']))
   assert.deepEqual([esm.status, esm.stages, esm.exemplars], [200, 7, [false, true]], 'the documented app, through PnP\'s ESM loader')
   const manifest = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as Record<string, unknown>
   writeFileSync(join(project, 'package.json'), JSON.stringify({ ...manifest, dependenciesMeta: { 'fastify-request-journey': { built: true } } }))
   // Yarn makes installs immutable under CI=true, and marking the build changes the lockfile.
   await yarn(['install', '--no-immutable'])
-  assert.deepEqual(last(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
+  assert.deepEqual(report(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
 })
 
 // Bundled into the app's one file (esbuild, as for a Lambda or a slim image), the plugin's addon is not
@@ -323,10 +321,8 @@ test('an app bundled with esbuild (CommonJS and ESM output): every stage, the ke
   const bundle = async (out: string, args: string[]): Promise<void> => {
     await run(esbuild, ['app.cjs', '--bundle', '--platform=node', '--log-level=error', `--outfile=${out}`, ...args], { cwd: project, timeout: 60_000 })
   }
-  const serve = async (file: string): Promise<{ lines: string[], stderr: string }> => {
-    const { stdout, stderr } = await run(process.execPath, [file], { cwd: project, timeout: 30_000, env: { ...process.env, SAMPLE_MS: '50' } })
-    return { lines: stdout.trim().split('\n'), stderr }
-  }
+  const serve = async (file: string): Promise<{ lines: string[], stderr: string }> =>
+    await runApp(project, { file, env: { ...process.env, SAMPLE_MS: '50' } })
   // An ES module bundle needs require() for the CommonJS packages in it: esbuild's documented banner.
   const esm = ['--format=esm', '--banner:js=import { createRequire as bannerRequire } from "node:module"; const require = bannerRequire(import.meta.url);']
   for (const [file, args] of [['bundle.cjs', ['--format=cjs']], ['bundle.mjs', esm]] as const) {

@@ -123,12 +123,12 @@ export async function startServer (env: Record<string, string>, opts: StartOptio
       }
       const ok = await fetch(`http://127.0.0.1:${metrics}/readyz`).then(r => r.ok, () => false)
       if (ok) { child = started; break }
-      if (i > 300) { started.kill('SIGKILL'); throw new Error('the server did not become ready') }
+      if (i > 300) { started.kill('SIGKILL'); await receiver?.close(); throw new Error('the server did not become ready') }
       await new Promise(resolve => setTimeout(resolve, 50))
     }
   }
   const exited = new Promise<void>(resolve => child!.once('exit', () => resolve()))
-  if (child.exitCode !== null) throw new Error('the server exited during start-up')
+  if (child.exitCode !== null) { await receiver?.close(); throw new Error('the server exited during start-up') }
   return {
     host: '127.0.0.1',
     http,
