@@ -5,13 +5,14 @@
 //
 //   node deploy/pack-journey.ts [outDir]     (default dist-package; prints the tarball's path last)
 //
-// The package holds lib/journey/ (compiled) and native/ (the TCP_INFO addon's source, built by the
-// package's install script with npm's own node-gyp, as npm ci builds it here: ../../native from
-// lib/journey/ is where tcp-info.ts looks, in both layouts). Fastify, prom-client and the OpenTelemetry
+// The package holds lib/journey/ (compiled) and native/: the TCP_INFO addon prebuilt for this machine's
+// platform and arch (glibc), and its source, which the package's install script builds with npm's own
+// node-gyp where no prebuilt one loads, as npm ci builds it here (../../native from lib/journey/ is where
+// tcp-info.ts looks, in both layouts). Fastify, prom-client and the OpenTelemetry
 // packages are peer dependencies: the plugin must use your app's own instances (its registry, its tracer
 // provider), and npm installs them when your app has none.
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -41,7 +42,7 @@ const PEER_MINIMUMS: Readonly<Record<string, string>> = {
   '@opentelemetry/sdk-trace': '3.0.0',
   '@opentelemetry/semantic-conventions': '1.29.0'
 }
-const DEPENDENCIES = ['fastify-plugin']
+const DEPENDENCIES = ['fastify-plugin', 'node-gyp-build']
 const versions = (names: string[]): Record<string, string> =>
   Object.fromEntries(names.map(n => {
     const v = project.dependencies[n]
@@ -75,6 +76,22 @@ try {
 
   mkdirSync(join(stage, 'native'))
   for (const f of ['binding.gyp', 'tcp_info.c', 'build.mjs']) copyFileSync(join(root, 'native', f), join(stage, 'native', f))
+  // The addon this checkout's npm ci built, shipped prebuilt: npm 12, pnpm and Yarn 4 run no dependency's
+  // install script until the app approves it, and many images have no compiler. It is Node-API (one file for
+  // every Node version) and needs only glibc 2.2.5's getsockopt, so it is tagged for the libc it was built with: on
+  // Alpine (when built with glibc), another arch or a changed tcp_info.c, node-gyp-build finds no match and the install script builds
+  // one (native/build.mjs). Names and tags as prebuildify writes them, which node-gyp-build reads.
+  const built = join(root, 'native/build/Release/tcp_info.node')
+  if (process.platform === 'linux') {
+    const sources = ['tcp_info.c', 'binding.gyp'].map(f => statSync(join(root, 'native', f)).mtimeMs)
+    if (!existsSync(built) || statSync(built).mtimeMs < Math.max(...sources)) {
+      throw new Error(`${built} is missing or older than its sources: build it first (npm ci, or npm rebuild request-journey)`)
+    }
+    const { header } = process.report.getReport() as { header: { glibcVersionRuntime?: string } }
+    const prebuilds = join(stage, 'native/prebuilds', `linux-${process.arch}`)
+    mkdirSync(prebuilds, { recursive: true })
+    copyFileSync(built, join(prebuilds, `node.napi.${header.glibcVersionRuntime === undefined ? 'musl' : 'glibc'}.node`))
+  }
 
   writeFileSync(join(stage, 'package.json'), JSON.stringify({
     name: 'fastify-request-journey',
@@ -116,9 +133,11 @@ try {
     'Register the plugin on the root instance before your routes, and await it (Fastify tells a plugin only',
     'about routes added once it has loaded): it observes the app\'s own server, HTTP/1.1 or HTTP/2 (call',
     '`journey.observeServer(server, name)` for other servers you build). [stages.md](stages.md) defines every',
-    'stage, span, attribute and metric. The TCP_INFO addon (kernel wait before accept) is built at install',
-    'when a compiler is there (pnpm builds it once approved: `pnpm approve-builds`); without it those figures',
-    'are absent, everything else is measured, and a warning says so. Bundling your service (esbuild, webpack)?',
+    'stage, span, attribute and metric. The TCP_INFO addon (kernel wait before accept) comes prebuilt for',
+    'Linux x64 with glibc; elsewhere the install script builds it, with a compiler, once the app approves it',
+    '(npm 12: `npm install-scripts approve fastify-request-journey`, then `npm rebuild fastify-request-journey`;',
+    'pnpm: `pnpm approve-builds`). Without it those figures are absent, everything else is measured, and a',
+    'warning says so. Bundling your service (esbuild, webpack)?',
     'Keep this package external (`--external:fastify-request-journey`), as for any package with a native addon.',
     'The registry may be prom-client\'s or its successor\'s, `@prometheus-io/client` (the one fastify-metrics 14',
     'uses: give the journey its `register` and one `/metrics` serves both).',

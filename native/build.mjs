@@ -40,6 +40,19 @@ function nodeGyp () {
   } catch { return undefined }
 }
 
+// A package install first tries the prebuilt addon the package ships (deploy/pack-journey.ts): when it
+// loads here, there is nothing to compile. Loaded, not just found: a file for this platform may still fail
+// (a libc it was not built for), and then building one is the way out.
+if (process.argv.includes('--package')) {
+  try {
+    createRequire(import.meta.url)('node-gyp-build')(here)
+    say('TCP_INFO addon: the prebuilt one loads here, nothing to build')
+    process.exit(0)
+  } catch {
+    // none loads here: build one, below
+  }
+}
+
 if (process.platform !== 'linux') {
   say(`TCP_INFO addon skipped: Linux only (this is ${process.platform}); kernel wait times will not be measured`)
   process.exit(0)

@@ -189,6 +189,11 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   const stages = readFileSync(join(installed, 'stages.md'), 'utf8')
   for (const [, target] of stages.matchAll(/\]\(([^)#:]+)\)/g)) assert.ok(existsSync(join(installed, target!)), `stages.md links to ${target}, which the package has`)
 
+  if (process.platform === 'linux') {
+    const native = readdirSync(join(installed, 'native'))
+    assert.ok(native.includes('prebuilds'), 'the addon comes prebuilt')
+    assert.ok(!native.includes('build'), 'so the install script, where it ran, compiled nothing')
+  }
   await servesAsDocumented(project)
 
   const cjs = await runApp(project).then(({ out }) => ({ out, failed: '' }), (err: { stderr?: string }) => ({ out: undefined, failed: err.stderr ?? String(err) }))
@@ -247,68 +252,85 @@ test('installed beside the oldest versions of its peer ranges, npm changes none 
   assert.deepEqual((await runApp(project, { node: oldNode })).out, { status: 200, stages: 7, kernelWait: true, said: [] }, `a CommonJS app on Node ${nodeMin}`)
 })
 
-// Installed with --ignore-scripts (as some CI set-ups and security policies do), there is no addon: the
-// plugin says so, and the way out its warning names — npm rebuild of the package — builds it.
-test('installed with --ignore-scripts it says the kernel wait is missing; the npm rebuild its warning names builds the addon', { timeout: 240_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+// npm 12 runs no dependency's install script until the app approves it (as pnpm and Yarn 4 do, and as
+// --ignore-scripts does): the prebuilt addon needs none. Where none loads — node-gyp-build's LIBC=musl
+// makes this machine look like Alpine, for which the package has no prebuilt file — the plugin says so, and
+// the npm commands its warning names build one from source.
+const NPM12 = 'npm@12.2.2'
+test(`installed with ${NPM12}, which runs no install script unapproved, the prebuilt addon measures; where none fits, the npm commands its warning names build one`, { timeout: 240_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
-  const project = join(dir, 'no-scripts')
+  await run('npm', ['install', '-g', '--prefix', join(dir, 'npm12'), '--no-audit', '--no-fund', NPM12], { timeout: 150_000 })
+  const npm12 = async (args: string[], cwd: string, env = process.env): Promise<string> =>
+    (await run(process.execPath, [join(dir, 'npm12/lib/node_modules/npm/bin/npm-cli.js'), ...args], { cwd, timeout: 150_000, env })).stderr
+  const project = join(dir, 'npm12-service')
   await run('mkdir', ['-p', project])
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'no-scripts', private: true }))
-  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', packedTarball], { cwd: project, timeout: 150_000 })
-  const before = await runApp(project)
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'npm12-service', private: true }))
+  const installed = await npm12(['install', '--prefer-offline', '--no-audit', '--no-fund', packedTarball], project)
+  assert.match(installed, /install scripts blocked[\s\S]*fastify-request-journey/, 'npm 12 ran no install script')
+  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'the prebuilt addon: measured, nothing said')
+
+  const musl = { ...process.env, LIBC: 'musl' }
+  const before = await runApp(project, { env: musl })
   assert.deepEqual(before.out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] })
-  const advice = /`(npm rebuild [\w-]+)`/.exec(before.stderr)?.[1]
-  assert.equal(advice, 'npm rebuild fastify-request-journey', before.stderr)
-  await run('npm', advice.split(' ').slice(1), { cwd: project, timeout: 150_000 })
-  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'rebuilt: measured, nothing said')
+  assert.match(before.stderr, /no build and no prebuilt addon for platform=linux arch=\w+ .*libc=musl/)
+  const advice = [...before.stderr.matchAll(/`(npm [\w -]+? fastify-request-journey)`/g)].map(m => m[1]!)
+  assert.deepEqual(advice, ['npm install-scripts approve fastify-request-journey', 'npm rebuild fastify-request-journey'], before.stderr)
+  for (const command of advice) await npm12(command.split(' ').slice(1), project, musl)
+  assert.ok(existsSync(join(project, 'node_modules/fastify-request-journey/native/build/Release/tcp_info.node')), 'built from source')
+  assert.deepEqual((await runApp(project, { env: musl })).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
 })
 
 // pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a
-// dependency's install script only once the project approves it — so until then there is no addon. The
-// plugin must serve either way, and say what it lacks until the build is approved.
+// dependency's install script only once the project approves it: the prebuilt addon needs none, and where
+// none fits (LIBC=musl, as above) the plugin serves, says what it lacks until the build is approved, and
+// measures it then.
 const PNPM = 'pnpm@12.23.0'
-test(`the packed plugin installs with ${PNPM}: served from its strict node_modules; unapproved, it says the kernel wait is missing; approved, it measures it`, { timeout: 300_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+test(`the packed plugin installs with ${PNPM}: served from its strict node_modules with the prebuilt addon; where none fits, unapproved it says the kernel wait is missing, approved it measures it`, { timeout: 300_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
   const project = join(dir, 'pnpm-service')
   await run('mkdir', ['-p', project])
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'pnpm-service', private: true }))
-  const pnpm = async (args: string[]): Promise<{ code: number, out: string }> =>
-    await run('npm', ['exec', '--yes', `--package=${PNPM}`, '--', 'pnpm', ...args], { cwd: project, timeout: 200_000 })
+  const pnpm = async (args: string[], env = process.env): Promise<{ code: number, out: string }> =>
+    await run('npm', ['exec', '--yes', `--package=${PNPM}`, '--', 'pnpm', ...args], { cwd: project, timeout: 200_000, env })
       .then(({ stdout, stderr }) => ({ code: 0, out: stdout + stderr }), (err: { code?: number, stdout?: string, stderr?: string }) => ({ code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }))
   const added = await pnpm(['add', packedTarball, 'fastify', 'prom-client'])
   // pnpm installs everything, then stops with an error naming the build it did not run.
   assert.equal(added.code, 1, added.out)
   assert.match(added.out, /Ignored build scripts: fastify-request-journey/)
-  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'every stage, and the missing addon said')
-  const approved = await pnpm(['approve-builds', '--all'])
+  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'the prebuilt addon: everything measured')
+  const musl = { ...process.env, LIBC: 'musl' }
+  assert.deepEqual((await runApp(project, { env: musl })).out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'none fits: every stage, and the missing addon said')
+  const approved = await pnpm(['approve-builds', '--all'], musl)
   assert.equal(approved.code, 0, approved.out)
   assert.match(approved.out, /TCP_INFO addon built/)
-  assert.deepEqual((await runApp(project)).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'approved: the kernel wait too, and nothing said')
+  assert.deepEqual((await runApp(project, { env: musl })).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'approved: the kernel wait too, and nothing said')
 })
 
 // Yarn 4 resolves through Plug'n'Play (no node_modules; ESM through its loader), installs no peers for a
 // package, and runs a dependency's build only when the project marks it `built`.
 const YARN = '@yarnpkg/cli-dist@4.18.1'
-test(`the packed plugin installs with Yarn 4 (${YARN}, Plug'n'Play): served as ESM and CommonJS; marked built, it measures the kernel wait`, { timeout: 300_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+test(`the packed plugin installs with Yarn 4 (${YARN}, Plug'n'Play): served as ESM and CommonJS with the prebuilt addon; where none fits, marked built, it measures the kernel wait`, { timeout: 300_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
   const project = join(dir, 'yarn-service')
   await run('mkdir', ['-p', project])
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'yarn-service', private: true }))
   writeFileSync(join(project, 'yarn.lock'), '')
-  const yarn = async (args: string[]): Promise<string> =>
-    (await run('npm', ['exec', '--yes', `--package=${YARN}`, '--', 'yarn', ...args], { cwd: project, timeout: 200_000 })).stdout
+  const yarn = async (args: string[], env = process.env): Promise<string> =>
+    (await run('npm', ['exec', '--yes', `--package=${YARN}`, '--', 'yarn', ...args], { cwd: project, timeout: 200_000, env })).stdout
   const { peerDependencies } = JSON.parse(readFileSync(join(dir, 'service/node_modules/fastify-request-journey/package.json'), 'utf8')) as { peerDependencies: Record<string, string> }
   await yarn(['add', packedTarball, ...Object.keys(peerDependencies)])
   writeFileSync(join(project, 'app.cjs'), APP_CJS)
   writeFileSync(join(project, 'app.mjs'), APP)
-  assert.deepEqual(report(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] })
+  assert.deepEqual(report(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: true, said: [] }, 'the prebuilt addon, unplugged')
+  const musl = { ...process.env, LIBC: 'musl' }
+  assert.deepEqual(report(await yarn(['node', 'app.cjs'], musl)), { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'none fits')
   const esm = report(await yarn(['node', 'app.mjs']))
   assert.deepEqual([esm.status, esm.stages, esm.exemplars], [200, 7, [false, true]], 'the documented app, through PnP\'s ESM loader')
   const manifest = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as Record<string, unknown>
   writeFileSync(join(project, 'package.json'), JSON.stringify({ ...manifest, dependenciesMeta: { 'fastify-request-journey': { built: true } } }))
   // Yarn makes installs immutable under CI=true, and marking the build changes the lockfile.
-  await yarn(['install', '--no-immutable'])
-  assert.deepEqual(report(await yarn(['node', 'app.cjs'])), { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
+  await yarn(['install', '--no-immutable'], musl)
+  assert.deepEqual(report(await yarn(['node', 'app.cjs'], musl)), { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
 })
 
 // Bundled into the app's one file (esbuild, as for a Lambda or a slim image), the plugin's addon is not

@@ -68,8 +68,9 @@ export function warnNoSdkOptions (): void {
 /**
  * What this process cannot measure, said once when a plugin is registered: read and parse on a Node without
  * the parser internals they rely on (observe-parser.ts); on Linux, the kernel's part when the plugin was
- * bundled into the app's file (bundled.ts), or else without the TCP_INFO addon — an install that ran no build
- * script (pnpm runs a dependency's only once approved; `--ignore-scripts`) or had no compiler. Off Linux the
+ * bundled into the app's file (bundled.ts), or else without the TCP_INFO addon — no prebuilt one for this
+ * platform, and an install that ran no build script (npm 12, pnpm and Yarn 4 run a dependency's only once
+ * approved; `--ignore-scripts`) or had no compiler. Off Linux the
  * addon and the sampler have nothing to read, so neither is a mistake there. None stops serving: every
  * other figure is measured.
  */
@@ -93,7 +94,7 @@ export function warnUnmeasured ({ parserSeen, addonLoadError, bundledInto, sampl
     const sampler = samplerWanted ? ', and the accept-queue sampler (kernelSampleMs) is not started: its worker thread would run your whole bundle again' : ''
     process.emitWarning(`the journey is bundled into ${bundledInto}: its TCP_INFO addon is not beside it, so the wait in the kernel before accept and before read is not measured${sampler}; keep fastify-request-journey out of the bundle (esbuild: --external:fastify-request-journey or --packages=external; webpack: externals) and install it beside the bundle`, { code: 'REQUEST_JOURNEY_BUNDLED' })
   } else if (addonLoadError !== undefined) {
-    process.emitWarning(`the TCP_INFO addon (native/) is not built (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured; build it with \`npm rebuild fastify-request-journey\` (pnpm runs a dependency's install script only once approved: \`pnpm approve-builds\`; Yarn 4 once package.json's dependenciesMeta marks it \`"built": true\`; it needs python3, make and a C compiler), or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
+    process.emitWarning(`the TCP_INFO addon (native/) is not built (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured. The package ships it prebuilt for Linux x64 with glibc only; elsewhere its install script builds it (with python3, make and a C compiler), which npm 12, pnpm and Yarn 4 run only once the app approves it — npm: \`npm install-scripts approve fastify-request-journey\` (npm 11.19 and newer; older npm runs it anyway), then \`npm rebuild fastify-request-journey\`; pnpm: \`pnpm approve-builds\`; Yarn 4: package.json's dependenciesMeta marks it \`"built": true\`. Or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   }
 }
 

@@ -6,6 +6,7 @@
 // fields stay undefined and spans say `journey.accept.queue_wait_measured=false`.
 import { createRequire } from 'node:module'
 import type { Server, Socket } from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { bundledInto } from './bundled.ts'
 
 interface Addon { tcpInfo: (fd: number, out: Float64Array) => boolean }
@@ -16,11 +17,17 @@ let loadError: string | undefined
 if (bundledInto !== undefined) {
   unavailable = `the journey is bundled into ${bundledInto}, so its TCP_INFO addon is not beside it: accept-queue wait is not measured`
 } else {
+  // node-gyp-build picks the addon built here (native/build/Release: this checkout's npm ci, or a package
+  // install that compiled it) or else the package's prebuilt one for this platform, arch and libc
+  // (native/prebuilds/, put there by deploy/pack-journey.ts), so most installs need no compiler and no
+  // install script — which npm 12, pnpm and Yarn 4 run only once approved.
+  const require = createRequire(import.meta.url)
   try {
-    addon = createRequire(import.meta.url)('../../native/build/Release/tcp_info.node') as Addon
+    addon = (require('node-gyp-build') as (dir: string) => Addon)(fileURLToPath(new URL('../../native', import.meta.url)))
   } catch (err) {
-    // MODULE_NOT_FOUND when never built; ERR_DLOPEN_FAILED when built for another Node's ABI.
-    loadError = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+    // ERR_DLOPEN_FAILED: a file that does not load here. node-gyp-build's "No native build was found for
+    // platform=… libc=…" has no code; its first line is what to show.
+    loadError = (err as NodeJS.ErrnoException).code ?? (err as Error).message.split('\n')[0]!.replace(/^No native build was found for /, 'no build and no prebuilt addon for ')
     unavailable = process.platform === 'linux'
       ? `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
       : `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
