@@ -17,6 +17,7 @@ import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { PEER_LINES, peerRanges } from './peer-minimums.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const outDir = resolve(root, process.argv[2] ?? 'dist-package')
@@ -24,24 +25,6 @@ const project = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as 
   version: string, license: string, dependencies: Record<string, string>
 }
 
-/**
- * The packages src/journey imports (test/journey/plugin.test.ts keeps it from importing the rest of the
- * project), each from the oldest version it works with — not this project's own ranges, which follow the
- * newest releases: a peer range above what an app has makes npm upgrade the app's Fastify, say, or refuse
- * to install beside a pinned one. Fastify is used for its types only (any 5.x); prom-client from 15.1.2
- * (15.0 brought OpenMetrics, 15.1.2 typed its content-type constants, which the README's example uses); the
- * OpenTelemetry packages from 3.0 (sdk-trace's first release, which wants API 1.10 and semantic conventions
- * 1.29). test/package.test.ts installs the package beside exactly these.
- */
-const PEER_MINIMUMS: Readonly<Record<string, string>> = {
-  fastify: '5.0.0',
-  'prom-client': '15.1.2',
-  '@opentelemetry/api': '1.10.0',
-  '@opentelemetry/core': '3.0.0',
-  '@opentelemetry/resources': '3.0.0',
-  '@opentelemetry/sdk-trace': '3.0.0',
-  '@opentelemetry/semantic-conventions': '1.29.0'
-}
 const DEPENDENCIES = ['fastify-plugin', 'node-gyp-build']
 const versions = (names: string[]): Record<string, string> =>
   Object.fromEntries(names.map(n => {
@@ -49,10 +32,12 @@ const versions = (names: string[]): Record<string, string> =>
     if (v === undefined) throw new Error(`${n} is not a dependency of the project`)
     return [n, v]
   }))
-const peers = Object.fromEntries(Object.entries(PEER_MINIMUMS).map(([name, min]) => {
+// The packages src/journey imports (test/journey/plugin.test.ts keeps it from importing the rest of the
+// project), each from the oldest version it works with: peer-minimums.ts.
+const peers = peerRanges(PEER_LINES)
+for (const name of Object.keys(peers)) {
   if (project.dependencies[name] === undefined) throw new Error(`${name} is not a dependency of the project`)
-  return [name, `^${min}`]
-}))
+}
 
 const stage = mkdtempSync(join(tmpdir(), 'journey-package-'))
 try {
@@ -143,6 +128,8 @@ try {
     'uses: give the journey its `register` and one `/metrics` serves both).',
     'The type declarations need TypeScript 5.7 or newer (generic typed arrays), or `skipLibCheck`.',
     'A CommonJS app can `require()` the package (Node 22.12 or newer).',
+    'On OpenTelemetry JS 2.x (sdk-node 0.2xx) npm reaches for the 3.x peers and stops (ERESOLVE): name your',
+    'line in the install, `npm install fastify-request-journey @opentelemetry/sdk-trace@2 @opentelemetry/core@2 @opentelemetry/resources@2`.',
     '',
     ...marked.flatMap(part => [part, '']),
   ].join('\n'))

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { PEER_LINES } from '../deploy/peer-minimums.ts'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -130,7 +131,56 @@ void app.register(async (routes) => {   // routes in a plugin registered after t
 })
 `
 
-/** Runs APP in `project` (the package installed there) as plain JavaScript, and checks what it measured. */
+// The README's example on OpenTelemetry JS 2.x, exporting OTLP/HTTP (JSON) to a receiver in the same
+// process; every request traced (OTEL_TRACES_SAMPLER, read by journeyTracing), flushed by sdk.shutdown().
+const SDK_APP = `
+import { createServer } from 'node:http'
+import Fastify from 'fastify'
+import { NodeSDK } from '@opentelemetry/sdk-node'
+import { BatchSpanProcessor } from '@opentelemetry/sdk-trace'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { Registry } from 'prom-client'
+import { createJourney, journeyTracing } from 'fastify-request-journey'
+
+const spans = []
+const receiver = createServer((req, res) => {
+  let body = ''
+  req.on('data', (chunk) => { body += chunk })
+  req.on('end', () => {
+    for (const r of JSON.parse(body).resourceSpans) for (const s of r.scopeSpans) spans.push(...s.spans)
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+  })
+})
+await new Promise(resolve => receiver.listen(0, '127.0.0.1', resolve))
+process.env.OTEL_TRACES_SAMPLER = 'always_on'
+const exporter = new OTLPTraceExporter({ url: 'http://127.0.0.1:' + receiver.address().port + '/v1/traces' })
+const tracing = journeyTracing({ spanProcessors: [new BatchSpanProcessor({ exporter })] })
+const sdk = new NodeSDK({ ...tracing.sdkOptions })
+sdk.start()
+const registry = new Registry()
+const journey = createJourney({ registry, tracing })
+const app = Fastify()
+await app.register(journey.plugin)
+app.get('/hello/:name', async (request) => ({ hi: request.params.name }))
+await app.listen({ port: 0, host: '127.0.0.1' })
+const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/hello/ada', { headers: { connection: 'close' } })
+await r.text()
+await new Promise(resolve => setTimeout(resolve, 50))
+const metrics = await registry.metrics()
+await app.close(); journey.close()
+await sdk.shutdown()
+receiver.close()
+const ids = new Set(spans.map(s => s.spanId))
+console.log(JSON.stringify({
+  status: r.status,
+  kernelWait: metrics.includes('journey_accept_kernel_wait_seconds_count{listener="http"} 1'),
+  exported: [...new Set(spans.map(s => s.name))].filter(n => n !== 'journey.connection').sort(),
+  orphans: spans.filter(s => s.parentSpanId && !ids.has(s.parentSpanId)).map(s => s.name),
+  traces: new Set(spans.filter(s => s.name !== 'journey.connection').map(s => s.traceId)).size
+}))
+`
+
+/** Runs APP in `project`/** Runs APP in `project` (the package installed there) as plain JavaScript, and checks what it measured. */
 async function servesAsDocumented (project: string, node = process.execPath): Promise<void> {
   writeFileSync(join(project, 'app.mjs'), APP)
   const { stdout } = await run(node, ['--no-experimental-strip-types', 'app.mjs'], { cwd: project, timeout: 30_000 })
@@ -219,37 +269,74 @@ async function typeCheckErrors (project: string): Promise<string> {
 }
 
 // The peer ranges start where the plugin starts working, not at this project's newest releases: an app on
-// the oldest versions they allow installs it without npm upgrading anything of its own, and every feature
-// the npm test checked works there too.
-test('installed beside the oldest versions of its peer ranges, npm changes none of them and everything works, on the oldest Node its engines allow too', { timeout: 240_000 }, async () => {
-  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
-  const { peerDependencies } = JSON.parse(readFileSync(join(dir, 'service/node_modules/fastify-request-journey/package.json'), 'utf8')) as { peerDependencies: Record<string, string> }
-  const oldest = Object.entries(peerDependencies).map(([name, range]) => {
-    assert.match(range, /^\^\d+\.\d+\.\d+$/, `${name}: a caret range from its oldest working version`)
-    return [name, range.slice(1)] as const
-  })
-  const project = join(dir, 'oldest')
-  await run('mkdir', ['-p', project])
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'oldest', private: true, type: 'module' }))
-  const npm = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--save-exact']
-  await run('npm', [...npm, ...oldest.map(([name, version]) => `${name}@${version}`)], { cwd: project, timeout: 150_000 })
-  await run('npm', [...npm, packedTarball], { cwd: project, timeout: 150_000 })
-  for (const [name, version] of oldest) {
-    const installed = JSON.parse(readFileSync(join(project, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }
-    assert.equal(installed.version, version, `${name} stays at ${version}`)
-  }
-  await servesAsDocumented(project)
-  assert.equal(await typeCheckErrors(project), '', 'and its declarations type-check against theirs')
+// the oldest versions they allow — on either OpenTelemetry JS line (deploy/peer-minimums.ts) — installs it
+// without npm upgrading anything of its own, and every feature the npm test checked works there too, on the
+// oldest Node its engines allow as well.
+let nodeMin: string | undefined
+for (const [line, oldest] of Object.entries(PEER_LINES)) {
+  test(`installed beside the oldest versions of its peer ranges on ${line}, npm changes none of them and everything works, on the oldest Node its engines allow too`, { timeout: 240_000 }, async () => {
+    assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+    const { peerDependencies, engines } = JSON.parse(readFileSync(join(dir, 'service/node_modules/fastify-request-journey/package.json'), 'utf8')) as { peerDependencies: Record<string, string>, engines: { node: string } }
+    assert.deepEqual(Object.keys(oldest).sort(), Object.keys(peerDependencies).sort(), 'a version for every peer')
+    const project = join(dir, `oldest-${line.replace(/\W+/g, '-')}`)
+    await run('mkdir', ['-p', project])
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'oldest', private: true, type: 'module' }))
+    const npm = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--save-exact']
+    await run('npm', [...npm, ...Object.entries(oldest).map(([name, version]) => `${name}@${version}`)], { cwd: project, timeout: 150_000 })
+    await run('npm', [...npm, packedTarball], { cwd: project, timeout: 150_000 })
+    for (const [name, version] of Object.entries(oldest)) {
+      const installed = JSON.parse(readFileSync(join(project, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }
+      assert.equal(installed.version, version, `${name} stays at ${version}`)
+    }
+    await servesAsDocumented(project)
+    assert.equal(await typeCheckErrors(project), '', 'and its declarations type-check against theirs')
 
-  // And on the oldest Node its engines allow (npm's `node` package, as .ci/run gets Node 24), ESM and CommonJS.
-  const { engines } = JSON.parse(readFileSync(join(project, 'node_modules/fastify-request-journey/package.json'), 'utf8')) as { engines: { node: string } }
-  const nodeMin = /^>=(\d+\.\d+\.\d+)$/.exec(engines.node)?.[1]
-  assert.ok(nodeMin !== undefined, engines.node)
-  await run('npm', ['install', '-g', '--prefix', join(dir, 'node-min'), '--no-audit', '--no-fund', `node@${nodeMin}`], { timeout: 150_000 })
-  const oldNode = join(dir, 'node-min/bin/node')
-  assert.equal((await run(oldNode, ['--version'])).stdout.trim(), `v${nodeMin}`)
-  await servesAsDocumented(project, oldNode)
-  assert.deepEqual((await runApp(project, { node: oldNode })).out, { status: 200, stages: 7, kernelWait: true, said: [] }, `a CommonJS app on Node ${nodeMin}`)
+    // And on the oldest Node its engines allow (npm's `node` package, as .ci/run gets Node 24), ESM and CommonJS.
+    nodeMin ??= /^>=(\d+\.\d+\.\d+)$/.exec(engines.node)?.[1]
+    assert.ok(nodeMin !== undefined, engines.node)
+    const oldNode = join(dir, 'node-min/bin/node')
+    if (!existsSync(oldNode)) await run('npm', ['install', '-g', '--prefix', join(dir, 'node-min'), '--no-audit', '--no-fund', `node@${nodeMin}`], { timeout: 150_000 })
+    assert.equal((await run(oldNode, ['--version'])).stdout.trim(), `v${nodeMin}`)
+    await servesAsDocumented(project, oldNode)
+    assert.deepEqual((await runApp(project, { node: oldNode })).out, { status: 200, stages: 7, kernelWait: true, said: [] }, `a CommonJS app on Node ${nodeMin}`)
+  })
+}
+
+// The README's set-up — NodeSDK started with the journey's sdkOptions, a BatchSpanProcessor, an OTLP
+// exporter — in a service on OpenTelemetry JS 2.x, whose last SDK most services still run. npm, placing the
+// package's peers, takes the newest versions their ranges allow (3.x, which wants API 1.10) over the 2.x ones
+// the SDK brought, and stops with ERESOLVE (most of the time; not every run here); the README's install
+// names the 2.x line's packages, and then the service's own packages stay as they were.
+test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as the README says, npm changes none of its packages and the README\'s set-up exports every stage\'s span through its OTLP exporter', { timeout: 240_000 }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+  const project = join(dir, 'otel-2')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'otel-2', private: true, type: 'module' }))
+  const npm = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--save-exact']
+  await run('npm', [...npm, 'fastify@5', 'prom-client@15', '@opentelemetry/api@1.9', '@opentelemetry/sdk-node@0.223.0', '@opentelemetry/exporter-trace-otlp-http@0.223.0'], { cwd: project, timeout: 150_000 })
+  // Every package in the tree, as `npm ls` prints it (nested ones included).
+  const tree = async (): Promise<{ dependencies: Record<string, unknown> }> =>
+    JSON.parse((await run('npm', ['ls', '--all', '--json'], { cwd: project })).stdout) as { dependencies: Record<string, unknown> }
+  const before = await tree()
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const install = /`npm install fastify-request-journey (@opentelemetry\/[\w@/ -]+)`/.exec(readme)?.[1]?.split(' ')
+  assert.deepEqual(install, ['@opentelemetry/sdk-trace@2', '@opentelemetry/core@2', '@opentelemetry/resources@2'], 'the README\'s install on OpenTelemetry JS 2.x')
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', packedTarball, ...install], { cwd: project, timeout: 150_000 })
+  for (const name of ['sdk-trace', 'core', 'resources']) {
+    const { version } = JSON.parse(readFileSync(join(project, 'node_modules/@opentelemetry', name, 'package.json'), 'utf8')) as { version: string }
+    assert.match(version, /^2\./, `@opentelemetry/${name}: the service's line`)
+  }
+  const after = await tree()
+  for (const [name, dep] of Object.entries(before.dependencies)) {
+    assert.equal((after.dependencies[name] as { version: string }).version, (dep as { version: string }).version, `${name} stays as it was`)
+  }
+  writeFileSync(join(project, 'sdk-app.mjs'), SDK_APP)
+  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number }
+  assert.equal(out.status, 200)
+  assert.ok(out.kernelWait, 'the prebuilt addon')
+  assert.deepEqual(out.exported, ['GET /hello/:name', 'journey.accept', 'journey.decode', 'journey.handler', 'journey.parse', 'journey.read', 'journey.serialize', 'journey.write'], 'exported through OTLP/HTTP by the 2.x exporter')
+  assert.deepEqual(out.orphans, [], 'every stage span\'s parent was exported with it')
+  assert.equal(out.traces, 1, 'one trace: one waterfall')
 })
 
 // npm 12 runs no dependency's install script until the app approves it (as pnpm and Yarn 4 do, and as
