@@ -28,10 +28,18 @@ export interface KernelSampler {
   close: () => void
 }
 
+/**
+ * Marks the sampler's own thread in its workerData. Any other worker thread may load the plugin too — a
+ * Vitest or Piscina worker, an app served from a worker — and must be left alone: no workerData of ours to
+ * read, and a parentPort whose messages are its host's.
+ */
+interface SamplerData { requestJourneyKernelSampler: true, peaks: Int32Array, intervalMs: number }
+
 /** `entry` is the worker's module: this one (tests pass one that fails). */
 export function startKernelSampler (intervalMs: number, entry = new URL(import.meta.url)): KernelSampler {
   const peaks = new Int32Array(new SharedArrayBuffer(4 * MAX_LISTENERS)).fill(-1)
-  const worker = new Worker(entry, { workerData: { peaks, intervalMs } })
+  const data: SamplerData = { requestJourneyKernelSampler: true, peaks, intervalMs }
+  const worker = new Worker(entry, { workerData: data, name: 'request-journey-kernel-sampler' })
   worker.unref()
   // A worker that dies must not take the server with it (an 'error' event nobody listens to is thrown in
   // this thread), nor leave its last peaks behind as if they were current: they go back to "no sample",
@@ -74,11 +82,12 @@ export class WindowMax {
   }
 }
 
-// The worker: this same module, run in a thread.
+// The worker: this same module, run in a thread started by startKernelSampler (and no other thread).
 // No top-level await anywhere in the plugin's modules: it would make the package's module graph
 // asynchronous, and a CommonJS app's require() of it throw ERR_REQUIRE_ASYNC_MODULE.
-if (!isMainThread && parentPort !== null) {
-  const { peaks, intervalMs } = workerData as { peaks: Int32Array, intervalMs: number }
+const samplerData = isMainThread ? undefined : workerData as Partial<SamplerData> | null | undefined
+if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
+  const { peaks, intervalMs } = samplerData as SamplerData
   // Per slot: its fd, the inode for the /proc fallback, and the deepest queue of each of the last seconds.
   const slots = new Map<number, { fd: number, inode: string | undefined, window: WindowMax }>()
   parentPort.on('message', ({ slot, fd }: { slot: number, fd: number }) => {

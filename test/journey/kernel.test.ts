@@ -194,3 +194,48 @@ test('the sampler survives a listener whose fd is gone by the time it reads it, 
   assert.equal(sampler.peak(1), 0, 'an idle listener: nothing waiting')
   assert.equal(sampler.peak(0), -1, 'the vanished one: no sample')
 })
+
+// Only the thread startKernelSampler starts is the sampler. The plugin may be loaded in any other worker
+// thread — a Vitest worker (pool: 'threads'), a Piscina task, an app served from a worker — whose
+// workerData is not ours (or absent) and whose parentPort carries its host's messages. Before, the module
+// took any worker thread for its own: with no workerData it threw on import (Vitest's threads pool), and
+// with some it listened on the host's port and kept the thread alive with its timer.
+test('the plugin loaded in some other worker thread serves and measures there, leaving the thread\'s messages and lifetime to its host', { timeout: 20_000 }, async () => {
+  const urls = ['fastify', 'prom-client'].map(name => import.meta.resolve(name))
+  urls.push(new URL('../../src/journey/index.ts', import.meta.url).href)
+  const code = `
+    const { parentPort } = require('node:worker_threads')
+    ;(async () => {
+      const [{ default: Fastify }, { Registry }, { createJourney, summarize }] = await Promise.all(process.argv.slice(2).map(u => import(u)))
+      const hosts = () => {}
+      parentPort.on('message', hosts) // the host's own use of its port
+      const registry = new Registry()
+      const journey = createJourney({ registry })
+      const app = Fastify()
+      await app.register(journey.plugin)
+      let stages = []
+      app.addHook('onResponse', async (request) => { setImmediate(() => { stages = Object.keys(summarize(request.journey).stages) }) })
+      app.get('/', async () => ({ ok: true }))
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/', { headers: { connection: 'close' } })
+      await r.text()
+      await new Promise(resolve => setTimeout(resolve, 50))
+      await app.close(); journey.close()
+      parentPort.postMessage({ status: r.status, stages, listeners: parentPort.listenerCount('message') })
+      parentPort.off('message', hosts)
+    })()
+  `
+  for (const workerData of [undefined, { intervalMs: 5, peaks: 'the host\'s' }]) {
+    const worker = new Worker(code, { eval: true, argv: urls, workerData })
+    after(() => worker.terminate()) // a thread kept alive (the failure this test is for) must not hang the run
+    const errors: Error[] = []
+    worker.on('error', err => errors.push(err))
+    const report = new Promise<unknown>(resolve => worker.once('message', resolve))
+    const exited = new Promise<number>(resolve => worker.once('exit', resolve))
+    const outcome = await Promise.race([report, exited.then(code => ({ exited: code, errors: errors.map(e => e.message) }))])
+    assert.deepEqual(outcome, { status: 200, stages: ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'], listeners: 1 }, `workerData ${JSON.stringify(workerData)}`)
+    const timer = setTimeout(() => { void worker.terminate() }, 5_000)
+    assert.equal(await exited, 0, 'the thread ends by itself once its host is done: no timer of the plugin keeps it alive')
+    clearTimeout(timer)
+  }
+})
