@@ -420,6 +420,53 @@ test(`the packed plugin installs with Yarn 4 (${YARN}, Plug'n'Play): served as E
   assert.deepEqual(report(await yarn(['node', 'app.cjs'], musl)), { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
 })
 
+// Teams meet the plugin first in their test suites. Vitest runs test files in worker threads (pool
+// 'threads') or child processes ('forks'), each file with its own module graph; Jest 30 loads an ES module
+// package through require(esm) when Node runs it with --experimental-vm-modules (Node >= 24.9, Jest's
+// docs), and without that flag stops at the require() with its own advice.
+const RUNNER_TEST = (imports: string): string => `
+${imports}
+test('the app serves with the journey', async () => {
+  const said = []
+  const onWarning = (w) => { if (w.code?.startsWith('REQUEST_JOURNEY')) said.push(w.code) }
+  process.on('warning', onWarning)
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const app = Fastify()
+  await app.register(journey.plugin)
+  app.get('/', async () => ({ ok: true }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/', { headers: { connection: 'close' } })
+  await r.text()
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const metrics = await registry.metrics()
+  await app.close(); journey.close()
+  process.off('warning', onWarning)
+  expect(r.status).toBe(200)
+  expect(metrics.split('\\n').filter(l => l.startsWith('journey_stage_duration_seconds_count')).length).toBe(7)
+  expect(metrics).toContain('journey_accept_kernel_wait_seconds_count{listener="http"} 1')
+  expect(said).toEqual([])
+})
+`
+test('in the test runners services use — Vitest 5 (threads and forks pools, two files each) and Jest 30 (require(esm)) — every stage is measured and nothing is said', { timeout: 240_000 }, async () => {
+  const project = join(dir, 'service')
+  assert.ok(existsSync(join(project, 'node_modules/fastify-request-journey')), 'the service the npm test installed')
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', 'vitest@5', 'jest@30'], { cwd: project, timeout: 150_000 })
+  await run('mkdir', ['-p', join(project, 'vitest'), join(project, 'jest')])
+  const esm = "import { expect, test } from 'vitest'\nimport Fastify from 'fastify'\nimport { Registry } from 'prom-client'\nimport { createJourney } from 'fastify-request-journey'"
+  for (const file of ['a', 'b']) writeFileSync(join(project, 'vitest', `${file}.test.mjs`), RUNNER_TEST(esm))
+  const cjs = "const Fastify = require('fastify')\nconst { Registry } = require('prom-client')\nconst { createJourney } = require('fastify-request-journey')"
+  for (const file of ['a', 'b']) writeFileSync(join(project, 'jest', `${file}.test.cjs`), RUNNER_TEST(cjs))
+  const vitest = join(project, 'node_modules/vitest/vitest.mjs')
+  for (const pool of ['threads', 'forks']) {
+    const { stdout } = await run(process.execPath, [vitest, 'run', '--dir', 'vitest', `--pool=${pool}`], { cwd: project, timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } })
+    assert.match(stdout, /Tests\s+2 passed \(2\)/, `Vitest, pool ${pool}: ${stdout}`)
+  }
+  const jest = join(project, 'node_modules/jest/bin/jest.js')
+  const { stderr } = await run(process.execPath, ['--experimental-vm-modules', '--no-warnings', jest, '--rootDir', 'jest'], { cwd: project, timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } })
+  assert.match(stderr, /Tests:\s+2 passed, 2 total/, `Jest: ${stderr}`)
+})
+
 // Bundled into the app's one file (esbuild, as for a Lambda or a slim image), the plugin's addon is not
 // beside it and its sampler's worker would run the whole bundle: it serves every stage and says what it
 // cannot do and the way out, which is keeping the package external — then everything is measured.
