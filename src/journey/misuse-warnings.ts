@@ -78,12 +78,14 @@ export interface Unmeasured {
   parserSeen: boolean
   /** How loading the TCP_INFO addon failed, if it was tried and did. */
   addonLoadError: string | undefined
+  /** The addon loaded, but this kernel's TCP_INFO is too short to measure with (tcp-info.ts says how short). */
+  tcpInfoShort: string | undefined
   bundledInto: string | undefined
   /** kernelSampleMs was asked for (its sampler is not started in a bundle). */
   samplerWanted: boolean
 }
 let unmeasuredWarned = false
-export function warnUnmeasured ({ parserSeen, addonLoadError, bundledInto, samplerWanted }: Unmeasured): void {
+export function warnUnmeasured ({ parserSeen, addonLoadError, tcpInfoShort, bundledInto, samplerWanted }: Unmeasured): void {
   if (unmeasuredWarned) return
   unmeasuredWarned = true
   if (!parserSeen) {
@@ -93,8 +95,10 @@ export function warnUnmeasured ({ parserSeen, addonLoadError, bundledInto, sampl
   if (bundledInto !== undefined) {
     const sampler = samplerWanted ? ', and the accept-queue sampler (kernelSampleMs) is not started: its worker thread would run your whole bundle again' : ''
     process.emitWarning(`the journey is bundled into ${bundledInto}: its TCP_INFO addon is not beside it, so the wait in the kernel before accept and before read is not measured${sampler}; keep fastify-request-journey out of the bundle (esbuild: --external:fastify-request-journey or --packages=external; webpack: externals) and install it beside the bundle`, { code: 'REQUEST_JOURNEY_BUNDLED' })
+  } else if (tcpInfoShort !== undefined) {
+    process.emitWarning(`${tcpInfoShort}, so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured: on an emulated kernel it cannot be. Run the service on a kernel of its own architecture to have it, or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   } else if (addonLoadError !== undefined) {
-    process.emitWarning(`the TCP_INFO addon (native/) is not built (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured. The package ships it prebuilt for Linux x64 with glibc only; elsewhere its install script builds it (with python3, make and a C compiler), which npm 12, pnpm and Yarn 4 run only once the app approves it — npm: \`npm install-scripts approve fastify-request-journey\` (npm 11.19 and newer; older npm runs it anyway), then \`npm rebuild fastify-request-journey\`; pnpm: \`pnpm approve-builds\`; Yarn 4: package.json's dependenciesMeta marks it \`"built": true\`. Or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
+    process.emitWarning(`the TCP_INFO addon (native/) is not built (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured. The package ships it prebuilt for Linux x64 and arm64 with glibc only; elsewhere its install script builds it (with python3, make and a C compiler), which npm 12, pnpm and Yarn 4 run only once the app approves it — npm: \`npm install-scripts approve fastify-request-journey\` (npm 11.19 and newer; older npm runs it anyway), then \`npm rebuild fastify-request-journey\`; pnpm: \`pnpm approve-builds\`; Yarn 4: package.json's dependenciesMeta marks it \`"built": true\`. Or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   }
 }
 

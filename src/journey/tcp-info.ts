@@ -9,11 +9,17 @@ import type { Server, Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { bundledInto } from './bundled.ts'
 
-interface Addon { tcpInfo: (fd: number, out: Float64Array) => boolean }
+interface Addon {
+  tcpInfo: (fd: number, out: Float64Array) => boolean
+  /** Bytes of struct tcp_info this kernel fills (negative errno: no socket to ask). */
+  tcpInfoProbe: () => number
+  TCP_INFO_NEEDED: number
+}
 
 let addon: Addon | undefined
 let unavailable: string | undefined
 let loadError: string | undefined
+let short: string | undefined
 if (bundledInto !== undefined) {
   unavailable = `the journey is bundled into ${bundledInto}, so its TCP_INFO addon is not beside it: accept-queue wait is not measured`
 } else {
@@ -32,12 +38,30 @@ if (bundledInto !== undefined) {
       ? `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
       : `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
   }
+  // A kernel that answers TCP_INFO with less of the struct than the fields read (qemu-user's emulation,
+  // which runs arm64 images on x64 hosts, fills 4 bytes): the addon would report nothing for every
+  // connection, so say so once here rather than leave each span to say "not measured" with no reason.
+  // An addon without the probe was built from older sources (a checkout pulled without npm ci since): it
+  // would not guard against a short struct either, so it is not used.
+  if (addon !== undefined && typeof addon.tcpInfoProbe !== 'function') {
+    loadError = 'an addon built from older sources than this plugin (npm ci, or npm run install, rebuilds it)'
+    unavailable = `the TCP_INFO addon is not built (${loadError}): accept-queue wait is not measured`
+    addon = undefined
+  }
+  const filled = addon?.tcpInfoProbe()
+  if (addon !== undefined && filled !== undefined && filled >= 0 && filled < addon.TCP_INFO_NEEDED) {
+    short = `this kernel fills ${filled} bytes of TCP_INFO where the journey reads ${addon.TCP_INFO_NEEDED} (an emulated kernel, such as qemu-user's)`
+    unavailable = `${short}: accept-queue wait is not measured`
+    addon = undefined
+  }
 }
 
 /** Why TCP_INFO measurements are absent, if they are. */
 export const tcpInfoUnavailable: string | undefined = unavailable
 /** How loading the addon failed (an error code), if it did. */
 export const tcpInfoLoadError: string | undefined = loadError
+/** Why a loaded addon cannot measure here (the kernel's TCP_INFO is too short), if it cannot. */
+export const tcpInfoShort: string | undefined = short
 
 export interface KernelView {
   /** ms since the last ACK-bearing packet from the client: for a connection that has sent nothing yet, since the handshake completed. */
