@@ -31,12 +31,17 @@ if (bundledInto !== undefined) {
   try {
     addon = (require('node-gyp-build') as (dir: string) => Addon)(fileURLToPath(new URL('../../native', import.meta.url)))
   } catch (err) {
-    // ERR_DLOPEN_FAILED: a file that does not load here. node-gyp-build's "No native build was found for
-    // platform=… libc=…" has no code; its first line is what to show.
-    loadError = (err as NodeJS.ErrnoException).code ?? (err as Error).message.split('\n')[0]!.replace(/^No native build was found for /, 'no build and no prebuilt addon for ')
-    unavailable = process.platform === 'linux'
-      ? `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
-      : `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
+    // ERR_DLOPEN_FAILED: a file that is there but does not load here (another arch or libc, damaged), which
+    // building would not be the answer to; its message names the file and why. node-gyp-build's "No native
+    // build was found for platform=… libc=…" has no code; its first line is what to show.
+    const { code, message } = err as NodeJS.ErrnoException
+    const first = message.split('\n')[0]!
+    loadError = code === undefined ? first.replace(/^No native build was found for /, 'no build and no prebuilt addon for ') : `${code}: ${first}`
+    unavailable = process.platform !== 'linux'
+      ? `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
+      : code === 'ERR_DLOPEN_FAILED'
+        ? `the TCP_INFO addon does not load here (${loadError}): accept-queue wait is not measured`
+        : `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
   }
   // A kernel that answers TCP_INFO with less of the struct than the fields read (qemu-user's emulation,
   // which runs arm64 images on x64 hosts, fills 4 bytes): the addon would report nothing for every

@@ -60,8 +60,8 @@ interface Outcome {
   status: number, said: string[], series: string[], limitation: string | null, kernelLimitation: string | null, readSeen: boolean | null,
   summary: { ms: number, stages: Record<string, number>, hooksMs: number }
 }
-async function serve (args: string[]): Promise<{ out: Outcome, stderr: string }> {
-  const { stdout, stderr } = await run(process.execPath, [...args, 'app.ts'], { cwd: dir, timeout: 30_000 })
+async function serve (args: string[], cwd = dir): Promise<{ out: Outcome, stderr: string }> {
+  const { stdout, stderr } = await run(process.execPath, [...args, 'app.ts'], { cwd, timeout: 30_000 })
   return { out: JSON.parse(stdout.trim().split('\n').at(-1)!) as Outcome, stderr }
 }
 
@@ -80,6 +80,26 @@ test('on Linux, a copy of the plugin without its built addon says so once, with 
   // Going without, knowingly: Node's own switch silences that one code.
   const quiet = await serve(['--disable-warning=REQUEST_JOURNEY_NO_TCP_INFO'])
   assert.doesNotMatch(quiet.stderr, /REQUEST_JOURNEY/)
+})
+
+// An addon file that is there but does not load — built for another arch or libc, copied from another
+// machine's image, damaged — is not "not built": building is not the answer, so the warning says what it is.
+test('on Linux, an addon that is there but does not load says so, with the loader\'s reason, not "not built"', { skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+  const copy = join(dir, 'elsewhere') // its journey/ finds ../../native: dir/native
+  cpSync(join(dir, 'journey'), join(copy, 'journey'), { recursive: true })
+  writeFileSync(join(copy, 'app.ts'), APP)
+  mkdirSync(join(dir, 'native/build/Release'), { recursive: true })
+  writeFileSync(join(dir, 'native/build/Release/tcp_info.node'), 'not an ELF file\n')
+  try {
+    const { out, stderr } = await serve([], copy)
+    assert.equal(out.status, 200)
+    assert.deepEqual(out.said, ['REQUEST_JOURNEY_NO_TCP_INFO'])
+    assert.match(stderr, /Warning: the TCP_INFO addon \(native\/\) does not load here \(loading it: ERR_DLOPEN_FAILED: \S+\/native\/build\/Release\/tcp_info\.node: (invalid ELF header|file too short)\)/)
+    assert.match(out.kernelLimitation ?? '', /TCP_INFO addon does not load here \(ERR_DLOPEN_FAILED/)
+    assert.deepEqual(out.series, ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+  } finally {
+    rmSync(join(dir, 'native'), { recursive: true, force: true })
+  }
 })
 
 test('a Node without the parser internals says so once; its requests have no read or parse, and their stages and hooks still sum to the duration', async () => {
