@@ -5,6 +5,7 @@
 // Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one (what the install or the
 // runtime lacks: unmeasured.test.ts and package.test.ts).
 import type { FastifyInstance } from 'fastify'
+import { addonProblem } from './tcp-info.ts'
 
 let unobservedWarned = false
 export function warnUnobserved (): void {
@@ -98,7 +99,7 @@ export function warnUnmeasured ({ parserSeen, addonLoadError, tcpInfoShort, bund
   } else if (tcpInfoShort !== undefined) {
     process.emitWarning(`${tcpInfoShort}, so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured: on an emulated kernel it cannot be. Run the service on a kernel of its own architecture to have it, or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   } else if (addonLoadError !== undefined) {
-    process.emitWarning(`the TCP_INFO addon (native/) ${addonLoadError.startsWith('ERR_DLOPEN_FAILED') ? 'does not load here' : 'is not built'} (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured. The package ships it prebuilt for Linux x64 and arm64 with glibc only; elsewhere its install script builds it (with python3, make and a C compiler), which npm 12, pnpm and Yarn 4 run only once the app approves it — npm: \`npm install-scripts approve fastify-request-journey\` (npm 11.19 and newer; older npm runs it anyway), then \`npm rebuild fastify-request-journey\`; pnpm: \`pnpm approve-builds\`; Yarn 4: package.json's dependenciesMeta marks it \`"built": true\`. Or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
+    process.emitWarning(`the TCP_INFO addon (native/) ${addonProblem(addonLoadError)} (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured. The package ships it prebuilt for Linux x64 and arm64 with glibc only; elsewhere its install script builds it (with python3, make and a C compiler), which npm 12, pnpm and Yarn 4 run only once the app approves it — npm: \`npm install-scripts approve fastify-request-journey\` (npm 11.19 and newer; older npm runs it anyway), then \`npm rebuild fastify-request-journey\`; pnpm: \`pnpm approve-builds\`; Yarn 4: package.json's dependenciesMeta marks it \`"built": true\`. Or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   }
 }
 

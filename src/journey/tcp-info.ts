@@ -31,21 +31,15 @@ if (bundledInto !== undefined) {
   try {
     addon = (require('node-gyp-build') as (dir: string) => Addon)(fileURLToPath(new URL('../../native', import.meta.url)))
   } catch (err) {
-    // ERR_DLOPEN_FAILED: a file that is there but does not load here (another arch or libc, damaged), which
-    // building would not be the answer to; its message names the file and why. node-gyp-build's "No native
-    // build was found for platform=… libc=…" has no code; its first line is what to show.
+    // node-gyp-build's "No native build was found for platform=… libc=…" has no code; its first line is
+    // what to show. With a code, the loader's first line says which file and why.
     const { code, message } = err as NodeJS.ErrnoException
     const first = message.split('\n')[0]!
     loadError = code === undefined ? first.replace(/^No native build was found for /, 'no build and no prebuilt addon for ') : `${code}: ${first}`
     unavailable = process.platform !== 'linux'
       ? `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
-      : code === 'ERR_DLOPEN_FAILED'
-        ? `the TCP_INFO addon does not load here (${loadError}): accept-queue wait is not measured`
-        : `the TCP_INFO addon is not built (${loadError}; npm ci builds it with node-gyp): accept-queue wait is not measured`
+      : `the TCP_INFO addon ${addonProblem(loadError)} (${loadError}${code === undefined ? '; npm ci builds it with node-gyp' : ''}): accept-queue wait is not measured`
   }
-  // A kernel that answers TCP_INFO with less of the struct than the fields read (qemu-user's emulation,
-  // which runs arm64 images on x64 hosts, fills 4 bytes): the addon would report nothing for every
-  // connection, so say so once here rather than leave each span to say "not measured" with no reason.
   // An addon without the probe was built from older sources (a checkout pulled without npm ci since): it
   // would not guard against a short struct either, so it is not used.
   if (addon !== undefined && typeof addon.tcpInfoProbe !== 'function') {
@@ -53,12 +47,26 @@ if (bundledInto !== undefined) {
     unavailable = `the TCP_INFO addon is not built (${loadError}): accept-queue wait is not measured`
     addon = undefined
   }
+  // A kernel that answers TCP_INFO with less of the struct than the fields read (qemu-user's emulation,
+  // which runs arm64 images on x64 hosts, fills 4 bytes): the addon would report nothing for every
+  // connection, so say so once here rather than leave each span to say "not measured" with no reason.
   const filled = addon?.tcpInfoProbe()
   if (addon !== undefined && filled !== undefined && filled >= 0 && filled < addon.TCP_INFO_NEEDED) {
     short = `this kernel fills ${filled} bytes of TCP_INFO where the journey reads ${addon.TCP_INFO_NEEDED} (an emulated kernel, such as qemu-user's)`
     unavailable = `${short}: accept-queue wait is not measured`
     addon = undefined
   }
+}
+
+/**
+ * What went wrong, from how loading failed: a file that is there but does not load here (another arch or
+ * libc, damaged) is not "not built", and building is no answer to it; nor to a missing node-gyp-build (the
+ * plugin's folder copied into an app without its dependencies).
+ */
+export function addonProblem (loadError: string): string {
+  if (loadError.startsWith('ERR_DLOPEN_FAILED')) return 'does not load here'
+  if (loadError.startsWith('MODULE_NOT_FOUND') && loadError.includes("'node-gyp-build'")) return 'is not looked for: node-gyp-build, which finds it, is not installed beside the plugin (npm install node-gyp-build)'
+  return 'is not built'
 }
 
 /** Why TCP_INFO measurements are absent, if they are. */

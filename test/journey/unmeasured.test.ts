@@ -5,7 +5,8 @@
 // and a Node made to lack the internals by a preload that deletes them, as a future Node might.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -99,6 +100,28 @@ test('on Linux, an addon that is there but does not load says so, with the loade
     assert.deepEqual(out.series, ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
   } finally {
     rmSync(join(dir, 'native'), { recursive: true, force: true })
+  }
+})
+
+// The plugin's folder copied into an app that lacks its one native-loading dependency: what is missing is
+// node-gyp-build (the install the warning names), not a build. The app's other packages are this
+// checkout's, linked; node-gyp-build alone is left out.
+test('on Linux, a copy of the plugin in an app without node-gyp-build says that is what it lacks', { skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
+  const app = mkdtempSync(join(tmpdir(), 'journey-without-node-gyp-build-'))
+  try {
+    mkdirSync(join(app, 'node_modules'))
+    for (const name of readdirSync(join(root, 'node_modules'))) {
+      if (name !== 'node-gyp-build' && !name.startsWith('.')) symlinkSync(join(root, 'node_modules', name), join(app, 'node_modules', name))
+    }
+    cpSync(join(dir, 'journey'), join(app, 'journey'), { recursive: true })
+    writeFileSync(join(app, 'app.ts'), APP)
+    const { out, stderr } = await serve([], app)
+    assert.equal(out.status, 200)
+    assert.deepEqual(out.said, ['REQUEST_JOURNEY_NO_TCP_INFO'])
+    assert.match(stderr, /Warning: the TCP_INFO addon \(native\/\) is not looked for: node-gyp-build, which finds it, is not installed beside the plugin \(npm install node-gyp-build\) \(loading it: MODULE_NOT_FOUND: Cannot find module 'node-gyp-build'/)
+    assert.deepEqual(out.series, ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
+  } finally {
+    rmSync(app, { recursive: true, force: true })
   }
 })
 
