@@ -81,7 +81,7 @@ try {
     copyFileSync(built, join(prebuilds, `node.napi.${header.glibcVersionRuntime === undefined ? 'musl' : 'glibc'}.node`))
     // arm64 servers (Graviton, Ampere) are where many services run now, and there a blocked install script
     // would lose the kernel's figures as on x64. Cross-built here; test/package.test.ts runs it on an arm64
-    // Node under qemu-user.
+    // Node under qemu-user and on Debian's arm64 kernel in qemu-system-aarch64.
     if (process.arch === 'x64' && header.glibcVersionRuntime !== undefined && !hostOnly) {
       mkdirSync(join(stage, 'native/prebuilds/linux-arm64'))
       execFileSync(process.execPath, [join(root, 'native/build.mjs'), '--cross=arm64', join(stage, 'native/prebuilds/linux-arm64/node.napi.glibc.node')], { stdio: ['ignore', 'ignore', 'inherit'] })

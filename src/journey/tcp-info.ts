@@ -16,6 +16,7 @@ interface Addon {
   TCP_INFO_NEEDED: number
 }
 
+const STALE = 'an addon built from older sources than this plugin (npm ci, or npm run install, rebuilds it)'
 let addon: Addon | undefined
 let unavailable: string | undefined
 let loadError: string | undefined
@@ -43,8 +44,8 @@ if (bundledInto !== undefined) {
   // An addon without the probe was built from older sources (a checkout pulled without npm ci since): it
   // would not guard against a short struct either, so it is not used.
   if (addon !== undefined && typeof addon.tcpInfoProbe !== 'function') {
-    loadError = 'an addon built from older sources than this plugin (npm ci, or npm run install, rebuilds it)'
-    unavailable = `the TCP_INFO addon is not built (${loadError}): accept-queue wait is not measured`
+    loadError = STALE
+    unavailable = `the TCP_INFO addon ${addonProblem(loadError)} (${loadError}): accept-queue wait is not measured`
     addon = undefined
   }
   // A kernel that answers TCP_INFO with less of the struct than the fields read (qemu-user's emulation,
@@ -65,6 +66,7 @@ if (bundledInto !== undefined) {
  */
 export function addonProblem (loadError: string): string {
   if (loadError.startsWith('ERR_DLOPEN_FAILED')) return 'does not load here'
+  if (loadError === STALE) return 'is out of date'
   if (loadError.startsWith('MODULE_NOT_FOUND') && loadError.includes("'node-gyp-build'")) return 'is not looked for: node-gyp-build, which finds it, is not installed beside the plugin (npm install node-gyp-build)'
   return 'is not built'
 }
