@@ -51,8 +51,8 @@ if (bundledInto !== undefined) {
   // A kernel that answers TCP_INFO with less of the struct than the fields read (qemu-user's emulation,
   // which runs arm64 images on x64 hosts, fills 4 bytes): the addon would report nothing for every
   // connection, so say so once here rather than leave each span to say "not measured" with no reason.
-  const filled = addon?.tcpInfoProbe()
-  if (addon !== undefined && filled !== undefined && filled >= 0 && filled < addon.TCP_INFO_NEEDED) {
+  const filled = addon === undefined ? -1 : addon.tcpInfoProbe() // negative: unknown (no socket to ask)
+  if (addon !== undefined && filled >= 0 && filled < addon.TCP_INFO_NEEDED) {
     short = `this kernel fills ${filled} bytes of TCP_INFO where the journey reads ${addon.TCP_INFO_NEEDED} (an emulated kernel, such as qemu-user's)`
     unavailable = `${short}: accept-queue wait is not measured`
     addon = undefined
