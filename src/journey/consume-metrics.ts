@@ -37,7 +37,7 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
   })
   const gapDuration = new FastHistogram({
     name: METRIC.gapDuration,
-    help: 'Time inside a request covered by no stage, by kind: hooks (the server between stages: other plugins\' hooks), pipelined (a response waiting for earlier ones on its connection), error_handler (from an error to the next stage: Fastify\'s error handling), before_request (a connection\'s first request: the client\'s think time). Stages plus hooks, pipelined and error_handler add up to http_server_request_duration_seconds.',
+    help: 'Time inside a request covered by no stage, by kind: hooks (the server between stages: other plugins\' hooks), pipelined (a response waiting for earlier ones on its connection), error_handler (from an error to the next stage: Fastify\'s error handling), before_request (a connection\'s first request: the client\'s think time). The stages from read on (not accept and tls, which come before a connection\'s first request) plus hooks, pipelined and error_handler add up to http_server_request_duration_seconds.',
     labelNames: ['gap', 'method', 'route'],
     buckets: STAGE_BUCKETS,
     registers
