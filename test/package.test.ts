@@ -261,8 +261,11 @@ test('the packed plugin installs with npm into another project, runs as JavaScri
   assert.equal(await typeCheckErrors(project), '', 'the declarations type-check a consumer, request.journey included')
 })
 
-/** What tsc says of the TypeScript consumers in `project` (the package installed there): '' when they check. */
-async function typeCheckErrors (project: string): Promise<string> {
+/**
+ * What tsc says of the TypeScript consumers in `project` (the package installed there): '' when they check.
+ * `tsc`: the compiler's entry script; this project's own by default.
+ */
+async function typeCheckErrors (project: string, tsc = join(root, 'node_modules/typescript/bin/tsc')): Promise<string> {
   writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
   writeFileSync(join(project, 'consumer.cts'), CONSUMER_CTS)
   writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
@@ -272,9 +275,23 @@ async function typeCheckErrors (project: string): Promise<string> {
     },
     files: ['consumer.ts', 'consumer.cts']
   }))
-  const tsc = join(root, 'node_modules/typescript/bin/tsc')
-  return await run(process.execPath, [tsc, '-p', project], { cwd: project, timeout: 60_000 }).then(() => '', (err: { stdout?: string }) => err.stdout ?? String(err))
+  return await run(process.execPath, [tsc, '-p', project], { cwd: project, timeout: 60_000 }).then(() => '',
+    // Never '' for a failure, whichever stream a compiler writes its errors to.
+    (err: { stdout?: string, stderr?: string }) => (err.stdout ?? '') + (err.stderr ?? '') || String(err))
 }
+
+// TypeScript 7 is the compiler rewritten in Go (its npm package runs a native binary): services moving to it
+// type-check against the same declarations, so they are checked with it too, not only with this project's 6.x.
+const TS7 = 'typescript@7.0.2'
+test(`the declarations type-check a consumer under ${TS7} (the native compiler) too`, { timeout: 240_000 }, async () => {
+  assert.ok(packedTarball !== undefined, 'the npm test installed the package')
+  const tool = join(dir, 'ts7')
+  await run('npm', ['install', '-g', '--prefix', tool, '--no-audit', '--no-fund', TS7], { timeout: 150_000 })
+  const tsc = join(tool, 'lib/node_modules/typescript/bin/tsc')
+  const { stdout: version } = await run(process.execPath, [tsc, '--version'], { timeout: 30_000 })
+  assert.match(version, /^Version 7\./, 'the compiler is TypeScript 7')
+  assert.equal(await typeCheckErrors(join(dir, 'service'), tsc), '', 'the declarations type-check the consumers, request.journey included')
+})
 
 // The peer ranges start where the plugin starts working, not at this project's newest releases: an app on
 // the oldest versions they allow — on either OpenTelemetry JS line (deploy/peer-minimums.ts) — installs it
