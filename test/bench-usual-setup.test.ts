@@ -1,7 +1,8 @@
 // The usual setup the bench measures must load the OpenTelemetry SDK once, as an app that installs it does.
 // A patch release of one exporter (0.301.1 beside sdk-node's 0.301.0) once left npm holding a second copy
-// of the SDK under it: the usual setup then loaded both, ≈ 1.5 MB more heap and 3–5 MB more RSS than the
-// app it stands for, counted against it in the bench's memory column.
+// of the SDK under it (and sdk-node a copy of the exporter of its own): the usual setup then loaded both,
+// ≈ 1.5 MB more heap and 3–5 MB more RSS than the app it stands for, counted against it in the bench's
+// memory column.
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { test } from 'node:test'
@@ -10,7 +11,11 @@ import { root } from '../bench/servers.ts'
 /** The packages bench/server.ts's usual setup imports. */
 const USUAL = ['@opentelemetry/sdk-node', '@opentelemetry/instrumentation-http', '@opentelemetry/exporter-trace-otlp-proto']
 /** What each of them resolves for itself; one file per name means one copy. */
-const SHARED = ['@opentelemetry/sdk-trace', '@opentelemetry/core', '@opentelemetry/otlp-transformer', '@opentelemetry/otlp-exporter-base', '@opentelemetry/resources']
+const SHARED = [
+  '@opentelemetry/sdk-trace', '@opentelemetry/core', '@opentelemetry/otlp-transformer', '@opentelemetry/otlp-exporter-base', '@opentelemetry/resources',
+  // sdk-node imports the exporters it can build from the environment, whichever one the app hands it.
+  '@opentelemetry/exporter-trace-otlp-proto'
+]
 
 /** The folder a package's entry file is in, up to the package's own (their exports hide package.json). */
 function packageDir (entry: string, name: string): string {
