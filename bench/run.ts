@@ -144,9 +144,9 @@ interface Pair { v: VariantName, slot: number, twin: number, proc: ChildProcess,
 async function startPairs (): Promise<Pair[]> {
   // Two pairs at a time: start-up is CPU-bound (≈ 1 s of CPU a server), and all 18 at once thrashed the two
   // cores (12.7–17.8 s for a round's servers against 11.1–11.6), time the ten-minute run does not have.
-  const started: Pair[] = []
+  const fresh: Pair[] = []
   for (let i = 0; i < variants.length; i += 2) {
-    started.push(...await Promise.all(variants.slice(i, i + 2).map(async (v, j) => {
+    fresh.push(...await Promise.all(variants.slice(i, i + 2).map(async (v, j) => {
       const slot = 2 * (i + j)
       const [proc, twinProc] = await Promise.all([startVariant(v, slot), startVariant('bare', slot + 1)])
       return { v, slot, twin: slot + 1, proc, twinProc }
@@ -156,8 +156,8 @@ async function startPairs (): Promise<Pair[]> {
   // in its first 5 s, 22 once hot) while V8 optimizes and grows its heap. So every pair gets 3 s of all three
   // routes before its round, and each window below 2 s of its own load first: 5 s before the first counts.
   // (4 s when servers lived for the whole run; 3 s keeps three generations of servers within 10 minutes.)
-  for (const p of started) await Promise.all([p.slot, p.twin].flatMap(slot => ROUTES.map(r => wrk(r.url(slot), 3, r.lua, 16))))
-  return started
+  for (const p of fresh) await Promise.all([p.slot, p.twin].flatMap(slot => ROUTES.map(r => wrk(r.url(slot), 3, r.lua, 16))))
+  return fresh
 }
 /** Ends a round's servers, each first asked whether V8 left it slow (servers.ts). */
 async function stopPairs (stopping: Pair[]): Promise<Map<ChildProcess, TickState>> {
