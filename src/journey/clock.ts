@@ -17,6 +17,8 @@ const CHECK_EVERY_MS = 250
 // Date.now() counts whole milliseconds, so an unstepped wall clock reads within half a millisecond of the
 // middle of its millisecond; only a larger difference is a step. (NTP's slewing moves both clocks alike.)
 const STEP_MS = 2
+/** Reads of the two clocks further apart than this were interrupted: their comparison is not trusted. */
+const MAX_READ_MS = 0.25
 
 /** A monotonic mark (ms since timeOrigin) as epoch milliseconds with sub-ms precision. */
 export function toEpochMs (mark: number): number {
@@ -30,8 +32,15 @@ export function toEpochMs (mark: number): number {
  */
 export function followWallClock (recent: number): void {
   if (recent - checkedAt < CHECK_EVERY_MS) return
-  const mark = now()
-  checkedAt = mark
-  const drift = Date.now() + 0.5 - (origin + mark)
+  // The monotonic clock is read on both sides of the wall clock: a thread descheduled between two reads
+  // (a busy core, a VM's vCPU taken away) would otherwise see the time it was away as a step, and every
+  // span of the next CHECK_EVERY_MS would sit that far off. Such a comparison is dropped; the next span
+  // build compares again.
+  const before = now()
+  const wall = Date.now()
+  const after = now()
+  if (after - before > MAX_READ_MS) return
+  checkedAt = after
+  const drift = wall + 0.5 - (origin + (before + after) / 2)
   if (drift > STEP_MS || drift < -STEP_MS) origin += drift
 }
