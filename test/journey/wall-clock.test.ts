@@ -60,8 +60,10 @@ async function work (): Promise<{ handler: ReadableSpan, db: ReadableSpan, root:
 test('a thread kept off the core between its two clock reads is not taken for a stepped wall clock', async () => {
   // Date.now() as a descheduled thread sees it: it returns the right time, 5 ms after the journey's
   // monotonic read before it. Only the journey's own comparison is delayed (the SDK's spans read the true time).
+  let delayed = 0
   Date.now = () => {
     if (new Error().stack?.includes('followWallClock') === true) {
+      delayed++
       const until = performance.now() + 5
       while (performance.now() < until);
     }
@@ -71,6 +73,7 @@ test('a thread kept off the core between its two clock reads is not taken for a 
     // First in this file: the journey's anchor is still the process's own, which no step has moved.
     await sleep(300) // the journey compares the clocks at most every 250 ms
     const { handler, db } = await work()
+    assert.ok(delayed > 0, 'the journey compared the clocks through the delayed Date.now()')
     assert.ok(ms(db.startTime) >= ms(handler.startTime) - EARLY_MS, `db.query starts ${(ms(db.startTime) - ms(handler.startTime)).toFixed(2)} ms after the handler stage`)
     assert.ok(ms(db.endTime) <= ms(handler.endTime) + 1, `db.query ends ${(ms(db.endTime) - ms(handler.endTime)).toFixed(2)} ms after the handler stage`)
   } finally {
