@@ -29,11 +29,26 @@ export function symbolAt (symbols: readonly PerfSymbol[], address: number): stri
   return best !== undefined && address < best.start + best.size ? best.name : undefined
 }
 
-/** `totals: N` (or `summary: N`) of a callgrind output file: instructions executed in that part. */
+/** `totals: N` (or, without one, `summary: N`) of a callgrind output file: instructions executed in that part. */
 export function callgrindTotal (text: string): number {
-  const m = /^(?:totals|summary): (\d+)/m.exec(text)
-  if (m === null) throw new Error('not a callgrind output file (no totals line)')
-  return Number(m[1])
+  const ir = callgrindEvents(text).get('Ir')
+  if (ir === undefined) throw new Error('not a callgrind output file (no Ir in its totals line)')
+  return ir
+}
+
+/**
+ * Every event of a part's totals line by name, from its `events:` line: `Ir` alone by default; with
+ * `--cache-sim=yes` also data reads and writes (`Dr`, `Dw`) and the simulated cache's misses (`D1mr`, `D1mw`
+ * for the first-level data cache, `DLmr`, `DLmw` for the last level, `I1mr`, `ILmr` for instructions).
+ */
+export function callgrindEvents (text: string): Map<string, number> {
+  const names = /^events: (.+)$/m.exec(text)?.[1]?.trim().split(/\s+/)
+  // `totals:` (the sum of the part's listed costs, what valgrind prints as "Collected") over `summary:`,
+  // which can differ from it by a few instructions with --cache-sim=yes.
+  const counts = (/^totals: (.+)$/m.exec(text) ?? /^summary: (.+)$/m.exec(text))?.[1]?.trim().split(/\s+/)
+  if (names === undefined || counts === undefined) throw new Error('not a callgrind output file (no events or totals line)')
+  // callgrind leaves trailing zero events out of a totals line.
+  return new Map(names.map((name, i) => [name, Number(counts[i] ?? 0)]))
 }
 
 /**

@@ -16,6 +16,16 @@
 //   npm run bench:instructions                          # bare, journey-metrics, prom-client-histogram; GET / and POST /echo
 //   VARIANTS=journey-metrics,journey-1pct ROUTES=get npm run bench:instructions
 //   REQUESTS=5000 WINDOWS=5 TOP=20 npm run bench:instructions
+//   CACHE_SIM=1 VARIANTS=journey-metrics,prom-client-histogram ROUTES=get npm run bench:instructions
+//
+// CACHE_SIM=1 also simulates the caches (callgrind --cache-sim=yes) and prints data cache misses per request
+// beside the instructions, and where they differ from bare. Why: equal instruction counts can still cost
+// different time when one variant touches more memory, and this machine's perf has no hardware cache
+// counters. The first level is the host's (valgrind reads it from cpuid: 48 KiB, 12-way here); callgrind
+// simulates only one more level, and this VM's cpuid reports a 512 MB L3 that nothing would miss, so that
+// level is set to a 1 MiB 8-way cache, an L2's size (CACHE_LL="size,assoc,line" to change it). The
+// simulation is a model (no prefetcher, one core, no other process), so a miss count compares variants;
+// it is not the real machine's.
 //
 // Every variant is bench/server.ts, compiled as npm run bench runs it (compile.ts), under `valgrind
 // --tool=callgrind --instr-atstart=no`, with V8 compiling optimized code on the main thread
@@ -24,7 +34,7 @@
 // requests. The compiler's instructions are counted either way. It is warmed
 // uncounted, then counted over WINDOWS windows of REQUESTS requests each (10 keep-alive connections, one
 // discarded window first), and the figure is the median window's instructions per request. Writes
-// bench/results/instructions.json.
+// bench/results/instructions.json (bench/results/cache-sim.json with CACHE_SIM=1).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -33,7 +43,7 @@ import { join } from 'node:path'
 import { Pool } from 'undici'
 import { variantsFrom, type VariantName } from './variants.ts'
 import { POST_BODY, root } from './servers.ts'
-import { callgrindTotal, costDiff, functionCosts, parsePerfMap } from './callgrind.ts'
+import { callgrindEvents, costDiff, functionCosts, parsePerfMap } from './callgrind.ts'
 import { compiledServer, NO_STRIPPER } from './compile.ts'
 import { median } from './stats.ts'
 
@@ -41,6 +51,8 @@ const REQUESTS = Number(process.env.REQUESTS ?? 5000)
 const WINDOWS = Number(process.env.WINDOWS ?? 5)
 const WARMUP = Number(process.env.WARMUP ?? 20000)
 const TOP = Number(process.env.TOP ?? 15)
+const CACHE_SIM = process.env.CACHE_SIM === '1'
+const CACHE_LL = process.env.CACHE_LL ?? '1048576,8,64'
 const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,prom-client-histogram')
 const variants: VariantName[] = ['bare', ...only.filter(v => v !== 'bare')]
 const ROUTES = [
@@ -84,14 +96,19 @@ function dump (pid: number, out: string): string {
   return join(dir, part)
 }
 
-interface Window { file: string, total: number }
-interface Result { variant: VariantName, route: string, instructionsPerRequest: number, min: number, max: number, windows: number[], median: Window, perfMap: string }
+interface Window { file: string, total: number, events: Map<string, number> }
+interface Result {
+  variant: VariantName, route: string, instructionsPerRequest: number, min: number, max: number, windows: number[], median: Window, perfMap: string,
+  /** With CACHE_SIM: the median window's simulated first-level and last-level data cache misses (reads + writes) per request. */
+  d1MissesPerRequest?: number, llMissesPerRequest?: number
+}
+const misses = (w: Window, level: 'D1' | 'DL'): number => ((w.events.get(`${level}mr`) ?? 0) + (w.events.get(`${level}mw`) ?? 0)) / REQUESTS
 const results: Result[] = []
 
 for (const v of variants) {
   const port = 3900 + variants.indexOf(v)
   const out = `${v}.out`
-  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(dir, out)}`,
+  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', ...(CACHE_SIM ? ['--cache-sim=yes', `--LL=${CACHE_LL}`] : []), `--callgrind-out-file=${join(dir, out)}`,
     process.execPath, '--no-memory-reducer', '--perf-basic-prof', '--no-concurrent-recompilation', NO_STRIPPER, compiledServer(root)], {
     env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(port), HTTPS_PORT: String(port + 400), OTEL_BSP_SCHEDULE_DELAY: '200' },
     stdio: ['ignore', 'ignore', 'pipe']
@@ -120,16 +137,20 @@ for (const v of variants) {
     for (let w = 0; w < WINDOWS; w++) {
       await load(pool, r, REQUESTS)
       const file = dump(pid, out)
-      windows.push({ file, total: callgrindTotal(readFileSync(file, 'utf8')) })
+      const events = callgrindEvents(readFileSync(file, 'utf8'))
+      windows.push({ file, total: events.get('Ir')!, events })
     }
     execFileSync('callgrind_control', ['-i', 'off', String(pid)], { stdio: 'ignore' })
     const perReq = windows.map(w => w.total / REQUESTS)
     const sorted = [...windows].sort((a, b) => a.total - b.total)
+    const mid = sorted[sorted.length >> 1]!
     results.push({
       variant: v, route: r.name, instructionsPerRequest: median(perReq), min: Math.min(...perReq), max: Math.max(...perReq),
-      windows: perReq.map(Math.round), median: sorted[sorted.length >> 1]!, perfMap: `/tmp/perf-${pid}.map`
+      windows: perReq.map(Math.round), median: mid, perfMap: `/tmp/perf-${pid}.map`,
+      ...(CACHE_SIM ? { d1MissesPerRequest: misses(mid, 'D1'), llMissesPerRequest: misses(mid, 'DL') } : {})
     })
-    process.stdout.write(`\r${v.padEnd(22)} ${r.name.padEnd(17)} ${Math.round(median(perReq)).toLocaleString('en').padStart(8)} instructions/request (windows ${perReq.map(x => Math.round(x / 100) / 10 + 'k').join(' ')})\n`)
+    const cache = CACHE_SIM ? `, data cache misses D1 ${misses(mid, 'D1').toFixed(0)}, LL ${misses(mid, 'DL').toFixed(1)}` : ''
+    process.stdout.write(`\r${v.padEnd(22)} ${r.name.padEnd(17)} ${Math.round(median(perReq)).toLocaleString('en').padStart(8)} instructions/request (windows ${perReq.map(x => Math.round(x / 100) / 10 + 'k').join(' ')})${cache}\n`)
   }
   await pool.close()
   child.kill('SIGTERM')
@@ -137,36 +158,48 @@ for (const v of variants) {
 }
 
 // What each variant adds over bare, and where.
-const annotate = (file: string): string => execFileSync('callgrind_annotate', ['--threshold=100', file], { encoding: 'utf8', maxBuffer: 1 << 28 })
-console.log('\ninstructions per request (median window), added over bare, and bare / variant:')
+// One event at a time, so each line is `count (pct) name`, as functionCosts reads it.
+const annotate = (file: string, event = 'Ir'): string => execFileSync('callgrind_annotate', ['--threshold=100', `--show=${event}`, `--sort=${event}`, file], { encoding: 'utf8', maxBuffer: 1 << 28 })
+const signed = (x: number): string => (x >= 0 ? '+' : '') + x.toFixed(0)
+console.log(`\ninstructions per request (median window), added over bare, and bare / variant${CACHE_SIM ? '; simulated data cache misses per request (added)' : ''}:`)
 for (const r of ROUTES) {
   const bare = results.find(x => x.variant === 'bare' && x.route === r.name)!
   for (const res of results.filter(x => x.route === r.name)) {
     const added = res.instructionsPerRequest - bare.instructionsPerRequest
     console.log(`  ${res.variant.padEnd(22)} ${r.name.padEnd(17)} ${Math.round(res.instructionsPerRequest).toLocaleString('en').padStart(8)}` +
       `  ${res.variant === 'bare' ? ''.padStart(8) : ((added >= 0 ? '+' : '') + Math.round(added).toLocaleString('en')).padStart(8)}` +
-      `  ${(bare.instructionsPerRequest / res.instructionsPerRequest).toFixed(3)}`)
+      `  ${(bare.instructionsPerRequest / res.instructionsPerRequest).toFixed(3)}` +
+      (CACHE_SIM ? `   D1 misses ${res.d1MissesPerRequest!.toFixed(0).padStart(5)} (${signed(res.d1MissesPerRequest! - bare.d1MissesPerRequest!)}), LL ${res.llMissesPerRequest!.toFixed(1)} (${signed(res.llMissesPerRequest! - bare.llMissesPerRequest!)})` : ''))
   }
 }
 if (TOP > 0) {
   for (const res of results.filter(x => x.variant !== 'bare')) {
     const bare = results.find(x => x.variant === 'bare' && x.route === res.route)!
     if (!existsSync(res.perfMap) || !existsSync(bare.perfMap)) continue
-    const a = functionCosts(annotate(bare.median.file), parsePerfMap(readFileSync(bare.perfMap, 'utf8')))
-    const b = functionCosts(annotate(res.median.file), parsePerfMap(readFileSync(res.perfMap, 'utf8')))
-    console.log(`\n${res.variant}, ${res.route}: where it differs from bare (instructions per request, median windows; * TurboFan, + Maglev, ^ Sparkplug, ~ interpreted)`)
-    for (const d of costDiff(a, b, REQUESTS, REQUESTS, TOP)) {
-      console.log(`  ${((d.added >= 0 ? '+' : '') + Math.round(d.added)).padStart(7)}  ${Math.round(d.a).toString().padStart(6)} → ${Math.round(d.b).toString().padStart(6)}  ${d.name.slice(0, 110)}`)
+    const mapA = parsePerfMap(readFileSync(bare.perfMap, 'utf8'))
+    const mapB = parsePerfMap(readFileSync(res.perfMap, 'utf8'))
+    for (const [event, what] of [['Ir', 'instructions'], ...(CACHE_SIM ? [['D1mr', 'D1 read misses'], ['D1mw', 'D1 write misses']] : [])] as const) {
+      const a = functionCosts(annotate(bare.median.file, event), mapA)
+      const b = functionCosts(annotate(res.median.file, event), mapB)
+      console.log(`\n${res.variant}, ${res.route}: where it differs from bare (${what} per request, median windows; * TurboFan, + Maglev, ^ Sparkplug, ~ interpreted)`)
+      for (const d of costDiff(a, b, REQUESTS, REQUESTS, TOP)) {
+        const digits = event === 'Ir' ? 0 : 1
+        console.log(`  ${((d.added >= 0 ? '+' : '') + d.added.toFixed(digits)).padStart(7)}  ${d.a.toFixed(digits).padStart(6)} → ${d.b.toFixed(digits).padStart(6)}  ${d.name.slice(0, 110)}`)
+      }
     }
   }
 }
 
-const file = join(root, 'bench', 'results', 'instructions.json')
+// A cache-simulated run goes to its own file: bench/README.md's instruction table reads instructions.json.
+const file = join(root, 'bench', 'results', CACHE_SIM ? 'cache-sim.json' : 'instructions.json')
 writeFileSync(file, JSON.stringify({
   date: new Date().toISOString().slice(0, 10),
   node: process.version,
-  method: `valgrind --tool=callgrind; bench/server.ts (compiled) warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici); median window`,
-  rows: results.map(({ variant, route, instructionsPerRequest, min, max, windows }) => ({ variant, route, instructionsPerRequest: Math.round(instructionsPerRequest), min: Math.round(min), max: Math.round(max), windows }))
+  method: `valgrind --tool=callgrind${CACHE_SIM ? ` --cache-sim=yes --LL=${CACHE_LL}` : ''}; bench/server.ts (compiled) warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici); median window`,
+  rows: results.map(({ variant, route, instructionsPerRequest, min, max, windows, d1MissesPerRequest, llMissesPerRequest }) => ({
+    variant, route, instructionsPerRequest: Math.round(instructionsPerRequest), min: Math.round(min), max: Math.round(max), windows,
+    ...(CACHE_SIM ? { d1MissesPerRequest: Math.round(d1MissesPerRequest!), llMissesPerRequest: Math.round(llMissesPerRequest! * 10) / 10 } : {})
+  }))
 }, null, 2) + '\n')
 console.log(`\nwrote ${file}\ncallgrind's files (callgrind_annotate, kcachegrind): ${dir}; JIT names: ${results.map(r => r.perfMap).filter((m, i, all) => all.indexOf(m) === i).join(' ')}`)
 process.exit(0)

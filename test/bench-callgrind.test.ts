@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { callgrindTotal, costDiff, functionCosts, parsePerfMap, shortNative, symbolAt } from '../bench/callgrind.ts'
+import { callgrindEvents, callgrindTotal, costDiff, functionCosts, parsePerfMap, shortNative, symbolAt } from '../bench/callgrind.ts'
 
 test('perf map lookup: a symbol covers [start, start + size), nothing between symbols', () => {
   const symbols = parsePerfMap('2000 10 JS:*second a.js:1:1\n1000 20 JS:*first a.js:1:1\nnot a line\n')
@@ -29,6 +29,14 @@ test('costDiff: per request, biggest differences first, either sign', () => {
   const a = new Map([['x', 1000], ['y', 5000]])
   const b = new Map([['x', 4000], ['z', 200], ['y', 1000]])
   assert.deepEqual(costDiff(a, b, 10, 10, 2).map(d => [d.name, d.added]), [['y', -400], ['x', 300]])
+})
+
+test('callgrindEvents: the totals line by event name (not the summary, which can differ), trailing zero events read as 0', () => {
+  const part = 'version: 1\ncreator: callgrind-3.19.0\npart: 2\nevents: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\nsummary: 927 300 200 6 12 5\n\nfn=(1) x\n1 900 300 200 4 12 5\n\ntotals: 900 300 200 4 12 5\n'
+  const events = callgrindEvents(part)
+  assert.deepEqual([...events], [['Ir', 900], ['Dr', 300], ['Dw', 200], ['I1mr', 4], ['D1mr', 12], ['D1mw', 5], ['ILmr', 0], ['DLmr', 0], ['DLmw', 0]])
+  assert.equal(callgrindTotal(part), 900)
+  assert.throws(() => callgrindEvents('fn=(1) x\n'), /not a callgrind output file/)
 })
 
 const hasValgrind = spawnSync('which', ['valgrind', 'callgrind_annotate']).status === 0
@@ -61,4 +69,20 @@ test('a real callgrind run of node: JIT-compiled functions are named from the pe
   assert.ok(hotTotal > 400 * 20000 * 3, `journeyHotLoop: ${hotTotal} instructions`)
   assert.ok(hot.some(([name]) => name.startsWith('JS:*')), 'and TurboFan compiled it')
   assert.ok([...costs.keys()].some(name => name.startsWith('Builtins_') || name.startsWith('v8::')), 'native code keeps its symbol names')
+})
+
+test('a real callgrind run with --cache-sim=yes: the data cache misses of a strided walk are read by event name', { skip: skipReason }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'callgrind-test-'))
+  const script = join(dir, 'walk.mjs')
+  // 64 MiB read one 64-byte line at a time: every read misses a 48 KiB first level and a 1 MiB last level.
+  writeFileSync(script, 'const a = new Float64Array(8 << 20); let s = 0\nfor (let i = 0; i < a.length; i += 8) s += a[i]\nconsole.log(s)\n')
+  const out = join(dir, 'cg.out')
+  const run = spawnSync('valgrind', ['--tool=callgrind', '--cache-sim=yes', '--LL=1048576,8,64', `--callgrind-out-file=${out}`, process.execPath, script], { encoding: 'utf8' })
+  assert.equal(run.status, 0, run.stderr)
+  const events = callgrindEvents(readFileSync(out, 'utf8'))
+  assert.equal(events.get('Ir'), Number(/Collected : (\d+)/.exec(run.stderr)?.[1]))
+  const lines = (64 << 20) / 64
+  // The walk's reads miss once per line; zeroing the array first misses about as often, counted as writes.
+  assert.ok(events.get('D1mr')! >= lines, `D1 read misses ${events.get('D1mr')} for ${lines} lines`)
+  assert.ok(events.get('DLmr')! >= lines * 0.9, `last-level read misses ${events.get('DLmr')}`)
 })
