@@ -33,6 +33,14 @@ function headersDir () {
   return candidates.find(d => d !== undefined && existsSync(join(d, 'include', 'node', 'node_api.h')))
 }
 
+// What to say when node-gyp fails: the compiler's own first error if there is one (`fatal error: bits/…h: No
+// such file or directory` says what is missing), since node-gyp's last lines are only its own `gyp ERR!` trailer.
+function gypFailure (r) {
+  const lines = `${r.stderr ?? ''}\n${r.stdout ?? ''}`.split('\n').map(l => l.trim()).filter(Boolean)
+  const compiler = lines.find(l => /\berror:/.test(l) && !l.startsWith('gyp'))
+  return compiler ?? lines.slice(-3).join(' | ')
+}
+
 function nodeGyp () {
   const fromNpm = process.env.npm_config_node_gyp // set by npm for lifecycle scripts
   if (fromNpm !== undefined && existsSync(fromNpm)) return fromNpm
@@ -50,11 +58,16 @@ function nodeGyp () {
 const cross = process.argv.find(a => a.startsWith('--cross='))?.slice('--cross='.length)
 if (cross !== undefined) {
   const out = process.argv[process.argv.indexOf(`--cross=${cross}`) + 1]
-  const CROSS = { arm64: { prefix: 'aarch64-linux-gnu', package: 'gcc-aarch64-linux-gnu', machine: 0xb7 } }[cross]
+  const CROSS = { arm64: { prefix: 'aarch64-linux-gnu', package: 'gcc-aarch64-linux-gnu', libcDev: 'libc6-dev-arm64-cross', machine: 0xb7 } }[cross]
   const fail = (msg) => { console.error(`request-journey: ${msg}`); process.exit(1) }
   if (CROSS === undefined || out === undefined) fail(`usage: node native/build.mjs --cross=arm64 <out.node> (${cross} is not an arch this builds for)`)
   const cc = `${CROSS.prefix}-gcc`
   if (spawnSync(cc, ['--version']).status !== 0) fail(`${cc} not found: the ${cross} addon needs Debian's cross compiler (apt-get install ${CROSS.package})`)
+  // The cross C library's headers are only a Recommends of the compiler, so `--no-install-recommends` leaves
+  // a compiler that cannot include <stdint.h> (node_api.h does): say which package, before node-gyp hides it.
+  if (spawnSync(cc, ['-E', '-x', 'c', '-'], { input: '#include <stdint.h>\n' }).status !== 0) {
+    fail(`${cc} cannot find the ${cross} C library's headers (apt-get install ${CROSS.libcDev})`)
+  }
   const nodedir = headersDir()
   const gyp = nodeGyp()
   if (nodedir === undefined || gyp === undefined) fail(nodedir === undefined ? 'no Node headers found (set JOURNEY_NODEDIR)' : 'node-gyp not found (run this through npm, or from a Node installed with npm)')
@@ -64,7 +77,7 @@ if (cross !== undefined) {
     // C only, so gcc links too (node-gyp links with $CXX by default, which would need the cross g++ as well).
     const env = { ...process.env, CC: cc, CXX: `${CROSS.prefix}-g++`, LINK: cc, AR: `${CROSS.prefix}-ar` }
     const r = spawnSync(process.execPath, [gyp, 'rebuild', `--arch=${cross}`, `--nodedir=${nodedir}`, '--loglevel=warn'], { cwd: scratch, env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
-    if (r.status !== 0) fail(`the ${cross} addon did not build (node-gyp exited ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`)
+    if (r.status !== 0) fail(`the ${cross} addon did not build (node-gyp exited ${r.status}): ${gypFailure(r)}`)
     const built = join(scratch, 'build/Release/tcp_info.node')
     // The ELF header's e_machine (offset 18): a build that quietly used the host's compiler is caught here.
     const machine = readFileSync(built).readUInt16LE(18)
@@ -102,4 +115,4 @@ if (nodedir === undefined || gyp === undefined) {
 }
 const r = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, '--loglevel=warn'], { cwd: here, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
 if (r.status === 0) say('TCP_INFO addon built')
-else say(`TCP_INFO addon not built (node-gyp exited ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}; kernel wait times will not be measured`)
+else say(`TCP_INFO addon not built (node-gyp exited ${r.status}): ${gypFailure(r)}; kernel wait times will not be measured`)

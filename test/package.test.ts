@@ -219,11 +219,12 @@ let packedTarball: string | undefined
 // The arm64 addon is cross-compiled when the package is packed; without Debian's cross compiler (a
 // developer's machine) the package holds this machine's alone — never in CI, where packing then fails.
 const CROSS_CC = 'aarch64-linux-gnu-gcc'
-const hasCrossCc = await run(CROSS_CC, ['--version']).then(() => true, () => false)
+// With its C library's headers (libc6-dev-arm64-cross, only a Recommends of the compiler's package).
+const hasCrossCc = await run(CROSS_CC, ['--version']).then(() => existsSync('/usr/aarch64-linux-gnu/include/stdint.h'), () => false)
 
 test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async (t) => {
   const hostOnly = process.platform === 'linux' && !hasCrossCc && process.env.CI !== 'true'
-  if (hostOnly) t.diagnostic(`${CROSS_CC} not found (apt-get install gcc-aarch64-linux-gnu): packed without the arm64 addon`)
+  if (hostOnly) t.diagnostic(`${CROSS_CC} or its C library headers not found (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross): packed without the arm64 addon`)
   const { stdout: packed } = await run(process.execPath, [join(root, 'deploy/pack-journey.ts'), ...(hostOnly ? ['--host-only'] : []), join(dir, 'out')], { cwd: root, timeout: 90_000 })
   const tarball = packedTarball = packed.trim().split('\n').at(-1)!
   assert.match(tarball, /fastify-request-journey-[\d.]+\.tgz$/)
@@ -403,7 +404,7 @@ const ARM64_ROOT = '/usr/aarch64-linux-gnu' // its glibc: libc6-arm64-cross, whi
 const arm64Skip = process.platform !== 'linux' || process.arch !== 'x64'
   ? 'cross-checked from Linux x64 only'
   : (!existsSync(QEMU) || !existsSync(join(ARM64_ROOT, 'lib/ld-linux-aarch64.so.1')) || !hasCrossCc) && process.env.CI !== 'true'
-      ? 'needs qemu-user-static and gcc-aarch64-linux-gnu from Debian'
+      ? 'needs qemu-user-static, gcc-aarch64-linux-gnu and libc6-dev-arm64-cross from Debian'
       : false
 
 const ADDON_ON_A_CONNECTION = `
