@@ -219,8 +219,10 @@ let packedTarball: string | undefined
 // The arm64 addon is cross-compiled when the package is packed; without Debian's cross compiler (a
 // developer's machine) the package holds this machine's alone — never in CI, where packing then fails.
 const CROSS_CC = 'aarch64-linux-gnu-gcc'
-// With its C library's headers (libc6-dev-arm64-cross, only a Recommends of the compiler's package).
-const hasCrossCc = await run(CROSS_CC, ['--version']).then(() => existsSync('/usr/aarch64-linux-gnu/include/stdint.h'), () => false)
+// Its glibc (libc6-arm64-cross, which the cross compiler brings) and headers (libc6-dev-arm64-cross, only a
+// Recommends of the compiler's package: without them it cannot compile).
+const ARM64_ROOT = '/usr/aarch64-linux-gnu'
+const hasCrossCc = await run(CROSS_CC, ['--version']).then(() => existsSync(join(ARM64_ROOT, 'include/stdint.h')), () => false)
 
 test('the packed plugin installs with npm into another project, runs as JavaScript and type-checks', { timeout: 240_000 }, async (t) => {
   const hostOnly = process.platform === 'linux' && !hasCrossCc && process.env.CI !== 'true'
@@ -400,7 +402,6 @@ test(`installed with ${NPM12}, which runs no install script unapproved, the preb
 // a struct (rather than the zeros the rest would hold: "no wait at all"), and the plugin serves every stage
 // and says why the kernel's wait is missing. What the addon reads on a real arm64 kernel is not checked here.
 const QEMU = '/usr/bin/qemu-aarch64-static'
-const ARM64_ROOT = '/usr/aarch64-linux-gnu' // its glibc: libc6-arm64-cross, which the cross compiler brings
 const arm64Skip = process.platform !== 'linux' || process.arch !== 'x64'
   ? 'cross-checked from Linux x64 only'
   : (!existsSync(QEMU) || !existsSync(join(ARM64_ROOT, 'lib/ld-linux-aarch64.so.1')) || !hasCrossCc) && process.env.CI !== 'true'
