@@ -31,7 +31,11 @@ async function serve (workerId: number | undefined): Promise<void> {
   const log = pino({ level: config.logLevel, base: { service: config.serviceName, ...(workerId === undefined ? {} : { worker: workerId }) } })
   const telemetry = await startTelemetry(config.serviceName, log, { exportThread: config.exportThread, exportConcurrency: config.exportConcurrency })
   if (workerId !== undefined) serveWorkerMetrics(telemetry.registry, workerId)
-  const server = await startServer(config, telemetry, log, role).catch(configError)
+  const server = await startServer(config, telemetry, log, role).catch(async (err: unknown) => {
+    // startServer has let go of what it began; the export worker thread (if any) goes too before exiting.
+    await telemetry.shutdown(TELEMETRY_FLUSH_MS)
+    return configError(err)
+  })
   if (workerId !== undefined) process.send!({ type: 'journey:listening', worker: workerId, ...server.ports } satisfies ListeningMessage)
 
   let stopping = false

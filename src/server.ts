@@ -263,10 +263,15 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   let draining = false
   const reusePort = config.acceptStrategy === 'reuseport'
   if (role.kind === 'worker') {
-    const ports = {
-      http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort, config.listenBacklog),
-      https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort, config.listenBacklog),
-      metrics: 0
+    let ports: RunningServer['ports']
+    try {
+      ports = {
+        http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort, config.listenBacklog),
+        https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort, config.listenBacklog),
+        metrics: 0
+      }
+    } catch (err) {
+      return await abandon(err)
     }
     log.info({ ...ports, strategy: config.acceptStrategy }, 'worker listening')
     return running(undefined, ports)
@@ -285,14 +290,33 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   })
   await admin.ready()
 
-  const ports = {
-    http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort, config.listenBacklog),
-    https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort, config.listenBacklog),
-    metrics: await listen(admin.server, config.metricsPort, config.metricsHost, 'METRICS_PORT')
+  let ports: RunningServer['ports']
+  try {
+    ports = {
+      http: await listen(app.server, config.httpPort, config.host, 'HTTP_PORT', reusePort, config.listenBacklog),
+      https: await listen(httpsListener, config.httpsPort, config.host, 'HTTPS_PORT', reusePort, config.listenBacklog),
+      metrics: await listen(admin.server, config.metricsPort, config.metricsHost, 'METRICS_PORT')
+    }
+  } catch (err) {
+    return await abandon(err, admin)
   }
   log.info({ ...ports, host: config.host, metricsHost: config.metricsHost, precision: config.precision }, 'listening')
   log.info(`the journey page: http://${config.metricsHost === '0.0.0.0' ? '127.0.0.1' : config.metricsHost}:${ports.metrics}/journey`)
   return running(admin, ports)
+
+  // A start-up that fails while binding (a port in use) first lets go of what it began: the listeners
+  // already bound, the compute pool's threads, the journey's timers. Otherwise an in-process caller is left
+  // holding them, and main.ts's process.exit(2) races worker threads that may still be booting (Node has
+  // ended such exits by a signal: nodejs/node#25007).
+  async function abandon (err: unknown, admin?: FastifyInstance): Promise<never> {
+    for (const server of [app.server, httpsListener, admin?.server]) if (server?.listening === true) server.close()
+    await app.close()
+    await admin?.close()
+    channels.request.unsubscribe(logCutOff)
+    clientErrors.close()
+    journey.close()
+    throw err
+  }
 
   function running (admin: FastifyInstance | undefined, ports: RunningServer['ports']): RunningServer {
     return {

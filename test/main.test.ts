@@ -9,6 +9,7 @@ import { gzipSync } from 'node:zlib'
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Pool, request } from 'undici'
 import { killAll, run, start, startTraced } from './helpers/process.ts'
 import { connect } from './helpers/raw.ts'
@@ -17,6 +18,7 @@ import { scrape, sum } from '../experiments/lib/metrics.ts'
 import { CLK_TCK, hostStealTicks } from '../bench/servers.ts'
 
 const exec = promisify(execFile)
+const FAILED_START = fileURLToPath(new URL('./helpers/failed-start.ts', import.meta.url))
 after(killAll)
 
 describe('configuration errors stop start-up with one line naming the variable', () => {
@@ -69,6 +71,19 @@ test('a port in use stops start-up with one line naming the variable', async () 
   assert.match(p.output().trim().split('\n').at(-1)!, new RegExp(`HTTPS_PORT=${first.ports.http} cannot be used on 127.0.0.1: EADDRINUSE`))
   first.child.kill('SIGTERM')
   await first.exited
+})
+
+test('a start-up that fails releases what it began: its listener, the compute pool\'s threads', async () => {
+  const first = await start()
+  // HTTP binds first, then HTTPS fails on the port the first server holds.
+  const p = run({ HTTPS_PORT: String(first.ports.http), WORKER_THREADS: '2' }, { main: FAILED_START })
+  const exit = await Promise.race([p.exited, new Promise<'alive'>(resolve => setTimeout(resolve, 15_000, 'alive'))])
+  first.child.kill('SIGTERM')
+  await first.exited
+  assert.notEqual(exit, 'alive', `still running 15 s after start-up failed; it printed:\n${p.output()}`)
+  assert.match(p.output(), /start-up failed: HTTPS_PORT=\d+ cannot be used/)
+  assert.doesNotMatch(p.output(), /held right after: .*(MessagePort|TCPServerWrap)/)
+  assert.deepEqual(exit, { code: 0, signal: null }, p.output())
 })
 
 test('JOURNEY_ENABLED=false serves the same routes with no journey telemetry (the bench baseline)', async () => {
