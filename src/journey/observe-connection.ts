@@ -8,7 +8,7 @@ import { now } from './clock.ts'
 import { readTcpInfo } from './tcp-info.ts'
 import { newConnectionRecord, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels, publishConnection, publishRequest } from './publish.ts'
-import { kConnection, observeChunks, observeParser } from './observe-parser.ts'
+import { kConnection, observeChunks, observeParser, settleDeclaredBody } from './observe-parser.ts'
 import { isHttp2Server, observeHttp2Server } from './observe-http2.ts'
 
 type Observed = Socket & { [kConnection]?: ConnectionRecord }
@@ -211,6 +211,7 @@ export function cutOff (rec: RequestRecord, at: number): void {
   if (rec.response?.headersSent === true) rec.status = rec.response.statusCode
   rec.endAt = at
   rec.message = undefined
+  settleDeclaredBody(rec)
   publishRequest(rec)
 }
 

@@ -203,9 +203,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     rec.userAgent = headers['user-agent']
     rec.contentType = firstHeader(headers['content-type'])
     rec.contentEncoding = firstHeader(headers['content-encoding'])
+    // A Content-Length holds only if the whole body arrives by the request's end (settleDeclaredBody). A body
+    // without one (HTTP/1.1 chunked) is counted as it arrives; on HTTP/2 every body is (startStream).
     const length = headers['content-length']
     if (length !== undefined) rec.requestBodyBytes = Number(length)
-    // A body without Content-Length (HTTP/1.1 chunked) is counted as it arrives; on HTTP/2, startStream.
     else if (headers['transfer-encoding'] !== undefined && !conn.multiplexed) countBody(request.raw, rec)
     request.journey = rec
     ;(reply.raw as Response)[kRecord] = rec

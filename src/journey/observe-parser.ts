@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { now } from './clock.ts'
-import type { ConnectionRecord } from './records.ts'
+import type { ConnectionRecord, RequestRecord } from './records.ts'
 
 export const kConnection = Symbol('request-journey.connection')
 
@@ -161,6 +161,19 @@ export function countBody (message: IncomingMessage, count: BodyCount): boolean 
   ;(message as Incoming)[kBodyCount] = count
   count.requestBodyBytes = 0
   return true
+}
+
+/**
+ * At a request's end: an HTTP/1.1 Content-Length says how many bytes the client meant to send, not how many
+ * came. Until Node's parser has had them all (`complete`) — a 413 answered on the header alone, an upload
+ * cut off — the size is unknown, since such bodies are not counted (counting would wrap the parser's body
+ * callback on every connection), so it is left unobserved rather than recorded as the claim: one
+ * `Content-Length: 99999999999` added 100 GB to the histogram's sum. (HTTP/2 bodies are counted as their
+ * DATA arrive: request-end.ts.)
+ */
+export function settleDeclaredBody (rec: RequestRecord): void {
+  const message = rec.response?.req
+  if (message !== undefined && !message.complete && !rec.conn.multiplexed && message.headers['content-length'] !== undefined) rec.requestBodyBytes = NaN
 }
 
 function onChunk (this: SocketWithRecord): void {

@@ -7,6 +7,9 @@ import type { Timeline } from './timeline.ts'
 
 export type Listener = string
 
+/** What a request's end reads of its message: whether all of a body its headers announced has arrived. */
+export interface BodyMessage { readonly complete: boolean, readonly headers: IncomingHttpHeaders }
+
 /**
  * The journey (createJourney) that observes a connection's server. The bus is one per process, so with two
  * journeys in a process each consumer must take only its own journey's records: otherwise each registry
@@ -116,7 +119,7 @@ export interface RequestRecord {
   /** The Host (or :authority) of a request answered before its hooks, read when first seen; see `request` for the others. */
   host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
-  response: { readonly headersSent: boolean, readonly statusCode: number } | undefined
+  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage } | undefined
   route: string
   scheme: 'http' | 'https'
   status: number

@@ -8,6 +8,7 @@ import { now } from './clock.ts'
 import type { RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
 import { cutOff } from './observe-connection.ts'
+import { settleDeclaredBody } from './observe-parser.ts'
 import { kStreamClaimed, kStreamHeadersAt, type ObservedStream } from './observe-http2.ts'
 
 /** The record of the request a response answers, on the response (set by the journey's onRequest hook). */
@@ -43,6 +44,7 @@ export function finish (rec: RequestRecord, status: number, socket: Socket | nul
     if (!rec.beforeHooks) rec.bytesWritten = written - (Number.isNaN(rec.bytesWrittenStart) ? rec.conn.bytesWrittenAtFinish : rec.bytesWrittenStart)
     rec.conn.bytesWrittenAtFinish = written
   }
+  settleDeclaredBody(rec)
   publishRequest(rec)
 }
 
@@ -57,7 +59,8 @@ export function startStream (rec: RequestRecord, raw: IncomingMessage, res: Serv
   const stream = (raw as { stream?: BodyStream }).stream
   if (stream !== undefined) {
     stream[kStreamClaimed] = true
-    if (Number.isNaN(rec.requestBodyBytes) && stream.endAfterHeaders === false) countStreamBody(stream, rec)
+    // Counted even with a content-length, which a stream answered or reset before its end did not deliver.
+    if (stream.endAfterHeaders === false) countStreamBody(stream, rec)
   }
   rec.headersAt = stream?.[kStreamHeadersAt] ?? NaN
   rec.bytesWritten = NaN
@@ -67,10 +70,10 @@ export function startStream (rec: RequestRecord, raw: IncomingMessage, res: Serv
 }
 
 /**
- * An HTTP/2 request body sent without content-length (its HEADERS frame did not end the stream), counted
- * as its DATA arrives. Node parses HTTP/2 natively, with no body callback to wrap as on HTTP/1.1; every DATA
- * payload reaches JS through the stream's push() — how any Readable's implementation hands data over — so
- * this stream's push is wrapped, and only such streams pay for it. Counted until the record ends.
+ * An HTTP/2 request body (its HEADERS frame did not end the stream), counted as its DATA arrives, with or
+ * without a content-length. Node parses HTTP/2 natively, with no body callback to wrap as on HTTP/1.1; every
+ * DATA payload reaches JS through the stream's push() — how any Readable's implementation hands data over —
+ * so this stream's push is wrapped, and only streams with a body pay for it. Counted until the record ends.
  */
 function countStreamBody (stream: BodyStream, rec: RequestRecord): void {
   rec.requestBodyBytes = 0

@@ -2,7 +2,7 @@
 // reaches JS — HTTP/1.1 chunked from Node's parser, chunk framing removed; an HTTP/2 stream's DATA — in the
 // decode span's http.request.body.size and in http_server_request_body_size_bytes, like any other body.
 import assert from 'node:assert/strict'
-import { connect as connectH2 } from 'node:http2'
+import { connect as connectH2, constants as h2constants } from 'node:http2'
 import { gzipSync } from 'node:zlib'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -94,7 +94,41 @@ test('a chunked body past the limit: 413, and only the bytes that arrived before
   assert.ok(counted > 1_048_576 && counted <= 1_200_000, `counted ${counted} bytes: past the 1 MiB limit, no more than were sent`)
 })
 
-test('HTTP/2: a body without content-length is counted as its DATA arrives; one with it is its content-length; a GET is none', async () => {
+test('a Content-Length body answered before it arrived (413 on the header) has no size: the header is a claim, not bytes', async () => {
+  const before = await echoBodies()
+  const c = await connect(port(t.http))
+  await c.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{}')
+  const text = await c.read(responses(1))
+  c.close()
+  assert.equal(statusOf(text), 413)
+  const spans = await t.spansWhere(s => roots(s, '/echo').length >= 1)
+  const journey = waterfall(spans, roots(spans, '/echo')[0]!)
+  for (const span of [journey.root, ...journey.stages]) assert.equal(span.attributes['http.request.body.size'], undefined, span.name)
+  assert.deepEqual(await echoBodies(), before, 'not 99,999,999,999 bytes in the histogram')
+})
+
+test('an upload cut off mid-body has no size either; a chunked one counts what came', async () => {
+  const before = await echoBodies()
+  const c = await connect(port(t.http))
+  await c.write(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"message":"${'a'.repeat(1000)}`)
+  await sleep(50)
+  c.close()
+  const spans = await t.spansWhere(s => roots(s, '/echo').some(r => r.attributes['journey.aborted'] === true))
+  const journey = waterfall(spans, roots(spans, '/echo').find(r => r.attributes['journey.aborted'] === true)!)
+  for (const span of [journey.root, ...journey.stages]) assert.equal(span.attributes['http.request.body.size'], undefined, span.name)
+  assert.deepEqual(await echoBodies(), before)
+
+  const chunkedUpload = await connect(port(t.http))
+  const req = chunked([Buffer.from(`{"message":"${'b'.repeat(1000)}`), Buffer.from('never sent')], 'Content-Type: application/json\r\n')
+  await chunkedUpload.write(Buffer.concat([Buffer.from(req.head), req.chunks[0]!]))
+  await sleep(50)
+  chunkedUpload.close()
+  await t.spansWhere(s => roots(s, '/echo').filter(r => r.attributes['journey.aborted'] === true).length >= 2)
+  const now = await echoBodies()
+  assert.deepEqual({ count: now.count - before.count, bytes: now.bytes - before.bytes }, { count: 1, bytes: 1012 })
+})
+
+test('HTTP/2: a body is counted as its DATA arrives, with or without content-length (one cut off counts what came); a GET is none', async () => {
   const registry = new Registry()
   const journey = createJourney({ registry })
   const app = Fastify({ http2: true } as FastifyServerOptions)
@@ -128,6 +162,20 @@ test('HTTP/2: a body without content-length is counted as its DATA arrives; one 
     assert.equal(sum(samples, 'http_server_request_body_size_bytes_count', { http_route: '/echo' }), 2)
     assert.equal(sum(samples, 'http_server_request_body_size_bytes_sum', { http_route: '/echo' }), json.length + small.length)
     assert.equal(sum(samples, 'http_server_request_body_size_bytes_count', { http_route: '/' }), 0, 'a request without a body has no size')
+
+    // A stream cut off mid-body counts the DATA that came, not the content-length it announced.
+    const cut = session.request({ ...post, 'content-length': '100000' })
+    cut.on('error', () => {})
+    cut.write('x'.repeat(1000))
+    await sleep(50)
+    cut.close(h2constants.NGHTTP2_CANCEL)
+    let after = parseMetrics(await registry.metrics())
+    for (let i = 0; i < 100 && sum(after, 'http_server_request_body_size_bytes_count', { http_route: '/echo' }) < 3; i++) {
+      await sleep(20)
+      after = parseMetrics(await registry.metrics())
+    }
+    assert.equal(sum(after, 'http_server_request_body_size_bytes_count', { http_route: '/echo' }), 3)
+    assert.equal(sum(after, 'http_server_request_body_size_bytes_sum', { http_route: '/echo' }), json.length + small.length + 1000)
   } finally {
     session.close()
     await app.close()
