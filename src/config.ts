@@ -21,6 +21,8 @@ export interface Config {
   headersTimeoutMs: number
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
+  /** A connection on which no byte moves either way for this long is closed (Fastify's connectionTimeout); 0: never. */
+  connectionTimeoutMs: number
   tlsHandshakeTimeoutMs: number
   /** The HTTPS listener offers HTTP/2 (ALPN h2), and HTTP/1.1 to clients without it. */
   httpsHttp2: boolean
@@ -139,6 +141,7 @@ export function loadConfig (env: Env = process.env): Config {
     headersTimeoutMs: int(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    connectionTimeoutMs: int(env, 'CONNECTION_TIMEOUT_MS', 60_000, 0, 3_600_000),
     tlsHandshakeTimeoutMs: int(env, 'TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
     httpsHttp2: bool(env, 'HTTPS_HTTP2', false),
     recordHeaders: headerList(env, 'JOURNEY_RECORD_HEADERS'),
@@ -171,6 +174,12 @@ export function loadConfig (env: Env = process.env): Config {
   // Node rejects a headers timeout longer than the request timeout; say so here, by name.
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`HEADERS_TIMEOUT_MS=${config.headersTimeoutMs} must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`)
+  }
+  // A demo request may leave its connection silent for up to IO_MAX_MS or COMPUTE_MAX_MS (the handler
+  // waiting, or the event loop busy): a shorter idle limit would cut those off, not stalled clients.
+  const longest = Math.max(config.ioMaxMs, config.computeMaxMs)
+  if (config.connectionTimeoutMs !== 0 && config.connectionTimeoutMs <= longest) {
+    throw new ConfigError(`CONNECTION_TIMEOUT_MS=${config.connectionTimeoutMs} must exceed IO_MAX_MS and COMPUTE_MAX_MS (${longest}), or their longest requests are cut off (0 turns it off)`)
   }
   // Each reuseport worker binds its own socket: port 0 would give each worker a different port.
   if (config.acceptStrategy === 'reuseport' && (config.httpPort === 0 || config.httpsPort === 0)) {

@@ -228,6 +228,12 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
         httpsServer = observe(createHttpsServer(secure, handler), 'https')
       }
       httpsServer.on('clientError', clientErrorHandler.bind({ errors: clientErrors, listener: 'https' }))
+      // Node's other limits end once a request is in: a client that stops reading its response (a stalled
+      // or malicious reader: slowloris in reverse) held its connection, the response's buffers and its
+      // request, in the write stage, for as long as it stayed connected. Node destroys an idle socket;
+      // the request ends aborted by the server. (On HTTP/2 the limit is per session, not per stream.)
+      http.setTimeout(config.connectionTimeoutMs)
+      httpsServer.setTimeout(config.connectionTimeoutMs)
       // A failed handshake never reaches HTTP: without this it would only be a count. A client that leaves
       // mid-handshake (a port scanner, a TCP health check) is too common to be worth a line.
       httpsServer.on('tlsClientError', (err: NodeJS.ErrnoException) => {

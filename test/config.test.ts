@@ -28,6 +28,7 @@ const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, stri
   ['HEADERS_TIMEOUT_MS', 'headersTimeoutMs', '2000', '99'],
   ['REQUEST_TIMEOUT_MS', 'requestTimeoutMs', '60000', 'soon'],
   ['KEEP_ALIVE_TIMEOUT_MS', 'keepAliveTimeoutMs', '1000', '0'],
+  ['CONNECTION_TIMEOUT_MS', 'connectionTimeoutMs', '0', '-1'],
   ['TLS_HANDSHAKE_TIMEOUT_MS', 'tlsHandshakeTimeoutMs', '2000', '50'],
   ['MAX_HEADER_SIZE', 'maxHeaderSize', '8192', '100'],
   ['BODY_LIMIT_BYTES', 'bodyLimitBytes', '1024', '0'],
@@ -71,6 +72,14 @@ test('JOURNEY_RECORD_HEADERS is an allowlist of header names that never includes
   assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'user-agent,authorization' }), /may not record authorization/)
   assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'Cookie' }), /may not record cookie/)
   assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'bad header' }), /not a header name/)
+})
+
+test('CONNECTION_TIMEOUT_MS: a minute by default, and longer than the demo routes may stay silent', () => {
+  assert.equal(loadConfig({}).connectionTimeoutMs, 60_000)
+  assert.equal(loadConfig({ CONNECTION_TIMEOUT_MS: '20000' }).connectionTimeoutMs, 20_000)
+  assert.throws(() => loadConfig({ CONNECTION_TIMEOUT_MS: '10000' }), /CONNECTION_TIMEOUT_MS=10000 must exceed IO_MAX_MS and COMPUTE_MAX_MS \(10000\)/)
+  assert.throws(() => loadConfig({ CONNECTION_TIMEOUT_MS: '1000', IO_MAX_MS: '500' }), /must exceed IO_MAX_MS and COMPUTE_MAX_MS \(2000\)/)
+  assert.equal(loadConfig({ CONNECTION_TIMEOUT_MS: '1000', IO_MAX_MS: '500', COMPUTE_MAX_MS: '500' }).connectionTimeoutMs, 1000)
 })
 
 test('TLS_CERT and TLS_KEY come together', () => {

@@ -1,12 +1,19 @@
 // The timeouts set on our own servers (Fastify does not apply its options to servers from serverFactory).
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 import { request } from 'undici'
 import { connect, responses, statusOf } from './helpers/raw.ts'
 import { startTestServer, type TestServer } from './helpers/server.ts'
+import { roots, waterfall } from './helpers/spans.ts'
 
 let t: TestServer
-before(async () => { t = await startTestServer({ HEADERS_TIMEOUT_MS: '400', REQUEST_TIMEOUT_MS: '800', KEEP_ALIVE_TIMEOUT_MS: '300' }) })
+before(async () => {
+  t = await startTestServer({
+    HEADERS_TIMEOUT_MS: '400', REQUEST_TIMEOUT_MS: '800', KEEP_ALIVE_TIMEOUT_MS: '300',
+    CONNECTION_TIMEOUT_MS: '1000', IO_MAX_MS: '500', COMPUTE_MAX_MS: '500'
+  })
+})
 after(async () => { await t.close() })
 
 for (const secure of [false, true]) {
@@ -31,3 +38,23 @@ test('an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS', asyn
   const idle = performance.now() - started
   assert.ok(idle >= 250 && idle < 3000, `closed after ${idle} ms`)
 })
+
+for (const secure of [false, true]) {
+  test(`${secure ? 'HTTPS' : 'HTTP'}: a client that stops reading its response is cut off after CONNECTION_TIMEOUT_MS; its span ends in write, aborted by the server`, async () => {
+    t.exporter.reset()
+    const c = await connect(secure ? t.server.ports.https : t.server.ports.http, secure)
+    // 50 MiB: far more than the kernel's socket buffers hold, so the server's writes stall.
+    await c.write('GET /download?kb=51200 HTTP/1.1\r\nHost: x\r\n\r\n')
+    c.socket.pause()
+    const started = performance.now()
+    const isCut = (r: ReadableSpan): boolean => r.attributes['url.path'] === '/download' && r.attributes['journey.aborted'] === true
+    const spans = await t.spansWhere(s => roots(s).some(isCut), 10_000)
+    const waited = performance.now() - started
+    c.close()
+    const journey = waterfall(spans, roots(spans).find(isCut)!)
+    assert.equal(journey.root.attributes['journey.aborted_by'], 'server')
+    assert.ok(waited >= 900 && waited < 8000, `cut off after ${waited} ms`)
+    assert.ok(c.received() < 51200 * 1024, 'the client did not have the whole body')
+    assert.equal(journey.stages.at(-1)!.name, 'journey.write', 'the stalled stage was write')
+  })
+}
