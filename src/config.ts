@@ -141,7 +141,7 @@ export function loadConfig (env: Env = process.env): Config {
     headersTimeoutMs: int(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
-    connectionTimeoutMs: int(env, 'CONNECTION_TIMEOUT_MS', 60_000, 0, 3_600_000),
+    connectionTimeoutMs: int(env, 'CONNECTION_TIMEOUT_MS', NaN, 0, 3_600_000),
     tlsHandshakeTimeoutMs: int(env, 'TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
     httpsHttp2: bool(env, 'HTTPS_HTTP2', false),
     recordHeaders: headerList(env, 'JOURNEY_RECORD_HEADERS'),
@@ -178,7 +178,9 @@ export function loadConfig (env: Env = process.env): Config {
   // A demo request may leave its connection silent for up to IO_MAX_MS or COMPUTE_MAX_MS (the handler
   // waiting, or the event loop busy): a shorter idle limit would cut those off, not stalled clients.
   const longest = Math.max(config.ioMaxMs, config.computeMaxMs)
-  if (config.connectionTimeoutMs !== 0 && config.connectionTimeoutMs <= longest) {
+  // Unset: a minute, or longer when those limits were raised (only a value someone chose is refused).
+  if (Number.isNaN(config.connectionTimeoutMs)) config.connectionTimeoutMs = Math.max(60_000, longest + 10_000)
+  else if (config.connectionTimeoutMs !== 0 && config.connectionTimeoutMs <= longest) {
     throw new ConfigError(`CONNECTION_TIMEOUT_MS=${config.connectionTimeoutMs} must exceed IO_MAX_MS and COMPUTE_MAX_MS (${longest}), or their longest requests are cut off (0 turns it off)`)
   }
   // Each reuseport worker binds its own socket: port 0 would give each worker a different port.

@@ -315,13 +315,21 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   // holding them, and main.ts's process.exit(2) races worker threads that may still be booting (Node has
   // ended such exits by a signal: nodejs/node#25007).
   async function abandon (err: unknown, admin?: FastifyInstance): Promise<never> {
-    for (const server of [app.server, httpsListener, admin?.server]) if (server?.listening === true) server.close()
+    await Promise.all([closeServer(app.server), closeServer(httpsListener)]) // no connections yet
+    await release(admin)
+    throw err
+  }
+
+  /** What start-up began besides the public listeners: the apps (the compute pool), the journey, the log hooks. */
+  async function release (admin: FastifyInstance | undefined): Promise<void> {
     await app.close()
-    await admin?.close()
+    if (admin !== undefined) {
+      await admin.close()
+      await closeServer(admin.server)
+    }
     channels.request.unsubscribe(logCutOff)
     clientErrors.close()
     journey.close()
-    throw err
   }
 
   function running (admin: FastifyInstance | undefined, ports: RunningServer['ports']): RunningServer {
@@ -342,14 +350,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
           for (const session of sessions) session.destroy()
           await drained
         }
-        await app.close()
-        if (admin !== undefined) {
-          await admin.close()
-          await closeServer(admin.server)
-        }
-        channels.request.unsubscribe(logCutOff)
-        clientErrors.close()
-        journey.close()
+        await release(admin)
       }
     }
   }

@@ -80,6 +80,7 @@ test('CONNECTION_TIMEOUT_MS: a minute by default, and longer than the demo route
   assert.throws(() => loadConfig({ CONNECTION_TIMEOUT_MS: '10000' }), /CONNECTION_TIMEOUT_MS=10000 must exceed IO_MAX_MS and COMPUTE_MAX_MS \(10000\)/)
   assert.throws(() => loadConfig({ CONNECTION_TIMEOUT_MS: '1000', IO_MAX_MS: '500' }), /must exceed IO_MAX_MS and COMPUTE_MAX_MS \(2000\)/)
   assert.equal(loadConfig({ CONNECTION_TIMEOUT_MS: '1000', IO_MAX_MS: '500', COMPUTE_MAX_MS: '500' }).connectionTimeoutMs, 1000)
+  assert.equal(loadConfig({ IO_MAX_MS: '120000' }).connectionTimeoutMs, 130_000, 'unset, it outlasts a raised IO_MAX_MS')
 })
 
 test('TLS_CERT and TLS_KEY come together', () => {
