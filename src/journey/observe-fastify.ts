@@ -272,12 +272,18 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       rec.serializeEndAt = t
       if (serverTiming !== undefined && !rec.ignored && serverTiming(request)) addServerTiming(reply, serverTimingValue(rec, t))
       const res = reply.raw
-      const socket = res.socket
-      if (socket !== null) {
+      if (rec.conn.multiplexed) {
+        // An HTTP/2 stream counts no bytes of its own (the socket's are every stream's), and its response's
+        // socket is undefined once the stream has closed (a reset while the handler ran): nothing to read.
         rec.writeStartAt = t
-        rec.bytesWrittenStart = socket.bytesWritten
       } else {
-        res.on('socket', onPipelinedSocket) // emitted once per response: no once() wrapper needed
+        const socket = res.socket
+        if (socket !== null) {
+          rec.writeStartAt = t
+          rec.bytesWrittenStart = socket.bytesWritten
+        } else {
+          res.on('socket', onPipelinedSocket) // emitted once per response: no once() wrapper needed
+        }
       }
       // Only a streamed body is written piece by piece and can wait for 'drain'; a string or buffer is
       // handed over in one end() call (its wait for the kernel still shows as a long write stage).

@@ -18,7 +18,7 @@ import { h2, h2Frames, h2RawRequest, hpackRequest } from '../helpers/h2.ts'
 const closing: Array<() => Promise<unknown>> = []
 after(async () => { for (const close of closing.reverse()) await close() })
 
-interface H2App { app: FastifyInstance, registry: Registry, spans: InMemorySpanExporter, summaries: Map<string, JourneySummary>, url: string, journey: ReturnType<typeof createJourney> }
+interface H2App { app: FastifyInstance, errors: Error[], registry: Registry, spans: InMemorySpanExporter, summaries: Map<string, JourneySummary>, url: string, journey: ReturnType<typeof createJourney> }
 
 async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
   const spans = new InMemorySpanExporter()
@@ -33,12 +33,15 @@ async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
   const summaries = new Map<string, JourneySummary>()
   app.addHook('onResponse', async (req) => { const s = req.journey === null ? undefined : summarize(req.journey); if (s !== undefined) summaries.set(req.url, s) })
   app.get('/', async () => ({ hello: 'h2' }))
+  // Errors Fastify saw while replying: the journey's own hooks must add none.
+  const errors: Error[] = []
+  app.addHook('onError', async (_req, _reply, err) => { errors.push(err) })
   app.get('/slow', async () => { await sleep(40); return 'slow' })
   app.get('/never', async (_req, reply) => { await sleep(2000); return reply.send('late') })
   app.post('/echo', async (req) => req.body)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const secure = 'https' in opts
-  return { app, registry, spans, summaries, journey, url: `${secure ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` }
+  return { app, errors, registry, spans, summaries, journey, url: `${secure ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` }
 }
 
 /**
@@ -154,6 +157,27 @@ test('a stream the client resets ends its record at once, aborted; the connectio
   m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 3)
   assert.equal(sum(m, 'journey_connections_closed_total', {}), 1)
+})
+
+test('a stream reset while its handler runs: the handler\'s late reply is no error, and the record ends once, aborted', async () => {
+  // Found by a rapid-reset client: the journey's onSend read the closed stream's socket (undefined by then)
+  // and threw, so every such request became a 500 with a TypeError in the log and on its span.
+  const { errors, registry, spans, url } = await h2App()
+  const s = session(url)
+  const stream = s.request({ ':path': '/slow' })
+  stream.on('error', () => {})
+  await sleep(10) // the handler is running
+  stream.close(constants.NGHTTP2_CANCEL)
+  await counted(registry, 1)
+  await sleep(80) // the handler's reply comes after the reset
+  assert.deepEqual(errors.map(e => e.message), [], 'no error from replying to a closed stream')
+  const m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 1)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
+  const aborted = roots(spans.getFinishedSpans())
+  assert.equal(aborted.length, 1)
+  assert.deepEqual(aborted[0]!.events.map(e => e.name), [], 'no exception event on the aborted request')
+  assert.equal(await h2(s, '/'), 200, 'the connection serves on')
 })
 
 test('an answer Fastify gives before any hook is counted on HTTP/2 too (a malformed URL\'s 400): parse and write, no read', async () => {
