@@ -206,7 +206,9 @@ function onClose (this: Observed): void {
  */
 export function cutOff (rec: RequestRecord, at: number): void {
   rec.aborted = true
-  if (!Number.isNaN(rec.conn.closeAt)) rec.abortedBy = rec.conn.closedBy
+  // Set only once one side has ended the connection (its FIN, or the server destroying it): a request cut off
+  // then went with its connection. An HTTP/2 stream reset on a connection that lives on says no side.
+  rec.abortedBy = rec.conn.closedBy
   // Its headers were out (a stream cut off mid-body, an SSE stream its client closed): say what it sent.
   if (rec.response?.headersSent === true) rec.status = rec.response.statusCode
   rec.endAt = at

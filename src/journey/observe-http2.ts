@@ -40,11 +40,24 @@ export function onUnclaimedStream (observer: UnclaimedStreamObserver | undefined
 // HTTP/2. Node creates the session inside its own connection listener (on 'secureConnection' for TLS), after
 // the journey's prepended ones put the record on the socket; a TLS server that lets HTTP/1.1 clients in
 // (allowHTTP1) gives those a parser instead, and no session.
-function onSession (session: { socket: Observed | undefined, [kConnection]?: ConnectionRecord }): void {
+type ObservedSession = EventEmitter & { socket: Observed | undefined, readonly destroyed: boolean, [kConnection]?: ConnectionRecord }
+
+function onSession (session: ObservedSession): void {
   const conn = session.socket?.[kConnection]
   if (conn === undefined) return
   conn.multiplexed = true
   session[kConnection] = conn // a session that failed no longer reaches its socket
+  session.on('timeout', onSessionTimeout)
+}
+
+/**
+ * Appended after Node's own listener, which destroys a session idle past the server's timeout (Fastify's
+ * connectionTimeout) unless the app handles the server's 'timeout'. The streams it cuts off close before
+ * the socket does, so without this they could not say who cut them (journey.aborted_by).
+ */
+function onSessionTimeout (this: ObservedSession): void {
+  const conn = this[kConnection]
+  if (conn !== undefined && this.destroyed) conn.closedBy ??= 'server'
 }
 
 /**

@@ -175,8 +175,8 @@ export interface RequestRecord {
   aborted: boolean
   /**
    * Who cut an aborted request off: the side that closed its connection first (`closedBy`). Undefined when
-   * it ended before its connection closed: an HTTP/2 stream reset, or closed with its session, where Node
-   * does not say which side did it.
+   * it ended while neither side had: an HTTP/2 stream reset on a connection that lives on, where Node does
+   * not say which side reset it.
    */
   abortedBy: 'client' | 'server' | undefined
   /**

@@ -180,6 +180,25 @@ test('a stream reset while its handler runs: the handler\'s late reply is no err
   assert.equal(await h2(s, '/'), 200, 'the connection serves on')
 })
 
+test('a session the server\'s timeout destroys cuts its running stream off: aborted by the server', async () => {
+  // Node destroys a session idle past the server's timeout (Fastify's connectionTimeout; http2SessionTimeout
+  // set as short, or Fastify's own graceful close comes first). Its streams close before its socket does.
+  const { registry, spans, url } = await h2App({ connectionTimeout: 300, http2SessionTimeout: 300 })
+  const s = session(url)
+  s.on('error', () => {})
+  const stream = s.request({ ':path': '/never' })
+  stream.on('error', () => {})
+  const closed = new Promise(resolve => stream.on('close', resolve))
+  await closed
+  await counted(registry, 1)
+  const m = parseMetrics(await registry.metrics())
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
+  const aborted = roots(spans.getFinishedSpans()).find(x => x.attributes['journey.aborted'] === true)
+  assert.ok(aborted !== undefined)
+  assert.equal(aborted.attributes['journey.aborted_by'], 'server')
+  assert.ok(durationMs(aborted) >= 250 && durationMs(aborted) < 1500, `cut at the timeout, not at the handler's end: ${durationMs(aborted)} ms`)
+})
+
 test('an answer Fastify gives before any hook is counted on HTTP/2 too (a malformed URL\'s 400): parse and write, no read', async () => {
   const { registry, spans, url } = await h2App()
   const s = session(url)
