@@ -11,13 +11,27 @@ import Fastify, { LogController, type FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { Config } from './config.ts'
+import { listenError } from './server.ts'
+import { loadTlsMaterial, shareTls, sharedTlsMaterial, type SharedTls, type TlsMaterial } from './tls-cert.ts'
 
 /** Sent by a worker once its HTTP and HTTPS listeners accept. */
 export interface ListeningMessage { type: 'journey:listening', worker: number, http: number, https: number }
 
+/** A worker asks its primary for the TLS material (TlsMessage answers) before it starts its servers. */
+interface TlsRequest { type: 'journey:tls?' }
+interface TlsMessage { type: 'journey:tls', tls: SharedTls }
+
 export async function runPrimary (config: Config, log: Logger): Promise<void> {
   // Must be chosen before the first fork. reuseport workers bind their own sockets, so the policy is moot there.
   cluster.schedulingPolicy = config.acceptStrategy === 'cluster-rr' ? cluster.SCHED_RR : cluster.SCHED_NONE
+  // Loaded (or generated) once for every worker, with one set of session ticket keys: the workers serve as one
+  // TLS server. Each worker generated its own development certificate before (a client saw a different one
+  // depending on the worker it reached), and with reuseport a client resumed its TLS session only when the
+  // kernel sent it back to the worker that issued its ticket (Node shares ticket keys only between workers
+  // that listen through the primary). Sent over IPC rather than in the workers' environment, where any
+  // process of the same user could read the ticket keys.
+  const tls = shareTls(await loadTlsMaterial(config.tlsCert, config.tlsKey))
+  if (tls.generated) log.info({ fingerprint256: sharedTlsMaterial(tls).fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
   const metrics = new AggregatorRegistry()
   const listening = new Map<number, ListeningMessage>()
   const byId = new Map<number, Worker>()
@@ -28,7 +42,8 @@ export async function runPrimary (config: Config, log: Logger): Promise<void> {
     const attrs = [process.env.OTEL_RESOURCE_ATTRIBUTES, `journey.worker=${id}`].filter(Boolean).join(',')
     const worker = cluster.fork({ JOURNEY_WORKER_ID: String(id), OTEL_RESOURCE_ATTRIBUTES: attrs })
     byId.set(id, worker)
-    worker.on('message', (m: ListeningMessage) => {
+    worker.on('message', (m: ListeningMessage | TlsRequest) => {
+      if (m?.type === 'journey:tls?') worker.send({ type: 'journey:tls', tls } satisfies TlsMessage)
       if (m?.type !== 'journey:listening') return
       listening.set(id, m)
       if (!announced && listening.size === config.workers) void announce()
@@ -66,7 +81,9 @@ export async function runPrimary (config: Config, log: Logger): Promise<void> {
   })
   admin.get('/journey', async (_request, reply) => reply.code(404).type('text/plain').send(
     `The journey page shows one process's requests; with ACCEPT_STRATEGY=${config.acceptStrategy} requests are served by ${config.workers} workers. Use Grafana or Jaeger, or run with ACCEPT_STRATEGY=single.\n`))
-  await admin.listen({ port: config.metricsPort, host: config.metricsHost })
+  await admin.listen({ port: config.metricsPort, host: config.metricsHost }).catch((err: NodeJS.ErrnoException) => {
+    throw listenError(err, 'METRICS_PORT', config.metricsPort, config.metricsHost)
+  })
   const metricsPort = (admin.server.address() as { port: number }).port
 
   async function announce (): Promise<void> {
@@ -106,4 +123,17 @@ export function serveWorkerMetrics (registry: Registry<any>, worker: number): vo
   registry.setDefaultLabels({ worker: String(worker) })
   void new AggregatorRegistry() // installs the IPC listener that answers the primary
   AggregatorRegistry.setRegistries([registry])
+}
+
+/** In a worker: the TLS material its primary loaded for all workers (runPrimary). */
+export function tlsFromPrimary (): Promise<TlsMaterial> {
+  return new Promise(resolve => {
+    const onMessage = (m: TlsMessage | undefined): void => {
+      if (m?.type !== 'journey:tls') return
+      process.off('message', onMessage)
+      resolve(sharedTlsMaterial(m.tls))
+    }
+    process.on('message', onMessage)
+    process.send!({ type: 'journey:tls?' } satisfies TlsRequest)
+  })
 }

@@ -5,7 +5,7 @@ import pino from 'pino'
 import { ConfigError, loadConfig, type Config } from './config.ts'
 import { startTelemetry } from './telemetry.ts'
 import { startServer, type ServerRole } from './server.ts'
-import { runPrimary, serveWorkerMetrics, type ListeningMessage } from './cluster.ts'
+import { runPrimary, serveWorkerMetrics, tlsFromPrimary, type ListeningMessage } from './cluster.ts'
 import { keepTickShape } from './tick-shape.ts'
 
 // First: V8 can otherwise leave process.nextTick ≈ 2 µs slower for good at a random moment (tick-shape.ts).
@@ -27,7 +27,7 @@ try {
 const TELEMETRY_FLUSH_MS = 3000
 
 async function serve (workerId: number | undefined): Promise<void> {
-  const role: ServerRole = workerId === undefined ? { kind: 'single' } : { kind: 'worker', id: workerId }
+  const role: ServerRole = workerId === undefined ? { kind: 'single' } : { kind: 'worker', id: workerId, tls: await tlsFromPrimary() }
   const log = pino({ level: config.logLevel, base: { service: config.serviceName, ...(workerId === undefined ? {} : { worker: workerId }) } })
   const telemetry = await startTelemetry(config.serviceName, log, { exportThread: config.exportThread, exportConcurrency: config.exportConcurrency })
   if (workerId !== undefined) serveWorkerMetrics(telemetry.registry, workerId)

@@ -11,7 +11,7 @@ import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
 import { channels, createJourney, exposition, sessionErrorReason, summarize, tlsFailureReason, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
-import { loadTlsMaterial } from './tls-cert.ts'
+import { loadTlsMaterial, type TlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
 
 export interface RunningServer {
@@ -98,14 +98,17 @@ class RequestLogLine extends LogController {
   }
 }
 
+/** "Address in use" (or not allowed, or not here) as a configuration error that names the variable. */
+export function listenError (err: NodeJS.ErrnoException, variable: string, port: number, host: string): Error {
+  return err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL'
+    ? new ConfigError(`${variable}=${port} cannot be used on ${host}: ${err.code}`)
+    : err
+}
+
 /** Listens, turning "address in use" into a configuration error that names the variable. */
 function listen (server: NetServer, port: number, host: string, variable: string, reusePort = false, backlog?: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      reject(err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL'
-        ? new ConfigError(`${variable}=${port} cannot be used on ${host}: ${err.code}`)
-        : err)
-    }
+    const onError = (err: NodeJS.ErrnoException): void => { reject(listenError(err, variable, port, host)) }
     server.once('error', onError)
     // reusePort: this process binds its own socket (SO_REUSEPORT) with its own accept queue; `exclusive`
     // keeps a cluster worker from asking the primary for a shared handle instead.
@@ -134,11 +137,12 @@ function closeServer (listener: NetServer, http: { closeIdleConnections?: () => 
 }
 
 /** A single process serves everything; a cluster worker serves HTTP(S) while the primary serves admin. */
-export type ServerRole = { kind: 'single' } | { kind: 'worker', id: number }
+/** A worker serves the TLS material its primary loaded (or generated) once for all workers (cluster.ts). */
+export type ServerRole = { kind: 'single' } | { kind: 'worker', id: number, tls: TlsMaterial }
 
 export async function startServer (config: Config, telemetry: Telemetry, log: Logger, role: ServerRole = { kind: 'single' }): Promise<RunningServer> {
-  const tls = await loadTlsMaterial(config.tlsCert, config.tlsKey)
-  if (tls.generated) log.info({ fingerprint256: tls.fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
+  const tls = role.kind === 'worker' ? role.tls : await loadTlsMaterial(config.tlsCert, config.tlsKey)
+  if (tls.generated && role.kind === 'single') log.info({ fingerprint256: tls.fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
   // Read once: the certificate is loaded once per process (a new one takes a restart), so the gauge is exact.
   new Gauge({
     name: 'journey_tls_certificate_expiry_timestamp_seconds',
@@ -207,7 +211,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       // JOURNEY_ENABLED=false serves the same app unobserved: the baseline for what the journey costs.
       const observe = <S extends HttpServer | Http2SecureServer>(server: S, name: string): S => config.journeyEnabled ? journey.observeServer(server, name) : server
       const http = observe(createHttpServer(limits, handler), 'http')
-      const secure = { ...limits, key: tls.key, cert: tls.cert, handshakeTimeout: config.tlsHandshakeTimeoutMs }
+      const secure = { ...limits, key: tls.key, cert: tls.cert, ticketKeys: tls.ticketKeys, handshakeTimeout: config.tlsHandshakeTimeoutMs }
       if (config.httpsHttp2) {
         // Fastify answers HTTP/2 and HTTP/1.1 requests alike (it tells them apart per request); the HTTP/1
         // limits above apply to the HTTP/1.1 clients this server lets in.

@@ -1,6 +1,6 @@
 // TLS material for the HTTPS listener: the configured PEM files, or a development certificate
 // generated at start-up (ECDSA P-256: fast to generate and to handshake) so `npm start` needs nothing else.
-import { X509Certificate } from 'node:crypto'
+import { X509Certificate, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import selfsigned from 'selfsigned'
 import { ConfigError } from './config.ts'
@@ -13,6 +13,24 @@ export interface TlsMaterial {
   /** The certificate's notAfter: the server reports it, so an alert can come before clients refuse it. */
   notAfter: Date
   generated: boolean
+  /**
+   * The keys that encrypt TLS session tickets (48 bytes), when several processes must share them: a client
+   * resumes a session only on a server holding the keys that issued its ticket. Undefined: Node's random
+   * per-server keys.
+   */
+  ticketKeys?: Buffer
+}
+
+/** The certificate, key and ticket keys a cluster's primary hands each worker (cluster.ts), as sent over IPC. */
+export interface SharedTls { key: string, cert: string, generated: boolean, ticketKeys: string }
+
+export function shareTls (tls: TlsMaterial): SharedTls {
+  return { key: tls.key, cert: tls.cert, generated: tls.generated, ticketKeys: (tls.ticketKeys ?? randomBytes(48)).toString('hex') }
+}
+
+export function sharedTlsMaterial (shared: SharedTls): TlsMaterial {
+  const x509 = new X509Certificate(shared.cert)
+  return { key: shared.key, cert: shared.cert, fingerprint256: x509.fingerprint256, notAfter: x509.validToDate, generated: shared.generated, ticketKeys: Buffer.from(shared.ticketKeys, 'hex') }
 }
 
 export async function loadTlsMaterial (certPath: string | undefined, keyPath: string | undefined): Promise<TlsMaterial> {

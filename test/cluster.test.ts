@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import { createServer, type AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
+import { connect as tlsConnect } from 'node:tls'
 import { Agent, request } from 'undici'
 import { freePort, freePorts } from '../experiments/lib/server.ts'
 import { killAll, run, start } from './helpers/process.ts'
@@ -15,6 +16,31 @@ async function fixedPorts (): Promise<Record<string, string>> {
 }
 
 after(killAll)
+
+/**
+ * `n` TLS connections to `port`, one after the other: the certificates seen on full handshakes (no session
+ * offered), or, when `resume`, how many resumed the session the connection before them received.
+ */
+async function tlsVisits (port: number, n: number, resume: boolean): Promise<{ fingerprints: Set<string>, resumed: number }> {
+  const fingerprints = new Set<string>()
+  let session: Buffer | undefined
+  let resumed = 0
+  for (let i = 0; i < n; i++) {
+    await new Promise<void>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ...(resume ? { session } : {}) }, () => {
+        if (s.isSessionReused()) resumed++
+        else fingerprints.add(s.getPeerX509Certificate()!.fingerprint256)
+        // TLS 1.3 sends its tickets after the handshake: a request and its answer make sure one came.
+        s.end('GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+      })
+      s.on('session', (t: Buffer) => { session = t })
+      s.on('error', reject)
+      s.resume()
+      s.on('close', () => resolve())
+    })
+  }
+  return { fingerprints, resumed }
+}
 
 function perWorker (metrics: string, listener: string): Map<string, number> {
   const out = new Map<string, number>()
@@ -32,6 +58,7 @@ for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
       req.on('end', () => { spans.push(...JSON.parse(body).resourceSpans); res.end('{}') })
     })
     await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
+    ctx.after(() => { receiver.close() }) // also when an assertion fails: a listening receiver held the test file open
     const s = await start({
       ACCEPT_STRATEGY: strategy,
       WORKERS: '2',
@@ -64,9 +91,29 @@ for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
     }
     assert.deepEqual(await (await request(`http://127.0.0.1:${s.ports.metrics}/readyz`)).body.json(), { status: 'ready', workers: 2 })
 
+    // The workers serve as one TLS server: one certificate (generated once, by the primary), and a session
+    // one worker began resumes on the other. Before, each worker generated its own certificate, and with
+    // reuseport only a connection the kernel sent back to the issuing worker resumed.
+    const full = await tlsVisits(s.ports.https, 8, false)
+    assert.equal(full.fingerprints.size, 1, `one certificate whichever worker answers: ${[...full.fingerprints].join(', ')}`)
+    assert.equal((s.logs().match(/generated a self-signed development certificate/g) ?? []).length, 1)
+    const resumedBy = (text: string): Map<string, number> => {
+      const out = new Map<string, number>()
+      const re = /^journey_tls_handshake_duration_seconds_count\{(?=[^}]*resumed="true")(?=[^}]*worker="(\d+)")[^}]*\} (\d+)$/gm
+      for (const m of text.matchAll(re)) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]))
+      return out
+    }
+    const before = resumedBy(await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text())
+    const visits = 13
+    const resumption = await tlsVisits(s.ports.https, visits, true)
+    const later = resumedBy(await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text())
+    const workersResuming = [...later].filter(([w, c]) => c > (before.get(w) ?? 0)).map(([w]) => w)
+    ctx.diagnostic(`TLS: ${resumption.resumed} of ${visits - 1} connections resumed, on workers ${workersResuming.join(', ')}`)
+    assert.equal(resumption.resumed, visits - 1, 'every connection after the first resumed its session')
+    if (strategy !== 'cluster-shared') assert.equal(workersResuming.length, 2, 'both workers resumed sessions (the other one\'s tickets too)')
+
     s.child.kill('SIGTERM')
     assert.equal((await s.exited).code, 0, 'the primary drains its workers and exits 0')
-    receiver.close()
     const workers = new Set(spans.map(rs => rs.resource.attributes.find((a: any) => a.key === 'journey.worker')?.value.stringValue))
     assert.ok(workers.size >= 1 && [...workers].every(w => w === '1' || w === '2'), `spans carry their worker: ${[...workers]}`)
     if (strategy === 'cluster-rr') assert.equal(workers.size, 2)
@@ -85,4 +132,17 @@ test('a worker that cannot start (port in use) stops the whole cluster with exit
   assert.notEqual(exited, 'hung', 'the primary did not restart failing workers forever')
   assert.equal((exited as { code: number }).code, 2)
   assert.match(p.output(), new RegExp(`configuration error: HTTP_PORT=${port} cannot be used`))
+})
+
+test('a cluster\'s metrics port in use: one line naming it, exit 2', async () => {
+  const blocker = createServer()
+  await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', resolve))
+  const port = (blocker.address() as AddressInfo).port
+  const p = run({ ACCEPT_STRATEGY: 'cluster-rr', WORKERS: '2', HTTP_PORT: '0', HTTPS_PORT: '0', METRICS_PORT: String(port), LOG_LEVEL: 'info' })
+  const exited = await Promise.race([p.exited, new Promise<'hung'>(resolve => setTimeout(resolve, 20_000, 'hung').unref())])
+  blocker.close()
+  assert.notEqual(exited, 'hung')
+  assert.equal((exited as { code: number }).code, 2)
+  assert.match(p.output(), new RegExp(`configuration error: METRICS_PORT=${port} cannot be used on 127.0.0.1: EADDRINUSE`))
+  assert.doesNotMatch(p.output(), /at .*node:net/, 'no stack trace')
 })
