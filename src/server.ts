@@ -136,8 +136,10 @@ function closeServer (listener: NetServer, http: { closeIdleConnections?: () => 
   })
 }
 
-/** A single process serves everything; a cluster worker serves HTTP(S) while the primary serves admin. */
-/** A worker serves the TLS material its primary loaded (or generated) once for all workers (cluster.ts). */
+/**
+ * A single process serves everything; a cluster worker serves HTTP(S), with the TLS material its primary
+ * loaded (or generated) once for all workers, while the primary serves admin (cluster.ts).
+ */
 export type ServerRole = { kind: 'single' } | { kind: 'worker', id: number, tls: TlsMaterial }
 
 export async function startServer (config: Config, telemetry: Telemetry, log: Logger, role: ServerRole = { kind: 'single' }): Promise<RunningServer> {
