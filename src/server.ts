@@ -96,6 +96,13 @@ class RequestLogLine extends LogController {
     if (error != null && reply.statusCode >= 500) reply.log.error({ ...line, err: error }, 'request errored')
     else reply.log.info(line, 'request')
   }
+
+  // A streamed body its client stopped taking (a download cut off): the journey's line for the request says
+  // aborted, by whom, and where its time went; Fastify's own said "stream closed prematurely" with status 200.
+  override streamError (error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+    if (error.code === 'ERR_STREAM_PREMATURE_CLOSE' && (request.journey as RequestRecord | null | undefined)?.aborted === true) return
+    super.streamError(error, request, reply)
+  }
 }
 
 /** "Address in use" (or not allowed, or not here) as a configuration error that names the variable. */

@@ -232,6 +232,14 @@ describe('npm start', () => {
     assert.deepEqual(Object.keys(io[0]!.stages).at(-1), 'handler', 'cut off in the handler')
     assert.ok(io[0]!.ms >= 250 && io[0]!.ms < 900, `until the client left, ≈ 300 ms: ${io[0]!.ms}`)
 
+    // A client that leaves mid-download (a streamed body): one line, the journey's. Fastify's own "stream
+    // closed prematurely" line said status 200 for it, beside the journey's "aborted".
+    await exec('curl', ['-s', '-m', '0.3', '--limit-rate', '100k', '-o', '/dev/null', `localhost:${s.ports.http}/download?kb=20000`]).catch(() => {})
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const download = s.logs().split('\n').filter(l => l.includes('"reqId"') && l.includes(JSON.parse(s.logs().split('\n').find(x => x.includes('"route":"/download"'))!).reqId))
+    assert.equal(download.length, 1, download.join('\n'))
+    assert.match(download[0]!, /"status":"aborted","aborted_by":"client"/)
+
     // Answered by Node before any hook (no Host: 400), and input that never became a request, twice.
     const raw = async (text: string): Promise<string> => {
       const c = await connect(s.ports.http)
