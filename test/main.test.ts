@@ -236,7 +236,8 @@ describe('npm start', () => {
     // closed prematurely" line said status 200 for it, beside the journey's "aborted".
     await exec('curl', ['-s', '-m', '0.3', '--limit-rate', '100k', '-o', '/dev/null', `localhost:${s.ports.http}/download?kb=20000`]).catch(() => {})
     await new Promise(resolve => setTimeout(resolve, 300))
-    const download = s.logs().split('\n').filter(l => l.includes('"reqId"') && l.includes(JSON.parse(s.logs().split('\n').find(x => x.includes('"route":"/download"'))!).reqId))
+    const downloadId = (JSON.parse(s.logs().split('\n').find(l => l.includes('"route":"/download"'))!) as { reqId: string }).reqId
+    const download = s.logs().split('\n').filter(l => l.includes(`"reqId":"${downloadId}"`))
     assert.equal(download.length, 1, download.join('\n'))
     assert.match(download[0]!, /"status":"aborted","aborted_by":"client"/)
 
