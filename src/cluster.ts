@@ -12,7 +12,7 @@ import type { Logger } from 'pino'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { Config } from './config.ts'
 import { listenError } from './server.ts'
-import { loadTlsMaterial, shareTls, sharedTlsMaterial, type SharedTls, type TlsMaterial } from './tls-cert.ts'
+import { announceGenerated, loadTlsMaterial, shareTls, sharedTlsMaterial, type SharedTls, type TlsMaterial } from './tls-cert.ts'
 
 /** Sent by a worker once its HTTP and HTTPS listeners accept. */
 export interface ListeningMessage { type: 'journey:listening', worker: number, http: number, https: number }
@@ -30,8 +30,9 @@ export async function runPrimary (config: Config, log: Logger): Promise<void> {
   // kernel sent it back to the worker that issued its ticket (Node shares ticket keys only between workers
   // that listen through the primary). Sent over IPC rather than in the workers' environment, where any
   // process of the same user could read the ticket keys.
-  const tls = shareTls(await loadTlsMaterial(config.tlsCert, config.tlsKey))
-  if (tls.generated) log.info({ fingerprint256: sharedTlsMaterial(tls).fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
+  const material = await loadTlsMaterial(config.tlsCert, config.tlsKey)
+  announceGenerated(log, material)
+  const tls = shareTls(material)
   const metrics = new AggregatorRegistry()
   const listening = new Map<number, ListeningMessage>()
   const byId = new Map<number, Worker>()

@@ -11,7 +11,7 @@ import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
 import { channels, createJourney, exposition, sessionErrorReason, summarize, tlsFailureReason, urlPath, type Journey, type JourneySummary, type RequestRecord } from './journey/index.ts'
 import { demoApp } from './app/index.ts'
-import { loadTlsMaterial, type TlsMaterial } from './tls-cert.ts'
+import { announceGenerated, loadTlsMaterial, type TlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
 
 export interface RunningServer {
@@ -99,9 +99,9 @@ class RequestLogLine extends LogController {
 
   // A streamed body its client stopped taking (a download cut off): the journey's line for the request says
   // aborted, by whom, and where its time went; Fastify's own said "stream closed prematurely" with status 200.
-  override streamError (error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+  override streamError (error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
     if (error.code === 'ERR_STREAM_PREMATURE_CLOSE' && (request.journey as RequestRecord | null | undefined)?.aborted === true) return
-    super.streamError(error, request, reply)
+    super.streamError(error, request, reply, metadata)
   }
 }
 
@@ -151,7 +151,7 @@ export type ServerRole = { kind: 'single' } | { kind: 'worker', id: number, tls:
 
 export async function startServer (config: Config, telemetry: Telemetry, log: Logger, role: ServerRole = { kind: 'single' }): Promise<RunningServer> {
   const tls = role.kind === 'worker' ? role.tls : await loadTlsMaterial(config.tlsCert, config.tlsKey)
-  if (tls.generated && role.kind === 'single') log.info({ fingerprint256: tls.fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
+  if (role.kind === 'single') announceGenerated(log, tls) // a cluster's primary said it, for all its workers
   // Read once: the certificate is loaded once per process (a new one takes a restart), so the gauge is exact.
   new Gauge({
     name: 'journey_tls_certificate_expiry_timestamp_seconds',

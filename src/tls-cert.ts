@@ -24,8 +24,14 @@ export interface TlsMaterial {
 /** The certificate, key and ticket keys a cluster's primary hands each worker (cluster.ts), as sent over IPC. */
 export interface SharedTls { key: string, cert: string, generated: boolean, ticketKeys: string }
 
+/** The material to hand each worker, with ticket keys made here for all of them (48 bytes, as Node takes them). */
 export function shareTls (tls: TlsMaterial): SharedTls {
-  return { key: tls.key, cert: tls.cert, generated: tls.generated, ticketKeys: (tls.ticketKeys ?? randomBytes(48)).toString('hex') }
+  return { key: tls.key, cert: tls.cert, generated: tls.generated, ticketKeys: randomBytes(48).toString('hex') }
+}
+
+/** Says, once per cluster or process, which certificate a client will see when none was configured. */
+export function announceGenerated (log: { info: (fields: object, msg: string) => void }, tls: TlsMaterial): void {
+  if (tls.generated) log.info({ fingerprint256: tls.fingerprint256 }, 'generated a self-signed development certificate for localhost (set TLS_CERT/TLS_KEY to use your own)')
 }
 
 export function sharedTlsMaterial (shared: SharedTls): TlsMaterial {
