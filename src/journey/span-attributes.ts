@@ -15,7 +15,7 @@ import {
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Precision, type Stage } from './stages.ts'
-import { handlerWroteResponse, type Timeline } from './timeline.ts'
+import { handlerWroteResponse, roundNs, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
 import { serverAddressOf } from './server-address.ts'
 import { methodLabel } from './http-method.ts'
@@ -83,10 +83,10 @@ export function requestAttributes (rec: RequestRecord, tl: Timeline, rule: NonNu
   attributes[ATTR.listener] = conn.listener
   attributes[ATTR.connectionId] = conn.id
   attributes[ATTR.requestIndex] = rec.index
-  attributes[ATTR.gapIdle] = tl.idleBeforeRequestMs
-  attributes[ATTR.gapHooks] = tl.hooksMs
-  if (tl.pipelinedMs > 0) attributes[ATTR.gapPipelined] = tl.pipelinedMs
-  if (tl.errorHandlerMs > 0) attributes[ATTR.gapErrorHandler] = tl.errorHandlerMs
+  attributes[ATTR.gapIdle] = roundNs(tl.idleBeforeRequestMs)
+  attributes[ATTR.gapHooks] = roundNs(tl.hooksMs)
+  if (tl.pipelinedMs > 0) attributes[ATTR.gapPipelined] = roundNs(tl.pipelinedMs)
+  if (tl.errorHandlerMs > 0) attributes[ATTR.gapErrorHandler] = roundNs(tl.errorHandlerMs)
   if (rec.route !== UNMATCHED_ROUTE) attributes[ATTR_HTTP_ROUTE] = rec.route
   if (rec.status !== 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = rec.status
   if (rec.aborted) attributes[ATTR.aborted] = true

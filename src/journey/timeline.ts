@@ -251,6 +251,12 @@ export interface JourneySummary {
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
 
 /**
+ * A duration in ms to the nanosecond, the monotonic clock's own resolution: a difference of two doubles
+ * otherwise carries float noise into span attributes (0.1995120000001407), which no clock measured.
+ */
+export const roundNs = (ms: number): number => Math.round(ms * 1e6) / 1e6
+
+/**
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */

@@ -43,6 +43,10 @@ function assertWellFormed (w: Waterfall): void {
   const gaps = Number(w.root.attributes['journey.gap.hooks_ms']) + Number(w.root.attributes['journey.gap.before_request_ms']) +
     Number(w.root.attributes['journey.gap.pipelined_ms'] ?? 0) + Number(w.root.attributes['journey.gap.error_handler_ms'] ?? 0)
   assert.ok(Math.abs(covered + gaps - durationMs(w.root)) < 0.01, `stages ${covered} + gaps ${gaps} = root ${durationMs(w.root)}`)
+  for (const [k, v] of Object.entries(w.root.attributes)) {
+    // The clock resolves nanoseconds; more digits than that would be float noise, not a measurement.
+    if (k.startsWith('journey.gap.')) assert.equal(v, Math.round(Number(v) * 1e6) / 1e6, `${k}=${String(v)}: to the nanosecond`)
+  }
   assert.equal(w.root.attributes['journey.precision'], 'default')
 }
 
