@@ -82,6 +82,33 @@ describe('the journey page', () => {
     assert.match(html, /<b>3<\/b> failed \(plain_http <b>2<\/b>, unsupported_protocol <b>1<\/b>\)/, 'most frequent first')
   })
 
+  test('a connection\'s first request is drawn from accept, and its time cell says what its log line counts (from the first byte)', async () => {
+    const pool = new Pool(t.https, { connections: 1, connect: { rejectUnauthorized: false } })
+    try {
+      for (const path of ['/io?ms=20', '/io?ms=21']) await (await pool.request({ path, method: 'GET' })).body.text()
+    } finally { await pool.close() }
+    type Row = { id: number, path: string, requestIndex: number, durationMs: number, requestMs: number, stages: Array<{ stage: string, durationMs: number }> }
+    let rows: Row[] = []
+    for (let i = 0; rows.length < 2; i++) {
+      assert.ok(i < 100, 'both requests on the page')
+      await new Promise(resolve => setTimeout(resolve, 20))
+      const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { recent: Row[] }
+      rows = snap.recent.filter(r => r.path === '/io' && r.stages.some(s => s.stage === 'tls')).slice(0, 1)
+      const first = rows[0]
+      if (first !== undefined) rows.push(...snap.recent.filter(r => r.id > first.id && r.path === '/io').slice(-1))
+    }
+    const [first, second] = rows as [Row, Row]
+    assert.equal(first.requestIndex, 1)
+    assert.equal(second.requestIndex, 2)
+    const before = first.stages.filter(s => s.stage === 'accept' || s.stage === 'tls').reduce((n, s) => n + s.durationMs, 0)
+    assert.ok(first.requestMs >= 20 && first.durationMs - first.requestMs >= before, `${first.durationMs} ms from accept, ${first.requestMs} from its first byte, accept + tls ${before}`)
+    assert.ok(Math.abs(second.durationMs - second.requestMs) < 0.001, 'a later request on the connection starts at its first byte either way')
+    const html = await (await request(`${t.admin}/journey`)).body.text()
+    const rowOf = (id: number): string => html.slice(html.indexOf(`data-id="${id}"`), html.indexOf('</tr>', html.indexOf(`data-id="${id}"`)))
+    assert.match(rowOf(first.id), /<td class="n" title="[\d.]+ ms from accept \(the connection's first request[^"]*; [\d.]+ ms from its first byte, as its log line and http_server_request_duration_seconds count it">/)
+    assert.match(rowOf(second.id), /<td class="n">[\d.]+ ms<\/td>/, 'no such note where the two are the same')
+  })
+
   test('memory stays bounded: the ring keeps the newest 200 requests', async () => {
     for (let i = 0; i < 230; i++) await get(`${t.http}/`)
     const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { recent: unknown[] }

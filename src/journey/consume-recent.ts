@@ -32,7 +32,10 @@ export interface RecentRequest {
   aborted: boolean
   /** Aborted: which side closed the connection under it, when it closed (records.ts). */
   abortedBy: 'client' | 'server' | undefined
+  /** The waterfall's length: from accept on a connection's first request, as its trace's root span. */
   durationMs: number
+  /** From the read stage's start, as the log line's `ms` and http_server_request_duration_seconds count it. */
+  requestMs: number
   connectionId: number
   requestIndex: number
   traceId: string | undefined
@@ -175,6 +178,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       aborted: rec.aborted,
       abortedBy: rec.abortedBy,
       durationMs: tl.end - tl.start,
+      requestMs: tl.end - tl.requestStart,
       connectionId: rec.conn.id,
       requestIndex: rec.index,
       traceId: rec.keptBy === undefined ? undefined : rec.traceId,
