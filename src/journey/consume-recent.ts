@@ -6,7 +6,7 @@
 // requests came.
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
-import { tableOf, timelineOf } from './timeline.ts'
+import { slownessMs, tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { followWallClock, now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
@@ -161,7 +161,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     bins[base + HOOKS_ROW * BINS + binOf(t.hooksMs * UNITS_PER_MS)]!++
     if (t.pipelinedMs > 0) bins[base + PIPELINED_ROW * BINS + binOf(t.pipelinedMs * UNITS_PER_MS)]!++
     if (t.errorHandlerMs > 0) bins[base + ERROR_HANDLER_ROW * BINS + binOf(t.errorHandlerMs * UNITS_PER_MS)]!++
-    keepIfSlow(s, id, rec, t.end - t.start)
+    keepIfSlow(s, id, rec, slownessMs(t))
   }
 
   function view (id: number, rec: RequestRecord): RecentRequest {

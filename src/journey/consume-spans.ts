@@ -11,7 +11,7 @@ import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import { followWallClock, toEpochMs } from './clock.ts'
 import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
-import { mostStages, tableOf, timelineOf, type Interval } from './timeline.ts'
+import { mostStages, slownessMs, tableOf, timelineOf, type Interval } from './timeline.ts'
 import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
 } from './sampling.ts'
@@ -167,7 +167,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // The keep rules need only the request's duration: walked as numbers, so the requests nobody keeps
     // (99 in 100 at 1 %) build no timeline objects.
     const table = tableOf(rec)
-    const rule = keepRule(rec, table.end - table.start)
+    const rule = keepRule(rec, slownessMs(table))
     if (rule === undefined) return
     const tl = timelineOf(rec)
     followWallClock(tl.end)

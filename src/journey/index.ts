@@ -107,7 +107,10 @@ export interface JourneyOptions {
   tracing?: JourneyTracing | undefined
   tracer?: Tracer
   precision?: Precision
-  /** Requests at least this slow are traced even when the head sampler said no. */
+  /**
+   * Requests at least this slow are traced even when the head sampler said no: their root span's duration
+   * (from accept on a connection's first request) less the client's wait before its first byte.
+   */
   slowThresholdMs?: number
   /** Failed (5xx, aborted) requests are traced even when the head sampler said no. */
   keepErrors?: boolean

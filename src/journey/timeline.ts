@@ -192,6 +192,15 @@ export function walkTimeline (m: Marks, t: StageTable, end = seen(m.finishAt) ? 
   return t
 }
 
+/**
+ * How slow a request was, for the keep-slow rule and the page's slowest list: its root span's length less
+ * the client's wait before its first byte (journey.gap.before_request_ms). A connection opened ahead of use
+ * (a browser's preconnect, a pool warming up) waits there for as long as its client likes; counted, it would
+ * keep, and rank first, requests the server answered in a millisecond. Accept and TLS still count.
+ */
+export const slownessMs = (t: Readonly<Pick<StageTable, 'start' | 'end' | 'idleBeforeRequestMs'>>): number =>
+  t.end - t.start - t.idleBeforeRequestMs
+
 const finished = new StageTable()
 let walked: Marks | undefined
 
