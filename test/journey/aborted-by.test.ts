@@ -45,7 +45,7 @@ test('the server\'s socket timeout cuts a request off: aborted by the server, on
   }
 })
 
-test('a client that leaves mid-handler (here by half-closing, which Node's HTTP/1 server takes as leaving): aborted by the client', async () => {
+test('a client that leaves mid-handler (here by half-closing, which Node\'s HTTP/1 server takes as leaving): aborted by the client', async () => {
   const c = await connect(port)
   await c.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
   await sleep(50)
