@@ -36,6 +36,7 @@ describe('the journey page', () => {
     assert.match(recent, /data-route="\/io"/)
     assert.doesNotMatch(recent, /data-route="\/"/, 'the recent list is filtered (slowest stays whole)')
     assert.doesNotMatch(html, /data-route="\/(journey|metrics)/, 'the page\'s own requests are not shown')
+    assert.equal(html.match(/<thead><tr><th>at<\/th><th>scheme<\/th><th>request<\/th><th>status<\/th><th class="n" title="[^"]+">time<\/th>/g)?.length, 2, 'both request tables say what their columns are')
   })
 
   test('the percentile table has the time between stages too: hooks for every request, pipelined only when one waited', async () => {

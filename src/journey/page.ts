@@ -141,6 +141,11 @@ es.onmessage = (e) => {
 };
 es.onerror = () => { $('live').textContent = 'reconnecting…'; };`
 
+// The request tables' columns, named once: a newcomer reads "#12/3" and the time column without the README.
+const REQUEST_HEAD = '<thead><tr><th>at</th><th>scheme</th><th>request</th><th>status</th>' +
+  '<th class="n" title="the waterfall\'s length: a connection\'s first request from accept; hover a time for the request\'s own">time</th>' +
+  '<th>stages (hover for each)</th><th title="connection #, its request #">conn/req</th></tr></thead>'
+
 export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefined, route?: string | undefined, status?: string | undefined, max: number }): string {
   const routes = [...new Set(snap.recent.map(r => r.route))].sort()
   const visible = snap.recent.filter(r => (opts.route === undefined || r.route === opts.route) && (opts.status === undefined || statusClass(r) === opts.status))
@@ -154,12 +159,12 @@ export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefin
 <h2>Stages, last minute (ms) <small>every request; percentiles to within 3 %</small></h2>
 <table><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
 <h2>Slowest, last minute</h2>
-<table><tbody id="slowest">${f.slowest}</tbody></table>
+<table>${REQUEST_HEAD}<tbody id="slowest">${f.slowest}</tbody></table>
 <h2>Recent requests, newest first
 <form method="get">route <select id="route" name="route">${option('', opts.route)}${routes.map(r => option(r, opts.route)).join('')}</select>
 status <select id="status" name="status">${['', '1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'].map(s => option(s, opts.status)).join('')}</select>
 <noscript><button>filter</button></noscript></form></h2>
-<table><tbody id="recent">${f.rows}</tbody></table>
+<table>${REQUEST_HEAD}<tbody id="recent">${f.rows}</tbody></table>
 <script>${SCRIPT.replace('${MAX}', String(opts.max))}</script>
 </body></html>`
 }
