@@ -112,10 +112,10 @@ export interface RequestRecord {
   userAgent: string | undefined
   /**
    * The Fastify request, until the record is published (publishRequest clears it, so records that consumers
-   * keep, such as the page's, never hold a request and its body): its `ip` and `host` are asked only for kept
-   * requests, its `id` by a subscriber that logs the request. Undefined for a request answered before its hooks.
+   * keep, such as the page's, never hold a request and its body): its `ip`, `host` and `protocol` are asked only
+   * for kept requests, its `id` by a subscriber that logs the request. Undefined for a request answered before its hooks.
    */
-  request: { readonly ip: string | undefined, readonly id: string, readonly host: string } | undefined
+  request: { readonly ip: string | undefined, readonly id: string, readonly host: string, readonly protocol: string | undefined } | undefined
   /** The Host (or :authority) of a request answered before its hooks, read when first seen; see `request` for the others. */
   host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */

@@ -139,6 +139,9 @@ test('client.address and server.address are Fastify\'s request.ip and request.ho
     const [untrusted] = roots(all, '/trusted-false')
     assert.equal(untrusted?.attributes['client.address'], '127.0.0.1', 'a header anyone can send counts for nothing')
     assert.equal(trusted?.attributes['server.address'], 'api.example.com', 'the host the client asked the proxy for')
+    assert.equal(trusted?.attributes['url.scheme'], 'https', 'with the scheme it asked in (the proxy ended its TLS)')
+    assert.equal(trusted?.attributes['server.port'], 443, 'so its default port is HTTPS\'s')
+    assert.equal(untrusted?.attributes['url.scheme'], 'http', 'an untrusted X-Forwarded-Proto counts for nothing either')
     assert.equal(untrusted?.attributes['server.address'], 'localhost', 'Host, when the proxy is not trusted')
     assert.equal(untrusted?.attributes['server.port'], 8080)
   } finally {
