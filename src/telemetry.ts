@@ -165,7 +165,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   const limits = Object.keys(env).some(k => /^OTEL_.*_LIMIT$/.test(k) && env[k] !== '')
   const tracing = journeyTracing({ headSampler, spanProcessors: processors, finishedRequestSpans: opts.spanProcessors === undefined && !limits })
   const { NodeSDK } = await import('@opentelemetry/sdk-node')
-  const { envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } = await import('@opentelemetry/resources')
+  const { defaultResource, envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } = await import('@opentelemetry/resources')
   // NodeSDK installs a console diag logger of its own when it sees OTEL_LOG_LEVEL (and says on stderr that it
   // replaced ours). routeDiagnostics already applies that level to the app's log, so the SDK is built
   // without seeing the variable.
@@ -175,7 +175,9 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   try {
     sdk = new NodeSDK({
       serviceName,
-      resource: resourceFromAttributes({ 'service.instance.id': instanceId }),
+      // On top of the SDK's default resource, which a `resource` option replaces: without it the spans lacked
+      // telemetry.sdk.name, .language and .version, which the specification requires of every SDK's resource.
+      resource: defaultResource().merge(resourceFromAttributes({ 'service.instance.id': instanceId })),
       // The SDK's defaults minus its random instance id detector (ours is above); OTEL_RESOURCE_ATTRIBUTES still applies.
       resourceDetectors: [withoutMissingHostId(hostDetector), osDetector, processDetector, envDetector],
       ...tracing.sdkOptions,

@@ -432,6 +432,10 @@ describe('npm start', () => {
     const attr = (k: string): unknown => resourceSpans[0].resource.attributes.find((a: any) => a.key === k)?.value.stringValue
     assert.equal(attr('service.instance.id'), instance, 'spans and target_info carry the same instance id')
     assert.ok(attr('host.name'))
+    // What the specification requires of every SDK's resource (backends read the language from it).
+    assert.equal(attr('telemetry.sdk.name'), 'opentelemetry')
+    assert.equal(attr('telemetry.sdk.language'), 'nodejs')
+    assert.match(String(attr('telemetry.sdk.version')), /^\d+\.\d+\.\d+/)
     const names = resourceSpans.flatMap((r: any) => r.scopeSpans.flatMap((ss: any) => ss.spans.map((sp: any) => sp.name)))
     for (const n of ['GET /compute', 'journey.accept', 'journey.read', 'journey.parse', 'journey.decode', 'journey.handler', 'journey.serialize', 'journey.write']) {
       assert.ok(names.includes(n), `${n} exported; got ${names}`)
