@@ -148,7 +148,7 @@ const receiver = createServer((req, res) => {
   let body = ''
   req.on('data', (chunk) => { body += chunk })
   req.on('end', () => {
-    for (const r of JSON.parse(body).resourceSpans) for (const s of r.scopeSpans) spans.push(...s.spans)
+    for (const r of JSON.parse(body).resourceSpans) for (const s of r.scopeSpans) spans.push(...s.spans.map(span => ({ ...span, scope: s.scope.name + '@' + s.scope.version })))
     res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
   })
 })
@@ -177,7 +177,8 @@ console.log(JSON.stringify({
   kernelWait: metrics.includes('journey_accept_kernel_wait_seconds_count{listener="http"} 1'),
   exported: [...new Set(spans.map(s => s.name))].filter(n => n !== 'journey.connection').sort(),
   orphans: spans.filter(s => s.parentSpanId && !ids.has(s.parentSpanId)).map(s => s.name),
-  traces: new Set(spans.filter(s => s.name !== 'journey.connection').map(s => s.traceId)).size
+  traces: new Set(spans.filter(s => s.name !== 'journey.connection').map(s => s.traceId)).size,
+  scopes: [...new Set(spans.map(s => s.scope))]
 }))
 `
 
@@ -359,12 +360,14 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as the RE
     assert.equal((after.dependencies[name] as { version: string }).version, (dep as { version: string }).version, `${name} stays as it was`)
   }
   writeFileSync(join(project, 'sdk-app.mjs'), SDK_APP)
-  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number }
+  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number, scopes: string[] }
   assert.equal(out.status, 200)
   assert.ok(out.kernelWait, 'the prebuilt addon')
   assert.deepEqual(out.exported, ['GET /hello/:name', 'journey.accept', 'journey.decode', 'journey.handler', 'journey.parse', 'journey.read', 'journey.serialize', 'journey.write'], 'exported through OTLP/HTTP by the 2.x exporter')
   assert.deepEqual(out.orphans, [], 'every stage span\'s parent was exported with it')
   assert.equal(out.traces, 1, 'one trace: one waterfall')
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
+  assert.deepEqual(out.scopes, [`request-journey@${version}`], 'every span says which release of the package measured it')
 })
 
 // npm 12 runs no dependency's install script until the app approves it (as pnpm and Yarn 4 do, and as

@@ -30,6 +30,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 import { warnEncapsulated, warnUnmeasured } from './misuse-warnings.ts'
 import { METRIC, type Precision } from './stages.ts'
+import { SCOPE_NAME, SCOPE_VERSION } from './version.ts'
 import type { JourneyOwner, RequestRecord } from './records.ts'
 
 // Here, in the entry point, so that an app importing the package (its declarations) sees it too.
@@ -193,7 +194,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   const spans = opts.tracing === undefined
     ? undefined
     : createSpanConsumer({
-      tracer: opts.tracer ?? trace.getTracer('request-journey'),
+      tracer: opts.tracer ?? trace.getTracer(SCOPE_NAME, SCOPE_VERSION),
       ids: opts.tracing.idGenerator,
       processors: opts.tracing.spanProcessors,
       finishedRequestSpans: opts.tracing.finishedRequestSpans,

@@ -115,6 +115,9 @@ test('spans the handler creates are children of the request span, in its trace',
   assert.equal(db.spanContext().traceId, root.spanContext().traceId)
   assert.equal(db.parentSpanContext?.spanId, root.spanContext().spanId, 'the preset id reached the SDK (PresetIdGenerator)')
   assert.equal(root.attributes['journey.sampling.rule'], 'head')
+  // Which release measured it, as every instrumentation says of itself: the request span and its stages.
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  for (const s of [root, ...waterfall(spans, root).stages]) assert.deepEqual([s.instrumentationScope.name, s.instrumentationScope.version], ['request-journey', version], s.name)
 })
 
 test('an unsampled, fast, successful request creates no span and no active context', async () => {
@@ -355,7 +358,7 @@ test('routes of an encapsulated plugin under a prefix: measured under their full
   assert.equal(grew('journey_stage_duration_seconds_count', { route: '(unmatched)', stage: 'handler' }), 0, 'a not-found handler is no route handler')
 })
 
-test('the plugin is one folder: src/journey imports nothing else of this project (its optional TCP_INFO addon aside), so a team can copy it', () => {
+test('the plugin is one folder: src/journey imports nothing else of this project (its optional TCP_INFO addon and version aside), so a team can copy it', () => {
   const dir = new URL('../../src/journey/', import.meta.url)
   const outside: string[] = []
   let addonSeen = false
@@ -365,6 +368,8 @@ test('the plugin is one folder: src/journey imports nothing else of this project
     for (const m of text.matchAll(/'(\.\.?\/[^']*)'/g)) {
       const target = new URL(m[1]!, new URL(file, dir)).href
       if (target.endsWith('/native')) addonSeen = true // the addon's folder, which node-gyp-build searches
+      // The package's own package.json, for its spans' scope version: read if it is there and ours (version.ts).
+      else if (file === 'version.ts' && m[1] === '../../package.json') continue
       else if (!target.startsWith(dir.href)) outside.push(`${file}: ${m[1]}`)
     }
   }
