@@ -332,8 +332,10 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (!conn.kept && !failed) return
     followWallClock(conn.closeAt)
     ids.preset(conn.traceId, conn.spanId)
+    // INTERNAL: a connection is no request. Span-derived RED metrics (the Collector's spanmetrics, Tempo's
+    // metrics generator) count SERVER spans as calls, and would count each connection as one lasting its life.
     const span: Span = tracer.startSpan(SPAN_CONNECTION, {
-      kind: SpanKind.SERVER,
+      kind: SpanKind.INTERNAL,
       startTime: toEpochMs(conn.acceptAt),
       attributes: connectionAttributes(conn)
     }, DECIDED_ROOT)

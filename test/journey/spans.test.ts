@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { connect as netConnect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { connect as tlsConnect } from 'node:tls'
+import { SpanKind } from '@opentelemetry/api'
 import { request } from 'undici'
 import { connect, countResponses, responses, splitHeaders, statusOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
@@ -77,6 +78,9 @@ describe('waterfalls', () => {
     assert.equal(conn.spanContext().traceId, link.traceId)
     assert.equal(conn.attributes['journey.connection.requests'], 2)
     assert.equal(conn.attributes['journey.connection.closed_by'], 'client', 'the client ended it')
+    // A connection is no request: span-derived RED metrics (the Collector's spanmetrics, Tempo's generator)
+    // count SERVER spans as calls, and would count it as one lasting the connection's life.
+    assert.deepEqual([first!.root.kind, conn.kind], [SpanKind.SERVER, SpanKind.INTERNAL])
   })
 
   test('HTTPS: the first request has a tls stage with protocol and cipher; read says it includes decryption', async () => {
