@@ -35,7 +35,7 @@ function statusClass (r: RecentRequest): string {
  */
 function durationTitle (r: RecentRequest): string {
   if (!(r.durationMs - r.requestMs >= 0.001)) return ''
-  return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, TLS and the client's wait before its first byte); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
+  return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the client's wait before its first byte); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
 }
 
 export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
