@@ -151,7 +151,11 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     rec.sampled = true
     rec.traceId = traceId
     rec.spanId = random.generateSpanId()
-    rec.context = trace.setSpanContext(handlerContext(parent), { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false })
+    // The parent's tracestate goes on with the trace, as the request span's own does (finishedRequestSpan): the
+    // handler's downstream calls pass it on, vendors' entries and OpenTelemetry's `ot` (consistent sampling) alike.
+    const p = trace.getSpanContext(parent)
+    const traceState = p !== undefined && trace.isSpanContextValid(p) ? p.traceState : undefined
+    rec.context = trace.setSpanContext(handlerContext(parent), { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false, traceState })
   }
 
   function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {

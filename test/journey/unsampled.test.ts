@@ -99,12 +99,19 @@ test('under an incoming parent the app\'s spans follow that parent: not sampled 
   assert.deepEqual(exporter.getFinishedSpans().map(s => s.name), [])
   assert.match(seen.propagated?.traceparent ?? '', new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`), 'downstream calls carry the trace, unsampled')
 
-  await send('/work', 'GET', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` })
+  // With vendors' tracestate (and OpenTelemetry's own `ot`, which consistent probability sampling reads):
+  // the request's hop passes it on, sampled or not, as any W3C participant must.
+  const tracestate = 'vendor=abc,ot=th:8'
+  await send('/work', 'GET', { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, tracestate })
   const spans = exporter.getFinishedSpans()
   const [root] = roots(spans, '/work')
   assert.ok(root !== undefined)
   assert.equal(root.spanContext().traceId, traceId)
   assert.equal(spans.find(s => s.name === 'db.query')?.parentSpanContext?.spanId, root.spanContext().spanId)
+  assert.equal(root.spanContext().traceState?.serialize(), tracestate)
+  assert.equal(seen.propagated?.tracestate, tracestate, 'downstream calls from a sampled request carry it on')
+  await send('/work', 'GET', { traceparent: `00-${traceId}-00f067aa0ba902b7-00`, tracestate })
+  assert.equal(seen.propagated?.tracestate, tracestate, 'and from an unsampled one')
 })
 
 test('a handler\'s own context that is still active when Node emits a later request is not taken for another instrumentation\'s parent', async () => {
