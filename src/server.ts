@@ -86,6 +86,9 @@ class RequestLogLine extends LogController {
     if (rec != null) logged.add(rec)
     const journey = rec == null ? undefined : summarize(rec)
     const line = {
+      // A request kept at its end (slow, failed) got its trace then, after its logger was made with the trace of
+      // a head-sampled one (onRequest, below): its line names it, so the line leads to the waterfall.
+      ...(rec != null && rec.keptBy !== undefined && !rec.sampled && rec.traceId !== undefined ? { trace_id: rec.traceId, span_id: rec.spanId } : {}),
       method: request.method,
       path: urlPath(request.url) ?? request.url,
       // The journey's route label: `(unmatched)` for a 404, as in the metrics, so a line can be found from a panel.

@@ -354,6 +354,25 @@ describe('npm start', () => {
     assert.equal((await s.exited).code, 0)
   })
 
+  test('a request its head sampler passed over but kept at its end (slow) names its trace on its log line, as a head-sampled one does', async () => {
+    const s = await start({ LOG_LEVEL: 'info', OTEL_TRACES_EXPORTER: 'console', OTEL_TRACES_SAMPLER: 'always_off', JOURNEY_SLOW_MS: '50' })
+    await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=80`])
+    await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=1`])
+    await new Promise(resolve => setTimeout(resolve, 100))
+    type Line = { ms: number, trace_id?: string, span_id?: string }
+    const lines = s.logs().split('\n').filter(l => l.includes('"msg":"request"') && l.includes('"route":"/compute"'))
+    assert.equal(lines.length, 2, s.logs())
+    const [slow, fast] = lines.map(l => JSON.parse(l) as Line)
+    assert.match(slow!.trace_id ?? '', /^[0-9a-f]{32}$/, `the slow request's line: ${lines[0]}`)
+    assert.match(slow!.span_id ?? '', /^[0-9a-f]{16}$/)
+    assert.equal(lines[0]!.split('"trace_id"').length, 2, 'once')
+    assert.equal(fast!.trace_id, undefined, 'a request nobody kept has no trace to name')
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    // The console exporter prints what it exports at the shutdown flush: that request span is the line's.
+    assert.match(s.logs(), new RegExp(`traceId: '${slow!.trace_id}'[\\s\\S]*?id: '${slow!.span_id}'`), 'the trace the line names was exported')
+  })
+
   test('a second signal exits at once, without waiting for in-flight requests', async () => {
     const s = await start({ SHUTDOWN_TIMEOUT_MS: '30000' })
     const slow = request(`http://127.0.0.1:${s.ports.http}/io?ms=5000`).then(r => r.body.text()).catch(() => 'cut')
