@@ -3,7 +3,7 @@
 // unsampled requests allocate no span at all unless a keep-slow or keep-errors rule keeps them at the end.
 import {
   context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
-  type Attributes, type Context, type Exception, type Link, type Span, type SpanContext, type SpanStatus, type Tracer
+  type Attributes, type Context, type Exception, type Link, type Span, type SpanContext, type SpanStatus, type Tracer, type TraceState
 } from '@opentelemetry/api'
 import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { isTracingSuppressed } from '@opentelemetry/core'
@@ -21,6 +21,12 @@ import { one, peerAttributes, requestAttributes, stageAttributes, tlsAttributes 
 import { methodLabel, OTHER_METHOD } from './http-method.ts'
 import { admissionOf } from './admission.ts'
 import { warnNoSdkOptions, warnNotRecorded } from './misuse-warnings.ts'
+
+/** The span context of a valid parent in `ctx`, if any: the request continues its trace and tracestate. */
+function validSpanContext (ctx: Context | undefined): SpanContext | undefined {
+  const s = ctx === undefined ? undefined : trace.getSpanContext(ctx)
+  return s !== undefined && trace.isSpanContextValid(s) ? s : undefined
+}
 
 export interface SpanConsumerOptions {
   tracer: Tracer
@@ -105,16 +111,16 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // Most requests have no parent: no extraction, and no trace id unless this one is sampled.
     if (parent === undefined && decideRoot !== undefined) {
       const traceId = decideRoot()
-      if (traceId !== undefined) sample(rec, ROOT_CONTEXT, traceId)
+      if (traceId !== undefined) sample(rec, ROOT_CONTEXT, traceId, undefined)
       else if (appSpans()) rec.context = UNSAMPLED_ROOT
       return
     }
     const ctx = parent ?? ROOT_CONTEXT
-    const parentSpan = trace.getSpanContext(ctx)
-    const traceId = parentSpan !== undefined && trace.isSpanContextValid(parentSpan) ? parentSpan.traceId : random.generateTraceId()
+    const parentSpan = validSpanContext(ctx)
+    const traceId = parentSpan?.traceId ?? random.generateTraceId()
     const result = headSampler.shouldSample(ctx, traceId, rec.method, SpanKind.SERVER, {}, [])
     rec.parentContext = parent
-    if (result.decision === 2 /* RECORD_AND_SAMPLED */) sample(rec, ctx, traceId)
+    if (result.decision === 2 /* RECORD_AND_SAMPLED */) sample(rec, ctx, traceId, parentSpan?.traceState)
     // Not sampled: the handler's spans follow the decision — under an incoming parent the sampler sees that
     // parent (and downstream calls propagate it); without one, the journey's sampler does not record them.
     else if (appSpans()) rec.context = handlerContext(ctx)
@@ -135,7 +141,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     return carriesContext(headers) ? propagation.extract(ROOT_CONTEXT, headers) : undefined
   }
 
-  function sample (rec: RequestRecord, parent: Context, traceId: string): void {
+  function sample (rec: RequestRecord, parent: Context, traceId: string, traceState: TraceState | undefined): void {
     // Room for the request span and every stage this request can still have: exactly what it makes if
     // it completes (a keep-alive request 7, the first on a TLS connection 9).
     const room = 1 + mostStages(rec)
@@ -153,8 +159,6 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     rec.spanId = random.generateSpanId()
     // The parent's tracestate goes on with the trace, as the request span's own does (finishedRequestSpan): the
     // handler's downstream calls pass it on, vendors' entries and OpenTelemetry's `ot` (consistent sampling) alike.
-    const p = trace.getSpanContext(parent)
-    const traceState = p !== undefined && trace.isSpanContextValid(p) ? p.traceState : undefined
     rec.context = trace.setSpanContext(handlerContext(parent), { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false, traceState })
   }
 
@@ -278,8 +282,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
    */
   function finishedRequestSpan (rec: RequestRecord, name: string, start: number, end: number, attributes: Attributes,
     links: Link[], errorType: string | undefined, origin: SpanOrigin): FinishedSpan {
-    const p = rec.parentContext === undefined ? undefined : trace.getSpanContext(rec.parentContext)
-    const parent = p !== undefined && trace.isSpanContextValid(p) ? p : undefined
+    const parent = validSpanContext(rec.parentContext)
     const context: SpanContext = {
       traceId: parent?.traceId ?? rec.traceId ?? random.generateTraceId(),
       spanId: rec.spanId ?? random.generateSpanId(),
