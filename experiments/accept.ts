@@ -9,7 +9,7 @@
 // the server's dropped count should be exactly the clients' failures.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { byLabel, delta, meanMs, sum } from './lib/metrics.ts'
+import { byLabel, delta, meanMs, series, type Metrics } from './lib/metrics.ts'
 import { configurable, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
@@ -33,9 +33,9 @@ export const accept = experiment({
         // Warm-up, then the storm: `concurrency` loops each opening one connection per request.
         await storm(server, 200, 16, () => {})
         const before = await server.scrape()
-        let peak = 0
+        const peaks = new QueuePeaks()
         const sampling = setInterval(() => {
-          void server.scrape().then(m => { peak = Math.max(peak, sum(m, 'journey_accept_queue_peak')) }, () => {})
+          void server.scrape().then(m => peaks.add(m), () => {})
         }, 250)
         const started = Date.now()
         const phases = await storm(server, opts.connections, opts.concurrency, (done) => progress(`${strategy}: ${done}/${opts.connections} connections`))
@@ -43,10 +43,12 @@ export const accept = experiment({
         clearInterval(sampling)
         await annotate(`accept: ${strategy}`, started, Date.now())
         const after = await server.scrape()
-        peak = Math.max(peak, sum(after, 'journey_accept_queue_peak'))
+        peaks.add(after)
         const perWorker = byLabel(after, 'journey_connections_accepted_total', 'worker', { listener: 'http' })
         const beforeWorker = byLabel(before, 'journey_connections_accepted_total', 'worker', { listener: 'http' })
-        const split = [...perWorker].map(([w, n]) => n - (beforeWorker.get(w) ?? 0)).sort((a, b) => b - a)
+        // Busiest worker first, and the queue column in the same worker order.
+        const workers = [...perWorker].map(([w, n]) => [w, n - (beforeWorker.get(w) ?? 0)] as const).sort((a, b) => b[1] - a[1])
+        const split = workers.map(([, n]) => n)
         const ok = phases.filter(p => p.status === 200)
         if (ok.length < phases.length) failures.push(`${strategy}: ${summarizeFailures(phases.filter(p => p.status !== 200))}`)
         rows.push({
@@ -58,7 +60,7 @@ export const accept = experiment({
           failed: phases.length - ok.length,
           'dropped (maxConnections)': delta(before, after, 'journey_connections_dropped_total', { listener: 'http' }),
           'accepted per worker': split.length === 0 ? String(delta(before, after, 'journey_connections_accepted_total', { listener: 'http' })) : split.join(' / '),
-          'queue peak': peak,
+          'queue peak': peaks.render(strategy, workers.map(([w]) => w)),
           'kernel wait mean ms': meanMs(before, after, 'journey_accept_kernel_wait_seconds'),
           'listen overflows': delta(before, after, 'journey_listen_overflows_total')
         })
@@ -71,8 +73,8 @@ export const accept = experiment({
       notes: [
         'Client and server share this machine\'s two cores; connect latency includes the client\'s own scheduling.',
         'Accepted per worker: connections each worker took (single: one number). Kernel wait: TCP_INFO at accept, jiffy resolution.',
-        'Queue peak: journey_accept_queue_peak polled during the storm — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it.',
-        'With cluster-rr the primary accepts: the workers\' accept queue is the primary\'s, so no per-worker queue is reported.',
+        'Queue peak: journey_accept_queue_peak of the HTTP listener polled during the storm — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it. No more than --concurrency connections can wait at once.',
+        'Per worker, in the order of the accepted column: reuseport workers each have a queue (their peaks need not be simultaneous, so they are not added up). cluster-shared workers read the one queue they share: its deepest reading. With cluster-rr the primary accepts, and the workers have no listening socket to read: "—", not measured.',
         'Listen overflows: TcpExt ListenOverflows, namespace-wide — handshakes the kernel dropped because the accept queue was full; the client retries its SYN after 1 s.',
         'Dropped: connections Node closed unserved at MAX_CONNECTIONS (--maxConnections; per worker), journey_connections_dropped_total. Their clients fail (failed column).',
         ...failures.map(f => `Failed ${f}`)
@@ -93,6 +95,28 @@ async function storm (server: ExperimentServer, total: number, concurrency: numb
   }
   await Promise.all(Array.from({ length: concurrency }, loop))
   return out
+}
+
+/**
+ * The deepest accept queue each worker's sampler reported across the polls, kept per worker: adding them up
+ * made cluster-shared's one queue, read by both workers, twice as deep as it was (123 with 64 clients).
+ */
+export class QueuePeaks {
+  private readonly byWorker = new Map<string, number>()
+  add (m: Metrics): void {
+    for (const [labels, v] of series(m, 'journey_accept_queue_peak', { listener: 'http' })) {
+      const w = labels.get('worker') ?? ''
+      this.byWorker.set(w, Math.max(v, this.byWorker.get(w) ?? -1))
+    }
+  }
+
+  /** '64'; '31 / 33' (a queue each, in `order`); '62' for workers sharing one queue; '—' when none was reported. */
+  render (strategy: string, order: string[]): string {
+    if (this.byWorker.size === 0) return '—'
+    if (this.byWorker.size === 1 || strategy === 'cluster-shared') return String(Math.max(...this.byWorker.values()))
+    const rest = [...this.byWorker.keys()].filter(w => !order.includes(w)).sort()
+    return [...order, ...rest].filter(w => this.byWorker.has(w)).map(w => this.byWorker.get(w)).join(' / ')
+  }
 }
 
 /** "12 × read ECONNRESET, 3 × HTTP 503": what the failed requests saw, most frequent first. */
