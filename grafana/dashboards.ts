@@ -368,9 +368,10 @@ export function connectionsDashboard (): Dashboard {
       ], { min: 0 }),
     timeseries(l, 12, 'Listen overflows and drops',
       'TcpExt ListenOverflows (a completed handshake found the accept queue full) and ListenDrops, per second. Packet counts for the whole network namespace (each container has its own; processes sharing a host network report the same number), retransmissions counted again.',
+      // max, not sum: every worker of a cluster reads the same namespace counter (a series each, by `worker`).
       'pps', [
-        { expr: `sum by (instance) (rate(${METRIC.listenOverflows}{${SEL}}[${RATE}]))`, legendFormat: 'overflows {{instance}}' },
-        { expr: `sum by (instance) (rate(${METRIC.listenDrops}{${SEL}}[${RATE}]))`, legendFormat: 'drops {{instance}}' }
+        { expr: `max by (instance) (rate(${METRIC.listenOverflows}{${SEL}}[${RATE}]))`, legendFormat: 'overflows {{instance}}' },
+        { expr: `max by (instance) (rate(${METRIC.listenDrops}{${SEL}}[${RATE}]))`, legendFormat: 'drops {{instance}}' }
       ], { min: 0 }),
     row(l, 'TLS'),
     timeseries(l, 6, 'TLS handshakes per second by protocol and resumption',
