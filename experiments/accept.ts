@@ -9,7 +9,7 @@
 // the server's dropped count should be exactly the clients' failures.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { byLabel, delta, meanMs, series, type Metrics } from './lib/metrics.ts'
+import { byLabel, delta, meanMs, series, sharedDelta, type Metrics } from './lib/metrics.ts'
 import { configurable, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 
@@ -62,7 +62,7 @@ export const accept = experiment({
           'accepted per worker': split.length === 0 ? String(delta(before, after, 'journey_connections_accepted_total', { listener: 'http' })) : split.join(' / '),
           'queue peak': peaks.render(strategy, workers.map(([w]) => w)),
           'kernel wait mean ms': meanMs(before, after, 'journey_accept_kernel_wait_seconds'),
-          'listen overflows': delta(before, after, 'journey_listen_overflows_total')
+          'listen overflows': sharedDelta(before, after, 'journey_listen_overflows_total')
         })
       } finally {
         await server.stop()
@@ -75,7 +75,7 @@ export const accept = experiment({
         'Accepted per worker: connections each worker took (single: one number). Kernel wait: TCP_INFO at accept, jiffy resolution.',
         'Queue peak: journey_accept_queue_peak of the HTTP listener polled during the storm — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it. No more than --concurrency connections can wait at once.',
         'Per worker, in the order of the accepted column: reuseport workers each have a queue (their peaks need not be simultaneous, so they are not added up). cluster-shared workers read the one queue they share: its deepest reading. With cluster-rr the primary accepts, and the workers have no listening socket to read: "—", not measured.',
-        'Listen overflows: TcpExt ListenOverflows, namespace-wide — handshakes the kernel dropped because the accept queue was full; the client retries its SYN after 1 s.',
+        'Listen overflows: TcpExt ListenOverflows, namespace-wide (every worker reports the same count: counted once) — handshakes the kernel dropped because the accept queue was full; the client retries its SYN after 1 s.',
         'Dropped: connections Node closed unserved at MAX_CONNECTIONS (--maxConnections; per worker), journey_connections_dropped_total. Their clients fail (failed column).',
         ...failures.map(f => `Failed ${f}`)
       ]

@@ -50,6 +50,19 @@ export function delta (before: Metrics, after: Metrics, name: string, match: Rec
   return sum(after, name, match) - sum(before, name, match)
 }
 
+/**
+ * How much a counter that every process reads from one shared source grew — the network namespace's
+ * TcpExt counters, exported by each worker of a cluster under its own `worker` label: the largest growth of
+ * any one series, where delta() would count the same packets once per worker.
+ */
+export function sharedDelta (before: Metrics, after: Metrics, name: string, match: Record<string, string> = {}): number {
+  const key = (labels: Map<string, string>): string => [...labels].sort().join(',')
+  const was = new Map([...series(before, name, match)].map(([labels, v]) => [key(labels), v]))
+  let most = 0
+  for (const [labels, v] of series(after, name, match)) most = Math.max(most, v - (was.get(key(labels)) ?? 0))
+  return most
+}
+
 /** Mean in ms of histogram `name` (in seconds) over what it observed between two scrapes; NaN if nothing. */
 export function meanMs (before: Metrics, after: Metrics, name: string, match: Record<string, string> = {}): number {
   const n = delta(before, after, `${name}_count`, match)
