@@ -11,7 +11,9 @@ export interface Result { name: string, hypothesis: string, machine: string, dat
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const COLORS = ['#5794f2', '#ff9830', '#73bf69', '#f2495c', '#b877d9', '#fade2a']
 
-const fmt = (v: string | number): string => typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1)) : v
+// NaN is a mean or quantile of nothing (a stage no request of the variant had): '—', not a number, and no bar
+// in the chart, where it read as a measured 0.
+const fmt = (v: string | number): string => typeof v !== 'number' ? v : Number.isNaN(v) ? '—' : Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1)
 
 export function printTable (rows: Row[]): void {
   const cols = [...new Set(rows.flatMap(r => Object.keys(r)))]
@@ -41,7 +43,8 @@ export function barChart (rows: Row[], chart: Chart): string {
   rows.forEach((r, i) => {
     const x0 = left + i * groupW + (groupW - barW * chart.series.length) / 2
     chart.series.forEach((s, j) => {
-      const v = Number(r[s.key]) || 0
+      const v = Number(r[s.key])
+      if (!Number.isFinite(v)) return
       parts.push(`<rect x="${x0 + j * barW}" y="${y(v)}" width="${barW - 2}" height="${y(0) - y(v)}" fill="${COLORS[j % COLORS.length]}"><title>${String(r.variant)} ${s.label}: ${fmt(v)} ${chart.unit}</title></rect>`)
     })
     parts.push(`<text x="${left + i * groupW + groupW / 2}" y="${H - bottom + 16}" text-anchor="middle" font-size="11">${String(r.variant)}</text>`)
