@@ -65,7 +65,7 @@ export const http2 = experiment({
       notes: [
         `Each round: GET /io?ms=${SLOW_MS}, then ${FAST} GET / sent at once on one TLS connection (undici pipelining ${FAST + 1}; node:http2 streams), one connection per variant.`,
         'Client time: request sent → its response\'s last byte. Server figures are means over the fast requests from /metrics; the pipelined gap is averaged over every fast request (zero where there was none).',
-        'HTTP/2 has no read stage (NaN): nghttp2 reads the frames in C++; parse starts at the stream\'s decoded headers.'
+        'HTTP/2 has no read stage (—): nghttp2 reads the frames in C++; parse starts at the stream\'s decoded headers.'
       ]
     }
   }
