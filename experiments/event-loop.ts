@@ -5,7 +5,7 @@
 // handler, whose stage stays microseconds. Offloading the same work to worker threads removes the wait.
 import { experiment } from './lib/experiment.ts'
 import { quantile, timedRequest, type Phases } from './lib/phase-client.ts'
-import { meanMs, sum } from './lib/metrics.ts'
+import { meanMs, most } from './lib/metrics.ts'
 import { startServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
 import { estimateOffset, join, timeline, type ClockOffset, type Joined } from './lib/join.ts'
@@ -52,7 +52,7 @@ export const eventLoop = experiment({
           'light response p99 ms': quantile(light.map(p => p.end - p.start), 0.99),
           'kernel wait mean ms': meanMs(before, after, 'journey_accept_kernel_wait_seconds'),
           'handler mean ms': meanMs(before, after, 'journey_stage_duration_seconds', { route: '/', stage: 'handler' }),
-          'event-loop p99 ms': (sum(after, 'nodejs_eventloop_lag_p99_seconds')) * 1000
+          'event-loop p99 ms': most(after, 'nodejs_eventloop_lag_p99_seconds') * 1000
         }
       } finally {
         await server.stop() // flushes the server's spans to our receiver
@@ -80,7 +80,7 @@ export const eventLoop = experiment({
       rows,
       notes: [
         'Kernel wait: TCP_INFO at accept over every connection in the window (light and heavy), jiffy resolution.',
-        'Handler mean: the light route only. Event-loop p99: prom-client\'s monitorEventLoopDelay over the window (prom-client resets it at every scrape, and the window starts with one; with --url, a scrape by your own Prometheus shortens it).',
+        'Handler mean: the light route only. Event-loop p99: prom-client\'s monitorEventLoopDelay over the window (of the slowest worker, for a --url cluster) (prom-client resets it at every scrape, and the window starts with one; with --url, a scrape by your own Prometheus shortens it).',
         'Joined (light requests, traced through a sampled traceparent): client connected → server accept is measured across both processes\' clocks; TCP_INFO says the same from inside the kernel (4 ms jiffies): the accept-queue wait, and the receive-queue wait of the request\'s bytes when the loop was blocked after accepting.',
         ...notes
       ],

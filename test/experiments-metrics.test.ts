@@ -1,7 +1,7 @@
 // The experiments' arithmetic on scraped metrics, on a cluster's scrape: every worker exports its own series.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { delta, parseMetrics, sharedDelta } from '../experiments/lib/metrics.ts'
+import { delta, most, parseMetrics, sharedDelta } from '../experiments/lib/metrics.ts'
 
 // As a cluster-shared primary merges its two workers' scrapes: the namespace's TcpExt counter once per worker.
 const scrape = (overflows: number, accepted1: number, accepted2: number): ReturnType<typeof parseMetrics> => parseMetrics([
@@ -24,4 +24,10 @@ test('a series first seen after the start grew from 0; a name nobody exports gre
   const after = parseMetrics('journey_listen_overflows_total 4\n')
   assert.equal(sharedDelta(before, after, 'journey_listen_overflows_total'), 4)
   assert.equal(sharedDelta(before, after, 'journey_listen_drops_total'), 0)
+})
+
+test('a per-process figure of a cluster is its worst worker\'s, not the workers\' sum', () => {
+  const m = parseMetrics('nodejs_eventloop_lag_p99_seconds{worker="1"} 0.012\nnodejs_eventloop_lag_p99_seconds{worker="2"} 0.045\n')
+  assert.equal(most(m, 'nodejs_eventloop_lag_p99_seconds'), 0.045)
+  assert.ok(Number.isNaN(most(m, 'nodejs_eventloop_lag_p50_seconds')))
 })

@@ -38,6 +38,13 @@ export function sum (m: Metrics, name: string, match: Record<string, string> = {
   return total
 }
 
+/** The largest value among the series of `name` matching `match` (a cluster's slowest worker, say); NaN if none. */
+export function most (m: Metrics, name: string, match: Record<string, string> = {}): number {
+  let top = NaN
+  for (const [, v] of series(m, name, match)) if (Number.isNaN(top) || v > top) top = v
+  return top
+}
+
 /** The one series of `name` whose labels include all of `match` (a histogram bucket, say); NaN if there is none. */
 export function sample (m: Metrics, name: string, match: Record<string, string> = {}): number {
   const found = [...series(m, name, match)]
