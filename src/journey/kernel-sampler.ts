@@ -35,11 +35,23 @@ export interface KernelSampler {
  */
 interface SamplerData { requestJourneyKernelSampler: true, peaks: Int32Array, intervalMs: number }
 
-/** `entry` is the worker's module: this one (tests pass one that fails). */
-export function startKernelSampler (intervalMs: number, entry = new URL(import.meta.url)): KernelSampler {
+/**
+ * `entry` is the worker's module: this one (tests pass one that fails). Undefined, with a warning, when no
+ * worker thread can be started: under Node's permission model without --allow-worker, `new Worker` throws,
+ * and an optional gauge must not stop the app from starting.
+ */
+export function startKernelSampler (intervalMs: number, entry = new URL(import.meta.url)): KernelSampler | undefined {
   const peaks = new Int32Array(new SharedArrayBuffer(4 * MAX_LISTENERS)).fill(-1)
   const data: SamplerData = { requestJourneyKernelSampler: true, peaks, intervalMs }
-  const worker = new Worker(entry, { workerData: data, name: 'request-journey-kernel-sampler' })
+  let worker: Worker
+  try {
+    worker = new Worker(entry, { workerData: data, name: 'request-journey-kernel-sampler' })
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException
+    const denied = code === 'ERR_ACCESS_DENIED' ? ': Node\'s permission model denies worker threads unless the process runs with --allow-worker' : ''
+    process.emitWarning(`the accept-queue sampler (kernelSampleMs) could not start its worker thread (${code ?? 'Error'}: ${message.split('\n')[0]}${denied}), so journey_accept_queue_peak is not reported; serving goes on`, { code: 'REQUEST_JOURNEY_SAMPLER_FAILED' })
+    return undefined
+  }
   worker.unref()
   // A worker that dies must not take the server with it (an 'error' event nobody listens to is thrown in
   // this thread), nor leave its last peaks behind as if they were current: they go back to "no sample",

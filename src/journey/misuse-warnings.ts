@@ -5,7 +5,7 @@
 // Fastify's own logger may be off. test/journey/misuse.test.ts triggers each one (what the install or the
 // runtime lacks: unmeasured.test.ts and package.test.ts).
 import type { FastifyInstance } from 'fastify'
-import { addonProblem } from './tcp-info.ts'
+import { addonDenied, addonProblem } from './tcp-info.ts'
 
 let unobservedWarned = false
 export function warnUnobserved (): void {
@@ -98,6 +98,8 @@ export function warnUnmeasured ({ parserSeen, addonLoadError, tcpInfoShort, bund
     process.emitWarning(`the journey is bundled into ${bundledInto}: its TCP_INFO addon is not beside it, so the wait in the kernel before accept and before read is not measured${sampler}; keep fastify-request-journey out of the bundle (esbuild: --external:fastify-request-journey or --packages=external; webpack: externals) and install it beside the bundle`, { code: 'REQUEST_JOURNEY_BUNDLED' })
   } else if (tcpInfoShort !== undefined) {
     process.emitWarning(`${tcpInfoShort}, so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured: on an emulated kernel it cannot be. Run the service on a kernel of its own architecture to have it, or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
+  } else if (addonLoadError !== undefined && addonDenied(addonLoadError)) {
+    process.emitWarning(`the TCP_INFO addon (native/) ${addonProblem(addonLoadError)} (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured. To have it, run with --allow-addons and --allow-fs-read for the package's native/ folder and for /etc/alpine-release (node-gyp-build, which finds the addon, reads it to tell the C library); or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   } else if (addonLoadError !== undefined) {
     process.emitWarning(`the TCP_INFO addon (native/) ${addonProblem(addonLoadError)} (loading it: ${addonLoadError}), so the wait in the kernel before accept and before read (journey.accept.kernel_wait_ms, journey_accept_kernel_wait_seconds, journey_read_kernel_wait_seconds) is not measured. The package ships it prebuilt for Linux x64 and arm64 with glibc only; elsewhere its install script builds it (with python3, make and a C compiler), which npm 12, pnpm and Yarn 4 run only once the app approves it — npm: \`npm install-scripts approve fastify-request-journey\` (npm 11.19 and newer; older npm runs it anyway), then \`npm rebuild fastify-request-journey\`; pnpm: \`pnpm approve-builds\`; Yarn 4: package.json's dependenciesMeta marks it \`"built": true\`. Or say you go without: --disable-warning=REQUEST_JOURNEY_NO_TCP_INFO`, { code: 'REQUEST_JOURNEY_NO_TCP_INFO' })
   }

@@ -34,9 +34,12 @@ if (bundledInto !== undefined) {
   } catch (err) {
     // node-gyp-build's "No native build was found for platform=… libc=…" has no code; its first line is
     // what to show. With a code, the loader's first line says which file and why.
-    const { code, message } = err as NodeJS.ErrnoException
+    // Node's permission model names the path it refused (node-gyp-build first reads /etc/alpine-release).
+    const { code, message, resource } = err as NodeJS.ErrnoException & { resource?: string }
     const first = message.split('\n')[0]!
-    loadError = code === undefined ? first.replace(/^No native build was found for /, 'no build and no prebuilt addon for ') : `${code}: ${first}`
+    loadError = code === undefined
+      ? first.replace(/^No native build was found for /, 'no build and no prebuilt addon for ')
+      : `${code}: ${first}${typeof resource === 'string' && resource !== '' ? ` (${resource})` : ''}`
     unavailable = process.platform !== 'linux'
       ? `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
       : `the TCP_INFO addon ${addonProblem(loadError)} (${loadError}${code === undefined ? '; npm ci builds it with node-gyp' : ''}): accept-queue wait is not measured`
@@ -65,10 +68,16 @@ if (bundledInto !== undefined) {
  * plugin's folder copied into an app without its dependencies).
  */
 export function addonProblem (loadError: string): string {
+  if (addonDenied(loadError)) return 'is not allowed to load: Node\'s permission model (--permission) denies it'
   if (loadError.startsWith('ERR_DLOPEN_FAILED')) return 'does not load here'
   if (loadError === STALE) return 'is out of date'
   if (loadError.startsWith('MODULE_NOT_FOUND') && loadError.includes("'node-gyp-build'")) return 'is not looked for: node-gyp-build, which finds it, is not installed beside the plugin (npm install node-gyp-build)'
   return 'is not built'
+}
+
+/** Loading failed because the process runs under Node's permission model, not for want of a build. */
+export function addonDenied (loadError: string): boolean {
+  return loadError.startsWith('ERR_DLOPEN_DISABLED') || loadError.startsWith('ERR_ACCESS_DENIED')
 }
 
 /** Why TCP_INFO measurements are absent, if they are. */

@@ -166,7 +166,7 @@ test('a sampler whose worker dies leaves the server running, warns once, and rep
   const broken = join(dir, 'broken.mjs')
   writeFileSync(broken, 'throw new Error("sampler module failed to load")\n')
   const warned = new Promise<Error & { code?: string }>(resolve => process.once('warning', resolve))
-  const sampler = startKernelSampler(10, pathToFileURL(broken))
+  const sampler = startKernelSampler(10, pathToFileURL(broken))!
   // The sampler's worker is unref'd, and Node 22 reports its failure to load only if something else keeps
   // the loop alive (a server does); here nothing would, and the test's process ended waiting.
   const alive = setTimeout(() => {}, 10_000)
@@ -182,7 +182,7 @@ test('the sampler survives a listener whose fd is gone by the time it reads it, 
   const server = createServer()
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   after(() => server.close())
-  const sampler = startKernelSampler(10)
+  const sampler = startKernelSampler(10)!
   after(() => sampler.close())
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
   sampler.watch(0, 1_000_000) // no such fd: before, readlink threw in the worker and its 'error' took the process down
