@@ -174,7 +174,7 @@ export interface Journey {
   registerPage: (app: FastifyInstance, opts?: { jaegerUrl?: string | undefined }) => void
   /** Why read/parse are not measured on this Node, if they are not. */
   limitation: string | undefined
-  /** Why the kernel's accept-queue metrics are absent on this system, if they are. */
+  /** Why kernel figures (TCP_INFO waits, accept queues, listen overflows) are absent on this system, if they are. */
   kernelLimitation: string | undefined
   close: () => void
 }

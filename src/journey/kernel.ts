@@ -8,6 +8,7 @@
 // costs time proportional to every socket in the network namespace (25–57 ms for 22k rows here), so it is
 // read asynchronously (on libuv's thread pool, not the event loop), only when Prometheus scrapes, at most
 // once per second however often it scrapes, and only the matching row is parsed.
+import { accessSync, constants } from 'node:fs'
 import { readFile, readlink } from 'node:fs/promises'
 import { Counter, Gauge } from 'prom-client'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
@@ -27,7 +28,7 @@ interface Reading { queues: Map<string, { length: number, capacity: number }>, o
 export interface KernelMetrics {
   /** Report this listening server's accept queue (call before or after listen()). */
   watch: (server: NetServer, listener: string, backlog?: number) => void
-  /** Why the kernel metrics are absent on this system, if they are. */
+  /** Why the kernel metrics, or some of them, are absent on this system, if they are. */
   unavailable: string | undefined
   close: () => void
 }
@@ -58,6 +59,13 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
     : `accept-queue and listen-overflow metrics need Linux's /proc (this is ${platform}): they are not exported`
   const watched: Watched[] = []
   if (unavailable !== undefined) return { watch () {}, unavailable, close () {} }
+  let netstatProblem: string | undefined
+  try {
+    accessSync('/proc/net/netstat', constants.R_OK)
+  } catch (err) {
+    const { code } = err as NodeJS.ErrnoException
+    netstatProblem = `/proc/net/netstat cannot be read (${code ?? 'error'}${code === 'ERR_ACCESS_DENIED' ? ': Node\'s permission model, without --allow-fs-read for /proc' : ''}): journey_listen_overflows_total and journey_listen_drops_total are not exported`
+  }
   // Bundled, the sampler's worker would run the whole bundle (bundled.ts): not started, and said at registration.
   const sampler: KernelSampler | undefined = (opts.sampleMs ?? 0) > 0 && bundledInto === undefined ? startKernelSampler(opts.sampleMs!) : undefined
 
@@ -115,8 +123,10 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
       for (const [listener, q] of (await reading()).queues) this.set({ listener }, q.capacity)
     }
   })
-  // Kernel counters: mirrored as they are (they started before this process did; rate() is what matters).
-  for (const [name, help, key] of [
+  // Kernel counters: mirrored as they are (they started before this process did; rate() is what matters),
+  // and only where the file can be read: a counter of 0 would say "no overflows" where the truth is "not
+  // known" (a sandbox without /proc/net, Node's permission model without read access to /proc).
+  for (const [name, help, key] of netstatProblem !== undefined ? [] : [
     [METRIC.listenOverflows, 'TcpExt ListenOverflows: times a completed handshake found an accept queue full. Namespace-wide packet counts (retransmitted SYN/ACKs count again), not connections.', 'overflows'],
     [METRIC.listenDrops, 'TcpExt ListenDrops: SYNs dropped by listening sockets for any reason (overflows included). Namespace-wide packet counts.', 'drops']
   ] as const) {
@@ -125,9 +135,13 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
       help,
       registers,
       async collect () {
+        // A read that fails now (EMFILE: out of file descriptors, as in the very connection flood that
+        // overflows queues) keeps the last value: falling to 0 and back would read as a counter reset
+        // followed by an increase of the namespace's whole count since boot.
         const v = (await reading())[key]
+        if (!Number.isFinite(v)) return
         this.reset()
-        if (Number.isFinite(v)) this.inc(v)
+        this.inc(v)
       }
     })
   }
@@ -163,7 +177,7 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
       if (server.listening) start()
       else server.once('listening', start)
     },
-    unavailable,
+    unavailable: netstatProblem,
     close () { sampler?.close() }
   }
 }

@@ -1,12 +1,14 @@
 // The kernel's view of our listening sockets, against the real kernel: connections queue in the accept queue
 // while the event loop is blocked, a full queue counts ListenOverflows, and /metrics reports both.
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { after, test } from 'node:test'
+import { promisify } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
 import { acceptQueueLength, tcpExt } from '../../src/journey/proc-net.ts'
@@ -238,4 +240,35 @@ test('the plugin loaded in some other worker thread serves and measures there, l
     assert.equal(await exited, 0, 'the thread ends by itself once its host is done: no timer of the plugin keeps it alive')
     clearTimeout(timer)
   }
+})
+
+test('out of file descriptors at a scrape, the listen-overflow counters keep their value: no fall to 0 that would read as a reset and a jump', { skip: !linux && 'needs Linux /proc', timeout: 20_000 }, async () => {
+  // A process of its own, with a low descriptor limit it can run into on purpose.
+  const dir = mkdtempSync(join(tmpdir(), 'emfile-'))
+  after(() => rmSync(dir, { recursive: true, force: true }))
+  const script = join(dir, 'app.mjs')
+  writeFileSync(script, `
+    import { openSync, closeSync } from 'node:fs'
+    const [{ Registry }, { createJourney }] = await Promise.all(${JSON.stringify([import.meta.resolve('prom-client'), new URL('../../src/journey/index.ts', import.meta.url).href])}.map(u => import(u)))
+    const registry = new Registry()
+    const journey = createJourney({ registry })
+    const value = async () => /^journey_listen_overflows_total (\\S+)$/m.exec(await registry.metrics())?.[1] ?? 'absent'
+    const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
+    const before = await value()
+    await sleep(1100) // past the one-second cache of the kernel reading
+    const held = []
+    try { for (;;) held.push(openSync('/dev/null', 'r')) } catch (err) { if (err.code !== 'EMFILE') throw err }
+    const during = await value()
+    for (const fd of held) closeSync(fd)
+    await sleep(1100)
+    const afterwards = await value()
+    journey.close()
+    console.log(JSON.stringify({ before, during, afterwards, held: held.length }))
+  `)
+  const { stdout } = await promisify(execFile)('bash', ['-c', `ulimit -n 256 && exec "${process.execPath}" "${script}"`], { timeout: 15_000 })
+  const r = JSON.parse(stdout) as { before: string, during: string, afterwards: string, held: number }
+  assert.ok(r.held > 0, 'descriptors ran out')
+  assert.match(r.before, /^\d+$/)
+  assert.equal(r.during, r.before, 'the failed read keeps the last value')
+  assert.ok(Number(r.afterwards) >= Number(r.before))
 })
