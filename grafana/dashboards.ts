@@ -387,20 +387,27 @@ export function connectionsDashboard (): Dashboard {
       'Time left until the certificate the HTTPS listener serves expires (its notAfter, read when the app started: it reads TLS_CERT once), per replica. Under 14 days the JourneyTlsCertificateExpiresSoon alert fires; past 0, clients refuse it (TLS handshake failures by reason). The development certificate lives 30 days from start. An app of your own reports this only if it sets the gauge (the plugin does not see certificates).',
       's', [{ expr: `min by (instance) (journey_tls_certificate_expiry_timestamp_seconds{${SEL}}) - time()`, legendFormat: '{{instance}}' }]),
     row(l, 'Runtime'),
-    timeseries(l, 8, 'Event-loop delay',
+    timeseries(l, 6, 'Event-loop delay',
       'How late timers fire (perf_hooks monitorEventLoopDelay), since the previous scrape: prom-client resets it at every scrape. While the loop is blocked nothing is accepted, read or written: new connections and unread request bytes wait in the kernel (the panel “Wait in the kernel before accept and before read”) before any of their stages starts; a request already under way waits in the stage it was in.',
       's', [
         { expr: `max by (instance) (nodejs_eventloop_lag_p99_seconds{${SEL}})`, legendFormat: 'p99 {{instance}}' },
         { expr: `max by (instance) (nodejs_eventloop_lag_p50_seconds{${SEL}})`, legendFormat: 'p50 {{instance}}' }
       ], { min: 0 }),
-    timeseries(l, 8, 'Time in garbage collection',
+    timeseries(l, 6, 'Time in garbage collection',
       'Seconds per second spent in GC pauses, by kind: 0.05 means 5 % of wall time.',
       'percentunit', [{ expr: `sum by (kind) (rate(nodejs_gc_duration_seconds_sum{${SEL}}[${RATE}]))`, legendFormat: '{{kind}}' }], { stack: 'normal', min: 0 }),
-    timeseries(l, 8, 'Memory',
+    timeseries(l, 6, 'Memory',
       'V8 heap used and process resident memory per instance.',
       'bytes', [
         { expr: `sum by (instance) (nodejs_heap_size_used_bytes{${SEL}})`, legendFormat: 'heap used {{instance}}' },
         { expr: `sum by (instance) (process_resident_memory_bytes{${SEL}})`, legendFormat: 'RSS {{instance}}' }
+      ], { min: 0 }),
+    // Per process (a cluster's workers have a limit each): the limit is where connections start to vanish.
+    timeseries(l, 6, 'File descriptors',
+      'Open file descriptors (sockets among them: one per connection, two per upstream call) against the process\'s limit (ulimit -n). At the limit, libuv accepts each new connection and closes it at once (its EMFILE trick), before Node sees it: such connections are in no metric here — not accepted, not dropped, no error — and their clients see a reset. The JourneyFileDescriptorsNearLimit alert fires at 90 %.',
+      'short', [
+        { expr: `max by (instance, worker) (process_open_fds{${SEL}})`, legendFormat: 'open {{instance}} {{worker}}' },
+        { expr: `max by (instance, worker) (process_max_fds{${SEL}})`, legendFormat: 'limit {{instance}} {{worker}}' }
       ], { min: 0 }),
     timeseries(l, 12, 'Spans exported per second',
       'Spans handed to the OTLP exporter, by result. Failures mean the collector is down or slow; serving is not affected.',
