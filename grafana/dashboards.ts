@@ -404,7 +404,7 @@ export function connectionsDashboard (): Dashboard {
       ], { min: 0 }),
     // Per process (a cluster's workers have a limit each): the limit is where connections start to vanish.
     timeseries(l, 6, 'File descriptors',
-      'Open file descriptors (sockets among them: one per connection, two per upstream call) against the process\'s limit (ulimit -n). At the limit, libuv accepts each new connection and closes it at once (its EMFILE trick), before Node sees it: such connections are in no metric here — not accepted, not dropped, no error — and their clients see a reset. The JourneyFileDescriptorsNearLimit alert fires at 90 %.',
+      'Open file descriptors (sockets among them: one per connection, two per upstream call) against the process\'s limit (ulimit -n). At the limit, libuv accepts each new connection and closes it at once (its EMFILE trick), before Node sees it: such connections are in no metric here — not accepted, not dropped, no error — and their clients see it closed at once, unanswered. The JourneyFileDescriptorsNearLimit alert fires at 90 %.',
       'short', [
         { expr: `max by (instance, worker) (process_open_fds{${SEL}})`, legendFormat: 'open {{instance}} {{worker}}' },
         { expr: `max by (instance, worker) (process_max_fds{${SEL}})`, legendFormat: 'limit {{instance}} {{worker}}' }
