@@ -101,7 +101,7 @@ async function storm (server: ExperimentServer, total: number, concurrency: numb
  * The deepest accept queue each worker's sampler reported across the polls, kept per worker: adding them up
  * made cluster-shared's one queue, read by both workers, twice as deep as it was (123 with 64 clients).
  */
-class QueuePeaks {
+export class QueuePeaks {
   private readonly byWorker = new Map<string, number>()
   add (m: Metrics): void {
     for (const [labels, v] of series(m, 'journey_accept_queue_peak', { listener: 'http' })) {

@@ -1,6 +1,7 @@
 // The experiments' arithmetic on scraped metrics, on a cluster's scrape: every worker exports its own series.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { QueuePeaks } from '../experiments/accept.ts'
 import { delta, most, parseMetrics, sharedDelta } from '../experiments/lib/metrics.ts'
 
 // As a cluster-shared primary merges its two workers' scrapes: the namespace's TcpExt counter once per worker.
@@ -30,4 +31,19 @@ test('a per-process figure of a cluster is its worst worker\'s, not the workers\
   const m = parseMetrics('nodejs_eventloop_lag_p99_seconds{worker="1"} 0.012\nnodejs_eventloop_lag_p99_seconds{worker="2"} 0.045\n')
   assert.equal(most(m, 'nodejs_eventloop_lag_p99_seconds'), 0.045)
   assert.ok(Number.isNaN(most(m, 'nodejs_eventloop_lag_p50_seconds')))
+})
+
+test('the accept experiment\'s queue column: one shared queue read by two workers is one queue, not their sum', () => {
+  const polls = [
+    'journey_accept_queue_peak{listener="http",worker="1"} 40\njourney_accept_queue_peak{listener="http",worker="2"} 38\njourney_accept_queue_peak{listener="https",worker="1"} 90',
+    'journey_accept_queue_peak{listener="http",worker="1"} 12\njourney_accept_queue_peak{listener="http",worker="2"} 39'
+  ].map(parseMetrics)
+  const peaks = new QueuePeaks()
+  for (const m of polls) peaks.add(m)
+  assert.equal(peaks.render('cluster-shared', ['1', '2']), '40', 'the deepest reading of the one queue')
+  assert.equal(peaks.render('reuseport', ['2', '1']), '39 / 40', 'a queue per worker, deepest each, in the accepted column\'s order')
+  assert.equal(new QueuePeaks().render('cluster-rr', ['1', '2']), '—', 'no worker reported a queue: not 0')
+  const single = new QueuePeaks()
+  single.add(parseMetrics('journey_accept_queue_peak{listener="http"} 63\njourney_accept_queue_peak{listener="https"} 2'))
+  assert.equal(single.render('single', []), '63', 'the HTTP listener only')
 })
