@@ -269,6 +269,8 @@ test('out of file descriptors at a scrape, the listen-overflow counters keep the
   const r = JSON.parse(stdout) as { before: string, during: string, afterwards: string, held: number }
   assert.ok(r.held > 0, 'descriptors ran out')
   assert.match(r.before, /^\d+$/)
+  // With no overflow ever counted, a fall to 0 would not show: the overflow test above made some.
+  assert.notEqual(r.before, '0', 'the namespace has counted overflows')
   assert.equal(r.during, r.before, 'the failed read keeps the last value')
   assert.ok(Number(r.afterwards) >= Number(r.before))
 })
