@@ -65,9 +65,9 @@ export function delta (before: Metrics, after: Metrics, name: string, match: Rec
 export function sharedDelta (before: Metrics, after: Metrics, name: string, match: Record<string, string> = {}): number {
   const key = (labels: Map<string, string>): string => [...labels].sort().join(',')
   const was = new Map([...series(before, name, match)].map(([labels, v]) => [key(labels), v]))
-  let most = 0
-  for (const [labels, v] of series(after, name, match)) most = Math.max(most, v - (was.get(key(labels)) ?? 0))
-  return most
+  let grew = 0
+  for (const [labels, v] of series(after, name, match)) grew = Math.max(grew, v - (was.get(key(labels)) ?? 0))
+  return grew
 }
 
 /** Mean in ms of histogram `name` (in seconds) over what it observed between two scrapes; NaN if nothing. */
