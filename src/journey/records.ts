@@ -119,7 +119,7 @@ export interface RequestRecord {
   /** The Host (or :authority) of a request answered before its hooks, read when first seen; see `request` for the others. */
   host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
-  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage } | undefined
+  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage, getHeader: (name: string) => number | string | string[] | undefined } | undefined
   route: string
   scheme: 'http' | 'https'
   status: number

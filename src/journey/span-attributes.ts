@@ -154,10 +154,23 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
       const a: Attributes = {}
       if (!Number.isNaN(rec.bytesWritten)) a[ATTR.bytesWritten] = rec.bytesWritten
       if (rec.backpressure !== undefined) a[ATTR.backpressure] = rec.backpressure
+      const encoding = responseEncoding(rec)
+      if (encoding !== undefined) a[ATTR.responseContentEncoding] = encoding
       return a
     }
     default: return undefined
   }
+}
+
+/**
+ * The Content-Encoding the response went out with: read from the response when its span is built (kept
+ * requests only), because a compressor sets it in an onSend hook that may run after the journey's.
+ */
+function responseEncoding (rec: RequestRecord): string | undefined {
+  const value = rec.response?.getHeader('content-encoding')
+  if (value === undefined) return undefined
+  const text = Array.isArray(value) ? value.join(', ') : String(value)
+  return text === '' || text.toLowerCase() === 'identity' ? undefined : text.toLowerCase()
 }
 
 export function tlsAttributes (conn: ConnectionRecord): Attributes {

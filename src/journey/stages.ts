@@ -16,7 +16,7 @@ export const STAGE_MEANING: Record<Stage, string> = {
   decode: 'receiving the rest of the body, decompressing, parsing (JSON, protobuf) and schema validation.',
   handler: 'the route handler\'s own work.',
   serialize: 'Fastify\'s response serializer and preSerialization hooks (zero when the payload needs none).',
-  write: 'handing the response bytes to the kernel, onSend hooks and backpressure included (not acknowledged by the client).'
+  write: 'handing the response bytes to the kernel, onSend hooks, response compression and backpressure included (not acknowledged by the client).'
 }
 
 /** One colour per stage, shared by the built-in page and the Grafana dashboards. */
@@ -108,6 +108,11 @@ export const ATTR = {
   handlerBodyArriving: 'journey.handler.body_arriving',
   serializeSkipped: 'journey.serialize.skipped',
   backpressure: 'journey.write.backpressure',
+  /**
+   * The response's Content-Encoding (gzip, br, zstd…): a compressor's onSend hook (@fastify/compress) turns
+   * the body into a stream that is compressed while it is written, so the compressing is in this stage.
+   */
+  responseContentEncoding: 'journey.write.content_encoding',
   bytesWritten: 'journey.write.bytes',
   aborted: 'journey.aborted',
   /** On aborted requests whose connection closed under them: `client` or `server`, whichever closed it first. */

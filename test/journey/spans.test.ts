@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { connect as netConnect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { connect as tlsConnect } from 'node:tls'
+import { brotliCompressSync, brotliDecompressSync, constants as zlibConstants } from 'node:zlib'
 import { SpanKind } from '@opentelemetry/api'
 import { request } from 'undici'
 import { connect, countResponses, responses, splitHeaders, statusOf } from '../helpers/raw.ts'
@@ -233,6 +234,33 @@ describe('waterfalls', () => {
     assert.equal(write.attributes['journey.write.backpressure'], true)
     assert.ok(Number(write.attributes['journey.write.bytes']) > 32 * 1024 * 1024)
     assert.ok(durationMs(stage(w!, 'handler')!) < 50)
+  })
+
+  test('a compressed response: the compressing is in write, which says the encoding', async () => {
+    const path = '/report?items=10000'
+    const plain = Buffer.from(await (await request(`${t.http}${path}`)).body.arrayBuffer())
+    const [p] = await oneTrace('/report')
+    assert.equal(stage(p!, 'write')!.attributes['journey.write.content_encoding'], undefined, 'not asked for, not compressed: no encoding')
+    t.exporter.reset()
+    const r = await request(`${t.http}${path}`, { headers: { 'accept-encoding': 'br' } })
+    const wire = Buffer.from(await r.body.arrayBuffer())
+    assert.equal(r.headers['content-encoding'], 'br')
+    assert.deepEqual(brotliDecompressSync(wire), plain, 'the same body, compressed')
+    const [w] = await oneTrace('/report')
+    assertWellFormed(w!)
+    const write = stage(w!, 'write')!
+    assert.equal(write.attributes['journey.write.content_encoding'], 'br')
+    const bytes = Number(write.attributes['journey.write.bytes'])
+    assert.ok(bytes > wire.length && bytes < wire.length + 4096, `write.bytes ${bytes}: the compressed body and its framing, not the ${plain.length} bytes serialized`)
+    // @fastify/compress's default brotli quality; the fastest of three here, so a busy test process does not raise the bar.
+    const quality = { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 4 } }
+    let compressMs = Infinity
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now()
+      brotliCompressSync(plain, quality)
+      compressMs = Math.min(compressMs, performance.now() - t0)
+    }
+    assert.ok(durationMs(write) >= compressMs / 2, `write ${durationMs(write)} ms holds the compressing (≈ ${compressMs.toFixed(1)} ms here)`)
   })
 
   test('a W3C traceparent from the client continues its trace', async () => {
