@@ -11,36 +11,46 @@ import { oneAtATime, withOneConnection } from './lib/one-at-a-time.ts'
 
 const SIZES = [10, 1_000, 10_000]
 const SERIALIZERS = ['schema', 'json'] as const
+/** Asked of the largest schema response only: where compressing it lands (write), against the same rows sent plain. */
+const ENCODINGS = ['gzip', 'br', 'zstd'] as const
 
 export const serialize = experiment({
   name: 'serialize',
   hypothesis: 'The serialize stage grows with the response and, at thousands of rows, dominates the request while the handler stays flat; it measures whether the compiled response schema (fast-json-stringify) or JSON.stringify is cheaper at each size.',
   options: { requests: 100, warmup: 10 },
-  chart: { title: 'GET /report: serialize stage by rows and serializer (means)', unit: 'ms', series: [{ label: 'serialize', key: 'serialize mean ms' }, { label: 'write', key: 'write mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
+  chart: { title: 'GET /report: serialize and write by rows, serializer and encoding (means)', unit: 'ms', series: [{ label: 'serialize', key: 'serialize mean ms' }, { label: 'write', key: 'write mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
     const rows: Row[] = []
+    const largest = SIZES.at(-1)!
+    const variants = [
+      ...SIZES.flatMap(items => SERIALIZERS.map(serializer => ({ items, serializer, encoding: undefined as string | undefined }))),
+      ...ENCODINGS.map(encoding => ({ items: largest, serializer: 'schema' as const, encoding }))
+    ]
     await withOneConnection({}, async (server, agent) => {
-      for (const items of SIZES) {
-        for (const serializer of SERIALIZERS) {
-          const variant = `${items.toLocaleString('en')} ${serializer === 'schema' ? 'schema' : 'stringify'}`
-          // Warmed first: V8 compiles each serializer's code on its first calls, and that is not the steady state.
-          const m = await oneAtATime(server, agent, `/report?items=${items}&serializer=${serializer}`, {
-            requests: opts.requests, warmup: opts.warmup, label: `serialize: ${variant}`, progress
-          })
-          const stage = (s: string): number => m.stageMeanMs('/report', s)
-          const duration = meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/report' })
-          rows.push({
-            variant,
-            failed: m.failed,
-            'response KiB': m.bytes / 1024,
-            'client mean ms': m.clientMeanMs,
-            'request duration mean ms': duration,
-            'handler mean ms': stage('handler'),
-            'serialize mean ms': stage('serialize'),
-            'write mean ms': stage('write'),
-            'serialize share': stage('serialize') / duration
-          })
-        }
+      for (const { items, serializer, encoding } of variants) {
+        const variant = `${items.toLocaleString('en')} ${serializer === 'schema' ? 'schema' : 'stringify'}${encoding === undefined ? '' : ` ${encoding}`}`
+        // Warmed first: V8 compiles each serializer's code on its first calls, and that is not the steady state.
+        const m = await oneAtATime(server, agent, `/report?items=${items}&serializer=${serializer}`, {
+          requests: opts.requests,
+          warmup: opts.warmup,
+          label: `serialize: ${variant}`,
+          progress,
+          // undici's request() sends no Accept-Encoding of its own, so the other variants are sent plain.
+          headers: encoding === undefined ? undefined : { 'accept-encoding': encoding }
+        })
+        const stage = (s: string): number => m.stageMeanMs('/report', s)
+        const duration = meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/report' })
+        rows.push({
+          variant,
+          failed: m.failed,
+          'response KiB': m.bytes / 1024,
+          'client mean ms': m.clientMeanMs,
+          'request duration mean ms': duration,
+          'handler mean ms': stage('handler'),
+          'serialize mean ms': stage('serialize'),
+          'write mean ms': stage('write'),
+          'serialize share': stage('serialize') / duration
+        })
       }
     })
     return {
@@ -49,7 +59,8 @@ export const serialize = experiment({
         'Variants: rows per response, then the serializer: "schema" is the route\'s compiled response schema (fast-json-stringify), "stringify" is JSON.stringify (?serializer=json).',
         'One keep-alive connection, one request at a time; each variant first gets `warmup` requests that are not counted.',
         'The handler returns rows built once at start-up (a slice), so what grows with the response is Fastify turning them into JSON (serialize) and handing the bytes to the kernel (write).',
-        'Means from the histograms\' _sum/_count; serialize share = serialize mean / request duration mean.'
+        'Means from the histograms\' _sum/_count; serialize share = serialize mean / request duration mean.',
+        `The last rows ask for the ${largest.toLocaleString('en')}-row schema response compressed (Accept-Encoding); response KiB is then what crossed the wire. @fastify/compress compresses in a stream after the last onSend hook: in write.`
       ]
     }
   }

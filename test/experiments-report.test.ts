@@ -1,7 +1,7 @@
 // The experiments' report: a value measured over nothing is shown as such, never as a measured 0.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { barChart, printTable } from '../experiments/lib/report.ts'
+import { barChart, printTable, wrapWords } from '../experiments/lib/report.ts'
 
 const rows = [
   { variant: 'normal clients only', 'read mean ms': NaN, 'normal p50 ms': 0.12 },
@@ -21,4 +21,15 @@ test('the chart draws no bar for a mean of nothing, and one for each measured va
   const svg = barChart(rows, { title: 't', unit: 'ms', series: [{ label: 'read', key: 'read mean ms' }, { label: 'p50', key: 'normal p50 ms' }] })
   const bars = [...svg.matchAll(/<title>([^<]*)<\/title>/g)].map(m => m[1])
   assert.deepEqual(bars, ['normal clients only p50: 0.12 ms', 'slow but complete read: 973.6 ms', 'slow but complete p50: 0.12 ms'])
+})
+
+test('a variant name wider than its group is wrapped onto lines under it, not drawn over its neighbours', () => {
+  assert.deepEqual(wrapWords('10,000 schema gzip', 11), ['10,000', 'schema gzip'])
+  assert.deepEqual(wrapWords('fast reader', 20), ['fast reader'])
+  assert.deepEqual(wrapWords('a b c d e', 1), ['a', 'b', 'c d e'], 'three lines at most')
+  const many = Array.from({ length: 9 }, (_, i) => ({ variant: `10,000 schema variant${i}`, v: i + 1 }))
+  const svg = barChart(many, { title: 't', unit: 'ms', series: [{ label: 'v', key: 'v' }] })
+  const labels = [...svg.matchAll(/<text [^>]*>((?:<tspan[^>]*>[^<]*<\/tspan>)+)<\/text>/g)].map(m => [...m[1]!.matchAll(/<tspan[^>]*>([^<]*)<\/tspan>/g)].map(t => t[1]))
+  assert.equal(labels.length, 9)
+  for (const lines of labels) assert.deepEqual(lines, ['10,000', 'schema', lines[2]], `one name per line: ${lines.join('|')}`)
 })

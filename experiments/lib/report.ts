@@ -24,6 +24,17 @@ export function printTable (rows: Row[]): void {
   for (const r of rows) console.log(line(cols.map(c => fmt(r[c] ?? ''))))
 }
 
+/** Words of `text` on lines of at most `width` characters (a longer word gets a line of its own), three lines at most. */
+export function wrapWords (text: string, width: number): string[] {
+  const lines: string[] = []
+  for (const word of text.split(' ')) {
+    const last = lines.at(-1)
+    if (last !== undefined && last.length + 1 + word.length <= width) lines[lines.length - 1] = `${last} ${word}`
+    else lines.push(word)
+  }
+  return lines.length <= 3 ? lines : [...lines.slice(0, 2), lines.slice(2).join(' ')]
+}
+
 /** Grouped bars: one group per row (variant), one bar per series. Plain SVG, no library. */
 export function barChart (rows: Row[], chart: Chart): string {
   const W = 760
@@ -47,7 +58,10 @@ export function barChart (rows: Row[], chart: Chart): string {
       if (!Number.isFinite(v)) return
       parts.push(`<rect x="${x0 + j * barW}" y="${y(v)}" width="${barW - 2}" height="${y(0) - y(v)}" fill="${COLORS[j % COLORS.length]}"><title>${String(r.variant)} ${s.label}: ${fmt(v)} ${chart.unit}</title></rect>`)
     })
-    parts.push(`<text x="${left + i * groupW + groupW / 2}" y="${H - bottom + 16}" text-anchor="middle" font-size="11">${String(r.variant)}</text>`)
+    const cx = left + i * groupW + groupW / 2
+    // ≈ 6 px a character at 11 px: a name wider than its group goes on more lines rather than over its neighbours'.
+    const lines = wrapWords(String(r.variant), Math.max(4, Math.floor(groupW / 6.5)))
+    parts.push(`<text x="${cx}" y="${H - bottom + 16}" text-anchor="middle" font-size="11">${lines.map((l, k) => `<tspan x="${cx}" dy="${k === 0 ? 0 : 13}">${l}</tspan>`).join('')}</text>`)
   })
   chart.series.forEach((s, j) => {
     parts.push(`<rect x="${left + j * 150}" y="${H - 24}" width="10" height="10" fill="${COLORS[j % COLORS.length]}"/><text x="${left + j * 150 + 14}" y="${H - 15}" font-size="11">${s.label}</text>`)
