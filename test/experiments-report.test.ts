@@ -33,3 +33,13 @@ test('a variant name wider than its group is wrapped onto lines under it, not dr
   assert.equal(labels.length, 9)
   for (const lines of labels) assert.deepEqual(lines, ['10,000', 'schema', lines[2]], `one name per line: ${lines.join('|')}`)
 })
+
+test('legend entries are spaced by their labels, so a long one does not run into the next', () => {
+  const series = [{ label: 'client: response p99', key: 'a' }, { label: 'server: kernel wait before accept (mean)', key: 'b' }, { label: 'server: handler stage of / (mean)', key: 'c' }]
+  const svg = barChart([{ variant: 'x', a: 1, b: 2, c: 3 }], { title: 't', unit: 'ms', series })
+  const xs = series.map(s => Number(new RegExp(`<text x="([\\d.]+)"[^>]*>${s.label.replace(/[()/]/g, '\\$&')}</text>`).exec(svg)![1]))
+  for (let j = 1; j < xs.length; j++) {
+    assert.ok(xs[j]! - xs[j - 1]! >= series[j - 1]!.label.length * 6.5, `${series[j]!.label} starts after ${series[j - 1]!.label} ends`)
+  }
+  assert.ok(xs.at(-1)! + series.at(-1)!.label.length * 6.5 <= 760, 'the last one ends inside the chart')
+})

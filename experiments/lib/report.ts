@@ -63,8 +63,11 @@ export function barChart (rows: Row[], chart: Chart): string {
     const lines = wrapWords(String(r.variant), Math.max(4, Math.floor(groupW / 6.5)))
     parts.push(`<text x="${cx}" y="${H - bottom + 16}" text-anchor="middle" font-size="11">${lines.map((l, k) => `<tspan x="${cx}" dy="${k === 0 ? 0 : 13}">${l}</tspan>`).join('')}</text>`)
   })
+  // Each legend entry as wide as its label (≈ 6.5 px a character at 11 px), so a long one does not run into the next.
+  let lx = left
   chart.series.forEach((s, j) => {
-    parts.push(`<rect x="${left + j * 150}" y="${H - 24}" width="10" height="10" fill="${COLORS[j % COLORS.length]}"/><text x="${left + j * 150 + 14}" y="${H - 15}" font-size="11">${s.label}</text>`)
+    parts.push(`<rect x="${lx}" y="${H - 24}" width="10" height="10" fill="${COLORS[j % COLORS.length]}"/><text x="${lx + 14}" y="${H - 15}" font-size="11">${s.label}</text>`)
+    lx += Math.max(150, 14 + s.label.length * 6.5 + 20)
   })
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="system-ui, sans-serif">` +
     `<text x="${left}" y="22" font-size="14" font-weight="600">${chart.title} (${chart.unit})</text>${parts.join('')}</svg>\n`
