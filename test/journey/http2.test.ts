@@ -5,7 +5,9 @@ import assert from 'node:assert/strict'
 import { connect, constants, type ClientHttp2Session } from 'node:http2'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { gunzipSync } from 'node:zlib'
 import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import compress from '@fastify/compress'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Registry } from 'prom-client'
 import { Agent, request } from 'undici'
@@ -20,7 +22,7 @@ after(async () => { for (const close of closing.reverse()) await close() })
 
 interface H2App { app: FastifyInstance, errors: Error[], registry: Registry, spans: InMemorySpanExporter, summaries: Map<string, JourneySummary>, url: string, journey: ReturnType<typeof createJourney> }
 
-async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
+async function h2App (opts: Record<string, unknown> = {}, setup?: (app: FastifyInstance) => Promise<void>): Promise<H2App> {
   const spans = new InMemorySpanExporter()
   const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
   const provider = new TracerProvider(tracing.sdkOptions)
@@ -39,6 +41,7 @@ async function h2App (opts: Record<string, unknown> = {}): Promise<H2App> {
   app.get('/slow', async () => { await sleep(40); return 'slow' })
   app.get('/never', async (_req, reply) => { await sleep(2000); return reply.send('late') })
   app.post('/echo', async (req) => req.body)
+  await setup?.(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const secure = 'https' in opts
   return { app, errors, registry, spans, summaries, journey, url: `${secure ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` }
@@ -107,6 +110,34 @@ test('h2c: streams on one connection are requests, each with its stages from par
   assert.ok(slow !== undefined, 'the record is finished when onResponse runs')
   assert.ok(slow.stages.handler! >= 35, `handler ${slow.stages.handler}`)
   assert.ok(Math.abs(slow.ms - (slow.stages.parse! + slow.stages.decode! + slow.stages.handler! + slow.stages.serialize! + slow.stages.write! + slow.hooksMs)) < 0.01)
+})
+
+test('h2c: a compressed stream\'s write span says its encoding, as on HTTP/1.1', async () => {
+  const body = JSON.stringify({ rows: Array.from({ length: 2000 }, (_, i) => ({ id: i, name: `row ${i}` })) })
+  const { spans, url } = await h2App({}, async (app) => {
+    await app.register(compress, { global: false })
+    app.get('/big', { compress: {} }, async (_req, reply) => reply.type('application/json').send(body))
+  })
+  const s = session(url)
+  const got = await new Promise<{ encoding: unknown, bytes: Buffer }>((resolve, reject) => {
+    const stream = s.request({ ':path': '/big', 'accept-encoding': 'gzip' })
+    const chunks: Buffer[] = []
+    let encoding: unknown
+    stream.on('response', h => { encoding = h['content-encoding'] })
+    stream.on('data', (c: Buffer) => chunks.push(c))
+    stream.on('end', () => resolve({ encoding, bytes: Buffer.concat(chunks) }))
+    stream.on('error', reject)
+  })
+  assert.equal(got.encoding, 'gzip')
+  assert.equal(gunzipSync(got.bytes).toString(), body)
+  let root
+  for (let i = 0; i < 100 && root === undefined; i++) {
+    root = roots(spans.getFinishedSpans()).find(r => r.attributes['http.route'] === '/big')
+    if (root === undefined) await sleep(20)
+  }
+  assert.ok(root !== undefined, 'the stream\'s request span')
+  const write = waterfall(spans.getFinishedSpans(), root).stages.find(x => x.name === 'journey.write')!
+  assert.equal(write.attributes['journey.write.content_encoding'], 'gzip')
 })
 
 test('h2 over TLS next to HTTP/1.1 (allowHTTP1): the TLS handshake says h2; an HTTP/1.1 client on the same port gets its read stage', async () => {
