@@ -32,7 +32,7 @@ export const JOBS: readonly Job[] = [
   ['GET', '/compute?ms=15&offload=1'],
   ['GET', '/io?ms=40'],
   ['GET', '/account?auth_ms=5', { authorization: 'Bearer demo' }],
-  ['GET', '/report?items=2000'],
+  ['GET', '/report?items=2000', { 'accept-encoding': 'gzip, deflate, br, zstd' }], // as a browser asks: compressed, in write
   ['GET', '/download?kb=512'],
   ['GET', '/no-such-route'],
   ['POST', '/echo', { 'content-type': 'application/json' }, '{"message":']
