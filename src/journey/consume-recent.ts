@@ -107,9 +107,11 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   const slotOf = new Float64Array(SLOTS).fill(-1)
   const bins = new Uint32Array(SLOTS * ROW_BINS)
   const slowest: Slow[][] = Array.from({ length: SLOTS }, () => [])
-  // Accepted connections per second over the last 10 s: ten counters, not one entry per connection.
+  // Accepted connections per second over the last 10 s: ten counters, not one entry per connection. Seconds
+  // of the monotonic clock, as the slots are, so a stepped wall clock neither hides nor repeats any.
   const acceptCount = new Float64Array(10)
   const acceptSecond = new Float64Array(10).fill(-1)
+  const watchedFrom = monotonicNow()
   let nextId = 1
   // The open connections themselves, not a count: their records in flight are counted at each snapshot.
   const open = new Set<ConnectionRecord>()
@@ -211,7 +213,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       if (s >= 0) bins[s * ROW_BINS + KERNEL_ROW * BINS + binOf(k.lastAckRecvMs)]!++
     }
     open.add(message as ConnectionRecord)
-    const sec = Math.floor(Date.now() / 1000)
+    const sec = Math.floor(monotonicNow() / 1000)
     const i = sec % 10
     if (acceptSecond[i] !== sec) { acceptSecond[i] = sec; acceptCount[i] = 0 }
     acceptCount[i]!++
@@ -236,7 +238,10 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     let n = 0
     // The ten whole seconds before this one.
     for (let i = 0; i < 10; i++) if (acceptSecond[i]! >= sec - 10 && acceptSecond[i]! < sec) n += acceptCount[i]!
-    return n / 10
+    // Over the time actually watched: in its first ten seconds the view has not seen ten (dividing by ten
+    // read a steady 50 connections/s as 5 after one second). A second at least, so a first burst inside a
+    // partly watched second is not read as a rate of thousands.
+    return n / Math.max(1, Math.min(10_000, sec * 1000 - watchedFrom) / 1000)
   }
 
   /** The slots of the window ending at monotonic time `at`, oldest first (-1 where a slot saw nothing in its interval). */
@@ -303,7 +308,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
         connections: {
           active: open.size,
           inFlight: inFlight(),
-          acceptedPerSecond: acceptedPerSecond(Math.floor(now / 1000)),
+          acceptedPerSecond: acceptedPerSecond(Math.floor(mark / 1000)),
           tlsFull,
           tlsResumed,
           tlsFailed: Object.values(tlsFailures).reduce((a, b) => a + b, 0),
