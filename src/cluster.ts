@@ -7,8 +7,8 @@
 // with every worker's metrics merged into one scrape (each series labelled with its `worker`), and drains
 // the workers on SIGTERM/SIGINT.
 import cluster, { type Worker } from 'node:cluster'
-import Fastify, { LogController, type FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
+import { createAdmin } from './admin.ts'
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import type { Config } from './config.ts'
 import { listenError } from './server.ts'
@@ -67,7 +67,7 @@ export async function runPrimary (config: Config, log: Logger): Promise<void> {
     })
   }
 
-  const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
+  const admin = await createAdmin(log)
   admin.get('/metrics', async (_request, reply) => {
     // Merged by prom-client over IPC: counters and histograms of the same labels are summed, and every
     // worker's series carry its `worker` label, so per-worker and total views both work. The merge uses

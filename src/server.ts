@@ -6,6 +6,7 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
+import { createAdmin } from './admin.ts'
 import { Gauge } from 'prom-client'
 import { ConfigError, type Config } from './config.ts'
 import type { Telemetry } from './telemetry.ts'
@@ -299,7 +300,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     return running(undefined, ports)
   }
 
-  const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
+  const admin = await createAdmin(log)
   admin.get('/metrics', async (request, reply) => {
     const { contentType, body } = await exposition(telemetry.registry, request.headers.accept)
     return reply.type(contentType).send(body)

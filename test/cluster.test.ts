@@ -6,6 +6,7 @@ import { createServer as createHttpServer, type IncomingMessage } from 'node:htt
 import { createServer, type AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
+import { gunzipSync } from 'node:zlib'
 import { Agent, request } from 'undici'
 import { freePort, freePorts } from '../experiments/lib/server.ts'
 import { killAll, run, start } from './helpers/process.ts'
@@ -81,7 +82,10 @@ for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
         await fresh.close()
       }
     }
-    const metrics = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+    // As Prometheus scrapes: gzip asked for, and the primary's merged exposition sent so.
+    const scraped = await request(`http://127.0.0.1:${s.ports.metrics}/metrics`, { headers: { 'accept-encoding': 'gzip' } })
+    assert.equal(scraped.headers['content-encoding'], 'gzip')
+    const metrics = gunzipSync(Buffer.from(await scraped.body.arrayBuffer())).toString()
     for (const [listener, n] of Object.entries(made)) {
       const counts = perWorker(metrics, listener)
       ctx.diagnostic(`${listener}: ${[...counts].map(([w, c]) => `worker ${w} accepted ${c}`).join(', ')}`)

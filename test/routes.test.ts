@@ -1,7 +1,7 @@
 // Every demo route and every limit, over real HTTP and HTTPS connections.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib'
+import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib'
 import { request } from 'undici'
 import { encodeOrder } from '../src/app/orders.ts'
 import { connect, statusOf } from './helpers/raw.ts'
@@ -228,6 +228,23 @@ describe('admin listener', () => {
     const ready = await request(`${t.admin}/readyz`)
     assert.equal(ready.statusCode, 200)
     assert.deepEqual(await ready.body.json(), { status: 'ready' })
+  })
+
+  test('/metrics is gzipped for a scraper that asks (Prometheus always does), the same exposition', async () => {
+    const plain = await (await request(`${t.admin}/metrics`)).body.text()
+    const z = await request(`${t.admin}/metrics`, { headers: { 'accept-encoding': 'gzip' } })
+    assert.equal(z.headers['content-encoding'], 'gzip')
+    assert.match(String(z.headers['content-type']), /^text\/plain; version=0\.0\.4/)
+    const wire = Buffer.from(await z.body.arrayBuffer())
+    const text = gunzipSync(wire).toString()
+    // Two scrapes a moment apart: the same series, in the same order (values such as uptime move).
+    const names = (x: string): string[] => x.split('\n').filter(l => l.startsWith('# TYPE'))
+    assert.deepEqual(names(text), names(plain))
+    assert.ok(wire.length < text.length / 5, `${wire.length} bytes on the wire for ${text.length}`)
+    const page = await request(`${t.admin}/journey/events`, { headers: { 'accept-encoding': 'gzip' } })
+    assert.equal(page.headers['content-type'], 'text/event-stream')
+    assert.equal(page.headers['content-encoding'], undefined, 'the page\'s event stream is never held back by a compressor')
+    await page.body.destroy()
   })
 
   test('nothing operational is on the public ports', async () => {
