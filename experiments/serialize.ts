@@ -60,7 +60,7 @@ export const serialize = experiment({
         'One keep-alive connection, one request at a time; each variant first gets `warmup` requests that are not counted.',
         'The handler returns rows built once at start-up (a slice), so what grows with the response is Fastify turning them into JSON (serialize) and handing the bytes to the kernel (write).',
         'Means from the histograms\' _sum/_count; serialize share = serialize mean / request duration mean.',
-        `The last rows ask for the ${largest.toLocaleString('en')}-row schema response compressed (Accept-Encoding); response KiB is then what crossed the wire. @fastify/compress compresses in a stream after the last onSend hook: in write.`
+        `The last rows ask for the ${largest.toLocaleString('en')}-row schema response compressed (Accept-Encoding); response KiB is then what crossed the wire. @fastify/compress compresses in its onSend hook, after the journey's, or as the body is written: in write.`
       ]
     }
   }

@@ -173,7 +173,8 @@ export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
 
   // The serialize stage's route: the handler hands Fastify `items` rows, and Fastify turns them into JSON.
   // Compressed when the client asks (Accept-Encoding), as a production service would: @fastify/compress
-  // compresses in a stream after the last onSend hook, so that cost shows up in the write stage.
+  // compresses in its onSend hook (a small body at once) or in a stream as the body is written (a large
+  // one), after the journey's onSend either way, so that cost shows up in the write stage.
   app.get('/report', { schema: reportSchema, compress: {} }, async (request, reply) => {
     const { items, serializer } = request.query as { items: number, serializer: 'schema' | 'json' }
     // A serializer of the reply's own replaces the route's compiled one (and then sets no content type).

@@ -190,6 +190,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     const rec = claimed ?? newRequestRecord(conn, request.method, request.url, protocolVersionOf(request.raw), now())
     rec.request = request
     rec.response = reply.raw
+    rec.reply = reply
     const route = request.routeOptions
     rec.route = route.url ?? UNMATCHED_ROUTE
     if (route.url !== undefined) {

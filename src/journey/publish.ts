@@ -31,6 +31,7 @@ export function publishRequest (rec: RequestRecord): void {
   // Subscribers run synchronously: whatever needed the request has had it.
   rec.request = undefined
   rec.response = undefined
+  rec.reply = undefined
 }
 
 export function publishConnection (channel: diagnostics.Channel, conn: ConnectionRecord): void {

@@ -120,6 +120,11 @@ export interface RequestRecord {
   host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
   response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage, getHeader: (name: string) => number | string | string[] | undefined } | undefined
+  /**
+   * Its Fastify reply, for as long as `request`: the headers Fastify sent are the reply's (Node's writeHead
+   * takes them without storing them on the response), so a header a later onSend hook set is read here.
+   */
+  reply: { getHeader: (name: string) => number | string | string[] | undefined } | undefined
   route: string
   scheme: 'http' | 'https'
   status: number
@@ -271,6 +276,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     request: undefined,
     host: undefined,
     response: undefined,
+    reply: undefined,
     route: '',
     scheme: conn.secure ? 'https' : 'http',
     status: 0,

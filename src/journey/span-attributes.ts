@@ -163,11 +163,12 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
 }
 
 /**
- * The Content-Encoding the response went out with: read from the response when its span is built (kept
- * requests only), because a compressor sets it in an onSend hook that may run after the journey's.
+ * The Content-Encoding the response went out with: read when its span is built (kept requests only),
+ * because a compressor sets it in an onSend hook that runs after the journey's. From the reply, which holds
+ * what Fastify sent, else from the response, which holds what a handler that hijacked it set there.
  */
 function responseEncoding (rec: RequestRecord): string | undefined {
-  const value = rec.response?.getHeader('content-encoding')
+  const value = rec.reply?.getHeader('content-encoding') ?? rec.response?.getHeader('content-encoding')
   if (value === undefined) return undefined
   const text = Array.isArray(value) ? value.join(', ') : String(value)
   return text === '' || text.toLowerCase() === 'identity' ? undefined : text.toLowerCase()

@@ -109,8 +109,8 @@ export const ATTR = {
   serializeSkipped: 'journey.serialize.skipped',
   backpressure: 'journey.write.backpressure',
   /**
-   * The response's Content-Encoding (gzip, br, zstd…): a compressor's onSend hook (@fastify/compress) turns
-   * the body into a stream that is compressed while it is written, so the compressing is in this stage.
+   * The response's Content-Encoding (gzip, br, zstd…): a compressor (@fastify/compress) compresses in its
+   * onSend hook, after the journey's, or in a stream as the body is written: either way in this stage.
    */
   responseContentEncoding: 'journey.write.content_encoding',
   bytesWritten: 'journey.write.bytes',

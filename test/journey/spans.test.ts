@@ -261,6 +261,15 @@ describe('waterfalls', () => {
       compressMs = Math.min(compressMs, performance.now() - t0)
     }
     assert.ok(durationMs(write) >= compressMs / 2, `write ${durationMs(write)} ms holds the compressing (≈ ${compressMs.toFixed(1)} ms here)`)
+    // A small body (under @fastify/compress's syncThreshold) is compressed at once in its onSend hook, not
+    // streamed: still after the journey's onSend, so still in write, and said so.
+    t.exporter.reset()
+    const small = await request(`${t.http}/report?items=10`, { headers: { 'accept-encoding': 'gzip' } })
+    assert.equal(small.headers['content-encoding'], 'gzip')
+    assert.ok(small.headers['content-length'] !== undefined, 'compressed in one go: its length is known')
+    await small.body.arrayBuffer()
+    const [s] = await oneTrace('/report')
+    assert.equal(stage(s!, 'write')!.attributes['journey.write.content_encoding'], 'gzip')
   })
 
   test('a W3C traceparent from the client continues its trace', async () => {
