@@ -1,9 +1,11 @@
 // Experiment `serialize`: responses of 10, 1,000 and 10,000 rows, turned into JSON by the route's compiled
-// response schema (fast-json-stringify) or by plain JSON.stringify.
+// response schema (fast-json-stringify) or by plain JSON.stringify; then the largest asked for gzip, br and
+// zstd (Accept-Encoding).
 //
 // Hypothesis: the serialize stage grows with the response, and at thousands of rows it is the stage that
 // dominates the request, while the handler (which only hands the rows over) stays flat. Which serializer
-// is cheaper is what the experiment measures, at each size.
+// is cheaper is what the experiment measures, at each size; and that compressing the response is write's
+// time, not serialize's (@fastify/compress works in its onSend hook and as the body is written).
 import { experiment } from './lib/experiment.ts'
 import type { Row } from './lib/report.ts'
 import { meanMs } from './lib/metrics.ts'
@@ -16,7 +18,7 @@ const ENCODINGS = ['gzip', 'br', 'zstd'] as const
 
 export const serialize = experiment({
   name: 'serialize',
-  hypothesis: 'The serialize stage grows with the response and, at thousands of rows, dominates the request while the handler stays flat; it measures whether the compiled response schema (fast-json-stringify) or JSON.stringify is cheaper at each size.',
+  hypothesis: 'The serialize stage grows with the response and, at thousands of rows, dominates the request while the handler stays flat; it measures whether the compiled response schema (fast-json-stringify) or JSON.stringify is cheaper at each size, and that compressing the response lands in write, not serialize.',
   options: { requests: 100, warmup: 10 },
   chart: { title: 'GET /report: serialize and write by rows, serializer and encoding (means)', unit: 'ms', series: [{ label: 'serialize', key: 'serialize mean ms' }, { label: 'write', key: 'write mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
