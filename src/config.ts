@@ -27,6 +27,7 @@ export interface Config {
   /** The HTTPS listener offers HTTP/2 (ALPN h2), and HTTP/1.1 to clients without it. */
   httpsHttp2: boolean
   recordHeaders: string[]
+  recordResponseHeaders: string[]
   maxHeaderSize: number
   bodyLimitBytes: number
   shutdownTimeoutMs: number
@@ -103,7 +104,7 @@ function bool (env: Env, name: string, def: boolean): boolean {
   return v === 'true' || v === '1'
 }
 
-/** Header names to copy onto request spans: an explicit allowlist, because headers carry secrets. */
+/** Header names to record on request spans: an explicit allowlist, because headers carry secrets. */
 function headerList (env: Env, name: string): string[] {
   const raw = present(env, name)
   if (raw === undefined) return []
@@ -145,6 +146,7 @@ export function loadConfig (env: Env = process.env): Config {
     tlsHandshakeTimeoutMs: int(env, 'TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 600_000),
     httpsHttp2: bool(env, 'HTTPS_HTTP2', false),
     recordHeaders: headerList(env, 'JOURNEY_RECORD_HEADERS'),
+    recordResponseHeaders: headerList(env, 'JOURNEY_RECORD_RESPONSE_HEADERS'),
     maxHeaderSize: int(env, 'MAX_HEADER_SIZE', 16_384, 1024, 1_048_576),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 1_048_576, 1, 1_073_741_824),
     shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

@@ -173,6 +173,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     recordExceptions: config.recordExceptions,
     serverTiming: config.serverTiming,
     recordHeaders: config.recordHeaders,
+    recordResponseHeaders: config.recordResponseHeaders,
     kernelSampleMs: config.kernelSampleMs
   })
   if (journey.limitation !== undefined) log.warn(journey.limitation)

@@ -72,6 +72,8 @@ test('JOURNEY_RECORD_HEADERS is an allowlist of header names that never includes
   assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'user-agent,authorization' }), /may not record authorization/)
   assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'Cookie' }), /may not record cookie/)
   assert.throws(() => loadConfig({ JOURNEY_RECORD_HEADERS: 'bad header' }), /not a header name/)
+  assert.deepEqual(loadConfig({ JOURNEY_RECORD_RESPONSE_HEADERS: 'Content-Encoding' }).recordResponseHeaders, ['content-encoding'])
+  assert.throws(() => loadConfig({ JOURNEY_RECORD_RESPONSE_HEADERS: 'cache-control, set-cookie' }), /JOURNEY_RECORD_RESPONSE_HEADERS may not record set-cookie/)
 })
 
 test('CONNECTION_TIMEOUT_MS: a minute by default, and longer than the demo routes may stay silent', () => {

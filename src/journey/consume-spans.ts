@@ -17,7 +17,7 @@ import {
 } from './sampling.ts'
 import { channels } from './publish.ts'
 import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.ts'
-import { one, peerAttributes, requestAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
+import { one, peerAttributes, requestAttributes, responseHeaderAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { methodLabel, OTHER_METHOD } from './http-method.ts'
 import { admissionOf } from './admission.ts'
 import { warnNoSdkOptions, warnNotRecorded } from './misuse-warnings.ts'
@@ -53,6 +53,8 @@ export interface SpanConsumerOptions {
   /** The error Fastify took becomes an exception event on the span where it happened (JourneyOptions). */
   recordExceptions: boolean
   recordHeaders: string[]
+  /** Response headers to record on request spans (http.response.header.<name>), read when a span is built. */
+  recordResponseHeaders: string[]
   /** Only this journey's records (records.ts); every journey's without it. */
   owner?: JourneyOwner | undefined
 }
@@ -81,7 +83,7 @@ const ABORTED = 'connection closed before the response finished'
 const DECIDED_ROOT = decided(ROOT_CONTEXT)
 
 export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
-  const { tracer, ids, headSampler, precision, recordHeaders, processors } = opts
+  const { tracer, ids, headSampler, precision, recordHeaders, recordResponseHeaders, processors } = opts
 
   const decideRoot = rootDecider(headSampler)
   const admission = admissionOf(processors)
@@ -197,6 +199,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
 
     const route = rec.route === UNMATCHED_ROUTE ? undefined : rec.route
     const attributes = requestAttributes(rec, tl, rule, precision)
+    if (recordResponseHeaders.length > 0) responseHeaderAttributes(rec, recordResponseHeaders, attributes)
     // In the shape the SDK gives a link once it has checked its attributes (a finished request span keeps it as is).
     const links: Link[] = [{
       context: { traceId: conn.traceId, spanId: conn.spanId, traceFlags: 1 },

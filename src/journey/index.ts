@@ -124,6 +124,8 @@ export interface JourneyOptions {
   recordExceptions?: boolean
   /** Request headers to record on request spans (lower case). Nothing else from the request is recorded. */
   recordHeaders?: string[]
+  /** Response headers to record on request spans (lower case), as they went out: `content-encoding`, `cache-control`… */
+  recordResponseHeaders?: string[]
   /** > 0: sample accept queues every this many ms off the event loop (journey_accept_queue_peak); for experiments. */
   kernelSampleMs?: number
   /**
@@ -205,6 +207,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       keepErrors: opts.keepErrors ?? true,
       recordExceptions: opts.recordExceptions ?? true,
       recordHeaders: opts.recordHeaders ?? [],
+      recordResponseHeaders: opts.recordResponseHeaders ?? [],
       owner
     })
   if (spans !== undefined) owner.start = spans.start

@@ -174,6 +174,17 @@ function responseEncoding (rec: RequestRecord): string | undefined {
   return text === '' || text.toLowerCase() === 'identity' ? undefined : text.toLowerCase()
 }
 
+/**
+ * Allowlisted response headers as `http.response.header.<name>` (string arrays, as the HTTP semantic
+ * conventions ask), read from what went out, for kept requests only: nothing is copied per request.
+ */
+export function responseHeaderAttributes (rec: RequestRecord, names: readonly string[], a: Attributes): void {
+  for (const h of names) {
+    const v = rec.reply?.getHeader(h) ?? rec.response?.getHeader(h)
+    if (v !== undefined) a[`http.response.header.${h}`] = Array.isArray(v) ? v : [String(v)]
+  }
+}
+
 export function tlsAttributes (conn: ConnectionRecord): Attributes {
   const a: Attributes = {}
   a[ATTR.tlsResumed] = conn.tlsResumed

@@ -6,7 +6,7 @@ import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { roots } from '../helpers/spans.ts'
 
 let t: TestServer
-before(async () => { t = await startTestServer({ JOURNEY_RECORD_HEADERS: 'user-agent, x-request-id' }) })
+before(async () => { t = await startTestServer({ JOURNEY_RECORD_HEADERS: 'user-agent, x-request-id', JOURNEY_RECORD_RESPONSE_HEADERS: 'content-type, content-encoding, content-length, x-not-sent' }) })
 after(async () => { await t.close() })
 
 test('no bodies, credentials, cookies or query strings in spans or metrics; allowlisted headers are there', async () => {
@@ -25,4 +25,17 @@ test('no bodies, credentials, cookies or query strings in spans or metrics; allo
   assert.deepEqual(root.attributes['http.request.header.x-request-id'], ['req-42'])
   const metrics = await (await request(`${t.admin}/metrics`)).body.text()
   for (const secret of ['SECRET-QUERY', 'SECRET-AUTH', 'SECRET-COOKIE', 'SECRET-BODY']) assert.ok(!metrics.includes(secret), `${secret} leaked into metrics`)
+})
+
+test('allowlisted response headers are recorded as they went out, a compressor\'s included; the others are not', async () => {
+  const r = await request(`${t.http}/report?items=10`, { headers: { 'accept-encoding': 'gzip' } })
+  assert.equal(r.headers['content-encoding'], 'gzip')
+  await r.body.arrayBuffer()
+  const spans = await t.spansWhere(s => roots(s, '/report').length === 1)
+  const root = roots(spans, '/report')[0]!
+  assert.deepEqual(root.attributes['http.response.header.content-type'], ['application/json; charset=utf-8'])
+  assert.deepEqual(root.attributes['http.response.header.content-encoding'], ['gzip'], 'set by @fastify/compress\'s onSend, after the journey\'s')
+  assert.deepEqual(root.attributes['http.response.header.content-length'], [String(r.headers['content-length'])], 'a number header as a string')
+  assert.equal(root.attributes['http.response.header.x-not-sent'], undefined)
+  assert.equal(root.attributes['http.response.header.vary'], undefined, 'not allowlisted')
 })

@@ -44,7 +44,8 @@ function pipeline (path: Path | boolean, gate?: SpanAdmission): { exporter: InMe
     slowThresholdMs: 500,
     keepErrors: true,
     recordExceptions: true,
-    recordHeaders: []
+    recordHeaders: [],
+    recordResponseHeaders: []
   })
   return { exporter, close: () => consumer.close(), start: consumer.start }
 }
