@@ -1,0 +1,59 @@
+// Response compression by @fastify/compress, registered before or after the journey: compressing runs in its
+// onSend hook (a small body at once) or as the body is written (a large one, in a stream), after the
+// journey's onSend either way, so it is in the write stage, and the write span says the encoding.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { gunzipSync } from 'node:zlib'
+import compress from '@fastify/compress'
+import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import Fastify from 'fastify'
+import { Registry } from 'prom-client'
+import { request } from 'undici'
+import { createJourney, journeyTracing } from '../../src/journey/index.ts'
+import { roots, waterfall } from '../helpers/spans.ts'
+
+const rows = (n: number): string => JSON.stringify(Array.from({ length: n }, (_, i) => ({ id: i, name: `row ${i}` })))
+const SMALL = rows(100) // ≈ 2 KiB: over the default threshold (1 KiB), under the syncThreshold (≥ 4 KiB)
+const LARGE = rows(20_000) // ≈ 500 KiB: streamed
+
+for (const order of ['compress registered first', 'journey registered first'] as const) {
+  test(`${order}: a compressed response's write span says its encoding and counts the compressed bytes`, async (t) => {
+    const spans = new InMemorySpanExporter()
+    const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
+    const provider = new TracerProvider(tracing.sdkOptions)
+    const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey'), recordResponseHeaders: ['content-length'] })
+    const app = Fastify()
+    t.after(async () => { await app.close(); journey.close(); await provider.shutdown() })
+    if (order === 'compress registered first') await app.register(compress, { global: true })
+    await app.register(journey.plugin)
+    if (order === 'journey registered first') await app.register(compress, { global: true })
+    app.get('/small', async (_req, reply) => reply.type('application/json').send(SMALL))
+    app.get('/large', async (_req, reply) => reply.type('application/json').send(LARGE))
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+
+    for (const [route, body, streamed] of [['/small', SMALL, false], ['/large', LARGE, true]] as const) {
+      spans.reset()
+      const r = await request(base + route, { headers: { 'accept-encoding': 'gzip' } })
+      const wire = Buffer.from(await r.body.arrayBuffer())
+      assert.equal(r.headers['content-encoding'], 'gzip', route)
+      assert.equal(gunzipSync(wire).toString(), body)
+      assert.equal(r.headers['content-length'] === undefined, streamed, `${route}: ${streamed ? 'streamed (chunked)' : 'compressed at once (its length known)'}`)
+      let root
+      for (let i = 0; i < 100 && root === undefined; i++) {
+        root = roots(spans.getFinishedSpans(), route)[0]
+        if (root === undefined) await sleep(10)
+      }
+      assert.ok(root !== undefined)
+      const w = waterfall(spans.getFinishedSpans(), root)
+      const write = w.stages.find(s => s.name === 'journey.write')!
+      assert.equal(write.attributes['journey.write.content_encoding'], 'gzip', route)
+      const written = Number(write.attributes['journey.write.bytes'])
+      assert.ok(written > wire.length && written < wire.length + 1024, `${route}: ${written} bytes written for ${wire.length} compressed (${body.length} before)`)
+      const serialize = w.stages.find(s => s.name === 'journey.serialize')
+      assert.equal(serialize?.attributes['journey.write.content_encoding'], undefined)
+      assert.deepEqual(root.attributes['http.response.header.content-length'], streamed ? undefined : [String(wire.length)], 'the length of what went out, not of the JSON')
+    }
+  })
+}
