@@ -31,6 +31,6 @@ test('accepted per second, in the view\'s first seconds, divides by the seconds 
   await sleep(1000 - (performance.now() % 1000) + 50)
   const rate = view.snapshot().connections.acceptedPerSecond
   const watched = Math.max(1, (Math.floor(performance.now() / 1000) * 1000 - from) / 1000)
-  assert.ok(watched < 3, `the test ran in ${watched} s`)
+  assert.ok(watched < 10, `within the first ten seconds: ${watched} s`)
   assert.ok(Math.abs(rate - 20 / watched) < 20 / watched * 0.05, `${rate}/s: 20 connections over ≈ ${watched.toFixed(2)} s watched (ten would read 2)`)
 })
