@@ -231,7 +231,7 @@ export function requestJourneyDashboard (): Dashboard {
         exemplar: true
       }], { overrides: stageColourOverrides(), min: 0 }),
     timeseries(l, 12, 'Bytes per second: request bodies in, responses out',
-      'What the decode and write stages carry. Request bodies: on the wire, before decompression (Content-Length, or the bytes of a body sent without one: HTTP/1.1 chunked, an HTTP/2 stream without content-length). Responses: status line, headers and body as handed to the socket, before TLS (HTTP/1.1 only: an HTTP/2 stream\'s bytes are not measured).',
+      'What the decode and write stages carry. Request bodies: on the wire, before decompression (Content-Length, or the bytes of a body sent without one: HTTP/1.1 chunked, an HTTP/2 stream without content-length). Responses: status line, headers and body as handed to the socket, after any compression and before TLS (HTTP/1.1 only: an HTTP/2 stream\'s bytes are not measured).',
       'Bps', [{
         expr: `sum(rate(${METRIC.requestBodySize}_sum{${SEL}, ${HTTP_ROUTE}}[${RATE}]))`,
         legendFormat: 'request bodies'
@@ -240,7 +240,7 @@ export function requestJourneyDashboard (): Dashboard {
         legendFormat: 'responses'
       }], { min: 0 }),
     timeseries(l, 12, 'Request body and response size p99 by route',
-      'The 99th percentile of each route\'s request bodies (requests without a body are not counted) and responses, in the same units as the panel beside it. A decode or write stage that grows with these is moving bytes; one that grows without them is waiting or computing.',
+      'The 99th percentile of each route\'s request bodies (requests without a body are not counted) and responses, in the same units as the panel beside it. A decode or write stage that grows with these is moving bytes; one that grows without them is waiting or computing (compressing responses: a longer write for fewer bytes).',
       'bytes', [{
         expr: `histogram_quantile(0.99, sum by (http_route, le) (rate(${METRIC.requestBodySize}_bucket{${SEL}, ${HTTP_ROUTE}}[${RATE}])))`,
         legendFormat: '{{http_route}} request body'
