@@ -122,9 +122,9 @@ export interface JourneyOptions {
    * messages and stacks (which your code writes, and may put data in) out of traces.
    */
   recordExceptions?: boolean
-  /** Request headers to record on request spans (lower case). Nothing else from the request is recorded. */
+  /** Request headers to record on request spans (any case). Nothing else from the request is recorded. */
   recordHeaders?: string[]
-  /** Response headers to record on request spans (lower case), as they went out: `content-encoding`, `cache-control`… */
+  /** Response headers to record on request spans (any case), as they went out: `content-encoding`, `cache-control`… */
   recordResponseHeaders?: string[]
   /** > 0: sample accept queues every this many ms off the event loop (journey_accept_queue_peak); for experiments. */
   kernelSampleMs?: number
@@ -206,8 +206,10 @@ export function createJourney (opts: JourneyOptions): Journey {
       slowThresholdMs: opts.slowThresholdMs ?? 500,
       keepErrors: opts.keepErrors ?? true,
       recordExceptions: opts.recordExceptions ?? true,
-      recordHeaders: opts.recordHeaders ?? [],
-      recordResponseHeaders: opts.recordResponseHeaders ?? [],
+      // Node's request headers are keyed in lower case, and the semantic conventions' attribute keys are too:
+      // `User-Agent` would otherwise match nothing, or name an attribute no backend groups with the others.
+      recordHeaders: (opts.recordHeaders ?? []).map(h => h.toLowerCase()),
+      recordResponseHeaders: (opts.recordResponseHeaders ?? []).map(h => h.toLowerCase()),
       owner
     })
   if (spans !== undefined) owner.start = spans.start

@@ -22,7 +22,7 @@ for (const order of ['compress registered first', 'journey registered first'] as
     const spans = new InMemorySpanExporter()
     const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
     const provider = new TracerProvider(tracing.sdkOptions)
-    const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey'), recordResponseHeaders: ['content-length'] })
+    const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey'), recordHeaders: ['X-Request-Id'], recordResponseHeaders: ['Content-Length'] })
     const app = Fastify()
     t.after(async () => { await app.close(); journey.close(); await provider.shutdown() })
     if (order === 'compress registered first') await app.register(compress, { global: true })
@@ -35,7 +35,7 @@ for (const order of ['compress registered first', 'journey registered first'] as
 
     for (const [route, body, streamed] of [['/small', SMALL, false], ['/large', LARGE, true]] as const) {
       spans.reset()
-      const r = await request(base + route, { headers: { 'accept-encoding': 'gzip' } })
+      const r = await request(base + route, { headers: { 'accept-encoding': 'gzip', 'x-request-id': 'r-1' } })
       const wire = Buffer.from(await r.body.arrayBuffer())
       assert.equal(r.headers['content-encoding'], 'gzip', route)
       assert.equal(gunzipSync(wire).toString(), body)
@@ -54,6 +54,8 @@ for (const order of ['compress registered first', 'journey registered first'] as
       const serialize = w.stages.find(s => s.name === 'journey.serialize')
       assert.equal(serialize?.attributes['journey.write.content_encoding'], undefined)
       assert.deepEqual(root.attributes['http.response.header.content-length'], streamed ? undefined : [String(wire.length)], 'the length of what went out, not of the JSON')
+      // Header names given in any case are recorded under the lower-case keys the conventions use.
+      assert.deepEqual(root.attributes['http.request.header.x-request-id'], ['r-1'])
     }
   })
 }
