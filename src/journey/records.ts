@@ -119,10 +119,11 @@ export interface RequestRecord {
   /** The Host (or :authority) of a request answered before its hooks, read when first seen; see `request` for the others. */
   host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
-  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage, getHeader: (name: string) => number | string | string[] | undefined } | undefined
+  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage } | undefined
   /**
    * Its Fastify reply, for as long as `request`: the headers Fastify sent are the reply's (Node's writeHead
-   * takes them without storing them on the response), so a header a later onSend hook set is read here.
+   * takes them without storing them on the response), so a header a later onSend hook set is read here;
+   * its getHeader falls back to the response's, where code that hijacked the reply may have set one.
    */
   reply: { getHeader: (name: string) => number | string | string[] | undefined } | undefined
   route: string

@@ -164,11 +164,10 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
 
 /**
  * The Content-Encoding the response went out with: read when its span is built (kept requests only),
- * because a compressor sets it in an onSend hook that runs after the journey's. From the reply, which holds
- * what Fastify sent, else from the response, which holds what a handler that hijacked it set there.
+ * because a compressor sets it in an onSend hook that runs after the journey's (RequestRecord.reply).
  */
 function responseEncoding (rec: RequestRecord): string | undefined {
-  const value = rec.reply?.getHeader('content-encoding') ?? rec.response?.getHeader('content-encoding')
+  const value = rec.reply?.getHeader('content-encoding')
   if (value === undefined) return undefined
   const text = Array.isArray(value) ? value.join(', ') : String(value)
   return text === '' || text.toLowerCase() === 'identity' ? undefined : text.toLowerCase()
@@ -180,7 +179,7 @@ function responseEncoding (rec: RequestRecord): string | undefined {
  */
 export function responseHeaderAttributes (rec: RequestRecord, names: readonly string[], a: Attributes): void {
   for (const h of names) {
-    const v = rec.reply?.getHeader(h) ?? rec.response?.getHeader(h)
+    const v = rec.reply?.getHeader(h)
     if (v !== undefined) a[`http.response.header.${h}`] = Array.isArray(v) ? v : [String(v)]
   }
 }
