@@ -95,7 +95,9 @@ test('JOURNEY_ENABLED=false serves the same routes with no journey telemetry (th
   assert.doesNotMatch(metrics, /journey_stage_duration_seconds_count/)
   assert.match(metrics, /nodejs_eventloop_lag_seconds/)
   s.child.kill('SIGTERM')
-  assert.equal((await s.exited).code, 0)
+  // Once (1 of 6 fresh-clone CI runs, 2026-12-04) this process ended by a signal instead of exiting 0, and
+  // nothing said which or why: the signal and the process's output now come with a failure.
+  assert.deepEqual(await s.exited, { code: 0, signal: null }, s.logs())
 })
 
 describe('npm start', () => {
