@@ -10,7 +10,7 @@
 import { experiment } from './lib/experiment.ts'
 import type { Row } from './lib/report.ts'
 import { delta, meanMs } from './lib/metrics.ts'
-import { oneAtATime, withOneConnection } from './lib/one-at-a-time.ts'
+import { oneAtATime, warmUp, withOneConnection } from './lib/one-at-a-time.ts'
 
 interface Case { variant: string, logLevel: string, body: string, status: number, https?: true }
 
@@ -29,7 +29,7 @@ const CASES: readonly Case[] = [
 export const errors = experiment({
   name: 'errors',
   hypothesis: 'A rejected body fails decode no slower than a valid one parses; Fastify\'s error handling after it (the error\'s log line, the reply) is the error_handler gap, which shrinks when 4xx are not logged; a body that is not JSON also closes the connection, so the next request pays a new one (on HTTPS, a handshake).',
-  options: { requests: 200, warmup: 50 },
+  options: { requests: 200, warmup: 50, warmupRounds: 500 },
   chart: { title: 'POST /echo, valid and rejected bodies (means; logged at info unless "warn")', unit: 'ms', series: [{ label: 'decode', key: 'decode mean ms' }, { label: 'error_handler gap', key: 'error_handler gap mean ms' }, { label: 'request duration', key: 'request duration mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
     const rows: Row[] = []
@@ -38,10 +38,12 @@ export const errors = experiment({
     for (const logLevel of ['info', 'warn']) {
       await withOneConnection({ LOG_LEVEL: logLevel }, async (server, agent) => {
         // A --url target without --https-url has no HTTPS listener to load: its HTTPS rows are left out.
-        for (const c of CASES.filter(x => x.logLevel === logLevel && (x.https !== true || !Number.isNaN(server.https)))) {
+        const cases = CASES.filter(x => x.logLevel === logLevel && (x.https !== true || !Number.isNaN(server.https)))
+        const send = (c: Case): { body: string, https?: true, headers: Record<string, string> } => ({ body: c.body, https: c.https, headers: { 'content-type': 'application/json' } })
+        await warmUp(server, agent, cases.map(c => ({ path: '/echo', opts: send(c) })), opts.warmupRounds)
+        for (const c of cases) {
           const m = await oneAtATime(server, agent, '/echo', {
-            requests: opts.requests, warmup: opts.warmup, body: c.body, status: c.status, https: c.https,
-            headers: { 'content-type': 'application/json' }, label: `errors: ${c.variant}`, progress
+            ...send(c), requests: opts.requests, warmup: opts.warmup, status: c.status, label: `errors: ${c.variant}`, progress
           })
           const route = { route: '/echo', method: 'POST' }
           const gap = meanMs(m.before, m.after, 'journey_gap_duration_seconds', { ...route, gap: 'error_handler' })

@@ -139,7 +139,7 @@ test('decode: compressed bodies are small on the wire and full size decoded; big
 })
 
 test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration is stages plus that gap', async () => {
-  const { row } = await experiment(['hooks', '--requests=5'])
+  const { row } = await experiment(['hooks', '--requests=5', '--warmupRounds=20'])
   const none = row('auth hook 0 ms')
   const slow = row('auth hook 20 ms')
   for (const r of [none, slow]) {
@@ -152,7 +152,7 @@ test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration
 })
 
 test('errors: a rejected body\'s error handling is the error_handler gap; a body that is not JSON costs the client a new connection each time', async () => {
-  const { row } = await experiment(['errors', '--requests=20', '--warmup=5'])
+  const { row } = await experiment(['errors', '--requests=20', '--warmup=5', '--warmupRounds=5'])
   const valid = row('valid')
   const notJson = row('not JSON')
   const schema = row('bad schema')
