@@ -12,6 +12,7 @@ import { experiment } from './lib/experiment.ts'
 import { delta } from './lib/metrics.ts'
 import { startServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
+import { warmUp } from './lib/one-at-a-time.ts'
 
 interface Case { variant: string, path: string, headers: Record<string, string>, body: Buffer, decodedBytes: number }
 
@@ -38,14 +39,16 @@ function cases (): Case[] {
 export const decode = experiment({
   name: 'decode',
   hypothesis: 'Decode cost follows decoded size, not wire size: compression saves wire bytes and adds work; protobuf decodes an order faster than JSON + schema validation.',
-  options: { requests: 300, concurrency: 4 },
+  options: { requests: 300, concurrency: 4, warmupRounds: 20 },
   chart: { title: 'Decode stage per body kind (mean)', unit: 'ms', series: [{ label: 'decode mean', key: 'decode mean ms' }, { label: 'whole request mean', key: 'request mean ms' }] },
   async run (opts, progress) {
     const server = await startServer({ BODY_LIMIT_BYTES: String(4 * 1024 * 1024) })
     const agent = new Agent({ connections: opts.concurrency })
     const rows = []
     try {
-      for (const c of cases()) {
+      const all = cases()
+      await warmUp(server, agent, all.map(c => ({ path: c.path, opts: { body: c.body, headers: c.headers } })), opts.warmupRounds)
+      for (const c of all) {
         const before = await server.scrape()
         const started = Date.now()
         let sent = 0

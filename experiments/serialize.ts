@@ -9,7 +9,7 @@
 import { experiment } from './lib/experiment.ts'
 import type { Row } from './lib/report.ts'
 import { meanMs } from './lib/metrics.ts'
-import { oneAtATime, withOneConnection } from './lib/one-at-a-time.ts'
+import { oneAtATime, warmUp, withOneConnection } from './lib/one-at-a-time.ts'
 
 const SIZES = [10, 1_000, 10_000]
 const SERIALIZERS = ['schema', 'json'] as const
@@ -19,7 +19,7 @@ const ENCODINGS = ['gzip', 'br', 'zstd'] as const
 export const serialize = experiment({
   name: 'serialize',
   hypothesis: 'The serialize stage grows with the response and, at thousands of rows, dominates the request while the handler stays flat; it measures whether the compiled response schema (fast-json-stringify) or JSON.stringify is cheaper at each size, and that compressing the response lands in write, not serialize.',
-  options: { requests: 100, warmup: 10 },
+  options: { requests: 100, warmup: 10, warmupRounds: 30 },
   chart: { title: 'GET /report: serialize and write by rows, serializer and encoding (means)', unit: 'ms', series: [{ label: 'serialize', key: 'serialize mean ms' }, { label: 'write', key: 'write mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
     const rows: Row[] = []
@@ -28,18 +28,16 @@ export const serialize = experiment({
       ...SIZES.flatMap(items => SERIALIZERS.map(serializer => ({ items, serializer, encoding: undefined as string | undefined }))),
       ...ENCODINGS.map(encoding => ({ items: largest, serializer: 'schema' as const, encoding }))
     ]
+    const path = (v: typeof variants[number]): string => `/report?items=${v.items}&serializer=${v.serializer}`
+    // undici's request() sends no Accept-Encoding of its own, so the other variants are sent plain.
+    const headers = (v: typeof variants[number]): Record<string, string> | undefined => v.encoding === undefined ? undefined : { 'accept-encoding': v.encoding }
     await withOneConnection({}, async (server, agent) => {
-      for (const { items, serializer, encoding } of variants) {
+      await warmUp(server, agent, variants.map(v => ({ path: path(v), opts: { headers: headers(v) } })), opts.warmupRounds)
+      for (const v of variants) {
+        const { items, serializer, encoding } = v
         const variant = `${items.toLocaleString('en')} ${serializer === 'schema' ? 'schema' : 'stringify'}${encoding === undefined ? '' : ` ${encoding}`}`
-        // Warmed first: V8 compiles each serializer's code on its first calls, and that is not the steady state.
-        const m = await oneAtATime(server, agent, `/report?items=${items}&serializer=${serializer}`, {
-          requests: opts.requests,
-          warmup: opts.warmup,
-          label: `serialize: ${variant}`,
-          progress,
-          // undici's request() sends no Accept-Encoding of its own, so the other variants are sent plain.
-          headers: encoding === undefined ? undefined : { 'accept-encoding': encoding }
-        })
+        // Warmed again just before: the variant's own steady state (V8 compiles each serializer's code on its first calls).
+        const m = await oneAtATime(server, agent, path(v), { requests: opts.requests, warmup: opts.warmup, label: `serialize: ${variant}`, progress, headers: headers(v) })
         const stage = (s: string): number => m.stageMeanMs('/report', s)
         const duration = meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/report' })
         rows.push({

@@ -18,7 +18,7 @@ import { annotate } from './lib/report.ts'
 export const tls = experiment({
   name: 'tls',
   hypothesis: 'Full handshakes cost the server most (RSA far more than ECDSA); resumption skips the certificate work; keep-alive skips the handshake.',
-  options: { connections: 600, concurrency: 8 },
+  options: { connections: 600, concurrency: 8, warmup: 100 },
   chart: { title: 'TLS: handshake latency and server CPU per request', unit: 'ms', series: [{ label: 'client handshake p50', key: 'client handshake p50 ms' }, { label: 'server tls stage mean', key: 'server tls mean ms' }, { label: 'server CPU per request', key: 'server CPU/request ms' }] },
   async run (opts, progress) {
     const dir = mkdtempSync(join(tmpdir(), 'journey-tls-'))
@@ -28,6 +28,10 @@ export const tls = experiment({
       const server = keyType === 'target' ? await startServer({}) : await startServer(await certificate(dir, keyType))
       if (!Number.isFinite(server.https)) throw new Error('the tls experiment needs the target\'s HTTPS address: --https-url=https://host:port')
       try {
+        // Uncounted handshakes of both kinds first, so the first variant measured does not pay for V8
+        // compiling the server's code (a young server's first handshakes are dearer).
+        await handshakes(server, opts.warmup, opts.concurrency, false, () => {})
+        await handshakes(server, opts.warmup, opts.concurrency, true, () => {})
         for (const mode of ['full', 'resumed', 'keep-alive'] as const) {
           if (mode === 'keep-alive' && keyType === 'rsa') continue // no handshake to compare
           const before = await server.scrape()

@@ -92,7 +92,7 @@ test('accept --maxConnections: the server\'s dropped count is exactly the client
 // test's few hundred each new connection's own cost (socket, TLS objects, its spans) blurs it (seen
 // 1.2–1.4× at 300, and reversed once in three runs at 100), so a test asserting it would be a timed test.
 test('tls: full handshakes are counted as full, resumed ones as resumed, and a full handshake costs the server several times the CPU of a kept-alive request', async () => {
-  const { row } = await experiment(['tls', '--connections=300', '--concurrency=4'])
+  const { row } = await experiment(['tls', '--connections=300', '--concurrency=4', '--warmup=20'])
   for (const keyType of ['ecdsa', 'rsa']) {
     assert.equal(num(row(`${keyType} full`)['full handshakes']), 300)
     assert.ok(num(row(`${keyType} resumed`)['resumed handshakes']) >= 290, 'resumption works (the first handshake of each loop is full)')
@@ -117,7 +117,7 @@ test('slow-client: dribbled headers lengthen read, not parse; slowloris clients 
 })
 
 test('parse: a request in pieces has a long read and an ordinary parse, in both precision modes', async () => {
-  const { row } = await experiment(['parse', '--rounds=20'])
+  const { row } = await experiment(['parse', '--rounds=20', '--warmupRounds=5'])
   const pieces = row('1 request in 20 reads')
   const plain = row('3 headers')
   for (const mode of ['default', 'fine']) {
@@ -128,7 +128,7 @@ test('parse: a request in pieces has a long read and an ordinary parse, in both 
 })
 
 test('decode: compressed bodies are small on the wire and full size decoded; bigger bodies take longer to decode', async () => {
-  const { row } = await experiment(['decode', '--requests=20', '--concurrency=2'])
+  const { row } = await experiment(['decode', '--requests=20', '--concurrency=2', '--warmupRounds=2'])
   for (const v of ['JSON 1 KiB', 'JSON 512 KiB', 'gzip JSON 512 KiB', 'br JSON 512 KiB', 'order as JSON', 'order as protobuf']) assert.equal(row(v).failed, 0, v)
   for (const v of ['gzip JSON 512 KiB', 'br JSON 512 KiB']) {
     assert.ok(Math.abs(num(row(v)['decoded KiB']) - 512) < 1, `${v} decodes to the 512 KiB document`)
@@ -173,7 +173,7 @@ test('errors: a rejected body\'s error handling is the error_handler gap; a body
 test('serialize: the serialize stage grows with the response, the handler does not', async () => {
   // 20 warm-up requests a variant: the first /report request builds the 100,000-row catalogue, and the
   // collections that promote it are better over before the counted requests (the likely source of the pause below).
-  const { row } = await experiment(['serialize', '--requests=10', '--warmup=20'])
+  const { row } = await experiment(['serialize', '--requests=10', '--warmup=20', '--warmupRounds=2'])
   for (const serializer of ['schema', 'stringify']) {
     const small = row(`10 ${serializer}`)
     const large = row(`10,000 ${serializer}`)
@@ -208,7 +208,7 @@ test('http2: fast responses wait behind a slow one pipelined on HTTP/1.1 (the pi
 })
 
 test('write: a slow reader lengthens the write stage, not the handler', async () => {
-  const { row } = await experiment(['write', '--kb=8192', '--requests=1'])
+  const { row } = await experiment(['write', '--kb=8192', '--requests=1', '--warmup=1'])
   const fast = row('fast reader')
   const slow = row('reads 8 MiB/s')
   assert.ok(num(slow['client time ms']) > num(fast['client time ms']))

@@ -25,7 +25,7 @@ export interface OneAtATimeOptions {
   warmup?: number
   headers?: Record<string, string>
   /** A POST with this body instead of a GET. */
-  body?: string
+  body?: string | Uint8Array
   /** Over the server's HTTPS listener (the agent must accept its certificate). */
   https?: boolean
   /** The status every answer should have (default 200); others count as failed. */
