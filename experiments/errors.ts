@@ -10,7 +10,7 @@
 import { experiment } from './lib/experiment.ts'
 import type { Row } from './lib/report.ts'
 import { delta, meanMs } from './lib/metrics.ts'
-import { oneAtATime, warmUp, withOneConnection } from './lib/one-at-a-time.ts'
+import { interleaved, warmUp, withOneConnection } from './lib/one-at-a-time.ts'
 
 interface Case { variant: string, logLevel: string, body: string, status: number, https?: true }
 
@@ -29,7 +29,7 @@ const CASES: readonly Case[] = [
 export const errors = experiment({
   name: 'errors',
   hypothesis: 'A rejected body fails decode no slower than a valid one parses; Fastify\'s error handling after it (the error\'s log line, the reply) is the error_handler gap, which shrinks when 4xx are not logged; a body that is not JSON also closes the connection, so the next request pays a new one (on HTTPS, a handshake).',
-  options: { requests: 200, warmup: 50, warmupRounds: 500 },
+  options: { requests: 200, rounds: 10, warmup: 2, warmupRounds: 500 },
   chart: { title: 'POST /echo, valid and rejected bodies (means; logged at info unless "warn")', unit: 'ms', series: [{ label: 'decode', key: 'decode mean ms' }, { label: 'error_handler gap', key: 'error_handler gap mean ms' }, { label: 'request duration', key: 'request duration mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
     const rows: Row[] = []
@@ -41,10 +41,11 @@ export const errors = experiment({
         const cases = CASES.filter(x => x.logLevel === logLevel && (x.https !== true || !Number.isNaN(server.https)))
         const send = (c: Case): { body: string, https?: true, headers: Record<string, string> } => ({ body: c.body, https: c.https, headers: { 'content-type': 'application/json' } })
         await warmUp(server, agent, cases.map(c => ({ path: '/echo', opts: send(c) })), opts.warmupRounds)
-        for (const c of cases) {
-          const m = await oneAtATime(server, agent, '/echo', {
-            ...send(c), requests: opts.requests, warmup: opts.warmup, status: c.status, label: `errors: ${c.variant}`, progress
-          })
+        const measured = await interleaved(server, agent, cases.map(c => ({ path: '/echo', opts: send(c), status: c.status })), {
+          requests: opts.requests, rounds: opts.rounds, warmup: opts.warmup, label: `errors (${logLevel})`, progress
+        })
+        for (const [i, c] of cases.entries()) {
+          const m = measured[i]!
           const route = { route: '/echo', method: 'POST' }
           const gap = meanMs(m.before, m.after, 'journey_gap_duration_seconds', { ...route, gap: 'error_handler' })
           rows.push({
@@ -52,7 +53,7 @@ export const errors = experiment({
             status: c.status,
             failed: m.failed,
             'client mean ms': m.clientMeanMs,
-            // Accepted while the variant ran (its first connection included): Fastify closes one after a body it could not parse.
+            // Accepted during its counted requests (each turn's warm-up reopens what the turn before closed): Fastify closes one after a body it could not parse.
             connections: delta(m.before, m.after, 'journey_connections_accepted_total'),
             'TLS handshakes': delta(m.before, m.after, 'journey_tls_handshake_duration_seconds_count'),
             'of them resumed': delta(m.before, m.after, 'journey_tls_handshake_duration_seconds_count', { resumed: 'true' }),
@@ -69,10 +70,10 @@ export const errors = experiment({
     return {
       rows,
       notes: [
-        'One keep-alive connection, one request at a time, POST /echo (a JSON schema with a required `message`); the first requests of each variant are not counted.',
+        'One keep-alive connection, one request at a time, POST /echo (a JSON schema with a required `message`); the variants take turns (`rounds`), each turn after `warmup` uncounted requests.',
         'Decode: preParsing → preHandler, or → the error (onError) when the body is rejected; error_handler gap: from the error to the reply\'s onSend (docs/stages.md).',
         'The server logs to /dev/null here; a log line to a pipe or a terminal costs more. Fastify logs a 4xx at info and a 5xx at error.',
-        'Connections: accepted while the variant ran. After a body its parser rejected, Fastify answers `connection: close` (the client may still be sending), so the client\'s next request opens a new one: client time the server\'s request duration does not hold (it is the next request\'s accept stage and, on HTTPS, its tls stage: undici resumes its TLS session, as browsers do).'
+        'Connections: accepted during the variant\'s counted requests. After a body its parser rejected, Fastify answers `connection: close` (the client may still be sending), so the client\'s next request opens a new one: client time the server\'s request duration does not hold (it is the next request\'s accept stage and, on HTTPS, its tls stage: undici resumes its TLS session, as browsers do).'
       ]
     }
   }

@@ -9,7 +9,7 @@
 import { experiment } from './lib/experiment.ts'
 import type { Row } from './lib/report.ts'
 import { meanMs } from './lib/metrics.ts'
-import { oneAtATime, warmUp, withOneConnection } from './lib/one-at-a-time.ts'
+import { interleaved, warmUp, withOneConnection } from './lib/one-at-a-time.ts'
 
 const SIZES = [10, 1_000, 10_000]
 const SERIALIZERS = ['schema', 'json'] as const
@@ -19,7 +19,7 @@ const ENCODINGS = ['gzip', 'br', 'zstd'] as const
 export const serialize = experiment({
   name: 'serialize',
   hypothesis: 'The serialize stage grows with the response and, at thousands of rows, dominates the request while the handler stays flat; it measures whether the compiled response schema (fast-json-stringify) or JSON.stringify is cheaper at each size, and that compressing the response lands in write, not serialize.',
-  options: { requests: 100, warmup: 10, warmupRounds: 30 },
+  options: { requests: 100, rounds: 10, warmup: 1, warmupRounds: 30 },
   chart: { title: 'GET /report: serialize and write by rows, serializer and encoding (means)', unit: 'ms', series: [{ label: 'serialize', key: 'serialize mean ms' }, { label: 'write', key: 'write mean ms' }, { label: 'client: request time', key: 'client mean ms' }] },
   async run (opts, progress) {
     const rows: Row[] = []
@@ -33,11 +33,12 @@ export const serialize = experiment({
     const headers = (v: typeof variants[number]): Record<string, string> | undefined => v.encoding === undefined ? undefined : { 'accept-encoding': v.encoding }
     await withOneConnection({}, async (server, agent) => {
       await warmUp(server, agent, variants.map(v => ({ path: path(v), opts: { headers: headers(v) } })), opts.warmupRounds)
-      for (const v of variants) {
-        const { items, serializer, encoding } = v
+      const measured = await interleaved(server, agent, variants.map(v => ({ path: path(v), opts: { headers: headers(v) } })), {
+        requests: opts.requests, rounds: opts.rounds, warmup: opts.warmup, label: 'serialize', progress
+      })
+      for (const [i, { items, serializer, encoding }] of variants.entries()) {
         const variant = `${items.toLocaleString('en')} ${serializer === 'schema' ? 'schema' : 'stringify'}${encoding === undefined ? '' : ` ${encoding}`}`
-        // Warmed again just before: the variant's own steady state (V8 compiles each serializer's code on its first calls).
-        const m = await oneAtATime(server, agent, path(v), { requests: opts.requests, warmup: opts.warmup, label: `serialize: ${variant}`, progress, headers: headers(v) })
+        const m = measured[i]!
         const stage = (s: string): number => m.stageMeanMs('/report', s)
         const duration = meanMs(m.before, m.after, 'http_server_request_duration_seconds', { http_route: '/report' })
         rows.push({
@@ -57,7 +58,7 @@ export const serialize = experiment({
       rows,
       notes: [
         'Variants: rows per response, then the serializer: "schema" is the route\'s compiled response schema (fast-json-stringify), "stringify" is JSON.stringify (?serializer=json).',
-        'One keep-alive connection, one request at a time; each variant first gets `warmup` requests that are not counted.',
+        'One keep-alive connection, one request at a time, after `warmupRounds` uncounted rounds of every variant; the variants take turns (`rounds`), each turn after `warmup` uncounted requests.',
         'The handler returns rows built once at start-up (a slice), so what grows with the response is Fastify turning them into JSON (serialize) and handing the bytes to the kernel (write).',
         'Means from the histograms\' _sum/_count; serialize share = serialize mean / request duration mean.',
         `The last rows ask for the ${largest.toLocaleString('en')}-row schema response compressed (Accept-Encoding); response KiB is then what crossed the wire. @fastify/compress compresses in its onSend hook, after the journey's, or as the body is written: in write.`

@@ -139,7 +139,7 @@ test('decode: compressed bodies are small on the wire and full size decoded; big
 })
 
 test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration is stages plus that gap', async () => {
-  const { row } = await experiment(['hooks', '--requests=5', '--warmupRounds=20'])
+  const { row } = await experiment(['hooks', '--requests=6', '--rounds=2', '--warmupRounds=20'])
   const none = row('auth hook 0 ms')
   const slow = row('auth hook 20 ms')
   for (const r of [none, slow]) {
@@ -152,7 +152,7 @@ test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration
 })
 
 test('errors: a rejected body\'s error handling is the error_handler gap; a body that is not JSON costs the client a new connection each time', async () => {
-  const { row } = await experiment(['errors', '--requests=20', '--warmup=5', '--warmupRounds=5'])
+  const { row } = await experiment(['errors', '--requests=20', '--rounds=4', '--warmup=1', '--warmupRounds=5'])
   const valid = row('valid')
   const notJson = row('not JSON')
   const schema = row('bad schema')
@@ -171,9 +171,9 @@ test('errors: a rejected body\'s error handling is the error_handler gap; a body
 })
 
 test('serialize: the serialize stage grows with the response, the handler does not', async () => {
-  // 20 warm-up requests a variant: the first /report request builds the 100,000-row catalogue, and the
-  // collections that promote it are better over before the counted requests (the likely source of the pause below).
-  const { row } = await experiment(['serialize', '--requests=10', '--warmup=20', '--warmupRounds=2'])
+  // Warm-up rounds of every variant first: the first /report request builds the 100,000-row catalogue, and
+  // the collections that promote it are better over before the counted requests (the likely source of the pause below).
+  const { row } = await experiment(['serialize', '--requests=10', '--rounds=2', '--warmup=1', '--warmupRounds=2'])
   for (const serializer of ['schema', 'stringify']) {
     const small = row(`10 ${serializer}`)
     const large = row(`10,000 ${serializer}`)

@@ -13,28 +13,27 @@ export interface OneAtATime {
   bytes: number
   /** Answers other than the expected status (200 unless told). */
   failed: number
+  /** The server's metrics the variant's requests added up to, as two scrapes would show them (`before` empty). */
   before: Metrics
   after: Metrics
   /** Mean of a stage over the counted requests of `route` (ms; NaN if it never happened). */
   stageMeanMs: (route: string, stage: string) => number
 }
 
-export interface OneAtATimeOptions {
+/** One variant: what it sends, and the status every answer should have (default 200; others count as failed). */
+export interface Variant extends Target { status?: number }
+
+export interface InterleavedOptions {
+  /** Counted requests of each variant, over all rounds. */
   requests: number
-  /** Requests sent first and not counted (V8 compiles code on its first calls). */
-  warmup?: number
-  headers?: Record<string, string>
-  /** A POST with this body instead of a GET. */
-  body?: string | Uint8Array
-  /** Over the server's HTTPS listener (the agent must accept its certificate). */
-  https?: boolean
-  /** The status every answer should have (default 200); others count as failed. */
-  status?: number
-  /** The Grafana annotation's text (with GRAFANA_URL), and the progress line's. */
+  /** How many turns each variant gets (`requests / rounds` requests a turn). */
+  rounds: number
+  /** Uncounted requests before each turn (a variant after one whose answers close the connection opens a new one then). */
+  warmup: number
+  /** The Grafana annotation's text for each round (with GRAFANA_URL), and the progress line's. */
   label: string
   progress: (line: string) => void
 }
-
 /**
  * Starts the server with `env`, hands `fn` it and one keep-alive connection (an undici Agent with
  * `connections: 1` that accepts the development certificate, for HTTPS too), and stops both whatever
@@ -52,7 +51,11 @@ export async function withOneConnection<T> (env: Record<string, string>, fn: (se
 }
 
 /** What one variant sends: its path, and how (method and body, headers, HTTP or HTTPS). */
-export interface Target { path: string, opts?: Pick<OneAtATimeOptions, 'headers' | 'body' | 'https'> }
+export interface Target {
+  path: string
+  /** A POST with `body` instead of a GET; over the server's HTTPS listener with `https` (the agent must accept its certificate). */
+  opts?: { headers?: Record<string, string>, body?: string | Uint8Array, https?: boolean }
+}
 
 /**
  * Sends every variant's request `rounds` times, in turn, before any variant is measured. A young server
@@ -79,30 +82,45 @@ async function send (server: Where, agent: Agent, path: string, opts: Target['op
   return { status: r.statusCode, bytes: body.byteLength, ms: performance.now() - t0 }
 }
 
-/** `agent`: an undici Agent with `connections: 1`, shared by the run's variants, so every request rides one connection. */
-export async function oneAtATime (server: ExperimentServer, agent: Agent, path: string, opts: OneAtATimeOptions): Promise<OneAtATime> {
-  const get = async (): Promise<Sent> => await send(server, agent, path, opts)
-  for (let i = 0; i < (opts.warmup ?? 0); i++) await get()
-  const before = await server.scrape()
-  const started = Date.now()
-  let client = 0
-  let bytes = 0
-  let failed = 0
-  for (let i = 0; i < opts.requests; i++) {
-    const r = await get()
-    client += r.ms
-    bytes = r.bytes
-    if (r.status !== (opts.status ?? 200)) failed++
-    if (i % 10 === 9) opts.progress(`${opts.label}: ${i + 1}/${opts.requests}`)
+/**
+ * Measures the variants in turns — A B C … A B C … — `opts.rounds` times, on one keep-alive connection
+ * (`agent`: an undici Agent with `connections: 1`), and returns a result per variant. In turns, because a
+ * server kept getting faster all through a run even after thousands of warm-up requests: the same valid
+ * POST measured four times in a row read 0.44, 0.30, 0.11 and 0.07 ms (errors experiment, 2026-12-04), so
+ * variants measured one after the other compared when they ran, not what they cost. Taking turns gives every
+ * variant the same share of the run, as the bench does for its variants. Each turn's server-side figures
+ * are the histograms' growth between a scrape before and after it, added up over the turns.
+ */
+export async function interleaved (server: ExperimentServer, agent: Agent, variants: readonly Variant[], opts: InterleavedOptions): Promise<OneAtATime[]> {
+  const acc = variants.map(() => ({ client: 0, n: 0, bytes: 0, failed: 0, grew: new Map<string, number>() as Metrics }))
+  for (let round = 0; round < opts.rounds; round++) {
+    const started = Date.now()
+    // The requests spread over the turns, so that exactly `requests` are counted.
+    const perTurn = Math.floor((round + 1) * opts.requests / opts.rounds) - Math.floor(round * opts.requests / opts.rounds)
+    for (const [i, v] of variants.entries()) {
+      const a = acc[i]!
+      for (let k = 0; k < opts.warmup; k++) await send(server, agent, v.path, v.opts ?? {})
+      const before = await server.scrape()
+      for (let k = 0; k < perTurn; k++) {
+        const r = await send(server, agent, v.path, v.opts ?? {})
+        a.client += r.ms
+        a.n++
+        a.bytes = r.bytes
+        if (r.status !== (v.status ?? 200)) a.failed++
+      }
+      const after = await server.scrape()
+      for (const [key, value] of after) a.grew.set(key, (a.grew.get(key) ?? 0) + value - (before.get(key) ?? 0))
+    }
+    await annotate(`${opts.label}: round ${round + 1}/${opts.rounds}`, started, Date.now())
+    opts.progress(`${opts.label}: round ${round + 1}/${opts.rounds}`)
   }
-  await annotate(opts.label, started, Date.now())
-  const after = await server.scrape()
-  return {
-    clientMeanMs: client / opts.requests,
-    bytes,
-    failed,
-    before,
-    after,
-    stageMeanMs: (route, stage) => meanMs(before, after, 'journey_stage_duration_seconds', { route, stage })
-  }
+  const none: Metrics = new Map()
+  return acc.map(a => ({
+    clientMeanMs: a.client / a.n,
+    bytes: a.bytes,
+    failed: a.failed,
+    before: none,
+    after: a.grew,
+    stageMeanMs: (route: string, stage: string) => meanMs(none, a.grew, 'journey_stage_duration_seconds', { route, stage })
+  }))
 }
