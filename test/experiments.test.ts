@@ -117,7 +117,7 @@ test('slow-client: dribbled headers lengthen read, not parse; slowloris clients 
 })
 
 test('parse: a request in pieces has a long read and an ordinary parse, in both precision modes', async () => {
-  const { row } = await experiment(['parse', '--rounds=20', '--warmupRounds=5'])
+  const { row } = await experiment(['parse', '--rounds=20', '--turns=2', '--warmupRounds=5'])
   const pieces = row('1 request in 20 reads')
   const plain = row('3 headers')
   for (const mode of ['default', 'fine']) {

@@ -70,6 +70,14 @@ export function sharedDelta (before: Metrics, after: Metrics, name: string, matc
   return grew
 }
 
+/**
+ * Adds to `into` what every series grew between two scrapes: a variant measured in several turns sums its
+ * turns' growth there, and reads it as `after` against an empty `before`.
+ */
+export function addGrowth (into: Metrics, before: Metrics, after: Metrics): void {
+  for (const [key, value] of after) into.set(key, (into.get(key) ?? 0) + value - (before.get(key) ?? 0))
+}
+
 /** Mean in ms of histogram `name` (in seconds) over what it observed between two scrapes; NaN if nothing. */
 export function meanMs (before: Metrics, after: Metrics, name: string, match: Record<string, string> = {}): number {
   const n = delta(before, after, `${name}_count`, match)

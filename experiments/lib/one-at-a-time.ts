@@ -2,7 +2,7 @@
 // (hooks, serialize, errors): the client's own time for each, and the server's histograms before and after, so a
 // variant's row can set what the client waited beside what each stage took.
 import { Agent, request } from 'undici'
-import { meanMs, type Metrics } from './metrics.ts'
+import { addGrowth, meanMs, type Metrics } from './metrics.ts'
 import { startServer, type ExperimentServer } from './server.ts'
 import { annotate } from './report.ts'
 
@@ -109,7 +109,7 @@ export async function interleaved (server: ExperimentServer, agent: Agent, varia
         if (r.status !== (v.status ?? 200)) a.failed++
       }
       const after = await server.scrape()
-      for (const [key, value] of after) a.grew.set(key, (a.grew.get(key) ?? 0) + value - (before.get(key) ?? 0))
+      addGrowth(a.grew, before, after)
     }
     await annotate(`${opts.label}: round ${round + 1}/${opts.rounds}`, started, Date.now())
     opts.progress(`${opts.label}: round ${round + 1}/${opts.rounds}`)
