@@ -1,6 +1,7 @@
 // The measuring loop of the experiments that send one request at a time over one keep-alive connection
-// (hooks, serialize, errors): the client's own time for each, and the server's histograms before and after, so a
-// variant's row can set what the client waited beside what each stage took.
+// (hooks, serialize, errors): a warm-up of every variant, then the variants in turns, with the client's own
+// time for each request and the server's histograms before and after each turn, so a variant's row can set
+// what the client waited beside what each stage took.
 import { Agent, request } from 'undici'
 import { addGrowth, meanMs, type Metrics } from './metrics.ts'
 import { startServer, type ExperimentServer } from './server.ts'
@@ -34,6 +35,7 @@ export interface InterleavedOptions {
   label: string
   progress: (line: string) => void
 }
+
 /**
  * Starts the server with `env`, hands `fn` it and one keep-alive connection (an undici Agent with
  * `connections: 1` that accepts the development certificate, for HTTPS too), and stops both whatever
@@ -92,7 +94,7 @@ async function send (server: Where, agent: Agent, path: string, opts: Target['op
  * are the histograms' growth between a scrape before and after it, added up over the turns.
  */
 export async function interleaved (server: ExperimentServer, agent: Agent, variants: readonly Variant[], opts: InterleavedOptions): Promise<OneAtATime[]> {
-  const acc = variants.map(() => ({ client: 0, n: 0, bytes: 0, failed: 0, grew: new Map<string, number>() as Metrics }))
+  const acc = variants.map(() => ({ client: 0, n: 0, bytes: 0, failed: 0, grew: new Map() as Metrics }))
   for (let round = 0; round < opts.rounds; round++) {
     const started = Date.now()
     // The requests spread over the turns, so that exactly `requests` are counted.
