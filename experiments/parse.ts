@@ -10,6 +10,7 @@ import { experiment } from './lib/experiment.ts'
 import { addGrowth, meanMs, type Metrics } from './lib/metrics.ts'
 import { configurable, startServer, type ExperimentServer } from './lib/server.ts'
 import { annotate } from './lib/report.ts'
+import { turnShare } from './lib/one-at-a-time.ts'
 
 interface Shape { variant: string, headers: string, pipelined: number, pieces: number }
 
@@ -43,7 +44,7 @@ export const parse = experiment({
           const started = Date.now()
           for (const shape of SHAPES) {
             const rounds = shape.pieces > 1 ? Math.ceil(opts.rounds / 10) : opts.rounds
-            const share = Math.floor((turn + 1) * rounds / opts.turns) - Math.floor(turn * rounds / opts.turns)
+            const share = turnShare(turn, rounds, opts.turns)
             const before = await server.scrape()
             for (let i = 0; i < share; i++) await exchange(server, shape, opts.pieceGapMs)
             addGrowth(grew.get(shape.variant)!, before, await server.scrape())

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
 import { Agent } from 'undici'
-import { interleaved, warmUp } from '../experiments/lib/one-at-a-time.ts'
+import { interleaved, turnShare, warmUp } from '../experiments/lib/one-at-a-time.ts'
 import { parseMetrics, sum } from '../experiments/lib/metrics.ts'
 import type { ExperimentServer } from '../experiments/lib/server.ts'
 
@@ -63,4 +63,12 @@ test('interleaved: the variants take turns, each after its uncounted warm-up, an
   assert.equal(a!.failed, 0)
   assert.equal(fail!.failed, 5, 'answers other than the status expected are counted')
   assert.ok(a!.clientMeanMs > 0 && a!.bytes === 2)
+})
+
+test('turnShare spreads a count over the turns evenly, adding up to exactly the count', () => {
+  for (const [total, turns] of [[5, 2], [3, 10], [300, 10], [30, 7], [0, 4]] as const) {
+    const shares = Array.from({ length: turns }, (_, t) => turnShare(t, total, turns))
+    assert.equal(shares.reduce((a, b) => a + b, 0), total, `${total} over ${turns}`)
+    assert.ok(Math.max(...shares) - Math.min(...shares) <= 1, `${total} over ${turns}: ${shares.join(' ')}`)
+  }
 })

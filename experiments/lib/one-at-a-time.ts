@@ -84,6 +84,11 @@ async function send (server: Where, agent: Agent, path: string, opts: Target['op
   return { status: r.statusCode, bytes: body.byteLength, ms: performance.now() - t0 }
 }
 
+/** How many of `total` requests turn `turn` (from 0) of `turns` gets: spread evenly, adding up to exactly `total`. */
+export function turnShare (turn: number, total: number, turns: number): number {
+  return Math.floor((turn + 1) * total / turns) - Math.floor(turn * total / turns)
+}
+
 /**
  * Measures the variants in turns — A B C … A B C … — `opts.rounds` times, on one keep-alive connection
  * (`agent`: an undici Agent with `connections: 1`), and returns a result per variant. In turns, because a
@@ -97,8 +102,7 @@ export async function interleaved (server: ExperimentServer, agent: Agent, varia
   const acc = variants.map(() => ({ client: 0, n: 0, bytes: 0, failed: 0, grew: new Map() as Metrics }))
   for (let round = 0; round < opts.rounds; round++) {
     const started = Date.now()
-    // The requests spread over the turns, so that exactly `requests` are counted.
-    const perTurn = Math.floor((round + 1) * opts.requests / opts.rounds) - Math.floor(round * opts.requests / opts.rounds)
+    const perTurn = turnShare(round, opts.requests, opts.rounds)
     for (const [i, v] of variants.entries()) {
       const a = acc[i]!
       for (let k = 0; k < opts.warmup; k++) await send(server, agent, v.path, v.opts ?? {})
