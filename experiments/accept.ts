@@ -74,7 +74,7 @@ export const accept = experiment({
         'Client and server share this machine\'s two cores; connect latency includes the client\'s own scheduling.',
         'Accepted per worker: connections each worker took (single: one number). Kernel wait: TCP_INFO at accept, jiffy resolution.',
         'Queue peak: journey_accept_queue_peak of the HTTP listener polled during the storm — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it. No more than --concurrency connections can wait at once.',
-        'Per worker, in the order of the accepted column: reuseport workers each have a queue (their peaks need not be simultaneous, so they are not added up). cluster-shared workers read the one queue they share: its deepest reading. With cluster-rr the primary accepts, and the workers have no listening socket to read: "—", not measured.',
+        'Per worker, in the order of the accepted column: reuseport workers each have a queue (their peaks need not be simultaneous, so they are not added up). cluster-shared workers read the one queue they share, cluster-rr workers the primary\'s (found among their parent\'s sockets): its deepest reading.',
         'Listen overflows: TcpExt ListenOverflows, namespace-wide (every worker reports the same count: counted once) — handshakes the kernel dropped because the accept queue was full; the client retries its SYN after 1 s.',
         'Dropped: connections Node closed unserved at MAX_CONNECTIONS (--maxConnections; per worker), journey_connections_dropped_total. Their clients fail (failed column).',
         ...failures.map(f => `Failed ${f}`)
@@ -110,10 +110,10 @@ export class QueuePeaks {
     }
   }
 
-  /** '64'; '31 / 33' (a queue each, in `order`); '62' for workers sharing one queue; '—' when none was reported. */
+  /** '64'; '31 / 33' (a queue each, in `order`); '62' for workers reading one queue (shared, or the primary's); '—' when none was reported. */
   render (strategy: string, order: string[]): string {
     if (this.byWorker.size === 0) return '—'
-    if (this.byWorker.size === 1 || strategy === 'cluster-shared') return String(Math.max(...this.byWorker.values()))
+    if (this.byWorker.size === 1 || strategy === 'cluster-shared' || strategy === 'cluster-rr') return String(Math.max(...this.byWorker.values()))
     const rest = [...this.byWorker.keys()].filter(w => !order.includes(w)).sort()
     return [...order, ...rest].filter(w => this.byWorker.has(w)).map(w => this.byWorker.get(w)).join(' / ')
   }

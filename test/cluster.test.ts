@@ -2,8 +2,9 @@
 // /metrics count connections per worker that add up to the connections the test made. Spans carry
 // the worker that served them; SIGTERM drains every worker and the primary exits 0.
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
-import { createServer, type AddressInfo } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { after, test } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
 import { gunzipSync } from 'node:zlib'
@@ -149,4 +150,50 @@ test('a cluster\'s metrics port in use: one line naming it, exit 2', async () =>
   assert.equal((exited as { code: number }).code, 2)
   assert.match(p.output(), new RegExp(`configuration error: METRICS_PORT=${port} cannot be used on 127.0.0.1: EADDRINUSE`))
   assert.doesNotMatch(p.output(), /at .*node:net/, 'no stack trace')
+})
+
+// Under round-robin the workers have no listening socket of their own: connections wait in the primary's
+// accept queue, and every worker reports that queue (found among its parent's sockets), as cluster-shared
+// workers report the queue they share. Stopping the primary lets a queue build in it, for real.
+test('ACCEPT_STRATEGY=cluster-rr: every worker reports the primary\'s accept queue, where the connections wait', { skip: process.platform !== 'linux' && 'needs Linux /proc' }, async (ctx) => {
+  const s = await start({ ACCEPT_STRATEGY: 'cluster-rr', WORKERS: '2', JOURNEY_KERNEL_SAMPLE_MS: '5' })
+  const scrape = async (): Promise<string> => await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
+  const byWorker = (text: string, name: string, listener: string): Map<string, number> => {
+    const out = new Map<string, number>()
+    const re = new RegExp(`^${name}\\{(?=[^}]*listener="${listener}")(?=[^}]*worker="(\\d+)")[^}]*\\} (\\d+)$`, 'gm')
+    for (const m of text.matchAll(re)) out.set(m[1]!, Number(m[2]))
+    return out
+  }
+  // The samplers' first samples (a worker's sampler starts once its servers listen).
+  let text = await scrape()
+  for (let i = 0; byWorker(text, 'journey_accept_queue_peak', 'http').size < 2; i++) {
+    assert.ok(i < 100, `both workers report a peak:\n${text.split('\n').filter(l => l.includes('accept_queue')).join('\n')}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    text = await scrape()
+  }
+  const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'))
+  for (const listener of ['http', 'https']) {
+    assert.deepEqual([...byWorker(text, 'journey_accept_queue_length', listener)].sort(), [['1', 0], ['2', 0]], `${listener}: nothing waiting`)
+    assert.deepEqual([...byWorker(text, 'journey_accept_queue_capacity', listener)].sort(), [['1', Math.min(511, somaxconn)], ['2', Math.min(511, somaxconn)]])
+  }
+
+  // The primary stopped: the kernel completes the handshakes and queues them in its socket.
+  const sockets: Socket[] = []
+  process.kill(s.child.pid!, 'SIGSTOP')
+  try {
+    await Promise.all(Array.from({ length: 5 }, async () => await new Promise<void>((resolve, reject) => {
+      const c = connect(s.ports.http, '127.0.0.1', resolve)
+      c.on('error', reject)
+      sockets.push(c)
+    })))
+    await new Promise(resolve => setTimeout(resolve, 200)) // forty samples at 5 ms
+  } finally {
+    process.kill(s.child.pid!, 'SIGCONT')
+  }
+  const peaks = byWorker(await scrape(), 'journey_accept_queue_peak', 'http')
+  for (const c of sockets) c.destroy()
+  ctx.diagnostic(`peaks: ${[...peaks].map(([w, p]) => `worker ${w} ${p}`).join(', ')}`)
+  assert.deepEqual([...peaks].sort(), [['1', 5], ['2', 5]], 'each worker saw the five connections waiting in the primary\'s queue')
+  s.child.kill('SIGTERM')
+  assert.equal((await s.exited).code, 0)
 })

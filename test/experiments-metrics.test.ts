@@ -33,7 +33,7 @@ test('a per-process figure of a cluster is its worst worker\'s, not the workers\
   assert.ok(Number.isNaN(most(m, 'nodejs_eventloop_lag_p50_seconds')))
 })
 
-test('the accept experiment\'s queue column: one shared queue read by two workers is one queue, not their sum', () => {
+test('the accept experiment\'s queue column: one queue read by two workers (shared, or the primary\'s) is one queue, not their sum', () => {
   const polls = [
     'journey_accept_queue_peak{listener="http",worker="1"} 40\njourney_accept_queue_peak{listener="http",worker="2"} 38\njourney_accept_queue_peak{listener="https",worker="1"} 90',
     'journey_accept_queue_peak{listener="http",worker="1"} 12\njourney_accept_queue_peak{listener="http",worker="2"} 39'
@@ -42,6 +42,7 @@ test('the accept experiment\'s queue column: one shared queue read by two worker
   for (const m of polls) peaks.add(m)
   assert.equal(peaks.render('cluster-shared', ['1', '2']), '40', 'the deepest reading of the one queue')
   assert.equal(peaks.render('reuseport', ['2', '1']), '39 / 40', 'a queue per worker, deepest each, in the accepted column\'s order')
+  assert.equal(peaks.render('cluster-rr', ['1', '2']), '40', 'round-robin workers read the primary\'s one queue')
   assert.equal(new QueuePeaks().render('cluster-rr', ['1', '2']), '—', 'no worker reported a queue: not 0')
   const single = new QueuePeaks()
   single.add(parseMetrics('journey_accept_queue_peak{listener="http"} 63\njourney_accept_queue_peak{listener="https"} 2'))

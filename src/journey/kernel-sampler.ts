@@ -21,8 +21,11 @@ export const MAX_LISTENERS = 16
 export const PEAK_WINDOW_S = 15
 
 export interface KernelSampler {
-  /** Start sampling this listening socket in slot `slot` (call when it is listening). */
-  watch: (slot: number, fd: number) => void
+  /**
+   * Start sampling this listening socket in slot `slot` (call when it is listening): by its fd, or by its
+   * inode when it is not this process's (a round-robin cluster worker's queue is its primary's).
+   */
+  watch: (slot: number, socket: { fd: number } | { inode: string }) => void
   /** Deepest queue seen in this slot in the last PEAK_WINDOW_S seconds; -1 before the first sample. */
   peak: (slot: number) => number
   close: () => void
@@ -61,7 +64,7 @@ export function startKernelSampler (intervalMs: number, entry = new URL(import.m
     process.emitWarning(`the accept-queue sampler stopped (${err.message}), so journey_accept_queue_peak is no longer reported`, { code: 'REQUEST_JOURNEY_SAMPLER_FAILED' })
   })
   return {
-    watch (slot, fd) { worker.postMessage({ slot, fd }) },
+    watch (slot, socket) { worker.postMessage({ slot, ...socket }) },
     peak (slot) { return Atomics.load(peaks, slot) },
     close () { void worker.terminate() }
   }
@@ -102,11 +105,11 @@ if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
   const { peaks, intervalMs } = samplerData as SamplerData
   // Per slot: its fd, the inode for the /proc fallback, and the deepest queue of each of the last seconds.
   const slots = new Map<number, { fd: number, inode: string | undefined, window: WindowMax }>()
-  parentPort.on('message', ({ slot, fd }: { slot: number, fd: number }) => {
+  parentPort.on('message', ({ slot, fd = -1, inode }: { slot: number, fd?: number, inode?: string }) => {
     // Same process, so the listening socket's fd is valid here too — unless it was closed meanwhile.
     let link: string | undefined
-    try { link = readlinkSync(`/proc/self/fd/${fd}`) } catch { link = undefined }
-    const inode = link === undefined ? undefined : /^socket:\[(\d+)\]$/.exec(link)?.[1]
+    try { link = fd < 0 ? undefined : readlinkSync(`/proc/self/fd/${fd}`) } catch { link = undefined }
+    inode ??= link === undefined ? undefined : /^socket:\[(\d+)\]$/.exec(link)?.[1]
     slots.set(slot, { fd, inode, window: new WindowMax(PEAK_WINDOW_S) })
   })
   let tcp: string | undefined

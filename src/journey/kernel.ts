@@ -8,13 +8,14 @@
 // costs time proportional to every socket in the network namespace (25–57 ms for 22k rows here), so it is
 // read asynchronously (on libuv's thread pool, not the event loop), only when Prometheus scrapes, at most
 // once per second however often it scrapes, and only the matching row is parsed.
+import cluster from 'node:cluster'
 import { accessSync, constants } from 'node:fs'
-import { readFile, readlink } from 'node:fs/promises'
+import { readdir, readFile, readlink } from 'node:fs/promises'
 import { Counter, Gauge } from 'prom-client'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 import type { Server as NetServer } from 'node:net'
 import { METRIC } from './stages.ts'
-import { acceptQueueLength, tcpExt } from './proc-net.ts'
+import { acceptQueueLength, listenInodesOnPort, tcpExt } from './proc-net.ts'
 import { readListenQueue } from './tcp-info.ts'
 import { bundledInto } from './bundled.ts'
 import { MAX_LISTENERS, PEAK_WINDOW_S, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
@@ -22,7 +23,7 @@ import { MAX_LISTENERS, PEAK_WINDOW_S, startKernelSampler, type KernelSampler } 
 /** Node's default listen() backlog: the capacity assumed for a listener read from /proc (no addon) when the app does not say. */
 export const NODE_DEFAULT_BACKLOG = 511
 
-interface Watched { listener: string, server: NetServer, backlog: number, slot: number }
+interface Watched { listener: string, server: NetServer, backlog: number, slot: number, primaryInode?: string | undefined }
 interface Reading { queues: Map<string, { length: number, capacity: number }>, overflows: number, drops: number }
 
 export interface KernelMetrics {
@@ -38,7 +39,30 @@ async function inodeOf (server: NetServer): Promise<string | undefined> {
   const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd
   if (fd === undefined || fd < 0) return undefined
   const link = await readlink(`/proc/self/fd/${fd}`).catch(() => '')
-  return /^socket:\[(\d+)\]$/.exec(link)?.[1]
+  return socketInode(link)
+}
+
+const socketInode = (link: string): string | undefined => /^socket:\[(\d+)\]$/.exec(link)?.[1]
+
+/**
+ * The listening socket a cluster worker's server accepts through under round-robin scheduling (Node's
+ * default off Windows, and pm2's cluster mode): the worker has no socket of its own (no fd), its
+ * connections wait in the primary's accept queue. That queue is the LISTEN socket on the server's port
+ * among its parent's file descriptors (the same user's, so /proc/<ppid>/fd can be read). Undefined when
+ * none, or more than one, is: the parent listening on that port on several addresses would be a guess.
+ */
+async function primaryInode (server: NetServer): Promise<string | undefined> {
+  if (!cluster.isWorker) return undefined
+  const address = server.address()
+  if (address === null || typeof address === 'string') return undefined
+  const file = address.family === 'IPv6' ? '/proc/net/tcp6' : '/proc/net/tcp'
+  const onPort = listenInodesOnPort(await readFile(file, 'utf8').catch(() => ''), address.port)
+  if (onPort.length === 0) return undefined
+  const dir = `/proc/${process.ppid}/fd`
+  const links = await Promise.all((await readdir(dir).catch(() => [])).map(fd => readlink(`${dir}/${fd}`).catch(() => '')))
+  const held = new Set(links.map(socketInode))
+  const primary = onPort.filter(inode => held.has(inode))
+  return primary.length === 1 ? primary[0] : undefined
 }
 
 async function somaxconn (): Promise<number> {
@@ -87,10 +111,12 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
       live.length > 0 ? somaxconn() : Promise.resolve(0)
     ])
     for (const w of live) {
-      const inode = await inodeOf(w.server)
+      // A round-robin worker's queue is its primary's, found once (and again if the primary re-listened).
+      const inode = await inodeOf(w.server) ?? (w.primaryInode ??= await primaryInode(w.server))
       if (inode === undefined) continue
       const length = acceptQueueLength(tcp, inode) ?? acceptQueueLength(tcp6, inode)
       if (length !== undefined) queues.set(w.listener, { length, capacity: Math.min(w.backlog, max) })
+      else if (inode === w.primaryInode) w.primaryInode = undefined
     }
     const ext = tcpExt(netstat)
     return { queues, overflows: ext.get('ListenOverflows') ?? NaN, drops: ext.get('ListenDrops') ?? NaN }
@@ -172,7 +198,8 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
       if (sampler === undefined || slot >= MAX_LISTENERS) return
       const start = (): void => {
         const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd
-        if (fd !== undefined && fd >= 0) sampler.watch(slot, fd)
+        if (fd !== undefined && fd >= 0) sampler.watch(slot, { fd })
+        else void primaryInode(server).then(inode => { if (inode !== undefined) sampler.watch(slot, { inode }) })
       }
       if (server.listening) start()
       else server.once('listening', start)

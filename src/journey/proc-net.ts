@@ -20,6 +20,20 @@ export function acceptQueueLength (procNetTcp: string, inode: string): number | 
   return undefined
 }
 
+/**
+ * Inodes of the LISTEN sockets bound to this port in /proc/net/tcp{,6} text, whatever their address (the
+ * namespace's: several processes, or one on several addresses, may listen on one port).
+ */
+export function listenInodesOnPort (procNetTcp: string, port: number): string[] {
+  const needle = `:${port.toString(16).toUpperCase().padStart(4, '0')} `
+  const out: string[] = []
+  for (const line of procNetTcp.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f[3] === TCP_LISTEN && `${f[1]} `.endsWith(needle) && f[9] !== undefined) out.push(f[9])
+  }
+  return out
+}
+
 /** TcpExt counters from /proc/net/netstat text (pairs of header and value lines). */
 export function tcpExt (procNetNetstat: string): Map<string, number> {
   const lines = procNetNetstat.split('\n')

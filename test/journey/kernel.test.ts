@@ -11,7 +11,7 @@ import { after, test } from 'node:test'
 import { promisify } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
-import { acceptQueueLength, tcpExt } from '../../src/journey/proc-net.ts'
+import { acceptQueueLength, listenInodesOnPort, tcpExt } from '../../src/journey/proc-net.ts'
 import { readListenQueue, tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { PEAK_WINDOW_S, startKernelSampler, WindowMax } from '../../src/journey/kernel-sampler.ts'
 import { startTestServer } from '../helpers/server.ts'
@@ -109,6 +109,22 @@ test('an inode that appears in another column is not mistaken for a LISTEN row',
   assert.equal(acceptQueueLength(text, '1'), undefined)
 })
 
+test('the LISTEN sockets on a port are found whatever their address, and not the connections on it', () => {
+  const text = [
+    '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+    '   0: 0100007F:0BB8 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0',
+    '   1: 0100007F:0BB8 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 20 4 30 10 -1',
+    '   2: 0200007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 100 0 0 10 0',
+    '   3: 0100007F:1BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5555 1 0000000000000000 100 0 0 10 0',
+    '   4: 0100007F:9C40 0100007F:0BB8 01 00000000:00000000 00:00000000 00000000     0        0 888 1 0000000000000000 20 4 30 10 -1'
+  ].join('\n')
+  assert.deepEqual(listenInodesOnPort(text, 3000), ['4242', '4343'])
+  assert.deepEqual(listenInodesOnPort(text, 7096), ['5555'])
+  assert.deepEqual(listenInodesOnPort(text, 40000), [], 'a client\'s port in a connection is not a listener')
+  const v6 = '   0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1 0000000000000000 100 0 0 10 0'
+  assert.deepEqual(listenInodesOnPort(v6, 3000), ['99'])
+})
+
 test('/metrics reports each listener\'s accept queue and capacity, and the namespace\'s listen overflows', { skip: !linux && 'needs Linux /proc' }, async () => {
   const s = await startTestServer()
   after(() => s.close())
@@ -187,14 +203,19 @@ test('the sampler survives a listener whose fd is gone by the time it reads it, 
   const sampler = startKernelSampler(10)!
   after(() => sampler.close())
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
-  sampler.watch(0, 1_000_000) // no such fd: before, readlink threw in the worker and its 'error' took the process down
-  sampler.watch(1, fd)
-  for (let i = 0; sampler.peak(1) < 0; i++) {
-    assert.ok(i < 200, 'the live listener is sampled')
+  sampler.watch(0, { fd: 1_000_000 }) // no such fd: before, readlink threw in the worker and its 'error' took the process down
+  sampler.watch(1, { fd })
+  // By inode, as a round-robin cluster worker watches its primary's socket; and an inode no socket has.
+  sampler.watch(2, { inode: inodeOf(server) })
+  sampler.watch(3, { inode: '1' })
+  for (let i = 0; sampler.peak(1) < 0 || sampler.peak(2) < 0; i++) {
+    assert.ok(i < 200, 'the live listener is sampled, by fd and by inode')
     await new Promise(resolve => setTimeout(resolve, 10))
   }
   assert.equal(sampler.peak(1), 0, 'an idle listener: nothing waiting')
+  assert.equal(sampler.peak(2), 0, 'the same listener by its inode')
   assert.equal(sampler.peak(0), -1, 'the vanished one: no sample')
+  assert.equal(sampler.peak(3), -1, 'no LISTEN socket with that inode: no sample')
 })
 
 // Only the thread startKernelSampler starts is the sampler. The plugin may be loaded in any other worker
