@@ -130,17 +130,51 @@ function listen (server: NetServer, port: number, host: string, variable: string
   })
 }
 
+/** What shutdown does with a server's open connections beyond what Node offers (trackConnections). */
+interface Connections {
+  /** Closes those that have not sent a byte. */
+  closeSilent: () => void
+  /** Closes every one, at the shutdown deadline. */
+  destroyAll: () => void
+}
+
+/**
+ * The connections of `server`, seen at `event`, for two things Node 24 does not do at shutdown. Its
+ * closeIdleConnections() leaves a connection that has sent nothing open (nodejs/node#63452; fixed in later
+ * lines), so a single one — a browser's preconnect, a client pool opened ahead of use — held a graceful
+ * shutdown for its whole deadline; one with bytes read has begun a request (a TLS socket counts plaintext, an
+ * HTTP/2 one its preface) and is left to finish. And an HTTP/2 server has no closeAllConnections(): a session
+ * that got its GOAWAY ends its socket and waits for the client to close its side, and destroying the session
+ * then does nothing, so a client that never closed kept the process alive past the deadline, for ever.
+ */
+function trackConnections (server: NetServer, event: 'connection' | 'secureConnection'): Connections {
+  const open = new Set<Socket>()
+  server.on(event, (socket: Socket) => {
+    open.add(socket)
+    socket.once('close', () => { open.delete(socket) })
+  })
+  return {
+    closeSilent () { for (const socket of open) if (socket.bytesRead === 0) socket.destroy() },
+    destroyAll () { for (const socket of open) socket.destroy() }
+  }
+}
+
 /**
  * Stops `listener` accepting and resolves once its connections are gone; `http` is the HTTP server behind it.
  * `sessions`: its HTTP/2 sessions, each told to finish its running streams and take no more (GOAWAY).
+ * `closeSilent`: closes its connections that have sent nothing yet (trackConnections).
  */
-function closeServer (listener: NetServer, http: { closeIdleConnections?: () => void } = listener as HttpServer, sessions?: Set<ServerHttp2Session>): Promise<void> {
+function closeServer (listener: NetServer, http: { closeIdleConnections?: () => void } = listener as HttpServer, sessions?: Set<ServerHttp2Session>, closeSilent?: () => void): Promise<void> {
   return new Promise(resolve => {
     if (!listener.listening) { resolve(); return }
-    listener.close(() => resolve())
-    // Idle keep-alive sockets close now; busy ones get `Connection: close` on their next response.
-    // (An HTTP/2 server has it for the HTTP/1.1 clients it lets in, though its types do not say so.)
+    // Idle keep-alive sockets close now; busy ones get `Connection: close` on their next response (the
+    // onSend hook below). One whose response had already said keep-alive is idle once that is sent: swept
+    // then, not left until KEEP_ALIVE_TIMEOUT_MS. (An HTTP/2 server has closeIdleConnections for the
+    // HTTP/1.1 clients it lets in, though its types do not say so.)
+    const sweep = setInterval(() => http.closeIdleConnections?.(), 100)
+    listener.close(() => { clearInterval(sweep); resolve() })
     http.closeIdleConnections?.()
+    closeSilent?.()
     // Node 24's server.close() sends every HTTP/2 session a GOAWAY itself (checked: idle and busy alike);
     // Node 22's, which the engines field allows, does not.
     for (const session of sessions ?? []) session.close()
@@ -212,6 +246,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   let httpsServer: HttpsServer | Http2SecureServer | undefined
   // HTTPS_HTTP2: the sessions to close at shutdown (an HTTP/2 server has no closeAllConnections()).
   const sessions = new Set<ServerHttp2Session>()
+  let connections: { http: Connections, https: Connections } | undefined
   const clientErrors = new ClientErrorLog(log)
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -246,6 +281,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
         httpsServer = observe(createHttpsServer(secure, handler), 'https')
       }
       httpsServer.on('clientError', clientErrorHandler.bind({ errors: clientErrors, listener: 'https' }))
+      connections = { http: trackConnections(http, 'connection'), https: trackConnections(httpsServer, 'secureConnection') }
       // Node's other limits end once a request is in: a client that stops reading its response (a stalled
       // or malicious reader: slowloris in reverse) held its connection, the response's buffers and its
       // request, in the write stage, for as long as it stayed connected. Node destroys an idle socket;
@@ -266,6 +302,15 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   const httpsListener = config.journeyEnabled ? journey.listenerFor(https) : https
 
   if (config.journeyEnabled) await app.register(journey.plugin)
+  let draining = false
+  // Node answers a request still running when the server stops with `Connection: keep-alive` (Node 24), and
+  // the connection then idled until KEEP_ALIVE_TIMEOUT_MS before the process could exit: while draining, an
+  // HTTP/1.x response says the connection ends, so its client does not reuse it, and Node closes it once
+  // sent. (HTTP/2 forbids the header; its sessions got a GOAWAY.)
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (draining && request.raw.httpVersionMajor === 1) void reply.header('connection', 'close')
+    done(null, payload)
+  })
   // Log lines of a traced request carry its trace, so logs and the waterfall can be joined.
   app.addHook('onRequest', (request, reply, done) => {
     const rec = request.journey
@@ -284,7 +329,6 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   await app.ready()
   if (config.maxConnections !== undefined) limitConnections({ http: app.server, https: httpsListener }, config.maxConnections, clientErrors)
 
-  let draining = false
   const reusePort = config.acceptStrategy === 'reuseport'
   if (role.kind === 'worker') {
     let ports: RunningServer['ports']
@@ -358,7 +402,10 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
         draining = true
         let timer: NodeJS.Timeout | undefined
         const deadline = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout') })
-        const drained = Promise.all([closeServer(app.server), closeServer(httpsListener, https as { closeIdleConnections?: () => void }, sessions)]).then(() => 'drained' as const)
+        const drained = Promise.all([
+          closeServer(app.server, app.server, undefined, connections?.http.closeSilent),
+          closeServer(httpsListener, https as { closeIdleConnections?: () => void }, sessions, connections?.https.closeSilent)
+        ]).then(() => 'drained' as const)
         const outcome = await Promise.race([drained, deadline])
         clearTimeout(timer)
         if (outcome === 'timeout') {
@@ -366,6 +413,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
           app.server.closeAllConnections()
           if ('closeAllConnections' in https) https.closeAllConnections()
           for (const session of sessions) session.destroy()
+          connections?.https.destroyAll() // HTTP/2's sessions that were told to go away and did not
           await drained
         }
         await release(admin)

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, describe, test } from 'node:test'
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
@@ -402,6 +403,68 @@ describe('npm start', () => {
     assert.equal(code, 0)
     // Before, the admin server waited for the page's endless stream: still running 20 s after the signal.
     assert.ok(performance.now() - started < 3000, `exited ${(performance.now() - started).toFixed(0)} ms after the signal`)
+  })
+
+  // Node 24's closeIdleConnections() leaves a connection that has sent nothing open (nodejs/node#63452): one
+  // browser preconnect held every shutdown for its whole deadline (10 s), and logged it as reached.
+  test('shutdown closes connections that have sent nothing (preconnects) at once, and lets a request begun on another finish', async () => {
+    const s = await start({ SHUTDOWN_TIMEOUT_MS: '10000', LOG_LEVEL: 'info' })
+    const silent = [await connect(s.ports.http), await connect(s.ports.https, true)]
+    const begun = await connect(s.ports.http)
+    await begun.write('GET / HTTP/1.1\r\nHo')
+    // Its handler running at the signal; and a download whose headers went out before it (said keep-alive).
+    const running = await connect(s.ports.http)
+    await running.write('GET /io?ms=300 HTTP/1.1\r\nHost: localhost\r\n\r\n')
+    const sending = await connect(s.ports.http)
+    sending.socket.pause()
+    await sending.write('GET /download?kb=32768 HTTP/1.1\r\nHost: localhost\r\n\r\n')
+    await new Promise(resolve => setTimeout(resolve, 200)) // accepted, and the first bytes read
+    const started = performance.now()
+    s.child.kill('SIGTERM')
+    for (const c of silent) assert.equal(await c.read(), '', 'closed by the server, with nothing sent')
+    await begun.write('st: localhost\r\n\r\n')
+    for (const [c, what] of [[begun, 'a request begun before the signal'], [running, 'a request running at the signal']] as const) {
+      const answer = await c.read(text => text.includes('\r\n\r\n') && text.endsWith('}'))
+      assert.match(answer, /^HTTP\/1\.1 200 /, what)
+      assert.match(answer, /\r\nconnection: close\r\n/i, `${what}: told its connection ends`)
+      assert.equal(await c.read(), '', `${what}: then closed`)
+    }
+    sending.socket.resume()
+    const download = await sending.read()
+    assert.match(download, /^HTTP\/1\.1 200 [\s\S]*\r\nconnection: keep-alive\r\n/i, 'the download\'s headers went out before the signal')
+    assert.ok(sending.received() > 32768 * 1024, `all of it, then closed (${sending.received()} bytes)`)
+    assert.equal((await s.exited).code, 0)
+    const took = performance.now() - started
+    assert.ok(took < 3000, `exited ${took.toFixed(0)} ms after the signal, not at the 10 s deadline`)
+    assert.doesNotMatch(s.logs(), /shutdown deadline reached/)
+  })
+
+  test('HTTPS_HTTP2: shutdown closes an HTTP/2 connection that sent nothing at once, and one whose client ignores GOAWAY at the deadline', async () => {
+    const s = await start({ HTTPS_HTTP2: 'true', SHUTDOWN_TIMEOUT_MS: '1000', LOG_LEVEL: 'info' })
+    const open = async (allowHalfOpen: boolean): Promise<TLSSocket> => await new Promise((resolve, reject) => {
+      // allowHalfOpen: a client that does not close its side when the server ends the connection.
+      const c = tlsConnect({ port: s.ports.https, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['h2'], allowHalfOpen } as ConnectionOptions, () => resolve(c))
+      c.on('error', reject)
+    })
+    const silent = await open(false)
+    silent.resume() // reading, so it sees the server close it
+    const stubborn = await open(true)
+    // The client preface and an empty SETTINGS frame; then nothing, and it never closes.
+    stubborn.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]))
+    let goaway = false
+    stubborn.on('data', (d: Buffer) => { if (d.includes(Buffer.from([0x07]))) goaway = true })
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const closed = (c: TLSSocket): Promise<number> => new Promise(resolve => c.once('close', () => resolve(performance.now())))
+    const silentClosed = closed(silent)
+    const started = performance.now()
+    s.child.kill('SIGTERM')
+    const exited = await Promise.race([s.exited, new Promise<'hung'>(resolve => setTimeout(resolve, 8000, 'hung').unref())])
+    assert.notEqual(exited, 'hung', 'the process exits (before, an HTTP/2 client that never closed kept it alive for ever)')
+    assert.equal((exited as { code: number }).code, 0)
+    assert.ok(await silentClosed - started < 500, 'the connection that sent nothing was closed at once')
+    assert.ok(goaway, 'the stubborn client was told to go away')
+    assert.match(s.logs(), /shutdown deadline reached/, 'and was closed at the deadline')
+    stubborn.destroy()
   })
 
   test('new connections are refused once shutdown starts', async () => {
