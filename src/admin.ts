@@ -3,6 +3,7 @@
 import compress from '@fastify/compress'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { trackConnections } from './connections.ts'
 
 export async function createAdmin (log: Logger): Promise<FastifyInstance> {
   const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
@@ -11,5 +12,9 @@ export async function createAdmin (log: Logger): Promise<FastifyInstance> {
   // off the serving thread. Only gzip, which every scraper and browser takes; never the page's event stream
   // (@fastify/compress leaves text/event-stream alone).
   await admin.register(compress, { global: true, encodings: ['gzip'], threshold: 1024 })
+  // A connection that has sent nothing (a scraper's or a probe's, opened as shutdown began) kept close()
+  // waiting for ever: this listener has no shutdown deadline. Fastify closes the idle ones itself.
+  const connections = trackConnections(admin.server, 'connection')
+  admin.addHook('preClose', (done) => { connections.closeSilent(); done() })
   return admin
 }

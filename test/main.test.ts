@@ -410,6 +410,9 @@ describe('npm start', () => {
   test('shutdown closes connections that have sent nothing (preconnects) at once, and lets a request begun on another finish', async () => {
     const s = await start({ SHUTDOWN_TIMEOUT_MS: '10000', LOG_LEVEL: 'info' })
     const silent = [await connect(s.ports.http), await connect(s.ports.https, true)]
+    // The admin listener's too (a scraper's), closed once the public ones have drained; it has no deadline,
+    // and before, one kept the process for ever.
+    const silentAdmin = await connect(s.ports.metrics)
     const begun = await connect(s.ports.http)
     await begun.write('GET / HTTP/1.1\r\nHo')
     // Its handler running at the signal; and a download whose headers went out before it (said keep-alive).
@@ -433,6 +436,7 @@ describe('npm start', () => {
     const download = await sending.read()
     assert.match(download, /^HTTP\/1\.1 200 [\s\S]*\r\nconnection: keep-alive\r\n/i, 'the download\'s headers went out before the signal')
     assert.ok(sending.received() > 32768 * 1024, `all of it, then closed (${sending.received()} bytes)`)
+    assert.equal(await silentAdmin.read(), '', 'the admin listener\'s silent connection: closed')
     assert.equal((await s.exited).code, 0)
     const took = performance.now() - started
     assert.ok(took < 3000, `exited ${took.toFixed(0)} ms after the signal, not at the 10 s deadline`)
