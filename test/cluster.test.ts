@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib'
 import { Agent, request } from 'undici'
 import { freePort, freePorts } from '../experiments/lib/server.ts'
 import { killAll, run, start } from './helpers/process.ts'
+import { PROC_DUTY } from '../src/journey/kernel-sampler.ts'
 
 async function fixedPorts (): Promise<Record<string, string>> {
   const [http, https] = await freePorts(2)
@@ -186,7 +187,14 @@ test('ACCEPT_STRATEGY=cluster-rr: every worker reports the primary\'s accept que
       c.on('error', reject)
       sockets.push(c)
     })))
-    await new Promise(resolve => setTimeout(resolve, 200)) // forty samples at 5 ms
+    // Long enough for several samples: a sampler reads /proc at most PROC_DUTY of the time, and this host's
+    // /proc/net/tcp may hold thousands of other tests' TIME_WAIT rows.
+    const t = performance.now()
+    readFileSync('/proc/net/tcp')
+    readFileSync('/proc/net/tcp6')
+    const held = Math.min(10_000, Math.max(200, 3 * (performance.now() - t) / PROC_DUTY))
+    ctx.diagnostic(`the primary stopped for ${held.toFixed(0)} ms`)
+    await new Promise(resolve => setTimeout(resolve, held))
   } finally {
     process.kill(s.child.pid!, 'SIGCONT')
   }

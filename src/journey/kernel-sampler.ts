@@ -97,6 +97,20 @@ export class WindowMax {
   }
 }
 
+/**
+ * The share of the sampler's time that reading /proc/net/tcp{,6} may take. TCP_INFO costs one syscall; a
+ * /proc read costs time for every socket in the namespace — a connection storm leaves thousands of
+ * TIME_WAIT rows, milliseconds a read — and two cluster workers sampling their primary's queue that way
+ * every 5 ms took most of a core from the servers they measured (the accept experiment's round-robin served
+ * 520–970 connections a second against 2,191).
+ */
+export const PROC_DUTY = 0.02
+
+/** When /proc may be read again after a read from `started` to `ended` (performance.now() ms): at most PROC_DUTY of the time. */
+export function nextProcRead (started: number, ended: number): number {
+  return ended + (ended - started) * (1 / PROC_DUTY - 1)
+}
+
 // The worker: this same module, run in a thread started by startKernelSampler (and no other thread).
 // No top-level await anywhere in the plugin's modules: it would make the package's module graph
 // asynchronous, and a CommonJS app's require() of it throw ERR_REQUIRE_ASYNC_MODULE.
@@ -120,14 +134,18 @@ if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
     if (inode === undefined) return undefined
     return acceptQueueLength(tcp ??= read('/proc/net/tcp'), inode) ?? acceptQueueLength(tcp6 ??= read('/proc/net/tcp6'), inode)
   }
+  let procAfter = 0
   setInterval(() => {
     tcp = tcp6 = undefined
-    const second = Math.floor(performance.now() / 1000)
+    const started = performance.now()
+    const second = Math.floor(started / 1000)
+    const procAllowed = started >= procAfter
     for (const [slot, s] of slots) {
-      const n = listenQueueOfFd(s.fd)?.length ?? fromProc(s.inode)
+      const n = listenQueueOfFd(s.fd)?.length ?? (procAllowed ? fromProc(s.inode) : undefined)
       if (n === undefined) continue
       s.window.record(second, n)
       Atomics.store(peaks, slot, s.window.max(second))
     }
+    if (tcp !== undefined || tcp6 !== undefined) procAfter = nextProcRead(started, performance.now())
   }, intervalMs)
 }

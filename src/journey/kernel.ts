@@ -111,8 +111,7 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
       live.length > 0 ? somaxconn() : Promise.resolve(0)
     ])
     for (const w of live) {
-      // A round-robin worker's queue is its primary's, found once (and again if the primary re-listened).
-      const inode = await inodeOf(w.server) ?? (w.primaryInode ??= await primaryInode(w.server))
+      const inode = await inodeOf(w.server) ?? await primaryOf(w)
       if (inode === undefined) continue
       const length = acceptQueueLength(tcp, inode) ?? acceptQueueLength(tcp6, inode)
       if (length !== undefined) queues.set(w.listener, { length, capacity: Math.min(w.backlog, max) })
@@ -120,6 +119,15 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
     }
     const ext = tcpExt(netstat)
     return { queues, overflows: ext.get('ListenOverflows') ?? NaN, drops: ext.get('ListenDrops') ?? NaN }
+  }
+  // A round-robin worker's queue is its primary's: found once, for the scrape and the sampler alike, and
+  // found again after a find that failed (a /proc/net/tcp read can miss a row while the table changes
+  // under it: a storm's TIME_WAIT sockets expiring) or went stale (the primary listened anew).
+  async function primaryOf (w: Watched): Promise<string | undefined> {
+    if (w.primaryInode !== undefined) return w.primaryInode
+    w.primaryInode = await primaryInode(w.server)
+    if (w.primaryInode !== undefined && sampler !== undefined && w.slot < MAX_LISTENERS) sampler.watch(w.slot, { inode: w.primaryInode })
+    return w.primaryInode
   }
   // One read serves every collector of one scrape, and scrapes closer than a second apart.
   function reading (): Promise<Reading> {
@@ -194,12 +202,13 @@ export function createKernelMetrics (registry: MetricsRegistry, opts: KernelMetr
       const i = watched.findIndex(w => w.listener === listener)
       const slot = i === -1 ? slots++ : watched[i]!.slot
       if (i !== -1) watched.splice(i, 1)
-      watched.push({ listener, server, backlog, slot })
+      const w: Watched = { listener, server, backlog, slot }
+      watched.push(w)
       if (sampler === undefined || slot >= MAX_LISTENERS) return
       const start = (): void => {
         const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd
         if (fd !== undefined && fd >= 0) sampler.watch(slot, { fd })
-        else void primaryInode(server).then(inode => { if (inode !== undefined) sampler.watch(slot, { inode }) })
+        else void primaryOf(w)
       }
       if (server.listening) start()
       else server.once('listening', start)

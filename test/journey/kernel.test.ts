@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
 import { acceptQueueLength, listenInodesOnPort, tcpExt } from '../../src/journey/proc-net.ts'
 import { readListenQueue, tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
-import { PEAK_WINDOW_S, startKernelSampler, WindowMax } from '../../src/journey/kernel-sampler.ts'
+import { nextProcRead, PEAK_WINDOW_S, PROC_DUTY, startKernelSampler, WindowMax } from '../../src/journey/kernel-sampler.ts'
 import { startTestServer } from '../helpers/server.ts'
 
 const linux = process.platform === 'linux'
@@ -161,6 +161,13 @@ test('with JOURNEY_KERNEL_SAMPLE_MS, a queue built while the loop is blocked sho
   assert.match(text, /^journey_accept_queue_length\{listener="http"\} 0$/m, 'drained by the time the scrape ran')
   // A scrape does not consume the peak: a second scraper (Prometheus beside an experiment) sees it too.
   assert.equal(await peak(), 6, 'still there for the next scraper')
+})
+
+test('the sampler reads /proc at most PROC_DUTY of the time, however often it samples', () => {
+  // A 5 ms read (a storm's TIME_WAIT rows) at 1000 ms: the next read may start at 1250 ms.
+  assert.equal(nextProcRead(1000, 1005), 1250)
+  assert.ok(Math.abs(5 / (nextProcRead(1000, 1005) - 1000) - PROC_DUTY) < 1e-9, 'reading takes PROC_DUTY of the time from one read to the next')
+  assert.ok(nextProcRead(1000, 1000.05) < 1005, 'a quick read (a quiet host) leaves a 5 ms sampler its pace')
 })
 
 test('the peak window keeps each second\'s deepest queue for its length, then forgets it', () => {
