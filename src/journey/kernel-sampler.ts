@@ -13,7 +13,7 @@
 // window at least as long as the scrape interval, every scraper sees every peak.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import { readFileSync, readlinkSync } from 'node:fs'
-import { acceptQueueLength } from './proc-net.ts'
+import { acceptQueueLength, socketInode } from './proc-net.ts'
 import { listenQueueOfFd } from './tcp-info.ts'
 
 export const MAX_LISTENERS = 16
@@ -123,7 +123,7 @@ if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
     // Same process, so the listening socket's fd is valid here too — unless it was closed meanwhile.
     let link: string | undefined
     try { link = fd < 0 ? undefined : readlinkSync(`/proc/self/fd/${fd}`) } catch { link = undefined }
-    inode ??= link === undefined ? undefined : /^socket:\[(\d+)\]$/.exec(link)?.[1]
+    inode ??= link === undefined ? undefined : socketInode(link)
     slots.set(slot, { fd, inode, window: new WindowMax(PEAK_WINDOW_S) })
   })
   let tcp: string | undefined

@@ -15,7 +15,7 @@ import { Counter, Gauge } from 'prom-client'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 import type { Server as NetServer } from 'node:net'
 import { METRIC } from './stages.ts'
-import { acceptQueueLength, listenInodesOnPort, tcpExt } from './proc-net.ts'
+import { acceptQueueLength, listenInodesOnPort, socketInode, tcpExt } from './proc-net.ts'
 import { readListenQueue } from './tcp-info.ts'
 import { bundledInto } from './bundled.ts'
 import { MAX_LISTENERS, PEAK_WINDOW_S, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
@@ -41,8 +41,6 @@ async function inodeOf (server: NetServer): Promise<string | undefined> {
   const link = await readlink(`/proc/self/fd/${fd}`).catch(() => '')
   return socketInode(link)
 }
-
-const socketInode = (link: string): string | undefined => /^socket:\[(\d+)\]$/.exec(link)?.[1]
 
 /**
  * The listening socket a cluster worker's server accepts through under round-robin scheduling (Node's

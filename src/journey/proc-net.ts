@@ -22,16 +22,27 @@ export function acceptQueueLength (procNetTcp: string, inode: string): number | 
 
 /**
  * Inodes of the LISTEN sockets bound to this port in /proc/net/tcp{,6} text, whatever their address (the
- * namespace's: several processes, or one on several addresses, may listen on one port).
+ * namespace's: several processes, or one on several addresses, may listen on one port). Only the rows the
+ * port's text appears in are split: the file can hold tens of thousands of rows, and this runs on the loop.
  */
 export function listenInodesOnPort (procNetTcp: string, port: number): string[] {
   const needle = `:${port.toString(16).toUpperCase().padStart(4, '0')} `
   const out: string[] = []
-  for (const line of procNetTcp.split('\n')) {
-    const f = line.trim().split(/\s+/)
-    if (f[3] === TCP_LISTEN && `${f[1]} `.endsWith(needle) && f[9] !== undefined) out.push(f[9])
+  for (let at = procNetTcp.indexOf(needle); at !== -1; at = procNetTcp.indexOf(needle, at + 1)) {
+    const start = procNetTcp.lastIndexOf('\n', at) + 1
+    const end = procNetTcp.indexOf('\n', at)
+    const f = procNetTcp.slice(start, end === -1 ? undefined : end).trim().split(/\s+/)
+    // The port may be the remote one (a connection's), or both: take each LISTEN row once, by its local port.
+    if (f[3] === TCP_LISTEN && `${f[1]} `.endsWith(needle) && f[9] !== undefined && !out.includes(f[9])) out.push(f[9])
+    if (end === -1) break
+    at = end
   }
   return out
+}
+
+/** The inode of a socket from its /proc/<pid>/fd link (`socket:[12345]`), or undefined for any other file. */
+export function socketInode (link: string): string | undefined {
+  return /^socket:\[(\d+)\]$/.exec(link)?.[1]
 }
 
 /** TcpExt counters from /proc/net/netstat text (pairs of header and value lines). */

@@ -11,7 +11,7 @@ import { after, test } from 'node:test'
 import { promisify } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
-import { acceptQueueLength, listenInodesOnPort, tcpExt } from '../../src/journey/proc-net.ts'
+import { acceptQueueLength, listenInodesOnPort, socketInode, tcpExt } from '../../src/journey/proc-net.ts'
 import { readListenQueue, tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { nextProcRead, PEAK_WINDOW_S, PROC_DUTY, startKernelSampler, WindowMax } from '../../src/journey/kernel-sampler.ts'
 import { startTestServer } from '../helpers/server.ts'
@@ -123,6 +123,8 @@ test('the LISTEN sockets on a port are found whatever their address, and not the
   assert.deepEqual(listenInodesOnPort(text, 40000), [], 'a client\'s port in a connection is not a listener')
   const v6 = '   0: 00000000000000000000000000000000:0BB8 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 99 1 0000000000000000 100 0 0 10 0'
   assert.deepEqual(listenInodesOnPort(v6, 3000), ['99'])
+  assert.equal(socketInode('socket:[4242]'), '4242')
+  assert.equal(socketInode('pipe:[4242]'), undefined, 'a parent\'s pipe is not a socket')
 })
 
 test('/metrics reports each listener\'s accept queue and capacity, and the namespace\'s listen overflows', { skip: !linux && 'needs Linux /proc' }, async () => {
