@@ -187,7 +187,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       return done()
     }
     const claimed = conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined
-    const rec = claimed ?? newRequestRecord(conn, request.method, request.url, protocolVersionOf(request.raw), now())
+    const rec = claimed ?? newRequestRecord(conn, request.method, request.url, protocolVersionOf(conn, request.raw), now())
     rec.request = request
     rec.response = reply.raw
     rec.reply = reply

@@ -28,7 +28,7 @@ export function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): 
   // CONNECT nobody listens for is closed by Node without an answer: a request, cut off.
   const leaves = (message as IncomingMessage & { upgrade?: boolean }).upgrade === true
   if (leaves && !(message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0)) return
-  const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', protocolVersionOf(message), now())
+  const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', protocolVersionOf(conn, message), now())
   rec.userAgent = message.headers['user-agent']
   // Read now: the message is let go before the record is published (answeredBeforeHooks, cutOff).
   rec.host = message.headers.host ?? firstHeader(message.headers[':authority'])

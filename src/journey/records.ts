@@ -258,10 +258,16 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
 
 export type ProtocolVersion = '1.0' | '1.1' | '2'
 
-/** The version a request came in, as OpenTelemetry's network.protocol.version writes it. */
-export function protocolVersionOf (message: { readonly httpVersionMajor: number, readonly httpVersionMinor: number }): ProtocolVersion {
-  // llhttp parses only HTTP/1.x; HTTP/2 requests come through Node's compatibility layer as 2.0.
-  return message.httpVersionMajor === 2 ? '2' : message.httpVersionMinor === 0 ? '1.0' : '1.1'
+/**
+ * The version a request came in, as OpenTelemetry's network.protocol.version writes it. HTTP/2 is the
+ * connection's framing, not the request line's word: llhttp also accepts `HTTP/2.0` and `HTTP/0.9` request
+ * lines on an HTTP/1 connection, and Node answers them in HTTP/1 with HTTP/1.0's connection rules (llhttp
+ * keeps a connection alive by default only for 1.1), so they count as 1.0 — labelled 2 they put HTTP/1
+ * traffic in every HTTP/2 panel.
+ */
+export function protocolVersionOf (conn: Pick<ConnectionRecord, 'multiplexed'>, message: { readonly httpVersionMajor: number, readonly httpVersionMinor: number }): ProtocolVersion {
+  if (conn.multiplexed) return '2'
+  return message.httpVersionMajor === 1 && message.httpVersionMinor === 1 ? '1.1' : '1.0'
 }
 
 export function newRequestRecord (conn: ConnectionRecord, method: string, target: string, protocolVersion: ProtocolVersion, requestAt: number): RequestRecord {

@@ -95,24 +95,27 @@ test('a request span names its path, user agent and peer; its connection span it
   }
 })
 
-test('network.protocol.version is the version each request came in, on spans and the duration metric: an HTTP/1.0 request is not 1.1', async () => {
+test('network.protocol.version is the version each request came in, on spans and the duration metric: an HTTP/1.0 request is not 1.1, an HTTP/2.0 request line on an HTTP/1 connection not HTTP/2', async () => {
   const t = tracedJourney()
   try {
     await t.app.register(t.journey.plugin)
     t.app.get('/v', async () => ({ ok: true }))
     const port = await t.listen()
-    for (const version of ['1.0', '1.1']) {
+    // llhttp takes HTTP/2.0 and HTTP/0.9 request lines too, and Node answers them in HTTP/1.1 with 1.0's
+    // connection rules: 1.0, the framing they got, and never 2 (which would put them in the HTTP/2 panels).
+    for (const version of ['1.0', '1.1', '2.0', '0.9']) {
       const c = await connect(port)
       await c.write(`GET /v?${version} HTTP/${version}\r\nHost: localhost\r\nConnection: close\r\n\r\n`)
       assert.match(await c.read(), /^HTTP\/1\.1 200/)
     }
     await new Promise(resolve => setTimeout(resolve, 50))
     const spans = roots(t.spans.getFinishedSpans(), '/v')
-    assert.deepEqual(spans.map(s => s.attributes['network.protocol.version']).sort(), ['1.0', '1.1'])
+    assert.deepEqual(spans.map(s => s.attributes['network.protocol.version']).sort(), ['1.0', '1.0', '1.0', '1.1'])
     const text = await t.registry.metrics()
-    for (const version of ['1\\.0', '1\\.1']) {
-      assert.match(text, new RegExp(`http_server_request_duration_seconds_count\\{[^}]*http_route="/v",[^}]*network_protocol_version="${version}"\\} 1`), 'and the request-duration metric')
+    for (const [version, n] of [['1\\.0', 3], ['1\\.1', 1]]) {
+      assert.match(text, new RegExp(`http_server_request_duration_seconds_count\\{[^}]*http_route="/v",[^}]*network_protocol_version="${version}"\\} ${n}`), 'and the request-duration metric')
     }
+    assert.doesNotMatch(text, /network_protocol_version="2"/)
   } finally {
     await t.close()
   }
