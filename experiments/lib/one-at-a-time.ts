@@ -1,5 +1,5 @@
 // The measuring loop of the experiments that send one request at a time over one keep-alive connection
-// (hooks, serialize, errors): a warm-up of every variant, then the variants in turns, with the client's own
+// (hooks, serialize, errors; decode sends a few at a time): a warm-up of every variant, then the variants in turns, with the client's own
 // time for each request and the server's histograms before and after each turn, so a variant's row can set
 // what the client waited beside what each stage took.
 import { Agent, request } from 'undici'
@@ -31,6 +31,8 @@ export interface InterleavedOptions {
   rounds: number
   /** Uncounted requests before each turn (a variant after one whose answers close the connection opens a new one then). */
   warmup: number
+  /** Requests in flight at once within a turn (default 1; the agent needs as many connections). */
+  concurrency?: number
   /** The Grafana annotation's text for each round (with GRAFANA_URL), and the progress line's. */
   label: string
   progress: (line: string) => void
@@ -91,7 +93,8 @@ export function turnShare (turn: number, total: number, turns: number): number {
 
 /**
  * Measures the variants in turns — A B C … A B C … — `opts.rounds` times, on one keep-alive connection
- * (`agent`: an undici Agent with `connections: 1`), and returns a result per variant. In turns, because a
+ * (`agent`: an undici Agent with `connections: 1`; with `opts.concurrency`, that many), and returns a
+ * result per variant. In turns, because a
  * server kept getting faster all through a run even after thousands of warm-up requests: the same valid
  * POST measured four times in a row read 0.44, 0.30, 0.11 and 0.07 ms (errors experiment, 2026-12-04), so
  * variants measured one after the other compared when they ran, not what they cost. Taking turns gives every
@@ -107,13 +110,18 @@ export async function interleaved (server: ExperimentServer, agent: Agent, varia
       const a = acc[i]!
       for (let k = 0; k < opts.warmup; k++) await send(server, agent, v.path, v.opts ?? {})
       const before = await server.scrape()
-      for (let k = 0; k < perTurn; k++) {
-        const r = await send(server, agent, v.path, v.opts ?? {})
-        a.client += r.ms
-        a.n++
-        a.bytes = r.bytes
-        if (r.status !== (v.status ?? 200)) a.failed++
+      let sent = 0
+      const loop = async (): Promise<void> => {
+        while (sent < perTurn) {
+          sent++
+          const r = await send(server, agent, v.path, v.opts ?? {})
+          a.client += r.ms
+          a.n++
+          a.bytes = r.bytes
+          if (r.status !== (v.status ?? 200)) a.failed++
+        }
       }
+      await Promise.all(Array.from({ length: opts.concurrency ?? 1 }, loop))
       const after = await server.scrape()
       addGrowth(a.grew, before, after)
     }
