@@ -17,7 +17,7 @@
 // npm run install builds it; each is compiled with its own TypeScript into a folder of its own, compile.ts).
 // A_FLAGS, B_FLAGS: Node flags added to npm run bench's (BENCH_NODE_FLAGS, default --no-memory-reducer). A_ENV, B_ENV: JSON objects of variables (the bench's own — the variant, the
 // ports, OTEL_BSP_SCHEDULE_DELAY — cannot be overridden).
-// VARIANT (journey-metrics), ROUTE (get, post or https), PAIRS (2), WINDOWS per pair (6, of 3 s each),
+// VARIANT (journey-metrics), ROUTE (get, post, https, get-close or https-close), PAIRS (2), WINDOWS per pair (6, of 3 s each),
 // WARM (seconds of load before the first window, 6). Windows where the servers did not get 90 % of the core
 // are dropped, as in npm run bench (KEEP_BUSY_WINDOWS=1 keeps them: for tests of this script, whose figures
 // mean nothing on a shared core). B/A below 1 means B is cheaper.
@@ -59,7 +59,7 @@ const WARM = Number(process.env.WARM ?? 6)
 const KEEP_BUSY = process.env.KEEP_BUSY_WINDOWS === '1'
 const dir = mkdtempSync(join(tmpdir(), 'journey-ab-'))
 const route = benchRoutes(dir).find(r => r.key === (process.env.ROUTE ?? 'get'))
-if (route === undefined) throw new Error('ROUTE: one of get, post, https')
+if (route === undefined) throw new Error(`ROUTE: one of ${benchRoutes(dir).map(r => r.key).join(', ')}`)
 
 const children: ChildProcess[] = []
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })

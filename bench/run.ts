@@ -14,7 +14,7 @@
 //
 // The CPUs are held in polling idle for the run (idle.ts says why; BENCH_IDLE=halt measures without).
 //
-// Options (ROUNDS, DURATION, VARIANTS, BENCH_NODE_FLAGS, BENCH_IDLE) and what the figures mean: bench/README.md.
+// Options (ROUNDS, DURATION, VARIANTS, ROUTES, BENCH_NODE_FLAGS, BENCH_IDLE) and what the figures mean: bench/README.md.
 import { execFileSync, type ChildProcess } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -24,7 +24,7 @@ import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk } from './wrk.ts'
 import type { TickState } from './tick-state.ts'
-import { benchRoutes, CLK_TCK, cpuTicks, machine, NODE_FLAGS, peakRssMb, requireTools, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
+import { benchRoutes, CLK_TCK, DEFAULT_ROUTES, cpuTicks, machine, NODE_FLAGS, peakRssMb, requireTools, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
 import { paired, pairedKept, type Paired } from './paired.ts'
 import { median } from './stats.ts'
 import { holdIdle } from './idle.ts'
@@ -49,9 +49,12 @@ const only = process.env.VARIANTS?.split(',') as VariantName[] | undefined
 const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || v === 'bare')
 // Only a run of every variant, at least as long as the default, is the one the README's table shows (its
 // figures are discussed there): a quicker look writes results/partial.json and leaves the table alone.
-const partial = variants.length < VARIANTS.length || ROUNDS < FULL.rounds || DURATION < FULL.duration
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
-const ROUTES = benchRoutes(dir)
+const routeKeys = process.env.ROUTES?.split(',') ?? DEFAULT_ROUTES
+const ROUTES = benchRoutes(dir).filter(r => routeKeys.includes(r.key))
+if (ROUTES.length !== routeKeys.length) throw new Error(`ROUTES: some of ${benchRoutes(dir).map(r => r.key).join(', ')}`)
+const partial = variants.length < VARIANTS.length || ROUNDS < FULL.rounds || DURATION < FULL.duration ||
+  ROUTES.map(r => r.key).join() !== DEFAULT_ROUTES.join()
 
 // Eighteen servers pinned to one core, and the receiver, must not outlive a bench that failed half-way.
 const children: ChildProcess[] = []
@@ -122,8 +125,7 @@ async function spansUnloaded (slot: number, r: BenchRoute): Promise<number> {
     before = now
   }
   if (quiet < 3) return NaN
-  const post = r.key === 'post' ? ['-H', 'content-type: application/json', '--data-binary', `@${join(dir, 'post.json')}`] : []
-  const out = execFileSync('taskset', ['-c', '1', 'curl', '-sk', '-w', '%{http_code}\\n', ...post,
+  const out = execFileSync('taskset', ['-c', '1', 'curl', '-sk', '-w', '%{http_code}\\n', ...r.curl,
     ...Array.from({ length: n }, () => ['-o', '/dev/null', r.url(slot)]).flat()], { encoding: 'utf8' })
   const ok = out.split('\n').filter(code => code.startsWith('2')).length
   await pause(400)
@@ -278,7 +280,7 @@ const text = readFileSync(readme, 'utf8')
 const begin = '<!-- bench:begin -->'
 const end = '<!-- bench:end -->'
 if (partial) {
-  console.log(`a partial run (${variants.length} of ${VARIANTS.length} variants, ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of ${DURATION} s): bench/results/partial.json; latest.json and the README's table are left as they were`)
+  console.log(`a partial run (${variants.length} of ${VARIANTS.length} variants, ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of ${DURATION} s, routes ${ROUTES.map(r => r.key).join(', ')}): bench/results/partial.json; latest.json and the README's table are left as they were`)
 } else if (text.includes(begin) && text.includes(end)) {
   writeFileSync(readme, text.slice(0, text.indexOf(begin) + begin.length) + '\n' + renderTable(rows, meta) + text.slice(text.indexOf(end)))
   console.log('README.md performance table updated')

@@ -74,23 +74,39 @@ export function peakRssMb (pid: number): number {
 
 export interface BenchRoute {
   name: string
-  key: 'get' | 'post' | 'https'
+  key: 'get' | 'post' | 'https' | 'get-close' | 'https-close'
   url: (slot: number) => string
-  /** wrk's Lua script (the POST body), a file in the bench's folder. */
+  /** wrk's Lua script (the POST body, a header), a file in the bench's folder. */
   lua: string | undefined
+  /** curl's arguments for the same request (bench:run counts one's spans with curl). */
+  curl: string[]
 }
 
 /** The body every POST /echo of the benches sends (1 KiB of JSON). */
 export const POST_BODY = JSON.stringify({ message: 'x'.repeat(1000) })
 
-/** The three routes every variant is measured on; writes the POST body's Lua script (and the body) into `dir`. */
+/** The routes npm run bench measures every variant on unless told otherwise (its README table's). */
+export const DEFAULT_ROUTES: ReadonlyArray<BenchRoute['key']> = ['get', 'post', 'https']
+
+/**
+ * The routes the benches know; writes the Lua scripts (and the POST body) into `dir`. Besides the table's
+ * three, over keep-alive connections: `get-close` and `https-close`, a new connection for every request
+ * (`Connection: close`; over HTTPS a full handshake each, as wrk resumes no session), for what the
+ * journey's per-connection work costs (the connection's record, TCP_INFO at accept, its spans), which
+ * keep-alive load hardly meets.
+ */
 export function benchRoutes (dir: string): BenchRoute[] {
   writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${POST_BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`)
   writeFileSync(join(dir, 'post.json'), POST_BODY)
+  writeFileSync(join(dir, 'close.lua'), 'wrk.headers["Connection"] = "close"\n')
+  const post = ['-H', 'content-type: application/json', '--data-binary', `@${join(dir, 'post.json')}`]
+  const close = ['-H', 'connection: close']
   return [
-    { name: 'GET /', key: 'get', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, lua: undefined },
-    { name: 'POST /echo 1 KiB', key: 'post', url: slot => `http://127.0.0.1:${portsOf(slot).http}/echo`, lua: join(dir, 'post.lua') },
-    { name: 'GET / over HTTPS', key: 'https', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: undefined }
+    { name: 'GET /', key: 'get', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, lua: undefined, curl: [] },
+    { name: 'POST /echo 1 KiB', key: 'post', url: slot => `http://127.0.0.1:${portsOf(slot).http}/echo`, lua: join(dir, 'post.lua'), curl: post },
+    { name: 'GET / over HTTPS', key: 'https', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: undefined, curl: [] },
+    { name: 'GET /, new connection each', key: 'get-close', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, lua: join(dir, 'close.lua'), curl: close },
+    { name: 'GET / over HTTPS, new connection each', key: 'https-close', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: join(dir, 'close.lua'), curl: close }
   ]
 }
 

@@ -1,11 +1,12 @@
 // Prometheus metrics fed from finished records: every request, every stage, sampled or not.
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
-import { Counter, Gauge, Histogram } from 'prom-client'
+import { Gauge } from 'prom-client'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
+import { FastCounter, type CounterSeries } from './counter.ts'
 import { methodLabel } from './http-method.ts'
 import {
   CONNECTION_DURATION_BUCKETS, HTTP_DURATION_BUCKETS, KERNEL_WAIT_BUCKETS, METRIC, REQUESTS_PER_CONNECTION_BUCKETS, SIZE_BUCKETS,
@@ -63,11 +64,11 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     buckets: SIZE_BUCKETS,
     registers
   })
-  const accepted = new Counter({ name: METRIC.connectionsAccepted, help: 'Connections that reached user space.', labelNames: ['listener'] as const, registers })
-  const dropped = new Counter({
+  const accepted = new FastCounter({ name: METRIC.connectionsAccepted, help: 'Connections that reached user space.', labelNames: ['listener'], registers })
+  const dropped = new FastCounter({
     name: METRIC.connectionsDropped,
     help: 'Connections Node closed as soon as it accepted them, unserved, because the server already had server.maxConnections open (its \'drop\' event); not in journey_connections_accepted_total.',
-    labelNames: ['listener'] as const, registers
+    labelNames: ['listener'], registers
   })
   // The open connections (this journey's), from their 'open' to their 'close': the gauges of open
   // connections and of requests in flight are read from them at scrape time, so neither costs anything
@@ -87,33 +88,33 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
       for (const listener of listenersSeen) this.set({ listener }, counts.get(listener) ?? 0)
     }
   })
-  const closed = new Counter({
+  const closed = new FastCounter({
     name: METRIC.connectionsClosed,
     help: 'Connections closed, by the side that ended them first: client (its FIN or reset came first) or server (connection: close after a response, a timeout, an error, shutdown).',
-    labelNames: ['listener', 'by'] as const,
+    labelNames: ['listener', 'by'],
     registers
   })
-  const connDuration = new Histogram({
-    name: METRIC.connectionDuration, help: 'Connection life, accept to close.', labelNames: ['listener'] as const,
+  const connDuration = new FastHistogram({
+    name: METRIC.connectionDuration, help: 'Connection life, accept to close.', labelNames: ['listener'],
     buckets: CONNECTION_DURATION_BUCKETS, registers
   })
-  const connRequests = new Histogram({
-    name: METRIC.connectionRequests, help: 'Requests served per connection, observed at close.', labelNames: ['listener'] as const,
+  const connRequests = new FastHistogram({
+    name: METRIC.connectionRequests, help: 'Requests served per connection, observed at close.', labelNames: ['listener'],
     buckets: REQUESTS_PER_CONNECTION_BUCKETS, registers
   })
-  const connErrors = new Counter({
+  const connErrors = new FastCounter({
     name: METRIC.connectionErrors, help: 'Connection-level HTTP errors (malformed requests, header overflow, timeouts, clients closing mid-request) by reason.',
-    labelNames: ['listener', 'reason'] as const, registers
+    labelNames: ['listener', 'reason'], registers
   })
-  const tlsDuration = new Histogram({
+  const tlsDuration = new FastHistogram({
     name: METRIC.tlsHandshakeDuration,
     help: 'TLS handshake: connection accepted to secure connection established (includes waiting for the client\'s flights: its ClientHello, and its Finished a round trip later).',
-    labelNames: ['listener', 'protocol', 'resumed'] as const, buckets: STAGE_BUCKETS, registers
+    labelNames: ['listener', 'protocol', 'resumed'], buckets: STAGE_BUCKETS, registers
   })
-  const kernelWait = new Histogram({
+  const kernelWait = new FastHistogram({
     name: METRIC.acceptKernelWait,
     help: 'Linux TCP_INFO at accept: how long the connection had waited in the kernel before the server took it (since the client\'s last ACK; 1000/HZ s resolution). Absent without the TCP_INFO addon.',
-    labelNames: ['listener'] as const, buckets: KERNEL_WAIT_BUCKETS, registers
+    labelNames: ['listener'], buckets: KERNEL_WAIT_BUCKETS, registers
   })
   const readKernelWait = new FastHistogram({
     name: METRIC.readKernelWait,
@@ -144,9 +145,40 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
       }
     }
   })
-  const tlsFailures = new Counter({
-    name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'] as const, registers
+  const tlsFailures = new FastCounter({
+    name: METRIC.tlsHandshakeFailures, help: 'TLS handshakes that failed, by reason.', labelNames: ['listener', 'reason'], registers
   })
+
+  // A connection's series, bound per listener (a handful: the app's servers) on its first connection: an
+  // accept and a close each add to numbers, with no label object built or hashed (counter.ts says why).
+  interface ListenerSeries {
+    accepted: CounterSeries
+    closedByClient: CounterSeries
+    closedByServer: CounterSeries
+    duration: Series
+    requests: Series
+    /** Bound on first use: absent without the TCP_INFO addon. */
+    kernelWait: Series | undefined
+    /** By protocol and resumption (`${protocol} ${resumed}`). */
+    tls: Map<string, Series>
+  }
+  const byListener = new Map<string, ListenerSeries>()
+  function listenerSeries (listener: string): ListenerSeries {
+    let ls = byListener.get(listener)
+    if (ls === undefined) {
+      ls = {
+        accepted: accepted.series(listener),
+        closedByClient: closed.series(listener, 'client'),
+        closedByServer: closed.series(listener, 'server'),
+        duration: connDuration.series(listener),
+        requests: connRequests.series(listener),
+        kernelWait: undefined,
+        tls: new Map()
+      }
+      byListener.set(listener, ls)
+    }
+    return ls
+  }
 
   // Series bound per route and method (both bounded: route templates, and methods the app routes or
   // `_OTHER`: http-method.ts), found by the method as received.
@@ -249,25 +281,29 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     const { listener, kernel } = message as ConnectionRecord
     open.add(message as ConnectionRecord)
     listenersSeen.add(listener)
-    accepted.inc({ listener })
-    if (kernel !== undefined) kernelWait.observe({ listener }, kernel.lastAckRecvMs / 1000)
+    const ls = listenerSeries(listener)
+    ls.accepted.inc()
+    if (kernel !== undefined) (ls.kernelWait ??= kernelWait.series(listener)).observe(kernel.lastAckRecvMs / 1000)
   }
 
   function onDrop (message: unknown): void {
     const drop = message as DroppedConnection
-    if (ownedBy(drop, owner)) dropped.inc({ listener: drop.listener })
+    if (ownedBy(drop, owner)) dropped.series(drop.listener).inc()
   }
 
   function onTls (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
     if (conn.tlsFailure !== undefined) {
-      tlsFailures.inc({ listener: conn.listener, reason: conn.tlsFailure })
+      tlsFailures.series(conn.listener, conn.tlsFailure).inc()
       return
     }
-    tlsDuration.observe(
-      { listener: conn.listener, protocol: conn.tlsProtocol ?? 'unknown', resumed: String(conn.tlsResumed) },
-      (conn.secureAt - conn.acceptedAt) / 1000)
+    const protocol = conn.tlsProtocol ?? 'unknown'
+    const { tls } = listenerSeries(conn.listener)
+    const key = conn.tlsResumed ? `${protocol} true` : `${protocol} false`
+    let series = tls.get(key)
+    if (series === undefined) tls.set(key, series = tlsDuration.series(conn.listener, protocol, String(conn.tlsResumed)))
+    series.observe((conn.secureAt - conn.acceptedAt) / 1000)
   }
 
   // Counted as it happens, not at close: the socket closes after the error is answered, and whoever saw it
@@ -275,17 +311,18 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
   function onError (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
-    connErrors.inc({ listener: conn.listener, reason: latestError(conn) })
+    connErrors.series(conn.listener, latestError(conn)).inc()
   }
 
   function onClose (message: unknown): void {
     const conn = message as ConnectionRecord
     if (!ownedBy(conn, owner)) return
-    const { listener } = conn
     open.delete(conn)
-    closed.inc({ listener, by: conn.closedBy ?? 'server' })
-    connDuration.observe({ listener }, (conn.closeAt - conn.acceptAt) / 1000)
-    connRequests.observe({ listener }, conn.requests)
+    const ls = listenerSeries(conn.listener)
+    if (conn.closedBy === 'client') ls.closedByClient.inc()
+    else ls.closedByServer.inc()
+    ls.duration.observe((conn.closeAt - conn.acceptAt) / 1000)
+    ls.requests.observe(conn.requests)
   }
 
   channels.request.subscribe(onRequest)
@@ -297,9 +334,9 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
   return {
     listen (listener, reasons) {
       listenersSeen.add(listener) // its open connections read 0 from the start
-      dropped.inc({ listener }, 0)
-      for (const reason of reasons.connectionErrors) connErrors.inc({ listener, reason }, 0)
-      for (const reason of reasons.tlsFailures) tlsFailures.inc({ listener, reason }, 0)
+      dropped.series(listener)
+      for (const reason of reasons.connectionErrors) connErrors.series(listener, reason)
+      for (const reason of reasons.tlsFailures) tlsFailures.series(listener, reason)
     },
     close () {
       channels.request.unsubscribe(onRequest)

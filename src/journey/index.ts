@@ -191,7 +191,7 @@ export function createJourney (opts: JourneyOptions): Journey {
     throw new Error(`request-journey: the registry already has ${taken}: another journey registered its metrics there and was not closed (journey.close() removes them), or the app has a metric of that name. Close the other journey first, or give each live journey a registry of its own.`)
   }
   // This journey's connections carry it, so its consumers take only its records (records.ts).
-  const owner: JourneyOwner = { start: () => {} }
+  const owner: JourneyOwner = { start: () => {}, traced: opts.tracing !== undefined }
   // Subscription order matters: spans first, so the metrics consumer sees the kept trace id for exemplars.
   const spans = opts.tracing === undefined
     ? undefined

@@ -19,6 +19,8 @@ export interface BodyMessage { readonly complete: boolean, readonly headers: Inc
 export interface JourneyOwner {
   /** Head sampling when a request starts (the span consumer's start; nothing without tracing). */
   start: (rec: RequestRecord, headers: IncomingHttpHeaders) => void
+  /** Whether this journey makes spans: only spans carry a connection's peer, so only then is it asked for. */
+  traced: boolean
 }
 
 /** Whether a consumer of `owner` takes this connection's records: its own journey's, or all of them without an owner. */
