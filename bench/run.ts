@@ -263,7 +263,7 @@ for (const r of ROUTES) {
 const meta: BenchMeta = {
   date: new Date().toISOString().slice(0, 10),
   machine: machine(),
-  method: `${ROUNDS} rounds, variants in an order rotated every round; every round starts every server afresh (node ${NODE_FLAGS.join(' ') || 'without flags'}; each holds one nextTick object for good, src/tick-shape.ts), servers compiled to JavaScript and run without the TypeScript stripper (bench/compile.ts) on CPU 0, wrk -t1 keep-alive and the OTLP receiver on CPU 1; ${idle.description}. ` +
+  method: `${ROUNDS} rounds, variants in an order rotated every round; every round starts every server afresh (node ${NODE_FLAGS.join(' ') || 'without flags'}; each holds one nextTick object for good, src/tick-shape.ts), servers compiled to JavaScript and run without the TypeScript stripper (bench/compile.ts) on CPU 0, wrk -t1 ${ROUTES.some(r => r.key.endsWith('-close')) ? '(keep-alive, or a new connection per request on the routes that say so)' : 'keep-alive'} and the OTLP receiver on CPU 1; ${idle.description}. ` +
     `Every server first gets 3 s of all routes; while a pair is measured, every other server is stopped (SIGSTOP). Ratio: the variant and its bare twin loaded at the same time for ${DURATION} s (25 connections each, after 2 s of the same load), requests per server CPU-second of the variant / of the twin; ` +
     'each variant has its own bare twin, started, warmed and idle with it; median (and range) over rounds, so over as many process pairs; bare\'s own row is bare against its twin: the method\'s noise. ' +
     `req/CPU-s, p99 and OTLP spans and bytes: the variant alone on the core right after, last round (${DURATION} s, 50 connections); "of N": the spans of the same requests one at a time, before any load. Windows where the servers had < 90% of the core, or with any error response, dropped. ` +
@@ -280,7 +280,7 @@ const text = readFileSync(readme, 'utf8')
 const begin = '<!-- bench:begin -->'
 const end = '<!-- bench:end -->'
 if (partial) {
-  console.log(`a partial run (${variants.length} of ${VARIANTS.length} variants, ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of ${DURATION} s, routes ${ROUTES.map(r => r.key).join(', ')}): bench/results/partial.json; latest.json and the README's table are left as they were`)
+  console.log(`a partial run (${variants.length} of ${VARIANTS.length} variants, ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of ${DURATION} s${process.env.ROUTES === undefined ? '' : `, routes ${ROUTES.map(r => r.key).join(', ')}`}): bench/results/partial.json; latest.json and the README's table are left as they were`)
 } else if (text.includes(begin) && text.includes(end)) {
   writeFileSync(readme, text.slice(0, text.indexOf(begin) + begin.length) + '\n' + renderTable(rows, meta) + text.slice(text.indexOf(end)))
   console.log('README.md performance table updated')
