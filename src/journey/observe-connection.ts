@@ -27,7 +27,7 @@ function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: Jour
   // The peer for spans, asked while the socket is open (a connection span is made at close, when the
   // socket no longer knows it): one getpeername per connection (Node keeps the answer), ≈ 3 µs with what
   // Node builds around it, so not asked by a journey without tracing, where nothing would read it.
-  if (this[kOwner]?.traced !== false) {
+  if (conn.owner?.traced !== false) {
     conn.peerAddress = socket.remoteAddress
     conn.peerPort = socket.remotePort
   }
@@ -83,12 +83,16 @@ function onSecureConnection (socket: TLSSocket & Observed): void {
   if (conn === undefined) return
   conn.secureAt = now()
   socket[kConnection] = conn
+  // Protocol and resumption label the handshake histogram; cipher, ALPN and SNI go only on spans, and
+  // like the peer (onConnection) are read now or never: not by a journey without tracing.
   conn.tlsProtocol = socket.getProtocol() ?? undefined
-  conn.tlsCipher = socket.getCipher()?.name
-  conn.tlsAlpn = socket.alpnProtocol === false ? undefined : socket.alpnProtocol ?? undefined
-  const sni = (socket as unknown as { servername?: string | false }).servername
-  conn.tlsSni = typeof sni === 'string' ? sni : undefined
   conn.tlsResumed = socket.isSessionReused()
+  if (conn.owner?.traced !== false) {
+    conn.tlsCipher = socket.getCipher()?.name
+    conn.tlsAlpn = socket.alpnProtocol === false ? undefined : socket.alpnProtocol ?? undefined
+    const sni = (socket as unknown as { servername?: string | false }).servername
+    conn.tlsSni = typeof sni === 'string' ? sni : undefined
+  }
   watchEnds(socket)
   publishConnection(channels.connectionTls, conn)
 }

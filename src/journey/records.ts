@@ -56,6 +56,7 @@ export interface ConnectionRecord {
   /** TCP_INFO at accept (undefined without the addon): the kernel-side wait before acceptAt. */
   kernel: KernelView | undefined
   tlsProtocol: string | undefined
+  /** Cipher, ALPN protocol and SNI name: read for spans only, so undefined in a journey without tracing. */
   tlsCipher: string | undefined
   tlsAlpn: string | undefined
   tlsSni: string | undefined
@@ -67,7 +68,10 @@ export interface ConnectionRecord {
    * Set by the socket's 'end' or 'finish', whichever came first; decided at close when neither did.
    */
   closedBy: 'client' | 'server' | undefined
-  /** The peer's address and port as the socket saw them at accept (a proxy's, behind one that ends TCP). */
+  /**
+   * The peer's address and port as the socket saw them at accept (a proxy's, behind one that ends TCP).
+   * Read for spans only: undefined in a journey without tracing (the app's `request.ip` is Fastify's own).
+   */
   peerAddress: string | undefined
   peerPort: number | undefined
   closeAt: number
