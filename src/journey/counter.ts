@@ -6,6 +6,7 @@
 // clients without keep-alive, health checks, a proxy that does not pool — that was ≈ 1.5 µs a connection,
 // and the connection histograms' label hashing ≈ 4 µs more (bench/README.md, "A new connection per
 // request"). Here the hot path adds to a number.
+import { bindSeries } from './histogram.ts'
 import type { MetricsRegistry } from './metrics-registry.ts'
 
 export class CounterSeries {
@@ -47,15 +48,7 @@ export class FastCounter {
    * event is exported at 0 and that event is an increase `rate()` sees.
    */
   series (...values: string[]): CounterSeries {
-    const key = values.join('\u0000')
-    let s = this.all.get(key)
-    if (s === undefined) {
-      const labels: Record<string, string> = {}
-      this.labelNames.forEach((n, i) => { labels[n] = values[i] ?? '' })
-      s = new CounterSeries(labels)
-      this.all.set(key, s)
-    }
-    return s
+    return bindSeries(this.all, this.labelNames, values, labels => new CounterSeries(labels))
   }
 
   /** The registry's text path and its JSON one (getMetricsAsJSON(), prom-client's cluster aggregation) alike. */

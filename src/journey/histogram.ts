@@ -54,6 +54,22 @@ export class Series {
   }
 }
 
+/**
+ * The series of `all` for these label values (in `labelNames` order), made by `make` from its label set the
+ * first time: what FastHistogram and FastCounter (counter.ts) bind their callers to.
+ */
+export function bindSeries<S> (all: Map<string, S>, labelNames: readonly string[], values: readonly string[], make: (labels: Record<string, string>) => S): S {
+  const key = values.join('\u0000')
+  let s = all.get(key)
+  if (s === undefined) {
+    const labels: Record<string, string> = {}
+    labelNames.forEach((n, i) => { labels[n] = values[i] ?? '' })
+    s = make(labels)
+    all.set(key, s)
+  }
+  return s
+}
+
 interface MetricValue {
   metricName: string
   labels: Readonly<Record<string, string | number>>
@@ -97,15 +113,7 @@ export class FastHistogram {
 
   /** The series for these label values (in labelNames order). Bind once and keep it: this is not the hot path. */
   series (...values: string[]): Series {
-    const key = values.join('\u0000')
-    let s = this.all.get(key)
-    if (s === undefined) {
-      const labels: Record<string, string> = {}
-      this.labelNames.forEach((n, i) => { labels[n] = values[i] ?? '' })
-      s = new Series(labels, this.bounds)
-      this.all.set(key, s)
-    }
-    return s
+    return bindSeries(this.all, this.labelNames, values, labels => new Series(labels, this.bounds))
   }
 
   /**
