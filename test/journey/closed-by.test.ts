@@ -68,3 +68,24 @@ for (const listener of ['http', 'https'] as const) {
     assert.equal(await closed(listener, 'client'), byClient, 'neither counted as the client\'s')
   })
 }
+
+test('both sides\' series exist at 0 from a listener\'s first connection, so the first close of either kind is an increase', async () => {
+  const own = new Registry()
+  const journey = createJourney({ registry: own })
+  const app = Fastify({ serverFactory: journey.serverFactory({ listener: 'first' }) })
+  try {
+    await app.register(journey.plugin)
+    app.get('/', async () => ({ ok: true }))
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const c = await connect((app.server.address() as { port: number }).port)
+    await c.write(GET)
+    await c.read(done)
+    const text = await own.metrics()
+    assert.match(text, /^journey_connections_closed_total\{listener="first",by="client"\} 0$/m, 'open, not yet closed: both at 0')
+    assert.match(text, /^journey_connections_closed_total\{listener="first",by="server"\} 0$/m)
+    c.socket.end()
+  } finally {
+    await app.close()
+    await journey.close()
+  }
+})
