@@ -298,12 +298,16 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
       tlsFailures.series(conn.listener, conn.tlsFailure).inc()
       return
     }
+    // prom-client's histograms threw on a value that is no number; these bound series would file it in the
+    // first bucket and make the sum NaN for good: a handshake without both marks is not observed.
+    const seconds = (conn.secureAt - conn.acceptedAt) / 1000
+    if (!Number.isFinite(seconds)) return
     const protocol = conn.tlsProtocol ?? 'unknown'
     const { tls } = listenerSeries(conn.listener)
     const key = conn.tlsResumed ? `${protocol} true` : `${protocol} false`
     let series = tls.get(key)
     if (series === undefined) tls.set(key, series = tlsDuration.series(conn.listener, protocol, String(conn.tlsResumed)))
-    series.observe((conn.secureAt - conn.acceptedAt) / 1000)
+    series.observe(seconds)
   }
 
   // Counted as it happens, not at close: the socket closes after the error is answered, and whoever saw it
