@@ -3,7 +3,10 @@
 // Fastify took and on those Node answered before any hook — and the TCP peer on the connection span.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { urlPath } from '../../src/journey/index.ts'
+import Fastify from 'fastify'
+import { Registry } from 'prom-client'
+import { createJourney, urlPath } from '../../src/journey/index.ts'
+import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { serverAddressOf } from '../../src/journey/server-address.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { roots } from '../helpers/spans.ts'
@@ -184,3 +187,26 @@ test('a method no route takes is _OTHER on spans and metrics (the original on th
   }
 })
 
+
+test('a journey without tracing does not read what only spans carry: the peer and, on TLS, cipher, ALPN and SNI', async () => {
+  const registry = new Registry()
+  const journey = createJourney({ registry })
+  const tls = await loadTlsMaterial(undefined, undefined)
+  const app = Fastify({ serverFactory: journey.serverFactory({ https: { key: tls.key, cert: tls.cert } }) })
+  try {
+    await app.register(journey.plugin)
+    app.get('/seen', async (request) => {
+      const conn = request.journey?.conn
+      return { peer: conn?.peerAddress ?? null, cipher: conn?.tlsCipher ?? null, protocol: conn?.tlsProtocol ?? null }
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const c = await connect((app.server.address() as { port: number }).port, true)
+    await c.write('GET /seen HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+    const body = JSON.parse((await c.read()).split('\r\n\r\n')[1]!) as Record<string, string | null>
+    assert.deepEqual({ peer: body.peer, cipher: body.cipher }, { peer: null, cipher: null })
+    assert.match(String(body.protocol), /^TLSv1\.[23]$/, 'the protocol still labels the handshake histogram')
+  } finally {
+    await app.close()
+    await journey.close()
+  }
+})
