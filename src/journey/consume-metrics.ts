@@ -159,8 +159,6 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     requests: Series
     /** Bound on first use: absent without the TCP_INFO addon. */
     kernelWait: Series | undefined
-    /** By protocol and resumption (`${protocol} ${resumed}`). */
-    tls: Map<string, Series>
   }
   const byListener = new Map<string, ListenerSeries>()
   function listenerSeries (listener: string): ListenerSeries {
@@ -172,8 +170,7 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
         closedByServer: closed.series(listener, 'server'),
         duration: connDuration.series(listener),
         requests: connRequests.series(listener),
-        kernelWait: undefined,
-        tls: new Map()
+        kernelWait: undefined
       }
       byListener.set(listener, ls)
     }
@@ -302,12 +299,8 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     // first bucket and make the sum NaN for good: a handshake without both marks is not observed.
     const seconds = (conn.secureAt - conn.acceptedAt) / 1000
     if (!Number.isFinite(seconds)) return
-    const protocol = conn.tlsProtocol ?? 'unknown'
-    const { tls } = listenerSeries(conn.listener)
-    const key = conn.tlsResumed ? `${protocol} true` : `${protocol} false`
-    let series = tls.get(key)
-    if (series === undefined) tls.set(key, series = tlsDuration.series(conn.listener, protocol, String(conn.tlsResumed)))
-    series.observe(seconds)
+    // Found by its labels each time: a lookup is nothing beside the handshake it measures.
+    tlsDuration.series(conn.listener, conn.tlsProtocol ?? 'unknown', String(conn.tlsResumed)).observe(seconds)
   }
 
   // Counted as it happens, not at close: the socket closes after the error is answered, and whoever saw it
