@@ -51,8 +51,8 @@ export const tls = experiment({
         if (!Number.isFinite(server.https)) throw new Error('the tls experiment needs the target\'s HTTPS address: --https-url=https://host:port')
         // Uncounted handshakes of both kinds first, so the first variant measured does not pay for V8
         // compiling the server's code (a young server's first handshakes are dearer).
-        await handshakes(server, opts.warmup, opts.concurrency, undefined, () => {})
-        await handshakes(server, opts.warmup, opts.concurrency, Array.from({ length: opts.concurrency }, () => undefined), () => {})
+        await handshakes(server, opts.warmup, opts.concurrency, undefined)
+        await handshakes(server, opts.warmup, opts.concurrency, Array.from({ length: opts.concurrency }, () => undefined))
         for (const mode of ['full', 'resumed', 'keep-alive', 'no TLS'] as const) {
           // Keep-alive has no handshake to compare, and plain HTTP (a new connection without TLS, what a
           // connection costs the server before any cryptography) no certificate: once, on the first server.
@@ -78,7 +78,7 @@ export const tls = experiment({
           const t0 = performance.now()
           const phases = v.agent !== undefined
             ? await keepAlive(v.server, v.agent, share, opts.concurrency)
-            : await handshakes(v.server, share, opts.concurrency, v.mode === 'resumed' ? v.sessions : undefined, () => {}, v.mode !== 'no TLS')
+            : await handshakes(v.server, share, opts.concurrency, v.mode === 'resumed' ? v.sessions : undefined, v.mode !== 'no TLS')
           v.ms += performance.now() - t0
           v.cpuMs += cpuMs(v.server) - cpu0
           v.phases.push(...phases)
@@ -149,7 +149,7 @@ function cpuMs (server: ExperimentServer): number {
  * `sessions` (one slot per client loop, kept by the caller from call to call), each loop resumes the
  * session its previous handshake left.
  */
-async function handshakes (server: ExperimentServer, total: number, concurrency: number, sessions: Array<Buffer | undefined> | undefined, onProgress: (n: number) => void, secure = true): Promise<Phases[]> {
+async function handshakes (server: ExperimentServer, total: number, concurrency: number, sessions: Array<Buffer | undefined> | undefined, secure = true): Promise<Phases[]> {
   const out: Phases[] = []
   let next = 0
   async function loop (slot: number): Promise<void> {
@@ -158,7 +158,6 @@ async function handshakes (server: ExperimentServer, total: number, concurrency:
       const p = await timedRequest(secure ? { host: server.host, port: server.https, tls: true, session: sessions?.[slot] } : { host: server.host, port: server.http })
       if (sessions !== undefined) sessions[slot] = p.session ?? sessions[slot]
       out.push(p)
-      if (out.length % 100 === 0) onProgress(out.length)
     }
   }
   await Promise.all(Array.from({ length: concurrency }, (_, slot) => loop(slot)))
