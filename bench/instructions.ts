@@ -17,6 +17,7 @@
 //   VARIANTS=journey-metrics,journey-1pct ROUTES=get npm run bench:instructions
 //   REQUESTS=5000 WINDOWS=5 TOP=20 npm run bench:instructions
 //   CACHE_SIM=1 VARIANTS=journey-metrics,prom-client-histogram ROUTES=get npm run bench:instructions
+//   VARIANTS=journey-metrics ROUTES=get-close WINDOWS=11 WARMUP=5000 REQUESTS=2000 npm run bench:instructions
 //
 // CACHE_SIM=1 also simulates the caches (callgrind --cache-sim=yes) and prints data cache misses per request
 // beside the instructions, and where they differ from bare. Why: equal instruction counts can still cost
@@ -57,7 +58,11 @@ const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,prom-client-his
 const variants: VariantName[] = ['bare', ...only.filter(v => v !== 'bare')]
 const ROUTES = [
   { key: 'get', name: 'GET /', path: '/', method: 'GET' as const, body: undefined },
-  { key: 'post', name: 'POST /echo 1 KiB', path: '/echo', method: 'POST' as const, body: POST_BODY }
+  { key: 'post', name: 'POST /echo 1 KiB', path: '/echo', method: 'POST' as const, body: POST_BODY },
+  // Not in the default set: a connection per request (undici's `reset` sends `Connection: close` and
+  // reconnects), so a window counts what a connection costs — its accept, record, metrics and close —
+  // beside its one request, as npm run bench's get-close route measures in time.
+  { key: 'get-close', name: 'GET /, new conn.', path: '/', method: 'GET' as const, body: undefined, reset: true }
 ].filter(r => (process.env.ROUTES ?? 'get,post').split(',').includes(r.key))
 
 for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate']) {
@@ -77,7 +82,7 @@ if (variants.some(v => v === 'journey-1pct' || v === 'journey-100pct' || v.start
 }
 
 async function request (pool: Pool, r: typeof ROUTES[number]): Promise<void> {
-  const res = await pool.request({ path: r.path, method: r.method, body: r.body, headers: r.body === undefined ? {} : { 'content-type': 'application/json' } })
+  const res = await pool.request({ path: r.path, method: r.method, body: r.body, reset: 'reset' in r, headers: r.body === undefined ? {} : { 'content-type': 'application/json' } })
   await res.body.dump()
   if (res.statusCode !== 200) throw new Error(`${r.name}: status ${res.statusCode}`)
 }
@@ -195,7 +200,7 @@ const file = join(root, 'bench', 'results', CACHE_SIM ? 'cache-sim.json' : 'inst
 writeFileSync(file, JSON.stringify({
   date: new Date().toISOString().slice(0, 10),
   node: process.version,
-  method: `valgrind --tool=callgrind${CACHE_SIM ? ` --cache-sim=yes --LL=${CACHE_LL}` : ''}; bench/server.ts (compiled) warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici); median window`,
+  method: `valgrind --tool=callgrind${CACHE_SIM ? ` --cache-sim=yes --LL=${CACHE_LL}` : ''}; bench/server.ts (compiled) warmed with ${WARMUP} requests uncounted, one counted window discarded, then ${WINDOWS} windows of ${REQUESTS} requests (10 keep-alive connections, undici${ROUTES.some(r => 'reset' in r) ? '; GET /, new conn.: Connection: close on every request' : ''}); median window`,
   rows: results.map(({ variant, route, instructionsPerRequest, min, max, windows, d1MissesPerRequest, llMissesPerRequest }) => ({
     variant, route, instructionsPerRequest: Math.round(instructionsPerRequest), min: Math.round(min), max: Math.round(max), windows,
     ...(CACHE_SIM ? { d1MissesPerRequest: Math.round(d1MissesPerRequest!), llMissesPerRequest: Math.round(llMissesPerRequest! * 10) / 10 } : {})
