@@ -117,6 +117,20 @@ function onDrain (this: Response): void {
 }
 
 /**
+ * Smallest one-piece body watched for becoming a stream after the journey's onSend: @fastify/compress
+ * compresses nothing under its default threshold (1 KiB), and streams only bodies over its syncThreshold.
+ * Smaller bodies, the most common, cost no listener.
+ */
+const MAY_BE_STREAMED = 1024
+
+function onPipe (this: Response): void {
+  const rec = this[kRecord]
+  if (rec === undefined || rec.backpressure !== undefined) return
+  rec.backpressure = false
+  this.on('drain', onDrain)
+}
+
+/**
  * Counts body bytes after whatever preParsing hooks decoded them (e.g. @fastify/compress), for the
  * decode span. Only for encoded bodies: an identity body's decoded size is its Content-Length.
  */
@@ -287,10 +301,14 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
         }
       }
       // Only a streamed body is written piece by piece and can wait for 'drain'; a string or buffer is
-      // handed over in one end() call (its wait for the kernel still shows as a long write stage).
+      // handed over in one end() call (its wait for the kernel still shows as a long write stage). A body
+      // big enough to compress may still become a stream in a later onSend (a compressor's, which always
+      // runs after this one): Fastify then pipes that stream into the response, which says so with 'pipe'.
       if (typeof (payload as { pipe?: unknown } | null)?.pipe === 'function') {
         rec.backpressure = false
         res.on('drain', onDrain)
+      } else if (((payload as { length?: number } | null)?.length ?? 0) >= MAY_BE_STREAMED) {
+        res.on('pipe', onPipe) // emitted once per response, if at all
       }
     }
     done(null, payload)

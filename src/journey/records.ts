@@ -172,7 +172,10 @@ export interface RequestRecord {
   /** The body was still arriving when the handler started (ATTR.handlerBodyArriving). */
   bodyArriving: boolean
   serializeSkipped: boolean
-  /** Streamed bodies only: whether a write had to wait for 'drain'. Undefined for one-piece bodies. */
+  /**
+   * Streamed bodies only (the handler's, or one a later onSend made, as a compressor does, of a body of at
+   * least 1 KiB): whether a write had to wait for 'drain'. Undefined for one-piece bodies.
+   */
   backpressure: boolean | undefined
   /** The socket's bytesWritten when this response could start writing (onSend); NaN when no onSend ran. */
   bytesWrittenStart: number

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { randomBytes } from 'node:crypto'
 import { gunzipSync } from 'node:zlib'
 import compress from '@fastify/compress'
 import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
@@ -11,7 +12,8 @@ import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
-import { roots, waterfall } from '../helpers/spans.ts'
+import { connect } from '../helpers/raw.ts'
+import { durationMs, roots, waterfall, type Waterfall } from '../helpers/spans.ts'
 
 const rows = (n: number): string => JSON.stringify(Array.from({ length: n }, (_, i) => ({ id: i, name: `row ${i}` })))
 const SMALL = rows(100) // ≈ 2 KiB: over the default threshold (1 KiB), under the syncThreshold (≥ 4 KiB)
@@ -49,6 +51,9 @@ for (const order of ['compress registered first', 'journey registered first'] as
       const w = waterfall(spans.getFinishedSpans(), root)
       const write = w.stages.find(s => s.name === 'journey.write')!
       assert.equal(write.attributes['journey.write.content_encoding'], 'gzip', route)
+      // The compressor made the large body a stream after the journey's onSend: whether its writes waited
+      // for 'drain' is known (a fast reader: usually not); a body compressed at once has no such writes.
+      assert.equal(typeof write.attributes['journey.write.backpressure'], streamed ? 'boolean' : 'undefined', route)
       const written = Number(write.attributes['journey.write.bytes'])
       assert.ok(written > wire.length && written < wire.length + 1024, `${route}: ${written} bytes written for ${wire.length} compressed (${body.length} before)`)
       const serialize = w.stages.find(s => s.name === 'journey.serialize')
@@ -58,4 +63,56 @@ for (const order of ['compress registered first', 'journey registered first'] as
       assert.deepEqual(root.attributes['http.request.header.x-request-id'], ['r-1'])
     }
   })
+}
+
+async function traceOf (spans: InMemorySpanExporter, route: string): Promise<Waterfall> {
+  for (let i = 0; i < 200; i++) {
+    const root = roots(spans.getFinishedSpans(), route)[0]
+    if (root !== undefined) return waterfall(spans.getFinishedSpans(), root)
+    await sleep(10)
+  }
+  throw new Error(`no trace for ${route}`)
+}
+
+test('a compressed stream to a client that stops reading: its wait is in write, with backpressure; the same body uncompressed has none to report', async (t) => {
+  const spans = new InMemorySpanExporter()
+  const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
+  const provider = new TracerProvider(tracing.sdkOptions)
+  const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey') })
+  const app = Fastify()
+  t.after(async () => { await app.close(); journey.close(); await provider.shutdown() })
+  await app.register(journey.plugin)
+  await app.register(compress, { global: true })
+  // Random base64 compresses to ≈ 3/4 of itself: 6 MiB on the wire, more than the kernel's buffers hold for
+  // a client that reads nothing.
+  const NOISE = randomBytes(6 * 1024 * 1024).toString('base64')
+  app.get('/noise', async (_req, reply) => reply.type('text/plain').send(NOISE))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+
+  const c = await connect(port)
+  c.socket.pause()
+  await c.write('GET /noise HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n')
+  await sleep(300)
+  c.socket.resume()
+  const text = await c.read(undefined, 20_000) // to the server's close
+  assert.match(text, /^HTTP\/1\.1 200 [^]*content-encoding: gzip/i)
+  const slow = stageOf(await traceOf(spans, '/noise'), 'write')
+  assert.equal(slow.attributes['journey.write.content_encoding'], 'gzip')
+  assert.equal(slow.attributes['journey.write.backpressure'], true)
+  assert.ok(durationMs(slow) >= 250, `write ${durationMs(slow)} ms`)
+
+  // Not compressed (no Accept-Encoding): one end() call, no stream, so nothing to say about 'drain'.
+  spans.reset()
+  const r = await request(`http://127.0.0.1:${port}/noise`)
+  assert.equal((await r.body.text()).length, NOISE.length)
+  const plain = stageOf(await traceOf(spans, '/noise'), 'write')
+  assert.equal(plain.attributes['journey.write.content_encoding'], undefined)
+  assert.equal(plain.attributes['journey.write.backpressure'], undefined)
+})
+
+function stageOf (w: Waterfall, name: string): Waterfall['stages'][number] {
+  const s = w.stages.find(x => x.name === `journey.${name}`)
+  assert.ok(s !== undefined, `no ${name} span`)
+  return s
 }
