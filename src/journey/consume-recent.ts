@@ -39,6 +39,8 @@ export interface RecentRequest {
   connectionId: number
   requestIndex: number
   traceId: string | undefined
+  /** A streamed response whose writes waited for the client to read ('drain'): journey.write.backpressure. */
+  backpressure: boolean | undefined
   /** Offsets from `at` and durations, in ms, one per stage seen, in journey order. */
   stages: Array<{ stage: Stage, startMs: number, durationMs: number }>
 }
@@ -184,6 +186,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       connectionId: rec.conn.id,
       requestIndex: rec.index,
       traceId: rec.keptBy === undefined ? undefined : rec.traceId,
+      backpressure: rec.backpressure,
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

@@ -38,10 +38,17 @@ function durationTitle (r: RecentRequest): string {
   return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the client's wait before its first byte); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
 }
 
+/** Whether a streamed response's write waited for its reader: the question a long write stage asks. */
+function writeNote (r: RecentRequest): string {
+  if (r.backpressure === true) return ', streamed: it waited for the client to read (backpressure)'
+  if (r.backpressure === false) return ', streamed: it never waited for the client'
+  return ''
+}
+
 export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const total = Math.max(r.durationMs, 1e-6)
   const bars = r.stages.map(s =>
-    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms"></span>`).join('')
+    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : ''}"></span>`).join('')
   const trace = r.traceId !== undefined && jaegerUrl !== undefined
     ? ` <a href="${esc(jaegerUrl)}/trace/${r.traceId}" target="_blank" rel="noopener">trace</a>`
     : ''

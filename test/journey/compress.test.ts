@@ -12,6 +12,7 @@ import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
+import { renderRow } from '../../src/journey/page.ts'
 import { connect } from '../helpers/raw.ts'
 import { durationMs, roots, waterfall, type Waterfall } from '../helpers/spans.ts'
 
@@ -79,6 +80,7 @@ test('a compressed stream to a client that stops reading: its wait is in write, 
   const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
   const provider = new TracerProvider(tracing.sdkOptions)
   const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('request-journey') })
+  const recent = journey.recent // the journey page's view collects from its first use
   const app = Fastify()
   t.after(async () => { await app.close(); journey.close(); await provider.shutdown() })
   await app.register(journey.plugin)
@@ -101,6 +103,10 @@ test('a compressed stream to a client that stops reading: its wait is in write, 
   assert.equal(slow.attributes['journey.write.content_encoding'], 'gzip')
   assert.equal(slow.attributes['journey.write.backpressure'], true)
   assert.ok(durationMs(slow) >= 250, `write ${durationMs(slow)} ms`)
+  // The journey page says it where the long write segment is hovered.
+  const [row] = recent.snapshot().recent
+  assert.equal(row?.backpressure, true)
+  assert.match(renderRow(row!), /data-stage="write"[^>]*title="write [\d.]+ ms, streamed: it waited for the client to read \(backpressure\)"/)
 
   // Not compressed (no Accept-Encoding): one end() call, no stream, so nothing to say about 'drain'.
   spans.reset()
@@ -109,6 +115,9 @@ test('a compressed stream to a client that stops reading: its wait is in write, 
   const plain = stageOf(await traceOf(spans, '/noise'), 'write')
   assert.equal(plain.attributes['journey.write.content_encoding'], undefined)
   assert.equal(plain.attributes['journey.write.backpressure'], undefined)
+  const [plainRow] = recent.snapshot().recent
+  assert.equal(plainRow?.backpressure, undefined)
+  assert.match(renderRow(plainRow!), /data-stage="write"[^>]*title="write [\d.]+ ms"/)
 })
 
 function stageOf (w: Waterfall, name: string): Waterfall['stages'][number] {
