@@ -20,7 +20,11 @@ import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.
 import { one, peerAttributes, requestAttributes, responseHeaderAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { methodLabel, OTHER_METHOD } from './http-method.ts'
 import { admissionOf } from './admission.ts'
+import { readSendQueue } from './tcp-info.ts'
 import { warnNoSdkOptions, warnNotRecorded } from './misuse-warnings.ts'
+
+/** Smallest response whose write span says what the kernel still held of it: Linux's initial send buffer (tcp_wmem). */
+const UNACKED_FROM = 16 * 1024
 
 /** The span context of a valid parent in `ctx`, if any: the request continues its trace and tracestate. */
 function validSpanContext (ctx: Context | undefined): SpanContext | undefined {
@@ -193,6 +197,12 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     if (!admission.admit(spans, rec.sampled)) return
     rec.keptBy = rule
     const conn = rec.conn
+    // Write ends when the last byte is handed to the kernel; what the client had not acknowledged by then is
+    // the kernel's to say, and only while the socket is open: asked here, as the response finishes, for the
+    // kept requests whose responses outgrow Linux's initial send buffer (a smaller one's answer is at most
+    // itself: "in flight"; not asking saves a syscall on most requests). An HTTP/2 connection's bytes are
+    // every stream's (and bytesWritten is NaN there): not asked.
+    if (rec.bytesWritten >= UNACKED_FROM && !rec.aborted && rec.response?.socket?.destroyed === false) rec.writeUnackedBytes = readSendQueue(conn.fd)
     conn.kept = true
     conn.traceId ??= random.generateTraceId()
     conn.spanId ??= random.generateSpanId()

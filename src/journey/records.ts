@@ -55,6 +55,11 @@ export interface ConnectionRecord {
   secureAt: number
   /** TCP_INFO at accept (undefined without the addon): the kernel-side wait before acceptAt. */
   kernel: KernelView | undefined
+  /**
+   * The TCP socket's file descriptor (-1: unknown), for asking the kernel about it later. Only while the
+   * socket is open: a closed one's number may already belong to another.
+   */
+  fd: number
   tlsProtocol: string | undefined
   /** Cipher, ALPN protocol and SNI name: read for spans only, so undefined in a journey without tracing. */
   tlsCipher: string | undefined
@@ -125,7 +130,7 @@ export interface RequestRecord {
   /** The Host (or :authority) of a request answered before its hooks, read when first seen; see `request` for the others. */
   host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
-  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage } | undefined
+  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage, readonly socket?: { readonly destroyed: boolean } | null } | undefined
   /**
    * Its Fastify reply, for as long as `request`: the headers Fastify sent are the reply's (Node's writeHead
    * takes them without storing them on the response), so a header a later onSend hook set is read here;
@@ -145,6 +150,11 @@ export interface RequestRecord {
    * in the kernel before the parser saw its first byte, in ms (whole jiffies). NaN when not measured.
    */
   kernelReadWaitMs: number
+  /**
+   * Kept requests with responses of 16 KiB or more, read by the span consumer as the response finishes: the connection's bytes the
+   * kernel still held unacknowledged by the client (sent or queued) when the write stage ended. NaN: not read.
+   */
+  writeUnackedBytes: number
   /** Fine mode on TLS: ciphertext of the header block's last chunk arrived; decrypt runs from here to headersAt. */
   decryptStartAt: number
   headersAt: number
@@ -235,6 +245,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     acceptedAt: NaN,
     secureAt: NaN,
     kernel: undefined,
+    fd: -1,
     tlsProtocol: undefined,
     tlsCipher: undefined,
     tlsAlpn: undefined,
@@ -301,6 +312,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     secureAt: first ? conn.secureAt : NaN,
     beginAt: conn.beginAt,
     kernelReadWaitMs: NaN,
+    writeUnackedBytes: NaN,
     decryptStartAt: conn.headersCipherAt,
     headersAt: conn.headersAt,
     requestAt,

@@ -154,6 +154,7 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
       const a: Attributes = {}
       if (!Number.isNaN(rec.bytesWritten)) a[ATTR.bytesWritten] = rec.bytesWritten
       if (rec.backpressure !== undefined) a[ATTR.backpressure] = rec.backpressure
+      if (!Number.isNaN(rec.writeUnackedBytes)) a[ATTR.writeUnackedBytes] = rec.writeUnackedBytes
       const encoding = responseEncoding(rec)
       if (encoding !== undefined) a[ATTR.responseContentEncoding] = encoding
       return a

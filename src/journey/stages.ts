@@ -114,6 +114,12 @@ export const ATTR = {
    */
   responseContentEncoding: 'journey.write.content_encoding',
   bytesWritten: 'journey.write.bytes',
+  /**
+   * Kept requests, HTTP/1.x, responses of 16 KiB or more: the connection's bytes the kernel still held when write ended, not yet
+   * acknowledged by the client (Linux SIOCOUTQ: in flight or queued). Write ends when the last byte is handed
+   * to the kernel, not when the client has it: this says how much was still on its way.
+   */
+  writeUnackedBytes: 'journey.write.unacked_bytes',
   aborted: 'journey.aborted',
   /** On aborted requests whose connection closed under them: `client` or `server`, whichever closed it first. */
   abortedBy: 'journey.aborted_by',

@@ -11,6 +11,8 @@ import { bundledInto } from './bundled.ts'
 
 interface Addon {
   tcpInfo: (fd: number, out: Float64Array) => boolean
+  /** Bytes the kernel holds for the socket unacknowledged by the peer, sent or queued (SIOCOUTQ); -1: cannot say. */
+  sendQueue: (fd: number) => number
   /** Bytes of struct tcp_info this kernel fills (negative errno: no socket to ask). */
   tcpInfoProbe: () => number
   TCP_INFO_NEEDED: number
@@ -44,9 +46,9 @@ if (bundledInto !== undefined) {
       ? `accept-queue wait needs Linux TCP_INFO (this is ${process.platform}): not measured`
       : `the TCP_INFO addon ${addonProblem(loadError)} (${loadError}${code === undefined ? '; npm ci builds it with node-gyp' : ''}): accept-queue wait is not measured`
   }
-  // An addon without the probe was built from older sources (a checkout pulled without npm ci since): it
-  // would not guard against a short struct either, so it is not used.
-  if (addon !== undefined && typeof addon.tcpInfoProbe !== 'function') {
+  // An addon without the probe or the send queue was built from older sources (a checkout pulled without
+  // npm ci since): it would not guard against a short struct either, so it is not used.
+  if (addon !== undefined && (typeof addon.tcpInfoProbe !== 'function' || typeof addon.sendQueue !== 'function')) {
     loadError = STALE
     unavailable = `the TCP_INFO addon ${addonProblem(loadError)} (${loadError}): accept-queue wait is not measured`
     addon = undefined
@@ -101,12 +103,31 @@ export interface KernelView {
 const out = new Float64Array(7)
 const TCP_LISTEN = 10
 
+/** The socket's file descriptor, -1 when it has none (closed, or not backed by one: a JS stream). */
+export function socketFd (socket: Socket): number {
+  return (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1
+}
+
 /** The socket's TCP_INFO, or undefined (no addon, no fd, not TCP). Costs one syscall (≈1.5 µs). */
 export function readTcpInfo (socket: Socket): KernelView | undefined {
-  if (addon === undefined) return undefined
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
-  if (fd === undefined || fd < 0 || !addon.tcpInfo(fd, out)) return undefined
+  return readTcpInfoOf(socketFd(socket))
+}
+
+/** readTcpInfo for a descriptor already known. */
+export function readTcpInfoOf (fd: number): KernelView | undefined {
+  if (addon === undefined || fd < 0 || !addon.tcpInfo(fd, out)) return undefined
   return { lastDataRecvMs: out[0]!, lastAckRecvMs: out[1]!, rttUs: out[2]!, bytesReceived: out[3]! }
+}
+
+/**
+ * Bytes the kernel holds for an open TCP socket that the peer has not acknowledged, whether sent and in
+ * flight or still queued behind its receive window (Linux SIOCOUTQ). NaN without the addon or an answer.
+ * One syscall; only ever asked for requests that are traced.
+ */
+export function readSendQueue (fd: number): number {
+  if (addon === undefined || fd < 0) return NaN
+  const n = addon.sendQueue(fd)
+  return n < 0 ? NaN : n
 }
 
 /**
