@@ -216,6 +216,12 @@ test('write: a slow reader lengthens the write stage, not the handler', async ()
   assert.ok(num(slow['client time ms']) > num(fast['client time ms']))
   assert.ok(num(slow['write mean ms']) > num(fast['write mean ms']))
   assert.ok(num(slow['handler mean ms']) < num(slow['write mean ms']) / 10)
+  // What the server's kernel still held when write ended, the reader then needed at least that long for at
+  // its rate (less one read's worth: it may run one 64 KiB chunk, 8 ms, ahead of its pace).
+  const held = num(slow['unacked at write end MiB'])
+  assert.ok(held > 0.5, `the kernel held ${held} MiB of 8 for a paced reader`)
+  assert.ok(num(slow['unacked ÷ read rate ms']) <= num(slow['client time ms']) - num(slow['write mean ms']) + 20,
+    `${slow['unacked ÷ read rate ms']} ms to read what was held, within the ${num(slow['client time ms']) - num(slow['write mean ms'])} ms the client took after write`)
 })
 
 test('event-loop: the blocked time lands in the kernel wait before accept, not in the light request\'s handler; Grafana gets one annotation per variant', async () => {
