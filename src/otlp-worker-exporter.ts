@@ -18,6 +18,7 @@ import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from '@opente
 import { JsonTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer'
 import { FastProtobufTraceSerializer } from './otlp-trace-serializer.ts'
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace'
+import { startOwnWorker } from './journey/worker-options.ts'
 
 export type WorkerOtlpProtocol = 'http/protobuf' | 'http/json'
 
@@ -73,7 +74,7 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
   function spawn (): Worker | undefined {
     if (worker !== undefined) return worker
     if (performance.now() - diedAt < RESTART_AFTER_MS) return undefined
-    const w = new Worker(url, { workerData: opts.config, name: 'otlp-export' })
+    const w = startOwnWorker(url, { workerData: opts.config, name: 'otlp-export' })
     w.unref()
     w.on('message', (reply: ExportReply) => {
       settle(reply.id, reply.ok

@@ -15,6 +15,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { readFileSync, readlinkSync } from 'node:fs'
 import { acceptQueueLength, socketInode } from './proc-net.ts'
 import { listenQueueOfFd } from './tcp-info.ts'
+import { startOwnWorker } from './worker-options.ts'
 
 export const MAX_LISTENERS = 16
 /** Covers Prometheus's default 15 s scrape interval (the compose stack scrapes every 5 s). */
@@ -48,7 +49,7 @@ export function startKernelSampler (intervalMs: number, entry = new URL(import.m
   const data: SamplerData = { requestJourneyKernelSampler: true, peaks, intervalMs }
   let worker: Worker
   try {
-    worker = new Worker(entry, { workerData: data, name: 'request-journey-kernel-sampler' })
+    worker = startOwnWorker(entry, { workerData: data, name: 'request-journey-kernel-sampler' })
   } catch (err) {
     const { code, message } = err as NodeJS.ErrnoException
     const denied = code === 'ERR_ACCESS_DENIED' ? ': Node\'s permission model denies worker threads unless the process runs with --allow-worker' : ''
