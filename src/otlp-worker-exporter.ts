@@ -54,6 +54,8 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
   let worker: Worker | undefined
   let closed = false
   let diedAt = -Infinity
+  /** Why the last attempt to start the worker failed, until one succeeds. */
+  let notStarted: string | undefined
   let nextId = 1
   const waiting = new Map<number, { resolve: (r: ExportResponse) => void, timer: NodeJS.Timeout }>()
 
@@ -74,7 +76,18 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
   function spawn (): Worker | undefined {
     if (worker !== undefined) return worker
     if (performance.now() - diedAt < RESTART_AFTER_MS) return undefined
-    const w = startOwnWorker(url, { workerData: opts.config, name: 'otlp-export' })
+    let w: Worker
+    try {
+      w = startOwnWorker(url, { workerData: opts.config, name: 'otlp-export' })
+    } catch (err) {
+      // No thread can start (Node's permission model without --allow-worker): each export fails saying why,
+      // as the span pipeline counts and logs failed exports, instead of a rejection nobody expects.
+      diedAt = performance.now()
+      const { code, message } = err as NodeJS.ErrnoException
+      notStarted = `the OTLP export worker could not start (${code ?? 'Error'}: ${message.split('\n')[0]}${code === 'ERR_ACCESS_DENIED' ? '; under --permission it needs --allow-worker' : ''})`
+      return undefined
+    }
+    notStarted = undefined
     w.unref()
     w.on('message', (reply: ExportReply) => {
       settle(reply.id, reply.ok
@@ -97,7 +110,7 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
     async send (data: Uint8Array): Promise<ExportResponse> {
       if (closed) return { status: 'failure', error: new Error('OTLP exporter is shut down') }
       const w = spawn()
-      if (w === undefined) return { status: 'failure', error: new Error('OTLP export worker stopped recently; not restarted yet') }
+      if (w === undefined) return { status: 'failure', error: new Error(notStarted ?? 'OTLP export worker stopped recently; not restarted yet') }
       const id = nextId++
       return await new Promise<ExportResponse>((resolve) => {
         const timer = setTimeout(() => settle(id, { status: 'failure', error: new Error('OTLP export worker did not answer in time') }),

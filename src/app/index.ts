@@ -93,12 +93,23 @@ export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
     requestEncodings: ['br', 'gzip', 'deflate']
   })
 
-  const pool = new Piscina({
-    filename: COMPUTE_WORKER.href,
-    minThreads: opts.workerThreads,
-    maxThreads: opts.workerThreads
-  })
-  app.addHook('onClose', async () => { await pool.destroy() })
+  // Under Node's permission model without --allow-worker no thread can start: the demo serves on, and only
+  // /compute?offload=1 answers that it cannot (503), rather than the process dying at start.
+  let pool: Piscina | undefined
+  let noPool: string | undefined
+  try {
+    pool = new Piscina({
+      filename: COMPUTE_WORKER.href,
+      minThreads: opts.workerThreads,
+      maxThreads: opts.workerThreads
+    })
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException
+    if (code !== 'ERR_ACCESS_DENIED') throw err
+    noPool = `no worker thread can start here (${code}: ${message}; under --permission they need --allow-worker), so /compute?offload=1 answers 503`
+    app.log.warn(noPool)
+  }
+  app.addHook('onClose', async () => { await pool?.destroy() })
 
   // Every route takes JSON (and /orders protobuf); Fastify's default text/plain parser would turn a
   // mislabelled body into a confusing schema error instead of 415.
@@ -145,11 +156,12 @@ export const demoApp: FastifyPluginAsync<AppOptions> = async (app, opts) => {
         }
       }
     }
-  }, async (request) => {
+  }, async (request, reply) => {
     const query = request.query as { ms: number, offload: string }
     const { ms } = query
     const offload = query.offload === '1' || query.offload === 'true'
-    const iterations = offload ? await pool.run({ ms }) as number : burn(ms)
+    if (offload && pool === undefined) return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: noPool })
+    const iterations = offload ? await pool!.run({ ms }) as number : burn(ms)
     return { ms, offload, iterations }
   })
 
