@@ -41,6 +41,8 @@ export interface RecentRequest {
   traceId: string | undefined
   /** A streamed response whose writes waited for the client to read ('drain'): journey.write.backpressure. */
   backpressure: boolean | undefined
+  /** Traced requests with large responses: what the kernel still held unacknowledged when write ended (journey.write.unacked_bytes). */
+  unackedBytes: number | undefined
   /** Offsets from `at` and durations, in ms, one per stage seen, in journey order. */
   stages: Array<{ stage: Stage, startMs: number, durationMs: number }>
 }
@@ -187,6 +189,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       requestIndex: rec.index,
       traceId: rec.keptBy === undefined ? undefined : rec.traceId,
       backpressure: rec.backpressure,
+      // Read by the span consumer, which subscribed first (createJourney), for the requests it keeps.
+      unackedBytes: Number.isNaN(rec.writeUnackedBytes) ? undefined : rec.writeUnackedBytes,
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

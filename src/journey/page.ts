@@ -40,9 +40,16 @@ function durationTitle (r: RecentRequest): string {
 
 /** Whether a streamed response's write waited for its reader: the question a long write stage asks. */
 function writeNote (r: RecentRequest): string {
-  if (r.backpressure === true) return ', streamed: it waited for the client to read (backpressure)'
-  if (r.backpressure === false) return ', streamed: it never waited for the client'
-  return ''
+  const streamed = r.backpressure === true
+    ? ', streamed: it waited for the client to read (backpressure)'
+    : r.backpressure === false ? ', streamed: it never waited for the client' : ''
+  // Write ends when the kernel has the last byte, not the client: how much was still on its way.
+  const held = r.unackedBytes === undefined ? '' : `; the kernel still held ${fmtBytes(r.unackedBytes)} the client had not acknowledged`
+  return streamed + held
+}
+
+function fmtBytes (n: number): string {
+  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`
 }
 
 export function renderRow (r: RecentRequest, jaegerUrl?: string): string {

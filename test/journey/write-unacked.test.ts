@@ -12,6 +12,7 @@ import { roots, waterfall } from '../helpers/spans.ts'
 import { tracedJourney } from '../helpers/traced.ts'
 import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
+import { renderRow } from '../../src/journey/page.ts'
 
 const skip = tcpInfoUnavailable ?? false
 const BODY = Buffer.alloc(16 * 1024 * 1024, 'x')
@@ -54,6 +55,7 @@ for (const [secure, precision] of [[false, 'default'], [true, 'default'], [true,
     const tls = secure ? await loadTlsMaterial(undefined, undefined) : undefined
     const j = tracedJourney({ journey: { precision }, ...(tls === undefined ? {} : { fastify: { https: { key: tls.key, cert: tls.cert } } as FastifyServerOptions }) })
     t.after(() => j.close())
+    const recent = j.journey.recent // the journey page's view collects from its first use
     await j.app.register(j.journey.plugin)
     j.app.get('/big', async (_req, reply) => reply.type('application/octet-stream').send(BODY))
     j.app.get('/small', async () => ({ ok: true }))
@@ -71,6 +73,10 @@ for (const [secure, precision] of [[false, 'default'], [true, 'default'], [true,
     assert.ok(Number(unacked) <= unreadAtFinish * (secure ? 1.002 : 1), `${String(unacked)} ≤ ${unreadAtFinish}`)
     assert.ok(Number(unacked) > 64 * 1024, `a paced reader leaves the server's kernel holding more than one read's worth: ${String(unacked)}`)
     assert.equal(write.attributes['journey.write.bytes'], total)
+    // The journey page says it on the write segment.
+    const [row] = recent.snapshot().recent
+    assert.equal(row?.unackedBytes, unacked)
+    assert.match(renderRow(row!), /data-stage="write"[^>]*title="write [\d.]+ ms[^"]*; the kernel still held [\d.]+ (MiB|KiB) the client had not acknowledged"/)
 
     // A response under Linux's initial send buffer (16 KiB) is not asked about: whatever it left
     // unacknowledged is at most itself, which says only that it was in flight.
