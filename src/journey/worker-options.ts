@@ -79,8 +79,9 @@ export function ownWorkerOptions (execArgv: readonly string[] = process.execArgv
 /**
  * `new Worker` for our own code, without the app's preloads (ownWorkerOptions). Node refuses an explicit
  * execArgv that holds an option it applies per process (--max-old-space-size, --stack-size…), which it
- * ignores when the worker inherits them: then the worker starts as by default, preloads and all, rather
- * than not at all.
+ * ignores when the worker inherits them: it names them, and they are left out too (they apply to the whole
+ * process anyway). Should that fail as well, the worker starts as by default, preloads and all, rather than
+ * not at all.
  */
 export function startOwnWorker (entry: string | URL, options: WorkerOptions): Worker {
   const own = ownWorkerOptions()
@@ -89,6 +90,20 @@ export function startOwnWorker (entry: string | URL, options: WorkerOptions): Wo
     return new Worker(entry, { ...options, ...own })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err
+    const refused = refusedOptions((err as Error).message)
+    if (own.execArgv !== undefined && refused.length > 0) {
+      try {
+        return new Worker(entry, { ...options, ...own, execArgv: own.execArgv.filter(a => !refused.includes(a)) })
+      } catch (again) {
+        if ((again as NodeJS.ErrnoException).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw again
+      }
+    }
     return new Worker(entry, options)
   }
+}
+
+/** The options named in Node's "Initiated Worker with invalid execArgv flags: a, b" (none if it says otherwise). */
+export function refusedOptions (message: string): string[] {
+  const m = /invalid execArgv flags: (.*)$/.exec(message)
+  return m === null ? [] : m[1]!.split(', ')
 }
