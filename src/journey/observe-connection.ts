@@ -5,7 +5,7 @@ import type { Http2SecureServer, Http2Server } from 'node:http2'
 import type { Socket } from 'node:net'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import { now } from './clock.ts'
-import { readTcpInfoOf, socketFd } from './tcp-info.ts'
+import { addonFd, readTcpInfoOf } from './tcp-info.ts'
 import { newConnectionRecord, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser, settleDeclaredBody } from './observe-parser.ts'
@@ -23,7 +23,7 @@ export interface ObserveResult {
 function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: JourneyOwner }, socket: Observed): void {
   const conn = newConnectionRecord(this[kListener], this instanceof TlsServer, now(), this[kOwner])
   // First thing after accept: how long the kernel had held this connection (and its bytes) before us.
-  conn.fd = socketFd(socket)
+  conn.fd = addonFd(socket)
   conn.kernel = readTcpInfoOf(conn.fd)
   // The peer for spans, asked while the socket is open (a connection span is made at close, when the
   // socket no longer knows it): one getpeername per connection (Node keeps the answer), ≈ 3 µs with what

@@ -104,8 +104,13 @@ const out = new Float64Array(7)
 const TCP_LISTEN = 10
 
 /** The socket's file descriptor, -1 when it has none (closed, or not backed by one: a JS stream). */
-export function socketFd (socket: Socket): number {
+function socketFd (socket: Socket): number {
   return (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1
+}
+
+/** socketFd, for the addon to ask the kernel about later; -1 without the addon, where nothing would ask. */
+export function addonFd (socket: Socket): number {
+  return addon === undefined ? -1 : socketFd(socket)
 }
 
 /** The socket's TCP_INFO, or undefined (no addon, no fd, not TCP). Costs one syscall (≈1.5 µs). */
