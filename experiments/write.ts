@@ -20,7 +20,7 @@ export const write = experiment({
     // kernel still held unacknowledged when the write ended (journey.write.unacked_bytes).
     const server = await startServer({}, { traces: true })
     const rows = []
-    const traced: string[][] = []
+    const traced: Array<{ traces: string[], bytesPerSecond: number }> = []
     try {
       // Uncounted downloads first: the first variant would otherwise pay for V8 compiling the server's code.
       for (let i = 0; i < opts.warmup; i++) await download(server, opts.kb, Infinity)
@@ -47,7 +47,7 @@ export const write = experiment({
           'unacked at write end MiB': NaN,
           'unacked ÷ read rate ms': NaN
         })
-        traced.push(traces)
+        traced.push({ traces, bytesPerSecond })
       }
     } finally {
       await server.stop() // flushes the server's spans to this process's receiver
@@ -55,13 +55,14 @@ export const write = experiment({
     // What the kernel still held when write ended, and how long the reader needs for that at its rate: the
     // part of the client's time the server cannot see, from the server's side.
     rows.forEach((row, i) => {
-      const held = traced[i]!.flatMap(id => server.spans?.(id) ?? []).filter(s => s.name === 'journey.write')
+      const { traces, bytesPerSecond } = traced[i]!
+      const held = traces.flatMap(id => server.spans?.(id) ?? []).filter(s => s.name === 'journey.write')
         .map(s => s.attributes['journey.write.unacked_bytes']).filter((b): b is number => typeof b === 'number')
       if (held.length === 0) return
       const bytes = held.reduce((a, b) => a + b, 0) / held.length
       row['unacked at write end MiB'] = bytes / (1024 * 1024)
-      const rate = row.variant === 'reads 32 MiB/s' ? 32 : row.variant === 'reads 8 MiB/s' ? 8 : NaN
-      row['unacked ÷ read rate ms'] = 1000 * bytes / (rate * 1024 * 1024)
+      // A reader without a rate has none to divide by.
+      row['unacked ÷ read rate ms'] = Number.isFinite(bytesPerSecond) ? 1000 * bytes / bytesPerSecond : NaN
     })
     return {
       rows,
