@@ -19,6 +19,17 @@ export function waterfall (spans: ReadableSpan[], root: ReadableSpan): Waterfall
   return { root, stages }
 }
 
+/** The first waterfall of `route` the exporter holds, waiting up to 3 s for it (spans leave at the response's end). */
+export async function nextWaterfall (exporter: { getFinishedSpans: () => ReadableSpan[] }, route: string): Promise<Waterfall> {
+  for (const until = Date.now() + 3000; ;) {
+    const spans = exporter.getFinishedSpans()
+    const root = roots(spans, route)[0]
+    if (root !== undefined) return waterfall(spans, root)
+    if (Date.now() > until) throw new Error(`no trace for ${route}`)
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
 export const stageNames = (w: Waterfall): string[] => w.stages.map(s => s.name.slice('journey.'.length))
 export const stage = (w: Waterfall, name: string): ReadableSpan | undefined => w.stages.find(s => s.name === `journey.${name}`)
 

@@ -14,7 +14,7 @@ import { request } from 'undici'
 import { createJourney, journeyTracing } from '../../src/journey/index.ts'
 import { renderRow } from '../../src/journey/page.ts'
 import { connect } from '../helpers/raw.ts'
-import { durationMs, roots, waterfall, type Waterfall } from '../helpers/spans.ts'
+import { durationMs, nextWaterfall, roots, stage, waterfall } from '../helpers/spans.ts'
 
 const rows = (n: number): string => JSON.stringify(Array.from({ length: n }, (_, i) => ({ id: i, name: `row ${i}` })))
 const SMALL = rows(100) // ≈ 2 KiB: over the default threshold (1 KiB), under the syncThreshold (≥ 4 KiB)
@@ -66,15 +66,6 @@ for (const order of ['compress registered first', 'journey registered first'] as
   })
 }
 
-async function traceOf (spans: InMemorySpanExporter, route: string): Promise<Waterfall> {
-  for (let i = 0; i < 200; i++) {
-    const root = roots(spans.getFinishedSpans(), route)[0]
-    if (root !== undefined) return waterfall(spans.getFinishedSpans(), root)
-    await sleep(10)
-  }
-  throw new Error(`no trace for ${route}`)
-}
-
 test('a compressed stream to a client that stops reading: its wait is in write, with backpressure; the same body uncompressed has none to report', async (t) => {
   const spans = new InMemorySpanExporter()
   const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })], finishedRequestSpans: true })
@@ -99,7 +90,7 @@ test('a compressed stream to a client that stops reading: its wait is in write, 
   c.socket.resume()
   const text = await c.read(undefined, 20_000) // to the server's close
   assert.match(text, /^HTTP\/1\.1 200 [^]*content-encoding: gzip/i)
-  const slow = stageOf(await traceOf(spans, '/noise'), 'write')
+  const slow = stage(await nextWaterfall(spans, '/noise'), 'write')!
   assert.equal(slow.attributes['journey.write.content_encoding'], 'gzip')
   assert.equal(slow.attributes['journey.write.backpressure'], true)
   assert.ok(durationMs(slow) >= 250, `write ${durationMs(slow)} ms`)
@@ -112,16 +103,10 @@ test('a compressed stream to a client that stops reading: its wait is in write, 
   spans.reset()
   const r = await request(`http://127.0.0.1:${port}/noise`)
   assert.equal((await r.body.text()).length, NOISE.length)
-  const plain = stageOf(await traceOf(spans, '/noise'), 'write')
+  const plain = stage(await nextWaterfall(spans, '/noise'), 'write')!
   assert.equal(plain.attributes['journey.write.content_encoding'], undefined)
   assert.equal(plain.attributes['journey.write.backpressure'], undefined)
   const [plainRow] = recent.snapshot().recent
   assert.equal(plainRow?.backpressure, undefined)
   assert.match(renderRow(plainRow!), /data-stage="write"[^>]*title="write [\d.]+ ms(; the kernel still held [^"]*)?"/)
 })
-
-function stageOf (w: Waterfall, name: string): Waterfall['stages'][number] {
-  const s = w.stages.find(x => x.name === `journey.${name}`)
-  assert.ok(s !== undefined, `no ${name} span`)
-  return s
-}

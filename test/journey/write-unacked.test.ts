@@ -4,11 +4,9 @@
 import assert from 'node:assert/strict'
 import diagnostics from 'node:diagnostics_channel'
 import { test, type TestContext } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 import type { FastifyServerOptions } from 'fastify'
 import { connect } from '../helpers/raw.ts'
-import { roots, waterfall } from '../helpers/spans.ts'
+import { nextWaterfall, stage } from '../helpers/spans.ts'
 import { tracedJourney } from '../helpers/traced.ts'
 import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
@@ -16,15 +14,6 @@ import { renderRow } from '../../src/journey/page.ts'
 
 const skip = tcpInfoUnavailable ?? false
 const BODY = Buffer.alloc(16 * 1024 * 1024, 'x')
-
-async function writeSpan (spans: () => ReadableSpan[], route: string): Promise<ReadableSpan> {
-  for (let i = 0; i < 300; i++) {
-    const root = roots(spans(), route)[0]
-    if (root !== undefined) return waterfall(spans(), root).stages.find(s => s.name === 'journey.write')!
-    await sleep(10)
-  }
-  throw new Error(`no trace for ${route}`)
-}
 
 /**
  * GETs /big on a new connection, reading 4 MiB a second (in up-to-64 KiB steps, so the kernel's buffers on
@@ -63,7 +52,7 @@ for (const [secure, precision] of [[false, 'default'], [true, 'default'], [true,
 
     const { total, readAtFinish } = await pacedDownload(t, port, secure)
     const unreadAtFinish = total - readAtFinish
-    const write = await writeSpan(() => j.spans.getFinishedSpans(), '/big')
+    const write = stage(await nextWaterfall(j.spans, '/big'), 'write')!
     const unacked = write.attributes['journey.write.unacked_bytes']
     t.diagnostic(`response ${total} B; at the end of write the client had read ${readAtFinish} B and the server's kernel still held ${String(unacked)} B unacknowledged`)
     assert.equal(typeof unacked, 'number')
@@ -84,7 +73,7 @@ for (const [secure, precision] of [[false, 'default'], [true, 'default'], [true,
     const f = await connect(port, secure)
     await f.write('GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
     await f.read()
-    const small = await writeSpan(() => j.spans.getFinishedSpans(), '/small')
+    const small = stage(await nextWaterfall(j.spans, '/small'), 'write')!
     assert.equal(small.attributes['journey.write.unacked_bytes'], undefined)
     assert.ok(Number(small.attributes['journey.write.bytes']) > 0)
   })
@@ -103,6 +92,6 @@ test('HTTP/2: not said, since a connection\'s bytes are every stream\'s', { skip
     const s = client.request({ ':path': '/' })
     s.on('error', reject).resume().on('end', resolve)
   })
-  const write = await writeSpan(() => j.spans.getFinishedSpans(), '/')
+  const write = stage(await nextWaterfall(j.spans, '/'), 'write')!
   assert.equal(write.attributes['journey.write.unacked_bytes'], undefined)
 })
