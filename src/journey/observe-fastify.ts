@@ -123,9 +123,10 @@ function onDrain (this: Response): void {
  */
 const MAY_BE_STREAMED = 1024
 
+/** Listened for only when the journey's onSend saw no stream, so backpressure is still undefined here. */
 function onPipe (this: Response): void {
   const rec = this[kRecord]
-  if (rec === undefined || rec.backpressure !== undefined) return
+  if (rec === undefined) return
   rec.backpressure = false
   this.on('drain', onDrain)
 }
