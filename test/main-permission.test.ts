@@ -6,14 +6,14 @@ import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { killAll, startTraced } from './helpers/process.ts'
+import { ALLOW_NET, killAll, startTraced } from './helpers/process.ts'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 after(killAll)
 
 test('under --permission without --allow-worker: the demo serves; the offloaded route and the export thread say what they lack', async () => {
   const { s } = await startTraced({ JOURNEY_EXPORT_THREAD: 'worker', OTEL_BSP_SCHEDULE_DELAY: '100' },
-    { nodeArgs: ['--permission', `--allow-fs-read=${ROOT}`] })
+    { nodeArgs: ['--permission', `--allow-fs-read=${ROOT}`, ...ALLOW_NET] })
   const base = `http://127.0.0.1:${s.ports.http}`
   const home = await request(`${base}/`)
   assert.equal(home.statusCode, 200)

@@ -7,6 +7,13 @@ import { startSpanReceiver, type SpanReceiver } from '../../experiments/lib/span
 
 export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
 
+/**
+ * Network access under Node's permission model: from Node 25 on `--permission` denies it too (a server cannot
+ * even listen) unless `--allow-net` is given, a flag Node 24 does not know and refuses. Tests about what the
+ * model refuses the journey (addons, worker threads, /proc) add it where it exists.
+ */
+export const ALLOW_NET: readonly string[] = process.allowedNodeEnvironmentFlags.has('--allow-net') ? ['--allow-net'] : []
+
 export interface Started {
   child: ChildProcess
   ports: { http: number, https: number, metrics: number }

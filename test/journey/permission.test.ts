@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { after, test } from 'node:test'
 import { promisify } from 'node:util'
 import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
+import { ALLOW_NET } from '../helpers/process.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const linux = process.platform === 'linux'
@@ -42,7 +43,7 @@ const SCRIPT = join(DIR, 'app.mjs')
 writeFileSync(SCRIPT, APP)
 
 async function runApp (flags: string[]): Promise<{ status: number, metrics: string, limitation: string | null, stderr: string }> {
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, [...flags, SCRIPT], { cwd: ROOT, timeout: 20_000 })
+  const { stdout, stderr } = await promisify(execFile)(process.execPath, [...flags, ...ALLOW_NET, SCRIPT], { cwd: ROOT, timeout: 20_000 })
   return { ...JSON.parse(stdout) as { status: number, metrics: string, limitation: string | null }, stderr }
 }
 
