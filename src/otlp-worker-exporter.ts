@@ -1,10 +1,11 @@
 // The OTLP/HTTP trace exporter with its HTTP client in a worker thread.
 //
-// Why: an HTTP client in the serving thread made every request the server served dearer, not only the
-// exports. Measured here (paired servers, GET /, CPU per request): a keep-alive POST to a local receiver
-// from the server's own thread cost ≈ 5 % of every request whether it ran every 0.2 s or every 3 s
-// (undici ≈ 4 %); raw socket writes, and the same POSTs from a worker thread, cost nothing measurable.
-// Why the client slows the server is not known (no profile shows it). Each export crosses threads and
+// Why: the library's HTTP transport in the serving thread made every request the server served dearer, not
+// only the exports: at 1 % sampling, paired servers (GET /, CPU per request) spent 3–8 % more with it than
+// with this worker (1.035 again in December 2026). It was first seen as any keep-alive POST from the
+// server's own thread costing ≈ 5 % (undici ≈ 4 %; raw socket writes nothing) — a plain POST loop no longer
+// does on Node 24.21 (0.98), so it is the transport's own work, not a client's mere presence; no profile
+// has shown where (bench/NOTES.md, fifty-sixth session). Each export crosses threads and
 // the worker has its own V8 heap, so this pays off only when exports are few: telemetry.ts chooses it
 // by sampling ratio. This thread keeps the library's exporter minus its transport: the serializer (for
 // protobuf the journey's own, otlp-trace-serializer.ts: the library's bytes at a third of the cost), the
