@@ -19,7 +19,7 @@ export const BUSYBOX = join(ASSETS, 'busybox')
 export const QEMU_SYSTEM = '/usr/bin/qemu-system-aarch64'
 /** arm64 glibc, libstdc++ and libatomic (libc6-arm64-cross, libstdc++6-arm64-cross, libatomic1-arm64-cross: the cross compiler's). */
 export const ARM64_LIBS = '/usr/aarch64-linux-gnu/lib'
-// libatomic: Node 25 and later link it on arm64 (Node 26 will not start without it; libatomic1-arm64-cross).
+// libatomic: Node 26's arm64 build links it (24's does not; without it 26 will not start).
 const NODE_LIBS = ['ld-linux-aarch64.so.1', 'libatomic.so.1', 'libc.so.6', 'libdl.so.2', 'libgcc_s.so.1', 'libm.so.6', 'libpthread.so.0', 'libstdc++.so.6']
 
 /** Why the VM cannot boot here, or undefined when everything it needs is present. */
