@@ -14,6 +14,12 @@ try {
   console.log('started')
 } catch (err) {
   console.log(`start-up failed: ${(err as Error).message}`)
+  // A closed listener's handle is let go in the event loop's close phase, after close() has returned and its
+  // callback has run: read at once, a listener closed a moment before was still named (once in CI, 2026-12-05:
+  // "TCPServerWrap, TCPServerWrap", the bound one and the one whose bind failed; in a bare script both were
+  // still named in close()'s callback and one setImmediate later, gone after two). Two turns of the loop
+  // later only what was never let go is held — a listener left open, a worker never ended — as it is for good.
+  for (let turn = 0; turn < 2; turn++) await new Promise(resolve => setImmediate(resolve))
   // A worker thread holds a MessagePort, a listener a TCPServerWrap (this process's stdout and stderr are pipes).
   console.log(`held right after: ${process.getActiveResourcesInfo().join(', ')}`)
 }
