@@ -32,7 +32,7 @@ export const accept = experiment({
       try {
         // Warm-up, then the storm: `concurrency` loops each opening one connection per request.
         await storm(server, 200, 16, () => {})
-        const before = await server.scrape()
+        const before = strategy === 'target' ? await server.scrape() : await samplersReady(server, strategy === 'single' ? 1 : opts.workers)
         const peaks = new QueuePeaks()
         const sampling = setInterval(() => {
           void server.scrape().then(m => peaks.add(m), () => {})
@@ -73,7 +73,7 @@ export const accept = experiment({
       notes: [
         'Client and server share this machine\'s two cores; connect latency includes the client\'s own scheduling.',
         'Accepted per worker: connections each worker took (single: one number). Kernel wait: TCP_INFO at accept, jiffy resolution.',
-        'Queue peak: journey_accept_queue_peak of the HTTP listener polled during the storm — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it. No more than --concurrency connections can wait at once.',
+        'Queue peak: journey_accept_queue_peak of the HTTP listener polled during the storm (which starts once every worker\'s sampler has reported, or after 10 s) — the deepest queue the sampler saw in its 15 s window, so the warm-up (200 connections, 16 at a time) can be in it. No more than --concurrency connections can wait at once.',
         'Per worker, in the order of the accepted column: reuseport workers each have a queue (their peaks need not be simultaneous, so they are not added up). cluster-shared workers read the one queue they share, cluster-rr workers the primary\'s (found among their parent\'s sockets): its deepest reading.',
         'Listen overflows: TcpExt ListenOverflows, namespace-wide (every worker reports the same count: counted once) — handshakes the kernel dropped because the accept queue was full; the client retries its SYN after 1 s.',
         'Dropped: connections Node closed unserved at MAX_CONNECTIONS (--maxConnections; per worker), journey_connections_dropped_total. Their clients fail (failed column).',
@@ -82,6 +82,21 @@ export const accept = experiment({
     }
   }
 })
+
+/**
+ * The first scrape in which every worker's accept-queue sampler has reported (at most `ms` of waiting; the
+ * last scrape if some never do). A sampler reports only after its thread has started and read the queue once
+ * — on a busy machine that can take longer than a small storm (a CI run read no queue at all for
+ * cluster-rr) — and a storm over before then would show as no reading, not as the queue it built.
+ */
+async function samplersReady (server: ExperimentServer, workers: number, ms = 10_000): Promise<Metrics> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const m = await server.scrape()
+    if ([...series(m, 'journey_accept_queue_peak', { listener: 'http' })].length >= workers || Date.now() > deadline) return m
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
 
 async function storm (server: ExperimentServer, total: number, concurrency: number, onProgress: (done: number) => void): Promise<Phases[]> {
   const out: Phases[] = []
