@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
 import { gunzipSync } from 'node:zlib'
 import compress from '@fastify/compress'
 import { AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
@@ -79,13 +80,24 @@ test('a compressed stream to a client that stops reading: its wait is in write, 
   // Random base64 compresses to ≈ 3/4 of itself: 6 MiB on the wire, more than the kernel's buffers hold for
   // a client that reads nothing.
   const NOISE = randomBytes(6 * 1024 * 1024).toString('base64')
-  app.get('/noise', async (_req, reply) => reply.type('text/plain').send(NOISE))
+  let noiseResponse: ServerResponse | undefined
+  app.get('/noise', async (_req, reply) => {
+    noiseResponse = reply.raw
+    return reply.type('text/plain').send(NOISE)
+  })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
 
   const c = await connect(port)
   c.socket.pause()
   await c.write('GET /noise HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n')
+  // The premise: the server has more to send than the kernel holds for a reader that reads nothing. Gzip
+  // makes those bytes on the CPU, so on a busy machine that can take longer than any fixed pause: wait until
+  // the response is really held back, then keep the client away another 300 ms.
+  for (const deadline = Date.now() + 20_000; noiseResponse?.writableNeedDrain !== true;) {
+    assert.ok(Date.now() < deadline, 'the response was never held back by the paused client')
+    await sleep(10)
+  }
   await sleep(300)
   c.socket.resume()
   const text = await c.read(undefined, 20_000) // to the server's close
