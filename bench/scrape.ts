@@ -108,14 +108,14 @@ if (process.env.SCRAPE_CHILD !== undefined) {
       const { name, help } = metric
       const type = String(metric.type) // prom-client declares an enum of these strings
       const values = metric.values as Array<{ labels: Record<string, string | number>, value: number, metricName?: string }>
+      // Declared, not seen in values: a metric with no series yet renders none in either registry.
+      const labelNames = [...(registry.getSingleMetric(name) as { labelNames?: readonly string[] } | undefined)?.labelNames ?? []]
       if (type === 'histogram') {
         const counts = values.filter(v => v.metricName === `${name}_count`)
         const buckets = [...new Set(values.filter(v => v.metricName === `${name}_bucket` && v.labels.le !== '+Inf').map(v => Number(v.labels.le)))]
-        const labelNames = Object.keys(counts[0]?.labels ?? {})
         const h = new client.Histogram({ name, help, labelNames, buckets, registers: [base] })
         for (const v of counts) h.observe(v.labels, buckets[0] ?? 0)
       } else if (type === 'counter' || type === 'gauge') {
-        const labelNames = [...new Set(values.flatMap(v => Object.keys(v.labels)))]
         const m = type === 'counter' ? new client.Counter({ name, help, labelNames, registers: [base] }) : new client.Gauge({ name, help, labelNames, registers: [base] })
         for (const v of values) (m as { inc: (labels: Record<string, string | number>, value: number) => void }).inc(v.labels, 1)
       }
