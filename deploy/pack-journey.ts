@@ -108,10 +108,11 @@ try {
   const section = readme.slice(readme.indexOf('## Using the instrumentation in your own Fastify app'))
   const example = /```ts\n[\s\S]*?\n```/.exec(section)?.[0]
   if (example === undefined) throw new Error('README.md: no TypeScript example under "Using the instrumentation in your own Fastify app"')
-  // So do the parts marked for it: what each of the plugin's warnings means (a warning a team sees names
-  // its remedy there) and the zero-code set-up.
-  const marked = [...readme.matchAll(/<!-- package:start -->\n([\s\S]*?)<!-- package:end -->/g)].map(m => m[1]!.trim())
-  if (marked.length === 0) throw new Error('README.md: no part marked <!-- package:start --> … <!-- package:end -->')
+  // So do the parts of the plugin's guide marked for it: what each of its warnings means (a warning a team
+  // sees names its remedy there), zero-code instrumentation, NestJS and the order of hooks.
+  const guide = readFileSync(join(root, 'docs', 'plugin.md'), 'utf8')
+  const marked = [...guide.matchAll(/<!-- package:start -->\n([\s\S]*?)<!-- package:end -->/g)].map(m => m[1]!.trim())
+  if (marked.length === 0) throw new Error('docs/plugin.md: no part marked <!-- package:start --> … <!-- package:end -->')
   // Its links to the sources point at their compiled files in the package.
   const stages = readFileSync(join(root, 'docs/stages.md'), 'utf8').replace(/\]\(\.\.\/src\/journey\/([\w-]+)\.ts\)/g, '](lib/journey/$1.js)')
   writeFileSync(join(stage, 'stages.md'), stages)

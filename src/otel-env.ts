@@ -23,7 +23,7 @@ const PROTOCOLS: OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc']
 /**
  * OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else the spec's default
  * http/protobuf. The default matters for cost, not only compatibility: encoding a span as protobuf
- * took ≈ 2.5× less CPU than as OTLP JSON here, and the body is ≈ 2.6–3× smaller (measured here; the README's configuration table).
+ * took ≈ 2.5× less CPU than as OTLP JSON here, and the body is ≈ 2.6–3× smaller (measured here; docs/configuration.md).
  */
 export function otlpProtocol (env: Env): { protocol: OtlpProtocol, unknown?: string } {
   const raw = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? '').trim().toLowerCase()
@@ -65,7 +65,7 @@ export function otelEnvProblems (env: Env): string[] {
   }
   for (const name of BSP) {
     const v = env[name]
-    if (v !== undefined && v.trim() !== '' && !isPositiveInt(v)) problems.push(`${name}="${v}" is not a positive integer; using the default (README's configuration table)`)
+    if (v !== undefined && v.trim() !== '' && !isPositiveInt(v)) problems.push(`${name}="${v}" is not a positive integer; using the default (docs/configuration.md)`)
   }
   return problems
 }

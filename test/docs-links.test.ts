@@ -30,10 +30,23 @@ test('every link to a heading, in the README and the docs, finds that heading', 
   assert.deepEqual(dead, [])
 })
 
-test('every warning code the plugin can emit has a row in the README\'s table of warnings', () => {
+test('every link to a file, in the README and the docs, finds that file', () => {
+  let links = 0
+  const dead: string[] = []
+  for (const file of docs) {
+    for (const m of readFileSync(join(root, file), 'utf8').matchAll(/\]\(([^)\s#:<]+)(?:#[^)\s]*)?\)/g)) {
+      links++
+      if (!existsSync(join(root, dirname(file), m[1]!))) dead.push(`${file}: ${m[1]} does not exist`)
+    }
+  }
+  assert.ok(links > 50, `links found: ${links}`)
+  assert.deepEqual(dead, [])
+})
+
+test('every warning code the plugin can emit has a row in docs/plugin.md\'s table of warnings', () => {
   const dir = join(root, 'src', 'journey')
   const codes = new Set(readdirSync(dir).flatMap(f => [...readFileSync(join(dir, f), 'utf8').matchAll(/code: '(REQUEST_JOURNEY_[A-Z_]+)'/g)].map(m => m[1]!)))
   assert.ok(codes.size >= 9, `codes found: ${[...codes].join(', ')}`)
-  const readme = readFileSync(join(root, 'README.md'), 'utf8')
-  assert.deepEqual([...codes].filter(code => !readme.includes(`| \`${code}\` |`)), [])
+  const guide = readFileSync(join(root, 'docs', 'plugin.md'), 'utf8')
+  assert.deepEqual([...codes].filter(code => !guide.includes(`| \`${code}\` |`)), [])
 })

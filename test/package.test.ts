@@ -336,7 +336,7 @@ for (const [line, oldest] of Object.entries(PEER_LINES)) {
 // package's peers, takes the newest versions their ranges allow (3.x, which wants API 1.10) over the 2.x ones
 // the SDK brought, and stops with ERESOLVE (most of the time; not every run here); the README's install
 // names the 2.x line's packages, and then the service's own packages stay as they were.
-test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as the README says, npm changes none of its packages and the README\'s set-up exports every stage\'s span through its OTLP exporter', { timeout: 240_000 }, async () => {
+test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/plugin.md says, npm changes none of its packages and the README\'s set-up exports every stage\'s span through its OTLP exporter', { timeout: 240_000 }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
   const project = join(dir, 'otel-2')
   await run('mkdir', ['-p', project])
@@ -347,9 +347,9 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as the RE
   const tree = async (): Promise<{ dependencies: Record<string, unknown> }> =>
     JSON.parse((await run('npm', ['ls', '--all', '--json'], { cwd: project })).stdout) as { dependencies: Record<string, unknown> }
   const before = await tree()
-  const readme = readFileSync(join(root, 'README.md'), 'utf8')
-  const install = /`npm install fastify-request-journey (@opentelemetry\/[\w@/ -]+)`/.exec(readme)?.[1]?.split(' ')
-  assert.deepEqual(install, ['@opentelemetry/sdk-trace@2', '@opentelemetry/core@2', '@opentelemetry/resources@2'], 'the README\'s install on OpenTelemetry JS 2.x')
+  const guide = readFileSync(join(root, 'docs', 'plugin.md'), 'utf8')
+  const install = /`npm install fastify-request-journey (@opentelemetry\/[\w@/ -]+)`/.exec(guide)?.[1]?.split(' ')
+  assert.deepEqual(install, ['@opentelemetry/sdk-trace@2', '@opentelemetry/core@2', '@opentelemetry/resources@2'], 'docs/plugin.md\'s install on OpenTelemetry JS 2.x')
   await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', packedTarball, ...install], { cwd: project, timeout: 150_000 })
   for (const name of ['sdk-trace', 'core', 'resources']) {
     const { version } = JSON.parse(readFileSync(join(project, 'node_modules/@opentelemetry', name, 'package.json'), 'utf8')) as { version: string }

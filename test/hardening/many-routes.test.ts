@@ -1,7 +1,7 @@
 // /metrics with many routes: series grow with routes × stages (bounded by the app, never by URLs).
 // Rendering happens on the event loop: with 500 routes it takes hundreds of milliseconds here, which no test
 // can hold on these machines (a busy one took 1.4 s): npm run bench:scrape measures it against prom-client's
-// own metrics with the same series, and the README reports that. Built with the public API, as another app would.
+// own metrics with the same series, and docs/hardening.md reports that. Built with the public API, as another app would.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import Fastify, { type FastifyInstance } from 'fastify'

@@ -1,4 +1,4 @@
-// The journey next to @fastify/otel, registered before it (the order README.md gives for using both):
+// The journey next to @fastify/otel, registered before it (the order docs/plugin.md gives for using both):
 // each request stays one trace, the journey's request span under @fastify/otel's.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'

@@ -1,5 +1,5 @@
 // Where an app's own hooks land depends on whether they were added before or after the journey's: Fastify
-// runs an app's hooks of one kind in the order they were added (README: "register the journey before other
+// runs an app's hooks of one kind in the order they were added (docs/plugin.md: "register the journey before other
 // plugins and hooks of your own"). Each hook busy-waits, so its time is at least what it spins.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'

@@ -1,4 +1,4 @@
-// The journey in a NestJS app on its Fastify adapter, as the README's recipe sets it up. Nest builds the
+// The journey in a NestJS app on its Fastify adapter, as docs/plugin.md's recipe sets it up. Nest builds the
 // Fastify instance itself and adds its middleware (through @fastify/middie, an onRequest hook) when the
 // app is created, so the plugin goes onto the adapter's instance before NestFactory.create(): otherwise an
 // async middleware defers the journey's onRequest hook and its time lands in parse (said once, as
