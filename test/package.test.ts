@@ -334,7 +334,7 @@ for (const [line, oldest] of Object.entries(PEER_LINES)) {
 // The README's set-up — NodeSDK started with the journey's sdkOptions, a BatchSpanProcessor, an OTLP
 // exporter — in a service on OpenTelemetry JS 2.x, whose last SDK most services still run. npm, placing the
 // package's peers, takes the newest versions their ranges allow (3.x, which wants API 1.10) over the 2.x ones
-// the SDK brought, and stops with ERESOLVE (most of the time; not every run here); the README's install
+// the SDK brought, and stops with ERESOLVE (most of the time; not every run here); docs/plugin.md's install
 // names the 2.x line's packages, and then the service's own packages stay as they were.
 test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/plugin.md says, npm changes none of its packages and the README\'s set-up exports every stage\'s span through its OTLP exporter', { timeout: 240_000 }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
