@@ -25,11 +25,26 @@ const PROTOCOLS: OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc']
  * http/protobuf. The default matters for cost, not only compatibility: encoding a span as protobuf
  * took ≈ 2.5× less CPU than as OTLP JSON here, and the body is ≈ 2.6–3× smaller (measured here; docs/configuration.md).
  */
-export function otlpProtocol (env: Env): { protocol: OtlpProtocol, unknown?: string } {
-  const raw = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? '').trim().toLowerCase()
+export function otlpProtocol (env: Env, signal: 'TRACES' | 'METRICS' = 'TRACES'): { protocol: OtlpProtocol, unknown?: string } {
+  const raw = (env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`] ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? '').trim().toLowerCase()
   if (raw === '') return { protocol: 'http/protobuf' }
   const known = PROTOCOLS.find(p => p === raw)
   return known !== undefined ? { protocol: known } : { protocol: 'http/protobuf', unknown: raw }
+}
+
+/** OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf. */
+export function metricsProtocol (env: Env): { protocol: OtlpProtocol, unknown?: string } {
+  return otlpProtocol(env, 'METRICS')
+}
+
+const METRIC_EXPORTERS = ['prometheus', 'otlp', 'console', 'none']
+
+/**
+ * OTEL_METRICS_EXPORTER's names. Unset means `prometheus` here, not the specification's `otlp`: /metrics is
+ * always served for scraping, and pushing the same series too is a choice (metrics-export.ts).
+ */
+export function metricExporterNames (env: Env): string[] {
+  return (env.OTEL_METRICS_EXPORTER ?? 'prometheus').split(',').map(s => s.trim().toLowerCase()).filter(Boolean)
 }
 
 const BSP = ['OTEL_BSP_MAX_QUEUE_SIZE', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 'OTEL_BSP_SCHEDULE_DELAY', 'OTEL_BSP_EXPORT_TIMEOUT']
@@ -50,18 +65,33 @@ export function otelEnvProblems (env: Env): string[] {
     const left = exporters.filter(e => EXPORTERS.includes(e) && e !== 'none')
     problems.push(`OTEL_TRACES_EXPORTER: ${unknown.map(u => `"${u}"`).join(', ')} not supported here (${EXPORTERS.join(', ')}); ${left.length > 0 ? `exporting with ${left.join(', ')} only` : 'tracing is off'}`)
   }
-  // Only the variable that decides: the traces-specific one, when set, makes the general one irrelevant.
-  if (otlpProtocol(env).unknown !== undefined) {
-    const name = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL !== undefined ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL'
-    problems.push(`${name}="${env[name]}" is not an OTLP protocol (${PROTOCOLS.join(', ')}); using http/protobuf`)
+  const metricExporters = metricExporterNames(env)
+  const unknownMetrics = metricExporters.filter(e => !METRIC_EXPORTERS.includes(e))
+  if (unknownMetrics.length > 0) {
+    problems.push(`OTEL_METRICS_EXPORTER: ${unknownMetrics.map(u => `"${u}"`).join(', ')} not supported here (${METRIC_EXPORTERS.join(', ')}); /metrics is served for scraping either way`)
   }
-  for (const name of ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT']) {
+  const pushing = metricExporters.includes('otlp') && !metricExporters.includes('none')
+  // Only the variable that decides: the signal-specific one, when set, makes the general one irrelevant.
+  for (const signal of pushing ? ['TRACES', 'METRICS'] as const : ['TRACES'] as const) {
+    if (otlpProtocol(env, signal).unknown === undefined) continue
+    const name = env[`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`] !== undefined ? `OTEL_EXPORTER_OTLP_${signal}_PROTOCOL` : 'OTEL_EXPORTER_OTLP_PROTOCOL'
+    const problem = `${name}="${env[name]}" is not an OTLP protocol (${PROTOCOLS.join(', ')}); using http/protobuf`
+    if (!problems.includes(problem)) problems.push(problem)
+  }
+  const endpoints = ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT', ...(pushing ? ['OTEL_EXPORTER_OTLP_METRICS_ENDPOINT'] : [])]
+  for (const name of endpoints) {
     const v = env[name]?.trim()
     if (v === undefined || v === '') continue
     const url = URL.parse(v)
     if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      problems.push(`${name}="${v}" is not an http(s) URL: spans cannot be exported (they stay queued, then are counted as dropped)`)
+      problems.push(name === 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT'
+        ? `${name}="${v}" is not an http(s) URL: metrics cannot be pushed (each interval's export fails; /metrics still serves them)`
+        : `${name}="${v}" is not an http(s) URL: spans cannot be exported (they stay queued, then are counted as dropped)`)
     }
+  }
+  for (const name of pushing ? ['OTEL_METRIC_EXPORT_INTERVAL', 'OTEL_METRIC_EXPORT_TIMEOUT'] : []) {
+    const v = env[name]
+    if (v !== undefined && v.trim() !== '' && !isPositiveInt(v)) problems.push(`${name}="${v}" is not a positive integer; using the default (docs/configuration.md)`)
   }
   for (const name of BSP) {
     const v = env[name]

@@ -15,6 +15,7 @@ import type { Logger } from 'pino'
 import { journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { rootRatioOf, samplerFromEnv } from './journey/sampling.ts'
 import { countedBatchProcessor } from './span-pipeline.ts'
+import { startMetricsExport } from './metrics-export.ts'
 import { otelEnvProblems, otlpProtocol, positiveIntFromEnv, routeDiagnostics, traceExporterNames } from './otel-env.ts'
 import type { ExportThreadChoice } from './config.ts'
 
@@ -40,6 +41,26 @@ export function withoutMissingHostId (detector: ResourceDetector, exists: (path:
       return { ...detected, attributes }
     }
   }
+}
+
+/**
+ * The resource pushed metrics carry: the one NodeSDK builds for spans below (the SDK's defaults, this
+ * process's instance id, the same detectors, then the service name), so a span and a pushed metric name
+ * the same process. Built only when metrics are pushed.
+ */
+async function metricsResource (serviceName: string, instanceId: string): Promise<import('@opentelemetry/resources').Resource> {
+  const { defaultResource, detectResources, envDetector, hostDetector, osDetector, processDetector, resourceFromAttributes } = await import('@opentelemetry/resources')
+  return defaultResource()
+    .merge(resourceFromAttributes({ 'service.instance.id': instanceId }))
+    .merge(detectResources({ detectors: [withoutMissingHostId(hostDetector), osDetector, processDetector, envDetector] }))
+    .merge(resourceFromAttributes({ 'service.name': serviceName }))
+}
+
+/** Resolves when `work` does or when `timeoutMs` has passed, whichever is first. */
+async function withDeadline (work: Promise<unknown>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([work, new Promise<void>(resolve => { timer = setTimeout(resolve, timeoutMs) })])
+  clearTimeout(timer)
 }
 
 export interface Telemetry {
@@ -145,6 +166,11 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   })
 
   const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
+  const meterProvider = disabled ? undefined : await startMetricsExport(env, registry, () => metricsResource(serviceName, instanceId))
+  const shutdownMetrics = async (): Promise<void> => {
+    // A last push, so the final interval's counts are not lost with the process (bounded by the caller's deadline).
+    await meterProvider?.shutdown().catch((err: unknown) => { log.warn({ err: String((err as Error)?.message ?? err) }, 'metrics push at shutdown failed') })
+  }
   const headSampler = samplerFromEnv(env)
   const exporters = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler)))
   const processors = opts.spanProcessors ?? exporters.map(exporter => countedBatchProcessor({
@@ -157,7 +183,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports
   }))
   if (disabled || processors.length === 0) {
-    return { registry, tracing: undefined, shutdown: async () => {} }
+    return { registry, tracing: undefined, shutdown: async (timeoutMs) => { await withDeadline(shutdownMetrics(), timeoutMs) } }
   }
   // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to
   // them. Ours do nothing at onStart, so request spans go straight to them as well, unless span limits are
@@ -206,7 +232,10 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
       const deadline = new Promise<void>(resolve => {
         timer = setTimeout(() => { lost({ timeoutMs }, 'did not finish in time'); resolve() }, timeoutMs)
       })
-      const flushed = sdk.shutdown().catch((err: unknown) => { lost({ err: String((err as Error)?.message ?? err) }, 'failed') })
+      const flushed = Promise.all([
+        sdk.shutdown().catch((err: unknown) => { lost({ err: String((err as Error)?.message ?? err) }, 'failed') }),
+        shutdownMetrics()
+      ])
       await Promise.race([flushed, deadline])
       clearTimeout(timer)
     }

@@ -18,6 +18,14 @@ test('nothing to say about valid or absent OTEL_* values', () => {
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces',
     OTEL_BSP_MAX_QUEUE_SIZE: '16384'
   }), [])
+  assert.deepEqual(otelEnvProblems({
+    OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json',
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://127.0.0.1:4318/v1/metrics',
+    OTEL_METRIC_EXPORT_INTERVAL: '15000'
+  }), [])
+  // Metrics variables that matter only when pushing are not judged when nothing is pushed.
+  assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'none', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'thrift', OTEL_METRIC_EXPORT_INTERVAL: '1m' }), [])
   assert.deepEqual(otelEnvProblems({ OTEL_TRACES_SAMPLER: 'always_on', OTEL_TRACES_SAMPLER_ARG: 'ignored by always_on' }), [])
 })
 
@@ -33,6 +41,12 @@ test('each ignored value is named with what happens instead', () => {
   assert.match(say({ OTEL_BSP_MAX_QUEUE_SIZE: '10k' }), /OTEL_BSP_MAX_QUEUE_SIZE="10k" is not a positive integer; using the default/)
   assert.match(say({ OTEL_BSP_SCHEDULE_DELAY: '0' }), /OTEL_BSP_SCHEDULE_DELAY="0" is not a positive integer/)
   assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'not a url' }), /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="not a url" is not an http\(s\) URL/)
+  assert.match(say({ OTEL_METRICS_EXPORTER: 'statsd' }), /OTEL_METRICS_EXPORTER: "statsd" not supported here \(prometheus, otlp, console, none\); \/metrics is served for scraping either way/)
+  assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'thrift' }), /OTEL_EXPORTER_OTLP_METRICS_PROTOCOL="thrift" is not an OTLP protocol/)
+  assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'collector:4318' }), /OTEL_EXPORTER_OTLP_METRICS_ENDPOINT="collector:4318" is not an http\(s\) URL: metrics cannot be pushed/)
+  assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_METRIC_EXPORT_INTERVAL: '1m' }), /OTEL_METRIC_EXPORT_INTERVAL="1m" is not a positive integer/)
+  // The general protocol variable, wrong, is said once, not once per signal.
+  assert.equal(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }).length, 1)
 })
 
 function capture (level: string): { log: pino.Logger, lines: () => Array<Record<string, unknown>> } {

@@ -48,6 +48,7 @@ export { sessionErrorReason } from './observe-http2.ts'
 export { buildTimeline, summarize, type JourneySummary, type Timeline, type Interval } from './timeline.ts'
 export { urlPath } from './url-path.ts'
 export { exposition, prefersOpenMetrics, openMetricsToText, type Exposition } from './exposition.ts'
+export { registryMetricProducer, type BridgeMetricProducer, type JsonMetricsSource } from './metric-producer.ts'
 export type { RequestRecord, ConnectionRecord, DroppedConnection, JourneyOwner } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
 export { checkParserInternals }

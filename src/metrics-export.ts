@@ -1,0 +1,47 @@
+// OTEL_METRICS_EXPORTER=otlp: the same metrics /metrics serves, pushed by OTLP as well, for pipelines that
+// take metrics from an OpenTelemetry collector rather than by scraping. prom-client stays the only
+// place metrics are recorded; a MeterProvider's periodic reader collects its registry through
+// registryMetricProducer (src/journey/metric-producer.ts) and hands it to the SDK's OTLP metric exporter.
+//
+// The SDK and the exporter are imported only when this is asked for. A collector that is down costs one
+// failed export per interval (said in the log once a minute, through the global error handler), nothing
+// queued: each collection is sent once and then dropped.
+import type { Resource } from '@opentelemetry/resources'
+import type { MeterProvider } from '@opentelemetry/sdk-metrics'
+import { registryMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
+import { metricExporterNames, metricsProtocol, positiveIntFromEnv } from './otel-env.ts'
+
+type Env = Record<string, string | undefined>
+
+/** The reader's interval and timeout (OTEL_METRIC_EXPORT_INTERVAL/_TIMEOUT), the timeout no longer than the interval: the SDK refuses that. */
+export function exportTiming (env: Env): { exportIntervalMillis: number, exportTimeoutMillis: number } {
+  const exportIntervalMillis = positiveIntFromEnv(env, 'OTEL_METRIC_EXPORT_INTERVAL', 60_000)
+  const exportTimeoutMillis = Math.min(positiveIntFromEnv(env, 'OTEL_METRIC_EXPORT_TIMEOUT', 30_000), exportIntervalMillis)
+  return { exportIntervalMillis, exportTimeoutMillis }
+}
+
+/**
+ * A MeterProvider pushing `registry` by OTLP (and/or to the console) as OTEL_METRICS_EXPORTER asks, or
+ * undefined when it asks for neither (unset, `prometheus`, `none`: scraping /metrics only).
+ */
+export async function startMetricsExport (env: Env, registry: JsonMetricsSource, resourceOf: () => Promise<Resource>): Promise<MeterProvider | undefined> {
+  const names = metricExporterNames(env)
+  if (names.includes('none') || !(names.includes('otlp') || names.includes('console'))) return undefined
+  const { MeterProvider, PeriodicExportingMetricReader, ConsoleMetricExporter } = await import('@opentelemetry/sdk-metrics')
+  const producer = registryMetricProducer(registry)
+  const timing = exportTiming(env)
+  const readers = []
+  if (names.includes('otlp')) {
+    // Each exporter reads its endpoint (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT
+    // + /v1/metrics), headers, timeout and compression from the environment, as the trace exporters do.
+    const { protocol } = metricsProtocol(env) // an unknown value is said at start-up (otel-env.ts)
+    const exporter = protocol === 'grpc'
+      ? new (await import('@opentelemetry/exporter-metrics-otlp-grpc')).OTLPMetricExporter()
+      : protocol === 'http/json'
+        ? new (await import('@opentelemetry/exporter-metrics-otlp-http')).OTLPMetricExporter()
+        : new (await import('@opentelemetry/exporter-metrics-otlp-proto')).OTLPMetricExporter()
+    readers.push(new PeriodicExportingMetricReader({ exporter, metricProducers: [producer], ...timing }))
+  }
+  if (names.includes('console')) readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), metricProducers: [producer], ...timing }))
+  return new MeterProvider({ resource: await resourceOf(), readers })
+}

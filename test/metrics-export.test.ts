@@ -1,0 +1,116 @@
+// OTEL_METRICS_EXPORTER=otlp: the server (src/main.ts, a real process) pushes what /metrics serves to an
+// OTLP/HTTP receiver, under the resource its spans carry; with nothing listening there it serves every
+// request and says so in its log once; unset, it pushes nothing.
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import { after, test } from 'node:test'
+import { once } from 'node:events'
+import { killAll, start, type Started } from './helpers/process.ts'
+import { parseMetrics, sample, series } from '../experiments/lib/metrics.ts'
+
+after(killAll)
+
+interface OtlpAttribute { key: string, value: { stringValue?: string } }
+interface OtlpMetric { name: string, unit?: string, histogram?: { aggregationTemporality: number, dataPoints: Array<{ attributes: OtlpAttribute[], count: number | string, sum: number, bucketCounts: Array<number | string>, explicitBounds: number[] }> } }
+interface OtlpMetricsRequest { resourceMetrics: Array<{ resource: { attributes: OtlpAttribute[] }, scopeMetrics: Array<{ scope: { name: string }, metrics: OtlpMetric[] }> }> }
+
+/** An OTLP/HTTP JSON receiver for metrics: every request body it took, parsed. */
+async function receiver (): Promise<{ endpoint: string, pushes: OtlpMetricsRequest[], server: Server }> {
+  const pushes: OtlpMetricsRequest[] = []
+  const server = createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => { body += c })
+    req.on('end', () => {
+      if (req.url === '/v1/metrics') pushes.push(JSON.parse(body) as OtlpMetricsRequest)
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  after(() => { server.close() })
+  return { endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/metrics`, pushes, server }
+}
+
+const attrs = (list: OtlpAttribute[]): Record<string, string | undefined> => Object.fromEntries(list.map(a => [a.key, a.value.stringValue]))
+
+async function until<T> (what: string, f: () => T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = f()
+    if (v !== undefined) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+async function stop (s: Started): Promise<number | null> {
+  s.child.kill('SIGTERM')
+  return (await s.exited).code
+}
+
+test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics counts, under the resource of the process (its service.instance.id is target_info\'s)', async () => {
+  const r = await receiver()
+  const s = await start({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: r.endpoint, OTEL_METRIC_EXPORT_INTERVAL: '200' })
+  for (let i = 0; i < 4; i++) assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+  const point = await until('a push with the four requests', () => {
+    for (const push of r.pushes.toReversed()) {
+      for (const m of push.resourceMetrics.flatMap(x => x.scopeMetrics).flatMap(x => x.metrics)) {
+        if (m.name !== 'http_server_request_duration_seconds') continue
+        const p = m.histogram!.dataPoints.find(d => attrs(d.attributes).http_route === '/')
+        if (p !== undefined && Number(p.count) === 4) return { m, p, resource: attrs(push.resourceMetrics[0]!.resource.attributes) }
+      }
+    }
+    return undefined
+  })
+  const scraped = parseMetrics(await (await fetch(`http://127.0.0.1:${s.ports.metrics}/metrics`)).text())
+  const labels = attrs(point.p.attributes) as Record<string, string>
+  assert.equal(sample(scraped, 'http_server_request_duration_seconds_count', labels), 4)
+  assert.equal(point.p.sum, sample(scraped, 'http_server_request_duration_seconds_sum', labels))
+  assert.equal(point.m.unit, 's')
+  assert.equal(point.m.histogram!.aggregationTemporality, 2, 'OTLP\'s CUMULATIVE')
+  assert.equal(point.p.bucketCounts.map(Number).reduce((a, b) => a + b, 0), 4)
+  assert.equal(point.p.bucketCounts.length, point.p.explicitBounds.length + 1)
+  const targetInfo = [...series(scraped, 'target_info')][0]?.[0]
+  assert.equal(point.resource['service.name'], 'request-journey')
+  assert.equal(point.resource['service.instance.id'], targetInfo?.get('service_instance_id'))
+  assert.equal(point.resource['telemetry.sdk.language'], 'nodejs')
+  // The default metrics come along (the registry's, not only the journey's).
+  const names = new Set(r.pushes.at(-1)!.resourceMetrics.flatMap(x => x.scopeMetrics).flatMap(x => x.metrics).map(m => m.name))
+  for (const n of ['journey_stage_duration_seconds', 'journey_connections_accepted_total', 'process_cpu_user_seconds_total', 'nodejs_eventloop_lag_p99_seconds']) assert.ok(names.has(n), n)
+
+  const before = r.pushes.length
+  assert.equal(await stop(s), 0)
+  assert.ok(r.pushes.length > before, 'a last push at shutdown')
+})
+
+test('with no collector at the endpoint, every request is served, the failure is one log line, and the process still exits 0 at once', async () => {
+  const closed = createServer()
+  closed.listen(0, '127.0.0.1')
+  await once(closed, 'listening')
+  const port = (closed.address() as { port: number }).port
+  closed.close()
+  const s = await start({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `http://127.0.0.1:${port}/v1/metrics`, OTEL_METRIC_EXPORT_INTERVAL: '100' })
+  for (let i = 0; i < 20; i++) {
+    assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  await until('the failure in the log', () => s.logs().includes('telemetry export failed') ? true : undefined)
+  assert.equal(s.logs().split('\n').filter(l => l.includes('telemetry export failed')).length, 1, 'once a minute at most')
+  const t0 = performance.now()
+  assert.equal(await stop(s), 0)
+  assert.ok(performance.now() - t0 < 5_000, 'shutdown is not held by the refused push')
+})
+
+test('unset, nothing is pushed, even with an OTLP endpoint set for traces; an unknown exporter name is said at start-up', async () => {
+  const r = await receiver()
+  const s = await start({ OTEL_EXPORTER_OTLP_ENDPOINT: r.endpoint.replace('/v1/metrics', ''), OTEL_METRIC_EXPORT_INTERVAL: '100' })
+  for (let i = 0; i < 3; i++) await (await fetch(`http://127.0.0.1:${s.ports.http}/`)).arrayBuffer()
+  await new Promise(resolve => setTimeout(resolve, 500))
+  assert.equal(await stop(s), 0)
+  assert.equal(r.pushes.length, 0)
+
+  const w = await start({ OTEL_METRICS_EXPORTER: 'prometheus,statsd' })
+  assert.match(w.logs(), /OTEL_METRICS_EXPORTER: \\"statsd\\" not supported here/)
+  assert.equal(await stop(w), 0)
+})
