@@ -10,29 +10,35 @@ import { parseMetrics, sample, series } from '../experiments/lib/metrics.ts'
 
 after(killAll)
 
-interface OtlpAttribute { key: string, value: { stringValue?: string } }
+interface OtlpAttribute { key: string, value: { stringValue?: string, intValue?: number | string } }
 interface OtlpMetric { name: string, unit?: string, histogram?: { aggregationTemporality: number, dataPoints: Array<{ attributes: OtlpAttribute[], count: number | string, sum: number, bucketCounts: Array<number | string>, explicitBounds: number[] }> } }
 interface OtlpMetricsRequest { resourceMetrics: Array<{ resource: { attributes: OtlpAttribute[] }, scopeMetrics: Array<{ scope: { name: string }, metrics: OtlpMetric[] }> }> }
 
-/** An OTLP/HTTP JSON receiver for metrics: every request body it took, parsed. */
-async function receiver (): Promise<{ endpoint: string, pushes: OtlpMetricsRequest[], server: Server }> {
+interface OtlpTracesRequest { resourceSpans: Array<{ resource: { attributes: OtlpAttribute[] } }> }
+
+/** An OTLP/HTTP JSON receiver: every metrics and traces request body it took, parsed. */
+async function receiver (): Promise<{ base: string, endpoint: string, pushes: OtlpMetricsRequest[], traces: OtlpTracesRequest[], server: Server }> {
   const pushes: OtlpMetricsRequest[] = []
+  const traces: OtlpTracesRequest[] = []
   const server = createServer((req, res) => {
     let body = ''
     req.setEncoding('utf8')
     req.on('data', (c: string) => { body += c })
     req.on('end', () => {
       if (req.url === '/v1/metrics') pushes.push(JSON.parse(body) as OtlpMetricsRequest)
+      if (req.url === '/v1/traces') traces.push(JSON.parse(body) as OtlpTracesRequest)
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
     })
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   after(() => { server.close() })
-  return { endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/metrics`, pushes, server }
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  return { base, endpoint: `${base}/v1/metrics`, pushes, traces, server }
 }
 
-const attrs = (list: OtlpAttribute[]): Record<string, string | undefined> => Object.fromEntries(list.map(a => [a.key, a.value.stringValue]))
+const attrs = (list: OtlpAttribute[]): Record<string, string | undefined> =>
+  Object.fromEntries(list.map(a => [a.key, a.value.stringValue ?? (a.value.intValue === undefined ? undefined : String(a.value.intValue))]))
 
 async function until<T> (what: string, f: () => T | undefined, ms = 10_000): Promise<T> {
   const end = Date.now() + ms
@@ -49,9 +55,16 @@ async function stop (s: Started): Promise<number | null> {
   return (await s.exited).code
 }
 
-test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics counts, under the resource of the process (its service.instance.id is target_info\'s)', async () => {
+test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics counts, under the resource of the process\'s spans (its service.instance.id is target_info\'s)', async () => {
   const r = await receiver()
-  const s = await start({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: r.endpoint, OTEL_METRIC_EXPORT_INTERVAL: '200' })
+  const s = await start({
+    OTEL_METRICS_EXPORTER: 'otlp',
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_EXPORTER_OTLP_ENDPOINT: r.base,
+    OTEL_METRIC_EXPORT_INTERVAL: '200',
+    OTEL_BSP_SCHEDULE_DELAY: '100'
+  })
   for (let i = 0; i < 4; i++) assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
   const point = await until('a push with the four requests', () => {
     for (const push of r.pushes.toReversed()) {
@@ -82,6 +95,11 @@ test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics cou
   const before = r.pushes.length
   assert.equal(await stop(s), 0)
   assert.ok(r.pushes.length > before, 'a last push at shutdown')
+  const spanResource = attrs(r.traces[0]?.resourceSpans[0]?.resource.attributes ?? [])
+  for (const key of ['service.name', 'service.instance.id', 'host.name', 'process.pid', 'telemetry.sdk.version']) {
+    assert.ok(point.resource[key] !== undefined, key)
+    assert.equal(point.resource[key], spanResource[key], `${key}: the spans' and the metrics' resource agree`)
+  }
 })
 
 test('with no collector at the endpoint, every request is served, the failure is one log line, and the process still exits 0 at once', async () => {
