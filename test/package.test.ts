@@ -11,6 +11,7 @@ import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { PEER_LINES } from '../deploy/peer-minimums.ts'
+import { STAGE_BUCKETS } from '../src/journey/stages.ts'
 import { arm64VmMissing, bootArm64 } from './helpers/arm64-vm.ts'
 
 const run = promisify(execFile)
@@ -140,8 +141,9 @@ import Fastify from 'fastify'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { BatchSpanProcessor } from '@opentelemetry/sdk-trace'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { AggregationTemporality, InMemoryMetricExporter, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { Registry } from 'prom-client'
-import { createJourney, journeyTracing } from 'fastify-request-journey'
+import { createJourney, journeyTracing, registryMetricProducer } from 'fastify-request-journey'
 
 const spans = []
 const receiver = createServer((req, res) => {
@@ -156,9 +158,12 @@ await new Promise(resolve => receiver.listen(0, '127.0.0.1', resolve))
 process.env.OTEL_TRACES_SAMPLER = 'always_on'
 const exporter = new OTLPTraceExporter({ url: 'http://127.0.0.1:' + receiver.address().port + '/v1/traces' })
 const tracing = journeyTracing({ spanProcessors: [new BatchSpanProcessor({ exporter })] })
-const sdk = new NodeSDK({ ...tracing.sdkOptions })
-sdk.start()
+// Its metrics through the line's own metric reader too, as docs/plugin.md sets it up.
 const registry = new Registry()
+const pushed = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)
+const reader = new PeriodicExportingMetricReader({ exporter: pushed, exportIntervalMillis: 3600000, metricProducers: [registryMetricProducer(registry)] })
+const sdk = new NodeSDK({ ...tracing.sdkOptions, metricReaders: [reader] })
+sdk.start()
 const journey = createJourney({ registry, tracing })
 const app = Fastify()
 await app.register(journey.plugin)
@@ -168,6 +173,9 @@ const r = await fetch('http://127.0.0.1:' + app.server.address().port + '/hello/
 await r.text()
 await new Promise(resolve => setTimeout(resolve, 50))
 const metrics = await registry.metrics()
+await reader.forceFlush()
+const handler = pushed.getMetrics().at(-1)?.scopeMetrics.flatMap(sm => sm.metrics).find(m => m.descriptor.name === 'journey_stage_duration_seconds')
+  ?.dataPoints.find(p => p.attributes.stage === 'handler' && p.attributes.route === '/hello/:name')
 await app.close(); journey.close()
 await sdk.shutdown()
 receiver.close()
@@ -178,7 +186,8 @@ console.log(JSON.stringify({
   exported: [...new Set(spans.map(s => s.name))].filter(n => n !== 'journey.connection').sort(),
   orphans: spans.filter(s => s.parentSpanId && !ids.has(s.parentSpanId)).map(s => s.name),
   traces: new Set(spans.filter(s => s.name !== 'journey.connection').map(s => s.traceId)).size,
-  scopes: [...new Set(spans.map(s => s.scope))]
+  scopes: [...new Set(spans.map(s => s.scope))],
+  pushedHandler: handler === undefined ? null : { count: handler.value.count, buckets: handler.value.buckets.counts.length }
 }))
 `
 
@@ -336,7 +345,7 @@ for (const [line, oldest] of Object.entries(PEER_LINES)) {
 // package's peers, takes the newest versions their ranges allow (3.x, which wants API 1.10) over the 2.x ones
 // the SDK brought, and stops with ERESOLVE (most of the time; not every run here); docs/plugin.md's install
 // names the 2.x line's packages, and then the service's own packages stay as they were.
-test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/plugin.md says, npm changes none of its packages and the README\'s set-up exports every stage\'s span through its OTLP exporter', { timeout: 240_000 }, async () => {
+test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/plugin.md says, npm changes none of its packages, the README\'s set-up exports every stage\'s span through its OTLP exporter, and its metric reader takes the registry', { timeout: 240_000 }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
   const project = join(dir, 'otel-2')
   await run('mkdir', ['-p', project])
@@ -360,7 +369,7 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/p
     assert.equal((after.dependencies[name] as { version: string }).version, (dep as { version: string }).version, `${name} stays as it was`)
   }
   writeFileSync(join(project, 'sdk-app.mjs'), SDK_APP)
-  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number, scopes: string[] }
+  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number, scopes: string[], pushedHandler: unknown }
   assert.equal(out.status, 200)
   assert.ok(out.kernelWait, 'the prebuilt addon')
   assert.deepEqual(out.exported, ['GET /hello/:name', 'journey.accept', 'journey.decode', 'journey.handler', 'journey.parse', 'journey.read', 'journey.serialize', 'journey.write'], 'exported through OTLP/HTTP by the 2.x exporter')
@@ -368,6 +377,7 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/p
   assert.equal(out.traces, 1, 'one trace: one waterfall')
   const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
   assert.deepEqual(out.scopes, [`request-journey@${version}`], 'every span says which release of the package measured it')
+  assert.deepEqual(out.pushedHandler, { count: 1, buckets: STAGE_BUCKETS.length + 1 }, 'its metrics through the 2.x SDK\'s metric reader (registryMetricProducer)')
 })
 
 // npm 12 runs no dependency's install script until the app approves it (as pnpm and Yarn 4 do, and as
