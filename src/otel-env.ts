@@ -89,6 +89,11 @@ export function otelEnvProblems (env: Env): string[] {
         : `${name}="${v}" is not an http(s) URL: spans cannot be exported (they stay queued, then are counted as dropped)`)
     }
   }
+  // Several processes pushing cumulative series under one identity overwrite each other in the backend.
+  const multiProcess = (env.ACCEPT_STRATEGY ?? 'single').trim() !== 'single'
+  if (pushing && multiProcess && /(^|,)\s*service\.instance\.id\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '')) {
+    problems.push(`OTEL_RESOURCE_ATTRIBUTES sets service.instance.id, so every worker of ACCEPT_STRATEGY=${env.ACCEPT_STRATEGY} pushes its metrics under the same one and a backend cannot tell their counts apart; leave it out (each worker then has its own)`)
+  }
   for (const name of pushing ? ['OTEL_METRIC_EXPORT_INTERVAL', 'OTEL_METRIC_EXPORT_TIMEOUT'] : []) {
     const v = env[name]
     if (v !== undefined && v.trim() !== '' && !isPositiveInt(v)) problems.push(`${name}="${v}" is not a positive integer; using the default (docs/configuration.md)`)

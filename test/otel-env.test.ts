@@ -45,6 +45,9 @@ test('each ignored value is named with what happens instead', () => {
   assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'thrift' }), /OTEL_EXPORTER_OTLP_METRICS_PROTOCOL="thrift" is not an OTLP protocol/)
   assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'collector:4318' }), /OTEL_EXPORTER_OTLP_METRICS_ENDPOINT="collector:4318" is not an http\(s\) URL: metrics cannot be pushed/)
   assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_METRIC_EXPORT_INTERVAL: '1m' }), /OTEL_METRIC_EXPORT_INTERVAL="1m" is not a positive integer/)
+  assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', ACCEPT_STRATEGY: 'cluster-rr', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,service.instance.id=web-1' }), /every worker of ACCEPT_STRATEGY=cluster-rr pushes its metrics under the same one/)
+  assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=web-1' }), [], 'one process: its own id')
+  assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', ACCEPT_STRATEGY: 'reuseport' }), [], 'workers with ids of their own')
   // The general protocol variable, wrong, is said once, not once per signal.
   assert.equal(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }).length, 1)
 })
