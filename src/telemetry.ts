@@ -56,11 +56,12 @@ async function metricsResource (serviceName: string, instanceId: string): Promis
     .merge(resourceFromAttributes({ 'service.name': serviceName }))
 }
 
-/** Resolves when `work` does or when `timeoutMs` has passed, whichever is first. */
-async function withDeadline (work: Promise<unknown>, timeoutMs: number): Promise<void> {
+/** Whether `work` finished before `timeoutMs` passed (it is not waited for after). */
+async function withDeadline (work: Promise<unknown>, timeoutMs: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined
-  await Promise.race([work, new Promise<void>(resolve => { timer = setTimeout(resolve, timeoutMs) })])
+  const done = await Promise.race([work.then(() => true), new Promise<false>(resolve => { timer = setTimeout(() => resolve(false), timeoutMs) })])
   clearTimeout(timer)
+  return done
 }
 
 export interface Telemetry {
@@ -183,7 +184,14 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports
   }))
   if (disabled || processors.length === 0) {
-    return { registry, tracing: undefined, shutdown: async (timeoutMs) => { await withDeadline(shutdownMetrics(), timeoutMs) } }
+    return {
+      registry,
+      tracing: undefined,
+      async shutdown (timeoutMs) {
+        if (await withDeadline(shutdownMetrics(), timeoutMs)) return
+        log.warn({ timeoutMs }, 'telemetry flush at shutdown did not finish in time; the last metrics push was not delivered')
+      }
+    }
   }
   // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to
   // them. Ours do nothing at onStart, so request spans go straight to them as well, unless span limits are
@@ -227,7 +235,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
       const lost = (fields: Record<string, unknown>, why: string): void => {
         if (told) return
         told = true
-        log.warn(fields, `telemetry flush at shutdown ${why}; spans still queued were not delivered`)
+        log.warn(fields, `telemetry flush at shutdown ${why}; spans still queued${meterProvider === undefined ? '' : ' (and the last metrics push)'} were not delivered`)
       }
       const deadline = new Promise<void>(resolve => {
         timer = setTimeout(() => { lost({ timeoutMs }, 'did not finish in time'); resolve() }, timeoutMs)
