@@ -28,7 +28,11 @@ export async function startMetricsExport (env: Env, registry: JsonMetricsSource,
   const names = metricExporterNames(env)
   if (names.includes('none') || !(names.includes('otlp') || names.includes('console'))) return undefined
   const { MeterProvider, PeriodicExportingMetricReader, ConsoleMetricExporter } = await import('@opentelemetry/sdk-metrics')
-  const producer = registryMetricProducer(registry)
+  // target_info is how a scrape learns the resource (OpenTelemetry's Prometheus convention); a push carries
+  // the resource itself, and a Prometheus receiving OTLP builds its own target_info from it.
+  const producer = registryMetricProducer({
+    getMetricsAsJSON: async () => (await registry.getMetricsAsJSON()).filter(m => m.name !== 'target_info')
+  })
   const timing = exportTiming(env)
   const readers = []
   if (names.includes('otlp')) {

@@ -91,6 +91,7 @@ test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics cou
   // The default metrics come along (the registry's, not only the journey's).
   const names = new Set(r.pushes.at(-1)!.resourceMetrics.flatMap(x => x.scopeMetrics).flatMap(x => x.metrics).map(m => m.name))
   for (const n of ['journey_stage_duration_seconds', 'journey_connections_accepted_total', 'process_cpu_user_seconds_total', 'nodejs_eventloop_lag_p99_seconds']) assert.ok(names.has(n), n)
+  assert.ok(!names.has('target_info'), 'the scrape\'s stand-in for the resource stays out of a push, which carries the resource')
 
   const before = r.pushes.length
   assert.equal(await stop(s), 0)
