@@ -8,7 +8,9 @@
 //
 // Why it exists: rendering runs on the event loop, so a request that arrives mid-scrape waits for it; with
 // hundreds of routes that is the journey's largest single pause (README, What it survives). A unit test
-// cannot hold a time on these machines; this prints it.
+// cannot hold a time on these machines; this prints it. A third kind, `otlp push`, times what pushing the
+// same registry by OTLP costs instead of a scrape (OTEL_METRICS_EXPORTER=otlp): registryMetricProducer's
+// collection plus the OTLP exporter's protobuf encoding of it; its "lines" are data points, its MB the body.
 //
 //   npm run bench:scrape                       # 50 and 500 routes, 10 renders each, 2 rounds
 //   ROUTES=100,1000 RENDERS=20 ROUNDS=3 npm run bench:scrape
@@ -20,7 +22,7 @@ import { median } from './stats.ts'
 const ROUTES = (process.env.ROUTES ?? '50,500').split(',').map(Number)
 const RENDERS = Number(process.env.RENDERS ?? 10)
 const ROUNDS = Number(process.env.ROUNDS ?? 2)
-const KINDS = ['journey', 'prom-client'] as const
+const KINDS = ['journey', 'prom-client', 'otlp push'] as const
 type Kind = typeof KINDS[number]
 
 /** One process's figures: the text it rendered, its first (cold) render and the ones after it, in ms. */
@@ -52,33 +54,44 @@ async function drive (): Promise<void> {
     }
   }
   console.log(`\n${machine()}\n`)
-  console.log('| routes | metrics | lines | MB | first render | later renders (median, max) | journey / prom-client (later) |')
+  console.log('| routes | metrics | lines | MB | first render | later renders (median, max) | against (later) |')
   console.log('|---:|---|---:|---:|---:|---:|---:|')
   for (const routes of ROUTES) {
     const later = (kind: Kind): number => median(results.get(`${routes} ${kind}`)!.map(x => median(x.thenMs)))
     for (const kind of KINDS) {
       const runs = results.get(`${routes} ${kind}`)!
-      const ratio = kind === 'journey' ? `${(later('journey') / later('prom-client')).toFixed(2)}` : ''
+      const ratio = kind === 'journey'
+        ? `${(later('journey') / later('prom-client')).toFixed(2)} of prom-client`
+        : kind === 'otlp push' ? `${(later('otlp push') / later('journey')).toFixed(2)} of journey` : ''
       console.log(`| ${routes} | ${kind} | ${runs[0]!.lines} | ${(runs[0]!.bytes / 1e6).toFixed(1)} | ${ms(median(runs.map(x => x.firstMs)))} ms | ` +
         `${ms(later(kind))} ms, ${ms(Math.max(...runs.flatMap(x => x.thenMs)))} ms | ${ratio} |`)
     }
   }
   console.log(`\nMedians of ${ROUNDS} round(s), each a fresh process: the first render, then ${RENDERS} more (the max is over all of them). ` +
-    'prom-client: the same series as prom-client Histograms, Counters and Gauges, each observed once.')
+    'prom-client: the same series as prom-client Histograms, Counters and Gauges, each observed once. ' +
+    'otlp push: the journey\'s registry collected by registryMetricProducer and encoded as OTLP/protobuf (lines: data points; MB: the body).')
 }
 
-/** Renders `registry` once cold and RENDERS times after, and sends the figures to the driver. */
-async function report (registry: { metrics (): Promise<string> }): Promise<void> {
+/** Renders once cold and RENDERS times after, and sends the figures to the driver. */
+async function report (render: () => Promise<{ lines: number, bytes: number }>): Promise<void> {
   const renders = Number(process.env.RENDERS)
   const times: number[] = []
-  let text = ''
+  let last = { lines: 0, bytes: 0 }
   for (let i = 0; i <= renders; i++) {
     const started = performance.now()
-    text = await registry.metrics()
+    last = await render()
     times.push(performance.now() - started)
   }
-  const result: Renders = { lines: text.split('\n').length, bytes: Buffer.byteLength(text), firstMs: times[0]!, thenMs: times.slice(1) }
+  const result: Renders = { ...last, firstMs: times[0]!, thenMs: times.slice(1) }
   process.send!(result, () => process.exit(0))
+}
+
+/** A registry's text exposition, as a scrape renders it. */
+function textOf (registry: { metrics (): Promise<string> }): () => Promise<{ lines: number, bytes: number }> {
+  return async () => {
+    const text = await registry.metrics()
+    return { lines: text.split('\n').length, bytes: Buffer.byteLength(text) }
+  }
 }
 
 // Last, so that everything above is defined before the driver runs.
@@ -100,7 +113,20 @@ if (process.env.SCRAPE_CHILD !== undefined) {
   await app.close() // the series stay; nothing else runs while rendering
 
   if (process.env.SCRAPE_CHILD === 'journey') {
-    await report(registry)
+    await report(textOf(registry))
+  } else if (process.env.SCRAPE_CHILD === 'otlp push') {
+    const { registryMetricProducer } = await import('../src/journey/index.ts')
+    const { ProtobufMetricsSerializer } = await import('@opentelemetry/otlp-transformer')
+    const { resourceFromAttributes } = await import('@opentelemetry/resources')
+    const producer = registryMetricProducer(registry)
+    const resource = resourceFromAttributes({ 'service.name': 'bench' })
+    await report(async () => {
+      const { resourceMetrics } = await producer.collect()
+      const request: import('@opentelemetry/sdk-metrics').ResourceMetrics = { resource, scopeMetrics: resourceMetrics.scopeMetrics }
+      const body = ProtobufMetricsSerializer.serializeRequest(request)
+      const points = resourceMetrics.scopeMetrics.flatMap(sm => sm.metrics).reduce((n, m) => n + m.dataPoints.length, 0)
+      return { lines: points, bytes: body?.length ?? 0 }
+    })
   } else {
     // The same series, as prom-client's own metrics would hold them.
     const base = new client.Registry()
@@ -120,7 +146,7 @@ if (process.env.SCRAPE_CHILD !== undefined) {
         for (const v of values) (m as { inc: (labels: Record<string, string | number>, value: number) => void }).inc(v.labels, 1)
       }
     }
-    await report(base)
+    await report(textOf(base))
   }
 } else {
   await drive()

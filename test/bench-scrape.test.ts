@@ -1,6 +1,6 @@
 // npm run bench:scrape renders the journey's metrics for N routes, and the same series as prom-client's own
-// metrics, in fresh processes. It checks the script runs and prints a row per routes and kind, and that the
-// baseline really holds the journey's series: as many lines, growing with the routes.
+// metrics, in fresh processes, and times an OTLP push of the same registry. It checks the script runs and prints a
+// row per routes and kind, and that the baseline really holds the journey's series: as many lines, growing with the routes.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { test } from 'node:test'
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 
 const script = fileURLToPath(new URL('../bench/scrape.ts', import.meta.url))
 
-test('bench:scrape prints render times for the journey and for prom-client holding the same series, per route count', async () => {
+test('bench:scrape prints render times for the journey, for prom-client holding the same series, and for an OTLP push of the journey\'s, per route count', async () => {
   const out = await new Promise<string>((resolve, reject) => {
     execFile(process.execPath, [script], { env: { PATH: process.env.PATH, ROUTES: '3,30', RENDERS: '2', ROUNDS: '1' }, timeout: 60_000 },
       (err, stdout, stderr) => err === null ? resolve(stdout) : reject(new Error(`${String(err)}\n${stderr}`)))
@@ -26,5 +26,9 @@ test('bench:scrape prints render times for the journey and for prom-client holdi
     assert.ok(journey.laterMs > 0 && base.laterMs > 0 && journey.firstMs > 0, out)
   }
   assert.ok(row(30, 'journey').lines > 5 * row(3, 'journey').lines, 'the series grow with the routes')
-  assert.match(out, /^\| 30 \| journey \|.*\| \d+\.\d\d \|$/m)
+  assert.match(out, /^\| 30 \| journey \|.*\| \d+\.\d\d of prom-client \|$/m)
+  // The push of the same registry: its data points grow with the routes as the text's lines do.
+  assert.ok(row(30, 'otlp push').lines > 5 * row(3, 'otlp push').lines, 'the data points grow with the routes')
+  assert.ok(row(30, 'otlp push').lines < row(30, 'journey').lines, 'a histogram is one point, not a line per bucket')
+  assert.match(out, /^\| 30 \| otlp push \|.*\| \d+\.\d\d of journey \|$/m)
 })
