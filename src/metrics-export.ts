@@ -9,7 +9,7 @@
 import type { Resource } from '@opentelemetry/resources'
 import type { MeterProvider } from '@opentelemetry/sdk-metrics'
 import { registryMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
-import { metricExporterNames, metricsProtocol, positiveIntFromEnv } from './otel-env.ts'
+import { metricExporterNames, metricsProtocol, metricsTemporality, positiveIntFromEnv } from './otel-env.ts'
 
 type Env = Record<string, string | undefined>
 
@@ -30,9 +30,7 @@ export async function startMetricsExport (env: Env, registry: JsonMetricsSource,
   const { MeterProvider, PeriodicExportingMetricReader, ConsoleMetricExporter } = await import('@opentelemetry/sdk-metrics')
   // target_info is how a scrape learns the resource (OpenTelemetry's Prometheus convention); a push carries
   // the resource itself, and a Prometheus receiving OTLP builds its own target_info from it.
-  const producer = registryMetricProducer({
-    getMetricsAsJSON: async () => (await registry.getMetricsAsJSON()).filter(m => m.name !== 'target_info')
-  })
+  const source = { getMetricsAsJSON: async () => (await registry.getMetricsAsJSON()).filter(m => m.name !== 'target_info') }
   const timing = exportTiming(env)
   const readers = []
   if (names.includes('otlp')) {
@@ -44,8 +42,10 @@ export async function startMetricsExport (env: Env, registry: JsonMetricsSource,
       : protocol === 'http/json'
         ? new (await import('@opentelemetry/exporter-metrics-otlp-http')).OTLPMetricExporter()
         : new (await import('@opentelemetry/exporter-metrics-otlp-proto')).OTLPMetricExporter()
+    // A producer per reader: in delta mode each remembers what its own reader was last sent.
+    const producer = registryMetricProducer(source, { temporality: metricsTemporality(env).temporality })
     readers.push(new PeriodicExportingMetricReader({ exporter, metricProducers: [producer], ...timing }))
   }
-  if (names.includes('console')) readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), metricProducers: [producer], ...timing }))
+  if (names.includes('console')) readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), metricProducers: [registryMetricProducer(source)], ...timing }))
   return new MeterProvider({ resource: await resourceOf(), readers })
 }

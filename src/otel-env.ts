@@ -40,6 +40,18 @@ export function metricsProtocol (env: Env): { protocol: OtlpProtocol, unknown?: 
 const METRIC_EXPORTERS = ['prometheus', 'otlp', 'console', 'none']
 
 /**
+ * OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE for the pushed registry: `delta` and `lowmemory` both
+ * mean deltas here (every counter and histogram of a registry counts as the synchronous kind those two agree
+ * on), anything else cumulative, the default.
+ */
+export function metricsTemporality (env: Env): { temporality: 'cumulative' | 'delta', unknown?: string } {
+  const raw = (env.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE ?? '').trim().toLowerCase()
+  if (raw === '' || raw === 'cumulative') return { temporality: 'cumulative' }
+  if (raw === 'delta' || raw === 'lowmemory') return { temporality: 'delta' }
+  return { temporality: 'cumulative', unknown: raw }
+}
+
+/**
  * OTEL_METRICS_EXPORTER's names. Unset means `prometheus` here, not the specification's `otlp`: /metrics is
  * always served for scraping, and pushing the same series too is a choice (metrics-export.ts).
  */
@@ -93,6 +105,9 @@ export function otelEnvProblems (env: Env): string[] {
   const multiProcess = (env.ACCEPT_STRATEGY ?? 'single').trim() !== 'single'
   if (pushing && multiProcess && /(^|,)\s*service\.instance\.id\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '')) {
     problems.push(`OTEL_RESOURCE_ATTRIBUTES sets service.instance.id, so every worker of ACCEPT_STRATEGY=${env.ACCEPT_STRATEGY} pushes its metrics under the same one and a backend cannot tell their counts apart; leave it out (each worker then has its own)`)
+  }
+  if (pushing && metricsTemporality(env).unknown !== undefined) {
+    problems.push(`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="${env.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE}" is not cumulative, delta or lowmemory; pushing cumulative`)
   }
   for (const name of pushing ? ['OTEL_METRIC_EXPORT_INTERVAL', 'OTEL_METRIC_EXPORT_TIMEOUT'] : []) {
     const v = env[name]

@@ -103,6 +103,32 @@ test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics cou
   }
 })
 
+test('OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta: pushes carry what changed, and over all of them add up to what /metrics counts', async () => {
+  const r = await receiver()
+  const s = await start({
+    OTEL_METRICS_EXPORTER: 'otlp',
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json',
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: r.endpoint,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'delta',
+    OTEL_METRIC_EXPORT_INTERVAL: '150'
+  })
+  const requestPoints = (): Array<{ temporality: number, count: number }> => r.pushes.flatMap(push => push.resourceMetrics)
+    .flatMap(x => x.scopeMetrics).flatMap(x => x.metrics).filter(m => m.name === 'http_server_request_duration_seconds')
+    .flatMap(m => m.histogram!.dataPoints.filter(d => attrs(d.attributes).http_route === '/').map(d => ({ temporality: m.histogram!.aggregationTemporality, count: Number(d.count) })))
+  const total = (): number => requestPoints().reduce((n, p) => n + p.count, 0)
+  for (let i = 0; i < 3; i++) assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+  await until('the first three pushed', () => total() === 3 ? true : undefined)
+  await new Promise(resolve => setTimeout(resolve, 400)) // more pushes, nothing new to say about /
+  assert.equal(total(), 3, 'unchanged: not sent again')
+  assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+  await until('the fourth pushed', () => total() === 4 ? true : undefined)
+  assert.ok(requestPoints().every(p => p.temporality === 1), 'OTLP\'s DELTA')
+  assert.ok(requestPoints().length >= 2, 'in more than one push')
+  const scraped = parseMetrics(await (await fetch(`http://127.0.0.1:${s.ports.metrics}/metrics`)).text())
+  assert.equal(sample(scraped, 'http_server_request_duration_seconds_count', { http_route: '/' }), 4)
+  assert.equal(await stop(s), 0)
+})
+
 test('with no collector at the endpoint, every request is served, the failure is one log line, and the process still exits 0 at once', async () => {
   const closed = createServer()
   closed.listen(0, '127.0.0.1')

@@ -48,6 +48,8 @@ test('each ignored value is named with what happens instead', () => {
   assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', ACCEPT_STRATEGY: 'cluster-rr', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,service.instance.id=web-1' }), /every worker of ACCEPT_STRATEGY=cluster-rr pushes its metrics under the same one/)
   assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=web-1' }), [], 'one process: its own id')
   assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', ACCEPT_STRATEGY: 'reuseport' }), [], 'workers with ids of their own')
+  assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'deltas' }), /TEMPORALITY_PREFERENCE="deltas" is not cumulative, delta or lowmemory; pushing cumulative/)
+  assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'LowMemory' }), [])
   // The general protocol variable, wrong, is said once, not once per signal.
   assert.equal(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }).length, 1)
 })

@@ -12,6 +12,7 @@
 // and test/journey/metric-producer.test.ts hands this producer to the SDK's own reader, type-checked, and
 // holds the numeric enum values equal to the SDK's.
 import type { Attributes, HrTime, ValueType } from '@opentelemetry/api'
+import { DeltaConverter } from './metric-delta.ts'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.ts'
 
 /** What is asked of the registry: prom-client's Registry and @prometheus-io/client's both answer it. */
@@ -34,10 +35,11 @@ export const DATA_POINT = { HISTOGRAM: 0, GAUGE: 2, SUM: 3 } as const
 export const CUMULATIVE = 1
 const DOUBLE = 1 as ValueType.DOUBLE
 
-interface Point<T> { readonly startTime: HrTime, readonly endTime: HrTime, readonly attributes: Attributes, readonly value: T }
+export interface Point<T> { readonly startTime: HrTime, readonly endTime: HrTime, readonly attributes: Attributes, readonly value: T }
 export interface HistogramValue { buckets: { boundaries: number[], counts: number[] }, sum?: number, count: number }
 interface Descriptor { readonly name: string, readonly description: string, readonly unit: string, readonly valueType: ValueType }
-interface Base { readonly descriptor: Descriptor, readonly aggregationTemporality: typeof CUMULATIVE }
+// Cumulative, or DELTA (0, metric-delta.ts) when the producer is asked for deltas.
+interface Base { readonly descriptor: Descriptor, readonly aggregationTemporality: typeof CUMULATIVE | 0 }
 /** The SDK's MetricData, for the three kinds a registry has. */
 export type BridgedMetricData =
   | (Base & { readonly dataPointType: typeof DATA_POINT.SUM, readonly dataPoints: Array<Point<number>>, readonly isMonotonic: boolean })
@@ -134,6 +136,12 @@ function hrTimeOf (epochMs: number): HrTime {
 }
 
 export interface MetricProducerOptions {
+  /**
+   * `cumulative` (default): totals since `startTimeMs`, as /metrics has them. `delta`: what changed since
+   * this producer's previous collection, unchanged series left out (metric-delta.ts) — for backends that
+   * take deltas; give each reader its own producer then, since a collection consumes the change it reports.
+   */
+  temporality?: 'cumulative' | 'delta'
   /** Start of every cumulative series; default the process's start (`performance.timeOrigin`). */
   startTimeMs?: number
   /** Wall clock in ms, for each collection's end time (tests pin it). */
@@ -143,13 +151,14 @@ export interface MetricProducerOptions {
 /**
  * A MetricProducer over a prom-client registry: give it to a MetricReader (`metricProducers: [...]`) of
  * @opentelemetry/sdk-metrics, and each collection carries every metric the registry renders — names and
- * labels as on /metrics, counts cumulative since the process started. Summaries are left out; exemplars
+ * labels as on /metrics, counts cumulative since the process started (or deltas: `temporality`). Summaries are left out; exemplars
  * too (the JavaScript SDK's metric data has no place for them). The resource is the reader's MeterProvider's.
  */
 export function registryMetricProducer (registry: JsonMetricsSource, opts: MetricProducerOptions = {}): BridgeMetricProducer {
   const startTime = hrTimeOf(opts.startTimeMs ?? performance.timeOrigin)
   const now = opts.now ?? Date.now
   const scope = SCOPE_VERSION === undefined ? { name: SCOPE_NAME } : { name: SCOPE_NAME, version: SCOPE_VERSION }
+  const deltas = opts.temporality === 'delta' ? new DeltaConverter() : undefined
   return {
     async collect () {
       const endTime = hrTimeOf(now())
@@ -163,7 +172,8 @@ export function registryMetricProducer (registry: JsonMetricsSource, opts: Metri
       } catch (err) {
         errors.push(err)
       }
-      const scopeMetrics = metrics.length === 0 ? [] : [{ scope, metrics }]
+      const sent = deltas === undefined ? metrics : deltas.convert(metrics, startTime, endTime)
+      const scopeMetrics = sent.length === 0 ? [] : [{ scope, metrics: sent }]
       // The reader keeps its MeterProvider's resource and takes only scopeMetrics from a producer.
       return { resourceMetrics: { resource: undefined as never, scopeMetrics }, errors }
     }

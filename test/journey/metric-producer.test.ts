@@ -15,6 +15,7 @@ import { Client } from 'undici'
 import { createJourney, exposition, registryMetricProducer } from '../../src/journey/index.ts'
 import { STAGE_BUCKETS } from '../../src/journey/stages.ts'
 import { CUMULATIVE, DATA_POINT, histogramPoints, unitOf } from '../../src/journey/metric-producer.ts'
+import { DELTA } from '../../src/journey/metric-delta.ts'
 import { parseMetrics, sample, type Metrics } from '../../experiments/lib/metrics.ts'
 
 const registry = new Registry()
@@ -190,4 +191,45 @@ test('over @prometheus-io/client\'s registry too (prom-client\'s successor, fast
     await other.close()
     journey.close()
   }
+})
+
+test('temporality delta: each collection says what changed since the one before, from where it ended; unchanged series are left out; a reset starts again from the new total', async () => {
+  const { Histogram } = await import('prom-client')
+  const own = new Registry()
+  const orders = new Counter({ name: 'orders_total', help: 'Orders.', labelNames: ['kind'], registers: [own] })
+  const latency = new Histogram({ name: 'latency_seconds', help: 'Latency.', buckets: [0.1, 1], registers: [own] })
+  orders.inc({ kind: 'book' }, 3)
+  orders.inc({ kind: 'pen' }, 1)
+  latency.observe(0.05)
+  let clock = 1_000_000
+  const producer = registryMetricProducer(own, { temporality: 'delta', startTimeMs: 999_000, now: () => clock })
+  type Collected = Awaited<ReturnType<typeof producer.collect>>
+  const points = (r: Collected, name: string): Array<{ attributes: Record<string, unknown>, value: unknown, startTime: [number, number], endTime: [number, number] }> =>
+    r.resourceMetrics.scopeMetrics.flatMap(s => s.metrics).filter(m => m.descriptor.name === name).flatMap(m => {
+      assert.equal(m.aggregationTemporality, AggregationTemporality.DELTA)
+      return m.dataPoints as never
+    })
+
+  const first = await producer.collect()
+  assert.deepEqual(points(first, 'orders_total').map(p => [p.attributes.kind, p.value, p.startTime]), [['book', 3, [999, 0]], ['pen', 1, [999, 0]]], 'a first collection counts from the start')
+  assert.deepEqual(points(first, 'latency_seconds').map(p => p.value), [{ buckets: { boundaries: [0.1, 1], counts: [1, 0, 0] }, sum: 0.05, count: 1 }])
+
+  clock = 1_060_000
+  orders.inc({ kind: 'book' }, 2)
+  latency.observe(0.5)
+  latency.observe(5)
+  const second = await producer.collect()
+  assert.deepEqual(points(second, 'orders_total').map(p => [p.attributes.kind, p.value, p.startTime, p.endTime]), [['book', 2, [1000, 0], [1060, 0]]], 'pen did not change: left out')
+  const [h] = points(second, 'latency_seconds')
+  assert.deepEqual(h?.value, { buckets: { boundaries: [0.1, 1], counts: [0, 1, 1] }, sum: 5.5, count: 2 })
+
+  clock = 1_120_000
+  assert.deepEqual((await producer.collect()).resourceMetrics.scopeMetrics, [], 'nothing changed: nothing sent')
+
+  clock = 1_180_000
+  own.resetMetrics()
+  orders.inc({ kind: 'book' }, 1)
+  const afterReset = await producer.collect()
+  assert.deepEqual(points(afterReset, 'orders_total').map(p => [p.attributes.kind, p.value]), [['book', 1]], 'not 1 − 5: the new total')
+  assert.equal(DELTA, AggregationTemporality.DELTA)
 })
