@@ -4,8 +4,8 @@
 // registryMetricProducer (src/journey/metric-producer.ts) and hands it to the SDK's OTLP metric exporter.
 //
 // The SDK and the exporter are imported only when this is asked for. A collector that is down costs one
-// failed export per interval (said in the log once a minute, through the global error handler), nothing
-// queued: each collection is sent once and then dropped.
+// failed export per interval (said in the log once a minute), nothing queued: each collection is sent once,
+// retried by the exporter for at most OTEL_EXPORTER_OTLP_TIMEOUT (10 s), then dropped.
 import type { Resource } from '@opentelemetry/resources'
 import type { MeterProvider } from '@opentelemetry/sdk-metrics'
 import { registryMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
