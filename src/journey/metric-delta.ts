@@ -7,6 +7,9 @@ import type { BridgedMetricData, HistogramValue, Point } from './metric-producer
 
 /** @opentelemetry/sdk-metrics' AggregationTemporality.DELTA (the test holds it equal). */
 export const DELTA = 0
+// DATA_POINT.HISTOGRAM and .SUM of metric-producer.ts, which imports this module.
+const HISTOGRAM = 0
+const SUM = 3
 
 type Last = Readonly<{ end: HrTime, value: number | HistogramValue }>
 
@@ -34,7 +37,7 @@ export class DeltaConverter {
     const next = new Map<string, Last>()
     const out: BridgedMetricData[] = []
     for (const m of metrics) {
-      if (m.dataPointType !== 0 && m.dataPointType !== 3) {
+      if (m.dataPointType !== HISTOGRAM && m.dataPointType !== SUM) {
         out.push(m)
         continue
       }
