@@ -9,7 +9,7 @@
 import type { Resource } from '@opentelemetry/resources'
 import type { MeterProvider } from '@opentelemetry/sdk-metrics'
 import { registryMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
-import { metricExporterNames, metricsProtocol, metricsTemporality, positiveIntFromEnv } from './otel-env.ts'
+import { metricExporterNames, metricsTemporality, otlpProtocol, positiveIntFromEnv } from './otel-env.ts'
 
 type Env = Record<string, string | undefined>
 
@@ -36,7 +36,7 @@ export async function startMetricsExport (env: Env, registry: JsonMetricsSource,
   if (names.includes('otlp')) {
     // Each exporter reads its endpoint (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT
     // + /v1/metrics), headers, timeout and compression from the environment, as the trace exporters do.
-    const { protocol } = metricsProtocol(env) // an unknown value is said at start-up (otel-env.ts)
+    const { protocol } = otlpProtocol(env, 'METRICS') // an unknown value is said at start-up (otel-env.ts)
     const exporter = protocol === 'grpc'
       ? new (await import('@opentelemetry/exporter-metrics-otlp-grpc')).OTLPMetricExporter()
       : protocol === 'http/json'

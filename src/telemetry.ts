@@ -228,7 +228,6 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     registry,
     tracing,
     async shutdown (timeoutMs) {
-      let timer: NodeJS.Timeout | undefined
       // Spans lost here are the last chance to say so: nobody scrapes the counters of a process that exits.
       // Said once: a flush that fails after the deadline already passed adds nothing.
       let told = false
@@ -237,15 +236,11 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
         told = true
         log.warn(fields, `telemetry flush at shutdown ${why}; spans still queued${meterProvider === undefined ? '' : ' (and the last metrics push)'} were not delivered`)
       }
-      const deadline = new Promise<void>(resolve => {
-        timer = setTimeout(() => { lost({ timeoutMs }, 'did not finish in time'); resolve() }, timeoutMs)
-      })
       const flushed = Promise.all([
         sdk.shutdown().catch((err: unknown) => { lost({ err: String((err as Error)?.message ?? err) }, 'failed') }),
         shutdownMetrics()
       ])
-      await Promise.race([flushed, deadline])
-      clearTimeout(timer)
+      if (!await withDeadline(flushed, timeoutMs)) lost({ timeoutMs }, 'did not finish in time')
     }
   }
 }

@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http'
 import { after, test } from 'node:test'
 import { once } from 'node:events'
 import { killAll, start, type Started } from './helpers/process.ts'
+import { until as poll } from './helpers/stand-in-images.ts'
 import { parseMetrics, sample, series } from '../experiments/lib/metrics.ts'
 
 after(killAll)
@@ -37,18 +38,13 @@ async function receiver (): Promise<{ base: string, endpoint: string, pushes: Ot
   return { base, endpoint: `${base}/v1/metrics`, pushes, traces, server }
 }
 
+/** Polls every 50 ms for up to 10 s (the helper's own interval is a container's 1 s). */
+async function until<T> (what: string, f: () => T | undefined): Promise<T> {
+  return await poll(what, f, 10_000, 50)
+}
+
 const attrs = (list: OtlpAttribute[]): Record<string, string | undefined> =>
   Object.fromEntries(list.map(a => [a.key, a.value.stringValue ?? (a.value.intValue === undefined ? undefined : String(a.value.intValue))]))
-
-async function until<T> (what: string, f: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = f()
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
 
 async function stop (s: Started): Promise<number | null> {
   s.child.kill('SIGTERM')

@@ -3,7 +3,7 @@
 // delta) want what changed since the last push. The SDK converts only its own instruments' data, not a
 // producer's, so the bridge keeps each series' last total and subtracts. Pure but for that memory.
 import type { HrTime } from '@opentelemetry/api'
-import type { BridgedMetricData, HistogramValue, Point } from './metric-producer.ts'
+import { keyOf, type BridgedMetricData, type HistogramValue, type Point } from './metric-producer.ts'
 
 /** @opentelemetry/sdk-metrics' AggregationTemporality.DELTA (the test holds it equal). */
 export const DELTA = 0
@@ -43,7 +43,7 @@ export class DeltaConverter {
       }
       const points = []
       for (const p of m.dataPoints as Array<Point<number | HistogramValue>>) {
-        const key = `${m.descriptor.name}\u0000${JSON.stringify(Object.keys(p.attributes).sort().map(k => [k, p.attributes[k]]))}`
+        const key = `${m.descriptor.name}\u0000${keyOf(p.attributes)}`
         const prev = this.last.get(key)
         next.set(key, { end: endTime, value: p.value })
         let value: number | HistogramValue | undefined

@@ -12,6 +12,7 @@
 // and test/journey/metric-producer.test.ts hands this producer to the SDK's own reader, type-checked, and
 // holds the numeric enum values equal to the SDK's.
 import type { Attributes, HrTime, ValueType } from '@opentelemetry/api'
+import { millisToHrTime } from '@opentelemetry/core'
 import { DeltaConverter } from './metric-delta.ts'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.ts'
 
@@ -68,7 +69,8 @@ function attributesOf (labels: Labels, skip?: string): Attributes {
   return out
 }
 
-function keyOf (attributes: Attributes): string {
+/** A label set as one string, whatever order its keys came in. */
+export function keyOf (attributes: Attributes): string {
   return JSON.stringify(Object.keys(attributes).sort().map(k => [k, attributes[k]]))
 }
 
@@ -130,11 +132,6 @@ export function toMetricData (metric: Readonly<PromMetricJson>, startTime: HrTim
   }
 }
 
-function hrTimeOf (epochMs: number): HrTime {
-  const seconds = Math.floor(epochMs / 1000)
-  return [seconds, Math.round((epochMs - seconds * 1000) * 1e6)]
-}
-
 export interface MetricProducerOptions {
   /**
    * `cumulative` (default): totals since `startTimeMs`, as /metrics has them. `delta`: what changed since
@@ -155,13 +152,13 @@ export interface MetricProducerOptions {
  * too (the JavaScript SDK's metric data has no place for them). The resource is the reader's MeterProvider's.
  */
 export function registryMetricProducer (registry: JsonMetricsSource, opts: MetricProducerOptions = {}): BridgeMetricProducer {
-  const startTime = hrTimeOf(opts.startTimeMs ?? performance.timeOrigin)
+  const startTime = millisToHrTime(opts.startTimeMs ?? performance.timeOrigin)
   const now = opts.now ?? Date.now
   const scope = SCOPE_VERSION === undefined ? { name: SCOPE_NAME } : { name: SCOPE_NAME, version: SCOPE_VERSION }
   const deltas = opts.temporality === 'delta' ? new DeltaConverter() : undefined
   return {
     async collect () {
-      const endTime = hrTimeOf(now())
+      const endTime = millisToHrTime(now())
       const metrics: BridgedMetricData[] = []
       const errors: unknown[] = []
       try {
