@@ -25,8 +25,11 @@ export interface RunningServer {
   https: HttpsServer | Http2SecureServer
   journey: Journey
   ports: { http: number, https: number, metrics: number }
-  /** Graceful: stop accepting, let in-flight requests finish (up to the deadline), close keep-alive sockets. */
-  close: () => Promise<void>
+  /**
+   * Graceful: stop accepting, let in-flight requests finish (up to the deadline), close keep-alive sockets.
+   * `drained` runs then, before the journey closes and takes its metrics out of the registry (the last metrics push).
+   */
+  close: (drained?: () => Promise<void>) => Promise<void>
 }
 
 /** Fastify's default answer to a malformed request, applied to both listeners (Fastify only sees one). */
@@ -369,7 +372,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
   function running (admin: FastifyInstance | undefined, ports: RunningServer['ports']): RunningServer {
     return {
       app, admin, http: app.server, https, journey, ports,
-      async close () {
+      async close (whenDrained) {
         if (draining) return
         draining = true
         let timer: NodeJS.Timeout | undefined
@@ -388,6 +391,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
           connections?.https.destroyAll() // HTTP/2's sessions that were told to go away and did not
           await drained
         }
+        await whenDrained?.()
         await release(admin)
       }
     }

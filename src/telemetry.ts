@@ -68,7 +68,12 @@ export interface Telemetry {
   registry: OpenMetricsRegistry
   /** Undefined when tracing is off (OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none). */
   tracing: JourneyTracing | undefined
-  /** Flushes pending spans; resolves within timeoutMs even when the exporter hangs. */
+  /**
+   * Pushes the registry one last time when metrics are pushed (OTEL_METRICS_EXPORTER=otlp), once; resolves
+   * within timeoutMs. Call it while the journey's metrics are still in the registry.
+   */
+  lastMetricsPush: (timeoutMs: number) => Promise<void>
+  /** Flushes pending spans (and the last metrics push, if not made yet); resolves within timeoutMs even when the exporter hangs. */
   shutdown: (timeoutMs: number) => Promise<void>
 }
 
@@ -168,9 +173,17 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
 
   const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
   const meterProvider = disabled ? undefined : await startMetricsExport(env, registry, () => metricsResource(serviceName, instanceId))
-  const shutdownMetrics = async (): Promise<void> => {
-    // A last push, so the final interval's counts are not lost with the process (bounded by the caller's deadline).
-    await meterProvider?.shutdown().catch((err: unknown) => { log.warn({ err: String((err as Error)?.message ?? err) }, 'metrics push at shutdown failed') })
+  // The last push, once, whoever asks first: the server asks after its listeners drained and before the
+  // journey takes its metrics out of the registry (server.ts), shutdown asks again and finds it done.
+  let metricsShutdown: Promise<void> | undefined
+  const shutdownMetrics = async (): Promise<void> => await (metricsShutdown ??= meterProvider === undefined
+    ? Promise.resolve()
+    : meterProvider.shutdown().catch((err: unknown) => { log.warn({ err: String((err as Error)?.message ?? err) }, 'metrics push at shutdown failed') }))
+  let metricsLate = false
+  const lastMetricsPush = async (timeoutMs: number): Promise<void> => {
+    if (metricsLate || await withDeadline(shutdownMetrics(), timeoutMs)) return
+    metricsLate = true // said once, and not waited for again
+    log.warn({ timeoutMs }, 'telemetry flush at shutdown did not finish in time; the last metrics push was not delivered')
   }
   const headSampler = samplerFromEnv(env)
   const exporters = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler)))
@@ -184,14 +197,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports
   }))
   if (disabled || processors.length === 0) {
-    return {
-      registry,
-      tracing: undefined,
-      async shutdown (timeoutMs) {
-        if (await withDeadline(shutdownMetrics(), timeoutMs)) return
-        log.warn({ timeoutMs }, 'telemetry flush at shutdown did not finish in time; the last metrics push was not delivered')
-      }
-    }
+    return { registry, tracing: undefined, lastMetricsPush, shutdown: lastMetricsPush }
   }
   // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to
   // them. Ours do nothing at onStart, so request spans go straight to them as well, unless span limits are
@@ -227,6 +233,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   return {
     registry,
     tracing,
+    lastMetricsPush,
     async shutdown (timeoutMs) {
       // Spans lost here are the last chance to say so: nobody scrapes the counters of a process that exits.
       // Said once: a flush that fails after the deadline already passed adds nothing.
@@ -234,11 +241,11 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
       const lost = (fields: Record<string, unknown>, why: string): void => {
         if (told) return
         told = true
-        log.warn(fields, `telemetry flush at shutdown ${why}; spans still queued${meterProvider === undefined ? '' : ' (and the last metrics push)'} were not delivered`)
+        log.warn(fields, `telemetry flush at shutdown ${why}; spans still queued${meterProvider === undefined || metricsLate ? '' : ' (and the last metrics push)'} were not delivered`)
       }
       const flushed = Promise.all([
         sdk.shutdown().catch((err: unknown) => { lost({ err: String((err as Error)?.message ?? err) }, 'failed') }),
-        shutdownMetrics()
+        metricsLate ? undefined : shutdownMetrics()
       ])
       if (!await withDeadline(flushed, timeoutMs)) lost({ timeoutMs }, 'did not finish in time')
     }

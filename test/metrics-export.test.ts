@@ -99,6 +99,19 @@ test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics cou
   }
 })
 
+test('the last push is made at shutdown: with the interval not yet reached, stopping sends the counts once', async () => {
+  const r = await receiver()
+  const s = await start({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: r.endpoint, OTEL_METRIC_EXPORT_INTERVAL: '600000' })
+  for (let i = 0; i < 2; i++) assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+  assert.equal(r.pushes.length, 0, 'nothing before the interval')
+  assert.equal(await stop(s), 0)
+  assert.equal(r.pushes.length, 1, 'one push, at shutdown')
+  const counts = r.pushes[0]!.resourceMetrics.flatMap(x => x.scopeMetrics).flatMap(x => x.metrics)
+    .filter(m => m.name === 'http_server_request_duration_seconds')
+    .flatMap(m => m.histogram!.dataPoints.filter(d => attrs(d.attributes).http_route === '/').map(d => Number(d.count)))
+  assert.deepEqual(counts, [2])
+})
+
 test('OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta: pushes carry what changed, and over all of them add up to what /metrics counts', async () => {
   const r = await receiver()
   const s = await start({
