@@ -174,7 +174,15 @@ describe('the journey page', () => {
     assert.ok(slow.durationMs >= 100)
     const handler = after.stages.find(x => x.stage === 'handler')!
     assert.ok(handler.p99 < 40, `p99 of ${n + 1} handlers is a fast one: ${handler.p99}`)
-    assert.ok(handler.spark.at(-1)! > 0, 'the current 5 s slot has its p95')
+    // The current slot right after a request has its p95. Right after, because the counting loop above may
+    // have waited past a 5 s boundary into a slot that nothing has reached yet (CI failed on that once); a
+    // second boundary cannot fall between two tries a few milliseconds apart, so a miss on every try is real.
+    const current: number[] = []
+    for (let i = 0; i < 3 && !(current.at(-1)! > 0); i++) {
+      await get(`${t.http}/`)
+      current.push((await snap()).stages.find(x => x.stage === 'handler')!.spark.at(-1)!)
+    }
+    assert.ok(current.at(-1)! > 0, `the current 5 s slot has its p95: ${JSON.stringify(current)}`)
   })
 
   test('in Chromium: waterfalls with every stage, percentiles, live updates without reload', { skip }, async () => {
