@@ -5,9 +5,12 @@
 //
 // The SDK and the exporter are imported only when this is asked for. A collector that is down costs one
 // failed export per interval (said in the log once a minute), nothing queued: each collection is sent once,
-// retried by the exporter for at most OTEL_EXPORTER_OTLP_TIMEOUT (10 s), then dropped.
+// retried by the exporter for at most OTEL_EXPORTER_OTLP_TIMEOUT (10 s), then dropped — and counted in
+// journey_metric_pushes_total{result}, as span exports are in journey_spans_exported_total.
+import { ExportResultCode } from '@opentelemetry/core'
 import type { Resource } from '@opentelemetry/resources'
-import type { MeterProvider } from '@opentelemetry/sdk-metrics'
+import type { MeterProvider, PushMetricExporter } from '@opentelemetry/sdk-metrics'
+import { Counter, type Registry } from 'prom-client'
 import { registryMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
 import { metricExporterNames, metricsTemporality, otlpProtocol, positiveIntFromEnv } from './otel-env.ts'
 
@@ -21,16 +24,42 @@ export function exportTiming (env: Env): { exportIntervalMillis: number, exportT
 }
 
 /**
+ * `exporter` with each push's result counted. The SDK's reader only logs a failed push (once a minute
+ * here), so without this an operator cannot graph or alert on pushes that stopped arriving. Counted when
+ * the exporter calls back, so a push the reader gave up on at its timeout is still counted as what it
+ * became. Both results start at 0 so the first of either is an increase Prometheus sees; the next push
+ * that gets through carries the failures before it.
+ */
+export function countedMetricExporter (exporter: PushMetricExporter, registry: Registry<any>): PushMetricExporter {
+  const pushes = new Counter({ name: 'journey_metric_pushes_total', help: 'OTLP pushes of the metrics (OTEL_METRICS_EXPORTER=otlp), by result: one each OTEL_METRIC_EXPORT_INTERVAL and one at shutdown.', labelNames: ['result'] as const, registers: [registry] })
+  pushes.inc({ result: 'success' }, 0)
+  pushes.inc({ result: 'failure' }, 0)
+  return {
+    export (metrics, done) {
+      exporter.export(metrics, (result) => {
+        pushes.inc({ result: result.code === ExportResultCode.SUCCESS ? 'success' : 'failure' })
+        done(result)
+      })
+    },
+    forceFlush: async () => { await exporter.forceFlush() },
+    shutdown: async () => { await exporter.shutdown() },
+    // Only the SDK's own instruments use these (a producer chooses its own); passed on all the same.
+    selectAggregationTemporality: exporter.selectAggregationTemporality?.bind(exporter),
+    selectAggregation: exporter.selectAggregation?.bind(exporter)
+  }
+}
+
+/**
  * A MeterProvider pushing `registry` by OTLP (and/or to the console) as OTEL_METRICS_EXPORTER asks, or
  * undefined when it asks for neither (unset, `prometheus`, `none`: scraping /metrics only).
  */
-export async function startMetricsExport (env: Env, registry: JsonMetricsSource, resourceOf: () => Promise<Resource>): Promise<MeterProvider | undefined> {
+export async function startMetricsExport (env: Env, registry: Registry<any>, resourceOf: () => Promise<Resource>): Promise<MeterProvider | undefined> {
   const names = metricExporterNames(env)
   if (names.includes('none') || !(names.includes('otlp') || names.includes('console'))) return undefined
   const { MeterProvider, PeriodicExportingMetricReader, ConsoleMetricExporter } = await import('@opentelemetry/sdk-metrics')
   // target_info is how a scrape learns the resource (OpenTelemetry's Prometheus convention); a push carries
   // the resource itself, and a Prometheus receiving OTLP builds its own target_info from it.
-  const source = { getMetricsAsJSON: async () => (await registry.getMetricsAsJSON()).filter(m => m.name !== 'target_info') }
+  const source: JsonMetricsSource = { getMetricsAsJSON: async () => (await registry.getMetricsAsJSON()).filter(m => m.name !== 'target_info') }
   const timing = exportTiming(env)
   const readers = []
   if (names.includes('otlp')) {
@@ -44,7 +73,7 @@ export async function startMetricsExport (env: Env, registry: JsonMetricsSource,
         : new (await import('@opentelemetry/exporter-metrics-otlp-proto')).OTLPMetricExporter()
     // A producer per reader: in delta mode each remembers what its own reader was last sent.
     const producer = registryMetricProducer(source, { temporality: metricsTemporality(env).temporality })
-    readers.push(new PeriodicExportingMetricReader({ exporter, metricProducers: [producer], ...timing }))
+    readers.push(new PeriodicExportingMetricReader({ exporter: countedMetricExporter(exporter, registry), metricProducers: [producer], ...timing }))
   }
   if (names.includes('console')) readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), metricProducers: [registryMetricProducer(source)], ...timing }))
   return new MeterProvider({ resource: await resourceOf(), readers })

@@ -39,7 +39,7 @@ async function receiver (): Promise<{ base: string, endpoint: string, pushes: Ot
 }
 
 /** Polls every 50 ms for up to 10 s (the helper's own interval is a container's 1 s). */
-async function until<T> (what: string, f: () => T | undefined): Promise<T> {
+async function until<T> (what: string, f: () => Promise<T | undefined> | T | undefined): Promise<T> {
   return await poll(what, f, 10_000, 50)
 }
 
@@ -80,6 +80,8 @@ test('pushed by OTLP/HTTP (JSON): the request histogram counts what /metrics cou
   assert.equal(point.m.histogram!.aggregationTemporality, 2, 'OTLP\'s CUMULATIVE')
   assert.equal(point.p.bucketCounts.map(Number).reduce((a, b) => a + b, 0), 4)
   assert.equal(point.p.bucketCounts.length, point.p.explicitBounds.length + 1)
+  assert.ok(sample(scraped, 'journey_metric_pushes_total', { result: 'success' }) >= 1, 'the pushes that got through are counted')
+  assert.equal(sample(scraped, 'journey_metric_pushes_total', { result: 'failure' }), 0)
   const targetInfo = [...series(scraped, 'target_info')][0]?.[0]
   assert.equal(point.resource['service.name'], 'request-journey')
   assert.equal(point.resource['service.instance.id'], targetInfo?.get('service_instance_id'))
@@ -144,7 +146,8 @@ test('with no collector at the endpoint, every request is served, the failure is
   await once(closed, 'listening')
   const port = (closed.address() as { port: number }).port
   closed.close()
-  const s = await start({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `http://127.0.0.1:${port}/v1/metrics`, OTEL_METRIC_EXPORT_INTERVAL: '100' })
+  // The exporter's own timeout short, so it stops retrying a refused push (and calls back) within the test.
+  const s = await start({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `http://127.0.0.1:${port}/v1/metrics`, OTEL_METRIC_EXPORT_INTERVAL: '100', OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: '1000' })
   for (let i = 0; i < 20; i++) {
     assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
     await new Promise(resolve => setTimeout(resolve, 50))
@@ -154,6 +157,13 @@ test('with no collector at the endpoint, every request is served, the failure is
   const failures = (): string[] => s.logs().split('\n').filter(l => l.includes('telemetry export failed') || l.includes('metrics export timed out'))
   await until('the failure in the log', () => failures().length > 0 ? true : undefined)
   assert.ok(failures().length <= 2 && new Set(failures().map(l => l.includes('timed out'))).size === failures().length, failures().join('\n'))
+  // Counted too, for a graph or an alert: the log says it once a minute, the counter every time.
+  const pushes = async (): Promise<{ success: number, failure: number }> => {
+    const m = parseMetrics(await (await fetch(`http://127.0.0.1:${s.ports.metrics}/metrics`)).text())
+    return { success: sample(m, 'journey_metric_pushes_total', { result: 'success' }), failure: sample(m, 'journey_metric_pushes_total', { result: 'failure' }) }
+  }
+  const counted = await until('a failed push counted', async () => { const c = await pushes(); return c.failure >= 1 ? c : undefined })
+  assert.equal(counted.success, 0)
   const t0 = performance.now()
   assert.equal(await stop(s), 0)
   assert.ok(performance.now() - t0 < 6_000, 'shutdown is held by the refused push no longer than its deadline (3 s)')
