@@ -76,17 +76,37 @@ export function keyOf (attributes: Attributes): string {
 
 interface Pending { attributes: Attributes, buckets: Array<[number, number]>, sum: number, count: number }
 
+/** Whether two values' label sets are the same apart from `le`: the same histogram series. */
+function sameSeries (a: Labels, b: Labels): boolean {
+  let n = 0
+  for (const k in a) {
+    if (k === 'le') continue
+    if (a[k] !== b[k]) return false
+    n++
+  }
+  for (const k in b) if (k !== 'le') n--
+  return n === 0
+}
+
 /**
  * One prom-client histogram's values (cumulative `le` buckets, `_sum`, `_count` per label set) as
  * OpenTelemetry histogram points: per-bucket counts over the finite bounds, the last bucket +Inf.
  */
 export function histogramPoints (metric: Readonly<PromMetricJson>, startTime: HrTime, endTime: HrTime): Array<Point<HistogramValue>> {
   const byKey = new Map<string, Pending>()
+  // Registries list a series' buckets, sum and count one after another, so most values belong to the
+  // series before them: comparing with its labels spares a sorted key per bucket, which was most of a
+  // collection's time (500 routes: ≈ 110 of 135 ms here, twice a text render's cost all told).
+  let lastLabels: Labels | undefined
+  let last: Pending | undefined
   const pending = (labels: Labels): Pending => {
+    if (last !== undefined && sameSeries(labels, lastLabels!)) return last
     const attributes = attributesOf(labels, 'le')
     const key = keyOf(attributes)
     let p = byKey.get(key)
     if (p === undefined) byKey.set(key, p = { attributes, buckets: [], sum: 0, count: 0 })
+    lastLabels = labels
+    last = p
     return p
   }
   for (const v of metric.values) {

@@ -171,6 +171,27 @@ test('units come from the name\'s suffix; histogram buckets become per-bucket co
   assert.deepEqual(points.map(p => ({ attributes: p.attributes, value: p.value })), [
     { attributes: { r: 'x' }, value: { buckets: { boundaries: [0.1, 0.5], counts: [1, 3, 2] }, sum: 2.5, count: 6 } }
   ])
+  // Series interleaved, their keys in another order, one label set inside another: each value still goes
+  // to its own series (the producer takes a shortcut when a value's series is the one before it).
+  const mixed = histogramPoints({
+    name: 'h',
+    help: '',
+    type: 'histogram',
+    values: [
+      { metricName: 'h_bucket', labels: { r: 'x', le: 1 }, value: 1 },
+      { metricName: 'h_bucket', labels: { r: 'x', m: 'GET', le: 1 }, value: 2 },
+      { metricName: 'h_bucket', labels: { le: '+Inf', m: 'GET', r: 'x' }, value: 5 },
+      { metricName: 'h_bucket', labels: { le: '+Inf', r: 'x' }, value: 3 },
+      { metricName: 'h_sum', labels: { m: 'GET', r: 'x' }, value: 9 },
+      { metricName: 'h_sum', labels: { r: 'x' }, value: 4 },
+      { metricName: 'h_count', labels: { r: 'x' }, value: 3 },
+      { metricName: 'h_count', labels: { r: 'x', m: 'GET' }, value: 5 }
+    ]
+  }, t, t)
+  assert.deepEqual(mixed.map(p => ({ attributes: p.attributes, value: p.value })), [
+    { attributes: { r: 'x' }, value: { buckets: { boundaries: [1], counts: [1, 2] }, sum: 4, count: 3 } },
+    { attributes: { r: 'x', m: 'GET' }, value: { buckets: { boundaries: [1], counts: [2, 3] }, sum: 9, count: 5 } }
+  ])
 })
 
 test('over @prometheus-io/client\'s registry too (prom-client\'s successor, fastify-metrics 14\'s): the same producer, the journey\'s histograms in it', async () => {
