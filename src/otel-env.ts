@@ -104,6 +104,11 @@ export function otelEnvProblems (env: Env): string[] {
   if (pushing && metricsTemporality(env).unknown !== undefined) {
     problems.push(`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="${env.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE}" is not cumulative, delta or lowmemory; pushing cumulative`)
   }
+  // The pushed histograms are the registry's, buckets and all; the SDK's aggregation never sees them.
+  const aggregation = env.OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION?.trim().toLowerCase()
+  if (pushing && aggregation !== undefined && aggregation !== '' && aggregation !== 'explicit_bucket_histogram') {
+    problems.push(`OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION="${env.OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION}" is not applied: the pushed histograms are the registry's own, with the explicit buckets /metrics shows`)
+  }
   for (const name of pushing ? ['OTEL_METRIC_EXPORT_INTERVAL', 'OTEL_METRIC_EXPORT_TIMEOUT'] : []) {
     const v = env[name]
     if (v !== undefined && v.trim() !== '' && !isPositiveInt(v)) problems.push(`${name}="${v}" is not a positive integer; using the default (docs/configuration.md)`)

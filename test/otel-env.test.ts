@@ -50,6 +50,9 @@ test('each ignored value is named with what happens instead', () => {
   assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', ACCEPT_STRATEGY: 'reuseport' }), [], 'workers with ids of their own')
   assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'deltas' }), /TEMPORALITY_PREFERENCE="deltas" is not cumulative, delta or lowmemory; pushing cumulative/)
   assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'LowMemory' }), [])
+  assert.match(say({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: 'base2_exponential_bucket_histogram' }), /DEFAULT_HISTOGRAM_AGGREGATION="base2_exponential_bucket_histogram" is not applied: the pushed histograms are the registry's own/)
+  assert.deepEqual(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: 'explicit_bucket_histogram' }), [], 'what it does anyway')
+  assert.deepEqual(otelEnvProblems({ OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: 'base2_exponential_bucket_histogram' }), [], 'nothing pushed: nothing to say')
   // The general protocol variable, wrong, is said once, not once per signal.
   assert.equal(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }).length, 1)
 })
