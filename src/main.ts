@@ -46,7 +46,8 @@ async function serve (workerId: number | undefined): Promise<void> {
     }
     stopping = true
     log.info({ signal, deadlineMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, finishing in-flight requests')
-    // The last metrics push goes while the journey's series are still in the registry, with every request's counts.
+    // The last metrics push reads the registry while the journey's series are still in it, with every
+    // request's counts; its delivery is waited for below, alongside the spans', within one deadline.
     await server.close(async () => { await telemetry.lastMetricsPush(TELEMETRY_FLUSH_MS) })
     // Bounded: an unreachable collector (the exporter retries with backoff) must not hold the exit.
     await telemetry.shutdown(TELEMETRY_FLUSH_MS)

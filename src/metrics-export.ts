@@ -11,7 +11,7 @@ import { ExportResultCode } from '@opentelemetry/core'
 import type { Resource } from '@opentelemetry/resources'
 import type { MeterProvider, PushMetricExporter } from '@opentelemetry/sdk-metrics'
 import { Counter, type Registry } from 'prom-client'
-import { registryMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
+import { registryMetricProducer, type BridgeMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
 import { metricExporterNames, metricsTemporality, otlpProtocol, positiveIntFromEnv } from './otel-env.ts'
 
 type Env = Record<string, string | undefined>
@@ -50,10 +50,41 @@ export function countedMetricExporter (exporter: PushMetricExporter, registry: R
 }
 
 /**
+ * `producer`, and a promise for the end of its next collection that starts after the call. Shutdown's last
+ * push needs the registry read while the journey's series are still in it, not the push delivered: waiting
+ * only for the reading lets the export run alongside the span flush, one deadline for both.
+ */
+export function watchCollections (producer: BridgeMetricProducer): { producer: BridgeMetricProducer, next: () => Promise<void> } {
+  let started = 0
+  const waiting: Array<{ after: number, resolve: () => void }> = []
+  return {
+    producer: {
+      async collect (options) {
+        const id = ++started
+        try {
+          return await producer.collect(options)
+        } finally {
+          for (let i = waiting.length - 1; i >= 0; i--) {
+            if (waiting[i]!.after < id) waiting.splice(i, 1)[0]!.resolve()
+          }
+        }
+      }
+    },
+    next: async () => { await new Promise<void>(resolve => waiting.push({ after: started, resolve })) }
+  }
+}
+
+export interface MetricsExport {
+  provider: MeterProvider
+  /** Resolves once every reader has finished a collection begun after this call (the mark is taken at once). */
+  collected: () => Promise<void>
+}
+
+/**
  * A MeterProvider pushing `registry` by OTLP (and/or to the console) as OTEL_METRICS_EXPORTER asks, or
  * undefined when it asks for neither (unset, `prometheus`, `none`: scraping /metrics only).
  */
-export async function startMetricsExport (env: Env, registry: Registry<any>, resourceOf: () => Promise<Resource>): Promise<MeterProvider | undefined> {
+export async function startMetricsExport (env: Env, registry: Registry<any>, resourceOf: () => Promise<Resource>): Promise<MetricsExport | undefined> {
   const names = metricExporterNames(env)
   if (names.includes('none') || !(names.includes('otlp') || names.includes('console'))) return undefined
   const { MeterProvider, PeriodicExportingMetricReader, ConsoleMetricExporter } = await import('@opentelemetry/sdk-metrics')
@@ -62,6 +93,12 @@ export async function startMetricsExport (env: Env, registry: Registry<any>, res
   const source: JsonMetricsSource = { getMetricsAsJSON: async () => (await registry.getMetricsAsJSON()).filter(m => m.name !== 'target_info') }
   const timing = exportTiming(env)
   const readers = []
+  const watches: Array<ReturnType<typeof watchCollections>> = []
+  const watched = (producer: BridgeMetricProducer): BridgeMetricProducer => {
+    const w = watchCollections(producer)
+    watches.push(w)
+    return w.producer
+  }
   if (names.includes('otlp')) {
     // Each exporter reads its endpoint (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT
     // + /v1/metrics), headers, timeout and compression from the environment, as the trace exporters do.
@@ -72,9 +109,10 @@ export async function startMetricsExport (env: Env, registry: Registry<any>, res
         ? new (await import('@opentelemetry/exporter-metrics-otlp-http')).OTLPMetricExporter()
         : new (await import('@opentelemetry/exporter-metrics-otlp-proto')).OTLPMetricExporter()
     // A producer per reader: in delta mode each remembers what its own reader was last sent.
-    const producer = registryMetricProducer(source, { temporality: metricsTemporality(env).temporality })
+    const producer = watched(registryMetricProducer(source, { temporality: metricsTemporality(env).temporality }))
     readers.push(new PeriodicExportingMetricReader({ exporter: countedMetricExporter(exporter, registry), metricProducers: [producer], ...timing }))
   }
-  if (names.includes('console')) readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), metricProducers: [registryMetricProducer(source)], ...timing }))
-  return new MeterProvider({ resource: await resourceOf(), readers })
+  if (names.includes('console')) readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), metricProducers: [watched(registryMetricProducer(source))], ...timing }))
+  const provider = new MeterProvider({ resource: await resourceOf(), readers })
+  return { provider, collected: async () => { await Promise.all(watches.map(w => w.next())) } }
 }

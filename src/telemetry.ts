@@ -69,11 +69,12 @@ export interface Telemetry {
   /** Undefined when tracing is off (OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none). */
   tracing: JourneyTracing | undefined
   /**
-   * Pushes the registry one last time when metrics are pushed (OTEL_METRICS_EXPORTER=otlp), once; resolves
-   * within timeoutMs. Call it while the journey's metrics are still in the registry.
+   * Starts the last push of the registry when metrics are pushed (OTEL_METRICS_EXPORTER=otlp), once, and
+   * resolves when the registry has been read for it (or after timeoutMs). Call it while the journey's
+   * metrics are still in the registry; shutdown() waits for its delivery.
    */
   lastMetricsPush: (timeoutMs: number) => Promise<void>
-  /** Flushes pending spans (and the last metrics push, if not made yet); resolves within timeoutMs even when the exporter hangs. */
+  /** Flushes pending spans and the last metrics push (started here if not yet), together; resolves within timeoutMs even when an exporter hangs. */
   shutdown: (timeoutMs: number) => Promise<void>
 }
 
@@ -172,18 +173,44 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   })
 
   const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
-  const meterProvider = disabled ? undefined : await startMetricsExport(env, registry, () => metricsResource(serviceName, instanceId))
+  const metrics = disabled ? undefined : await startMetricsExport(env, registry, () => metricsResource(serviceName, instanceId))
   // The last push, once, whoever asks first: the server asks after its listeners drained and before the
-  // journey takes its metrics out of the registry (server.ts), shutdown asks again and finds it done.
+  // journey takes its metrics out of the registry (server.ts); it waits only until the registry has been
+  // read, and shutdown waits for the push itself, alongside the span flush, within one deadline.
   let metricsShutdown: Promise<void> | undefined
-  const shutdownMetrics = async (): Promise<void> => await (metricsShutdown ??= meterProvider === undefined
+  let metricsDone = metrics === undefined
+  const shutdownMetrics = async (): Promise<void> => await (metricsShutdown ??= metrics === undefined
     ? Promise.resolve()
-    : meterProvider.shutdown().catch((err: unknown) => { log.warn({ err: String((err as Error)?.message ?? err) }, 'metrics push at shutdown failed') }))
+    : metrics.provider.shutdown()
+      .catch((err: unknown) => { log.warn({ err: String((err as Error)?.message ?? err) }, 'metrics push at shutdown failed') })
+      .finally(() => { metricsDone = true }))
   let metricsLate = false
   const lastMetricsPush = async (timeoutMs: number): Promise<void> => {
-    if (metricsLate || await withDeadline(shutdownMetrics(), timeoutMs)) return
+    if (metrics === undefined || metricsLate) return
+    const read = metrics.collected() // marked before the push below starts collecting
+    if (await withDeadline(Promise.race([read, shutdownMetrics()]), timeoutMs)) return
     metricsLate = true // said once, and not waited for again
     log.warn({ timeoutMs }, 'telemetry flush at shutdown did not finish in time; the last metrics push was not delivered')
+  }
+  /**
+   * Waits for the span flush (when tracing) and the last metrics push together, at most timeoutMs, and says
+   * once what did not make it. Spans lost here are the last chance to say so: nobody scrapes the counters of
+   * a process that exits.
+   */
+  const finish = async (timeoutMs: number, flushSpans?: () => Promise<void>): Promise<void> => {
+    let told = false
+    let spansDone = flushSpans === undefined
+    const spans = flushSpans?.().then(() => { spansDone = true }, (err: unknown) => {
+      spansDone = true
+      if (told) return // the deadline already said so
+      told = true
+      log.warn({ err: String((err as Error)?.message ?? err) }, 'telemetry flush at shutdown failed; spans still queued were not delivered')
+    })
+    if (await withDeadline(Promise.all([spans, metricsLate ? undefined : shutdownMetrics()]), timeoutMs)) return
+    const lost = [...(spansDone ? [] : ['spans still queued']), ...(metricsDone || metricsLate ? [] : ['the last metrics push'])]
+    if (lost.length === 0 || told) return
+    told = true
+    log.warn({ timeoutMs }, `telemetry flush at shutdown did not finish in time; ${lost.join(' and ')} ${lost.length === 1 && spansDone ? 'was' : 'were'} not delivered`)
   }
   const headSampler = samplerFromEnv(env)
   const exporters = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler)))
@@ -197,7 +224,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports
   }))
   if (disabled || processors.length === 0) {
-    return { registry, tracing: undefined, lastMetricsPush, shutdown: lastMetricsPush }
+    return { registry, tracing: undefined, lastMetricsPush, shutdown: async (timeoutMs) => { await finish(timeoutMs) } }
   }
   // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to
   // them. Ours do nothing at onStart, so request spans go straight to them as well, unless span limits are
@@ -235,19 +262,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     tracing,
     lastMetricsPush,
     async shutdown (timeoutMs) {
-      // Spans lost here are the last chance to say so: nobody scrapes the counters of a process that exits.
-      // Said once: a flush that fails after the deadline already passed adds nothing.
-      let told = false
-      const lost = (fields: Record<string, unknown>, why: string): void => {
-        if (told) return
-        told = true
-        log.warn(fields, `telemetry flush at shutdown ${why}; spans still queued${meterProvider === undefined || metricsLate ? '' : ' (and the last metrics push)'} were not delivered`)
-      }
-      const flushed = Promise.all([
-        sdk.shutdown().catch((err: unknown) => { lost({ err: String((err as Error)?.message ?? err) }, 'failed') }),
-        metricsLate ? undefined : shutdownMetrics()
-      ])
-      if (!await withDeadline(flushed, timeoutMs)) lost({ timeoutMs }, 'did not finish in time')
+      await finish(timeoutMs, async () => { await sdk.shutdown() })
     }
   }
 }

@@ -8,6 +8,7 @@ import { once } from 'node:events'
 import { killAll, start, type Started } from './helpers/process.ts'
 import { until as poll } from './helpers/stand-in-images.ts'
 import { parseMetrics, sample, series } from '../experiments/lib/metrics.ts'
+import { watchCollections } from '../src/metrics-export.ts'
 
 after(killAll)
 
@@ -167,6 +168,56 @@ test('with no collector at the endpoint, every request is served, the failure is
   const t0 = performance.now()
   assert.equal(await stop(s), 0)
   assert.ok(performance.now() - t0 < 6_000, 'shutdown is held by the refused push no longer than its deadline (3 s)')
+})
+
+test('a collector that never answers, for spans and metrics both: shutdown waits for the two together, one deadline, one line naming both', async () => {
+  const blackhole = createServer((req) => { req.resume() })
+  blackhole.listen(0, '127.0.0.1')
+  await once(blackhole, 'listening')
+  after(() => { blackhole.closeAllConnections(); blackhole.close() })
+  const s = await start({
+    OTEL_METRICS_EXPORTER: 'otlp',
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_TRACES_SAMPLER: 'always_on',
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(blackhole.address() as { port: number }).port}`,
+    // Only the shutdown flush and the shutdown push try to send.
+    OTEL_BSP_SCHEDULE_DELAY: '600000',
+    OTEL_METRIC_EXPORT_INTERVAL: '600000'
+  })
+  for (let i = 0; i < 3; i++) assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+  const t0 = performance.now()
+  assert.equal(await stop(s), 0)
+  const ms = performance.now() - t0
+  const lines = s.logs().split('\n').filter(l => l.includes('telemetry flush at shutdown'))
+  assert.equal(lines.length, 1, lines.join('\n'))
+  assert.match(lines[0]!, /did not finish in time; spans still queued and the last metrics push were not delivered/)
+  // One 3 s deadline for both: one after the other, they took 6 s.
+  assert.ok(ms < 5_000, `exited ${Math.round(ms)} ms after SIGTERM`)
+})
+
+test('shutdown\'s wait for the registry to be read: a collection already running when it asks does not count, only one begun after it, once finished', async () => {
+  const release: Array<() => void> = []
+  const w = watchCollections({
+    collect: async () => {
+      await new Promise<void>(resolve => release.push(resolve))
+      return { resourceMetrics: { resource: undefined as never, scopeMetrics: [] }, errors: [] }
+    }
+  })
+  const tick = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
+  const running = w.producer.collect() // a periodic collection, perhaps from before the last request ended
+  let read = false
+  const next = w.next().then(() => { read = true })
+  release.shift()!()
+  await running
+  await tick()
+  assert.equal(read, false, 'a collection begun before the mark is not the one asked for')
+  const last = w.producer.collect()
+  await tick()
+  assert.equal(read, false, 'begun, not finished')
+  release.shift()!()
+  await last
+  await next
+  assert.equal(read, true)
 })
 
 test('unset, nothing is pushed, even with an OTLP endpoint set for traces; an unknown exporter name is said at start-up', async () => {
