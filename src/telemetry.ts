@@ -198,19 +198,18 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
    * a process that exits.
    */
   const finish = async (timeoutMs: number, flushSpans?: () => Promise<void>): Promise<void> => {
-    let told = false
+    let deadlinePassed = false
     let spansDone = flushSpans === undefined
     const spans = flushSpans?.().then(() => { spansDone = true }, (err: unknown) => {
       spansDone = true
-      if (told) return // the deadline already said so
-      told = true
+      if (deadlinePassed) return // the deadline's line already counted them as not delivered
       log.warn({ err: String((err as Error)?.message ?? err) }, 'telemetry flush at shutdown failed; spans still queued were not delivered')
     })
     if (await withDeadline(Promise.all([spans, metricsLate ? undefined : shutdownMetrics()]), timeoutMs)) return
+    deadlinePassed = true
+    // Spans that failed were said above; a metrics push already said to be late is not said again.
     const lost = [...(spansDone ? [] : ['spans still queued']), ...(metricsDone || metricsLate ? [] : ['the last metrics push'])]
-    if (lost.length === 0 || told) return
-    told = true
-    log.warn({ timeoutMs }, `telemetry flush at shutdown did not finish in time; ${lost.join(' and ')} ${lost.length === 1 && spansDone ? 'was' : 'were'} not delivered`)
+    if (lost.length > 0) log.warn({ timeoutMs }, `telemetry flush at shutdown did not finish in time; ${lost.join(' and ')} ${lost.length === 1 && spansDone ? 'was' : 'were'} not delivered`)
   }
   const headSampler = samplerFromEnv(env)
   const exporters = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler)))
