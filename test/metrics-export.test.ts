@@ -191,8 +191,8 @@ test('a collector that never answers, for spans and metrics both: shutdown waits
   const lines = s.logs().split('\n').filter(l => l.includes('telemetry flush at shutdown'))
   assert.equal(lines.length, 1, lines.join('\n'))
   assert.match(lines[0]!, /did not finish in time; spans still queued and the last metrics push were not delivered/)
-  // One 3 s deadline for both: one after the other, they took 6 s.
-  assert.ok(ms < 5_000, `exited ${Math.round(ms)} ms after SIGTERM`)
+  // One 3 s deadline for both (≈ 3.1 s here); one after the other, they took 6 s. The margin is for a slow host.
+  assert.ok(ms < 5_500, `exited ${Math.round(ms)} ms after SIGTERM`)
 })
 
 test('shutdown\'s wait for the registry to be read: a collection already running when it asks does not count, only one begun after it, once finished', async () => {
