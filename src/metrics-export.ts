@@ -30,7 +30,7 @@ export function exportTiming (env: Env): { exportIntervalMillis: number, exportT
  * became. Both results start at 0 so the first of either is an increase Prometheus sees; the next push
  * that gets through carries the failures before it.
  */
-export function countedMetricExporter (exporter: PushMetricExporter, registry: Registry<any>): PushMetricExporter {
+function countedMetricExporter (exporter: PushMetricExporter, registry: Registry<any>): PushMetricExporter {
   const pushes = new Counter({ name: 'journey_metric_pushes_total', help: 'OTLP pushes of the metrics (OTEL_METRICS_EXPORTER=otlp), by result: one each OTEL_METRIC_EXPORT_INTERVAL and one at shutdown.', labelNames: ['result'] as const, registers: [registry] })
   pushes.inc({ result: 'success' }, 0)
   pushes.inc({ result: 'failure' }, 0)
