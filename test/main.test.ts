@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool, request } from 'undici'
-import { killAll, run, start, startTraced } from './helpers/process.ts'
+import { collectorThatNeverAnswers, killAll, run, start, startTraced } from './helpers/process.ts'
 import { connect } from './helpers/raw.ts'
 import { h2 as h2Request } from './helpers/h2.ts'
 import { scrape, sum } from '../experiments/lib/metrics.ts'
@@ -622,12 +622,9 @@ describe('npm start', () => {
   })
 
   test('a collector that never answers: the shutdown flush gives up at its deadline, says so once, and the exit is clean', async () => {
-    const blackhole = createServer((req) => { req.resume() })
-    await new Promise<void>(resolve => blackhole.listen(0, '127.0.0.1', resolve))
-    after(() => { blackhole.closeAllConnections(); blackhole.close() })
     const s = await start({
       OTEL_TRACES_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(blackhole.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_ENDPOINT: await collectorThatNeverAnswers(),
       OTEL_BSP_SCHEDULE_DELAY: '60000'
     })
     await (await request(`http://127.0.0.1:${s.ports.http}/`)).body.text()

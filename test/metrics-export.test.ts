@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import { after, test } from 'node:test'
 import { once } from 'node:events'
-import { killAll, start, type Started } from './helpers/process.ts'
+import { collectorThatNeverAnswers, killAll, start, type Started } from './helpers/process.ts'
 import { until as poll } from './helpers/stand-in-images.ts'
 import { parseMetrics, sample, series } from '../experiments/lib/metrics.ts'
 import { watchCollections } from '../src/metrics-export.ts'
@@ -171,15 +171,12 @@ test('with no collector at the endpoint, every request is served, the failure is
 })
 
 test('a collector that never answers, for spans and metrics both: shutdown waits for the two together, one deadline, one line naming both', async () => {
-  const blackhole = createServer((req) => { req.resume() })
-  blackhole.listen(0, '127.0.0.1')
-  await once(blackhole, 'listening')
-  after(() => { blackhole.closeAllConnections(); blackhole.close() })
+  const collector = await collectorThatNeverAnswers()
   const s = await start({
     OTEL_METRICS_EXPORTER: 'otlp',
     OTEL_TRACES_EXPORTER: 'otlp',
     OTEL_TRACES_SAMPLER: 'always_on',
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(blackhole.address() as { port: number }).port}`,
+    OTEL_EXPORTER_OTLP_ENDPOINT: collector,
     // Only the shutdown flush and the shutdown push try to send.
     OTEL_BSP_SCHEDULE_DELAY: '600000',
     OTEL_METRIC_EXPORT_INTERVAL: '600000'
@@ -196,14 +193,11 @@ test('a collector that never answers, for spans and metrics both: shutdown waits
 })
 
 test('a collector that never answers metrics, with tracing off: shutdown waits for the last push at most its deadline, and one line says it alone was lost', async () => {
-  const blackhole = createServer((req) => { req.resume() })
-  blackhole.listen(0, '127.0.0.1')
-  await once(blackhole, 'listening')
-  after(() => { blackhole.closeAllConnections(); blackhole.close() })
+  const collector = await collectorThatNeverAnswers()
   const s = await start({
     OTEL_METRICS_EXPORTER: 'otlp',
     OTEL_TRACES_EXPORTER: 'none',
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(blackhole.address() as { port: number }).port}`,
+    OTEL_EXPORTER_OTLP_ENDPOINT: collector,
     OTEL_METRIC_EXPORT_INTERVAL: '600000' // only the shutdown push tries to send
   })
   assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)

@@ -1,6 +1,9 @@
 // Runs src/main.ts as a real process, the way `npm start` does (or another entry, such as the built
 // dist/main.js), and finds its ports in its log.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { startSpanReceiver, type SpanReceiver } from '../../experiments/lib/span-receiver.ts'
@@ -69,4 +72,16 @@ export async function startTraced (env: Record<string, string> = {}, entry: Entr
     ...env
   }, entry)
   return { s, receiver }
+}
+
+/**
+ * An OTLP/HTTP endpoint that takes every request's body and never answers (a hung collector), closed when
+ * the test file ends. Returns its base URL, for OTEL_EXPORTER_OTLP_ENDPOINT.
+ */
+export async function collectorThatNeverAnswers (): Promise<string> {
+  const blackhole = createServer((req) => { req.resume() })
+  blackhole.listen(0, '127.0.0.1')
+  await once(blackhole, 'listening')
+  after(() => { blackhole.closeAllConnections(); blackhole.close() })
+  return `http://127.0.0.1:${(blackhole.address() as AddressInfo).port}`
 }
