@@ -3,7 +3,7 @@
 // typo meant no traces and no word why. Here each fallback is said once at start-up, and the SDK's own
 // diagnostics (OpenTelemetry's `diag`, a no-op unless someone installs a logger) go to the app's log.
 import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api'
-import { diagLogLevelFromString } from '@opentelemetry/core'
+import { diagLogLevelFromString, parseKeyPairsIntoRecord } from '@opentelemetry/core'
 import type { Logger } from 'pino'
 import { samplerEnvProblems } from './journey/sampling.ts'
 
@@ -63,6 +63,36 @@ export function positiveIntFromEnv (env: Env, name: string, def: number): number
   return v !== undefined && v.trim() !== '' && isPositiveInt(v) ? Number(v) : def
 }
 
+// A header name as a key may be written; anything else (a token pasted without its key) is not repeated in
+// the log, where a secret would not belong. Values are never repeated.
+const HEADER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
+
+/**
+ * What the OTLP exporters silently make of an OTEL_EXPORTER_OTLP_*HEADERS value, one sentence per entry they
+ * drop or cut. They read it as W3C baggage (`key=value`, comma-separated, values percent-encoded) with the
+ * SDK's own parser, which skips an entry it cannot read — curl's `Authorization: Bearer …`, an empty value,
+ * a `%` not followed by two hex digits — and ends a value at `;` (baggage metadata): the collector then sees
+ * no such header, or a shorter one, and answers 401 with nothing in the log to say why. Judged with that
+ * same parser, entry by entry, so this says exactly what the exporter does.
+ */
+export function otlpHeaderProblems (name: string, value: string): string[] {
+  const entries = value.split(',').filter(e => e.trim() !== '') // empty entries drop nothing
+  const problems: string[] = []
+  entries.forEach((entry, i) => {
+    const sep = entry.search(/[=:]/)
+    const key = sep > 0 ? entry.slice(0, sep).trim() : ''
+    const named = HEADER_NAME.test(key) ? ` (${key})` : ''
+    const read = parseKeyPairsIntoRecord(entry)
+    const readKey = Object.keys(read)[0]
+    if (readKey === undefined) {
+      problems.push(`${name}: entry ${i + 1} of ${entries.length}${named} cannot be read as key=value with a percent-encoded value (${entry.includes(':') && !entry.includes('=') ? 'a colon is not an equals sign; ' : ''}a literal % is written %25), so the exporter sends no such header`)
+    } else if (entry.slice(entry.indexOf('=') + 1).includes(';')) {
+      problems.push(`${name}: the value of entry ${i + 1} of ${entries.length}${named} has a ';', where the exporter ends it (the rest is read as baggage metadata), so the header is sent cut short; write ; as %3B`)
+    }
+  })
+  return problems
+}
+
 /** Every OTEL_* value this process had to ignore or cannot use, one sentence each. Pure. */
 export function otelEnvProblems (env: Env): string[] {
   const problems = samplerEnvProblems(env)
@@ -96,6 +126,13 @@ export function otelEnvProblems (env: Env): string[] {
         : `${name}="${v}" is not an http(s) URL: spans cannot be exported (they stay queued, then are counted as dropped)`)
     }
   }
+  const exportingSpans = exporters.includes('otlp') && !exporters.includes('none')
+  const headerVars = [
+    ...(exportingSpans || pushing ? ['OTEL_EXPORTER_OTLP_HEADERS'] : []),
+    ...(exportingSpans ? ['OTEL_EXPORTER_OTLP_TRACES_HEADERS'] : []),
+    ...(pushing ? ['OTEL_EXPORTER_OTLP_METRICS_HEADERS'] : [])
+  ]
+  for (const name of headerVars) problems.push(...otlpHeaderProblems(name, env[name] ?? ''))
   // Several processes pushing cumulative series under one identity overwrite each other in the backend.
   const multiProcess = (env.ACCEPT_STRATEGY ?? 'single').trim() !== 'single'
   if (pushing && multiProcess && /(^|,)\s*service\.instance\.id\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '')) {

@@ -5,7 +5,12 @@ import { test } from 'node:test'
 import { PassThrough } from 'node:stream'
 import { diag } from '@opentelemetry/api'
 import pino from 'pino'
-import { otelEnvProblems, routeDiagnostics } from '../src/otel-env.ts'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { otelEnvProblems, otlpHeaderProblems, routeDiagnostics } from '../src/otel-env.ts'
+import { killAll, start } from './helpers/process.ts'
+import { until } from './helpers/stand-in-images.ts'
 
 test('nothing to say about valid or absent OTEL_* values', () => {
   assert.deepEqual(otelEnvProblems({}), [])
@@ -55,6 +60,51 @@ test('each ignored value is named with what happens instead', () => {
   assert.deepEqual(otelEnvProblems({ OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: 'base2_exponential_bucket_histogram' }), [], 'nothing pushed: nothing to say')
   // The general protocol variable, wrong, is said once, not once per signal.
   assert.equal(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }).length, 1)
+})
+
+test('OTLP header entries the exporter would drop or cut short are said, by key, never with their values', () => {
+  const say = (env: Record<string, string>): string => otelEnvProblems(env).join(' | ')
+  assert.deepEqual(otlpHeaderProblems('H', 'authorization=Bearer%20abc, x-scope = tenant-1 ,,a==b'), [], 'spaces around, an empty entry and a second = are all read')
+  assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer s3cret' }), /OTEL_EXPORTER_OTLP_HEADERS: entry 1 of 1 \(Authorization\) cannot be read as key=value .*a colon is not an equals sign.*so the exporter sends no such header/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'ok=1,api-key=50%off' }), /OTEL_EXPORTER_OTLP_TRACES_HEADERS: entry 2 of 2 \(api-key\) cannot be read .*a literal % is written %25/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: 'x-empty=' }), /entry 1 of 1 \(x-empty\) cannot be read/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: 'api-key=abc;def' }), /the value of entry 1 of 1 \(api-key\) has a ';', where the exporter ends it .*write ; as %3B/)
+  // A token pasted without its key: nothing of it is repeated.
+  const pasted = say({ OTEL_EXPORTER_OTLP_HEADERS: 'eyJhbGciOiJIUzI1NiJ9.s3cret' })
+  assert.match(pasted, /entry 1 of 1 cannot be read/)
+  assert.doesNotMatch(pasted, /s3cret|eyJ/)
+  assert.doesNotMatch(say({ OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer s3cret,k=v;s3cret' }), /s3cret/)
+  // Only the variables an exporter reads.
+  assert.deepEqual(otelEnvProblems({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_HEADERS: 'bad', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'bad' }), [])
+  assert.deepEqual(otelEnvProblems({ OTEL_EXPORTER_OTLP_METRICS_HEADERS: 'bad' }), [], 'metrics not pushed')
+  assert.match(say({ OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_HEADERS: 'bad' }), /OTEL_EXPORTER_OTLP_HEADERS: entry 1 of 1/)
+  assert.equal(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_HEADERS: 'bad' }).length, 1, 'the general variable, read by both signals, is said once')
+})
+
+test('what the start-up log says of OTLP headers is what the exporter sends', async (t) => {
+  t.after(killAll)
+  const seen: IncomingHttpHeaders[] = []
+  const collector = createServer((req, res) => { seen.push(req.headers); req.resume(); req.on('end', () => res.end()) })
+  collector.listen(0, '127.0.0.1')
+  await once(collector, 'listening')
+  t.after(() => { collector.closeAllConnections(); collector.close() })
+  const s = await start({
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_TRACES_SAMPLER: 'always_on',
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+    OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer s3cret,api-key=abc;def,x-tenant=t%201',
+    OTEL_BSP_SCHEDULE_DELAY: '200'
+  })
+  assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+  const headers = await until('spans exported', async () => seen[0], 10_000, 100)
+  assert.equal(headers.authorization, undefined, 'the colon entry is not sent')
+  assert.equal(headers['api-key'], 'abc', 'the value is cut at ;')
+  assert.equal(headers['x-tenant'], 't 1', 'a well-formed entry is sent, decoded')
+  const said = s.logs().split('\n').filter(l => l.includes('OTEL_EXPORTER_OTLP_HEADERS'))
+  assert.equal(said.length, 2, said.join('\n'))
+  assert.match(said[0]!, /entry 1 of 3 \(Authorization\) cannot be read/)
+  assert.match(said[1]!, /entry 2 of 3 \(api-key\) has a ';'/)
+  assert.doesNotMatch(s.logs(), /s3cret/, 'no value reaches the log')
 })
 
 function capture (level: string): { log: pino.Logger, lines: () => Array<Record<string, unknown>> } {
