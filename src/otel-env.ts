@@ -63,8 +63,8 @@ export function positiveIntFromEnv (env: Env, name: string, def: number): number
   return v !== undefined && v.trim() !== '' && isPositiveInt(v) ? Number(v) : def
 }
 
-// A header name as a key may be written; anything else (a token pasted without its key) is not repeated in
-// the log, where a secret would not belong. Values are never repeated.
+// A key is named in the log only when it looks like a header name and has a value after it: a key followed
+// by nothing may be the front of a pasted secret (base64 ends in '='). Values are never repeated.
 const HEADER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 
 /**
@@ -80,14 +80,14 @@ export function otlpHeaderProblems (name: string, value: string): string[] {
   const problems: string[] = []
   entries.forEach((entry, i) => {
     const sep = entry.search(/[=:]/)
-    const key = sep > 0 ? entry.slice(0, sep).trim() : ''
-    const named = HEADER_NAME.test(key) ? ` (${key})` : ''
-    const read = parseKeyPairsIntoRecord(entry)
-    const readKey = Object.keys(read)[0]
-    if (readKey === undefined) {
-      problems.push(`${name}: entry ${i + 1} of ${entries.length}${named} cannot be read as key=value with a percent-encoded value (${entry.includes(':') && !entry.includes('=') ? 'a colon is not an equals sign; ' : ''}a literal % is written %25), so the exporter sends no such header`)
+    const key = entry.slice(0, Math.max(sep, 0)).trim()
+    const after = sep < 0 ? '' : entry.slice(sep + 1).trim()
+    const which = `entry ${i + 1} of ${entries.length}${after !== '' && HEADER_NAME.test(key) ? ` (${key})` : ''}`
+    if (Object.keys(parseKeyPairsIntoRecord(entry)).length === 0) {
+      const why = key === '' ? 'it is not key=value' : entry[sep] === ':' ? 'a colon is not an equals sign' : after === '' ? 'its value is empty' : 'a % must begin a %XX escape; a literal % is written %25'
+      problems.push(`${name}: ${which} cannot be read as key=value with a percent-encoded value (${why}), so the exporter sends no such header`)
     } else if (entry.slice(entry.indexOf('=') + 1).includes(';')) {
-      problems.push(`${name}: the value of entry ${i + 1} of ${entries.length}${named} has a ';', where the exporter ends it (the rest is read as baggage metadata), so the header is sent cut short; write ; as %3B`)
+      problems.push(`${name}: the value of ${which} has a ';', where the exporter ends it (the rest is read as baggage metadata), so the header is sent cut short; write ; as %3B`)
     }
   })
   return problems

@@ -67,12 +67,15 @@ test('OTLP header entries the exporter would drop or cut short are said, by key,
   assert.deepEqual(otlpHeaderProblems('H', 'authorization=Bearer%20abc, x-scope = tenant-1 ,,a==b'), [], 'spaces around, an empty entry and a second = are all read')
   assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer s3cret' }), /OTEL_EXPORTER_OTLP_HEADERS: entry 1 of 1 \(Authorization\) cannot be read as key=value .*a colon is not an equals sign.*so the exporter sends no such header/)
   assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'ok=1,api-key=50%off' }), /OTEL_EXPORTER_OTLP_TRACES_HEADERS: entry 2 of 2 \(api-key\) cannot be read .*a literal % is written %25/)
-  assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: 'x-empty=' }), /entry 1 of 1 \(x-empty\) cannot be read/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: 'x-empty=' }), /entry 1 of 1 cannot be read .*\(its value is empty\)/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: '=v' }), /entry 1 of 1 cannot be read .*\(it is not key=value\)/)
   assert.match(say({ OTEL_EXPORTER_OTLP_HEADERS: 'api-key=abc;def' }), /the value of entry 1 of 1 \(api-key\) has a ';', where the exporter ends it .*write ; as %3B/)
   // A token pasted without its key: nothing of it is repeated.
   const pasted = say({ OTEL_EXPORTER_OTLP_HEADERS: 'eyJhbGciOiJIUzI1NiJ9.s3cret' })
   assert.match(pasted, /entry 1 of 1 cannot be read/)
   assert.doesNotMatch(pasted, /s3cret|eyJ/)
+  // Nor is a key with nothing after it: base64 ends in '=', so it may be a secret's front.
+  assert.doesNotMatch(say({ OTEL_EXPORTER_OTLP_HEADERS: 'c2VjcmV0a2V5=' }), /c2Vj/)
   assert.doesNotMatch(say({ OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer s3cret,k=v;s3cret' }), /s3cret/)
   // Only the variables an exporter reads.
   assert.deepEqual(otelEnvProblems({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_HEADERS: 'bad', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'bad' }), [])
