@@ -93,6 +93,39 @@ export function otlpHeaderProblems (name: string, value: string): string[] {
   return problems
 }
 
+/**
+ * Why the SDK would throw away OTEL_RESOURCE_ATTRIBUTES, or undefined when it takes it. The specification has
+ * an SDK discard the whole value on any error, and the JS SDK's env detector (ResourceAttributesEnvDetector
+ * in @opentelemetry/resources) does so saying it only at debug level: one entry without `=`, or a value with
+ * an unencoded `=` (`k8s.pod.labels=app=web`), and spans and pushed metrics quietly lose every attribute set
+ * there (deployment.environment, service.namespace, …). Its rules, restated here so that judging the value
+ * does not load that package when nothing is traced; test/otel-env.test.ts holds them to the detector itself.
+ * Only keys are repeated, never values.
+ */
+export function resourceAttributesProblem (value: string): string | undefined {
+  const entries = value.split(',').filter(e => e.trim() !== '')
+  for (const [i, entry] of entries.entries()) {
+    const parts = entry.split('=')
+    const key = parts[0]!.trim()
+    let why: string | undefined
+    if (parts.length !== 2) why = parts.length === 1 ? 'is not key=value' : 'has a second = (written %3D in a key or value)'
+    else if (key === '') why = 'has no key'
+    else {
+      try {
+        if (decodeURIComponent(key).length > 255 || decodeURIComponent(parts[1]!.trim()).length > 255) why = 'is longer than 255 characters'
+      } catch {
+        why = 'has a % that does not begin a %XX escape (a literal % is written %25)'
+      }
+    }
+    if (why === undefined) continue
+    const named = parts.length > 1 && HEADER_NAME.test(key) ? ` (${key})` : ''
+    // telemetry.ts reads service.instance.id from the variable itself, so that one survives.
+    const id = entries.some(e => e.split('=')[0]!.trim() === 'service.instance.id') ? ' but service.instance.id, which this app reads itself' : ''
+    return `OTEL_RESOURCE_ATTRIBUTES: entry ${i + 1} of ${entries.length}${named} ${why}, so the SDK ignores every entry of it: spans and pushed metrics carry none of its attributes${id}`
+  }
+  return undefined
+}
+
 /** Every OTEL_* value this process had to ignore or cannot use, one sentence each. Pure. */
 export function otelEnvProblems (env: Env): string[] {
   const problems = samplerEnvProblems(env)
@@ -133,6 +166,9 @@ export function otelEnvProblems (env: Env): string[] {
     ...(pushing ? ['OTEL_EXPORTER_OTLP_METRICS_HEADERS'] : [])
   ]
   for (const name of headerVars) problems.push(...otlpHeaderProblems(name, env[name] ?? ''))
+  const tracing = exporters.some(e => EXPORTERS.includes(e) && e !== 'none') && !exporters.includes('none')
+  const resource = tracing || pushing ? resourceAttributesProblem(env.OTEL_RESOURCE_ATTRIBUTES ?? '') : undefined
+  if (resource !== undefined) problems.push(resource)
   // Several processes pushing cumulative series under one identity overwrite each other in the backend.
   const multiProcess = (env.ACCEPT_STRATEGY ?? 'single').trim() !== 'single'
   if (pushing && multiProcess && /(^|,)\s*service\.instance\.id\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '')) {

@@ -8,7 +8,8 @@ import pino from 'pino'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { otelEnvProblems, otlpHeaderProblems, routeDiagnostics } from '../src/otel-env.ts'
+import { envDetector } from '@opentelemetry/resources'
+import { otelEnvProblems, otlpHeaderProblems, resourceAttributesProblem, routeDiagnostics } from '../src/otel-env.ts'
 import { killAll, start } from './helpers/process.ts'
 import { until } from './helpers/stand-in-images.ts'
 
@@ -82,6 +83,30 @@ test('OTLP header entries the exporter would drop or cut short are said, by key,
   assert.deepEqual(otelEnvProblems({ OTEL_EXPORTER_OTLP_METRICS_HEADERS: 'bad' }), [], 'metrics not pushed')
   assert.match(say({ OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_HEADERS: 'bad' }), /OTEL_EXPORTER_OTLP_HEADERS: entry 1 of 1/)
   assert.equal(otelEnvProblems({ OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_HEADERS: 'bad' }).length, 1, 'the general variable, read by both signals, is said once')
+})
+
+test('an OTEL_RESOURCE_ATTRIBUTES the SDK would throw away whole is said, and only then: judged as the SDK\'s own detector judges it', () => {
+  const values = [
+    'deployment.environment=prod,service.namespace=shop', 'a=b,,c=d ', 'k=v%20w', ' spaced = out ', 'k=',
+    'deployment.environment=prod,team', 'a=b,k8s.pod.labels=app=web', 'x=50%', '=v', `k=${'v'.repeat(256)}`, `k=${'%41'.repeat(255)}`
+  ]
+  const saved = process.env.OTEL_RESOURCE_ATTRIBUTES
+  try {
+    for (const value of values) {
+      process.env.OTEL_RESOURCE_ATTRIBUTES = value
+      const kept = Object.keys(envDetector.detect().attributes ?? {}).length > 0
+      assert.equal(resourceAttributesProblem(value) === undefined, kept, `${JSON.stringify(value)}: the SDK ${kept ? 'kept it' : 'threw it away'}`)
+    }
+  } finally {
+    if (saved === undefined) delete process.env.OTEL_RESOURCE_ATTRIBUTES
+    else process.env.OTEL_RESOURCE_ATTRIBUTES = saved
+  }
+  const say = (env: Record<string, string>): string => otelEnvProblems(env).join(' | ')
+  assert.match(say({ OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,team' }), /OTEL_RESOURCE_ATTRIBUTES: entry 2 of 2 is not key=value, so the SDK ignores every entry of it: spans and pushed metrics carry none of its attributes$/)
+  assert.match(say({ OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=w1,k8s.pod.labels=app=web' }), /entry 2 of 2 \(k8s.pod.labels\) has a second = .* but service.instance.id, which this app reads itself/)
+  assert.doesNotMatch(say({ OTEL_RESOURCE_ATTRIBUTES: 'owner=s3cret,x=50%' }), /s3cret/, 'values are not repeated')
+  assert.deepEqual(otelEnvProblems({ OTEL_TRACES_EXPORTER: 'none', OTEL_RESOURCE_ATTRIBUTES: 'team' }), [], 'nothing exported: nothing carries it')
+  assert.equal(otelEnvProblems({ OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp', OTEL_RESOURCE_ATTRIBUTES: 'team' }).length, 1, 'pushed metrics carry it')
 })
 
 test('what the start-up log says of OTLP headers is what the exporter sends', async (t) => {
