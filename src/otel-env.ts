@@ -126,6 +126,40 @@ export function resourceAttributesProblem (value: string): string | undefined {
   return undefined
 }
 
+const SIGNAL_PATH = { TRACES: '/v1/traces', METRICS: '/v1/metrics' } as const
+
+/**
+ * The two ways an OTLP/HTTP endpoint is commonly written wrong, each of which makes every export a 404 that
+ * the log reports without saying why. The general OTEL_EXPORTER_OTLP_ENDPOINT gets the signal's path added
+ * (`/v1/traces`), so one that already ends in a signal's path posts to `…/v1/traces/v1/traces`; a
+ * signal's own endpoint is used as it is, so one with no path posts to `/`. (gRPC endpoints have no path.)
+ */
+export function otlpPathProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'METRICS'>): string[] {
+  const problems: string[] = []
+  const http = signals.filter(sig => otlpProtocol(env, sig).protocol !== 'grpc')
+  const pathOf = (v: string | undefined): URL | undefined => {
+    const url = v === undefined || v.trim() === '' ? null : URL.parse(v.trim())
+    return url !== null && (url.protocol === 'http:' || url.protocol === 'https:') ? url : undefined
+  }
+  const generalUsers: Array<'TRACES' | 'METRICS'> = []
+  for (const sig of http) {
+    const name = `OTEL_EXPORTER_OTLP_${sig}_ENDPOINT`
+    if (env[name] === undefined || env[name]!.trim() === '') { generalUsers.push(sig); continue }
+    const url = pathOf(env[name])
+    if (url !== undefined && url.pathname === '/') {
+      problems.push(`${name} is used as it is, with no ${SIGNAL_PATH[sig]} added, and has no path: ${sig === 'TRACES' ? 'spans' : 'metrics'} are posted to ${url.origin}/, where a collector takes none (set it to ${url.origin}${SIGNAL_PATH[sig]}, or set OTEL_EXPORTER_OTLP_ENDPOINT=${url.origin} instead)`)
+    }
+  }
+  const general = pathOf(env.OTEL_EXPORTER_OTLP_ENDPOINT)
+  const ending = general === undefined ? undefined : /\/v1\/(traces|metrics|logs)\/?$/.exec(general.pathname)
+  if (general !== undefined && ending != null && generalUsers.length > 0) {
+    const base = general.origin + general.pathname.slice(0, ending.index)
+    const posted = generalUsers.map(sig => `${base}${ending[0].replace(/\/$/, '')}${SIGNAL_PATH[sig]}`).join(' and ')
+    problems.push(`OTEL_EXPORTER_OTLP_ENDPOINT already ends in a signal's path, and the exporter adds ${generalUsers.map(sig => SIGNAL_PATH[sig]).join(' and ')} to it, posting to ${posted} (set it to ${base || general.origin}, or set the signal's own OTEL_EXPORTER_OTLP_${generalUsers[0]}_ENDPOINT, which is used as it is)`)
+  }
+  return problems
+}
+
 /** Every OTEL_* value this process had to ignore or cannot use, one sentence each. Pure. */
 export function otelEnvProblems (env: Env): string[] {
   const problems = samplerEnvProblems(env)
@@ -160,6 +194,7 @@ export function otelEnvProblems (env: Env): string[] {
     }
   }
   const exportingSpans = exporters.includes('otlp') && !exporters.includes('none')
+  problems.push(...otlpPathProblems(env, [...(exportingSpans ? ['TRACES'] as const : []), ...(pushing ? ['METRICS'] as const : [])]))
   const headerVars = [
     ...(exportingSpans || pushing ? ['OTEL_EXPORTER_OTLP_HEADERS'] : []),
     ...(exportingSpans ? ['OTEL_EXPORTER_OTLP_TRACES_HEADERS'] : []),

@@ -135,6 +135,50 @@ test('what the start-up log says of OTLP headers is what the exporter sends', as
   assert.doesNotMatch(s.logs(), /s3cret/, 'no value reaches the log')
 })
 
+test('OTLP/HTTP endpoints written with a signal\'s path twice or none are said, naming where the exporters will post', () => {
+  const say = (env: Record<string, string>): string => otelEnvProblems(env).join(' | ')
+  assert.match(say({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/v1/traces' }), /OTEL_EXPORTER_OTLP_ENDPOINT already ends in a signal's path, and the exporter adds \/v1\/traces to it, posting to http:\/\/c:4318\/v1\/traces\/v1\/traces \(set it to http:\/\/c:4318,/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://gw.example/otlp/v1/metrics/', OTEL_METRICS_EXPORTER: 'otlp' }), /adds \/v1\/traces and \/v1\/metrics to it, posting to https:\/\/gw.example\/otlp\/v1\/metrics\/v1\/traces and https:\/\/gw.example\/otlp\/v1\/metrics\/v1\/metrics \(set it to https:\/\/gw.example\/otlp,/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://user:pw@c:4318' }), /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as it is, with no \/v1\/traces added, and has no path: spans are posted to http:\/\/c:4318\/,/)
+  assert.doesNotMatch(say({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://user:pw@c:4318' }), /pw/, 'credentials are not repeated')
+  for (const fine of [
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://gw.example/otlp' },
+    { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces' },
+    { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/custom/ingest' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/v1/traces', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/v1/traces', OTEL_TRACES_EXPORTER: 'none' },
+    { OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://c:4318' }
+  ]) assert.deepEqual(otelEnvProblems(fine), [], JSON.stringify(fine))
+})
+
+test('where the start-up log says spans and metrics will be posted is where the exporters post them', async (t) => {
+  t.after(killAll)
+  const paths: string[] = []
+  const collector = createServer((req, res) => { paths.push(req.url!); req.resume(); req.on('end', () => res.end()) })
+  collector.listen(0, '127.0.0.1')
+  await once(collector, 'listening')
+  t.after(() => { collector.closeAllConnections(); collector.close() })
+  const base = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
+  const common = { OTEL_TRACES_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_SCHEDULE_DELAY: '200', OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_METRIC_EXPORT_INTERVAL: '500' }
+  for (const [env, expected] of [
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: `${base}/v1/traces` }, ['/v1/traces/v1/metrics', '/v1/traces/v1/traces']],
+    [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: base, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: base }, ['/']]
+  ] as const) {
+    paths.length = 0
+    const s = await start({ ...common, ...env })
+    assert.equal((await fetch(`http://127.0.0.1:${s.ports.http}/`)).status, 200)
+    await until('spans and metrics posted', async () => paths.length >= 2 && paths.some(p => !p.endsWith('metrics')) ? true : undefined, 10_000, 100)
+    assert.deepEqual([...new Set(paths)].sort(), expected)
+    const said = s.logs().split('\n').filter(l => l.includes('"level":40') && l.includes('ENDPOINT'))
+    for (const path of expected) assert.ok(said.some(l => l.includes(`${base}${path}`)), `the log names ${path}: ${said.join('\n')}`)
+    s.child.kill('SIGTERM')
+    await s.exited
+  }
+})
+
 function capture (level: string): { log: pino.Logger, lines: () => Array<Record<string, unknown>> } {
   const stream = new PassThrough()
   const chunks: string[] = []
