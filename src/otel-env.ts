@@ -151,11 +151,12 @@ export function otlpPathProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'M
     }
   }
   const general = pathOf(env.OTEL_EXPORTER_OTLP_ENDPOINT)
-  const ending = general === undefined ? undefined : /\/v1\/(traces|metrics|logs)\/?$/.exec(general.pathname)
-  if (general !== undefined && ending != null && generalUsers.length > 0) {
+  const ending = general === undefined ? null : /\/v1\/(traces|metrics|logs)\/?$/.exec(general.pathname)
+  if (general !== undefined && ending !== null && generalUsers.length > 0) {
     const base = general.origin + general.pathname.slice(0, ending.index)
     const posted = generalUsers.map(sig => `${base}${ending[0].replace(/\/$/, '')}${SIGNAL_PATH[sig]}`).join(' and ')
-    problems.push(`OTEL_EXPORTER_OTLP_ENDPOINT already ends in a signal's path, and the exporter adds ${generalUsers.map(sig => SIGNAL_PATH[sig]).join(' and ')} to it, posting to ${posted} (set it to ${base || general.origin}, or set the signal's own OTEL_EXPORTER_OTLP_${generalUsers[0]}_ENDPOINT, which is used as it is)`)
+    const own = generalUsers.map(sig => `OTEL_EXPORTER_OTLP_${sig}_ENDPOINT`).join(' and ')
+    problems.push(`OTEL_EXPORTER_OTLP_ENDPOINT already ends in a signal's path, and the exporter adds ${generalUsers.map(sig => SIGNAL_PATH[sig]).join(' and ')} to it, posting to ${posted} (set it to ${base}, or set ${own} instead, taken as given)`)
   }
   return problems
 }
