@@ -3,6 +3,7 @@
 // because a server that silently falls back to a default is a server nobody can reason about.
 
 import { PRECISIONS, type Precision } from './journey/stages.ts'
+import { resourceAttributeFromEnv } from './resource-env.ts'
 export type { Precision }
 export const ACCEPT_STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
 export type AcceptStrategy = typeof ACCEPT_STRATEGIES[number]
@@ -170,7 +171,8 @@ export function loadConfig (env: Env = process.env): Config {
     workers: int(env, 'WORKERS', 2, 1, 64),
     listenBacklog: int(env, 'LISTEN_BACKLOG', 511, 1, 65_535),
     maxConnections: present(env, 'MAX_CONNECTIONS') === undefined ? undefined : int(env, 'MAX_CONNECTIONS', 0, 1, 1_000_000),
-    serviceName: present(env, 'OTEL_SERVICE_NAME') ?? 'request-journey',
+    // As the specification orders them: OTEL_SERVICE_NAME, then service.name in OTEL_RESOURCE_ATTRIBUTES.
+    serviceName: present(env, 'OTEL_SERVICE_NAME') ?? resourceAttributeFromEnv(env, 'service.name') ?? 'request-journey',
     jaegerUiUrl: url(env, 'JAEGER_UI_URL')
   }
   // Node rejects a headers timeout longer than the request timeout; say so here, by name.

@@ -6,6 +6,7 @@ import { diag, DiagLogLevel, type DiagLogger } from '@opentelemetry/api'
 import { diagLogLevelFromString, parseKeyPairsIntoRecord } from '@opentelemetry/core'
 import type { Logger } from 'pino'
 import { samplerEnvProblems } from './journey/sampling.ts'
+import { NAME_LIKE, resourceAttributeFromEnv, resourceAttributesProblem } from './resource-env.ts'
 
 // How telemetry.ts reads these variables, and what otelEnvProblems says about them: one reading of each.
 type Env = Record<string, string | undefined>
@@ -63,9 +64,6 @@ export function positiveIntFromEnv (env: Env, name: string, def: number): number
   return v !== undefined && v.trim() !== '' && isPositiveInt(v) ? Number(v) : def
 }
 
-// A key is named in the log only when it looks like a header name and has a value after it: a key followed
-// by nothing may be the front of a pasted secret (base64 ends in '='). Values are never repeated.
-const HEADER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 
 /**
  * What the OTLP exporters silently make of an OTEL_EXPORTER_OTLP_*HEADERS value, one sentence per entry they
@@ -82,7 +80,7 @@ export function otlpHeaderProblems (name: string, value: string): string[] {
     const sep = entry.search(/[=:]/)
     const key = entry.slice(0, Math.max(sep, 0)).trim()
     const after = sep < 0 ? '' : entry.slice(sep + 1).trim()
-    const which = `entry ${i + 1} of ${entries.length}${after !== '' && HEADER_NAME.test(key) ? ` (${key})` : ''}`
+    const which = `entry ${i + 1} of ${entries.length}${after !== '' && NAME_LIKE.test(key) ? ` (${key})` : ''}`
     if (Object.keys(parseKeyPairsIntoRecord(entry)).length === 0) {
       const why = key === '' ? 'it is not key=value' : entry[sep] === ':' ? 'a colon is not an equals sign' : after === '' ? 'its value is empty' : 'a % must begin a %XX escape; a literal % is written %25'
       problems.push(`${name}: ${which} cannot be read as key=value with a percent-encoded value (${why}), so the exporter sends no such header`)
@@ -91,39 +89,6 @@ export function otlpHeaderProblems (name: string, value: string): string[] {
     }
   })
   return problems
-}
-
-/**
- * Why the SDK would throw away OTEL_RESOURCE_ATTRIBUTES, or undefined when it takes it. The specification has
- * an SDK discard the whole value on any error, and the JS SDK's env detector (ResourceAttributesEnvDetector
- * in @opentelemetry/resources) does so saying it only at debug level: one entry without `=`, or a value with
- * an unencoded `=` (`k8s.pod.labels=app=web`), and spans and pushed metrics quietly lose every attribute set
- * there (deployment.environment, service.namespace, …). Its rules, restated here so that judging the value
- * does not load that package when nothing is traced; test/otel-env.test.ts holds them to the detector itself.
- * Only keys are repeated, never values.
- */
-export function resourceAttributesProblem (value: string): string | undefined {
-  const entries = value.split(',').filter(e => e.trim() !== '')
-  for (const [i, entry] of entries.entries()) {
-    const parts = entry.split('=')
-    const key = parts[0]!.trim()
-    let why: string | undefined
-    if (parts.length !== 2) why = parts.length === 1 ? 'is not key=value' : 'has a second = (written %3D in a key or value)'
-    else if (key === '') why = 'has no key'
-    else {
-      try {
-        if (decodeURIComponent(key).length > 255 || decodeURIComponent(parts[1]!.trim()).length > 255) why = 'is longer than 255 characters'
-      } catch {
-        why = 'has a % that does not begin a %XX escape (a literal % is written %25)'
-      }
-    }
-    if (why === undefined) continue
-    const named = parts.length > 1 && HEADER_NAME.test(key) ? ` (${key})` : ''
-    // telemetry.ts reads service.instance.id from the variable itself, so that one survives.
-    const id = entries.some(e => e.split('=')[0]!.trim() === 'service.instance.id') ? ' but service.instance.id, which this app reads itself' : ''
-    return `OTEL_RESOURCE_ATTRIBUTES: entry ${i + 1} of ${entries.length}${named} ${why}, so the SDK ignores every entry of it: spans and pushed metrics carry none of its attributes${id}`
-  }
-  return undefined
 }
 
 const SIGNAL_PATH = { TRACES: '/v1/traces', METRICS: '/v1/metrics' } as const
@@ -207,7 +172,7 @@ export function otelEnvProblems (env: Env): string[] {
   if (resource !== undefined) problems.push(resource)
   // Several processes pushing cumulative series under one identity overwrite each other in the backend.
   const multiProcess = (env.ACCEPT_STRATEGY ?? 'single').trim() !== 'single'
-  if (pushing && multiProcess && /(^|,)\s*service\.instance\.id\s*=/.test(env.OTEL_RESOURCE_ATTRIBUTES ?? '')) {
+  if (pushing && multiProcess && resourceAttributeFromEnv(env, 'service.instance.id') !== undefined) {
     problems.push(`OTEL_RESOURCE_ATTRIBUTES sets service.instance.id, so every worker of ACCEPT_STRATEGY=${env.ACCEPT_STRATEGY} pushes its metrics under the same one and a backend cannot tell their counts apart; leave it out (each worker then has its own)`)
   }
   if (pushing && metricsTemporality(env).unknown !== undefined) {

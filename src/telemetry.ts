@@ -17,6 +17,7 @@ import { rootRatioOf, samplerFromEnv } from './journey/sampling.ts'
 import { countedBatchProcessor } from './span-pipeline.ts'
 import { startMetricsExport } from './metrics-export.ts'
 import { otelEnvProblems, otlpProtocol, positiveIntFromEnv, routeDiagnostics, traceExporterNames } from './otel-env.ts'
+import { resourceAttributeFromEnv } from './resource-env.ts'
 import type { ExportThreadChoice } from './config.ts'
 
 export type OpenMetricsRegistry = Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>
@@ -100,17 +101,6 @@ export interface TelemetryOptions {
  */
 export const SPAN_QUEUE_DEFAULTS = { maxQueueSize: 8192, maxExportBatchSize: 512, maxConcurrentExports: 8 } as const
 
-/** A value set in OTEL_RESOURCE_ATTRIBUTES (key=value,… with percent-encoded values), which wins over detected ones. */
-function resourceAttribute (env: Record<string, string | undefined>, key: string): string | undefined {
-  for (const pair of (env.OTEL_RESOURCE_ATTRIBUTES ?? '').split(',')) {
-    const eq = pair.indexOf('=')
-    if (eq > 0 && pair.slice(0, eq).trim() === key) {
-      try { return decodeURIComponent(pair.slice(eq + 1).trim()) } catch { return undefined }
-    }
-  }
-  return undefined
-}
-
 export type ExportThread = 'worker' | 'main'
 
 /**
@@ -154,7 +144,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   // One id for this process, on its spans (service.instance.id) and on its metrics (target_info, the
   // OpenTelemetry convention for resource attributes in Prometheus), so a trace and a scrape target can be
   // joined when several replicas run. Prometheus's own `instance` label is the scrape address.
-  const instanceId = resourceAttribute(env, 'service.instance.id') ?? randomUUID()
+  const instanceId = resourceAttributeFromEnv(env, 'service.instance.id') ?? randomUUID()
   new Gauge({
     name: 'target_info',
     help: 'Resource attributes of this process, as its spans carry them.',

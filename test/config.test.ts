@@ -21,6 +21,14 @@ test('defaults', () => {
   assert.equal(c.maxConnections, undefined, 'no limit unless MAX_CONNECTIONS is set')
 })
 
+test('the service name: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_ATTRIBUTES (as the specification orders them), else request-journey', () => {
+  assert.equal(loadConfig({ OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,service.name=checkout' }).serviceName, 'checkout')
+  assert.equal(loadConfig({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=a%20b,service.name=later' }).serviceName, 'later', 'the last entry wins, as in the SDK')
+  assert.equal(loadConfig({ OTEL_SERVICE_NAME: 'cart', OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout' }).serviceName, 'cart')
+  // A variable the SDK ignores whole gives nothing here either (the start-up log says why).
+  assert.equal(loadConfig({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout,team' }).serviceName, 'request-journey')
+})
+
 const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, string]> = [
   ['HTTP_PORT', 'httpPort', '8080', '65536'],
   ['HTTPS_PORT', 'httpsPort', '8443', '-1'],

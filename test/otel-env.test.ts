@@ -9,7 +9,8 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { envDetector } from '@opentelemetry/resources'
-import { otelEnvProblems, otlpHeaderProblems, resourceAttributesProblem, routeDiagnostics } from '../src/otel-env.ts'
+import { otelEnvProblems, otlpHeaderProblems, routeDiagnostics } from '../src/otel-env.ts'
+import { resourceAttributeFromEnv, resourceAttributesProblem } from '../src/resource-env.ts'
 import { killAll, start } from './helpers/process.ts'
 import { until } from './helpers/stand-in-images.ts'
 
@@ -103,7 +104,10 @@ test('an OTEL_RESOURCE_ATTRIBUTES the SDK would throw away whole is said, and on
   }
   const say = (env: Record<string, string>): string => otelEnvProblems(env).join(' | ')
   assert.match(say({ OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,team' }), /OTEL_RESOURCE_ATTRIBUTES: entry 2 of 2 is not key=value, so the SDK ignores every entry of it: spans and pushed metrics carry none of its attributes$/)
-  assert.match(say({ OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=w1,k8s.pod.labels=app=web' }), /entry 2 of 2 \(k8s.pod.labels\) has a second = .* but service.instance.id, which this app reads itself/)
+  assert.match(say({ OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=w1,k8s.pod.labels=app=web' }), /entry 2 of 2 \(k8s.pod.labels\) has a second = \(written %3D in a key or value\), so the SDK ignores every entry of it/)
+  // What the app reads from it itself agrees: nothing from a variable the SDK ignores.
+  assert.equal(resourceAttributeFromEnv({ OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=w1,k8s.pod.labels=app=web' }, 'service.instance.id'), undefined)
+  assert.equal(resourceAttributeFromEnv({ OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=w%201, k8s.pod.name=p' }, 'service.instance.id'), 'w 1')
   assert.doesNotMatch(say({ OTEL_RESOURCE_ATTRIBUTES: 'owner=s3cret,x=50%' }), /s3cret/, 'values are not repeated')
   assert.deepEqual(otelEnvProblems({ OTEL_TRACES_EXPORTER: 'none', OTEL_RESOURCE_ATTRIBUTES: 'team' }), [], 'nothing exported: nothing carries it')
   assert.equal(otelEnvProblems({ OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp', OTEL_RESOURCE_ATTRIBUTES: 'team' }).length, 1, 'pushed metrics carry it')
