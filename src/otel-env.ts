@@ -126,6 +126,31 @@ export function otlpPathProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'M
   return problems
 }
 
+/**
+ * An endpoint on the other protocol's conventional port: 4317 is a collector's OTLP/gRPC receiver, 4318
+ * its OTLP/HTTP one, and a gRPC exporter pointed at 4318 (or an HTTP one at 4317) fails every export with
+ * a protocol error that does not say the port is the problem. A hint, since any port can be configured.
+ */
+export function otlpPortProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'METRICS'>): string[] {
+  // One line per variable and protocol: the general endpoint may carry both signals.
+  const found = new Map<string, { name: string, port: string, protocol: OtlpProtocol, own: boolean, what: string[] }>()
+  for (const sig of signals) {
+    const own = `OTEL_EXPORTER_OTLP_${sig}_ENDPOINT`
+    const name = env[own] !== undefined && env[own].trim() !== '' ? own : 'OTEL_EXPORTER_OTLP_ENDPOINT'
+    const port = URL.parse(env[name]?.trim() ?? '')?.port
+    const { protocol } = otlpProtocol(env, sig)
+    if (port !== (protocol === 'grpc' ? '4318' : '4317')) continue
+    const at = found.get(`${name} ${protocol}`) ?? { name, port, protocol, own: name === own, what: [] }
+    at.what.push(sig === 'TRACES' ? 'spans' : 'metrics')
+    found.set(`${name} ${protocol}`, at)
+  }
+  return [...found.values()].map(({ name, port, protocol, own, what }) => {
+    const grpc = protocol === 'grpc'
+    const protocolVar = own ? name.replace('_ENDPOINT', '_PROTOCOL') : 'OTEL_EXPORTER_OTLP_PROTOCOL'
+    return `${name} is on port ${port}, a collector's ${grpc ? 'OTLP/HTTP' : 'OTLP/gRPC'} port, but ${what.join(' and ')} are sent as ${protocol}: if a collector's default receivers listen there, every export fails with a protocol error (its ${grpc ? 'gRPC port is 4317' : 'HTTP port is 4318'}; or set ${protocolVar})`
+  })
+}
+
 /** Every OTEL_* value this process had to ignore or cannot use, one sentence each. Pure. */
 export function otelEnvProblems (env: Env): string[] {
   const problems = samplerEnvProblems(env)
@@ -160,7 +185,8 @@ export function otelEnvProblems (env: Env): string[] {
     }
   }
   const exportingSpans = exporters.includes('otlp') && !exporters.includes('none')
-  problems.push(...otlpPathProblems(env, [...(exportingSpans ? ['TRACES'] as const : []), ...(pushing ? ['METRICS'] as const : [])]))
+  const signals = [...(exportingSpans ? ['TRACES'] as const : []), ...(pushing ? ['METRICS'] as const : [])]
+  problems.push(...otlpPathProblems(env, signals), ...otlpPortProblems(env, signals))
   const headerVars = [
     ...(exportingSpans || pushing ? ['OTEL_EXPORTER_OTLP_HEADERS'] : []),
     ...(exportingSpans ? ['OTEL_EXPORTER_OTLP_TRACES_HEADERS'] : []),

@@ -22,7 +22,7 @@ test('nothing to say about valid or absent OTEL_* values', () => {
     OTEL_TRACES_SAMPLER_ARG: '0.25',
     OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
     OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector.example:4317',
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces',
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4317', // gRPC: no path, and its own port
     OTEL_BSP_MAX_QUEUE_SIZE: '16384'
   }), [])
   assert.deepEqual(otelEnvProblems({
@@ -155,6 +155,23 @@ test('OTLP/HTTP endpoints written with a signal\'s path twice or none are said, 
     { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
     { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/v1/traces', OTEL_TRACES_EXPORTER: 'none' },
     { OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://c:4318' }
+  ]) assert.deepEqual(otelEnvProblems(fine), [], JSON.stringify(fine))
+})
+
+test('an endpoint on the other OTLP protocol\'s conventional port is said once per variable, with both ways out', () => {
+  const say = (env: Record<string, string>): string[] => otelEnvProblems(env)
+  assert.deepEqual(say({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), [
+    "OTEL_EXPORTER_OTLP_ENDPOINT is on port 4318, a collector's OTLP/HTTP port, but spans are sent as grpc: if a collector's default receivers listen there, every export fails with a protocol error (its gRPC port is 4317; or set OTEL_EXPORTER_OTLP_PROTOCOL)"
+  ])
+  const both = say({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_METRICS_EXPORTER: 'otlp' })
+  assert.equal(both.length, 1, both.join('\n'))
+  assert.match(both[0]!, /port 4317, a collector's OTLP\/gRPC port, but spans and metrics are sent as http\/protobuf.*its HTTP port is 4318/)
+  assert.match(say({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4317/v1/traces' }).join(), /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is on port 4317.*or set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL\)/)
+  for (const fine of [
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_TRACES_EXPORTER: 'none' },
+    { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces' }
   ]) assert.deepEqual(otelEnvProblems(fine), [], JSON.stringify(fine))
 })
 
