@@ -54,5 +54,5 @@ export function resourceAttributeFromEnv (env: Env, key: string): string | undef
     const [k, v] = entry.split('=')
     if (v !== undefined && decodeURIComponent(k!.trim()) === key) found = decodeURIComponent(v.trim()) // valid: judged above
   }
-  return found
+  return found === '' ? undefined : found // an empty name or id names nothing: the caller's default applies
 }

@@ -27,6 +27,7 @@ test('the service name: OTEL_SERVICE_NAME, else service.name in OTEL_RESOURCE_AT
   assert.equal(loadConfig({ OTEL_SERVICE_NAME: 'cart', OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout' }).serviceName, 'cart')
   // A variable the SDK ignores whole gives nothing here either (the start-up log says why).
   assert.equal(loadConfig({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout,team' }).serviceName, 'request-journey')
+  assert.equal(loadConfig({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=' }).serviceName, 'request-journey', 'an empty name names nothing')
 })
 
 const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, string]> = [
