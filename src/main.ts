@@ -36,6 +36,7 @@ async function serve (workerId: number | undefined): Promise<void> {
     await telemetry.shutdown(TELEMETRY_FLUSH_MS)
     return configError(err)
   })
+  log.info(telemetry.destinations, 'telemetry')
   if (workerId !== undefined) process.send!({ type: 'journey:listening', worker: workerId, ...server.ports } satisfies ListeningMessage)
 
   let stopping = false

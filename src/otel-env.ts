@@ -151,6 +151,27 @@ export function otlpPortProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'M
   })
 }
 
+/**
+ * Where a signal's OTLP exporter sends, worked out as the exporter does it (a signal's own endpoint as it
+ * is; else the general one with the signal's path added over HTTP; else the default), for the start-up line
+ * that says where telemetry goes. Origin and path only: credentials in a URL are not repeated.
+ */
+export function otlpDestination (env: Env, signal: 'TRACES' | 'METRICS'): string {
+  const { protocol } = otlpProtocol(env, signal)
+  const own = env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`]?.trim()
+  const general = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim()
+  const raw = own !== undefined && own !== ''
+    ? own
+    : general !== undefined && general !== ''
+      ? (protocol === 'grpc' ? general : `${general}${general.endsWith('/') ? '' : '/'}${SIGNAL_PATH[signal].slice(1)}`)
+      : (protocol === 'grpc' ? 'http://localhost:4317' : `http://localhost:4318${SIGNAL_PATH[signal]}`)
+  const url = URL.parse(raw)
+  const where = url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')
+    ? 'nowhere: not an http(s) URL'
+    : url.origin + (protocol === 'grpc' && url.pathname === '/' ? '' : url.pathname)
+  return `${where} (${protocol})`
+}
+
 /** Every OTEL_* value this process had to ignore or cannot use, one sentence each. Pure. */
 export function otelEnvProblems (env: Env): string[] {
   const problems = samplerEnvProblems(env)

@@ -15,8 +15,8 @@ import type { Logger } from 'pino'
 import { journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { rootRatioOf, samplerFromEnv } from './journey/sampling.ts'
 import { countedBatchProcessor } from './span-pipeline.ts'
-import { startMetricsExport } from './metrics-export.ts'
-import { otelEnvProblems, otlpProtocol, positiveIntFromEnv, routeDiagnostics, traceExporterNames } from './otel-env.ts'
+import { exportTiming, startMetricsExport } from './metrics-export.ts'
+import { metricExporterNames, metricsTemporality, otelEnvProblems, otlpDestination, otlpProtocol, positiveIntFromEnv, routeDiagnostics, traceExporterNames } from './otel-env.ts'
 import { resourceAttributeFromEnv } from './resource-env.ts'
 import type { ExportThreadChoice } from './config.ts'
 
@@ -69,6 +69,12 @@ export interface Telemetry {
   registry: OpenMetricsRegistry
   /** Undefined when tracing is off (OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none). */
   tracing: JourneyTracing | undefined
+  /**
+   * Where spans and pushed metrics go, worked out as the exporters do, and the head sampling, in words: for
+   * the server's start-up line (`"msg":"telemetry"`), written once it listens (a start that fails says only
+   * why).
+   */
+  destinations: { spans: string, headSampling?: string, metricsPush: string }
   /**
    * Starts the last push of the registry when metrics are pushed (OTEL_METRICS_EXPORTER=otlp), once, and
    * resolves when the registry has been read for it (or after timeoutMs). Call it while the journey's
@@ -131,6 +137,29 @@ async function exportersFromEnv (env: Record<string, string | undefined>, thread
   }
   if (names.includes('console')) exporters.push(new ConsoleSpanExporter())
   return exporters
+}
+
+/** The start-up line's account of spans: off, or each exporter and, for OTLP, where it sends and from which thread. */
+function spansGoTo (env: Record<string, string | undefined>, disabled: boolean, thread: ExportThread): string {
+  const names = traceExporterNames(env).filter(n => n === 'otlp' || n === 'console')
+  if (disabled || names.length === 0 || traceExporterNames(env).includes('none')) return 'off'
+  const otlp = names.includes('otlp') ? [`OTLP to ${otlpDestination(env, 'TRACES')}${otlpProtocol(env).protocol === 'grpc' ? '' : `, sent from the ${thread === 'worker' ? 'export worker thread' : 'serving thread'}`}`] : []
+  return [...otlp, ...(names.includes('console') ? ['console'] : [])].join('; ')
+}
+
+/** The head sampler in words: the share of new traces it keeps, and whether a caller's decision is followed. */
+function samplingOf (sampler: import('@opentelemetry/sdk-trace').Sampler): string {
+  const ratio = rootRatioOf(sampler)
+  const share = ratio === undefined ? sampler.toString() : `${Number((ratio * 100).toFixed(4))} % of new traces`
+  return `${share}${sampler.toString().startsWith('ParentBased') ? ', a caller\'s decision followed' : ''}`
+}
+
+/** The start-up line's account of pushed metrics (scraping is in the 'listening' line). */
+function metricsGoTo (env: Record<string, string | undefined>, disabled: boolean): string {
+  const names = metricExporterNames(env)
+  if (disabled || names.includes('none') || !names.includes('otlp')) return names.includes('console') && !disabled && !names.includes('none') ? 'console' : 'off'
+  const { exportIntervalMillis } = exportTiming(env)
+  return `OTLP to ${otlpDestination(env, 'METRICS')} every ${exportIntervalMillis / 1000} s, ${metricsTemporality(env).temporality}${names.includes('console') ? '; console' : ''}`
 }
 
 export async function startTelemetry (serviceName: string, log: Logger, opts: TelemetryOptions = {}): Promise<Telemetry> {
@@ -202,7 +231,11 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     if (lost.length > 0) log.warn({ timeoutMs }, `telemetry flush at shutdown did not finish in time; ${lost.join(' and ')} ${lost.length === 1 && spansDone ? 'was' : 'were'} not delivered`)
   }
   const headSampler = samplerFromEnv(env)
-  const exporters = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler)))
+  const thread = exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler))
+  const exporters = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, thread)
+  // Where telemetry goes, in one line a newcomer can check against their collector.
+  const spans = opts.spanProcessors !== undefined && !disabled ? 'to the span processors passed in' : spansGoTo(env, disabled, thread)
+  const destinations = { spans, ...(spans === 'off' ? {} : { headSampling: samplingOf(headSampler) }), metricsPush: metricsGoTo(env, disabled) }
   const processors = opts.spanProcessors ?? exporters.map(exporter => countedBatchProcessor({
     exporter,
     registry,
@@ -213,7 +246,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports
   }))
   if (disabled || processors.length === 0) {
-    return { registry, tracing: undefined, lastMetricsPush, shutdown: async (timeoutMs) => { await finish(timeoutMs) } }
+    return { registry, tracing: undefined, destinations, lastMetricsPush, shutdown: async (timeoutMs) => { await finish(timeoutMs) } }
   }
   // The processors go through journeyTracing, which hands them to the SDK and sends stage spans straight to
   // them. Ours do nothing at onStart, so request spans go straight to them as well, unless span limits are
@@ -249,6 +282,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   return {
     registry,
     tracing,
+    destinations,
     lastMetricsPush,
     async shutdown (timeoutMs) {
       await finish(timeoutMs, async () => { await sdk.shutdown() })

@@ -9,7 +9,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { envDetector } from '@opentelemetry/resources'
-import { otelEnvProblems, otlpHeaderProblems, routeDiagnostics } from '../src/otel-env.ts'
+import { otelEnvProblems, otlpDestination, otlpHeaderProblems, routeDiagnostics } from '../src/otel-env.ts'
 import { resourceAttributeFromEnv, resourceAttributesProblem } from '../src/resource-env.ts'
 import { killAll, start } from './helpers/process.ts'
 import { until } from './helpers/stand-in-images.ts'
@@ -175,6 +175,15 @@ test('an endpoint on the other OTLP protocol\'s conventional port is said once p
   ]) assert.deepEqual(otelEnvProblems(fine), [], JSON.stringify(fine))
 })
 
+test('where each signal\'s exporter sends, worked out as the exporter does, with no credentials', () => {
+  assert.equal(otlpDestination({}, 'TRACES'), 'http://localhost:4318/v1/traces (http/protobuf)')
+  assert.equal(otlpDestination({}, 'METRICS'), 'http://localhost:4318/v1/metrics (http/protobuf)')
+  assert.equal(otlpDestination({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, 'TRACES'), 'http://localhost:4317 (grpc)')
+  assert.equal(otlpDestination({ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://u:pw@gw.example/otlp/' }, 'TRACES'), 'https://gw.example/otlp/v1/traces (http/protobuf)')
+  assert.equal(otlpDestination({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: 'http://m:9090/api/v1/otlp/v1/metrics', OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json' }, 'METRICS'), 'http://m:9090/api/v1/otlp/v1/metrics (http/json)')
+  assert.equal(otlpDestination({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, 'TRACES'), 'nowhere: not an http(s) URL (http/protobuf)')
+})
+
 test('where the start-up log says spans and metrics will be posted is where the exporters post them', async (t) => {
   t.after(killAll)
   const paths: string[] = []
@@ -195,6 +204,12 @@ test('where the start-up log says spans and metrics will be posted is where the 
     assert.deepEqual([...new Set(paths)].sort(), expected)
     const said = s.logs().split('\n').filter(l => l.includes('"level":40') && l.includes('ENDPOINT'))
     for (const path of expected) assert.ok(said.some(l => l.includes(`${base}${path}`)), `the log names ${path}: ${said.join('\n')}`)
+    // The start-up line that says where telemetry goes names the same places.
+    const where = s.logs().split('\n').find(l => l.includes('"msg":"telemetry"'))
+    assert.ok(where !== undefined, 'a telemetry line')
+    const line = JSON.parse(where) as { spans: string, metricsPush: string }
+    assert.ok(expected.some(p => line.spans.startsWith(`OTLP to ${base}${p} (http/protobuf)`)), line.spans)
+    assert.ok(expected.some(p => line.metricsPush.startsWith(`OTLP to ${base}${p} (http/protobuf) every 0.5 s`)), line.metricsPush)
     s.child.kill('SIGTERM')
     await s.exited
   }
