@@ -141,10 +141,13 @@ async function exportersFromEnv (env: Record<string, string | undefined>, thread
 
 /** The start-up line's account of spans: off, or each exporter and, for OTLP, where it sends and from which thread. */
 function spansGoTo (env: Record<string, string | undefined>, disabled: boolean, thread: ExportThread): string {
-  const names = traceExporterNames(env).filter(n => n === 'otlp' || n === 'console')
-  if (disabled || names.length === 0 || traceExporterNames(env).includes('none')) return 'off'
-  const otlp = names.includes('otlp') ? [`OTLP to ${otlpDestination(env, 'TRACES')}${otlpProtocol(env).protocol === 'grpc' ? '' : `, sent from the ${thread === 'worker' ? 'export worker thread' : 'serving thread'}`}`] : []
-  return [...otlp, ...(names.includes('console') ? ['console'] : [])].join('; ')
+  const names = disabled || traceExporterNames(env).includes('none') ? [] : traceExporterNames(env)
+  const http = otlpProtocol(env).protocol !== 'grpc' // gRPC always sends from the serving thread
+  const out = [
+    ...(names.includes('otlp') ? [`OTLP to ${otlpDestination(env, 'TRACES')}${http ? `, sent from the ${thread === 'worker' ? 'export worker thread' : 'serving thread'}` : ''}`] : []),
+    ...(names.includes('console') ? ['console'] : [])
+  ]
+  return out.length === 0 ? 'off' : out.join('; ')
 }
 
 /** The head sampler in words: the share of new traces it keeps, and whether a caller's decision is followed. */
@@ -156,10 +159,12 @@ function samplingOf (sampler: import('@opentelemetry/sdk-trace').Sampler): strin
 
 /** The start-up line's account of pushed metrics (scraping is in the 'listening' line). */
 function metricsGoTo (env: Record<string, string | undefined>, disabled: boolean): string {
-  const names = metricExporterNames(env)
-  if (disabled || names.includes('none') || !names.includes('otlp')) return names.includes('console') && !disabled && !names.includes('none') ? 'console' : 'off'
-  const { exportIntervalMillis } = exportTiming(env)
-  return `OTLP to ${otlpDestination(env, 'METRICS')} every ${exportIntervalMillis / 1000} s, ${metricsTemporality(env).temporality}${names.includes('console') ? '; console' : ''}`
+  const names = disabled || metricExporterNames(env).includes('none') ? [] : metricExporterNames(env)
+  const out = [
+    ...(names.includes('otlp') ? [`OTLP to ${otlpDestination(env, 'METRICS')} every ${exportTiming(env).exportIntervalMillis / 1000} s, ${metricsTemporality(env).temporality}`] : []),
+    ...(names.includes('console') ? ['console'] : [])
+  ]
+  return out.length === 0 ? 'off' : out.join('; ')
 }
 
 export async function startTelemetry (serviceName: string, log: Logger, opts: TelemetryOptions = {}): Promise<Telemetry> {
