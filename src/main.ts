@@ -36,7 +36,10 @@ async function serve (workerId: number | undefined): Promise<void> {
     await telemetry.shutdown(TELEMETRY_FLUSH_MS)
     return configError(err)
   })
-  log.info(telemetry.destinations, 'telemetry')
+  // Where telemetry goes, and which traces are kept besides the head sampler's (the journey's tail rules).
+  const tailKeep = `requests of ${config.slowThresholdMs} ms or more${config.keepErrors ? ', and 5xx and cut-off ones' : ''}, whatever the head sampler said`
+  const { metricsPush, ...spans } = telemetry.destinations
+  log.info({ ...spans, ...(telemetry.tracing === undefined ? {} : { tailKeep }), metricsPush }, 'telemetry')
   if (workerId !== undefined) process.send!({ type: 'journey:listening', worker: workerId, ...server.ports } satisfies ListeningMessage)
 
   let stopping = false

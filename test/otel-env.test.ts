@@ -207,7 +207,8 @@ test('where the start-up log says spans and metrics will be posted is where the 
     // The start-up line that says where telemetry goes names the same places.
     const where = s.logs().split('\n').find(l => l.includes('"msg":"telemetry"'))
     assert.ok(where !== undefined, 'a telemetry line')
-    const line = JSON.parse(where) as { spans: string, metricsPush: string }
+    const line = JSON.parse(where) as { spans: string, metricsPush: string, tailKeep: string }
+    assert.equal(line.tailKeep, 'requests of 500 ms or more, and 5xx and cut-off ones, whatever the head sampler said')
     assert.ok(expected.some(p => line.spans.startsWith(`OTLP to ${base}${p} (http/protobuf)`)), line.spans)
     assert.ok(expected.some(p => line.metricsPush.startsWith(`OTLP to ${base}${p} (http/protobuf) every 0.5 s`)), line.metricsPush)
     s.child.kill('SIGTERM')
