@@ -93,6 +93,18 @@ export function otlpHeaderProblems (name: string, value: string): string[] {
 
 const SIGNAL_PATH = { TRACES: '/v1/traces', METRICS: '/v1/metrics' } as const
 
+/** The variable whose endpoint a signal's exporter uses: its own when set, else the general one (maybe unset too). */
+function endpointVariable (env: Env, signal: 'TRACES' | 'METRICS'): string {
+  const own = `OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`
+  return (env[own]?.trim() ?? '') !== '' ? own : 'OTEL_EXPORTER_OTLP_ENDPOINT'
+}
+
+/** `v` as an http(s) URL, or undefined (unset, empty, or not one: the exporters can send nowhere then). */
+function httpUrl (v: string | undefined): URL | undefined {
+  const url = v === undefined || v.trim() === '' ? null : URL.parse(v.trim())
+  return url !== null && (url.protocol === 'http:' || url.protocol === 'https:') ? url : undefined
+}
+
 /**
  * The two ways an OTLP/HTTP endpoint is commonly written wrong, each of which makes every export a 404 that
  * the log reports without saying why. The general OTEL_EXPORTER_OTLP_ENDPOINT gets the signal's path added
@@ -102,20 +114,16 @@ const SIGNAL_PATH = { TRACES: '/v1/traces', METRICS: '/v1/metrics' } as const
 export function otlpPathProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'METRICS'>): string[] {
   const problems: string[] = []
   const http = signals.filter(sig => otlpProtocol(env, sig).protocol !== 'grpc')
-  const pathOf = (v: string | undefined): URL | undefined => {
-    const url = v === undefined || v.trim() === '' ? null : URL.parse(v.trim())
-    return url !== null && (url.protocol === 'http:' || url.protocol === 'https:') ? url : undefined
-  }
   const generalUsers: Array<'TRACES' | 'METRICS'> = []
   for (const sig of http) {
-    const name = `OTEL_EXPORTER_OTLP_${sig}_ENDPOINT`
-    if (env[name] === undefined || env[name]!.trim() === '') { generalUsers.push(sig); continue }
-    const url = pathOf(env[name])
+    const name = endpointVariable(env, sig)
+    if (name === 'OTEL_EXPORTER_OTLP_ENDPOINT') { generalUsers.push(sig); continue }
+    const url = httpUrl(env[name])
     if (url !== undefined && url.pathname === '/') {
       problems.push(`${name} is used as it is, with no ${SIGNAL_PATH[sig]} added, and has no path: ${sig === 'TRACES' ? 'spans' : 'metrics'} are posted to ${url.origin}/, where a collector takes none (set it to ${url.origin}${SIGNAL_PATH[sig]}, or set OTEL_EXPORTER_OTLP_ENDPOINT=${url.origin} instead)`)
     }
   }
-  const general = pathOf(env.OTEL_EXPORTER_OTLP_ENDPOINT)
+  const general = httpUrl(env.OTEL_EXPORTER_OTLP_ENDPOINT)
   const ending = general === undefined ? null : /\/v1\/(traces|metrics|logs)\/?$/.exec(general.pathname)
   if (general !== undefined && ending !== null && generalUsers.length > 0) {
     const base = general.origin + general.pathname.slice(0, ending.index)
@@ -135,12 +143,11 @@ export function otlpPortProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'M
   // One line per variable and protocol: the general endpoint may carry both signals.
   const found = new Map<string, { name: string, port: string, protocol: OtlpProtocol, own: boolean, what: string[] }>()
   for (const sig of signals) {
-    const own = `OTEL_EXPORTER_OTLP_${sig}_ENDPOINT`
-    const name = env[own] !== undefined && env[own].trim() !== '' ? own : 'OTEL_EXPORTER_OTLP_ENDPOINT'
-    const port = URL.parse(env[name]?.trim() ?? '')?.port
+    const name = endpointVariable(env, sig)
+    const port = httpUrl(env[name])?.port
     const { protocol } = otlpProtocol(env, sig)
     if (port !== (protocol === 'grpc' ? '4318' : '4317')) continue
-    const at = found.get(`${name} ${protocol}`) ?? { name, port, protocol, own: name === own, what: [] }
+    const at = found.get(`${name} ${protocol}`) ?? { name, port, protocol, own: name !== 'OTEL_EXPORTER_OTLP_ENDPOINT', what: [] }
     at.what.push(sig === 'TRACES' ? 'spans' : 'metrics')
     found.set(`${name} ${protocol}`, at)
   }
@@ -158,17 +165,15 @@ export function otlpPortProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'M
  */
 export function otlpDestination (env: Env, signal: 'TRACES' | 'METRICS'): string {
   const { protocol } = otlpProtocol(env, signal)
-  const own = env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`]?.trim()
-  const general = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim()
-  const raw = own !== undefined && own !== ''
-    ? own
-    : general !== undefined && general !== ''
-      ? (protocol === 'grpc' ? general : `${general}${general.endsWith('/') ? '' : '/'}${SIGNAL_PATH[signal].slice(1)}`)
+  const name = endpointVariable(env, signal)
+  const set = env[name]?.trim() ?? ''
+  const raw = name !== 'OTEL_EXPORTER_OTLP_ENDPOINT'
+    ? set
+    : set !== ''
+      ? (protocol === 'grpc' ? set : `${set}${set.endsWith('/') ? '' : '/'}${SIGNAL_PATH[signal].slice(1)}`)
       : (protocol === 'grpc' ? 'http://localhost:4317' : `http://localhost:4318${SIGNAL_PATH[signal]}`)
-  const url = URL.parse(raw)
-  const where = url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')
-    ? 'nowhere: not an http(s) URL'
-    : url.origin + (protocol === 'grpc' && url.pathname === '/' ? '' : url.pathname)
+  const url = httpUrl(raw)
+  const where = url === undefined ? 'nowhere: not an http(s) URL' : url.origin + (protocol === 'grpc' && url.pathname === '/' ? '' : url.pathname)
   return `${where} (${protocol})`
 }
 
@@ -198,8 +203,7 @@ export function otelEnvProblems (env: Env): string[] {
   for (const name of endpoints) {
     const v = env[name]?.trim()
     if (v === undefined || v === '') continue
-    const url = URL.parse(v)
-    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    if (httpUrl(v) === undefined) {
       problems.push(name === 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT'
         ? `${name}="${v}" is not an http(s) URL: metrics cannot be pushed (each interval's export fails; /metrics still serves them)`
         : `${name}="${v}" is not an http(s) URL: spans cannot be exported (they stay queued, then are counted as dropped)`)
