@@ -193,9 +193,9 @@ test('where the start-up log says spans and metrics will be posted is where the 
   t.after(() => { collector.closeAllConnections(); collector.close() })
   const base = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
   const common = { OTEL_TRACES_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_SCHEDULE_DELAY: '200', OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_METRIC_EXPORT_INTERVAL: '500' }
-  for (const [env, expected] of [
-    [{ OTEL_EXPORTER_OTLP_ENDPOINT: `${base}/v1/traces` }, ['/v1/traces/v1/metrics', '/v1/traces/v1/traces']],
-    [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: base, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: base }, ['/']]
+  for (const [env, expected, spansTo, metricsTo] of [
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: `${base}/v1/traces` }, ['/v1/traces/v1/metrics', '/v1/traces/v1/traces'], '/v1/traces/v1/traces', '/v1/traces/v1/metrics'],
+    [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: base, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: base }, ['/'], '/', '/']
   ] as const) {
     paths.length = 0
     const s = await start({ ...common, ...env })
@@ -209,8 +209,11 @@ test('where the start-up log says spans and metrics will be posted is where the 
     assert.ok(where !== undefined, 'a telemetry line')
     const line = JSON.parse(where) as { spans: string, metricsPush: string, tailKeep: string }
     assert.equal(line.tailKeep, 'requests of 500 ms or more, and 5xx and cut-off ones, whatever the head sampler said')
+    // Each signal's own path, not merely one that arrived.
     assert.ok(expected.some(p => line.spans.startsWith(`OTLP to ${base}${p} (http/protobuf)`)), line.spans)
+    assert.ok(line.spans.startsWith(`OTLP to ${base}${spansTo} (http/protobuf)`), line.spans)
     assert.ok(expected.some(p => line.metricsPush.startsWith(`OTLP to ${base}${p} (http/protobuf) every 0.5 s`)), line.metricsPush)
+    assert.ok(line.metricsPush.startsWith(`OTLP to ${base}${metricsTo} (http/protobuf) every 0.5 s`), line.metricsPush)
     s.child.kill('SIGTERM')
     await s.exited
   }
