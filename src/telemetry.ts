@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { setGlobalErrorHandler } from '@opentelemetry/core'
-import { ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
+import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { journeyTracing, type JourneyTracing } from './journey/index.ts'
@@ -122,32 +122,26 @@ export function exportThread (choice: ExportThreadChoice, headRatio: number | un
   return headRatio !== undefined && headRatio <= 0.1 ? 'worker' : 'main'
 }
 
-async function exportersFromEnv (env: Record<string, string | undefined>, thread: ExportThread): Promise<SpanExporter[]> {
+/**
+ * The span exporters OTEL_TRACES_EXPORTER asks for, each with a line saying where it sends (for the start-up
+ * line: told by the code that chooses, so it cannot drift from the choice).
+ */
+async function exportersFromEnv (env: Record<string, string | undefined>, thread: ExportThread): Promise<Array<{ exporter: SpanExporter, goesTo: string }>> {
   const names = traceExporterNames(env)
   if (names.includes('none')) return []
-  const exporters: SpanExporter[] = []
+  const exporters: Array<{ exporter: SpanExporter, goesTo: string }> = []
   if (names.includes('otlp')) {
     // Each exporter reads its endpoint, headers, timeout and compression from the OTEL_EXPORTER_OTLP_* variables.
     const { protocol } = otlpProtocol(env) // an unknown value is said at start-up (otel-env.ts)
+    const to = `OTLP to ${otlpDestination(env, 'TRACES')}`
     // gRPC stays the SDK's own exporter, on this thread.
-    if (protocol === 'grpc') exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter())
-    else if (thread === 'worker') exporters.push((await import('./otlp-worker-exporter.ts')).createWorkerTraceExporter(protocol))
-    else if (protocol === 'http/json') exporters.push(new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter())
-    else exporters.push((await import('./otlp-trace-serializer.ts')).createProtobufTraceExporter())
+    if (protocol === 'grpc') exporters.push({ exporter: new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter(), goesTo: to })
+    else if (thread === 'worker') exporters.push({ exporter: (await import('./otlp-worker-exporter.ts')).createWorkerTraceExporter(protocol), goesTo: `${to}, sent from the export worker thread` })
+    else if (protocol === 'http/json') exporters.push({ exporter: new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter(), goesTo: `${to}, sent from the serving thread` })
+    else exporters.push({ exporter: (await import('./otlp-trace-serializer.ts')).createProtobufTraceExporter(), goesTo: `${to}, sent from the serving thread` })
   }
-  if (names.includes('console')) exporters.push(new ConsoleSpanExporter())
+  if (names.includes('console')) exporters.push({ exporter: new ConsoleSpanExporter(), goesTo: 'console' })
   return exporters
-}
-
-/** The start-up line's account of spans: off, or each exporter and, for OTLP, where it sends and from which thread. */
-function spansGoTo (env: Record<string, string | undefined>, disabled: boolean, thread: ExportThread): string {
-  const names = disabled || traceExporterNames(env).includes('none') ? [] : traceExporterNames(env)
-  const http = otlpProtocol(env).protocol !== 'grpc' // gRPC always sends from the serving thread
-  const out = [
-    ...(names.includes('otlp') ? [`OTLP to ${otlpDestination(env, 'TRACES')}${http ? `, sent from the ${thread === 'worker' ? 'export worker thread' : 'serving thread'}` : ''}`] : []),
-    ...(names.includes('console') ? ['console'] : [])
-  ]
-  return out.length === 0 ? 'off' : out.join('; ')
 }
 
 /** The head sampler in words: the share of new traces it keeps, and whether a caller's decision is followed. */
@@ -237,19 +231,23 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
   }
   const headSampler = samplerFromEnv(env)
   const thread = exportThread(opts.exportThread ?? 'auto', rootRatioOf(headSampler))
-  const exporters = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, thread)
+  const chosen = disabled || opts.spanProcessors !== undefined ? [] : await exportersFromEnv(env, thread)
+  const exporters = chosen.map(c => c.exporter)
   // Where telemetry goes, in one line a newcomer can check against their collector.
-  const spans = opts.spanProcessors !== undefined && !disabled ? 'to the span processors passed in' : spansGoTo(env, disabled, thread)
+  const spans = opts.spanProcessors !== undefined && !disabled ? 'to the span processors passed in' : chosen.map(c => c.goesTo).join('; ') || 'off'
   const destinations = { spans, ...(spans === 'off' ? {} : { headSampling: samplingOf(headSampler) }), metricsPush: metricsGoTo(env, disabled) }
-  const processors = opts.spanProcessors ?? exporters.map(exporter => countedBatchProcessor({
-    exporter,
-    registry,
+  const queue = {
     maxQueueSize: positiveIntFromEnv(env, 'OTEL_BSP_MAX_QUEUE_SIZE', SPAN_QUEUE_DEFAULTS.maxQueueSize),
     maxExportBatchSize: positiveIntFromEnv(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', SPAN_QUEUE_DEFAULTS.maxExportBatchSize),
     scheduledDelayMillis: positiveIntFromEnv(env, 'OTEL_BSP_SCHEDULE_DELAY', 5000),
-    exportTimeoutMillis: positiveIntFromEnv(env, 'OTEL_BSP_EXPORT_TIMEOUT', 30000),
-    maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports
-  }))
+    exportTimeoutMillis: positiveIntFromEnv(env, 'OTEL_BSP_EXPORT_TIMEOUT', 30000)
+  }
+  // The journey_spans_* series describe one pipeline: the first exporter's (OTLP's, with `otlp,console`).
+  // A second one gets the SDK's own bounded batch processor: two counted pipelines would register the
+  // same metrics twice, which stopped `OTEL_TRACES_EXPORTER=otlp,console` at start-up.
+  const processors = opts.spanProcessors ?? exporters.map((exporter, i) => i === 0
+    ? countedBatchProcessor({ exporter, registry, ...queue, maxConcurrentExports: opts.exportConcurrency ?? SPAN_QUEUE_DEFAULTS.maxConcurrentExports })
+    : new BatchSpanProcessor({ exporter, ...queue, maxExportBatchSize: Math.min(queue.maxExportBatchSize, queue.maxQueueSize) }))
   if (disabled || processors.length === 0) {
     return { registry, tracing: undefined, destinations, lastMetricsPush, shutdown: async (timeoutMs) => { await finish(timeoutMs) } }
   }

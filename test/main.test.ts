@@ -586,6 +586,17 @@ describe('npm start', () => {
     assert.deepEqual(spans.map(sp => sp.attributes['http.request.method']), ['GET', 'GET', 'GET'])
   })
 
+  test('OTEL_TRACES_EXPORTER=otlp,console: the server starts, and both exporters get the spans', async () => {
+    // Two counted pipelines registered the same metrics twice, and the server stopped at start-up.
+    const { s, receiver } = await startTraced({ OTEL_TRACES_EXPORTER: 'otlp,console', OTEL_TRACES_SAMPLER: 'always_on' })
+    assert.equal((await request(`http://127.0.0.1:${s.ports.http}/`)).statusCode, 200)
+    s.child.kill('SIGTERM')
+    assert.equal((await s.exited).code, 0)
+    const sent = receiver.all().filter(sp => sp.name === 'GET /')
+    assert.equal(sent.length, 1, 'the OTLP exporter delivered the request span')
+    assert.ok(s.logs().includes(sent[0]!.traceId), 'the console exporter printed the same trace')
+  })
+
   test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
     const { s, receiver } = await startTraced()
     // Connections first, so that at SIGTERM every request is in flight on one, not still connecting
