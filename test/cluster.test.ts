@@ -188,7 +188,7 @@ test('ACCEPT_STRATEGY=cluster-rr: every worker reports the primary\'s accept que
       c.on('error', reject)
       sockets.push(c)
     })))
-    // Long enough for several samples: a sampler reads /proc at most PROC_DUTY of the time, and this host's
+    // Long enough for several samples: a sampler reads /proc at most PROC_DUTY of a core, and this host's
     // /proc/net/tcp may hold thousands of other tests' TIME_WAIT rows.
     const t = performance.now()
     readFileSync('/proc/net/tcp')

@@ -99,18 +99,31 @@ export class WindowMax {
 }
 
 /**
- * The share of the sampler's time that reading /proc/net/tcp{,6} may take. TCP_INFO costs one syscall; a
- * /proc read costs time for every socket in the namespace — a connection storm leaves thousands of
- * TIME_WAIT rows, milliseconds a read — and two cluster workers sampling their primary's queue that way
- * every 5 ms took most of a core from the servers they measured (the accept experiment's round-robin served
- * 520–970 connections a second against 2,191).
+ * The share of a core that reading /proc/net/tcp{,6} may take. TCP_INFO costs one syscall; a /proc read
+ * costs time for every socket in the namespace — a connection storm leaves thousands of TIME_WAIT rows,
+ * milliseconds a read — and two cluster workers sampling their primary's queue that way every 5 ms took
+ * most of a core from the servers they measured (the accept experiment's round-robin served 520–970
+ * connections a second against 2,191).
  */
 export const PROC_DUTY = 0.02
 
-/** When /proc may be read again after a read from `started` to `ended` (performance.now() ms): at most PROC_DUTY of the time. */
-export function nextProcRead (started: number, ended: number): number {
-  return ended + (ended - started) * (1 / PROC_DUTY - 1)
+/**
+ * When /proc may be read again after a read that ended at `ended` (performance.now() ms) and cost `costMs`
+ * of this thread's CPU time: reading takes at most PROC_DUTY of a core.
+ */
+export function nextProcRead (ended: number, costMs: number): number {
+  return ended + costMs * (1 / PROC_DUTY - 1)
 }
+
+/**
+ * This thread's CPU time in ms — what a read costs the servers. Not wall time: a read preempted on a busy
+ * host (exactly when queues build) would count the time other threads ran, and one 20 ms time slice kept
+ * the sampler off /proc for a second, missing the queue it is there to see. Wall time where Node lacks
+ * process.threadCpuUsage (added in 23.9 and a later 22.x).
+ */
+export const threadCpuMs: () => number = typeof process.threadCpuUsage === 'function'
+  ? () => { const { user, system } = process.threadCpuUsage(); return (user + system) / 1000 }
+  : () => performance.now()
 
 // The worker: this same module, run in a thread started by startKernelSampler (and no other thread).
 // No top-level await anywhere in the plugin's modules: it would make the package's module graph
@@ -139,6 +152,7 @@ if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
   setInterval(() => {
     tcp = tcp6 = undefined
     const started = performance.now()
+    const cpuBefore = threadCpuMs()
     const second = Math.floor(started / 1000)
     const procAllowed = started >= procAfter
     for (const [slot, s] of slots) {
@@ -147,6 +161,6 @@ if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
       s.window.record(second, n)
       Atomics.store(peaks, slot, s.window.max(second))
     }
-    if (tcp !== undefined || tcp6 !== undefined) procAfter = nextProcRead(started, performance.now())
+    if (tcp !== undefined || tcp6 !== undefined) procAfter = nextProcRead(performance.now(), threadCpuMs() - cpuBefore)
   }, intervalMs)
 }

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
 import { acceptQueueLength, listenInodesOnPort, socketInode, tcpExt } from '../../src/journey/proc-net.ts'
 import { readListenQueue, tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
-import { nextProcRead, PEAK_WINDOW_S, PROC_DUTY, startKernelSampler, WindowMax } from '../../src/journey/kernel-sampler.ts'
+import { nextProcRead, PEAK_WINDOW_S, PROC_DUTY, startKernelSampler, threadCpuMs, WindowMax } from '../../src/journey/kernel-sampler.ts'
 import { startTestServer } from '../helpers/server.ts'
 
 const linux = process.platform === 'linux'
@@ -166,11 +166,24 @@ test('with JOURNEY_KERNEL_SAMPLE_MS, a queue built while the loop is blocked sho
   assert.equal(await peak(), 6, 'still there for the next scraper')
 })
 
-test('the sampler reads /proc at most PROC_DUTY of the time, however often it samples', () => {
-  // A 5 ms read (a storm's TIME_WAIT rows) at 1000 ms: the next read may start at 1250 ms.
-  assert.equal(nextProcRead(1000, 1005), 1250)
-  assert.ok(Math.abs(5 / (nextProcRead(1000, 1005) - 1000) - PROC_DUTY) < 1e-9, 'reading takes PROC_DUTY of the time from one read to the next')
-  assert.ok(nextProcRead(1000, 1000.05) < 1005, 'a quick read (a quiet host) leaves a 5 ms sampler its pace')
+test('the sampler reads /proc at most PROC_DUTY of a core, however often it samples', () => {
+  // A read that cost 5 ms of CPU (a storm's TIME_WAIT rows), ending at 1000 ms: the next may start at 1245 ms.
+  assert.equal(nextProcRead(1000, 5), 1245)
+  assert.ok(Math.abs(5 / (nextProcRead(1000, 5) + 5 - 1000) - PROC_DUTY) < 1e-9, 'reading takes PROC_DUTY of the time from one read\'s start to the next')
+  assert.ok(nextProcRead(1000, 0.05) < 1005, 'a quick read (a quiet host) leaves a 5 ms sampler its pace')
+})
+
+test('a read\'s cost is the thread\'s CPU time: time the thread does not run (preempted, or waiting) costs nothing', () => {
+  const cpu = threadCpuMs()
+  const wall = performance.now()
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60)
+  const spentCpu = threadCpuMs() - cpu
+  assert.ok(performance.now() - wall >= 59)
+  assert.ok(spentCpu < 20, `60 ms asleep cost ${spentCpu} ms of CPU`)
+  // And it does count work (a deadline, not a duration: this thread may itself be preempted).
+  const busy = threadCpuMs()
+  for (const deadline = performance.now() + 5000; threadCpuMs() - busy < 10 && performance.now() < deadline;);
+  assert.ok(threadCpuMs() - busy >= 10, 'a busy loop is CPU time')
 })
 
 test('the peak window keeps each second\'s deepest queue for its length, then forgets it', () => {
