@@ -18,6 +18,16 @@ export function traceExporterNames (env: Env): string[] {
   return (env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map(s => s.trim().toLowerCase()).filter(Boolean)
 }
 
+/**
+ * OTEL_SDK_DISABLED as the specification and the SDK's getBooleanFromEnv read it: trimmed, any case; only
+ * "true" turns the SDK off. `unknown` is a value that is neither true, false nor empty — read as false.
+ */
+export function sdkDisabled (env: Env): { disabled: boolean, unknown?: string } {
+  const raw = (env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase()
+  if (raw === 'true') return { disabled: true }
+  return raw === '' || raw === 'false' ? { disabled: false } : { disabled: false, unknown: env.OTEL_SDK_DISABLED }
+}
+
 export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc'
 const PROTOCOLS: OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc']
 
@@ -179,7 +189,12 @@ export function otlpDestination (env: Env, signal: 'TRACES' | 'METRICS'): string
 
 /** Every OTEL_* value this process had to ignore or cannot use, one sentence each. Pure. */
 export function otelEnvProblems (env: Env): string[] {
+  const off = sdkDisabled(env)
+  // Nothing is sampled or exported: none of the other settings is used, so none is worth a warning.
+  if (off.disabled) return []
   const problems = samplerEnvProblems(env)
+  // "1", "yes", "on": the SDK stays on, spans and pushes go out, and only debug-level diag said why.
+  if (off.unknown !== undefined) problems.push(`OTEL_SDK_DISABLED="${off.unknown}" is not true or false: telemetry stays on (only "true", in any case, turns it off)`)
   const exporters = traceExporterNames(env)
   const unknown = exporters.filter(e => !EXPORTERS.includes(e))
   if (unknown.length > 0) {

@@ -16,7 +16,7 @@ import { journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { rootRatioOf, samplerFromEnv } from './journey/sampling.ts'
 import { countedBatchProcessor } from './span-pipeline.ts'
 import { exportTiming, startMetricsExport } from './metrics-export.ts'
-import { metricExporterNames, metricsTemporality, otelEnvProblems, otlpDestination, otlpProtocol, positiveIntFromEnv, routeDiagnostics, traceExporterNames } from './otel-env.ts'
+import { metricExporterNames, metricsTemporality, otelEnvProblems, otlpDestination, otlpProtocol, positiveIntFromEnv, routeDiagnostics, sdkDisabled, traceExporterNames } from './otel-env.ts'
 import { resourceAttributeFromEnv } from './resource-env.ts'
 import type { ExportThreadChoice } from './config.ts'
 
@@ -190,7 +190,7 @@ export async function startTelemetry (serviceName: string, log: Logger, opts: Te
     suppressed = 0
   })
 
-  const disabled = (env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true'
+  const { disabled } = sdkDisabled(env)
   const metrics = disabled ? undefined : await startMetricsExport(env, registry, () => metricsResource(serviceName, instanceId))
   // The last push, once, whoever asks first: the server asks after its listeners drained and before the
   // journey takes its metrics out of the registry (server.ts); it waits only until the registry has been

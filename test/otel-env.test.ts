@@ -9,7 +9,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { envDetector } from '@opentelemetry/resources'
-import { otelEnvProblems, otlpDestination, otlpHeaderProblems, routeDiagnostics } from '../src/otel-env.ts'
+import { otelEnvProblems, otlpDestination, otlpHeaderProblems, routeDiagnostics, sdkDisabled } from '../src/otel-env.ts'
 import { resourceAttributeFromEnv, resourceAttributesProblem } from '../src/resource-env.ts'
 import { killAll, start } from './helpers/process.ts'
 import { until } from './helpers/stand-in-images.ts'
@@ -217,6 +217,51 @@ test('where the start-up log says spans and metrics will be posted is where the 
     s.child.kill('SIGTERM')
     await s.exited
   }
+})
+
+test('OTEL_SDK_DISABLED is read as the SDK reads it: only "true", trimmed and in any case, turns telemetry off; another value is said', () => {
+  for (const v of ['true', 'TRUE', ' True ']) assert.equal(sdkDisabled({ OTEL_SDK_DISABLED: v }).disabled, true, v)
+  for (const v of ['false', '', ' ']) assert.deepEqual(sdkDisabled({ OTEL_SDK_DISABLED: v }), { disabled: false }, v)
+  assert.deepEqual(sdkDisabled({}), { disabled: false })
+  for (const v of ['1', 'yes', 'on']) {
+    assert.deepEqual(sdkDisabled({ OTEL_SDK_DISABLED: v }), { disabled: false, unknown: v })
+    assert.deepEqual(otelEnvProblems({ OTEL_SDK_DISABLED: v }), [`OTEL_SDK_DISABLED="${v}" is not true or false: telemetry stays on (only "true", in any case, turns it off)`])
+  }
+  // Off: no setting is used, so none is warned about.
+  const mistakes = { OTEL_TRACES_EXPORTER: 'otlp,zipkin', OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer x', OTEL_RESOURCE_ATTRIBUTES: 'team' }
+  assert.equal(otelEnvProblems(mistakes).length, 3)
+  assert.deepEqual(otelEnvProblems({ ...mistakes, OTEL_SDK_DISABLED: ' TRUE' }), [])
+})
+
+test('OTEL_SDK_DISABLED=" TRUE" sends nothing and says so; "1" leaves telemetry on and says why', async (t) => {
+  t.after(killAll)
+  const paths: string[] = []
+  const posted = (path: string): boolean => paths.includes(path)
+  const collector = createServer((req, res) => { paths.push(req.url!); req.resume(); req.on('end', () => res.end()) })
+  collector.listen(0, '127.0.0.1')
+  await once(collector, 'listening')
+  t.after(() => { collector.closeAllConnections(); collector.close() })
+  const common = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`, OTEL_TRACES_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_METRIC_EXPORT_INTERVAL: '200' }
+  const telemetryLine = (logs: string): Record<string, unknown> => {
+    const { spans, metricsPush } = JSON.parse(logs.split('\n').find(l => l.includes('"msg":"telemetry"'))!) as Record<string, unknown>
+    return { spans, metricsPush }
+  }
+
+  const off = await start({ ...common, OTEL_SDK_DISABLED: ' TRUE' })
+  assert.equal((await fetch(`http://127.0.0.1:${off.ports.http}/`)).status, 200)
+  await new Promise(resolve => setTimeout(resolve, 1000)) // five push intervals, ten span batches
+  assert.deepEqual(paths, [], 'nothing posted')
+  assert.deepEqual(telemetryLine(off.logs()), { spans: 'off', metricsPush: 'off' })
+  assert.doesNotMatch(off.logs(), /OTEL_SDK_DISABLED/)
+  off.child.kill('SIGTERM')
+  await off.exited
+
+  const on = await start({ ...common, OTEL_SDK_DISABLED: '1' })
+  assert.equal((await fetch(`http://127.0.0.1:${on.ports.http}/`)).status, 200)
+  await until('spans and metrics posted', async () => posted('/v1/traces') && posted('/v1/metrics') ? true : undefined, 10_000, 50)
+  assert.match(on.logs(), /"level":40[^\n]*OTEL_SDK_DISABLED=\\"1\\" is not true or false: telemetry stays on/)
+  on.child.kill('SIGTERM')
+  await on.exited
 })
 
 function capture (level: string): { log: pino.Logger, lines: () => Array<Record<string, unknown>> } {
