@@ -20,7 +20,7 @@ let live: Awaited<ReturnType<typeof request>> | undefined
 
 before(async () => {
   journey = createJourney({ registry: new Registry() })
-  app = Fastify({ maxParamLength: 10_000 })
+  app = Fastify({ routerOptions: { maxParamLength: 10_000 } })
   await app.register(journey.plugin)
   app.get('/item/:name', async () => 'ok')
   base = await listenLocal(app)
