@@ -193,8 +193,6 @@ export function otelEnvProblems (env: Env): string[] {
   // Nothing is sampled or exported: none of the other settings is used, so none is worth a warning.
   if (off.disabled) return []
   const problems = samplerEnvProblems(env)
-  // "1", "yes", "on": the SDK stays on, spans and pushes go out, and only debug-level diag said why.
-  if (off.unknown !== undefined) problems.push(`OTEL_SDK_DISABLED="${off.unknown}" is not true or false: telemetry stays on (only "true", in any case, turns it off)`)
   const exporters = traceExporterNames(env)
   const unknown = exporters.filter(e => !EXPORTERS.includes(e))
   if (unknown.length > 0) {
@@ -234,6 +232,9 @@ export function otelEnvProblems (env: Env): string[] {
   ]
   for (const name of headerVars) problems.push(...otlpHeaderProblems(name, env[name] ?? ''))
   const tracing = exporters.some(e => EXPORTERS.includes(e) && e !== 'none') && !exporters.includes('none')
+  // "1", "yes", "on": telemetry stays on. When tracing, NodeSDK reads the variable too and says so through
+  // diag (in the log already); a metrics push alone would go out without a word.
+  if (off.unknown !== undefined && !tracing && pushing) problems.push(`OTEL_SDK_DISABLED="${off.unknown}" is not true or false: the metrics push stays on (only "true", in any case, turns it off)`)
   const resource = tracing || pushing ? resourceAttributesProblem(env.OTEL_RESOURCE_ATTRIBUTES ?? '') : undefined
   if (resource !== undefined) problems.push(resource)
   // Several processes pushing cumulative series under one identity overwrite each other in the backend.

@@ -219,13 +219,16 @@ test('where the start-up log says spans and metrics will be posted is where the 
   }
 })
 
-test('OTEL_SDK_DISABLED is read as the SDK reads it: only "true", trimmed and in any case, turns telemetry off; another value is said', () => {
+test('OTEL_SDK_DISABLED is read as the SDK reads it: only "true", trimmed and in any case, turns telemetry off; another value is said once', () => {
   for (const v of ['true', 'TRUE', ' True ']) assert.equal(sdkDisabled({ OTEL_SDK_DISABLED: v }).disabled, true, v)
   for (const v of ['false', '', ' ']) assert.deepEqual(sdkDisabled({ OTEL_SDK_DISABLED: v }), { disabled: false }, v)
   assert.deepEqual(sdkDisabled({}), { disabled: false })
   for (const v of ['1', 'yes', 'on']) {
     assert.deepEqual(sdkDisabled({ OTEL_SDK_DISABLED: v }), { disabled: false, unknown: v })
-    assert.deepEqual(otelEnvProblems({ OTEL_SDK_DISABLED: v }), [`OTEL_SDK_DISABLED="${v}" is not true or false: telemetry stays on (only "true", in any case, turns it off)`])
+    // Tracing: the SDK reads it too and says so itself (its diag line reaches the log), so not twice.
+    assert.deepEqual(otelEnvProblems({ OTEL_SDK_DISABLED: v, OTEL_METRICS_EXPORTER: 'otlp' }), [])
+    assert.deepEqual(otelEnvProblems({ OTEL_SDK_DISABLED: v, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'otlp' }), [`OTEL_SDK_DISABLED="${v}" is not true or false: the metrics push stays on (only "true", in any case, turns it off)`])
+    assert.deepEqual(otelEnvProblems({ OTEL_SDK_DISABLED: v, OTEL_TRACES_EXPORTER: 'none' }), [], 'nothing it would turn off')
   }
   // Off: no setting is used, so none is warned about.
   const mistakes = { OTEL_TRACES_EXPORTER: 'otlp,zipkin', OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer x', OTEL_RESOURCE_ATTRIBUTES: 'team' }
@@ -233,7 +236,7 @@ test('OTEL_SDK_DISABLED is read as the SDK reads it: only "true", trimmed and in
   assert.deepEqual(otelEnvProblems({ ...mistakes, OTEL_SDK_DISABLED: ' TRUE' }), [])
 })
 
-test('OTEL_SDK_DISABLED=" TRUE" sends nothing and says so; "1" leaves telemetry on and says why', async (t) => {
+test('OTEL_SDK_DISABLED=" TRUE" sends nothing and says so; "1" or "yes" leaves telemetry on, said once', async (t) => {
   t.after(killAll)
   const paths: string[] = []
   const posted = (path: string): boolean => paths.includes(path)
@@ -256,12 +259,24 @@ test('OTEL_SDK_DISABLED=" TRUE" sends nothing and says so; "1" leaves telemetry 
   off.child.kill('SIGTERM')
   await off.exited
 
+  // Tracing and pushing: both go out, and the one line about it is the SDK's own, through diag.
   const on = await start({ ...common, OTEL_SDK_DISABLED: '1' })
   assert.equal((await fetch(`http://127.0.0.1:${on.ports.http}/`)).status, 200)
   await until('spans and metrics posted', async () => posted('/v1/traces') && posted('/v1/metrics') ? true : undefined, 10_000, 50)
-  assert.match(on.logs(), /"level":40[^\n]*OTEL_SDK_DISABLED=\\"1\\" is not true or false: telemetry stays on/)
+  const said = (logs: string): string[] => logs.split('\n').filter(l => l.includes('OTEL_SDK_DISABLED'))
+  assert.equal(said(on.logs()).length, 1, on.logs())
+  assert.match(said(on.logs())[0]!, /"level":40[^\n]*Unknown value '1' for OTEL_SDK_DISABLED/)
   on.child.kill('SIGTERM')
   await on.exited
+
+  // Pushing metrics only: no SDK reads the variable, so the app says it.
+  paths.length = 0
+  const push = await start({ ...common, OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'yes' })
+  await until('metrics posted', async () => posted('/v1/metrics') ? true : undefined, 10_000, 50)
+  assert.equal(said(push.logs()).length, 1, push.logs())
+  assert.match(said(push.logs())[0]!, /"level":40[^\n]*OTEL_SDK_DISABLED=\\"yes\\" is not true or false: the metrics push stays on/)
+  push.child.kill('SIGTERM')
+  await push.exited
 })
 
 function capture (level: string): { log: pino.Logger, lines: () => Array<Record<string, unknown>> } {
