@@ -152,9 +152,9 @@ if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
   setInterval(() => {
     tcp = tcp6 = undefined
     const started = performance.now()
-    const cpuBefore = threadCpuMs()
     const second = Math.floor(started / 1000)
     const procAllowed = started >= procAfter
+    const cpuBefore = procAllowed ? threadCpuMs() : 0 // a syscall: only when /proc may be read
     for (const [slot, s] of slots) {
       const n = listenQueueOfFd(s.fd)?.length ?? (procAllowed ? fromProc(s.inode) : undefined)
       if (n === undefined) continue
