@@ -32,6 +32,9 @@ before(async () => {
     OTEL_TRACES_EXPORTER: 'otlp',
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
     OTEL_BSP_SCHEDULE_DELAY: '500',
+    // Metrics pushed to it too, besides the scrape, so the push alert's series exist (and it stays quiet).
+    OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+    OTEL_METRIC_EXPORT_INTERVAL: '2000',
     JOURNEY_KERNEL_SAMPLE_MS: '100', // as in docker-compose.yml
     LOG_LEVEL: 'info',
     MAX_CONNECTIONS: '40' // for the panel's dropped connections, below; the workload holds far fewer
@@ -147,12 +150,17 @@ async function untilFiring (name: string): Promise<{ alerts: Alert[], firing: Al
   return { alerts, firing }
 }
 
-test('an alert fires on a real overload: the burst past maxConnections fires JourneyConnectionsDropped; the collector took every span, so no span alert fires', { skip }, async () => {
+test('an alert fires on a real overload: the burst past maxConnections fires JourneyConnectionsDropped; the collector took every span and metric push, so no telemetry alert fires', { skip }, async () => {
   const { alerts, firing } = await untilFiring('JourneyConnectionsDropped')
   assert.equal(firing.labels.listener, 'http')
   assert.equal(firing.labels.severity, 'warning')
   const names = alerts.map(a => a.labels.alertname)
-  for (const quiet of ['JourneyTargetDown', 'JourneySpansDropped', 'JourneySpanExportDown']) assert.ok(!names.includes(quiet), `${quiet} is not active`)
+  for (const quiet of ['JourneyTargetDown', 'JourneySpansDropped', 'JourneySpanExportDown', 'JourneyMetricPushDown']) assert.ok(!names.includes(quiet), `${quiet} is not active`)
+  // Quiet because the pushes got through, not because there were none.
+  const pushes = await promApi('/api/v1/query', { query: 'sum by (result) (journey_metric_pushes_total{job="request-journey"})' })
+  const byResult = Object.fromEntries((pushes.result as Array<{ metric: { result: string }, value: [number, string] }>).map(r => [r.metric.result, Number(r.value[1])]))
+  assert.ok(byResult.success! >= 3, `pushes that succeeded, as Prometheus scraped them: ${JSON.stringify(byResult)}`)
+  assert.equal(byResult.failure, 0, 'and none failed (the series exists, from 0)')
 })
 
 test('clients rejecting the certificate fire JourneyTlsCertificateRejected, counted from 0 under their reason', { skip }, async (t) => {
