@@ -144,23 +144,25 @@ if (samplerData?.requestJourneyKernelSampler === true && parentPort !== null) {
   let tcp6: string | undefined
   // A system without /proc/net/tcp6 (IPv6 off), or without /proc/net at all, reads as "not found".
   const read = (path: string): string => { try { return readFileSync(path, 'utf8') } catch { return '' } }
+  // This thread's CPU time when the tick first read /proc (a syscall: only on ticks that read it).
+  let cpuAtRead: number | undefined
   const fromProc = (inode: string | undefined): number | undefined => {
     if (inode === undefined) return undefined
+    cpuAtRead ??= threadCpuMs()
     return acceptQueueLength(tcp ??= read('/proc/net/tcp'), inode) ?? acceptQueueLength(tcp6 ??= read('/proc/net/tcp6'), inode)
   }
   let procAfter = 0
   setInterval(() => {
-    tcp = tcp6 = undefined
+    tcp = tcp6 = cpuAtRead = undefined
     const started = performance.now()
     const second = Math.floor(started / 1000)
     const procAllowed = started >= procAfter
-    const cpuBefore = procAllowed ? threadCpuMs() : 0 // a syscall: only when /proc may be read
     for (const [slot, s] of slots) {
       const n = listenQueueOfFd(s.fd)?.length ?? (procAllowed ? fromProc(s.inode) : undefined)
       if (n === undefined) continue
       s.window.record(second, n)
       Atomics.store(peaks, slot, s.window.max(second))
     }
-    if (tcp !== undefined || tcp6 !== undefined) procAfter = nextProcRead(performance.now(), threadCpuMs() - cpuBefore)
+    if (cpuAtRead !== undefined) procAfter = nextProcRead(performance.now(), threadCpuMs() - cpuAtRead)
   }, intervalMs)
 }
