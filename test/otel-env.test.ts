@@ -184,6 +184,13 @@ test('where each signal\'s exporter sends, worked out as the exporter does, with
   assert.equal(otlpDestination({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, 'TRACES'), 'nowhere: not an http(s) URL (http/protobuf)')
 })
 
+/** The start-up line that says where telemetry goes; fails when there is none. */
+function telemetryLine (logs: string): { spans: string, metricsPush: string, tailKeep: string } {
+  const where = logs.split('\n').find(l => l.includes('"msg":"telemetry"'))
+  assert.ok(where !== undefined, 'a telemetry line')
+  return JSON.parse(where) as { spans: string, metricsPush: string, tailKeep: string }
+}
+
 test('where the start-up log says spans and metrics will be posted is where the exporters post them', async (t) => {
   t.after(killAll)
   const paths: string[] = []
@@ -205,9 +212,7 @@ test('where the start-up log says spans and metrics will be posted is where the 
     const said = s.logs().split('\n').filter(l => l.includes('"level":40') && l.includes('ENDPOINT'))
     for (const path of expected) assert.ok(said.some(l => l.includes(`${base}${path}`)), `the log names ${path}: ${said.join('\n')}`)
     // The start-up line that says where telemetry goes names the same places.
-    const where = s.logs().split('\n').find(l => l.includes('"msg":"telemetry"'))
-    assert.ok(where !== undefined, 'a telemetry line')
-    const line = JSON.parse(where) as { spans: string, metricsPush: string, tailKeep: string }
+    const line = telemetryLine(s.logs())
     assert.equal(line.tailKeep, 'requests of 500 ms or more, and 5xx and cut-off ones, whatever the head sampler said')
     // Each signal's own path, not merely one that arrived.
     assert.ok(expected.some(p => line.spans.startsWith(`OTLP to ${base}${p} (http/protobuf)`)), line.spans)
@@ -245,16 +250,13 @@ test('OTEL_SDK_DISABLED=" TRUE" sends nothing and says so; "1" or "yes" leaves t
   await once(collector, 'listening')
   t.after(() => { collector.closeAllConnections(); collector.close() })
   const common = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`, OTEL_TRACES_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_METRICS_EXPORTER: 'prometheus,otlp', OTEL_METRIC_EXPORT_INTERVAL: '200' }
-  const telemetryLine = (logs: string): Record<string, unknown> => {
-    const { spans, metricsPush } = JSON.parse(logs.split('\n').find(l => l.includes('"msg":"telemetry"'))!) as Record<string, unknown>
-    return { spans, metricsPush }
-  }
 
   const off = await start({ ...common, OTEL_SDK_DISABLED: ' TRUE' })
   assert.equal((await fetch(`http://127.0.0.1:${off.ports.http}/`)).status, 200)
   await new Promise(resolve => setTimeout(resolve, 1000)) // five push intervals, ten span batches
   assert.deepEqual(paths, [], 'nothing posted')
-  assert.deepEqual(telemetryLine(off.logs()), { spans: 'off', metricsPush: 'off' })
+  const { spans, metricsPush } = telemetryLine(off.logs())
+  assert.deepEqual({ spans, metricsPush }, { spans: 'off', metricsPush: 'off' })
   assert.doesNotMatch(off.logs(), /OTEL_SDK_DISABLED/)
   off.child.kill('SIGTERM')
   await off.exited
