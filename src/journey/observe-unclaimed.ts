@@ -27,7 +27,8 @@ export function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): 
   // An Upgrade or CONNECT the app listens for leaves HTTP: no response will come, and none is missing. A
   // CONNECT nobody listens for is closed by Node without an answer: a request, cut off.
   const leaves = (message as IncomingMessage & { upgrade?: boolean }).upgrade === true
-  if (leaves && !(message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0)) return
+  const refused = leaves && message.method === 'CONNECT' && (message.socket as { server?: Server } | null)?.server?.listenerCount('connect') === 0
+  if (leaves && !refused) return
   const rec = newRequestRecord(conn, message.method ?? '', message.url ?? '', protocolVersionOf(conn, message), now())
   rec.userAgent = message.headers['user-agent']
   // Read now: the message is let go before the record is published (answeredBeforeHooks, cutOff).
@@ -35,8 +36,16 @@ export function onUnclaimed (message: IncomingMessage, conn: ConnectionRecord): 
   rec.route = UNMATCHED_ROUTE
   rec.beforeHooks = true
   rec.message = message
-  conn.unclaimed++
   conn.owner?.start(rec, message.headers)
+  if (refused) {
+    // Node destroys the socket as soon as this parser callback returns: the request ends here, cut off by
+    // the server. Left to the connection's 'close' (libuv's next turn, ≈ 0.1–1 ms on), that wait would be
+    // counted as the request's and, being no stage's, as the hooks gap, though no hook ever ran.
+    conn.closedBy ??= 'server'
+    if (leaveInflight(rec)) cutOff(rec, rec.requestAt)
+    return
+  }
+  conn.unclaimed++
 }
 
 type UnclaimedStream = ObservedStream & {

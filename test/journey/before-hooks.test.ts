@@ -146,7 +146,16 @@ test('a CONNECT nobody handles is closed by Node: counted as cut off; one the ap
   assert.equal((await requests()).get('http_request_method="CONNECT",http_route="(unmatched)",http_response_status_code="aborted",url_scheme="http",network_protocol_version="1.1"'), 1)
   const [root] = roots(exporter.getFinishedSpans())
   assert.equal(root?.attributes['journey.aborted'], true)
+  assert.equal(root?.attributes['journey.aborted_by'], 'server')
   assert.equal(root?.attributes['journey.before_hooks'], true)
+  // It ends where Node refused it, after parse: the wait for the socket's close is nobody's hooks.
+  const w = waterfall(exporter.getFinishedSpans(), root!)
+  assert.deepEqual(stageNames(w), ['accept', 'read', 'parse'])
+  assert.deepEqual(w.stages.at(-1)!.endTime, root!.endTime, 'the request ends with its parse')
+  const at = 'method="CONNECT",route="(unmatched)"'
+  assert.equal((await samples('journey_gap_duration_seconds_sum')).get(`gap="hooks",${at}`), 0, 'no hooks gap')
+  const closed = await samples('journey_connections_closed_total')
+  assert.equal(closed.get('listener="http",by="server"'), 1, JSON.stringify([...closed]))
 
   registry.resetMetrics()
   const tunnel = (_req: unknown, socket: import('node:stream').Duplex): void => { socket.end('HTTP/1.1 200 Connection Established\r\n\r\n') }
