@@ -184,7 +184,7 @@ test('an error ends the stage it happened in; the error handler\'s time is the e
   assert.equal(decode.status.code, 2, 'it did not complete')
   const gap = Number(strict.root.attributes['journey.gap.error_handler_ms'])
   assert.ok(gap >= 29 && gap < 29 + 50, `the error handler's 30 ms are the error_handler gap: ${gap} ms`)
-  assert.ok(Number(strict.root.attributes['journey.gap.hooks_ms']) < 5, 'and not the hooks gap')
+  assert.ok(Number(strict.root.attributes['journey.gap.hooks_ms']) < 15, 'and not the hooks gap (a loaded host may add a few ms)')
   assert.equal(stage(strict, 'serialize')!.attributes['journey.serialize.skipped'], false, 'what the error handler sent is serialized after it')
   assert.ok(!stageNames(strict).includes('handler'))
   const boom = waterfall(spans, roots(spans, '/boom-reported')[0]!)
