@@ -109,12 +109,13 @@ try {
   const example = /```ts\n[\s\S]*?\n```/.exec(section)?.[0]
   if (example === undefined) throw new Error('README.md: no TypeScript example under "Using the instrumentation in your own Fastify app"')
   // So do the parts of the plugin's guide marked for it: what each of its warnings means (a warning a team
-  // sees names its remedy there), its metrics by OTLP, zero-code instrumentation, NestJS and the order of hooks.
+  // sees names its remedy there), its metrics by OTLP, its span processor, zero-code instrumentation, NestJS
+  // and the order of hooks. Their links (and stages.md's) to the sources point at their compiled files in the package.
+  const compiled = (text: string): string => text.replace(/\]\(\.\.\/src\/journey\/([\w-]+)\.ts\)/g, '](lib/journey/$1.js)')
   const guide = readFileSync(join(root, 'docs', 'plugin.md'), 'utf8')
-  const marked = [...guide.matchAll(/<!-- package:start -->\n([\s\S]*?)<!-- package:end -->/g)].map(m => m[1]!.trim())
+  const marked = [...guide.matchAll(/<!-- package:start -->\n([\s\S]*?)<!-- package:end -->/g)].map(m => compiled(m[1]!.trim()))
   if (marked.length === 0) throw new Error('docs/plugin.md: no part marked <!-- package:start --> … <!-- package:end -->')
-  // Its links to the sources point at their compiled files in the package.
-  const stages = readFileSync(join(root, 'docs/stages.md'), 'utf8').replace(/\]\(\.\.\/src\/journey\/([\w-]+)\.ts\)/g, '](lib/journey/$1.js)')
+  const stages = compiled(readFileSync(join(root, 'docs/stages.md'), 'utf8'))
   writeFileSync(join(stage, 'stages.md'), stages)
   writeFileSync(join(stage, 'README.md'), [
     '# fastify-request-journey',

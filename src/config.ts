@@ -47,7 +47,7 @@ export interface Config {
   kernelSampleMs: number
   /** Where OTLP/HTTP exports are sent from (telemetry.ts: exportThread). */
   exportThread: ExportThreadChoice
-  /** Span batches that may be in flight to the collector at once (span-pipeline.ts). */
+  /** Span batches that may be in flight to the collector at once (journey/span-pipeline.ts). */
   exportConcurrency: number
   acceptStrategy: AcceptStrategy
   /** Worker processes for the cluster and reuseport strategies. */

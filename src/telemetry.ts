@@ -12,9 +12,8 @@ import { setGlobalErrorHandler } from '@opentelemetry/core'
 import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import { journeyTracing, type JourneyTracing } from './journey/index.ts'
+import { countedBatchProcessor, journeyTracing, type JourneyTracing } from './journey/index.ts'
 import { rootRatioOf, samplerFromEnv } from './journey/sampling.ts'
-import { countedBatchProcessor } from './span-pipeline.ts'
 import { exportTiming, startMetricsExport } from './metrics-export.ts'
 import { metricExporterNames, metricsTemporality, otelEnvProblems, otlpDestination, otlpProtocol, positiveIntFromEnv, routeDiagnostics, sdkDisabled, traceExporterNames } from './otel-env.ts'
 import { resourceAttributeFromEnv } from './resource-env.ts'
@@ -100,7 +99,7 @@ export interface TelemetryOptions {
  * per request where a typical instrumentation makes 1–3; a hung collector then holds ≈ 6 MB of heap (8192
  * stage spans, measured after GC). Batches stay at the SDK's 512: a batch is serialized in one go on the
  * event loop (≈ 2 µs a span), and 2048-span batches put ≈ 1.5 ms on a loaded server's p99. Throughput comes
- * from up to 8 batches in flight instead (span-pipeline.ts says why the processor alone cannot keep up).
+ * from up to 8 batches in flight instead (journey/span-pipeline.ts says why the processor alone cannot keep up).
  * Measured on the bench's server, 100 % sampled, saturated by wrk (spans delivered per request, of 7):
  * one batch in flight 5.3 at 50 connections and 1.4 at 200; 4 in flight 7.0 and 7.0; 8 in flight 7.0,
  * 7.0 and 5.1 at 800 connections, where the queue itself is the limit (OTEL_BSP_MAX_QUEUE_SIZE).

@@ -139,11 +139,10 @@ const SDK_APP = `
 import { createServer } from 'node:http'
 import Fastify from 'fastify'
 import { NodeSDK } from '@opentelemetry/sdk-node'
-import { BatchSpanProcessor } from '@opentelemetry/sdk-trace'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { AggregationTemporality, InMemoryMetricExporter, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { Registry } from 'prom-client'
-import { createJourney, journeyTracing, registryMetricProducer } from 'fastify-request-journey'
+import { countedBatchProcessor, createJourney, journeyTracing, registryMetricProducer } from 'fastify-request-journey'
 
 const spans = []
 const receiver = createServer((req, res) => {
@@ -157,9 +156,9 @@ const receiver = createServer((req, res) => {
 await new Promise(resolve => receiver.listen(0, '127.0.0.1', resolve))
 process.env.OTEL_TRACES_SAMPLER = 'always_on'
 const exporter = new OTLPTraceExporter({ url: 'http://127.0.0.1:' + receiver.address().port + '/v1/traces' })
-const tracing = journeyTracing({ spanProcessors: [new BatchSpanProcessor({ exporter })] })
-// Its metrics through the line's own metric reader too, as docs/plugin.md sets it up.
 const registry = new Registry()
+const tracing = journeyTracing({ spanProcessors: [countedBatchProcessor({ exporter, registry })] })
+// Its metrics through the line's own metric reader too, as docs/plugin.md sets it up.
 const pushed = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)
 const reader = new PeriodicExportingMetricReader({ exporter: pushed, exportIntervalMillis: 3600000, metricProducers: [registryMetricProducer(registry)] })
 const sdk = new NodeSDK({ ...tracing.sdkOptions, metricReaders: [reader] })
@@ -179,6 +178,7 @@ const handler = pushed.getMetrics().at(-1)?.scopeMetrics.flatMap(sm => sm.metric
 await app.close(); journey.close()
 await sdk.shutdown()
 receiver.close()
+const counted = /^journey_spans_exported_total\\{result="success"\\} (\\d+)$/m.exec(await registry.metrics())?.[1]
 const ids = new Set(spans.map(s => s.spanId))
 console.log(JSON.stringify({
   status: r.status,
@@ -187,7 +187,8 @@ console.log(JSON.stringify({
   orphans: spans.filter(s => s.parentSpanId && !ids.has(s.parentSpanId)).map(s => s.name),
   traces: new Set(spans.filter(s => s.name !== 'journey.connection').map(s => s.traceId)).size,
   scopes: [...new Set(spans.map(s => s.scope))],
-  pushedHandler: handler === undefined ? null : { count: handler.value.count, buckets: handler.value.buckets.counts.length }
+  pushedHandler: handler === undefined ? null : { count: handler.value.count, buckets: handler.value.buckets.counts.length },
+  countedExported: Number(counted) === spans.length && spans.length > 0
 }))
 `
 
@@ -340,7 +341,7 @@ for (const [line, oldest] of Object.entries(PEER_LINES)) {
   })
 }
 
-// The README's set-up — NodeSDK started with the journey's sdkOptions, a BatchSpanProcessor, an OTLP
+// The README's set-up — NodeSDK started with the journey's sdkOptions, its countedBatchProcessor, an OTLP
 // exporter — in a service on OpenTelemetry JS 2.x, whose last SDK most services still run. npm, placing the
 // package's peers, takes the newest versions their ranges allow (3.x, which wants API 1.10) over the 2.x ones
 // the SDK brought, and stops with ERESOLVE (most of the time; not every run here); docs/plugin.md's install
@@ -369,7 +370,7 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/p
     assert.equal((after.dependencies[name] as { version: string }).version, (dep as { version: string }).version, `${name} stays as it was`)
   }
   writeFileSync(join(project, 'sdk-app.mjs'), SDK_APP)
-  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number, scopes: string[], pushedHandler: unknown }
+  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number, scopes: string[], pushedHandler: unknown, countedExported: boolean }
   assert.equal(out.status, 200)
   assert.ok(out.kernelWait, 'the prebuilt addon')
   assert.deepEqual(out.exported, ['GET /hello/:name', 'journey.accept', 'journey.decode', 'journey.handler', 'journey.parse', 'journey.read', 'journey.serialize', 'journey.write'], 'exported through OTLP/HTTP by the 2.x exporter')
@@ -378,6 +379,7 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/p
   const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
   assert.deepEqual(out.scopes, [`request-journey@${version}`], 'every span says which release of the package measured it')
   assert.deepEqual(out.pushedHandler, { count: 1, buckets: STAGE_BUCKETS.length + 1 }, 'its metrics through the 2.x SDK\'s metric reader (registryMetricProducer)')
+  assert.ok(out.countedExported, 'countedBatchProcessor, on the 2.x SDK\'s BatchSpanProcessor, counted every span the receiver got')
 })
 
 // npm 12 runs no dependency's install script until the app approves it (as pnpm and Yarn 4 do, and as

@@ -1,5 +1,5 @@
 // The export queue's say over traces: whether a kept request's spans may be built at all, and the room a
-// head-sampled request holds while it runs. Asked of the span processors that offer it (src/span-pipeline.ts
+// head-sampled request holds while it runs. Asked of the span processors that offer it (src/journey/span-pipeline.ts
 // does); processors without it are assumed to have room.
 import type { SpanProcessor } from '@opentelemetry/sdk-trace'
 

@@ -41,7 +41,7 @@ declare module 'fastify' {
   }
 }
 
-export { STAGES, METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
+export { STAGES, METRIC, PIPELINE_METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
 export { clientErrorReason, tlsFailureReason } from './observe-connection.ts'
 export { sessionErrorReason } from './observe-http2.ts'
@@ -51,6 +51,7 @@ export { exposition, prefersOpenMetrics, openMetricsToText, type Exposition } fr
 export { registryMetricProducer, type BridgeMetricProducer, type JsonMetricsSource } from './metric-producer.ts'
 export type { RequestRecord, ConnectionRecord, DroppedConnection, JourneyOwner } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
+export { countedBatchProcessor, type CountedBatchProcessorOptions } from './span-pipeline.ts'
 export { checkParserInternals }
 
 export interface JourneyTracing {

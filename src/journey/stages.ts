@@ -160,6 +160,18 @@ export const METRIC = {
 } as const
 
 /**
+ * countedBatchProcessor's metrics (span-pipeline.ts), in the registry it is given. Apart from METRIC: they
+ * belong to the processor, not to a journey, so createJourney neither refuses a registry that has them nor
+ * takes them out when the journey closes.
+ */
+export const PIPELINE_METRIC = {
+  spansDropped: 'journey_spans_dropped_total',
+  spansExported: 'journey_spans_exported_total',
+  spansPending: 'journey_spans_pending',
+  spansReserved: 'journey_spans_reserved'
+} as const
+
+/**
  * Histogram buckets for stages: most stages take microseconds, a blocked handler seconds. The five below
  * 10 µs are there because read, parse, decode, serialize and a light handler take 0.1–3 µs: with 10 µs as the
  * first bucket, `histogram_quantile` put every one of them at p50 5.00 µs and p99 9.90 µs (a real Prometheus,

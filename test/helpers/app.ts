@@ -40,7 +40,7 @@ export async function journeyUnderHttpInstrumentation (
 
 /**
  * An export queue for the queue-full tests: a span processor given these methods offers admission and
- * reservations (SpanAdmission) as src/span-pipeline.ts does, over `room` spans the test sets directly.
+ * reservations (SpanAdmission) as src/journey/span-pipeline.ts does, over `room` spans the test sets directly.
  */
 export function fakeQueue (room: number): { queue: { room: number, held: number }, admission: Required<import('../../src/journey/index.ts').SpanAdmission> } {
   const queue = { room, held: 0 }

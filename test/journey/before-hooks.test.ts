@@ -10,7 +10,7 @@ import { AlwaysOffSampler, AlwaysOnSampler, TracerProvider, InMemorySpanExporter
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { createJourney, journeyTracing, type Journey } from '../../src/journey/index.ts'
-import { countedBatchProcessor } from '../../src/span-pipeline.ts'
+import { countedBatchProcessor } from '../../src/journey/index.ts'
 import { connect, countResponses, statusesOf, statusOf } from '../helpers/raw.ts'
 import { roots, stageNames, waterfall } from '../helpers/spans.ts'
 

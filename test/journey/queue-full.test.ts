@@ -1,6 +1,6 @@
 // A head-sampled request that finds the export queue full at its start runs untraced. What that must mean,
 // seen over a real server with the real SDK and a span processor that offers admission and reservations
-// (as src/span-pipeline.ts does): no span of its handler recorded, an incoming trace still passed on to
+// (as src/journey/span-pipeline.ts does): no span of its handler recorded, an incoming trace still passed on to
 // downstream calls (flagged not sampled), a trace kept at its end marked as such, and the room held by
 // requests still running given back when the journey closes.
 import assert from 'node:assert/strict'

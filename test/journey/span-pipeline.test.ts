@@ -1,4 +1,4 @@
-// The counted export pipeline (src/span-pipeline.ts) around the SDK's real BatchSpanProcessor and real
+// The counted export pipeline (src/journey/span-pipeline.ts) around the SDK's real BatchSpanProcessor and real
 // spans from a TracerProvider: batches go out concurrently up to the limit and never beyond it, a flush
 // waits for every send, and failures of batches the processor was already told about still surface.
 import assert from 'node:assert/strict'
@@ -6,7 +6,7 @@ import { afterEach, test } from 'node:test'
 import { ExportResultCode, setGlobalErrorHandler, type ExportResult } from '@opentelemetry/core'
 import { TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
 import { Registry } from 'prom-client'
-import { countedBatchProcessor } from '../src/span-pipeline.ts'
+import { countedBatchProcessor, createJourney, PIPELINE_METRIC } from '../../src/journey/index.ts'
 
 /** An exporter whose sends finish when the test says so, recording how many overlapped. */
 function gatedExporter (): SpanExporter & { sends: Array<{ spans: number, finish: (ok: boolean) => void }>, maxOverlap: number, flushes: number } {
@@ -39,10 +39,13 @@ function gatedExporter (): SpanExporter & { sends: Array<{ spans: number, finish
   return e
 }
 
-function setup (maxConcurrentExports: number): { exporter: ReturnType<typeof gatedExporter>, end: (n: number) => void, registry: Registry, processor: ReturnType<typeof countedBatchProcessor> } {
+/** A pipeline over a gated exporter: a queue of 100 in batches of 10, or with `defaults` only what must be given. */
+function setup (maxConcurrentExports: number | 'defaults'): { exporter: ReturnType<typeof gatedExporter>, end: (n: number) => void, registry: Registry, processor: ReturnType<typeof countedBatchProcessor> } {
   const exporter = gatedExporter()
   const registry = new Registry()
-  const processor = countedBatchProcessor({ exporter, registry, maxQueueSize: 100, maxExportBatchSize: 10, scheduledDelayMillis: 60_000, exportTimeoutMillis: 30_000, maxConcurrentExports })
+  const processor = maxConcurrentExports === 'defaults'
+    ? countedBatchProcessor({ exporter, registry })
+    : countedBatchProcessor({ exporter, registry, maxQueueSize: 100, maxExportBatchSize: 10, scheduledDelayMillis: 60_000, exportTimeoutMillis: 30_000, maxConcurrentExports })
   const tracer = new TracerProvider({ spanProcessors: [processor] }).getTracer('t')
   started.push({ exporter, processor })
   return { exporter, registry, processor, end: (n) => { for (let i = 0; i < n; i++) tracer.startSpan('s').end() } }
@@ -94,6 +97,18 @@ test('a limit of 1 is the BatchSpanProcessor alone: one batch per round trip', a
   exporter.sends[0]!.finish(true)
   await tick()
   assert.equal(exporter.sends.length, 2)
+  assert.equal(exporter.maxOverlap, 1)
+})
+
+test('with only an exporter and a registry, it is the SDK\'s processor as it comes: 2048 spans at most, batches of 512, one in flight', async () => {
+  const { exporter, end, registry } = setup('defaults')
+  end(2100)
+  await tick()
+  assert.deepEqual(exporter.sends.map(s => s.spans), [512], 'one full batch out, the rest wait for it')
+  assert.match(await metric(registry, 'journey_spans_dropped_total'), / 52$/m, 'the 52 spans past 2048')
+  exporter.sends[0]!.finish(true)
+  await tick()
+  assert.deepEqual(exporter.sends.map(s => s.spans), [512, 512])
   assert.equal(exporter.maxOverlap, 1)
 })
 
@@ -174,4 +189,13 @@ test('reserve: room held for running requests counts against the bound until rel
   for (const s of exporter.sends) s.finish(true)
   await tick()
   assert.equal(processor.admit(100), true, 'all of it free again')
+})
+
+test('a journey shares the registry with it: createJourney takes a registry the pipeline is in, and closing the journey leaves its series', async () => {
+  const { registry } = setup(1)
+  const journey = createJourney({ registry })
+  assert.ok(registry.getSingleMetric('journey_stage_duration_seconds') !== undefined, 'the journey\'s metrics are there too')
+  journey.close()
+  assert.equal(registry.getSingleMetric('journey_stage_duration_seconds'), undefined, 'the journey took its own out')
+  for (const name of Object.values(PIPELINE_METRIC)) assert.ok(registry.getSingleMetric(name) !== undefined, `${name} stays`)
 })

@@ -15,35 +15,65 @@
 // waits for every send), so this wrapper answers the processor as soon as a batch is handed over while
 // fewer than the limit are in flight, and holds the answer back otherwise. Results are counted, and
 // failures reported to the global error handler, here, since the processor no longer sees them.
+//
+// Part of the plugin so that a service gets the same pipeline, and the same journey_spans_* series (which the
+// alerts in deploy/prometheus/alerts.yml read), as the demo: `countedBatchProcessor({ exporter, registry })`
+// where it had `new BatchSpanProcessor({ exporter })`.
 import type { Context } from '@opentelemetry/api'
 import { ExportResultCode, globalErrorHandler, type ExportResult } from '@opentelemetry/core'
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
-import { Counter, Gauge, type Registry } from 'prom-client'
-import type { SpanAdmission } from './journey/index.ts'
+import { Counter, Gauge } from 'prom-client'
+import type { SpanAdmission } from './admission.ts'
+import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
+import { PIPELINE_METRIC } from './stages.ts'
 
-export interface CountedPipelineOptions {
+export interface CountedBatchProcessorOptions {
   exporter: SpanExporter
-  registry: Registry<any>
-  maxQueueSize: number
-  maxExportBatchSize: number
-  scheduledDelayMillis: number
-  exportTimeoutMillis: number
-  /** Batches that may be in flight at once (1 is the BatchSpanProcessor's own behaviour). */
-  maxConcurrentExports: number
+  /** Where the pipeline's series go (journey_spans_dropped_total, _exported_total, _pending, _reserved): one pipeline per registry. */
+  registry: MetricsRegistry
+  /** Spans queued or being exported, at most (default 2048, as the SDK's processor); the rest are dropped and counted. */
+  maxQueueSize?: number
+  /** Spans per export (default 512, and never more than maxQueueSize). */
+  maxExportBatchSize?: number
+  /** How long a batch that is not full waits before it is sent (default 5000 ms). */
+  scheduledDelayMillis?: number
+  /** How long an export may take before the processor gives up on it (default 30000 ms). */
+  exportTimeoutMillis?: number
+  /**
+   * Batches that may be in flight at once (default 1, the BatchSpanProcessor's own behaviour). The OTLP
+   * exporters take several (the demo sends up to 8); an exporter that cannot overlap its sends needs 1.
+   */
+  maxConcurrentExports?: number
 }
 
-export function countedBatchProcessor (opts: CountedPipelineOptions): SpanProcessor & SpanAdmission {
-  const registers = [opts.registry]
-  const dropped = new Counter({ name: 'journey_spans_dropped_total', help: 'Spans not exported because the export queue was full (the collector is down or slow).', registers })
-  const exported = new Counter({ name: 'journey_spans_exported_total', help: 'Spans handed to the exporter, by result.', labelNames: ['result'] as const, registers })
+/** The SDK's BatchSpanProcessor defaults, which countedBatchProcessor keeps. */
+const DEFAULTS = { maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMillis: 5000, exportTimeoutMillis: 30_000, maxConcurrentExports: 1 }
+
+/**
+ * The SDK's BatchSpanProcessor around `exporter`, bounded and counted: what it turns away and what the
+ * exporter failed to deliver are series in `registry`, a kept request's spans are admitted whole or not at
+ * all (SpanAdmission), and up to `maxConcurrentExports` batches are in flight at once.
+ */
+export function countedBatchProcessor (options: CountedBatchProcessorOptions): SpanProcessor & SpanAdmission {
+  const opts = {
+    exporter: options.exporter,
+    maxQueueSize: options.maxQueueSize ?? DEFAULTS.maxQueueSize,
+    maxExportBatchSize: options.maxExportBatchSize ?? DEFAULTS.maxExportBatchSize,
+    scheduledDelayMillis: options.scheduledDelayMillis ?? DEFAULTS.scheduledDelayMillis,
+    exportTimeoutMillis: options.exportTimeoutMillis ?? DEFAULTS.exportTimeoutMillis,
+    maxConcurrentExports: options.maxConcurrentExports ?? DEFAULTS.maxConcurrentExports
+  }
+  const registers = [asPromClientRegistry(options.registry)]
+  const dropped = new Counter({ name: PIPELINE_METRIC.spansDropped, help: 'Spans not exported because the export queue was full (the collector is down or slow).', registers })
+  const exported = new Counter({ name: PIPELINE_METRIC.spansExported, help: 'Spans handed to the exporter, by result.', labelNames: ['result'] as const, registers })
   // Both results from 0, so the first failure (or the first success) is an increase Prometheus can see.
   exported.inc({ result: 'success' }, 0)
   exported.inc({ result: 'failure' }, 0)
   let pending = 0
-  new Gauge({ name: 'journey_spans_pending', help: 'Spans queued for export or being exported.', registers, collect () { this.set(pending) } })
+  new Gauge({ name: PIPELINE_METRIC.spansPending, help: 'Spans queued for export or being exported.', registers, collect () { this.set(pending) } })
   // Room held for head-sampled requests still running (SpanAdmission.reserve): part of the bound.
   let reserved = 0
-  new Gauge({ name: 'journey_spans_reserved', help: 'Room in the export queue held for sampled requests still running (counts against OTEL_BSP_MAX_QUEUE_SIZE with the pending spans).', registers, collect () { this.set(reserved) } })
+  new Gauge({ name: PIPELINE_METRIC.spansReserved, help: 'Room in the export queue held for sampled requests still running (counts against its maxQueueSize, OTEL_BSP_MAX_QUEUE_SIZE in the demo, with the pending spans).', registers, collect () { this.set(reserved) } })
 
   let inFlight = 0
   // The processor's callback for the newest batch, held back while the limit of batches was in flight.
