@@ -6,12 +6,12 @@
 // The SDK and the exporter are imported only when this is asked for. A collector that is down costs one
 // failed export per interval (said in the log once a minute), nothing queued: each collection is sent once,
 // retried by the exporter for at most OTEL_EXPORTER_OTLP_TIMEOUT (10 s), then dropped — and counted in
-// journey_metric_pushes_total{result}, as span exports are in journey_spans_exported_total.
-import { ExportResultCode } from '@opentelemetry/core'
+// journey_metric_pushes_total{result} (the plugin's countedMetricExporter), as span exports are in
+// journey_spans_exported_total.
 import type { Resource } from '@opentelemetry/resources'
-import type { MeterProvider, PushMetricExporter } from '@opentelemetry/sdk-metrics'
-import { Counter, type Registry } from 'prom-client'
-import { registryMetricProducer, type BridgeMetricProducer, type JsonMetricsSource } from './journey/metric-producer.ts'
+import type { MeterProvider } from '@opentelemetry/sdk-metrics'
+import type { Registry } from 'prom-client'
+import { countedMetricExporter, registryMetricProducer, type BridgeMetricProducer, type JsonMetricsSource } from './journey/index.ts'
 import { metricExporterNames, metricsTemporality, otlpProtocol, positiveIntFromEnv } from './otel-env.ts'
 
 type Env = Record<string, string | undefined>
@@ -21,32 +21,6 @@ export function exportTiming (env: Env): { exportIntervalMillis: number, exportT
   const exportIntervalMillis = positiveIntFromEnv(env, 'OTEL_METRIC_EXPORT_INTERVAL', 60_000)
   const exportTimeoutMillis = Math.min(positiveIntFromEnv(env, 'OTEL_METRIC_EXPORT_TIMEOUT', 30_000), exportIntervalMillis)
   return { exportIntervalMillis, exportTimeoutMillis }
-}
-
-/**
- * `exporter` with each push's result counted. The SDK's reader only logs a failed push (once a minute
- * here), so without this an operator cannot graph or alert on pushes that stopped arriving. Counted when
- * the exporter calls back, so a push the reader gave up on at its timeout is still counted as what it
- * became. Both results start at 0 so the first of either is an increase Prometheus sees; the next push
- * that gets through carries the failures before it.
- */
-function countedMetricExporter (exporter: PushMetricExporter, registry: Registry<any>): PushMetricExporter {
-  const pushes = new Counter({ name: 'journey_metric_pushes_total', help: 'OTLP pushes of the metrics (OTEL_METRICS_EXPORTER=otlp), by result: one each OTEL_METRIC_EXPORT_INTERVAL and one at shutdown.', labelNames: ['result'] as const, registers: [registry] })
-  pushes.inc({ result: 'success' }, 0)
-  pushes.inc({ result: 'failure' }, 0)
-  return {
-    export (metrics, done) {
-      exporter.export(metrics, (result) => {
-        pushes.inc({ result: result.code === ExportResultCode.SUCCESS ? 'success' : 'failure' })
-        done(result)
-      })
-    },
-    forceFlush: async () => { await exporter.forceFlush() },
-    shutdown: async () => { await exporter.shutdown() },
-    // Only the SDK's own instruments use these (a producer chooses its own); passed on all the same.
-    selectAggregationTemporality: exporter.selectAggregationTemporality?.bind(exporter),
-    selectAggregation: exporter.selectAggregation?.bind(exporter)
-  }
 }
 
 /**

@@ -142,7 +142,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { AggregationTemporality, InMemoryMetricExporter, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { Registry } from 'prom-client'
-import { countedBatchProcessor, createJourney, journeyTracing, registryMetricProducer } from 'fastify-request-journey'
+import { countedBatchProcessor, countedMetricExporter, createJourney, journeyTracing, registryMetricProducer } from 'fastify-request-journey'
 
 const spans = []
 const receiver = createServer((req, res) => {
@@ -160,7 +160,7 @@ const registry = new Registry()
 const tracing = journeyTracing({ spanProcessors: [countedBatchProcessor({ exporter, registry })] })
 // Its metrics through the line's own metric reader too, as docs/plugin.md sets it up.
 const pushed = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)
-const reader = new PeriodicExportingMetricReader({ exporter: pushed, exportIntervalMillis: 3600000, metricProducers: [registryMetricProducer(registry)] })
+const reader = new PeriodicExportingMetricReader({ exporter: countedMetricExporter(pushed, registry), exportIntervalMillis: 3600000, metricProducers: [registryMetricProducer(registry)] })
 const sdk = new NodeSDK({ ...tracing.sdkOptions, metricReaders: [reader] })
 sdk.start()
 const journey = createJourney({ registry, tracing })
@@ -178,7 +178,9 @@ const handler = pushed.getMetrics().at(-1)?.scopeMetrics.flatMap(sm => sm.metric
 await app.close(); journey.close()
 await sdk.shutdown()
 receiver.close()
-const counted = /^journey_spans_exported_total\\{result="success"\\} (\\d+)$/m.exec(await registry.metrics())?.[1]
+const afterwards = await registry.metrics()
+const counted = /^journey_spans_exported_total\\{result="success"\\} (\\d+)$/m.exec(afterwards)?.[1]
+const pushesCounted = /^journey_metric_pushes_total\\{result="success"\\} (\\d+)$/m.exec(afterwards)?.[1]
 const ids = new Set(spans.map(s => s.spanId))
 console.log(JSON.stringify({
   status: r.status,
@@ -188,7 +190,8 @@ console.log(JSON.stringify({
   traces: new Set(spans.filter(s => s.name !== 'journey.connection').map(s => s.traceId)).size,
   scopes: [...new Set(spans.map(s => s.scope))],
   pushedHandler: handler === undefined ? null : { count: handler.value.count, buckets: handler.value.buckets.counts.length },
-  countedExported: Number(counted) === spans.length && spans.length > 0
+  countedExported: Number(counted) === spans.length && spans.length > 0,
+  pushesCounted: Number(pushesCounted) === pushed.getMetrics().length && pushesCounted !== '0'
 }))
 `
 
@@ -370,7 +373,7 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/p
     assert.equal((after.dependencies[name] as { version: string }).version, (dep as { version: string }).version, `${name} stays as it was`)
   }
   writeFileSync(join(project, 'sdk-app.mjs'), SDK_APP)
-  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number, scopes: string[], pushedHandler: unknown, countedExported: boolean }
+  const out = (await runApp(project, { file: 'sdk-app.mjs' })).out as { status: number, kernelWait: boolean, exported: string[], orphans: string[], traces: number, scopes: string[], pushedHandler: unknown, countedExported: boolean, pushesCounted: boolean }
   assert.equal(out.status, 200)
   assert.ok(out.kernelWait, 'the prebuilt addon')
   assert.deepEqual(out.exported, ['GET /hello/:name', 'journey.accept', 'journey.decode', 'journey.handler', 'journey.parse', 'journey.read', 'journey.serialize', 'journey.write'], 'exported through OTLP/HTTP by the 2.x exporter')
@@ -380,6 +383,7 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/p
   assert.deepEqual(out.scopes, [`request-journey@${version}`], 'every span says which release of the package measured it')
   assert.deepEqual(out.pushedHandler, { count: 1, buckets: STAGE_BUCKETS.length + 1 }, 'its metrics through the 2.x SDK\'s metric reader (registryMetricProducer)')
   assert.ok(out.countedExported, 'countedBatchProcessor, on the 2.x SDK\'s BatchSpanProcessor, counted every span the receiver got')
+  assert.ok(out.pushesCounted, 'countedMetricExporter, under the 2.x SDK\'s reader, counted every push')
 })
 
 // npm 12 runs no dependency's install script until the app approves it (as pnpm and Yarn 4 do, and as

@@ -41,7 +41,7 @@ declare module 'fastify' {
   }
 }
 
-export { STAGES, METRIC, PIPELINE_METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
+export { STAGES, METRIC, EXPORT_METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
 export { clientErrorReason, tlsFailureReason } from './observe-connection.ts'
 export { sessionErrorReason } from './observe-http2.ts'
@@ -49,6 +49,7 @@ export { buildTimeline, summarize, type JourneySummary, type Timeline, type Inte
 export { urlPath } from './url-path.ts'
 export { exposition, prefersOpenMetrics, openMetricsToText, type Exposition } from './exposition.ts'
 export { registryMetricProducer, type BridgeMetricProducer, type JsonMetricsSource } from './metric-producer.ts'
+export { countedMetricExporter, type MetricPushExporter } from './metric-pushes.ts'
 export type { RequestRecord, ConnectionRecord, DroppedConnection, JourneyOwner } from './records.ts'
 export type { SpanAdmission } from './admission.ts'
 export { countedBatchProcessor, type CountedBatchProcessorOptions } from './span-pipeline.ts'

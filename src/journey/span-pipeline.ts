@@ -25,7 +25,7 @@ import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, ty
 import { Counter, Gauge } from 'prom-client'
 import type { SpanAdmission } from './admission.ts'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
-import { PIPELINE_METRIC } from './stages.ts'
+import { EXPORT_METRIC } from './stages.ts'
 
 export interface CountedBatchProcessorOptions {
   exporter: SpanExporter
@@ -64,16 +64,16 @@ export function countedBatchProcessor (options: CountedBatchProcessorOptions): S
     maxConcurrentExports: options.maxConcurrentExports ?? DEFAULTS.maxConcurrentExports
   }
   const registers = [asPromClientRegistry(options.registry)]
-  const dropped = new Counter({ name: PIPELINE_METRIC.spansDropped, help: 'Spans not exported because the export queue was full (the collector is down or slow).', registers })
-  const exported = new Counter({ name: PIPELINE_METRIC.spansExported, help: 'Spans handed to the exporter, by result.', labelNames: ['result'] as const, registers })
+  const dropped = new Counter({ name: EXPORT_METRIC.spansDropped, help: 'Spans not exported because the export queue was full (the collector is down or slow).', registers })
+  const exported = new Counter({ name: EXPORT_METRIC.spansExported, help: 'Spans handed to the exporter, by result.', labelNames: ['result'] as const, registers })
   // Both results from 0, so the first failure (or the first success) is an increase Prometheus can see.
   exported.inc({ result: 'success' }, 0)
   exported.inc({ result: 'failure' }, 0)
   let pending = 0
-  new Gauge({ name: PIPELINE_METRIC.spansPending, help: 'Spans queued for export or being exported.', registers, collect () { this.set(pending) } })
+  new Gauge({ name: EXPORT_METRIC.spansPending, help: 'Spans queued for export or being exported.', registers, collect () { this.set(pending) } })
   // Room held for head-sampled requests still running (SpanAdmission.reserve): part of the bound.
   let reserved = 0
-  new Gauge({ name: PIPELINE_METRIC.spansReserved, help: 'Room in the export queue held for sampled requests still running (counts against its maxQueueSize, OTEL_BSP_MAX_QUEUE_SIZE in the demo, with the pending spans).', registers, collect () { this.set(reserved) } })
+  new Gauge({ name: EXPORT_METRIC.spansReserved, help: 'Room in the export queue held for sampled requests still running (counts against its maxQueueSize, OTEL_BSP_MAX_QUEUE_SIZE in the demo, with the pending spans).', registers, collect () { this.set(reserved) } })
 
   let inFlight = 0
   // The processor's callback for the newest batch, held back while the limit of batches was in flight.

@@ -160,15 +160,16 @@ export const METRIC = {
 } as const
 
 /**
- * countedBatchProcessor's metrics (span-pipeline.ts), in the registry it is given. Apart from METRIC: they
- * belong to the processor, not to a journey, so createJourney neither refuses a registry that has them nor
- * takes them out when the journey closes.
+ * The export pipelines' metrics — countedBatchProcessor's (span-pipeline.ts) and countedMetricExporter's
+ * (metric-pushes.ts) — in the registry each is given. Apart from METRIC: they belong to those, not to a
+ * journey, so createJourney neither refuses a registry that has them nor takes them out when it closes.
  */
-export const PIPELINE_METRIC = {
+export const EXPORT_METRIC = {
   spansDropped: 'journey_spans_dropped_total',
   spansExported: 'journey_spans_exported_total',
   spansPending: 'journey_spans_pending',
-  spansReserved: 'journey_spans_reserved'
+  spansReserved: 'journey_spans_reserved',
+  metricPushes: 'journey_metric_pushes_total'
 } as const
 
 /**

@@ -6,7 +6,7 @@ import { afterEach, test } from 'node:test'
 import { ExportResultCode, setGlobalErrorHandler, type ExportResult } from '@opentelemetry/core'
 import { TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace'
 import { Registry } from 'prom-client'
-import { countedBatchProcessor, createJourney, PIPELINE_METRIC } from '../../src/journey/index.ts'
+import { countedBatchProcessor, createJourney, EXPORT_METRIC } from '../../src/journey/index.ts'
 
 /** An exporter whose sends finish when the test says so, recording how many overlapped. */
 function gatedExporter (): SpanExporter & { sends: Array<{ spans: number, finish: (ok: boolean) => void }>, maxOverlap: number, flushes: number } {
@@ -197,5 +197,7 @@ test('a journey shares the registry with it: createJourney takes a registry the 
   assert.ok(registry.getSingleMetric('journey_stage_duration_seconds') !== undefined, 'the journey\'s metrics are there too')
   journey.close()
   assert.equal(registry.getSingleMetric('journey_stage_duration_seconds'), undefined, 'the journey took its own out')
-  for (const name of Object.values(PIPELINE_METRIC)) assert.ok(registry.getSingleMetric(name) !== undefined, `${name} stays`)
+  const spanSeries = Object.values(EXPORT_METRIC).filter(name => name.startsWith('journey_spans_'))
+  assert.equal(spanSeries.length, 4)
+  for (const name of spanSeries) assert.ok(registry.getSingleMetric(name) !== undefined, `${name} stays`)
 })
