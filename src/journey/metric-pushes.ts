@@ -10,7 +10,10 @@ import { Counter } from 'prom-client'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 import { EXPORT_METRIC } from './stages.ts'
 
-/** What a metric reader calls on its exporter (PushMetricExporter's members). */
+/**
+ * What a metric reader calls on its exporter (PushMetricExporter's members). `any` where the SDK's own types
+ * go (its ResourceMetrics, InstrumentType, aggregations), which the plugin does not import.
+ */
 export interface MetricPushExporter<M = any> {
   export: (metrics: M, done: (result: ExportResult) => void) => void
   forceFlush: () => Promise<void>
