@@ -98,8 +98,9 @@ main()
 
 const CONSUMER_TS = `
 import Fastify, { type FastifyRequest } from 'fastify'
+import { InMemorySpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { Registry } from 'prom-client'
-import { createJourney, exposition, summarize, type JourneySummary } from 'fastify-request-journey'
+import { countedBatchProcessor, countedMetricExporter, createJourney, exposition, journeyTracing, summarize, type JourneySummary } from 'fastify-request-journey'
 
 const registry = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>()
 registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE)
@@ -118,6 +119,13 @@ app.get('/metrics', async (request, reply) => {
 createJourney({ registry: new Registry(), precision: 'coarse' })
 // Server-Timing for the requests a function chooses: it gets Fastify's request, typed.
 createJourney({ registry: new Registry(), serverTiming: (request) => request.headers['x-debug'] === '1' && request.journey !== null })
+// The export pipeline's pieces, on the peer line's own span exporter and processor types.
+const processor: SpanProcessor = countedBatchProcessor({ exporter: new InMemorySpanExporter(), registry, maxConcurrentExports: 4 })
+journeyTracing({ spanProcessors: [processor] })
+const pushes = countedMetricExporter({ export: (_metrics: { points: number }, done) => { done({ code: 0 }) }, forceFlush: async () => {}, shutdown: async () => {} }, registry)
+pushes.export({ points: 1 }, () => {})
+// @ts-expect-error: the wrapped exporter's own metrics type
+pushes.export('not metrics', () => {})
 `
 
 // The same from TypeScript compiled to CommonJS (a .cts file under nodenext), request.journey included.
