@@ -4,7 +4,7 @@
 //
 // Generated rather than hand-edited so that stage names, colours and metric names come from the one list in
 // src/journey/stages.ts, and so that every panel gets a unit and a description by construction.
-import { GAP_COLOR, GAP_MEANING, gapLabel, METRIC, SERVER_GAPS, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
+import { EXPORT_METRIC, GAP_COLOR, GAP_MEANING, gapLabel, METRIC, SERVER_GAPS, REQUESTS_PER_CONNECTION_BUCKETS, STAGE_COLORS, STAGE_MEANING, STAGES } from '../src/journey/stages.ts'
 
 export const PROMETHEUS = { type: 'prometheus', uid: 'prometheus' } as const
 export const JAEGER = { type: 'jaeger', uid: 'jaeger' } as const
@@ -411,13 +411,13 @@ export function connectionsDashboard (): Dashboard {
       ], { min: 0 }),
     timeseries(l, 12, 'Spans exported per second',
       'Spans handed to the OTLP exporter, by result. Failures mean the collector is down or slow; serving is not affected.',
-      'ops', [{ expr: `sum by (result) (rate(journey_spans_exported_total{${SEL}}[${RATE}]))`, legendFormat: '{{result}}' }], { min: 0 }),
+      'ops', [{ expr: `sum by (result) (rate(${EXPORT_METRIC.spansExported}{${SEL}}[${RATE}]))`, legendFormat: '{{result}}' }], { min: 0 }),
     timeseries(l, 12, 'Spans dropped and pending',
       'Spans dropped because the bounded export queue was full, spans waiting in it, and room in it held for sampled requests still running (pending + held never exceed its size). Drops cost no requests; they are the price of a slow collector.',
       'short', [
-        { expr: `sum (rate(journey_spans_dropped_total{${SEL}}[${RATE}]))`, legendFormat: 'dropped/s' },
-        { expr: `sum (journey_spans_pending{${SEL}})`, legendFormat: 'pending' },
-        { expr: `sum (journey_spans_reserved{${SEL}})`, legendFormat: 'held for running requests' }
+        { expr: `sum (rate(${EXPORT_METRIC.spansDropped}{${SEL}}[${RATE}]))`, legendFormat: 'dropped/s' },
+        { expr: `sum (${EXPORT_METRIC.spansPending}{${SEL}})`, legendFormat: 'pending' },
+        { expr: `sum (${EXPORT_METRIC.spansReserved}{${SEL}})`, legendFormat: 'held for running requests' }
       ], { min: 0 })
   ]
   return dashboard('connections-kernel', 'Connections & kernel',
