@@ -193,15 +193,18 @@ export function requestJourneyDashboard (): Dashboard {
   const panels: Panel[] = [
     row(l, 'The whole request'),
     timeseries(l, 6, 'Requests per second by status class',
-      'Completed requests per second, split by status class (2xx, 4xx, 5xx); `aborted` counts requests whose client went away before the response was written.',
+      'Completed requests per second, split by status class (2xx, 4xx, 5xx); `aborted` (error_type) counts requests cut off before the response finished, whatever status they had sent.',
       'reqps', [{
-        expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "http_response_status_code", "aborted"))`,
+        expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "error_type", "aborted"))`,
         legendFormat: '{{status_class}}'
       }], { stack: 'normal', min: 0 }),
     timeseries(l, 6, 'Errors per second by status class',
       'Requests answered 4xx or 5xx, or aborted: cut off before the response finished, by the client leaving or by the server closing the connection (a timeout, shutdown); a trace\'s journey.aborted_by and the log line say which. Connection-level errors that never became a request (malformed request line, header timeout) are on the Connections & kernel dashboard.',
       'reqps', [{
-        expr: `sum by (status_class) (label_replace(label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}, http_response_status_code=~"[45]..|aborted"}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"), "status_class", "aborted", "http_response_status_code", "aborted"))`,
+        // An aborted request may carry the status it sent (a download cut off after its 200): it counts as
+        // aborted only, as on the panel above.
+        expr: `sum by (status_class) (label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}, http_response_status_code=~"[45]..", error_type!="aborted"}[${RATE}]), "status_class", "\${1}xx", "http_response_status_code", "([0-9]).*"))` +
+          ` or sum by (status_class) (label_replace(rate(${METRIC.requestDuration}_count{${SEL}, ${HTTP_ROUTE}, error_type="aborted"}[${RATE}]), "status_class", "aborted", "error_type", ".*"))`,
         legendFormat: '{{status_class}}'
       }], { stack: 'normal', min: 0 }),
     timeseries(l, 6, 'Request duration p50 / p95 / p99',

@@ -2,7 +2,7 @@
 // Exemplars carry the trace id of requests whose trace was kept, so a dot on a latency panel opens its waterfall.
 import { Gauge } from 'prom-client'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
-import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
+import { errorTypeOf, latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { channels } from './publish.ts'
 import { tableOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
@@ -45,8 +45,8 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
   })
   const requestDuration = new FastHistogram({
     name: METRIC.requestDuration,
-    help: 'Duration of HTTP server requests: first request byte seen by the parser to the response handed to the kernel.',
-    labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'url_scheme', 'network_protocol_version'],
+    help: 'Duration of HTTP server requests: first request byte seen by the parser to the response handed to the kernel. http_response_status_code only where a status was sent; error_type the 5xx status, or aborted for a request cut off before its response finished.',
+    labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'error_type', 'url_scheme', 'network_protocol_version'],
     buckets: HTTP_DURATION_BUCKETS,
     registers
   })
@@ -245,13 +245,16 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     if (!Number.isNaN(rec.acceptedAt) && !Number.isNaN(rec.beginAt)) {
       (rs.beforeRequest ??= gapDuration.series('before_request', method, route)).observe(tl.idleBeforeRequestMs / 1000)
     }
-    // A number key (status, -1 for aborted; then the scheme; then the version): no string is built per
-    // request to find the series.
+    // A number key (the status, 0 when none was sent; aborted or not; the scheme; the version): no string is
+    // built per request to find the series.
     const version = rec.protocolVersion
-    const key = ((rec.aborted ? -1 : rec.status) * 2 + (rec.scheme === 'https' ? 1 : 0)) * 3 + (version === '1.1' ? 0 : version === '2' ? 1 : 2)
+    const key = (((rec.status * 2) + (rec.aborted ? 1 : 0)) * 2 + (rec.scheme === 'https' ? 1 : 0)) * 3 + (version === '1.1' ? 0 : version === '2' ? 1 : 2)
     let duration = rs.durations.get(key)
     if (duration === undefined) {
-      duration = requestDuration.series(method, route, rec.aborted ? 'aborted' : String(rec.status), rec.scheme, version)
+      // As the semantic conventions have it, and as the request span says it: the status only if one was
+      // sent (a request cut off before its headers went out has none), the error in error_type. An empty
+      // value leaves the label out (histogram.ts).
+      duration = requestDuration.series(method, route, rec.status > 0 ? String(rec.status) : '', errorTypeOf(rec) ?? '', rec.scheme, version)
       rs.durations.set(key, duration)
       // Here, once per new series, not per request: a label set that served a request reads 0 in flight when
       // idle, though no scrape ever caught it running (one-at-a-time requests never are).

@@ -9,7 +9,7 @@ import { RandomIdGenerator, type Sampler, type SpanProcessor } from '@openteleme
 import { isTracingSuppressed } from '@opentelemetry/core'
 import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import { followWallClock, toEpochMs } from './clock.ts'
-import { ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
+import { errorTypeOf, ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
 import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
 import { mostStages, slownessMs, tableOf, timelineOf, type Interval } from './timeline.ts'
 import {
@@ -221,7 +221,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     const method = methodLabel(rec.method)
     const verb = method === OTHER_METHOD ? 'HTTP' : method
     const name = route === undefined ? verb : `${verb} ${route}`
-    const errorType = rec.aborted ? 'aborted' : rec.status >= 500 ? String(rec.status) : undefined
+    const errorType = errorTypeOf(rec)
     // The error Fastify took, recorded where it happened: on the stage it ended, else (a hook of the app's
     // threw between stages) on the request span. Such requests are rare, so that span and their request span
     // go through the tracer: recordException() and the SDK's span limits apply to them as to any span.

@@ -63,7 +63,9 @@ export function bindSeries<S> (all: Map<string, S>, labelNames: readonly string[
   let s = all.get(key)
   if (s === undefined) {
     const labels: Record<string, string> = {}
-    labelNames.forEach((n, i) => { labels[n] = values[i] ?? '' })
+    // An empty value is no label: Prometheus reads `l=""` as l absent, and a push must not send it as an
+    // attribute (the semantic conventions leave out what does not apply, such as error.type on a success).
+    labelNames.forEach((n, i) => { const v = values[i]; if (v !== undefined && v !== '') labels[n] = v })
     s = make(labels)
     all.set(key, s)
   }

@@ -210,6 +210,25 @@ function onClose (this: Observed): void {
 }
 
 /**
+ * Whether a cut-off request's status line left Node. `headersSent` says only that its headers were made: on
+ * HTTP/1 a response to a connection Node had already destroyed (a malformed request behind it in the
+ * pipeline gets Node's 400 and the close) and one held back behind an earlier response never reach the
+ * socket, so the socket must have taken bytes since its write started. Taken is not delivered: bytes the
+ * kernel had not sent when the connection closed are lost all the same. HTTP/2 streams count no bytes of
+ * their own; there `headersSent` means Node handed the HEADERS frame to its session.
+ */
+function statusWentOut (rec: RequestRecord): boolean {
+  const res = rec.response
+  if (res?.headersSent !== true) return false
+  if (rec.conn.multiplexed) return true
+  const socket = res.socket
+  if (socket == null) return false
+  // A response no onSend saw (a hijacked reply) started where the one before it ended, as in finish().
+  const start = Number.isNaN(rec.bytesWrittenStart) ? rec.conn.bytesWrittenAtFinish : rec.bytesWrittenStart
+  return socket.bytesWritten > start
+}
+
+/**
  * A request cut off before its response finished (its client left, or the server closed the connection: a
  * timeout, shutdown): its record ends at `at`, aborted. The caller takes it out of `inflight`.
  */
@@ -219,7 +238,7 @@ export function cutOff (rec: RequestRecord, at: number): void {
   // then went with its connection. An HTTP/2 stream reset on a connection that lives on says no side.
   rec.abortedBy = rec.conn.closedBy
   // Its headers were out (a stream cut off mid-body, an SSE stream its client closed): say what it sent.
-  if (rec.response?.headersSent === true) rec.status = rec.response.statusCode
+  if (statusWentOut(rec)) rec.status = rec.response!.statusCode
   rec.endAt = at
   rec.message = undefined
   settleDeclaredBody(rec)

@@ -130,7 +130,7 @@ export interface RequestRecord {
   /** The Host (or :authority) of a request answered before its hooks, read when first seen; see `request` for the others. */
   host: string | undefined
   /** Its response, for as long as `request` (cleared with it): a request cut off keeps the status it had sent. */
-  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage, readonly socket?: { readonly destroyed: boolean } | null } | undefined
+  response: { readonly headersSent: boolean, readonly statusCode: number, readonly req?: BodyMessage, readonly socket?: { readonly destroyed: boolean, readonly bytesWritten: number } | null } | undefined
   /**
    * Its Fastify reply, for as long as `request`: the headers Fastify sent are the reply's (Node's writeHead
    * takes them without storing them on the response), so a header a later onSend hook set is read here;
@@ -277,6 +277,15 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
 }
 
 export type ProtocolVersion = '1.0' | '1.1' | '2'
+
+/**
+ * A finished request's error as the semantic conventions' `error.type` says it, on its span and in
+ * http_server_request_duration_seconds alike: `aborted` for one cut off before its response finished (also
+ * after a 200 went out: a download or an SSE stream the client left), else its status when 5xx, else none.
+ */
+export function errorTypeOf (rec: Pick<RequestRecord, 'aborted' | 'status'>): string | undefined {
+  return rec.aborted ? 'aborted' : rec.status >= 500 ? String(rec.status) : undefined
+}
 
 /**
  * The version a request came in, as OpenTelemetry's network.protocol.version writes it. HTTP/2 is the

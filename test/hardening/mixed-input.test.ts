@@ -70,7 +70,7 @@ async function serverCounts (): Promise<ServerCounts> {
   const m = await scrape(`${t.admin}/metrics`)
   const byStatus = new Map<number, number>()
   for (const [status, n] of byLabel(m, 'http_server_request_duration_seconds_count', 'http_response_status_code')) {
-    if (/^\d+$/.test(status)) byStatus.set(Number(status), n) // not 'aborted'
+    if (/^\d+$/.test(status)) byStatus.set(Number(status), n) // not a request cut off before any status went out
   }
   return {
     byStatus,

@@ -175,7 +175,7 @@ test('a stream the client resets ends its record at once, aborted; the connectio
   stream.close(constants.NGHTTP2_CANCEL)
   await counted(registry, 2)
   let m = parseMetrics(await registry.metrics())
-  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1, 'ended at the reset, not at the connection\'s close')
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { error_type: 'aborted' }), 1, 'ended at the reset, not at the connection\'s close')
   assert.equal(sum(m, 'journey_connections_closed_total', {}), 0, 'the connection is still open')
   const aborted = roots(spans.getFinishedSpans()).find(x => x.attributes['journey.aborted'] === true)
   assert.ok(aborted !== undefined)
@@ -204,7 +204,7 @@ test('a stream reset while its handler runs: the handler\'s late reply is no err
   assert.deepEqual(errors.map(e => e.message), [], 'no error from replying to a closed stream')
   const m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 1)
-  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { error_type: 'aborted' }), 1)
   const aborted = roots(spans.getFinishedSpans())
   assert.equal(aborted.length, 1)
   assert.deepEqual(aborted[0]!.events.map(e => e.name), [], 'no exception event on the aborted request')
@@ -223,7 +223,7 @@ test('a session the server\'s timeout destroys cuts its running stream off: abor
   await closed
   await counted(registry, 1)
   const m = parseMetrics(await registry.metrics())
-  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { error_type: 'aborted' }), 1)
   const aborted = roots(spans.getFinishedSpans()).find(x => x.attributes['journey.aborted'] === true)
   assert.ok(aborted !== undefined)
   assert.equal(aborted.attributes['journey.aborted_by'], 'server')
@@ -277,7 +277,7 @@ test('behind an async onRequest hook registered before the journey, an HTTP/2 re
   await sleep(300) // past the hook's end: nothing more is counted for it
   const after = parseMetrics(await registry.metrics())
   assert.equal(sum(after, 'http_server_request_duration_seconds_count', {}), 3)
-  assert.equal(sum(after, 'http_server_request_duration_seconds_count', { http_route: '(unmatched)', http_response_status_code: 'aborted' }), 1)
+  assert.equal(sum(after, 'http_server_request_duration_seconds_count', { http_route: '(unmatched)', error_type: 'aborted' }), 1)
   const reset = journey.recent.snapshot().recent.find(r => r.aborted)
   assert.deepEqual(reset?.stages.map(x => x.stage), ['parse'], 'nothing was written for it: no write stage')
 })
@@ -292,7 +292,7 @@ test('a connection closed under a running stream ends that stream once, aborted'
   await counted(registry, 1)
   const m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'http_server_request_duration_seconds_count', {}), 1)
-  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { http_response_status_code: 'aborted' }), 1)
+  assert.equal(sum(m, 'http_server_request_duration_seconds_count', { error_type: 'aborted' }), 1)
 })
 
 test('bad HTTP/2 input is counted: a protocol error (h2c), a TLS client that offers no protocol (403) or only HTTP/1.1 (failed handshake)', async () => {

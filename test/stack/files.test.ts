@@ -56,7 +56,8 @@ test('the Request journey dashboard covers every stage, the share of time, error
   // The share panel's maths is proven against a real Prometheus (prometheus.test.ts: its shares sum to 1).
   assert.match(all, new RegExp(`${METRIC.gapDuration}_sum`), 'share of time: stages and the gaps between them')
   assert.match(all, /topk\(10/, 'slowest routes')
-  assert.match(all, /http_response_status_code=~"\[45\]\.\.\|aborted"/, 'errors by status class')
+  assert.match(all, /http_response_status_code=~"\[45\]\.\.", error_type!="aborted"/, 'errors by status class')
+  assert.match(all, /error_type="aborted"/, 'requests cut off, whatever status they sent')
   assert.match(all, /sum by \(network_protocol_version, le\)/, 'request duration by protocol: HTTP/1.1 and HTTP/2 apart')
   const vars = (d.templating as { list: Array<{ name: string }> }).list.map(v => v.name)
   assert.deepEqual(vars, ['instance', 'route', 'stage'])
