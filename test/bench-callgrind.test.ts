@@ -55,7 +55,8 @@ test('a real callgrind run of node: JIT-compiled functions are named from the pe
   writeFileSync(script, 'function journeyHotLoop (n) { let s = 0; for (let i = 0; i < n; i++) s = (s * 31 + i) | 0; return s }\n' +
     'let t = 0; for (let k = 0; k < 400; k++) t += journeyHotLoop(20000)\nconsole.log(t)\n')
   const out = join(dir, 'cg.out')
-  const run = spawnSync('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--perf-basic-prof', '--no-concurrent-recompilation', script], { encoding: 'utf8' })
+  // In dir: Node 24's --perf-basic-prof also writes V8's isolate-*.log into its working directory.
+  const run = spawnSync('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--perf-basic-prof', '--no-concurrent-recompilation', script], { encoding: 'utf8', cwd: dir })
   assert.equal(run.status, 0, run.stderr)
   const collected = Number(/Collected : (\d+)/.exec(run.stderr)?.[1])
   const pid = Number(/==(\d+)==/.exec(run.stderr)?.[1])
