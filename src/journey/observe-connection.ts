@@ -215,7 +215,10 @@ function onClose (this: Observed): void {
  * pipeline gets Node's 400 and the close) and one held back behind an earlier response never reach the
  * socket, so the socket must have taken bytes since its write started. Taken is not delivered: bytes the
  * kernel had not sent when the connection closed are lost all the same. HTTP/2 streams count no bytes of
- * their own; there `headersSent` means Node handed the HEADERS frame to its session.
+ * their own; there `headersSent` means Node handed the HEADERS frame to its session, which sends it. A client
+ * that had already cancelled the stream discards it (Node's own client does, for a request cancelled as it
+ * is made: the server's session read the reset after answering and wrote the 200, seen with a random mix of
+ * streams), so that status is one the server sent, not one the client saw.
  */
 function statusWentOut (rec: RequestRecord): boolean {
   const res = rec.response
