@@ -8,6 +8,7 @@ import tls from 'node:tls'
 import { after, before, test } from 'node:test'
 import { request } from 'undici'
 import { byLabel, scrape, series, sum } from '../../experiments/lib/metrics.ts'
+import { prng } from '../helpers/prng.ts'
 import { statusesOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 
@@ -27,17 +28,6 @@ const SEEDS = [
   'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n',
   'CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n' // Node closes the connection, no answer
 ]
-
-/** mulberry32: small, seeded, good enough to pick cases. */
-function prng (seed: number): (n: number) => number {
-  let a = seed >>> 0
-  return (n) => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return Math.floor((((x ^ (x >>> 14)) >>> 0) / 4294967296) * n)
-  }
-}
 
 /** Overwrites a few bytes with ones that break HTTP framing (CR, LF, space, NUL, high bytes). */
 function mutate (text: string, r: (n: number) => number): Buffer {
