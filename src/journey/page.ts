@@ -62,8 +62,18 @@ export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const time = new Date(r.at).toISOString().slice(11, 23)
   return `<tr class="req" data-id="${r.id}" data-route="${esc(r.route)}" data-status="${statusClass(r)}">` +
     `<td class="t">${time}</td><td${r.http2 ? ' title="HTTP/2: no read stage"' : ''}>${r.scheme}${r.http2 ? ' h2' : ''}</td><td title="${esc(r.method)} ${esc(r.path ?? '')}">${esc(r.method)} ${esc(r.route)}</td>` +
-    `<td class="s ${statusClass(r)}"${r.abortedBy === undefined ? '' : ` title="the ${r.abortedBy} closed the connection before the response finished"`}>${r.aborted ? `aborted${r.abortedBy === 'server' ? ' by server' : ''}` : r.status}</td><td class="n"${durationTitle(r)}>${fmt(r.durationMs)} ms</td>` +
+    `<td class="s ${statusClass(r)}"${abortedTitle(r)}>${r.aborted ? `aborted${r.abortedBy === 'server' ? ' by server' : ''}` : r.status}</td><td class="n"${durationTitle(r)}>${fmt(r.durationMs)} ms</td>` +
     `<td class="w"><div class="bar">${bars}</div></td><td class="c">#${r.connectionId}/${r.requestIndex}${trace}</td></tr>`
+}
+
+/** Who cut an aborted request off, and the status it had sent, if one went out (as its span and metric say). */
+function abortedTitle (r: RecentRequest): string {
+  if (!r.aborted) return ''
+  const parts = [
+    r.abortedBy === undefined ? undefined : `the ${r.abortedBy} closed the connection before the response finished`,
+    r.status > 0 ? `its ${r.status} had gone out` : undefined
+  ].filter(p => p !== undefined)
+  return parts.length === 0 ? '' : ` title="${parts.join('; ')}"`
 }
 
 function sparkline (values: number[]): string {

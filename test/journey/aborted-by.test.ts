@@ -26,6 +26,13 @@ t.app.get('/stream', async (_request, reply) => {
 const port = await t.listen()
 void t.journey.recent // the page's view collects from its first use
 
+/** The journey page's newest row for `route`. */
+function rowOf (route: string): string {
+  const row = fragments(t.journey.recent.snapshot()).rows.split('</tr>').find(r => r.includes(`data-route="${route}"`))
+  assert.ok(row !== undefined, `a row for ${route}`)
+  return row
+}
+
 async function abortedSpan (): Promise<Record<string, unknown>> {
   for (let i = 0; i < 100; i++) {
     const span = roots(t.spans.getFinishedSpans()).find(s => s.attributes['journey.aborted'] === true)
@@ -73,6 +80,7 @@ test('the request-duration metric says it as the span does: a status only where 
   const a = await abortedSpan()
   assert.equal(a['http.response.status_code'], 200, 'the status it had sent')
   assert.equal(a['error.type'], 'aborted')
+  assert.match(rowOf('/stream'), /title="the client closed the connection before the response finished; its 200 had gone out"/, 'and the page says so')
   const text = await t.registry.metrics()
   const series = (labels: string): RegExp => new RegExp(`^http_server_request_duration_seconds_count\\{http_request_method="GET",${labels},url_scheme="http",network_protocol_version="1\\.1"\\} 1$`, 'm')
   assert.match(text, series('http_route="/stream",http_response_status_code="200",error_type="aborted"'), 'cut off after its 200: both')
@@ -92,5 +100,6 @@ test('a response made for a connection Node had already closed says no status: n
   const a = await abortedSpan()
   assert.equal(a['http.route'], '/quick')
   assert.equal(a['http.response.status_code'], undefined, 'no status went out')
+  assert.doesNotMatch(rowOf('/quick'), /had gone out/)
   assert.match(await t.registry.metrics(), /^http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/quick",error_type="aborted",url_scheme="http",network_protocol_version="1\.1"\} 1$/m)
 })
