@@ -202,8 +202,10 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       path: urlPath(rec.target) ?? rec.target,
       route: rec.route,
       status: rec.aborted ? 'aborted' : rec.status,
-      // Who cut it off: the client leaving, or this server (a socket timeout, the shutdown deadline).
+      // Who cut it off: the client leaving, or this server (a socket timeout, the shutdown deadline); and the
+      // status that had gone out before, if one had (a download cut off after its 200), as span and metric say.
       ...(rec.abortedBy !== undefined ? { aborted_by: rec.abortedBy } : {}),
+      ...(rec.aborted && rec.status > 0 ? { sent_status: rec.status } : {}),
       ...(j === undefined ? {} : journeyFields(j))
     }, 'request')
   }

@@ -230,6 +230,7 @@ describe('npm start', () => {
     assert.equal(io.length, 1, s.logs())
     assert.equal(io[0]!.status, 'aborted')
     assert.equal(io[0]!.aborted_by, 'client', 'curl left: not the server\'s doing')
+    assert.equal((io[0] as { sent_status?: number }).sent_status, undefined, 'no status had gone out')
     assert.equal(io[0]!.path, '/io', 'the path, as every request line has it, without the query')
     assert.match(io[0]!.reqId ?? '', /^req-/, 'and Fastify\'s request id, as on every other line about the request')
     assert.deepEqual(Object.keys(io[0]!.stages).at(-1), 'handler', 'cut off in the handler')
@@ -242,7 +243,7 @@ describe('npm start', () => {
     const downloadId = (JSON.parse(s.logs().split('\n').find(l => l.includes('"route":"/download"'))!) as { reqId: string }).reqId
     const download = s.logs().split('\n').filter(l => l.includes(`"reqId":"${downloadId}"`))
     assert.equal(download.length, 1, download.join('\n'))
-    assert.match(download[0]!, /"status":"aborted","aborted_by":"client"/)
+    assert.match(download[0]!, /"status":"aborted","aborted_by":"client","sent_status":200/, 'its 200 had gone out')
 
     // Answered by Node before any hook (no Host: 400), and input that never became a request, twice.
     const raw = async (text: string): Promise<string> => {
