@@ -49,13 +49,15 @@ import { callgrindEvents, costDiff, functionCosts, parsePerfMap } from './callgr
 import { compiledServer, NO_STRIPPER } from './compile.ts'
 import { median } from './stats.ts'
 
-const REQUESTS = Number(process.env.REQUESTS ?? 5000)
-const WINDOWS = Number(process.env.WINDOWS ?? 5)
-const WARMUP = Number(process.env.WARMUP ?? 20000)
+// The default run's settings: bench/README.md's instruction table quotes a run with these (or more).
+const FULL = { requests: 5000, windows: 5, warmup: 20000, variants: 'journey-metrics,prom-client-histogram', routes: 'get,post' }
+const REQUESTS = Number(process.env.REQUESTS ?? FULL.requests)
+const WINDOWS = Number(process.env.WINDOWS ?? FULL.windows)
+const WARMUP = Number(process.env.WARMUP ?? FULL.warmup)
 const TOP = Number(process.env.TOP ?? 15)
 const CACHE_SIM = process.env.CACHE_SIM === '1'
 const CACHE_LL = process.env.CACHE_LL ?? '1048576,8,64'
-const only = variantsFrom(process.env.VARIANTS, 'journey-metrics,prom-client-histogram')
+const only = variantsFrom(process.env.VARIANTS, FULL.variants)
 const variants: VariantName[] = ['bare', ...only.filter(v => v !== 'bare')]
 const ROUTES = [
   { key: 'get', name: 'GET /', path: '/', method: 'GET' as const, body: undefined },
@@ -64,7 +66,7 @@ const ROUTES = [
   // reconnects), so a window counts what a connection costs — its accept, record, metrics and close —
   // beside its one request, as npm run bench's get-close route measures in time.
   { key: 'get-close', name: 'GET /, new conn.', path: '/', method: 'GET' as const, body: undefined, reset: true }
-].filter(r => (process.env.ROUTES ?? 'get,post').split(',').includes(r.key))
+].filter(r => (process.env.ROUTES ?? FULL.routes).split(',').includes(r.key))
 
 for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate']) {
   try { execFileSync('which', [tool], { stdio: 'ignore' }) } catch {
@@ -202,8 +204,9 @@ if (TOP > 0) {
 // which only a run with the default variants and routes (or more) and no fewer requests writes. A quicker
 // look writes instructions-partial.json, as npm run bench's does partial.json: one had replaced the table's
 // source with three of its twelve rows.
-const partial = !['journey-metrics', 'prom-client-histogram'].every(v => variants.includes(v as VariantName)) ||
-  !['get', 'post'].every(k => ROUTES.some(r => r.key === k)) || REQUESTS < 5000 || WINDOWS < 5 || WARMUP < 20000
+const partial = !variantsFrom(FULL.variants, FULL.variants).every(v => variants.includes(v)) ||
+  !FULL.routes.split(',').every(k => ROUTES.some(r => r.key === k)) ||
+  REQUESTS < FULL.requests || WINDOWS < FULL.windows || WARMUP < FULL.warmup
 const file = join(root, 'bench', 'results', CACHE_SIM ? 'cache-sim.json' : partial ? 'instructions-partial.json' : 'instructions.json')
 writeFileSync(file, JSON.stringify({
   date: new Date().toISOString().slice(0, 10),
