@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import http2 from 'node:http2'
 import { after, before, test } from 'node:test'
 import { scrape, series, sum, type Metrics } from '../../experiments/lib/metrics.ts'
+import { booksOf } from '../helpers/books.ts'
 import { prng } from '../helpers/prng.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 
@@ -96,18 +97,6 @@ test('random mixes of HTTP/2 streams: every completed answer counted once, by st
   assert.equal(sum(m, 'journey_connections_accepted_total') - sum(m0, 'journey_connections_accepted_total'), sessions, `seed ${seed}`)
   // The books balance: per method and route, the stages from read on (HTTP/2 has no read) plus the server's
   // gaps are the request durations.
-  const books = new Map<string, { parts: number, duration: number }>()
-  const entry = (key: string): { parts: number, duration: number } => {
-    let e = books.get(key)
-    if (e === undefined) books.set(key, e = { parts: 0, duration: 0 })
-    return e
-  }
-  for (const [labels, v] of series(m, 'journey_stage_duration_seconds_sum')) {
-    if (labels.get('stage') !== 'accept' && labels.get('stage') !== 'tls') entry(`${labels.get('method')} ${labels.get('route')}`).parts += v
-  }
-  for (const [labels, v] of series(m, 'journey_gap_duration_seconds_sum')) {
-    if (labels.get('gap') !== 'before_request') entry(`${labels.get('method')} ${labels.get('route')}`).parts += v
-  }
-  for (const [labels, v] of series(m, 'http_server_request_duration_seconds_sum')) entry(`${labels.get('http_request_method')} ${labels.get('http_route')}`).duration += v
+  const books = booksOf(m)
   for (const [key, b] of books) assert.ok(Math.abs(b.parts - b.duration) < 1e-6, `seed ${seed}: ${key}: stages and gaps ${b.parts}, duration ${b.duration}`)
 })

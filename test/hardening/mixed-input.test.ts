@@ -7,7 +7,8 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { after, before, test } from 'node:test'
 import { request } from 'undici'
-import { byLabel, scrape, series, sum } from '../../experiments/lib/metrics.ts'
+import { byLabel, scrape, sum } from '../../experiments/lib/metrics.ts'
+import { booksOf } from '../helpers/books.ts'
 import { prng } from '../helpers/prng.ts'
 import { statusesOf } from '../helpers/raw.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
@@ -126,22 +127,9 @@ async function randomPipelines (secure: boolean): Promise<void> {
   // twice (overlapping stages would be) or lost.
   await new Promise(resolve => setTimeout(resolve, 50))
   const m = await scrape(`${t.admin}/metrics`)
-  const books = new Map<string, { stages: number, gaps: number, duration: number }>()
-  const entry = (method: string, route: string): { stages: number, gaps: number, duration: number } => {
-    const key = `${method} ${route}`
-    let e = books.get(key)
-    if (e === undefined) books.set(key, e = { stages: 0, gaps: 0, duration: 0 })
-    return e
-  }
-  for (const [labels, v] of series(m, 'journey_stage_duration_seconds_sum')) {
-    if (labels.get('stage') !== 'accept' && labels.get('stage') !== 'tls') entry(labels.get('method')!, labels.get('route')!).stages += v
-  }
-  for (const [labels, v] of series(m, 'journey_gap_duration_seconds_sum')) {
-    if (labels.get('gap') !== 'before_request') entry(labels.get('method')!, labels.get('route')!).gaps += v
-  }
-  for (const [labels, v] of series(m, 'http_server_request_duration_seconds_sum')) entry(labels.get('http_request_method')!, labels.get('http_route')!).duration += v
+  const books = booksOf(m)
   assert.ok(books.size >= 4, `seed ${seed}: ${[...books.keys()].join(', ')}`)
   for (const [key, b] of books) {
-    assert.ok(Math.abs(b.stages + b.gaps - b.duration) < 1e-6, `seed ${seed}: ${key}: stages ${b.stages} + gaps ${b.gaps} = duration ${b.duration}`)
+    assert.ok(Math.abs(b.parts - b.duration) < 1e-6, `seed ${seed}: ${key}: stages and gaps ${b.parts} = duration ${b.duration}`)
   }
 }
