@@ -1,4 +1,5 @@
 // Reading traces out of the in-memory exporter.
+import assert from 'node:assert/strict'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 
 export const ms = (t: [number, number]): number => t[0] * 1e3 + t[1] / 1e6
@@ -43,4 +44,32 @@ export function ancestry (spans: ReadableSpan[], s: ReadableSpan): string[] {
     p = parent.parentSpanContext?.spanId
   }
   return names
+}
+
+/** The properties every waterfall must have, whatever the request. */
+export function assertWellFormed (w: Waterfall, precision = 'default'): void {
+  const names = stageNames(w)
+  assert.equal(new Set(names).size, names.length, `each stage once: ${names}`)
+  const order = ['accept', 'tls', 'read', 'decrypt', 'parse', 'decode', 'handler', 'serialize', 'write']
+  assert.deepEqual([...names].sort((a, b) => order.indexOf(a) - order.indexOf(b)), names, 'stages in journey order')
+  const rs = ms(w.root.startTime)
+  const re = ms(w.root.endTime)
+  let covered = 0
+  let prevEnd = -Infinity
+  for (const s of w.stages) {
+    const d = durationMs(s)
+    assert.ok(d >= 0, `${s.name} duration ${d} >= 0`)
+    assert.ok(ms(s.startTime) >= rs - 1e-3 && ms(s.endTime) <= re + 1e-3, `${s.name} inside the root`)
+    assert.ok(ms(s.startTime) >= prevEnd - 1e-3, `${s.name} does not overlap the stage before`)
+    prevEnd = ms(s.endTime)
+    covered += d
+  }
+  const gaps = Number(w.root.attributes['journey.gap.hooks_ms']) + Number(w.root.attributes['journey.gap.before_request_ms']) +
+    Number(w.root.attributes['journey.gap.pipelined_ms'] ?? 0) + Number(w.root.attributes['journey.gap.error_handler_ms'] ?? 0)
+  assert.ok(Math.abs(covered + gaps - durationMs(w.root)) < 0.01, `stages ${covered} + gaps ${gaps} = root ${durationMs(w.root)}`)
+  for (const [k, v] of Object.entries(w.root.attributes)) {
+    // The clock resolves nanoseconds; more digits than that would be float noise, not a measurement.
+    if (k.startsWith('journey.gap.')) assert.equal(v, Math.round(Number(v) * 1e6) / 1e6, `${k}=${String(v)}: to the nanosecond`)
+  }
+  assert.equal(w.root.attributes['journey.precision'], precision)
 }
