@@ -28,8 +28,40 @@ export class CipherTap extends Duplex {
     raw.on('close', () => this.destroy())
   }
 
+  /** The bytes of the write in flight: handed to the raw socket, its callback (so this tap's count) not yet run. */
+  private writing = 0
+
   override _read (): void { this.raw.resume() }
-  override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void { this.raw.write(chunk, cb) }
+  override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.writing = chunk.length
+    this.raw.write(chunk, cb)
+  }
+
+  // Node's TLS hands a response's records to a JS stream corked, all at once: written together, they reach
+  // the kernel in one call, where one by one each waited for the one before to call back (a tick later).
+  override _writev (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    const raw = this.raw
+    let bytes = 0
+    raw.cork()
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i]!.chunk
+      bytes += chunk.length
+      if (i < chunks.length - 1) raw.write(chunk)
+      else raw.write(chunk, cb)
+    }
+    raw.uncork()
+    this.writing = bytes
+  }
+
+  /**
+   * Whether the kernel holds every byte written to this tap: nothing left in the tap but the write in flight
+   * (chunks wait in it only behind one, unless corked), and the raw socket took that at once — a write the
+   * kernel did not take keeps the raw socket's count up until it completes.
+   */
+  kernelHasAll (): boolean {
+    const pending = this.writableLength
+    return (pending === 0 || pending === this.writing) && this.raw.writableLength === 0
+  }
   override _final (cb: (err?: Error | null) => void): void { this.raw.end(cb) }
   override _destroy (err: Error | null, cb: (err?: Error | null) => void): void { this.raw.destroy(); cb(err) }
 

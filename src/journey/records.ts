@@ -169,6 +169,11 @@ export interface RequestRecord {
    * connection, the moment Node handed it the socket (that response finished). NaN while still held back.
    */
   writeStartAt: number
+  /**
+   * HTTP/1.1 over TLS: the response's last write returned with every byte in the kernel (its 'prefinish',
+   * request-end.ts). Node runs that response's 'finish' later; finishAt is this moment when it was seen.
+   */
+  handedAt: number
   finishAt: number
   endAt: number
   /**
@@ -331,6 +336,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     handlerEndAt: NaN,
     serializeEndAt: NaN,
     writeStartAt: NaN,
+    handedAt: NaN,
     finishAt: NaN,
     endAt: NaN,
     errorAt: NaN,

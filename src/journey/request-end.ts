@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { constants as h2 } from 'node:http2'
 import type { Socket } from 'node:net'
 import { now } from './clock.ts'
+import { CipherTap } from './cipher-tap.ts'
 import type { RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
 import { cutOff } from './observe-connection.ts'
@@ -34,7 +35,7 @@ export function leaveInflight (rec: RequestRecord): boolean {
  */
 export function finish (rec: RequestRecord, status: number, socket: Socket | null): void {
   if (!leaveInflight(rec)) return
-  rec.finishAt = now()
+  rec.finishAt = Number.isNaN(rec.handedAt) ? now() : rec.handedAt
   rec.endAt = rec.finishAt
   rec.conn.lastFinishAt = rec.finishAt
   rec.status = status
@@ -46,6 +47,36 @@ export function finish (rec: RequestRecord, status: number, socket: Socket | nul
   }
   settleDeclaredBody(rec)
   publishRequest(rec)
+}
+
+/**
+ * A TLS socket's handle: TLS runs over `_parent`, the TCP handle, whose writeQueueSize is what libuv still
+ * holds; in fine mode over a JS stream instead, the CipherTap at `_parentWrap.stream`. Both undocumented;
+ * test/journey/internals.test.ts guards them.
+ */
+type TlsSocket = Socket & { _handle?: { _parent?: { writeQueueSize?: unknown }, _parentWrap?: { stream?: unknown } } | null }
+
+/** Whether the kernel holds every byte this TLS socket was given. */
+function kernelHasAll (socket: TlsSocket | null): boolean {
+  const handle = socket?._handle
+  const tap = handle?._parentWrap?.stream
+  return tap instanceof CipherTap ? tap.kernelHasAll() : handle?._parent?.writeQueueSize === 0
+}
+
+/**
+ * HTTP/1.1 over TLS: the moment the response's last bytes went to the kernel, when the kernel took them at
+ * once. Node's TLS completes such a write a step later, from the event loop's check phase (setImmediate;
+ * over fine mode's JS stream too, where Node's JSStreamSocket defers it the same way),
+ * so the response's 'finish' waits for whatever that loop turn still runs — under load, other connections'
+ * requests: measured here (wrk -c50 over HTTPS, plain node:https) 'finish' came 1.1 ms after end() returned
+ * at the median and 4 ms at p99, where plain HTTP's came 6 µs after; the journey's write stage read 2.8 ms
+ * on average over HTTPS against 41 µs over HTTP. 'prefinish' is emitted by end() itself once its writes
+ * have returned (or, pipelined, once Node flushed it). If libuv still holds ciphertext the kernel would not
+ * take, the kernel's pace decides, and 'finish' — that write's real completion — is the end after all.
+ */
+export function onTlsPrefinish (this: Response): void {
+  const rec = this[kRecord]
+  if (rec !== undefined && kernelHasAll(this.socket as TlsSocket | null)) rec.handedAt = now()
 }
 
 /**
