@@ -3,9 +3,12 @@
 // where the server runs too), and every request's waterfall held against those times: no stage may start
 // before the bytes it needs were sent, nor end after the client had the answer that stage produced.
 // Durations alone (spans.test.ts) would not catch a stage shifted in time, or an epoch anchor that is off.
-// A seeded generator (SEED=n replays a run); keep-alive requests one after another, never pipelined.
+// HTTP/2 clients (Node's own, over TLS) join them when the server speaks it: there the marks are the client
+// stream's events. A seeded generator (CLIENT_TIMED_SEED=n replays a run); requests one after another on each
+// connection, never pipelined.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import http2 from 'node:http2'
 import net from 'node:net'
 import { after, before, test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -36,7 +39,8 @@ interface Sent {
   ioMs?: number
   /** Only the connection's first request: the mark before connect() was called. */
   connect?: number
-  secure: boolean
+  /** http and https are HTTP/1.1; h2 is HTTP/2 over TLS, where the marks are the client stream's events. */
+  over: 'http' | 'https' | 'h2'
   status: number
   body: string
   expected?: string
@@ -211,7 +215,7 @@ async function converse (secure: boolean, r: (n: number) => number): Promise<Sen
         answerEnd: arrivalOf(got.chunks, end - 1),
         ioMs,
         connect: i === 0 ? connect : undefined,
-        secure,
+        over: secure ? 'https' : 'http',
         status: Number(answer.slice(9, 12)),
         body: answer.slice(headEndAt(answer, 0)),
         expected
@@ -223,6 +227,83 @@ async function converse (secure: boolean, r: (n: number) => number): Promise<Sen
   return sent
 }
 
+/**
+ * One HTTP/2 session over TLS: 1–4 random streams, one after another. Node's client sends frames as it is
+ * asked to, so the marks are taken before request() (the HEADERS frame) and before the body's last write,
+ * and at the stream's 'response' (HEADERS back) and 'end' (END_STREAM).
+ */
+async function converseH2 (r: (n: number) => number): Promise<Sent[]> {
+  const connect = performance.now()
+  const session = http2.connect(`https://127.0.0.1:${t.server.ports.https}`, { rejectUnauthorized: false })
+  session.on('error', () => {}) // a failure shows as the stream's
+  const sent: Sent[] = []
+  try {
+    for (let i = 0, n = 1 + r(4); i < n; i++) {
+      await sleep(r(31))
+      const traceId = randomBytes(16).toString('hex')
+      const headers: http2.OutgoingHttpHeaders = { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` }
+      let what: string
+      let ioMs: number | undefined
+      let expected: string | undefined
+      let body: Buffer | undefined
+      const kind = r(4)
+      if (kind === 0) {
+        headers[':path'] = '/'
+        what = 'GET /'
+      } else if (kind === 1) {
+        ioMs = r(16)
+        headers[':path'] = `/io?ms=${ioMs}`
+        what = `GET ${headers[':path']}`
+      } else {
+        headers[':method'] = 'POST'
+        headers[':path'] = '/echo'
+        headers['content-type'] = 'application/json'
+        expected = JSON.stringify({ message: 'x'.repeat(r(3000)) })
+        body = Buffer.from(expected)
+        if (r(2) === 1) {
+          body = gzipSync(body)
+          headers['content-encoding'] = 'gzip'
+        }
+        what = `POST /echo ${headers['content-encoding'] === 'gzip' ? 'gzip' : 'identity'} ${expected.length} B`
+      }
+      const firstByte = performance.now()
+      const stream = session.request(headers, { endStream: body === undefined })
+      let answerStart = NaN
+      let status = 0
+      const chunks: Buffer[] = []
+      stream.on('response', h => { answerStart = performance.now(); status = Number(h[':status']) })
+      stream.on('data', (d: Buffer) => chunks.push(d))
+      const ended = new Promise<number>((resolve, reject) => {
+        stream.on('end', () => resolve(performance.now()))
+        stream.on('error', reject)
+      })
+      let bodyEnd = firstByte
+      if (body !== undefined) {
+        // The body in one or two DATA frames, 0–25 ms apart.
+        const cut = r(2) === 1 ? 1 + r(body.length - 1) : 0
+        if (cut > 0) {
+          stream.write(body.subarray(0, cut))
+          await sleep(r(26))
+        }
+        bodyEnd = performance.now()
+        stream.end(body.subarray(cut))
+      }
+      const answerEnd = await ended
+      sent.push({
+        what, traceId, firstByte, headEnd: firstByte, bodyEnd, answerStart, answerEnd, ioMs,
+        connect: i === 0 ? connect : undefined,
+        over: 'h2',
+        status,
+        body: Buffer.concat(chunks).toString(),
+        expected
+      })
+    }
+  } finally {
+    session.destroy()
+  }
+  return sent
+}
+
 /** Per rule, how far inside its bound each request was (ms): the smallest says how tight the bound is. */
 type Margins = Map<string, number[]>
 
@@ -230,7 +311,7 @@ function check (s: Sent, w: Waterfall, precision: Precision, margins: Margins): 
   const at = (mark: number): number => toEpochMs(mark)
   const start = (name: string): number => ms(stage(w, name)!.startTime)
   const end = (name: string): number => ms(stage(w, name)!.endTime)
-  const label = `${s.secure ? 'https' : 'http'} ${s.what}`
+  const label = `${s.over} ${s.what}`
   const within = (margin: number, what: string, side: string): void => {
     assert.ok(margin >= -EPS, `${label}: ${what}, but it was ${(-margin).toFixed(3)} ms ${side} the client's mark`)
     margins.set(what, [...margins.get(what) ?? [], margin])
@@ -245,15 +326,20 @@ function check (s: Sent, w: Waterfall, precision: Precision, margins: Margins): 
   if (s.connect !== undefined) {
     assert.ok(names.includes('journey.accept'), `${label}: a connection's first request has accept: ${names}`)
     notBefore(start('accept'), s.connect, 'accept starts after the client called connect()')
-    if (s.secure) {
+    if (s.over !== 'http') {
       notBefore(start('tls'), s.connect, 'tls starts after connect()')
       notAfter(end('tls'), s.answerStart, 'tls ends before the answer arrived')
     }
   } else {
     assert.ok(!names.includes('journey.accept') && !names.includes('journey.tls'), `${label}: a later request has no accept or tls: ${names}`)
   }
-  notBefore(start('read'), s.firstByte, 'read starts after the first byte was sent')
-  notBefore(end('read'), s.headEnd, 'read ends after the last header byte was sent')
+  if (s.over === 'h2') {
+    // No read stage: nghttp2 reads the frames natively; parse starts where Node handed the headers to JS.
+    notBefore(start('parse'), s.headEnd, 'parse starts after the HEADERS frame was sent (HTTP/2)')
+  } else {
+    notBefore(start('read'), s.firstByte, 'read starts after the first byte was sent')
+    notBefore(end('read'), s.headEnd, 'read ends after the last header byte was sent')
+  }
   notBefore(end('decode'), s.bodyEnd, 'decode ends after the last body byte was sent')
   notBefore(start('handler'), s.bodyEnd, 'the handler starts after the last body byte was sent')
   if (s.ioMs !== undefined) {
@@ -263,21 +349,26 @@ function check (s: Sent, w: Waterfall, precision: Precision, margins: Margins): 
   notAfter(end('handler'), s.answerStart, 'the handler ends before the answer arrived')
   notAfter(end('serialize'), s.answerStart, 'serialize ends before the answer arrived')
   notAfter(start('write'), s.answerStart, 'write starts before the answer arrived')
-  // 'finish' is every byte handed to the kernel: for answers this small, before the client's read of them.
+  // 'finish' is every byte handed to the kernel: for answers this small, before the client's read of them
+  // (on HTTP/2, the stream's close: after its END_STREAM went out, before the client's 'end').
   notAfter(end('write'), s.answerEnd, 'write ends before the last byte arrived')
   notAfter(ms(w.root.endTime), s.answerEnd, 'the request span ends before the last byte arrived')
 }
 
-/** The test, on a server in `precision` mode (one server per test file: the SDK registers itself globally). */
-export function clientTimedTest (precision: Precision): void {
-  before(async () => { t = await startTestServer({ JOURNEY_PRECISION: precision }) })
+/**
+ * The test, on a server in `precision` mode; with `h2`, its HTTPS listener speaks HTTP/2 too (HTTPS_HTTP2)
+ * and a third of the clients use it. One server per test file: the SDK registers itself globally.
+ */
+export function clientTimedTest (precision: Precision, h2 = false): void {
+  before(async () => { t = await startTestServer({ JOURNEY_PRECISION: precision, ...(h2 ? { HTTPS_HTTP2: 'true' } : {}) }) })
   after(async () => { await t.close() })
-  test(`${precision} precision: random keep-alive clients over HTTP and HTTPS; no stage starts before the bytes it needs were sent or ends after the client had its answer`, run(precision))
+  const over = h2 ? 'HTTP, HTTPS and HTTP/2' : 'HTTP and HTTPS'
+  test(`${precision} precision: random keep-alive clients over ${over}; no stage starts before the bytes it needs were sent or ends after the client had its answer`, run(precision, h2))
 }
 
-const run = (precision: Precision) => async (ctx: TestContext): Promise<void> => {
-  const seed = Number(process.env.SEED ?? Math.floor(Math.random() * 2 ** 31))
-  ctx.diagnostic(`seed ${seed} (SEED=${seed} replays it)`)
+const run = (precision: Precision, h2: boolean) => async (ctx: TestContext): Promise<void> => {
+  const seed = Number(process.env.CLIENT_TIMED_SEED ?? Math.floor(Math.random() * 2 ** 31))
+  ctx.diagnostic(`seed ${seed} (CLIENT_TIMED_SEED=${seed} replays it)`)
   const r = prng(seed)
   // Every comparison assumes one epoch anchor for the whole run: a wall clock stepped meanwhile moves it.
   const anchor = toEpochMs(0)
@@ -285,7 +376,11 @@ const run = (precision: Precision) => async (ctx: TestContext): Promise<void> =>
   // Two clients at a time, so that one's bytes arrive while the server is busy with the other's.
   for (let round = 0; round < 12; round++) {
     // Each has a generator of its own: how their awaits interleave must not change what the seed replays.
-    const both = await Promise.all([0, 1].map(async () => await converse(r(2) === 1, prng(r(2 ** 31)))))
+    const both = await Promise.all([0, 1].map(async () => {
+      const over = r(h2 ? 3 : 2)
+      const own = prng(r(2 ** 31))
+      return await (over === 2 ? converseH2(own) : converse(over === 1, own))
+    }))
     sent.push(...both.flat())
   }
   assert.equal(toEpochMs(0), anchor, 'the wall clock was stepped during the run: the comparison does not hold, run it again')
@@ -296,7 +391,7 @@ const run = (precision: Precision) => async (ctx: TestContext): Promise<void> =>
   const margins: Margins = new Map()
   for (const s of sent) {
     check(s, waterfall(spans, rootOf.get(s.traceId)!), precision, margins)
-    const k = `${s.secure ? 'https' : 'http'} ${s.what.replace(/ \d+ B$|\?ms=\d+/, '')}`
+    const k = `${s.over} ${s.what.replace(/ \d+ B$|\?ms=\d+/, '')}`
     kinds.set(k, (kinds.get(k) ?? 0) + 1)
   }
   ctx.diagnostic(`${sent.length} requests: ${[...kinds].sort().map(([k, n]) => `${k} ×${n}`).join(', ')}`)
