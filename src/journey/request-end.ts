@@ -50,15 +50,24 @@ export function finish (rec: RequestRecord, status: number, socket: Socket | nul
 }
 
 /**
- * A TLS socket's handle: TLS runs over `_parent`, the TCP handle, whose writeQueueSize is what libuv still
- * holds; in fine mode over a JS stream instead, the CipherTap at `_parentWrap.stream`. Both undocumented;
- * test/journey/internals.test.ts guards them.
+ * A TLS socket: `_writableState.writelen` is the size of its write in flight; its handle runs TLS over
+ * `_parent`, the TCP handle, whose writeQueueSize is what libuv still holds, or in fine mode over a JS stream,
+ * the CipherTap at `_parentWrap.stream`. All undocumented; test/journey/internals.test.ts guards them.
  */
-type TlsSocket = Socket & { _handle?: { _parent?: { writeQueueSize?: unknown }, _parentWrap?: { stream?: unknown } } | null }
+type TlsSocket = Socket & {
+  _writableState?: { writelen?: unknown }
+  _handle?: { _parent?: { writeQueueSize?: unknown }, _parentWrap?: { stream?: unknown } } | null
+}
 
 /** Whether the kernel holds every byte this TLS socket was given. */
 function kernelHasAll (socket: TlsSocket | null): boolean {
-  const handle = socket?._handle
+  if (socket === null) return false
+  // Nothing may wait in the TLS socket behind its write in flight (the one whose completion TLS defers): a
+  // streamed body's last chunk, written while the chunk before was in flight, is not encrypted yet. Such a
+  // response ends at 'finish' — a loop turn late, as before, rather than early.
+  const pending = socket.writableLength
+  if (pending !== 0 && pending !== socket._writableState?.writelen) return false
+  const handle = socket._handle
   const tap = handle?._parentWrap?.stream
   return tap instanceof CipherTap ? tap.kernelHasAll() : handle?._parent?.writeQueueSize === 0
 }
