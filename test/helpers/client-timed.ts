@@ -179,7 +179,7 @@ async function converse (secure: boolean, r: (n: number) => number): Promise<Sen
         const headMarks = await writeInPieces(socket, headParts, r)
         firstByte = headMarks[0]!
         headEnd = headMarks.at(-1)!
-        // The body goes only once the server said 100 Continue, as curl and browsers do.
+        // The body goes only once the server said 100 Continue, as curl does for large bodies.
         const continued = await got.until(text => headEndAt(text, consumed))
         assert.ok(got.text().startsWith('HTTP/1.1 100 Continue', consumed), `100 Continue before the body: ${JSON.stringify(got.text().slice(consumed, consumed + 80))}`)
         consumed = continued
