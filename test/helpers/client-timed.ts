@@ -4,8 +4,8 @@
 // before the bytes it needs were sent, nor end after the client had the answer that stage produced.
 // Durations alone (spans.test.ts) would not catch a stage shifted in time, or an epoch anchor that is off.
 // HTTP/2 clients (Node's own, over TLS) join them when the server speaks it: there the marks are the client
-// stream's events. A seeded generator (CLIENT_TIMED_SEED=n replays a run); requests one after another on each
-// connection, never pipelined.
+// stream's events. A seeded generator (CLIENT_TIMED_SEED=n replays a run); on each connection, a request
+// is answered before the next is sent, or two go pipelined.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import http2 from 'node:http2'
@@ -125,7 +125,57 @@ async function open (port: number, secure: boolean): Promise<net.Socket> {
   return socket.setNoDelay(true)
 }
 
-/** One connection: 1–4 random requests, one after another, each answered before the next is sent. */
+/** One random HTTP/1.1 request: its head and body as they go on the wire, and what to expect back. */
+interface Built {
+  what: string
+  traceId: string
+  head: Buffer
+  body: Buffer
+  ioMs?: number
+  expected?: string
+  /** Sent with `Expect: 100-continue`: the body waits for the server's 100. */
+  expect: boolean
+}
+
+function build (r: (n: number) => number, allowExpect: boolean): Built {
+  const traceId = randomBytes(16).toString('hex')
+  const head = ['Host: x', `traceparent: 00-${traceId}-${randomBytes(8).toString('hex')}-01`]
+  let target = 'GET /'
+  let body = Buffer.alloc(0)
+  let what = target
+  let ioMs: number | undefined
+  let expected: string | undefined
+  let expect = false
+  const kind = r(5)
+  if (kind === 1) {
+    ioMs = r(16)
+    target = what = `GET /io?ms=${ioMs}`
+  } else if (kind > 1) {
+    target = 'POST /echo'
+    expected = JSON.stringify({ message: 'x'.repeat(r(3000)) })
+    const framing = ['content-length', 'chunked', 'gzip', 'expect'][r(allowExpect ? 4 : 3)]!
+    what = `POST /echo ${framing} ${expected.length} B`
+    head.push('Content-Type: application/json')
+    const raw = Buffer.from(expected)
+    if (framing === 'chunked') {
+      const half = r(raw.length)
+      const chunk = (b: Buffer): string => b.length === 0 ? '' : `${b.length.toString(16)}\r\n${b.toString('latin1')}\r\n`
+      head.push('Transfer-Encoding: chunked')
+      body = Buffer.from(chunk(raw.subarray(0, half)) + chunk(raw.subarray(half)) + '0\r\n\r\n', 'latin1')
+    } else {
+      body = framing === 'gzip' ? gzipSync(raw) : raw
+      if (framing === 'gzip') head.push('Content-Encoding: gzip')
+      if (framing === 'expect') { head.push('Expect: 100-continue'); expect = true }
+      head.push(`Content-Length: ${body.length}`)
+    }
+  }
+  return { what, traceId, head: Buffer.from(`${target} HTTP/1.1\r\n${head.join('\r\n')}\r\n\r\n`, 'latin1'), body, ioMs, expected, expect }
+}
+
+/**
+ * One connection: 1–4 turns, each a random request answered before the next turn, or (one turn in five)
+ * two requests pipelined — sent together, answered in order.
+ */
 async function converse (secure: boolean, r: (n: number) => number): Promise<Sent[]> {
   const connect = performance.now()
   const socket = await open(secure ? t.server.ports.https : t.server.ports.http, secure)
@@ -135,91 +185,56 @@ async function converse (secure: boolean, r: (n: number) => number): Promise<Sen
   try {
     for (let i = 0, n = 1 + r(4); i < n; i++) {
       await sleep(r(31)) // think time
-      const traceId = randomBytes(16).toString('hex')
-      const head = [`Host: x`, `traceparent: 00-${traceId}-${randomBytes(8).toString('hex')}-01`]
-      let path = '/'
-      let method = 'GET'
-      let body = Buffer.alloc(0)
-      let what: string
-      let ioMs: number | undefined
-      let expected: string | undefined
-      let expect = false
-      const kind = r(5)
-      if (kind === 0) {
-        what = 'GET /'
-      } else if (kind === 1) {
-        ioMs = r(16)
-        path = `/io?ms=${ioMs}`
-        what = `GET ${path}`
-      } else {
-        method = 'POST'
-        path = '/echo'
-        expected = JSON.stringify({ message: 'x'.repeat(r(3000)) })
-        const framing = ['content-length', 'chunked', 'gzip', 'expect'][r(4)]!
-        what = `POST /echo ${framing} ${expected.length} B`
-        head.push('Content-Type: application/json')
-        const raw = Buffer.from(expected)
-        if (framing === 'chunked') {
-          const half = r(raw.length)
-          const chunk = (b: Buffer): string => b.length === 0 ? '' : `${b.length.toString(16)}\r\n${b.toString('latin1')}\r\n`
-          head.push('Transfer-Encoding: chunked')
-          body = Buffer.from(chunk(raw.subarray(0, half)) + chunk(raw.subarray(half)) + '0\r\n\r\n', 'latin1')
-        } else {
-          body = framing === 'gzip' ? gzipSync(raw) : raw
-          if (framing === 'gzip') head.push('Content-Encoding: gzip')
-          if (framing === 'expect') { head.push('Expect: 100-continue'); expect = true }
-          head.push(`Content-Length: ${body.length}`)
-        }
-      }
-      const headBytes = Buffer.from(`${method} ${path} HTTP/1.1\r\n${head.join('\r\n')}\r\n\r\n`, 'latin1')
-
-      let firstByte: number, headEnd: number, bodyEnd: number
-      if (expect) {
-        const headParts = pieces(headBytes, r)
-        const headMarks = await writeInPieces(socket, headParts, r)
-        firstByte = headMarks[0]!
-        headEnd = headMarks.at(-1)!
+      const pipelined = r(5) === 0
+      const requests = pipelined ? [build(r, false), build(r, false)] : [build(r, true)]
+      // Marks per request: before the write holding its first byte, its header block's last, its body's last.
+      const marks: Array<{ firstByte: number, headEnd: number, bodyEnd: number }> = []
+      const only = requests[0]!
+      if (only.expect) {
+        const headMarks = await writeInPieces(socket, pieces(only.head, r), r)
         // The body goes only once the server said 100 Continue, as curl does for large bodies.
         const continued = await got.until(text => headEndAt(text, consumed))
         assert.ok(got.text().startsWith('HTTP/1.1 100 Continue', consumed), `100 Continue before the body: ${JSON.stringify(got.text().slice(consumed, consumed + 80))}`)
         consumed = continued
-        const bodyParts = pieces(body, r)
-        bodyEnd = (await writeInPieces(socket, bodyParts, r)).at(-1)!
+        const bodyMarks = await writeInPieces(socket, pieces(only.body, r), r)
+        marks.push({ firstByte: headMarks[0]!, headEnd: headMarks.at(-1)!, bodyEnd: bodyMarks.at(-1)! })
       } else {
-        const all = Buffer.concat([headBytes, body])
+        const all = Buffer.concat(requests.flatMap(q => [q.head, q.body]))
         const parts = pieces(all, r)
-        const marks = await writeInPieces(socket, parts, r)
-        firstByte = marks[0]!
-        headEnd = markOf(parts, marks, headBytes.length - 1)
-        bodyEnd = marks.at(-1)!
+        const written = await writeInPieces(socket, parts, r)
+        let at = 0
+        for (const q of requests) {
+          marks.push({ firstByte: markOf(parts, written, at), headEnd: markOf(parts, written, at + q.head.length - 1), bodyEnd: markOf(parts, written, at + q.head.length + q.body.length - 1) })
+          at += q.head.length + q.body.length
+        }
       }
 
-      // The final response: its head, then Content-Length bytes (every answer here has one).
-      const start = consumed
-      const end = await got.until(text => {
-        const h = headEndAt(text, start)
-        if (h === -1) return -1
-        const m = /content-length: *(\d+)/i.exec(text.slice(start, h))
-        assert.ok(m !== null, `a Content-Length: ${text.slice(start, h)}`)
-        return text.length >= h + Number(m[1]) ? h + Number(m[1]) : -1
-      })
-      const answer = got.text().slice(start, end)
-      consumed = end
-      sent.push({
-        what,
-        traceId,
-        firstByte,
-        headEnd,
-        bodyEnd,
-        answerStart: arrivalOf(got.chunks, start),
-        answerEnd: arrivalOf(got.chunks, end - 1),
-        ioMs,
-        connect: i === 0 ? connect : undefined,
-        over: secure ? 'https' : 'http',
-        status: Number(answer.slice(9, 12)),
-        body: answer.slice(headEndAt(answer, 0)),
-        expected
-      })
+      for (const [k, q] of requests.entries()) {
+        // Each final response: its head, then Content-Length bytes (every answer here has one).
+        const start = consumed
+        const end = await got.until(text => {
+          const h = headEndAt(text, start)
+          if (h === -1) return -1
+          const m = /content-length: *(\d+)/i.exec(text.slice(start, h))
+          assert.ok(m !== null, `a Content-Length: ${text.slice(start, h)}`)
+          return text.length >= h + Number(m[1]) ? h + Number(m[1]) : -1
+        })
+        const answer = got.text().slice(start, end)
+        consumed = end
+        sent.push({
+          what: pipelined ? `${q.what} (pipelined ${k + 1} of 2)` : q.what,
+          traceId: q.traceId,
+          ...marks[k]!,
+          answerStart: arrivalOf(got.chunks, start),
+          answerEnd: arrivalOf(got.chunks, end - 1),
+          ioMs: q.ioMs,
+          connect: i === 0 && k === 0 ? connect : undefined,
+          over: secure ? 'https' : 'http',
+          status: Number(answer.slice(9, 12)),
+          body: answer.slice(headEndAt(answer, 0)),
+          expected: q.expected
+        })
+      }
     }
   } finally {
     socket.destroy()
@@ -391,7 +406,7 @@ const run = (precision: Precision, h2: boolean) => async (ctx: TestContext): Pro
   const margins: Margins = new Map()
   for (const s of sent) {
     check(s, waterfall(spans, rootOf.get(s.traceId)!), precision, margins)
-    const k = `${s.over} ${s.what.replace(/ \d+ B$|\?ms=\d+/, '')}`
+    const k = `${s.over} ${s.what.replace(/\?ms=\d+| \d+ B/g, '').replace(/ \(pipelined \d of 2\)/, ', pipelined')}`
     kinds.set(k, (kinds.get(k) ?? 0) + 1)
   }
   ctx.diagnostic(`${sent.length} requests: ${[...kinds].sort().map(([k, n]) => `${k} ×${n}`).join(', ')}`)
