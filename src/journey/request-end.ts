@@ -35,9 +35,12 @@ export function leaveInflight (rec: RequestRecord): boolean {
  */
 export function finish (rec: RequestRecord, status: number, socket: Socket | null): void {
   if (!leaveInflight(rec)) return
-  rec.finishAt = Number.isNaN(rec.handedAt) ? now() : rec.handedAt
+  const finished = now()
+  rec.finishAt = Number.isNaN(rec.handedAt) ? finished : rec.handedAt
   rec.endAt = rec.finishAt
-  rec.conn.lastFinishAt = rec.finishAt
+  // A response held back behind this one (pipelining) gets the socket now, at 'finish' — over TLS that can
+  // be a loop turn after this one's write ended (onTlsPrefinish).
+  rec.conn.lastFinishAt = finished
   rec.status = status
   if (socket != null) {
     // A response no onSend saw (the handler hijacked the reply) started where the one before it ended.
