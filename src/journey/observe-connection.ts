@@ -10,6 +10,7 @@ import { newConnectionRecord, type ConnectionRecord, type JourneyOwner, type Req
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser, settleDeclaredBody } from './observe-parser.ts'
 import { isHttp2Server, observeHttp2Server } from './observe-http2.ts'
+import { timeHandOver } from './tls-hand-over.ts'
 
 type Observed = Socket & { [kConnection]?: ConnectionRecord }
 /** What the journey can observe: node:http and node:https servers, and node:http2's (plain or secure). */
@@ -95,6 +96,7 @@ function onSecureConnection (socket: TLSSocket & Observed): void {
     conn.tlsSni = typeof sni === 'string' ? sni : undefined
   }
   watchEnds(socket)
+  timeHandOver(socket)
   publishConnection(channels.connectionTls, conn)
 }
 

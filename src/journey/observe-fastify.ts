@@ -16,7 +16,7 @@ import { UNMATCHED_ROUTE } from './stages.ts'
 import { knowMethod } from './http-method.ts'
 import { warnIgnoredUnknown, warnTracedAfter, warnUnobserved, warnUnwrapped } from './misuse-warnings.ts'
 import { serverTimingValue } from './server-timing.ts'
-import { finish, finishUpgraded, kRecord, onTlsPrefinish, startStream, type Response } from './request-end.ts'
+import { finish, finishUpgraded, kRecord, startStream, type Response } from './request-end.ts'
 import { answeredBeforeHooks, claim, firstHeader, onUnclaimed, onUnclaimedH2 } from './observe-unclaimed.ts'
 
 export interface FastifyObserverOptions {
@@ -300,7 +300,6 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
         } else {
           res.on('socket', onPipelinedSocket) // emitted once per response: no once() wrapper needed
         }
-        if (rec.conn.secure) res.on('prefinish', onTlsPrefinish) // once per response, pipelined or not
       }
       // Only a streamed body is written piece by piece and can wait for 'drain'; a string or buffer is
       // handed over in one end() call (its wait for the kernel still shows as a long write stage). A body

@@ -100,6 +100,12 @@ export interface ConnectionRecord {
    * behind it (pipelining) at that moment.
    */
   lastFinishAt: number
+  /**
+   * TLS: when the socket's latest write returned with every byte in the kernel, NaN when the kernel had not
+   * taken them all (tls-hand-over.ts). Node reports such a write done a loop turn later: a response's write
+   * ends here rather than at its 'finish'.
+   */
+  handedAt: number
   errors: string[]
   bytesRead: number
   bytesWritten: number
@@ -169,11 +175,6 @@ export interface RequestRecord {
    * connection, the moment Node handed it the socket (that response finished). NaN while still held back.
    */
   writeStartAt: number
-  /**
-   * HTTP/1.1 over TLS: the response's last write returned with every byte in the kernel (its 'prefinish',
-   * request-end.ts). Node runs that response's 'finish' later; finishAt is this moment when it was seen.
-   */
-  handedAt: number
   finishAt: number
   endAt: number
   /**
@@ -271,6 +272,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     inflight: [],
     unclaimed: 0,
     lastFinishAt: NaN,
+    handedAt: NaN,
     errors: [],
     bytesRead: 0,
     bytesWritten: 0,
@@ -336,7 +338,6 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     handlerEndAt: NaN,
     serializeEndAt: NaN,
     writeStartAt: NaN,
-    handedAt: NaN,
     finishAt: NaN,
     endAt: NaN,
     errorAt: NaN,

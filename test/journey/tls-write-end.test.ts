@@ -1,36 +1,38 @@
-// Where write ends over HTTPS (request-end.ts, onTlsPrefinish): inside end(), when the kernel took every byte
-// then; otherwise at 'finish', as before. Real TLS servers (the default's and fine mode's, over a CipherTap)
-// and clients; the journey's own prefinish listener on a record of its own.
+// Where a response's write ends over HTTPS (tls-hand-over.ts): at its last write returning, when the kernel
+// took every byte then; at 'finish' otherwise. Real TLS servers (the default's and fine mode's, over a
+// CipherTap) and clients; the journey's timing of the TLS socket's writes on a connection record of its own.
 import assert from 'node:assert/strict'
-import type { ServerResponse } from 'node:http'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import tls from 'node:tls'
 import { cipherTapListener } from '../../src/journey/cipher-tap.ts'
-import { kRecord, onTlsPrefinish } from '../../src/journey/request-end.ts'
-import type { RequestRecord } from '../../src/journey/records.ts'
+import { kConnection } from '../../src/journey/observe-parser.ts'
+import type { ConnectionRecord } from '../../src/journey/records.ts'
+import { timeHandOver } from '../../src/journey/tls-hand-over.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 
 interface Seen { handedAt: number, endReturned: number, finished: number }
 
 for (const fine of [false, true]) {
-  test(`${fine ? 'fine' : 'default'} mode: one end() the kernel took is handed inside end(); a last chunk behind one in flight, or bytes the kernel would not take, end at 'finish'`, async () => {
+  test(`${fine ? 'fine' : 'default'} mode: a write the kernel took is handed when it returns, Node's 'finish' a loop turn later; bytes the kernel would not take end at 'finish'`, async () => {
     const material = await loadTlsMaterial(undefined, undefined)
     const seen = new Map<string, Seen>()
-    const server = createServer({ key: material.key, cert: material.cert }, (req, res: ServerResponse & { [kRecord]?: RequestRecord }) => {
-      const rec = { handedAt: NaN } as RequestRecord
-      res[kRecord] = rec
-      res.on('prefinish', onTlsPrefinish)
+    const server = createServer({ key: material.key, cert: material.cert }, (req, res) => {
+      const conn = { handedAt: NaN } as ConnectionRecord
+      const socket = res.socket as import('node:net').Socket & { [kConnection]?: ConnectionRecord }
+      socket[kConnection] = conn
+      timeHandOver(socket)
       const entry: Seen = { handedAt: NaN, endReturned: NaN, finished: NaN }
       seen.set(req.url!, entry)
-      res.on('finish', () => { entry.handedAt = rec.handedAt; entry.finished = performance.now() })
+      res.on('finish', () => { entry.handedAt = conn.handedAt; entry.finished = performance.now() })
       const end = (body: Buffer): void => { res.end(body); entry.endReturned = performance.now() }
       if (req.url === '/one') end(Buffer.alloc(2048, 97))
       else if (req.url === '/records') end(Buffer.alloc(48 << 10, 97)) // three TLS records (16 KiB each at most)
       else if (req.url === '/two') {
         // Node corks a response's writes until the next tick, then sends them: this one is then in flight, and
-        // TLS completes it only on the loop's next check phase, so the last chunk waits in the TLS socket.
+        // TLS completes it only on the loop's next check phase, so the last chunk waits in the TLS socket
+        // until then, and is written there.
         res.write(Buffer.alloc(1024, 97))
         process.nextTick(end, Buffer.alloc(1024, 98))
       } else end(Buffer.alloc(8 << 20, 99)) // far more than loopback takes from a client that does not read
@@ -42,19 +44,18 @@ for (const fine of [false, true]) {
       const client = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
       await new Promise(resolve => client.once('secureConnect', resolve))
       client.write(`GET ${url} HTTP/1.1\r\nHost: x\r\n\r\n`)
-      if (url === '/big') {
-        await new Promise(resolve => setTimeout(resolve, 200)) // not reading: the kernel's buffers fill
-        client.resume()
-      } else client.resume()
+      if (url === '/big') await new Promise(resolve => setTimeout(resolve, 200)) // not reading: the kernel's buffers fill
+      client.resume()
       for (const until = Date.now() + 5000; Number.isNaN(seen.get(url)?.finished ?? NaN) && Date.now() < until;) await new Promise(resolve => setTimeout(resolve, 5))
       client.destroy()
     }
     listener.close()
-    const one = seen.get('/one')!
-    assert.ok(one.handedAt <= one.endReturned && one.handedAt < one.finished, `one end(): handed inside end(), before 'finish': ${JSON.stringify(one)}`)
-    const records = seen.get('/records')!
-    assert.ok(records.handedAt <= records.endReturned, `three records in one end(): handed inside end(): ${JSON.stringify(records)}`)
-    assert.ok(Number.isNaN(seen.get('/two')!.handedAt), `a last chunk behind one in flight: not handed at prefinish: ${JSON.stringify(seen.get('/two'))}`)
+    for (const url of ['/one', '/records']) {
+      const s = seen.get(url)!
+      assert.ok(s.handedAt <= s.endReturned && s.handedAt < s.finished, `${url}, one end(): handed inside end(), before 'finish': ${JSON.stringify(s)}`)
+    }
+    const two = seen.get('/two')!
+    assert.ok(two.handedAt > two.endReturned && two.handedAt < two.finished, `a last chunk behind one in flight: handed when it was written, after end() and before 'finish': ${JSON.stringify(two)}`)
     const big = seen.get('/big')!
     assert.ok(Number.isNaN(big.handedAt) && big.finished > big.endReturned + 150, `8 MiB to a client not reading: 'finish' once it read: ${JSON.stringify(big)}`)
   })
