@@ -2,6 +2,7 @@
 // took every byte then; at 'finish' otherwise. Real TLS servers (the default's and fine mode's, over a
 // CipherTap) and clients; the journey's timing of the TLS socket's writes on a connection record of its own.
 import assert from 'node:assert/strict'
+import { readSync } from 'node:fs'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
@@ -12,7 +13,17 @@ import type { ConnectionRecord } from '../../src/journey/records.ts'
 import { timeHandOver } from '../../src/journey/tls-hand-over.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 
-interface Seen { handedAt: number, endReturned: number, finished: number }
+interface Seen { handedAt: number, endReturned: number, finished: number, inClientKernel?: number | string }
+
+/**
+ * The bytes waiting in the client's kernel receive queue, read at once from its socket (non-blocking: EAGAIN
+ * when there are none). Client and server share this process, so when end() has just returned the client
+ * has read nothing yet: what is there, the server's kernel had taken. (Taking them breaks the client's TLS;
+ * it is closed next.)
+ */
+function inClientKernel (fd: number, size: number): number | string {
+  try { return readSync(fd, Buffer.alloc(size)) } catch (err) { return (err as NodeJS.ErrnoException).code ?? String(err) }
+}
 
 for (const fine of [false, true]) {
   test(`${fine ? 'fine' : 'default'} mode: a write the kernel took is handed when it returns, Node's 'finish' a loop turn later; bytes the kernel would not take end at 'finish'`, async () => {
@@ -27,8 +38,11 @@ for (const fine of [false, true]) {
       seen.set(req.url!, entry)
       res.on('finish', () => { entry.handedAt = conn.handedAt; entry.finished = performance.now() })
       const end = (body: Buffer): void => { res.end(body); entry.endReturned = performance.now() }
-      if (req.url === '/one') end(Buffer.alloc(2048, 97))
-      else if (req.url === '/records') end(Buffer.alloc(48 << 10, 97)) // three TLS records (16 KiB each at most)
+      if (req.url === '/one' || req.url === '/records') {
+        // 2 KiB, or three TLS records (16 KiB each at most)
+        end(Buffer.alloc(req.url === '/one' ? 2048 : 48 << 10, 97))
+        entry.inClientKernel = inClientKernel(clientFd, 1 << 20)
+      }
       else if (req.url === '/two') {
         // Node corks a response's writes until the next tick, then sends them: this one is then in flight, and
         // TLS completes it only on the loop's next check phase, so the last chunk waits in the TLS socket
@@ -40,9 +54,11 @@ for (const fine of [false, true]) {
     const listener = fine ? cipherTapListener(server) : server
     await new Promise<void>(resolve => listener.listen(0, '127.0.0.1', resolve))
     const port = (listener.address() as AddressInfo).port
+    let clientFd = -1
     for (const url of ['/one', '/records', '/two', '/big']) {
       const client = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
       await new Promise(resolve => client.once('secureConnect', resolve))
+      clientFd = (client as unknown as { _handle?: { _parent?: { fd?: number } } })._handle?._parent?.fd ?? -1
       client.write(`GET ${url} HTTP/1.1\r\nHost: x\r\n\r\n`)
       if (url === '/big') await new Promise(resolve => setTimeout(resolve, 200)) // not reading: the kernel's buffers fill
       client.resume()
@@ -50,9 +66,11 @@ for (const fine of [false, true]) {
       client.destroy()
     }
     listener.close()
-    for (const url of ['/one', '/records']) {
+    for (const [url, size] of [['/one', 2048], ['/records', 48 << 10]] as const) {
       const s = seen.get(url)!
       assert.ok(s.handedAt <= s.endReturned && s.handedAt < s.finished, `${url}, one end(): handed inside end(), before 'finish': ${JSON.stringify(s)}`)
+      // What "handed" claims, checked at the kernel: the response (as ciphertext, a little more) had reached the client.
+      assert.ok(typeof s.inClientKernel === 'number' && s.inClientKernel >= size, `${url}: the client's kernel had the response when end() returned: ${JSON.stringify(s)}`)
     }
     const two = seen.get('/two')!
     assert.ok(two.handedAt > two.endReturned && two.handedAt < two.finished, `a last chunk behind one in flight: handed when it was written, after end() and before 'finish': ${JSON.stringify(two)}`)
