@@ -50,3 +50,12 @@ test('every warning code the plugin can emit has a row in docs/plugin.md\'s tabl
   const guide = readFileSync(join(root, 'docs', 'plugin.md'), 'utf8')
   assert.deepEqual([...codes].filter(code => !guide.includes(`| \`${code}\` |`)), [])
 })
+
+test('every module of the plugin and the server has a line in the README\'s layout', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const layout = readme.slice(readme.indexOf('\nsrc/\n'), readme.indexOf('\nnative/'))
+  const files = [...readdirSync(join(root, 'src', 'journey')).map(f => ({ f, indent: 4 })),
+    ...readdirSync(join(root, 'src')).filter(f => /\.(ts|js)$/.test(f) && !f.endsWith('-thread.js')).map(f => ({ f, indent: 2 }))]
+  assert.ok(files.length > 50, `modules found: ${files.length}`)
+  assert.deepEqual(files.filter(({ f, indent }) => !layout.includes(`\n${' '.repeat(indent)}${f} `)).map(({ f }) => f), [])
+})
