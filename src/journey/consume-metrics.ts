@@ -3,7 +3,7 @@
 import { Gauge } from 'prom-client'
 import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 import { errorTypeOf, latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
-import { channels } from './publish.ts'
+import { subscribe } from './publish.ts'
 import { tableOf } from './timeline.ts'
 import { FastHistogram, type Series } from './histogram.ts'
 import { FastCounter, type CounterSeries } from './counter.ts'
@@ -325,12 +325,10 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     ls.requests.observe(conn.requests)
   }
 
-  channels.request.subscribe(onRequest)
-  channels.connectionOpen.subscribe(onOpen)
-  channels.connectionTls.subscribe(onTls)
-  channels.connectionError.subscribe(onError)
-  channels.connectionClose.subscribe(onClose)
-  channels.connectionDrop.subscribe(onDrop)
+  const unsubscribe = subscribe({
+    request: onRequest, connectionOpen: onOpen, connectionTls: onTls,
+    connectionError: onError, connectionClose: onClose, connectionDrop: onDrop
+  })
   return {
     listen (listener, reasons) {
       listenersSeen.add(listener) // its open connections read 0 from the start
@@ -339,12 +337,7 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
       for (const reason of reasons.tlsFailures) tlsFailures.series(listener, reason)
     },
     close () {
-      channels.request.unsubscribe(onRequest)
-      channels.connectionOpen.unsubscribe(onOpen)
-      channels.connectionTls.unsubscribe(onTls)
-      channels.connectionError.unsubscribe(onError)
-      channels.connectionClose.unsubscribe(onClose)
-      channels.connectionDrop.unsubscribe(onDrop)
+      unsubscribe()
       // No close is seen from here on: holding the connections would keep counting them open, and their records.
       open.clear()
     }

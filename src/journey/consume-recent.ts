@@ -5,7 +5,7 @@
 // (log-bins.ts) and keeping its five slowest requests, so nothing in the window depends on how many
 // requests came.
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
-import { channels } from './publish.ts'
+import { subscribe } from './publish.ts'
 import { slownessMs, tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { followWallClock, now as monotonicNow, toEpochMs } from './clock.ts'
@@ -276,12 +276,10 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     return total
   }
 
-  channels.request.subscribe(onRequest)
-  channels.connectionOpen.subscribe(onOpen)
-  channels.connectionTls.subscribe(onTls)
-  channels.connectionClose.subscribe(onClose)
-  channels.connectionDrop.subscribe(onDrop)
-  channels.connectionError.subscribe(onError)
+  const unsubscribe = subscribe({
+    request: onRequest, connectionOpen: onOpen, connectionTls: onTls,
+    connectionError: onError, connectionClose: onClose, connectionDrop: onDrop
+  })
 
   return {
     snapshot (sinceId = 0) {
@@ -329,14 +327,9 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       }
     },
     close () {
-      channels.request.unsubscribe(onRequest)
-      channels.connectionOpen.unsubscribe(onOpen)
-      channels.connectionTls.unsubscribe(onTls)
-      channels.connectionClose.unsubscribe(onClose)
-      channels.connectionDrop.unsubscribe(onDrop)
+      unsubscribe()
       // No close is seen from here on: holding the connections would keep counting them open, and their records.
       open.clear()
-      channels.connectionError.unsubscribe(onError)
     }
   }
 }

@@ -15,7 +15,7 @@ import { mostStages, slownessMs, tableOf, timelineOf, type Interval } from './ti
 import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
 } from './sampling.ts'
-import { channels } from './publish.ts'
+import { subscribe } from './publish.ts'
 import { FinishedSpan, originOf, UNSET, type SpanOrigin } from './finished-span.ts'
 import { one, peerAttributes, requestAttributes, responseHeaderAttributes, stageAttributes, tlsAttributes } from './span-attributes.ts'
 import { methodLabel, OTHER_METHOD } from './http-method.ts'
@@ -378,13 +378,11 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     span.end(toEpochMs(conn.closeAt))
   }
 
-  channels.request.subscribe(onRequest)
-  channels.connectionClose.subscribe(onConnectionClose)
+  const unsubscribe = subscribe({ request: onRequest, connectionClose: onConnectionClose })
   return {
     start,
     close () {
-      channels.request.unsubscribe(onRequest)
-      channels.connectionClose.unsubscribe(onConnectionClose)
+      unsubscribe()
       // Requests still running will not be seen ending: their room goes back now.
       admission.releaseAll()
     }

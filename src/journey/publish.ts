@@ -37,3 +37,17 @@ export function publishRequest (rec: RequestRecord): void {
 export function publishConnection (channel: diagnostics.Channel, conn: ConnectionRecord): void {
   if (channel.hasSubscribers) channel.publish(conn)
 }
+
+/** A consumer's handlers, by the channel each listens on. */
+export type Handlers = Partial<Record<keyof typeof channels, (message: unknown) => void>>
+
+/**
+ * Subscribes a consumer's handlers; the function returned unsubscribes exactly those. A consumer subscribes
+ * when it is created, so consumers created earlier run first on a channel (the span consumer before the
+ * others, which read what it kept).
+ */
+export function subscribe (handlers: Handlers): () => void {
+  const pairs = Object.entries(handlers).map(([name, fn]) => [channels[name as keyof typeof channels], fn] as const)
+  for (const [channel, fn] of pairs) channel.subscribe(fn)
+  return () => { for (const [channel, fn] of pairs) channel.unsubscribe(fn) }
+}

@@ -1,12 +1,15 @@
 // journey.close() as an app built once per test uses it: a closed journey leaves its registry free for the
 // next one (prom-client refuses a second metric of the same name), and two live journeys on one registry
-// are refused at once, saying why.
+// are refused at once, saying why. And a closed journey's consumers stop listening: left subscribed, each
+// would keep working on records nobody reads (and hold what they kept) for the life of the process.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
-import { createJourney, type Journey } from '../../src/journey/index.ts'
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace'
+import { createJourney, journeyTracing, type Journey } from '../../src/journey/index.ts'
+import { channels } from '../../src/journey/publish.ts'
 import { METRIC } from '../../src/journey/stages.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
 
@@ -54,4 +57,15 @@ test('two live journeys on one registry: the second is refused, naming the first
     first.close()
   }
   createJourney({ registry }).close() // free again
+})
+
+test('a closed journey leaves no consumer listening: spans, metrics and the page\'s view each unsubscribe from every channel', () => {
+  const listening = (): string[] => Object.entries(channels).filter(([, c]) => c.hasSubscribers).map(([name]) => name)
+  assert.deepEqual(listening(), [], 'nothing else in this process listens')
+  const tracing = journeyTracing({ spanProcessors: [new SimpleSpanProcessor({ exporter: new InMemorySpanExporter() })] })
+  const journey = createJourney({ registry: new Registry(), tracing })
+  void journey.recent // the page's view starts on first use
+  assert.deepEqual(listening().sort(), Object.keys(channels).sort(), 'a live journey listens on every channel')
+  journey.close()
+  assert.deepEqual(listening(), [])
 })
