@@ -37,10 +37,14 @@ export function finish (rec: RequestRecord, status: number, socket: Socket | nul
   const finished = now()
   // Over TLS the response's bytes reached the kernel when its last write returned, if the kernel took them
   // all then; Node's 'finish' comes a loop turn later (tls-hand-over.ts). That write was this response's
-  // if it came after its write began: none of a later response's can come before this 'finish'. (An
-  // HTTP/2 session's writes are every stream's: a stream ends at its close.)
+  // if it came after its write began: none of a later response's can come before this 'finish'. An answer
+  // given before any hook was written inside the parser's callback, before its record existed (its write
+  // starts later, at requestAt): that write was its own if it came after the response before it finished.
+  // Its bytes were then in the kernel before its write stage began, which stays empty. (An HTTP/2 session's
+  // writes are every stream's: a stream ends at its close.)
   const handed = rec.conn.handedAt
-  rec.finishAt = handed >= rec.writeStartAt && !rec.conn.multiplexed ? handed : finished
+  const since = !rec.beforeHooks ? rec.writeStartAt : Number.isNaN(rec.conn.lastFinishAt) ? 0 : rec.conn.lastFinishAt
+  rec.finishAt = handed >= since && !rec.conn.multiplexed ? Math.max(handed, rec.writeStartAt) : finished
   rec.endAt = rec.finishAt
   // A response held back behind this one (pipelining) gets the socket now, at 'finish'.
   rec.conn.lastFinishAt = finished

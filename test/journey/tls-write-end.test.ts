@@ -1,17 +1,24 @@
 // Where a response's write ends over HTTPS (tls-hand-over.ts): at its last write returning, when the kernel
 // took every byte then; at 'finish' otherwise. Real TLS servers (the default's and fine mode's, over a
-// CipherTap) and clients; the journey's timing of the TLS socket's writes on a connection record of its own.
+// CipherTap) and clients; the journey's timing of the TLS socket's writes on a connection record of its own,
+// then the journey's whole plugin for answers given before any hook.
 import assert from 'node:assert/strict'
+import diagnostics from 'node:diagnostics_channel'
 import { readSync } from 'node:fs'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { test } from 'node:test'
 import tls from 'node:tls'
+import Fastify from 'fastify'
+import { Registry } from 'prom-client'
+import { createJourney } from '../../src/journey/index.ts'
+import { channels } from '../../src/journey/publish.ts'
 import { cipherTapListener } from '../../src/journey/cipher-tap.ts'
 import { kConnection } from '../../src/journey/observe-parser.ts'
-import type { ConnectionRecord } from '../../src/journey/records.ts'
+import type { ConnectionRecord, RequestRecord } from '../../src/journey/records.ts'
 import { timeHandOver } from '../../src/journey/tls-hand-over.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
+import { connect, statusOf } from '../helpers/raw.ts'
 
 interface Seen { handedAt: number, endReturned: number, finished: number, inClientKernel?: number | string }
 
@@ -76,5 +83,65 @@ for (const fine of [false, true]) {
     assert.ok(two.handedAt > two.endReturned && two.handedAt < two.finished, `a last chunk behind one in flight: handed when it was written, after end() and before 'finish': ${JSON.stringify(two)}`)
     const big = seen.get('/big')!
     assert.ok(Number.isNaN(big.handedAt) && big.finished > big.endReturned + 150, `8 MiB to a client not reading: 'finish' once it read: ${JSON.stringify(big)}`)
+  })
+}
+
+// An answer Node gives before any hook (its 400 for a request without Host) is written inside the parser's
+// callback, before the journey makes its record; over HTTPS its 'finish' still comes a loop turn later. Here
+// that turn is made long on purpose: a second connection's request, read in the same turn, burns 30 ms in its
+// handler. The answer's write must not hold those 30 ms: its bytes were in the kernel before it began.
+for (const precision of ['default', 'fine'] as const) {
+  test(`${precision} mode: an answer given before any hook ends its write where its bytes were in the kernel, not at Node's 'finish' a loop turn later`, async () => {
+    const material = await loadTlsMaterial(undefined, undefined)
+    const journey = createJourney({ registry: new Registry(), precision })
+    let port = 0
+    let listener: Server | undefined
+    const app = Fastify({
+      serverFactory: (handler) => {
+        const https = journey.observeServer(createServer({ key: material.key, cert: material.cert }, handler), 'https')
+        listener = journey.listenerFor(https)
+        void new Promise<void>(resolve => listener!.listen(0, '127.0.0.1', resolve)).then(() => { port = (listener!.address() as AddressInfo).port })
+        return https
+      }
+    })
+    app.addHook('onClose', async () => { await new Promise(resolve => listener!.close(resolve)) })
+    await app.register(journey.plugin)
+    app.get('/busy', async () => { for (const until = performance.now() + 30; performance.now() < until;); return 'done' })
+    await app.ready()
+    while (port === 0) await new Promise(resolve => setTimeout(resolve, 5))
+    const records: RequestRecord[] = []
+    const onRecord = (message: unknown): void => { records.push(message as RequestRecord) }
+    let finished = NaN // Node's 'finish' of the 400
+    const onFinish = (message: unknown): void => { if ((message as { response: { statusCode: number } }).response.statusCode === 400) finished = performance.now() }
+    channels.request.subscribe(onRecord)
+    diagnostics.subscribe('http.server.response.finish', onFinish)
+    try {
+      for (let attempt = 1; ; attempt++) {
+        records.length = 0
+        const [bad, busy] = await Promise.all([connect(port, true), connect(port, true)])
+        await new Promise(resolve => setTimeout(resolve, 20)) // the handshakes' last writes done
+        void bad.write('GET / HTTP/1.1\r\n\r\n')
+        void busy.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
+        // Both requests reach the server's kernel before it looks: it reads them in one turn, the 400's first.
+        for (const until = performance.now() + 5; performance.now() < until;);
+        await Promise.all([bad.read(text => statusOf(text) === 400 && text.includes('\r\n\r\n')), busy.read(text => text.endsWith('done'))])
+        bad.close()
+        busy.close()
+        const rec = records.find(r => r.status === 400)
+        assert.ok(rec?.beforeHooks === true, `the 400 is an answer given before any hook: ${records.map(r => `${r.status} ${String(r.beforeHooks)}`).join(', ')}`)
+        const lateBy = finished - rec.writeStartAt
+        // Read in another turn than the busy request (an unlucky order): try again.
+        if (lateBy < 25 && attempt < 5) continue
+        assert.ok(lateBy >= 25, `Node's 'finish' of the 400 came ${lateBy.toFixed(3)} ms after its write began, in each of 5 attempts`)
+        const write = rec.finishAt - rec.writeStartAt
+        assert.ok(write >= 0 && write < 1, `the 400's write: ${write.toFixed(3)} ms, its 'finish' ${lateBy.toFixed(3)} ms after it began`)
+        break
+      }
+    } finally {
+      channels.request.unsubscribe(onRecord)
+      diagnostics.unsubscribe('http.server.response.finish', onFinish)
+      await app.close()
+      journey.close()
+    }
   })
 }
