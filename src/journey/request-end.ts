@@ -29,6 +29,17 @@ export function leaveInflight (rec: RequestRecord): boolean {
 }
 
 /**
+ * From when the connection's writes are this response's: its write stage's start; for a reply the handler
+ * wrote itself (reply.hijack(), reply.raw; no onSend marked a write), its handler's; for an answer given
+ * before any hook, written inside the parser's callback before its record existed, the end of the response
+ * before it on the connection (the first one: every write so far).
+ */
+function ownWritesFrom (rec: RequestRecord): number {
+  if (rec.beforeHooks) return Number.isNaN(rec.conn.lastFinishAt) ? 0 : rec.conn.lastFinishAt
+  return Number.isNaN(rec.writeStartAt) ? rec.handlerStartAt : rec.writeStartAt
+}
+
+/**
  * The record's end: published once. A record leaves `inflight` exactly once, here or at the connection's
  * close, so a response that somehow finishes after its connection closed is never counted twice.
  */
@@ -36,15 +47,14 @@ export function finish (rec: RequestRecord, status: number, socket: Socket | nul
   if (!leaveInflight(rec)) return
   const finished = now()
   // Over TLS the response's bytes reached the kernel when its last write returned, if the kernel took them
-  // all then; Node's 'finish' comes a loop turn later (tls-hand-over.ts). That write was this response's
-  // if it came after its write began: none of a later response's can come before this 'finish'. An answer
-  // given before any hook was written inside the parser's callback, before its record existed (its write
-  // starts later, at requestAt): that write was its own if it came after the response before it finished.
-  // Its bytes were then in the kernel before its write stage began, which stays empty. (An HTTP/2 session's
-  // writes are every stream's: a stream ends at its close.)
+  // all then; Node's 'finish' comes a loop turn later (tls-hand-over.ts). That write was this response's if
+  // it came after the response began to be written: none of a later response's can come before this
+  // 'finish'. (An HTTP/2 session's writes are every stream's: a stream ends at its close.)
   const handed = rec.conn.handedAt
-  const since = !rec.beforeHooks ? rec.writeStartAt : Number.isNaN(rec.conn.lastFinishAt) ? 0 : rec.conn.lastFinishAt
-  rec.finishAt = handed >= since && !rec.conn.multiplexed ? Math.max(handed, rec.writeStartAt) : finished
+  rec.finishAt = handed >= ownWritesFrom(rec) && !rec.conn.multiplexed
+    // An answer given before any hook was in the kernel before its write stage began, which stays empty.
+    ? (handed < rec.writeStartAt ? rec.writeStartAt : handed)
+    : finished
   rec.endAt = rec.finishAt
   // A response held back behind this one (pipelining) gets the socket now, at 'finish'.
   rec.conn.lastFinishAt = finished

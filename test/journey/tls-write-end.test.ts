@@ -86,12 +86,18 @@ for (const fine of [false, true]) {
   })
 }
 
-// An answer Node gives before any hook (its 400 for a request without Host) is written inside the parser's
-// callback, before the journey makes its record; over HTTPS its 'finish' still comes a loop turn later. Here
-// that turn is made long on purpose: a second connection's request, read in the same turn, burns 30 ms in its
-// handler. The answer's write must not hold those 30 ms: its bytes were in the kernel before it began.
+// Two responses written before the stage that ends at them begins, or without Fastify's reply: an answer
+// Node gives before any hook (its 400 for a request without Host), written inside the parser's callback
+// before the journey makes its record; and a reply the handler writes itself (reply.hijack(), reply.raw),
+// whose handler stage runs to the response's end. Over HTTPS Node's 'finish' comes a loop turn after their
+// bytes reached the kernel. Here that turn is made long on purpose: a second connection's request, read in
+// the same turn, burns 30 ms in its handler. Neither stage may hold those 30 ms.
+const cases = [
+  { name: 'an answer given before any hook ends its write', request: 'GET / HTTP/1.1\r\n\r\n', status: 400, from: 'writeStartAt' },
+  { name: 'a reply the handler wrote itself ends its handler stage', request: 'GET /hijack HTTP/1.1\r\nHost: x\r\n\r\n', status: 200, from: 'handlerStartAt' }
+] as const
 for (const precision of ['default', 'fine'] as const) {
-  test(`${precision} mode: an answer given before any hook ends its write where its bytes were in the kernel, not at Node's 'finish' a loop turn later`, async () => {
+  test(`${precision} mode: ${cases.map(c => c.name).join(', and ')} where the bytes were in the kernel, not at Node's 'finish' a loop turn later`, async () => {
     const material = await loadTlsMaterial(undefined, undefined)
     const journey = createJourney({ registry: new Registry(), precision })
     let port = 0
@@ -107,35 +113,41 @@ for (const precision of ['default', 'fine'] as const) {
     app.addHook('onClose', async () => { await new Promise(resolve => listener!.close(resolve)) })
     await app.register(journey.plugin)
     app.get('/busy', async () => { for (const until = performance.now() + 30; performance.now() < until;); return 'done' })
+    app.get('/hijack', (_request, reply) => { reply.hijack(); reply.raw.writeHead(200, { 'content-length': 2 }).end('ok') })
     await app.ready()
     while (port === 0) await new Promise(resolve => setTimeout(resolve, 5))
     const records: RequestRecord[] = []
     const onRecord = (message: unknown): void => { records.push(message as RequestRecord) }
-    let finished = NaN // Node's 'finish' of the 400
-    const onFinish = (message: unknown): void => { if ((message as { response: { statusCode: number } }).response.statusCode === 400) finished = performance.now() }
+    let finished = NaN // Node's 'finish' of the response under test
+    const onFinish = (message: unknown): void => {
+      if ((message as { request: { url?: string } }).request.url !== '/busy') finished = performance.now()
+    }
     channels.request.subscribe(onRecord)
     diagnostics.subscribe('http.server.response.finish', onFinish)
     try {
-      for (let attempt = 1; ; attempt++) {
-        records.length = 0
-        const [bad, busy] = await Promise.all([connect(port, true), connect(port, true)])
-        await new Promise(resolve => setTimeout(resolve, 20)) // the handshakes' last writes done
-        void bad.write('GET / HTTP/1.1\r\n\r\n')
-        void busy.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
-        // Both requests reach the server's kernel before it looks: it reads them in one turn, the 400's first.
-        for (const until = performance.now() + 5; performance.now() < until;);
-        await Promise.all([bad.read(text => statusOf(text) === 400 && text.includes('\r\n\r\n')), busy.read(text => text.endsWith('done'))])
-        bad.close()
-        busy.close()
-        const rec = records.find(r => r.status === 400)
-        assert.ok(rec?.beforeHooks === true, `the 400 is an answer given before any hook: ${records.map(r => `${r.status} ${String(r.beforeHooks)}`).join(', ')}`)
-        const lateBy = finished - rec.writeStartAt
-        // Read in another turn than the busy request (an unlucky order): try again.
-        if (lateBy < 25 && attempt < 5) continue
-        assert.ok(lateBy >= 25, `Node's 'finish' of the 400 came ${lateBy.toFixed(3)} ms after its write began, in each of 5 attempts`)
-        const write = rec.finishAt - rec.writeStartAt
-        assert.ok(write >= 0 && write < 1, `the 400's write: ${write.toFixed(3)} ms, its 'finish' ${lateBy.toFixed(3)} ms after it began`)
-        break
+      for (const c of cases) {
+        for (let attempt = 1; ; attempt++) {
+          records.length = 0
+          const [first, busy] = await Promise.all([connect(port, true), connect(port, true)])
+          await new Promise(resolve => setTimeout(resolve, 20)) // the handshakes' last writes done
+          void first.write(c.request)
+          void busy.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
+          // Both requests reach the server's kernel before it looks: it reads them in one turn, in that order.
+          for (const until = performance.now() + 5; performance.now() < until;);
+          await Promise.all([first.read(text => statusOf(text) === c.status && text.includes('\r\n\r\n')), busy.read(text => text.endsWith('done'))])
+          first.close()
+          busy.close()
+          const rec = records.find(r => r.status === c.status && r.route !== '/busy')
+          assert.ok(rec !== undefined, `${c.name}: its record, among ${records.map(r => `${r.route} ${r.status}`).join(', ')}`)
+          assert.equal(rec.beforeHooks, c.status === 400)
+          const lateBy = finished - rec[c.from]
+          // Read in another turn than the busy request (an unlucky order): try again.
+          if (lateBy < 25 && attempt < 5) continue
+          assert.ok(lateBy >= 25, `${c.name}: Node's 'finish' came ${lateBy.toFixed(3)} ms after ${c.from}, in each of 5 attempts`)
+          const stage = rec.finishAt - rec[c.from]
+          assert.ok(stage >= 0 && stage < 1, `${c.name}: ${stage.toFixed(3)} ms from ${c.from}, Node's 'finish' ${lateBy.toFixed(3)} ms`)
+          break
+        }
       }
     } finally {
       channels.request.unsubscribe(onRecord)
