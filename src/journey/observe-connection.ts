@@ -10,7 +10,7 @@ import { newConnectionRecord, type ConnectionRecord, type JourneyOwner, type Req
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser, settleDeclaredBody } from './observe-parser.ts'
 import { isHttp2Server, observeHttp2Server } from './observe-http2.ts'
-import { timeHandOver } from './tls-hand-over.ts'
+import { timeHandOver } from './hand-over.ts'
 
 type Observed = Socket & { [kConnection]?: ConnectionRecord }
 /** What the journey can observe: node:http and node:https servers, and node:http2's (plain or secure). */
@@ -34,6 +34,8 @@ function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: Jour
     conn.peerPort = socket.remotePort
   }
   socket[kConnection] = conn
+  // A TLS connection's are the TLS socket's writes, timed once it is secure (onSecureConnection).
+  if (!(this instanceof TlsServer)) timeHandOver(socket)
   socket.on('close', onClose)
   // Who ended the connection: the client's FIN is the socket's 'end', the server's own is its 'finish'. On
   // TLS the TCP socket emits neither (the TLS layer reads and writes its handle): the TLSSocket does, once

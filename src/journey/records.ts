@@ -101,9 +101,9 @@ export interface ConnectionRecord {
    */
   lastFinishAt: number
   /**
-   * TLS: when the socket's latest write returned with every byte in the kernel, NaN when the kernel had not
-   * taken them all (tls-hand-over.ts). Node reports such a write done a loop turn later: a response's write
-   * ends here rather than at its 'finish'.
+   * HTTP/1.x: when the socket's latest write returned with every byte in the kernel, NaN when the kernel had
+   * not taken them all (hand-over.ts). Node reports such a write done a tick later, over TLS a loop turn
+   * later: a response's write ends here rather than at its 'finish'.
    */
   handedAt: number
   errors: string[]

@@ -46,10 +46,10 @@ function ownWritesFrom (rec: RequestRecord): number {
 export function finish (rec: RequestRecord, status: number, socket: Socket | null): void {
   if (!leaveInflight(rec)) return
   const finished = now()
-  // Over TLS the response's bytes reached the kernel when its last write returned, if the kernel took them
-  // all then; Node's 'finish' comes a loop turn later (tls-hand-over.ts). That write was this response's if
-  // it came after the response began to be written: none of a later response's can come before this
-  // 'finish'. (An HTTP/2 session's writes are every stream's: a stream ends at its close.)
+  // The response's bytes reached the kernel when its last write returned, if the kernel took them all
+  // then; Node's 'finish' comes a tick later, over TLS a loop turn later (hand-over.ts). That write was this
+  // response's if it came after the response began to be written: none of a later response's can come
+  // before this 'finish'. (An HTTP/2 session's writes are every stream's: a stream ends at its close.)
   const handed = rec.conn.handedAt
   rec.finishAt = handed >= ownWritesFrom(rec) && !rec.conn.multiplexed
     // An answer given before any hook was in the kernel before its write stage began, which stays empty.

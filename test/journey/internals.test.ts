@@ -2,7 +2,9 @@
 // fails loudly and names it, instead of read/parse/tls quietly disappearing from every waterfall.
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer } from 'node:https'
+import net from 'node:net'
 import tls from 'node:tls'
 import { test } from 'node:test'
 import type { AddressInfo } from 'node:net'
@@ -133,35 +135,39 @@ test('fine mode: a TLSSocket over a CipherTap reaches the tap through _handle._p
   assert.ok(stream instanceof CipherTap)
 })
 
-test('HTTPS: a TLS socket hands every write to its own _writeGeneric, and the TCP handle under TLS (_handle._parent) counts in writeQueueSize what the kernel has not taken', async () => {
-  const material = await loadTlsMaterial(undefined, undefined)
-  const big = Buffer.alloc(8 << 20, 97) // far more than loopback's buffers hold for a client that is not reading
-  type Timed = tls.TLSSocket & { _writeGeneric: (...a: unknown[]) => unknown, _handle?: { _parent?: { writeQueueSize?: unknown } } }
-  const seen: Array<{ url: string | undefined, queued: unknown }> = []
-  const server = createServer({ key: material.key, cert: material.cert }, (req, res) => {
-    const socket = res.socket as Timed
-    const original = socket._writeGeneric
-    assert.equal(typeof original, 'function')
-    socket._writeGeneric = function (this: Timed, ...args: unknown[]) {
-      const result = original.apply(this, args)
-      seen.push({ url: req.url, queued: this._handle?._parent?.writeQueueSize })
-      return result
+for (const secure of [false, true]) {
+  test(`${secure ? 'HTTPS' : 'HTTP'}: a socket hands every write to its own _writeGeneric, and ${secure ? 'the TCP handle under TLS (_handle._parent)' : 'its TCP handle'} counts in writeQueueSize what the kernel has not taken`, async () => {
+    const material = await loadTlsMaterial(undefined, undefined)
+    const big = Buffer.alloc(8 << 20, 97) // far more than loopback's buffers hold for a client that is not reading
+    type Timed = net.Socket & { _writeGeneric: (...a: unknown[]) => unknown, _handle?: { writeQueueSize?: unknown, _parent?: { writeQueueSize?: unknown } } }
+    const seen: Array<{ url: string | undefined, queued: unknown }> = []
+    const respond = (req: IncomingMessage, res: ServerResponse): void => {
+      const socket = res.socket as Timed
+      const original = socket._writeGeneric
+      assert.equal(typeof original, 'function')
+      socket._writeGeneric = function (this: Timed, ...args: unknown[]) {
+        const result = original.apply(this, args)
+        seen.push({ url: req.url, queued: secure ? this._handle?._parent?.writeQueueSize : this._handle?.writeQueueSize })
+        return result
+      }
+      res.end(req.url === '/big' ? big : 'ok')
     }
-    res.end(req.url === '/big' ? big : 'ok')
+    const server = secure ? createServer({ key: material.key, cert: material.cert }, respond) : createHttpServer(respond)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as AddressInfo).port
+    for (const url of ['/small', '/big']) {
+      const client = secure ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect({ port, host: '127.0.0.1' })
+      await new Promise(resolve => client.once(secure ? 'secureConnect' : 'connect', resolve))
+      client.write(`GET ${url} HTTP/1.1\r\nHost: x\r\n\r\n`)
+      for (const until = Date.now() + 3000; !seen.some(s => s.url === url) && Date.now() < until;) await new Promise(resolve => setTimeout(resolve, 10))
+      client.destroy()
+    }
+    server.close()
+    assert.deepEqual(seen.filter(s => s.url === '/small'), [{ url: '/small', queued: 0 }], 'a small answer: one write, all of it in the kernel when it returns')
+    const large = seen.filter(s => s.url === '/big')
+    assert.ok(large.length >= 1 && typeof large[0]!.queued === 'number' && large[0]!.queued > 0, `a large one to a client not reading: ${JSON.stringify(large)}`)
   })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  for (const url of ['/small', '/big']) {
-    const client = tls.connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
-    await new Promise(resolve => client.once('secureConnect', resolve))
-    client.write(`GET ${url} HTTP/1.1\r\nHost: x\r\n\r\n`)
-    for (const until = Date.now() + 3000; !seen.some(s => s.url === url) && Date.now() < until;) await new Promise(resolve => setTimeout(resolve, 10))
-    client.destroy()
-  }
-  server.close()
-  assert.deepEqual(seen.filter(s => s.url === '/small'), [{ url: '/small', queued: 0 }], 'a small answer: one write, all of it in the kernel when it returns')
-  const large = seen.filter(s => s.url === '/big')
-  assert.ok(large.length >= 1 && typeof large[0]!.queued === 'number' && large[0]!.queued > 0, `a large one to a client not reading: ${JSON.stringify(large)}`)
-})
+}
 
 test('a listening net.Server exposes its socket as _handle.fd (the kernel metrics find its /proc row by it)', { skip: process.platform !== 'linux' && 'needs Linux /proc' }, async () => {
   const { createServer: createNetServer } = await import('node:net')
