@@ -133,14 +133,16 @@ for (const [secure, precision] of [[false, 'default'], [true, 'default'], [true,
     const onRecord = (message: unknown): void => { records.push(message as RequestRecord) }
     // Node's own 400 is written before any hook: its tick is queued as Node makes the response.
     const onCreated = (message: unknown): void => { if ((message as { request: IncomingMessage }).request.headers.host === undefined) process.nextTick(burn, 25) }
-    let finished = NaN
+    let finished: number
     const onFinish = (): void => { finished = performance.now() }
     channels.request.subscribe(onRecord)
     diagnostics.subscribe('http.server.response.created', onCreated)
     diagnostics.subscribe('http.server.response.finish', onFinish)
     try {
       for (const c of cases) {
+        // Each case's own: a 'finish' that never came reads NaN, and fails, rather than the case before's.
         records.length = 0
+        finished = NaN
         const client = await connect(port, secure)
         await client.write(c.request)
         await client.read(text => statusOf(text) === c.status && text.endsWith(c.status === 200 ? 'ok' : '}'))
