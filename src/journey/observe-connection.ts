@@ -34,7 +34,8 @@ function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: Jour
     conn.peerPort = socket.remotePort
   }
   socket[kConnection] = conn
-  // A TLS connection's are the TLS socket's writes, timed once it is secure (onSecureConnection).
+  // Plain TCP: the writes to time are this socket's. Over TLS they are the TLSSocket's, which exists only
+  // once the handshake is done (onSecureConnection).
   if (!(this instanceof TlsServer)) timeHandOver(socket)
   socket.on('close', onClose)
   // Who ended the connection: the client's FIN is the socket's 'end', the server's own is its 'finish'. On
