@@ -24,8 +24,17 @@ export interface MetricsConsumer {
   close: () => void
 }
 
+/** Bucket bounds of the per-route duration histograms (createJourney's `buckets`, checked). */
+export interface DurationBuckets {
+  /** Stages and gaps, and the TLS handshake (the tls stage, by listener). */
+  stages: readonly number[]
+  /** http_server_request_duration_seconds. */
+  requests: readonly number[]
+}
+const DEFAULT_BUCKETS: DurationBuckets = { stages: STAGE_BUCKETS, requests: HTTP_DURATION_BUCKETS }
+
 /** Without an owner it counts the records of every journey in the process. */
-export function createMetricsConsumer (registry: MetricsRegistry, owner?: JourneyOwner): MetricsConsumer {
+export function createMetricsConsumer (registry: MetricsRegistry, owner?: JourneyOwner, buckets = DEFAULT_BUCKETS): MetricsConsumer {
   const registers = [asPromClientRegistry(registry)]
   // Observed for every request: bound series, no per-observation label hashing (see histogram.ts).
   // Exemplars are kept either way; the registry writes them only in the OpenMetrics format.
@@ -33,21 +42,21 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     name: METRIC.stageDuration,
     help: 'Time a request spent in each stage of its journey (docs/stages.md says where each stage starts and ends).',
     labelNames: ['stage', 'method', 'route'],
-    buckets: STAGE_BUCKETS,
+    buckets: buckets.stages,
     registers
   })
   const gapDuration = new FastHistogram({
     name: METRIC.gapDuration,
     help: 'Time inside a request covered by no stage, by kind: hooks (the server between stages: other plugins\' hooks), pipelined (a response waiting for earlier ones on its connection), error_handler (from an error to the next stage: Fastify\'s error handling), before_request (a connection\'s first request: the client\'s think time). The stages from read on (not accept and tls, which come before a connection\'s first request) plus hooks, pipelined and error_handler add up to http_server_request_duration_seconds.',
     labelNames: ['gap', 'method', 'route'],
-    buckets: STAGE_BUCKETS,
+    buckets: buckets.stages,
     registers
   })
   const requestDuration = new FastHistogram({
     name: METRIC.requestDuration,
     help: 'Duration of HTTP server requests: first request byte seen by the parser to the response handed to the kernel. http_response_status_code only where a status was sent; error_type the 5xx status, or aborted for a request cut off before its response finished.',
     labelNames: ['http_request_method', 'http_route', 'http_response_status_code', 'error_type', 'url_scheme', 'network_protocol_version'],
-    buckets: HTTP_DURATION_BUCKETS,
+    buckets: buckets.requests,
     registers
   })
   const requestBodySize = new FastHistogram({
@@ -109,7 +118,7 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
   const tlsDuration = new FastHistogram({
     name: METRIC.tlsHandshakeDuration,
     help: 'TLS handshake: connection accepted to secure connection established (includes waiting for the client\'s flights: its ClientHello, and its Finished a round trip later).',
-    labelNames: ['listener', 'protocol', 'resumed'], buckets: STAGE_BUCKETS, registers
+    labelNames: ['listener', 'protocol', 'resumed'], buckets: buckets.stages, registers
   })
   const kernelWait = new FastHistogram({
     name: METRIC.acceptKernelWait,

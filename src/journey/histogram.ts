@@ -72,6 +72,25 @@ export function bindSeries<S> (all: Map<string, S>, labelNames: readonly string[
   return s
 }
 
+/**
+ * Bucket bounds a user gave (createJourney's `buckets`), checked before any metric is registered: finite
+ * numbers, strictly ascending (`+Inf` is always added). Unsorted bounds would count observations in the
+ * wrong bucket (the search below assumes order), and a bound given twice renders the same `le` twice, a
+ * duplicate series, which OpenMetrics forbids (Prometheus 2.42 keeps one of the two, checked).
+ */
+export function checkBuckets (what: string, bounds: unknown): readonly number[] {
+  if (!Array.isArray(bounds)) throw new TypeError(`request-journey: buckets.${what} must be an array of bucket bounds in seconds, ascending`)
+  bounds.forEach((b: unknown, i) => {
+    if (typeof b !== 'number' || !Number.isFinite(b)) {
+      throw new TypeError(`request-journey: buckets.${what}[${i}] is ${String(b)}: bounds are finite numbers of seconds (+Inf is always added)`)
+    }
+    if (i > 0 && b <= (bounds[i - 1] as number)) {
+      throw new TypeError(`request-journey: buckets.${what} must be strictly ascending: ${String(bounds[i - 1])} then ${b}`)
+    }
+  })
+  return Object.freeze([...bounds as number[]])
+}
+
 interface MetricValue {
   metricName: string
   labels: Readonly<Record<string, string | number>>

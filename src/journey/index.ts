@@ -15,6 +15,7 @@ import type { FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
 import type { MetricsRegistry } from './metrics-registry.ts'
 import { createMetricsConsumer } from './consume-metrics.ts'
+import { checkBuckets } from './histogram.ts'
 import { createSpanConsumer } from './consume-spans.ts'
 import { knownReasons, observeServer, type ObservableServer } from './observe-connection.ts'
 import { observeAppServers } from './app-servers.ts'
@@ -29,7 +30,7 @@ import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 import { warnEncapsulated, warnUnmeasured } from './misuse-warnings.ts'
-import { METRIC, type Precision } from './stages.ts'
+import { HTTP_DURATION_BUCKETS, METRIC, STAGE_BUCKETS, type Precision } from './stages.ts'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.ts'
 import type { JourneyOwner, RequestRecord } from './records.ts'
 
@@ -41,7 +42,7 @@ declare module 'fastify' {
   }
 }
 
-export { STAGES, METRIC, EXPORT_METRIC, ATTR, stageSpanName, SPAN_CONNECTION, type Precision, type Stage } from './stages.ts'
+export { STAGES, METRIC, EXPORT_METRIC, ATTR, stageSpanName, SPAN_CONNECTION, STAGE_BUCKETS, HTTP_DURATION_BUCKETS, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
 export { clientErrorReason, tlsFailureReason } from './observe-connection.ts'
 export { sessionErrorReason } from './observe-http2.ts'
@@ -147,6 +148,15 @@ export interface JourneyOptions {
    * first byte go unobserved with it (the handshake is still in journey_tls_handshake_duration_seconds).
    */
   ignoreRoutes?: Iterable<string>
+  /**
+   * Bucket bounds in seconds, ascending (`+Inf` is always added), for the histograms that grow with your
+   * routes. `stages`: journey_stage_duration_seconds and journey_gap_duration_seconds (and the TLS handshake's),
+   * default STAGE_BUCKETS (24, 250 ns to 10 s); `requests`: http_server_request_duration_seconds, default
+   * HTTP_DURATION_BUCKETS (23, 5 µs to 10 s). Each bound is one series per route, method and stage, so fewer
+   * bounds carry fewer series (docs/stages.md, "Series per route"); `[]` keeps only `_sum`, `_count` and
+   * `+Inf`: means and shares of time, no percentiles.
+   */
+  buckets?: { stages?: readonly number[], requests?: readonly number[] }
 }
 
 /** What a serverFactory reads of the options Fastify hands it along with the handler. */
@@ -186,6 +196,10 @@ export interface Journey {
 
 export function createJourney (opts: JourneyOptions): Journey {
   const precision = opts.precision ?? 'default'
+  const buckets = {
+    stages: opts.buckets?.stages === undefined ? STAGE_BUCKETS : checkBuckets('stages', opts.buckets.stages),
+    requests: opts.buckets?.requests === undefined ? HTTP_DURATION_BUCKETS : checkBuckets('requests', opts.buckets.requests)
+  }
   // One live journey per registry. prom-client would refuse a second one's first metric halfway through
   // creating it, saying only that the name is taken; an app built once per test over the global registry
   // meets that at its second build. Said up front, with the way out (close() hands the names back).
@@ -216,7 +230,7 @@ export function createJourney (opts: JourneyOptions): Journey {
       owner
     })
   if (spans !== undefined) owner.start = spans.start
-  const metrics = createMetricsConsumer(opts.registry, owner)
+  const metrics = createMetricsConsumer(opts.registry, owner, buckets)
   // The page's view is built only if a page is served: an app that never shows it pays nothing for it.
   let recent: RecentConsumer | undefined
   const recentView = (): RecentConsumer => (recent ??= createRecentConsumer({ owner }))

@@ -67,3 +67,70 @@ test('a GET route over keep-alive HTTP answering one status: 297 series; each fu
   assert.equal(three.journey_gap_duration_seconds! - two.journey_gap_duration_seconds!, 27, 'the error_handler gap')
   assert.equal(total(three) - total(two), 26 + 27)
 })
+
+test('buckets: fewer bounds carry fewer series per route, and each observation lands under the bounds given', async () => {
+  const own = new Registry()
+  const journey = createJourney({ registry: own, buckets: { stages: [0.001, 0.01, 0.1, 1], requests: [] }, ignoreRoutes: ['/metrics'] })
+  const app2 = Fastify()
+  await app2.register(journey.plugin)
+  app2.get('/b', async () => { await new Promise(resolve => setTimeout(resolve, 20)); return { ok: true } })
+  app2.get('/metrics', async (_req, reply) => reply.type(own.contentType).send(await own.metrics()))
+  await app2.listen({ port: 0, host: '127.0.0.1' })
+  const c = new Client(`http://127.0.0.1:${(app2.server.address() as { port: number }).port}`)
+  try {
+    for (let i = 0; i < 2; i++) {
+      const r = await c.request({ method: 'GET', path: '/b' })
+      await r.body.dump()
+      assert.equal(r.statusCode, 200)
+    }
+    const scrape = await c.request({ method: 'GET', path: '/metrics' })
+    const lines = (await scrape.body.text()).split('\n').filter(l => !l.startsWith('#') && /[{,](route|http_route)="\/b"/.test(l))
+    const families: Record<string, number> = {}
+    for (const line of lines) {
+      const family = line.slice(0, line.indexOf('{')).replace(/_(bucket|sum|count)$/, '')
+      families[family] = (families[family] ?? 0) + 1
+    }
+    assert.deepEqual(families, {
+      journey_stage_duration_seconds: 7 * 7, // 4 bounds, +Inf, _sum, _count
+      journey_gap_duration_seconds: 2 * 7,
+      http_server_request_duration_seconds: 3, // no bounds: +Inf, _sum, _count
+      http_server_request_body_size_bytes: 14,
+      journey_response_written_bytes: 14
+    })
+    const value = (prefix: string): number => {
+      const line = lines.find(l => l.startsWith(prefix))
+      assert.ok(line !== undefined, `no sample ${prefix}…`)
+      return Number(line.slice(line.lastIndexOf(' ') + 1))
+    }
+    // Each 20 ms handler: above 0.01 s, within 0.1 s.
+    assert.equal(value('journey_stage_duration_seconds_bucket{le="0.01",stage="handler"'), 0)
+    assert.equal(value('journey_stage_duration_seconds_bucket{le="0.1",stage="handler"'), 2)
+    assert.equal(value('journey_stage_duration_seconds_bucket{le="+Inf",stage="handler"'), 2)
+    assert.equal(value('http_server_request_duration_seconds_bucket{le="+Inf"'), 2)
+    assert.equal(value('http_server_request_duration_seconds_count{'), 2)
+    assert.ok(value('http_server_request_duration_seconds_sum{') >= 0.04, 'two requests of at least 20 ms each')
+  } finally {
+    await c.close()
+    await app2.close()
+    journey.close()
+  }
+})
+
+test('buckets that would miscount or repeat a series are refused at createJourney, before any metric is registered', () => {
+  const own = new Registry()
+  const refused: Array<[unknown, RegExp]> = [
+    [[0.1, 0.01], /buckets\.stages must be strictly ascending: 0\.1 then 0\.01/],
+    [[0.01, 0.01], /strictly ascending: 0\.01 then 0\.01/], // one `le` twice: a duplicate series
+    [[0.01, Infinity], /buckets\.stages\[1\] is Infinity: .*\+Inf is always added/],
+    [[Number.NaN], /buckets\.stages\[0\] is NaN/],
+    [['0.1'], /buckets\.stages\[0\] is 0\.1: bounds are finite numbers/],
+    [0.1, /buckets\.stages must be an array/]
+  ]
+  for (const [stages, message] of refused) {
+    assert.throws(() => createJourney({ registry: own, buckets: { stages: stages as number[] } }), { name: 'TypeError', message })
+    assert.equal(own.getMetricsAsArray().length, 0, 'nothing registered: a corrected call can follow')
+  }
+  assert.throws(() => createJourney({ registry: own, buckets: { requests: [1, 0.5] } }), /buckets\.requests must be strictly ascending/)
+  const journey = createJourney({ registry: own, buckets: { stages: [], requests: [0.5] } })
+  journey.close()
+})
