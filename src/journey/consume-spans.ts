@@ -277,7 +277,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
         }
         const context: SpanContext = { traceId: parent.traceId, spanId: ids.slice(16 * i, 16 * i + 16), traceFlags: parent.traceFlags, traceState: parent.traceState }
         const span = new FinishedSpan(stageOrigin, context, parent, stageSpanName(iv.stage), SpanKind.INTERNAL,
-          toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv.stage, rec, precision), undefined, iv.cut ? CUT_STATUS : UNSET)
+          toEpochMs(iv.start), toEpochMs(iv.end), stageAttributes(iv, rec, precision), undefined, iv.cut ? CUT_STATUS : UNSET)
         for (const p of processors) p.onEnd(span)
       }
     } else {
@@ -313,7 +313,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   /** A stage span through the tracer; with `exception`, the stage that error ended. */
   function stageSpan (iv: Interval, rec: RequestRecord, parent: Context, exception?: Exception): void {
     const span = tracer.startSpan(stageSpanName(iv.stage), {
-      kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv.stage, rec, precision)
+      kind: SpanKind.INTERNAL, startTime: toEpochMs(iv.start), attributes: stageAttributes(iv, rec, precision)
     }, parent)
     if (exception !== undefined) {
       // As the SDK names an exception's type (its code, else its name): low cardinality, unlike its message.

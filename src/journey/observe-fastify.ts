@@ -71,6 +71,25 @@ function bodyFollows (request: FastifyRequest): boolean {
   return (request.raw as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false
 }
 
+type BodyStream = Readable & { [kRecord]?: RequestRecord }
+
+/**
+ * The raw request's 'end': its body was read off the connection to the last byte. Listened to on the raw
+ * request (IncomingMessage or Http2ServerRequest), not on the payload a decompressor may have replaced:
+ * what the client sent, not what it decoded to. Why 'end' and not the HTTP/1 parser's message-complete
+ * callback: it is public, and the same on HTTP/2; Fastify's reader never pauses, so the two differ by a
+ * tick — except behind a decompressor that falls behind, which then reads the last bytes later.
+ */
+function watchBodyEnd (raw: BodyStream, rec: RequestRecord): void {
+  raw[kRecord] = rec
+  raw.on('end', onBodyEnd)
+}
+
+function onBodyEnd (this: BodyStream): void {
+  const rec = this[kRecord]
+  if (rec !== undefined && Number.isNaN(rec.bodyEndAt)) rec.bodyEndAt = now()
+}
+
 /** A handler called once a connection has switched protocols, as @fastify/websocket calls one: (socket, request). */
 type WsHandler = (this: FastifyInstance, socket: unknown, request: FastifyRequest) => unknown
 
@@ -237,7 +256,11 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
 
   fastify.addHook('preParsing', (request, _reply, payload, done) => {
     const rec = request.journey
-    if (rec !== null) rec.decodeStartAt = now()
+    if (rec !== null) {
+      rec.decodeStartAt = now()
+      // Only where a span can show it: a listener per request with a body, in traced journeys.
+      if (opts.traced === true && bodyFollows(request)) watchBodyEnd(request.raw as BodyStream, rec)
+    }
     done(null, payload)
   })
 

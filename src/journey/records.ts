@@ -166,6 +166,11 @@ export interface RequestRecord {
   headersAt: number
   requestAt: number
   decodeStartAt: number
+  /**
+   * Traced journeys, requests with a body: the body had been read off the connection to its end (the raw
+   * request's 'end'), by Fastify's body reader or a decompressor in front of it (ATTR.decodeBodyReceivedMs).
+   */
+  bodyEndAt: number
   decodeEndAt: number
   handlerStartAt: number
   handlerEndAt: number
@@ -333,6 +338,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     headersAt: conn.headersAt,
     requestAt,
     decodeStartAt: NaN,
+    bodyEndAt: NaN,
     decodeEndAt: NaN,
     handlerStartAt: NaN,
     handlerEndAt: NaN,

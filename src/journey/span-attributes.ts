@@ -14,8 +14,8 @@ import {
   ATTR_USER_AGENT_ORIGINAL
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
-import { ATTR, UNMATCHED_ROUTE, type Precision, type Stage } from './stages.ts'
-import { handlerWroteResponse, roundNs, type Timeline } from './timeline.ts'
+import { ATTR, UNMATCHED_ROUTE, type Precision } from './stages.ts'
+import { handlerWroteResponse, roundNs, type Interval, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
 import { serverAddressOf } from './server-address.ts'
 import { methodLabel } from './http-method.ts'
@@ -125,8 +125,8 @@ function acceptAttributes (conn: ConnectionRecord): Attributes {
   return a
 }
 
-export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Precision): Attributes | undefined {
-  switch (stage) {
+export function stageAttributes (iv: Interval, rec: RequestRecord, precision: Precision): Attributes | undefined {
+  switch (iv.stage) {
     case 'accept': return acceptAttributes(rec.conn)
     case 'tls': return tlsAttributes(rec.conn)
     case 'read': {
@@ -141,6 +141,8 @@ export function stageAttributes (stage: Stage, rec: RequestRecord, precision: Pr
       if (rec.contentEncoding !== undefined) a[ATTR.contentEncoding] = rec.contentEncoding
       if (!Number.isNaN(rec.requestBodyBytes)) a['http.request.body.size'] = rec.requestBodyBytes
       if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
+      // Only a body that ended inside the stage: one the handler reads itself ends later (body_arriving).
+      if (rec.bodyEndAt >= iv.start && rec.bodyEndAt <= iv.end) a[ATTR.decodeBodyReceivedMs] = roundNs(rec.bodyEndAt - iv.start)
       return a
     }
     case 'handler': {

@@ -99,6 +99,12 @@ export const ATTR = {
   contentType: 'journey.decode.content_type',
   contentEncoding: 'journey.decode.content_encoding',
   decodedBytes: 'journey.decode.decoded_bytes',
+  /**
+   * Traced requests with a body that ended within decode: ms from decode's start until the body had been read
+   * off the connection to its last byte. The rest of decode is the server's: decompressing what was left,
+   * parsing, validating. A slow uploader shows as a body_received_ms close to the whole stage.
+   */
+  decodeBodyReceivedMs: 'journey.decode.body_received_ms',
   /** The handler wrote the response itself (reply.hijack(), reply.raw): its stage includes that writing. */
   handlerWroteResponse: 'journey.handler.wrote_response',
   /**

@@ -1,0 +1,141 @@
+// journey.decode.body_received_ms: how far into decode the request body had been read off the connection to
+// its last byte — so a long decode tells a slow uploader (received late, parsed at once) from a costly parse
+// (received at once). Checked against the client's own clock: when it wrote the body's last byte.
+import assert from 'node:assert/strict'
+import http2 from 'node:http2'
+import { gzipSync } from 'node:zlib'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'node:test'
+import compress from '@fastify/compress'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace'
+import type { FastifyServerOptions } from 'fastify'
+import { connect, responses } from '../helpers/raw.ts'
+import { durationMs, ms, roots, stage, waterfall } from '../helpers/spans.ts'
+import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
+
+const RECEIVED = 'journey.decode.body_received_ms'
+/** The clock spans are stamped with, in this process: epoch ms with sub-ms precision. */
+const epochNow = (): number => performance.timeOrigin + performance.now()
+
+async function app (t: TracedJourney): Promise<number> {
+  await t.app.register(t.journey.plugin)
+  await t.app.register(compress)
+  t.app.post('/echo', async (request) => ({ bytes: JSON.stringify(request.body).length }))
+  t.app.get('/', async () => ({ ok: true }))
+  // A body left to the handler, which reads it itself.
+  t.app.addContentTypeParser('application/octet-stream', (_request, _payload, done) => { done(null) })
+  t.app.post('/raw', async (request) => {
+    let bytes = 0
+    for await (const chunk of request.raw) bytes += (chunk as Buffer).length
+    return { bytes }
+  })
+  return await t.listen()
+}
+
+function decodeOf (t: TracedJourney, route: string, nth = 0): ReadableSpan {
+  const all = t.spans.getFinishedSpans()
+  const root = roots(all, route)[nth]
+  assert.ok(root, `trace ${nth} of ${route}`)
+  return stage(waterfall(all, root), 'decode')!
+}
+
+const json = Buffer.from(JSON.stringify({ a: 'x'.repeat(200_000) }))
+
+test('HTTP/1.1: a body sent in two halves 150 ms apart is received where the client wrote its last byte; a body sent at once early in decode', async () => {
+  const t = tracedJourney()
+  try {
+    const c = await connect(await app(t))
+    const gz = gzipSync(json)
+    const sent: number[] = []
+    for (const [body, encoding] of [[json, undefined], [gz, 'gzip']] as const) {
+      await c.write(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${encoding === undefined ? '' : `Content-Encoding: ${encoding}\r\n`}Content-Length: ${body.length}\r\n\r\n`)
+      const half = Math.floor(body.length / 2)
+      await sleep(20)
+      await c.write(body.subarray(0, half))
+      await sleep(150)
+      sent.push(epochNow())
+      await c.write(body.subarray(half))
+      assert.match(await c.read(responses(1)), /\{"bytes":200008\}$/)
+    }
+    await c.write(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n`)
+    await c.write(json)
+    await c.read(responses(1))
+    c.close()
+    await sleep(30)
+
+    for (const [i, what] of [[0, 'plain'], [1, 'gzip']] as const) {
+      const decode = decodeOf(t, '/echo', i)
+      const received = decode.attributes[RECEIVED] as number
+      assert.equal(typeof received, 'number', `${what}: ${JSON.stringify(decode.attributes)}`)
+      // The server cannot have read the last byte before the client wrote it, and reads it within a few ms.
+      const receivedAt = ms(decode.startTime) + received
+      assert.ok(receivedAt >= sent[i]! - 0.1, `${what}: received ${(receivedAt - sent[i]!).toFixed(2)} ms after the client wrote it`)
+      assert.ok(receivedAt - sent[i]! < 30, `${what}: received ${(receivedAt - sent[i]!).toFixed(2)} ms after the client wrote it`)
+      assert.ok(received >= 140 && received <= durationMs(decode), `${what}: ${received} ms of a ${durationMs(decode)} ms decode`)
+    }
+    const atOnce = decodeOf(t, '/echo', 2)
+    assert.ok((atOnce.attributes[RECEIVED] as number) < durationMs(atOnce), 'sent at once: received before decode ended (then parsed)')
+  } finally {
+    await t.close()
+  }
+})
+
+test('no body_received_ms without a body, for a body the handler reads itself, or for a body cut off', async () => {
+  const t = tracedJourney()
+  try {
+    const port = await app(t)
+    const c = await connect(port)
+    await c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    await c.read(responses(1))
+    await c.write('POST /raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 6\r\n\r\nabc')
+    await sleep(60)
+    await c.write('def')
+    assert.match(await c.read(responses(1)), /\{"bytes":6\}$/)
+    c.close()
+    const cut = await connect(port)
+    await cut.write(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n`)
+    await cut.write(json.subarray(0, 1000))
+    await sleep(50)
+    cut.close()
+    await sleep(50)
+
+    assert.equal(decodeOf(t, '/').attributes[RECEIVED], undefined, 'GET')
+    const raw = decodeOf(t, '/raw')
+    assert.equal(raw.attributes[RECEIVED], undefined, `the handler's body ended after decode: ${JSON.stringify(raw.attributes)}`)
+    const all = t.spans.getFinishedSpans()
+    const handler = stage(waterfall(all, roots(all, '/raw')[0]!), 'handler')!
+    assert.equal(handler.attributes['journey.handler.body_arriving'], true, 'its arrival is the handler\'s')
+    const cutOff = decodeOf(t, '/echo')
+    assert.equal(cutOff.attributes[RECEIVED], undefined, `cut off mid-body: ${JSON.stringify(cutOff.attributes)}`)
+  } finally {
+    await t.close()
+  }
+})
+
+test('HTTP/2: a stream whose body ends 150 ms after its headers', async () => {
+  const t = tracedJourney({ fastify: { http2: true } as FastifyServerOptions })
+  const session = http2.connect(`http://127.0.0.1:${await app(t)}`)
+  try {
+    let sentAt = 0
+    const status = await new Promise<number>((resolve, reject) => {
+      const stream = session.request({ ':path': '/echo', ':method': 'POST', 'content-type': 'application/json' })
+      let code = 0
+      stream.on('response', h => { code = Number(h[':status']) })
+      stream.on('error', reject)
+      stream.on('end', () => resolve(code))
+      stream.resume()
+      stream.write(json.subarray(0, 1000))
+      setTimeout(() => { sentAt = epochNow(); stream.end(json.subarray(1000)) }, 150)
+    })
+    assert.equal(status, 200)
+    await sleep(30)
+    const decode = decodeOf(t, '/echo')
+    const received = decode.attributes[RECEIVED] as number
+    assert.equal(typeof received, 'number', JSON.stringify(decode.attributes))
+    const receivedAt = ms(decode.startTime) + received
+    assert.ok(receivedAt >= sentAt - 0.1 && receivedAt - sentAt < 30, `received ${(receivedAt - sentAt).toFixed(2)} ms after the client ended the stream`)
+  } finally {
+    session.close()
+    await t.close()
+  }
+})
