@@ -130,7 +130,7 @@ test('parse: a request in pieces has a long read and an ordinary parse, in both 
 })
 
 test('decode: compressed bodies are small on the wire and full size decoded; bigger bodies take longer to decode', async () => {
-  const { row } = await experiment(['decode', '--requests=20', '--concurrency=2', '--warmupRounds=2'])
+  const { row } = await experiment(['decode', '--requests=20', '--concurrency=2', '--warmupRounds=2', '--uploads=2'])
   for (const v of ['JSON 1 KiB', 'JSON 512 KiB', 'gzip JSON 512 KiB', 'br JSON 512 KiB', 'order as JSON', 'order as protobuf']) assert.equal(row(v).failed, 0, v)
   for (const v of ['gzip JSON 512 KiB', 'br JSON 512 KiB']) {
     assert.ok(Math.abs(num(row(v)['decoded KiB']) - 512) < 1, `${v} decodes to the 512 KiB document`)
@@ -138,6 +138,15 @@ test('decode: compressed bodies are small on the wire and full size decoded; big
   }
   assert.ok(num(row('order as protobuf')['wire KiB']) < num(row('order as JSON')['wire KiB']))
   assert.ok(num(row('JSON 512 KiB')['decode mean ms']) > num(row('JSON 1 KiB')['decode mean ms']))
+  // A slow upload: decode lasts as long as the body takes to arrive (512 KiB at 2 MiB/s: 250 ms), and the
+  // decode spans say so; the server's work after the last byte is no more than for the body sent whole.
+  const whole = row('JSON 512 KiB uploaded whole')
+  const slow = row('JSON 512 KiB uploaded at 2 MiB/s')
+  for (const r of [whole, slow]) assert.equal(r.failed, 0)
+  assert.ok(num(slow['decode mean ms']) >= 200, `slow upload: decode ${slow['decode mean ms']} ms`)
+  assert.ok(num(slow['body received at ms']) >= 0.9 * num(slow['decode mean ms']), `slow upload: received at ${slow['body received at ms']} of ${slow['decode mean ms']} ms`)
+  assert.ok(num(whole['body received at ms']) < num(whole['decode mean ms']), 'sent whole: received before decode ended')
+  assert.ok(num(slow['after it ms']) < 50, `the server's own work after the body: ${slow['after it ms']} ms`)
 })
 
 test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration is stages plus that gap', async () => {
