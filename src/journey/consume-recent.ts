@@ -6,7 +6,7 @@
 // requests came.
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { subscribe } from './publish.ts'
-import { slownessMs, tableOf, timelineOf } from './timeline.ts'
+import { bodyReceivedIn, slownessMs, tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { followWallClock, now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
@@ -43,6 +43,8 @@ export interface RecentRequest {
   backpressure: boolean | undefined
   /** Traced requests with large responses: what the kernel still held unacknowledged when write ended (journey.write.unacked_bytes). */
   unackedBytes: number | undefined
+  /** Traced requests: how far into decode the body had been read to its end (journey.decode.body_received_ms). */
+  bodyReceivedMs: number | undefined
   /** Offsets from `at` and durations, in ms, one per stage seen, in journey order. */
   stages: Array<{ stage: Stage, startMs: number, durationMs: number }>
 }
@@ -172,6 +174,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
 
   function view (id: number, rec: RequestRecord): RecentRequest {
     const tl = timelineOf(rec)
+    const decode = tl.stages.find(s => s.stage === 'decode')
     return {
       id,
       at: toEpochMs(tl.start),
@@ -191,6 +194,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       backpressure: rec.backpressure,
       // Read by the span consumer, which subscribed first (createJourney), for the requests it keeps.
       unackedBytes: Number.isNaN(rec.writeUnackedBytes) ? undefined : rec.writeUnackedBytes,
+      bodyReceivedMs: decode === undefined ? undefined : bodyReceivedIn(decode, rec.bodyEndAt),
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

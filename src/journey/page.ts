@@ -48,6 +48,11 @@ function writeNote (r: RecentRequest): string {
   return streamed + held
 }
 
+/** A long decode asks whether the body was slow to arrive or slow to parse. */
+function decodeNote (r: RecentRequest): string {
+  return r.bodyReceivedMs === undefined ? '' : `; the body had all arrived after ${fmt(r.bodyReceivedMs)} ms, the rest is the server decoding it`
+}
+
 function fmtBytes (n: number): string {
   return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`
 }
@@ -55,7 +60,7 @@ function fmtBytes (n: number): string {
 export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const total = Math.max(r.durationMs, 1e-6)
   const bars = r.stages.map(s =>
-    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : ''}"></span>`).join('')
+    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : s.stage === 'decode' ? decodeNote(r) : ''}"></span>`).join('')
   const trace = r.traceId !== undefined && jaegerUrl !== undefined
     ? ` <a href="${esc(jaegerUrl)}/trace/${r.traceId}" target="_blank" rel="noopener">trace</a>`
     : ''

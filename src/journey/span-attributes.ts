@@ -15,7 +15,7 @@ import {
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Precision } from './stages.ts'
-import { handlerWroteResponse, roundNs, type Interval, type Timeline } from './timeline.ts'
+import { bodyReceivedIn, handlerWroteResponse, roundNs, type Interval, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
 import { serverAddressOf } from './server-address.ts'
 import { methodLabel } from './http-method.ts'
@@ -141,8 +141,8 @@ export function stageAttributes (iv: Interval, rec: RequestRecord, precision: Pr
       if (rec.contentEncoding !== undefined) a[ATTR.contentEncoding] = rec.contentEncoding
       if (!Number.isNaN(rec.requestBodyBytes)) a['http.request.body.size'] = rec.requestBodyBytes
       if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
-      // Only a body that ended inside the stage: one the handler reads itself ends later (body_arriving).
-      if (rec.bodyEndAt >= iv.start && rec.bodyEndAt <= iv.end) a[ATTR.decodeBodyReceivedMs] = roundNs(rec.bodyEndAt - iv.start)
+      const received = bodyReceivedIn(iv, rec.bodyEndAt)
+      if (received !== undefined) a[ATTR.decodeBodyReceivedMs] = roundNs(received)
       return a
     }
     case 'handler': {

@@ -128,6 +128,14 @@ export function handlerWroteResponse (m: Pick<Marks, 'handlerStartAt' | 'handler
 }
 
 /**
+ * How far into the decode stage `iv` the request body had been read to its end (RequestRecord.bodyEndAt), or
+ * undefined when it did not end inside the stage: no body, a body cut off, one the handler reads itself.
+ */
+export function bodyReceivedIn (iv: Pick<Interval, 'start' | 'end'>, bodyEndAt: number): number | undefined {
+  return bodyEndAt >= iv.start && bodyEndAt <= iv.end ? bodyEndAt - iv.start : undefined
+}
+
+/**
  * The record's timeline, written into `t` (overwriting what it held) and returned. The one timeline maths.
  * `end`: where the request ends; given only for a record still running, walked as if it ended there
  * (server-timing.ts, as the response's headers go out).

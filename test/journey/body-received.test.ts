@@ -9,6 +9,7 @@ import { test } from 'node:test'
 import compress from '@fastify/compress'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 import type { FastifyServerOptions } from 'fastify'
+import { renderRow } from '../../src/journey/page.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { durationMs, ms, roots, stage, waterfall } from '../helpers/spans.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
@@ -44,6 +45,7 @@ const json = Buffer.from(JSON.stringify({ a: 'x'.repeat(200_000) }))
 test('HTTP/1.1: a body sent in two halves 150 ms apart is received where the client wrote its last byte; a body sent at once early in decode', async () => {
   const t = tracedJourney()
   try {
+    const view = t.journey.recent // the journey page's view collects from its first use
     const c = await connect(await app(t))
     const gz = gzipSync(json)
     const sent: number[] = []
@@ -72,6 +74,15 @@ test('HTTP/1.1: a body sent in two halves 150 ms apart is received where the cli
       assert.ok(receivedAt >= sent[i]! - 0.1, `${what}: received ${(receivedAt - sent[i]!).toFixed(2)} ms after the client wrote it`)
       assert.ok(receivedAt - sent[i]! < 30, `${what}: received ${(receivedAt - sent[i]!).toFixed(2)} ms after the client wrote it`)
       assert.ok(received >= 140 && received <= durationMs(decode), `${what}: ${received} ms of a ${durationMs(decode)} ms decode`)
+    }
+    // The journey page says the same, over the decode bar.
+    const rows = view.snapshot().recent.filter(r => r.route === '/echo').reverse()
+    assert.equal(rows.length, 3)
+    for (const i of [0, 1]) {
+      const received = decodeOf(t, '/echo', i).attributes[RECEIVED] as number
+      assert.ok(Math.abs(rows[i]!.bodyReceivedMs! - received) < 0.001, `page ${rows[i]!.bodyReceivedMs} against span ${received}`)
+      const shown = /title="decode [^"]*; the body had all arrived after ([\d.]+) ms/.exec(renderRow(rows[i]!))
+      assert.ok(shown !== null && Math.abs(Number(shown[1]) - received) < 0.5, `the decode bar's title: ${shown?.[0]}`)
     }
     const atOnce = decodeOf(t, '/echo', 2)
     assert.ok((atOnce.attributes[RECEIVED] as number) < durationMs(atOnce), 'sent at once: received before decode ended (then parsed)')
