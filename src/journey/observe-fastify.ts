@@ -258,7 +258,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     const rec = request.journey
     if (rec !== null) {
       rec.decodeStartAt = now()
-      // Only where a span can show it: a listener per request with a body, in traced journeys.
+      // A listener per request with a body, so only in traced journeys: their spans (and page) show it.
       if (opts.traced === true && bodyFollows(request)) watchBodyEnd(request.raw as BodyStream, rec)
     }
     done(null, payload)
