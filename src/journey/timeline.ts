@@ -263,6 +263,8 @@ export interface JourneySummary {
   hooksMs: number
   pipelinedMs: number
   errorHandlerMs: number
+  /** Traced journeys, a body that ended within decode: how far into decode it had all arrived (journey.decode.body_received_ms). */
+  bodyReceivedMs?: number
 }
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
@@ -277,11 +279,18 @@ export const roundNs = (ms: number): number => Math.round(ms * 1e6) / 1e6
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */
-export function summarize (rec: Marks): JourneySummary | undefined {
+export function summarize (rec: Marks & { bodyEndAt?: number }): JourneySummary | undefined {
   if (Number.isNaN(rec.endAt)) return undefined
   // The numbers the consumers already walked: a log line per request needs no span-ready objects.
   const t = tableOf(rec)
   const stages: Partial<Record<Stage, number>> = {}
-  for (let k = 0; k < t.count; k++) stages[STAGES[t.index[k]!]!] = roundUs(t.to[k]! - t.from[k]!)
-  return { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs), errorHandlerMs: roundUs(t.errorHandlerMs) }
+  let bodyReceivedMs: number | undefined
+  for (let k = 0; k < t.count; k++) {
+    const stage = STAGES[t.index[k]!]!
+    stages[stage] = roundUs(t.to[k]! - t.from[k]!)
+    if (stage === 'decode' && rec.bodyEndAt !== undefined) bodyReceivedMs = bodyReceivedIn({ start: t.from[k]!, end: t.to[k]! }, rec.bodyEndAt)
+  }
+  const summary: JourneySummary = { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs), errorHandlerMs: roundUs(t.errorHandlerMs) }
+  if (bodyReceivedMs !== undefined) summary.bodyReceivedMs = roundUs(bodyReceivedMs)
+  return summary
 }

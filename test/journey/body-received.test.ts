@@ -9,6 +9,7 @@ import { test } from 'node:test'
 import compress from '@fastify/compress'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 import type { FastifyServerOptions } from 'fastify'
+import { summarize, type JourneySummary } from '../../src/journey/index.ts'
 import { renderRow } from '../../src/journey/page.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { durationMs, ms, roots, stage, waterfall } from '../helpers/spans.ts'
@@ -18,8 +19,15 @@ const RECEIVED = 'journey.decode.body_received_ms'
 /** The clock spans are stamped with, in this process: epoch ms with sub-ms precision. */
 const epochNow = (): number => performance.timeOrigin + performance.now()
 
+/** What summarize() — the demo's log line — said of each /echo request, in order. */
+const summaries: Array<JourneySummary | undefined> = []
+
 async function app (t: TracedJourney): Promise<number> {
   await t.app.register(t.journey.plugin)
+  t.app.addHook('onResponse', async (request) => {
+    const rec = request.journey
+    if (request.routeOptions.url === '/echo' && rec !== null) setImmediate(() => { summaries.push(summarize(rec)) })
+  })
   await t.app.register(compress)
   t.app.post('/echo', async (request) => ({ bytes: JSON.stringify(request.body).length }))
   t.app.get('/', async () => ({ ok: true }))
@@ -75,7 +83,13 @@ test('HTTP/1.1: a body sent in two halves 150 ms apart is received where the cli
       assert.ok(receivedAt - sent[i]! < 30, `${what}: received ${(receivedAt - sent[i]!).toFixed(2)} ms after the client wrote it`)
       assert.ok(received >= 140 && received <= durationMs(decode), `${what}: ${received} ms of a ${durationMs(decode)} ms decode`)
     }
-    // The journey page says the same, over the decode bar.
+    // The log line says the same (summarize(), to the µs)...
+    assert.equal(summaries.length, 3)
+    for (const i of [0, 1]) {
+      const received = decodeOf(t, '/echo', i).attributes[RECEIVED] as number
+      assert.ok(Math.abs(summaries[i]!.bodyReceivedMs! - received) <= 0.0006, `summary ${summaries[i]!.bodyReceivedMs} against span ${received}`)
+    }
+    // ...and the journey page, over the decode bar.
     const rows = view.snapshot().recent.filter(r => r.route === '/echo').reverse()
     assert.equal(rows.length, 3)
     for (const i of [0, 1]) {
