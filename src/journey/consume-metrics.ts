@@ -24,14 +24,16 @@ export interface MetricsConsumer {
   close: () => void
 }
 
-/** Bucket bounds of the per-route duration histograms (createJourney's `buckets`, checked). */
-export interface DurationBuckets {
+/** Bucket bounds of the histograms kept per route (createJourney's `buckets`, checked). */
+export interface RouteBuckets {
   /** Stages and gaps, and the TLS handshake (the tls stage, by listener). */
   stages: readonly number[]
   /** http_server_request_duration_seconds. */
   requests: readonly number[]
+  /** Bytes: http_server_request_body_size_bytes and journey_response_written_bytes. */
+  sizes: readonly number[]
 }
-const DEFAULT_BUCKETS: DurationBuckets = { stages: STAGE_BUCKETS, requests: HTTP_DURATION_BUCKETS }
+const DEFAULT_BUCKETS: RouteBuckets = { stages: STAGE_BUCKETS, requests: HTTP_DURATION_BUCKETS, sizes: SIZE_BUCKETS }
 
 /** Without an owner it counts the records of every journey in the process. */
 export function createMetricsConsumer (registry: MetricsRegistry, owner?: JourneyOwner, buckets = DEFAULT_BUCKETS): MetricsConsumer {
@@ -63,14 +65,14 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
     name: METRIC.requestBodySize,
     help: 'Size of HTTP request bodies on the wire, before decompression (Content-Length, or the bytes of a body sent without one).',
     labelNames: ['http_request_method', 'http_route'],
-    buckets: SIZE_BUCKETS,
+    buckets: buckets.sizes,
     registers
   })
   const responseWritten = new FastHistogram({
     name: METRIC.responseWritten,
     help: 'Bytes of each response (status line, headers and body, before TLS) handed to the socket.',
     labelNames: ['http_request_method', 'http_route'],
-    buckets: SIZE_BUCKETS,
+    buckets: buckets.sizes,
     registers
   })
   const accepted = new FastCounter({ name: METRIC.connectionsAccepted, help: 'Connections that reached user space.', labelNames: ['listener'], registers })

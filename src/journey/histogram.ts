@@ -79,10 +79,10 @@ export function bindSeries<S> (all: Map<string, S>, labelNames: readonly string[
  * duplicate series, which OpenMetrics forbids (Prometheus 2.42 keeps one of the two, checked).
  */
 export function checkBuckets (what: string, bounds: unknown): readonly number[] {
-  if (!Array.isArray(bounds)) throw new TypeError(`request-journey: buckets.${what} must be an array of bucket bounds in seconds, ascending`)
+  if (!Array.isArray(bounds)) throw new TypeError(`request-journey: buckets.${what} must be an array of bucket bounds, ascending`)
   bounds.forEach((b: unknown, i) => {
     if (typeof b !== 'number' || !Number.isFinite(b)) {
-      throw new TypeError(`request-journey: buckets.${what}[${i}] is ${String(b)}: bounds are finite numbers of seconds (+Inf is always added)`)
+      throw new TypeError(`request-journey: buckets.${what}[${i}] is ${String(b)}: bounds are finite numbers (+Inf is always added)`)
     }
     if (i > 0 && b <= (bounds[i - 1] as number)) {
       throw new TypeError(`request-journey: buckets.${what} must be strictly ascending: ${String(bounds[i - 1])} then ${b}`)

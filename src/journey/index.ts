@@ -30,7 +30,7 @@ import { registerJourneyPage } from './page.ts'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { JourneySampler, PresetIdGenerator, samplerFromEnv } from './sampling.ts'
 import { warnEncapsulated, warnUnmeasured } from './misuse-warnings.ts'
-import { HTTP_DURATION_BUCKETS, METRIC, STAGE_BUCKETS, type Precision } from './stages.ts'
+import { HTTP_DURATION_BUCKETS, METRIC, SIZE_BUCKETS, STAGE_BUCKETS, type Precision } from './stages.ts'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.ts'
 import type { JourneyOwner, RequestRecord } from './records.ts'
 
@@ -42,7 +42,7 @@ declare module 'fastify' {
   }
 }
 
-export { STAGES, METRIC, EXPORT_METRIC, ATTR, stageSpanName, SPAN_CONNECTION, STAGE_BUCKETS, HTTP_DURATION_BUCKETS, type Precision, type Stage } from './stages.ts'
+export { STAGES, METRIC, EXPORT_METRIC, ATTR, stageSpanName, SPAN_CONNECTION, STAGE_BUCKETS, HTTP_DURATION_BUCKETS, SIZE_BUCKETS, type Precision, type Stage } from './stages.ts'
 export { channels } from './publish.ts'
 export { clientErrorReason, tlsFailureReason } from './observe-connection.ts'
 export { sessionErrorReason } from './observe-http2.ts'
@@ -149,14 +149,15 @@ export interface JourneyOptions {
    */
   ignoreRoutes?: Iterable<string>
   /**
-   * Bucket bounds in seconds, ascending (`+Inf` is always added), for the histograms that grow with your
-   * routes. `stages`: journey_stage_duration_seconds and journey_gap_duration_seconds (and the TLS handshake's),
-   * default STAGE_BUCKETS (24, 250 ns to 10 s); `requests`: http_server_request_duration_seconds, default
-   * HTTP_DURATION_BUCKETS (23, 5 µs to 10 s). Each bound is one series per route, method and stage, so fewer
-   * bounds carry fewer series (docs/stages.md, "Series per route"); `[]` keeps only `_sum`, `_count` and
-   * `+Inf`: means and shares of time, no percentiles.
+   * Bucket bounds, ascending (`+Inf` is always added), for the histograms that grow with your routes.
+   * `stages` (seconds): journey_stage_duration_seconds and journey_gap_duration_seconds (and the TLS
+   * handshake's), default STAGE_BUCKETS (24, 250 ns to 10 s); `requests` (seconds):
+   * http_server_request_duration_seconds, default HTTP_DURATION_BUCKETS (23, 5 µs to 10 s); `sizes` (bytes):
+   * http_server_request_body_size_bytes and journey_response_written_bytes, default SIZE_BUCKETS (11, 0 to
+   * 16 MiB). Each bound is one series per route, method and stage, so fewer bounds carry fewer series
+   * (docs/stages.md, "Series per route"); `[]` keeps only `_sum`, `_count` and `+Inf`: means, no percentiles.
    */
-  buckets?: { stages?: readonly number[], requests?: readonly number[] }
+  buckets?: { stages?: readonly number[], requests?: readonly number[], sizes?: readonly number[] }
 }
 
 /** What a serverFactory reads of the options Fastify hands it along with the handler. */
@@ -198,7 +199,8 @@ export function createJourney (opts: JourneyOptions): Journey {
   const precision = opts.precision ?? 'default'
   const buckets = {
     stages: opts.buckets?.stages === undefined ? STAGE_BUCKETS : checkBuckets('stages', opts.buckets.stages),
-    requests: opts.buckets?.requests === undefined ? HTTP_DURATION_BUCKETS : checkBuckets('requests', opts.buckets.requests)
+    requests: opts.buckets?.requests === undefined ? HTTP_DURATION_BUCKETS : checkBuckets('requests', opts.buckets.requests),
+    sizes: opts.buckets?.sizes === undefined ? SIZE_BUCKETS : checkBuckets('sizes', opts.buckets.sizes)
   }
   // One live journey per registry. prom-client would refuse a second one's first metric halfway through
   // creating it, saying only that the name is taken; an app built once per test over the global registry
