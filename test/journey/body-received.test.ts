@@ -9,6 +9,7 @@ import { test } from 'node:test'
 import compress from '@fastify/compress'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 import type { FastifyServerOptions } from 'fastify'
+import { now, toEpochMs } from '../../src/journey/clock.ts'
 import { summarize, type JourneySummary } from '../../src/journey/index.ts'
 import { renderRow } from '../../src/journey/page.ts'
 import { connect, responses } from '../helpers/raw.ts'
@@ -16,8 +17,8 @@ import { durationMs, ms, roots, stage, waterfall } from '../helpers/spans.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
 const RECEIVED = 'journey.decode.body_received_ms'
-/** The clock spans are stamped with, in this process: epoch ms with sub-ms precision. */
-const epochNow = (): number => performance.timeOrigin + performance.now()
+/** Now on the clock spans are stamped with (the journey's monotonic clock as epoch ms), in this process. */
+const epochNow = (): number => toEpochMs(now())
 
 /** What summarize() — the demo's log line — said of each /echo request, in order. */
 const summaries: Array<JourneySummary | undefined> = []
