@@ -82,7 +82,7 @@ export function checkBuckets (what: string, bounds: unknown): readonly number[] 
   if (!Array.isArray(bounds)) throw new TypeError(`request-journey: buckets.${what} must be an array of bucket bounds, ascending`)
   bounds.forEach((b: unknown, i) => {
     if (typeof b !== 'number' || !Number.isFinite(b)) {
-      throw new TypeError(`request-journey: buckets.${what}[${i}] is ${String(b)}: bounds are finite numbers (+Inf is always added)`)
+      throw new TypeError(`request-journey: buckets.${what}[${i}] is ${typeof b === 'number' ? String(b) : JSON.stringify(b)}: bounds are finite numbers (+Inf is always added)`)
     }
     if (i > 0 && b <= (bounds[i - 1] as number)) {
       throw new TypeError(`request-journey: buckets.${what} must be strictly ascending: ${String(bounds[i - 1])} then ${b}`)

@@ -125,7 +125,7 @@ test('buckets that would miscount or repeat a series are refused at createJourne
     [[0.01, 0.01], /strictly ascending: 0\.01 then 0\.01/], // one `le` twice: a duplicate series
     [[0.01, Infinity], /buckets\.stages\[1\] is Infinity: .*\+Inf is always added/],
     [[Number.NaN], /buckets\.stages\[0\] is NaN/],
-    [['0.1'], /buckets\.stages\[0\] is 0\.1: bounds are finite numbers/],
+    [['0.1'], /buckets\.stages\[0\] is "0\.1": bounds are finite numbers/], // a string, said as one
     [0.1, /buckets\.stages must be an array/]
   ]
   for (const [stages, message] of refused) {
