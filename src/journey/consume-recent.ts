@@ -194,7 +194,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       backpressure: rec.backpressure,
       // Read by the span consumer, which subscribed first (createJourney), for the requests it keeps.
       unackedBytes: Number.isNaN(rec.writeUnackedBytes) ? undefined : rec.writeUnackedBytes,
-      bodyReceivedMs: decode === undefined ? undefined : bodyReceivedIn(decode, rec.bodyEndAt),
+      bodyReceivedMs: decode === undefined ? undefined : bodyReceivedIn(decode.start, decode.end, rec.bodyEndAt),
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

@@ -141,7 +141,7 @@ export function stageAttributes (iv: Interval, rec: RequestRecord, precision: Pr
       if (rec.contentEncoding !== undefined) a[ATTR.contentEncoding] = rec.contentEncoding
       if (!Number.isNaN(rec.requestBodyBytes)) a['http.request.body.size'] = rec.requestBodyBytes
       if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
-      const received = bodyReceivedIn(iv, rec.bodyEndAt)
+      const received = bodyReceivedIn(iv.start, iv.end, rec.bodyEndAt)
       if (received !== undefined) a[ATTR.decodeBodyReceivedMs] = roundNs(received)
       return a
     }

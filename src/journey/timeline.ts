@@ -128,11 +128,12 @@ export function handlerWroteResponse (m: Pick<Marks, 'handlerStartAt' | 'handler
 }
 
 /**
- * How far into the decode stage `iv` the request body had been read to its end (RequestRecord.bodyEndAt), or
- * undefined when it did not end inside the stage: no body, a body cut off, one the handler reads itself.
+ * How far into a decode stage running from `start` to `end` the request body had been read to its end
+ * (RequestRecord.bodyEndAt), or undefined when it did not end inside the stage: no body (NaN), a body cut off,
+ * one the handler reads itself. Plain numbers, so the per-request log summary allocates nothing for it.
  */
-export function bodyReceivedIn (iv: Pick<Interval, 'start' | 'end'>, bodyEndAt: number): number | undefined {
-  return bodyEndAt >= iv.start && bodyEndAt <= iv.end ? bodyEndAt - iv.start : undefined
+export function bodyReceivedIn (start: number, end: number, bodyEndAt: number): number | undefined {
+  return bodyEndAt >= start && bodyEndAt <= end ? bodyEndAt - start : undefined
 }
 
 /**
@@ -288,7 +289,7 @@ export function summarize (rec: Marks & { bodyEndAt?: number }): JourneySummary 
   for (let k = 0; k < t.count; k++) {
     const stage = STAGES[t.index[k]!]!
     stages[stage] = roundUs(t.to[k]! - t.from[k]!)
-    if (stage === 'decode' && rec.bodyEndAt !== undefined) bodyReceivedMs = bodyReceivedIn({ start: t.from[k]!, end: t.to[k]! }, rec.bodyEndAt)
+    if (stage === 'decode' && rec.bodyEndAt !== undefined) bodyReceivedMs = bodyReceivedIn(t.from[k]!, t.to[k]!, rec.bodyEndAt)
   }
   const summary: JourneySummary = { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs), errorHandlerMs: roundUs(t.errorHandlerMs) }
   if (bodyReceivedMs !== undefined) summary.bodyReceivedMs = roundUs(bodyReceivedMs)
