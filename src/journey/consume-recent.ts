@@ -6,7 +6,7 @@
 // requests came.
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { subscribe } from './publish.ts'
-import { bodyReceivedIn, slownessMs, tableOf, timelineOf } from './timeline.ts'
+import { markIn, slownessMs, tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { followWallClock, now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
@@ -45,6 +45,8 @@ export interface RecentRequest {
   unackedBytes: number | undefined
   /** Traced requests: how far into decode the body had been read to its end (journey.decode.body_received_ms). */
   bodyReceivedMs: number | undefined
+  /** Traced requests: how far into decode that body had been parsed, validation following (journey.decode.body_parsed_ms). */
+  bodyParsedMs: number | undefined
   /** Offsets from `at` and durations, in ms, one per stage seen, in journey order. */
   stages: Array<{ stage: Stage, startMs: number, durationMs: number }>
 }
@@ -194,7 +196,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       backpressure: rec.backpressure,
       // Read by the span consumer, which subscribed first (createJourney), for the requests it keeps.
       unackedBytes: Number.isNaN(rec.writeUnackedBytes) ? undefined : rec.writeUnackedBytes,
-      bodyReceivedMs: decode === undefined ? undefined : bodyReceivedIn(decode.start, decode.end, rec.bodyEndAt),
+      bodyReceivedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyEndAt),
+      bodyParsedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyParsedAt),
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

@@ -264,6 +264,19 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     done(null, payload)
   })
 
+  // Parsing and validating a body are both decode, and either can be the costly part (a schema's maxLength
+  // on a 900 KB string: 2.5 ms to validate, 0.8 to parse). Fastify runs preValidation hooks right after its
+  // content-type parser has made request.body, and this one first: the parse ends here. Traced journeys
+  // only (their spans and page show it), and only for a body read to its end by now — not one the handler
+  // reads itself (multipart), whose parser only handed it on.
+  if (opts.traced === true) {
+    fastify.addHook('preValidation', (request, _reply, done) => {
+      const rec = request.journey
+      if (rec !== null && !Number.isNaN(rec.bodyEndAt)) rec.bodyParsedAt = now()
+      done()
+    })
+  }
+
   fastify.addHook('preHandler', (request, _reply, done) => {
     const rec = request.journey
     if (rec !== null) {

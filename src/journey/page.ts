@@ -48,9 +48,14 @@ function writeNote (r: RecentRequest): string {
   return streamed + held
 }
 
-/** A long decode asks whether the body was slow to arrive or slow to parse. */
+/** A long decode asks whether the body was slow to arrive, slow to parse, or slow to validate. */
 function decodeNote (r: RecentRequest): string {
-  return r.bodyReceivedMs === undefined ? '' : `; the body had all arrived after ${fmt(r.bodyReceivedMs)} ms, the rest is the server decoding it`
+  if (r.bodyReceivedMs === undefined) return ''
+  const arrived = `; the body had all arrived after ${fmt(r.bodyReceivedMs)} ms`
+  // Parsed implies arrived (the parse mark is only taken once the body has ended); not parsed: the parse failed.
+  return r.bodyParsedMs === undefined
+    ? `${arrived}, the rest is the server decoding it`
+    : `${arrived} and was parsed by ${fmt(r.bodyParsedMs)} ms; the rest is preValidation hooks and schema validation`
 }
 
 function fmtBytes (n: number): string {

@@ -171,6 +171,12 @@ export interface RequestRecord {
    * request's 'end'), by Fastify's body reader or a decompressor in front of it (ATTR.decodeBodyReceivedMs).
    */
   bodyEndAt: number
+  /**
+   * Traced journeys, a body that had all been read by then: Fastify's content-type parser had made
+   * `request.body` of it (the journey's preValidation hook, the first), so what follows in decode is
+   * preValidation hooks and schema validation (ATTR.decodeBodyParsedMs).
+   */
+  bodyParsedAt: number
   decodeEndAt: number
   handlerStartAt: number
   handlerEndAt: number
@@ -339,6 +345,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     requestAt,
     decodeStartAt: NaN,
     bodyEndAt: NaN,
+    bodyParsedAt: NaN,
     decodeEndAt: NaN,
     handlerStartAt: NaN,
     handlerEndAt: NaN,

@@ -15,7 +15,7 @@ import {
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Precision } from './stages.ts'
-import { bodyReceivedIn, handlerWroteResponse, roundNs, type Interval, type Timeline } from './timeline.ts'
+import { handlerWroteResponse, markIn, roundNs, type Interval, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
 import { serverAddressOf } from './server-address.ts'
 import { methodLabel } from './http-method.ts'
@@ -141,8 +141,10 @@ export function stageAttributes (iv: Interval, rec: RequestRecord, precision: Pr
       if (rec.contentEncoding !== undefined) a[ATTR.contentEncoding] = rec.contentEncoding
       if (!Number.isNaN(rec.requestBodyBytes)) a['http.request.body.size'] = rec.requestBodyBytes
       if (!Number.isNaN(rec.decodedBodyBytes)) a[ATTR.decodedBytes] = rec.decodedBodyBytes
-      const received = bodyReceivedIn(iv.start, iv.end, rec.bodyEndAt)
+      const received = markIn(iv.start, iv.end, rec.bodyEndAt)
       if (received !== undefined) a[ATTR.decodeBodyReceivedMs] = roundNs(received)
+      const parsed = markIn(iv.start, iv.end, rec.bodyParsedAt)
+      if (parsed !== undefined) a[ATTR.decodeBodyParsedMs] = roundNs(parsed)
       return a
     }
     case 'handler': {

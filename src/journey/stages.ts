@@ -105,6 +105,7 @@ export const ATTR = {
    * parsing, validating. A slow uploader shows as a body_received_ms close to the whole stage.
    */
   decodeBodyReceivedMs: 'journey.decode.body_received_ms',
+  decodeBodyParsedMs: 'journey.decode.body_parsed_ms',
   /** The handler wrote the response itself (reply.hijack(), reply.raw): its stage includes that writing. */
   handlerWroteResponse: 'journey.handler.wrote_response',
   /**

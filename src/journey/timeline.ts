@@ -128,12 +128,13 @@ export function handlerWroteResponse (m: Pick<Marks, 'handlerStartAt' | 'handler
 }
 
 /**
- * How far into a decode stage running from `start` to `end` the request body had been read to its end
- * (RequestRecord.bodyEndAt), or undefined when it did not end inside the stage: no body (NaN), a body cut off,
- * one the handler reads itself. Plain numbers, so the per-request log summary allocates nothing for it.
+ * How far into a stage running from `start` to `end` a mark came — decode's body read to its end
+ * (RequestRecord.bodyEndAt) or parsed (bodyParsedAt) —, or undefined when it did not come inside the stage:
+ * never (NaN: no body, one the handler reads itself), or after the stage was cut off. Plain numbers, so the
+ * per-request log summary allocates nothing for it.
  */
-export function bodyReceivedIn (start: number, end: number, bodyEndAt: number): number | undefined {
-  return bodyEndAt >= start && bodyEndAt <= end ? bodyEndAt - start : undefined
+export function markIn (start: number, end: number, at: number): number | undefined {
+  return at >= start && at <= end ? at - start : undefined
 }
 
 /**
@@ -266,6 +267,8 @@ export interface JourneySummary {
   errorHandlerMs: number
   /** Traced journeys, a body that ended within decode: how far into decode it had all arrived (journey.decode.body_received_ms). */
   bodyReceivedMs?: number
+  /** Traced journeys: how far into decode that body had been parsed; validation follows (journey.decode.body_parsed_ms). */
+  bodyParsedMs?: number
 }
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
@@ -280,18 +283,23 @@ export const roundNs = (ms: number): number => Math.round(ms * 1e6) / 1e6
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */
-export function summarize (rec: Marks & { bodyEndAt?: number }): JourneySummary | undefined {
+export function summarize (rec: Marks & { bodyEndAt?: number, bodyParsedAt?: number }): JourneySummary | undefined {
   if (Number.isNaN(rec.endAt)) return undefined
   // The numbers the consumers already walked: a log line per request needs no span-ready objects.
   const t = tableOf(rec)
   const stages: Partial<Record<Stage, number>> = {}
   let bodyReceivedMs: number | undefined
+  let bodyParsedMs: number | undefined
   for (let k = 0; k < t.count; k++) {
     const stage = STAGES[t.index[k]!]!
     stages[stage] = roundUs(t.to[k]! - t.from[k]!)
-    if (stage === 'decode' && rec.bodyEndAt !== undefined) bodyReceivedMs = bodyReceivedIn(t.from[k]!, t.to[k]!, rec.bodyEndAt)
+    if (stage === 'decode') {
+      if (rec.bodyEndAt !== undefined) bodyReceivedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyEndAt)
+      if (rec.bodyParsedAt !== undefined) bodyParsedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyParsedAt)
+    }
   }
   const summary: JourneySummary = { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs), errorHandlerMs: roundUs(t.errorHandlerMs) }
   if (bodyReceivedMs !== undefined) summary.bodyReceivedMs = roundUs(bodyReceivedMs)
+  if (bodyParsedMs !== undefined) summary.bodyParsedMs = roundUs(bodyParsedMs)
   return summary
 }

@@ -1,6 +1,8 @@
 // journey.decode.body_received_ms: how far into decode the request body had been read off the connection to
 // its last byte — so a long decode tells a slow uploader (received late, parsed at once) from a costly parse
 // (received at once). Checked against the client's own clock: when it wrote the body's last byte.
+// journey.decode.body_parsed_ms: how far into decode that body had been parsed, so the rest of decode is
+// validation: checked with a parser and a validator each made to take 20 ms.
 import assert from 'node:assert/strict'
 import http2 from 'node:http2'
 import { gzipSync } from 'node:zlib'
@@ -17,6 +19,7 @@ import { durationMs, ms, roots, stage, waterfall } from '../helpers/spans.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
 const RECEIVED = 'journey.decode.body_received_ms'
+const PARSED = 'journey.decode.body_parsed_ms'
 /** Now on the clock spans are stamped with (the journey's monotonic clock as epoch ms), in this process. */
 const epochNow = (): number => toEpochMs(now())
 
@@ -128,6 +131,7 @@ test('no body_received_ms without a body, for a body the handler reads itself, o
     assert.equal(decodeOf(t, '/').attributes[RECEIVED], undefined, 'GET')
     const raw = decodeOf(t, '/raw')
     assert.equal(raw.attributes[RECEIVED], undefined, `the handler's body ended after decode: ${JSON.stringify(raw.attributes)}`)
+    assert.equal(raw.attributes[PARSED], undefined, 'nor was it parsed in decode: its parser only handed it on')
     const all = t.spans.getFinishedSpans()
     const handler = stage(waterfall(all, roots(all, '/raw')[0]!), 'handler')!
     assert.equal(handler.attributes['journey.handler.body_arriving'], true, 'its arrival is the handler\'s')
@@ -160,8 +164,79 @@ test('HTTP/2: a stream whose body ends 150 ms after its headers', async () => {
     assert.equal(typeof received, 'number', JSON.stringify(decode.attributes))
     const receivedAt = ms(decode.startTime) + received
     assert.ok(receivedAt >= sentAt - 0.1 && receivedAt - sentAt < 30, `received ${(receivedAt - sentAt).toFixed(2)} ms after the client ended the stream`)
+    const parsed = decode.attributes[PARSED] as number
+    assert.ok(parsed >= received && parsed <= durationMs(decode), `parsed at ${parsed}, received at ${received}, of a ${durationMs(decode)} ms decode`)
   } finally {
     session.close()
+    await t.close()
+  }
+})
+
+/** Spends `ms` of this thread's time, as a costly parser or validator would. */
+function busy (ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until);
+}
+
+test('body_parsed_ms: a slow parser lies before it, a slow validation after it; absent when nothing was parsed', async () => {
+  const t = tracedJourney()
+  try {
+    const view = t.journey.recent
+    await t.app.register(t.journey.plugin)
+    t.app.addHook('onResponse', async (request) => {
+      const rec = request.journey
+      if (rec !== null) setImmediate(() => { summaries.push(summarize(rec)) })
+    })
+    t.app.addContentTypeParser('application/x-slow', { parseAs: 'string' }, (_request, body, done) => {
+      busy(20)
+      done(null, JSON.parse(body as string))
+    })
+    t.app.post('/parse', async () => ({ ok: true }))
+    // The route's own validator, as a large schema's would be: Fastify runs it after the preValidation hooks.
+    t.app.post('/validate', { schema: { body: { type: 'object' } }, validatorCompiler: () => (data: unknown) => { busy(20); return { value: data } } }, async () => ({ ok: true }))
+    t.app.get('/', async () => ({ ok: true }))
+    const c = await connect(await t.listen())
+    const post = (path: string, type: string, body: string): string =>
+      `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+    summaries.length = 0
+    await c.write(post('/parse', 'application/x-slow', '{"a":1}'))
+    await c.read(responses(1))
+    await c.write(post('/validate', 'application/json', '{"a":1}'))
+    await c.read(responses(1))
+    await c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    await c.read(responses(1))
+    // Last: Fastify closes the connection after a body that is not JSON.
+    await c.write(post('/validate', 'application/json', '{"a":'))
+    assert.match(await c.read(responses(1)), /^HTTP\/1.1 400/)
+    c.close()
+    await sleep(30)
+
+    const slowParse = decodeOf(t, '/parse')
+    const parsed = slowParse.attributes[PARSED] as number
+    const received = slowParse.attributes[RECEIVED] as number
+    assert.ok(parsed - received >= 19.5, `parsed ${parsed} ms into decode, received at ${received}: the 20 ms parser lies between`)
+    assert.ok(durationMs(slowParse) - parsed < 5, `${durationMs(slowParse) - parsed} ms after the parse, with nothing to validate`)
+
+    const slowValidate = decodeOf(t, '/validate')
+    const vParsed = slowValidate.attributes[PARSED] as number
+    assert.ok(vParsed < 5, `parsed ${vParsed} ms into decode`)
+    assert.ok(durationMs(slowValidate) - vParsed >= 19.5, `${durationMs(slowValidate) - vParsed} ms after the parse: the 20 ms validator`)
+
+    const notJson = decodeOf(t, '/validate', 1)
+    assert.equal(typeof notJson.attributes[RECEIVED], 'number', 'a body that is not JSON arrived...')
+    assert.equal(notJson.attributes[PARSED], undefined, `...and was never parsed: ${JSON.stringify(notJson.attributes)}`)
+    assert.equal(decodeOf(t, '/').attributes[PARSED], undefined, 'GET')
+
+    // The log line and the page say the same as the span.
+    assert.equal(summaries.length, 4)
+    assert.ok(Math.abs(summaries[0]!.bodyParsedMs! - parsed) <= 0.0006, `summary ${summaries[0]!.bodyParsedMs} against span ${parsed}`)
+    assert.equal(summaries[2]!.bodyParsedMs, undefined, 'GET')
+    assert.equal(summaries[3]!.bodyParsedMs, undefined, 'not JSON')
+    const row = view.snapshot().recent.find(r => r.route === '/parse')!
+    assert.ok(Math.abs(row.bodyParsedMs! - parsed) < 0.001, `page ${row.bodyParsedMs} against span ${parsed}`)
+    const shown = /title="decode [^"]*; the body had all arrived after [\d.]+ ms and was parsed by ([\d.]+) ms; the rest is preValidation hooks and schema validation/.exec(renderRow(row))
+    assert.ok(shown !== null && Math.abs(Number(shown[1]) - parsed) < 0.5, `the decode bar's title: ${renderRow(row)}`)
+  } finally {
     await t.close()
   }
 })
