@@ -6,7 +6,8 @@
 // wire in a fraction of the bytes but costs decompression on top of the same parse; protobuf decodes
 // the same order faster than JSON.parse + schema validation of its JSON form. And a slow uploader makes
 // decode long without any more work for the server: its decode spans say the body arrived late
-// (journey.decode.body_received_ms), with the parse after it as short as for a fast upload.
+// (journey.decode.body_received_ms), with the parse after it as short as for a fast upload; and
+// journey.decode.body_parsed_ms splits that work into parsing and validating.
 import { randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
 import { brotliCompressSync, gzipSync } from 'node:zlib'
@@ -85,7 +86,7 @@ export const decode = experiment({
         `${opts.concurrency === 1 ? 'One request at a time on one keep-alive connection' : `${opts.concurrency} requests in flight on as many keep-alive connections`}; the bodies take turns (\`rounds\`), each turn after \`warmup\` uncounted requests, after \`warmupRounds\` uncounted rounds of every body.`,
         'Decode: Fastify preParsing → preHandler — the rest of the body arriving, decompression, parsing, schema validation (docs/stages.md).',
         'Request mean: first request byte → response handed to the kernel; /echo also serializes the message back. Client mean: sending the request → the last byte of the answer, on the client.',
-        'Uploads (the last rows): the 512 KiB body sent whole, then paced to `uploadKiBps` in 16 KiB pieces, one at a time on a new connection each, traced on a second server: means over their decode spans. Body received at: journey.decode.body_received_ms, how far into decode the last byte had been read; after it: the server\'s own work (parsing, validating).'
+        'Uploads (the last rows): the 512 KiB body sent whole, then paced to `uploadKiBps` in 16 KiB pieces, one at a time on a new connection each, traced on a second server: means over their decode spans. Body received at: journey.decode.body_received_ms, how far into decode the last byte had been read; after it: the server\'s own work (parsing, validating); parsed at: journey.decode.body_parsed_ms; validating: the rest of decode after it (preValidation hooks, schema validation).'
       ]
     }
   }
@@ -121,7 +122,9 @@ async function uploads (n: number, kibPerSecond: number, progress: (line: string
     const { traces, clientMs, failed } = sent[i]!
     const spans = traces.flatMap(id => server.spans!(id))
     const decodes = spans.filter(x => x.name === 'journey.decode')
-    const received = decodes.map(x => x.attributes['journey.decode.body_received_ms']).filter((v): v is number => typeof v === 'number')
+    const attribute = (name: string): number[] => decodes.map(x => x.attributes[name]).filter((v): v is number => typeof v === 'number')
+    const received = attribute('journey.decode.body_received_ms')
+    const parsed = attribute('journey.decode.body_parsed_ms')
     const decodeMs = mean(decodes.map(x => x.end - x.start))
     const requestMs = mean(spans.filter(x => x.kind === 2).map(x => x.end - x.start))
     return {
@@ -133,7 +136,9 @@ async function uploads (n: number, kibPerSecond: number, progress: (line: string
       'request mean ms': requestMs,
       'decode share %': (decodeMs / requestMs) * 100,
       'body received at ms': mean(received),
+      'parsed at ms': mean(parsed),
       'after it ms': decodeMs - mean(received),
+      'validating ms': decodeMs - mean(parsed),
       'client mean ms': mean(clientMs)
     }
   })

@@ -147,6 +147,9 @@ test('decode: compressed bodies are small on the wire and full size decoded; big
   assert.ok(num(slow['body received at ms']) >= 0.9 * num(slow['decode mean ms']), `slow upload: received at ${slow['body received at ms']} of ${slow['decode mean ms']} ms`)
   assert.ok(num(whole['body received at ms']) < num(whole['decode mean ms']), 'sent whole: received before decode ended')
   assert.ok(num(slow['after it ms']) < 50, `the server's own work after the body: ${slow['after it ms']} ms`)
+  for (const r of [whole, slow]) {
+    assert.ok(num(r['parsed at ms']) >= num(r['body received at ms']) && num(r['validating ms']) >= 0, `parsed after it arrived, validated after that: ${JSON.stringify(r)}`)
+  }
 })
 
 test('hooks: an app hook\'s time is the hooks gap, not a stage; request duration is stages plus that gap', async () => {
