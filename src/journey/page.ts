@@ -66,6 +66,10 @@ export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const total = Math.max(r.durationMs, 1e-6)
   const bars = r.stages.map(s =>
     `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : s.stage === 'decode' ? decodeNote(r) : ''}"></span>`).join('')
+  const decode = r.stages.find(s => s.stage === 'decode')
+  const marks = decode === undefined
+    ? ''
+    : decodeMark(decode.startMs, r.bodyReceivedMs, 'the body had all arrived', total) + decodeMark(decode.startMs, r.bodyParsedMs, 'the body was parsed; validation follows', total)
   const trace = r.traceId !== undefined && jaegerUrl !== undefined
     ? ` <a href="${esc(jaegerUrl)}/trace/${r.traceId}" target="_blank" rel="noopener">trace</a>`
     : ''
@@ -73,7 +77,12 @@ export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   return `<tr class="req" data-id="${r.id}" data-route="${esc(r.route)}" data-status="${statusClass(r)}">` +
     `<td class="t">${time}</td><td${r.http2 ? ' title="HTTP/2: no read stage"' : ''}>${r.scheme}${r.http2 ? ' h2' : ''}</td><td title="${esc(r.method)} ${esc(r.path ?? '')}">${esc(r.method)} ${esc(r.route)}</td>` +
     `<td class="s ${statusClass(r)}"${abortedTitle(r)}>${r.aborted ? `aborted${r.abortedBy === 'server' ? ' by server' : ''}` : r.status}</td><td class="n"${durationTitle(r)}>${fmt(r.durationMs)} ms</td>` +
-    `<td class="w"><div class="bar">${bars}</div></td><td class="c">#${r.connectionId}/${r.requestIndex}${trace}</td></tr>`
+    `<td class="w"><div class="bar">${bars}${marks}</div></td><td class="c">#${r.connectionId}/${r.requestIndex}${trace}</td></tr>`
+}
+
+/** A tick inside the decode bar where its body arrived or was parsed: a long decode's answer, seen without hovering. */
+function decodeMark (decodeStartMs: number, atMs: number | undefined, what: string, total: number): string {
+  return atMs === undefined ? '' : `<span class="mark" style="left:${(100 * (decodeStartMs + atMs) / total).toFixed(3)}%" title="${what}, ${fmt(atMs)} ms into decode"></span>`
 }
 
 /** Who cut an aborted request off, and the status it had sent, if one went out (as its span and metric say). */
@@ -144,7 +153,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1rem 2rem;color:#222;background:#
 h1{font-size:1.3rem;margin:.2rem 0}h2{font-size:1rem;margin:1.2rem 0 .4rem}
 table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;border-bottom:1px solid #eee;text-align:left;white-space:nowrap}
 .n{text-align:right;font-variant-numeric:tabular-nums}.t{color:#777;font-variant-numeric:tabular-nums}
-.w{width:45%}.bar{position:relative;height:12px;background:${GAP_COLOR};border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}
+.w{width:45%}.bar{position:relative;height:12px;background:${GAP_COLOR};border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}.mark{position:absolute;top:0;height:12px;width:2px;margin-left:-1px;background:#6b5400}
 .sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
 .legend span{margin-right:12px}.stats{margin:.4rem 0}form{display:inline}`
@@ -189,7 +198,7 @@ export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefin
 <title>request journey</title><style>${CSS}</style></head><body data-last="${snap.recent[0]?.id ?? 0}">
 <h1>request journey <small id="live">snapshot</small></h1>
 <div class="stats" id="conns">${f.connections}</div>
-<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the client's think time before its first byte, a pipelined response's wait, an error reply's error handler"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span></div>
+<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the client's think time before its first byte, a pipelined response's wait, an error reply's error handler"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span><span title="traced requests with a body: where in decode the body had all arrived, then where it was parsed (validation follows)"><span class="sw" style="background:#6b5400;width:2px"></span>body arrived · parsed</span></div>
 <h2>Stages, last minute (ms) <small>every request; percentiles to within 3 %</small></h2>
 <table><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
 <h2>Slowest, last minute</h2>
