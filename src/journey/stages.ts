@@ -13,7 +13,7 @@ export const STAGE_MEANING: Record<Stage, string> = {
   read: 'from the first request byte the parser saw to the complete header block (on HTTPS it includes decryption unless JOURNEY_PRECISION=fine).',
   decrypt: 'JOURNEY_PRECISION=fine on HTTPS only: decrypting the chunk that completed the header block.',
   parse: 'Node building the request and response objects, Fastify routing and creating its Request/Reply.',
-  decode: 'receiving the rest of the body, decompressing, parsing (JSON, protobuf) and schema validation.',
+  decode: 'receiving the rest of the body, decompressing, parsing (JSON, protobuf) and schema validation. A traced request\'s decode span says which was long: journey.decode.body_received_ms (the body had all arrived) and body_parsed_ms (parsed; validation follows).',
   handler: 'the route handler\'s own work.',
   serialize: 'Fastify\'s response serializer and preSerialization hooks (zero when the payload needs none).',
   write: 'handing the response bytes to the kernel, onSend hooks, response compression and backpressure included (not acknowledged by the client).'
@@ -105,6 +105,11 @@ export const ATTR = {
    * parsing, validating. A slow uploader shows as a body_received_ms close to the whole stage.
    */
   decodeBodyReceivedMs: 'journey.decode.body_received_ms',
+  /**
+   * Traced requests with such a body: ms from decode's start until Fastify's content-type parser had made
+   * request.body of it (decompressed and parsed). The rest of decode is preValidation hooks and schema
+   * validation; absent for a body that failed to parse.
+   */
   decodeBodyParsedMs: 'journey.decode.body_parsed_ms',
   /** The handler wrote the response itself (reply.hijack(), reply.raw): its stage includes that writing. */
   handlerWroteResponse: 'journey.handler.wrote_response',
