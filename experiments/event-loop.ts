@@ -23,6 +23,7 @@ export const eventLoop = experiment({
       // The light requests carry a traceparent: the server traces exactly those, for the join below.
       const server = await startServer({ COMPUTE_MAX_MS: '1000' }, { traces: true })
       const light: Phases[] = []
+      const heavyTraces: string[] = []
       let row: Record<string, string | number>
       try {
         const before = await server.scrape()
@@ -31,7 +32,12 @@ export const eventLoop = experiment({
         const heavyPath = `/compute?ms=${opts.computeMs}${variant === 'offloaded' ? '&offload=1' : ''}`
         let heavy = 0
         const heavyLoop = async (): Promise<void> => {
-          while (Date.now() < end) { await timedRequest({ host: server.host, port: server.http, path: heavyPath }); heavy++ }
+          while (Date.now() < end) {
+            // Traced too: its handler span says how much of the handler held the loop (journey.handler.sync_ms).
+            const p = await timedRequest({ host: server.host, port: server.http, path: heavyPath, trace: true })
+            if (p.traceId !== undefined) heavyTraces.push(p.traceId)
+            heavy++
+          }
         }
         const lightLoop = async (): Promise<void> => {
           while (Date.now() < end) {
@@ -57,6 +63,11 @@ export const eventLoop = experiment({
       } finally {
         await server.stop() // flushes the server's spans to our receiver
       }
+      if (server.spans !== undefined) {
+        const handlers = heavyTraces.flatMap(id => server.spans!(id)).filter(s => s.name === 'journey.handler')
+        row['heavy handler mean ms'] = mean(handlers.map(s => s.end - s.start))
+        row['of it synchronous mean ms'] = mean(handlers.map(s => s.attributes['journey.handler.sync_ms']).filter((v): v is number => typeof v === 'number'))
+      }
       // Each light request from both sides: the client's marks and the server's spans of its trace.
       const pairs = server.spans === undefined ? [] : light.map(phases => ({ phases, spans: server.spans!(phases.traceId!) }))
       const clock = estimateOffset(pairs)
@@ -80,6 +91,7 @@ export const eventLoop = experiment({
       rows,
       notes: [
         'Kernel wait: TCP_INFO at accept over every connection in the window (light and heavy), jiffy resolution.',
+        'Heavy handler: the /compute requests\' handler spans (traced), and how much of that stage was the handler\'s synchronous part, holding the event loop (journey.handler.sync_ms).',
         'Handler mean: the light route only. Event-loop p99: prom-client\'s monitorEventLoopDelay over the window (of the slowest worker, for a --url cluster) (prom-client resets it at every scrape, and the window starts with one; with --url, a scrape by your own Prometheus shortens it).',
         'Joined (light requests, traced through a sampled traceparent): client connected → server accept is measured across both processes\' clocks; TCP_INFO says the same from inside the kernel (4 ms jiffies): the accept-queue wait, and the receive-queue wait of the request\'s bytes when the loop was blocked after accepting.',
         ...notes

@@ -73,7 +73,8 @@ function journeyFields (j: JourneySummary): Record<string, unknown> {
     ...(j.pipelinedMs > 0 ? { pipelined_ms: j.pipelinedMs } : {}),
     ...(j.errorHandlerMs > 0 ? { error_handler_ms: j.errorHandlerMs } : {}),
     ...(j.bodyReceivedMs === undefined ? {} : { body_received_ms: j.bodyReceivedMs }),
-    ...(j.bodyParsedMs === undefined ? {} : { body_parsed_ms: j.bodyParsedMs })
+    ...(j.bodyParsedMs === undefined ? {} : { body_parsed_ms: j.bodyParsedMs }),
+    ...(j.handlerSyncMs === undefined ? {} : { handler_sync_ms: j.handlerSyncMs })
   }
 }
 

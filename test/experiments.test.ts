@@ -257,6 +257,10 @@ test('event-loop: the blocked time lands in the kernel wait before accept, not i
   assert.ok(num(blocked['light response p50 ms']) > num(offloaded['light response p50 ms']))
   assert.ok(num(blocked['kernel wait mean ms']) > num(offloaded['kernel wait mean ms']))
   assert.ok(num(blocked['handler mean ms']) < num(blocked['kernel wait mean ms']), 'the light handler is not where the wait is')
+  // The heavy handler is as long either way; only on the loop was it synchronous (journey.handler.sync_ms).
+  for (const r of [blocked, offloaded]) assert.ok(num(r['heavy handler mean ms']) >= 35, `${String(r.variant)}: ${JSON.stringify(r)}`)
+  assert.ok(num(blocked['of it synchronous mean ms']) >= 0.9 * num(blocked['heavy handler mean ms']), `on the loop: ${blocked['of it synchronous mean ms']} of ${blocked['heavy handler mean ms']} ms synchronous`)
+  assert.ok(num(offloaded['of it synchronous mean ms']) < 5, `offloaded: ${offloaded['of it synchronous mean ms']} ms synchronous`)
   // Client and server joined per light request, through the traceparent the client sent.
   for (const r of [blocked, offloaded]) assert.equal(r['joined requests'], r['light requests'], `${String(r.variant)}: every light request joined`)
   assert.ok(num(blocked['client connected → server accept mean ms']) > num(offloaded['client connected → server accept mean ms']))

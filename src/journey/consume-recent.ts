@@ -6,7 +6,7 @@
 // requests came.
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { subscribe } from './publish.ts'
-import { markIn, slownessMs, tableOf, timelineOf } from './timeline.ts'
+import { markIn, slownessMs, syncPartOf, tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { followWallClock, now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
@@ -47,6 +47,8 @@ export interface RecentRequest {
   bodyReceivedMs: number | undefined
   /** Traced requests: how far into decode that body had been parsed, validation following (journey.decode.body_parsed_ms). */
   bodyParsedMs: number | undefined
+  /** Traced requests: how much of the handler stage was its synchronous part (journey.handler.sync_ms). */
+  handlerSyncMs: number | undefined
   /** Offsets from `at` and durations, in ms, one per stage seen, in journey order. */
   stages: Array<{ stage: Stage, startMs: number, durationMs: number }>
 }
@@ -177,6 +179,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   function view (id: number, rec: RequestRecord): RecentRequest {
     const tl = timelineOf(rec)
     const decode = tl.stages.find(s => s.stage === 'decode')
+    const handler = tl.stages.find(s => s.stage === 'handler')
     return {
       id,
       at: toEpochMs(tl.start),
@@ -198,6 +201,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       unackedBytes: Number.isNaN(rec.writeUnackedBytes) ? undefined : rec.writeUnackedBytes,
       bodyReceivedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyEndAt),
       bodyParsedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyParsedAt),
+      handlerSyncMs: handler === undefined ? undefined : syncPartOf(handler.start, handler.end, rec.handlerReturnedAt),
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

@@ -188,6 +188,7 @@ type RouteMarks = { [kWrapped]?: true, [kIgnored]?: true } | undefined
 export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverOptions): void {
   const serverTiming = opts.serverTiming === true ? () => true : typeof opts.serverTiming === 'function' ? opts.serverTiming : undefined
   fastify.decorateRequest('journey', null)
+  const traced = opts.traced === true
   // Which of ignoreRoutes some route has: the rest are said once the app is ready (no route comes later).
   const ignoredSeen = new Set<string>()
   if (opts.ignoreRoutes !== undefined) {
@@ -197,7 +198,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       done()
     })
   }
-  if (opts.traced === true) warnTracedAfter(fastify)
+  if (traced) warnTracedAfter(fastify)
   if (subscribers++ === 0) {
     diagnostics.subscribe('http.server.response.finish', onResponseFinish)
     onUnclaimedMessage(onUnclaimed)
@@ -259,7 +260,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
     if (rec !== null) {
       rec.decodeStartAt = now()
       // A listener per request with a body, so only in traced journeys: their spans (and page) show it.
-      if (opts.traced === true && bodyFollows(request)) watchBodyEnd(request.raw as BodyStream, rec)
+      if (traced && bodyFollows(request)) watchBodyEnd(request.raw as BodyStream, rec)
     }
     done(null, payload)
   })
@@ -269,7 +270,7 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
   // content-type parser has made request.body, and this one first: the parse ends here. Traced journeys
   // only (their spans and page show it), and only for a body read to its end by now — not one the handler
   // reads itself (multipart), whose parser only handed it on.
-  if (opts.traced === true) {
+  if (traced) {
     fastify.addHook('preValidation', (request, _reply, done) => {
       const rec = request.journey
       if (rec !== null && !Number.isNaN(rec.bodyEndAt)) rec.bodyParsedAt = now()
@@ -388,6 +389,8 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       // Fastify parsed the body before the handler, unless a parser left it to the handler (multipart).
       if (!request.raw.complete && !isUpgrade(request) && bodyFollows(request)) rec.bodyArriving = true
       const result = rec.context === undefined ? handler.call(this, request, reply) : context.with(rec.context, handler, this, request, reply)
+      // Its synchronous part has run: whether the handler computed on the loop or waited (traced journeys: shown on spans).
+      if (traced) rec.handlerReturnedAt = now()
       // A handler that upgraded the connection (the 101 written, the reply hijacked; @fastify/websocket
       // registered before the journey): the request left HTTP here. (ws writes its 101 synchronously,
       // unless an async verifyClient delays it: then the record ends before the 101 is written.)

@@ -48,6 +48,14 @@ function writeNote (r: RecentRequest): string {
   return streamed + held
 }
 
+/** A long handler asks whether it computed on the event loop or waited for something. */
+function handlerNote (r: RecentRequest, durationMs: number): string {
+  if (r.handlerSyncMs === undefined) return ''
+  return r.handlerSyncMs >= durationMs
+    ? '; all of it synchronous: the event loop served nothing else meanwhile'
+    : `; its synchronous part (until it returned or first awaited) held the event loop for ${fmt(r.handlerSyncMs)} ms`
+}
+
 /** A long decode asks whether the body was slow to arrive, slow to parse, or slow to validate. */
 function decodeNote (r: RecentRequest): string {
   if (r.bodyReceivedMs === undefined) return ''
@@ -65,7 +73,7 @@ function fmtBytes (n: number): string {
 export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const total = Math.max(r.durationMs, 1e-6)
   const bars = r.stages.map(s =>
-    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : s.stage === 'decode' ? decodeNote(r) : ''}"></span>`).join('')
+    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : s.stage === 'decode' ? decodeNote(r) : s.stage === 'handler' ? handlerNote(r, s.durationMs) : ''}"></span>`).join('')
   const decode = r.stages.find(s => s.stage === 'decode')
   const marks = decode === undefined
     ? ''

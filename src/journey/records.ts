@@ -179,6 +179,11 @@ export interface RequestRecord {
   bodyParsedAt: number
   decodeEndAt: number
   handlerStartAt: number
+  /**
+   * Traced journeys: the route handler's call returned — its synchronous part, which held the event loop,
+   * ended (an async handler's at its first await of something pending) (ATTR.handlerSyncMs).
+   */
+  handlerReturnedAt: number
   handlerEndAt: number
   serializeEndAt: number
   /**
@@ -348,6 +353,7 @@ export function newRequestRecord (conn: ConnectionRecord, method: string, target
     bodyParsedAt: NaN,
     decodeEndAt: NaN,
     handlerStartAt: NaN,
+    handlerReturnedAt: NaN,
     handlerEndAt: NaN,
     serializeEndAt: NaN,
     writeStartAt: NaN,

@@ -15,7 +15,7 @@ import {
 } from '@opentelemetry/semantic-conventions'
 import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { ATTR, UNMATCHED_ROUTE, type Precision } from './stages.ts'
-import { handlerWroteResponse, markIn, roundNs, type Interval, type Timeline } from './timeline.ts'
+import { handlerWroteResponse, markIn, syncPartOf, roundNs, type Interval, type Timeline } from './timeline.ts'
 import { urlPath } from './url-path.ts'
 import { serverAddressOf } from './server-address.ts'
 import { methodLabel } from './http-method.ts'
@@ -148,8 +148,10 @@ export function stageAttributes (iv: Interval, rec: RequestRecord, precision: Pr
       return a
     }
     case 'handler': {
-      if (!rec.bodyArriving) return handlerWroteResponse(rec) ? one(ATTR.handlerWroteResponse, true) : undefined
-      const a = one(ATTR.handlerBodyArriving, true)
+      const a: Attributes = {}
+      const sync = syncPartOf(iv.start, iv.end, rec.handlerReturnedAt)
+      if (sync !== undefined) a[ATTR.handlerSyncMs] = roundNs(sync)
+      if (rec.bodyArriving) a[ATTR.handlerBodyArriving] = true
       if (handlerWroteResponse(rec)) a[ATTR.handlerWroteResponse] = true
       return a
     }

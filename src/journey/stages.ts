@@ -14,7 +14,7 @@ export const STAGE_MEANING: Record<Stage, string> = {
   decrypt: 'JOURNEY_PRECISION=fine on HTTPS only: decrypting the chunk that completed the header block.',
   parse: 'Node building the request and response objects, Fastify routing and creating its Request/Reply.',
   decode: 'receiving the rest of the body, decompressing, parsing (JSON, protobuf) and schema validation. A traced request\'s decode span says which was long: journey.decode.body_received_ms (the body had all arrived) and body_parsed_ms (parsed; validation follows).',
-  handler: 'the route handler\'s own work.',
+  handler: 'the route handler\'s own work. A traced request\'s handler span says how much of it was the handler\'s synchronous part, which held the event loop, rather than waiting: journey.handler.sync_ms.',
   serialize: 'Fastify\'s response serializer and preSerialization hooks (zero when the payload needs none).',
   write: 'handing the response bytes to the kernel, onSend hooks, response compression and backpressure included (not acknowledged by the client).'
 }
@@ -113,6 +113,13 @@ export const ATTR = {
   decodeBodyParsedMs: 'journey.decode.body_parsed_ms',
   /** The handler wrote the response itself (reply.hijack(), reply.raw): its stage includes that writing. */
   handlerWroteResponse: 'journey.handler.wrote_response',
+  /**
+   * Traced requests: ms of the handler stage that were the handler's synchronous part, from its call until it
+   * returned — an async handler's first await of something pending —, at most the whole stage. The event loop
+   * served nothing else meanwhile. Near the whole stage: the handler computed on the loop; near 0: it waited
+   * (I/O, timers, a worker thread) — though code after an await runs on the loop too, and is not counted.
+   */
+  handlerSyncMs: 'journey.handler.sync_ms',
   /**
    * The request body was still arriving when the handler started (a multipart upload the handler reads
    * itself, a body read from request.raw): its arrival is in the handler stage, not in decode.

@@ -138,6 +138,15 @@ export function markIn (start: number, end: number, at: number): number | undefi
 }
 
 /**
+ * How much of a handler stage running from `start` to `end` was the handler's synchronous part, which ended
+ * at `returnedAt` (RequestRecord.handlerReturnedAt): all of it when the handler returned only after its stage
+ * had ended (it sent the response itself, synchronously), undefined when unknown (NaN: untraced, or it threw).
+ */
+export function syncPartOf (start: number, end: number, returnedAt: number): number | undefined {
+  return returnedAt >= start ? Math.min(returnedAt, end) - start : undefined
+}
+
+/**
  * The record's timeline, written into `t` (overwriting what it held) and returned. The one timeline maths.
  * `end`: where the request ends; given only for a record still running, walked as if it ended there
  * (server-timing.ts, as the response's headers go out).
@@ -269,6 +278,8 @@ export interface JourneySummary {
   bodyReceivedMs?: number
   /** Traced journeys: how far into decode that body had been parsed; validation follows (journey.decode.body_parsed_ms). */
   bodyParsedMs?: number
+  /** Traced journeys: how much of the handler stage was the handler's synchronous part (journey.handler.sync_ms). */
+  handlerSyncMs?: number
 }
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
@@ -283,23 +294,27 @@ export const roundNs = (ms: number): number => Math.round(ms * 1e6) / 1e6
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */
-export function summarize (rec: Marks & { bodyEndAt?: number, bodyParsedAt?: number }): JourneySummary | undefined {
+export function summarize (rec: Marks & { bodyEndAt?: number, bodyParsedAt?: number, handlerReturnedAt?: number }): JourneySummary | undefined {
   if (Number.isNaN(rec.endAt)) return undefined
   // The numbers the consumers already walked: a log line per request needs no span-ready objects.
   const t = tableOf(rec)
   const stages: Partial<Record<Stage, number>> = {}
   let bodyReceivedMs: number | undefined
   let bodyParsedMs: number | undefined
+  let handlerSyncMs: number | undefined
   for (let k = 0; k < t.count; k++) {
     const stage = STAGES[t.index[k]!]!
     stages[stage] = roundUs(t.to[k]! - t.from[k]!)
     if (stage === 'decode') {
       if (rec.bodyEndAt !== undefined) bodyReceivedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyEndAt)
       if (rec.bodyParsedAt !== undefined) bodyParsedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyParsedAt)
+    } else if (stage === 'handler' && rec.handlerReturnedAt !== undefined) {
+      handlerSyncMs = syncPartOf(t.from[k]!, t.to[k]!, rec.handlerReturnedAt)
     }
   }
   const summary: JourneySummary = { ms: roundUs(t.end - t.requestStart), stages, hooksMs: roundUs(t.hooksMs), pipelinedMs: roundUs(t.pipelinedMs), errorHandlerMs: roundUs(t.errorHandlerMs) }
   if (bodyReceivedMs !== undefined) summary.bodyReceivedMs = roundUs(bodyReceivedMs)
   if (bodyParsedMs !== undefined) summary.bodyParsedMs = roundUs(bodyParsedMs)
+  if (handlerSyncMs !== undefined) summary.handlerSyncMs = roundUs(handlerSyncMs)
   return summary
 }
