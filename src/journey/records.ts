@@ -181,7 +181,7 @@ export interface RequestRecord {
   handlerStartAt: number
   /**
    * Traced journeys: the route handler's call returned — its synchronous part, which held the event loop,
-   * ended (an async handler's at its first await of something pending) (ATTR.handlerSyncMs).
+   * ended (an async handler's at its first await, even of a settled promise) (ATTR.handlerSyncMs).
    */
   handlerReturnedAt: number
   handlerEndAt: number

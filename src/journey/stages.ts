@@ -115,9 +115,10 @@ export const ATTR = {
   handlerWroteResponse: 'journey.handler.wrote_response',
   /**
    * Traced requests: ms of the handler stage that were the handler's synchronous part, from its call until it
-   * returned — an async handler's first await of something pending —, at most the whole stage. The event loop
-   * served nothing else meanwhile. Near the whole stage: the handler computed on the loop; near 0: it waited
-   * (I/O, timers, a worker thread) — though code after an await runs on the loop too, and is not counted.
+   * returned — an async handler returns at its first await, even of a settled promise —, at most the whole
+   * stage. The event loop served nothing else meanwhile. Near the whole stage: the handler computed on the loop;
+   * near 0: it waited (I/O, timers, a worker thread) — or computed after an await, which runs on the loop too
+   * and is not counted.
    */
   handlerSyncMs: 'journey.handler.sync_ms',
   /**

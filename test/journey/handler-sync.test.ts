@@ -1,5 +1,5 @@
 // journey.handler.sync_ms: how much of the handler stage was the handler's synchronous part (its call, until
-// it returned or first awaited something pending) — the time it held the event loop, against the time it
+// it returned or first awaited) — the time it held the event loop, against the time it
 // waited. Checked with handlers that spend known times computing and waiting.
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
