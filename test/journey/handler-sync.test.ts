@@ -38,9 +38,15 @@ test('sync_ms: a handler that computes is synchronous for its whole stage; one t
       await sleep(20)
       return { ok: true }
     })
+    // What sync_ms cannot see: work after an await, even of a value already there (the same turn, no waiting).
+    t.app.get('/after-await', async () => {
+      await null
+      busy(10)
+      return { ok: true }
+    })
     t.app.get('/throws', () => { throw new Error('no') })
     const c = await connect(await t.listen())
-    for (const path of ['/sync', '/async-cpu', '/wait', '/throws']) {
+    for (const path of ['/sync', '/async-cpu', '/wait', '/after-await', '/throws']) {
       await c.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
       await c.read(responses(1))
     }
@@ -62,6 +68,9 @@ test('sync_ms: a handler that computes is synchronous for its whole stage; one t
     const part = wait.attributes[SYNC] as number
     assert.ok(part >= 4.5 && part < 15, `5 ms of work before a 20 ms wait: ${part} ms synchronous`)
     assert.ok(durationMs(wait) >= part + 19.5, `of a ${durationMs(wait)} ms stage`)
+
+    const afterAwait = handlerOf('/after-await')
+    assert.ok((afterAwait.attributes[SYNC] as number) < 2 && durationMs(afterAwait) >= 9.5, `computing after an await reads as waiting: ${afterAwait.attributes[SYNC]} of ${durationMs(afterAwait)} ms (docs/stages.md says so)`)
 
     assert.equal(handlerOf('/throws').attributes[SYNC], undefined, 'a handler that threw: its call never returned')
 
