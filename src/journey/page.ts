@@ -75,9 +75,14 @@ export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const bars = r.stages.map(s =>
     `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : s.stage === 'decode' ? decodeNote(r) : s.stage === 'handler' ? handlerNote(r, s.durationMs) : ''}"></span>`).join('')
   const decode = r.stages.find(s => s.stage === 'decode')
-  const marks = decode === undefined
+  const handler = r.stages.find(s => s.stage === 'handler')
+  const marks = (decode === undefined
     ? ''
-    : decodeMark(decode.startMs, r.bodyReceivedMs, 'the body had all arrived', total) + decodeMark(decode.startMs, r.bodyParsedMs, 'the body was parsed; validation follows', total)
+    : mark(decode.startMs, r.bodyReceivedMs, 'the body had all arrived', 'decode', total) + mark(decode.startMs, r.bodyParsedMs, 'the body was parsed; validation follows', 'decode', total)) +
+    // Only inside the stage: a handler synchronous to its end (most) needs no tick at its edge.
+    (handler === undefined || r.handlerSyncMs === undefined || r.handlerSyncMs >= handler.durationMs
+      ? ''
+      : mark(handler.startMs, r.handlerSyncMs, 'the handler returned (its synchronous part ended); it waited from here', 'handler', total))
   const trace = r.traceId !== undefined && jaegerUrl !== undefined
     ? ` <a href="${esc(jaegerUrl)}/trace/${r.traceId}" target="_blank" rel="noopener">trace</a>`
     : ''
@@ -88,9 +93,12 @@ export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
     `<td class="w"><div class="bar">${bars}${marks}</div></td><td class="c">#${r.connectionId}/${r.requestIndex}${trace}</td></tr>`
 }
 
-/** A tick inside the decode bar where its body arrived or was parsed: a long decode's answer, seen without hovering. */
-function decodeMark (decodeStartMs: number, atMs: number | undefined, what: string, total: number): string {
-  return atMs === undefined ? '' : `<span class="mark" style="left:${(100 * (decodeStartMs + atMs) / total).toFixed(3)}%" title="${what}, ${fmt(atMs)} ms into decode"></span>`
+/**
+ * A tick inside a stage's bar — where decode's body arrived or was parsed, where the handler's synchronous part
+ * ended —: a long stage's answer, seen without hovering.
+ */
+function mark (stageStartMs: number, atMs: number | undefined, what: string, stage: string, total: number): string {
+  return atMs === undefined ? '' : `<span class="mark" style="left:${(100 * (stageStartMs + atMs) / total).toFixed(3)}%" title="${what}, ${fmt(atMs)} ms into ${stage}"></span>`
 }
 
 /** Who cut an aborted request off, and the status it had sent, if one went out (as its span and metric say). */
@@ -206,7 +214,7 @@ export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefin
 <title>request journey</title><style>${CSS}</style></head><body data-last="${snap.recent[0]?.id ?? 0}">
 <h1>request journey <small id="live">snapshot</small></h1>
 <div class="stats" id="conns">${f.connections}</div>
-<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the client's think time before its first byte, a pipelined response's wait, an error reply's error handler"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span><span title="traced requests with a body: where in decode the body had all arrived, then where it was parsed (validation follows)"><span class="sw" style="background:#6b5400;width:2px"></span>body arrived · parsed</span></div>
+<div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the client's think time before its first byte, a pipelined response's wait, an error reply's error handler"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span><span title="traced requests: where in decode the body had all arrived, then where it was parsed (validation follows); where in the handler its synchronous part ended and it began to wait"><span class="sw" style="background:#6b5400;width:2px"></span>body arrived · parsed · handler returned</span></div>
 <h2>Stages, last minute (ms) <small>every request; percentiles to within 3 %</small></h2>
 <table><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
 <h2>Slowest, last minute</h2>

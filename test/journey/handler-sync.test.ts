@@ -80,6 +80,11 @@ test('sync_ms: a handler that computes is synchronous for its whole stage; one t
     const title = (route: string): string => /title="(handler [^"]*)"/.exec(renderRow(rows.find(r => r.route === route)!))![1]!
     assert.match(title('/wait'), /; its synchronous part \(until it returned or first awaited\) held the event loop for [\d.]+ ms$/)
     assert.match(title('/sync'), /; all of it synchronous: the event loop served nothing else meanwhile$/)
+    // A tick where the handler began to wait; none for one synchronous to its end.
+    const tick = (route: string) => /class="mark" style="left:([\d.]+)%" title="the handler returned[^"]*, ([\d.]+) ms into handler"/.exec(renderRow(rows.find(r => r.route === route)!))
+    const waitTick = tick('/wait')
+    assert.ok(waitTick !== null && Math.abs(Number(waitTick[2]) - part) < 0.01, `the /wait tick: ${waitTick?.[0]}`)
+    assert.equal(tick('/sync'), null)
   } finally {
     await t.close()
   }
