@@ -86,6 +86,9 @@ test('HTTP/1.1: a body sent in two halves 150 ms apart is received where the cli
       assert.ok(receivedAt >= sent[i]! - 0.1, `${what}: received ${(receivedAt - sent[i]!).toFixed(2)} ms after the client wrote it`)
       assert.ok(receivedAt - sent[i]! < 30, `${what}: received ${(receivedAt - sent[i]!).toFixed(2)} ms after the client wrote it`)
       assert.ok(received >= 140 && received <= durationMs(decode), `${what}: ${received} ms of a ${durationMs(decode)} ms decode`)
+      // Parsed (gzip: decompressed too) after it had all arrived, and before decode ended.
+      const parsed = decode.attributes[PARSED] as number
+      assert.ok(parsed >= received && parsed <= durationMs(decode), `${what}: parsed at ${parsed}, received at ${received}`)
     }
     // The log line says the same (summarize(), to the µs)...
     assert.equal(summaries.length, 3)
