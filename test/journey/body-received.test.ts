@@ -16,6 +16,7 @@ import { summarize, type JourneySummary } from '../../src/journey/index.ts'
 import { renderRow } from '../../src/journey/page.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { durationMs, ms, roots, stage, waterfall } from '../helpers/spans.ts'
+import { busy } from '../helpers/busy.ts'
 import { tracedJourney, type TracedJourney } from '../helpers/traced.ts'
 
 const RECEIVED = 'journey.decode.body_received_ms'
@@ -175,11 +176,6 @@ test('HTTP/2: a stream whose body ends 150 ms after its headers', async () => {
   }
 })
 
-/** Spends `ms` of this thread's time, as a costly parser or validator would. */
-function busy (ms: number): void {
-  const until = performance.now() + ms
-  while (performance.now() < until);
-}
 
 test('body_parsed_ms: a slow parser lies before it, a slow validation after it; absent when nothing was parsed', async () => {
   const t = tracedJourney()

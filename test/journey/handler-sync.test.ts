@@ -10,15 +10,11 @@ import { createJourney, summarize, type JourneySummary } from '../../src/journey
 import { renderRow } from '../../src/journey/page.ts'
 import { connect, responses } from '../helpers/raw.ts'
 import { durationMs, roots, stage, waterfall } from '../helpers/spans.ts'
+import { busy } from '../helpers/busy.ts'
 import { tracedJourney } from '../helpers/traced.ts'
 
 const SYNC = 'journey.handler.sync_ms'
 
-/** Spends `ms` of this thread's time, as a handler computing on the event loop would. */
-function busy (ms: number): void {
-  const until = performance.now() + ms
-  while (performance.now() < until);
-}
 
 test('sync_ms: a handler that computes is synchronous for its whole stage; one that waits, only for its part before the await', async () => {
   const t = tracedJourney()

@@ -10,13 +10,12 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { channels, createJourney, summarize, type JourneySummary } from '../../src/journey/index.ts'
-
-const spin = (ms: number): void => { const t = performance.now(); while (performance.now() - t < ms); }
+import { busy } from '../helpers/busy.ts'
 
 function addHooks (app: FastifyInstance): void {
-  app.addHook('onRequest', (_req, _reply, done) => { spin(30); done() })
-  app.addHook('preHandler', (_req, _reply, done) => { spin(60); done() })
-  app.addHook('onSend', (_req, _reply, payload, done) => { spin(120); done(null, payload) })
+  app.addHook('onRequest', (_req, _reply, done) => { busy(30); done() })
+  app.addHook('preHandler', (_req, _reply, done) => { busy(60); done() })
+  app.addHook('onSend', (_req, _reply, payload, done) => { busy(120); done(null, payload) })
 }
 
 async function measure (hooksFirst: boolean): Promise<JourneySummary> {
