@@ -80,7 +80,7 @@ export async function runPrimary (config: Config, log: Logger): Promise<void> {
     if (stopping || listening.size < config.workers) return reply.code(503).send({ status: stopping ? 'draining' : 'starting', workers: listening.size })
     return { status: 'ready', workers: listening.size }
   })
-  admin.get('/journey', async (_request, reply) => reply.code(404).type('text/plain').send(
+  admin.get('/journey', { config: { purpose: 'none here: the journey page shows one process (this is a cluster\'s primary)' } }, async (_request, reply) => reply.code(404).type('text/plain').send(
     `The journey page shows one process's requests; with ACCEPT_STRATEGY=${config.acceptStrategy} requests are served by ${config.workers} workers. Use Grafana or Jaeger, or run with ACCEPT_STRATEGY=single.\n`))
   await admin.listen({ port: config.metricsPort, host: config.metricsHost }).catch((err: NodeJS.ErrnoException) => {
     throw listenError(err, 'METRICS_PORT', config.metricsPort, config.metricsHost)

@@ -96,6 +96,10 @@ for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
       if (strategy === 'cluster-rr') assert.equal(counts.size, 2, 'round robin gives both workers connections')
     }
     assert.deepEqual(await (await request(`http://127.0.0.1:${s.ports.metrics}/readyz`)).body.json(), { status: 'ready', workers: 2 })
+    // The primary's index does not send anyone to a journey page it does not have.
+    const index = await (await request(`http://127.0.0.1:${s.ports.metrics}/`)).body.text()
+    assert.match(index, /^\/journey +none here: the journey page shows one process/m)
+    assert.match(index, /^\/metrics +Prometheus exposition/m)
 
     // The workers serve as one TLS server: one certificate (generated once, by the primary), and a session
     // one worker began resumes on the other. Before, each worker generated its own certificate, and with

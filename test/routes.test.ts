@@ -247,6 +247,25 @@ describe('admin listener', () => {
     await page.body.destroy()
   })
 
+  test('its root lists what it serves: plain text for curl, links for a browser, each link answering', async () => {
+    const plain = await request(`${t.admin}/`)
+    assert.equal(plain.statusCode, 200)
+    assert.match(String(plain.headers['content-type']), /^text\/plain/)
+    const text = await plain.body.text()
+    for (const path of ['/journey', '/metrics', '/healthz', '/readyz']) assert.match(text, new RegExp(`^${path} +\\S`, 'm'), path)
+    assert.match(text, /^\/readyz +readiness: 503 while starting or draining$/m)
+    const html = await request(`${t.admin}/`, { headers: { accept: 'text/html,application/xhtml+xml' } })
+    assert.match(String(html.headers['content-type']), /^text\/html/)
+    const links = [...(await html.body.text()).matchAll(/<a href="([^"]+)">/g)].map(m => m[1]!)
+    assert.deepEqual(links.filter(l => !l.startsWith('/journey/')), ['/metrics', '/journey', '/healthz', '/readyz'])
+    for (const link of links) {
+      if (link === '/journey/events') continue // a stream that never ends
+      const r = await request(`${t.admin}${link}`)
+      assert.equal(r.statusCode, 200, link)
+      await r.body.dump()
+    }
+  })
+
   test('nothing operational is on the public ports', async () => {
     for (const path of ['/metrics', '/healthz', '/readyz']) {
       assert.equal((await call(t.http, path)).status, 404, path)
