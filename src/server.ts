@@ -74,7 +74,9 @@ function journeyFields (j: JourneySummary): Record<string, unknown> {
     ...(j.errorHandlerMs > 0 ? { error_handler_ms: j.errorHandlerMs } : {}),
     ...(j.bodyReceivedMs === undefined ? {} : { body_received_ms: j.bodyReceivedMs }),
     ...(j.bodyParsedMs === undefined ? {} : { body_parsed_ms: j.bodyParsedMs }),
-    ...(j.handlerSyncMs === undefined ? {} : { handler_sync_ms: j.handlerSyncMs })
+    ...(j.handlerSyncMs === undefined ? {} : { handler_sync_ms: j.handlerSyncMs }),
+    ...(j.acceptKernelWaitMs === undefined ? {} : { accept_kernel_wait_ms: j.acceptKernelWaitMs }),
+    ...(j.readKernelWaitMs === undefined ? {} : { read_kernel_wait_ms: j.readKernelWaitMs })
   }
 }
 

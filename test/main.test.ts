@@ -17,6 +17,7 @@ import { connect } from './helpers/raw.ts'
 import { h2 as h2Request } from './helpers/h2.ts'
 import { scrape, sum } from '../experiments/lib/metrics.ts'
 import { CLK_TCK, hostStealTicks } from '../bench/servers.ts'
+import { tcpInfoUnavailable } from '../src/journey/tcp-info.ts'
 
 const exec = promisify(execFile)
 const FAILED_START = fileURLToPath(new URL('./helpers/failed-start.ts', import.meta.url))
@@ -211,10 +212,14 @@ describe('npm start', () => {
     await exec('curl', ['-s', '-o', '/dev/null', `localhost:${s.ports.http}/compute?ms=30`])
     await new Promise(resolve => setTimeout(resolve, 100))
     const line = s.logs().split('\n').filter(l => l.includes('"msg":"request"')).map(l => JSON.parse(l) as {
-      route: string, ms: number, stages: Record<string, number>, hooks_ms: number
+      route: string, ms: number, stages: Record<string, number>, hooks_ms: number, accept_kernel_wait_ms?: number, read_kernel_wait_ms?: number
     }).find(l => l.route === '/compute')
     assert.ok(line !== undefined, s.logs())
     assert.deepEqual(Object.keys(line.stages), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'], 'a new connection\'s first request')
+    // TCP_INFO at accept is read for every connection (the addon; CI has it): the first request's line says it.
+    // The wait before read is read for traced requests only, and this server traces none.
+    if (tcpInfoUnavailable === undefined) assert.ok(line.accept_kernel_wait_ms! >= 0 && line.accept_kernel_wait_ms! <= 8, `accepted at once: ${line.accept_kernel_wait_ms}`)
+    assert.equal(line.read_kernel_wait_ms, undefined)
     assert.ok(line.stages.handler! >= 29, `30 ms in the handler: ${line.stages.handler}`)
     const m = await scrape(`http://127.0.0.1:${s.ports.metrics}/metrics`)
     const observed = sum(m, 'http_server_request_duration_seconds_sum', { http_route: '/compute' }) * 1000

@@ -49,6 +49,10 @@ export interface RecentRequest {
   bodyParsedMs: number | undefined
   /** Traced requests: how much of the handler stage was its synchronous part (journey.handler.sync_ms). */
   handlerSyncMs: number | undefined
+  /** A connection's first request, with the TCP_INFO addon: its wait in the kernel's accept queue (journey.accept.kernel_wait_ms). */
+  acceptKernelWaitMs: number | undefined
+  /** Traced requests, with the addon: its bytes' wait in the kernel's receive queue before the read stage (journey.read.kernel_wait_ms). */
+  readKernelWaitMs: number | undefined
   /** Offsets from `at` and durations, in ms, one per stage seen, in journey order. */
   stages: Array<{ stage: Stage, startMs: number, durationMs: number }>
 }
@@ -202,6 +206,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       bodyReceivedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyEndAt),
       bodyParsedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyParsedAt),
       handlerSyncMs: handler === undefined ? undefined : syncPartOf(handler.start, handler.end, rec.handlerReturnedAt),
+      acceptKernelWaitMs: tl.stages[0]?.stage === 'accept' ? rec.conn.kernel?.lastAckRecvMs : undefined,
+      readKernelWaitMs: Number.isNaN(rec.kernelReadWaitMs) ? undefined : rec.kernelReadWaitMs,
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

@@ -35,7 +35,18 @@ function statusClass (r: RecentRequest): string {
  */
 function durationTitle (r: RecentRequest): string {
   if (!(r.durationMs - r.requestMs >= 0.001)) return ''
-  return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the client's wait before its first byte); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
+  // What sat in the receive queue after accept was the server's wait, not the client's (a busy loop).
+  const kernel = r.readKernelWaitMs !== undefined && r.readKernelWaitMs > 0 ? `, ≈ ${r.readKernelWaitMs} ms of it with its bytes in the kernel waiting for the event loop` : ''
+  return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the wait before its first byte was read${kernel}); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
+}
+
+/**
+ * The kernel's waits, which come before the stages they follow and so are in no bar: from TCP_INFO's packet
+ * ages, whole ms counted in jiffies (4 ms at HZ=250), so true to a jiffy and 0 for anything under one.
+ */
+function kernelNote (waitMs: number | undefined, where: string): string {
+  if (waitMs === undefined) return ''
+  return waitMs === 0 ? `; before it, under a jiffy ${where} (TCP_INFO)` : `; before it, ≈ ${waitMs} ms ${where} (TCP_INFO, to a jiffy)`
 }
 
 /** Whether a streamed response's write waited for its reader: the question a long write stage asks. */
@@ -66,6 +77,18 @@ function decodeNote (r: RecentRequest): string {
     : `${arrived} and was parsed by ${fmt(r.bodyParsedMs)} ms; the rest is preValidation hooks and schema validation`
 }
 
+/** What a stage's bar says besides its length: where in it a long one went, or what came before it unseen. */
+function stageNote (r: RecentRequest, stage: Stage, durationMs: number): string {
+  switch (stage) {
+    case 'accept': return kernelNote(r.acceptKernelWaitMs, 'in the kernel\'s accept queue')
+    case 'read': return kernelNote(r.readKernelWaitMs, 'with its bytes in the kernel\'s receive queue')
+    case 'decode': return decodeNote(r)
+    case 'handler': return handlerNote(r, durationMs)
+    case 'write': return writeNote(r)
+    default: return ''
+  }
+}
+
 function fmtBytes (n: number): string {
   return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`
 }
@@ -73,7 +96,7 @@ function fmtBytes (n: number): string {
 export function renderRow (r: RecentRequest, jaegerUrl?: string): string {
   const total = Math.max(r.durationMs, 1e-6)
   const bars = r.stages.map(s =>
-    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${s.stage === 'write' ? writeNote(r) : s.stage === 'decode' ? decodeNote(r) : s.stage === 'handler' ? handlerNote(r, s.durationMs) : ''}"></span>`).join('')
+    `<span class="seg" data-stage="${s.stage}" style="left:${(100 * s.startMs / total).toFixed(3)}%;width:${Math.max(0.3, 100 * s.durationMs / total).toFixed(3)}%;background:${STAGE_COLORS[s.stage]}" title="${s.stage} ${fmt(s.durationMs)} ms${stageNote(r, s.stage, s.durationMs)}"></span>`).join('')
   const decode = r.stages.find(s => s.stage === 'decode')
   const handler = r.stages.find(s => s.stage === 'handler')
   const marks = (decode === undefined

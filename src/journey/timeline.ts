@@ -280,6 +280,26 @@ export interface JourneySummary {
   bodyParsedMs?: number
   /** Traced journeys: how much of the handler stage was the handler's synchronous part (journey.handler.sync_ms). */
   handlerSyncMs?: number
+  /**
+   * A connection's first request, with the TCP_INFO addon: how long the kernel had held the connection in its
+   * accept queue before the server took it (journey.accept.kernel_wait_ms; whole jiffies). Before the stages.
+   */
+  acceptKernelWaitMs?: number
+  /**
+   * Traced journeys (every request in fine mode), with the addon: how long the request's bytes sat in the
+   * kernel's receive queue before the server read them (journey.read.kernel_wait_ms; whole jiffies). Before
+   * the read stage, so not in `ms`; on a first request, part of what looks like the client's wait.
+   */
+  readKernelWaitMs?: number
+}
+
+/** What summarize() reads besides the marks, all optional: a record of this package has them. */
+export interface SummaryExtras {
+  bodyEndAt?: number
+  bodyParsedAt?: number
+  handlerReturnedAt?: number
+  kernelReadWaitMs?: number
+  conn?: { kernel: { lastAckRecvMs: number } | undefined }
 }
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
@@ -294,7 +314,7 @@ export const roundNs = (ms: number): number => Math.round(ms * 1e6) / 1e6
  * A request's journey for its log line, or undefined while the request is still running (its record is
  * finished when its response's last byte is handed to the kernel, or when it is cut off).
  */
-export function summarize (rec: Marks & { bodyEndAt?: number, bodyParsedAt?: number, handlerReturnedAt?: number }): JourneySummary | undefined {
+export function summarize (rec: Marks & SummaryExtras): JourneySummary | undefined {
   if (Number.isNaN(rec.endAt)) return undefined
   // The numbers the consumers already walked: a log line per request needs no span-ready objects.
   const t = tableOf(rec)
@@ -302,10 +322,13 @@ export function summarize (rec: Marks & { bodyEndAt?: number, bodyParsedAt?: num
   let bodyReceivedMs: number | undefined
   let bodyParsedMs: number | undefined
   let handlerSyncMs: number | undefined
+  let acceptKernelWaitMs: number | undefined
   for (let k = 0; k < t.count; k++) {
     const stage = STAGES[t.index[k]!]!
     stages[stage] = roundUs(t.to[k]! - t.from[k]!)
-    if (stage === 'decode') {
+    if (stage === 'accept') {
+      acceptKernelWaitMs = rec.conn?.kernel?.lastAckRecvMs
+    } else if (stage === 'decode') {
       if (rec.bodyEndAt !== undefined) bodyReceivedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyEndAt)
       if (rec.bodyParsedAt !== undefined) bodyParsedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyParsedAt)
     } else if (stage === 'handler' && rec.handlerReturnedAt !== undefined) {
@@ -316,5 +339,7 @@ export function summarize (rec: Marks & { bodyEndAt?: number, bodyParsedAt?: num
   if (bodyReceivedMs !== undefined) summary.bodyReceivedMs = roundUs(bodyReceivedMs)
   if (bodyParsedMs !== undefined) summary.bodyParsedMs = roundUs(bodyParsedMs)
   if (handlerSyncMs !== undefined) summary.handlerSyncMs = roundUs(handlerSyncMs)
+  if (acceptKernelWaitMs !== undefined) summary.acceptKernelWaitMs = acceptKernelWaitMs
+  if (rec.kernelReadWaitMs !== undefined && !Number.isNaN(rec.kernelReadWaitMs)) summary.readKernelWaitMs = rec.kernelReadWaitMs
   return summary
 }

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace'
+import { channels, summarize, type RequestRecord } from '../../src/journey/index.ts'
 import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { sample, scrape } from '../../experiments/lib/metrics.ts'
@@ -150,4 +152,62 @@ test('an HTTPS request is measured on the TCP socket under its TLS socket', { sk
   const wait = spans.find(x => x.name === 'journey.read')!.attributes['journey.read.kernel_wait_ms']
   assert.equal(typeof wait, 'number', 'measured')
   assert.ok((wait as number) >= 0 && (wait as number) <= 8, `an idle loop reads at once: ${String(wait)} ms`)
+})
+
+test('a connection\'s first request that arrives while the loop is blocked: the wait before it was the server\'s, and span, log summary and page say so', { skip }, async (ctx) => {
+  t.exporter.reset()
+  const records: RequestRecord[] = []
+  const keep = (m: unknown): void => { records.push(m as RequestRecord) }
+  channels.request.subscribe(keep)
+  ctx.after(() => channels.request.unsubscribe(keep))
+  const port = Number(new URL(t.http).port)
+  // flags: [0] connected, [1] main is about to block, [2] request written
+  const flag = new Int32Array(new SharedArrayBuffer(12))
+  const worker = new Worker(`
+    const { connect } = require('node:net')
+    const { workerData: { port, flag }, parentPort } = require('node:worker_threads')
+    const s = connect(port, '127.0.0.1', () => {
+      Atomics.store(flag, 0, 1); Atomics.notify(flag, 0)
+      Atomics.wait(flag, 1, 0, 10000)
+      s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n', () => { Atomics.store(flag, 2, 1); Atomics.notify(flag, 2) })
+    })
+    s.on('data', () => {}); s.on('error', () => {})
+    parentPort.on('message', () => { s.destroy(); process.exit(0) })
+  `, { eval: true, workerData: { port, flag } })
+  worker.unref() // a failed assertion must not leave the test process waiting for it
+  await Atomics.waitAsync(flag, 0, 0, 10_000).value
+  await new Promise(resolve => setTimeout(resolve, 20)) // the server accepts it, idle: nothing in its accept queue
+  Atomics.store(flag, 1, 1)
+  Atomics.notify(flag, 1)
+  Atomics.wait(flag, 2, 0, 10_000) // 'not-equal': written before this thread began to wait, also fine
+  assert.equal(Atomics.load(flag, 2), 1, 'the request was written')
+  const sentAt = performance.timeOrigin + performance.now()
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 80) // blocked: the request waits in the kernel
+  const spans = await t.spansWhere(s => s.some(x => x.name === 'GET /' && x.attributes['journey.gap.before_request_ms'] !== undefined))
+  worker.postMessage('stop')
+  const root = spans.find(x => x.name === 'GET /')!
+  const child = (name: string): ReadableSpan => spans.find(x => x.name === name && x.parentSpanContext?.spanId === root.spanContext().spanId)!
+  const wait = child('journey.read').attributes['journey.read.kernel_wait_ms'] as number
+  const acceptWait = child('journey.accept').attributes['journey.accept.kernel_wait_ms'] as number
+  const beforeRequest = root.attributes['journey.gap.before_request_ms'] as number
+  const observed = (child('journey.read').startTime[0] * 1000 + child('journey.read').startTime[1] / 1e6) - sentAt
+  ctx.diagnostic(`80 ms block after accept: before_request gap ${beforeRequest.toFixed(1)} ms, read ${observed.toFixed(1)} ms after sending; TCP_INFO read kernel_wait_ms ${wait}, accept kernel_wait_ms ${acceptWait}`)
+  assert.ok(observed >= 79)
+  assert.ok(beforeRequest >= observed, 'the gap holds the wait')
+  assert.ok(Math.abs(wait - observed) <= 10, `kernel read wait ${wait} ms vs ${observed.toFixed(1)} ms observed`)
+  assert.ok(acceptWait <= 8, `accepted at once: ${acceptWait} ms in the accept queue`)
+
+  // The log line's summary: the same two figures as the spans.
+  const rec = records.find(r => r.conn.id === root.attributes['journey.connection.id'])!
+  const summary = summarize(rec)!
+  assert.equal(summary.readKernelWaitMs, wait)
+  assert.equal(summary.acceptKernelWaitMs, acceptWait)
+  // The page: the read bar says where the wait was, and the row's time does not call it the client's.
+  const snap = await (await request(`${t.admin}/journey/snapshot.json`)).body.json() as { recent: Array<{ connectionId: number, readKernelWaitMs?: number, acceptKernelWaitMs?: number }> }
+  const row = snap.recent.find(r => r.connectionId === rec.conn.id)!
+  assert.equal(row.readKernelWaitMs, wait)
+  assert.equal(row.acceptKernelWaitMs, acceptWait)
+  const html = await (await request(`${t.admin}/journey`)).body.text()
+  assert.match(html, new RegExp(`title="read [^"]*before it, ≈ ${wait} ms with its bytes in the kernel's receive queue`))
+  assert.match(html, new RegExp(`the wait before its first byte was read, ≈ ${wait} ms of it with its bytes in the kernel waiting for the event loop`))
 })
