@@ -76,6 +76,11 @@ export interface Snapshot {
     errors: Record<string, number>
     /** TCP_INFO at accept over the last minute (ms); undefined when not measured (no addon, not Linux). */
     kernelWait: { p50: number, p99: number, count: number } | undefined
+    /**
+     * TCP_INFO before read, traced requests of the last minute (journey_read_kernel_wait_seconds's, ms): how
+     * long their bytes sat in the receive queue; undefined when not measured.
+     */
+    readKernelWait: { p50: number, p99: number, count: number } | undefined
   }
 }
 
@@ -102,7 +107,8 @@ const HOOKS_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: hooks')
 const PIPELINED_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: pipelined')
 const ERROR_HANDLER_ROW = STAGES.length + PAGE_GAPS.indexOf('gap: error_handler')
 const KERNEL_ROW = ROWS.length
-const ROW_BINS = (ROWS.length + 1) * BINS
+const READ_KERNEL_ROW = ROWS.length + 1
+const ROW_BINS = (ROWS.length + 2) * BINS
 
 interface Slow { id: number, rec: RequestRecord, ms: number }
 
@@ -117,7 +123,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
   const ring: Array<{ id: number, rec: RequestRecord } | undefined> = new Array(capacity)
   let head = 0
   // Per slot: which slotMs-long interval of the monotonic clock it holds, its bins (a row per stage, gap
-  // and the kernel wait: ≈ 22 KB a slot) and its slowest requests (held until the slot is reused).
+  // and the two kernel waits: ≈ 24 KB a slot) and its slowest requests (held until the slot is reused).
   const slotOf = new Float64Array(SLOTS).fill(-1)
   const bins = new Uint32Array(SLOTS * ROW_BINS)
   const slowest: Slow[][] = Array.from({ length: SLOTS }, () => [])
@@ -177,6 +183,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     bins[base + HOOKS_ROW * BINS + binOf(t.hooksMs * UNITS_PER_MS)]!++
     if (t.pipelinedMs > 0) bins[base + PIPELINED_ROW * BINS + binOf(t.pipelinedMs * UNITS_PER_MS)]!++
     if (t.errorHandlerMs > 0) bins[base + ERROR_HANDLER_ROW * BINS + binOf(t.errorHandlerMs * UNITS_PER_MS)]!++
+    if (!Number.isNaN(rec.kernelReadWaitMs)) bins[base + READ_KERNEL_ROW * BINS + binOf(rec.kernelReadWaitMs)]!++
     keepIfSlow(s, id, rec, slownessMs(t))
   }
 
@@ -320,7 +327,11 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
         })
         stages.push({ stage, count, p50, p95, p99, spark })
       })
-      const kernelCount = tcpInfoUnavailable === undefined ? rowOver(live, KERNEL_ROW, merged) : 0
+      const kernelRow = (row: number): { p50: number, p99: number, count: number } | undefined => {
+        if (tcpInfoUnavailable !== undefined) return undefined
+        const count = rowOver(live, row, merged)
+        return { p50: quantileOfBins(merged, count, 0.5), p99: quantileOfBins(merged, count, 0.99), count }
+      }
       const slow = live.flatMap(s => s < 0 ? [] : slowest[s]!).sort((a, b) => b.ms - a.ms).slice(0, SLOWEST)
       return {
         now,
@@ -337,9 +348,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
           tlsFailures: { ...tlsFailures },
           dropped,
           errors: { ...errors },
-          kernelWait: tcpInfoUnavailable !== undefined
-            ? undefined
-            : { p50: quantileOfBins(merged, kernelCount, 0.5), p99: quantileOfBins(merged, kernelCount, 0.99), count: kernelCount }
+          kernelWait: kernelRow(KERNEL_ROW),
+          readKernelWait: kernelRow(READ_KERNEL_ROW)
         }
       }
     },

@@ -174,7 +174,11 @@ function renderConnections (c: Snapshot['connections']): string {
       ? 'kernel wait before accept: not measured (no TCP_INFO addon)'
       : c.kernelWait.count === 0
         ? 'kernel wait before accept: no new connections'
-        : `kernel wait before accept: p50 <b>${wait(c.kernelWait.p50)} ms</b>, p99 <b>${wait(c.kernelWait.p99)} ms</b> (TCP_INFO, in whole jiffies)`)
+        : `kernel wait before accept: p50 <b>${wait(c.kernelWait.p50)} ms</b>, p99 <b>${wait(c.kernelWait.p99)} ms</b> (TCP_INFO, in whole jiffies)`) +
+    // Only once traced requests measured it: most requests are not traced, and "none" would read as "no wait".
+    (c.readKernelWait === undefined || c.readKernelWait.count === 0
+      ? ''
+      : ` · before read: p50 <b>${wait(c.readKernelWait.p50)} ms</b>, p99 <b>${wait(c.readKernelWait.p99)} ms</b> (${c.readKernelWait.count} traced requests: their bytes in the receive queue while the event loop was busy)`)
 }
 
 export function fragments (snap: Snapshot, jaegerUrl?: string): { rows: string, slowest: string, stages: string, connections: string, lastId: number } {
