@@ -35,9 +35,23 @@ function statusClass (r: RecentRequest): string {
  */
 function durationTitle (r: RecentRequest): string {
   if (!(r.durationMs - r.requestMs >= 0.001)) return ''
-  // What sat in the receive queue after accept was the server's wait, not the client's (a busy loop).
-  const kernel = r.readKernelWaitMs !== undefined && r.readKernelWaitMs > 0 ? `, ≈ ${r.readKernelWaitMs} ms of it with its bytes in the kernel waiting for the event loop` : ''
-  return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the wait before its first byte was read${kernel}); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
+  return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the wait before its first byte was read${kernelShare(r)}); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
+}
+
+/**
+ * How much of a first request's wait before its first byte was the server's: its bytes had arrived and sat in
+ * the kernel while the event loop did something else. The read's kernel wait counts from their arrival, which
+ * may be before accept (a connection that waited in the accept queue with its request), so only the part
+ * after the connection was ready is in this gap: at most all of it.
+ */
+function kernelShare (r: RecentRequest): string {
+  const read = r.stages.findIndex(s => s.stage === 'read')
+  if (r.readKernelWaitMs === undefined || r.readKernelWaitMs === 0 || read < 1) return ''
+  const ready = r.stages[read - 1]!
+  const gapMs = r.stages[read]!.startMs - (ready.startMs + ready.durationMs)
+  return r.readKernelWaitMs >= gapMs
+    ? ', all of it with its bytes already in the kernel, waiting for the event loop'
+    : `, ≈ ${r.readKernelWaitMs} ms of it with its bytes in the kernel waiting for the event loop`
 }
 
 /**

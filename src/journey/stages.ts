@@ -46,7 +46,7 @@ export type ServerGap = typeof SERVER_GAPS[number]
 /** How views name a gap next to the stages: `gap: hooks`. */
 export const gapLabel = (gap: Gap): `gap: ${Gap}` => `gap: ${gap}`
 export const GAP_MEANING: Record<Gap, string> = {
-  before_request: 'first request of a connection: from the connection being ready (accepted, or TLS done) to its first byte — the client\'s think time, save what the read span\'s journey.read.kernel_wait_ms says its bytes waited in the kernel for a busy event loop.',
+  before_request: 'first request of a connection: from the connection being ready (accepted, or TLS done) to its first byte — the client\'s think time, save where its bytes had arrived and waited in the kernel for a busy event loop (the read span\'s journey.read.kernel_wait_ms, counted from their arrival, perhaps before accept).',
   hooks: 'the server\'s own time between stages: other plugins\' onRequest and preHandler hooks, a not-found handler, the handler of a route added before the plugin; never zero, since it also holds Fastify running the hooks and the journey\'s own onRequest work (≈ 1.6 µs a request where the journey\'s is the only hook; more for traced requests, whose span starts there).',
   pipelined: 'HTTP/1.1 pipelining: a response ready early waited for the earlier ones on its connection (observed only when it did).',
   error_handler: 'an error reply (a body that is not JSON, a failed validation, a hook or handler that threw): from the error to the next stage — Fastify\'s error handling, your setErrorHandler or its default (which logs the error and serializes it). The stage that was running ends at the error (observed only when there was one).'

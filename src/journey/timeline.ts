@@ -287,7 +287,7 @@ export interface JourneySummary {
   acceptKernelWaitMs?: number
   /**
    * Traced journeys (every request in fine mode), with the addon: how long the request's bytes sat in the
-   * kernel's receive queue before the server read them (journey.read.kernel_wait_ms; whole jiffies). Before
+   * kernel's receive queue before the server read them (journey.read.kernel_wait_ms; whole ms, true to a jiffy). Before
    * the read stage, so not in `ms`; on a first request, part of what looks like the client's wait.
    */
   readKernelWaitMs?: number

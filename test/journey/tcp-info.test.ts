@@ -63,6 +63,13 @@ test('a connection accepted after 80 ms in the kernel says so on its accept span
   assert.ok(count !== null && Number(count[1]) >= 1)
   const over64ms = /^journey_accept_kernel_wait_seconds_bucket\{(?:listener="http",le="0.064"|le="0.064",listener="http")\} (\d+)$/m.exec(metrics)
   assert.ok(over64ms !== null && Number(over64ms[1]) < Number(count[1]), 'the blocked connection is in a bucket above 64 ms')
+  // Its bytes' wait before read counts from their arrival, before accept; the page's row gives the wait
+  // after accept to the kernel in full, never the 80 ms of a gap shorter than that.
+  const connectionId = spans.find(x => x.name === 'GET /')!.attributes['journey.connection.id'] as number
+  const html = await (await request(`${t.admin}/journey`)).body.text()
+  const row = html.split('<tr class="req"').find(r => r.includes(`>#${connectionId}/1`))
+  assert.ok(row !== undefined, `connection ${connectionId}'s row`)
+  assert.match(row, /the wait before its first byte was read, all of it with its bytes already in the kernel, waiting for the event loop\)/)
 })
 
 test('a connection accepted at once reports a wait under one jiffy or two', { skip }, async () => {
