@@ -192,7 +192,7 @@ function renderConnections (c: Snapshot['connections']): string {
     // Only once traced requests measured it: most requests are not traced, and "none" would read as "no wait".
     (c.readKernelWait === undefined || c.readKernelWait.count === 0
       ? ''
-      : ` · before read: p50 <b>${wait(c.readKernelWait.p50)} ms</b>, p99 <b>${wait(c.readKernelWait.p99)} ms</b> (${c.readKernelWait.count} traced requests: their bytes in the receive queue while the event loop was busy)`)
+      : ` · before read: p50 <b>${wait(c.readKernelWait.p50)} ms</b>, p99 <b>${wait(c.readKernelWait.p99)} ms</b> (${c.readKernelWait.count} traced requests: their bytes' wait in the receive queue for the event loop)`)
 }
 
 export function fragments (snap: Snapshot, jaegerUrl?: string): { rows: string, slowest: string, stages: string, connections: string, lastId: number } {
