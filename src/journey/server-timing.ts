@@ -9,8 +9,14 @@
 import { STAGES } from './stages.ts'
 import { StageTable, walkTimeline, type Marks } from './timeline.ts'
 
-/** What the header needs of a request record: its marks so far (no write mark yet), and its trace ids when head-sampled. */
-export type TimedRecord = Marks & { sampled: boolean, traceId: string | undefined, spanId: string | undefined }
+/**
+ * What the header needs of a request record: its marks so far (no write mark yet), its trace ids when
+ * head-sampled, and the kernel's waits when read (TCP_INFO: at accept; before read for traced requests).
+ */
+export type TimedRecord = Marks & {
+  sampled: boolean, traceId: string | undefined, spanId: string | undefined
+  kernelReadWaitMs?: number, conn?: { kernel: { lastAckRecvMs: number } | undefined }
+}
 
 // Reused: the header is built synchronously in onSend, one request at a time.
 const table = new StageTable()
@@ -29,7 +35,8 @@ function ms (x: number): string {
  * The header's value for a request whose response is about to be written (`sentAt`: its serializeEndAt):
  * one `<stage>;dur=<ms>` per stage it had, in journey order — so write, which starts only after the
  * headers, is never in it — then the server's time between stages (`hooks`, and `error_handler` when an
- * error was handled), and for a head-sampled request its trace as `traceparent;desc="…"`, the form
+ * error was handled), the kernel's waits before the stages when read (`accept_kernel_wait` on a
+ * connection's first request, `read_kernel_wait` on a traced one), and for a head-sampled request its trace as `traceparent;desc="…"`, the form
  * browser-side tracing reads to join its own spans to the server's trace. The same timeline walk the
  * spans and histograms use, ended at `sentAt`: each stage's duration is its span's.
  */
@@ -43,6 +50,11 @@ export function serverTimingValue (rec: TimedRecord, sentAt: number): string {
   }
   value += `${value === '' ? '' : ', '}hooks;dur=${ms(t.hooksMs)}`
   if (t.errorHandlerMs > 0) value += `, error_handler;dur=${ms(t.errorHandlerMs)}`
+  // The waits in the kernel before the stages, whole ms: a browser's "waiting for server response" holds
+  // them, and without them a long wait beside short stages reads as the network's.
+  const acceptWait = t.count > 0 && STAGES[t.index[0]!] === 'accept' ? rec.conn?.kernel?.lastAckRecvMs : undefined
+  if (acceptWait !== undefined) value += `, accept_kernel_wait;dur=${acceptWait}`
+  if (rec.kernelReadWaitMs !== undefined && !Number.isNaN(rec.kernelReadWaitMs)) value += `, read_kernel_wait;dur=${rec.kernelReadWaitMs}`
   if (rec.sampled && rec.traceId !== undefined && rec.spanId !== undefined) {
     value += `, traceparent;desc="00-${rec.traceId}-${rec.spanId}-01"`
   }

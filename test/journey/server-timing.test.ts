@@ -10,6 +10,8 @@ import { Registry } from 'prom-client'
 import { Agent, request } from 'undici'
 import { createJourney } from '../../src/journey/index.ts'
 import { serverTimingValue, type TimedRecord } from '../../src/journey/server-timing.ts'
+import { STAGES } from '../../src/journey/stages.ts'
+import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { listenLocal } from '../helpers/app.ts'
 import { browserSkip, launchChromium } from '../helpers/browser.ts'
@@ -30,6 +32,9 @@ function parse (value: string | string[] | undefined): Metric[] {
 }
 
 const spanMs = (s: { duration: [number, number] }): number => s.duration[0] * 1000 + s.duration[1] / 1e6
+/** The kernel's waits the header carries where TCP_INFO is read (the addon; CI has it): at accept, and before read when traced. */
+const kernel = (...names: string[]): string[] => tcpInfoUnavailable === undefined ? names : []
+const isStage = (name: string): boolean => (STAGES as readonly string[]).includes(name)
 
 describe('the demo server with JOURNEY_SERVER_TIMING=true', () => {
   let t: TestServer
@@ -43,14 +48,14 @@ describe('the demo server with JOURNEY_SERVER_TIMING=true', () => {
       const r = await request(`${t.https}/compute?ms=30`, { dispatcher: agent })
       await r.body.text()
       const metrics = parse(r.headers['server-timing'])
-      assert.deepEqual(metrics.map(m => m.name), ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'hooks', 'traceparent'])
+      assert.deepEqual(metrics.map(m => m.name), ['accept', 'tls', 'read', 'parse', 'decode', 'handler', 'serialize', 'hooks', ...kernel('accept_kernel_wait', 'read_kernel_wait'), 'traceparent'])
       const [, traceId, spanId, flags] = metrics.at(-1)!.desc!.split('-')
       assert.equal(flags, '01')
       const spans = await t.spansWhere(s => s.some(x => x.name === 'journey.write' && x.spanContext().traceId === traceId))
       const mine = spans.filter(s => s.spanContext().traceId === traceId)
       const root = mine.find(s => s.parentSpanContext === undefined)!
       assert.equal(root.spanContext().spanId, spanId, 'the request span')
-      for (const m of metrics.slice(0, -2)) {
+      for (const m of metrics.filter(m => isStage(m.name))) {
         const span = mine.find(s => s.name === `journey.${m.name}`)
         assert.ok(span, m.name)
         assert.ok(Math.abs(spanMs(span) - m.dur!) <= 0.002, `${m.name}: header ${m.dur} ms, span ${spanMs(span)} ms`)
@@ -59,11 +64,15 @@ describe('the demo server with JOURNEY_SERVER_TIMING=true', () => {
       const hooks = Number(root.attributes['journey.gap.hooks_ms'])
       assert.ok(Math.abs(hooks - metrics.find(m => m.name === 'hooks')!.dur!) <= 0.002, `hooks gap: span ${hooks}`)
       assert.ok(!metrics.some(m => m.name === 'write'), 'the write starts after the headers are sent')
+      // The kernel's waits are the spans' attributes, whole ms.
+      const dur = (name: string): number | undefined => metrics.find(m => m.name === name)?.dur
+      assert.equal(dur('accept_kernel_wait'), mine.find(s => s.name === 'journey.accept')!.attributes['journey.accept.kernel_wait_ms'])
+      assert.equal(dur('read_kernel_wait'), mine.find(s => s.name === 'journey.read')!.attributes['journey.read.kernel_wait_ms'])
 
       // The next request on the same connection had no accept or TLS of its own.
       const again = await request(`${t.https}/`, { dispatcher: agent })
       await again.body.text()
-      assert.deepEqual(parse(again.headers['server-timing']).map(m => m.name), ['read', 'parse', 'decode', 'handler', 'serialize', 'hooks', 'traceparent'])
+      assert.deepEqual(parse(again.headers['server-timing']).map(m => m.name), ['read', 'parse', 'decode', 'handler', 'serialize', 'hooks', ...kernel('read_kernel_wait'), 'traceparent'])
     } finally {
       await agent.close()
     }
@@ -92,9 +101,11 @@ describe('the demo server with JOURNEY_SERVER_TIMING=true', () => {
       const handler = nav.timing.find(m => m.name === 'handler')
       assert.ok(handler !== undefined && handler.dur >= 49, JSON.stringify(nav.timing))
       // The browser's request→first byte holds the server's whole time from the request's first byte to its
-      // headers; Chromium rounds its own timestamps to 0.1 ms.
-      const server = nav.timing.filter(m => !['accept', 'traceparent'].includes(m.name)).reduce((sum, m) => sum + m.dur, 0)
+      // headers; Chromium rounds its own timestamps to 0.1 ms. (Accept, and the kernel's waits: whole ms counted
+      // in jiffies, and the accept queue's from the handshake, before the browser's request began.)
+      const server = nav.timing.filter(m => isStage(m.name) && m.name !== 'accept').concat(nav.timing.filter(m => m.name === 'hooks')).reduce((sum, m) => sum + m.dur, 0)
       assert.ok(server <= nav.wait + 0.2, `server ${server.toFixed(3)} ms within the browser's wait of ${nav.wait.toFixed(3)} ms`)
+      assert.deepEqual(names.filter(n => n.endsWith('_kernel_wait')), kernel('accept_kernel_wait', 'read_kernel_wait'), 'as devtools lists them')
     } finally {
       await browser.close()
     }
@@ -126,6 +137,19 @@ describe('serverTimingValue (pure)', () => {
     })
     assert.equal(serverTimingValue(rec, rec.serializeEndAt),
       'accept;dur=0.050, tls;dur=2.000, read;dur=0.100, parse;dur=0.100, decode;dur=2.000, serialize;dur=0.000, hooks;dur=0.100, error_handler;dur=0.600')
+  })
+
+  test('the kernel\'s waits where read: at accept on a first request only, before read when measured', () => {
+    const first = marks({
+      acceptAt: 1, acceptedAt: 1.05, beginAt: 3.1, headersAt: 3.2, requestAt: 3.3, decodeStartAt: 3.4, decodeEndAt: 3.4,
+      handlerStartAt: 3.4, handlerEndAt: 4, serializeEndAt: 4, conn: { kernel: { lastAckRecvMs: 8 } }, kernelReadWaitMs: 12
+    })
+    assert.match(serverTimingValue(first, first.serializeEndAt), /, hooks;dur=0\.100, accept_kernel_wait;dur=8, read_kernel_wait;dur=12$/)
+    // A later request on the connection: no accept stage, so no accept queue; untraced: NaN, not measured.
+    const later = { ...first, acceptAt: NaN, acceptedAt: NaN, kernelReadWaitMs: NaN }
+    assert.match(serverTimingValue(later, later.serializeEndAt), /, hooks;dur=0\.100$/)
+    // No addon: no kernel view.
+    assert.match(serverTimingValue({ ...first, conn: { kernel: undefined }, kernelReadWaitMs: NaN }, first.serializeEndAt), /, hooks;dur=0\.100$/)
   })
 })
 
@@ -163,9 +187,10 @@ describe('the plugin option', () => {
           const metrics = parse(header)
           assert.deepEqual(metrics[0], { name: 'db', dur: 5, desc: 'orders' }, what)
           const names = metrics.map(m => m.name)
+          // Untraced: no wait before read; HTTP/2 has no read stage at all (docs/stages.md).
           assert.deepEqual(names, http2
-            ? ['db', 'accept', 'parse', 'decode', 'handler', 'serialize', 'hooks'] // no read stage on HTTP/2 (docs/stages.md)
-            : ['db', 'accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'hooks'], what)
+            ? ['db', 'accept', 'parse', 'decode', 'handler', 'serialize', 'hooks', ...kernel('accept_kernel_wait')]
+            : ['db', 'accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'hooks', ...kernel('accept_kernel_wait')], what)
           assert.ok(metrics.slice(1).every(m => m.dur !== undefined && m.dur >= 0), what)
         } finally {
           await app.close()
