@@ -213,7 +213,7 @@ async function servesAsDocumented (project: string, node = process.execPath): Pr
   }
   assert.equal(out.status, 200)
   assert.deepEqual(out.body, { hi: 'ada' })
-  assert.match(out.serverTiming ?? '', /^accept;dur=[\d.]+, read;dur=[\d.]+, .*handler;dur=[\d.]+, serialize;dur=[\d.]+, hooks;dur=[\d.]+, traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-01"$/, 'serverTiming: true sends the header')
+  assert.match(out.serverTiming ?? '', /^accept;dur=[\d.]+, read;dur=[\d.]+, .*handler;dur=[\d.]+, serialize;dur=[\d.]+, hooks;dur=[\d.]+, accept_kernel_wait;dur=\d+, read_kernel_wait;dur=\d+, traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-01"$/, 'serverTiming: true sends the header, the kernel\'s waits with it (the addon is there)')
   assert.deepEqual(Object.keys(out.summary?.stages ?? {}), ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
   assert.equal(out.stages, 7, 'a histogram series per stage')
   assert.ok(out.kernelWait, 'the TCP_INFO addon was built by the package\'s install script')
