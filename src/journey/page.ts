@@ -32,9 +32,15 @@ function statusClass (r: RecentRequest): string {
 /**
  * A connection's first request is drawn from accept, as its trace's root span is; the log line and the
  * request-duration histogram start at its first byte. Said where the two differ, so neither looks wrong.
+ * A later request starts at its first byte read: a wait of its bytes in the kernel before that is in no
+ * bar, so the time says it — the cell people hover, where the read bar is a sliver.
  */
 function durationTitle (r: RecentRequest): string {
-  if (!(r.durationMs - r.requestMs >= 0.001)) return ''
+  if (!(r.durationMs - r.requestMs >= 0.001)) {
+    return r.readKernelWaitMs === undefined || r.readKernelWaitMs === 0
+      ? ''
+      : ` title="from its first byte read; before that its bytes had waited ≈ ${r.readKernelWaitMs} ms in the kernel's receive queue for the event loop (TCP_INFO, to a jiffy), in no stage"`
+  }
   return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the wait before its first byte was read${kernelShare(r)}); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
 }
 

@@ -149,6 +149,11 @@ test('a request that arrives on a keep-alive connection while the loop is blocke
   assert.ok(Math.abs(wait - observed) <= 10, `kernel read wait ${wait} ms vs ${observed.toFixed(1)} ms observed`)
   const metrics = await (await request(`${t.admin}/metrics`)).body.text()
   assert.match(metrics, /^journey_read_kernel_wait_seconds_count\{listener="http"\} [1-9]\d*$/m)
+  // On the journey page the request starts at its read, so the wait before it is in no bar: its time says it.
+  const html = await (await request(`${t.admin}/journey`)).body.text()
+  const row = html.split('<tr class="req"').find(r => r.includes(`>#${String(second.attributes['journey.connection.id'])}/2`))
+  assert.ok(row !== undefined, 'the second request\'s row')
+  assert.match(row, new RegExp(`title="from its first byte read; before that its bytes had waited ≈ ${wait} ms in the kernel's receive queue`))
 })
 
 test('an HTTPS request is measured on the TCP socket under its TLS socket', { skip }, async () => {
