@@ -207,7 +207,7 @@ test('a connection\'s first request that arrives while the loop is blocked: the 
   assert.ok(observed >= 79)
   assert.ok(beforeRequest >= observed, 'the gap holds the wait')
   assert.ok(Math.abs(wait - observed) <= 10, `kernel read wait ${wait} ms vs ${observed.toFixed(1)} ms observed`)
-  assert.ok(acceptWait <= 8, `accepted at once: ${acceptWait} ms in the accept queue`)
+  assert.ok(acceptWait < 40, `accepted before the block, not during it: ${acceptWait} ms in the accept queue`)
 
   // The log line's summary: the same two figures as the spans.
   const rec = records.find(r => r.conn.id === root.attributes['journey.connection.id'])!
