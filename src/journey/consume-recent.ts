@@ -77,8 +77,9 @@ export interface Snapshot {
     /** TCP_INFO at accept over the last minute (ms); undefined when not measured (no addon, not Linux). */
     kernelWait: { p50: number, p99: number, count: number } | undefined
     /**
-     * TCP_INFO before read, traced requests of the last minute (journey_read_kernel_wait_seconds's, ms): how
-     * long their bytes sat in the receive queue; undefined when not measured.
+     * TCP_INFO before read over the last minute (journey_read_kernel_wait_seconds's, ms), of the requests that
+     * read it (traced ones; every one in fine mode, but over TLS): how long their bytes sat in the receive
+     * queue; undefined when not measured (no addon).
      */
     readKernelWait: { p50: number, p99: number, count: number } | undefined
   }

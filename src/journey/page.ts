@@ -195,10 +195,10 @@ function renderConnections (c: Snapshot['connections']): string {
       : c.kernelWait.count === 0
         ? 'kernel wait before accept: no new connections'
         : `kernel wait before accept: p50 <b>${wait(c.kernelWait.p50)} ms</b>, p99 <b>${wait(c.kernelWait.p99)} ms</b> (TCP_INFO, in whole jiffies)`) +
-    // Only once traced requests measured it: most requests are not traced, and "none" would read as "no wait".
+    // Only once requests measured it: most requests are not traced, and "none" would read as "no wait".
     (c.readKernelWait === undefined || c.readKernelWait.count === 0
       ? ''
-      : ` · before read: p50 <b>${wait(c.readKernelWait.p50)} ms</b>, p99 <b>${wait(c.readKernelWait.p99)} ms</b> (${c.readKernelWait.count} traced requests: their bytes' wait in the receive queue for the event loop)`)
+      : ` · <span title="how long requests' bytes sat in the kernel's receive queue before the event loop read them (TCP_INFO, journey.read.kernel_wait_ms), read for traced requests — every request in fine mode, but over TLS —: with partial sampling a sample">before read: p50 <b>${wait(c.readKernelWait.p50)} ms</b>, p99 <b>${wait(c.readKernelWait.p99)} ms</b> (${c.readKernelWait.count} requests measured)</span>`)
 }
 
 export function fragments (snap: Snapshot, jaegerUrl?: string): { rows: string, slowest: string, stages: string, connections: string, lastId: number } {
