@@ -13,7 +13,7 @@ const PURPOSE: Readonly<Record<string, string>> = {
   '/journey': 'the journey page: recent requests, each stage drawn to scale',
   '/journey/snapshot.json': 'the journey page\'s data as JSON: recent and slowest requests, per-stage percentiles, connections',
   '/journey/events': 'the journey page\'s live feed (Server-Sent Events)',
-  '/metrics': 'Prometheus exposition: every stage histogram (OpenMetrics when asked)',
+  '/metrics': 'Prometheus metrics (OpenMetrics when asked)',
   '/healthz': 'liveness: 200 while the process serves',
   '/readyz': 'readiness: 503 while starting or draining'
 }

@@ -68,7 +68,7 @@ export async function runPrimary (config: Config, log: Logger): Promise<void> {
   }
 
   const admin = await createAdmin(log)
-  admin.get('/metrics', async (_request, reply) => {
+  admin.get('/metrics', { config: { purpose: 'Prometheus metrics of every worker, merged (text format)' } }, async (_request, reply) => {
     // Merged by prom-client over IPC: counters and histograms of the same labels are summed, and every
     // worker's series carry its `worker` label, so per-worker and total views both work. The merge uses
     // the classic text format: exemplars do not survive it.

@@ -99,7 +99,7 @@ for (const strategy of ['cluster-rr', 'cluster-shared', 'reuseport'] as const) {
     // The primary's index does not send anyone to a journey page it does not have.
     const index = await (await request(`http://127.0.0.1:${s.ports.metrics}/`)).body.text()
     assert.match(index, /^\/journey +none here: the journey page shows one process/m)
-    assert.match(index, /^\/metrics +Prometheus exposition/m)
+    assert.match(index, /^\/metrics +Prometheus metrics of every worker, merged \(text format\)$/m)
 
     // The workers serve as one TLS server: one certificate (generated once, by the primary), and a session
     // one worker began resumes on the other. Before, each worker generated its own certificate, and with
