@@ -6,7 +6,7 @@
 // requests came.
 import { latestError, ownedBy, type ConnectionRecord, type DroppedConnection, type JourneyOwner, type RequestRecord } from './records.ts'
 import { subscribe } from './publish.ts'
-import { markIn, slownessMs, syncPartOf, tableOf, timelineOf } from './timeline.ts'
+import { kernelWaitsOf, markIn, slownessMs, syncPartOf, tableOf, timelineOf } from './timeline.ts'
 import { gapLabel, SERVER_GAPS, STAGES, type ServerGap, type Stage } from './stages.ts'
 import { followWallClock, now as monotonicNow, toEpochMs } from './clock.ts'
 import { tcpInfoUnavailable } from './tcp-info.ts'
@@ -192,6 +192,7 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
     const tl = timelineOf(rec)
     const decode = tl.stages.find(s => s.stage === 'decode')
     const handler = tl.stages.find(s => s.stage === 'handler')
+    const kernel = kernelWaitsOf(rec, tl.stages[0]?.stage)
     return {
       id,
       at: toEpochMs(tl.start),
@@ -214,8 +215,8 @@ export function createRecentConsumer (opts: RecentOptions = {}): RecentConsumer 
       bodyReceivedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyEndAt),
       bodyParsedMs: decode === undefined ? undefined : markIn(decode.start, decode.end, rec.bodyParsedAt),
       handlerSyncMs: handler === undefined ? undefined : syncPartOf(handler.start, handler.end, rec.handlerReturnedAt),
-      acceptKernelWaitMs: tl.stages[0]?.stage === 'accept' ? rec.conn.kernel?.lastAckRecvMs : undefined,
-      readKernelWaitMs: Number.isNaN(rec.kernelReadWaitMs) ? undefined : rec.kernelReadWaitMs,
+      acceptKernelWaitMs: kernel.acceptMs,
+      readKernelWaitMs: kernel.readMs,
       stages: tl.stages.map(s => ({ stage: s.stage, startMs: s.start - tl.start, durationMs: s.end - s.start }))
     }
   }

@@ -7,16 +7,13 @@
 // Written by hand: no library knows the journey's stages, and the header is a comma-separated list of
 // `name;dur=ms` items (https://www.w3.org/TR/server-timing/).
 import { STAGES } from './stages.ts'
-import { StageTable, walkTimeline, type Marks } from './timeline.ts'
+import { kernelWaitsOf, StageTable, walkTimeline, type KernelWaits, type Marks } from './timeline.ts'
 
 /**
  * What the header needs of a request record: its marks so far (no write mark yet), its trace ids when
  * head-sampled, and the kernel's waits when read (TCP_INFO: at accept; before read for traced requests).
  */
-export type TimedRecord = Marks & {
-  sampled: boolean, traceId: string | undefined, spanId: string | undefined
-  kernelReadWaitMs?: number, conn?: { kernel: { lastAckRecvMs: number } | undefined }
-}
+export type TimedRecord = Marks & KernelWaits & { sampled: boolean, traceId: string | undefined, spanId: string | undefined }
 
 // Reused: the header is built synchronously in onSend, one request at a time.
 const table = new StageTable()
@@ -52,9 +49,9 @@ export function serverTimingValue (rec: TimedRecord, sentAt: number): string {
   if (t.errorHandlerMs > 0) value += `, error_handler;dur=${ms(t.errorHandlerMs)}`
   // The waits in the kernel before the stages, whole ms: a browser's "waiting for server response" holds
   // them, and without them a long wait beside short stages reads as the network's.
-  const acceptWait = t.count > 0 && STAGES[t.index[0]!] === 'accept' ? rec.conn?.kernel?.lastAckRecvMs : undefined
-  if (acceptWait !== undefined) value += `, accept_kernel_wait;dur=${acceptWait}`
-  if (rec.kernelReadWaitMs !== undefined && !Number.isNaN(rec.kernelReadWaitMs)) value += `, read_kernel_wait;dur=${rec.kernelReadWaitMs}`
+  const kernel = kernelWaitsOf(rec, t.count > 0 ? STAGES[t.index[0]!] : undefined)
+  if (kernel.acceptMs !== undefined) value += `, accept_kernel_wait;dur=${kernel.acceptMs}`
+  if (kernel.readMs !== undefined) value += `, read_kernel_wait;dur=${kernel.readMs}`
   if (rec.sampled && rec.traceId !== undefined && rec.spanId !== undefined) {
     value += `, traceparent;desc="00-${rec.traceId}-${rec.spanId}-01"`
   }

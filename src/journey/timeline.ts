@@ -293,13 +293,32 @@ export interface JourneySummary {
   readKernelWaitMs?: number
 }
 
+/** The kernel's waits a request record carries (TCP_INFO, whole ms), optional so any record type fits. */
+export interface KernelWaits {
+  /** Before read: NaN when not measured (an untraced request, no addon). */
+  kernelReadWaitMs?: number
+  /** At accept, on the connection: undefined without the addon. */
+  conn?: { kernel: { lastAckRecvMs: number } | undefined }
+}
+
+/**
+ * The kernel's waits as the log line, the journey page and Server-Timing show them: the accept queue's only
+ * for the request that had the accept stage (a connection's first: `firstStage`), the wait before read where
+ * it was measured. One place, so the three views cannot disagree on when either is there.
+ */
+export function kernelWaitsOf (rec: KernelWaits, firstStage: Stage | undefined): { acceptMs: number | undefined, readMs: number | undefined } {
+  const read = rec.kernelReadWaitMs
+  return {
+    acceptMs: firstStage === 'accept' ? rec.conn?.kernel?.lastAckRecvMs : undefined,
+    readMs: read === undefined || Number.isNaN(read) ? undefined : read
+  }
+}
+
 /** What summarize() reads besides the marks, all optional: a record of this package has them. */
-export interface SummaryExtras {
+export interface SummaryExtras extends KernelWaits {
   bodyEndAt?: number
   bodyParsedAt?: number
   handlerReturnedAt?: number
-  kernelReadWaitMs?: number
-  conn?: { kernel: { lastAckRecvMs: number } | undefined }
 }
 
 const roundUs = (ms: number): number => Math.round(ms * 1000) / 1000
@@ -322,13 +341,10 @@ export function summarize (rec: Marks & SummaryExtras): JourneySummary | undefin
   let bodyReceivedMs: number | undefined
   let bodyParsedMs: number | undefined
   let handlerSyncMs: number | undefined
-  let acceptKernelWaitMs: number | undefined
   for (let k = 0; k < t.count; k++) {
     const stage = STAGES[t.index[k]!]!
     stages[stage] = roundUs(t.to[k]! - t.from[k]!)
-    if (stage === 'accept') {
-      acceptKernelWaitMs = rec.conn?.kernel?.lastAckRecvMs
-    } else if (stage === 'decode') {
+    if (stage === 'decode') {
       if (rec.bodyEndAt !== undefined) bodyReceivedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyEndAt)
       if (rec.bodyParsedAt !== undefined) bodyParsedMs = markIn(t.from[k]!, t.to[k]!, rec.bodyParsedAt)
     } else if (stage === 'handler' && rec.handlerReturnedAt !== undefined) {
@@ -339,7 +355,8 @@ export function summarize (rec: Marks & SummaryExtras): JourneySummary | undefin
   if (bodyReceivedMs !== undefined) summary.bodyReceivedMs = roundUs(bodyReceivedMs)
   if (bodyParsedMs !== undefined) summary.bodyParsedMs = roundUs(bodyParsedMs)
   if (handlerSyncMs !== undefined) summary.handlerSyncMs = roundUs(handlerSyncMs)
-  if (acceptKernelWaitMs !== undefined) summary.acceptKernelWaitMs = acceptKernelWaitMs
-  if (rec.kernelReadWaitMs !== undefined && !Number.isNaN(rec.kernelReadWaitMs)) summary.readKernelWaitMs = rec.kernelReadWaitMs
+  const kernel = kernelWaitsOf(rec, t.count > 0 ? STAGES[t.index[0]!] : undefined)
+  if (kernel.acceptMs !== undefined) summary.acceptKernelWaitMs = kernel.acceptMs
+  if (kernel.readMs !== undefined) summary.readKernelWaitMs = kernel.readMs
   return summary
 }
