@@ -44,6 +44,8 @@ function durationTitle (r: RecentRequest): string {
   return ` title="${fmt(r.durationMs)} ms from accept (the connection's first request: its accept, its TLS handshake if any, and the wait before its first byte was read${kernelShare(r)}); ${fmt(r.requestMs)} ms from its first byte, as its log line and http_server_request_duration_seconds count it"`
 }
 
+const JIFFY_DOUBT_MS = 10
+
 /**
  * How much of a first request's wait before its first byte was the server's: its bytes had arrived and sat in
  * the kernel while the event loop did something else. The read's kernel wait counts from their arrival, which
@@ -52,7 +54,9 @@ function durationTitle (r: RecentRequest): string {
  */
 function kernelShare (r: RecentRequest): string {
   const read = r.stages.findIndex(s => s.stage === 'read')
-  if (r.readKernelWaitMs === undefined || r.readKernelWaitMs === 0 || read < 1) return ''
+  // TCP_INFO's ages tick in jiffies (4 ms at HZ=250, 10 at HZ=100): a wait that short cannot be told from a
+  // tick between the bytes' arrival and the read, so it splits no gap (the read bar still shows its figure).
+  if (r.readKernelWaitMs === undefined || r.readKernelWaitMs < JIFFY_DOUBT_MS || read < 1) return ''
   const ready = r.stages[read - 1]!
   const gapMs = r.stages[read]!.startMs - (ready.startMs + ready.durationMs)
   return r.readKernelWaitMs >= gapMs

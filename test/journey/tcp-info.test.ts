@@ -7,6 +7,8 @@ import { Worker } from 'node:worker_threads'
 import { request } from 'undici'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
 import { channels, summarize, type RequestRecord } from '../../src/journey/index.ts'
+import type { RecentRequest } from '../../src/journey/consume-recent.ts'
+import { renderRow } from '../../src/journey/page.ts'
 import { tcpInfoUnavailable } from '../../src/journey/tcp-info.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
 import { sample, scrape } from '../../experiments/lib/metrics.ts'
@@ -230,4 +232,19 @@ test('a connection\'s first request that arrives while the loop is blocked: the 
   assert.match(html, new RegExp(`title="read [^"]*before it, ≈ ${wait} ms with its bytes in the kernel's receive queue`))
   assert.match(html, new RegExp(`the wait before its first byte was read, ≈ ${wait} ms of it with its bytes in the kernel waiting for the event loop`))
   assert.match(html, /before read: p50 <b>[^<]+ ms<\/b>, p99 <b>≈ \d+ ms<\/b> \(\d+ requests measured\)<\/span>/)
+})
+
+test('the page splits a first request\'s gap only for a kernel wait longer than a jiffy\'s doubt', () => {
+  // A first request: accept, a 3 ms gap, then its read. TCP_INFO read 4 ms before read: one jiffy tick may
+  // be all of that, so the page does not call the client's 3 ms the server's; 40 ms it does.
+  const row = (readKernelWaitMs: number): RecentRequest => ({
+    id: 1, at: 0, method: 'GET', route: '/', path: '/', status: 200, scheme: 'http', http2: false, aborted: false,
+    abortedBy: undefined, durationMs: 50, requestMs: 46.9, connectionId: 1, requestIndex: 1, traceId: undefined,
+    backpressure: undefined, unackedBytes: undefined, bodyReceivedMs: undefined, bodyParsedMs: undefined,
+    handlerSyncMs: undefined, acceptKernelWaitMs: 0, readKernelWaitMs,
+    stages: [{ stage: 'accept', startMs: 0, durationMs: 0.1 }, { stage: 'read', startMs: 3.1, durationMs: 0.1 }, { stage: 'handler', startMs: 3.2, durationMs: 46.8 }]
+  })
+  assert.doesNotMatch(renderRow(row(4)), /waiting for the event loop/)
+  assert.match(renderRow(row(4)), /title="read [^"]*before it, ≈ 4 ms with its bytes in the kernel's receive queue/, 'the figure itself is still shown')
+  assert.match(renderRow(row(40)), /the wait before its first byte was read, all of it with its bytes already in the kernel, waiting for the event loop\)/)
 })
