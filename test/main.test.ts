@@ -602,6 +602,13 @@ describe('npm start', () => {
     const sent = receiver.all().filter(sp => sp.name === 'GET /')
     assert.equal(sent.length, 1, 'the OTLP exporter delivered the request span')
     assert.ok(s.logs().includes(sent[0]!.traceId), 'the console exporter printed the same trace')
+    // A traced request's log line carries the wait before read its read span has (the addon; CI has it).
+    if (tcpInfoUnavailable === undefined) {
+      const read = receiver.all().find(sp => sp.name === 'journey.read' && sp.traceId === sent[0]!.traceId)!
+      const line = s.logs().split('\n').filter(l => l.includes('"msg":"request"')).map(l => JSON.parse(l) as { read_kernel_wait_ms?: number }).at(-1)!
+      assert.equal(typeof read.attributes['journey.read.kernel_wait_ms'], 'number')
+      assert.equal(line.read_kernel_wait_ms, read.attributes['journey.read.kernel_wait_ms'], 'the log line\'s read_kernel_wait_ms is the span\'s')
+    }
   })
 
   test('SIGTERM under load: every in-flight request completes and its spans reach the collector before exit', async () => {
