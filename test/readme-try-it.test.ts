@@ -35,11 +35,14 @@ test('the README\'s "Try it" commands all run as written and answer 2xx, against
       .replaceAll('localhost:3000', `127.0.0.1:${s.ports.http}`)
       .replaceAll('localhost:3443', `localhost:${s.ports.https}`)
       .replaceAll('localhost:9464', `127.0.0.1:${s.ports.metrics}`)
-      .replace(/\bcurl /g, 'curl --fail --show-error '))
+      .replace(/\bcurl /g, 'curl --fail --show-error ')
+      // A command sent to the background: its pid kept, so its exit status is waited for below (`wait`
+      // alone returns 0 whatever the job did).
+      .replace(/ & /g, ' & pids+=($!); '))
     .join('\n')
   assert.doesNotMatch(script, /:(3000|3443|9464)\b/, 'every port the README names is one this test swapped')
   const cwd = mkdtempSync(join(tmpdir(), 'try-it-'))
-  const { stdout } = await exec('bash', ['-c', `set -euo pipefail\n${script}\nwait`], { cwd, timeout: 30_000, maxBuffer: 64 * 1024 * 1024 })
+  const { stdout } = await exec('bash', ['-c', `set -euo pipefail\npids=()\n${script}\nfor p in "\${pids[@]}"; do wait "$p"; done`], { cwd, timeout: 30_000, maxBuffer: 64 * 1024 * 1024 })
   assert.match(stdout, /\{"hello":"journey"\}/)
   assert.match(stdout, /\{"message":"hello"\}/, 'the gzipped body echoed')
   assert.match(stdout, /^server-timing: .*handler;dur=/im)
