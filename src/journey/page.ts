@@ -223,7 +223,8 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;
 .w{width:45%}.bar{position:relative;height:12px;background:${GAP_COLOR};border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}.mark{position:absolute;top:0;height:12px;width:2px;margin-left:-1px;background:#6b5400}
 .sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
-.legend span{margin-right:12px}.stats{margin:.4rem 0}form{display:inline}`
+.legend span{margin-right:12px}.stats{margin:.4rem 0}
+.filter{display:inline;margin-left:1.5rem;font-size:.85rem;font-weight:normal;color:#555}.filter label{margin-left:.4rem}`
 
 const SCRIPT = `
 const es = new EventSource('/journey/events?since=' + document.body.dataset.last);
@@ -271,8 +272,8 @@ export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefin
 <h2>Slowest, last minute</h2>
 <table>${REQUEST_HEAD}<tbody id="slowest">${f.slowest}</tbody></table>
 <h2>Recent requests, newest first
-<form method="get">route <select id="route" name="route">${option('', opts.route)}${routes.map(r => option(r, opts.route)).join('')}</select>
-status <select id="status" name="status">${['', '1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'].map(s => option(s, opts.status)).join('')}</select>
+<form method="get" class="filter">show <label>route <select id="route" name="route">${option('', opts.route)}${routes.map(r => option(r, opts.route)).join('')}</select></label>
+<label>status <select id="status" name="status">${['', '1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'].map(s => option(s, opts.status)).join('')}</select></label>
 <noscript><button>filter</button></noscript></form></h2>
 <table>${REQUEST_HEAD}<tbody id="recent">${f.rows}</tbody></table>
 <script>${SCRIPT.replace('${MAX}', String(opts.max))}</script>
