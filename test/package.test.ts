@@ -3,8 +3,10 @@
 // this one, its peers resolved by npm — then run as plain JavaScript with the type stripper off, and
 // type-checked as a TypeScript consumer would use it.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -392,6 +394,87 @@ test('in a service on OpenTelemetry JS 2.x (sdk-node 0.223), installed as docs/p
   assert.deepEqual(out.pushedHandler, { count: 1, buckets: STAGE_BUCKETS.length + 1 }, 'its metrics through the 2.x SDK\'s metric reader (registryMetricProducer)')
   assert.ok(out.countedExported, 'countedBatchProcessor, on the 2.x SDK\'s BatchSpanProcessor, counted every span the receiver got')
   assert.ok(out.pushesCounted, 'countedMetricExporter, under the 2.x SDK\'s reader, counted every push')
+})
+
+// A new user's first try: the README's install commands run in a new service, then its example pasted as it
+// is, with a route and a listen after it. Nothing else is written for it, so a line the README adds or
+// renames that breaks the example — an import it does not tell you to install, an option renamed — fails here.
+test('the README\'s example, pasted into a new service installed with the README\'s commands, serves, scrapes with exemplars and exports every stage\'s span by OTLP', { timeout: 240_000 }, async () => {
+  assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('## Using the instrumentation in your own Fastify app'))
+  const commands = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+  const example = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+  assert.match(example, /createJourney/, 'the example')
+  const installs = commands.split('\n').filter(line => line.startsWith('npm install '))
+    .map(line => line.replace(/#.*/, '').trim().split(/\s+/).slice(2).map(arg => arg.startsWith('/path/to/') ? packedTarball! : arg))
+  assert.equal(installs.length, 2, 'the README installs the package, then what its example imports besides')
+  const project = join(dir, 'readme-example')
+  await run('mkdir', ['-p', project])
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'readme-example', private: true, type: 'module' }))
+  for (const args of installs) await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...args], { cwd: project, timeout: 150_000 })
+  writeFileSync(join(project, 'app.ts'), example + `
+app.get('/hello/:name', async (req) => ({ hi: (req.params as { name: string }).name }))
+await app.listen({ port: 0, host: '127.0.0.1' })
+console.log(JSON.stringify({ port: (app.server.address() as import('node:net').AddressInfo).port }))
+`)
+  // The example is TypeScript: it has to check under a strict tsconfig with the package's declarations.
+  writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: {
+      target: 'es2024', module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true,
+      types: ['node'], typeRoots: [join(root, 'node_modules/@types')]
+    },
+    files: ['app.ts']
+  }))
+  const checked = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project, timeout: 60_000 })
+    .then(() => '', (err: { stdout?: string, stderr?: string }) => (err.stdout ?? '') + (err.stderr ?? '') || String(err))
+  assert.equal(checked, '', 'the example type-checks')
+
+  // Where its OTLP exporter posts (protobuf): the span names are plain UTF-8 in the messages.
+  const posts: Buffer[] = []
+  const receiver = createHttpServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (d: Buffer) => chunks.push(d))
+    req.on('end', () => { if (req.url === '/v1/traces') posts.push(Buffer.concat(chunks)); res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end() })
+  })
+  await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
+  const child = spawn(process.execPath, ['app.ts'], {
+    cwd: project,
+    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`, OTEL_BSP_SCHEDULE_DELAY: '100' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        const line = out.split('\n').find(l => l.startsWith('{"port"'))
+        if (line !== undefined) resolve((JSON.parse(line) as { port: number }).port)
+      })
+      child.on('exit', (code) => { reject(new Error(`the example exited (${code}): ${stderr}`)) })
+    })
+    const base = `http://127.0.0.1:${port}`
+    const r = await fetch(`${base}/hello/ada`)
+    assert.deepEqual(await r.json(), { hi: 'ada' })
+    const scraped = await fetch(`${base}/metrics`, { headers: { accept: 'application/openmetrics-text' } })
+    assert.match(scraped.headers.get('content-type') ?? '', /^application\/openmetrics-text/)
+    const metrics = await scraped.text()
+    for (const stage of ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write']) {
+      assert.match(metrics, new RegExp(`^journey_stage_duration_seconds_count\\{stage="${stage}",method="GET",route="/hello/:name"\\} 1$`, 'm'), `${stage}: one request`)
+    }
+    assert.match(metrics, /^journey_stage_duration_seconds_bucket\{.*route="\/hello\/:name"\} 1 # \{traceId="[0-9a-f]{32}"/m, 'exemplars with trace ids')
+    assert.doesNotMatch(metrics, /route="\/metrics"/, 'ignoreRoutes: the scrape is not a request of yours')
+    const names = ['GET /hello/:name', 'journey.accept', 'journey.read', 'journey.parse', 'journey.decode', 'journey.handler', 'journey.serialize', 'journey.write']
+    const deadline = Date.now() + 10_000
+    while (!names.every(n => Buffer.concat(posts).includes(n)) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    for (const n of names) assert.ok(Buffer.concat(posts).includes(n), `${n} exported by the example's OTLP exporter`)
+    assert.equal(stderr, '', 'nothing said on stderr')
+  } finally {
+    child.kill()
+    receiver.close()
+  }
 })
 
 // npm 12 runs no dependency's install script until the app approves it (as pnpm and Yarn 4 do, and as
