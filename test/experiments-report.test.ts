@@ -1,7 +1,7 @@
 // The experiments' report: a value measured over nothing is shown as such, never as a measured 0.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { barChart, printTable, wrapWords } from '../experiments/lib/report.ts'
+import { barChart, niceAxis, printTable, wrapWords } from '../experiments/lib/report.ts'
 
 const rows = [
   { variant: 'normal clients only', 'read mean ms': NaN, 'normal p50 ms': 0.12 },
@@ -42,4 +42,22 @@ test('legend entries are spaced by their labels, so a long one does not run into
     assert.ok(xs[j]! - xs[j - 1]! >= series[j - 1]!.label.length * 6.5, `${series[j]!.label} starts after ${series[j - 1]!.label} ends`)
   }
   assert.ok(xs.at(-1)! + series.at(-1)!.label.length * 6.5 <= 760, 'the last one ends inside the chart')
+})
+
+test('the y axis steps by round numbers up to the first at or above the tallest bar', () => {
+  assert.deepEqual(niceAxis(999.3), { top: 1000, step: 250 })
+  assert.deepEqual(niceAxis(249.2), { top: 300, step: 100 })
+  assert.deepEqual(niceAxis(18.3), { top: 20, step: 5 })
+  assert.deepEqual(niceAxis(0.3), { top: 0.3, step: 0.1 })
+  assert.deepEqual(niceAxis(7), { top: 8, step: 2 })
+  assert.deepEqual(niceAxis(0), { top: 1, step: 0.25 }, 'nothing measured: an axis all the same')
+  for (const max of [0.013, 0.99, 1, 3.7, 41.98, 1e6 + 1]) {
+    const { top, step } = niceAxis(max)
+    assert.ok(top >= max && top / step <= 4 + 1e-9 && top - step < max, `${max}: ${top} in steps of ${step}`)
+  }
+  const svg = barChart([{ variant: 'fast', a: 18.3, b: 10.3 }, { variant: 'slow', a: 999.3, b: 480.1 }], { title: 't', unit: 'ms', series: [{ label: 'client', key: 'a' }, { label: 'write', key: 'b' }] })
+  const ticks = [...svg.matchAll(/<text x="54" [^>]*>([^<]*)<\/text>/g)].map(m => m[1])
+  assert.deepEqual(ticks, ['0', '250', '500', '750', '1000'])
+  const values = [...svg.matchAll(/<text [^>]*font-size="10"[^>]*>([^<]*)<\/text>/g)].map(m => m[1])
+  assert.deepEqual(values, ['18.3', '10.3', '999.3', '480.1'], 'each bar says its value')
 })

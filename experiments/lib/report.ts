@@ -35,21 +35,35 @@ export function wrapWords (text: string, width: number): string[] {
   return lines.length <= 3 ? lines : [...lines.slice(0, 2), lines.slice(2).join(' ')]
 }
 
-/** Grouped bars: one group per row (variant), one bar per series. Plain SVG, no library. */
+/**
+ * A y axis for values up to `max`: a round step (1, 2, 2.5 or 5 × 10^k) and the first multiple of it at or
+ * above `max`, in at most four steps — gridlines at 0, 250, 500, 750, 1000 rather than at quarters of 999.3.
+ */
+export function niceAxis (max: number): { top: number, step: number } {
+  if (!(max > 0)) return { top: 1, step: 0.25 }
+  const magnitude = 10 ** Math.floor(Math.log10(max / 4))
+  const step = [1, 2, 2.5, 5, 10].map(m => m * magnitude).find(s => s * 4 >= max)!
+  // toPrecision: 3 × 0.1 is 0.30000000000000004, which would print as such.
+  return { top: Number((Math.ceil(max / step - 1e-9) * step).toPrecision(12)), step }
+}
+
+const tick = (v: number): string => String(Number(v.toPrecision(6)))
+
+/** Grouped bars: one group per row (variant), one bar per series, each with its value. Plain SVG, no library. */
 export function barChart (rows: Row[], chart: Chart): string {
   const W = 760
   const H = 360
   const left = 60
   const bottom = 70
   const top = 40
-  const max = Math.max(1e-9, ...rows.flatMap(r => chart.series.map(s => Number(r[s.key]) || 0)))
+  const axis = niceAxis(Math.max(0, ...rows.flatMap(r => chart.series.map(s => Number(r[s.key]) || 0))))
   const groupW = (W - left - 20) / rows.length
   const barW = Math.min(40, (groupW - 16) / chart.series.length)
-  const y = (v: number): number => top + (H - top - bottom) * (1 - v / max)
+  const y = (v: number): number => top + (H - top - bottom) * (1 - v / axis.top)
   const parts: string[] = []
-  for (let t = 0; t <= 4; t++) {
-    const v = (max * t) / 4
-    parts.push(`<line x1="${left}" x2="${W - 10}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${fmt(v)}</text>`)
+  for (let t = 0; t * axis.step <= axis.top * (1 + 1e-9); t++) {
+    const v = t * axis.step
+    parts.push(`<line x1="${left}" x2="${W - 10}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${tick(v)}</text>`)
   }
   rows.forEach((r, i) => {
     const x0 = left + i * groupW + (groupW - barW * chart.series.length) / 2
@@ -57,6 +71,8 @@ export function barChart (rows: Row[], chart: Chart): string {
       const v = Number(r[s.key])
       if (!Number.isFinite(v)) return
       parts.push(`<rect x="${x0 + j * barW}" y="${y(v)}" width="${barW - 2}" height="${y(0) - y(v)}" fill="${COLORS[j % COLORS.length]}"><title>${String(r.variant)} ${s.label}: ${fmt(v)} ${chart.unit}</title></rect>`)
+      // The value over its bar, where it fits (≈ 5.5 px a character at 10 px): a bar a pixel high still says what it is.
+      if (fmt(v).length * 5.5 <= barW + 4) parts.push(`<text x="${x0 + j * barW + (barW - 2) / 2}" y="${y(v) - 3}" text-anchor="middle" font-size="10" fill="#444">${fmt(v)}</text>`)
     })
     const cx = left + i * groupW + groupW / 2
     // ≈ 6 px a character at 11 px: a name wider than its group goes on more lines rather than over its neighbours'.
