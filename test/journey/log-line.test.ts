@@ -2,7 +2,8 @@
 // app with Fastify's own logger, so the recipe a team copies cannot drift from what the plugin gives it.
 import assert from 'node:assert/strict'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
+import { connect as connectH2, constants as h2 } from 'node:http2'
+import { connect, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -18,12 +19,13 @@ const hook = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
 
 // Beside the repository's node_modules, so the module resolves fastify as an app would; git- and lint-ignored.
 const dir = join(root, 'test-artifacts')
-const file = join(dir, `log-line-${process.pid}.tmp.ts`)
-after(() => { rmSync(file, { force: true }) })
+const files: string[] = []
+after(() => { for (const file of files) rmSync(file, { force: true }) })
 
 interface Loaded { app: FastifyInstance, journey: Journey, provider: TracerProvider, spans: InMemorySpanExporter, lines: string[] }
 
-async function load (): Promise<Loaded> {
+/** The app: `options` are Fastify's, besides its logger. */
+async function load (options = ''): Promise<Loaded> {
   const index = pathToFileURL(join(root, 'src/journey/index.ts')).href
   // Head sampling off and a 25 ms slow threshold: the slow request is traced only at its end.
   const header = `
@@ -36,7 +38,7 @@ export const spans = new InMemorySpanExporter()
 const tracing = journeyTracing({ headSampler: new AlwaysOffSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] })
 export const provider = new TracerProvider(tracing.sdkOptions)
 export const journey = createJourney({ registry: new Registry(), tracing, tracer: provider.getTracer('log-line'), slowThresholdMs: 25 })
-export const app = Fastify({ logger: { stream: { write: (line: string) => { lines.push(line) } } }, logController: new LogController({ disableRequestLogging: true }) })
+export const app = Fastify({ logger: { stream: { write: (line: string) => { lines.push(line) } } }, logController: new LogController({ disableRequestLogging: true }), ${options} })
 await app.register(journey.plugin)
 `
   const footer = `
@@ -44,6 +46,8 @@ app.get('/fast/:id', async () => ({ ok: true }))
 app.get('/slow', async () => { await new Promise(resolve => setTimeout(resolve, 40)); return { ok: true } })
 `
   mkdirSync(dir, { recursive: true })
+  const file = join(dir, `log-line-${process.pid}-${files.length}.tmp.ts`)
+  files.push(file)
   writeFileSync(file, header + hook.replaceAll('\'fastify-request-journey\'', `'${index}'`) + footer)
   return await import(pathToFileURL(file).href) as Loaded
 }
@@ -83,4 +87,27 @@ test('the log-line hook docs/plugin.md gives: one line a request, with the route
   assert.equal(slow!.span_id, root.spanContext().spanId)
   const durationMs = root.duration[0] * 1e3 + root.duration[1] / 1e6
   assert.ok(Math.abs(slow!.ms - durationMs) < 0.01, `its ms is its span's duration: ${slow!.ms} against ${durationMs}`)
+
+  // Cut off in its handler on HTTP/1.1: Fastify never runs onResponse, so no line here (src/server.ts writes one).
+  const socket = connect((app.server.address() as AddressInfo).port, '127.0.0.1')
+  socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
+  await new Promise(resolve => setTimeout(resolve, 15))
+  socket.destroy()
+  await new Promise(resolve => setTimeout(resolve, 100))
+  assert.equal(lines.filter(l => l.includes('"msg":"journey"')).length, 3, 'a request cut off on HTTP/1.1 does not reach the hook')
+})
+
+test('on HTTP/2 a stream cut off in its handler reaches the hook too: its line says aborted, not the status it never sent', async () => {
+  const { app, journey, provider, lines } = await load('http2: true')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  after(async () => { await app.close(); journey.close(); await provider.shutdown() })
+  const session = connectH2(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`)
+  after(() => session.close())
+  const stream = session.request({ ':path': '/slow' })
+  stream.on('error', () => {})
+  await new Promise(resolve => setTimeout(resolve, 15))
+  stream.close(h2.NGHTTP2_CANCEL)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const ours = lines.map(l => JSON.parse(l) as Record<string, unknown>).filter(l => l.msg === 'journey')
+  assert.deepEqual(ours.map(l => [l.route, l.status]), [['/slow', 'aborted']])
 })
