@@ -155,8 +155,9 @@ export async function startServer (v: VariantName, slot: number, opts: StartOpti
   // --allow-natives-syntax lets a server print its nextTick feedback (tick-state.ts); it changes nothing else.
   const child = spawn(process.execPath, [...opts.flags, NO_STRIPPER, '--allow-natives-syntax', entry], {
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
-    // window reach the receiver before the next window starts and are counted for the variant that made them.
-    env: { PATH: process.env.PATH, ...opts.env, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), OTEL_BSP_SCHEDULE_DELAY: '200' },
+    // window reach the receiver before the next window starts and are counted for the variant that made them
+    // (bench:latency, which counts no spans, asks for the default back: opts.env).
+    env: { PATH: process.env.PATH, OTEL_BSP_SCHEDULE_DELAY: '200', ...opts.env, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https) },
     stdio: ['ignore', fd, 'inherit']
   })
   closeSync(fd) // the child has its own copy

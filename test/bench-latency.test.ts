@@ -44,6 +44,7 @@ test('a whole run, smallest: one row per variant and route, each measured withou
     }, (e, o, er) => resolve({ code: e === null ? 0 : (e as { code?: number }).code ?? 1, stdout: o, stderr: er }))
   })
   assert.equal(code, 0, `${stderr}${stdout}`)
+  assert.match(stdout, /^\| GET \/ \| bare \| \d+ \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+\*\* \([\d.]+–[\d.]+\) \| [\d.]+ \| [\d.]+ \| \d+ % \|$/m, 'the table bench/README.md shows')
   const result = JSON.parse(readFileSync(out, 'utf8')) as { machine: string, method: string, rows: Array<Record<string, unknown>> }
   assert.match(result.method, /paced at 500 requests\/s/)
   assert.deepEqual(result.rows.map(r => `${String(r.variant)} ${String(r.route)}`).sort(), ['bare GET /', 'bare POST /echo 1 KiB', 'journey-metrics GET /', 'journey-metrics POST /echo 1 KiB'])
