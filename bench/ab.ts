@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { paired, pairedKept } from './paired.ts'
-import { benchRoutes, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopServers } from './servers.ts'
+import { benchRoutes, childrenKilledAtExit, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { median } from './stats.ts'
 import { holdIdle } from './idle.ts'
@@ -61,9 +61,7 @@ const dir = mkdtempSync(join(tmpdir(), 'journey-ab-'))
 const route = benchRoutes(dir).find(r => r.key === (process.env.ROUTE ?? 'get'))
 if (route === undefined) throw new Error(`ROUTE: one of ${benchRoutes(dir).map(r => r.key).join(', ')}`)
 
-const children: ChildProcess[] = []
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
-process.on('SIGINT', () => process.exit(130))
+const children = childrenKilledAtExit()
 startReceiver(children) // the sampled variants export to it
 
 const describe = (s: Side): string => `${s.checkout}${s.flags.length > 0 ? ` ${s.flags.join(' ')}` : ''}${Object.keys(s.env).length > 0 ? ` ${JSON.stringify(s.env)}` : ''}`

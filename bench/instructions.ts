@@ -37,14 +37,14 @@
 // discarded window first), and the figure is the median window's instructions per request. Writes
 // bench/results/instructions.json (bench/results/cache-sim.json with CACHE_SIM=1; instructions-partial.json
 // for a run with fewer variants, routes, windows or requests than the defaults).
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { spawn, execFileSync } from 'node:child_process'
 import { setTimeout as pause } from 'node:timers/promises'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool } from 'undici'
 import { variantsFrom, type VariantName } from './variants.ts'
-import { POST_BODY, root } from './servers.ts'
+import { childrenKilledAtExit, POST_BODY, root } from './servers.ts'
 import { callgrindEvents, costDiff, functionCosts, parsePerfMap } from './callgrind.ts'
 import { compiledServer, NO_STRIPPER } from './compile.ts'
 import { median } from './stats.ts'
@@ -76,9 +76,7 @@ for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate']) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-instructions-'))
-const children: ChildProcess[] = []
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
-process.on('SIGINT', () => process.exit(130))
+const children = childrenKilledAtExit()
 // The sampled variants export to a receiver, as in npm run bench (an exporter that fails costs differently).
 if (variants.some(v => v === 'journey-1pct' || v === 'journey-100pct' || v.startsWith('usual'))) {
   children.push(spawn(process.execPath, [join(root, 'bench', 'receiver.ts')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))

@@ -4,9 +4,10 @@
 // Why: npm run bench measures throughput at saturation, where every variant's latency is mostly queueing
 // behind 50 connections, so its p99 says how saturated the server was, not what the telemetry did to a
 // request. Here every variant gets the same paced load (wrk with a random wait before each request,
-// paced.ts), well below what the slowest can serve: a variant's percentiles against bare's are what it costs
-// a client — its per-request work at the median, its pauses (an export batch serialized on the serving
-// thread, a garbage collection) in the tail.
+// paced.ts), a rate every variant carries (the slowest, the usual setup at 100 %, at two thirds to four
+// fifths of its core): a variant's percentiles against bare's are what it costs a client — its per-request
+// work at the median, its pauses (an export batch encoded on the serving thread, a garbage collection) in
+// the tail.
 //
 //   npm run bench:latency          # bare, journey-metrics, journey-1pct, journey-100pct, usual-100pct; GET /, POST /echo, HTTPS; 4,000 req/s; 2 rounds (≈ 8 min)
 //   VARIANTS=bare,journey-100pct ROUTES=get RATE=8000 SECONDS=20 ROUNDS=3 npm run bench:latency
@@ -16,13 +17,12 @@
 // connections for WARMUP_S s (not counted) and SECONDS s, wrk and the OTLP receiver on CPU 1. Variants are
 // interleaved (their order rotated every round), so drift meets every variant alike; each figure is the
 // median of the rounds', and beside the p99 their range.
-import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { paced } from './paced.ts'
 import { holdIdle } from './idle.ts'
-import { benchRoutes, CLK_TCK, cpuTicks, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopChild } from './servers.ts'
+import { benchRoutes, childrenKilledAtExit, CLK_TCK, cpuTicks, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopChild } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { median } from './stats.ts'
 import { wrk } from './wrk.ts'
@@ -46,9 +46,7 @@ const routeKeys = (process.env.ROUTES ?? 'get,post,https').split(',')
 const routes = benchRoutes(dir).filter(r => routeKeys.includes(r.key) && !r.key.endsWith('-close'))
 if (routes.length === 0) throw new Error('ROUTES: one or more of get, post, https')
 
-const children: ChildProcess[] = []
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
-process.on('SIGINT', () => process.exit(130))
+const children = childrenKilledAtExit()
 startReceiver(children) // the sampled variants export to it
 const idle = holdIdle()
 console.log(`${idle.description}; ${RATE} requests/s from ${CONNECTIONS} connections, ${SECONDS} s a measurement, ${ROUNDS} rounds`)

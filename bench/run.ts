@@ -24,7 +24,7 @@ import { VARIANTS, type VariantName } from './variants.ts'
 import { renderTable, type BenchMeta, type BenchRow } from './table.ts'
 import { wrk } from './wrk.ts'
 import type { TickState } from './tick-state.ts'
-import { benchRoutes, CLK_TCK, DEFAULT_ROUTES, cpuTicks, machine, NODE_FLAGS, peakRssMb, requireTools, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
+import { benchRoutes, childrenKilledAtExit, CLK_TCK, cpuTicks, DEFAULT_ROUTES, machine, NODE_FLAGS, peakRssMb, requireTools, root, startReceiver, startServer, stopServers, type BenchRoute } from './servers.ts'
 import { paired, pairedKept, type Paired } from './paired.ts'
 import { median } from './stats.ts'
 import { holdIdle } from './idle.ts'
@@ -57,9 +57,7 @@ const partial = variants.length < VARIANTS.length || ROUNDS < FULL.rounds || DUR
   ROUTES.map(r => r.key).join() !== DEFAULT_ROUTES.join()
 
 // Eighteen servers pinned to one core, and the receiver, must not outlive a bench that failed half-way.
-const children: ChildProcess[] = []
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
-process.on('SIGINT', () => process.exit(130))
+const children = childrenKilledAtExit()
 const { received } = startReceiver(children)
 const idle = holdIdle()
 console.log(idle.description)

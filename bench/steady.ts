@@ -10,14 +10,13 @@
 //
 //   npm run bench:steady                                                  # journey-metrics and journey-1pct on GET /, 2 pairs each, 60 s (≈ 5 min)
 //   VARIANTS=journey-1pct,usual-10pct ROUTES=get,post PAIRS=3 AGE=90 npm run bench:steady
-import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
 import { AGE_BANDS, byAge, renderByAge, type AgeWindow } from './by-age.ts'
 import { paired } from './paired.ts'
-import { benchRoutes, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopServers } from './servers.ts'
+import { benchRoutes, childrenKilledAtExit, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { holdIdle } from './idle.ts'
 
@@ -33,9 +32,7 @@ const dir = mkdtempSync(join(tmpdir(), 'journey-steady-'))
 const routes = benchRoutes(dir).filter(r => (process.env.ROUTES ?? 'get').split(',').includes(r.key))
 if (routes.length === 0) throw new Error('ROUTES: one or more of get, post, https')
 
-const children: ChildProcess[] = []
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
-process.on('SIGINT', () => process.exit(130))
+const children = childrenKilledAtExit()
 startReceiver(children) // the sampled variants export to it
 const idle = holdIdle()
 console.log(idle.description)
