@@ -1,6 +1,6 @@
 // wrk run at a chosen pace rather than flat out, for bench:latency: every connection waits a random time
 // before each request, so requests reach the server at about `rate` a second, at random moments as
-// independent clients' do, and wrk's own latency histogram is read back in full.
+// independent clients' do, and the percentiles of wrk's own latency histogram are read back.
 //
 // Why not flat out: wrk sends a connection's next request the moment its response arrives, so the server is
 // always saturated and its latency is queueing behind the other connections. Why random waits: clients paced

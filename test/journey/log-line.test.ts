@@ -1,6 +1,7 @@
 // docs/plugin.md's "Where the time went, in your log lines": its hook, taken from the page as it is, in an
 // app with Fastify's own logger, so the recipe a team copies cannot drift from what the plugin gives it.
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect as connectH2, constants as h2 } from 'node:http2'
 import { connect, type AddressInfo } from 'node:net'
@@ -26,7 +27,8 @@ interface Loaded { app: FastifyInstance, journey: Journey, provider: TracerProvi
 
 /** The app: `options` are Fastify's, besides its logger. */
 async function load (options = ''): Promise<Loaded> {
-  const index = pathToFileURL(join(root, 'src/journey/index.ts')).href
+  // From test-artifacts/, as the file is written there (a relative path, so tsc resolves it too).
+  const index = '../src/journey/index.ts'
   // Head sampling off and a 25 ms slow threshold: the slow request is traced only at its end.
   const header = `
 import Fastify, { LogController } from 'fastify'
@@ -52,9 +54,19 @@ app.get('/slow', async () => { await new Promise(resolve => setTimeout(resolve, 
   return await import(pathToFileURL(file).href) as Loaded
 }
 
+/** What tsc says of `file` in a strict project of its own: '' when it checks. */
+async function typeErrors (file: string): Promise<string> {
+  const args = [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '--strict', '--target', 'es2024', '--module', 'nodenext',
+    '--moduleResolution', 'nodenext', '--allowImportingTsExtensions', '--types', 'node', '--skipLibCheck', '--ignoreConfig', file]
+  return await new Promise(resolve => {
+    execFile(process.execPath, args, { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => { resolve(err === null ? '' : stdout + stderr || String(err)) })
+  })
+}
+
 test('the log-line hook docs/plugin.md gives: one line a request, with the route label, the span\'s numbers and, once traced, its ids', async () => {
   assert.match(hook, /addHook\('onResponse'/, 'the section\'s hook')
   const { app, journey, provider, spans, lines } = await load()
+  assert.equal(await typeErrors(files[0]!), '', 'the hook type-checks as a strict TypeScript app has it')
   await app.listen({ port: 0, host: '127.0.0.1' })
   after(async () => { await app.close(); journey.close(); await provider.shutdown() })
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
