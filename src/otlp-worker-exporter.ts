@@ -107,6 +107,14 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
     return w
   }
 
+  // Started now, with the exporter (at start-up, before the server listens), not at the first export: a
+  // worker's start and first send took 130–190 ms of CPU (a Node environment, the OTLP modules, compiling
+  // them), taken at the first export from a server already serving — on one core, from its requests. Started
+  // here, ≈ 100 ms of it is spent at start-up and the first send takes ≈ 25 ms (bench/NOTES.md, seventy-second
+  // session). A process that exports at all exports soon (slow and failed requests are always kept), so this
+  // costs no memory it would not have spent.
+  spawn()
+
   return {
     async send (data: Uint8Array): Promise<ExportResponse> {
       if (closed) return { status: 'failure', error: new Error('OTLP exporter is shut down') }

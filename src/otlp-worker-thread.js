@@ -22,9 +22,12 @@ if (parentPort !== null) {
   // The bytes arrive serialized; this delegate only sends them. Its self-metrics count nothing here: the
   // exporter on the serving thread reports them.
   const passThrough = { serializeRequest: (/** @type {Uint8Array} */ bytes) => bytes, deserializeResponse: () => ({}) }
-  const delegate = createOtlpHttpExportDelegate(
-    convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType }),
-    passThrough, 'otlp_http_span_exporter', { name: 'span', countItems: () => 0 }, undefined)
+  const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType })
+  const delegate = createOtlpHttpExportDelegate(options, passThrough, 'otlp_http_span_exporter', { name: 'span', countItems: () => 0 }, undefined)
+  // The library imports its HTTP client module at the first export; imported now, as the process starts
+  // (otlp-worker-exporter.ts starts this worker with the exporter), the first export took ≈ 25 ms of CPU
+  // instead of ≈ 55 (bench/NOTES.md, seventy-second session).
+  void import(options.url.startsWith('https:') ? 'node:https' : 'node:http')
   port.on('message', (/** @type {ExportRequest} */ { id, data }) => {
     delegate.export(data, (result) => {
       /** @type {ExportReply} */
