@@ -9,7 +9,7 @@
 // work at the median, its pauses (an export batch encoded on the serving thread, a garbage collection) in
 // the tail.
 //
-//   npm run bench:latency          # bare, journey-metrics, journey-1pct, journey-100pct, usual-100pct; GET /, POST /echo, HTTPS; 4,000 req/s; 2 rounds (≈ 8 min)
+//   npm run bench:latency          # bare, journey-metrics, journey-1pct, journey-100pct, usual-100pct; GET /, POST /echo, HTTPS; 4,000 req/s; 2 rounds (≈ 10 min)
 //   VARIANTS=bare,journey-100pct ROUTES=get RATE=8000 SECONDS=20 ROUNDS=3 npm run bench:latency
 //
 // Each measurement is a fresh server on CPU 0 (as npm run bench starts them), warmed by wrk at full load so
@@ -33,7 +33,10 @@ const ROUNDS = Number(process.env.ROUNDS ?? 2)
 const RATE = Number(process.env.RATE ?? 4000)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50)
 const SECONDS = Number(process.env.SECONDS ?? 10)
-const WARMUP_S = Number(process.env.WARMUP_S ?? 2)
+// Paced before the measured seconds: after the flat-out warm-up every variant's p99 read about twice its
+// steady level for the first 3 s of paced load, and the sampled variants' for up to 6 (bench/NOTES.md,
+// seventy-second session); with 2 s the measured window held that settling, most of all the sampled variants'.
+const WARMUP_S = Number(process.env.WARMUP_S ?? 6)
 // wrk at full load first: a process serves its first seconds slower while V8 compiles (bench/NOTES.md).
 const WARM_S = Number(process.env.WARM_S ?? 3)
 
