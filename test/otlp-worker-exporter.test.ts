@@ -139,7 +139,6 @@ test('the worker starts with the exporter, not at its first export', async () =>
   const result = await exportOnce(exporter, spans(2))
   assert.equal(result.code, ExportResultCode.SUCCESS)
   assert.equal(received.length, 1)
-  await exporter.shutdown()
 })
 
 test('a worker that dies answers every export in flight with a failure, and is not restarted in a tight loop', async () => {
