@@ -43,6 +43,8 @@ export interface WorkerTransportOptions {
   timeoutMillis: number
   /** For tests: the worker's entry module. */
   workerUrl?: URL
+  /** Told why, each time the worker cannot start (no thread can: Node's permission model without --allow-worker). */
+  onStartFailure?: (why: string) => void
 }
 
 /**
@@ -86,6 +88,7 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
       diedAt = performance.now()
       const { code, message } = err as NodeJS.ErrnoException
       notStarted = `the OTLP export worker could not start (${code ?? 'Error'}: ${message.split('\n')[0]}${code === 'ERR_ACCESS_DENIED' ? '; under --permission it needs --allow-worker' : ''})`
+      opts.onStartFailure?.(notStarted)
       return undefined
     }
     notStarted = undefined
@@ -143,11 +146,14 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
   }
 }
 
-/** An OTLP/HTTP trace exporter configured like the SDK's own (OTEL_EXPORTER_OTLP_* variables), sending from a worker thread. */
-export function createWorkerTraceExporter (protocol: WorkerOtlpProtocol = 'http/protobuf'): SpanExporter {
+/**
+ * An OTLP/HTTP trace exporter configured like the SDK's own (OTEL_EXPORTER_OTLP_* variables), sending from a
+ * worker thread, which starts now; `onStartFailure` hears at once when it cannot.
+ */
+export function createWorkerTraceExporter (protocol: WorkerOtlpProtocol = 'http/protobuf', onStartFailure?: (why: string) => void): SpanExporter {
   const contentType = protocol === 'http/json' ? 'application/json' : 'application/x-protobuf'
   const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': contentType })
-  const transport = createWorkerTransport({ config: { contentType }, timeoutMillis: options.timeoutMillis })
+  const transport = createWorkerTransport({ config: { contentType }, timeoutMillis: options.timeoutMillis, onStartFailure })
   const serializer = protocol === 'http/json' ? JsonTraceSerializer : FastProtobufTraceSerializer
   const metrics = createOtlpHttpExporterMetrics(COMPONENT_TYPE, TraceExporterMetricsHelper, options.url, undefined)
   return new OTLPExporterBase<ReadableSpan[]>(createOtlpNetworkExportDelegate(options, serializer, metrics, transport))
