@@ -87,7 +87,7 @@ export function createWorkerTransport (opts: WorkerTransportOptions): IExporterT
       // as the span pipeline counts and logs failed exports, instead of a rejection nobody expects.
       diedAt = performance.now()
       const { code, message } = err as NodeJS.ErrnoException
-      notStarted = `the OTLP export worker could not start (${code ?? 'Error'}: ${message.split('\n')[0]}${code === 'ERR_ACCESS_DENIED' ? '; under --permission it needs --allow-worker' : ''})`
+      notStarted = `the OTLP export worker could not start (${code ?? 'Error'}: ${message.split('\n')[0]!.replace(/\.$/, '')}${code === 'ERR_ACCESS_DENIED' ? '; under --permission it needs --allow-worker' : ''})`
       opts.onStartFailure?.(notStarted)
       return undefined
     }
