@@ -511,6 +511,8 @@ describe('npm start', () => {
       // Long enough that only the shutdown flush can deliver them.
       OTEL_BSP_SCHEDULE_DELAY: '60000'
     })
+    // The start-up line says where spans go, as chosen (the worker thread started with the exporter).
+    assert.match(s.logs(), new RegExp(`"spans":"OTLP to http://127\\.0\\.0\\.1:${port}/v1/traces \\(http/json\\), sent from the ${thread === 'main' ? 'serving' : 'export worker'} thread"`))
     await (await request(`http://127.0.0.1:${s.ports.http}/compute?ms=5`)).body.text()
     const metrics = await (await request(`http://127.0.0.1:${s.ports.metrics}/metrics`)).body.text()
     const instance = /^target_info\{service_name="journey-under-test",service_instance_id="([^"]+)",host_name="[^"]+"\} 1$/m.exec(metrics)?.[1]
