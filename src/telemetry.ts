@@ -137,9 +137,10 @@ async function exportersFromEnv (env: Record<string, string | undefined>, thread
     if (protocol === 'grpc') exporters.push({ exporter: new (await import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter(), goesTo: to })
     else if (thread === 'worker') {
       // The worker starts as the exporter is made, so a start that failed is known here, for the start-up line.
-      const notStarted: string[] = []
-      const exporter = (await import('./otlp-worker-exporter.ts')).createWorkerTraceExporter(protocol, (why) => notStarted.push(why))
-      exporters.push({ exporter, goesTo: notStarted.length === 0 ? `${to}, sent from the export worker thread` : `${to}, but ${notStarted[0]}: exports fail until it starts` })
+      // Only the first reason is kept: the callback hears again at every retry, for the process's life.
+      const start: { failure?: string } = {}
+      const exporter = (await import('./otlp-worker-exporter.ts')).createWorkerTraceExporter(protocol, (why) => { start.failure ??= why })
+      exporters.push({ exporter, goesTo: start.failure === undefined ? `${to}, sent from the export worker thread` : `${to}, but ${start.failure}: exports fail until it starts` })
     }
     else if (protocol === 'http/json') exporters.push({ exporter: new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter(), goesTo: `${to}, sent from the serving thread` })
     else exporters.push({ exporter: (await import('./otlp-trace-serializer.ts')).createProtobufTraceExporter(), goesTo: `${to}, sent from the serving thread` })
