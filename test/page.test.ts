@@ -102,12 +102,16 @@ describe('the journey page', () => {
     assert.equal(first.requestIndex, 1)
     assert.equal(second.requestIndex, 2)
     const before = first.stages.filter(s => s.stage === 'accept' || s.stage === 'tls').reduce((n, s) => n + s.durationMs, 0)
-    assert.ok(first.requestMs >= 20 && first.durationMs - first.requestMs >= before, `${first.durationMs} ms from accept, ${first.requestMs} from its first byte, accept + tls ${before}`)
+    // (≥ 19: a 20 ms timer may fire up to 1 ms early, Node counting its timers in whole ms.)
+    assert.ok(first.requestMs >= 19 && first.durationMs - first.requestMs >= before, `${first.durationMs} ms from accept, ${first.requestMs} from its first byte, accept + tls ${before}`)
     assert.ok(Math.abs(second.durationMs - second.requestMs) < 0.001, 'a later request on the connection starts at its first byte either way')
     const html = await (await request(`${t.admin}/journey`)).body.text()
     const rowOf = (id: number): string => html.slice(html.indexOf(`data-id="${id}"`), html.indexOf('</tr>', html.indexOf(`data-id="${id}"`)))
     assert.match(rowOf(first.id), /<td class="n" title="[\d.]+ ms from accept \(the connection's first request[^"]*; [\d.]+ ms from its first byte, as its log line and http_server_request_duration_seconds count it">/)
-    assert.match(rowOf(second.id), /<td class="n">[\d.]+ ms<\/td>/, 'no such note where the two are the same')
+    // No such note where the two are the same. (A note on the wait before its read may be there: on a loaded
+    // machine its bytes can sit a jiffy in the kernel's queue.)
+    assert.match(rowOf(second.id), /<td class="n"(?: title="from its first byte read; before that its bytes had waited [^"]*")?>[\d.]+ ms<\/td>/, 'no such note where the two are the same')
+    assert.doesNotMatch(rowOf(second.id), /from accept/)
   })
 
   test('the slowest list ranks by the request\'s own time: a preconnected connection\'s wait for its client is no slowness', async () => {

@@ -63,7 +63,8 @@ test('sync_ms: a handler that computes is synchronous for its whole stage; one t
     const wait = handlerOf('/wait')
     const part = wait.attributes[SYNC] as number
     assert.ok(part >= 4.5 && part < 15, `5 ms of work before a 20 ms wait: ${part} ms synchronous`)
-    assert.ok(durationMs(wait) >= part + 19.5, `of a ${durationMs(wait)} ms stage`)
+    // (+ 18.5: a 20 ms timer may fire up to 1 ms early, Node counting its timers in whole ms — measured 19.2 ms.)
+    assert.ok(durationMs(wait) >= part + 18.5, `of a ${durationMs(wait)} ms stage, ${part} ms of it synchronous`)
 
     const afterAwait = handlerOf('/after-await')
     assert.ok((afterAwait.attributes[SYNC] as number) < 2 && durationMs(afterAwait) >= 9.5, `computing after an await reads as waiting: ${afterAwait.attributes[SYNC]} of ${durationMs(afterAwait)} ms (docs/stages.md says so)`)
