@@ -214,11 +214,12 @@ test('body_parsed_ms: a slow parser lies before it, a slow validation after it; 
     const parsed = slowParse.attributes[PARSED] as number
     const received = slowParse.attributes[RECEIVED] as number
     assert.ok(parsed - received >= 19.5, `parsed ${parsed} ms into decode, received at ${received}: the 20 ms parser lies between`)
-    assert.ok(durationMs(slowParse) - parsed < 5, `${durationMs(slowParse) - parsed} ms after the parse, with nothing to validate`)
+    // (< 10: the wrong mark would put the 20 ms here; a loaded host may add a few ms of its own.)
+    assert.ok(durationMs(slowParse) - parsed < 10, `${durationMs(slowParse) - parsed} ms after the parse, with nothing to validate`)
 
     const slowValidate = decodeOf(t, '/validate')
     const vParsed = slowValidate.attributes[PARSED] as number
-    assert.ok(vParsed < 5, `parsed ${vParsed} ms into decode`)
+    assert.ok(vParsed < 10, `parsed ${vParsed} ms into decode`)
     assert.ok(durationMs(slowValidate) - vParsed >= 19.5, `${durationMs(slowValidate) - vParsed} ms after the parse: the 20 ms validator`)
 
     const notJson = decodeOf(t, '/validate', 1)
