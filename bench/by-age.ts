@@ -19,7 +19,7 @@ export interface AgeWindow extends Pick<Paired, 'ratio' | 'cpuShare' | 'minShare
  */
 export const AGE_BANDS: ReadonlyArray<readonly [number, number]> = [[0, 4], [4, 10], [10, 20], [20, 40], [40, Infinity]]
 
-export interface BandFigure { from: number, to: number, median: number, min: number, max: number, windows: number, dropped: number }
+interface BandFigure { from: number, to: number, median: number, min: number, max: number, windows: number, dropped: number }
 export interface AgeRow { variant: string, route: string, pairs: number, slowPairs: number, bands: BandFigure[] }
 
 /** Per variant and route (in first-seen order), the median ratio of the kept windows ending in each band; a window ending on a band's edge belongs to the later band. */

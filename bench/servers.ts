@@ -45,7 +45,7 @@ export const machine = (): string => `${cpus().length} × ${cpus()[0]?.model.tri
 export const CLK_TCK = 100
 
 /** Server slot i listens on 3100 + i (HTTP) and 3543 + i (HTTPS). */
-export const portsOf = (slot: number): { http: number, https: number } => ({ http: 3100 + slot, https: 3543 + slot })
+const portsOf = (slot: number): { http: number, https: number } => ({ http: 3100 + slot, https: 3543 + slot })
 
 /** CPU time of a process and all its threads, in clock ticks: user space and kernel (utime, stime: fields 14 and 15 of stat). */
 export function cpuTimes (pid: number): { user: number, kernel: number } {

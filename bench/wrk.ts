@@ -22,7 +22,7 @@ export interface WrkResult {
   sleepsPerResponse: number
 }
 
-export function parseWrk (out: string): WrkResult {
+function parseWrk (out: string): WrkResult {
   const unit = (v: string, u: string): number => Number(v) * (u === 'us' ? 0.001 : u === 's' ? 1000 : 1)
   const lat = (p: string): number => { const m = new RegExp(`${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out); return m === null ? NaN : unit(m[1]!, m[2]!) }
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)

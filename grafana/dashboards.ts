@@ -9,7 +9,7 @@ import { EXPORT_METRIC, GAP_COLOR, GAP_MEANING, gapLabel, METRIC, SERVER_GAPS, R
 export const PROMETHEUS = { type: 'prometheus', uid: 'prometheus' } as const
 export const JAEGER = { type: 'jaeger', uid: 'jaeger' } as const
 
-export interface Target { refId: string, expr: string, legendFormat?: string, instant?: boolean, format?: 'table' | 'heatmap' | 'time_series', exemplar?: boolean }
+interface Target { refId: string, expr: string, legendFormat?: string, instant?: boolean, format?: 'table' | 'heatmap' | 'time_series', exemplar?: boolean }
 interface GridPos { h: number, w: number, x: number, y: number }
 export interface Panel {
   id: number

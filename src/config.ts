@@ -4,11 +4,10 @@
 
 import { PRECISIONS, type Precision } from './journey/stages.ts'
 import { resourceAttributeFromEnv } from './resource-env.ts'
-export type { Precision }
-export const ACCEPT_STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
-export type AcceptStrategy = typeof ACCEPT_STRATEGIES[number]
+const ACCEPT_STRATEGIES = ['single', 'cluster-rr', 'cluster-shared', 'reuseport'] as const
+type AcceptStrategy = typeof ACCEPT_STRATEGIES[number]
 
-export const EXPORT_THREADS = ['auto', 'worker', 'main'] as const
+const EXPORT_THREADS = ['auto', 'worker', 'main'] as const
 export type ExportThreadChoice = typeof EXPORT_THREADS[number]
 
 export interface Config {

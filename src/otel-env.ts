@@ -121,7 +121,7 @@ function httpUrl (v: string | undefined): URL | undefined {
  * (`/v1/traces`), so one that already ends in a signal's path posts to `…/v1/traces/v1/traces`; a
  * signal's own endpoint is used as it is, so one with no path posts to `/`. (gRPC endpoints have no path.)
  */
-export function otlpPathProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'METRICS'>): string[] {
+function otlpPathProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'METRICS'>): string[] {
   const problems: string[] = []
   const http = signals.filter(sig => otlpProtocol(env, sig).protocol !== 'grpc')
   const generalUsers: Array<'TRACES' | 'METRICS'> = []
@@ -149,7 +149,7 @@ export function otlpPathProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'M
  * its OTLP/HTTP one, and a gRPC exporter pointed at 4318 (or an HTTP one at 4317) fails every export with
  * a protocol error that does not say the port is the problem. A hint, since any port can be configured.
  */
-export function otlpPortProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'METRICS'>): string[] {
+function otlpPortProblems (env: Env, signals: ReadonlyArray<'TRACES' | 'METRICS'>): string[] {
   // One line per variable and protocol: the general endpoint may carry both signals.
   const found = new Map<string, { name: string, port: string, protocol: OtlpProtocol, own: boolean, what: string[] }>()
   for (const sig of signals) {

@@ -98,7 +98,7 @@ const f = (ms: number): string => ms.toFixed(2).padStart(8)
  * look for it in the server's stages (seen: 14 ms on this 2-core machine while offloaded compute threads
  * kept the client process off the CPU).
  */
-export function firstByteNote (j: Joined): string {
+function firstByteNote (j: Joined): string {
   const write = j.server.stages.find(s => s.name === 'write')
   if (write === undefined) return ''
   const gap = j.client.firstByte - write.start

@@ -23,7 +23,7 @@ export interface WorkloadOptions {
 type Job = [method: string, path: string, headers?: Record<string, string>, body?: string | Buffer]
 
 const order = Buffer.from(encodeOrder({ id: 'demo', customer: 'ada', currency: 'EUR', items: [{ sku: 'book', quantity: 2, unitPriceCents: 1999 }] }))
-export const JOBS: readonly Job[] = [
+const JOBS: readonly Job[] = [
   ['GET', '/'],
   ['POST', '/echo', { 'content-type': 'application/json' }, JSON.stringify({ message: 'hello', items: [1, 2, 3] })],
   ['POST', '/echo', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, gzipSync(JSON.stringify({ message: 'x'.repeat(20_000) }))],

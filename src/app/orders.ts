@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url'
 import protobuf from 'protobufjs'
 
-export interface LineItem { sku: string, quantity: number, unitPriceCents: number }
+interface LineItem { sku: string, quantity: number, unitPriceCents: number }
 export interface Order { id: string, customer: string, currency: string, items: LineItem[] }
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./order.proto', import.meta.url)))

@@ -17,7 +17,7 @@ export type ObserveAs = (server: ObservableServer, listener: string, kernel: boo
  * The listener name of a server Fastify built: `https` for TLS, else `http` (HTTP/1.1 or HTTP/2 alike).
  * Undefined for anything else (a server of a kind the journey does not know).
  */
-export function listenerNameOf (server: unknown): 'http' | 'https' | undefined {
+function listenerNameOf (server: unknown): 'http' | 'https' | undefined {
   // https.Server is a tls.Server, not an http.Server; http2's servers are neither.
   const known = server instanceof HttpServer || server instanceof HttpsServer || (server instanceof NetServer && isHttp2Server(server))
   if (!known) return undefined

@@ -25,7 +25,7 @@ export interface MetricsConsumer {
 }
 
 /** Bucket bounds of the histograms kept per route (createJourney's `buckets`, checked). */
-export interface RouteBuckets {
+interface RouteBuckets {
   /** Stages and gaps, and the TLS handshake (the tls stage, by listener). */
   stages: readonly number[]
   /** http_server_request_duration_seconds. */

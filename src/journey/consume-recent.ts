@@ -14,7 +14,7 @@ import { BINS, binOf, quantileOfBins } from './log-bins.ts'
 import { urlPath } from './url-path.ts'
 
 /** Rows of the percentile table besides the stages: the server's time between them (docs/stages.md, Gaps). */
-export type PageGap = `gap: ${ServerGap}`
+type PageGap = `gap: ${ServerGap}`
 const PAGE_GAPS = SERVER_GAPS.map(gapLabel) as PageGap[]
 
 export interface RecentRequest {

@@ -21,7 +21,7 @@ import { bundledInto } from './bundled.ts'
 import { MAX_LISTENERS, PEAK_WINDOW_S, startKernelSampler, type KernelSampler } from './kernel-sampler.ts'
 
 /** Node's default listen() backlog: the capacity assumed for a listener read from /proc (no addon) when the app does not say. */
-export const NODE_DEFAULT_BACKLOG = 511
+const NODE_DEFAULT_BACKLOG = 511
 
 interface Watched { listener: string, server: NetServer, backlog: number, slot: number, primaryInode?: string | undefined }
 interface Reading { queues: Map<string, { length: number, capacity: number }>, overflows: number, drops: number }

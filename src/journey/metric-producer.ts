@@ -136,7 +136,7 @@ export function histogramPoints (metric: Readonly<PromMetricJson>, startTime: Hr
 }
 
 /** One prom-client metric as OpenTelemetry metric data; undefined for a summary (OTLP's is deprecated) or an unknown type. */
-export function toMetricData (metric: Readonly<PromMetricJson>, startTime: HrTime, endTime: HrTime): BridgedMetricData | undefined {
+function toMetricData (metric: Readonly<PromMetricJson>, startTime: HrTime, endTime: HrTime): BridgedMetricData | undefined {
   const descriptor = { name: metric.name, description: metric.help, unit: unitOf(metric.name), valueType: DOUBLE }
   const plain = (): Array<Point<number>> =>
     metric.values.map(v => ({ startTime, endTime, attributes: attributesOf(v.labels), value: v.value }))

@@ -16,11 +16,6 @@ type Observed = Socket & { [kConnection]?: ConnectionRecord }
 /** What the journey can observe: node:http and node:https servers, and node:http2's (plain or secure). */
 export type ObservableServer = HttpServer | Http2Server | Http2SecureServer
 
-export interface ObserveResult {
-  /** False when Node's parser internals are unavailable: read and parse are then not measured. */
-  parserObserved: boolean
-}
-
 function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: JourneyOwner }, socket: Observed): void {
   const conn = newConnectionRecord(this[kListener], this instanceof TlsServer, now(), this[kOwner])
   // First thing after accept: how long the kernel had held this connection (and its bytes) before us.

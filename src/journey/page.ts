@@ -166,7 +166,7 @@ function sparkline (values: number[]): string {
 
 const colourOf = (row: StageStats['stage']): string => row.startsWith('gap: ') ? GAP_COLOR : STAGE_COLORS[row as Stage]
 
-export function renderStages (stages: StageStats[]): string {
+function renderStages (stages: StageStats[]): string {
   if (stages.length === 0) return '<tr><td colspan="6">no requests in the last minute</td></tr>'
   return stages.map(s => `<tr data-stage="${s.stage}"><td><span class="sw" style="background:${colourOf(s.stage)}"></span>${s.stage}</td>` +
     `<td class="n">${s.count}</td><td class="n">${fmt(s.p50)}</td><td class="n">${fmt(s.p95)}</td><td class="n">${fmt(s.p99)}</td>` +
@@ -257,7 +257,7 @@ const REQUEST_HEAD = '<thead><tr><th>at</th><th>scheme</th><th>request</th><th>s
   '<th class="n" title="the waterfall\'s length: a connection\'s first request from accept; hover a time for the request\'s own">time</th>' +
   '<th>stages (hover for each)</th><th title="connection #, its request #">conn/req</th></tr></thead>'
 
-export function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefined, route?: string | undefined, status?: string | undefined, max: number }): string {
+function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefined, route?: string | undefined, status?: string | undefined, max: number }): string {
   const routes = [...new Set(snap.recent.map(r => r.route))].sort()
   const visible = snap.recent.filter(r => (opts.route === undefined || r.route === opts.route) && (opts.status === undefined || statusClass(r) === opts.status))
   const f = fragments({ ...snap, recent: visible }, opts.jaegerUrl)

@@ -8,7 +8,7 @@ import type { Timeline } from './timeline.ts'
 export type Listener = string
 
 /** What a request's end reads of its message: whether all of a body its headers announced has arrived. */
-export interface BodyMessage { readonly complete: boolean, readonly headers: IncomingHttpHeaders }
+interface BodyMessage { readonly complete: boolean, readonly headers: IncomingHttpHeaders }
 
 /**
  * The journey (createJourney) that observes a connection's server. The bus is one per process, so with two
