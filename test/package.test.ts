@@ -481,8 +481,10 @@ const NPM12 = 'npm@12.2.2'
 test(`installed with ${NPM12}, which runs no install script unapproved, the prebuilt addon measures; where none fits, the npm commands its warning names build one`, { timeout: 240_000, skip: process.platform !== 'linux' && 'the addon is for Linux only' }, async () => {
   assert.ok(packedTarball !== undefined, 'the tarball the npm test packed')
   await run('npm', ['install', '-g', '--prefix', join(dir, 'npm12'), '--no-audit', '--no-fund', NPM12], { timeout: 150_000 })
+  // At npm's default log level whatever ran this suite: under `npm test --silent` every npm it starts inherits
+  // npm_config_loglevel=silent, and the warning this test reads is not printed.
   const npm12 = async (args: string[], cwd: string, env = process.env): Promise<string> =>
-    (await run(process.execPath, [join(dir, 'npm12/lib/node_modules/npm/bin/npm-cli.js'), ...args], { cwd, timeout: 150_000, env })).stderr
+    (await run(process.execPath, [join(dir, 'npm12/lib/node_modules/npm/bin/npm-cli.js'), ...args, '--loglevel=notice'], { cwd, timeout: 150_000, env })).stderr
   const project = join(dir, 'npm12-service')
   await run('mkdir', ['-p', project])
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'npm12-service', private: true }))
