@@ -29,7 +29,7 @@ interface Result { name: string, hypothesis: string, machine: string, date: stri
 async function experiment (args: string[], env: Record<string, string> = {}): Promise<{ result: Result, row: (variant: string) => Row, out: string }> {
   const r = await run(args, env)
   assert.equal(r.status, 0, r.out)
-  const json = /^wrote (\S+\.json)$/m.exec(r.out)?.[1]
+  const json = /^wrote (.+\.json)$/m.exec(r.out)?.[1] // the whole line: a checkout's path may hold spaces
   assert.ok(json, r.out)
   const result = JSON.parse(readFileSync(json, 'utf8')) as Result
   assert.equal(result.name, args[0])
