@@ -28,9 +28,10 @@ test('bench:ab pairs A and B, each with its own flags, and prints B/A per window
   assert.equal(code, 0, `${err}${out}`)
   assert.match(out, /^ {2}A: .* --no-memory-reducer$/m)
   assert.match(out, /^ {2}B: .* --no-memory-reducer --stack-size=2000$/m)
-  // The flags reached the server B started, and only that one; each runs bench/server.ts compiled (compile.ts).
-  assert.match(out, /^pair 1 B pid \d+: --no-memory-reducer --stack-size=2000 --no-experimental-strip-types --allow-natives-syntax \S*\/\.dist-bench-\d+\/bench\/server\.js$/m)
-  assert.match(out, /^pair 1 A pid \d+: --no-memory-reducer --no-experimental-strip-types --allow-natives-syntax \S*\/\.dist-bench-\d+\/bench\/server\.js$/m)
+  // The flags reached the server B started, and only that one; each runs bench/server.ts compiled (compile.ts),
+  // under the checkout's path, which may hold spaces.
+  assert.match(out, /^pair 1 B pid \d+: --no-memory-reducer --stack-size=2000 --no-experimental-strip-types --allow-natives-syntax .*\/\.dist-bench-\d+\/bench\/server\.js$/m)
+  assert.match(out, /^pair 1 A pid \d+: --no-memory-reducer --no-experimental-strip-types --allow-natives-syntax .*\/\.dist-bench-\d+\/bench\/server\.js$/m)
   const windows = out.match(/^pair 1 window \d {2}A [\d.]+ \+ [\d.]+ µs {2}B [\d.]+ \+ [\d.]+ µs .* host steal \d+\.\d % {2}B\/A \d\.\d{3}$/gm) ?? []
   assert.ok(windows.length >= 1, out)
   assert.match(out, /^B\/A CPU per request: median \d\.\d{3}, range \d\.\d{3}–\d\.\d{3}, \d+ windows in 1 pair/m)

@@ -95,7 +95,7 @@ test('on Linux, an addon that is there but does not load says so, with the loade
     const { out, stderr } = await serve([], copy)
     assert.equal(out.status, 200)
     assert.deepEqual(out.said, ['REQUEST_JOURNEY_NO_TCP_INFO'])
-    assert.match(stderr, /Warning: the TCP_INFO addon \(native\/\) does not load here \(loading it: ERR_DLOPEN_FAILED: \S+\/native\/build\/Release\/tcp_info\.node: (invalid ELF header|file too short)\)/)
+    assert.match(stderr, /Warning: the TCP_INFO addon \(native\/\) does not load here \(loading it: ERR_DLOPEN_FAILED: .+\/native\/build\/Release\/tcp_info\.node: (invalid ELF header|file too short)\)/)
     assert.match(out.kernelLimitation ?? '', /TCP_INFO addon does not load here \(ERR_DLOPEN_FAILED/)
     assert.deepEqual(out.series, ['accept', 'read', 'parse', 'decode', 'handler', 'serialize', 'write'])
   } finally {

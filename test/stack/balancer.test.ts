@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import { freePorts } from '../../experiments/lib/server.ts'
 import { startTestServer, type TestServer } from '../helpers/server.ts'
@@ -105,7 +106,7 @@ async function showStat (at = dir): Promise<Array<Record<string, string>>> {
 }
 
 test('the shipped balancer configuration is valid as it is (haproxy -c)', { skip }, () => {
-  const out = execFileSync(HAPROXY, ['-c', '-f', SHIPPED.pathname], { encoding: 'utf8', stdio: 'pipe' })
+  const out = execFileSync(HAPROXY, ['-c', '-f', fileURLToPath(SHIPPED)], { encoding: 'utf8', stdio: 'pipe' })
   assert.match(out, /Configuration file is valid/)
 })
 
