@@ -8,6 +8,8 @@ export interface RawConnection {
   write: (data: string | Buffer) => Promise<void>
   /** Bytes received so far (cheap to poll, unlike the text for large bodies). */
   received: () => number
+  /** The socket's error, if it had one (ECONNRESET: the peer reset it), for a failing test to say. */
+  error: () => Error | undefined
   /** Resolves with everything received until the server closes or `until` matches the bytes so far. */
   read: (until?: (text: string) => boolean, timeoutMs?: number) => Promise<string>
   close: () => void
@@ -26,10 +28,12 @@ export async function connect (port: number, secure = false): Promise<RawConnect
   const waiters = new Set<() => void>()
   socket.on('data', (d: Buffer) => { received += d.length; buffered += d.toString('latin1'); for (const w of waiters) w() })
   socket.on('close', () => { closed = true; for (const w of waiters) w() })
-  socket.on('error', () => {})
+  let error: Error | undefined
+  socket.on('error', (err) => { error = err })
   return {
     socket,
     received: () => received,
+    error: () => error,
     write: (data) => new Promise(resolve => socket.write(data, () => resolve())),
     read (until = () => false, timeoutMs = 5000) {
       return new Promise((resolve, reject) => {
