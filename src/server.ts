@@ -14,7 +14,7 @@ import { channels, createJourney, exposition, sessionErrorReason, summarize, tls
 import { demoApp } from './app/index.ts'
 import { announceGenerated, loadTlsMaterial, type TlsMaterial } from './tls-cert.ts'
 import { ClientErrorLog } from './client-error-log.ts'
-import { trackConnections, type Connections } from './connections.ts'
+import { stopAccepting, trackConnections, type Connections } from './connections.ts'
 
 export interface RunningServer {
   app: FastifyInstance
@@ -142,19 +142,22 @@ function listen (server: NetServer, port: number, host: string, variable: string
 /**
  * Stops `listener` accepting and resolves once its connections are gone; `http` is the HTTP server behind it.
  * `sessions`: its HTTP/2 sessions, each told to finish its running streams and take no more (GOAWAY).
- * `closeSilent`: closes its connections that have sent nothing yet (trackConnections).
+ * `connections`: its connections (trackConnections): those that have sent nothing yet are closed, and idle ones
+ * only while none is still writing a response.
  */
-function closeServer (listener: NetServer, http: { closeIdleConnections?: () => void } = listener as HttpServer, sessions?: Set<ServerHttp2Session>, closeSilent?: () => void): Promise<void> {
+function closeServer (listener: NetServer, http: { closeIdleConnections?: () => void } = listener as HttpServer, sessions?: Set<ServerHttp2Session>, connections?: Connections): Promise<void> {
   return new Promise(resolve => {
     if (!listener.listening) { resolve(); return }
     // Idle keep-alive sockets close now; busy ones get `Connection: close` on their next response (the
     // onSend hook below). One whose response had already said keep-alive is idle once that is sent: swept
     // then, not left until KEEP_ALIVE_TIMEOUT_MS. (An HTTP/2 server has closeIdleConnections for the
-    // HTTP/1.1 clients it lets in, though its types do not say so.)
-    const sweep = setInterval(() => http.closeIdleConnections?.(), 100)
-    listener.close(() => { clearInterval(sweep); resolve() })
-    http.closeIdleConnections?.()
-    closeSilent?.()
+    // HTTP/1.1 clients it lets in, though its types do not say so.) Never while a response is still being
+    // written: Node takes an ended one for idle and destroys it (connections.ts, stopAccepting).
+    const closeIdle = (): void => { if (connections?.flushing() !== true) http.closeIdleConnections?.() }
+    const sweep = setInterval(closeIdle, 100)
+    stopAccepting(listener, () => { clearInterval(sweep); resolve() })
+    closeIdle()
+    connections?.closeSilent()
     // Node 24's server.close() sends every HTTP/2 session a GOAWAY itself (checked: idle and busy alike);
     // Node 22's, which the engines field allows, does not.
     for (const session of sessions ?? []) session.close()
@@ -385,8 +388,8 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
         let timer: NodeJS.Timeout | undefined
         const deadline = new Promise<'timeout'>(resolve => { timer = setTimeout(resolve, config.shutdownTimeoutMs, 'timeout') })
         const drained = Promise.all([
-          closeServer(app.server, app.server, undefined, connections?.http.closeSilent),
-          closeServer(httpsListener, https as { closeIdleConnections?: () => void }, sessions, connections?.https.closeSilent)
+          closeServer(app.server, app.server, undefined, connections?.http),
+          closeServer(httpsListener, https as { closeIdleConnections?: () => void }, sessions, connections?.https)
         ]).then(() => 'drained' as const)
         const outcome = await Promise.race([drained, deadline])
         clearTimeout(timer)
