@@ -3,6 +3,7 @@
 import compress from '@fastify/compress'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { trackConnections } from './connections.ts'
 
 /**
@@ -18,6 +19,9 @@ const PURPOSE: Readonly<Record<string, string>> = {
   '/readyz': 'readiness: 503 while starting or draining'
 }
 
+/** How long a close waits for a response still being written: Prometheus's default scrape timeout. */
+const FLUSH_MS = 10_000
+
 export async function createAdmin (log: Logger): Promise<FastifyInstance> {
   const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
   // Prometheus asks every scrape for gzip (Accept-Encoding), and prom-client never compresses: the demo's
@@ -28,7 +32,11 @@ export async function createAdmin (log: Logger): Promise<FastifyInstance> {
   // A connection that has sent nothing (a scraper's or a probe's, opened as shutdown began) kept close()
   // waiting for ever: this listener has no shutdown deadline. Fastify closes the idle ones itself.
   const connections = trackConnections(admin.server, 'connection')
-  admin.addHook('preClose', (done) => { connections.closeSilent(); done() })
+  const writing = endedResponses(admin.server)
+  admin.addHook('preClose', async () => {
+    await writing.written(FLUSH_MS)
+    connections.closeSilent()
+  })
   listPaths(admin)
   return admin
 }
@@ -54,6 +62,30 @@ function listPaths (admin: FastifyInstance): void {
     return reply.type('text/plain; charset=utf-8').send(
       `request-journey admin\n${lines.map(l => `${l.path.padEnd(24)}${l.purpose}`.trimEnd()).join('\n')}\n`)
   })
+}
+
+/**
+ * The responses of `server` that have ended but are not yet handed to the kernel. Node's close() takes their
+ * connections for idle and destroys them with the rest unsent (connections.ts, stopAccepting): a 16 MB
+ * response to a reader that had paused arrived 3.9 MB (test/admin.test.ts) — a scrape of a service with
+ * hundreds of routes runs to 13 MB, to a scraper that does not ask for gzip. So the close first waits for
+ * them, for at most `maxMs`. Not the public listeners' way (server.ts's closeServer asks the sockets): this
+ * takes a listener per request, which a listener serving scrapes and a page can afford; and a live page's
+ * stream, never ended, is not waited for (the page's own preClose ends it).
+ */
+function endedResponses (server: Server): { written: (maxMs: number) => Promise<void> } {
+  const open = new Set<ServerResponse>()
+  server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
+    open.add(response)
+    response.once('close', () => open.delete(response))
+  })
+  const writing = (): boolean => [...open].some(r => r.writableEnded && !r.writableFinished)
+  return {
+    async written (maxMs) {
+      const until = performance.now() + maxMs
+      while (writing() && performance.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
 }
 
 function escapeHtml (s: string): string {
