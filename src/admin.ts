@@ -19,8 +19,11 @@ const PURPOSE: Readonly<Record<string, string>> = {
   '/readyz': 'readiness: 503 while starting or draining'
 }
 
-/** How long a close waits for a response still being written: Prometheus's default scrape timeout. */
-const FLUSH_MS = 10_000
+/**
+ * How long a close waits for a response still being written. Under Fastify's pluginTimeout (10 s), which
+ * bounds a close hook too: a hook that outlasts it fails the close with AVV_ERR_READY_TIMEOUT, uncaught.
+ */
+const FLUSH_MS = 5000
 
 export async function createAdmin (log: Logger): Promise<FastifyInstance> {
   const admin = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
