@@ -280,7 +280,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
 
   fastify.addHook('preHandler', (request, _reply, done) => {
     const rec = request.journey
-    if (rec !== null) {
+    // The first time only: a handler that passes the request on with reply.callNotFound() (@fastify/static,
+    // for a missing file) has Fastify run the not-found handler's preHandler hooks, this one among them —
+    // that is still the handler stage's time, not the decode's.
+    if (rec !== null && Number.isNaN(rec.decodeEndAt)) {
       rec.decodeEndAt = now()
       // An identity body decodes to itself — once it has all arrived: a body the handler reads itself
       // (multipart) is still arriving here, and decode never saw it (a chunked one's count is still growing).
