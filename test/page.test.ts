@@ -232,4 +232,22 @@ describe('the journey page', () => {
       await browser.close()
     }
   })
+
+  test('in Chromium on a phone-sized screen: no sideways scrolling of the page, and every waterfall keeps room', { skip }, async () => {
+    const browser = await launchChromium()
+    try {
+      await get(`${t.http}/io?ms=2`)
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } })
+      await page.goto(`${t.admin}/journey`)
+      await page.waitForFunction(() => document.getElementById('live')?.textContent === 'live')
+      // Before, the request tables (at, scheme, request, status, time, stages, conn/req) made the page 706–762 px
+      // wide: the waterfalls were off the screen. The at and scheme columns go; a request table scrolls itself.
+      const { scrollWidth, clientWidth } = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth }))
+      assert.ok(scrollWidth <= clientWidth, `the page is ${scrollWidth} px wide in a ${clientWidth} px screen`)
+      const bars = await page.$$eval('#recent tr.req .bar', els => els.map(e => { const r = e.getBoundingClientRect(); return { width: r.width, right: r.right } }))
+      assert.ok(bars.length > 0 && bars.every(b => b.width >= 90 && b.right <= 390), `waterfalls on the screen: ${JSON.stringify(bars.slice(0, 3))}`)
+    } finally {
+      await browser.close()
+    }
+  })
 })

@@ -215,6 +215,8 @@ export function fragments (snap: Snapshot, jaegerUrl?: string): { rows: string, 
   }
 }
 
+// On a phone (≤ 700 px) the request tables made the page ≈ 760 px wide, its waterfalls off the screen: there
+// the time-of-day and scheme columns and the sparklines go, cells wrap, and a request table scrolls by itself.
 const CSS = `
 body{font:14px/1.4 system-ui,sans-serif;margin:1rem 2rem;color:#222;background:#fafafa}
 h1{font-size:1.3rem;margin:.2rem 0}h2{font-size:1rem;margin:1.2rem 0 .4rem}
@@ -224,7 +226,10 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;
 .sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
 .legend span{margin-right:12px}.stats{margin:.4rem 0}
-.filter{display:inline;margin-left:1.5rem;font-size:.85rem;font-weight:normal;color:#555}.filter label{margin-left:.4rem}`
+.filter{display:inline;margin-left:1.5rem;font-size:.85rem;font-weight:normal;color:#555}.filter label{margin-left:.4rem}
+@media (max-width:700px){body{margin:.5rem}td,th{padding:2px 3px;white-space:normal}.n{white-space:nowrap}.w{min-width:100px}.filter{display:block;margin:0}
+.reqs td:nth-child(-n+2),.reqs th:nth-child(-n+2),.pct td:nth-child(6),.pct th:nth-child(6){display:none}
+.reqs{display:block;overflow-x:auto}}`
 
 const SCRIPT = `
 const es = new EventSource('/journey/events?since=' + document.body.dataset.last);
@@ -268,14 +273,14 @@ function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefined, rou
 <div class="stats" id="conns">${f.connections}</div>
 <div class="legend">${STAGES.map(s => `<span><span class="sw" style="background:${STAGE_COLORS[s]}"></span>${s}</span>`).join('')}<span title="time between stages: other plugins' hooks, the wait before a connection's first byte (the client's think time, or a busy event loop: hover the request's time), a pipelined response's wait, an error reply's error handler"><span class="sw" style="background:${GAP_COLOR}"></span>gap</span><span title="traced requests: where in decode the body had all arrived, then where it was parsed (validation follows); where in the handler its synchronous part ended and it began to wait"><span class="sw" style="background:#6b5400;width:2px"></span>body arrived · parsed · handler returned</span></div>
 <h2>Stages, last minute (ms) <small>every request; percentiles to within 3 %</small></h2>
-<table><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
+<table class="pct"><thead><tr><th>stage</th><th class="n">count</th><th class="n">p50</th><th class="n">p95</th><th class="n">p99</th><th>p95, 5 s buckets</th></tr></thead><tbody id="stages">${f.stages}</tbody></table>
 <h2>Slowest, last minute</h2>
-<table>${REQUEST_HEAD}<tbody id="slowest">${f.slowest}</tbody></table>
+<table class="reqs">${REQUEST_HEAD}<tbody id="slowest">${f.slowest}</tbody></table>
 <h2>Recent requests, newest first
 <form method="get" class="filter">show <label>route <select id="route" name="route">${option('', opts.route)}${routes.map(r => option(r, opts.route)).join('')}</select></label>
 <label>status <select id="status" name="status">${['', '1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'].map(s => option(s, opts.status)).join('')}</select></label>
 <noscript><button>filter</button></noscript></form></h2>
-<table>${REQUEST_HEAD}<tbody id="recent">${f.rows}</tbody></table>
+<table class="reqs">${REQUEST_HEAD}<tbody id="recent">${f.rows}</tbody></table>
 <script>${SCRIPT.replace('${MAX}', String(opts.max))}</script>
 </body></html>`
 }
