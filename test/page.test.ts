@@ -233,7 +233,7 @@ describe('the journey page', () => {
     }
   })
 
-  test('in Chromium on a phone-sized screen: no sideways scrolling of the page, and every waterfall keeps room', { skip }, async () => {
+  test('in Chromium on a phone-sized screen: no sideways scrolling of the page, every waterfall keeps room, a tap says what hovering would', { skip }, async () => {
     const browser = await launchChromium()
     try {
       await get(`${t.http}/io?ms=2`)
@@ -246,6 +246,13 @@ describe('the journey page', () => {
       assert.ok(scrollWidth <= clientWidth, `the page is ${scrollWidth} px wide in a ${clientWidth} px screen`)
       const bars = await page.$$eval('#recent tr.req .bar', els => els.map(e => { const r = e.getBoundingClientRect(); return { width: r.width, right: r.right } }))
       assert.ok(bars.length > 0 && bars.every(b => b.width >= 90 && b.right <= 390), `waterfalls on the screen: ${JSON.stringify(bars.slice(0, 3))}`)
+      // No hover on a touch screen: a tap on a waterfall opens what hovering says under its row, a second closes it.
+      await page.click('#recent tr.req .bar')
+      assert.ok(await page.isVisible('#recent tr.req + tr.detail td'), 'shown, not only in the document')
+      const detail = await page.$eval('#recent tr.req + tr.detail', tr => tr.textContent)
+      assert.match(detail ?? '', /read \d+(\.\d+)? ms.*handler \d+(\.\d+)? ms.*write \d+(\.\d+)? ms/s, 'every stage, as the titles say')
+      await page.click('#recent tr.req .bar')
+      assert.equal(await page.$('#recent tr.detail'), null, 'closed again')
     } finally {
       await browser.close()
     }

@@ -225,10 +225,10 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;
 .w{width:45%}.bar{position:relative;height:12px;background:${GAP_COLOR};border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}.mark{position:absolute;top:0;height:12px;width:2px;margin-left:-1px;background:#6b5400}
 .sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
-.legend span{margin-right:12px}.stats{margin:.4rem 0}
+.legend span{margin-right:12px}.stats{margin:.4rem 0}#recent .bar{cursor:pointer}.detail td{white-space:normal;color:#444;font-size:.85rem;background:#f4f4f4}
 .filter{display:inline;margin-left:1.5rem;font-size:.85rem;font-weight:normal;color:#555}.filter label{margin-left:.4rem}
 @media (max-width:700px){body{margin:.5rem}td,th{padding:2px 3px;white-space:normal}.n{white-space:nowrap}.w{min-width:100px}.filter{display:block;margin:0}
-.reqs td:nth-child(-n+2),.reqs th:nth-child(-n+2),.pct td:nth-child(6),.pct th:nth-child(6){display:none}
+.reqs .req td:nth-child(-n+2),.reqs th:nth-child(-n+2),.pct td:nth-child(6),.pct th:nth-child(6){display:none}
 .reqs{display:block;overflow-x:auto}}`
 
 const SCRIPT = `
@@ -238,8 +238,23 @@ function applyFilter () {
   const route = $('route').value, status = $('status').value;
   for (const tr of document.querySelectorAll('#recent tr.req')) {
     tr.hidden = (route && tr.dataset.route !== route) || (status && tr.dataset.status !== status);
+    if (tr.nextElementSibling?.classList.contains('detail')) tr.nextElementSibling.hidden = tr.hidden;
   }
 }
+// A click (a tap: touch screens have no hover) on a recent request's waterfall opens, under its row, what
+// hovering says. Not in the slowest list, which every frame redraws.
+document.addEventListener('click', (e) => {
+  const bar = e.target.closest?.('#recent .bar');
+  if (!bar) return;
+  const tr = bar.closest('tr');
+  if (tr.nextElementSibling?.classList.contains('detail')) { tr.nextElementSibling.remove(); return; }
+  const detail = document.createElement('tr');
+  detail.className = 'detail';
+  const td = detail.insertCell();
+  td.colSpan = tr.cells.length;
+  for (const line of [tr.cells[4].title, ...[...bar.children].map(s => s.title)].filter(Boolean)) td.append(line, document.createElement('br'));
+  tr.after(detail);
+});
 $('route').onchange = $('status').onchange = applyFilter;
 es.onmessage = (e) => {
   const f = JSON.parse(e.data);
@@ -247,7 +262,10 @@ es.onmessage = (e) => {
   if (f.rows) {
     $('recent').insertAdjacentHTML('afterbegin', f.rows);
     const rows = $('recent').querySelectorAll('tr.req');
-    for (let i = ${'${MAX}'}; i < rows.length; i++) rows[i].remove();
+    for (let i = ${'${MAX}'}; i < rows.length; i++) {
+      if (rows[i].nextElementSibling?.classList.contains('detail')) rows[i].nextElementSibling.remove();
+      rows[i].remove();
+    }
     for (const r of new Set([...document.querySelectorAll('#recent tr.req')].map(tr => tr.dataset.route))) {
       if (![...$('route').options].some(o => o.value === r)) $('route').add(new Option(r, r));
     }
@@ -260,7 +278,7 @@ es.onerror = () => { $('live').textContent = 'reconnecting…'; };`
 // The request tables' columns, named once: a newcomer reads "#12/3" and the time column without the README.
 const REQUEST_HEAD = '<thead><tr><th>at</th><th>scheme</th><th>request</th><th>status</th>' +
   '<th class="n" title="the waterfall\'s length: a connection\'s first request from accept; hover a time for the request\'s own">time</th>' +
-  '<th>stages (hover for each)</th><th title="connection #, its request #">conn/req</th></tr></thead>'
+  '<th>stages (hover one; click for all)</th><th title="connection #, its request #">conn/req</th></tr></thead>'
 
 function renderPage (snap: Snapshot, opts: { jaegerUrl?: string | undefined, route?: string | undefined, status?: string | undefined, max: number }): string {
   const routes = [...new Set(snap.recent.map(r => r.route))].sort()
