@@ -265,12 +265,18 @@ test('fast stages are told apart: Prometheus reads each stage\'s and the request
   const series = 'http_server_request_duration_seconds_count{http_route="/",url_scheme="http"}'
   /** The newest scrape of GET / over HTTP: its time (s) and count, once it satisfies `ok`. */
   const scrape = async (ok: (s: { at: number, count: number }) => boolean): Promise<{ at: number, count: number }> => {
+    const value = async (query: string): Promise<number> => {
+      const data = await promApi('/api/v1/query', { query })
+      return Number((data.result as Array<{ value: [number, string] }>)[0]?.value[1])
+    }
     for (const end = Date.now() + 30_000; Date.now() < end; await new Promise(resolve => setTimeout(resolve, 250))) {
-      const [at, count] = await Promise.all([`max(timestamp(${series}))`, `sum(${series})`].map(async query => {
-        const data = await promApi('/api/v1/query', { query })
-        return Number((data.result as Array<{ value: [number, string] }>)[0]?.value[1])
-      }))
-      const s = { at: at!, count: count! }
+      // One after the other, the scrape's time asked again after its count: a scrape that lands between two
+      // queries would pair one scrape's count with another's time (a CI run read the same time for the
+      // scrapes before and after the N requests: an offset of 0 ms, which Prometheus refuses).
+      const at = await value(`max(timestamp(${series}))`)
+      const count = await value(`sum(${series})`)
+      if (await value(`max(timestamp(${series}))`) !== at) continue
+      const s = { at, count }
       if (ok(s)) return s
     }
     throw new Error('no scrape came within 30 s')
