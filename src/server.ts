@@ -374,9 +374,10 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
       await admin.close()
       await closeServer(admin.server)
     }
+    // The journey first: it waits for connections still closing, whose cut-off requests are logged too.
+    await journey.close()
     channels.request.unsubscribe(logCutOff)
     clientErrors.close()
-    journey.close()
   }
 
   function running (admin: FastifyInstance | undefined, ports: RunningServer['ports']): RunningServer {

@@ -7,7 +7,7 @@
 //   await app.register(journey.plugin)                       // before the routes; observes app.server
 import { createServer as createHttpServer, type RequestListener, type Server, type ServerOptions } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
-import type { Server as NetServer } from 'node:net'
+import type { Server as NetServer, Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import { trace, type Tracer } from '@opentelemetry/api'
 import type { Sampler, SpanProcessor } from '@opentelemetry/sdk-trace'
@@ -192,7 +192,13 @@ export interface Journey {
   limitation: string | undefined
   /** Why kernel figures (TCP_INFO waits, accept queues, listen overflows) are absent on this system, if they are. */
   kernelLimitation: string | undefined
-  close: () => void
+  /**
+   * Stops the journey and takes its metrics out of the registry. Resolves once the connections the app's
+   * server was destroying as it closed have ended, and what ended with them (requests cut off, the
+   * connections' spans and counts) is recorded: await it (the set-up's onClose hook returns it) before
+   * shutting the tracing SDK down. With nothing pending it has closed the journey when it returns.
+   */
+  close: () => Promise<void>
 }
 
 export function createJourney (opts: JourneyOptions): Journey {
@@ -210,7 +216,7 @@ export function createJourney (opts: JourneyOptions): Journey {
     throw new Error(`request-journey: the registry already has ${taken}: another journey registered its metrics there and was not closed (journey.close() removes them), or the app has a metric of that name. Close the other journey first, or give each live journey a registry of its own.`)
   }
   // This journey's connections carry it, so its consumers take only its records (records.ts).
-  const owner: JourneyOwner = { start: () => {}, traced: opts.tracing !== undefined }
+  const owner: JourneyOwner = { start: () => {}, traced: opts.tracing !== undefined, sockets: new Set() }
   // Subscription order matters: spans first, so the metrics consumer sees the kept trace id for exemplars.
   const spans = opts.tracing === undefined
     ? undefined
@@ -235,6 +241,7 @@ export function createJourney (opts: JourneyOptions): Journey {
   const metrics = createMetricsConsumer(opts.registry, owner, buckets)
   // The page's view is built only if a page is served: an app that never shows it pays nothing for it.
   let recent: RecentConsumer | undefined
+  let closed: Promise<void> | undefined
   const recentView = (): RecentConsumer => (recent ??= createRecentConsumer({ owner }))
   const kernel = createKernelMetrics(opts.registry, { sampleMs: opts.kernelSampleMs ?? 0 })
   const registered = Object.values(METRIC).flatMap(name => {
@@ -293,15 +300,46 @@ export function createJourney (opts: JourneyOptions): Journey {
     limitation: checkParserInternals(),
     kernelLimitation: [kernel.unavailable, tcpInfoUnavailable].filter(x => x !== undefined).join('; ') || undefined,
     close () {
-      spans?.close()
-      metrics.close()
-      recent?.close()
-      kernel.close()
-      // A closed journey counts nothing more: its metrics would only repeat their last values, and hold
-      // their names against the next journey on this registry.
-      for (const { name, metric } of registered) {
-        if (opts.registry.getSingleMetric(name) === metric) opts.registry.removeSingleMetric(name)
+      if (closed !== undefined) return closed
+      const teardown = (): void => {
+        spans?.close()
+        metrics.close()
+        recent?.close()
+        kernel.close()
+        // A closed journey counts nothing more: its metrics would only repeat their last values, and hold
+        // their names against the next journey on this registry.
+        for (const { name, metric } of registered) {
+          if (opts.registry.getSingleMetric(name) === metric) opts.registry.removeSingleMetric(name)
+        }
       }
+      const pending = closing(owner.sockets)
+      if (pending === undefined) teardown()
+      closed = pending === undefined ? Promise.resolve() : pending.then(teardown)
+      return closed
     }
   }
+}
+
+/** How long close() waits at most for sockets already destroyed to close. */
+const CLOSING_WAIT_MS = 1000
+
+/**
+ * Resolves once each of these sockets that is already destroyed has emitted its 'close'; undefined when
+ * none is. Fastify runs its onClose hooks, the journey's close among them, when the server's close()
+ * returns, which it does as the last connection is destroyed: that connection's requests still running (a
+ * client that left as the app closed), and the connection itself, end at its 'close', a loop turn later.
+ * Not waited for: sockets still open, on a server the app did not close — their requests go unrecorded.
+ */
+function closing (sockets: Iterable<Socket>): Promise<void> | undefined {
+  const closes: Array<Promise<unknown>> = []
+  for (const socket of sockets) {
+    if (socket.destroyed) closes.push(new Promise(resolve => socket.once('close', resolve)))
+  }
+  if (closes.length === 0) return undefined
+  // Bounded all the same: Fastify bounds an onClose hook by its pluginTimeout (10 s) and fails the close
+  // with an uncaught error past it. A destroyed socket closes within a loop turn or two.
+  return new Promise(resolve => {
+    const bound = setTimeout(resolve, CLOSING_WAIT_MS).unref()
+    void Promise.all(closes).then(() => { clearTimeout(bound); resolve() })
+  })
 }

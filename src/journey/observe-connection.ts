@@ -29,6 +29,7 @@ function onConnection (this: HttpServer & { [kListener]: string, [kOwner]?: Jour
     conn.peerPort = socket.remotePort
   }
   socket[kConnection] = conn
+  conn.owner?.sockets.add(socket)
   // Plain TCP: the writes to time are this socket's. Over TLS they are the TLSSocket's, which exists only
   // once the handshake is done (onSecureConnection).
   if (!(this instanceof TlsServer)) timeHandOver(socket)
@@ -207,6 +208,7 @@ function onClose (this: Observed): void {
   conn.inflight.length = 0
   conn.unclaimed = 0
   publishConnection(channels.connectionClose, conn)
+  conn.owner?.sockets.delete(this)
 }
 
 /**

@@ -1,6 +1,7 @@
 // The records observers write into: plain numbers (monotonic marks, NaN = not observed) and a few strings.
 // Observers never build telemetry; consumers read finished records (see publish.ts).
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
 import type { KernelView } from './tcp-info.ts'
 import type { Context } from '@opentelemetry/api'
 import type { Timeline } from './timeline.ts'
@@ -21,6 +22,13 @@ export interface JourneyOwner {
   start: (rec: RequestRecord, headers: IncomingHttpHeaders) => void
   /** Whether this journey makes spans: only spans carry a connection's peer, so only then is it asked for. */
   traced: boolean
+  /**
+   * Its connections' sockets, from the server's 'connection' to their 'close'. journey.close() waits for
+   * those already destroyed: a server's close() returns (and Fastify's onClose hooks run) as its last
+   * connections are destroyed, but their requests cut off and the connections themselves end only at
+   * their 'close', a loop turn later.
+   */
+  sockets: Set<Socket>
 }
 
 /** Whether a consumer of `owner` takes this connection's records: its own journey's, or all of them without an owner. */

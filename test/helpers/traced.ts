@@ -38,7 +38,7 @@ export function tracedJourney (opts: { fastify?: FastifyServerOptions, journey?:
     },
     async close () {
       await app.close()
-      journey.close()
+      await journey.close()
       await provider.shutdown()
     }
   }
