@@ -253,6 +253,15 @@ describe('the journey page', () => {
       assert.match(detail ?? '', /read \d+(\.\d+)? ms.*handler \d+(\.\d+)? ms.*write \d+(\.\d+)? ms/s, 'every stage, as the titles say')
       await page.click('#recent tr.req .bar')
       assert.equal(await page.$('#recent tr.detail'), null, 'closed again')
+      // And from the keyboard: the recent waterfalls are in the Tab order, Enter opens one, Space closes it.
+      await page.focus('#status') // the filter just above the recent requests
+      await page.keyboard.press('Tab')
+      assert.equal(await page.evaluate(() => document.activeElement?.matches('#recent tr.req .bar') === true && document.activeElement === document.querySelector('#recent tr.req .bar')), true, 'the first waterfall has the focus')
+      await page.keyboard.press('Enter')
+      assert.ok(await page.isVisible('#recent tr.req + tr.detail td'), 'Enter opens it')
+      assert.equal(await page.getAttribute('#recent tr.req .bar', 'aria-expanded'), 'true')
+      await page.keyboard.press(' ')
+      assert.equal(await page.$('#recent tr.detail'), null, 'Space closes it')
     } finally {
       await browser.close()
     }

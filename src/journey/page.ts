@@ -225,7 +225,7 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;
 .w{width:45%}.bar{position:relative;height:12px;background:${GAP_COLOR};border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}.mark{position:absolute;top:0;height:12px;width:2px;margin-left:-1px;background:#6b5400}
 .sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
-.legend span{margin-right:12px}.stats{margin:.4rem 0}#recent .bar{cursor:pointer}.detail td{white-space:normal;color:#444;font-size:.85rem;background:#f4f4f4}
+.legend span{margin-right:12px}.stats{margin:.4rem 0}#recent .bar{cursor:pointer}#recent .bar:focus-visible{outline:2px solid #1a73e8;outline-offset:1px}.detail td{white-space:normal;color:#444;font-size:.85rem;background:#f4f4f4}
 .filter{display:inline;margin-left:1.5rem;font-size:.85rem;font-weight:normal;color:#555}.filter label{margin-left:.4rem}
 @media (max-width:700px){body{margin:.5rem}td,th{padding:2px 3px;white-space:normal}.n{white-space:nowrap}.w{min-width:100px}.filter{display:block;margin:0}
 .reqs .req td:nth-child(-n+2),.reqs th:nth-child(-n+2),.pct td:nth-child(6),.pct th:nth-child(6){display:none}
@@ -241,19 +241,32 @@ function applyFilter () {
     if (tr.nextElementSibling?.classList.contains('detail')) tr.nextElementSibling.hidden = tr.hidden;
   }
 }
-// A click (a tap: touch screens have no hover) on a recent request's waterfall opens, under its row, what
-// hovering says. Not in the slowest list, which every frame redraws.
-document.addEventListener('click', (e) => {
-  const bar = e.target.closest?.('#recent .bar');
-  if (!bar) return;
+// A click (a tap: touch screens have no hover), or Enter or Space on a waterfall reached with Tab, opens
+// under its row what hovering says. Not in the slowest list, which every frame redraws.
+function toggleDetail (bar) {
   const tr = bar.closest('tr');
-  if (tr.nextElementSibling?.classList.contains('detail')) { tr.nextElementSibling.remove(); return; }
+  const open = !tr.nextElementSibling?.classList.contains('detail');
+  bar.setAttribute('aria-expanded', String(open));
+  if (!open) { tr.nextElementSibling.remove(); return; }
   const detail = document.createElement('tr');
   detail.className = 'detail';
   const td = detail.insertCell();
   td.colSpan = tr.cells.length;
   for (const line of [tr.cells[4].title, ...[...bar.children].map(s => s.title)].filter(Boolean)) td.append(line, document.createElement('br'));
   tr.after(detail);
+}
+function focusable () {
+  for (const bar of document.querySelectorAll('#recent .bar:not([tabindex])')) {
+    bar.tabIndex = 0; bar.setAttribute('role', 'button'); bar.setAttribute('aria-expanded', 'false');
+  }
+}
+focusable();
+document.addEventListener('click', (e) => {
+  const bar = e.target.closest?.('#recent .bar');
+  if (bar) toggleDetail(bar);
+});
+document.addEventListener('keydown', (e) => {
+  if ((e.key === 'Enter' || e.key === ' ') && e.target.matches?.('#recent .bar')) { e.preventDefault(); toggleDetail(e.target); }
 });
 $('route').onchange = $('status').onchange = applyFilter;
 es.onmessage = (e) => {
@@ -266,6 +279,7 @@ es.onmessage = (e) => {
       if (rows[i].nextElementSibling?.classList.contains('detail')) rows[i].nextElementSibling.remove();
       rows[i].remove();
     }
+    focusable();
     for (const r of new Set([...document.querySelectorAll('#recent tr.req')].map(tr => tr.dataset.route))) {
       if (![...$('route').options].some(o => o.value === r)) $('route').add(new Option(r, r));
     }
