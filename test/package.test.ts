@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -420,6 +420,7 @@ test('the README\'s example, pasted into a new service installed with the README
   for (const args of installs) await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...args], { cwd: project, timeout: 150_000 })
   writeFileSync(join(project, 'app.ts'), example + `
 app.get('/hello/:name', async (req) => ({ hi: (req.params as { name: string }).name }))
+app.get('/slow', async () => { await new Promise(resolve => setTimeout(resolve, 60_000).unref()); return 'late' })
 await app.listen({ port: 0, host: '127.0.0.1' })
 console.log(JSON.stringify({ port: (app.server.address() as import('node:net').AddressInfo).port }))
 `)
@@ -466,6 +467,20 @@ console.log(JSON.stringify({ port: (app.server.address() as import('node:net').A
     const deadline = Date.now() + 10_000
     while (!names.every(n => Buffer.concat(posts).includes(n)) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
     for (const n of names) assert.ok(Buffer.concat(posts).includes(n), `${n} exported by the example's OTLP exporter`)
+
+    // Its SIGTERM line, with a client that leaves as the app closes, the last connection: the request it cut
+    // off is recorded at that connection's close, a loop turn after Fastify ran the journey's onClose hook,
+    // and its span still goes out before the process exits.
+    const leaving = connect(port, '127.0.0.1')
+    leaving.on('error', () => {})
+    leaving.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const exited = new Promise<number | null>(resolve => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    leaving.destroy()
+    assert.equal(await exited, 0, `the example exits by itself after its SIGTERM line: ${stderr}`)
+    assert.ok(Buffer.concat(posts).includes('GET /slow'), 'the request cut off as the app closed was exported at the SDK\'s shutdown')
     assert.equal(stderr, '', 'nothing said on stderr')
   } finally {
     child.kill()
