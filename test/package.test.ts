@@ -3,11 +3,12 @@
 // this one, its peers resolved by npm — then run as plain JavaScript with the type stripper off, and
 // type-checked as a TypeScript consumer would use it.
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { execFile, spawn, type ChildProcessByStdio } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
+import type { Readable } from 'node:stream'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -435,15 +436,12 @@ console.log(JSON.stringify({ port: (app.server.address() as import('node:net').A
     req.on('end', () => { if (req.url === '/v1/traces') posts.push(Buffer.concat(chunks)); res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end() })
   })
   await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve))
-  const child = spawn(process.execPath, ['app.ts'], {
-    cwd: project,
-    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`, OTEL_BSP_SCHEDULE_DELAY: '100' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  try {
-    const port = await new Promise<number>((resolve, reject) => {
+  // The example as a process of its own: its port once it listens, and what it says on stderr.
+  const startExample = (env: NodeJS.ProcessEnv): { child: ChildProcessByStdio<null, Readable, Readable>, port: Promise<number>, stderr: () => string } => {
+    const child = spawn(process.execPath, ['app.ts'], { cwd: project, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const port = new Promise<number>((resolve, reject) => {
       let out = ''
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString()
@@ -452,6 +450,12 @@ console.log(JSON.stringify({ port: (app.server.address() as import('node:net').A
       })
       child.on('exit', (code) => { reject(new Error(`the example exited (${code}): ${stderr}`)) })
     })
+    return { child, port, stderr: () => stderr }
+  }
+  const example1 = startExample({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`, OTEL_BSP_SCHEDULE_DELAY: '100' })
+  const child = example1.child
+  try {
+    const port = await example1.port
     const base = `http://127.0.0.1:${port}`
     const r = await fetch(`${base}/hello/ada`)
     assert.deepEqual(await r.json(), { hi: 'ada' })
@@ -479,12 +483,31 @@ console.log(JSON.stringify({ port: (app.server.address() as import('node:net').A
     child.kill('SIGTERM')
     await new Promise(resolve => setTimeout(resolve, 300))
     leaving.destroy()
-    assert.equal(await exited, 0, `the example exits by itself after its SIGTERM line: ${stderr}`)
+    assert.equal(await exited, 0, `the example exits by itself after its SIGTERM line: ${example1.stderr()}`)
     assert.ok(Buffer.concat(posts).includes('GET /slow'), 'the request cut off as the app closed was exported at the SDK\'s shutdown')
-    assert.equal(stderr, '', 'nothing said on stderr')
+    assert.equal(example1.stderr(), '', 'nothing said on stderr')
   } finally {
     child.kill()
     receiver.close()
+  }
+
+  // Its SIGTERM line with the collector down: the SDK's shutdown fails its last export, which is a line on
+  // stderr and exit 0 — not an unhandled rejection (without the line's catch: exit 1, and a stack).
+  const down = createHttpServer()
+  await new Promise<void>(resolve => down.listen(0, '127.0.0.1', resolve))
+  const downPort = (down.address() as AddressInfo).port
+  await new Promise(resolve => down.close(resolve))
+  const example2 = startExample({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${downPort}`, OTEL_EXPORTER_OTLP_TIMEOUT: '1000' })
+  try {
+    const r = await fetch(`http://127.0.0.1:${await example2.port}/hello/grace`)
+    await r.text()
+    const exited = new Promise<number | null>(resolve => example2.child.once('exit', resolve))
+    example2.child.kill('SIGTERM')
+    assert.equal(await exited, 0, `exit 0 with the collector down: ${example2.stderr()}`)
+    assert.match(example2.stderr(), /^spans not delivered at shutdown: .*ECONNREFUSED/m)
+    assert.doesNotMatch(example2.stderr(), /^\s+at /m, 'no stack: nothing went uncaught')
+  } finally {
+    example2.child.kill()
   }
 })
 
