@@ -52,8 +52,13 @@ export function warnLate (): void {
   process.emitWarning('requests reach the journey\'s onRequest hook only after something before it deferred them (an async onRequest hook registered before the journey plugin, or the server\'s handler): that time is in their parse stage, and requests such a hook answers itself count under (unmatched); register journey.plugin first (with NestJS, whose middleware is such a hook: on the FastifyAdapter\'s instance before NestFactory.create())', { code: 'REQUEST_JOURNEY_LATE_HOOK' })
 }
 
-/** Said once per journey by its span consumer (each journey's tracer is its own set-up). */
-export function warnNotRecorded (): void {
+/**
+ * Said once per journey by its span consumer (each journey's tracer is its own set-up); not when the SDK was
+ * turned off on purpose (OTEL_SDK_DISABLED=true, read as the SDK reads it: trimmed, any case), which starts
+ * nothing, so the advice to start it would be wrong.
+ */
+export function warnNotRecorded (env: NodeJS.ProcessEnv = process.env): void {
+  if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return
   process.emitWarning('the journey kept a request, but its tracer records nothing, so no span is exported: no tracer provider is registered (start the OpenTelemetry SDK with tracing.sdkOptions before serving), or the provider samples with a sampler of its own (give it tracing.sdkOptions, or pass createJourney a tracer from a provider that has them)', { code: 'REQUEST_JOURNEY_NOT_RECORDED' })
 }
 

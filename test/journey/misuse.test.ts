@@ -167,9 +167,12 @@ test('an async onRequest hook registered before the journey is said once (its ti
 })
 
 test('tracing without a tracer that records the journey\'s spans (no SDK started, or another sampler) is said once, as is one with ids of its own; a right set-up says nothing', async () => {
-  const cases: Array<{ name: string, tracer: (tracing: ReturnType<typeof journeyTracing>) => Tracer, warns?: 'REQUEST_JOURNEY_NOT_RECORDED' | 'REQUEST_JOURNEY_NO_SDK_OPTIONS' }> = [
+  const cases: Array<{ name: string, tracer: (tracing: ReturnType<typeof journeyTracing>) => Tracer, warns?: 'REQUEST_JOURNEY_NOT_RECORDED' | 'REQUEST_JOURNEY_NO_SDK_OPTIONS', sdkDisabled?: string }> = [
     // What trace.getTracer() hands out while no provider is registered: spans that record nothing.
     { name: 'no provider', tracer: () => new ProxyTracerProvider().getTracer('app'), warns: 'REQUEST_JOURNEY_NOT_RECORDED' },
+    // The same because the SDK was turned off on purpose (NodeSDK's start() then registers nothing): no
+    // span, as asked, and no advice to start it. Written as the SDK reads it: trimmed, any case.
+    { name: 'no provider, OTEL_SDK_DISABLED=true', tracer: () => new ProxyTracerProvider().getTracer('app'), sdkDisabled: ' True ' },
     { name: 'a provider with a sampler of its own', tracer: () => new TracerProvider({ sampler: new AlwaysOffSampler() }).getTracer('app'), warns: 'REQUEST_JOURNEY_NOT_RECORDED' },
     // An SDK's defaults (what the auto-instrumentations' register starts): records everything, its own ids.
     { name: 'a provider with its defaults', tracer: (tracing) => new TracerProvider({ spanProcessors: tracing.spanProcessors }).getTracer('app'), warns: 'REQUEST_JOURNEY_NO_SDK_OPTIONS' },
@@ -177,6 +180,8 @@ test('tracing without a tracer that records the journey\'s spans (no SDK started
   ]
   for (const c of cases) {
     warnings.length = 0
+    if (c.sdkDisabled === undefined) delete process.env.OTEL_SDK_DISABLED
+    else process.env.OTEL_SDK_DISABLED = c.sdkDisabled
     const exporter = new InMemorySpanExporter()
     const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter })] })
     const journey = createJourney({ registry: new Registry(), tracing, tracer: c.tracer(tracing), serverTiming: true })
@@ -200,6 +205,9 @@ test('tracing without a tracer that records the journey\'s spans (no SDK started
       assert.match(said[0]!.message, /sdkOptions/)
       if (c.warns === 'REQUEST_JOURNEY_NOT_RECORDED') assert.equal(exported.size, 0, `${c.name}: indeed no span`)
       else assert.ok(exported.size === 3 && told.every(id => !exported.has(id)), `${c.name}: indeed spans under other trace ids than the client was told`)
+    } else if (c.sdkDisabled !== undefined) {
+      assert.deepEqual(said, [], c.name)
+      assert.equal(exported.size, 0, `${c.name}: no span`)
     } else {
       assert.deepEqual(said, [], c.name)
       assert.deepEqual([...exported].sort(), [...told].sort(), 'the client was told the exported trace ids')
@@ -207,6 +215,7 @@ test('tracing without a tracer that records the journey\'s spans (no SDK started
     await app.close()
     journey.close()
   }
+  delete process.env.OTEL_SDK_DISABLED
 })
 
 test('the plugin registered inside an encapsulated context (a prefix) is said once: routes outside it are not measured as theirs', async () => {
