@@ -260,9 +260,12 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       if (processors !== undefined && opts.finishedRequestSpans === true) origin ??= originOf(root)
     }
     const parent = (finished ?? root!).spanContext()
-    // Consumers subscribed later (metrics exemplars, views) find the kept trace here.
-    rec.traceId = parent.traceId
-    rec.spanId = parent.spanId
+    // Consumers subscribed later (metrics exemplars, views) find the kept trace here — none when its span
+    // records nothing, so nothing of it is exported: a no-op tracer's ids are all zeros, and an exemplar or a
+    // link to them would name a trace no backend has.
+    const recorded = finished !== undefined || root!.isRecording()
+    rec.traceId = recorded ? parent.traceId : undefined
+    rec.spanId = recorded ? parent.spanId : undefined
 
     // Stage spans go straight to the processors when this request span is an SDK span (a no-op tracer's
     // gets none) or was itself built here.

@@ -184,7 +184,9 @@ test('tracing without a tracer that records the journey\'s spans (no SDK started
     else process.env.OTEL_SDK_DISABLED = c.sdkDisabled
     const exporter = new InMemorySpanExporter()
     const tracing = journeyTracing({ headSampler: new AlwaysOnSampler(), spanProcessors: [new SimpleSpanProcessor({ exporter })] })
-    const journey = createJourney({ registry: new Registry(), tracing, tracer: c.tracer(tracing), serverTiming: true })
+    const registry = new Registry<typeof Registry.OPENMETRICS_CONTENT_TYPE>()
+    registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE) // exemplars
+    const journey = createJourney({ registry, tracing, tracer: c.tracer(tracing), serverTiming: true })
     const app = Fastify({ serverFactory: journey.serverFactory() })
     apps.push(app)
     await app.register(journey.plugin)
@@ -200,6 +202,11 @@ test('tracing without a tracer that records the journey\'s spans (no SDK started
     await sleep(20)
     const said = warnings.filter(w => w.code === 'REQUEST_JOURNEY_NOT_RECORDED' || w.code === 'REQUEST_JOURNEY_NO_SDK_OPTIONS')
     const exported = new Set(exporter.getFinishedSpans().map(s => s.spanContext().traceId))
+    // Exemplars name exported traces only: before, a span that recorded nothing gave every histogram
+    // exemplars of a no-op tracer's ids, all zeros — dots in Grafana leading to no trace.
+    const exemplars = new Set([...(await registry.metrics()).matchAll(/# \{traceId="([0-9a-f]{32})"/g)].map(m => m[1]))
+    assert.deepEqual([...exemplars].filter(id => !exported.has(id!)), [], `${c.name}: exemplars name exported traces only`)
+    assert.equal(exemplars.size > 0, exported.size > 0, `${c.name}: exemplars when traces are exported`)
     if (c.warns !== undefined) {
       assert.deepEqual(said.map(w => w.code), [c.warns], `${c.name}: said once`)
       assert.match(said[0]!.message, /sdkOptions/)
