@@ -5,6 +5,7 @@
 //   const journey = createJourney({ registry, tracing })
 //   const app = Fastify()                                    // or with `https`, or `http2: true`
 //   await app.register(journey.plugin)                       // before the routes; observes app.server
+//   app.addHook('onClose', async () => journey.close())      // resolves once the connections closing have ended
 import { createServer as createHttpServer, type RequestListener, type Server, type ServerOptions } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
 import type { Server as NetServer, Socket } from 'node:net'
