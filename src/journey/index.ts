@@ -314,9 +314,9 @@ export function createJourney (opts: JourneyOptions): Journey {
         }
       }
       const pending = closing(owner.sockets)
-      if (pending === undefined) teardown()
-      closed = pending === undefined ? Promise.resolve() : pending.then(teardown)
-      return closed
+      if (pending !== undefined) return (closed = pending.then(teardown))
+      teardown()
+      return (closed = Promise.resolve())
     }
   }
 }

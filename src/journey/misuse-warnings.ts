@@ -57,8 +57,8 @@ export function warnLate (): void {
  * turned off on purpose (OTEL_SDK_DISABLED=true, read as the SDK reads it: trimmed, any case), which starts
  * nothing, so the advice to start it would be wrong.
  */
-export function warnNotRecorded (env: NodeJS.ProcessEnv = process.env): void {
-  if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return
+export function warnNotRecorded (): void {
+  if ((process.env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return
   process.emitWarning('the journey kept a request, but its tracer records nothing, so no span is exported: no tracer provider is registered (start the OpenTelemetry SDK with tracing.sdkOptions before serving), or the provider samples with a sampler of its own (give it tracing.sdkOptions, or pass createJourney a tracer from a provider that has them)', { code: 'REQUEST_JOURNEY_NOT_RECORDED' })
 }
 

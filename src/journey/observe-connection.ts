@@ -196,6 +196,8 @@ function defaultClientError (err: NodeJS.ErrnoException, socket: Socket): void {
 function onClose (this: Observed): void {
   const conn = this[kConnection]
   if (conn === undefined) return
+  // First, so a closed socket never stays in the set whatever follows (journey.close() waits on the rest).
+  conn.owner?.sockets.delete(this)
   const at = now()
   conn.closeAt = at
   // Destroyed with neither FIN seen: the client's reset (or its hang-up during a TLS handshake), else the
@@ -208,7 +210,6 @@ function onClose (this: Observed): void {
   conn.inflight.length = 0
   conn.unclaimed = 0
   publishConnection(channels.connectionClose, conn)
-  conn.owner?.sockets.delete(this)
 }
 
 /**
