@@ -222,7 +222,10 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       return done()
     }
     const claimed = conn.unclaimed !== 0 ? claim(conn, request.raw) : undefined
-    const rec = claimed ?? newRequestRecord(conn, request.method, request.url, protocolVersionOf(conn, request.raw), now())
+    // The target as received: an app's rewriteUrl has already replaced request.url (Fastify keeps the
+    // client's in raw.originalUrl then), and url.path names what the client asked for, not where it was routed.
+    const raw = request.raw as typeof request.raw & { originalUrl?: string }
+    const rec = claimed ?? newRequestRecord(conn, request.method, raw.originalUrl ?? request.url, protocolVersionOf(conn, raw), now())
     rec.request = request
     rec.response = reply.raw
     rec.reply = reply

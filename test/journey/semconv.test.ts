@@ -98,6 +98,24 @@ test('a request span names its path, user agent and peer; its connection span it
   }
 })
 
+test('url.path is the path the client sent, not the one an app\'s rewriteUrl routed it by; the route is the rewritten one\'s', async () => {
+  const t = tracedJourney({ fastify: { rewriteUrl: req => (req.url ?? '/').replace(/^\/old\//, '/new/') } })
+  try {
+    await t.app.register(t.journey.plugin)
+    t.app.get('/new/:id', async req => ({ url: req.url }))
+    const port = await t.listen()
+    for (const path of ['/old/7?token=SECRET-TOKEN', '/new/8']) {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`)
+      assert.equal(res.status, 200)
+      await res.text()
+    }
+    const paths = roots(t.spans.getFinishedSpans(), '/new/:id').map(s => s.attributes['url.path']).sort()
+    assert.deepEqual(paths, ['/new/8', '/old/7'])
+  } finally {
+    await t.close()
+  }
+})
+
 test('network.protocol.version is the version each request came in, on spans and the duration metric: an HTTP/1.0 request is not 1.1, an HTTP/2.0 request line on an HTTP/1 connection not HTTP/2', async () => {
   const t = tracedJourney()
   try {
