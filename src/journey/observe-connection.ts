@@ -224,14 +224,20 @@ function onClose (this: Observed): void {
  * streams), so that status is one the server sent, not one the client saw.
  */
 function statusWentOut (rec: RequestRecord): boolean {
-  const res = rec.response
-  if (res?.headersSent !== true) return false
-  if (rec.conn.multiplexed) return true
-  const socket = res.socket
-  if (socket == null) return false
+  if (rec.response?.headersSent !== true) return false
+  return rec.conn.multiplexed || bytesWrittenSoFar(rec) > 0
+}
+
+/**
+ * What the socket took of an HTTP/1 response not finished: NaN for an HTTP/2 stream (the socket's bytes are
+ * every stream's) and for a response with no socket (held back behind an earlier one in a pipeline).
+ */
+function bytesWrittenSoFar (rec: RequestRecord): number {
+  const socket = rec.response?.socket
+  if (rec.conn.multiplexed || socket == null) return NaN
   // A response no onSend saw (a hijacked reply) started where the one before it ended, as in finish().
   const start = Number.isNaN(rec.bytesWrittenStart) ? rec.conn.bytesWrittenAtFinish : rec.bytesWrittenStart
-  return socket.bytesWritten > start
+  return socket.bytesWritten - start
 }
 
 /**
@@ -245,6 +251,9 @@ export function cutOff (rec: RequestRecord, at: number): void {
   rec.abortedBy = rec.conn.closedBy
   // Its headers were out (a stream cut off mid-body, an SSE stream its client closed): say what it sent.
   if (statusWentOut(rec)) rec.status = rec.response!.statusCode
+  // What left before the cut (the span's journey.write.bytes), not a whole response's: the metric skips it.
+  // An answer given before any hook was never measured (answeredBeforeHooks).
+  rec.bytesWritten = rec.beforeHooks ? NaN : bytesWrittenSoFar(rec)
   rec.endAt = at
   rec.message = undefined
   settleDeclaredBody(rec)

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Readable } from 'node:stream'
-import { roots } from '../helpers/spans.ts'
+import { nextWaterfall, roots, stage } from '../helpers/spans.ts'
 import { tracedJourney } from '../helpers/traced.ts'
 import { connect } from '../helpers/raw.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
@@ -88,6 +88,18 @@ test('the request-duration metric says it as the span does: a status only where 
   // The tests above cut /slow off before it answered: no status, and no empty label standing for one.
   assert.match(text, /^http_server_request_duration_seconds_count\{http_request_method="GET",http_route="\/slow",error_type="aborted",url_scheme="http",network_protocol_version="1\.1"\} [1-9]$/m)
   assert.doesNotMatch(text, /=""/, 'an empty value is no label')
+})
+
+test('a response cut off mid-body: its write span counts the bytes the socket took before the cut, which the client read', async () => {
+  t.spans.reset()
+  const c = await connect(port)
+  await c.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+  const got = await c.read(text => text.includes('first\r\n'))
+  c.close()
+  const w = await nextWaterfall(t.spans, '/stream')
+  t.spans.reset()
+  assert.equal(w.root.attributes['journey.aborted'], true)
+  assert.equal(stage(w, 'write')?.attributes['journey.write.bytes'], Buffer.byteLength(got), 'what left before the cut, not 0')
 })
 
 test('a response made for a connection Node had already closed says no status: none went out', async () => {
