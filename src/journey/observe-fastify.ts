@@ -151,6 +151,17 @@ function onPipe (this: Response): void {
 }
 
 /**
+ * A streamed body's error: the first error of its request, like the onError hook's (which takes it first
+ * when the headers were not yet out). A premature close is no error of the body's (Fastify logs it as
+ * a close): its consumer went away.
+ */
+function onStreamError (rec: RequestRecord, error: Error & { code?: string }): void {
+  if (error.code === 'ERR_STREAM_PREMATURE_CLOSE' || !Number.isNaN(rec.errorAt) || !Number.isNaN(rec.endAt)) return
+  rec.errorAt = now()
+  rec.error = error
+}
+
+/**
  * Counts body bytes after whatever preParsing hooks decoded them (e.g. @fastify/compress), for the
  * decode span. Only for encoded bodies: an identity body's decoded size is its Content-Length.
  */
@@ -351,6 +362,9 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       if (typeof (payload as { pipe?: unknown } | null)?.pipe === 'function') {
         rec.backpressure = false
         res.on('drain', onDrain)
+        // A body stream failing once its headers are out gets no onError hook: Fastify logs it and destroys
+        // the connection. Taken here, it is the error that cut the write stage, as a hook's would be.
+        ;(payload as Readable).once('error', (error: Error) => { onStreamError(rec, error) })
       } else if (((payload as { length?: number } | null)?.length ?? 0) >= MAY_BE_STREAMED) {
         res.on('pipe', onPipe) // emitted once per response, if at all
       }
