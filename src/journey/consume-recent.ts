@@ -39,7 +39,7 @@ export interface RecentRequest {
   connectionId: number
   requestIndex: number
   traceId: string | undefined
-  /** A streamed response whose writes waited for the client to read ('drain'): journey.write.backpressure. */
+  /** A streamed response some of whose writes the kernel could not take at once: journey.write.backpressure. */
   backpressure: boolean | undefined
   /** Traced requests with large responses: what the kernel still held unacknowledged when write ended (journey.write.unacked_bytes). */
   unackedBytes: number | undefined

@@ -16,7 +16,7 @@
 import { Socket } from 'node:net'
 import { now } from './clock.ts'
 import { CipherTap } from './cipher-tap.ts'
-import type { ConnectionRecord } from './records.ts'
+import type { ConnectionRecord, RequestRecord } from './records.ts'
 import { kConnection } from './observe-parser.ts'
 
 /**
@@ -45,9 +45,26 @@ function timedWrite (this: ObservedSocket, writev: boolean, data: unknown, encod
     const handle = this._handle
     const tap = handle?._parentWrap?.stream
     const all = tap instanceof CipherTap ? tap.kernelHasAll() : (handle?._parent ?? handle)?.writeQueueSize === 0
-    conn.handedAt = all ? now() : NaN
+    if (all) {
+      conn.handedAt = now()
+    } else {
+      conn.handedAt = NaN
+      conn.queuedAt = now() // the kernel's buffer was full: rare, unless a client reads slowly
+    }
   }
   return result
+}
+
+/**
+ * A streamed response's journey.write.backpressure, at its end: whether one of its writes left bytes the
+ * kernel would not take — the client (or the network) slower than the server. Not Node's 'drain', which
+ * follows any write of a chunk as large as the stream's high-water mark (64 KiB; a file's chunks are), the
+ * kernel taking it at once or not: with curl reading a 1 MiB file over loopback, 16 of 16 writes were
+ * followed by 'drain', none left a byte in libuv. HTTP/2 writes no socket from JS (nghttp2 does, for every
+ * stream): not seen there.
+ */
+export function settleBackpressure (rec: RequestRecord): void {
+  if (rec.backpressure !== undefined) rec.backpressure = rec.conn.multiplexed ? undefined : rec.conn.queuedAt >= rec.writeStartAt
 }
 
 /** Times an HTTP/1.x socket's writes (a TLS socket's once it is secure): conn.handedAt follows the latest. */

@@ -10,7 +10,7 @@ import { newConnectionRecord, type ConnectionRecord, type JourneyOwner, type Req
 import { channels, publishConnection, publishRequest } from './publish.ts'
 import { kConnection, observeChunks, observeParser, settleDeclaredBody } from './observe-parser.ts'
 import { isHttp2Server, observeHttp2Server } from './observe-http2.ts'
-import { timeHandOver } from './hand-over.ts'
+import { settleBackpressure, timeHandOver } from './hand-over.ts'
 
 type Observed = Socket & { [kConnection]?: ConnectionRecord }
 /** What the journey can observe: node:http and node:https servers, and node:http2's (plain or secure). */
@@ -257,6 +257,7 @@ export function cutOff (rec: RequestRecord, at: number): void {
   rec.endAt = at
   rec.message = undefined
   settleDeclaredBody(rec)
+  settleBackpressure(rec)
   publishRequest(rec)
 }
 

@@ -130,11 +130,6 @@ function onPipelinedSocket (this: Response, socket: Socket): void {
   rec.bytesWrittenStart = socket.bytesWritten
 }
 
-function onDrain (this: Response): void {
-  const rec = this[kRecord]
-  if (rec !== undefined) rec.backpressure = true
-}
-
 /**
  * Smallest one-piece body watched for becoming a stream after the journey's onSend: @fastify/compress
  * compresses nothing under its default threshold (1 KiB), and streams only bodies over its syncThreshold.
@@ -146,8 +141,14 @@ const MAY_BE_STREAMED = 1024
 function onPipe (this: Response): void {
   const rec = this[kRecord]
   if (rec === undefined) return
-  rec.backpressure = false
-  this.on('drain', onDrain)
+  rec.backpressure = false // streamed: settled at its end (settleBackpressure)
+}
+
+/** A web body Fastify streams: a ReadableStream, or a fetch Response with a body (a proxied upstream's). */
+function isWebBody (payload: unknown): boolean {
+  if (typeof payload !== 'object' || payload === null) return false
+  if (typeof (payload as { getReader?: unknown }).getReader === 'function') return true
+  return Object.prototype.toString.call(payload) === '[object Response]' && (payload as { body: unknown }).body != null
 }
 
 /**
@@ -360,11 +361,14 @@ export function observeFastify (fastify: FastifyInstance, opts: FastifyObserverO
       // big enough to compress may still become a stream in a later onSend (a compressor's, which always
       // runs after this one): Fastify then pipes that stream into the response, which says so with 'pipe'.
       if (typeof (payload as { pipe?: unknown } | null)?.pipe === 'function') {
-        rec.backpressure = false
-        res.on('drain', onDrain)
+        rec.backpressure = false // streamed: settled at its end (settleBackpressure)
         // A body stream failing once its headers are out gets no onError hook: Fastify logs it and destroys
         // the connection. Taken here, it is the error that cut the write stage, as a hook's would be.
         ;(payload as Readable).once('error', (error: Error) => { onStreamError(rec, error) })
+      } else if (isWebBody(payload)) {
+        // Fastify reads a web stream itself; its errors reach only Fastify's reader, so a failure mid-body
+        // shows as the server's cut alone.
+        rec.backpressure = false
       } else if (((payload as { length?: number } | null)?.length ?? 0) >= MAY_BE_STREAMED) {
         res.on('pipe', onPipe) // emitted once per response, if at all
       }

@@ -114,6 +114,8 @@ export interface ConnectionRecord {
    * later: a response's write ends here rather than at its 'finish'.
    */
   handedAt: number
+  /** HTTP/1.x: when the socket's latest write left bytes the kernel had not taken (settleBackpressure). */
+  queuedAt: number
   errors: string[]
   bytesRead: number
   bytesWritten: number
@@ -213,8 +215,9 @@ export interface RequestRecord {
   bodyArriving: boolean
   serializeSkipped: boolean
   /**
-   * Streamed bodies only (the handler's, or one a later onSend made, as a compressor does, of a body of at
-   * least 1 KiB): whether a write had to wait for 'drain'. Undefined for one-piece bodies.
+   * Streamed bodies only (the handler's, a web stream, or one a later onSend made, as a compressor does, of a
+   * body of at least 1 KiB): whether a write left bytes the kernel would not take (settleBackpressure).
+   * Undefined for one-piece bodies and on HTTP/2.
    */
   backpressure: boolean | undefined
   /** The socket's bytesWritten when this response could start writing (onSend); NaN when no onSend ran. */
@@ -297,6 +300,7 @@ export function newConnectionRecord (listener: Listener, secure: boolean, accept
     unclaimed: 0,
     lastFinishAt: NaN,
     handedAt: NaN,
+    queuedAt: NaN,
     errors: [],
     bytesRead: 0,
     bytesWritten: 0,

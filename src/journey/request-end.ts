@@ -9,6 +9,7 @@ import type { RequestRecord } from './records.ts'
 import { publishRequest } from './publish.ts'
 import { cutOff } from './observe-connection.ts'
 import { settleDeclaredBody } from './observe-parser.ts'
+import { settleBackpressure } from './hand-over.ts'
 import { kStreamClaimed, kStreamHeadersAt, type ObservedStream } from './observe-http2.ts'
 
 /** The record of the request a response answers, on the response (set by the journey's onRequest hook). */
@@ -66,6 +67,7 @@ export function finish (rec: RequestRecord, status: number, socket: Socket | nul
     rec.conn.bytesWrittenAtFinish = written
   }
   settleDeclaredBody(rec)
+  settleBackpressure(rec)
   publishRequest(rec)
 }
 
