@@ -208,7 +208,7 @@ function renderConnections (c: Snapshot['connections']): string {
 export function fragments (snap: Snapshot, jaegerUrl?: string): { rows: string, slowest: string, stages: string, connections: string, lastId: number } {
   return {
     rows: snap.recent.map(r => renderRow(r, jaegerUrl)).join(''),
-    slowest: snap.slowest.map(r => renderRow(r, jaegerUrl)).join('') || '<tr><td colspan="7">none yet</td></tr>',
+    slowest: snap.slowest.map(r => renderRow(r, jaegerUrl)).join('') || '<tr><td colspan="7">none in the last minute</td></tr>',
     stages: renderStages(snap.stages),
     connections: renderConnections(snap.connections),
     lastId: snap.recent[0]?.id ?? 0
