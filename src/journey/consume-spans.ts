@@ -80,9 +80,16 @@ function spanIds (n: number): string {
   for (let i = 0; i < n; i++) if (ID_BUFFER.readUInt32BE(8 * i) === 0 && ID_BUFFER.readUInt32BE(8 * i + 4) === 0) ID_BUFFER[8 * i + 7] = 1
   return ID_BUFFER.toString('hex', 0, 8 * n)
 }
-const CUT = 'this stage did not complete (error reply or client gone)'
+const CUT = 'this stage did not complete (an error, or the request was cut off)'
 const CUT_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.ERROR, message: CUT })
 const ABORTED = 'connection closed before the response finished'
+// An HTTP/2 stream reset (by either side: Node does not say which) on a connection that lives on.
+const STREAM_RESET = 'stream reset before the response finished'
+
+/** The request span's status message for a request cut off. */
+function abortedMessage (rec: RequestRecord): string {
+  return rec.conn.multiplexed && rec.abortedBy === undefined ? STREAM_RESET : ABORTED
+}
 // Contexts are immutable: the common parent (none, already decided) is built once, not per traced request.
 const DECIDED_ROOT = decided(ROOT_CONTEXT)
 
@@ -254,7 +261,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
       }
       if (errorType !== undefined) {
         root.setAttribute(ATTR_ERROR_TYPE, errorType)
-        root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? ABORTED : undefined })
+        root.setStatus({ code: SpanStatusCode.ERROR, message: rec.aborted ? abortedMessage(rec) : undefined })
       }
       if (exception !== undefined && errored === -1) root.recordException(exception, toEpochMs(rec.errorAt))
       if (processors !== undefined && opts.finishedRequestSpans === true) origin ??= originOf(root)
@@ -308,7 +315,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     let status = UNSET
     if (errorType !== undefined) {
       attributes[ATTR_ERROR_TYPE] = errorType
-      status = rec.aborted ? { code: SpanStatusCode.ERROR, message: ABORTED } : { code: SpanStatusCode.ERROR }
+      status = rec.aborted ? { code: SpanStatusCode.ERROR, message: abortedMessage(rec) } : { code: SpanStatusCode.ERROR }
     }
     return new FinishedSpan(origin, context, parent, name, SpanKind.SERVER, start, end, attributes, links, status)
   }

@@ -181,6 +181,7 @@ test('a stream the client resets ends its record at once, aborted; the connectio
   assert.ok(aborted !== undefined)
   assert.equal(aborted.attributes['http.route'], '/never')
   assert.equal(aborted.attributes['journey.aborted_by'], undefined, 'not said: the connection is open, and Node does not say which side reset the stream')
+  assert.equal(aborted.status.message, 'stream reset before the response finished', 'not a connection closed')
   assert.equal(await h2(s, '/'), 200, 'the connection serves on')
   s.close()
   await counted(registry, 3)
@@ -227,6 +228,7 @@ test('a session the server\'s timeout destroys cuts its running stream off: abor
   const aborted = roots(spans.getFinishedSpans()).find(x => x.attributes['journey.aborted'] === true)
   assert.ok(aborted !== undefined)
   assert.equal(aborted.attributes['journey.aborted_by'], 'server')
+  assert.equal(aborted.status.message, 'connection closed before the response finished')
   assert.ok(durationMs(aborted) >= 250 && durationMs(aborted) < 1900, `cut at the timeout (300 ms), not at the handler's end (2 s): ${durationMs(aborted)} ms`)
 })
 
