@@ -262,6 +262,14 @@ describe('the journey page', () => {
       assert.equal(await page.getAttribute('#recent tr.req .bar', 'aria-expanded'), 'true')
       await page.keyboard.press(' ')
       assert.equal(await page.$('#recent tr.detail'), null, 'Space closes it')
+      // The slowest list too, which is redrawn as it changes: what is open there stays open.
+      const first = await page.getAttribute('#slowest tr.req', 'data-id')
+      await page.click('#slowest tr.req .bar')
+      assert.ok(await page.isVisible(`#slowest tr.req[data-id="${first}"] + tr.detail td`), 'a tap opens a slowest waterfall')
+      await get(`${t.http}/io?ms=400`) // slower than any so far: the list is redrawn with it first
+      await page.waitForFunction((id) => document.querySelector('#slowest tr.req')?.getAttribute('data-id') !== id, first)
+      assert.ok(await page.isVisible(`#slowest tr.req[data-id="${first}"] + tr.detail td`), 'still open after the redraw')
+      assert.equal(await page.$$eval('#slowest tr.detail', rows => rows.length), 1, 'and only it')
     } finally {
       await browser.close()
     }

@@ -225,7 +225,7 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:2px 6px;
 .w{width:45%}.bar{position:relative;height:12px;background:${GAP_COLOR};border-radius:2px}.seg{position:absolute;top:0;height:12px;min-width:1px}.mark{position:absolute;top:0;height:12px;width:2px;margin-left:-1px;background:#6b5400}
 .sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .spark{width:120px;height:20px}.s.\\35 xx,.s.aborted{color:#c4162a;font-weight:600}.s.\\34 xx{color:#b86e00}
-.legend span{margin-right:12px}.stats{margin:.4rem 0}#recent .bar{cursor:pointer}#recent .bar:focus-visible{outline:2px solid #1a73e8;outline-offset:1px}.detail td{white-space:normal;color:#444;font-size:.85rem;background:#f4f4f4}
+.legend span{margin-right:12px}.stats{margin:.4rem 0}.reqs .bar{cursor:pointer}.reqs .bar:focus-visible{outline:2px solid #1a73e8;outline-offset:1px}.detail td{white-space:normal;color:#444;font-size:.85rem;background:#f4f4f4}
 .filter{display:inline;margin-left:1.5rem;font-size:.85rem;font-weight:normal;color:#555}.filter label{margin-left:.4rem}
 @media (max-width:700px){body{margin:.5rem}td,th{padding:2px 3px;white-space:normal}.n{white-space:nowrap}.w{min-width:100px}.filter{display:block;margin:0}
 .reqs .req td:nth-child(-n+2),.reqs th:nth-child(-n+2),.pct td:nth-child(6),.pct th:nth-child(6){display:none}
@@ -242,11 +242,13 @@ function applyFilter () {
   }
 }
 // A click (a tap: touch screens have no hover), or Enter or Space on a waterfall reached with Tab, opens
-// under its row what hovering says. Not in the slowest list, which every frame redraws.
+// under its row what hovering says. The slowest list is redrawn as it changes: its open rows are remembered.
+const openSlow = new Set();
 function toggleDetail (bar) {
   const tr = bar.closest('tr');
   const open = !tr.nextElementSibling?.classList.contains('detail');
   bar.setAttribute('aria-expanded', String(open));
+  if (tr.parentElement.id === 'slowest') { if (open) openSlow.add(tr.dataset.id); else openSlow.delete(tr.dataset.id); }
   if (!open) { tr.nextElementSibling.remove(); return; }
   const detail = document.createElement('tr');
   detail.className = 'detail';
@@ -256,22 +258,37 @@ function toggleDetail (bar) {
   tr.after(detail);
 }
 function focusable () {
-  for (const bar of document.querySelectorAll('#recent .bar:not([tabindex])')) {
+  for (const bar of document.querySelectorAll('.reqs .bar:not([tabindex])')) {
     bar.tabIndex = 0; bar.setAttribute('role', 'button'); bar.setAttribute('aria-expanded', 'false');
   }
 }
+// Redrawn only when it changed, keeping what was open and where the focus was.
+function redrawSlowest (html) {
+  if (html === $('slowest').dataset.html) return;
+  const focused = document.activeElement?.closest?.('#slowest tr.req')?.dataset.id;
+  $('slowest').innerHTML = html;
+  $('slowest').dataset.html = html;
+  focusable();
+  const shown = new Set();
+  for (const tr of $('slowest').querySelectorAll('tr.req')) {
+    shown.add(tr.dataset.id);
+    if (openSlow.has(tr.dataset.id)) toggleDetail(tr.querySelector('.bar'));
+    if (tr.dataset.id === focused) tr.querySelector('.bar').focus();
+  }
+  for (const id of openSlow) if (!shown.has(id)) openSlow.delete(id);
+}
 focusable();
 document.addEventListener('click', (e) => {
-  const bar = e.target.closest?.('#recent .bar');
+  const bar = e.target.closest?.('.reqs .bar');
   if (bar) toggleDetail(bar);
 });
 document.addEventListener('keydown', (e) => {
-  if ((e.key === 'Enter' || e.key === ' ') && e.target.matches?.('#recent .bar')) { e.preventDefault(); toggleDetail(e.target); }
+  if ((e.key === 'Enter' || e.key === ' ') && e.target.matches?.('.reqs .bar')) { e.preventDefault(); toggleDetail(e.target); }
 });
 $('route').onchange = $('status').onchange = applyFilter;
 es.onmessage = (e) => {
   const f = JSON.parse(e.data);
-  $('stages').innerHTML = f.stages; $('slowest').innerHTML = f.slowest; $('conns').innerHTML = f.connections;
+  $('stages').innerHTML = f.stages; redrawSlowest(f.slowest); $('conns').innerHTML = f.connections;
   if (f.rows) {
     $('recent').insertAdjacentHTML('afterbegin', f.rows);
     const rows = $('recent').querySelectorAll('tr.req');
