@@ -258,6 +258,8 @@ export function createJourney (opts: JourneyOptions): Journey {
     listenerNames.set(server, listener)
   }
   const plugin = fp((fastify, _o, done) => {
+    // Fastify's own error here ("The decorator 'journey' has already been added!") names no cause.
+    if (fastify.hasRequestDecorator('journey')) return done(new Error(REGISTERED_TWICE))
     warnEncapsulated(fastify)
     warnUnmeasured({ parserSeen: checkParserInternals() === undefined, addonLoadError: tcpInfoLoadError, tcpInfoShort, bundledInto, samplerWanted: (opts.kernelSampleMs ?? 0) > 0 })
     observeFastify(fastify, { fine: precision === 'fine', traced: spans !== undefined, serverTiming: opts.serverTiming, ignoreRoutes })
@@ -320,6 +322,9 @@ export function createJourney (opts: JourneyOptions): Journey {
     }
   }
 }
+
+/** Said when a request already has a `journey` here: a request belongs to one journey, measured once. */
+const REGISTERED_TWICE = 'request-journey: requests on this Fastify instance already have a `journey` (journey.plugin registered twice, or two journeys\' plugins): register one journey\'s plugin once, on the root instance'
 
 /** How long close() waits at most for sockets already destroyed to close. */
 const CLOSING_WAIT_MS = 1000

@@ -297,3 +297,16 @@ test('a fastify-cli–shaped app: routes measured, a 404 without its Fastify sta
     journey.close()
   }
 })
+
+test('the plugin registered twice on one app, or two journeys\' plugins: the app does not start, and the error says why', async () => {
+  for (const second of ['same', 'another'] as const) {
+    const first = createJourney({ registry: new Registry() })
+    const other = second === 'same' ? first : createJourney({ registry: new Registry() })
+    const app = Fastify()
+    apps.push(app)
+    await app.register(first.plugin)
+    await assert.rejects(async () => { await app.register(other.plugin); await app.ready() }, /already have a `journey` \(journey\.plugin registered twice, or two journeys' plugins\)/, second)
+    await first.close()
+    await other.close()
+  }
+})
