@@ -263,11 +263,12 @@ function focusable () {
   }
 }
 // Redrawn only when it changed, keeping what was open and where the focus was.
+let slowestHtml = '';
 function redrawSlowest (html) {
-  if (html === $('slowest').dataset.html) return;
+  if (html === slowestHtml) return;
+  slowestHtml = html;
   const focused = document.activeElement?.closest?.('#slowest tr.req')?.dataset.id;
   $('slowest').innerHTML = html;
-  $('slowest').dataset.html = html;
   focusable();
   const shown = new Set();
   for (const tr of $('slowest').querySelectorAll('tr.req')) {
