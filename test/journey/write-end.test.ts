@@ -20,6 +20,7 @@ import type { ConnectionRecord, RequestRecord } from '../../src/journey/records.
 import { timeHandOver } from '../../src/journey/hand-over.ts'
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { connect, statusOf } from '../helpers/raw.ts'
+import { tracedJourney } from '../helpers/traced.ts'
 
 interface Seen { handedAt: number, endReturned: number, finished: number, inClientKernel?: number | string }
 
@@ -167,3 +168,34 @@ for (const [secure, precision] of [[false, 'default'], [true, 'default'], [true,
     }
   })
 }
+
+test('a reply with trailers: Fastify sends the body, waits for the trailer functions, then ends — their time is in write, after the client had the body', async () => {
+  const t = tracedJourney()
+  await t.app.register(t.journey.plugin)
+  t.app.get('/digest', async (request, reply) => {
+    reply.trailer('x-digest', async () => { await new Promise(resolve => setTimeout(resolve, 60)); return 'abc' })
+    return 'the body'
+  })
+  try {
+    const port = await t.listen()
+    const asked = performance.now()
+    const res = await fetch(`http://127.0.0.1:${port}/digest`)
+    const reader = res.body!.getReader()
+    const first = await reader.read()
+    const bodyAt = performance.now()
+    while (!(await reader.read()).done);
+    const endAt = performance.now()
+    assert.equal(new TextDecoder().decode(first.value), 'the body')
+    // The body came at once; the response ended only once the trailer had answered.
+    assert.ok(bodyAt - asked < 45 && endAt - bodyAt >= 40, `body at ${(bodyAt - asked).toFixed(1)} ms, end ${(endAt - bodyAt).toFixed(1)} ms later`)
+    const ms = (name: string): number => {
+      const span = t.spans.getFinishedSpans().find(s => s.name === name)
+      assert.ok(span !== undefined, name)
+      return (span.endTime[0] - span.startTime[0]) * 1e3 + (span.endTime[1] - span.startTime[1]) / 1e6
+    }
+    assert.ok(ms('journey.write') >= 59, `write ${ms('journey.write').toFixed(1)} ms holds the trailer's 60`)
+    assert.ok(ms('journey.handler') < 30, `handler ${ms('journey.handler').toFixed(1)} ms`)
+  } finally {
+    await t.close()
+  }
+})
