@@ -413,8 +413,11 @@ export function connectionsDashboard (): Dashboard {
         { expr: `max by (instance, worker) (process_max_fds{${SEL}})`, legendFormat: 'limit {{instance}} {{worker}}' }
       ], { min: 0 }),
     timeseries(l, 12, 'Spans exported per second',
-      'Spans handed to the OTLP exporter, by result. Failures mean the collector is down or slow; serving is not affected.',
-      'ops', [{ expr: `sum by (result) (rate(${EXPORT_METRIC.spansExported}{${SEL}}[${RATE}]))`, legendFormat: '{{result}}' }], { min: 0 }),
+      'Spans handed to the OTLP exporter, by result. Failures mean the collector is down or slow; serving is not affected. Below them, requests per second that a tail rule (slow, error) would have traced but for its limit (JOURNEY_KEEP_PER_SECOND): a steady rate there is a storm of failing or slow requests, of which the limit\'s worth a second are traced.',
+      'ops', [
+        { expr: `sum by (result) (rate(${EXPORT_METRIC.spansExported}{${SEL}}[${RATE}]))`, legendFormat: '{{result}}' },
+        { expr: `sum by (rule) (rate(${METRIC.tracesRateLimited}{${SEL}}[${RATE}]))`, legendFormat: 'requests over the {{rule}} rule\'s limit' }
+      ], { min: 0 }),
     timeseries(l, 12, 'Spans dropped and pending',
       'Spans dropped because the bounded export queue was full, spans waiting in it, and room in it held for sampled requests still running (pending + held never exceed its size). Drops cost no requests; they are the price of a slow collector.',
       'short', [

@@ -40,6 +40,8 @@ export interface Config {
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
+  /** Requests each tail rule (slow, error) may keep a second (JourneyOptions.keepLimitPerSecond). */
+  keepLimitPerSecond: number
   recordExceptions: boolean
   /** Send each response's stages in a Server-Timing header (JourneyOptions.serverTiming). */
   serverTiming: boolean
@@ -159,6 +161,7 @@ export function loadConfig (env: Env = process.env): Config {
     precision: oneOf(env, 'JOURNEY_PRECISION', 'default', PRECISIONS),
     slowThresholdMs: int(env, 'JOURNEY_SLOW_MS', 500, 0, 3_600_000),
     keepErrors: bool(env, 'JOURNEY_KEEP_ERRORS', true),
+    keepLimitPerSecond: int(env, 'JOURNEY_KEEP_PER_SECOND', 100, 0, 1_000_000),
     recordExceptions: bool(env, 'JOURNEY_RECORD_EXCEPTIONS', true),
     serverTiming: bool(env, 'JOURNEY_SERVER_TIMING', false),
     kernelSampleMs: int(env, 'JOURNEY_KERNEL_SAMPLE_MS', 0, 0, 60_000),

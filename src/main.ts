@@ -37,7 +37,7 @@ async function serve (workerId: number | undefined): Promise<void> {
     return configError(err)
   })
   // Where telemetry goes, and which traces are kept besides the head sampler's (the journey's tail rules).
-  const tailKeep = `requests of ${config.slowThresholdMs} ms or more${config.keepErrors ? ', and 5xx and cut-off ones' : ''}, whatever the head sampler said`
+  const tailKeep = `requests of ${config.slowThresholdMs} ms or more${config.keepErrors ? ', and 5xx and cut-off ones' : ''}, whatever the head sampler said (at most ${config.keepLimitPerSecond} a second by each rule)`
   const { metricsPush, ...spans } = telemetry.destinations
   log.info({ ...spans, ...(telemetry.tracing === undefined ? {} : { tailKeep }), metricsPush }, 'telemetry')
   if (workerId !== undefined) process.send!({ type: 'journey:listening', worker: workerId, ...server.ports } satisfies ListeningMessage)

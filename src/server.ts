@@ -187,6 +187,7 @@ export async function startServer (config: Config, telemetry: Telemetry, log: Lo
     precision: config.precision,
     slowThresholdMs: config.slowThresholdMs,
     keepErrors: config.keepErrors,
+    keepLimitPerSecond: config.keepLimitPerSecond,
     recordExceptions: config.recordExceptions,
     serverTiming: config.serverTiming,
     recordHeaders: config.recordHeaders,

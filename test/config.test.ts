@@ -47,6 +47,7 @@ const integers: Array<[string, keyof ReturnType<typeof loadConfig>, string, stri
   ['DOWNLOAD_MAX_KB', 'downloadMaxKb', '1', ' 12 kb'],
   ['WORKER_THREADS', 'workerThreads', '4', '0'],
   ['JOURNEY_SLOW_MS', 'slowThresholdMs', '0', '-5'],
+  ['JOURNEY_KEEP_PER_SECOND', 'keepLimitPerSecond', '0', '1.5'],
   ['LISTEN_BACKLOG', 'listenBacklog', '16', '0'],
   ['MAX_CONNECTIONS', 'maxConnections', '100', '0']
 ]

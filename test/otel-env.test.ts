@@ -213,7 +213,7 @@ test('where the start-up log says spans and metrics will be posted is where the 
     for (const path of expected) assert.ok(said.some(l => l.includes(`${base}${path}`)), `the log names ${path}: ${said.join('\n')}`)
     // The start-up line that says where telemetry goes names the same places.
     const line = telemetryLine(s.logs())
-    assert.equal(line.tailKeep, 'requests of 500 ms or more, and 5xx and cut-off ones, whatever the head sampler said')
+    assert.equal(line.tailKeep, 'requests of 500 ms or more, and 5xx and cut-off ones, whatever the head sampler said (at most 100 a second by each rule)')
     // Each signal's own path, not merely one that arrived.
     assert.ok(expected.some(p => line.spans.startsWith(`OTLP to ${base}${p} (http/protobuf)`)), line.spans)
     assert.ok(line.spans.startsWith(`OTLP to ${base}${spansTo} (http/protobuf)`), line.spans)

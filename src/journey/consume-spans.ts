@@ -10,7 +10,7 @@ import { isTracingSuppressed } from '@opentelemetry/core'
 import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions'
 import { followWallClock, toEpochMs } from './clock.ts'
 import { errorTypeOf, ownedBy, type ConnectionRecord, type JourneyOwner, type RequestRecord } from './records.ts'
-import { ATTR, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
+import { ATTR, METRIC, SPAN_CONNECTION, STAGES, stageSpanName, UNMATCHED_ROUTE, type Precision } from './stages.ts'
 import { mostStages, slownessMs, tableOf, timelineOf, type Interval } from './timeline.ts'
 import {
   decided, handlerContext, isHandlerContext, rootDecider, UNSAMPLED_ROOT, untracedContext, type JourneySampler, type PresetIdGenerator
@@ -22,6 +22,9 @@ import { methodLabel, OTHER_METHOD } from './http-method.ts'
 import { admissionOf } from './admission.ts'
 import { readSendQueue } from './tcp-info.ts'
 import { warnNoSdkOptions, warnNotRecorded } from './misuse-warnings.ts'
+import { keepLimiter } from './keep-limit.ts'
+import { FastCounter } from './counter.ts'
+import { asPromClientRegistry, type MetricsRegistry } from './metrics-registry.ts'
 
 /** Smallest response whose write span says what the kernel still held of it: Linux's initial send buffer (tcp_wmem). */
 const UNACKED_FROM = 16 * 1024
@@ -54,6 +57,10 @@ export interface SpanConsumerOptions {
   precision: Precision
   slowThresholdMs: number
   keepErrors: boolean
+  /** Requests each tail rule (slow, error) may keep a second (keep-limit.ts); Infinity: no limit. */
+  keepLimitPerSecond: number
+  /** Where the requests a tail rule could not keep, over that limit, are counted. */
+  registry: MetricsRegistry
   /** The error Fastify took becomes an exception event on the span where it happened (JourneyOptions). */
   recordExceptions: boolean
   recordHeaders: string[]
@@ -100,6 +107,17 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   const admission = admissionOf(processors)
   const { sampler } = opts
   const appSpans = (): boolean => sampler?.appSpans === true
+  // One limit per tail rule, so a storm of one kind (every request failing) leaves room for the other.
+  const limitedBy = new FastCounter({
+    name: METRIC.tracesRateLimited,
+    help: 'Requests a tail rule (slow, error) would have traced although the head sampler had not, not traced because that rule had kept its limit for the second (JOURNEY_KEEP_PER_SECOND). Their metrics count as every request\'s.',
+    labelNames: ['rule'],
+    registers: [asPromClientRegistry(opts.registry)]
+  })
+  const tail = {
+    error: { allowed: keepLimiter(opts.keepLimitPerSecond), limited: limitedBy.series('error') },
+    slow: { allowed: keepLimiter(opts.keepLimitPerSecond), limited: limitedBy.series('slow') }
+  }
   // Resource and scope of the journey's tracer, from the first span the SDK built for it: the spans built
   // here carry the same (exporters group by them).
   let origin: SpanOrigin | undefined
@@ -175,10 +193,11 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     rec.context = trace.setSpanContext(handlerContext(parent), { traceId, spanId: rec.spanId, traceFlags: 1, isRemote: false, traceState })
   }
 
-  function keepRule (rec: RequestRecord, durationMs: number): RequestRecord['keptBy'] {
+  function keepRule (rec: RequestRecord, durationMs: number, end: number): RequestRecord['keptBy'] {
     if (rec.sampled || rec.queueFull) return 'head'
-    if (opts.keepErrors && (rec.aborted || rec.status >= 500)) return 'error'
-    if (durationMs >= opts.slowThresholdMs) return 'slow'
+    const rule = opts.keepErrors && (rec.aborted || rec.status >= 500) ? 'error' : durationMs >= opts.slowThresholdMs ? 'slow' : undefined
+    if (rule === undefined || tail[rule].allowed(end)) return rule
+    tail[rule].limited.inc()
     return undefined
   }
 
@@ -188,7 +207,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
     // The keep rules need only the request's duration: walked as numbers, so the requests nobody keeps
     // (99 in 100 at 1 %) build no timeline objects.
     const table = tableOf(rec)
-    const rule = keepRule(rec, slownessMs(table))
+    const rule = keepRule(rec, slownessMs(table), table.end)
     if (rule === undefined) return
     const tl = timelineOf(rec)
     followWallClock(tl.end)

@@ -18,6 +18,7 @@ import type { MetricsRegistry } from './metrics-registry.ts'
 import { createMetricsConsumer } from './consume-metrics.ts'
 import { checkBuckets } from './histogram.ts'
 import { createSpanConsumer } from './consume-spans.ts'
+import { checkKeepLimit } from './keep-limit.ts'
 import { knownReasons, observeServer, type ObservableServer } from './observe-connection.ts'
 import { observeAppServers } from './app-servers.ts'
 import { observeFastify } from './observe-fastify.ts'
@@ -120,6 +121,12 @@ export interface JourneyOptions {
   slowThresholdMs?: number
   /** Failed (5xx, aborted) requests are traced even when the head sampler said no. */
   keepErrors?: boolean
+  /**
+   * At most this many requests a second are traced by each tail rule (slow, error) — default 100, Infinity
+   * for no limit: in a storm every request qualifies, and tracing them all costs the server most of its
+   * capacity when it can least spare it. The rest are counted in `journey_traces_rate_limited_total{rule}`.
+   */
+  keepLimitPerSecond?: number
   /**
    * On a traced request, the error Fastify took (a handler or hook that threw, a body it could not parse)
    * becomes an `exception` event — type, message and stack, as the SDK's recordException() writes them — on
@@ -231,6 +238,8 @@ export function createJourney (opts: JourneyOptions): Journey {
       precision,
       slowThresholdMs: opts.slowThresholdMs ?? 500,
       keepErrors: opts.keepErrors ?? true,
+      keepLimitPerSecond: checkKeepLimit(opts.keepLimitPerSecond ?? 100),
+      registry: opts.registry,
       recordExceptions: opts.recordExceptions ?? true,
       // Node's request headers are keyed in lower case, and the semantic conventions' attribute keys are too:
       // `User-Agent` would otherwise match nothing, or name an attribute no backend groups with the others.

@@ -176,7 +176,8 @@ export const METRIC = {
   listenOverflows: 'journey_listen_overflows_total',
   listenDrops: 'journey_listen_drops_total',
   acceptKernelWait: 'journey_accept_kernel_wait_seconds',
-  readKernelWait: 'journey_read_kernel_wait_seconds'
+  readKernelWait: 'journey_read_kernel_wait_seconds',
+  tracesRateLimited: 'journey_traces_rate_limited_total'
 } as const
 
 /**

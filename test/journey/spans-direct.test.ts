@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
 import { suppressTracing, TraceState } from '@opentelemetry/core'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
+import { Registry } from 'prom-client'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
   AlwaysOnSampler, InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan
@@ -43,6 +44,8 @@ function pipeline (path: Path | boolean, gate?: SpanAdmission): { exporter: InMe
     precision: 'default',
     slowThresholdMs: 500,
     keepErrors: true,
+    keepLimitPerSecond: Infinity,
+    registry: new Registry(),
     recordExceptions: true,
     recordHeaders: [],
     recordResponseHeaders: []
