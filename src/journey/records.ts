@@ -211,7 +211,7 @@ export interface RequestRecord {
   errorAt: number
   /** What Fastify took at errorAt (an Error, as a rule): recorded as an exception event on kept traces. */
   error: unknown
-  /** The body was still arriving when the handler started (ATTR.handlerBodyArriving). */
+  /** Node had not parsed all of the body when the handler started: on its way, or right behind the headers (ATTR.handlerBodyArriving). */
   bodyArriving: boolean
   serializeSkipped: boolean
   /**

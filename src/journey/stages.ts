@@ -122,8 +122,10 @@ export const ATTR = {
    */
   handlerSyncMs: 'journey.handler.sync_ms',
   /**
-   * The request body was still arriving when the handler started (a multipart upload the handler reads
-   * itself, a body read from request.raw): its arrival is in the handler stage, not in decode.
+   * Node had not parsed all of the request body when the handler started (a multipart upload the handler
+   * reads itself, a body read from request.raw): its arrival is in the handler stage, not in decode. Over
+   * HTTP/1 a small body sent with its headers counts too: Fastify can start the handler inside Node's
+   * parsing of that read, before the parser reaches the body (docs/stages.md).
    */
   handlerBodyArriving: 'journey.handler.body_arriving',
   serializeSkipped: 'journey.serialize.skipped',
