@@ -110,7 +110,7 @@ export function createSpanConsumer (opts: SpanConsumerOptions): SpanConsumer {
   // One limit per tail rule, so a storm of one kind (every request failing) leaves room for the other.
   const limitedBy = new FastCounter({
     name: METRIC.tracesRateLimited,
-    help: 'Requests a tail rule (slow, error) would have traced although the head sampler had not, not traced because that rule had kept its limit for the second (JOURNEY_KEEP_PER_SECOND). Their metrics count as every request\'s.',
+    help: 'Requests a tail rule (slow, error) would have traced although the head sampler had not, not traced because that rule had kept its limit for the second (keepLimitPerSecond; the demo\'s JOURNEY_KEEP_PER_SECOND). Their metrics count as every request\'s.',
     labelNames: ['rule'],
     registers: [asPromClientRegistry(opts.registry)]
   })
