@@ -12,12 +12,13 @@
 //   A=/path/to/checkout-before VARIANT=journey-100pct npm run bench:ab      # B is this checkout
 //   B_FLAGS='--no-allocation-site-pretenuring' VARIANT=journey-100pct npm run bench:ab
 //   B_ENV='{"JOURNEY_PRECISION":"fine"}' ROUTE=post PAIRS=3 npm run bench:ab
+//   A_ENV='{"JOURNEY_KEEP_PER_SECOND":"1000000"}' VARIANT=journey-1pct ROUTE=fail npm run bench:ab   # a storm of 500s: the error rule's limit against none
 //
 // A, B: checkouts (default: this one; each needs its node_modules and, like the other, its TCP_INFO addon:
 // npm run install builds it; each is compiled with its own TypeScript into a folder of its own, compile.ts).
 // A_FLAGS, B_FLAGS: Node flags added to npm run bench's (BENCH_NODE_FLAGS, default --no-memory-reducer). A_ENV, B_ENV: JSON objects of variables (the bench's own — the variant, the
 // ports, OTEL_BSP_SCHEDULE_DELAY — cannot be overridden).
-// VARIANT (journey-metrics), ROUTE (get, post, https, get-close or https-close), PAIRS (2), WINDOWS per pair (6, of 3 s each),
+// VARIANT (journey-metrics), ROUTE (get, post, https, get-close, https-close or fail: every answer a 500), PAIRS (2), WINDOWS per pair (6, of 3 s each),
 // WARM (seconds of load before the first window, 6). Windows where the servers did not get 90 % of the core
 // are dropped, as in npm run bench (KEEP_BUSY_WINDOWS=1 keeps them: for tests of this script, whose figures
 // mean nothing on a shared core). B/A below 1 means B is cheaper.
@@ -26,7 +27,7 @@ import { existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as pause } from 'node:timers/promises'
-import { paired, pairedKept } from './paired.ts'
+import { failingPairedKept, paired, pairedKept } from './paired.ts'
 import { benchRoutes, childrenKilledAtExit, machine, NODE_FLAGS, requireTools, root, startReceiver, startServer, stopServers } from './servers.ts'
 import { variantsFrom } from './variants.ts'
 import { median } from './stats.ts'
@@ -85,7 +86,8 @@ for (let pair = 1; pair <= PAIRS; pair++) {
   for (let w = 0; w < WINDOWS; w++) {
     // paired() gives B's requests per CPU-second over A's: B's CPU per request over A's is its inverse.
     const p = await paired(procOf(a), urlOf(a), procOf(b), urlOf(b), route.lua, WINDOW_S)
-    if (KEEP_BUSY ? p.errors > 0 : !pairedKept(p)) {
+    const failing = route.failing === true
+    if (KEEP_BUSY ? p.errors > (failing ? p.non2xx : 0) : !(failing ? failingPairedKept(p) : pairedKept(p))) {
       dropped++
       // Said, so a dropped window can be read against what took the core: the host's steal among others.
       console.log(`pair ${pair} window ${w + 1}  dropped: the servers had ${fmt(p.cpuShare * 100, 0)} % of CPU 0${p.errors > 0 ? `, ${p.errors} errors` : ''}  host steal ${fmt(p.hostSteal * 100, 1)} %`)

@@ -18,6 +18,9 @@ export interface Paired {
   minShare: number
   /** Non-2xx responses and socket errors, both servers. */
   errors: number
+  /** Of those, the non-2xx responses; and every response, both servers (a failing route's are all non-2xx). */
+  non2xx: number
+  requests: number
   userUs: number
   kernelUs: number
   twinUserUs: number
@@ -47,6 +50,8 @@ export async function paired (twin: ChildProcess, twinUrl: string, child: ChildP
     cpuShare: (bareCpu + varCpu) / wall,
     minShare: Math.min(bareCpu, varCpu) / wall,
     errors: rb.errors + rv.errors,
+    non2xx: rb.non2xx + rv.non2xx,
+    requests: rb.requests + rv.requests,
     userUs: usPerRequest(v1.user - v0.user, rv.requests),
     kernelUs: usPerRequest(v1.kernel - v0.kernel, rv.requests),
     twinUserUs: usPerRequest(b1.user - b0.user, rb.requests),
@@ -64,4 +69,9 @@ export async function paired (twin: ChildProcess, twinUrl: string, child: ChildP
  */
 export function pairedKept (p: Pick<Paired, 'cpuShare' | 'minShare' | 'errors'>): boolean {
   return p.cpuShare >= 0.9 && p.minShare >= 0.3 && p.errors === 0
+}
+
+/** The same on a route that fails on purpose (servers.ts, `failing`: a storm): serving is a 500 for every request. */
+export function failingPairedKept (p: Pick<Paired, 'cpuShare' | 'minShare' | 'errors' | 'non2xx' | 'requests'>): boolean {
+  return pairedKept({ ...p, errors: p.errors - p.non2xx }) && p.non2xx === p.requests
 }

@@ -74,6 +74,9 @@ if (variant.startsWith('journey')) {
     registry: telemetry.registry,
     tracing: telemetry.tracing,
     precision: variant === 'journey-fine' ? 'fine' : 'default',
+    // The tail rules as the demo reads them (docs/configuration.md): bench:ab compares them on the fail route.
+    keepErrors: process.env.JOURNEY_KEEP_ERRORS !== 'false',
+    keepLimitPerSecond: process.env.JOURNEY_KEEP_PER_SECOND === undefined ? undefined : Number(process.env.JOURNEY_KEEP_PER_SECOND),
     // As the server reads it (off unless set), so bench:ab can measure the header: B_ENV='{"JOURNEY_SERVER_TIMING":"true"}'.
     serverTiming: process.env.JOURNEY_SERVER_TIMING === 'true'
   })
@@ -101,6 +104,8 @@ if (variant.startsWith('journey')) {
 const app = Fastify({ logger: false, serverFactory: factory, ajv: { customOptions: { allowUnionTypes: true } } })
 if (plugin !== undefined) await plugin(app)
 await app.register(demoApp, { computeMaxMs: 1000, ioMaxMs: 1000, downloadMaxKb: 1024, workerThreads: 1 })
+// The fail route (servers.ts): a storm's request, a database down — thrown at once, a 500 with its stack.
+app.get('/fail', async () => { throw new Error('the database is down') })
 await app.listen({ port: httpPort, host: '127.0.0.1' })
 await new Promise<void>(resolve => listenHttps().listen(httpsPort, '127.0.0.1', resolve))
 process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })

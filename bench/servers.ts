@@ -74,12 +74,14 @@ export function peakRssMb (pid: number): number {
 
 export interface BenchRoute {
   name: string
-  key: 'get' | 'post' | 'https' | 'get-close' | 'https-close'
+  key: 'get' | 'post' | 'https' | 'get-close' | 'https-close' | 'fail'
   url: (slot: number) => string
   /** wrk's Lua script (the POST body, a header), a file in the bench's folder. */
   lua: string | undefined
   /** curl's arguments for the same request (bench:run counts one's spans with curl). */
   curl: string[]
+  /** Every answer is a 500, on purpose: what a storm of failing requests costs (bench/server.ts's /fail). */
+  failing?: true
 }
 
 /** The body every POST /echo of the benches sends (1 KiB of JSON). */
@@ -93,7 +95,8 @@ export const DEFAULT_ROUTES: ReadonlyArray<BenchRoute['key']> = ['get', 'post', 
  * three, over keep-alive connections: `get-close` and `https-close`, a new connection for every request
  * (`Connection: close`; over HTTPS a full handshake each, as wrk resumes no session), for what the
  * journey's per-connection work costs (the connection's record, TCP_INFO at accept, its spans), which
- * keep-alive load hardly meets.
+ * keep-alive load hardly meets. And `fail`, whose handler throws: every answer a 500, as in a storm of
+ * failures (a database down), for what the journey's error rule costs (bench:ab with JOURNEY_KEEP_* in A_ENV).
  */
 export function benchRoutes (dir: string): BenchRoute[] {
   writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${POST_BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`)
@@ -106,7 +109,8 @@ export function benchRoutes (dir: string): BenchRoute[] {
     { name: 'POST /echo 1 KiB', key: 'post', url: slot => `http://127.0.0.1:${portsOf(slot).http}/echo`, lua: join(dir, 'post.lua'), curl: post },
     { name: 'GET / over HTTPS', key: 'https', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: undefined, curl: [] },
     { name: 'GET /, new connection each', key: 'get-close', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, lua: join(dir, 'close.lua'), curl: close },
-    { name: 'GET / over HTTPS, new connection each', key: 'https-close', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: join(dir, 'close.lua'), curl: close }
+    { name: 'GET / over HTTPS, new connection each', key: 'https-close', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: join(dir, 'close.lua'), curl: close },
+    { name: 'GET /fail, every answer a 500', key: 'fail', url: slot => `http://127.0.0.1:${portsOf(slot).http}/fail`, lua: undefined, curl: [], failing: true }
   ]
 }
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { AGE_BANDS, byAge, renderByAge, type AgeWindow } from '../bench/by-age.ts'
-import { pairedKept } from '../bench/paired.ts'
+import { failingPairedKept, pairedKept } from '../bench/paired.ts'
 import { median } from '../bench/stats.ts'
 
 const ok = { cpuShare: 0.98, minShare: 0.45, errors: 0, hostSteal: 0.002 }
@@ -21,6 +21,14 @@ test('a paired window counts only when the servers had the core and served witho
   assert.equal(pairedKept({ ...ok, cpuShare: 0.89 }), false, 'other load on the machine')
   assert.equal(pairedKept({ ...ok, minShare: 0.29 }), false, 'one server starved the other')
   assert.equal(pairedKept({ ...ok, errors: 1 }), false, 'an error response is not serving')
+})
+
+test('on the fail route (a storm of 500s) a window counts when every answer was a 500 and no socket failed', () => {
+  const storm = { ...ok, requests: 1000, non2xx: 1000, errors: 1000 }
+  assert.equal(failingPairedKept(storm), true)
+  assert.equal(failingPairedKept({ ...storm, non2xx: 999, errors: 999 }), false, 'a 2xx: not the storm')
+  assert.equal(failingPairedKept({ ...storm, errors: 1001 }), false, 'a socket error is not serving')
+  assert.equal(failingPairedKept({ ...storm, cpuShare: 0.5 }), false, 'other load on the machine')
 })
 
 test('byAge: the median of each band\'s kept windows, per variant and route; edges go to the later band; dropped windows counted', () => {
