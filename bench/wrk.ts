@@ -13,9 +13,8 @@ export interface WrkResult {
    * is not a measurement of serving: a server answering 500s fast would look cheap.
    */
   errors: number
-  /** The two parts of `errors`: a route that fails on purpose (servers.ts, `failing`) answers only non-2xx. */
+  /** Of `errors`, the non-2xx responses: a route that fails on purpose (servers.ts, `failing`) answers only those. */
   non2xx: number
-  socketErrors: number
   /**
    * How often wrk's thread went to sleep per response, in the middle of the run (NaN when not measured).
    * On loopback a server's write wakes wrk when it sleeps, and pays for that in its own kernel time: a
@@ -38,7 +37,6 @@ function parseWrk (out: string): WrkResult {
     p99: lat('99'),
     errors: non2xx + socketErrors,
     non2xx,
-    socketErrors,
     sleepsPerResponse: NaN
   }
 }
