@@ -46,7 +46,7 @@ const EXPORT_DELAY = { OTEL_BSP_SCHEDULE_DELAY: process.env.OTEL_BSP_SCHEDULE_DE
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-latency-'))
 const routeKeys = (process.env.ROUTES ?? 'get,post,https').split(',')
-const routes = benchRoutes(dir).filter(r => routeKeys.includes(r.key) && !r.key.endsWith('-close'))
+const routes = benchRoutes(dir).filter(r => routeKeys.includes(r.key) && !r.key.endsWith('-close') && r.http2 !== true)
 if (routes.length === 0) throw new Error('ROUTES: one or more of get, post, https')
 
 const children = childrenKilledAtExit()

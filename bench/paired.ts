@@ -1,5 +1,5 @@
 // The bench's one measurement: a variant and its bare twin loaded at the same time, both on CPU 0, one wrk
-// each (25 connections) on CPU 1, and the ratio of their requests per server CPU-second.
+// (on HTTP/2 routes h2load) each (25 connections) on CPU 1, and the ratio of their requests per server CPU-second.
 //
 // Why at the same time: this machine's speed drifts by tens of percent within seconds (other tenants), and
 // windows taken one after the other — even bare, A, bare with the ratio per triple — moved single ratios by
@@ -7,8 +7,7 @@
 // and requests/s come from a variant's own solo window instead (run.ts).
 import type { ChildProcess } from 'node:child_process'
 import { cpus } from 'node:os'
-import { CLK_TCK, cpuTimes, hostStealTicks } from './servers.ts'
-import { wrk } from './wrk.ts'
+import { CLK_TCK, cpuTimes, hostStealTicks, type BenchRoute } from './servers.ts'
 
 /** Both servers' CPU per request split into user space and kernel (µs), and the ratio of their requests per CPU-second. */
 export interface Paired {
@@ -32,12 +31,12 @@ export interface Paired {
   hostSteal: number
 }
 
-export async function paired (twin: ChildProcess, twinUrl: string, child: ChildProcess, url: string, lua: string | undefined, seconds: number): Promise<Paired> {
+export async function paired (twin: ChildProcess, twinUrl: string, child: ChildProcess, url: string, load: BenchRoute['load'], seconds: number): Promise<Paired> {
   const b0 = cpuTimes(twin.pid!)
   const v0 = cpuTimes(child.pid!)
   const s0 = hostStealTicks()
   const w0 = performance.now()
-  const [rb, rv] = await Promise.all([wrk(twinUrl, seconds, lua, 25), wrk(url, seconds, lua, 25)])
+  const [rb, rv] = await Promise.all([load(twinUrl, seconds, 25), load(url, seconds, 25)])
   const b1 = cpuTimes(twin.pid!)
   const v1 = cpuTimes(child.pid!)
   const wall = (performance.now() - w0) / 1000

@@ -51,8 +51,9 @@ const variants = VARIANTS.filter(v => only === undefined || only.includes(v) || 
 // figures are discussed there): a quicker look writes results/partial.json and leaves the table alone.
 const dir = mkdtempSync(join(tmpdir(), 'journey-bench-'))
 const routeKeys = process.env.ROUTES?.split(',') ?? DEFAULT_ROUTES
-const ROUTES = benchRoutes(dir).filter(r => routeKeys.includes(r.key))
-if (ROUTES.length !== routeKeys.length) throw new Error(`ROUTES: some of ${benchRoutes(dir).map(r => r.key).join(', ')}`)
+// HTTP/2 routes are bench:ab's: most variants are not measured on HTTP/2 (variants.ts, HTTP2_VARIANTS).
+const ROUTES = benchRoutes(dir).filter(r => routeKeys.includes(r.key) && r.http2 !== true)
+if (ROUTES.length !== routeKeys.length) throw new Error(`ROUTES: some of ${benchRoutes(dir).filter(r => r.http2 !== true).map(r => r.key).join(', ')} (HTTP/2: npm run bench:ab)`)
 const partial = variants.length < VARIANTS.length || ROUNDS < FULL.rounds || DURATION < FULL.duration ||
   ROUTES.map(r => r.key).join() !== DEFAULT_ROUTES.join()
 
@@ -186,7 +187,7 @@ for (let round = 1; round <= ROUNDS; round++) {
       const thaw = freezeOthers([proc, twinProc])
       await Promise.all([wrk(r.url(twin), 2, r.lua, 25), wrk(r.url(slot), 2, r.lua, 25)])
       await pause(400)
-      const p = await paired(twinProc, r.url(twin), proc, r.url(slot), r.lua, DURATION)
+      const p = await paired(twinProc, r.url(twin), proc, r.url(slot), r.load, DURATION)
       // Requests/s, latency and OTLP bytes alone on the core: from one round only, to stay within 10 minutes,
       // and the last one, when every server is oldest (in round 1 the first route meets processes seconds
       // old, and the heavy variants read far slower then).

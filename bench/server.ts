@@ -1,13 +1,15 @@
-// One benchmark variant: Fastify with the demo routes and one way of instrumenting them, on HTTP and HTTPS.
+// One benchmark variant: Fastify with the demo routes and one way of instrumenting them, on HTTP and HTTPS —
+// or, with BENCH_HTTP2=true, on HTTP/2 over TLS alone (Fastify's `http2: true`, on HTTPS_PORT).
 // Every variant is the same app built the same way, so ratios isolate the instrumentation's cost.
 //
 //   BENCH_VARIANT=journey-metrics HTTP_PORT=3100 HTTPS_PORT=3543 node bench/server.ts
+//   BENCH_HTTP2=true BENCH_VARIANT=journey-metrics HTTPS_PORT=3543 node bench/server.ts
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { FastifyInstance, FastifyServerFactory } from 'fastify'
 import { loadTlsMaterial } from '../src/tls-cert.ts'
 
-import { VARIANTS, type VariantName } from './variants.ts'
+import { HTTP2_VARIANTS, VARIANTS, type VariantName } from './variants.ts'
 import { reportTickStateOnSignal } from './tick-state.ts'
 import { keepTickShape } from '../src/tick-shape.ts'
 
@@ -18,6 +20,8 @@ keepTickShape()
 
 const variant = (process.env.BENCH_VARIANT ?? 'bare') as VariantName
 if (!VARIANTS.includes(variant)) throw new Error(`BENCH_VARIANT must be one of ${VARIANTS.join(', ')}`)
+const http2 = process.env.BENCH_HTTP2 === 'true'
+if (http2 && !HTTP2_VARIANTS.includes(variant)) throw new Error(`BENCH_HTTP2: ${variant} is not measured on HTTP/2 (variants.ts says why); one of ${HTTP2_VARIANTS.join(', ')}`)
 const httpPort = Number(process.env.HTTP_PORT ?? 3100)
 const httpsPort = Number(process.env.HTTPS_PORT ?? 3543)
 const tls = await loadTlsMaterial(undefined, undefined)
@@ -101,13 +105,23 @@ if (variant.startsWith('journey')) {
   }
 }
 
-const app = Fastify({ logger: false, serverFactory: factory, ajv: { customOptions: { allowUnionTypes: true } } })
+const ajv = { customOptions: { allowUnionTypes: true } }
+// HTTP/2: Fastify builds the server itself, and the journey's plugin observes it (docs/plugin.md). HTTP/1.1
+// clients are let in only so that starting servers can be asked whether they answer (servers.ts).
+// (Typed as the HTTP/1 app: the plugins and routes below take either.)
+const app: FastifyInstance = http2
+  ? Fastify({ logger: false, http2: true, https: { key: tls.key, cert: tls.cert, allowHTTP1: true }, ajv }) as unknown as FastifyInstance
+  : Fastify({ logger: false, serverFactory: factory, ajv })
 if (plugin !== undefined) await plugin(app)
 await app.register(demoApp, { computeMaxMs: 1000, ioMaxMs: 1000, downloadMaxKb: 1024, workerThreads: 1 })
 // The fail route (servers.ts): a storm's request, a database down — thrown at once, a 500 with its stack.
 app.get('/fail', async () => { throw new Error('the database is down') })
-await app.listen({ port: httpPort, host: '127.0.0.1' })
-await new Promise<void>(resolve => listenHttps().listen(httpsPort, '127.0.0.1', resolve))
+if (http2) {
+  await app.listen({ port: httpsPort, host: '127.0.0.1' })
+} else {
+  await app.listen({ port: httpPort, host: '127.0.0.1' })
+  await new Promise<void>(resolve => listenHttps().listen(httpsPort, '127.0.0.1', resolve))
+}
 process.on('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
 // bench/run.ts asks each server, at the end of its round, whether V8 left it in a slow state (tick-state.ts).
 reportTickStateOnSignal()

@@ -9,13 +9,15 @@ import { setTimeout as pause } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import type { VariantName } from './variants.ts'
+import { h2load } from './h2load.ts'
+import { wrk, type WrkResult } from './wrk.ts'
 import { tickStateOf, type TickState } from './tick-state.ts'
 import { compiledServer, NO_STRIPPER } from './compile.ts'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
 
 /** The programs the benches run, and the Debian package each comes from. */
-const TOOLS = { wrk: 'wrk', taskset: 'util-linux', curl: 'curl' } as const
+const TOOLS = { wrk: 'wrk', h2load: 'nghttp2-client', taskset: 'util-linux', curl: 'curl' } as const
 
 const onPath = (program: string): boolean => (process.env.PATH ?? '').split(delimiter).some(dir => {
   try {
@@ -74,10 +76,14 @@ export function peakRssMb (pid: number): number {
 
 export interface BenchRoute {
   name: string
-  key: 'get' | 'post' | 'https' | 'get-close' | 'https-close' | 'fail'
+  key: 'get' | 'post' | 'https' | 'get-close' | 'https-close' | 'fail' | 'h2' | 'h2-post'
   url: (slot: number) => string
-  /** wrk's Lua script (the POST body, a header), a file in the bench's folder. */
+  /** wrk's Lua script (the POST body, a header), a file in the bench's folder; undefined on HTTP/2. */
   lua: string | undefined
+  /** Loads `url` for `seconds` over `connections` connections: wrk with `lua`, or on HTTP/2 h2load. */
+  load: (url: string, seconds: number, connections: number) => Promise<WrkResult>
+  /** Served by bench/server.ts's HTTP/2 app (StartOptions.http2), loaded by h2load: only bench:ab takes it. */
+  http2?: true
   /** curl's arguments for the same request (bench:run counts one's spans with curl). */
   curl: string[]
   /** Every answer is a 500, on purpose: what a storm of failing requests costs (bench/server.ts's /fail). */
@@ -97,6 +103,8 @@ export const DEFAULT_ROUTES: ReadonlyArray<BenchRoute['key']> = ['get', 'post', 
  * journey's per-connection work costs (the connection's record, TCP_INFO at accept, its spans), which
  * keep-alive load hardly meets. And `fail`, whose handler throws: every answer a 500, as in a storm of
  * failures (a database down), for what the journey's error rule costs (bench:ab with JOURNEY_KEEP_* in A_ENV).
+ * And `h2`, `h2-post`: the table's GET and POST over HTTP/2 (TLS, h2load's 10 streams per connection), on
+ * bench/server.ts's HTTP/2 app, for bench:ab (A_VARIANT=bare against a variant).
  */
 export function benchRoutes (dir: string): BenchRoute[] {
   writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nwrk.body = '${POST_BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`)
@@ -104,13 +112,17 @@ export function benchRoutes (dir: string): BenchRoute[] {
   writeFileSync(join(dir, 'close.lua'), 'wrk.headers["Connection"] = "close"\n')
   const post = ['-H', 'content-type: application/json', '--data-binary', `@${join(dir, 'post.json')}`]
   const close = ['-H', 'connection: close']
+  const byWrk = (lua: string | undefined) => ({ lua, load: (url: string, seconds: number, connections: number) => wrk(url, seconds, lua, connections) })
+  const byH2load = (args: string[]) => ({ lua: undefined, http2: true as const, load: (url: string, seconds: number, connections: number) => h2load(url, seconds, args, connections) })
   return [
-    { name: 'GET /', key: 'get', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, lua: undefined, curl: [] },
-    { name: 'POST /echo 1 KiB', key: 'post', url: slot => `http://127.0.0.1:${portsOf(slot).http}/echo`, lua: join(dir, 'post.lua'), curl: post },
-    { name: 'GET / over HTTPS', key: 'https', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: undefined, curl: [] },
-    { name: 'GET /, new connection each', key: 'get-close', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, lua: join(dir, 'close.lua'), curl: close },
-    { name: 'GET / over HTTPS, new connection each', key: 'https-close', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, lua: join(dir, 'close.lua'), curl: close },
-    { name: 'GET /fail, every answer a 500', key: 'fail', url: slot => `http://127.0.0.1:${portsOf(slot).http}/fail`, lua: undefined, curl: [], failing: true }
+    { name: 'GET /', key: 'get', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, ...byWrk(undefined), curl: [] },
+    { name: 'POST /echo 1 KiB', key: 'post', url: slot => `http://127.0.0.1:${portsOf(slot).http}/echo`, ...byWrk(join(dir, 'post.lua')), curl: post },
+    { name: 'GET / over HTTPS', key: 'https', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, ...byWrk(undefined), curl: [] },
+    { name: 'GET /, new connection each', key: 'get-close', url: slot => `http://127.0.0.1:${portsOf(slot).http}/`, ...byWrk(join(dir, 'close.lua')), curl: close },
+    { name: 'GET / over HTTPS, new connection each', key: 'https-close', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, ...byWrk(join(dir, 'close.lua')), curl: close },
+    { name: 'GET /fail, every answer a 500', key: 'fail', url: slot => `http://127.0.0.1:${portsOf(slot).http}/fail`, ...byWrk(undefined), curl: [], failing: true },
+    { name: 'GET / over HTTP/2', key: 'h2', url: slot => `https://127.0.0.1:${portsOf(slot).https}/`, ...byH2load([]), curl: ['--http2'] },
+    { name: 'POST /echo 1 KiB over HTTP/2', key: 'h2-post', url: slot => `https://127.0.0.1:${portsOf(slot).https}/echo`, ...byH2load(['-d', join(dir, 'post.json'), '-H', 'content-type: application/json']), curl: ['--http2', ...post] }
   ]
 }
 
@@ -133,6 +145,8 @@ export interface StartOptions {
   stdout: string
   /** The started process is added here at once, so that whoever started it can kill it if starting fails. */
   children: ChildProcess[]
+  /** Serve HTTP/2 over TLS on the HTTPS port, and nothing else (bench/server.ts's BENCH_HTTP2). */
+  http2?: boolean
 }
 
 // The servers' certificate is self-signed; `reset` closes each connection after its answer, as curl's did.
@@ -161,7 +175,7 @@ export async function startServer (v: VariantName, slot: number, opts: StartOpti
     // Every exporting variant flushes a partial batch after 200 ms (not the default 5 s), so spans of one
     // window reach the receiver before the next window starts and are counted for the variant that made them
     // (bench:latency, which counts no spans, asks for the default back: opts.env).
-    env: { PATH: process.env.PATH, OTEL_BSP_SCHEDULE_DELAY: '200', ...opts.env, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https) },
+    env: { PATH: process.env.PATH, OTEL_BSP_SCHEDULE_DELAY: '200', ...opts.env, BENCH_VARIANT: v, HTTP_PORT: String(http), HTTPS_PORT: String(https), BENCH_HTTP2: String(opts.http2 === true) },
     stdio: ['ignore', fd, 'inherit']
   })
   closeSync(fd) // the child has its own copy

@@ -29,7 +29,7 @@ const WINDOW = 2
 // reducer changes nothing, and keeping them equal keeps the two benches comparable).
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-steady-'))
-const routes = benchRoutes(dir).filter(r => (process.env.ROUTES ?? 'get').split(',').includes(r.key))
+const routes = benchRoutes(dir).filter(r => (process.env.ROUTES ?? 'get').split(',').includes(r.key) && r.http2 !== true)
 if (routes.length === 0) throw new Error('ROUTES: one or more of get, post, https')
 
 const children = childrenKilledAtExit()
@@ -54,7 +54,7 @@ for (let pair = 1; pair <= PAIRS; pair++) {
       const ratios: string[] = []
       let steal = 0
       for (let ageS = WINDOW; ageS <= AGE; ageS += WINDOW) {
-        const p = await paired(twin, r.url(0), proc, r.url(1), r.lua, WINDOW)
+        const p = await paired(twin, r.url(0), proc, r.url(1), r.load, WINDOW)
         windows.push({ variant: v, route: r.name, pair, ageS, ratio: p.ratio, cpuShare: p.cpuShare, minShare: p.minShare, errors: p.errors, hostSteal: p.hostSteal })
         ratios.push(p.ratio.toFixed(2))
         steal = Math.max(steal, p.hostSteal)
