@@ -18,6 +18,7 @@
 //   REQUESTS=5000 WINDOWS=5 TOP=20 npm run bench:instructions
 //   CACHE_SIM=1 VARIANTS=journey-metrics,prom-client-histogram ROUTES=get npm run bench:instructions
 //   VARIANTS=journey-metrics ROUTES=get-close WINDOWS=11 WARMUP=5000 REQUESTS=2000 npm run bench:instructions
+//   VARIANTS=journey-metrics ROUTES=h2,h2-post WINDOWS=3 WARMUP=10000 REQUESTS=2000 npm run bench:instructions
 //
 // CACHE_SIM=1 also simulates the caches (callgrind --cache-sim=yes) and prints data cache misses per request
 // beside the instructions, and where they differ from bare. Why: equal instruction counts can still cost
@@ -43,7 +44,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool } from 'undici'
-import { variantsFrom, type VariantName } from './variants.ts'
+import { HTTP2_VARIANTS, variantsFrom, type VariantName } from './variants.ts'
 import { childrenKilledAtExit, POST_BODY, root } from './servers.ts'
 import { callgrindEvents, costDiff, functionCosts, parsePerfMap } from './callgrind.ts'
 import { compiledServer, NO_STRIPPER } from './compile.ts'
@@ -65,8 +66,20 @@ const ROUTES = [
   // Not in the default set: a connection per request (undici's `reset` sends `Connection: close` and
   // reconnects), so a window counts what a connection costs — its accept, record, metrics and close —
   // beside its one request, as npm run bench's get-close route measures in time.
-  { key: 'get-close', name: 'GET /, new conn.', path: '/', method: 'GET' as const, body: undefined, reset: true }
+  { key: 'get-close', name: 'GET /, new conn.', path: '/', method: 'GET' as const, body: undefined, reset: true },
+  // Not in the default set: GET / and POST /echo over HTTP/2 with TLS, on bench/server.ts's HTTP/2 app
+  // (BENCH_HTTP2), as bench:ab's h2 routes; undici speaks h2 to it, its streams on the same 10 connections.
+  { key: 'h2', name: 'GET / over h2', path: '/', method: 'GET' as const, body: undefined, http2: true },
+  { key: 'h2-post', name: 'POST /echo h2', path: '/echo', method: 'POST' as const, body: POST_BODY, http2: true }
 ].filter(r => (process.env.ROUTES ?? FULL.routes).split(',').includes(r.key))
+type Route = typeof ROUTES[number]
+// One server per variant and protocol: the HTTP/2 app serves only HTTP/2 (and HTTP/1.1 over its TLS port).
+const PROTOCOLS = [ROUTES.filter(r => !('http2' in r)), ROUTES.filter(r => 'http2' in r)].filter(g => g.length > 0)
+const refused = ROUTES.some(r => 'http2' in r) ? only.filter(v => !HTTP2_VARIANTS.includes(v)) : []
+if (refused.length > 0) {
+  console.error(`${refused.join(', ')}: not measured on HTTP/2 (bench/variants.ts says why); one of ${HTTP2_VARIANTS.join(', ')}`)
+  process.exit(1)
+}
 
 for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate']) {
   try { execFileSync('which', [tool], { stdio: 'ignore' }) } catch {
@@ -82,13 +95,16 @@ if (variants.some(v => v === 'journey-1pct' || v === 'journey-100pct' || v.start
   children.push(spawn(process.execPath, [join(root, 'bench', 'receiver.ts')], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }))
 }
 
-async function request (pool: Pool, r: typeof ROUTES[number]): Promise<void> {
+async function request (pool: Pool, r: Route): Promise<void> {
   const res = await pool.request({ path: r.path, method: r.method, body: r.body, reset: 'reset' in r, headers: r.body === undefined ? {} : { 'content-type': 'application/json' } })
   await res.body.dump()
   if (res.statusCode !== 200) throw new Error(`${r.name}: status ${res.statusCode}`)
+  // HTTP/2 forbids connection-specific headers (RFC 9113, 8.2.2); Node's HTTP/1.1 server always sends one.
+  // So an h2 route answered with one was counted over HTTP/1.1: stop rather than call its figure HTTP/2's.
+  if ('http2' in r && res.headers.connection !== undefined) throw new Error(`${r.name}: answered over HTTP/1.1, not h2`)
 }
 
-async function load (pool: Pool, r: typeof ROUTES[number], n: number): Promise<void> {
+async function load (pool: Pool, r: Route, n: number): Promise<void> {
   let left = n
   await Promise.all(Array.from({ length: 10 }, async () => { while (left-- > 0) await request(pool, r) }))
 }
@@ -111,12 +127,13 @@ interface Result {
 const misses = (w: Window, level: 'D1' | 'DL'): number => ((w.events.get(`${level}mr`) ?? 0) + (w.events.get(`${level}mw`) ?? 0)) / REQUESTS
 const results: Result[] = []
 
-for (const v of variants) {
+for (const v of variants) for (const group of PROTOCOLS) {
+  const http2 = group.some(r => 'http2' in r)
   const port = 3900 + variants.indexOf(v)
-  const out = `${v}.out`
+  const out = `${v}${http2 ? '-h2' : ''}.out`
   const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', ...(CACHE_SIM ? ['--cache-sim=yes', `--LL=${CACHE_LL}`] : []), `--callgrind-out-file=${join(dir, out)}`,
     process.execPath, '--no-memory-reducer', '--perf-basic-prof', '--no-concurrent-recompilation', NO_STRIPPER, compiledServer(root)], {
-    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(port), HTTPS_PORT: String(port + 400), OTEL_BSP_SCHEDULE_DELAY: '200' },
+    env: { PATH: process.env.PATH, BENCH_VARIANT: v, HTTP_PORT: String(port), HTTPS_PORT: String(port + 400), OTEL_BSP_SCHEDULE_DELAY: '200', BENCH_HTTP2: String(http2) },
     // Node 24's --perf-basic-prof also writes V8's isolate-*.log into the working directory: the run's own.
     cwd: dir,
     stdio: ['ignore', 'ignore', 'pipe']
@@ -124,15 +141,18 @@ for (const v of variants) {
   children.push(child)
   let stderr = ''
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 10 })
+  // The HTTP/2 app's certificate is self-signed, made at its start.
+  const pool = http2
+    ? new Pool(`https://127.0.0.1:${port + 400}`, { connections: 10, allowH2: true, connect: { rejectUnauthorized: false } })
+    : new Pool(`http://127.0.0.1:${port}`, { connections: 10 })
   for (let i = 0; ; i++) {
     await pause(500)
-    try { await request(pool, ROUTES[0]!); break } catch (err) {
+    try { await request(pool, group[0]!); break } catch (err) {
       if (i > 240 || child.exitCode !== null) throw new Error(`${v} did not start under valgrind\n${stderr.slice(-2000)}`, { cause: err })
     }
   }
   const pid = child.pid!
-  for (const r of ROUTES) {
+  for (const r of group) {
     process.stdout.write(`${v.padEnd(22)} ${r.name.padEnd(17)} warming (${WARMUP} requests uncounted) …`)
     await load(pool, r, WARMUP)
     execFileSync('callgrind_control', ['-i', 'on', String(pid)], { stdio: 'ignore' })

@@ -1,7 +1,7 @@
 // npm run bench:instructions with fewer variants, routes, windows or requests than its defaults is a quick
 // look: it writes bench/results/instructions-partial.json and leaves instructions.json — the run
 // bench/README.md's instruction table quotes — as it was (a quick look had once replaced it). Run here under
-// valgrind with the smallest settings; it asserts no figure.
+// valgrind with the smallest settings, over HTTP/1.1 and HTTP/2 (a server of each); it asserts no figure.
 import assert from 'node:assert/strict'
 import { execFile, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
@@ -20,7 +20,7 @@ test('a partial bench:instructions run writes results/instructions-partial.json 
   const before = readFileSync(full, 'utf8')
   const { code, out, err } = await new Promise<{ code: number, out: string, err: string }>(resolve => {
     execFile(process.execPath, [join(root, 'bench', 'instructions.ts')], {
-      env: { PATH: process.env.PATH, VARIANTS: 'bare', ROUTES: 'get', WINDOWS: '1', REQUESTS: '200', WARMUP: '300', TOP: '1' }, timeout: 300_000
+      env: { PATH: process.env.PATH, VARIANTS: 'bare', ROUTES: 'get,h2', WINDOWS: '1', REQUESTS: '200', WARMUP: '300', TOP: '1' }, timeout: 300_000
     }, (e, stdout, stderr) => resolve({ code: e === null ? 0 : (e as { code?: number }).code ?? 1, out: stdout, err: stderr }))
   })
   assert.equal(code, 0, `${err}${out}`)
@@ -28,5 +28,14 @@ test('a partial bench:instructions run writes results/instructions-partial.json 
   assert.equal(readFileSync(full, 'utf8'), before, 'instructions.json changed')
   assert.ok(existsSync(partial))
   const rows = (JSON.parse(readFileSync(partial, 'utf8')) as { rows: Array<{ variant: string, route: string }> }).rows
-  assert.deepEqual(rows.map(r => `${r.variant} ${r.route}`), ['bare GET /'])
+  // The h2 row exists only if every answer came over HTTP/2 (instructions.ts stops at one that did not).
+  assert.deepEqual(rows.map(r => `${r.variant} ${r.route}`), ['bare GET /', 'bare GET / over h2'])
+})
+
+test('bench:instructions refuses, before starting valgrind, a variant not measured on HTTP/2', () => {
+  const r = spawnSync(process.execPath, [join(root, 'bench', 'instructions.ts')], {
+    env: { PATH: process.env.PATH, VARIANTS: 'usual-100pct', ROUTES: 'h2' }, encoding: 'utf8', timeout: 60_000
+  })
+  assert.notEqual(r.status, 0)
+  assert.match(r.stderr, /usual-100pct: not measured on HTTP\/2/)
 })
