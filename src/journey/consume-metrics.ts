@@ -63,7 +63,7 @@ export function createMetricsConsumer (registry: MetricsRegistry, owner?: Journe
   })
   const requestBodySize = new FastHistogram({
     name: METRIC.requestBodySize,
-    help: 'Size of HTTP request bodies on the wire, before decompression (Content-Length, or the bytes of a body sent without one).',
+    help: 'Size of HTTP request bodies on the wire, before decompression: the Content-Length of an HTTP/1 body that arrived whole; the bytes that arrived of a chunked or HTTP/2 body.',
     labelNames: ['http_request_method', 'http_route'],
     buckets: buckets.sizes,
     registers
