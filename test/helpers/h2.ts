@@ -57,12 +57,17 @@ export function h2RawRequest (block: Buffer, maxFrame = 16_384): Buffer {
   return Buffer.concat(frames)
 }
 
-/** The frames in `bytes` a server sent: type, stream, and a GOAWAY's error code. */
-export function h2Frames (bytes: Buffer): Array<{ type: number, stream: number, goawayError?: number }> {
-  const frames: Array<{ type: number, stream: number, goawayError?: number }> = []
+/** The frames in `bytes` a server sent: type, stream, and a GOAWAY's or an RST_STREAM's error code. */
+export function h2Frames (bytes: Buffer): Array<{ type: number, stream: number, goawayError?: number, rstError?: number }> {
+  const frames: Array<{ type: number, stream: number, goawayError?: number, rstError?: number }> = []
   for (let off = 0; off + 9 <= bytes.length; off += 9 + bytes.readUIntBE(off, 3)) {
     const type = bytes[off + 3]!
-    frames.push({ type, stream: bytes.readUInt32BE(off + 5) & 0x7fffffff, ...(type === 0x7 ? { goawayError: bytes.readUInt32BE(off + 13) } : {}) })
+    frames.push({
+      type,
+      stream: bytes.readUInt32BE(off + 5) & 0x7fffffff,
+      ...(type === 0x7 ? { goawayError: bytes.readUInt32BE(off + 13) } : {}),
+      ...(type === 0x3 && off + 13 <= bytes.length ? { rstError: bytes.readUInt32BE(off + 9) } : {})
+    })
   }
   return frames
 }
