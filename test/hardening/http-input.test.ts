@@ -57,6 +57,24 @@ test('an HTTP/2 client (prior knowledge) gets 400 and is counted as reason="http
   await stillServing()
 })
 
+test('a bad chunk after a good one: the 400 is the connection\'s; the request it cut ends aborted by the server, with no status of its own', async () => {
+  const before = await badRequests()
+  const c = await connect(t.server.ports.http)
+  await c.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"mes\r\n')
+  await sleep(50) // the handler is waiting for the body by now
+  await c.write('zz\r\nsage":"hi"}\r\n0\r\n\r\n')
+  const text = await c.read(undefined, 3000)
+  assert.equal(statusOf(text), 400, text)
+  const spans = await t.spansWhere(s => roots(s, '/echo').length === 1)
+  const root = roots(spans, '/echo')[0]!
+  assert.equal(root.attributes['journey.aborted'], true)
+  assert.equal(root.attributes['journey.aborted_by'], 'server')
+  assert.equal(root.attributes['http.response.status_code'], undefined, 'the 400 went out on the connection, not as its response')
+  await sleep(20)
+  assert.equal(await badRequests(), before + 1, 'counted once, as a malformed request')
+  await stillServing()
+})
+
 test('a connection error is counted when it happens, not when the socket finally closes', async () => {
   // Node answers a bad request and destroys the socket inside the 'clientError' event; the socket's
   // 'close' comes a loop phase later. A client can see the connection end (and scrape) in between —
