@@ -61,7 +61,7 @@ test('a bad chunk after a good one: the 400 is the connection\'s; the request it
   const before = await badRequests()
   const c = await connect(t.server.ports.http)
   await c.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"mes\r\n')
-  await sleep(50) // the handler is waiting for the body by now
+  await sleep(50) // Fastify is reading the body by now
   await c.write('zz\r\nsage":"hi"}\r\n0\r\n\r\n')
   const text = await c.read(undefined, 3000)
   assert.equal(statusOf(text), 400, text)
