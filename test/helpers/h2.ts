@@ -1,5 +1,7 @@
 // An HTTP/2 request with Node's own client, for the tests of HTTP/2 apps.
 import type { ClientHttp2Session } from 'node:http2'
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 /** Sends one request on `session` (a JSON body, if given) and resolves with its status once its response has ended. */
 export function h2 (session: ClientHttp2Session, path: string, method = 'GET', body?: string): Promise<number> {
@@ -47,9 +49,14 @@ export function hpackRequest (headers: Record<string, string>): Buffer {
   return Buffer.concat([Buffer.from([0x82, 0x86, 0x84]), ...fields])
 }
 
-/** The client's connection preface and empty SETTINGS, then `block` as stream 1's HEADERS (END_STREAM) and CONTINUATION frames. */
+/** The client's connection preface and an empty SETTINGS frame: what a raw client sends first. */
+export function h2Preface (): Buffer {
+  return Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2Frame(0x4, 0, 0, Buffer.alloc(0))])
+}
+
+/** The preface, then `block` as stream 1's HEADERS (END_STREAM) and CONTINUATION frames. */
 export function h2RawRequest (block: Buffer, maxFrame = 16_384): Buffer {
-  const frames = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2Frame(0x4, 0, 0, Buffer.alloc(0))]
+  const frames = [h2Preface()]
   for (let off = 0; off < block.length; off += maxFrame) {
     const endHeaders = off + maxFrame >= block.length ? 0x4 : 0
     frames.push(off === 0 ? h2Frame(0x1, 0x1 | endHeaders, 1, block.subarray(off, off + maxFrame)) : h2Frame(0x9, endHeaders, 1, block.subarray(off, off + maxFrame)))
@@ -70,4 +77,20 @@ export function h2Frames (bytes: Buffer): Array<{ type: number, stream: number, 
     })
   }
   return frames
+}
+
+/**
+ * Writes `bytes` to a plain (h2c) server on 127.0.0.1:`port` and collects what it answers until `done` says
+ * enough (or the server closes, or 3 s pass); then closes and returns the server's frames.
+ */
+export async function h2RawExchange (port: number, bytes: Buffer, done: (frames: ReturnType<typeof h2Frames>) => boolean): Promise<ReturnType<typeof h2Frames>> {
+  const socket = connect(port, '127.0.0.1')
+  const got: Buffer[] = []
+  socket.on('data', (d: Buffer) => got.push(d))
+  socket.on('error', () => {})
+  socket.write(bytes)
+  for (let i = 0; i < 150 && !socket.closed && !done(h2Frames(Buffer.concat(got))); i++) await sleep(20)
+  socket.destroy()
+  await sleep(50)
+  return h2Frames(Buffer.concat(got))
 }

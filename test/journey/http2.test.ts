@@ -15,7 +15,7 @@ import { createJourney, journeyTracing, summarize, type JourneySummary } from '.
 import { loadTlsMaterial } from '../../src/tls-cert.ts'
 import { parseMetrics, sum } from '../../experiments/lib/metrics.ts'
 import { durationMs, roots, stageNames, waterfall } from '../helpers/spans.ts'
-import { h2, h2Frame, h2Frames, h2RawRequest, hpackRequest } from '../helpers/h2.ts'
+import { h2, h2Frame, h2Preface, h2RawExchange, h2RawRequest, hpackRequest } from '../helpers/h2.ts'
 
 const closing: Array<() => Promise<unknown>> = []
 after(async () => { for (const close of closing.reverse()) await close() })
@@ -337,21 +337,11 @@ test('bad HTTP/2 input is counted: a protocol error (h2c), a TLS client that off
 })
 
 test('a header block past maxHeaderListSize, which Node\'s own client refuses to send, is a counted protocol error when a raw client sends it', async () => {
-  const { connect: connectTcp } = await import('node:net')
   const { registry, url } = await h2App()
   const port = Number(new URL(url).port)
-  const send = async (headerBytes: number): Promise<ReturnType<typeof h2Frames>> => {
-    const socket = connectTcp(port, '127.0.0.1')
-    const got: Buffer[] = []
-    socket.on('data', (d: Buffer) => got.push(d))
-    socket.on('error', () => {})
-    socket.write(h2RawRequest(hpackRequest({ ':authority': 'localhost', 'x-big': 'a'.repeat(headerBytes) })))
-    // Served, the client closes after its response; refused, the server closes.
-    for (let i = 0; i < 100 && !socket.closed && !h2Frames(Buffer.concat(got)).some(f => f.type === 0x0 && f.stream === 1); i++) await sleep(20)
-    socket.destroy()
-    await sleep(20)
-    return h2Frames(Buffer.concat(got))
-  }
+  // Served, the client closes after its response; refused, the server closes.
+  const send = (headerBytes: number): ReturnType<typeof h2RawExchange> =>
+    h2RawExchange(port, h2RawRequest(hpackRequest({ ':authority': 'localhost', 'x-big': 'a'.repeat(headerBytes) })), frames => frames.some(f => f.type === 0x0 && f.stream === 1))
   // Under the 64 KiB default (20 KB, past HTTP/1.1's 16 KiB header limit): served, so the raw client is right.
   const served = await send(20_000)
   assert.ok(served.some(f => f.type === 0x1 && f.stream === 1), 'a response\'s HEADERS on stream 1')
@@ -369,29 +359,17 @@ test('a header block past maxHeaderListSize, which Node\'s own client refuses to
 })
 
 test('a malformed header block (a connection-specific header) never reaches JavaScript: RST_STREAM, nothing counted; past Node\'s 1,000 the session ends, counted', async () => {
-  const { connect: connectTcp } = await import('node:net')
   const { registry, url } = await h2App()
   const port = Number(new URL(url).port)
-  const preface = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2Frame(0x4, 0, 0, Buffer.alloc(0))])
+  const preface = h2Preface()
   // HTTP/2 forbids connection-specific headers (RFC 9113, 8.2.2): nghttp2 resets such a stream while it
   // decodes the block, and Node reports that to no listener (it only counts it against maxSessionInvalidFrames).
   const malformed = hpackRequest({ ':authority': 'localhost', connection: 'keep-alive' })
   const good = hpackRequest({ ':authority': 'localhost' })
   const headers = (stream: number, block: Buffer): Buffer => h2Frame(0x1, 0x5, stream, block) // END_STREAM | END_HEADERS
-  const send = async (bytes: Buffer, done: (frames: ReturnType<typeof h2Frames>) => boolean): Promise<ReturnType<typeof h2Frames>> => {
-    const socket = connectTcp(port, '127.0.0.1')
-    const got: Buffer[] = []
-    socket.on('data', (d: Buffer) => got.push(d))
-    socket.on('error', () => {})
-    socket.write(bytes)
-    for (let i = 0; i < 150 && !socket.closed && !done(h2Frames(Buffer.concat(got))); i++) await sleep(20)
-    socket.destroy()
-    await sleep(50)
-    return h2Frames(Buffer.concat(got))
-  }
 
   // One malformed stream, then a good one on the same connection: the first reset, the second served.
-  const one = await send(Buffer.concat([preface, headers(1, malformed), headers(3, good)]), f => f.some(x => x.type === 0x0 && x.stream === 3))
+  const one = await h2RawExchange(port, Buffer.concat([preface, headers(1, malformed), headers(3, good)]), f => f.some(x => x.type === 0x0 && x.stream === 3))
   assert.deepEqual(one.filter(f => f.stream === 1).map(f => [f.type, f.rstError]), [[0x3, 0x1]], 'stream 1: RST_STREAM PROTOCOL_ERROR alone')
   assert.ok(one.some(f => f.type === 0x1 && f.stream === 3), 'stream 3 answered on the same connection')
   await counted(registry, 1)
@@ -401,7 +379,7 @@ test('a malformed header block (a connection-specific header) never reaches Java
 
   // A flood of them on one session: Node ends it past maxSessionInvalidFrames (1,000 by default).
   const flood = Buffer.concat([preface, ...Array.from({ length: 1100 }, (_, i) => headers(2 * i + 1, malformed))])
-  const frames = await send(flood, f => f.some(x => x.type === 0x7))
+  const frames = await h2RawExchange(port, flood, f => f.some(x => x.type === 0x7))
   assert.ok(frames.some(f => f.type === 0x7), 'GOAWAY')
   m = parseMetrics(await registry.metrics())
   assert.equal(sum(m, 'journey_connection_errors_total', { listener: 'http', reason: 'http2_protocol' }), 1)
